@@ -1,0 +1,1 @@
+"""ChronoMoE: mixture-of-experts routers with experts tracked on three clocks."""

@@ -1,0 +1,1 @@
+"""chronomoe's plugin: routers and the MoE layer, registered through the `mosaic` entry point."""

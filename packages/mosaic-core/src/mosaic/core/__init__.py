@@ -1,0 +1,52 @@
+"""mosaic-core: the event substrate and the plugin system of the MOSAIC toolkit.
+
+Public names are imported on first use (PEP 562), so ``import mosaic.core`` is cheap and never
+imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # plugin system
+    "hookimpl": "mosaic.core.plugins.hookspecs",
+    "hookspec": "mosaic.core.plugins.hookspecs",
+    "Registry": "mosaic.core.registry",
+    "Component": "mosaic.core.registry",
+    "get_registry": "mosaic.core.plugins.host",
+    "get_host": "mosaic.core.plugins.host",
+    # errors
+    "MosaicError": "mosaic.core.errors",
+    "ConfigError": "mosaic.core.errors",
+    # events
+    "EventEnvelope": "mosaic.core.events.envelope",
+    "EventEncoder": "mosaic.core.events.codec",
+    "EventDecoder": "mosaic.core.events.codec",
+    "StreamingEventDecoder": "mosaic.core.events.codec",
+    "EVENT_DELIMITER": "mosaic.core.events.codec",
+    "EventBus": "mosaic.core.events.bus",
+    "EventHandler": "mosaic.core.events.bus",
+    "HomeostaticLoop": "mosaic.core.homeostasis",
+    "IntrinsicDrive": "mosaic.core.homeostasis",
+    "DriveBand": "mosaic.core.homeostasis",
+    "CommitmentLedger": "mosaic.core.ledger",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mosaic.core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,0 +1,140 @@
+"""Structuring plain mappings (from YAML, JSON or the command line) into attrs config classes.
+
+One strict cattrs converter: extra keys are rejected, numbers are not silently truncated
+(``3.5`` is not an ``int``), booleans are not numbers, and every problem is reported at once as a
+``$.path: message`` line inside a single :class:`~mosaic.core.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.errors import ForbiddenExtraKeysError
+
+from mosaic.core.errors import ConfigError, ConfigProblem
+
+T = TypeVar("T")
+
+
+def _structure_int(value: Any, _type: type) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected int, got {_describe(value)}")
+    return value
+
+
+def _structure_float(value: Any, _type: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected float, got {_describe(value)}")
+    if math.isnan(value):
+        raise ValueError("expected a number, got NaN")
+    return float(value)
+
+
+def _structure_bool(value: Any, _type: type) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected bool (true/false), got {_describe(value)}")
+    return value
+
+
+def _structure_str(value: Any, _type: type) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected str, got {_describe(value)}")
+    return value
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+@functools.cache
+def converter() -> cattrs.Converter:
+    """The shared strict converter (built on first use, never at import)."""
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(float, _structure_float)
+    conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook(str, _structure_str)
+    return conv
+
+
+def _format_exception(exc: BaseException, type_: type | None) -> str:
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    if isinstance(exc, ForbiddenExtraKeysError):
+        return f"unknown key(s): {', '.join(sorted(exc.extra_fields))}"
+    if isinstance(exc, (TypeError, ValueError)) and str(exc):
+        message = str(exc)
+        if " not in literal " in message:
+            allowed = getattr(type_, "__args__", ())
+            return f"expected one of {', '.join(map(repr, allowed))}"
+        return message
+    name = getattr(type_, "__name__", None) or str(type_)
+    return f"invalid value for {name}: {exc}"
+
+
+def config_problems(exc: BaseException, *, path: str = "$") -> list[ConfigProblem]:
+    """Flatten a cattrs validation error into ``ConfigProblem``s with ``$.a.b`` paths."""
+    problems: list[ConfigProblem] = []
+    for line in cattrs.transform_error(exc, path=path, format_exception=_format_exception):
+        message, _, where = line.rpartition(" @ ")
+        problems.append(ConfigProblem(path=where or path, message=message or line))
+    return problems
+
+
+def structure_config(
+    data: Any, cls: type[T], *, path: str = "$", source: str | None = None
+) -> T:
+    """Build ``cls`` from ``data`` or raise a :class:`ConfigError` listing every problem."""
+    if not attrs.has(cls):
+        raise TypeError(f"{cls!r} is not an attrs class")
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            [ConfigProblem(path, f"expected a mapping of {cls.__name__} fields, got {_describe(data)}")],
+            source=source,
+        )
+    try:
+        return converter().structure(dict(data), cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
+        if isinstance(exc, cattrs.BaseValidationError):
+            raise ConfigError(config_problems(exc, path=path), source=source) from None
+        # A validator on the class itself (cross-field check) raised after its fields structured.
+        raise ConfigError([ConfigProblem(path, str(exc))], source=source) from None
+
+
+def unstructure_config(config: Any) -> Any:
+    """The plain (YAML/JSON-ready) form of a config object."""
+    return converter().unstructure(config)
+
+
+def config_fields(cls: type) -> list[tuple[str, str, Any]]:
+    """``(name, type, default)`` for each field of an attrs config class, for display."""
+    rows = []
+    for field in attrs.fields(cls):
+        type_name = _type_name(field.type)
+        default = field.default
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = default.factory() if not default.takes_self else "<computed>"
+        elif default is attrs.NOTHING:
+            default = "<required>"
+        rows.append((field.name, type_name, default))
+    return rows
+
+
+def _type_name(type_: Any) -> str:
+    if type_ is None:
+        return "any"
+    if isinstance(type_, str):
+        return type_
+    if isinstance(type_, type) and not getattr(type_, "__args__", None):
+        return type_.__name__
+    return str(type_).replace("typing.", "")

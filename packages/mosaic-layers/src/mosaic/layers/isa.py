@@ -1,0 +1,100 @@
+"""The instruction set of the MOSAIC VM, declared without torch.
+
+An opcode does not run code: it declares the value it gives to each *control channel* of a block.
+For every token the block mixes, channel by channel, the values of all opcodes weighted by the
+opcode probabilities (a straight-through one-hot by default)::
+
+    channel[b, t] = sum_v  p[b, t, v] * value_v(channel)
+
+where ``value_v(channel)`` is what opcode ``v`` declares, or the channel's default when it declares
+nothing. Because the probabilities sum to one, an opcode that leaves every channel unset behaves like
+NOP. Plugin opcodes extend the VM purely by declaring channel values — no block code changes.
+
+Channels (defaults in brackets):
+
+- ``read`` [0]: gate on memory reads (READ_MEM and SCAN open it).
+- ``write`` [0]: gate on memory and register writes (WRITE_MEM opens it).
+- ``clear`` [0]: strength with which the routed memory slot is cleared (CLEAR_MEM).
+- ``update`` [1]: scale of the block's residual update; IDLE sets it to 0.
+- ``fusion`` [1]: multiplier on the state/memory/register fusion gates (GATE_UP 2, GATE_DOWN 0.5).
+- ``scan`` [0]: mix-in of a summary read across all buckets (SCAN).
+- ``commit`` [0]: drive of the commitment head's input (COMMIT).
+- ``respond`` [0]: response-onset signal exposed as an aux output (RESPOND).
+- ``output_scale`` [1]: multiplier on the block's whole update, for opcodes that damp or amplify.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import attrs
+
+from mosaic.core.errors import InvalidComponentError
+
+_OPCODE_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+@attrs.frozen
+class ChannelValues:
+    """The channel values an opcode declares; ``None`` means "the channel's default"."""
+
+    read: float | None = None
+    write: float | None = None
+    clear: float | None = None
+    update: float | None = None
+    fusion: float | None = None
+    scan: float | None = None
+    commit: float | None = None
+    respond: float | None = None
+    output_scale: float | None = None
+
+
+#: Value of each channel when an opcode declares nothing for it.
+CHANNEL_DEFAULTS = ChannelValues(
+    read=0.0, write=0.0, clear=0.0, update=1.0, fusion=1.0, scan=0.0, commit=0.0, respond=0.0,
+    output_scale=1.0,
+)
+CHANNELS: tuple[str, ...] = tuple(field.name for field in attrs.fields(ChannelValues))
+
+
+def _check_name(_instance: object, _attribute: object, value: str) -> None:
+    if not isinstance(value, str) or not _OPCODE_NAME.match(value):
+        raise InvalidComponentError(f"opcode name {value!r} must be UPPER_SNAKE_CASE")
+
+
+@attrs.frozen
+class Opcode:
+    """One VM instruction: its name (the part after ``opcode.``), meaning and channel values."""
+
+    name: str = attrs.field(validator=_check_name)
+    meaning: str
+    channels: ChannelValues = ChannelValues()
+
+    def value(self, channel: str) -> float:
+        declared = getattr(self.channels, channel)
+        return getattr(CHANNEL_DEFAULTS, channel) if declared is None else float(declared)
+
+
+V0_OPCODES: tuple[Opcode, ...] = (
+    Opcode("NOP", "do nothing special; every channel keeps its default"),
+    Opcode("READ_MEM", "read the associative memory at the routed bucket", ChannelValues(read=1.0)),
+    Opcode("WRITE_MEM", "write the current key/value into memory and registers", ChannelValues(write=1.0)),
+    Opcode("CLEAR_MEM", "clear the routed memory slot", ChannelValues(clear=1.0)),
+    Opcode("IDLE", "suppress this block's update for the token", ChannelValues(update=0.0)),
+    Opcode("GATE_UP", "open the fusion gates wider (x2)", ChannelValues(fusion=2.0)),
+    Opcode("GATE_DOWN", "narrow the fusion gates (x0.5)", ChannelValues(fusion=0.5)),
+    Opcode("SCAN", "read a summary across all memory buckets", ChannelValues(read=1.0, scan=1.0)),
+    Opcode("COMMIT", "drive the commitment head's input", ChannelValues(commit=1.0)),
+    Opcode("RESPOND", "signal the onset of a response", ChannelValues(respond=1.0)),
+)
+V0_OPCODE_IDS: dict[str, int] = {op.name: index for index, op in enumerate(V0_OPCODES)}
+
+
+def v0_opcode(name: str) -> Opcode:
+    """The v0 opcode called ``name`` (the factory of the built-in ``opcode.*`` components)."""
+    return V0_OPCODES[V0_OPCODE_IDS[name]]
+
+
+def v0_opcode_factories() -> dict[str, functools.partial[Opcode]]:
+    return {op.name: functools.partial(v0_opcode, op.name) for op in V0_OPCODES}

@@ -1,0 +1,1 @@
+"""mosaic-runtime's plugin: objectives, presets and tool builders, registered through the `mosaic` entry point."""
