@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     # errors
     "MosaicError": "mosaic.core.errors",
     "ConfigError": "mosaic.core.errors",
+    "ModelOutput": "mosaic.core.model_output",
     # events
     "EventEnvelope": "mosaic.core.events.envelope",
     "EventEncoder": "mosaic.core.events.codec",

@@ -1,0 +1,1 @@
+"""Built-in `mosaic` subcommands, one module each, imported only when invoked."""

@@ -1,0 +1,102 @@
+"""The ``mosaic`` command: built-in subcommands (imported lazily) plus those plugins add."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from mosaic.core import __version__ as core_version
+
+#: Built-in subcommands: name -> "module:attribute" of a click command, imported on first use so
+#: that ``mosaic --help`` and ``mosaic plugins list`` stay fast and never import torch.
+BUILTIN_COMMANDS: dict[str, tuple[str, str]] = {
+    "plugins": ("mosaic.cli.commands.plugins:plugins", "List installed plugins and their status."),
+    "components": ("mosaic.cli.commands.components:components", "List and describe registered components."),
+}
+
+
+class MosaicGroup(click.Group):
+    """A group whose built-in commands load lazily and whose plugin commands load once."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plugin_commands_loaded = False
+
+    def _load_plugin_commands(self) -> None:
+        if self._plugin_commands_loaded:
+            return
+        self._plugin_commands_loaded = True
+        from mosaic.cli.plugin_commands import add_plugin_commands
+
+        add_plugin_commands(self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        return sorted({*BUILTIN_COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in BUILTIN_COMMANDS:
+            target, _ = BUILTIN_COMMANDS[name]
+            module_name, _, attribute = target.partition(":")
+            return getattr(importlib.import_module(module_name), attribute)
+        self._load_plugin_commands()
+        return self.commands.get(name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Built-in help comes from the table above, so --help imports no command module.
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in BUILTIN_COMMANDS:
+                rows.append((name, BUILTIN_COMMANDS[name][1]))
+            else:
+                command = self.commands[name]
+                rows.append((name, command.get_short_help_str(limit=formatter.width - 30)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=MosaicGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(core_version, "--version", prog_name="mosaic", message="%(prog)s %(version)s")
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "console", "json"]),
+    default="auto",
+    show_default=True,
+    envvar="MOSAIC_LOG_FORMAT",
+    help="Log rendering on stderr: console on a terminal and JSON otherwise, unless forced.",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def cli(log_format: str, verbose: int) -> None:
+    """MOSAIC: event-driven, attention-free neural models.
+
+    Shell completion: eval "$(_MOSAIC_COMPLETE=bash_source mosaic)" (zsh_source, fish_source).
+    """
+    from mosaic.cli.logging import configure_logging
+
+    configure_logging(log_format, verbose)
+
+
+def main() -> None:
+    from mosaic.core.errors import MosaicError
+
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except MosaicError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

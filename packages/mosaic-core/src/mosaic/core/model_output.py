@@ -1,0 +1,25 @@
+"""What every model returns, so that objectives and runtimes read models without importing them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+@attrs.define
+class ModelOutput:
+    """A model's forward result.
+
+    - ``logits``: ``(B, T, V)``; or ``(N, V)`` when the model computed its vocabulary head only at
+      labelled positions, in which case ``logit_targets`` holds the ``(N,)`` targets they predict.
+    - ``aux``: auxiliary outputs **per layer**: each tensor has a leading layer axis, e.g.
+      ``mosaic_opcode_logits (L, B, T, V_op)``, ``mosaic_state_decay_reg_loss (L,)``. A later layer
+      never overwrites an earlier one's entry.
+    - ``state``: the streaming state after the call, when the model was called with one.
+    """
+
+    logits: Any
+    aux: dict[str, Any] = attrs.Factory(dict)
+    logit_targets: Any = None
+    state: Any = None
