@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -85,8 +86,20 @@ def config_problems(exc: BaseException, *, path: str = "$") -> list[ConfigProble
     problems: list[ConfigProblem] = []
     for line in cattrs.transform_error(exc, path=path, format_exception=_format_exception):
         message, _, where = line.rpartition(" @ ")
-        problems.append(ConfigProblem(path=where or path, message=message or line))
+        problems.append(_locate_validator_problem(where or path, message or line))
     return problems
+
+
+_FIELD_PREFIX = re.compile(r"^'?(?P<field>[A-Za-z_][A-Za-z0-9_]*)'? (must|should|is|has|needs|cannot)\b")
+
+
+def _locate_validator_problem(path: str, message: str) -> ConfigProblem:
+    """attrs validators run in ``__init__``, after cattrs has left the field; their messages start
+    with the field name (``'width' must be > 0``), which puts the problem back at its field."""
+    match = _FIELD_PREFIX.match(message)
+    if match:
+        return ConfigProblem(path=f"{path}.{match['field']}", message=message)
+    return ConfigProblem(path=path, message=message)
 
 
 def structure_config(
@@ -107,8 +120,8 @@ def structure_config(
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
         if isinstance(exc, cattrs.BaseValidationError):
             raise ConfigError(config_problems(exc, path=path), source=source) from None
-        # A validator on the class itself (cross-field check) raised after its fields structured.
-        raise ConfigError([ConfigProblem(path, str(exc))], source=source) from None
+        # A validator raised in __init__, after every field structured.
+        raise ConfigError([_locate_validator_problem(path, str(exc))], source=source) from None
 
 
 def unstructure_config(config: Any) -> Any:

@@ -97,12 +97,18 @@ class UnknownComponentError(RegistryError, LookupError):
         suggestions: Sequence[str] = (),
         known_ids: Sequence[str] = (),
         provided_by: str | None = None,
+        provider_installed: bool = False,
     ) -> None:
         self.component_id = component_id
         self.suggestions = tuple(suggestions)
         self.known_ids = tuple(known_ids)
         self.provided_by = provided_by
-        if provided_by:
+        if provided_by and provider_installed:
+            message = (
+                f"{component_id} is provided by {provided_by}, which is installed but did not register it "
+                "(see mosaic plugins list for its error)"
+            )
+        elif provided_by:
             message = f"{component_id} is provided by {provided_by} — pip install {provided_by}"
         else:
             message = f"unknown component {component_id!r}"

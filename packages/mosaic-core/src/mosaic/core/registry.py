@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import re
+from importlib import metadata
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -193,14 +194,20 @@ class Registry:
             return component
         kind = component_id.partition(".")[0] if isinstance(component_id, str) else ""
         same_kind = self.ids(kind) if kind in COMPONENT_KINDS else []
-        candidates = same_kind or self.ids()
-        suggestions = difflib.get_close_matches(str(component_id), candidates, n=3, cutoff=0.6)
+        if same_kind:
+            # Compare names only: a shared "kind." prefix makes every ID of the kind look close.
+            by_name = {c.partition(".")[2]: c for c in same_kind}
+            name = str(component_id).partition(".")[2]
+            suggestions = [by_name[n] for n in difflib.get_close_matches(name, list(by_name), n=3, cutoff=0.6)]
+        else:
+            suggestions = difflib.get_close_matches(str(component_id), self.ids(), n=3, cutoff=0.6)
         provided_by = KNOWN_PROVIDERS.get(component_id)
         raise UnknownComponentError(
             str(component_id),
             suggestions=suggestions,
             known_ids=same_kind,
             provided_by=provided_by,
+            provider_installed=provided_by is not None and _is_installed(provided_by),
         )
 
     # --- building -----------------------------------------------------------------------------
@@ -226,6 +233,14 @@ class Registry:
             structured = self.make_config(component_id, config, path=path)
         factory = component.load_factory()
         return factory() if config_cls is None else factory(structured)
+
+
+def _is_installed(distribution: str) -> bool:
+    try:
+        metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def _check_import_path(component_id: str, what: str, path: str) -> None:

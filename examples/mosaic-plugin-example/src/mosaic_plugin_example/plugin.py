@@ -1,0 +1,30 @@
+"""Entry point of the plugin: one function per hook, each registering components by semantic ID.
+
+Factories and configs are given as import paths so that ``mosaic plugins list`` never imports
+torch (or anything heavy) just to list this plugin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mosaic.core import hookimpl
+
+
+@hookimpl
+def register_opcodes(register: Any) -> None:
+    register(
+        "opcode.DAMPEN",
+        "mosaic_plugin_example.opcodes:dampen",
+        summary="halve the block's update for the token (a gentler IDLE)",
+    )
+
+
+@hookimpl
+def register_curricula(register: Any) -> None:
+    register(
+        "curriculum.staircase",
+        "mosaic_plugin_example.staircase:Staircase",
+        config="mosaic_plugin_example.staircase:StaircaseConfig",
+        summary="raise dataset difficulty in equal steps rather than continuously",
+    )
