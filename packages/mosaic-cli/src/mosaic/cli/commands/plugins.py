@@ -17,7 +17,7 @@ def render_table(records: list[PluginRecord]) -> str:
     header = ("NAME", "VERSION", "STATUS", "COMPONENTS")
     rows = [(r.name, r.version, r.status, _summarise_components(r)) for r in records]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
     for record in records:
         if record.error:
             lines.append(f"\n{record.name}: {record.error}\n  disable it with MOSAIC_DISABLE_PLUGINS={record.name}")

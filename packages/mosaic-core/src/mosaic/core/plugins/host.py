@@ -145,7 +145,7 @@ class PluginHost:
             return record
         try:
             plugin = loader()
-        except BaseException as exc:  # noqa: BLE001 - a plugin's import may raise anything, even SystemExit
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             self._fail(record, f"failed to import: {_describe_exception(exc)}")
@@ -161,7 +161,7 @@ class PluginHost:
     def _register(self, record: PluginRecord, plugin: object) -> None:
         try:
             self.manager.register(plugin, name=record.name)
-        except Exception as exc:  # pluggy rejects bad signatures and double registration
+        except Exception as exc:  # noqa: BLE001 - pluggy rejects bad signatures with several types
             self._fail(record, f"invalid hook implementation: {exc}")
             return
         callers = self.manager.get_hookcallers(plugin) or []
@@ -183,7 +183,7 @@ class PluginHost:
                     register = self._register_callable(record, kind, added)
                     self._trace(f"{record.name}.{hook_name}(register)")
                     impl.function(register)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             for component_id in added:
@@ -261,7 +261,7 @@ class PluginHost:
                 try:
                     self._trace(f"{record.name}.register_commands(cli)")
                     impl.function(cli)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     message = f"register_commands failed: {_describe_exception(exc)}"
                     if self.selection.strict:
                         raise PluginError(record.name, message) from exc
