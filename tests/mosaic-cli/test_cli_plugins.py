@@ -98,7 +98,7 @@ def test_broken_plugin_leaves_the_cli_working_and_is_explained(fake_plugins, cas
 def test_json_listing_has_the_documented_fields(fake_plugins) -> None:
     fake_plugins.add("aa-good", GOOD, version="1.4")
     records = json.loads(fake_plugins.run("plugins", "list", "--json").stdout)
-    assert records == [
+    assert [r for r in records if r["name"] == "aa-good"] == [
         {
             "name": "aa-good",
             "version": "1.4",
@@ -115,14 +115,16 @@ def test_json_listing_has_the_documented_fields(fake_plugins) -> None:
 def test_requirements_format_lists_distributions(fake_plugins) -> None:
     fake_plugins.add("aa-good", GOOD, version="1.4")
     out = fake_plugins.run("plugins", "list", "--format", "requirements").stdout
-    assert out.strip().splitlines() == ["aa-good==1.4"]
+    assert "aa-good==1.4" in out.strip().splitlines()
 
 
 def test_load_only_selection(fake_plugins) -> None:
     fake_plugins.add("aa-good", GOOD)
     fake_plugins.add("bb-other", MISSPELT)
     records = json.loads(fake_plugins.run("plugins", "list", "--json", env={"MOSAIC_LOAD_PLUGINS": "aa-good"}).stdout)
-    assert {p["name"]: p["status"] for p in records} == {"aa-good": "loaded", "bb-other": "disabled"}
+    statuses = {p["name"]: p["status"] for p in records}
+    assert statuses["aa-good"] == "loaded" and statuses["bb-other"] == "disabled"
+    assert all(status == "disabled" for name, status in statuses.items() if name != "aa-good")
 
 
 def test_plugin_commands_and_broken_command_placeholder(fake_plugins) -> None:

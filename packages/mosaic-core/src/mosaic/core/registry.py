@@ -16,7 +16,6 @@ from typing import Any
 
 import attrs
 
-from mosaic.core.config import structure_config
 from mosaic.core.errors import (
     DuplicateComponentError,
     InvalidComponentError,
@@ -220,6 +219,8 @@ class Registry:
             if config:
                 raise InvalidComponentError(f"{component_id} takes no configuration, got {sorted(config)}")
             return None
+        from mosaic.core.config import structure_config  # cattrs is only needed when building
+
         return structure_config(config or {}, config_cls, path=path)
 
     def build(self, component_id: str, config: Mapping[str, Any] | Any = None, *, path: str = "$") -> Any:
