@@ -12,6 +12,10 @@ TORCH_FREE_IMPORTS = [
     "import mosaic.core.plugin",
     "import mosaic.core.events",
     "from mosaic.core import EventEnvelope, EVENT_DELIMITER, EVENT_PAD_ID, EVENT_VOCAB_SIZE",
+    "from mosaic.core import EventBus, EventHandler",
+    "from mosaic.core import HomeostaticLoop, IntrinsicDrive, DriveBand, CommitmentLedger",
+    "import mosaic.core.drives",
+    "from mosaic.core.plugins import get_registry; get_registry().build('drive.memory_pressure', {})",
     "import mosaic.core.events.codec",
     "from mosaic.core.events.codec import StreamingEventDecoder, decode_event_bytes",
 ]
