@@ -36,12 +36,14 @@ def test_example_plugin_is_listed_with_its_components() -> None:
     assert example["status"] == "loaded"
     assert example["components"]["opcode"] == ["opcode.DAMPEN"]
     assert example["components"]["curriculum"] == ["curriculum.staircase"]
+    assert example["components"]["drive"] == ["drive.boredom"]
 
 
 def test_registry_builds_each_example_component() -> None:
     registry = installed_host().registry
     assert registry.build("opcode.DAMPEN").value("output_scale") == 0.5
     assert registry.build("curriculum.staircase", {"stairs": 2}).level_at(10, 10) == 1.0
+    assert registry.build("drive.boredom").metric == "input_novelty"
 
 
 def test_v0_opcodes_are_registered_in_order() -> None:

@@ -25,10 +25,25 @@ def test_plugin_meets_the_contract() -> None:
     assert_plugin_ok(plugin, "mosaic-plugin-example")
 
 
-def test_registers_one_opcode_and_one_curriculum(use_plugin, mosaic_registry) -> None:
+def test_registers_one_opcode_one_drive_and_one_curriculum(use_plugin, mosaic_registry) -> None:
     record = use_plugin(plugin, "mosaic-plugin-example")
-    assert record.components["opcode"] == ["opcode.DAMPEN"]
-    assert record.components["curriculum"] == ["curriculum.staircase"]
+    assert record.components == {
+        "curriculum": ["curriculum.staircase"],
+        "drive": ["drive.boredom"],
+        "opcode": ["opcode.DAMPEN"],
+    }
+
+
+def test_boredom_drive_fires_only_below_its_band(use_plugin, mosaic_registry) -> None:
+    from mosaic.core import HomeostaticLoop
+
+    use_plugin(plugin, "mosaic-plugin-example")
+    drive = mosaic_registry.build("drive.boredom", {"refractory_s": 0.0})
+    loop = HomeostaticLoop([drive])
+    assert loop.impulse({"input_novelty": 0.5}, now=0.0) is None
+    impulse = loop.impulse({"input_novelty": 0.05}, now=1.0)
+    assert impulse is not None and impulse.type == "Impulse"
+    assert impulse.payload["drive"] == "boredom" and impulse.payload["deviation"] < 0
 
 
 def test_dampen_opcode_halves_the_update(use_plugin, mosaic_registry) -> None:

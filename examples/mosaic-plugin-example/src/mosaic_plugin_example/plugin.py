@@ -28,3 +28,13 @@ def register_curricula(register: Any) -> None:
         config="mosaic_plugin_example.staircase:StaircaseConfig",
         summary="raise dataset difficulty in equal steps rather than continuously",
     )
+
+
+@hookimpl
+def register_drives(register: Any) -> None:
+    register(
+        "drive.boredom",
+        "mosaic_plugin_example.boredom:boredom",
+        config="mosaic_plugin_example.boredom:BoredomConfig",
+        summary="wake the model when recent inputs stop being novel",
+    )
