@@ -86,7 +86,7 @@ class EventTraceConfig:
     are ``value_digits``-digit integers; teacher buckets are ``key mod mem_buckets`` for every hash.
     """
 
-    block_size: int = attrs.field(default=1024, validator=_at_least(2))
+    block_size: int = attrs.field(default=2048, validator=_at_least(2))
     mem_buckets: int = attrs.field(default=64, validator=_power_of_two)
     mem_hashes: int = attrs.field(default=2, validator=_at_least(1))
     n_pairs: int = attrs.field(default=2, validator=_at_least(1))
