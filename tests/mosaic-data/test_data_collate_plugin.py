@@ -7,7 +7,6 @@ import sys
 
 import pytest
 import torch
-
 from mosaic.core.errors import DataError
 from mosaic.core.plugins import get_registry
 from mosaic.data.collate import collate
@@ -75,5 +74,5 @@ def test_listing_plugins_and_configs_does_not_import_torch():
         "assert 'dataset.mqar' in ids, ids\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr

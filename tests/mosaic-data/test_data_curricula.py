@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
-
 from mosaic.core.errors import ConfigError, DataError
 from mosaic.core.plugins import get_registry
 from mosaic.data.config import MemoryCurriculumConfig, MQARConfig
 from mosaic.data.curricula import (
-    DifficultyRamp, DifficultyRampConfig, TeacherForcingDecay, TeacherForcingDecayConfig, schedule_value,
+    DifficultyRamp,
+    DifficultyRampConfig,
+    TeacherForcingDecay,
+    TeacherForcingDecayConfig,
+    schedule_value,
 )
 from mosaic.data.memory_curriculum import MemoryCurriculumDataset
 from mosaic.data.mqar import MQARDataset
@@ -31,7 +35,7 @@ def test_schedule_shapes_warmup_and_cooldown():
     assert _value(55, cooldown_steps=10) == pytest.approx(0.5) and _value(99, cooldown_steps=10) == pytest.approx(1 / 90)
     assert _value(100, cooldown_steps=10) == 0.0 and _value(110, cooldown_steps=10) == 0.0
     values = [_value(s, shape="cosine", start=0.2, end=0.9) for s in range(111)]
-    assert all(a <= b for a, b in zip(values, values[1:]))
+    assert all(a <= b for a, b in itertools.pairwise(values))
     with pytest.raises(ConfigError, match="warmup_steps"):
         _value(0, total=10, warmup_steps=5, cooldown_steps=5)
 

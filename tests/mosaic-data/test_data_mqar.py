@@ -10,7 +10,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from mosaic.core.errors import DataError
 from mosaic.data import counter_rng as crng
 from mosaic.data.collate import collate

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from mosaic.core.errors import DataError
 from mosaic.core.plugins import get_registry
 from mosaic.data.config import TextConfig

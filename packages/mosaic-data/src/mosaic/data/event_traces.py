@@ -32,12 +32,17 @@ import random
 
 import attrs
 import torch
-
 from mosaic.core.errors import DataError
 from mosaic.core.events.codec import EVENT_DELIMITER, EVENT_PAD_ID, EVENT_VOCAB_SIZE, EventEncoder
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.data.common import (
-    OP_COMMIT, SEQUENCE_NOTE, SampleTooLongError, TraceBuilder, check_level, item_seed, lerp_int,
+    OP_COMMIT,
+    SEQUENCE_NOTE,
+    SampleTooLongError,
+    TraceBuilder,
+    check_level,
+    item_seed,
+    lerp_int,
 )
 from mosaic.data.config import EventTraceConfig
 from mosaic.data.negotiation import CYCLE

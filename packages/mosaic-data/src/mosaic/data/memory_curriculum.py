@@ -29,8 +29,14 @@ from __future__ import annotations
 import random
 
 import torch
-
-from mosaic.data.common import SEQUENCE_NOTE, SampleTooLongError, TraceBuilder, check_level, item_seed, lerp_int
+from mosaic.data.common import (
+    SEQUENCE_NOTE,
+    SampleTooLongError,
+    TraceBuilder,
+    check_level,
+    item_seed,
+    lerp_int,
+)
 from mosaic.data.config import MemoryCurriculumConfig
 
 PAD, SET, IS, GET, Q, REPLAY = 0, 1, 2, 3, 4, 5

@@ -23,12 +23,25 @@ import math
 from collections.abc import Sequence
 
 import torch
-
 from mosaic.data import counter_rng as crng
 from mosaic.data.common import (
-    ANSWER_MASK, IGNORE_INDEX, IGNORE_TARGET, MASK_SUFFIX, OP_NOP, OP_READ_MEM, OP_WRITE_MEM, OPCODE,
-    READ_BUCKET, TEACHER_FORCING, WRITE_BUCKET, WRITE_GATE, WRITE_UTILITY, SampleTooLongError, check_level,
-    item_seed, lerp_int,
+    ANSWER_MASK,
+    IGNORE_INDEX,
+    IGNORE_TARGET,
+    MASK_SUFFIX,
+    OP_NOP,
+    OP_READ_MEM,
+    OP_WRITE_MEM,
+    OPCODE,
+    READ_BUCKET,
+    TEACHER_FORCING,
+    WRITE_BUCKET,
+    WRITE_GATE,
+    WRITE_UTILITY,
+    SampleTooLongError,
+    check_level,
+    item_seed,
+    lerp_int,
 )
 from mosaic.data.config import MQARConfig
 
