@@ -27,8 +27,8 @@ def test_collate_stacks_tensors_and_lists_metadata():
     assert batch["input_ids"].shape == (3, 2048)
     assert batch["mosaic_teacher_read_bucket"].shape == (3, 2048, 2)
     assert batch["mosaic_teacher_forcing"].shape == (3,)
-    assert isinstance(batch["spans"], list) and len(batch["spans"]) == 3
-    assert batch["spans"][1] == dataset[1]["spans"]
+    assert isinstance(batch["eval_spans"], list) and len(batch["eval_spans"]) == 3
+    assert batch["eval_spans"][1] == dataset[1]["eval_spans"]
 
 
 def test_collate_refuses_inconsistent_items():

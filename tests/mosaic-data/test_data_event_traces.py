@@ -154,7 +154,7 @@ def test_labels_point_at_the_right_bytes(config, idx):
         assert len({m.commitment_id for m in cycle}) == 1 and cycle[0].commitment_id is not None
 
     # Span metadata agrees with the labels.
-    spans = item["spans"]
+    spans = item["eval_spans"]
     assert all(isinstance(span, TraceSpan) for span in spans)
     assert {t for s in spans if s.kind == "commitment" for t in range(s.start, s.end)} == set(commitments)
     assert {t for s in spans if s.kind == "write" for t in range(s.start, s.end)} == set(writes)
@@ -169,8 +169,8 @@ def test_labels_point_at_the_right_bytes(config, idx):
 def test_deterministic_per_seed_split_and_index(config, idx):
     first = EventTraceDataset(config)[idx]
     again = EventTraceDataset(config)[idx]
-    assert all(torch.equal(first[k], again[k]) for k in first if k != "spans")
-    assert first["spans"] == again["spans"]
+    assert all(torch.equal(first[k], again[k]) for k in first if k != "eval_spans")
+    assert first["eval_spans"] == again["eval_spans"]
     others = [
         EventTraceDataset(attrs.evolve(config, seed=config.seed + 1))[idx],
         EventTraceDataset(attrs.evolve(config, split="eval" if config.split == "train" else "train"))[idx],
@@ -185,7 +185,7 @@ def test_phrasings_vary_across_samples():
     seen = {delta: set() for delta in (-1, 0, 1)}
     for idx in range(60):
         item = dataset[idx]
-        for span in item["spans"]:
+        for span in item["eval_spans"]:
             if span.kind == "commitment":
                 seen[span.label].add(bytes(item["input_ids"][span.start : span.end].tolist()).decode())
     for delta, texts in seen.items():
@@ -213,5 +213,5 @@ def test_longest_sample_bound_is_reached_and_never_exceeded():
 
 def test_without_spans_items_are_tensors_only():
     item = EventTraceDataset(EventTraceConfig())[0]
-    assert "spans" not in item and all(isinstance(v, torch.Tensor) for v in item.values())
+    assert "eval_spans" not in item and all(isinstance(v, torch.Tensor) for v in item.values())
     assert "mosaic_teacher_reg_sel" not in item

@@ -57,7 +57,7 @@ def test_event_trace_supervision_fractions(pairs, noise, cycles, replays, digits
         per_sample = (commitment == delta).sum(dim=1)
         assert bool((per_sample >= cycles * shortest[delta]).all())
         assert bool((per_sample <= cycles * longest[delta]).all())
-    for spans in batch["spans"]:
+    for spans in batch["eval_spans"]:
         kinds = [span.kind for span in spans]
         assert kinds.count("commitment") == 3 * cycles
         assert kinds.count("answer") == pairs and kinds.count("replay_answer") == pairs * replays

@@ -22,7 +22,7 @@ byte offsets in the sequence, which are the input positions of those bytes):
   (-100 elsewhere), opcode COMMIT on the text of open and close messages;
 - opcode NOP and gates 0 on every other real position; padding (``EVENT_PAD_ID``) is ignored.
 
-With ``return_spans`` each item also carries ``spans``: a tuple of :class:`TraceSpan` (kind, byte
+With ``return_spans`` each item also carries ``eval_spans``: a tuple of :class:`TraceSpan` (kind, byte
 range, label) that ``collate`` gathers into a list per batch.
 """
 
@@ -200,7 +200,7 @@ class EventTraceDataset(torch.utils.data.Dataset):
             name=type(self).__name__,
         )
         if c.return_spans:
-            item["spans"] = tuple(trace.spans)
+            item["eval_spans"] = tuple(trace.spans)
         return item
 
     def _trace(self, rng: random.Random, *, longest: bool) -> _Trace:
