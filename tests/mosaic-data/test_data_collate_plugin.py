@@ -9,7 +9,7 @@ import pytest
 import torch
 from mosaic.core.errors import DataError
 from mosaic.core.plugins import get_registry
-from mosaic.data.collate import collate
+from mosaic.data.batching import collate
 from mosaic.data.common import item_seed
 from mosaic.data.config import EventTraceConfig, MemoryCurriculumConfig
 from mosaic.data.event_traces import EventTraceDataset
@@ -68,7 +68,7 @@ def test_registered_components():
 def test_listing_plugins_and_configs_does_not_import_torch():
     code = (
         "import sys\n"
-        "import mosaic.data.plugin, mosaic.data.config, mosaic.data.curricula\n"
+        "import mosaic.data, mosaic.data.plugin, mosaic.data.config, mosaic.data.curricula\n"
         "from mosaic.core.plugins import get_registry\n"
         "ids = get_registry().ids()\n"
         "assert 'dataset.mqar' in ids, ids\n"
@@ -76,3 +76,18 @@ def test_listing_plugins_and_configs_does_not_import_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_package_exports():
+    import mosaic.data
+
+    assert mosaic.data.collate is collate
+    assert set(mosaic.data.__all__) <= set(dir(mosaic.data))
+    with pytest.raises(AttributeError):
+        mosaic.data.no_such_name  # noqa: B018
+
+
+def test_all_lists_every_export():
+    import mosaic.data
+
+    assert sorted(mosaic.data.__all__) == sorted(mosaic.data._EXPORTS)

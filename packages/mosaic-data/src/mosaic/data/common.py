@@ -45,7 +45,7 @@ IGNORE_INDEX = -1
 IGNORE_COMMITMENT = -100
 
 # The ten v0 opcodes of mosaic-layers' ISA (ids 0-9). Declared here so that mosaic-data does not
-# depend on mosaic-layers; tests/integration checks that the two agree.
+# depend on mosaic-layers; an integration test (both packages installed) must check they agree.
 OP_NOP, OP_READ_MEM, OP_WRITE_MEM, OP_CLEAR_MEM, OP_IDLE = 0, 1, 2, 3, 4
 OP_GATE_UP, OP_GATE_DOWN, OP_SCAN, OP_COMMIT, OP_RESPOND = 5, 6, 7, 8, 9
 
