@@ -143,6 +143,7 @@ class EventTraceDataset(torch.utils.data.Dataset):
         self.config = config
         self.encoder = EventEncoder()
         self.vocab_size = EVENT_VOCAB_SIZE
+        self.block_size = config.block_size
         self.pad_token = EVENT_PAD_ID
         self.level = 1.0
         self.teacher_forcing = config.teacher_forcing

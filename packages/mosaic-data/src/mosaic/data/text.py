@@ -23,6 +23,7 @@ class TextDataset(torch.utils.data.Dataset):
 
     def __init__(self, config: TextConfig) -> None:
         self.config = config
+        self.block_size = config.block_size
         path = Path(config.path)
         try:
             raw = path.read_bytes()
