@@ -118,7 +118,7 @@ def test_power_law_gaps_favour_short_gaps():
 
 
 def test_distinct_draws_are_uniform_over_the_population():
-    keys = crng.row_keys([item_seed(3, "train", i) for i in range(4000)])
+    keys = crng.row_keys(3, "train", range(4000))
     draws = crng.distinct(keys, 0, 10, 3)  # (4000, 3)
     assert all(len(set(row)) == 3 for row in draws.tolist())
     counts = torch.bincount(draws.flatten(), minlength=10).double()
@@ -128,6 +128,16 @@ def test_distinct_draws_are_uniform_over_the_population():
     # The whole population, the hardest case for the redraw loop.
     everything = crng.distinct(keys, 1, 10, 10)
     assert all(sorted(row) == list(range(10)) for row in everything.tolist())
+
+
+def test_vectorised_row_keys_equal_the_item_seeds():
+    indices = [0, 1, 7, 4096, 2**32 - 1]
+    for seed, split in ((0, "train"), (12345, "eval"), (2**31 - 1, "train")):
+        low, high = crng.row_keys(seed, split, indices)
+        expected = [item_seed(seed, split, i) for i in indices]
+        assert [int(lo) | (int(hi) << 32) for lo, hi in zip(low[:, 0], high[:, 0])] == expected
+    with pytest.raises(DataError):
+        crng.row_keys(0, "train", [2**32])
 
 
 def test_accuracy_over_label_positions():

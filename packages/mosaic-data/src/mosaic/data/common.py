@@ -94,9 +94,12 @@ def item_seed(seed: int, split: str, idx: int) -> int:
     items never share a random stream."""
     if not 0 <= idx < (1 << 32):
         raise DataError(f"item index {idx} is outside [0, 2**32)")
-    split_bit = 0 if split == "train" else 1
-    packed = ((seed & 0x7FFFFFFF) << 33) | (split_bit << 32) | idx
-    return splitmix64(packed)
+    return splitmix64(pack_seed(seed, split, idx))
+
+
+def pack_seed(seed: int, split: str, idx: int) -> int:
+    """(seed, split, idx) packed injectively into 64 bits (seed's low 31 bits, the split, idx)."""
+    return ((seed & 0x7FFFFFFF) << 33) | ((0 if split == "train" else 1) << 32) | idx
 
 
 def lerp_int(low: int, high: int, level: float) -> int:
