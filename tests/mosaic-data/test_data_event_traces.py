@@ -171,6 +171,9 @@ def test_deterministic_per_seed_split_and_index(config, idx):
     again = EventTraceDataset(config)[idx]
     assert all(torch.equal(first[k], again[k]) for k in first if k != "eval_spans")
     assert first["eval_spans"] == again["eval_spans"]
+    # Five-digit keys and values: two different streams cannot coincide by chance.
+    config = attrs.evolve(config, value_digits=5, block_size=8192)
+    first = EventTraceDataset(config)[idx]
     others = [
         EventTraceDataset(attrs.evolve(config, seed=config.seed + 1))[idx],
         EventTraceDataset(attrs.evolve(config, split="eval" if config.split == "train" else "train"))[idx],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import attrs
 import pytest
 import torch
 from hypothesis import given, settings
@@ -136,17 +137,20 @@ def test_same_seed_same_sample_other_seed_or_split_differs(config, idx):
     first = MemoryCurriculumDataset(config)[idx]
     again = MemoryCurriculumDataset(config)[idx]
     assert all(torch.equal(first[k], again[k]) for k in first)
-    import attrs
-
-    other_seed = MemoryCurriculumDataset(attrs.evolve(config, seed=config.seed + 1))[idx]
-    other_split = MemoryCurriculumDataset(
-        attrs.evolve(config, split="eval" if config.split == "train" else "train")
-    )[idx]
-    other_idx = MemoryCurriculumDataset(config)[idx + 1]
-    # Keys are drawn first; with a large enough vocabulary a different stream differs in the tokens.
-    if config.vocab_size - 8 > 20:
-        for other in (other_seed, other_split, other_idx):
-            assert not torch.equal(first["input_ids"], other["input_ids"])
+    # Enough random tokens that two different streams cannot coincide by chance.
+    distractors = max(config.distractor_len, 4)
+    config = attrs.evolve(
+        config, vocab_size=300, distractor_len=distractors,
+        block_size=sample_length(config.n_pairs, distractors, config.gap_len, config.sleep_replay_per_pair),
+    )
+    first = MemoryCurriculumDataset(config)[idx]
+    others = (
+        MemoryCurriculumDataset(attrs.evolve(config, seed=config.seed + 1))[idx],
+        MemoryCurriculumDataset(attrs.evolve(config, split="eval" if config.split == "train" else "train"))[idx],
+        MemoryCurriculumDataset(config)[idx + 1],
+    )
+    for other in others:
+        assert not torch.equal(first["input_ids"], other["input_ids"])
 
 
 def test_block_too_small_is_rejected_naming_parameter_and_lengths():
