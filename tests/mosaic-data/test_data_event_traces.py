@@ -218,3 +218,21 @@ def test_without_spans_items_are_tensors_only():
     item = EventTraceDataset(EventTraceConfig())[0]
     assert "eval_spans" not in item and all(isinstance(v, torch.Tensor) for v in item.values())
     assert "mosaic_teacher_reg_sel" not in item
+
+
+def test_difficulty_moves_pairs_noise_and_negotiation_cycles():
+    config = EventTraceConfig(block_size=8192, n_pairs=4, min_pairs=1, distractor_events=2, min_distractor_events=0,
+                              negotiation_pairs=2, min_negotiation_pairs=0, return_spans=True)
+    dataset = EventTraceDataset(config)
+    dataset.set_difficulty(0.0)
+    assert dataset.difficulty() == {"n_pairs": 1, "distractor_events": 0, "negotiation_pairs": 0}
+    easy = dataset[3]
+    assert [span.kind for span in easy["eval_spans"]] == ["write", "answer"]
+    dataset.set_difficulty(1.0)
+    hard = dataset[3]
+    kinds = [span.kind for span in hard["eval_spans"]]
+    assert kinds.count("write") == 4 and kinds.count("commitment") == 6
+    dataset.set_difficulty(0.0)
+    assert torch.equal(dataset[3]["input_ids"], easy["input_ids"])
+    with pytest.raises(DataError, match="EventTraceDataset"):
+        dataset.set_teacher_forcing(2.0)

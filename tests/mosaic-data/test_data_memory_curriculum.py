@@ -202,3 +202,20 @@ def test_teacher_forcing_scalar_follows_the_dataset_setting():
     assert torch.equal(dataset[0]["input_ids"], before)
     with pytest.raises(IndexError):
         dataset[len(dataset)]
+
+
+def test_drop_local_covers_each_query_and_replay_cue_or_nothing():
+    config = MemoryCurriculumConfig(block_size=128, n_pairs=3, distractor_len=2, sleep_replay_per_pair=1)
+    item = MemoryCurriculumDataset(config)[4]
+    x, drop = item["input_ids"], item["mosaic_drop_local"]
+    dropped = torch.nonzero(drop).flatten().tolist()
+    expected = []
+    for t in range(len(x) - 3):
+        if int(x[t]) == GET:
+            expected += [t, t + 1, t + 2, t + 3]
+        if int(x[t]) == REPLAY:
+            expected.append(t)
+    assert dropped == sorted(expected) and len(dropped) == 3 * 4 + 3
+    quiet = MemoryCurriculumDataset(attrs.evolve(config, drop_local_on_query=False))[4]
+    assert not bool(quiet["mosaic_drop_local"].any())
+    assert torch.equal(quiet["input_ids"], x)
