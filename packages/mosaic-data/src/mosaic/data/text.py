@@ -72,6 +72,7 @@ class TextDataset(torch.utils.data.Dataset):
         return [self._stoi[ch] for ch in text]
 
     def decode(self, ids: list[int] | torch.Tensor) -> str:
+        """Text of ``ids``; at byte level a window may cut a UTF-8 character, shown as U+FFFD."""
         values = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
         if self.itos is None:
             return bytes(values).decode("utf-8", errors="replace")
