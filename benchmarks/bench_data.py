@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from harness import goal, rate
+
 from mosaic.data.config import EventTraceConfig, MemoryCurriculumConfig, MQARConfig
 from mosaic.data.event_traces import EventTraceDataset
 from mosaic.data.memory_curriculum import MemoryCurriculumDataset

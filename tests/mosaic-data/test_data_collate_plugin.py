@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+
 from mosaic.core.errors import DataError
 from mosaic.core.plugins import get_registry
 from mosaic.data.batching import collate

@@ -6,6 +6,7 @@ import itertools
 import math
 
 import pytest
+
 from mosaic.core.errors import ConfigError, DataError
 from mosaic.core.plugins import get_registry
 from mosaic.data.config import MemoryCurriculumConfig, MQARConfig

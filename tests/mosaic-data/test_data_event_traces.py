@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from mosaic.core.errors import DataError
 from mosaic.core.events.codec import EVENT_DELIMITER, EventDecoder
 from mosaic.data.common import OP_COMMIT, OP_NOP, OP_READ_MEM, OP_WRITE_MEM

@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from mosaic.core.errors import ConfigError, DataError
 from mosaic.core.plugins import get_registry
 from mosaic.data.common import OP_NOP, OP_READ_MEM, OP_WRITE_MEM

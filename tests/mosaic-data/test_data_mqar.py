@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from mosaic.core.errors import DataError
 from mosaic.data import counter_rng as crng
 from mosaic.data.batching import collate
@@ -64,7 +65,7 @@ def test_sample_follows_the_zoology_definition(config, idx):
     labelled = torch.nonzero(y != -100).flatten()
     assert len(labelled) == N  # labels only at the N query positions
     assert bool((labelled >= 2 * N).all()) and bool(((labelled - 2 * N) % 2 == 0).all())
-    pairs = dict(zip(keys.tolist(), values.tolist()))
+    pairs = dict(zip(keys.tolist(), values.tolist(), strict=False))
     for t in labelled.tolist():
         assert int(y[t]) == pairs[int(x[t])]  # the query key's value is the label
     assert sorted(x[labelled].tolist()) == sorted(pairs)  # every key queried exactly once
@@ -138,7 +139,7 @@ def test_vectorised_row_keys_equal_the_item_seeds():
     for seed, split in ((0, "train"), (12345, "eval"), (2**31 - 1, "train")):
         low, high = crng.row_keys(seed, split, indices)
         expected = [item_seed(seed, split, i) for i in indices]
-        assert [int(lo) | (int(hi) << 32) for lo, hi in zip(low[:, 0], high[:, 0])] == expected
+        assert [int(lo) | (int(hi) << 32) for lo, hi in zip(low[:, 0], high[:, 0], strict=False)] == expected
     with pytest.raises(DataError):
         crng.row_keys(0, "train", [2**32])
 

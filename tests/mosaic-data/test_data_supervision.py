@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from mosaic.data.batching import collate
 from mosaic.data.config import EventTraceConfig, MemoryCurriculumConfig, MQARConfig, TextConfig
 from mosaic.data.event_traces import EventTraceDataset

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from mosaic.core.errors import DataError
 from mosaic.core.plugins import get_registry
 from mosaic.data.config import TextConfig

@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
+
 from mosaic.core.errors import DataError
 
 IGNORE_TARGET = -100

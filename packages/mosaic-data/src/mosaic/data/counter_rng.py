@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+
 from mosaic.core.errors import DataError
 from mosaic.data.common import pack_seed
 

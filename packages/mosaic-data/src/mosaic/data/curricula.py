@@ -47,6 +47,7 @@ import math
 from typing import Any, Literal
 
 import attrs
+
 from mosaic.core.errors import ConfigError, ConfigProblem, DataError
 
 Shape = Literal["constant", "linear", "cosine"]

@@ -32,6 +32,7 @@ import random
 
 import attrs
 import torch
+
 from mosaic.core.errors import DataError
 from mosaic.core.events.codec import EVENT_DELIMITER, EVENT_PAD_ID, EVENT_VOCAB_SIZE, EventEncoder
 from mosaic.core.events.envelope import EventEnvelope

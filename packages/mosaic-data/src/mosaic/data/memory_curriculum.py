@@ -29,6 +29,7 @@ from __future__ import annotations
 import random
 
 import torch
+
 from mosaic.data.common import (
     SEQUENCE_NOTE,
     SampleTooLongError,
@@ -104,7 +105,7 @@ class MemoryCurriculumDataset(torch.utils.data.Dataset):
         buckets = [key % c.mem_buckets for key in keys]
 
         b = TraceBuilder(mem_hashes=c.mem_hashes, reg_slots=c.reg_slots, with_commitment=False)
-        for i, (key, value) in enumerate(zip(keys, values)):
+        for i, (key, value) in enumerate(zip(keys, values, strict=False)):
             b.append([SET, key, IS])
             b.mark_write(b.append([value]), buckets[i], i % c.reg_slots if c.reg_slots else -1)
             b.append(rng.randrange(FIRST_CONTENT, c.vocab_size) for _ in range(params["distractor_len"]))

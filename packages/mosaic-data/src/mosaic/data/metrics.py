@@ -13,6 +13,7 @@ Every function returns NaN when there is nothing to score, never a silent 0 or 1
 from __future__ import annotations
 
 import torch
+
 from mosaic.data.common import IGNORE_COMMITMENT
 
 

@@ -23,6 +23,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+
 from mosaic.data import counter_rng as crng
 from mosaic.data.common import (
     ANSWER_MASK,
@@ -99,7 +100,7 @@ class MQARDataset(torch.utils.data.Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
         batch = self.generate(indices)
-        return [dict(zip(batch, row)) for row in zip(*batch.values())]
+        return [dict(zip(batch, row, strict=False)) for row in zip(*batch.values(), strict=False)]
 
     def generate(self, indices: Sequence[int] | torch.Tensor) -> dict[str, torch.Tensor]:
         """The items ``indices`` as one batch of (B, L) tensors, generated without a per-row loop."""

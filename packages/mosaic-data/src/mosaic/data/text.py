@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 
 import torch
+
 from mosaic.core.errors import DataError
 from mosaic.data.common import SampleTooLongError, item_seed
 from mosaic.data.config import TextConfig
