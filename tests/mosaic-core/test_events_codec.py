@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from mosaic.core import EVENT_DELIMITER, EventDecoder, EventEncoder, EventEnvelope, StreamingEventDecoder
 from mosaic.core.errors import EventDecodeError, EventError, EventValidationError
+from mosaic.core.events import codec
 from mosaic.core.events.envelope import INT_MAX, INT_MIN
 
 names = st.text(min_size=1, max_size=16)
@@ -141,7 +142,6 @@ def test_invalid_utf8_and_json_report_byte_positions():
     [
         (b"", "empty"),
         (b"[1,2]", "JSON object"),
-        (b'{"a":1,"a":2}', "duplicate"),
         (b'{"type":"x","payload":NaN,"sender":"s"}', "finite"),
         (b'{"type":"x","payload":1e999,"sender":"s"}', "finite"),
         (b'{"type":"x","payload":"\\ud800","sender":"s"}', "Unicode"),
@@ -153,6 +153,11 @@ def test_invalid_utf8_and_json_report_byte_positions():
 def test_malformed_events_raise_typed_errors(blob, fragment):
     with pytest.raises(EventError, match=fragment):
         decoder.decode_bytes(blob)
+
+
+def test_duplicate_keys_resolve_to_the_last_value_like_json():
+    data = b'{"type":"A","payload":1,"sender":"s","type":"B","ts":1.0,"id":"x"}'
+    assert decoder.decode_bytes(data) == EventEnvelope("B", 1, "s", ts=1.0, id="x")
 
 
 def test_decoder_rejects_non_token_tensors():
@@ -244,3 +249,31 @@ def test_delimiter_is_the_newline_byte_and_never_inside_an_event():
     data = event.to_bytes()
     assert b"\n" not in data and b"\x00" not in data
     assert json.loads(data)["payload"]["text"].count("\n") == 2
+
+
+# --- fast paths agree with their plain twins ---------------------------------------------------------
+
+
+@given(st.binary(max_size=300))
+def test_fast_bytes_to_ids_matches_reference(data):
+    fast, reference = codec._ids_of(data), codec._ids_of_reference(data)
+    assert fast.dtype == reference.dtype == torch.int64 and torch.equal(fast, reference)
+
+
+@given(
+    st.lists(st.integers(-300, 300), max_size=40),
+    st.sampled_from([torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8]),
+    st.booleans(),
+)
+def test_fast_ids_to_bytes_matches_reference(values, dtype, strided):
+    info = torch.iinfo(dtype)
+    ids = torch.tensor([min(max(v, info.min), info.max) for v in values], dtype=dtype)
+    if strided:
+        ids = torch.stack([ids, ids], dim=1).reshape(-1)[::2]  # non-contiguous view, same values
+    outcomes = []
+    for convert in (codec._bytes_of, codec._bytes_of_reference):
+        try:
+            outcomes.append(convert(ids, "ids"))
+        except EventDecodeError as exc:
+            outcomes.append(("error", exc.position))
+    assert outcomes[0] == outcomes[1]

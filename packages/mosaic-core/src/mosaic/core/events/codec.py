@@ -10,6 +10,7 @@ The bytes-level functions are pure Python; torch is imported only when a tensor 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import operator
 import sys
@@ -36,16 +37,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a finite JSON number")
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    data = dict(pairs)
-    if len(data) != len(pairs):
-        seen: set[str] = set()
-        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise ValueError(f"duplicate object key {duplicate!r}")
-    return data
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
+# Duplicate object keys are valid JSON grammar (RFC 8259 leaves their meaning open); like Python's
+# json they resolve to the last value. Rejecting them needs a Python hook per object, which would
+# cost a third of the decoder's throughput.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _check_max_bytes(max_event_bytes: int) -> int:
@@ -54,10 +49,16 @@ def _check_max_bytes(max_event_bytes: int) -> int:
     return max_event_bytes
 
 
-def _torch() -> Any:
-    import torch
+_TORCH: Any = None
 
-    return torch
+
+def _torch() -> Any:
+    global _TORCH
+    if _TORCH is None:
+        import torch
+
+        _TORCH = torch
+    return _TORCH
 
 
 # --- bytes level (no torch) -----------------------------------------------------------------------
@@ -105,7 +106,7 @@ def decode_event_bytes(
         position = offset + len(text[: exc.pos].encode("utf-8"))
         raise EventDecodeError(f"invalid JSON ({exc.msg})", position=position) from None
     except (ValueError, RecursionError) as exc:
-        # Duplicate keys, NaN/Infinity literals, integers beyond the digit limit, runaway nesting.
+        # NaN/Infinity literals, integers beyond the digit limit, runaway nesting.
         raise EventDecodeError(f"invalid JSON ({exc})", position=offset) from None
     if type(obj) is not dict:
         raise EventDecodeError(f"expected a JSON object, got {type(obj).__name__}", position=offset)
@@ -115,16 +116,21 @@ def decode_event_bytes(
 # --- tensors --------------------------------------------------------------------------------------
 
 
-def _bytes_of(ids: Any, where: str) -> bytes:
-    """Token ids (a 1-D integer tensor) to bytes, refusing ids outside 0..255."""
-    torch = _torch()
+def _check_id_tensor(ids: Any, where: str) -> Any:
+    torch = _TORCH or _torch()
     if not isinstance(ids, torch.Tensor):
         raise EventDecodeError(f"{where}: expected a torch.Tensor of token ids, got {type(ids).__name__}")
-    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
-        raise EventDecodeError(f"{where}: expected an integer tensor, got dtype {ids.dtype}")
+    dtype = ids.dtype
+    if dtype is not torch.int64 and (dtype.is_floating_point or dtype.is_complex or dtype is torch.bool):
+        raise EventDecodeError(f"{where}: expected an integer tensor, got dtype {dtype}")
     if ids.dim() != 1:
         raise EventDecodeError(f"{where}: expected a 1-D tensor of token ids, got shape {tuple(ids.shape)}")
-    values = ids.tolist()
+    return ids
+
+
+def _bytes_of_reference(ids: Any, where: str) -> bytes:
+    """Token ids (a 1-D integer tensor) to bytes, refusing ids outside 0..255 (plain twin)."""
+    values = _check_id_tensor(ids, where).tolist()
     try:
         return bytes(values)
     except ValueError:
@@ -134,9 +140,45 @@ def _bytes_of(ids: Any, where: str) -> bytes:
         ) from None
 
 
-def _ids_of(data: bytes) -> torch.Tensor:
-    torch = _torch()
+_LOW_BYTE = 0 if sys.byteorder == "little" else None  # None: index from the item's end
+
+
+def _bytes_of(ids: Any, where: str) -> bytes:
+    """Same result as :func:`_bytes_of_reference`, without a Python int per id: copy the tensor's
+    memory and keep the low byte of each item; every other byte must be zero (an id in 0..255)."""
+    ids = _check_id_tensor(ids, where)
+    if ids.device.type != "cpu" or not ids.is_contiguous():
+        ids = ids.cpu().contiguous()
+    count, itemsize = ids.numel(), ids.element_size()
+    raw = ctypes.string_at(ids.data_ptr(), count * itemsize) if count else b""
+    if itemsize == 1:
+        return raw if not ids.dtype.is_signed else _bytes_of_reference(ids, where)
+    offset = 0 if _LOW_BYTE is not None else itemsize - 1
+    low = raw[offset::itemsize]
+    expected = bytearray(len(raw))
+    expected[offset::itemsize] = low
+    if expected != raw:
+        return _bytes_of_reference(ids, where)  # raises, naming the first id out of range
+    return low
+
+
+def _ids_of_reference(data: bytes) -> torch.Tensor:
+    """Bytes to ``(L,)`` int64 ids (plain twin of :func:`_ids_of`)."""
+    torch = _TORCH or _torch()
+    if not data:
+        return torch.zeros(0, dtype=torch.int64)
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).long()  # (L,)
+
+
+def _ids_of(data: bytes) -> torch.Tensor:
+    """Same result as :func:`_ids_of_reference` with one tensor op instead of two: the bytes are
+    widened to native int64 layout in Python (one C-level strided copy) and wrapped as int64."""
+    torch = _TORCH or _torch()
+    if not data:
+        return torch.zeros(0, dtype=torch.int64)
+    wide = bytearray(8 * len(data))
+    wide[0 if _LOW_BYTE is not None else 7 :: 8] = data
+    return torch.frombuffer(wide, dtype=torch.int64)  # (L,)
 
 
 class EventEncoder:

@@ -69,35 +69,51 @@ def _utf8_encodable(text: str) -> bool:
 # --- payload validation -------------------------------------------------------------------------
 
 
+def _scalar_is_json(item: Any, kind: type) -> bool:
+    if kind is str:
+        return item.isascii() or _utf8_encodable(item)
+    if kind is int:
+        return INT_MIN <= item <= INT_MAX
+    if kind is float:
+        return math.isfinite(item)
+    return item is None or kind is bool
+
+
 def _payload_is_json(value: Any) -> bool:
-    """Fast check (no paths) that ``value`` is a JSON value the codec can round-trip."""
+    """Fast check (no paths) that ``value`` is a JSON value the codec can round-trip.
+
+    Scalars inside containers are checked in place; only containers go on the stack.
+    """
+    kind = type(value)
+    if kind is not dict and kind is not list:
+        return _scalar_is_json(value, kind)
     stack = [(value, 0)]
     while stack:
-        item, depth = stack.pop()
-        kind = type(item)
-        if kind is dict:
-            if depth >= MAX_PAYLOAD_DEPTH:
-                return False
-            for key, child in item.items():
-                if type(key) is not str or not _utf8_encodable(key):
-                    return False
-                stack.append((child, depth + 1))
-        elif kind is list:
-            if depth >= MAX_PAYLOAD_DEPTH:
-                return False
-            for child in item:
-                stack.append((child, depth + 1))
-        elif kind is str:
-            if not _utf8_encodable(item):
-                return False
-        elif kind is int:
-            if not INT_MIN <= item <= INT_MAX:
-                return False
-        elif kind is float:
-            if not math.isfinite(item):
-                return False
-        elif item is not None and kind is not bool:
+        container, depth = stack.pop()
+        if depth >= MAX_PAYLOAD_DEPTH:
             return False
+        if type(container) is dict:
+            for key in container:
+                if type(key) is not str or not (key.isascii() or _utf8_encodable(key)):
+                    return False
+            children = container.values()
+        else:
+            children = container
+        for child in children:
+            kind = type(child)
+            if kind is str:
+                if not (child.isascii() or _utf8_encodable(child)):
+                    return False
+            elif kind is dict or kind is list:
+                stack.append((child, depth + 1))
+            elif kind is int:
+                if not INT_MIN <= child <= INT_MAX:
+                    return False
+            elif kind is float:
+                if not math.isfinite(child):
+                    return False
+            elif child is not None and kind is not bool:
+                return False
     return True
 
 
