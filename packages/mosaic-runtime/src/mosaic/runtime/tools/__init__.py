@@ -1,0 +1,1 @@
+"""Native tool building: definitions, builders, a persistent registry and a real sandbox."""

@@ -1,0 +1,50 @@
+"""Entry point of the sandbox child: read the request, confine, run the tool, write one JSON result.
+
+Started by the parent as ``python3 -I -S -c <stub>`` with an empty environment, stdin/stdout/
+stderr as pipes and no other descriptor. The request arrives on stdin; the result leaves on
+stdout as a single JSON document. Nothing of the tool runs before every layer is in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import sbx_confine
+import sbx_runtime
+
+
+def _emit(envelope: dict) -> None:
+    data = json.dumps(envelope, allow_nan=False, default=repr).encode()
+    view = memoryview(data)
+    while view:
+        written = os.write(1, view)
+        view = view[written:]
+
+
+def main() -> None:
+    request = json.loads(sys.stdin.buffer.read())
+    os.close(0)
+    for module_name in request["allowed_modules"]:
+        try:
+            __import__(module_name)  # pre-load while the file system is still open
+        except ImportError:
+            continue  # the tool's own import reports it, inside the sandbox
+    sys.path[:] = [p for p in sys.path if p != request["child_dir"]]
+    layers: dict = {"fresh_interpreter": {"active": sys.flags.isolated == 1 and sys.flags.no_site == 1,
+                                          "detail": "python -I -S, empty environment, only stdio pipes"}}
+    try:
+        sbx_confine.enter_namespaces(request, layers)
+        sbx_confine.confine(request, layers)
+    except sbx_confine.LayerUnavailable as exc:
+        _emit({"ok": False, "error": {"kind": "unavailable", "layer": exc.layer, "message": str(exc)},
+               "layers": layers})
+        os._exit(0)
+    layers["restricted_runtime"] = {"active": bool(request["language_layers"]),
+                                    "detail": "curated builtins, declared imports only"}
+    envelope = sbx_runtime.execute(request)
+    envelope["layers"] = layers
+    sys.stdout = sys.__stdout__
+    _emit(envelope)
+    os._exit(0)
