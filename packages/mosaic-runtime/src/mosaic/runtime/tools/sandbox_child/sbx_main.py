@@ -15,6 +15,17 @@ import sbx_confine
 import sbx_runtime
 
 
+# Stdlib modules that declared modules import lazily, inside functions. They are loaded before the
+# child confines itself because the unprivileged user may be unable to read the standard library
+# (an interpreter under /root, say). Loading them does not make them importable by the tool.
+LAZY_DEPENDENCIES = {
+    "collections": ("heapq", "copy"),
+    "datetime": ("_strptime",),
+    "statistics": ("heapq",),
+    "json": ("json.decoder", "json.encoder", "json.scanner"),
+}
+
+
 def _emit(envelope: dict) -> None:
     data = json.dumps(envelope, allow_nan=False, default=repr).encode()
     view = memoryview(data)
@@ -26,7 +37,10 @@ def _emit(envelope: dict) -> None:
 def main() -> None:
     request = json.loads(sys.stdin.buffer.read())
     os.close(0)
+    preload = list(request["allowed_modules"])
     for module_name in request["allowed_modules"]:
+        preload += LAZY_DEPENDENCIES.get(module_name.partition(".")[0], ())
+    for module_name in preload:
         try:
             __import__(module_name)  # pre-load while the file system is still open
         except ImportError:
