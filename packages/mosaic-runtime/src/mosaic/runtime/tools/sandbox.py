@@ -14,6 +14,7 @@ layer runs nothing and reports ``SandboxUnavailableError``.
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import pwd
 import selectors
@@ -29,7 +30,7 @@ from typing import Any
 
 import attrs
 
-from mosaic.core.errors import SandboxError
+from mosaic.core.errors import MosaicError, SandboxError
 from mosaic.runtime.tools.ast_gate import check_source, import_problem
 from mosaic.runtime.tools.errors import (
     SandboxLimitError,
@@ -159,7 +160,7 @@ class Sandbox:
             if os.geteuid() == 0:
                 os.chown(scratch, *policy.run_as)
             request["scratch"] = scratch
-            return self._run_child(json.dumps(request).encode(), limits, name, policy)
+            return self._run_child(marshal.dumps(request), limits, name, policy)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -177,12 +178,19 @@ class Sandbox:
         finally:
             _kill_group(proc)
         elapsed = time.monotonic() - started
-        survivors = _await_no_survivors(proc.pid)
-        if survivors:
-            raise SandboxError(f"processes {survivors} of tool {name!r} survived the call")
+        result = None if limit is not None else _parse_result(stdout, stderr, proc.returncode, name, elapsed, policy)
+        # A tool that returned normally inside its own PID namespace cannot leave processes behind
+        # (the namespace's init exited, so the kernel killed and reaped the rest before our child
+        # could exit). Every other ending is checked by scanning the call's session.
+        if not (isinstance(result, SandboxResult) and result.layers.get("pid_namespace", {}).get("active")):
+            survivors = _await_no_survivors(proc.pid)
+            if survivors:
+                raise SandboxError(f"processes {survivors} of tool {name!r} survived the call")
         if limit is not None:
             raise SandboxLimitError(*limit)
-        return _parse_result(stdout, stderr, proc.returncode, name, elapsed, policy)
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
 
 def _await_no_survivors(session_id: int, grace_seconds: float = 2.0) -> list[int]:
@@ -264,6 +272,17 @@ _SIGNAL_LIMITS = {signal.SIGXCPU: "CPU time", signal.SIGKILL: "killed (CPU hard 
 
 
 def _parse_result(
+    stdout: bytes, stderr: bytes, returncode: int, name: str, elapsed: float, policy: SandboxPolicy
+) -> SandboxResult | MosaicError:
+    """The call's result, or the typed error it ended in (returned, so that the caller can check
+    for survivors before raising it)."""
+    try:
+        return _parse_envelope(stdout, stderr, returncode, name, elapsed, policy)
+    except MosaicError as exc:
+        return exc
+
+
+def _parse_envelope(
     stdout: bytes, stderr: bytes, returncode: int, name: str, elapsed: float, policy: SandboxPolicy
 ) -> SandboxResult:
     try:

@@ -1,17 +1,18 @@
 """Entry point of the sandbox child: read the request, confine, run the tool, write one JSON result.
 
 Started by the parent as ``python3 -I -S -c <stub>`` with an empty environment, stdin/stdout/
-stderr as pipes and no other descriptor. The request arrives on stdin; the result leaves on
-stdout as a single JSON document. Nothing of the tool runs before every layer is in place.
+stderr as pipes and no other descriptor. The request arrives on stdin (marshal, from the trusted
+parent); the result leaves on stdout as a single JSON document. Nothing of the tool runs before every layer is in place.
 """
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import sys
 
 import sbx_confine
+import sbx_json
 import sbx_runtime
 
 
@@ -27,7 +28,7 @@ LAZY_DEPENDENCIES = {
 
 
 def _emit(envelope: dict) -> None:
-    data = json.dumps(envelope, allow_nan=False, default=repr).encode()
+    data = sbx_json.dumps(envelope).encode("utf-8")
     view = memoryview(data)
     while view:
         written = os.write(1, view)
@@ -35,7 +36,7 @@ def _emit(envelope: dict) -> None:
 
 
 def main() -> None:
-    request = json.loads(sys.stdin.buffer.read())
+    request = marshal.loads(sys.stdin.buffer.read())  # from the trusted parent; marshal needs no import
     os.close(0)
     preload = list(request["allowed_modules"])
     for module_name in request["allowed_modules"]:

@@ -9,9 +9,10 @@ Standard library only (runs in the sandbox child).
 from __future__ import annotations
 
 import builtins
-import json
 import sys
 import types
+
+import sbx_json
 
 SAFE_BUILTINS = (
     "abs", "all", "any", "ascii", "bin", "bool", "bytearray", "bytes", "callable", "chr", "complex",
@@ -117,7 +118,7 @@ def execute(request: dict) -> dict:
         if not callable(entry):
             raise NameError(f"the tool defines no function {request['entry']!r}")
         value = entry(**request["params"])
-        json.dumps(value, allow_nan=False)
+        sbx_json.dumps(value)
     except BaseException as exc:  # the tool's failure is data for the parent, whatever it is
         try:
             message = str(exc)[:2000]

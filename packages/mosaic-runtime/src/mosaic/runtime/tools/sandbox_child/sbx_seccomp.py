@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import platform
+import os
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 X32_SYSCALL_BIT = 0x40000000
@@ -121,8 +121,9 @@ SECCOMP_MODE_FILTER = 2
 
 def seccomp_supported() -> str | None:
     """None if a filter can be installed here, else why not."""
-    if platform.machine() != "x86_64":
-        return f"the seccomp filter is written for x86_64, this machine is {platform.machine()}"
+    machine = os.uname().machine
+    if machine != "x86_64":
+        return f"the seccomp filter is written for x86_64, this machine is {machine}"
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_GET_SECCOMP, 0, 0, 0, 0) < 0:
         return f"prctl(PR_GET_SECCOMP) failed: {errno.errorcode.get(ctypes.get_errno(), '?')}"
