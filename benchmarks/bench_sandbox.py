@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import goal, main  # noqa: E402
+from harness import goal, main
 
 TRIVIAL = "def run(x):\n    return x + 1\n"
 

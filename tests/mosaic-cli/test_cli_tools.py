@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+
+import pytest
 from click.testing import CliRunner
 
 from mosaic.cli.commands.audit import audit
+from mosaic.cli.commands.tools import tools
 from mosaic.cli.main import BUILTIN_COMMANDS
 from mosaic.core.audit import AuditLog
 
@@ -42,16 +47,13 @@ def test_audit_verify_without_key_says_signature_unchecked(tmp_path):
 
 # --- mosaic tools ---------------------------------------------------------------------------------
 
-import json  # noqa: E402
-import os  # noqa: E402
-
-import pytest  # noqa: E402
-
-from mosaic.cli.commands.tools import tools  # noqa: E402
-
-WIDE = {"name": "cube", "description": "cubes a number", "parameters": {"x": {"type": "number"}},
-        "implementation": "def run(x):\n    print('cubing\\x1b[2J')\n    return x ** 3\n",
-        "capabilities": {"cpu_seconds": 3}}
+WIDE = {
+    "name": "cube",
+    "description": "cubes a number",
+    "parameters": {"x": {"type": "number"}},
+    "implementation": "def run(x):\n    print('cubing\\x1b[2J')\n    return x ** 3\n",
+    "capabilities": {"cpu_seconds": 3},
+}
 
 
 def _invoke(tmp_path, *args):
@@ -73,8 +75,13 @@ def test_tools_add_show_approve_run_revoke(tmp_path):
 
     listed = _invoke(tmp_path, "list", "--json")
     assert json.loads(listed.output) == [
-        {"name": "cube", "state": "pending-approval", "hash": digest, "calls": 0,
-         "reasons": ["needs approval: cpu_seconds 3 > default 2"]}
+        {
+            "name": "cube",
+            "state": "pending-approval",
+            "hash": digest,
+            "calls": 0,
+            "reasons": ["needs approval: cpu_seconds 3 > default 2"],
+        }
     ]
     shown = _invoke(tmp_path, "show", "cube")
     assert digest in shown.output and "\\x1b[2J" in shown.output and "\x1b" not in shown.output
@@ -99,12 +106,16 @@ def test_tools_add_show_approve_run_revoke(tmp_path):
 def test_tools_add_rejects_with_reasons_and_list_when_empty(tmp_path):
     assert "no tools registered" in _invoke(tmp_path, "list").output
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({**WIDE, "name": "bad name", "implementation": "import os\ndef run(x):\n    return 1\n"}))
+    bad.write_text(
+        json.dumps({**WIDE, "name": "bad name", "implementation": "import os\ndef run(x):\n    return 1\n"})
+    )
     result = _invoke(tmp_path, "add", str(bad))
     assert result.exit_code == 1 and "rejected" in result.output and "'os'" in result.output
 
 
 def test_tools_run_rejects_non_object_arguments(tmp_path):
-    result = CliRunner().invoke(tools, ["run", "x", "--args", "[1]", "--registry", str(tmp_path / "r"),
-                                        "--key-file", str(tmp_path / "k")])
+    result = CliRunner().invoke(
+        tools,
+        ["run", "x", "--args", "[1]", "--registry", str(tmp_path / "r"), "--key-file", str(tmp_path / "k")],
+    )
     assert result.exit_code == 2 and "JSON object" in result.output

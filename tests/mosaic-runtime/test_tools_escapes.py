@@ -25,9 +25,17 @@ from mosaic.core.errors import MosaicError
 from mosaic.runtime.tools.sandbox import Sandbox, SandboxLimits, SandboxPolicy, surviving_processes
 
 NOBODY = 65534
-LIMITS = SandboxLimits(cpu_seconds=1, wall_seconds=3.0, memory_bytes=192 * 2**20, file_bytes=256 * 1024,
-                       scratch_bytes=1 * 2**20, scratch_inodes=64, open_files=32, processes=16,
-                       output_bytes=32 * 1024)
+LIMITS = SandboxLimits(
+    cpu_seconds=1,
+    wall_seconds=3.0,
+    memory_bytes=192 * 2**20,
+    file_bytes=256 * 1024,
+    scratch_bytes=1 * 2**20,
+    scratch_inodes=64,
+    open_files=32,
+    processes=16,
+    output_bytes=32 * 1024,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox's OS layers are specified for root")
 
@@ -45,9 +53,13 @@ class Arena:
 
     def params(self) -> dict:
         return {
-            "secret_path": str(self.secret_path), "outside": str(self.outside),
-            "victim": self.victim.pid, "environ_victim": self.environ_victim.pid, "parent": os.getpid(),
-            "tcp_port": self.tcp.getsockname()[1], "udp_port": self.udp.getsockname()[1],
+            "secret_path": str(self.secret_path),
+            "outside": str(self.outside),
+            "victim": self.victim.pid,
+            "environ_victim": self.environ_victim.pid,
+            "parent": os.getpid(),
+            "tcp_port": self.tcp.getsockname()[1],
+            "udp_port": self.udp.getsockname()[1],
         }
 
 
@@ -85,7 +97,7 @@ def arena():
 
 
 # Shared payload: given anything that reaches os (or open), try to read the secret and write outside.
-PAYLOAD = '''
+PAYLOAD = """
 def payload(o, secret_path, outside):
     got = []
     for attempt in (
@@ -99,12 +111,14 @@ def payload(o, secret_path, outside):
         except BaseException as exc:
             got.append("blocked " + type(exc).__name__)
     return got
-'''
+"""
 
 # name -> (source, modules the tool declares). Declared modules are pre-imported by the child
 # before it confines itself, so with the language layers off the attack really gets them.
 ATTACKS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "subclasses_walk": (PAYLOAD + '''
+    "subclasses_walk": (
+        PAYLOAD
+        + """
 def run(secret_path, outside, **_):
     for cls in ().__class__.__base__.__subclasses__():
         if cls.__name__ == "_wrap_close":
@@ -114,14 +128,21 @@ def run(secret_path, outside, **_):
             o.__dict__.update(import_os)
             return payload(o, secret_path, outside)
     return "no route"
-''', ()),
-    "globals_walk": ('''
+""",
+        (),
+    ),
+    "globals_walk": (
+        """
 def run(secret_path, **_):
     b = run.__globals__["__builtins__"]
     opener = b["open"] if isinstance(b, dict) else b.open
     return opener(secret_path).read()
-''', ()),
-    "frame_walk": (PAYLOAD + '''
+""",
+        (),
+    ),
+    "frame_walk": (
+        PAYLOAD
+        + """
 def run(secret_path, outside, **_):
     def gen():
         yield g.gi_frame.f_back
@@ -132,8 +153,12 @@ def run(secret_path, outside, **_):
             return payload(frame.f_globals["os"], secret_path, outside)
         frame = frame.f_back
     return "no route"
-''', ()),
-    "traceback_walk": (PAYLOAD + '''
+""",
+        (),
+    ),
+    "traceback_walk": (
+        PAYLOAD
+        + """
 def run(secret_path, outside, **_):
     try:
         1 / 0
@@ -144,14 +169,20 @@ def run(secret_path, outside, **_):
             return payload(frame.f_globals["os"], secret_path, outside)
         frame = frame.f_back
     return "no route"
-''', ()),
-    "str_format": ('''
+""",
+        (),
+    ),
+    "str_format": (
+        """
 import string
 def run(**_):
     leak = "{0.__class__.__base__.__subclasses__}".format(())
     return leak + string.Formatter().vformat("{0.__globals__}", (run,), {})
-''', ("string",)),
-    "decorator": ('''
+""",
+        ("string",),
+    ),
+    "decorator": (
+        """
 def grab(f):
     b = f.__globals__["__builtins__"]
     imp = b["__import__"] if isinstance(b, dict) else b.__import__
@@ -160,8 +191,12 @@ def grab(f):
 @grab
 def run(**_):
     return None
-''', ("subprocess",)),
-    "match_pattern": (PAYLOAD + '''
+""",
+        ("subprocess",),
+    ),
+    "match_pattern": (
+        PAYLOAD
+        + """
 def run(secret_path, outside, **_):
     match ():
         case object(__class__=c):
@@ -172,35 +207,56 @@ def run(secret_path, outside, **_):
                     o.__dict__.update(cls.__init__.__globals__)
                     return payload(o, secret_path, outside)
     return "no route"
-''', ()),
-    "import_os": (PAYLOAD + '''
+""",
+        (),
+    ),
+    "import_os": (
+        PAYLOAD
+        + """
 import os
 def run(secret_path, outside, **_):
     return payload(os, secret_path, outside)
-''', ()),
-    "import_subprocess": ('''
+""",
+        (),
+    ),
+    "import_subprocess": (
+        """
 import subprocess
 def run(secret_path, outside, **_):
     return subprocess.run(["sh", "-c", "cat " + secret_path + "; touch " + outside + "/pwned-sub"],
                           capture_output=True).stdout.decode()
-''', ("subprocess",)),
-    "import_ctypes": ('''
+""",
+        ("subprocess",),
+    ),
+    "import_ctypes": (
+        """
 import ctypes
 def run(secret_path, **_):
     libc = ctypes.CDLL(None)
     return libc.system(b"cat " + secret_path.encode())
-''', ("ctypes",)),
-    "importlib": (PAYLOAD + '''
+""",
+        ("ctypes",),
+    ),
+    "importlib": (
+        PAYLOAD
+        + """
 import importlib
 def run(secret_path, outside, **_):
     return payload(importlib.import_module("os"), secret_path, outside)
-''', ("importlib",)),
-    "pickle_gadget": ('''
+""",
+        ("importlib",),
+    ),
+    "pickle_gadget": (
+        """
 import pickle
 def run(outside, **_):
     return pickle.loads(b"cos\\nsystem\\n(S'touch " + outside.encode() + b"/pwned-pickle'\\ntR.")
-''', ("pickle",)),
-    "os_via_safe_module": (PAYLOAD + '''
+""",
+        ("pickle",),
+    ),
+    "os_via_safe_module": (
+        PAYLOAD
+        + """
 import random, json, string
 def run(secret_path, outside, **_):
     for route in (lambda: random._os, lambda: json.decoder.re.enum.sys.modules["os"],
@@ -210,30 +266,46 @@ def run(secret_path, outside, **_):
         except AttributeError:
             continue
     return "no route"
-''', ("random", "json", "string")),
-    "read_secret_file": (PAYLOAD + '''
+""",
+        ("random", "json", "string"),
+    ),
+    "read_secret_file": (
+        PAYLOAD
+        + """
 def run(secret_path, outside, **_):
     import os
     return payload(os, secret_path, outside)
-''', ()),
-    "read_secret_symlink": ('''
+""",
+        (),
+    ),
+    "read_secret_symlink": (
+        """
 import os
 def run(secret_path, **_):
     os.symlink(secret_path, "link")
     return open("link").read()
-''', ()),
-    "read_secret_hardlink": ('''
+""",
+        (),
+    ),
+    "read_secret_hardlink": (
+        """
 import os
 def run(secret_path, **_):
     os.link(secret_path, "hard")
     return open("hard").read()
-''', ()),
-    "own_environment": ('''
+""",
+        (),
+    ),
+    "own_environment": (
+        """
 import os
 def run(**_):
     return [dict(os.environ), open("/proc/self/environ", "rb").read().decode()]
-''', ()),
-    "parent_environ": ('''
+""",
+        (),
+    ),
+    "parent_environ": (
+        """
 import os
 def run(parent, environ_victim, **_):
     out = []
@@ -243,14 +315,20 @@ def run(parent, environ_victim, **_):
         except OSError as exc:
             out.append("blocked " + type(exc).__name__)
     return out
-''', ()),
-    "write_outside_scratch": ('''
+""",
+        (),
+    ),
+    "write_outside_scratch": (
+        """
 def run(outside, **_):
     with open(outside + "/pwned", "w") as handle:
         handle.write("x")
     return "written"
-''', ()),
-    "tcp_connect": ('''
+""",
+        (),
+    ),
+    "tcp_connect": (
+        """
 import socket
 def run(tcp_port, **_):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -258,25 +336,37 @@ def run(tcp_port, **_):
     s.connect(("127.0.0.1", tcp_port))
     s.sendall(b"escaped")
     return "connected"
-''', ("socket", "encodings.idna")),
-    "udp_send": ('''
+""",
+        ("socket", "encodings.idna"),
+    ),
+    "udp_send": (
+        """
 import socket
 def run(udp_port, **_):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.sendto(b"escaped", ("127.0.0.1", udp_port))
     return "sent"
-''', ("socket",)),
-    "dns_lookup": ('''
+""",
+        ("socket",),
+    ),
+    "dns_lookup": (
+        """
 import socket
 def run(**_):
     return [socket.getaddrinfo("example.com", 80), socket.gethostbyname("localhost")]
-''', ("socket", "encodings.idna")),
-    "exec_binary": ('''
+""",
+        ("socket", "encodings.idna"),
+    ),
+    "exec_binary": (
+        """
 import os
 def run(outside, **_):
     os.execv("/bin/sh", ["sh", "-c", "touch " + outside + "/pwned-exec"])
-''', ()),
-    "kill_victim": ('''
+""",
+        (),
+    ),
+    "kill_victim": (
+        """
 import os, signal
 def run(victim, parent, **_):
     for pid in (victim, parent, -1):
@@ -285,14 +375,20 @@ def run(victim, parent, **_):
         except OSError:
             continue
     return "sent"
-''', ("signal",)),
-    "ptrace_victim": ('''
+""",
+        ("signal",),
+    ),
+    "ptrace_victim": (
+        """
 import ctypes
 def run(victim, **_):
     libc = ctypes.CDLL(None, use_errno=True)
     return [libc.ptrace(16, victim, 0, 0), ctypes.get_errno()]
-''', ("ctypes",)),
-    "fork_bomb": ('''
+""",
+        ("ctypes",),
+    ),
+    "fork_bomb": (
+        """
 import os
 def run(**_):
     pids = []
@@ -304,8 +400,11 @@ def run(**_):
             time.sleep(600)
         pids.append(pid)
     return pids
-''', ("time",)),
-    "thread_bomb": ('''
+""",
+        ("time",),
+    ),
+    "thread_bomb": (
+        """
 import threading, time
 def run(**_):
     threads = []
@@ -313,55 +412,79 @@ def run(**_):
         t = threading.Thread(target=time.sleep, args=(600,), daemon=True)
         t.start()
         threads.append(t)
-''', ("threading", "time")),
-    "memory_flood": ('''
+""",
+        ("threading", "time"),
+    ),
+    "memory_flood": (
+        """
 def run(**_):
     hog = []
     while True:
         hog.append(bytearray(16 * 2**20))
-''', ()),
-    "cpu_flood": ('''
+""",
+        (),
+    ),
+    "cpu_flood": (
+        """
 def run(**_):
     n = 0
     while True:
         n += 1
-''', ()),
-    "disk_flood": ('''
+""",
+        (),
+    ),
+    "disk_flood": (
+        """
 def run(**_):
     i = 0
     while True:
         with open(f"f{i}", "wb") as handle:
             handle.write(bytes(200_000))
         i += 1
-''', ()),
-    "fd_flood": ('''
+""",
+        (),
+    ),
+    "fd_flood": (
+        """
 def run(**_):
     handles = []
     while True:
         handles.append(open(f"fd{len(handles) % 4}", "w"))
-''', ()),
-    "output_flood": ('''
+""",
+        (),
+    ),
+    "output_flood": (
+        """
 import sys
 def run(**_):
     sys.__stdout__.write("x" * 10_000_000)
     sys.__stdout__.flush()
     while True:
         print("y" * 100_000)
-''', ()),
-    "ignore_signals": ('''
+""",
+        (),
+    ),
+    "ignore_signals": (
+        """
 import signal
 def run(**_):
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGXCPU):
         signal.signal(sig, signal.SIG_IGN)
     while True:
         continue
-''', ("signal",)),
-    "sleep_forever": ('''
+""",
+        ("signal",),
+    ),
+    "sleep_forever": (
+        """
 import time
 def run(**_):
     time.sleep(10_000)
-''', ("time",)),
-    "escape_session_then_sleep": ('''
+""",
+        ("time",),
+    ),
+    "escape_session_then_sleep": (
+        """
 import os, time
 def run(**_):
     try:
@@ -370,13 +493,18 @@ def run(**_):
         pass
     pid = os.fork()
     time.sleep(10_000)
-''', ("time",)),
-    "eval_exec_compile": ('''
+""",
+        ("time",),
+    ),
+    "eval_exec_compile": (
+        """
 def run(secret_path, **_):
     code = compile("open(p).read()", "x", "eval")
     exec("import os")
     return eval(code, {"p": secret_path})
-''', ()),
+""",
+        (),
+    ),
 }
 
 
@@ -433,7 +561,9 @@ def test_attack_is_contained(arena, attack, language_layers):
     if "PYTEST_XDIST_WORKER" not in os.environ:  # a global view is only meaningful when run alone
         assert _nobody_processes() <= before, f"{attack} left processes running as nobody"
     if language_layers and attack not in ("memory_flood", "cpu_flood"):
-        assert "ToolRejectedError" in outcome or "ToolFailedError" in outcome or "SandboxLimitError" in outcome
+        assert (
+            "ToolRejectedError" in outcome or "ToolFailedError" in outcome or "SandboxLimitError" in outcome
+        )
 
 
 def test_victims_are_reachable_without_the_sandbox(arena):

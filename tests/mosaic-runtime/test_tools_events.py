@@ -13,15 +13,22 @@ from mosaic.runtime.tools.events import ToolEventHandler
 from mosaic.runtime.tools.python_builder import PythonToolBuilder
 from mosaic.runtime.tools.registry import ToolRegistry
 
-SQUARE = {"name": "square", "description": "squares a number", "parameters": {"x": {"type": "number"}},
-          "implementation": "def run(x):\n    return x * x\n"}
+SQUARE = {
+    "name": "square",
+    "description": "squares a number",
+    "parameters": {"x": {"type": "number"}},
+    "implementation": "def run(x):\n    return x * x\n",
+}
 
 
 @pytest.fixture
 def flow(tmp_path):
     bus = EventBus()
-    registry = ToolRegistry(tmp_path / "reg", builders={"python": PythonToolBuilder()},
-                            audit=AuditLog(tmp_path / "audit.jsonl", key=b"e" * 32))
+    registry = ToolRegistry(
+        tmp_path / "reg",
+        builders={"python": PythonToolBuilder()},
+        audit=AuditLog(tmp_path / "audit.jsonl", key=b"e" * 32),
+    )
     handler = ToolEventHandler(registry, bus).attach()
     seen: list[EventEnvelope] = []
     bus.subscribe("*", seen.append)
@@ -30,7 +37,9 @@ def flow(tmp_path):
         request = EventEnvelope(type=event_type, payload=payload, sender="model", priority=3)
         bus.publish(request)
         bus.drain()
-        replies = [e for e in seen if isinstance(e.payload, dict) and e.payload.get("in_reply_to") == request.id]
+        replies = [
+            e for e in seen if isinstance(e.payload, dict) and e.payload.get("in_reply_to") == request.id
+        ]
         assert len(replies) == 1
         assert replies[0].priority == 3 and replies[0].sender == "tool_registry"
         return replies[0]
@@ -46,8 +55,12 @@ def test_valid_definition_is_registered(flow):
 
 
 def test_invalid_definition_is_rejected_with_every_reason(flow):
-    bad = {**SQUARE, "name": "peek", "description": "",
-           "implementation": "import os\ndef run(x):\n    return os.getcwd()\n"}
+    bad = {
+        **SQUARE,
+        "name": "peek",
+        "description": "",
+        "implementation": "import os\ndef run(x):\n    return os.getcwd()\n",
+    }
     reply = flow("ToolDefinition", bad)
     assert reply.type == "ToolRejected" and reply.payload["name"] == "peek"
     assert len(reply.payload["reasons"]) == 2

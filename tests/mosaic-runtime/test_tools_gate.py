@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from mosaic.runtime.tools.ast_gate import check_source, import_problem
 from mosaic.runtime.tools.display import escape_control
 
-GOOD = '''
+GOOD = """
 import math
 from collections import Counter
 def helper(xs):
@@ -21,7 +21,7 @@ def run(text, n=3):
         raise ValueError(str(exc))
     total = sum(v for _, v in top)
     return {"top": top, "root": math.sqrt(total), "doubled": helper([1, 2]), "f": f"{total:>4}"}
-'''
+"""
 
 
 def test_plain_computation_passes():
@@ -29,7 +29,7 @@ def test_plain_computation_passes():
 
 
 def test_every_problem_is_reported_not_just_the_first():
-    source = '''
+    source = """
 import os
 class Evil: pass
 @staticmethod
@@ -38,7 +38,7 @@ def run():
     y = "{0}".format(1)
     global z
     return eval("1")
-'''
+"""
     problems = check_source(source, frozenset())
     text = "\n".join(problems)
     for expected in ("'os'", "ClassDef", "decorators", "'__class__'", "'format'", "Global", "'eval'"):
@@ -49,8 +49,7 @@ def run():
 def test_introspection_and_dynamic_paths_are_refused():
     cases = {
         "gi_frame": "def run():\n    g = (i for i in [1])\n    return g.gi_frame\n",
-        "tb_frame": "def run():\n    try:\n        1/0\n    except Exception as e:\n        return e.with_traceback\n"
-                    "def f(t):\n    return t.tb_frame\n",
+        "tb_frame": "def run():\n    return 1\ndef f(t):\n    return t.tb_frame\n",
         "match": "def run():\n    match 1:\n        case int(real=r):\n            return r\n",
         "getattr": "def run():\n    return getattr(1, 'real')\n",
         "__builtins__": "def run():\n    return __builtins__\n",
@@ -65,7 +64,9 @@ def test_introspection_and_dynamic_paths_are_refused():
 
 
 def test_undeclared_and_never_allowed_imports():
-    assert any("not declared" in p for p in check_source("import json\ndef run():\n    return 1\n", frozenset()))
+    assert any(
+        "not declared" in p for p in check_source("import json\ndef run():\n    return 1\n", frozenset())
+    )
     for module in ("os", "sys", "subprocess", "ctypes", "importlib", "pickle", "socket", "typing", "_thread"):
         assert import_problem(module), module
     assert import_problem("math") is None and import_problem("collections.abc") is None

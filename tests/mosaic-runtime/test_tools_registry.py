@@ -30,7 +30,8 @@ class Clock:
 
 def add_tool(name="add", **capabilities):
     return ToolDefinition(
-        name=name, description="adds two integers",
+        name=name,
+        description="adds two integers",
         parameters={"a": ParameterSpec("integer"), "b": ParameterSpec("integer", required=False, default=1)},
         implementation="def run(a, b):\n    return a + b\n",
         capabilities=ToolCapabilities(**capabilities),
@@ -44,21 +45,42 @@ def clock():
 
 def make_registry(tmp_path, clock, **config):
     audit = AuditLog(tmp_path / "audit.jsonl", key=KEY)
-    return ToolRegistry(tmp_path / "reg", builders={"python": PythonToolBuilder()}, audit=audit,
-                        config=ToolRegistryConfig(**config), clock=clock)
+    return ToolRegistry(
+        tmp_path / "reg",
+        builders={"python": PythonToolBuilder()},
+        audit=audit,
+        config=ToolRegistryConfig(**config),
+        clock=clock,
+    )
 
 
 def test_validate_returns_every_problem():
     bad = ToolDefinition(
-        name="not valid", description="", implementation="",
-        parameters={"x": ParameterSpec("complex"), "y": ParameterSpec("integer", required=True, default=3),
-                    "z": ParameterSpec("integer", required=False, default="three")},
+        name="not valid",
+        description="",
+        implementation="",
+        parameters={
+            "x": ParameterSpec("complex"),
+            "y": ParameterSpec("integer", required=True, default=3),
+            "z": ParameterSpec("integer", required=False, default="three"),
+        },
         capabilities=ToolCapabilities(allowed_imports=("os", "_thread"), network=True, cpu_seconds=-1),
         sandbox=False,
     )
     problems = bad.validate()
-    for fragment in ("name:", "description:", "parameters.x.type", "parameters.y:", "parameters.z.default",
-                     "implementation:", "'os'", "'_thread'", "network", "cpu_seconds", "sandbox"):
+    for fragment in (
+        "name:",
+        "description:",
+        "parameters.x.type",
+        "parameters.y:",
+        "parameters.z.default",
+        "implementation:",
+        "'os'",
+        "'_thread'",
+        "network",
+        "cpu_seconds",
+        "sandbox",
+    ):
         assert any(fragment in p for p in problems), fragment
     assert add_tool().validate() == []
 
@@ -119,7 +141,9 @@ def test_approval_is_bound_to_the_definition_hash(tmp_path, clock):
     state_file.write_text(json.dumps(state))
     with pytest.raises(ToolStateError, match="hash"):
         registry.call("slow", {"a": 1})
-    state["tools"]["slow"]["hash"] = definition_hash(ToolDefinition.from_json_dict(state["tools"]["slow"]["definition"]))
+    state["tools"]["slow"]["hash"] = definition_hash(
+        ToolDefinition.from_json_dict(state["tools"]["slow"]["definition"])
+    )
     state_file.write_text(json.dumps(state))
     with pytest.raises(ToolStateError, match="approval is void"):
         registry.call("slow", {"a": 1})
@@ -186,8 +210,10 @@ def test_every_transition_is_in_the_verified_audit_log(tmp_path, clock):
     records = list(registry.audit.records())
     moves = [(r.data["tool"], r.data["from"], r.data["to"]) for r in records]
     assert moves == [
-        ("wide", None, "pending-approval"), ("wide", "pending-approval", "active"),
-        ("wide", "active", "deprecated"), ("bad", None, "rejected"),
+        ("wide", None, "pending-approval"),
+        ("wide", "pending-approval", "active"),
+        ("wide", "active", "deprecated"),
+        ("bad", None, "rejected"),
     ]
     assert all(r.kind == "tool.transition" and r.data["hash"] for r in records)
     assert verify_log(registry.audit.path, key=KEY).ok

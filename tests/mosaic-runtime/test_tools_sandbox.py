@@ -22,14 +22,14 @@ from mosaic.runtime.tools.sandbox import OS_LAYERS, Sandbox, SandboxLimits, Sand
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox's OS layers are specified for root")
 
 SMALL = SandboxLimits(cpu_seconds=1, wall_seconds=4.0, output_bytes=8192)
-WORDS = '''
+WORDS = """
 import collections, json, math
 def run(text, top=2):
     counts = collections.Counter(text.split())
     print("counted", len(counts))
     return {"top": counts.most_common(top), "norm": math.sqrt(sum(v * v for v in counts.values())),
             "echo": json.loads(json.dumps([1, "two"]))}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def sandbox():
 
 def test_valid_tool_returns_its_result_and_output(sandbox):
     result = sandbox.run(WORDS, {"text": "a b a c a b"}, allowed_modules=("collections", "json", "math"))
-    assert result.value == {"top": [["a", 3], ["b", 2]], "norm": pytest.approx(14 ** 0.5), "echo": [1, "two"]}
+    assert result.value == {"top": [["a", 3], ["b", 2]], "norm": pytest.approx(14**0.5), "echo": [1, "two"]}
     assert result.stdout == "counted 3\n"
     assert not result.stdout_truncated
 
@@ -52,8 +52,10 @@ def test_every_layer_is_reported_active(sandbox):
 
 
 def test_tool_can_use_its_scratch_directory_only_for_the_call(sandbox):
-    source = ("def run():\n    with open('notes.txt', 'w') as f:\n        f.write('hello')\n"
-              "    with open('notes.txt') as f:\n        return f.read()\n")
+    source = (
+        "def run():\n    with open('notes.txt', 'w') as f:\n        f.write('hello')\n"
+        "    with open('notes.txt') as f:\n        return f.read()\n"
+    )
     off = Sandbox(SandboxPolicy(limits=SMALL, language_layers=False))
     assert off.run(source).value == "hello"
 
@@ -77,7 +79,7 @@ def test_gate_rejections_list_every_problem(sandbox):
 
 
 def test_declared_module_views_hide_modules_and_string_getattr(sandbox):
-    source = '''
+    source = """
 import random, operator, json
 def reachable(get):
     try:
@@ -86,14 +88,17 @@ def reachable(get):
     except AttributeError:
         return False
 def run():
-    return [reachable(lambda: random.Random), reachable(lambda: operator.add), reachable(lambda: json.decoder),
-            reachable(lambda: json.decoder.re), reachable(lambda: random.os), reachable(lambda: json.codecs)]
-'''
+    return [reachable(lambda: random.Random), reachable(lambda: operator.add),
+            reachable(lambda: json.decoder), reachable(lambda: json.decoder.re),
+            reachable(lambda: random.os), reachable(lambda: json.codecs)]
+"""
     value = sandbox.run(source, allowed_modules=("random", "operator", "json")).value
     assert value == [True, True, True, False, False, False]
     with pytest.raises(ToolRejectedError):
-        sandbox.run("import operator\ndef run():\n    return operator.attrgetter('real')(1)\n",
-                    allowed_modules=("operator",))
+        sandbox.run(
+            "import operator\ndef run():\n    return operator.attrgetter('real')(1)\n",
+            allowed_modules=("operator",),
+        )
 
 
 def test_print_output_is_capped(sandbox):
@@ -104,8 +109,10 @@ def test_print_output_is_capped(sandbox):
 
 def test_wall_clock_limit(sandbox):
     with pytest.raises(SandboxLimitError):
-        sandbox.run("def run():\n    while True:\n        continue\n",
-                    limits=SandboxLimits(cpu_seconds=10, wall_seconds=0.5))
+        sandbox.run(
+            "def run():\n    while True:\n        continue\n",
+            limits=SandboxLimits(cpu_seconds=10, wall_seconds=0.5),
+        )
 
 
 def test_refuses_when_landlock_abi_is_insufficient():
@@ -140,7 +147,7 @@ def test_parallel_calls_do_not_interfere(sandbox):
     def call(i):
         try:
             results[i] = sandbox.run("def run(i):\n    return i * i\n", {"i": i}).value
-        except Exception as exc:  # collected and asserted below
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
@@ -155,8 +162,10 @@ def test_child_runs_isolated_without_the_parent_environment(sandbox):
     off = Sandbox(SandboxPolicy(limits=SMALL, language_layers=False))
     os.environ["MOSAIC_PARENT_ONLY"] = "1"
     try:
-        value = off.run("import os, sys\ndef run():\n    return [sorted(os.environ), sys.flags.isolated, "
-                        "os.getuid(), os.getpid(), sorted(os.listdir('.'))]\n").value
+        value = off.run(
+            "import os, sys\ndef run():\n    return [sorted(os.environ), sys.flags.isolated, "
+            "os.getuid(), os.getpid(), sorted(os.listdir('.'))]\n"
+        ).value
     finally:
         del os.environ["MOSAIC_PARENT_ONLY"]
     environ, isolated, uid, pid, listing = value

@@ -4,15 +4,24 @@ of the kernel's evaluation), and the Landlock access masks."""
 from __future__ import annotations
 
 import errno
+import importlib.util
 import struct
-import sys
 
 import pytest
 
-CHILD = __import__("pathlib").Path(__file__).resolve().parents[2] / "packages/mosaic-runtime/src/mosaic/runtime/tools/sandbox_child"
-sys.path.insert(0, str(CHILD))
-import sbx_landlock  # noqa: E402
-import sbx_seccomp as sc  # noqa: E402
+from mosaic.runtime.tools.sandbox import CHILD_DIR
+
+
+def _child_module(name):
+    """The child's modules import each other by bare name; load them the way the child does."""
+    spec = importlib.util.spec_from_file_location(name, CHILD_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+sbx_landlock = _child_module("sbx_landlock")
+sc = _child_module("sbx_seccomp")
 
 OWN_PID = 2
 

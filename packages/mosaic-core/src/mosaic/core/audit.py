@@ -45,9 +45,9 @@ KEY_BYTES = 32
 def canonical_json(value: Any) -> bytes:
     """Compact, key-sorted UTF-8 JSON; rejects NaN/infinity so every value has one encoding."""
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-            "utf-8"
-        )
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise AuditError(f"audit data is not canonical JSON: {exc}") from exc
 
@@ -135,7 +135,9 @@ def load_or_create_key(path: str | os.PathLike[str]) -> bytes:
     except FileExistsError:
         key = key_path.read_bytes()
         if len(key) < 16:
-            raise AuditError(f"audit key file {key_path} holds {len(key)} bytes; at least 16 are required") from None
+            raise AuditError(
+                f"audit key file {key_path} holds {len(key)} bytes; at least 16 are required"
+            ) from None
         return key
     key = secrets.token_bytes(KEY_BYTES)
     try:
@@ -175,7 +177,10 @@ def _read_checkpoint(path: Path) -> AuditCheckpoint | None:
     try:
         raw = json.loads(path.read_bytes())
         return AuditCheckpoint(
-            head=str(raw["head"]), records=int(raw["records"]), size=int(raw["size"]), ts=float(raw["ts"]),
+            head=str(raw["head"]),
+            records=int(raw["records"]),
+            size=int(raw["size"]),
+            ts=float(raw["ts"]),
             mac=str(raw["mac"]),
         )
     except (ValueError, KeyError, TypeError) as exc:
@@ -210,7 +215,9 @@ def verify_log(
     the checkpoint file could forge one, which the report says.
     """
     log_path = Path(path)
-    checkpoint_file = Path(checkpoint_path) if checkpoint_path is not None else default_checkpoint_path(log_path)
+    checkpoint_file = (
+        Path(checkpoint_path) if checkpoint_path is not None else default_checkpoint_path(log_path)
+    )
     if not log_path.exists():
         raise AuditError(f"audit log {log_path} does not exist")
 
@@ -231,9 +238,17 @@ def verify_log(
             except AuditError as exc:
                 return bad(number, str(exc), count)
             if record.seq != number - 1:
-                return bad(number, f"sequence number {record.seq}, expected {number - 1} (deleted or reordered)", count)
+                return bad(
+                    number,
+                    f"sequence number {record.seq}, expected {number - 1} (deleted or reordered)",
+                    count,
+                )
             if record.prev != prev:
-                return bad(number, "prev does not match the previous record's hash (edited, deleted or reordered)", count)
+                return bad(
+                    number,
+                    "prev does not match the previous record's hash (edited, deleted or reordered)",
+                    count,
+                )
             if record_hash(record.body()) != record.hash:
                 return bad(number, "hash does not match the record's content (edited)", count)
             if line != record.to_line():
@@ -257,7 +272,9 @@ def verify_log(
     if key is not None:
         expected = AuditCheckpoint.mac_for(checkpoint.signed_body(), key)
         if not hmac.compare_digest(expected, checkpoint.mac):
-            return bad(None, f"checkpoint {checkpoint_file} has an invalid signature (forged, or wrong key)", count)
+            return bad(
+                None, f"checkpoint {checkpoint_file} has an invalid signature (forged, or wrong key)", count
+            )
         signature_checked = True
     return AuditReport(
         str(log_path), count, ok=True, checkpoint_checked=True, checkpoint_signature_checked=signature_checked
@@ -368,7 +385,9 @@ class AuditLog:
                 break
             chunk *= 2
         if not tail.endswith(b"\n"):
-            raise AuditError(f"audit log {self.path} ends in a torn line; verify and repair it before appending")
+            raise AuditError(
+                f"audit log {self.path} ends in a torn line; verify and repair it before appending"
+            )
         last_line = tail[:-1].rsplit(b"\n", 1)[-1] + b"\n"
         record = _parse_record(last_line, -1)
         return record.seq + 1, record.hash

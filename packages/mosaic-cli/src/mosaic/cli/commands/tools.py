@@ -51,8 +51,16 @@ def list_tools(registry_dir: Path, key_file: Path | None, as_json: bool) -> None
     """List registered tools with their state and definition hash."""
     records = _open(registry_dir, key_file).list()
     if as_json:
-        rows = [{"name": r.definition.name, "state": r.state.value, "hash": r.hash, "calls": r.calls,
-                 "reasons": r.reasons} for r in records]
+        rows = [
+            {
+                "name": r.definition.name,
+                "state": r.state.value,
+                "hash": r.hash,
+                "calls": r.calls,
+                "reasons": r.reasons,
+            }
+            for r in records
+        ]
         click.echo(json.dumps(rows, indent=2))
         return
     if not records:
@@ -60,7 +68,9 @@ def list_tools(registry_dir: Path, key_file: Path | None, as_json: bool) -> None
         return
     for r in records:
         reasons = f"  ({'; '.join(r.reasons)})" if r.reasons else ""
-        click.echo(_safe(f"{r.definition.name:24s} {r.state.value:17s} {r.hash[:12]}  calls={r.calls}{reasons}"))
+        click.echo(
+            _safe(f"{r.definition.name:24s} {r.state.value:17s} {r.hash[:12]}  calls={r.calls}{reasons}")
+        )
 
 
 @tools.command("show")
@@ -81,8 +91,10 @@ def show(name: str, registry_dir: Path, key_file: Path | None) -> None:
         f"description:   {definition.description}",
         f"parameters:    {json.dumps({k: v.type for k, v in definition.parameters.items()})}",
         f"imports:       {', '.join(capabilities.allowed_imports) or '-'}",
-        f"limits:        cpu {capabilities.cpu_seconds}s, wall {capabilities.wall_seconds}s, "
-        f"memory {capabilities.memory_bytes}, output {capabilities.output_bytes}",
+        (
+            f"limits:        cpu {capabilities.cpu_seconds}s, wall {capabilities.wall_seconds}s, "
+            f"memory {capabilities.memory_bytes}, output {capabilities.output_bytes}"
+        ),
         f"needs approval: {'yes: ' + ', '.join(above) if above else 'no'}",
         f"reasons:       {'; '.join(record.reasons) or '-'}",
         "source:",
@@ -110,7 +122,9 @@ def add(file: Path, registry_dir: Path, key_file: Path | None) -> None:
 
 @tools.command("approve")
 @click.argument("name")
-@click.option("--hash", "expected_hash", required=True, help="The full definition hash you reviewed (tools show).")
+@click.option(
+    "--hash", "expected_hash", required=True, help="The full definition hash you reviewed (tools show)."
+)
 @REGISTRY_OPTION
 @KEY_OPTION
 def approve(name: str, expected_hash: str, registry_dir: Path, key_file: Path | None) -> None:

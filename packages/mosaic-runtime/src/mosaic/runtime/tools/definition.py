@@ -21,15 +21,38 @@ from mosaic.runtime.tools.ast_gate import import_problem
 from mosaic.runtime.tools.sandbox import SandboxLimits
 
 PARAMETER_TYPES = {
-    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
-    "array": (list,), "object": (dict,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
 }
 #: Modules a tool may import without human approval: pure computation, no I/O.
-DEFAULT_IMPORTS = frozenset({
-    "math", "cmath", "json", "re", "string", "statistics", "itertools", "functools", "collections",
-    "datetime", "decimal", "fractions", "random", "heapq", "bisect", "operator", "textwrap",
-    "unicodedata", "hashlib", "base64",
-})
+DEFAULT_IMPORTS = frozenset(
+    {
+        "math",
+        "cmath",
+        "json",
+        "re",
+        "string",
+        "statistics",
+        "itertools",
+        "functools",
+        "collections",
+        "datetime",
+        "decimal",
+        "fractions",
+        "random",
+        "heapq",
+        "bisect",
+        "operator",
+        "textwrap",
+        "unicodedata",
+        "hashlib",
+        "base64",
+    }
+)
 DEFAULT_LIMITS = SandboxLimits()
 HASH_DOMAIN = b"mosaic.tool.definition.v1\x00"
 MAX_DESCRIPTION = 2000
@@ -74,12 +97,16 @@ class ToolCapabilities:
     output_bytes: int = DEFAULT_LIMITS.output_bytes
 
     def problems(self) -> list[str]:
-        found = [f"capabilities.allowed_imports: {p}" for m in self.allowed_imports if (p := import_problem(m))]
+        found = [
+            f"capabilities.allowed_imports: {p}" for m in self.allowed_imports if (p := import_problem(m))
+        ]
         if self.network:
             found.append("capabilities.network: no tool builder grants network access; tools run offline")
         if not self.scratch:
-            found.append("capabilities.scratch: the sandbox always provides a private scratch directory; "
-                         "declare scratch=True")
+            found.append(
+                "capabilities.scratch: the sandbox always provides a private scratch directory; "
+                "declare scratch=True"
+            )
         for field in ("cpu_seconds", "wall_seconds", "memory_bytes", "output_bytes"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -97,9 +124,13 @@ class ToolCapabilities:
         return above
 
     def limits(self) -> SandboxLimits:
-        return attrs.evolve(DEFAULT_LIMITS, cpu_seconds=int(math.ceil(self.cpu_seconds)),
-                            wall_seconds=float(self.wall_seconds), memory_bytes=int(self.memory_bytes),
-                            output_bytes=int(self.output_bytes))
+        return attrs.evolve(
+            DEFAULT_LIMITS,
+            cpu_seconds=math.ceil(self.cpu_seconds),
+            wall_seconds=float(self.wall_seconds),
+            memory_bytes=int(self.memory_bytes),
+            output_bytes=int(self.output_bytes),
+        )
 
 
 @attrs.frozen
@@ -147,7 +178,9 @@ class ToolDefinition:
         for name, spec in self.parameters.items():
             if name in arguments:
                 if not _matches(arguments[name], spec.type):
-                    problems.append(f"parameter {name!r}: expected {spec.type}, got {type(arguments[name]).__name__}")
+                    problems.append(
+                        f"parameter {name!r}: expected {spec.type}, got {type(arguments[name]).__name__}"
+                    )
                 bound[name] = arguments[name]
             elif spec.required:
                 problems.append(f"missing required parameter {name!r}")

@@ -15,17 +15,15 @@ class ToolRejectedError(ToolError):
     def __init__(self, name: str, problems: Sequence[str]) -> None:
         self.name = name
         self.problems = tuple(problems)
-        lines = [f"tool {name!r} rejected ({len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}):"]
+        lines = [
+            f"tool {name!r} rejected ({len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}):"
+        ]
         lines += [f"  {escape_control(problem)}" for problem in self.problems]
         super().__init__("\n".join(lines))
 
 
 class ToolStateError(ToolError):
     """The tool exists but may not be used now (not active, approval missing or void, unknown)."""
-
-
-class ToolRateLimitError(ToolError):
-    """Too many tools were created in the current window."""
 
 
 class ToolFailedError(ToolError):

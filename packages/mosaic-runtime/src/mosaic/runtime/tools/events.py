@@ -50,8 +50,14 @@ class ToolEventHandler:
         self._subscriptions = []
 
     def _reply(self, request: EventEnvelope, event_type: str, payload: dict[str, Any]) -> None:
-        self.bus.publish(EventEnvelope(type=event_type, payload={**payload, "in_reply_to": request.id},
-                                       sender=self.sender, priority=request.priority))
+        self.bus.publish(
+            EventEnvelope(
+                type=event_type,
+                payload={**payload, "in_reply_to": request.id},
+                sender=self.sender,
+                priority=request.priority,
+            )
+        )
 
     def on_definition(self, event: EventEnvelope) -> None:
         payload = event.payload
@@ -65,22 +71,52 @@ class ToolEventHandler:
         if record.state is ToolState.REJECTED:
             self._reply(event, TOOL_REJECTED, {"name": definition.name, "reasons": list(record.reasons)})
         else:
-            self._reply(event, TOOL_REGISTERED, {"name": definition.name, "hash": record.hash,
-                                                 "state": record.state.value, "reasons": list(record.reasons)})
+            self._reply(
+                event,
+                TOOL_REGISTERED,
+                {
+                    "name": definition.name,
+                    "hash": record.hash,
+                    "state": record.state.value,
+                    "reasons": list(record.reasons),
+                },
+            )
 
     def on_call(self, event: EventEnvelope) -> None:
         payload = event.payload if isinstance(event.payload, dict) else {}
         tool = payload.get("tool")
         arguments = payload.get("arguments", {})
         if not isinstance(tool, str) or not isinstance(arguments, dict):
-            self._reply(event, TOOL_ERROR, {"tool": str(tool), "error_type": "ToolError",
-                                            "message": "ToolCall payload needs 'tool' (string) and 'arguments' (object)"})
+            self._reply(
+                event,
+                TOOL_ERROR,
+                {
+                    "tool": str(tool),
+                    "error_type": "ToolError",
+                    "message": "ToolCall payload needs 'tool' (string) and 'arguments' (object)",
+                },
+            )
             return
         try:
             result = self.registry.call(tool, arguments)
         except MosaicError as exc:
-            self._reply(event, TOOL_ERROR, {"tool": tool, "error_type": type(exc).__name__,
-                                            "message": escape_control(str(exc), keep_newlines=True)})
+            self._reply(
+                event,
+                TOOL_ERROR,
+                {
+                    "tool": tool,
+                    "error_type": type(exc).__name__,
+                    "message": escape_control(str(exc), keep_newlines=True),
+                },
+            )
             return
-        self._reply(event, TOOL_RESULT, {"tool": tool, "value": result.value, "stdout": result.stdout,
-                                         "wall_seconds": round(result.wall_seconds, 6)})
+        self._reply(
+            event,
+            TOOL_RESULT,
+            {
+                "tool": tool,
+                "value": result.value,
+                "stdout": result.stdout,
+                "wall_seconds": round(result.wall_seconds, 6),
+            },
+        )

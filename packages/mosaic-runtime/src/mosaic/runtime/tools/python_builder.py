@@ -23,7 +23,9 @@ def _known_layers(instance: Any, attribute: attrs.Attribute, value: tuple[str, .
 class PythonToolBuilderConfig:
     """Which OS layers must be active for a tool to run (all by default: fail closed)."""
 
-    required_layers: tuple[str, ...] = attrs.field(default=OS_LAYERS, converter=tuple, validator=_known_layers)
+    required_layers: tuple[str, ...] = attrs.field(
+        default=OS_LAYERS, converter=tuple, validator=_known_layers
+    )
     landlock_min_abi: int = attrs.field(default=1, validator=attrs.validators.ge(1))
 
 
@@ -37,8 +39,13 @@ class PythonTool:
     def __call__(self, arguments: dict[str, Any]) -> SandboxResult:
         params = self.definition.bind_arguments(arguments)
         caps = self.definition.capabilities
-        return self.sandbox.run(self.definition.implementation, params, allowed_modules=caps.allowed_imports,
-                                limits=caps.limits(), name=self.definition.name)
+        return self.sandbox.run(
+            self.definition.implementation,
+            params,
+            allowed_modules=caps.allowed_imports,
+            limits=caps.limits(),
+            name=self.definition.name,
+        )
 
 
 class PythonToolBuilder:
@@ -46,8 +53,12 @@ class PythonToolBuilder:
 
     def __init__(self, config: PythonToolBuilderConfig | None = None) -> None:
         self.config = config or PythonToolBuilderConfig()
-        self._sandbox = Sandbox(SandboxPolicy(required_layers=frozenset(self.config.required_layers),
-                                              landlock_min_abi=self.config.landlock_min_abi))
+        self._sandbox = Sandbox(
+            SandboxPolicy(
+                required_layers=frozenset(self.config.required_layers),
+                landlock_min_abi=self.config.landlock_min_abi,
+            )
+        )
 
     def check(self, definition: ToolDefinition) -> list[str]:
         """Every reason the definition cannot become a tool: definition problems and source problems."""

@@ -28,7 +28,7 @@ import attrs
 from mosaic.core.audit import AuditLog
 from mosaic.core.errors import ToolError
 from mosaic.runtime.tools.definition import ToolDefinition, definition_hash
-from mosaic.runtime.tools.errors import ToolRateLimitError, ToolStateError
+from mosaic.runtime.tools.errors import ToolStateError
 from mosaic.runtime.tools.sandbox import SandboxResult
 
 STATE_FILE = "tools.json"
@@ -66,18 +66,28 @@ class ToolRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "definition": self.definition.to_json_dict(), "hash": self.hash, "state": self.state.value,
-            "reasons": list(self.reasons), "approved_hash": self.approved_hash, "created": self.created,
-            "last_used": self.last_used, "last_used_call": self.last_used_call, "calls": self.calls,
+            "definition": self.definition.to_json_dict(),
+            "hash": self.hash,
+            "state": self.state.value,
+            "reasons": list(self.reasons),
+            "approved_hash": self.approved_hash,
+            "created": self.created,
+            "last_used": self.last_used,
+            "last_used_call": self.last_used_call,
+            "calls": self.calls,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ToolRecord:
         return cls(
-            definition=ToolDefinition.from_json_dict(data["definition"]), hash=str(data["hash"]),
-            state=ToolState(data["state"]), reasons=list(data.get("reasons", [])),
-            approved_hash=data.get("approved_hash"), created=float(data["created"]),
-            last_used=float(data["last_used"]), last_used_call=int(data["last_used_call"]),
+            definition=ToolDefinition.from_json_dict(data["definition"]),
+            hash=str(data["hash"]),
+            state=ToolState(data["state"]),
+            reasons=list(data.get("reasons", [])),
+            approved_hash=data.get("approved_hash"),
+            created=float(data["created"]),
+            last_used=float(data["last_used"]),
+            last_used_call=int(data["last_used_call"]),
             calls=int(data["calls"]),
         )
 
@@ -131,16 +141,22 @@ class ToolRegistry:
             state.creations = [t for t in state.creations if now - t < self.config.window_seconds]
             reasons = []
             if len(state.creations) >= self.config.max_creations_per_window:
-                reasons.append(f"rate limit: {len(state.creations)} tools created in the last "
-                               f"{self.config.window_seconds:g} s (limit {self.config.max_creations_per_window})")
+                reasons.append(
+                    f"rate limit: {len(state.creations)} tools created in the last "
+                    f"{self.config.window_seconds:g} s (limit {self.config.max_creations_per_window})"
+                )
             existing = state.tools.get(definition.name)
             if existing is not None and existing.state in (ToolState.ACTIVE, ToolState.PENDING):
-                reasons.append(f"name: a tool named {definition.name!r} is already {existing.state.value}; "
-                               "revoke or deprecate it first")
+                reasons.append(
+                    f"name: a tool named {definition.name!r} is already {existing.state.value}; "
+                    "revoke or deprecate it first"
+                )
             builder = self.builders.get(definition.builder)
             if builder is None:
-                reasons.append(f"builder: no tool builder {definition.builder!r} is installed "
-                               f"(known: {', '.join(sorted(self.builders)) or 'none'})")
+                reasons.append(
+                    f"builder: no tool builder {definition.builder!r} is installed "
+                    f"(known: {', '.join(sorted(self.builders)) or 'none'})"
+                )
             else:
                 reasons += builder.check(definition)
             if reasons:
@@ -150,8 +166,15 @@ class ToolRegistry:
                 target = ToolState.PENDING if definition.requires_approval() else ToolState.ACTIVE
                 if target is ToolState.PENDING:
                     reasons = [f"needs approval: {', '.join(definition.capabilities.above_default())}"]
-            record = ToolRecord(definition, digest, target, reasons, created=now, last_used=now,
-                                last_used_call=state.call_counter)
+            record = ToolRecord(
+                definition,
+                digest,
+                target,
+                reasons,
+                created=now,
+                last_used=now,
+                last_used_call=state.call_counter,
+            )
             self._transition(definition.name, existing.state.value if existing else None, record, actor)
             if existing is None or existing.state not in (ToolState.ACTIVE, ToolState.PENDING):
                 state.tools[definition.name] = record
@@ -165,8 +188,10 @@ class ToolRegistry:
             if record.state is not ToolState.PENDING:
                 raise ToolStateError(f"tool {name!r} is {record.state.value}, not pending approval")
             if expected_hash != current or record.hash != current:
-                raise ToolStateError(f"tool {name!r}: approval refused, the definition's hash is {current}, "
-                                     f"not {expected_hash}")
+                raise ToolStateError(
+                    f"tool {name!r}: approval refused, the definition's hash is {current}, "
+                    f"not {expected_hash}"
+                )
             old = record.state.value
             record.state, record.approved_hash, record.reasons = ToolState.ACTIVE, current, []
             record.last_used, record.last_used_call = self._clock(), state.call_counter
@@ -245,10 +270,17 @@ class ToolRegistry:
         return record
 
     def _transition(self, name: str, old: str | None, record: ToolRecord, actor: str) -> None:
-        self.audit.append("tool.transition", {
-            "tool": name, "from": old, "to": record.state.value, "hash": record.hash,
-            "reasons": list(record.reasons), "actor": actor,
-        })
+        self.audit.append(
+            "tool.transition",
+            {
+                "tool": name,
+                "from": old,
+                "to": record.state.value,
+                "hash": record.hash,
+                "reasons": list(record.reasons),
+                "actor": actor,
+            },
+        )
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[_State]:
@@ -269,14 +301,17 @@ class ToolRegistry:
                 raise ToolError(f"{path}: unsupported registry format {raw.get('version')!r}")
             return _State(
                 tools={name: ToolRecord.from_json(data) for name, data in raw["tools"].items()},
-                creations=[float(t) for t in raw["creations"]], call_counter=int(raw["call_counter"]),
+                creations=[float(t) for t in raw["creations"]],
+                call_counter=int(raw["call_counter"]),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ToolError(f"tool registry {path} is corrupt: {exc}") from exc
 
     def _store(self, state: _State) -> None:
         data = {
-            "version": FORMAT_VERSION, "call_counter": state.call_counter, "creations": state.creations,
+            "version": FORMAT_VERSION,
+            "call_counter": state.call_counter,
+            "creations": state.creations,
             "tools": {name: record.to_json() for name, record in sorted(state.tools.items())},
         }
         path = self.root / STATE_FILE

@@ -13,6 +13,7 @@ layer runs nothing and reports ``SandboxUnavailableError``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import marshal
 import os
@@ -41,8 +42,14 @@ from mosaic.runtime.tools.errors import (
 
 CHILD_DIR = Path(__file__).resolve().parent / "sandbox_child"
 OS_LAYERS = (
-    "network_namespace", "pid_namespace", "mount_namespace", "rlimits", "drop_privileges",
-    "no_new_privs", "landlock", "seccomp",
+    "network_namespace",
+    "pid_namespace",
+    "mount_namespace",
+    "rlimits",
+    "drop_privileges",
+    "no_new_privs",
+    "landlock",
+    "seccomp",
 )
 LANGUAGE_LAYERS = ("ast_gate", "restricted_runtime")
 STDERR_CAP = 16_384
@@ -122,7 +129,9 @@ def surviving_processes(session_id: int, *, include_zombies: bool = False) -> li
 class Sandbox:
     """Runs tool source under a ``SandboxPolicy``. Thread-safe: each call is its own process."""
 
-    def __init__(self, policy: SandboxPolicy | None = None, *, on_start: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self, policy: SandboxPolicy | None = None, *, on_start: Callable[[int], None] | None = None
+    ) -> None:
         """``on_start`` is called with each call's session id (the child's pid), e.g. to audit that
         no process of the call outlives it."""
         self.policy = policy or SandboxPolicy()
@@ -148,11 +157,17 @@ class Sandbox:
             if problems:
                 raise ToolRejectedError(name, problems)
         request = {
-            "source": source, "params": params or {}, "entry": entry,
-            "language_layers": policy.language_layers, "allowed_modules": list(allowed_modules),
-            "required_layers": sorted(policy.required_layers), "landlock_min_abi": policy.landlock_min_abi,
+            "source": source,
+            "params": params or {},
+            "entry": entry,
+            "language_layers": policy.language_layers,
+            "allowed_modules": list(allowed_modules),
+            "required_layers": sorted(policy.required_layers),
+            "landlock_min_abi": policy.landlock_min_abi,
             "limits": {**attrs.asdict(limits), "output_bytes": limits.output_bytes // 2},
-            "uid": policy.run_as[0], "gid": policy.run_as[1], "child_dir": str(CHILD_DIR),
+            "uid": policy.run_as[0],
+            "gid": policy.run_as[1],
+            "child_dir": str(CHILD_DIR),
         }
         scratch = tempfile.mkdtemp(prefix="mosaic-sbx-")
         try:
@@ -164,12 +179,20 @@ class Sandbox:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _run_child(self, request: bytes, limits: SandboxLimits, name: str, policy: SandboxPolicy) -> SandboxResult:
+    def _run_child(
+        self, request: bytes, limits: SandboxLimits, name: str, policy: SandboxPolicy
+    ) -> SandboxResult:
         stub = f"import sys; sys.path.insert(0, {str(CHILD_DIR)!r}); import sbx_main; sbx_main.main()"
         started = time.monotonic()
         proc = subprocess.Popen(
-            [policy.python, "-I", "-S", "-c", stub], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env={}, cwd="/", close_fds=True, start_new_session=True,
+            [policy.python, "-I", "-S", "-c", stub],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={},
+            cwd="/",
+            close_fds=True,
+            start_new_session=True,
         )
         if self._on_start is not None:
             self._on_start(proc.pid)
@@ -178,7 +201,11 @@ class Sandbox:
         finally:
             _kill_group(proc)
         elapsed = time.monotonic() - started
-        result = None if limit is not None else _parse_result(stdout, stderr, proc.returncode, name, elapsed, policy)
+        result = (
+            None
+            if limit is not None
+            else _parse_result(stdout, stderr, proc.returncode, name, elapsed, policy)
+        )
         # A tool that returned normally inside its own PID namespace cannot leave processes behind
         # (the namespace's init exited, so the kernel killed and reaped the rest before our child
         # could exit). Every other ending is checked by scanning the call's session.
@@ -193,19 +220,33 @@ class Sandbox:
         return result
 
 
-def _await_no_survivors(session_id: int, grace_seconds: float = 2.0) -> list[int]:
-    """Wait (briefly) until a killed call's processes have finished dying; return any still alive."""
+def _await_no_survivors(session_id: int, grace_seconds: float = 1.0) -> list[int]:
+    """Wait (briefly) until a call's processes have finished dying; SIGKILL and return any that are
+    still alive. A session id pins its pid, so these pids cannot belong to anyone else."""
     deadline = time.monotonic() + grace_seconds
     while surviving_processes(session_id, include_zombies=True) and time.monotonic() < deadline:
         time.sleep(0.005)
-    return surviving_processes(session_id)
+    survivors = surviving_processes(session_id)
+    for pid in survivors:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return survivors
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        proc.poll()  # the group is already gone; reap below
+    """Kill everything the call started. While the child still runs, its descendants die first so
+    that the child (the session leader, outside the tool's PID namespace) reaps them and exits by
+    itself; killing the leader first would leave them as zombies for the system's init. The group
+    is signalled only while the leader is unreaped, so a recycled process-group id is never hit."""
+    if proc.poll() is None:
+        for pid in surviving_processes(proc.pid):
+            if pid != proc.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=1.0)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None and not stream.closed:
@@ -239,7 +280,7 @@ def _supervise(
                 fd = key.fd
                 if key.fileobj is proc.stdin:
                     try:
-                        pending = pending[os.write(fd, pending):]
+                        pending = pending[os.write(fd, pending) :]
                     except BrokenPipeError:
                         pending = pending[:0]
                     if not pending:
@@ -267,8 +308,12 @@ def _supervise(
     return bytes(buffers[out_fd]), bytes(buffers[err_fd]), limit
 
 
-_SIGNAL_LIMITS = {signal.SIGXCPU: "CPU time", signal.SIGKILL: "killed (CPU hard limit or memory)",
-                  signal.SIGXFSZ: "file size", signal.SIGSYS: "forbidden system call"}
+_SIGNAL_LIMITS = {
+    signal.SIGXCPU: "CPU time",
+    signal.SIGKILL: "killed (CPU hard limit or memory)",
+    signal.SIGXFSZ: "file size",
+    signal.SIGSYS: "forbidden system call",
+}
 
 
 def _parse_result(
@@ -292,9 +337,13 @@ def _parse_envelope(
     if not isinstance(envelope, dict) or not isinstance(envelope.get("ok"), bool):
         signum = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
         if signum in _SIGNAL_LIMITS:
-            raise SandboxLimitError(_SIGNAL_LIMITS[signum], f"child ended by signal {signal.Signals(signum).name}")
+            raise SandboxLimitError(
+                _SIGNAL_LIMITS[signum], f"child ended by signal {signal.Signals(signum).name}"
+            )
         tail = stderr[-600:].decode("utf-8", "replace")
-        raise SandboxError(f"tool {name!r} produced no valid result (exit status {returncode}); stderr: {tail!r}")
+        raise SandboxError(
+            f"tool {name!r} produced no valid result (exit status {returncode}); stderr: {tail!r}"
+        )
     layers = envelope.get("layers") if isinstance(envelope.get("layers"), dict) else {}
     if not envelope["ok"]:
         error = envelope.get("error") if isinstance(envelope.get("error"), dict) else {}
@@ -308,9 +357,14 @@ def _parse_envelope(
     if missing:
         raise SandboxUnavailableError(missing[0], "the child did not report this required layer active")
     layers["ast_gate"] = {"active": policy.language_layers, "detail": "default-deny syntax allow-list"}
-    layers["supervision"] = {"active": True, "detail": "wall-clock kill of the process group, output cap, "
-                                                       "JSON-only result, no survivors"}
+    layers["supervision"] = {
+        "active": True,
+        "detail": "wall-clock kill of the process group, output cap, JSON-only result, no survivors",
+    }
     return SandboxResult(
-        value=envelope.get("value"), stdout=str(envelope.get("stdout", "")),
-        stdout_truncated=bool(envelope.get("stdout_truncated")), layers=layers, wall_seconds=elapsed,
+        value=envelope.get("value"),
+        stdout=str(envelope.get("stdout", "")),
+        stdout_truncated=bool(envelope.get("stdout_truncated")),
+        layers=layers,
+        wall_seconds=elapsed,
     )

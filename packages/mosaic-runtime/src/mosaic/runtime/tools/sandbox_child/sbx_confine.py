@@ -25,8 +25,14 @@ MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 0x4000, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 1, 4, 38, 39
 
 OS_LAYERS = (
-    "network_namespace", "pid_namespace", "mount_namespace", "rlimits", "drop_privileges",
-    "no_new_privs", "landlock", "seccomp",
+    "network_namespace",
+    "pid_namespace",
+    "mount_namespace",
+    "rlimits",
+    "drop_privileges",
+    "no_new_privs",
+    "landlock",
+    "seccomp",
 )
 
 
@@ -85,8 +91,10 @@ def enter_namespaces(request: dict, layers: dict) -> None:
     """
     required = set(request["required_layers"])
     libc = _libc()
-    for name, flags in (("network_namespace", CLONE_NEWNET),
-                        ("mount_namespace", CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS)):
+    for name, flags in (
+        ("network_namespace", CLONE_NEWNET),
+        ("mount_namespace", CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS),
+    ):
         ok = libc.unshare(flags) == 0
         _record(layers, required, name, ok, "unshared" if ok else f"unshare failed: {_errno_text()}")
     if libc.unshare(CLONE_NEWPID) != 0:
@@ -94,8 +102,13 @@ def enter_namespaces(request: dict, layers: dict) -> None:
         return
     _fork_and_mirror()  # the caller stays outside the namespace
     _fork_and_mirror()  # pid 1: the namespace's reaper
-    _record(layers, required, "pid_namespace", os.getpid() == 2,
-            f"tool runs as pid {os.getpid()} under its own init in a new namespace")
+    _record(
+        layers,
+        required,
+        "pid_namespace",
+        os.getpid() == 2,
+        f"tool runs as pid {os.getpid()} under its own init in a new namespace",
+    )
 
 
 def _mount_scratch(request: dict, layers: dict, required: set) -> None:
@@ -106,9 +119,14 @@ def _mount_scratch(request: dict, layers: dict, required: set) -> None:
         _record(layers, required, "mount_namespace", False, f"making mounts private failed: {_errno_text()}")
         return
     limits = request["limits"]
-    options = (f"size={limits['scratch_bytes']},nr_inodes={limits['scratch_inodes']},mode=0700,"
-               f"uid={request['uid']},gid={request['gid']}").encode()
-    if libc.mount(b"tmpfs", request["scratch"].encode(), b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options) != 0:
+    options = (
+        f"size={limits['scratch_bytes']},nr_inodes={limits['scratch_inodes']},mode=0700,"
+        f"uid={request['uid']},gid={request['gid']}"
+    ).encode()
+    if (
+        libc.mount(b"tmpfs", request["scratch"].encode(), b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options)
+        != 0
+    ):
         _record(layers, required, "mount_namespace", False, f"scratch tmpfs mount failed: {_errno_text()}")
         return
     layers["mount_namespace"]["detail"] = (
@@ -134,16 +152,26 @@ def _set_rlimits(limits: dict, layers: dict, required: set) -> None:
     except (OSError, ValueError) as exc:
         _record(layers, required, "rlimits", False, f"setrlimit failed: {exc}")
         return
-    _record(layers, required, "rlimits", True,
-            f"cpu {cpu}s, address space {limits['memory_bytes']}, file {limits['file_bytes']}, "
-            f"nofile {limits['open_files']}, nproc {limits['processes']}")
+    _record(
+        layers,
+        required,
+        "rlimits",
+        True,
+        f"cpu {cpu}s, address space {limits['memory_bytes']}, file {limits['file_bytes']}, "
+        f"nofile {limits['open_files']}, nproc {limits['processes']}",
+    )
 
 
 def _drop_privileges(request: dict, layers: dict, required: set) -> None:
     uid, gid = request["uid"], request["gid"]
     if os.geteuid() != 0:
-        _record(layers, required, "drop_privileges", os.geteuid() != 0 and os.getuid() != 0,
-                f"already unprivileged (uid {os.getuid()})")
+        _record(
+            layers,
+            required,
+            "drop_privileges",
+            os.geteuid() != 0 and os.getuid() != 0,
+            f"already unprivileged (uid {os.getuid()})",
+        )
         return
     try:
         os.setgroups([])
@@ -170,7 +198,9 @@ def confine(request: dict, layers: dict) -> None:
     _mount_scratch(request, layers, required)
     read_only = sorted({p for p in sys.path if os.path.isdir(p)})
     try:
-        ruleset, abi = sbx_landlock.prepare(read_only, request["scratch"], min_abi=request["landlock_min_abi"])
+        ruleset, abi = sbx_landlock.prepare(
+            read_only, request["scratch"], min_abi=request["landlock_min_abi"]
+        )
     except OSError as exc:
         ruleset, abi = -1, 0
         _record(layers, required, "landlock", False, str(exc))
@@ -183,9 +213,14 @@ def confine(request: dict, layers: dict) -> None:
     if ruleset >= 0:
         try:
             sbx_landlock.restrict_self(ruleset)
-            _record(layers, required, "landlock", True,
-                    f"ABI {abi}: read-only {', '.join(read_only)}; read-write scratch only; "
-                    f"tcp denied: {abi >= 4}; signals scoped: {abi >= 6}")
+            _record(
+                layers,
+                required,
+                "landlock",
+                True,
+                f"ABI {abi}: read-only {', '.join(read_only)}; read-write scratch only; "
+                f"tcp denied: {abi >= 4}; signals scoped: {abi >= 6}",
+            )
         except OSError as exc:
             _record(layers, required, "landlock", False, str(exc))
     os.chdir(request["scratch"])

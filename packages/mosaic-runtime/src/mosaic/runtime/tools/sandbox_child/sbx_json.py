@@ -7,6 +7,8 @@ None. Anything else raises TypeError/ValueError with a message in the style of `
 
 from __future__ import annotations
 
+import math
+
 MAX_DEPTH = 200
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 
@@ -39,7 +41,7 @@ def _encode(value: object, out: list, depth: int) -> None:
     elif type(value) is int:
         out.append(int.__repr__(value))
     elif type(value) is float:
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
         out.append(float.__repr__(value))
     elif type(value) in (list, tuple):

@@ -2,7 +2,8 @@
 
 Started by the parent as ``python3 -I -S -c <stub>`` with an empty environment, stdin/stdout/
 stderr as pipes and no other descriptor. The request arrives on stdin (marshal, from the trusted
-parent); the result leaves on stdout as a single JSON document. Nothing of the tool runs before every layer is in place.
+parent); the result leaves on stdout as a single JSON document. Nothing of the tool runs before
+every layer is in place.
 """
 
 from __future__ import annotations
@@ -47,17 +48,28 @@ def main() -> None:
         except ImportError:
             continue  # the tool's own import reports it, inside the sandbox
     sys.path[:] = [p for p in sys.path if p != request["child_dir"]]
-    layers: dict = {"fresh_interpreter": {"active": sys.flags.isolated == 1 and sys.flags.no_site == 1,
-                                          "detail": "python -I -S, empty environment, only stdio pipes"}}
+    layers: dict = {
+        "fresh_interpreter": {
+            "active": sys.flags.isolated == 1 and sys.flags.no_site == 1,
+            "detail": "python -I -S, empty environment, only stdio pipes",
+        }
+    }
     try:
         sbx_confine.enter_namespaces(request, layers)
         sbx_confine.confine(request, layers)
     except sbx_confine.LayerUnavailable as exc:
-        _emit({"ok": False, "error": {"kind": "unavailable", "layer": exc.layer, "message": str(exc)},
-               "layers": layers})
+        _emit(
+            {
+                "ok": False,
+                "error": {"kind": "unavailable", "layer": exc.layer, "message": str(exc)},
+                "layers": layers,
+            }
+        )
         os._exit(0)
-    layers["restricted_runtime"] = {"active": bool(request["language_layers"]),
-                                    "detail": "curated builtins, declared imports only"}
+    layers["restricted_runtime"] = {
+        "active": bool(request["language_layers"]),
+        "detail": "curated builtins, declared imports only",
+    }
     envelope = sbx_runtime.execute(request)
     envelope["layers"] = layers
     sys.stdout = sys.__stdout__

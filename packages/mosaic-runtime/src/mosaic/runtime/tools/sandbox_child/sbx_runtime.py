@@ -15,14 +15,69 @@ import types
 import sbx_json
 
 SAFE_BUILTINS = (
-    "abs", "all", "any", "ascii", "bin", "bool", "bytearray", "bytes", "callable", "chr", "complex",
-    "dict", "divmod", "enumerate", "filter", "float", "format", "frozenset", "hash", "hex", "int",
-    "isinstance", "issubclass", "iter", "len", "list", "map", "max", "min", "next", "oct", "ord",
-    "pow", "print", "range", "repr", "reversed", "round", "set", "slice", "sorted", "str", "sum",
-    "tuple", "zip",
-    "ArithmeticError", "AssertionError", "AttributeError", "Exception", "ImportError", "IndexError",
-    "KeyError", "LookupError", "MemoryError", "NameError", "OverflowError", "RecursionError",
-    "RuntimeError", "StopIteration", "TypeError", "UnicodeError", "ValueError", "ZeroDivisionError",
+    "abs",
+    "all",
+    "any",
+    "ascii",
+    "bin",
+    "bool",
+    "bytearray",
+    "bytes",
+    "callable",
+    "chr",
+    "complex",
+    "dict",
+    "divmod",
+    "enumerate",
+    "filter",
+    "float",
+    "format",
+    "frozenset",
+    "hash",
+    "hex",
+    "int",
+    "isinstance",
+    "issubclass",
+    "iter",
+    "len",
+    "list",
+    "map",
+    "max",
+    "min",
+    "next",
+    "oct",
+    "ord",
+    "pow",
+    "print",
+    "range",
+    "repr",
+    "reversed",
+    "round",
+    "set",
+    "slice",
+    "sorted",
+    "str",
+    "sum",
+    "tuple",
+    "zip",
+    "ArithmeticError",
+    "AssertionError",
+    "AttributeError",
+    "Exception",
+    "ImportError",
+    "IndexError",
+    "KeyError",
+    "LookupError",
+    "MemoryError",
+    "NameError",
+    "OverflowError",
+    "RecursionError",
+    "RuntimeError",
+    "StopIteration",
+    "TypeError",
+    "UnicodeError",
+    "ValueError",
+    "ZeroDivisionError",
 )
 
 # Callables in otherwise safe modules that perform attribute access by string.
@@ -61,7 +116,9 @@ def module_allowed(name: str, allowed: frozenset) -> bool:
     return any(name == root or name.startswith(root + ".") for root in allowed)
 
 
-def module_view(module: types.ModuleType, allowed: frozenset, seen: dict | None = None) -> types.SimpleNamespace:
+def module_view(
+    module: types.ModuleType, allowed: frozenset, seen: dict | None = None
+) -> types.SimpleNamespace:
     """A read-only-ish namespace of a module's public, non-module attributes (allowed submodules
     become nested views), so that ``typing.sys`` or ``json.decoder.re`` lead nowhere."""
     seen = {} if seen is None else seen
@@ -113,17 +170,21 @@ def execute(request: dict) -> dict:
         tool_builtins = builtins.__dict__
     namespace = {"__builtins__": tool_builtins, "__name__": "mosaic_tool"}
     try:
-        exec(compile(request["source"], "<tool>", "exec"), namespace)
+        exec(compile(request["source"], "<tool>", "exec"), namespace)  # noqa: S102 - running it is the point
         entry = namespace.get(request["entry"])
         if not callable(entry):
             raise NameError(f"the tool defines no function {request['entry']!r}")
         value = entry(**request["params"])
         sbx_json.dumps(value)
-    except BaseException as exc:  # the tool's failure is data for the parent, whatever it is
+    except BaseException as exc:  # noqa: BLE001 - the tool's failure is data for the parent, whatever it is
         try:
             message = str(exc)[:2000]
-        except BaseException:  # a hostile __str__ must not hide the failure
+        except BaseException:  # noqa: BLE001 - a hostile __str__ must not hide the failure
             message = "<unprintable exception>"
-        return {"ok": False, "error": {"kind": "tool", "type": type(exc).__name__, "message": message},
-                "stdout": capture.getvalue(), "stdout_truncated": capture.overflowed}
+        return {
+            "ok": False,
+            "error": {"kind": "tool", "type": type(exc).__name__, "message": message},
+            "stdout": capture.getvalue(),
+            "stdout_truncated": capture.overflowed,
+        }
     return {"ok": True, "value": value, "stdout": capture.getvalue(), "stdout_truncated": capture.overflowed}
