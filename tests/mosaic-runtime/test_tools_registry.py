@@ -217,3 +217,15 @@ def test_every_transition_is_in_the_verified_audit_log(tmp_path, clock):
     ]
     assert all(r.kind == "tool.transition" and r.data["hash"] for r in records)
     assert verify_log(registry.audit.path, key=KEY).ok
+
+
+def test_python_builder_is_registered_as_a_plugin(tmp_path):
+    from mosaic.core.plugins import get_registry
+    from mosaic.runtime.tools.registry import installed_builders, open_registry
+
+    component = get_registry().get("tool_builder.python")
+    assert "sandbox" in component.summary
+    assert isinstance(installed_builders()["python"], PythonToolBuilder)
+    registry = open_registry(tmp_path / "r")
+    assert "python" in registry.builders
+    assert (tmp_path / "r" / "audit.key").stat().st_mode & 0o777 == 0o600

@@ -172,3 +172,17 @@ def test_child_runs_isolated_without_the_parent_environment(sandbox):
     assert "MOSAIC_PARENT_ONLY" not in environ and isolated == 1 and uid == 65534 and pid == 2
     assert listing == []
     assert Path(sys.executable).exists()
+
+
+def test_oversized_requests_are_refused_before_starting_a_child(sandbox):
+    from mosaic.core.errors import ToolError
+
+    with pytest.raises(ToolError, match="limit is"):
+        sandbox.run("def run(blob):\n    return len(blob)\n", {"blob": "x" * (5 * 2**20)})
+
+
+def test_public_names_resolve_lazily():
+    import mosaic.runtime.tools as tools
+
+    for name in tools.__all__:
+        assert getattr(tools, name) is not None

@@ -328,20 +328,30 @@ class ToolRegistry:
             os.close(dir_fd)
 
 
+def installed_builders() -> dict[str, Any]:
+    """Every ``tool_builder.*`` component from the plugin registry, built with its default config,
+    keyed by the name a definition's ``builder`` field uses (``tool_builder.python`` -> "python")."""
+    from mosaic.core.plugins import get_registry
+
+    components = get_registry()
+    return {cid.partition(".")[2]: components.build(cid, {}) for cid in components.ids("tool_builder")}
+
+
 def open_registry(
     root: str | os.PathLike[str],
     *,
     key_file: str | os.PathLike[str] | None = None,
     config: ToolRegistryConfig | None = None,
+    builders: Mapping[str, Any] | None = None,
 ) -> ToolRegistry:
-    """The registry at ``root`` with the built-in python builder and its audit log
-    (``<root>/audit.jsonl``, checkpoint key from ``key_file``, default ``<root>/audit.key``;
-    keep the key elsewhere when the registry directory is not trusted)."""
+    """The registry at ``root`` with its audit log (``<root>/audit.jsonl``; checkpoint key from
+    ``key_file``, default ``<root>/audit.key`` — keep it elsewhere when the registry directory is not
+    trusted) and the installed tool builders (or ``builders``)."""
     from mosaic.core.audit import load_or_create_key
-    from mosaic.runtime.tools.python_builder import PythonToolBuilder
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     key = load_or_create_key(key_file if key_file is not None else root / "audit.key")
     audit = AuditLog(root / "audit.jsonl", key=key)
-    return ToolRegistry(root, builders={"python": PythonToolBuilder()}, audit=audit, config=config)
+    chosen = dict(builders) if builders is not None else installed_builders()
+    return ToolRegistry(root, builders=chosen, audit=audit, config=config)

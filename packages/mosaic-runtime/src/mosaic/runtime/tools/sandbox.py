@@ -31,7 +31,7 @@ from typing import Any
 
 import attrs
 
-from mosaic.core.errors import MosaicError, SandboxError
+from mosaic.core.errors import MosaicError, SandboxError, ToolError
 from mosaic.runtime.tools.ast_gate import check_source, import_problem
 from mosaic.runtime.tools.errors import (
     SandboxLimitError,
@@ -53,6 +53,7 @@ OS_LAYERS = (
 )
 LANGUAGE_LAYERS = ("ast_gate", "restricted_runtime")
 STDERR_CAP = 16_384
+MAX_REQUEST_BYTES = 4 * 2**20  # read by the child before its limits apply
 
 
 def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -175,7 +176,13 @@ class Sandbox:
             if os.geteuid() == 0:
                 os.chown(scratch, *policy.run_as)
             request["scratch"] = scratch
-            return self._run_child(marshal.dumps(request), limits, name, policy)
+            payload = marshal.dumps(request)
+            if len(payload) > MAX_REQUEST_BYTES:
+                raise ToolError(
+                    f"tool {name!r}: source and arguments take {len(payload)} bytes; "
+                    f"the limit is {MAX_REQUEST_BYTES}"
+                )
+            return self._run_child(payload, limits, name, policy)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
