@@ -3,8 +3,9 @@
 Standard library only: this module runs in a ``python3 -I -S`` child that cannot import the
 toolkit. Each layer records itself in ``layers`` as ``{"active": bool, "detail": str}``; a layer
 that cannot be applied raises ``LayerUnavailable`` when it is required and is recorded inactive
-otherwise. Order matters: namespaces and mounts need root, privileges are dropped next, then
-no_new_privs, Landlock, and finally the seccomp filter (which forbids everything before it).
+otherwise. Order matters: namespaces and mounts need root; then rlimits, no_new_privs and Landlock;
+then declared modules are imported (still root, already confined); then privileges are dropped,
+and finally the seccomp filter (which forbids everything before it) is installed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import resource
 import signal
 import sys
+from collections.abc import Callable
 
 import sbx_landlock
 import sbx_seccomp
@@ -185,14 +187,47 @@ def _drop_privileges(request: dict, layers: dict, required: set) -> None:
         regained = True
     except PermissionError:
         regained = False
-    with open("/proc/self/status") as status:
-        cap_eff = next((line.split()[1] for line in status if line.startswith("CapEff:")), "?")
-    ok = not regained and os.getresuid() == (uid,) * 3 and os.getgroups() == [] and int(cap_eff, 16) == 0
-    _record(layers, required, "drop_privileges", ok, f"uid {uid}, gid {gid}, no groups, CapEff {cap_eff}")
+    capabilities = _capabilities()
+    ok = not regained and os.getresuid() == (uid,) * 3 and os.getgroups() == [] and capabilities == 0
+    _record(
+        layers,
+        required,
+        "drop_privileges",
+        ok,
+        f"uid {uid}, gid {gid}, no groups, capabilities {capabilities:#x}",
+    )
 
 
-def confine(request: dict, layers: dict) -> None:
-    """Apply every layer after the namespaces, in order, to the calling (single-threaded) process."""
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _capabilities() -> int:
+    """Effective | permitted capability bits of this process (-1 if capget fails). /proc is already
+    out of reach here, so ask the kernel directly."""
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (_CapData * 2)()
+    if _libc().capget(ctypes.byref(header), data) != 0:
+        return -1
+    return (data[0].effective | data[0].permitted) | (data[1].effective | data[1].permitted) << 32
+
+
+def confine(request: dict, layers: dict, preload: Callable[[], None]) -> None:
+    """Apply every layer after the namespaces, in order, to the calling (single-threaded) process.
+
+    ``preload`` runs once the file system (Landlock), network (namespace), resources (rlimits) and
+    privilege escalation (no_new_privs) are already confined, but while the process is still root:
+    the unprivileged user may be unable to read the standard library (an interpreter under /root),
+    so declared modules are imported here. No tool code runs before every layer is in place.
+    """
     required = set(request["required_layers"])
     libc = _libc()
     _mount_scratch(request, layers, required)
@@ -205,9 +240,6 @@ def confine(request: dict, layers: dict) -> None:
         ruleset, abi = -1, 0
         _record(layers, required, "landlock", False, str(exc))
     _set_rlimits(request["limits"], layers, required)
-    _drop_privileges(request, layers, required)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     ok = libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 and libc.prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1
     _record(layers, required, "no_new_privs", ok, "set" if ok else f"prctl failed: {_errno_text()}")
     if ruleset >= 0:
@@ -223,6 +255,10 @@ def confine(request: dict, layers: dict) -> None:
             )
         except OSError as exc:
             _record(layers, required, "landlock", False, str(exc))
+    preload()
+    _drop_privileges(request, layers, required)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # after setuid, which clears it
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     os.chdir(request["scratch"])
     os.closerange(3, 1 << 16)
     try:

@@ -17,9 +17,10 @@ import sbx_json
 import sbx_runtime
 
 
-# Stdlib modules that declared modules import lazily, inside functions. They are loaded before the
-# child confines itself because the unprivileged user may be unable to read the standard library
-# (an interpreter under /root, say). Loading them does not make them importable by the tool.
+# Stdlib modules that declared modules import lazily, inside functions. They are loaded with the
+# declared modules while the child is still root (see sbx_confine.confine), because the
+# unprivileged user may be unable to read the standard library. Loading them does not make them
+# importable by the tool.
 LAZY_DEPENDENCIES = {
     "collections": ("heapq", "copy"),
     "datetime": ("_strptime",),
@@ -36,17 +37,20 @@ def _emit(envelope: dict) -> None:
         view = view[written:]
 
 
+def _preload(allowed_modules: list) -> None:
+    names = list(allowed_modules)
+    for module_name in allowed_modules:
+        names += LAZY_DEPENDENCIES.get(module_name.partition(".")[0], ())
+    for module_name in names:
+        try:
+            __import__(module_name)
+        except Exception:  # noqa: BLE001 - the tool's own import reports it, inside the sandbox
+            continue
+
+
 def main() -> None:
     request = marshal.loads(sys.stdin.buffer.read())  # from the trusted parent; marshal needs no import
     os.close(0)
-    preload = list(request["allowed_modules"])
-    for module_name in request["allowed_modules"]:
-        preload += LAZY_DEPENDENCIES.get(module_name.partition(".")[0], ())
-    for module_name in preload:
-        try:
-            __import__(module_name)  # pre-load while the file system is still open
-        except ImportError:
-            continue  # the tool's own import reports it, inside the sandbox
     sys.path[:] = [p for p in sys.path if p != request["child_dir"]]
     layers: dict = {
         "fresh_interpreter": {
@@ -56,7 +60,7 @@ def main() -> None:
     }
     try:
         sbx_confine.enter_namespaces(request, layers)
-        sbx_confine.confine(request, layers)
+        sbx_confine.confine(request, layers, lambda: _preload(request["allowed_modules"]))
     except sbx_confine.LayerUnavailable as exc:
         _emit(
             {
