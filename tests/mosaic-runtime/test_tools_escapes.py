@@ -508,6 +508,34 @@ def run(secret_path, **_):
 }
 
 
+# With the language layers off, what the kernel-level layers answer (part of the outcome text):
+# proof that the attack reached the OS and was stopped there, not by a missing module.
+OS_EVIDENCE: dict[str, str | tuple[str, ...]] = {
+    "exec_binary": "Operation not permitted",  # seccomp: execve
+    "fork_bomb": "Operation not permitted",  # seccomp: clone without CLONE_THREAD
+    "escape_session_then_sleep": "Operation not permitted",  # seccomp: setsid/fork
+    "import_subprocess": "Operation not permitted",
+    "tcp_connect": "Operation not permitted",  # seccomp: socket
+    "udp_send": "Operation not permitted",
+    "ptrace_victim": "[-1, 1]",  # ptrace -> EPERM
+    "write_outside_scratch": "Permission denied",  # Landlock
+    "read_secret_symlink": "Permission denied",  # Landlock (no MAKE_SYM)
+    "read_secret_hardlink": "cross-device link",  # Landlock (no REFER)
+    "own_environment": "Permission denied",  # Landlock: /proc
+    "globals_walk": "Permission denied",
+    "thread_bomb": "can't start new thread",  # RLIMIT_NPROC / RLIMIT_AS
+    "memory_flood": "MemoryError",  # RLIMIT_AS
+    # RLIMIT_CPU (soft SIGXCPU, hard SIGKILL) or, on a busy machine, the wall clock comes first;
+    # test_tools_sandbox.py::test_cpu_time_limit checks RLIMIT_CPU alone.
+    "cpu_flood": ("CPU time", "wall clock"),
+    "ignore_signals": ("killed", "wall clock"),
+    "disk_flood": "No space left on device",  # tmpfs scratch quota
+    "fd_flood": "Too many open files",  # RLIMIT_NOFILE
+    "output_flood": "output cap",  # parent supervision
+    "sleep_forever": "wall clock",  # parent supervision
+}
+
+
 def test_the_suite_has_at_least_25_attacks():
     assert len(ATTACKS) >= 25
 
@@ -560,6 +588,10 @@ def test_attack_is_contained(arena, attack, language_layers):
         assert not Path(f"/proc/{session}").exists()
     if "PYTEST_XDIST_WORKER" not in os.environ:  # a global view is only meaningful when run alone
         assert _nobody_processes() <= before, f"{attack} left processes running as nobody"
+    if not language_layers and attack in OS_EVIDENCE:
+        expected = OS_EVIDENCE[attack]
+        expected = (expected,) if isinstance(expected, str) else expected
+        assert any(e in outcome for e in expected), f"{attack}: unexpected outcome {outcome[:300]}"
     if language_layers and attack not in ("memory_flood", "cpu_flood"):
         assert (
             "ToolRejectedError" in outcome or "ToolFailedError" in outcome or "SandboxLimitError" in outcome

@@ -186,3 +186,16 @@ def test_public_names_resolve_lazily():
 
     for name in tools.__all__:
         assert getattr(tools, name) is not None
+
+
+@pytest.mark.parametrize("ignore_sigxcpu", [False, True])
+def test_cpu_time_limit_stops_a_spinning_tool(ignore_sigxcpu):
+    sandbox = Sandbox(SandboxPolicy(language_layers=False))
+    source = "import signal\ndef run():\n"
+    if ignore_sigxcpu:
+        source += "    signal.signal(signal.SIGXCPU, signal.SIG_IGN)\n"
+    source += "    while True:\n        continue\n"
+    # A generous wall clock, so that only RLIMIT_CPU can stop it (soft: SIGXCPU, hard: SIGKILL).
+    with pytest.raises(SandboxLimitError) as info:
+        sandbox.run(source, allowed_modules=("signal",), limits=SandboxLimits(cpu_seconds=1, wall_seconds=30))
+    assert info.value.limit == ("killed (CPU hard limit or memory)" if ignore_sigxcpu else "CPU time")

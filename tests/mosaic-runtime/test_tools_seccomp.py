@@ -1,13 +1,17 @@
 """The hand-assembled seccomp program, checked by a small classic-BPF interpreter (the reference twin
-of the kernel's evaluation), and the Landlock access masks."""
+of the kernel's evaluation), the Landlock access masks, and the child's JSON encoder (checked
+against the standard library's decoder)."""
 
 from __future__ import annotations
 
 import errno
 import importlib.util
+import json
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mosaic.runtime.tools.sandbox import CHILD_DIR
 
@@ -92,3 +96,35 @@ def test_landlock_masks_grow_with_the_abi_and_scratch_cannot_execute():
     assert not sbx_landlock.handled_fs(1) & sbx_landlock.REFER
     assert not sbx_landlock.SCRATCH & (sbx_landlock.EXECUTE | sbx_landlock.REFER | sbx_landlock.MAKE_SYM)
     assert not sbx_landlock.READ_ONLY & sbx_landlock.EXECUTE
+
+
+# --- the child's JSON encoder (it avoids importing json for start-up time) --------------------------
+
+sbx_json = _child_module("sbx_json")
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(JSON_VALUES)
+def test_child_json_encoder_roundtrips_through_the_standard_decoder(value):
+    text = sbx_json.dumps(value)
+    assert json.loads(text) == value
+    text.encode("utf-8")  # always encodable: lone surrogates are escaped
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), {1: 2}, {1, 2}, b"bytes", object()])
+def test_child_json_encoder_rejects_non_json(bad):
+    with pytest.raises((TypeError, ValueError)):
+        sbx_json.dumps({"x": [bad]})
+
+
+def test_child_json_encoder_bounds_nesting():
+    deep = []
+    for _ in range(300):
+        deep = [deep]
+    with pytest.raises(ValueError, match="deeply"):
+        sbx_json.dumps(deep)
