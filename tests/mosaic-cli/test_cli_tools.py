@@ -119,3 +119,12 @@ def test_tools_run_rejects_non_object_arguments(tmp_path):
         ["run", "x", "--args", "[1]", "--registry", str(tmp_path / "r"), "--key-file", str(tmp_path / "k")],
     )
     assert result.exit_code == 2 and "JSON object" in result.output
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox's OS layers are specified for root")
+def test_tools_layers_reports_every_layer(tmp_path):
+    result = CliRunner().invoke(tools, ["layers", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    for layer in ("landlock", "seccomp", "network_namespace", "drop_privileges", "ast_gate", "supervision"):
+        assert report[layer]["active"], layer

@@ -163,3 +163,25 @@ def run(name: str, arguments: str, show_layers: bool, registry_dir: Path, key_fi
     if show_layers:
         output["layers"] = {layer: info.get("active") for layer, info in sorted(result.layers.items())}
     click.echo(json.dumps(output, indent=2, ensure_ascii=True))
+
+
+@tools.command("layers")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def layers(as_json: bool) -> None:
+    """Probe which sandbox layers this machine supports (runs a no-op tool, requiring none).
+
+    Exit status 1 when any layer that tools require by default is unavailable: tools would then be
+    refused here.
+    """
+    from mosaic.runtime.tools.sandbox import OS_LAYERS, Sandbox, SandboxPolicy
+
+    result = Sandbox(SandboxPolicy(required_layers=frozenset())).run("def run():\n    return 'ok'\n")
+    report = {name: result.layers[name] for name in sorted(result.layers)}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        for name, info in report.items():
+            mark = "active     " if info.get("active") else "UNAVAILABLE"
+            click.echo(_safe(f"{name:20s} {mark} {info.get('detail', '')}"))
+    if not all(report.get(layer, {}).get("active") for layer in OS_LAYERS):
+        raise click.exceptions.Exit(1)
