@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mosaic.core.errors import SandboxError, ToolError
-
 from mosaic.runtime.tools.display import escape_control
 
 

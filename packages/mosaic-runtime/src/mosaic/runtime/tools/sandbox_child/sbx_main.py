@@ -16,7 +16,6 @@ import sbx_confine
 import sbx_json
 import sbx_runtime
 
-
 # Stdlib modules that declared modules import lazily, inside functions. They are loaded with the
 # declared modules while the child is still root (see sbx_confine.confine), because the
 # unprivileged user may be unable to read the standard library. Loading them does not make them
