@@ -36,6 +36,8 @@ _EXPORTS: dict[str, str] = {
     "HomeostaticLoop": "mosaic.core.homeostasis",
     "IntrinsicDrive": "mosaic.core.homeostasis",
     "DriveBand": "mosaic.core.homeostasis",
+    "DriveSignal": "mosaic.core.homeostasis",
+    "IMPULSE_EVENT_TYPE": "mosaic.core.homeostasis",
     "CommitmentLedger": "mosaic.core.ledger",
 }
 

@@ -190,13 +190,22 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
+def _is_plain_name(value: Any) -> bool:
+    return type(value) is str and 0 < len(value) <= MAX_NAME_LENGTH and value.isascii()
+
+
 def _validate(event: EventEnvelope) -> None:
-    _check_name("type", event.type)
-    _check_name("sender", event.sender)
-    _check_name("id", event.id)
+    # Common cases are checked inline (this runs for every decoded event); anything unusual goes
+    # through the checks that name the problem.
+    if not (_is_plain_name(event.type) and _is_plain_name(event.sender) and _is_plain_name(event.id)):
+        _check_name("type", event.type)
+        _check_name("sender", event.sender)
+        _check_name("id", event.id)
     if not _payload_is_json(event.payload):
         raise EventValidationError("payload", _payload_problem(event.payload, "$", 0) or "not a JSON value")
-    _check_int("priority", event.priority, INT_MIN, INT_MAX)
+    priority = event.priority
+    if type(priority) is not int or not INT_MIN <= priority <= INT_MAX:
+        _check_int("priority", priority, INT_MIN, INT_MAX)
     if event.budget_ms is not None:
         _check_int("budget_ms", event.budget_ms, 0, INT_MAX)
     ts = event.ts
