@@ -196,6 +196,7 @@ class HashedMemory(nn.Module):
             old = table.gather(2, cell[:, :, n, :, None].expand(-1, -1, -1, dim))
             new = total_keep[:, :, n, :, None] * old + written[:, :, n]
             table = table.scatter(2, target[:, :, n, :, None].expand(-1, -1, -1, dim), new)
+        table = F.pad(table[:, :, :-1], (0, 0, 0, 1))  # the scratch row holds junk: keep the state clean
         start = torch.stack(starts, dim=2)  # (B, H, nC, C, A, dim)
         views = start_decay[..., None] * start + intra
         views = views.view(bsz, hashes, n_chunks * size, assoc, dim)[:, :, :length].transpose(1, 2)
