@@ -12,8 +12,8 @@ from mosaic.layers.vm import TeacherForcing
 
 def make_block(seed, **overrides):
     torch.manual_seed(seed)
-    fields = dict(d_model=12, state_k=2, state_dim=3, mem_buckets=2, mem_hashes=2, mem_assoc=2, mem_key_dim=6,
-                  mem_dim=5, reg_slots=3, reg_dim=4, chunk_size=4)
+    fields = {"d_model": 12, "state_k": 2, "state_dim": 3, "mem_buckets": 2, "mem_hashes": 2, "mem_assoc": 2,
+              "mem_key_dim": 6, "mem_dim": 5, "reg_slots": 3, "reg_dim": 4, "chunk_size": 4}
     fields.update(overrides)
     block = MosaicBlock(MosaicBlockConfig(**fields))
     with torch.no_grad():
@@ -57,7 +57,7 @@ def test_fast_block_matches_step_reference(seed, batch, length, chunk, buckets, 
             write_gate=torch.randint(-1, 2, (batch, length)).float(),
             reg_sel=torch.randint(-1, 3, (batch, length)),
         )
-    fast, fast_state = assert_twins_agree(block, x, teacher)
+    _, fast_state = assert_twins_agree(block, x, teacher)
     # continuing from a carried state agrees too
     assert_twins_agree(block, torch.randn(batch, 5, 12), None, fast_state)
 
