@@ -102,8 +102,8 @@ class Registers(nn.Module):
 
     def read(self, query: torch.Tensor, registers: torch.Tensor) -> torch.Tensor:
         """query (B, T, width), registers (B, T, R, width) -> (B, T, D)."""
-        scores = torch.einsum("btrd,btd->btr", registers, query) / math.sqrt(query.shape[-1])
-        return self.out(torch.einsum("btr,btrd->btd", F.softmax(scores, dim=-1), registers))
+        scores = (registers * query[:, :, None]).sum(-1) / math.sqrt(query.shape[-1])  # (B, T, R)
+        return self.out((F.softmax(scores, dim=-1)[..., None] * registers).sum(-2))
 
     def forward(self, plan: dict[str, torch.Tensor], h0: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
         inclusive = gated_scan(plan["log_keep"], plan["content"], h0, chunk)

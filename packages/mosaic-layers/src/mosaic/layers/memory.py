@@ -206,11 +206,11 @@ class HashedMemory(nn.Module):
             table = table.scatter(2, target[:, :, n, :, None].expand(-1, -1, -1, dim), new)
         table = F.pad(table[:, :, :-1], (0, 0, 0, 1))  # the scratch row holds junk: keep the state clean
         start_keys, start_values, start_occupancy = torch.stack(starts, dim=2).split([dk, c.mem_dim, 1], dim=-1)
-        scores = start_decay * (start_keys @ query[..., None])[..., 0] + intra_scores  # (B, H, nC, C, A)
+        scores = start_decay * (start_keys * query[..., None, :]).sum(-1) + intra_scores  # (B, H, nC, C, A)
         occupancy = start_decay * start_occupancy[..., 0] + intra_occupancy
         scores = scores / math.sqrt(dk) + torch.log(occupancy.clamp_min(OCCUPANCY_FLOOR))
         weights = F.softmax(scores, dim=-1)  # (B, H, nC, C, A)
-        start_read = ((weights * start_decay)[..., None, :] @ start_values)[..., 0, :]  # (B, H, nC, C, dv)
+        start_read = ((weights * start_decay)[..., None] * start_values).sum(-2)  # (B, H, nC, C, dv)
         by_writer = weights.gather(-1, slot[..., None, :].expand(-1, -1, -1, size, -1))  # [t, s] weight of slot_s
         read = (start_read + (coef * by_writer) @ values) * read_ste[..., None]
         read = read.sum(dim=1).reshape(bsz, n_chunks * size, c.mem_dim)  # sum over hashes
