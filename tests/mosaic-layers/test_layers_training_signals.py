@@ -52,7 +52,7 @@ def test_forced_write_bucket_is_where_memory_is_written():
              "mosaic_teacher_write_gate": torch.ones(1, 10)}
     with torch.no_grad():
         state = model(batch, model.init_state(1)).state
-    table = state.layers[0].memory[:, :, :-1].view(1, 2, 4, 2, -1)
+    table = model.blocks[0].memory.table_view(state.layers[0].memory)  # (B, H, buckets, slots, dim)
     occupied = table[..., -1] > 0  # (B, H, buckets, slots)
     assert occupied[:, :, 2].any(dim=-1).all()
     assert not occupied[:, :, [0, 1, 3]].any()

@@ -85,6 +85,12 @@ class HashedMemory(nn.Module):
         c = self.config
         return torch.zeros(batch, c.mem_hashes, self.cells + 1, c.mem_cell_dim, device=device, dtype=dtype)
 
+    def table_view(self, table: torch.Tensor) -> torch.Tensor:
+        """A state's table as ``(B, H, buckets, assoc, key_dim + mem_dim + 1)`` (scratch row dropped);
+        the last channel is each slot's occupancy."""
+        c = self.config
+        return table[:, :, : self.cells].view(table.shape[0], c.mem_hashes, c.mem_buckets, c.mem_assoc, -1)
+
     def plan(self, u: torch.Tensor, controls: Controls, teacher: TeacherForcing) -> MemoryPlan:
         c = self.config
         bsz, length, _ = u.shape

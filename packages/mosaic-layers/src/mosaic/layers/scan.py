@@ -21,8 +21,9 @@ _FLOOR = math.exp(-LOG_FLOOR)
 
 
 def safe_log(a: torch.Tensor) -> torch.Tensor:
-    """``log a`` for ``a`` in [0, 1], finite with finite gradients at 0."""
-    return torch.log(a.clamp_min(_FLOOR))
+    """``log a`` for ``a`` in [0, 1], finite with finite gradients at 0 (computed in fp32 so that
+    the floor survives half precision)."""
+    return torch.log(a.float().clamp_min(_FLOOR)).to(a.dtype)
 
 
 def _pad_time(x: torch.Tensor, multiple: int) -> torch.Tensor:
