@@ -1,0 +1,149 @@
+"""SwiGLU experts and capacity-padded dispatch.
+
+Dispatch is Switch-style: every expert gets ``C`` slots; assignments claim slots in priority order
+(all first choices, then all second choices, each in token order) and those past ``C`` are dropped
+(reported, and contribute nothing). All shapes are known from the input's shape, so dispatch needs
+no host synchronisation: positions come from a cumulative sum, tokens move by gather, and the
+experts run as one batched matmul over ``(E, C, D)``. :func:`reference_moe` is the plain-loop twin.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SwiGLUExperts(nn.Module):
+    """``E`` independent SwiGLU MLPs ``D → H → D`` with stacked weights (no biases, so an empty
+    slot's zero input gives a zero output)."""
+
+    def __init__(self, n_experts: int, d_model: int, d_hidden: int) -> None:
+        super().__init__()
+        self.n_experts, self.d_model, self.d_hidden = n_experts, d_model, d_hidden
+        # gate and up projections side by side: one matmul feeds both halves of the SwiGLU
+        self.w_in = nn.Parameter(torch.empty(n_experts, d_model, 2 * d_hidden))
+        self.w_out = nn.Parameter(torch.empty(n_experts, d_hidden, d_model))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.w_in, std=self.d_model**-0.5)
+        nn.init.normal_(self.w_out, std=self.d_hidden**-0.5)
+
+    def forward(self, slots: torch.Tensor) -> torch.Tensor:
+        """``slots (E, C, D) → (E, C, D)``."""
+        gate, up = torch.bmm(slots, self.w_in).chunk(2, dim=-1)  # (E, C, H) each
+        return torch.bmm(F.silu(gate) * up, self.w_out)
+
+    def expert(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """One expert on ``x (M, D) → (M, D)``."""
+        gate, up = (x @ self.w_in[index]).chunk(2, dim=-1)
+        return (F.silu(gate) * up) @ self.w_out[index]
+
+
+def expert_capacity(n_tokens: int, n_experts: int, top_k: int, capacity_factor: float | None) -> int:
+    """Slots per expert: ``ceil(factor · N · k / E)`` (at most N); all N when the factor is None."""
+    if capacity_factor is None:
+        return n_tokens
+    return max(1, min(n_tokens, math.ceil(capacity_factor * n_tokens * top_k / n_experts)))
+
+
+@attrs.define
+class DispatchPlan:
+    """Where each of the ``k·N`` assignments (choice-major order) goes."""
+
+    slot: torch.Tensor  # (k·N,) flat slot index e·C + position; E·C (a dump row) when dropped
+    kept: torch.Tensor  # (k·N,) bool
+    slot_token: torch.Tensor  # (E, C) token of each slot, N for an empty slot
+    expert_tokens: torch.Tensor  # (E,) float tokens processed per expert
+    capacity: int
+
+
+def plan_dispatch(expert_idx: torch.Tensor, n_experts: int, capacity: int) -> DispatchPlan:
+    """Assign slots to ``expert_idx (N, k)`` without leaving the device."""
+    n_tokens, top_k = expert_idx.shape
+    flat_expert = expert_idx.t().reshape(-1)  # (k·N,) first choices first
+    one_hot = F.one_hot(flat_expert, n_experts)  # (k·N, E)
+    position = (one_hot.cumsum(0) * one_hot).sum(-1) - 1  # (k·N,) arrival order within the expert
+    kept = position < capacity
+    dump = n_experts * capacity
+    slot = torch.where(kept, flat_expert * capacity + position, torch.full_like(position, dump))
+    token = torch.arange(n_tokens, device=expert_idx.device).repeat(top_k)  # (k·N,)
+    # scatter into one extra dump row that absorbs every dropped assignment, then cut it off
+    slot_token = torch.full((dump + 1,), n_tokens, dtype=torch.int64, device=expert_idx.device)
+    slot_token.index_put_((slot,), token)
+    expert_tokens = one_hot.sum(0).clamp(max=capacity).float()
+    return DispatchPlan(
+        slot=slot,
+        kept=kept,
+        slot_token=slot_token[:dump].view(n_experts, capacity),
+        expert_tokens=expert_tokens,
+        capacity=capacity,
+    )
+
+
+def dispatch_and_combine(
+    x: torch.Tensor, gates: torch.Tensor, plan: DispatchPlan, experts: SwiGLUExperts
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x (N, D)`` → ``(mixture (N, D), per-assignment raw outputs (k·N, D))``, zero when dropped."""
+    n_tokens, d_model = x.shape
+    top_k = gates.shape[1]
+    padded = torch.cat([x, x.new_zeros(1, d_model)])  # row N is the empty slot's input
+    slots = padded[plan.slot_token]  # (E, C, D)
+    slot_outputs = experts(slots)  # (E, C, D)
+    flat_outputs = torch.cat([slot_outputs.reshape(-1, d_model), x.new_zeros(1, d_model)])
+    per_assignment = flat_outputs[plan.slot]  # (k·N, D), zero for dropped
+    weighted = per_assignment * gates.t().reshape(-1, 1).to(per_assignment.dtype)
+    mixture = weighted.view(top_k, n_tokens, d_model).sum(0)  # (N, D)
+    return mixture, per_assignment
+
+
+def sorted_dispatch_and_combine(
+    x: torch.Tensor, expert_idx: torch.Tensor, gates: torch.Tensor, experts: SwiGLUExperts
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dropless dispatch: assignments sorted by expert, one matmul chain per expert's contiguous run.
+
+    Exact (no capacity), but the run lengths are read to the host once per call — free on CPU, a
+    device synchronisation on an accelerator. Same return values as :func:`dispatch_and_combine`.
+    """
+    n_tokens, top_k = expert_idx.shape
+    flat_expert = expert_idx.t().reshape(-1)  # (k·N,)
+    order = torch.argsort(flat_expert, stable=True)
+    counts = torch.bincount(flat_expert, minlength=experts.n_experts).tolist()  # host read
+    token = torch.arange(n_tokens, device=x.device).repeat(top_k)
+    runs = x[token[order]].split(counts)  # per expert (n_e, D)
+    sorted_outputs = torch.cat([experts.expert(e, run) for e, run in enumerate(runs)])  # (k·N, D)
+    per_assignment = torch.empty_like(sorted_outputs).index_copy(0, order, sorted_outputs)
+    weighted = per_assignment * gates.t().reshape(-1, 1).to(per_assignment.dtype)
+    return weighted.view(top_k, n_tokens, -1).sum(0), per_assignment
+
+
+def reference_moe(
+    x: torch.Tensor,
+    expert_idx: torch.Tensor,
+    gates: torch.Tensor,
+    experts: SwiGLUExperts,
+    capacity: int,
+) -> tuple[torch.Tensor, list[tuple[int, int, float, torch.Tensor]]]:
+    """Plain-loop twin of :func:`plan_dispatch` + :func:`dispatch_and_combine`.
+
+    Returns the mixture and every processed assignment as ``(token, expert, gate, raw_output)``.
+    """
+    n_tokens, top_k = expert_idx.shape
+    mixture = torch.zeros_like(x)
+    used = [0] * experts.n_experts
+    assignments = []
+    for choice in range(top_k):
+        for token in range(n_tokens):
+            expert = int(expert_idx[token, choice])
+            if used[expert] >= capacity:
+                continue
+            used[expert] += 1
+            output = experts.expert(expert, x[token : token + 1])[0]
+            gate = gates[token, choice]
+            mixture[token] += gate * output
+            assignments.append((token, expert, float(gate.detach()), output.detach()))
+    return mixture, assignments
