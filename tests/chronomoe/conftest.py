@@ -13,6 +13,9 @@ settings.register_profile("default", max_examples=25, deadline=None)
 settings.register_profile("ci", max_examples=200, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+# Tiny tensors: intra-op threads only add contention on the shared 2-core machine.
+torch.set_num_threads(1)
+
 
 class HostSyncError(AssertionError):
     pass
