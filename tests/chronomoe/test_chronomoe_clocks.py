@@ -88,9 +88,9 @@ def test_vectorised_clock_agrees_with_plain_loop(steps, clock):
     config = ClockConfig(0.6, 0.9, 0.97)
     ema = ThreeClockEMA(config, ())
     values, seen = [v for v, _ in steps], [s for _, s in steps]
-    alpha = dict(zip(("fast", "mid", "slow"), config.alphas))[clock]
+    alpha = dict(zip(("fast", "mid", "slow"), config.alphas, strict=True))[clock]
     expected = reference_ema(values, seen, alpha)
-    for value, observed, want in zip(values, seen, expected):
+    for value, observed, want in zip(values, seen, expected, strict=True):
         ema.update(torch.tensor(value), seen=torch.tensor(observed))
         got = float(ema.estimate(clock, empty=float("nan")))
         if math.isnan(want):

@@ -62,7 +62,8 @@ def test_beta_promotes_coherent_and_demotes_incoherent_experts():
 
 def test_eval_mode_freezes_the_slow_state():
     torch.manual_seed(0)
-    moe = get_registry().build("layer.moe", {"d_model": D, "n_experts": E, "router": {"type": "router.chrono"}})
+    config = {"d_model": D, "n_experts": E, "router": {"type": "router.chrono"}}
+    moe = get_registry().build("layer.moe", config)
     moe.train()
     moe(torch.randn(2, 8, D))
     before = {k: v.clone() for k, v in moe.state_dict().items()}

@@ -27,7 +27,7 @@ def make_trace(expert_idx, gates, outputs, n_experts):
         gates=gates,
         kept=torch.ones(n_tokens, top_k, dtype=torch.bool),
         assignment_outputs=outputs.transpose(0, 1).reshape(-1, outputs.shape[-1]),
-        expert_tokens=torch.zeros(n_experts).scatter_add_(0, expert_idx.reshape(-1), torch.ones(expert_idx.numel())),
+        expert_tokens=torch.bincount(expert_idx.reshape(-1), minlength=n_experts).float(),
     )
 
 

@@ -10,7 +10,8 @@ from chronomoe.lifecycle import LifecycleCoordinator, effective_experts, saturat
 
 def snapshot(phi_slow, tokens, share, psi_slow=0.8):
     experts = tuple(
-        ExpertCoherence(e, p, p, p, 0.9, t, s) for e, (p, t, s) in enumerate(zip(phi_slow, tokens, share))
+        ExpertCoherence(e, p, p, p, 0.9, t, s)
+        for e, (p, t, s) in enumerate(zip(phi_slow, tokens, share, strict=True))
     )
     return CoherenceSnapshot(layer=1, step=42, experts=experts, psi_fast=psi_slow, psi_mid=psi_slow,
                              psi_slow=psi_slow)
@@ -39,7 +40,11 @@ def test_low_coherence_after_enough_tokens_is_a_prune_candidate():
 
 @pytest.mark.parametrize(
     ("share", "psi", "reason"),
-    [([0.25] * 4, 0.3, "psi_slow"), ([0.97, 0.01, 0.01, 0.01], 0.8, "neff"), ([0.6, 0.3, 0.05, 0.05], 0.8, "saturation")],
+    [
+        ([0.25] * 4, 0.3, "psi_slow"),
+        ([0.97, 0.01, 0.01, 0.01], 0.8, "neff"),
+        ([0.6, 0.3, 0.05, 0.05], 0.8, "saturation"),
+    ],
 )
 def test_a_starving_layer_blocks_every_prune(share, psi, reason):
     coordinator = LifecycleCoordinator(ChronoConfig())

@@ -16,7 +16,8 @@ def make(router="router.topk", **kwargs):
 
 
 @pytest.mark.parametrize(
-    ("dispatch", "capacity_factor"), [("capacity", None), ("capacity", 1.0), ("capacity", 0.5), ("sorted", None)]
+    ("dispatch", "capacity_factor"),
+    [("capacity", None), ("capacity", 1.0), ("capacity", 0.5), ("sorted", None)],
 )
 def test_dispatch_agrees_with_the_plain_loop_in_values_and_gradients(dispatch, capacity_factor):
     torch.manual_seed(0)
@@ -29,9 +30,10 @@ def test_dispatch_agrees_with_the_plain_loop_in_values_and_gradients(dispatch, c
     gates = moe.router(x_ref.reshape(-1, 8)).gates
     expected, _ = reference_moe(x_ref.reshape(-1, 8), route.expert_idx, gates, moe.experts, capacity)
     torch.testing.assert_close(y.reshape(-1, 8), expected, rtol=1e-5, atol=1e-6)
-    grads = torch.autograd.grad(y.square().sum(), [x, moe.experts.w_in, moe.router.gate.weight])
-    ref_grads = torch.autograd.grad(expected.square().sum(), [x_ref, moe.experts.w_in, moe.router.gate.weight])
-    for got, want in zip(grads, ref_grads):
+    weights = [moe.experts.w_in, moe.experts.w_out, moe.router.gate.weight]
+    grads = torch.autograd.grad(y.square().sum(), [x, *weights])
+    ref_grads = torch.autograd.grad(expected.square().sum(), [x_ref, *weights])
+    for got, want in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
@@ -131,7 +133,10 @@ def test_slow_state_round_trips_through_state_dict_and_moves_with_to():
 def test_registry_builds_the_layer_with_the_router_named_by_id():
     moe = get_registry().build(
         "layer.moe",
-        {"d_model": 16, "n_experts": 6, "top_k": 1, "router": {"type": "router.chrono", "chrono": {"k_max": 0.5}}},
+        {
+            "d_model": 16, "n_experts": 6, "top_k": 1,
+            "router": {"type": "router.chrono", "chrono": {"k_max": 0.5}},
+        },
     )
     assert isinstance(moe, MoE)
     assert moe.router.config.chrono.k_max == 0.5 and moe.router.n_experts == 6 and moe.router.top_k == 1

@@ -37,7 +37,7 @@ _PUBLIC = {
     "LifecycleCoordinator": "chronomoe.lifecycle",
 }
 
-__all__ = sorted(_PUBLIC)
+__all__ = list(_PUBLIC)  # noqa: PLE0605 - the lazy table is the single list of public names
 
 
 def __getattr__(name: str) -> Any:

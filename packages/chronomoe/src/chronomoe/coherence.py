@@ -139,7 +139,7 @@ def reference_coherence(
                 target = target - sum(g * y for _, g, y in mine)
             phis.append(_cos(mean_output, target / n_tokens))
     total = sum(counts)
-    psi = sum(c * p for c, p in zip(counts, phis) if p is not None) / total if total else 0.0
+    psi = sum(c * p for c, p in zip(counts, phis, strict=True) if p is not None) / total if total else 0.0
     return phis, psi
 
 

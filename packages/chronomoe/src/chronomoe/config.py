@@ -182,7 +182,9 @@ def _router_mapping(_instance: Any, attribute: attrs.Attribute, value: Any) -> N
         raise TypeError(f"{attribute.name} must be a mapping with a 'type' key, got {type(value).__name__}")
     router_id = value.get("type")
     if not isinstance(router_id, str) or not router_id.startswith("router."):
-        raise ValueError(f"{attribute.name}.type must name a router component (router.<name>), got {router_id!r}")
+        raise ValueError(
+            f"{attribute.name}.type must name a router component (router.<name>), got {router_id!r}"
+        )
     shadowed = sorted(set(value) & set(ROUTER_SHAPE_FIELDS))
     if shadowed:
         raise ValueError(

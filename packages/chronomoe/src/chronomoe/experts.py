@@ -88,16 +88,19 @@ def plan_dispatch(expert_idx: torch.Tensor, n_experts: int, capacity: int) -> Di
 def dispatch_and_combine(
     x: torch.Tensor, gates: torch.Tensor, plan: DispatchPlan, experts: SwiGLUExperts
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x (N, D)`` → ``(mixture (N, D), per-assignment raw outputs (k·N, D))``, zero when dropped."""
+    """``x (N, D)`` → ``(mixture (N, D), per-assignment raw outputs (k·N, D))``.
+
+    Empty slots compute on an arbitrary token and are never read back; a dropped assignment reads an
+    arbitrary slot and is zeroed by its gate. The per-assignment outputs of dropped assignments are
+    therefore meaningless: mask them with ``plan.kept`` before use (the trace does).
+    """
     n_tokens, d_model = x.shape
     top_k = gates.shape[1]
-    padded = torch.cat([x, x.new_zeros(1, d_model)])  # row N is the empty slot's input
-    slots = padded[plan.slot_token]  # (E, C, D)
+    slots = x[plan.slot_token.clamp(max=n_tokens - 1)]  # (E, C, D)
     slot_outputs = experts(slots)  # (E, C, D)
-    flat_outputs = torch.cat([slot_outputs.reshape(-1, d_model), x.new_zeros(1, d_model)])
-    per_assignment = flat_outputs[plan.slot]  # (k·N, D), zero for dropped
-    weighted = per_assignment * gates.t().reshape(-1, 1).to(per_assignment.dtype)
-    mixture = weighted.view(top_k, n_tokens, d_model).sum(0)  # (N, D)
+    per_assignment = slot_outputs.reshape(-1, d_model)[plan.slot.clamp(max=plan.slot_token.numel() - 1)]
+    live_gates = (gates.t().reshape(-1) * plan.kept).unsqueeze(-1).to(per_assignment.dtype)  # (k·N, 1)
+    mixture = (per_assignment * live_gates).view(top_k, n_tokens, d_model).sum(0)  # (N, D)
     return mixture, per_assignment
 
 

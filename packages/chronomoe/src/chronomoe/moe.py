@@ -52,7 +52,9 @@ class MoE(nn.Module):
     ) -> None:
         super().__init__()
         if router.n_experts != experts.n_experts:
-            raise ModelError(f"router routes to {router.n_experts} experts but the layer has {experts.n_experts}")
+            raise ModelError(
+                f"router routes to {router.n_experts} experts but the layer has {experts.n_experts}"
+            )
         self.router = router
         self.experts = experts
         if dispatch not in DISPATCH_MODES:
@@ -78,7 +80,8 @@ class MoE(nn.Module):
             kept = torch.ones_like(route.expert_idx, dtype=torch.bool)
             expert_tokens = expert_counts(route.expert_idx, self.n_experts)
         else:
-            capacity = expert_capacity(flat.shape[0], self.n_experts, route.expert_idx.shape[1], self.capacity_factor)
+            top_k = route.expert_idx.shape[1]
+            capacity = expert_capacity(flat.shape[0], self.n_experts, top_k, self.capacity_factor)
             plan = plan_dispatch(route.expert_idx, self.n_experts, capacity)
             mixture, outputs = dispatch_and_combine(flat, route.gates, plan, self.experts)
             kept = plan.kept.view(-1, flat.shape[0]).t()  # (N, k)
@@ -93,14 +96,16 @@ class MoE(nn.Module):
                 expert_idx=route.expert_idx,
                 gates=route.gates.detach(),
                 kept=kept,
-                assignment_outputs=outputs.detach(),
+                assignment_outputs=outputs.detach() * kept.t().reshape(-1, 1),
                 expert_tokens=expert_tokens,
             )
         self._aux = self._collect_aux(route, kept, trace)
         self.last_trace = trace
         return mixture.view(batch, time, d_model)
 
-    def _collect_aux(self, route: RouterOutput, kept: torch.Tensor, trace: MoETrace | None) -> dict[str, torch.Tensor]:
+    def _collect_aux(
+        self, route: RouterOutput, kept: torch.Tensor, trace: MoETrace | None
+    ) -> dict[str, torch.Tensor]:
         load = expert_counts(route.expert_idx, self.n_experts)  # (E,)
         mean_load = load.mean()
         aux = {
@@ -136,7 +141,8 @@ def build_moe(config: MoEConfig) -> MoE:
     from mosaic.core.plugins import get_registry
 
     router_mapping: dict[str, Any] = {k: v for k, v in config.router.items() if k != "type"}
-    router_mapping.update(zip(ROUTER_SHAPE_FIELDS, (config.d_model, config.n_experts, config.top_k), strict=True))
+    shape = (config.d_model, config.n_experts, config.top_k)
+    router_mapping.update(zip(ROUTER_SHAPE_FIELDS, shape, strict=True))
     router = get_registry().build(config.router["type"], router_mapping, path="$.router")
     experts = SwiGLUExperts(config.n_experts, config.d_model, config.expert_hidden)
     return MoE(

@@ -23,7 +23,7 @@ def register_routers(register: Any) -> None:
         "router.chrono",
         "chronomoe.routers:build_chrono_router",
         config="chronomoe.config:ChronoRouterConfig",
-        summary="top-k router with a coherence-driven slow bias on the selection key, tracked on three clocks",
+        summary="top-k router with a coherence-driven slow bias on the selection key (three clocks)",
     )
     register(
         "router.loss_free",

@@ -40,7 +40,8 @@ class RouterState(nn.Module):
         slow-clock evidence (ever routed) are pushed. Device-only."""
         c = self.config
         error = phi_slow - c.tau
-        push = torch.where((error.abs() > c.deadband) & (evidence > 0), c.eta * error, torch.zeros_like(error))
+        active = (error.abs() > c.deadband) & (evidence > 0)
+        push = torch.where(active, c.eta * error, torch.zeros_like(error))
         k = (1.0 - c.beta_leak) * self.k + push
         k = k - k.mean()  # a common shift changes no selection; centring keeps k off the clamp
         self.k.copy_(k.clamp(-c.k_max, c.k_max))

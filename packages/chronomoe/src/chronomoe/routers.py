@@ -38,7 +38,8 @@ class RouterOutput:
 def expert_counts(expert_idx: torch.Tensor, n_experts: int) -> torch.Tensor:
     """(E,) float assignments per expert, without a host sync (no bincount)."""
     flat = expert_idx.reshape(-1)
-    return torch.zeros(n_experts, device=flat.device).scatter_add_(0, flat, torch.ones_like(flat, dtype=torch.float32))
+    ones = torch.ones_like(flat, dtype=torch.float32)
+    return torch.zeros(n_experts, device=flat.device).scatter_add_(0, flat, ones)
 
 
 def switch_load_balance_loss(probs: torch.Tensor, expert_idx: torch.Tensor) -> torch.Tensor:
