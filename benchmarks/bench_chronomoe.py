@@ -112,7 +112,7 @@ def _synthetic_trace(n_experts: int, width: int, tokens: int) -> MoETrace:
     return MoETrace(
         mixture=torch.randn(tokens, width),
         clean_logits=logits,
-        biased_logits=None,
+        selection_key=logits,
         probs=logits.softmax(-1),
         expert_idx=expert_idx,
         gates=torch.full((tokens, 2), 0.5),

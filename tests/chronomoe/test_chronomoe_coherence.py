@@ -21,7 +21,7 @@ def make_trace(expert_idx, gates, outputs, n_experts):
     return MoETrace(
         mixture=mixture,
         clean_logits=logits,
-        biased_logits=None,
+        selection_key=logits,
         probs=logits.softmax(-1),
         expert_idx=expert_idx,
         gates=gates,

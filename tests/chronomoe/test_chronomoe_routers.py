@@ -74,7 +74,7 @@ def test_chrono_router_biases_selection_but_gates_come_from_clean_scores():
     expected = torch.softmax(biased.clean_logits.gather(-1, biased.expert_idx), -1)
     torch.testing.assert_close(biased.gates, expected)
     torch.testing.assert_close(biased.bias, torch.tensor([-0.6, -0.6, 0.6, 0.6]))
-    assert biased.gates.requires_grad and not biased.biased_logits.requires_grad
+    assert biased.gates.requires_grad and not biased.selection_key.requires_grad
 
 
 def test_beta_is_scale_free_clamped_centred_and_has_a_deadband():
@@ -133,4 +133,5 @@ def test_topk_router_without_normalisation_uses_softmax_mass():
     router = TopKRouter(TopKRouterConfig(d_model=4, n_experts=5, top_k=2, normalize_gates=False))
     out = router(torch.randn(3, 4))
     torch.testing.assert_close(out.gates, out.probs.gather(-1, out.expert_idx))
-    assert torch.all(out.bias == 0) and out.biased_logits is None
+    assert torch.all(out.bias == 0)
+    torch.testing.assert_close(out.selection_key, out.clean_logits.detach())

@@ -30,7 +30,7 @@ class MoETrace:
 
     mixture: torch.Tensor  # (N, D) layer output per token
     clean_logits: torch.Tensor  # (N, E) router scores without slow bias
-    biased_logits: torch.Tensor | None  # (N, E) the selection key, None when the router has no bias
+    selection_key: torch.Tensor  # (N, E) what top-k ran on (clean logits + the router's biases)
     probs: torch.Tensor  # (N, E) softmax of the clean logits
     expert_idx: torch.Tensor  # (N, k) selected experts
     gates: torch.Tensor  # (N, k) gate weights applied to the selected experts' outputs

@@ -91,7 +91,7 @@ class MoE(nn.Module):
             trace = MoETrace(
                 mixture=mixture.detach(),
                 clean_logits=route.clean_logits.detach(),
-                biased_logits=route.biased_logits,
+                selection_key=route.selection_key,
                 probs=route.probs.detach(),
                 expert_idx=route.expert_idx,
                 gates=route.gates.detach(),

@@ -31,8 +31,8 @@ class RouterState(nn.Module):
         return self.k.clamp(-self.config.k_max, self.config.k_max) * std
 
     @torch.no_grad()
-    def observe_logits(self, clean_logits: torch.Tensor) -> None:
-        self.logit_std.update(clean_logits.float().std())
+    def observe_logit_std(self, std: torch.Tensor) -> None:
+        self.logit_std.update(std)
 
     @torch.no_grad()
     def update_beta(self, phi_slow: torch.Tensor, evidence: torch.Tensor) -> None:

@@ -25,13 +25,13 @@ class RouterOutput:
 
     expert_idx: torch.Tensor  # (N, k) int64
     gates: torch.Tensor  # (N, k) differentiable gate weights
-    clean_logits: torch.Tensor  # (N, E) float32
-    biased_logits: torch.Tensor | None  # (N, E) selection key when a bias was applied
+    clean_logits: torch.Tensor  # (N, E) float32, -inf in inactive columns
+    selection_key: torch.Tensor  # (N, E) what top-k ran on: clean logits + biases (detached)
     probs: torch.Tensor  # (N, E) softmax of the clean logits
     load_balance_loss: torch.Tensor  # 0-d, unweighted
     z_loss: torch.Tensor  # 0-d, unweighted
     aux_loss: torch.Tensor  # 0-d, the router's weighted sum of the two, to be added to the task loss
-    bias: torch.Tensor  # (E,) the bias added to the selection key (zeros for router.topk)
+    bias: torch.Tensor  # (E,) the router's own selection bias (β, balancing bias; zeros for topk)
     metrics: dict[str, torch.Tensor] = attrs.Factory(dict)  # 0-d router-specific metrics
 
 
@@ -73,20 +73,18 @@ def select(
 def _output(
     config: TopKRouterConfig | ChronoRouterConfig | LossFreeRouterConfig,
     clean_logits: torch.Tensor,
-    key: torch.Tensor | None,
+    key: torch.Tensor,
     bias: torch.Tensor,
     metrics: dict[str, torch.Tensor],
 ) -> RouterOutput:
-    expert_idx, gates, probs = select(
-        clean_logits, clean_logits if key is None else key, config.top_k, config.normalize_gates
-    )
+    expert_idx, gates, probs = select(clean_logits, key, config.top_k, config.normalize_gates)
     balance = switch_load_balance_loss(probs, expert_idx)
     z_loss = router_z_loss(clean_logits)
     return RouterOutput(
         expert_idx=expert_idx,
         gates=gates,
         clean_logits=clean_logits,
-        biased_logits=key,
+        selection_key=key,
         probs=probs,
         load_balance_loss=balance,
         z_loss=z_loss,
@@ -94,6 +92,34 @@ def _output(
         bias=bias,
         metrics=metrics,
     )
+
+
+class ExpertColumns(nn.Module):
+    """Which router columns are live, and the entry offset of experts that are warming in.
+
+    Every router is fixed-width: an inactive column gets ``-inf`` clean logits (never selected, zero
+    probability); a newly spawned or split expert enters with a negative offset on the selection
+    key that the lifecycle relaxes to 0, so adding it does not change the layer's output at once.
+    """
+
+    def __init__(self, n_experts: int) -> None:
+        super().__init__()
+        self.register_buffer("active", torch.ones(n_experts, dtype=torch.bool))
+        self.register_buffer("entry_offset", torch.zeros(n_experts))
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.masked_fill(~self.active, float("-inf"))
+
+    def key(self, key: torch.Tensor) -> torch.Tensor:
+        return key + self.entry_offset
+
+
+def masked_std(logits: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """Std of the logits over active columns only (0-d)."""
+    finite = torch.where(active, logits, torch.zeros_like(logits))
+    count = (active.sum() * logits.shape[0]).clamp_min(2)
+    mean = finite.sum() / count
+    return (((finite - mean) * active).square().sum() / (count - 1)).sqrt()
 
 
 class TopKRouter(nn.Module):
@@ -109,10 +135,12 @@ class TopKRouter(nn.Module):
         self.top_k = config.top_k
         self.needs_trace = False
         self.gate = nn.Linear(config.d_model, config.n_experts, bias=False)
+        self.columns = ExpertColumns(config.n_experts)
 
     def forward(self, x: torch.Tensor) -> RouterOutput:
-        logits = self.gate(x).float()  # (N, E)
-        return _output(self.config, logits, None, logits.new_zeros(self.n_experts), {})
+        logits = self.columns.mask(self.gate(x).float())  # (N, E)
+        key = self.columns.key(logits.detach())
+        return _output(self.config, logits, key, logits.new_zeros(self.n_experts), {})
 
     def observe(self, route: RouterOutput, trace: MoETrace | None, phi: torch.Tensor | None,
                 seen: torch.Tensor | None) -> None:
@@ -132,15 +160,16 @@ class ChronoRouter(nn.Module):
         self.leave_one_out = config.chrono.leave_one_out
         self.token_level = config.chrono.token_level
         self.gate = nn.Linear(config.d_model, config.n_experts, bias=False)
+        self.columns = ExpertColumns(config.n_experts)
         self.state = RouterState(config.n_experts, config.chrono)
         self.coherence = CoherenceBuffer(config.n_experts, config.chrono, layer=layer)
 
     def forward(self, x: torch.Tensor) -> RouterOutput:
-        logits = self.gate(x).float()  # (N, E)
+        logits = self.columns.mask(self.gate(x).float())  # (N, E)
         beta = self.state.beta_eff()
         with torch.no_grad():
             key, metrics = biased_selection_key(logits.detach(), beta, self.config.chrono)
-        return _output(self.config, logits, key, beta, metrics)
+        return _output(self.config, logits, self.columns.key(key), beta, metrics)
 
     @torch.no_grad()
     def observe(self, route: RouterOutput, trace: MoETrace | None, phi: torch.Tensor | None,
@@ -148,7 +177,7 @@ class ChronoRouter(nn.Module):
         """Coherence on three clocks, then β from the slow clock (the closed loop)."""
         if trace is None or phi is None or seen is None:
             raise ModelError("router.chrono.observe needs the forward's MoETrace and its coherence")
-        self.state.observe_logits(route.clean_logits)
+        self.state.observe_logit_std(masked_std(route.clean_logits.detach(), self.columns.active))
         self.coherence.update(phi, seen, trace.expert_tokens, trace.routing_share())
         self.state.update_beta(self.coherence.phi_slow(), self.coherence.phi_evidence("slow"))
 
@@ -168,18 +197,21 @@ class LossFreeRouter(nn.Module):
         self.top_k = config.top_k
         self.needs_trace = False
         self.gate = nn.Linear(config.d_model, config.n_experts, bias=False)
+        self.columns = ExpertColumns(config.n_experts)
         self.register_buffer("bias", torch.zeros(config.n_experts))
 
     def forward(self, x: torch.Tensor) -> RouterOutput:
-        logits = self.gate(x).float()  # (N, E)
-        key = logits.detach() + self.bias
+        logits = self.columns.mask(self.gate(x).float())  # (N, E)
+        key = self.columns.key(logits.detach() + self.bias)
         return _output(self.config, logits, key, self.bias.clone(), {})
 
     @torch.no_grad()
     def observe(self, route: RouterOutput, trace: MoETrace | None, phi: torch.Tensor | None,
                 seen: torch.Tensor | None) -> None:
         load = expert_counts(route.expert_idx, self.n_experts)
-        self.bias.add_(self.config.bias_rate * torch.sign(load.mean() - load))
+        active = self.columns.active
+        mean_load = load.sum() / active.sum().clamp_min(1)
+        self.bias.add_(self.config.bias_rate * torch.sign(mean_load - load) * active)
 
 
 def build_topk_router(config: TopKRouterConfig) -> TopKRouter:
