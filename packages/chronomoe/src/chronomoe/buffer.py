@@ -85,6 +85,14 @@ class CoherenceBuffer(nn.Module):
         self.update(phi, seen, trace.expert_tokens, trace.routing_share())
         return layer_coherence(phi, trace.expert_tokens)
 
+    @torch.no_grad()
+    def reset_expert(self, expert: int) -> None:
+        """Forget one expert's φ, share and token count (a new or archived column)."""
+        for column in (expert, self.n_experts + expert):
+            self.clocks.numerator[:, column] = 0.0
+            self.clocks.weight[:, column] = 0.0
+        self.tokens_seen[expert] = 0
+
     def phi(self, clock: str | None = None) -> torch.Tensor:
         """Debiased φ, ``(3, E)`` or ``(E,)`` for one clock; 0 for experts never routed."""
         return self.clocks.estimate(clock)[..., : self.n_experts]

@@ -79,6 +79,57 @@ class ClockConfig:
 
 
 @attrs.frozen
+class LifecycleConfig:
+    """Structural edits at slow evaluations (issue #8). Choices made once, here:
+
+    - Bimodality: two output centroids per expert (EMA ``centroid_alpha``), score =
+      ``(1 − cos(c1, c2)) · min(n1, n2)/max(n1, n2)``; an expert becomes split-ready above
+      ``split_on`` and stops being so only below ``split_off`` (hysteresis), and only with
+      ``φ_slow > split_min_phi`` (a bimodal expert that is also incoherent is pruned, not split).
+    - ``F_l = (1 − Ψ_l) + λ·N_l + ρ·R_l + κ·I_l`` with λ 0.01, ρ 0.1, κ 0.1 (see free_energy.py).
+    - An edit must improve predicted F by ``min_delta_f`` (0.01), one per layer per slow evaluation,
+      ``cooldown_steps`` (500) between edits of a layer, ``min_experts``..``max_experts`` (2..16).
+    - New experts (spawn, split) are clone-and-perturb (``perturb`` 0.01 relative noise) and enter
+      "cooling" with selection offset ``entry_offset`` relaxed linearly to 0 over ``warmup_steps``.
+    - A split candidate first runs a relaxation trial: its β is held at 0 for ``relaxation_steps``;
+      only if it is still bimodal afterwards is the split real (else it was β-induced).
+    - Mid clock every ``mid_interval`` steps: escalation on the mid-clock top-1 flip rate between
+      clean and biased routing — ``warn_flip`` warn, ``decay_flip`` multiply k by ``beta_decay``,
+      ``reset_flip`` reset k to 0. Slow clock every ``slow_interval`` steps: lifecycle edits.
+    """
+
+    centroid_alpha: float = attrs.field(default=0.95, validator=_open_unit)
+    split_on: float = attrs.field(default=0.6, validator=[v.gt(0.0), v.le(1.0)])
+    split_off: float = attrs.field(default=0.5, validator=[v.ge(0.0), v.le(1.0)])
+    split_min_phi: float = attrs.field(default=0.5, validator=[v.ge(-1.0), v.le(1.0)])
+    lambda_n: float = attrs.field(default=0.01, validator=v.ge(0.0))
+    rho: float = attrs.field(default=0.1, validator=v.ge(0.0))
+    kappa: float = attrs.field(default=0.1, validator=v.ge(0.0))
+    min_delta_f: float = attrs.field(default=0.01, validator=v.ge(0.0))
+    cooldown_steps: int = attrs.field(default=500, validator=v.ge(0))
+    min_experts: int = attrs.field(default=2, validator=v.ge(1))
+    max_experts: int = attrs.field(default=16, validator=v.ge(1))
+    perturb: float = attrs.field(default=0.01, validator=v.ge(0.0))
+    entry_offset: float = attrs.field(default=-10.0, validator=v.le(0.0))
+    warmup_steps: int = attrs.field(default=200, validator=v.ge(1))
+    relaxation_steps: int = attrs.field(default=200, validator=v.ge(1))
+    mid_interval: int = attrs.field(default=100, validator=v.ge(1))
+    slow_interval: int = attrs.field(default=1000, validator=v.ge(1))
+    warn_flip: float = attrs.field(default=0.2, validator=[v.ge(0.0), v.le(1.0)])
+    decay_flip: float = attrs.field(default=0.5, validator=[v.ge(0.0), v.le(1.0)])
+    reset_flip: float = attrs.field(default=0.7, validator=[v.ge(0.0), v.le(1.0)])
+    beta_decay: float = attrs.field(default=0.5, validator=[v.ge(0.0), v.lt(1.0)])
+
+    def __attrs_post_init__(self) -> None:
+        if not self.split_off < self.split_on:
+            raise ValueError(f"split_off ({self.split_off}) must be < split_on ({self.split_on})")
+        if not self.min_experts <= self.max_experts:
+            raise ValueError(f"min_experts ({self.min_experts}) must be <= max_experts ({self.max_experts})")
+        if not self.warn_flip < self.decay_flip < self.reset_flip:
+            raise ValueError("escalation thresholds must satisfy warn_flip < decay_flip < reset_flip")
+
+
+@attrs.frozen
 class ChronoConfig:
     """The single source of truth for coherence, slow bias, veto and the dry-run lifecycle."""
 
@@ -105,6 +156,7 @@ class ChronoConfig:
     starvation_psi: float = attrs.field(default=0.5, validator=[v.ge(-1.0), v.le(1.0)])
     starvation_neff_fraction: float = attrs.field(default=0.5, validator=[v.ge(0.0), v.le(1.0)])
     starvation_saturation: float = attrs.field(default=0.5, validator=[v.gt(0.0), v.le(1.0)])
+    lifecycle: LifecycleConfig = attrs.Factory(LifecycleConfig)
 
     def __attrs_post_init__(self) -> None:
         if not self.veto_full < self.veto_zero:
@@ -145,6 +197,8 @@ class ChronoRouterConfig:
     n_experts: int = attrs.field(validator=_positive_int)
     top_k: int = attrs.field(validator=_positive_int)
     chrono: ChronoConfig = attrs.Factory(ChronoConfig)
+    # keep a RoleState (output roles, co-activation, bimodality) — needed by the lifecycle (ChronoSystem)
+    track_roles: bool = False
     load_balance_weight: float = attrs.field(default=0.01, validator=v.ge(0.0))
     z_loss_weight: float = attrs.field(default=0.001, validator=v.ge(0.0))
     normalize_gates: bool = True

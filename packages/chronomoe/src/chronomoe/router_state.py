@@ -23,6 +23,10 @@ class RouterState(nn.Module):
         super().__init__()
         self.config = config
         self.register_buffer("k", torch.zeros(n_experts))
+        # experts on a relaxation trial: β held at 0 to tell β-induced from real bimodality
+        self.register_buffer("held", torch.zeros(n_experts, dtype=torch.bool))
+        # mid-clock disagreement [top-1 flip rate, JS divergence] for escalation
+        self.disagreement = DebiasedEMA((config.clocks.alpha_mid,), (2,))
         self.logit_std = DebiasedEMA((config.logit_std_alpha,))
 
     def beta_eff(self) -> torch.Tensor:
@@ -35,15 +39,21 @@ class RouterState(nn.Module):
         self.logit_std.update(std)
 
     @torch.no_grad()
-    def update_beta(self, phi_slow: torch.Tensor, evidence: torch.Tensor) -> None:
-        """``k ← clip((1 − leak)·k + η·(φ_slow − τ))`` with deadband and centring; only experts with
-        slow-clock evidence (ever routed) are pushed. Device-only."""
+    def update_beta(
+        self, phi_slow: torch.Tensor, evidence: torch.Tensor, active: torch.Tensor | None = None
+    ) -> None:
+        """``k ← clip((1 − leak)·k + η·(φ_slow − τ))`` with deadband and centring over the active
+        experts; only experts with slow-clock evidence (ever routed) are pushed; experts on a
+        relaxation trial (``held``) and inactive columns keep ``k = 0``. Device-only."""
         c = self.config
+        live = torch.ones_like(self.held) if active is None else active
         error = phi_slow - c.tau
-        active = (error.abs() > c.deadband) & (evidence > 0)
-        push = torch.where(active, c.eta * error, torch.zeros_like(error))
+        pushed = (error.abs() > c.deadband) & (evidence > 0)
+        push = torch.where(pushed, c.eta * error, torch.zeros_like(error))
         k = (1.0 - c.beta_leak) * self.k + push
-        k = k - k.mean()  # a common shift changes no selection; centring keeps k off the clamp
+        live_f = live.to(k.dtype)
+        k = k - (k * live_f).sum() / live_f.sum().clamp_min(1.0)  # a common shift selects nothing
+        k = torch.where(live & ~self.held, k, torch.zeros_like(k))
         self.k.copy_(k.clamp(-c.k_max, c.k_max))
 
 

@@ -15,6 +15,7 @@ from torch import nn
 from chronomoe.buffer import CoherenceBuffer
 from chronomoe.coherence import MoETrace
 from chronomoe.config import ChronoRouterConfig, LossFreeRouterConfig, TopKRouterConfig
+from chronomoe.role import RoleState
 from chronomoe.router_state import RouterState, biased_selection_key
 from mosaic.core.errors import ModelError
 
@@ -163,6 +164,7 @@ class ChronoRouter(nn.Module):
         self.columns = ExpertColumns(config.n_experts)
         self.state = RouterState(config.n_experts, config.chrono)
         self.coherence = CoherenceBuffer(config.n_experts, config.chrono, layer=layer)
+        self.role = RoleState(config.n_experts, config.d_model, config.chrono) if config.track_roles else None
 
     def forward(self, x: torch.Tensor) -> RouterOutput:
         logits = self.columns.mask(self.gate(x).float())  # (N, E)
@@ -178,8 +180,11 @@ class ChronoRouter(nn.Module):
         if trace is None or phi is None or seen is None:
             raise ModelError("router.chrono.observe needs the forward's MoETrace and its coherence")
         self.state.observe_logit_std(masked_std(route.clean_logits.detach(), self.columns.active))
+        self.state.disagreement.update(torch.stack([route.metrics["flip_rate"], route.metrics["js"]]))
         self.coherence.update(phi, seen, trace.expert_tokens, trace.routing_share())
-        self.state.update_beta(self.coherence.phi_slow(), self.coherence.phi_evidence("slow"))
+        if self.role is not None:
+            self.role.observe(trace)
+        self.state.update_beta(self.coherence.phi_slow(), self.coherence.phi_evidence("slow"), self.columns.active)
 
 
 class LossFreeRouter(nn.Module):
