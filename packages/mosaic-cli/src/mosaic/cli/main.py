@@ -15,6 +15,8 @@ from mosaic.core import __version__ as core_version
 BUILTIN_COMMANDS: dict[str, tuple[str, str]] = {
     "plugins": ("mosaic.cli.commands.plugins:plugins", "List installed plugins and their status."),
     "components": ("mosaic.cli.commands.components:components", "List and describe registered components."),
+    "audit": ("mosaic.cli.commands.audit:audit", "Verify tamper-evident audit logs."),
+    "tools": ("mosaic.cli.commands.tools:tools", "List, show, approve, revoke, run sandboxed tools."),
 }
 
 

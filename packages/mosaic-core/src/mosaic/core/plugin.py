@@ -1,4 +1,29 @@
 """mosaic-core's own plugin: the built-in intrinsic drives.
 
-Registered through the ``mosaic`` entry point exactly as a third-party plugin would be.
+Registered through the ``mosaic`` entry point exactly as a third-party plugin would be. Factories
+and configs are import-path strings, so listing plugins imports neither the drives nor torch.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+from mosaic.core.plugins.hookspecs import hookimpl
+
+_BUILTIN_DRIVES = {
+    "memory_pressure": ("MemoryPressureConfig", "impulse when memory use rises above its band"),
+    "routing_entropy": ("RoutingEntropyConfig", "impulse when expert routing collapses or stops specialising"),
+    "commitment_balance": ("CommitmentBalanceConfig", "impulse when open commitments pile up or go negative"),
+    "output_confidence": ("OutputConfidenceConfig", "impulse when the model's output confidence drops"),
+}
+
+
+@hookimpl
+def register_drives(register: Any) -> None:
+    for name, (config_class, summary) in _BUILTIN_DRIVES.items():
+        register(
+            f"drive.{name}",
+            f"mosaic.core.drives:{name}",
+            config=f"mosaic.core.drives:{config_class}",
+            summary=summary,
+        )
