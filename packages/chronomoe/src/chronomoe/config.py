@@ -130,6 +130,37 @@ class LifecycleConfig:
 
 
 @attrs.frozen
+class KernelConfig:
+    """The kernel that every lasting write passes through (seed 003, "Sovereign Router").
+
+    - Windows of ``window_steps`` global steps; per window at most ``write_budget`` ordinary writes
+      (lifecycle edits) and ``identity_budget`` identity events are finalised; the rest queue, FIFO.
+    - Identity events are two-step: proposed in window N, finalised at the start of window N+1 only
+      if their evidence still holds; they are irreversible (everything else may be reverted).
+    - Scar (slow clock): an edit whose measured F after is worse than F before by ``scar_delta_f``
+      forbids that kind of edit on that layer from then on.
+    - Reflex crystallisation (fast clock): an expert's β coefficient is frozen when all five gates
+      pass — (1) persistence: ``|k| ≥ reflex_k_fraction · k_max``; (2) coherence:
+      ``φ_slow ≥ reflex_min_phi``; (3) agreement: mid-clock flip rate ``≤ reflex_max_flip``;
+      (4) evidence: ``tokens_seen ≥ reflex_min_tokens``; (5) anti-gaming: the expert's bias is not
+      being vetoed (mid-clock disagreement JS ``≤ reflex_max_js``), so a β that invents support
+      cannot crystallise.
+    - Epoch boundary (mid clock): ``|Ψ_mid − Ψ_slow| ≥ epoch_psi_shift`` marks a before/after.
+    """
+
+    window_steps: int = attrs.field(default=1000, validator=v.ge(1))
+    write_budget: int = attrs.field(default=4, validator=v.ge(0))
+    identity_budget: int = attrs.field(default=1, validator=v.ge(0))
+    scar_delta_f: float = attrs.field(default=0.05, validator=v.gt(0.0))
+    reflex_k_fraction: float = attrs.field(default=0.9, validator=[v.gt(0.0), v.le(1.0)])
+    reflex_min_phi: float = attrs.field(default=0.7, validator=[v.ge(-1.0), v.le(1.0)])
+    reflex_max_flip: float = attrs.field(default=0.1, validator=[v.ge(0.0), v.le(1.0)])
+    reflex_min_tokens: int = attrs.field(default=10000, validator=v.ge(0))
+    reflex_max_js: float = attrs.field(default=0.01, validator=v.ge(0.0))
+    epoch_psi_shift: float = attrs.field(default=0.2, validator=v.gt(0.0))
+
+
+@attrs.frozen
 class ChronoConfig:
     """The single source of truth for coherence, slow bias, veto and the dry-run lifecycle."""
 
@@ -157,6 +188,7 @@ class ChronoConfig:
     starvation_neff_fraction: float = attrs.field(default=0.5, validator=[v.ge(0.0), v.le(1.0)])
     starvation_saturation: float = attrs.field(default=0.5, validator=[v.gt(0.0), v.le(1.0)])
     lifecycle: LifecycleConfig = attrs.Factory(LifecycleConfig)
+    kernel: KernelConfig = attrs.Factory(KernelConfig)
 
     def __attrs_post_init__(self) -> None:
         if not self.veto_full < self.veto_zero:

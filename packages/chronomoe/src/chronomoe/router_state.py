@@ -25,6 +25,8 @@ class RouterState(nn.Module):
         self.register_buffer("k", torch.zeros(n_experts))
         # experts on a relaxation trial: β held at 0 to tell β-induced from real bimodality
         self.register_buffer("held", torch.zeros(n_experts, dtype=torch.bool))
+        # crystallised reflexes: k frozen for good (an identity event finalised by the kernel)
+        self.register_buffer("crystallised", torch.zeros(n_experts, dtype=torch.bool))
         # mid-clock disagreement [top-1 flip rate, JS divergence] for escalation
         self.disagreement = DebiasedEMA((config.clocks.alpha_mid,), (2,))
         self.logit_std = DebiasedEMA((config.logit_std_alpha,))
@@ -44,7 +46,8 @@ class RouterState(nn.Module):
     ) -> None:
         """``k ← clip((1 − leak)·k + η·(φ_slow − τ))`` with deadband and centring over the active
         experts; only experts with slow-clock evidence (ever routed) are pushed; experts on a
-        relaxation trial (``held``) and inactive columns keep ``k = 0``. Device-only."""
+        relaxation trial (``held``) and inactive columns keep ``k = 0``; crystallised experts keep
+        their k unchanged. Device-only."""
         c = self.config
         live = torch.ones_like(self.held) if active is None else active
         error = phi_slow - c.tau
@@ -53,8 +56,8 @@ class RouterState(nn.Module):
         k = (1.0 - c.beta_leak) * self.k + push
         live_f = live.to(k.dtype)
         k = k - (k * live_f).sum() / live_f.sum().clamp_min(1.0)  # a common shift selects nothing
-        k = torch.where(live & ~self.held, k, torch.zeros_like(k))
-        self.k.copy_(k.clamp(-c.k_max, c.k_max))
+        k = torch.where(live & ~self.held, k, torch.zeros_like(k)).clamp(-c.k_max, c.k_max)
+        self.k.copy_(torch.where(self.crystallised, self.k, k))
 
 
 def total_variation(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,16 @@ from chronomoe.config import ChronoConfig
 from chronomoe.edits import choose, layer_view, propose_edits, split_candidates
 from chronomoe.expert_registry import ExpertRegistry, LifecycleError
 from chronomoe.free_energy import free_energy
+from chronomoe.identity import epoch_shift, is_scar, psi_mid_slow, reflex_candidates, reflex_gates
+from chronomoe.kernel import Kernel, Write
 from chronomoe.lifecycle import layer_health
+
+
+@attrs.frozen
+class _Proposal:
+    action: str
+    expert: int
+    other: int | None
 
 
 @attrs.define
@@ -48,6 +57,7 @@ class ChronoSystem:
         optimizer: torch.optim.Optimizer | None = None,
         n_active: int | None = None,
         log_path: str | Path | None = None,
+        kernel: Kernel | None = None,
         seed: int = 0,
     ) -> None:
         for index, moe in enumerate(layers):
@@ -64,6 +74,8 @@ class ChronoSystem:
         self.trials: list[dict[int, int]] = [{} for _ in layers]  # expert -> step the trial began
         self.last_edit: list[int | None] = [None] * len(layers)
         self.pending: list[dict | None] = [None] * len(layers)  # last edit awaiting its measured F
+        self.kernel = kernel
+        self.scars: set[tuple[int, str]] = set()  # (layer, edit kind) forbidden for good
 
     # --- the clocks ----------------------------------------------------------------------------
 
@@ -72,12 +84,17 @@ class ChronoSystem:
         report = StepReport(self.step_count)
         for registry in self.registries:
             registry.tick()
+        if self.kernel is not None:
+            for write in self.kernel.advance(self.step_count, self._evidence):
+                report.control.append(self._log(self._enact(write)))
         lc = self.config.lifecycle
         if self.step_count % lc.mid_interval == 0:
             for layer in range(len(self.layers)):
                 record = self._escalate(layer)
                 if record is not None:
                     report.control.append(self._log(record))
+                if self.kernel is not None:
+                    report.control.extend(self._log(r) for r in self._propose_identity(layer))
         if self.step_count % lc.slow_interval == 0:
             report.coherence = [moe.router.coherence.snapshot() for moe in self.layers]
             for layer, snapshot in enumerate(report.coherence):
@@ -88,12 +105,13 @@ class ChronoSystem:
         lc = self.config.lifecycle
         state = self.layers[layer].router.state
         flip, js = state.disagreement.estimate_at(0).cpu().tolist()
+        keep = state.crystallised  # identity events are irreversible: escalation leaves them alone
         if flip >= lc.reset_flip:
             action = "reset_beta"
-            state.k.zero_()
+            state.k.copy_(torch.where(keep, state.k, torch.zeros_like(state.k)))
         elif flip >= lc.decay_flip:
             action = "decay_beta"
-            state.k.mul_(lc.beta_decay)
+            state.k.copy_(torch.where(keep, state.k, state.k * lc.beta_decay))
         elif flip >= lc.warn_flip:
             action = "warn"
         else:
@@ -113,6 +131,13 @@ class ChronoSystem:
                                         free_energy={**pending["free_energy"], "after": f_now},
                                         trigger=f"measured after {pending['action']}"))
             self.pending[layer] = None
+            before = pending["free_energy"]["before"]
+            if self.kernel is not None and is_scar(before, f_now, config):
+                key = f"scar/layer{layer}/{pending['action']}"
+                self.kernel.propose("scar", key, {"layer": layer, "action": pending["action"],
+                                                  "f_before": before, "f_after": f_now})
+                records.append(self._record("slow", "propose_scar", layer, pending["expert"],
+                                            trigger=f"{pending['action']} raised F {before:.4f} -> {f_now:.4f}"))
         # relaxation trials: hold β at 0; a split is real only if bimodality survives the trial
         passed = []
         trials = self.trials[layer]
@@ -134,6 +159,7 @@ class ChronoSystem:
                 records.append(self._record("slow", "trial_rejected", layer, expert, snapshot=snapshot,
                                             trigger="bimodality vanished with beta held at 0: beta-induced"))
         f_before, proposals = propose_edits(registry, snapshot, health, passed, config)
+        proposals = [p for p in proposals if (layer, p.action) not in self.scars]
         competing = [p.to_json() for p in sorted(proposals, key=lambda p: (p.delta, p.action, p.expert))]
         cooling_down = self.last_edit[layer] is not None and self.step_count - self.last_edit[layer] < lc.cooldown_steps
         chosen = None if cooling_down else choose(proposals, lc.min_delta_f)
@@ -143,14 +169,79 @@ class ChronoSystem:
             records.append(self._record("slow", "none", layer, None, snapshot=snapshot,
                                         free_energy={"before": f_before}, competing=competing, trigger=reason))
             return records
-        self._apply(registry, chosen)
         self.last_edit[layer] = self.step_count
+        free = {"before": chosen.f_before, "predicted": chosen.f_predicted}
+        if self.kernel is not None:
+            payload = {"layer": layer, **chosen.to_json()}
+            if not self.kernel.write("edit", f"edit/step{self.step_count}/layer{layer}", payload):
+                records.append(self._record("slow", f"queued_{chosen.action}", layer, chosen.expert,
+                                            snapshot=snapshot, free_energy=free, competing=competing,
+                                            trigger="kernel write budget spent: queued", other=chosen.other))
+                return records
+        self._apply(registry, chosen)
         record = self._record("slow", chosen.action, layer, chosen.expert, snapshot=snapshot,
-                              free_energy={"before": chosen.f_before, "predicted": chosen.f_predicted},
-                              competing=competing, trigger=chosen.trigger, other=chosen.other)
+                              free_energy=free, competing=competing, trigger=chosen.trigger, other=chosen.other)
         self.pending[layer] = record
         records.append(record)
         return records
+
+    # --- identity events and the kernel ----------------------------------------------------------
+
+    def _propose_identity(self, layer: int) -> list[dict]:
+        moe, records = self.layers[layer], []
+        for expert, gates in reflex_candidates(moe, self.registries[layer].live(), self.config):
+            self.kernel.propose("reflex", f"reflex/layer{layer}/expert{expert}",
+                                {"layer": layer, "expert": expert, "k": float(moe.router.state.k[expert])})
+            records.append(self._record("mid", "propose_reflex", layer, expert, trigger=f"five gates pass: {gates}"))
+        shifted, psi_mid, psi_slow = epoch_shift(moe, self.config)
+        if shifted:
+            self.kernel.propose("epoch", f"epoch/layer{layer}/step{self.step_count}",
+                                {"layer": layer, "psi_mid": psi_mid, "psi_slow_before": psi_slow})
+            records.append(self._record("mid", "propose_epoch", layer, None,
+                                        trigger=f"psi_mid {psi_mid:.3f} vs psi_slow {psi_slow:.3f}"))
+        return records
+
+    def _evidence(self, write: Write) -> bool:
+        """Does the evidence behind a proposal from the last window still hold?"""
+        layer = write.payload["layer"]
+        if write.kind == "reflex":
+            expert = write.payload["expert"]
+            return self.registries[layer].states[expert] != "archived" and all(
+                reflex_gates(self.layers[layer], expert, self.config).values()
+            )
+        if write.kind == "epoch":
+            psi_mid, _ = psi_mid_slow(self.layers[layer])
+            return abs(psi_mid - write.payload["psi_slow_before"]) >= self.config.kernel.epoch_psi_shift
+        if write.kind == "scar":
+            f_now = free_energy(layer_view(self.registries[layer]), self.config.lifecycle).total
+            return is_scar(write.payload["f_before"], f_now, self.config)
+        return True
+
+    def _enact(self, write: Write) -> dict:
+        """Carry out a write the kernel has just finalised."""
+        layer = write.payload["layer"]
+        if write.kind == "reflex":
+            self.layers[layer].router.state.crystallised[write.payload["expert"]] = True
+            return self._record("mid", "reflex_crystallised", layer, write.payload["expert"], trigger=write.key)
+        if write.kind == "scar":
+            self.scars.add((layer, write.payload["action"]))
+            return self._record("slow", "scar_formed", layer, None, trigger=write.key)
+        if write.kind == "epoch":
+            return self._record("mid", "epoch_boundary", layer, None, trigger=write.key)
+        proposal = write.payload
+        registry = self.registries[layer]
+        live = registry.live()
+        if proposal["expert"] not in live or (proposal["action"] == "merge" and proposal["other"] not in live):
+            return self._record("slow", f"stale_{proposal['action']}", layer, proposal["expert"],
+                                trigger="queued edit no longer applies")
+        if proposal["action"] in ("split", "spawn") and not registry.can_grow():
+            return self._record("slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="no room")
+        if proposal["action"] in ("prune", "merge") and not registry.can_shrink():
+            return self._record("slow", f"stale_{proposal['action']}", layer, proposal["expert"],
+                                trigger="at the minimum")
+        self._apply(registry, _Proposal(proposal["action"], proposal["expert"], proposal["other"]))
+        return self._record("slow", proposal["action"], layer, proposal["expert"], other=proposal["other"],
+                            trigger=f"queued edit finalised ({write.key})")
 
     def _apply(self, registry: ExpertRegistry, proposal: Any) -> None:
         if proposal.action == "prune":
@@ -193,6 +284,8 @@ class ChronoSystem:
 
     def state_dict(self) -> dict:
         return {
+            "scars": sorted([layer, action] for layer, action in self.scars),
+            "kernel": self.kernel.state_dict() if self.kernel is not None else None,
             "step": self.step_count,
             "registries": [r.state_dict() for r in self.registries],
             "trials": [dict(t) for t in self.trials],
@@ -209,3 +302,6 @@ class ChronoSystem:
         self.trials = [{int(k): int(v) for k, v in t.items()} for t in state["trials"]]
         self.last_edit = list(state["last_edit"])
         self.pending = list(state["pending"])
+        self.scars = {(int(layer), str(action)) for layer, action in state["scars"]}
+        if self.kernel is not None and state["kernel"] is not None:
+            self.kernel.load_state_dict(state["kernel"])
