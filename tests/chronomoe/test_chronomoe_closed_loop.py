@@ -31,13 +31,27 @@ def routed_share(moe, x, experts) -> float:
 
 def test_beta_promotes_coherent_and_demotes_incoherent_experts():
     torch.manual_seed(0)
-    moe = get_registry().build("layer.moe", {
-        "d_model": D, "n_experts": E, "top_k": 2, "d_hidden": H, "capacity_factor": None,
-        "router": {"type": "router.chrono", "chrono": {
-            "clocks": {"alpha_fast": 0.5, "alpha_mid": 0.7, "alpha_slow": 0.9},
-            "eta": 0.05, "beta_leak": 0.02, "k_max": 1.0, "veto_full": 0.3, "veto_zero": 0.6,
-        }},
-    })
+    moe = get_registry().build(
+        "layer.moe",
+        {
+            "d_model": D,
+            "n_experts": E,
+            "top_k": 2,
+            "d_hidden": H,
+            "capacity_factor": None,
+            "router": {
+                "type": "router.chrono",
+                "chrono": {
+                    "clocks": {"alpha_fast": 0.5, "alpha_mid": 0.7, "alpha_slow": 0.9},
+                    "eta": 0.05,
+                    "beta_leak": 0.02,
+                    "k_max": 1.0,
+                    "veto_full": 0.3,
+                    "veto_zero": 0.6,
+                },
+            },
+        },
+    )
     rig_experts(moe)
     probe = torch.randn(4, 32, D)
     share_before = routed_share(moe, probe, INCOHERENT)

@@ -34,8 +34,9 @@ def make_trace(expert_idx, gates, outputs, n_experts):
 @pytest.mark.parametrize("token_level", [False, True])
 @pytest.mark.parametrize("leave_one_out", [False, True])
 def test_perfectly_aligned_experts_have_coherence_one(leave_one_out, token_level):
-    trace = make_trace([[0, 1], [1, 2], [2, 0]], [[0.5, 0.5]] * 3,
-                       [[U, 2 * U], [3 * U, U], [0.5 * U, U]], n_experts=3)
+    trace = make_trace(
+        [[0, 1], [1, 2], [2, 0]], [[0.5, 0.5]] * 3, [[U, 2 * U], [3 * U, U], [0.5 * U, U]], n_experts=3
+    )
     phi, seen = expert_coherence(trace, leave_one_out=leave_one_out, token_level=token_level)
     torch.testing.assert_close(phi, torch.ones(3))
     assert seen.all()
@@ -46,16 +47,16 @@ def test_perfectly_aligned_experts_have_coherence_one(leave_one_out, token_level
 def test_opposite_expert_has_coherence_minus_one(leave_one_out, token_level):
     # experts 0 and 1 push +u on every token, expert 2 pushes -u on one token
     # (token-level leave-one-out is excluded: there expert 0's partner on token 2 *is* the -u expert)
-    trace = make_trace([[0, 1], [0, 1], [0, 2]], [[0.5, 0.5]] * 3,
-                       [[U, U], [U, U], [2 * U, -0.5 * U]], n_experts=3)
+    trace = make_trace(
+        [[0, 1], [0, 1], [0, 2]], [[0.5, 0.5]] * 3, [[U, U], [U, U], [2 * U, -0.5 * U]], n_experts=3
+    )
     phi, _ = expert_coherence(trace, leave_one_out=leave_one_out, token_level=token_level)
     torch.testing.assert_close(phi, torch.tensor([1.0, 1.0, -1.0]))
 
 
 @pytest.mark.parametrize("token_level", [False, True])
 def test_orthogonal_expert_has_coherence_zero_once_its_own_output_is_left_out(token_level):
-    trace = make_trace([[0, 2], [0, 2], [1, 0]], [[0.5, 0.5]] * 3,
-                       [[U, V], [U, V], [U, U]], n_experts=3)
+    trace = make_trace([[0, 2], [0, 2], [1, 0]], [[0.5, 0.5]] * 3, [[U, V], [U, V], [U, U]], n_experts=3)
     phi, _ = expert_coherence(trace, leave_one_out=True, token_level=token_level)
     assert float(phi[2]) == pytest.approx(0.0, abs=1e-6)
     # the original's definition credits the orthogonal expert with agreeing with itself
@@ -84,12 +85,14 @@ def test_fast_coherence_agrees_with_plain_loop_on_a_real_forward(seed, leave_one
         trace = moe.last_trace
         capacity = expert_capacity(12, 4, 2, 0.75)
         assert capacity == 5 and not trace.kept.all()  # binding: some assignments are dropped
-        mixture, assignments = reference_moe(x.reshape(-1, 8), trace.expert_idx, trace.gates, moe.experts,
-                                             capacity=capacity)
+        mixture, assignments = reference_moe(
+            x.reshape(-1, 8), trace.expert_idx, trace.gates, moe.experts, capacity=capacity
+        )
     torch.testing.assert_close(trace.mixture, mixture, rtol=1e-5, atol=1e-5)
     phi, seen = expert_coherence(trace, leave_one_out=leave_one_out, token_level=token_level)
-    ref_phi, ref_psi = reference_coherence(mixture, assignments, 4, leave_one_out=leave_one_out,
-                                           token_level=token_level)
+    ref_phi, ref_psi = reference_coherence(
+        mixture, assignments, 4, leave_one_out=leave_one_out, token_level=token_level
+    )
     for e in range(4):
         if ref_phi[e] is None:
             assert not seen[e]

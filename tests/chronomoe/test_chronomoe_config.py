@@ -3,7 +3,14 @@ import sys
 
 import pytest
 
-from chronomoe.config import ChronoConfig, ChronoRouterConfig, MoEConfig
+from chronomoe.config import (
+    ChronoConfig,
+    ChronoRouterConfig,
+    ClockConfig,
+    KernelConfig,
+    LifecycleConfig,
+    MoEConfig,
+)
 from mosaic.core.config import structure_config
 from mosaic.core.errors import ConfigError
 from mosaic.core.plugins import get_registry
@@ -40,18 +47,32 @@ def test_chrono_config_validation_reports_paths():
         MoEConfig(d_model=4, dispatch="loop")
 
 
-def test_every_chrono_config_field_is_read_by_the_package():
+@pytest.mark.parametrize("config_cls", [ChronoConfig, LifecycleConfig, KernelConfig, ClockConfig])
+def test_every_config_field_is_read_by_the_package(config_cls):
     import pathlib
+
+    import attrs
 
     import chronomoe
 
     source = "".join(
         p.read_text() for p in pathlib.Path(chronomoe.__file__).parent.glob("*.py") if p.name != "config.py"
     )
-    import attrs
+    if config_cls is ClockConfig:  # read through its alphas property
+        source += pathlib.Path(chronomoe.__file__).with_name("config.py").read_text().split("def alphas")[1][:200]
+    for field in attrs.fields(config_cls):
+        assert f".{field.name}" in source, f"{config_cls.__name__}.{field.name} is never used"
 
-    for field in attrs.fields(ChronoConfig):
-        assert f".{field.name}" in source, f"ChronoConfig.{field.name} is never used"
+
+def test_lifecycle_and_kernel_configs_validate():
+    with pytest.raises(ValueError, match="split_off"):
+        LifecycleConfig(split_on=0.4, split_off=0.5)
+    with pytest.raises(ValueError, match="warn_flip"):
+        LifecycleConfig(warn_flip=0.6)
+    with pytest.raises(ValueError, match="min_experts"):
+        LifecycleConfig(min_experts=5, max_experts=4)
+    with pytest.raises(ConfigError, match="window_steps"):
+        structure_config({"window_steps": 0}, KernelConfig)
 
 
 def test_registry_lists_the_config_classes():

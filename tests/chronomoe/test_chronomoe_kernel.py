@@ -112,18 +112,36 @@ def test_tampering_with_the_kernels_audit_log_is_detected(tmp_path, audit, tampe
 
 def test_system_routes_edits_and_identity_events_through_the_kernel(tmp_path, audit):
     config = ChronoConfig(
-        clocks=ClockConfig(0.6, 0.8, 0.9), prune_min_tokens=50,
-        lifecycle=LifecycleConfig(mid_interval=5, slow_interval=10, cooldown_steps=10, warmup_steps=5,
-                                  relaxation_steps=10, min_delta_f=0.0),
-        kernel=KernelConfig(window_steps=10, write_budget=1, identity_budget=1, reflex_min_tokens=0,
-                            reflex_min_phi=-1.0, reflex_max_flip=1.0, reflex_max_js=1.0,
-                            reflex_k_fraction=0.01),
+        clocks=ClockConfig(0.6, 0.8, 0.9),
+        prune_min_tokens=50,
+        lifecycle=LifecycleConfig(
+            mid_interval=5,
+            slow_interval=10,
+            cooldown_steps=10,
+            warmup_steps=5,
+            relaxation_steps=10,
+            min_delta_f=0.0,
+        ),
+        kernel=KernelConfig(
+            window_steps=10,
+            write_budget=1,
+            identity_budget=1,
+            reflex_min_tokens=0,
+            reflex_min_phi=-1.0,
+            reflex_max_flip=1.0,
+            reflex_max_js=1.0,
+            reflex_k_fraction=0.01,
+        ),
     )
     torch.manual_seed(0)
-    moe = get_registry().build("layer.moe", {
-        "d_model": 16, "capacity_factor": None,
-        "router": {"type": "router.chrono", "track_roles": True, "chrono": unstructure_config(config)},
-    })
+    moe = get_registry().build(
+        "layer.moe",
+        {
+            "d_model": 16,
+            "capacity_factor": None,
+            "router": {"type": "router.chrono", "track_roles": True, "chrono": unstructure_config(config)},
+        },
+    )
     optimizer = torch.optim.AdamW(moe.parameters(), lr=1e-2)
     kernel = Kernel(config.kernel, audit)
     system = ChronoSystem([moe], config, optimizer=optimizer, n_active=6, kernel=kernel)

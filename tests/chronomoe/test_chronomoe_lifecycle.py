@@ -13,8 +13,9 @@ def snapshot(phi_slow, tokens, share, psi_slow=0.8):
         ExpertCoherence(e, p, p, p, 0.9, t, s)
         for e, (p, t, s) in enumerate(zip(phi_slow, tokens, share, strict=True))
     )
-    return CoherenceSnapshot(layer=1, step=42, experts=experts, psi_fast=psi_slow, psi_mid=psi_slow,
-                             psi_slow=psi_slow)
+    return CoherenceSnapshot(
+        layer=1, step=42, experts=experts, psi_fast=psi_slow, psi_mid=psi_slow, psi_slow=psi_slow
+    )
 
 
 def test_neff_and_saturation():
@@ -57,8 +58,12 @@ def test_dry_run_reads_a_real_buffer_and_changes_nothing():
     config = ChronoConfig(clocks=ClockConfig(0.5, 0.6, 0.7), prune_min_tokens=5)
     buffer = CoherenceBuffer(3, config, layer=0)
     for _ in range(10):
-        buffer.update(torch.tensor([0.95, 0.1, 0.9]), torch.tensor([True, True, True]),
-                      torch.tensor([4.0, 4.0, 4.0]), torch.tensor([0.3, 0.3, 0.4]))
+        buffer.update(
+            torch.tensor([0.95, 0.1, 0.9]),
+            torch.tensor([True, True, True]),
+            torch.tensor([4.0, 4.0, 4.0]),
+            torch.tensor([0.3, 0.3, 0.4]),
+        )
     state = {k: v.clone() for k, v in buffer.state_dict().items()}
     snap = buffer.snapshot()
     assert snap.step == 10 and snap.experts[0].tokens_seen == 40

@@ -56,8 +56,14 @@ def test_layer_maps_btd_to_btd_and_exposes_aux(router):
     y = moe(x)
     assert y.shape == x.shape
     aux = moe.aux_outputs()
-    for key in ("moe_aux_loss", "moe_load_balance_loss", "moe_z_loss", "moe_max_vio",
-                "moe_active_experts", "moe_dropped_fraction"):
+    for key in (
+        "moe_aux_loss",
+        "moe_load_balance_loss",
+        "moe_z_loss",
+        "moe_max_vio",
+        "moe_active_experts",
+        "moe_dropped_fraction",
+    ):
         assert aux[key].shape == ()
     assert aux["moe_beta"].shape == aux["moe_expert_load"].shape == (4,)
     assert ("moe_psi" in aux) == (router == "router.chrono")
@@ -108,9 +114,15 @@ def test_slow_state_round_trips_through_state_dict_and_moves_with_to():
     for _ in range(5):
         moe(torch.randn(2, 6, 8))
     state = moe.state_dict()
-    for key in ("router.state.k", "router.state.logit_std.numerator", "router.state.logit_std.weight",
-                "router.coherence.clocks.numerator", "router.coherence.clocks.weight",
-                "router.coherence.clocks.steps", "router.coherence.tokens_seen"):
+    for key in (
+        "router.state.k",
+        "router.state.logit_std.numerator",
+        "router.state.logit_std.weight",
+        "router.coherence.clocks.numerator",
+        "router.coherence.clocks.weight",
+        "router.coherence.clocks.steps",
+        "router.coherence.tokens_seen",
+    ):
         assert key in state
     assert int(state["router.coherence.clocks.steps"]) == 5
     assert state["router.state.k"].abs().sum() > 0
@@ -134,7 +146,9 @@ def test_registry_builds_the_layer_with_the_router_named_by_id():
     moe = get_registry().build(
         "layer.moe",
         {
-            "d_model": 16, "n_experts": 6, "top_k": 1,
+            "d_model": 16,
+            "n_experts": 6,
+            "top_k": 1,
             "router": {"type": "router.chrono", "chrono": {"k_max": 0.5}},
         },
     )

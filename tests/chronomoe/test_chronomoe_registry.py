@@ -10,10 +10,16 @@ D = 16
 
 def trained_moe(steps=30, n_active=6, router="router.chrono"):
     torch.manual_seed(0)
-    moe = get_registry().build("layer.moe", {
-        "d_model": D, "n_experts": 8, "top_k": 2, "capacity_factor": None,
-        "router": {"type": router, **({"track_roles": True} if router == "router.chrono" else {})},
-    })
+    moe = get_registry().build(
+        "layer.moe",
+        {
+            "d_model": D,
+            "n_experts": 8,
+            "top_k": 2,
+            "capacity_factor": None,
+            "router": {"type": router, **({"track_roles": True} if router == "router.chrono" else {})},
+        },
+    )
     optimizer = torch.optim.AdamW(moe.parameters(), lr=1e-2)
     registry = ExpertRegistry(moe, LifecycleConfig(warmup_steps=10), n_active=n_active, optimizer=optimizer)
     target = torch.randn(D, D)

@@ -63,8 +63,11 @@ def test_small_beta_passes_the_veto_and_breaks_ties():
 
 def test_chrono_router_biases_selection_but_gates_come_from_clean_scores():
     torch.manual_seed(0)
-    router = ChronoRouter(ChronoRouterConfig(d_model=8, n_experts=4, top_k=2,
-                                             chrono=ChronoConfig(veto_full=0.98, veto_zero=0.99)))
+    router = ChronoRouter(
+        ChronoRouterConfig(
+            d_model=8, n_experts=4, top_k=2, chrono=ChronoConfig(veto_full=0.98, veto_zero=0.99)
+        )
+    )
     x = torch.randn(32, 8)
     clean = router(x)
     router.state.k.copy_(torch.tensor([-0.3, -0.3, 0.3, 0.3]))

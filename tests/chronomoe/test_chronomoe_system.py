@@ -15,7 +15,11 @@ CHRONO = ChronoConfig(
     clocks=ClockConfig(0.6, 0.8, 0.9),
     prune_min_tokens=50,
     lifecycle=LifecycleConfig(
-        mid_interval=5, slow_interval=10, cooldown_steps=10, warmup_steps=5, relaxation_steps=10,
+        mid_interval=5,
+        slow_interval=10,
+        cooldown_steps=10,
+        warmup_steps=5,
+        relaxation_steps=10,
         min_delta_f=0.0,
     ),
 )
@@ -24,10 +28,20 @@ CHRONO = ChronoConfig(
 def build(seed=0):
     torch.manual_seed(seed)
     layers = [
-        get_registry().build("layer.moe", {
-            "d_model": D, "n_experts": 8, "top_k": 2, "capacity_factor": None,
-            "router": {"type": "router.chrono", "track_roles": True, "chrono": unstructure_config(CHRONO)},
-        })
+        get_registry().build(
+            "layer.moe",
+            {
+                "d_model": D,
+                "n_experts": 8,
+                "top_k": 2,
+                "capacity_factor": None,
+                "router": {
+                    "type": "router.chrono",
+                    "track_roles": True,
+                    "chrono": unstructure_config(CHRONO),
+                },
+            },
+        )
         for _ in range(2)
     ]
     params = [p for layer in layers for p in layer.parameters()]
@@ -62,11 +76,13 @@ def test_checkpoint_restore_gives_the_same_subsequent_decisions(tmp_path):
     layers, optimizer = build()
     system = ChronoSystem(layers, CHRONO, optimizer=optimizer, n_active=6, log_path=tmp_path / "log.jsonl")
     first = train(layers, optimizer, system, 40, 0)
-    checkpoint = copy.deepcopy({
-        "model": [layer.state_dict() for layer in layers],
-        "optimizer": optimizer.state_dict(),
-        "system": system.state_dict(),
-    })
+    checkpoint = copy.deepcopy(
+        {
+            "model": [layer.state_dict() for layer in layers],
+            "optimizer": optimizer.state_dict(),
+            "system": system.state_dict(),
+        }
+    )
     later = train(layers, optimizer, system, 40, 40)
 
     layers2, optimizer2 = build(seed=123)  # different init: everything must come from the checkpoint
@@ -81,10 +97,23 @@ def test_checkpoint_restore_gives_the_same_subsequent_decisions(tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert len(lines) == len(first) + len(later)
     for record in lines:
-        assert {"step", "clock", "action", "layer", "expert", "coherence", "free_energy", "competing",
-                "trigger"} <= set(record)
+        assert {
+            "step",
+            "clock",
+            "action",
+            "layer",
+            "expert",
+            "coherence",
+            "free_energy",
+            "competing",
+            "trigger",
+        } <= set(record)
     slow = [r for r in lines if r["clock"] == "slow" and r["action"] not in ("outcome",)]
-    assert all("before" in r["free_energy"] for r in slow if r["action"] not in ("relaxation_trial", "trial_rejected"))
+    assert all(
+        "before" in r["free_energy"]
+        for r in slow
+        if r["action"] not in ("relaxation_trial", "trial_rejected")
+    )
 
 
 def test_one_edit_per_layer_per_evaluation_and_cooldown(tmp_path):
@@ -99,17 +128,26 @@ def test_one_edit_per_layer_per_evaluation_and_cooldown(tmp_path):
         assert r["free_energy"]["predicted"] - r["free_energy"]["before"] <= 0.0
     for layer in range(2):
         steps = [r["step"] for r in edits if r["layer"] == layer]
-        assert all(b - a >= CHRONO.lifecycle.cooldown_steps for a, b in zip(steps, steps[1:]))
+        assert all(b - a >= CHRONO.lifecycle.cooldown_steps for a, b in zip(steps, steps[1:], strict=False))
     for registry in system.registries:
         assert 2 <= len(registry.live()) <= 8
 
 
 def test_escalation_resets_a_beta_that_flips_most_routing():
-    config = ChronoConfig(clocks=ClockConfig(0.5, 0.6, 0.9), veto_full=0.98, veto_zero=0.99, k_max=5.0,
-                          lifecycle=LifecycleConfig(mid_interval=3, slow_interval=1000))
-    moe = get_registry().build("layer.moe", {
-        "d_model": D, "router": {"type": "router.chrono", "track_roles": True, "chrono": unstructure_config(config)},
-    })
+    config = ChronoConfig(
+        clocks=ClockConfig(0.5, 0.6, 0.9),
+        veto_full=0.98,
+        veto_zero=0.99,
+        k_max=5.0,
+        lifecycle=LifecycleConfig(mid_interval=3, slow_interval=1000),
+    )
+    moe = get_registry().build(
+        "layer.moe",
+        {
+            "d_model": D,
+            "router": {"type": "router.chrono", "track_roles": True, "chrono": unstructure_config(config)},
+        },
+    )
     system = ChronoSystem([moe], config)
     moe.train()
     records = []

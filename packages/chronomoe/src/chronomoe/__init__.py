@@ -35,6 +35,13 @@ _PUBLIC = {
     "MoE": "chronomoe.moe",
     "build_moe": "chronomoe.moe",
     "LifecycleCoordinator": "chronomoe.lifecycle",
+    "LifecycleConfig": "chronomoe.config",
+    "KernelConfig": "chronomoe.config",
+    "RoleState": "chronomoe.role",
+    "LayerView": "chronomoe.free_energy",
+    "ExpertRegistry": "chronomoe.expert_registry",
+    "ChronoSystem": "chronomoe.system",
+    "Kernel": "chronomoe.kernel",
 }
 
 __all__ = list(_PUBLIC)  # noqa: PLE0605 - the lazy table is the single list of public names

@@ -57,7 +57,9 @@ def layer_view(registry: ExpertRegistry) -> LayerView:
     role = router.role
     coact = role.coactivation.estimate_at(0).detach().cpu().double()[index][:, index]
     diagonal = coact.diagonal().clamp_min(0.0)
-    share = diagonal / diagonal.sum() if float(diagonal.sum()) > 0 else torch.full_like(diagonal, 1 / len(live))
+    share = (
+        diagonal / diagonal.sum() if float(diagonal.sum()) > 0 else torch.full_like(diagonal, 1 / len(live))
+    )
     return LayerView(
         experts=tuple(live),
         phi=router.coherence.phi_slow().detach().cpu().double()[index],
@@ -92,17 +94,29 @@ def propose_edits(
             stats = snapshot.experts[e]
             if stats.tokens_seen >= config.prune_min_tokens and stats.phi_slow < config.prune_phi:
                 if not health.starving:
-                    propose("prune", e, None, after_prune(view, e),
-                            f"phi_slow {stats.phi_slow:.3f} < {config.prune_phi}")
+                    propose(
+                        "prune",
+                        e,
+                        None,
+                        after_prune(view, e),
+                        f"phi_slow {stats.phi_slow:.3f} < {config.prune_phi}",
+                    )
         if len(settled) >= 2:
             rows = [view.index(e) for e in settled]
             pairs = pair_redundancy(view)[rows][:, rows]
             flat = int(pairs.argmax())
             i, j = settled[flat // len(rows)], settled[flat % len(rows)]
             if i != j:
-                survivor, absorbed = (i, j) if view.share[view.index(i)] >= view.share[view.index(j)] else (j, i)
-                propose("merge", survivor, absorbed, after_merge(view, survivor, absorbed),
-                        f"redundancy {float(pairs.max()):.3f}")
+                survivor, absorbed = (
+                    (i, j) if view.share[view.index(i)] >= view.share[view.index(j)] else (j, i)
+                )
+                propose(
+                    "merge",
+                    survivor,
+                    absorbed,
+                    after_merge(view, survivor, absorbed),
+                    f"redundancy {float(pairs.max()):.3f}",
+                )
     child = registry.free_column()
     if registry.can_grow() and child is not None:
         for e in split_passed:
@@ -110,8 +124,13 @@ def propose_edits(
                 propose("split", e, child, after_split(view, e, child), "bimodal after relaxation trial")
         if health.starving and settled:
             source = max(settled, key=lambda e: float(view.share[view.index(e)]))
-            propose("spawn", source, child, after_spawn(view, source, child),
-                    "layer starving: " + "; ".join(health.reasons))
+            propose(
+                "spawn",
+                source,
+                child,
+                after_spawn(view, source, child),
+                "layer starving: " + "; ".join(health.reasons),
+            )
     return f_now, proposals
 
 
@@ -123,12 +142,16 @@ def choose(proposals: list[EditProposal], min_delta_f: float) -> EditProposal | 
     return best if best.delta <= -min_delta_f else None
 
 
-def split_candidates(registry: ExpertRegistry, snapshot: CoherenceSnapshot, config: ChronoConfig) -> list[int]:
+def split_candidates(
+    registry: ExpertRegistry, snapshot: CoherenceSnapshot, config: ChronoConfig
+) -> list[int]:
     """Settled experts whose bimodality is split-ready and whose φ_slow is high enough."""
     role = registry.moe.router.role
     ready = role.split_ready.detach().cpu().tolist()
     return [
-        e for e in registry.live()
-        if registry.states[e] == "active" and ready[e]
+        e
+        for e in registry.live()
+        if registry.states[e] == "active"
+        and ready[e]
         and snapshot.experts[e].phi_slow > config.lifecycle.split_min_phi
     ]

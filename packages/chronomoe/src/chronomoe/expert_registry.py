@@ -31,8 +31,15 @@ class LifecycleError(ModelError):
 class ExpertRegistry:
     """Life states of one MoE layer's expert columns, and the edits that change them."""
 
-    def __init__(self, moe, config: LifecycleConfig, *, n_active: int | None = None,
-                 optimizer: torch.optim.Optimizer | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        moe,
+        config: LifecycleConfig,
+        *,
+        n_active: int | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        seed: int = 0,
+    ) -> None:
         width = moe.n_experts
         n_active = width if n_active is None else n_active
         if not config.min_experts <= n_active <= min(width, config.max_experts):
@@ -126,12 +133,17 @@ class ExpertRegistry:
     # --- checkpoint ----------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        return {"states": list(self.states), "cooling_left": list(self.cooling_left),
-                "generator": self.generator.get_state()}
+        return {
+            "states": list(self.states),
+            "cooling_left": list(self.cooling_left),
+            "generator": self.generator.get_state(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if len(state["states"]) != len(self.states):
-            raise LifecycleError(f"registry of width {len(state['states'])} loaded into width {len(self.states)}")
+            raise LifecycleError(
+                f"registry of width {len(state['states'])} loaded into width {len(self.states)}"
+            )
         self.states = list(state["states"])
         self.cooling_left = list(state["cooling_left"])
         self.generator.set_state(state["generator"])
@@ -149,7 +161,9 @@ class ExpertRegistry:
 
     def _clone(self, source: int, child: int) -> None:
         for weight in self._expert_weights()[:2]:
-            noise = torch.randn(weight[source].shape, generator=self.generator).to(weight.device, weight.dtype)
+            noise = torch.randn(weight[source].shape, generator=self.generator).to(
+                weight.device, weight.dtype
+            )
             weight[child] = weight[source] * (1.0 + self.config.perturb * noise)
         router_weight = self.moe.router.gate.weight
         router_weight[child] = router_weight[source]

@@ -67,7 +67,9 @@ class Kernel:
     def propose(self, kind: str, key: str, payload: dict) -> None:
         """Step one of an identity event; finalised in the next window if its evidence persists."""
         if kind not in IDENTITY_KINDS:
-            raise KernelError(f"only identity events ({', '.join(IDENTITY_KINDS)}) are proposed, got {kind!r}")
+            raise KernelError(
+                f"only identity events ({', '.join(IDENTITY_KINDS)}) are proposed, got {kind!r}"
+            )
         if key in self.finalised or any(w.key == key for w in self.pending + self.queue):
             return
         write = Write(kind, key, payload, self.window)
@@ -98,9 +100,10 @@ class Kernel:
         for write in self._take_queue():
             if self._finalise_or_queue(write):
                 finalised.append(write)
-        due, self.pending = [w for w in self.pending if w.window < window], [
-            w for w in self.pending if w.window >= window
-        ]
+        due, self.pending = (
+            [w for w in self.pending if w.window < window],
+            [w for w in self.pending if w.window >= window],
+        )
         for write in due:
             if evidence(write):
                 if self._finalise_or_queue(write):

@@ -45,7 +45,9 @@ class RoleState(nn.Module):
         self.role = DebiasedEMA((slow,), (n_experts, d_model))
         self.coactivation = DebiasedEMA((slow,), (n_experts, n_experts))
         generator = torch.Generator().manual_seed(seed)
-        self.register_buffer("init_direction", F.normalize(torch.randn(n_experts, d_model, generator=generator), dim=-1))
+        self.register_buffer(
+            "init_direction", F.normalize(torch.randn(n_experts, d_model, generator=generator), dim=-1)
+        )
         self.register_buffer("centroids", torch.zeros(n_experts, 2, d_model))
         self.register_buffer("centroid_mass", torch.zeros(n_experts, 2))
         self.register_buffer("initialised", torch.zeros(n_experts, dtype=torch.bool))
@@ -57,7 +59,9 @@ class RoleState(nn.Module):
         seen = trace.expert_tokens > 0  # (E,)
         means = trace.expert_means()  # (E, D)
         self.role.update(means, seen.unsqueeze(-1).expand_as(means))
-        selected = torch.zeros_like(trace.probs).scatter_(1, trace.expert_idx, trace.kept.to(trace.probs.dtype))
+        selected = torch.zeros_like(trace.probs).scatter_(
+            1, trace.expert_idx, trace.kept.to(trace.probs.dtype)
+        )
         self.coactivation.update(selected.t() @ selected / trace.n_tokens)  # (E, E)
         self._update_centroids(trace, seen, means)
 
@@ -73,7 +77,9 @@ class RoleState(nn.Module):
         experts = trace.assignment_experts()  # (M,)
         outputs = trace.assignment_outputs  # (M, D), zero where dropped
         kept = trace.kept.t().reshape(-1).to(outputs.dtype)  # (M,)
-        cosines = F.cosine_similarity(outputs.unsqueeze(1), self.centroids[experts], dim=-1, eps=1e-8)  # (M, 2)
+        cosines = F.cosine_similarity(
+            outputs.unsqueeze(1), self.centroids[experts], dim=-1, eps=1e-8
+        )  # (M, 2)
         member = F.one_hot(cosines.argmax(-1), 2).to(outputs.dtype) * kept.unsqueeze(-1)  # (M, 2)
         sums = outputs.new_zeros(self.n_experts, 2, self.d_model).index_add_(
             0, experts, member.unsqueeze(-1) * outputs.unsqueeze(1)
@@ -84,13 +90,15 @@ class RoleState(nn.Module):
         moved = alpha * self.centroids + (1 - alpha) * batch_means
         self.centroids.copy_(torch.where((counts > 0).unsqueeze(-1), moved, self.centroids))
         observed = seen.unsqueeze(-1).to(counts.dtype)
-        self.centroid_mass.copy_(torch.where(observed > 0, alpha * self.centroid_mass + (1 - alpha) * counts,
-                                             self.centroid_mass))
+        self.centroid_mass.copy_(
+            torch.where(observed > 0, alpha * self.centroid_mass + (1 - alpha) * counts, self.centroid_mass)
+        )
         self.bimodality.copy_(bimodality_score(self.centroids, self.centroid_mass))
         on = self.bimodality > lc.split_on
         off = self.bimodality < lc.split_off
-        self.split_ready.copy_(torch.where(on, torch.ones_like(on), torch.where(off, torch.zeros_like(off),
-                                                                                 self.split_ready)))
+        self.split_ready.copy_(
+            torch.where(on, torch.ones_like(on), torch.where(off, torch.zeros_like(off), self.split_ready))
+        )
 
     @torch.no_grad()
     def reset_expert(self, expert: int) -> None:

@@ -143,8 +143,9 @@ class TopKRouter(nn.Module):
         key = self.columns.key(logits.detach())
         return _output(self.config, logits, key, logits.new_zeros(self.n_experts), {})
 
-    def observe(self, route: RouterOutput, trace: MoETrace | None, phi: torch.Tensor | None,
-                seen: torch.Tensor | None) -> None:
+    def observe(
+        self, route: RouterOutput, trace: MoETrace | None, phi: torch.Tensor | None, seen: torch.Tensor | None
+    ) -> None:
         """Plain top-k keeps no slow state."""
 
 
@@ -174,8 +175,9 @@ class ChronoRouter(nn.Module):
         return _output(self.config, logits, self.columns.key(key), beta, metrics)
 
     @torch.no_grad()
-    def observe(self, route: RouterOutput, trace: MoETrace | None, phi: torch.Tensor | None,
-                seen: torch.Tensor | None) -> None:
+    def observe(
+        self, route: RouterOutput, trace: MoETrace | None, phi: torch.Tensor | None, seen: torch.Tensor | None
+    ) -> None:
         """Coherence on three clocks, then β from the slow clock (the closed loop)."""
         if trace is None or phi is None or seen is None:
             raise ModelError("router.chrono.observe needs the forward's MoETrace and its coherence")
@@ -184,7 +186,9 @@ class ChronoRouter(nn.Module):
         self.coherence.update(phi, seen, trace.expert_tokens, trace.routing_share())
         if self.role is not None:
             self.role.observe(trace)
-        self.state.update_beta(self.coherence.phi_slow(), self.coherence.phi_evidence("slow"), self.columns.active)
+        self.state.update_beta(
+            self.coherence.phi_slow(), self.coherence.phi_evidence("slow"), self.columns.active
+        )
 
 
 class LossFreeRouter(nn.Module):
@@ -211,8 +215,9 @@ class LossFreeRouter(nn.Module):
         return _output(self.config, logits, key, self.bias.clone(), {})
 
     @torch.no_grad()
-    def observe(self, route: RouterOutput, trace: MoETrace | None, phi: torch.Tensor | None,
-                seen: torch.Tensor | None) -> None:
+    def observe(
+        self, route: RouterOutput, trace: MoETrace | None, phi: torch.Tensor | None, seen: torch.Tensor | None
+    ) -> None:
         load = expert_counts(route.expert_idx, self.n_experts)
         active = self.columns.active
         mean_load = load.sum() / active.sum().clamp_min(1)

@@ -62,7 +62,9 @@ class ChronoSystem:
     ) -> None:
         for index, moe in enumerate(layers):
             if getattr(moe.router, "role", None) is None:
-                raise LifecycleError(f"layer {index}: the lifecycle needs router.chrono with track_roles: true")
+                raise LifecycleError(
+                    f"layer {index}: the lifecycle needs router.chrono with track_roles: true"
+                )
         self.layers = layers
         self.config = config
         self.registries = [
@@ -127,17 +129,35 @@ class ChronoSystem:
         f_now = free_energy(layer_view(registry), lc).total
         if self.pending[layer] is not None:
             pending = self.pending[layer]
-            records.append(self._record("slow", "outcome", layer, pending["expert"], snapshot=snapshot,
-                                        free_energy={**pending["free_energy"], "after": f_now},
-                                        trigger=f"measured after {pending['action']}"))
+            records.append(
+                self._record(
+                    "slow",
+                    "outcome",
+                    layer,
+                    pending["expert"],
+                    snapshot=snapshot,
+                    free_energy={**pending["free_energy"], "after": f_now},
+                    trigger=f"measured after {pending['action']}",
+                )
+            )
             self.pending[layer] = None
             before = pending["free_energy"]["before"]
             if self.kernel is not None and is_scar(before, f_now, config):
                 key = f"scar/layer{layer}/{pending['action']}"
-                self.kernel.propose("scar", key, {"layer": layer, "action": pending["action"],
-                                                  "f_before": before, "f_after": f_now})
-                records.append(self._record("slow", "propose_scar", layer, pending["expert"],
-                                            trigger=f"{pending['action']} raised F {before:.4f} -> {f_now:.4f}"))
+                self.kernel.propose(
+                    "scar",
+                    key,
+                    {"layer": layer, "action": pending["action"], "f_before": before, "f_after": f_now},
+                )
+                records.append(
+                    self._record(
+                        "slow",
+                        "propose_scar",
+                        layer,
+                        pending["expert"],
+                        trigger=f"{pending['action']} raised F {before:.4f} -> {f_now:.4f}",
+                    )
+                )
         # relaxation trials: hold β at 0; a split is real only if bimodality survives the trial
         passed = []
         trials = self.trials[layer]
@@ -145,8 +165,16 @@ class ChronoSystem:
             if expert not in trials:
                 trials[expert] = self.step_count
                 state.held[expert] = True
-                records.append(self._record("slow", "relaxation_trial", layer, expert, snapshot=snapshot,
-                                            trigger="split-ready: holding beta at 0"))
+                records.append(
+                    self._record(
+                        "slow",
+                        "relaxation_trial",
+                        layer,
+                        expert,
+                        snapshot=snapshot,
+                        trigger="split-ready: holding beta at 0",
+                    )
+                )
         ready = set(split_candidates(registry, snapshot, config))
         for expert, began in sorted(trials.items()):
             if self.step_count - began < lc.relaxation_steps:
@@ -156,31 +184,73 @@ class ChronoSystem:
             if expert in ready:
                 passed.append(expert)
             else:
-                records.append(self._record("slow", "trial_rejected", layer, expert, snapshot=snapshot,
-                                            trigger="bimodality vanished with beta held at 0: beta-induced"))
+                records.append(
+                    self._record(
+                        "slow",
+                        "trial_rejected",
+                        layer,
+                        expert,
+                        snapshot=snapshot,
+                        trigger="bimodality vanished with beta held at 0: beta-induced",
+                    )
+                )
         f_before, proposals = propose_edits(registry, snapshot, health, passed, config)
         proposals = [p for p in proposals if (layer, p.action) not in self.scars]
         competing = [p.to_json() for p in sorted(proposals, key=lambda p: (p.delta, p.action, p.expert))]
-        cooling_down = self.last_edit[layer] is not None and self.step_count - self.last_edit[layer] < lc.cooldown_steps
+        cooling_down = (
+            self.last_edit[layer] is not None and self.step_count - self.last_edit[layer] < lc.cooldown_steps
+        )
         chosen = None if cooling_down else choose(proposals, lc.min_delta_f)
         if chosen is None:
-            reason = "cooldown" if cooling_down else ("no candidate" if not proposals else
-                                                      f"best predicted dF above -{lc.min_delta_f}")
-            records.append(self._record("slow", "none", layer, None, snapshot=snapshot,
-                                        free_energy={"before": f_before}, competing=competing, trigger=reason))
+            reason = (
+                "cooldown"
+                if cooling_down
+                else ("no candidate" if not proposals else f"best predicted dF above -{lc.min_delta_f}")
+            )
+            records.append(
+                self._record(
+                    "slow",
+                    "none",
+                    layer,
+                    None,
+                    snapshot=snapshot,
+                    free_energy={"before": f_before},
+                    competing=competing,
+                    trigger=reason,
+                )
+            )
             return records
         self.last_edit[layer] = self.step_count
         free = {"before": chosen.f_before, "predicted": chosen.f_predicted}
         if self.kernel is not None:
             payload = {"layer": layer, **chosen.to_json()}
             if not self.kernel.write("edit", f"edit/step{self.step_count}/layer{layer}", payload):
-                records.append(self._record("slow", f"queued_{chosen.action}", layer, chosen.expert,
-                                            snapshot=snapshot, free_energy=free, competing=competing,
-                                            trigger="kernel write budget spent: queued", other=chosen.other))
+                records.append(
+                    self._record(
+                        "slow",
+                        f"queued_{chosen.action}",
+                        layer,
+                        chosen.expert,
+                        snapshot=snapshot,
+                        free_energy=free,
+                        competing=competing,
+                        trigger="kernel write budget spent: queued",
+                        other=chosen.other,
+                    )
+                )
                 return records
         self._apply(registry, chosen)
-        record = self._record("slow", chosen.action, layer, chosen.expert, snapshot=snapshot,
-                              free_energy=free, competing=competing, trigger=chosen.trigger, other=chosen.other)
+        record = self._record(
+            "slow",
+            chosen.action,
+            layer,
+            chosen.expert,
+            snapshot=snapshot,
+            free_energy=free,
+            competing=competing,
+            trigger=chosen.trigger,
+            other=chosen.other,
+        )
         self.pending[layer] = record
         records.append(record)
         return records
@@ -190,15 +260,30 @@ class ChronoSystem:
     def _propose_identity(self, layer: int) -> list[dict]:
         moe, records = self.layers[layer], []
         for expert, gates in reflex_candidates(moe, self.registries[layer].live(), self.config):
-            self.kernel.propose("reflex", f"reflex/layer{layer}/expert{expert}",
-                                {"layer": layer, "expert": expert, "k": float(moe.router.state.k[expert])})
-            records.append(self._record("mid", "propose_reflex", layer, expert, trigger=f"five gates pass: {gates}"))
+            self.kernel.propose(
+                "reflex",
+                f"reflex/layer{layer}/expert{expert}",
+                {"layer": layer, "expert": expert, "k": float(moe.router.state.k[expert])},
+            )
+            records.append(
+                self._record("mid", "propose_reflex", layer, expert, trigger=f"five gates pass: {gates}")
+            )
         shifted, psi_mid, psi_slow = epoch_shift(moe, self.config)
         if shifted:
-            self.kernel.propose("epoch", f"epoch/layer{layer}/step{self.step_count}",
-                                {"layer": layer, "psi_mid": psi_mid, "psi_slow_before": psi_slow})
-            records.append(self._record("mid", "propose_epoch", layer, None,
-                                        trigger=f"psi_mid {psi_mid:.3f} vs psi_slow {psi_slow:.3f}"))
+            self.kernel.propose(
+                "epoch",
+                f"epoch/layer{layer}/step{self.step_count}",
+                {"layer": layer, "psi_mid": psi_mid, "psi_slow_before": psi_slow},
+            )
+            records.append(
+                self._record(
+                    "mid",
+                    "propose_epoch",
+                    layer,
+                    None,
+                    trigger=f"psi_mid {psi_mid:.3f} vs psi_slow {psi_slow:.3f}",
+                )
+            )
         return records
 
     def _evidence(self, write: Write) -> bool:
@@ -222,7 +307,9 @@ class ChronoSystem:
         layer = write.payload["layer"]
         if write.kind == "reflex":
             self.layers[layer].router.state.crystallised[write.payload["expert"]] = True
-            return self._record("mid", "reflex_crystallised", layer, write.payload["expert"], trigger=write.key)
+            return self._record(
+                "mid", "reflex_crystallised", layer, write.payload["expert"], trigger=write.key
+            )
         if write.kind == "scar":
             self.scars.add((layer, write.payload["action"]))
             return self._record("slow", "scar_formed", layer, None, trigger=write.key)
@@ -231,24 +318,43 @@ class ChronoSystem:
         proposal = write.payload
         registry = self.registries[layer]
         live = registry.live()
-        if proposal["expert"] not in live or (proposal["action"] == "merge" and proposal["other"] not in live):
-            return self._record("slow", f"stale_{proposal['action']}", layer, proposal["expert"],
-                                trigger="queued edit no longer applies")
+        if proposal["expert"] not in live or (
+            proposal["action"] == "merge" and proposal["other"] not in live
+        ):
+            return self._record(
+                "slow",
+                f"stale_{proposal['action']}",
+                layer,
+                proposal["expert"],
+                trigger="queued edit no longer applies",
+            )
         if proposal["action"] in ("split", "spawn") and not registry.can_grow():
-            return self._record("slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="no room")
+            return self._record(
+                "slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="no room"
+            )
         if proposal["action"] in ("prune", "merge") and not registry.can_shrink():
-            return self._record("slow", f"stale_{proposal['action']}", layer, proposal["expert"],
-                                trigger="at the minimum")
+            return self._record(
+                "slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="at the minimum"
+            )
         self._apply(registry, _Proposal(proposal["action"], proposal["expert"], proposal["other"]))
-        return self._record("slow", proposal["action"], layer, proposal["expert"], other=proposal["other"],
-                            trigger=f"queued edit finalised ({write.key})")
+        return self._record(
+            "slow",
+            proposal["action"],
+            layer,
+            proposal["expert"],
+            other=proposal["other"],
+            trigger=f"queued edit finalised ({write.key})",
+        )
 
     def _apply(self, registry: ExpertRegistry, proposal: Any) -> None:
         if proposal.action == "prune":
             registry.prune(proposal.expert)
         elif proposal.action == "merge":
             view = layer_view(registry)
-            shares = (float(view.share[view.index(proposal.expert)]), float(view.share[view.index(proposal.other)]))
+            shares = (
+                float(view.share[view.index(proposal.expert)]),
+                float(view.share[view.index(proposal.other)]),
+            )
             registry.merge(proposal.expert, proposal.other, share=shares)
         elif proposal.action == "split":
             registry.split(proposal.expert)
@@ -259,19 +365,38 @@ class ChronoSystem:
 
     # --- records --------------------------------------------------------------------------------
 
-    def _record(self, clock: str, action: str, layer: int, expert: int | None, *,
-                snapshot: CoherenceSnapshot | None = None, free_energy: dict | None = None,
-                competing: list | None = None, trigger: str = "", other: int | None = None) -> dict:
+    def _record(
+        self,
+        clock: str,
+        action: str,
+        layer: int,
+        expert: int | None,
+        *,
+        snapshot: CoherenceSnapshot | None = None,
+        free_energy: dict | None = None,
+        competing: list | None = None,
+        trigger: str = "",
+        other: int | None = None,
+    ) -> dict:
         coherence = None
         if snapshot is not None:
             coherence = {"psi_slow": snapshot.psi_slow}
             if expert is not None:
                 stats = snapshot.experts[expert]
-                coherence.update(phi_slow=stats.phi_slow, phi_fast=stats.phi_fast, tokens_seen=stats.tokens_seen)
+                coherence.update(
+                    phi_slow=stats.phi_slow, phi_fast=stats.phi_fast, tokens_seen=stats.tokens_seen
+                )
         return {
-            "step": self.step_count, "clock": clock, "action": action, "layer": layer, "expert": expert,
-            "other": other, "coherence": coherence, "free_energy": free_energy or {},
-            "competing": competing or [], "trigger": trigger,
+            "step": self.step_count,
+            "clock": clock,
+            "action": action,
+            "layer": layer,
+            "expert": expert,
+            "other": other,
+            "coherence": coherence,
+            "free_energy": free_energy or {},
+            "competing": competing or [],
+            "trigger": trigger,
         }
 
     def _log(self, record: dict) -> dict:
@@ -295,7 +420,9 @@ class ChronoSystem:
 
     def load_state_dict(self, state: dict) -> None:
         if len(state["registries"]) != len(self.registries):
-            raise LifecycleError(f"checkpoint has {len(state['registries'])} layers, system has {len(self.registries)}")
+            raise LifecycleError(
+                f"checkpoint has {len(state['registries'])} layers, system has {len(self.registries)}"
+            )
         self.step_count = int(state["step"])
         for registry, registry_state in zip(self.registries, state["registries"], strict=True):
             registry.load_state_dict(registry_state)
