@@ -28,7 +28,8 @@ def forbid_host_sync():
     Every Python-level way to read a tensor's value back to the host is patched to raise while the
     block runs: ``item``, ``tolist``, ``numpy``, ``cpu``, truth value, ``int()/float()``,
     ``nonzero`` (method and function), ``bincount``/``unique``/``masked_select`` (whose output shape
-    depends on values), and boolean-mask indexing (``nonzero`` inside ATen). Ops that stay in ATen
+    depends on values), ``F.one_hot`` (range check on CUDA) and boolean-mask indexing (``nonzero``
+    inside ATen). Ops that stay in ATen
     cannot read values back except through these, so a forward that passes makes no host sync.
     """
     patches: list[tuple[object, str, object]] = []
@@ -46,6 +47,8 @@ def forbid_host_sync():
         forbid(torch.Tensor, name)
     for name in ("nonzero", "bincount", "unique", "masked_select", "argwhere"):
         forbid(torch, name)
+    # F.one_hot range-checks its input on the host under CUDA
+    forbid(torch.nn.functional, "one_hot")
     getitem, setitem = torch.Tensor.__getitem__, torch.Tensor.__setitem__
 
     def checked(index: object) -> None:

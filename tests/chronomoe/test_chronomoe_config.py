@@ -59,7 +59,9 @@ def test_every_config_field_is_read_by_the_package(config_cls):
         p.read_text() for p in pathlib.Path(chronomoe.__file__).parent.glob("*.py") if p.name != "config.py"
     )
     if config_cls is ClockConfig:  # read through its alphas property
-        source += pathlib.Path(chronomoe.__file__).with_name("config.py").read_text().split("def alphas")[1][:200]
+        source += (
+            pathlib.Path(chronomoe.__file__).with_name("config.py").read_text().split("def alphas")[1][:200]
+        )
     for field in attrs.fields(config_cls):
         assert f".{field.name}" in source, f"{config_cls.__name__}.{field.name} is never used"
 

@@ -84,6 +84,9 @@ def test_max_vio_and_active_experts_follow_their_definitions():
 @pytest.mark.parametrize("training", [True, False])
 def test_forward_makes_no_host_synchronisation(no_host_sync, router, training):
     moe = make(router, emit_trace=True).train(training)
+    if router == "router.chrono":  # with the lifecycle's role tracking as well
+        config = {"d_model": 8, "n_experts": 4, "top_k": 2, "router": {"type": router, "track_roles": True}}
+        moe = get_registry().build("layer.moe", config).train(training)
     x = torch.randn(2, 6, 8)
     moe(x)  # warm-up outside the guard
     with no_host_sync():

@@ -66,7 +66,10 @@ def plan_dispatch(expert_idx: torch.Tensor, n_experts: int, capacity: int) -> Di
     """Assign slots to ``expert_idx (N, k)`` without leaving the device."""
     n_tokens, top_k = expert_idx.shape
     flat_expert = expert_idx.t().reshape(-1)  # (k·N,) first choices first
-    one_hot = F.one_hot(flat_expert, n_experts)  # (k·N, E)
+    # a comparison, not F.one_hot: on CUDA one_hot range-checks its input with a host sync
+    one_hot = (
+        flat_expert.unsqueeze(-1) == torch.arange(n_experts, device=flat_expert.device)
+    ).long()  # (k·N, E)
     position = (one_hot.cumsum(0) * one_hot).sum(-1) - 1  # (k·N,) arrival order within the expert
     kept = position < capacity
     dump = n_experts * capacity

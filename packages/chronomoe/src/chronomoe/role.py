@@ -80,7 +80,8 @@ class RoleState(nn.Module):
         cosines = F.cosine_similarity(
             outputs.unsqueeze(1), self.centroids[experts], dim=-1, eps=1e-8
         )  # (M, 2)
-        member = F.one_hot(cosines.argmax(-1), 2).to(outputs.dtype) * kept.unsqueeze(-1)  # (M, 2)
+        nearer_second = (cosines[:, 1] > cosines[:, 0]).to(outputs.dtype)  # (M,)
+        member = torch.stack([1.0 - nearer_second, nearer_second], dim=-1) * kept.unsqueeze(-1)  # (M, 2)
         sums = outputs.new_zeros(self.n_experts, 2, self.d_model).index_add_(
             0, experts, member.unsqueeze(-1) * outputs.unsqueeze(1)
         )  # (E, 2, D)
