@@ -99,9 +99,13 @@ def dispatch_and_combine(
     """
     n_tokens, d_model = x.shape
     top_k = gates.shape[1]
-    slots = x[plan.slot_token.clamp(max=n_tokens - 1)]  # (E, C, D)
+    # index_select rather than x[idx]: its backward is index_add_, much cheaper on CPU than the
+    # accumulating index_put_ behind advanced indexing
+    slot_token = plan.slot_token.clamp(max=n_tokens - 1).reshape(-1)
+    slots = x.index_select(0, slot_token).view(*plan.slot_token.shape, d_model)  # (E, C, D)
     slot_outputs = experts(slots)  # (E, C, D)
-    per_assignment = slot_outputs.reshape(-1, d_model)[plan.slot.clamp(max=plan.slot_token.numel() - 1)]
+    slot = plan.slot.clamp(max=plan.slot_token.numel() - 1)
+    per_assignment = slot_outputs.reshape(-1, d_model).index_select(0, slot)  # (k·N, D)
     live_gates = (gates.t().reshape(-1) * plan.kept).unsqueeze(-1).to(per_assignment.dtype)  # (k·N, 1)
     mixture = (per_assignment * live_gates).view(top_k, n_tokens, d_model).sum(0)  # (N, D)
     return mixture, per_assignment
@@ -120,7 +124,7 @@ def sorted_dispatch_and_combine(
     order = torch.argsort(flat_expert, stable=True)
     counts = torch.bincount(flat_expert, minlength=experts.n_experts).tolist()  # host read
     token = torch.arange(n_tokens, device=x.device).repeat(top_k)
-    runs = x[token[order]].split(counts)  # per expert (n_e, D)
+    runs = x.index_select(0, token[order]).split(counts)  # per expert (n_e, D)
     sorted_outputs = torch.cat([experts.expert(e, run) for e, run in enumerate(runs)])  # (k·N, D)
     per_assignment = torch.empty_like(sorted_outputs).index_copy(0, order, sorted_outputs)
     weighted = per_assignment * gates.t().reshape(-1, 1).to(per_assignment.dtype)
