@@ -163,3 +163,55 @@ def test_lifecycle_refuses_a_router_without_roles():
     moe = get_registry().build("layer.moe", {"d_model": D, "router": {"type": "router.chrono"}})
     with pytest.raises(MosaicError, match="track_roles"):
         ChronoSystem([moe], ChronoConfig())
+
+
+def _rig_split_ready(moe, expert, live=6, phi=0.9, bimodality=1.0):
+    """A healthy layer (coherent, balanced) with one bimodal expert, set directly in the buffers."""
+    coherence, role, width = moe.router.coherence, moe.router.role, moe.n_experts
+    clocks = coherence.clocks
+    clocks.weight[:, : 2 * width + 1] = 1.0
+    clocks.numerator[:, :live] = phi  # φ of the live experts
+    clocks.numerator[:, width : width + live] = 1.0 / live  # balanced routing share
+    clocks.numerator[:, 2 * width] = phi  # Ψ
+    role.coactivation.weight.fill_(1.0)
+    role.coactivation.numerator.copy_(torch.eye(width) / live)
+    role.centroid_mass[expert] = torch.tensor([1.0, 1.0])
+    role.bimodality[expert] = bimodality
+    role.split_ready[expert] = True
+
+
+@pytest.mark.parametrize("real", [True, False])
+def test_relaxation_trial_tells_real_from_beta_induced_bimodality(real):
+    config = ChronoConfig(
+        lifecycle=LifecycleConfig(mid_interval=1000, slow_interval=10, relaxation_steps=10, min_delta_f=0.0,
+                                  cooldown_steps=0),
+    )
+    moe = get_registry().build("layer.moe", {
+        "d_model": D, "router": {"type": "router.chrono", "track_roles": True, "chrono": unstructure_config(config)},
+    })
+    system = ChronoSystem([moe], config, n_active=6)
+    moe.router.state.k[2] = 0.2
+    _rig_split_ready(moe, 2)
+    actions = []
+    for _ in range(10):
+        actions += system.step().actions
+    assert [a["action"] for a in actions if a["expert"] == 2][:1] == ["relaxation_trial"]
+    assert bool(moe.router.state.held[2])
+    moe.router.state.update_beta(torch.zeros(8), torch.ones(8))
+    assert float(moe.router.state.k[2]) == 0.0  # beta held at zero during the trial
+    if not real:  # with beta gone, the second mode disappears
+        moe.router.role.split_ready[2] = False
+        moe.router.role.bimodality[2] = 0.0
+    later = []
+    for _ in range(10):
+        later += system.step().actions
+    assert not bool(moe.router.state.held[2])
+    names = [a["action"] for a in later]
+    if real:
+        assert "split" in names and system.registries[0].states[6] == "cooling"
+        split = next(a for a in later if a["action"] == "split")
+        assert split["expert"] == 2 and split["other"] == 6
+        assert split["free_energy"]["predicted"] < split["free_energy"]["before"]
+    else:
+        assert "trial_rejected" in names and "split" not in names
+        assert system.registries[0].states[6] == "archived"
