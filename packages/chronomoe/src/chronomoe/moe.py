@@ -6,7 +6,8 @@ host. Keys (fixed for a given configuration):
 
 - ``moe_aux_loss``: the weighted router losses, **to be added to the task loss**;
   ``moe_load_balance_loss`` (Switch, 1 = balanced) and ``moe_z_loss``, unweighted;
-- ``moe_max_vio``: ``(max load − mean load) / mean load``; ``moe_active_experts``: experts that got
+- ``moe_max_vio``: ``(max load − mean load) / mean load`` over live columns (the router is
+  fixed-width: archived columns are masked with ``-inf``); ``moe_active_experts``: experts that got
   at least one assignment; ``moe_dropped_fraction``: share of assignments over capacity;
   ``moe_expert_load``: ``(E,)`` share of assignments per expert;
 - ``moe_beta``: ``(E,)`` the selection-key bias (β_eff for router.chrono, the balancing bias for
@@ -107,7 +108,8 @@ class MoE(nn.Module):
         self, route: RouterOutput, kept: torch.Tensor, trace: MoETrace | None
     ) -> dict[str, torch.Tensor]:
         load = expert_counts(route.expert_idx, self.n_experts)  # (E,)
-        mean_load = load.mean()
+        live = self.router.columns.active
+        mean_load = load.sum() / live.sum().clamp_min(1)  # over live columns of a fixed-width router
         aux = {
             "moe_aux_loss": route.aux_loss,
             "moe_load_balance_loss": route.load_balance_loss,
