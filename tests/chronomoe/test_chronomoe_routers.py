@@ -138,3 +138,14 @@ def test_topk_router_without_normalisation_uses_softmax_mass():
     torch.testing.assert_close(out.gates, out.probs.gather(-1, out.expert_idx))
     assert torch.all(out.bias == 0)
     torch.testing.assert_close(out.selection_key, out.clean_logits.detach())
+
+
+def test_balance_loss_counts_only_live_columns():
+    probs = torch.tensor([[0.5, 0.5, 0.0, 0.0]] * 4)
+    expert_idx = torch.tensor([[0], [1], [0], [1]])
+    assert float(switch_load_balance_loss(probs, expert_idx, torch.tensor(2))) == pytest.approx(1.0)
+    router = TopKRouter(TopKRouterConfig(d_model=4, n_experts=4, top_k=1))
+    router.columns.active.copy_(torch.tensor([True, True, False, False]))
+    out = router(torch.randn(64, 4))
+    assert torch.all(out.probs[:, 2:] == 0) and not (out.expert_idx >= 2).any()
+    assert float(out.load_balance_loss) >= 1.0 - 1e-6

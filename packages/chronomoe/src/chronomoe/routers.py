@@ -43,11 +43,15 @@ def expert_counts(expert_idx: torch.Tensor, n_experts: int) -> torch.Tensor:
     return torch.zeros(n_experts, device=flat.device).scatter_add_(0, flat, ones)
 
 
-def switch_load_balance_loss(probs: torch.Tensor, expert_idx: torch.Tensor) -> torch.Tensor:
-    """Switch Transformer: ``E · Σ_e f_e · P_e`` (1 when perfectly balanced)."""
+def switch_load_balance_loss(
+    probs: torch.Tensor, expert_idx: torch.Tensor, n_live: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Switch Transformer: ``E · Σ_e f_e · P_e`` (1 when perfectly balanced), ``E`` the number of
+    live columns (``n_live``, a 0-d tensor; all columns when None)."""
     n_experts = probs.shape[-1]
     fraction = expert_counts(expert_idx, n_experts) / expert_idx.numel()
-    return n_experts * (fraction * probs.mean(0)).sum()
+    scale = n_experts if n_live is None else n_live.to(probs.dtype)
+    return scale * (fraction * probs.mean(0)).sum()
 
 
 def router_z_loss(logits: torch.Tensor) -> torch.Tensor:
@@ -73,13 +77,14 @@ def select(
 
 def _output(
     config: TopKRouterConfig | ChronoRouterConfig | LossFreeRouterConfig,
+    columns: ExpertColumns,
     clean_logits: torch.Tensor,
     key: torch.Tensor,
     bias: torch.Tensor,
     metrics: dict[str, torch.Tensor],
 ) -> RouterOutput:
     expert_idx, gates, probs = select(clean_logits, key, config.top_k, config.normalize_gates)
-    balance = switch_load_balance_loss(probs, expert_idx)
+    balance = switch_load_balance_loss(probs, expert_idx, columns.active.sum())
     z_loss = router_z_loss(clean_logits)
     return RouterOutput(
         expert_idx=expert_idx,
@@ -141,7 +146,7 @@ class TopKRouter(nn.Module):
     def forward(self, x: torch.Tensor) -> RouterOutput:
         logits = self.columns.mask(self.gate(x).float())  # (N, E)
         key = self.columns.key(logits.detach())
-        return _output(self.config, logits, key, logits.new_zeros(self.n_experts), {})
+        return _output(self.config, self.columns, logits, key, logits.new_zeros(self.n_experts), {})
 
     def observe(
         self, route: RouterOutput, trace: MoETrace | None, phi: torch.Tensor | None, seen: torch.Tensor | None
@@ -172,7 +177,7 @@ class ChronoRouter(nn.Module):
         beta = self.state.beta_eff()
         with torch.no_grad():
             key, metrics = biased_selection_key(logits.detach(), beta, self.config.chrono)
-        return _output(self.config, logits, self.columns.key(key), beta, metrics)
+        return _output(self.config, self.columns, logits, self.columns.key(key), beta, metrics)
 
     @torch.no_grad()
     def observe(
@@ -212,7 +217,7 @@ class LossFreeRouter(nn.Module):
     def forward(self, x: torch.Tensor) -> RouterOutput:
         logits = self.columns.mask(self.gate(x).float())  # (N, E)
         key = self.columns.key(logits.detach() + self.bias)
-        return _output(self.config, logits, key, self.bias.clone(), {})
+        return _output(self.config, self.columns, logits, key, self.bias.clone(), {})
 
     @torch.no_grad()
     def observe(
