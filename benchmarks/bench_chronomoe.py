@@ -6,6 +6,8 @@
 - ``moe_vs_dense``: fwd+bwd of top-2-of-8 MoE (router.topk, capacity dispatch, factor 1.25) ÷ a
   FLOP-matched dense SwiGLU FFN (hidden = top_k · expert hidden) — goal ≤ 1.4;
   ``moe_sorted_vs_dense`` the same with the dropless sorted dispatch.
+- ``chrono_with_roles_overhead`` (no goal): router.chrono with ``track_roles`` (the lifecycle's
+  RoleState) ÷ router.topk.
 Ratios are medians of per-round ratios (all variants timed back to back in each round), because
 the CPU is shared. Set ``MOSAIC_BENCH_THREADS=1`` on a loaded machine: tiny ops under two
 contended intra-op threads measure scheduler noise, not the code.
@@ -84,6 +86,8 @@ def run(quick: bool) -> dict:
     topk = moe({"type": "router.topk"})
     chrono = moe({"type": "router.chrono"})
     chrono.load_state_dict(topk.state_dict(), strict=False)
+    chrono_roles = moe({"type": "router.chrono", "track_roles": True})
+    chrono_roles.load_state_dict(topk.state_dict(), strict=False)
     topk_sorted = moe({"type": "router.topk"}, dispatch="sorted")
     topk_sorted.load_state_dict(topk.state_dict())
     dense = DenseSwiGLU(d_model, 2 * topk.experts.d_hidden)
@@ -91,6 +95,7 @@ def run(quick: bool) -> dict:
         {
             "topk": lambda: _train_step(topk, x),
             "chrono": lambda: _train_step(chrono, x),
+            "chrono_roles": lambda: _train_step(chrono_roles, x),
             "dense": lambda: _train_step(dense, x),
             "topk_sorted": lambda: _train_step(topk_sorted, x),
         },
@@ -107,6 +112,8 @@ def run(quick: bool) -> dict:
         "seconds": {name: round(value, 6) for name, value in times.items()},
         "rounds": rounds,
         "chrono_overhead": goal(_median_ratio(samples, "chrono", "topk"), 1.02, at_least=False),
+        # informational: router.chrono plus the lifecycle's RoleState (roles, co-activation, bimodality)
+        "chrono_with_roles_overhead": round(_median_ratio(samples, "chrono_roles", "topk"), 4),
         "moe_vs_dense": goal(_median_ratio(samples, "topk", "dense"), 1.4, at_least=False),
         "moe_sorted_vs_dense": goal(_median_ratio(samples, "topk_sorted", "dense"), 1.4, at_least=False),
         "coherence_updates": {
