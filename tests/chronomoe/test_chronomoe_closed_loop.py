@@ -15,10 +15,11 @@ def rig_experts(moe) -> None:
     u[0] = 1.0
     with torch.no_grad():
         gate = torch.randn(E, D, H) / D**0.5
-        moe.experts.w_in.copy_(torch.cat([gate, gate], dim=-1))
+        moe.experts.w_gate.copy_(gate)
+        moe.experts.w_up.copy_(gate)
         for e in range(E):
             sign = 1.0 if e in COHERENT else -1.0
-            moe.experts.w_out[e].copy_(sign * torch.ones(H, 1) @ u.view(1, D) / H)
+            moe.experts.w_down[e].copy_(sign * torch.ones(H, 1) @ u.view(1, D) / H)
 
 
 def routed_share(moe, x, experts) -> float:

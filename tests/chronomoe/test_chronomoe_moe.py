@@ -30,7 +30,7 @@ def test_dispatch_agrees_with_the_plain_loop_in_values_and_gradients(dispatch, c
     gates = moe.router(x_ref.reshape(-1, 8)).gates
     expected, _ = reference_moe(x_ref.reshape(-1, 8), route.expert_idx, gates, moe.experts, capacity)
     torch.testing.assert_close(y.reshape(-1, 8), expected, rtol=1e-5, atol=1e-6)
-    weights = [moe.experts.w_in, moe.experts.w_out, moe.router.gate.weight]
+    weights = [moe.experts.w_gate, moe.experts.w_up, moe.experts.w_down, moe.router.gate.weight]
     grads = torch.autograd.grad(y.square().sum(), [x, *weights])
     ref_grads = torch.autograd.grad(expected.square().sum(), [x_ref, *weights])
     for got, want in zip(grads, ref_grads, strict=True):
@@ -44,9 +44,14 @@ def test_capacity_drops_are_reported_and_contribute_nothing():
     aux = moe.aux_outputs()
     dropped = 1.0 - moe.last_trace.kept.float().mean()
     assert float(aux["moe_dropped_fraction"]) == pytest.approx(float(dropped)) and float(dropped) > 0.4
-    outputs = moe.last_trace.assignment_outputs
-    kept = moe.last_trace.kept.t().reshape(-1)
-    assert torch.all(outputs[~kept] == 0)
+    trace = moe.last_trace
+    kept = trace.assignment_kept()
+    gates = trace.assignment_gates()
+    assert torch.all(gates[~kept] == 0)
+    mixture = (trace.assignment_outputs * gates.unsqueeze(-1)).view(2, 16, 8).sum(0)
+    torch.testing.assert_close(mixture, trace.mixture)
+    counts = torch.zeros(4).index_add_(0, trace.assignment_experts()[kept], torch.ones(int(kept.sum())))
+    torch.testing.assert_close(trace.expert_tokens, counts)
 
 
 @pytest.mark.parametrize("router", ROUTERS)

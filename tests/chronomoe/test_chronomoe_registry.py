@@ -45,20 +45,20 @@ def test_split_keeps_the_output_and_gives_children_fresh_moments():
     with torch.no_grad():
         before = moe(x)
     parent = 0
-    other_before = moments(optimizer, moe.experts.w_in, 1)
+    other_before = moments(optimizer, moe.experts.w_gate, 1)
     child = registry.split(parent)
     assert child == 6 and registry.states[child] == "cooling"
     with torch.no_grad():
         after = moe(x)
     torch.testing.assert_close(after, before, atol=1e-6, rtol=1e-5)
-    for weight in (moe.experts.w_in, moe.experts.w_out, moe.router.gate.weight):
+    for weight in (moe.experts.w_gate, moe.experts.w_up, moe.experts.w_down, moe.router.gate.weight):
         for expert in (parent, child):
             m, v = moments(optimizer, weight, expert)
             assert torch.all(m == 0) and torch.all(v == 0)
-    torch.testing.assert_close(moments(optimizer, moe.experts.w_in, 1), other_before)
+    torch.testing.assert_close(moments(optimizer, moe.experts.w_gate, 1), other_before)
     # the clone is a perturbed copy and warms in: after its cooling period it is selected
-    assert not torch.equal(moe.experts.w_in[child], moe.experts.w_in[parent])
-    torch.testing.assert_close(moe.experts.w_in[child], moe.experts.w_in[parent], rtol=0.1, atol=0.05)
+    assert not torch.equal(moe.experts.w_gate[child], moe.experts.w_gate[parent])
+    torch.testing.assert_close(moe.experts.w_gate[child], moe.experts.w_gate[parent], rtol=0.1, atol=0.05)
     for _ in range(10):
         registry.tick()
     assert registry.states[child] == "active" and float(moe.router.columns.entry_offset[child]) == 0.0
@@ -69,9 +69,9 @@ def test_split_keeps_the_output_and_gives_children_fresh_moments():
 
 def test_merge_keeps_the_survivors_moments_and_archives_the_other():
     moe, optimizer, registry = trained_moe()
-    kept = [moments(optimizer, w, 2) for w in (moe.experts.w_in, moe.router.gate.weight)]
+    kept = [moments(optimizer, w, 2) for w in (moe.experts.w_gate, moe.router.gate.weight)]
     registry.merge(2, 3, share=(0.6, 0.4))
-    for (m, v), weight in zip(kept, (moe.experts.w_in, moe.router.gate.weight), strict=True):
+    for (m, v), weight in zip(kept, (moe.experts.w_gate, moe.router.gate.weight), strict=True):
         m_after, v_after = moments(optimizer, weight, 2)
         torch.testing.assert_close(m_after, m)
         torch.testing.assert_close(v_after, v)

@@ -183,12 +183,17 @@ def _rig_split_ready(moe, expert, live=6, phi=0.9, bimodality=1.0):
 @pytest.mark.parametrize("real", [True, False])
 def test_relaxation_trial_tells_real_from_beta_induced_bimodality(real):
     config = ChronoConfig(
-        lifecycle=LifecycleConfig(mid_interval=1000, slow_interval=10, relaxation_steps=10, min_delta_f=0.0,
-                                  cooldown_steps=0),
+        lifecycle=LifecycleConfig(
+            mid_interval=1000, slow_interval=10, relaxation_steps=10, min_delta_f=0.0, cooldown_steps=0
+        ),
     )
-    moe = get_registry().build("layer.moe", {
-        "d_model": D, "router": {"type": "router.chrono", "track_roles": True, "chrono": unstructure_config(config)},
-    })
+    moe = get_registry().build(
+        "layer.moe",
+        {
+            "d_model": D,
+            "router": {"type": "router.chrono", "track_roles": True, "chrono": unstructure_config(config)},
+        },
+    )
     system = ChronoSystem([moe], config, n_active=6)
     moe.router.state.k[2] = 0.2
     _rig_split_ready(moe, 2)

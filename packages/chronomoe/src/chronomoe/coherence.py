@@ -35,7 +35,7 @@ class MoETrace:
     expert_idx: torch.Tensor  # (N, k) selected experts
     gates: torch.Tensor  # (N, k) gate weights applied to the selected experts' outputs
     kept: torch.Tensor  # (N, k) bool, False where the assignment overflowed capacity
-    assignment_outputs: torch.Tensor  # (k·N, D) raw expert output per assignment, 0 when dropped
+    assignment_outputs: torch.Tensor  # (k·N, D) raw expert output per assignment; ignore where not kept
     expert_tokens: torch.Tensor  # (E,) float tokens each expert actually processed
 
     @property
@@ -57,9 +57,15 @@ class MoETrace:
         top_k = self.expert_idx.shape[1]
         return torch.arange(self.n_tokens, device=self.mixture.device).repeat(top_k)  # (k·N,)
 
+    def assignment_kept(self) -> torch.Tensor:
+        return self.kept.t().reshape(-1)  # (k·N,)
+
     def _per_expert(self, values: torch.Tensor) -> torch.Tensor:
-        out = values.new_zeros(self.n_experts, *values.shape[1:])
-        return out.index_add_(0, self.assignment_experts(), values)
+        """Sum ``values`` (k·N, ...) per expert over kept assignments; a dropped assignment lands in
+        an extra row that is cut off (cheaper than masking the values)."""
+        index = torch.where(self.assignment_kept(), self.assignment_experts(), self.n_experts)
+        out = values.new_zeros(self.n_experts + 1, *values.shape[1:])
+        return out.index_add_(0, index, values)[: self.n_experts]
 
     def expert_means(self) -> torch.Tensor:
         """``ȳ_e``: (E, D) mean raw output per expert (0 for an expert without tokens)."""
@@ -94,7 +100,7 @@ def _token_level(trace: MoETrace, leave_one_out: bool) -> torch.Tensor:
     target = trace.mixture[trace.assignment_tokens()]  # (k·N, D)
     if leave_one_out:
         target = target - trace.assignment_gates().unsqueeze(-1) * outputs
-    cosines = F.cosine_similarity(outputs, target, dim=-1, eps=1e-8)  # (k·N,), 0 when dropped
+    cosines = F.cosine_similarity(outputs, target, dim=-1, eps=1e-8)  # (k·N,)
     return trace._per_expert(cosines) / trace.expert_tokens.clamp_min(1.0)
 
 

@@ -157,10 +157,10 @@ class ExpertRegistry:
             raise LifecycleError(f"expert {expert} is not live")
 
     def _expert_weights(self) -> list[torch.Tensor]:
-        return [self.moe.experts.w_in, self.moe.experts.w_out, self.moe.router.gate.weight]
+        return [*self.moe.experts.weights(), self.moe.router.gate.weight]
 
     def _clone(self, source: int, child: int) -> None:
-        for weight in self._expert_weights()[:2]:
+        for weight in self.moe.experts.weights():
             noise = torch.randn(weight[source].shape, generator=self.generator).to(
                 weight.device, weight.dtype
             )

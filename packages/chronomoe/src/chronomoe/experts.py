@@ -24,24 +24,30 @@ class SwiGLUExperts(nn.Module):
     def __init__(self, n_experts: int, d_model: int, d_hidden: int) -> None:
         super().__init__()
         self.n_experts, self.d_model, self.d_hidden = n_experts, d_model, d_hidden
-        # gate and up projections side by side: one matmul feeds both halves of the SwiGLU
-        self.w_in = nn.Parameter(torch.empty(n_experts, d_model, 2 * d_hidden))
-        self.w_out = nn.Parameter(torch.empty(n_experts, d_hidden, d_model))
+        # gate and up kept apart: a fused (D, 2H) matmul is split again by chunk(), whose backward
+        # concatenates the two (E, C, H) gradients — a copy that costs more than it saves on CPU
+        self.w_gate = nn.Parameter(torch.empty(n_experts, d_model, d_hidden))
+        self.w_up = nn.Parameter(torch.empty(n_experts, d_model, d_hidden))
+        self.w_down = nn.Parameter(torch.empty(n_experts, d_hidden, d_model))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.normal_(self.w_in, std=self.d_model**-0.5)
-        nn.init.normal_(self.w_out, std=self.d_hidden**-0.5)
+        nn.init.normal_(self.w_gate, std=self.d_model**-0.5)
+        nn.init.normal_(self.w_up, std=self.d_model**-0.5)
+        nn.init.normal_(self.w_down, std=self.d_hidden**-0.5)
+
+    def weights(self) -> list[nn.Parameter]:
+        """The per-expert parameters, each with the expert on its leading axis."""
+        return [self.w_gate, self.w_up, self.w_down]
 
     def forward(self, slots: torch.Tensor) -> torch.Tensor:
         """``slots (E, C, D) → (E, C, D)``."""
-        gate, up = torch.bmm(slots, self.w_in).chunk(2, dim=-1)  # (E, C, H) each
-        return torch.bmm(F.silu(gate) * up, self.w_out)
+        hidden = F.silu(torch.bmm(slots, self.w_gate)) * torch.bmm(slots, self.w_up)  # (E, C, H)
+        return torch.bmm(hidden, self.w_down)
 
     def expert(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """One expert on ``x (M, D) → (M, D)``."""
-        gate, up = (x @ self.w_in[index]).chunk(2, dim=-1)
-        return (F.silu(gate) * up) @ self.w_out[index]
+        return (F.silu(x @ self.w_gate[index]) * (x @ self.w_up[index])) @ self.w_down[index]
 
 
 def expert_capacity(n_tokens: int, n_experts: int, top_k: int, capacity_factor: float | None) -> int:
@@ -95,7 +101,7 @@ def dispatch_and_combine(
 
     Empty slots compute on an arbitrary token and are never read back; a dropped assignment reads an
     arbitrary slot and is zeroed by its gate. The per-assignment outputs of dropped assignments are
-    therefore meaningless: mask them with ``plan.kept`` before use (the trace does).
+    therefore meaningless: ignore them where ``plan.kept`` is False (the trace does).
     """
     n_tokens, d_model = x.shape
     top_k = gates.shape[1]

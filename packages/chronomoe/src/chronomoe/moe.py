@@ -97,7 +97,7 @@ class MoE(nn.Module):
                 expert_idx=route.expert_idx,
                 gates=route.gates.detach(),
                 kept=kept,
-                assignment_outputs=outputs.detach() * kept.t().reshape(-1, 1),
+                assignment_outputs=outputs.detach(),
                 expert_tokens=expert_tokens,
             )
         self._aux = self._collect_aux(route, kept, trace)

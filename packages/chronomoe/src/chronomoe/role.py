@@ -75,7 +75,7 @@ class RoleState(nn.Module):
         self.initialised.logical_or_(seen)
 
         experts = trace.assignment_experts()  # (M,)
-        outputs = trace.assignment_outputs  # (M, D), zero where dropped
+        outputs = trace.assignment_outputs  # (M, D), meaningless where dropped: member weight 0 there
         kept = trace.kept.t().reshape(-1).to(outputs.dtype)  # (M,)
         cosines = F.cosine_similarity(
             outputs.unsqueeze(1), self.centroids[experts], dim=-1, eps=1e-8
