@@ -8,6 +8,7 @@ from chronomoe.router_state import (
     RouterState,
     biased_selection_key,
     bridge_relevance,
+    expert_softmax,
     js_divergence,
     overlap_only_mass,
     total_variation,
@@ -151,3 +152,16 @@ def test_balance_loss_counts_only_live_columns():
     fraction = torch.bincount(out.expert_idx.reshape(-1), minlength=4).float() / 64
     expected = 2 * (fraction * out.probs.detach().mean(0)).sum()
     assert float(out.load_balance_loss.detach()) == pytest.approx(float(expected), rel=1e-5)
+
+
+@given(st.integers(1, 64), st.integers(1, 16), st.integers(0, 2**31 - 1))
+def test_expert_softmax_agrees_with_torch_softmax_in_values_and_gradients(n_rows, n_experts, seed):
+    generator = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(n_rows, n_experts, generator=generator) * 4).requires_grad_()
+    weights = torch.randn(n_rows, n_experts, generator=generator)
+    fast = expert_softmax(logits)
+    plain = torch.softmax(logits, dim=-1)
+    torch.testing.assert_close(fast, plain)
+    (grad_fast,) = torch.autograd.grad((fast * weights).sum(), logits)
+    (grad_plain,) = torch.autograd.grad((plain * weights).sum(), logits)
+    torch.testing.assert_close(grad_fast, grad_plain)

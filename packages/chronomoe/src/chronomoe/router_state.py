@@ -9,7 +9,6 @@ rich-get-richer loop where β also inflated the gate of the experts it favoured.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from chronomoe.clocks import DebiasedEMA
@@ -60,6 +59,17 @@ class RouterState(nn.Module):
         self.k.copy_(torch.where(self.crystallised, self.k, k))
 
 
+def expert_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over the (small) last axis of ``(N, E)`` logits.
+
+    Same values as ``F.softmax(logits, -1)``; computed along the token axis of the transposed view
+    because CPU softmax over a last axis of a few experts is an order of magnitude slower than over
+    a long one (measured on torch 2.13: ~400 µs vs ~30 µs at N = 2048, E = 8). The result is made
+    contiguous again: reductions over the expert axis of a transposed layout are slow too.
+    """
+    return torch.softmax(logits.t(), dim=0).t().contiguous()
+
+
 def total_variation(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """Per-row ``½ Σ |p − q|`` (the original's "overlap-only mass" ``Σ (q − p)⁺`` is this)."""
     return 0.5 * (p - q).abs().sum(-1)
@@ -96,12 +106,12 @@ def biased_selection_key(
     use every token.
     """
     logits = clean_logits.float()
-    p_clean = F.softmax(logits, dim=-1)
-    p_proposed = F.softmax(logits + beta, dim=-1)
+    p_clean = expert_softmax(logits)
+    p_proposed = expert_softmax(logits + beta)
     relevance = bridge_relevance(total_variation(p_clean, p_proposed), config)  # (N,)
     key = logits + relevance.unsqueeze(-1) * beta
     stride = config.js_token_stride
-    p_sample, p_biased = p_clean[::stride], F.softmax(key[::stride], dim=-1)
+    p_sample, p_biased = p_clean[::stride], expert_softmax(key[::stride])
     metrics = {
         "js": js_divergence(p_sample, p_biased).mean(),
         "tv": total_variation(p_sample, p_biased).mean(),

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import attrs
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from chronomoe.buffer import CoherenceBuffer
 from chronomoe.coherence import MoETrace
 from chronomoe.config import ChronoRouterConfig, LossFreeRouterConfig, TopKRouterConfig
 from chronomoe.role import RoleState
-from chronomoe.router_state import RouterState, biased_selection_key
+from chronomoe.router_state import RouterState, biased_selection_key, expert_softmax
 from mosaic.core.errors import ModelError
 
 
@@ -66,10 +65,10 @@ def select(
     normalize_gates: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Top-k of ``key``; gates from the clean scores of the chosen experts. ``(idx, gates, probs)``."""
-    probs = F.softmax(clean_logits, dim=-1)
+    probs = expert_softmax(clean_logits)
     expert_idx = key.topk(top_k, dim=-1).indices  # (N, k)
     if normalize_gates:
-        gates = F.softmax(clean_logits.gather(-1, expert_idx), dim=-1)
+        gates = expert_softmax(clean_logits.gather(-1, expert_idx))
     else:
         gates = probs.gather(-1, expert_idx)
     return expert_idx, gates, probs
