@@ -77,7 +77,7 @@ def _median_ratio(samples: dict[str, list[float]], numerator: str, denominator: 
 def run(quick: bool) -> dict:
     torch.manual_seed(0)
     d_model, batch, time = (64, 8, 64) if quick else (128, 16, 128)
-    rounds, repeats = (3, 3) if quick else (11, 3)
+    rounds, repeats = (3, 3) if quick else (21, 3)
     x = torch.randn(batch, time, d_model)
 
     def moe(router: dict, dispatch: str = "capacity") -> nn.Module:
