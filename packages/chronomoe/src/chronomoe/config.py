@@ -1,0 +1,308 @@
+"""Configuration of ChronoMoE: one ``ChronoConfig`` for everything clock-, coherence- and
+bias-related, plus the small configs of the three routers and the MoE layer.
+
+This module is torch-free on purpose: the plugin registers these classes by import path and listing
+plugins must never import torch.
+
+Choices that resolve contradictions of the original documents (REFERENCE §2) are made once, here:
+
+- Clock retentions 0.9 / 0.99 / 0.999 (half-lives ~6.6 / 69 / 693 global steps).
+- β acts on the top-k *selection key* only; gate weights always come from the clean scores.
+- β update ``k ← clip((1 − leak)·k + η·(φ_slow − τ))`` with a deadband around τ and centring
+  (mean of k over experts removed). The leak gives β an equilibrium ``k* = η(φ_slow − τ)/leak``
+  inside the clamp, which the original lacked.
+- Bridge veto on the per-token total-variation distance between clean and biased distributions:
+  ``r = 1`` below ``veto_full``, linear to 0 at ``veto_zero``.
+- Prune candidates: ``φ_slow < prune_phi`` after ``prune_min_tokens`` routed tokens; every prune is
+  blocked while the layer starves (``Ψ_slow < starvation_psi``, ``Neff < starvation_neff_fraction·E``
+  or ``max p̄ > starvation_saturation``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import attrs
+from attrs import validators as v
+
+from mosaic.core.errors import ConfigError, ConfigProblem
+
+CLOCK_NAMES = ("fast", "mid", "slow")
+
+
+def _open_unit(_instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{attribute.name} must lie in (0, 1), got {value}")
+
+
+def half_life_of(alpha: float) -> float:
+    """Steps after which an EMA with retention ``alpha`` weighs an observation half as much."""
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError([ConfigProblem("$.alpha", f"retention must lie in (0, 1), got {alpha}")])
+    return math.log(0.5) / math.log(alpha)
+
+
+def alpha_of(half_life: float) -> float:
+    """Retention ``alpha`` whose half-life is ``half_life`` steps (``alpha ** half_life == 0.5``)."""
+    if not half_life > 0.0:
+        raise ConfigError([ConfigProblem("$.half_life", f"half-life must be > 0 steps, got {half_life}")])
+    return 0.5 ** (1.0 / half_life)
+
+
+@attrs.frozen
+class ClockConfig:
+    """Retentions of the fast, mid and slow clocks (per global step, strictly increasing)."""
+
+    alpha_fast: float = attrs.field(default=0.9, validator=_open_unit)
+    alpha_mid: float = attrs.field(default=0.99, validator=_open_unit)
+    alpha_slow: float = attrs.field(default=0.999, validator=_open_unit)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.alpha_fast < self.alpha_mid < self.alpha_slow:
+            raise ValueError(
+                "clock retentions must satisfy alpha_fast < alpha_mid < alpha_slow, got "
+                f"{self.alpha_fast}, {self.alpha_mid}, {self.alpha_slow}"
+            )
+
+    @property
+    def alphas(self) -> tuple[float, float, float]:
+        return (self.alpha_fast, self.alpha_mid, self.alpha_slow)
+
+    @property
+    def half_lives(self) -> tuple[float, float, float]:
+        return tuple(half_life_of(a) for a in self.alphas)  # type: ignore[return-value]
+
+    @classmethod
+    def from_half_lives(cls, fast: float, mid: float, slow: float) -> ClockConfig:
+        return cls(alpha_of(fast), alpha_of(mid), alpha_of(slow))
+
+
+@attrs.frozen
+class LifecycleConfig:
+    """Structural edits at slow evaluations (issue #8). Choices made once, here:
+
+    - Bimodality: two output centroids per expert (EMA ``centroid_alpha``), score =
+      ``(1 − cos(c1, c2)) · min(n1, n2)/max(n1, n2)``; an expert becomes split-ready above
+      ``split_on`` and stops being so only below ``split_off`` (hysteresis), and only with
+      ``φ_slow > split_min_phi`` (a bimodal expert that is also incoherent is pruned, not split).
+    - ``F_l = (1 − Ψ_l) + λ·N_l + ρ·R_l + κ·I_l`` with λ 0.01, ρ 0.1, κ 0.1 (see free_energy.py).
+    - An edit must improve predicted F by ``min_delta_f`` (0.01), one per layer per slow evaluation,
+      ``cooldown_steps`` (500) between edits of a layer, ``min_experts``..``max_experts`` (2..16).
+    - New experts (spawn, split) are clone-and-perturb (``perturb`` 0.01 relative noise) and enter
+      "cooling" with selection offset ``entry_offset`` relaxed linearly to 0 over ``warmup_steps``.
+    - A split candidate first runs a relaxation trial: its β is held at 0 for ``relaxation_steps``;
+      only if it is still bimodal afterwards is the split real (else it was β-induced).
+    - Mid clock every ``mid_interval`` steps: escalation on the mid-clock top-1 flip rate between
+      clean and biased routing — ``warn_flip`` warn, ``decay_flip`` multiply k by ``beta_decay``,
+      ``reset_flip`` reset k to 0. Slow clock every ``slow_interval`` steps: lifecycle edits.
+    """
+
+    centroid_alpha: float = attrs.field(default=0.95, validator=_open_unit)
+    split_on: float = attrs.field(default=0.6, validator=[v.gt(0.0), v.le(1.0)])
+    split_off: float = attrs.field(default=0.5, validator=[v.ge(0.0), v.le(1.0)])
+    split_min_phi: float = attrs.field(default=0.5, validator=[v.ge(-1.0), v.le(1.0)])
+    lambda_n: float = attrs.field(default=0.01, validator=v.ge(0.0))
+    rho: float = attrs.field(default=0.1, validator=v.ge(0.0))
+    kappa: float = attrs.field(default=0.1, validator=v.ge(0.0))
+    min_delta_f: float = attrs.field(default=0.01, validator=v.ge(0.0))
+    cooldown_steps: int = attrs.field(default=500, validator=v.ge(0))
+    min_experts: int = attrs.field(default=2, validator=v.ge(1))
+    max_experts: int = attrs.field(default=16, validator=v.ge(1))
+    perturb: float = attrs.field(default=0.01, validator=v.ge(0.0))
+    entry_offset: float = attrs.field(default=-10.0, validator=v.le(0.0))
+    warmup_steps: int = attrs.field(default=200, validator=v.ge(1))
+    relaxation_steps: int = attrs.field(default=200, validator=v.ge(1))
+    mid_interval: int = attrs.field(default=100, validator=v.ge(1))
+    slow_interval: int = attrs.field(default=1000, validator=v.ge(1))
+    warn_flip: float = attrs.field(default=0.2, validator=[v.ge(0.0), v.le(1.0)])
+    decay_flip: float = attrs.field(default=0.5, validator=[v.ge(0.0), v.le(1.0)])
+    reset_flip: float = attrs.field(default=0.7, validator=[v.ge(0.0), v.le(1.0)])
+    beta_decay: float = attrs.field(default=0.5, validator=[v.ge(0.0), v.lt(1.0)])
+
+    def __attrs_post_init__(self) -> None:
+        if not self.split_off < self.split_on:
+            raise ValueError(f"split_off ({self.split_off}) must be < split_on ({self.split_on})")
+        if not self.min_experts <= self.max_experts:
+            raise ValueError(f"min_experts ({self.min_experts}) must be <= max_experts ({self.max_experts})")
+        if not self.warn_flip < self.decay_flip < self.reset_flip:
+            raise ValueError("escalation thresholds must satisfy warn_flip < decay_flip < reset_flip")
+
+
+@attrs.frozen
+class KernelConfig:
+    """The kernel that every lasting write passes through (seed 003, "Sovereign Router").
+
+    - Windows of ``window_steps`` global steps; per window at most ``write_budget`` ordinary writes
+      (lifecycle edits) and ``identity_budget`` identity events are finalised; the rest queue, FIFO.
+    - Identity events are two-step: proposed in window N, finalised at the start of window N+1 only
+      if their evidence still holds; they are irreversible (everything else may be reverted).
+    - Scar (slow clock): an edit whose measured F after is worse than F before by ``scar_delta_f``
+      forbids that kind of edit on that layer from then on.
+    - Reflex crystallisation (fast clock): an expert's β coefficient is frozen when all five gates
+      pass — (1) persistence: ``|k| ≥ reflex_k_fraction · k_max``; (2) coherence:
+      ``φ_slow ≥ reflex_min_phi``; (3) agreement: mid-clock flip rate ``≤ reflex_max_flip``;
+      (4) evidence: ``tokens_seen ≥ reflex_min_tokens``; (5) anti-gaming: the expert's bias is not
+      being vetoed (mid-clock disagreement JS ``≤ reflex_max_js``), so a β that invents support
+      cannot crystallise.
+    - Epoch boundary (mid clock): ``|Ψ_mid − Ψ_slow| ≥ epoch_psi_shift`` marks a before/after.
+    """
+
+    window_steps: int = attrs.field(default=1000, validator=v.ge(1))
+    write_budget: int = attrs.field(default=4, validator=v.ge(0))
+    identity_budget: int = attrs.field(default=1, validator=v.ge(0))
+    scar_delta_f: float = attrs.field(default=0.05, validator=v.gt(0.0))
+    reflex_k_fraction: float = attrs.field(default=0.9, validator=[v.gt(0.0), v.le(1.0)])
+    reflex_min_phi: float = attrs.field(default=0.7, validator=[v.ge(-1.0), v.le(1.0)])
+    reflex_max_flip: float = attrs.field(default=0.1, validator=[v.ge(0.0), v.le(1.0)])
+    reflex_min_tokens: int = attrs.field(default=10000, validator=v.ge(0))
+    reflex_max_js: float = attrs.field(default=0.01, validator=v.ge(0.0))
+    epoch_psi_shift: float = attrs.field(default=0.2, validator=v.gt(0.0))
+
+
+@attrs.frozen
+class ChronoConfig:
+    """The single source of truth for coherence, slow bias, veto and the dry-run lifecycle."""
+
+    clocks: ClockConfig = attrs.Factory(ClockConfig)
+    # coherence φ_e = cos(ȳ_e, ȳ_mix): remove the expert's own gated contribution from the mixture
+    leave_one_out: bool = True
+    # per-token cosines averaged over the expert's tokens instead of a cosine of batch means
+    token_level: bool = False
+    # slow bias β_eff = clamp(k, ±k_max) · logit_std
+    k_max: float = attrs.field(default=0.3, validator=v.gt(0.0))
+    eta: float = attrs.field(default=0.01, validator=v.gt(0.0))
+    tau: float = attrs.field(default=0.5, validator=[v.ge(-1.0), v.le(1.0)])
+    deadband: float = attrs.field(default=0.02, validator=[v.ge(0.0), v.lt(1.0)])
+    beta_leak: float = attrs.field(default=0.02, validator=[v.ge(0.0), v.lt(1.0)])
+    logit_std_alpha: float = attrs.field(default=0.99, validator=_open_unit)
+    # bridge veto on per-token TV(p_clean, p_biased): full β below veto_full, none from veto_zero
+    veto_full: float = attrs.field(default=0.1, validator=[v.ge(0.0), v.le(1.0)])
+    veto_zero: float = attrs.field(default=0.3, validator=[v.ge(0.0), v.le(1.0)])
+    # JS divergence and TV metrics on every n-th token only (1 = all tokens)
+    js_token_stride: int = attrs.field(default=8, validator=v.ge(1))
+    # dry-run lifecycle
+    prune_phi: float = attrs.field(default=0.3, validator=[v.ge(-1.0), v.le(1.0)])
+    prune_min_tokens: int = attrs.field(default=1000, validator=v.ge(0))
+    starvation_psi: float = attrs.field(default=0.5, validator=[v.ge(-1.0), v.le(1.0)])
+    starvation_neff_fraction: float = attrs.field(default=0.5, validator=[v.ge(0.0), v.le(1.0)])
+    starvation_saturation: float = attrs.field(default=0.5, validator=[v.gt(0.0), v.le(1.0)])
+    lifecycle: LifecycleConfig = attrs.Factory(LifecycleConfig)
+    kernel: KernelConfig = attrs.Factory(KernelConfig)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.veto_full < self.veto_zero:
+            raise ValueError(f"veto_full ({self.veto_full}) must be < veto_zero ({self.veto_zero})")
+
+
+def _positive_int(_instance: Any, attribute: attrs.Attribute, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be >= 1, got {value}")
+
+
+def _check_shape(config: Any) -> None:
+    if config.top_k > config.n_experts:
+        raise ValueError(f"top_k ({config.top_k}) must be <= n_experts ({config.n_experts})")
+
+
+@attrs.frozen
+class TopKRouterConfig:
+    """``router.topk``: softmax top-k (Mixtral) with optional Switch balance loss and z-loss."""
+
+    d_model: int = attrs.field(validator=_positive_int)
+    n_experts: int = attrs.field(validator=_positive_int)
+    top_k: int = attrs.field(validator=_positive_int)
+    load_balance_weight: float = attrs.field(default=0.01, validator=v.ge(0.0))
+    z_loss_weight: float = attrs.field(default=0.001, validator=v.ge(0.0))
+    # renormalise the k selected probabilities to sum to one (Mixtral) instead of raw softmax mass
+    normalize_gates: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        _check_shape(self)
+
+
+@attrs.frozen
+class ChronoRouterConfig:
+    """``router.chrono``: top-k whose selection key carries the coherence-driven slow bias β."""
+
+    d_model: int = attrs.field(validator=_positive_int)
+    n_experts: int = attrs.field(validator=_positive_int)
+    top_k: int = attrs.field(validator=_positive_int)
+    chrono: ChronoConfig = attrs.Factory(ChronoConfig)
+    # keep a RoleState (output roles, co-activation, bimodality) — needed by the lifecycle (ChronoSystem)
+    track_roles: bool = False
+    load_balance_weight: float = attrs.field(default=0.01, validator=v.ge(0.0))
+    z_loss_weight: float = attrs.field(default=0.001, validator=v.ge(0.0))
+    normalize_gates: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        _check_shape(self)
+
+
+@attrs.frozen
+class LossFreeRouterConfig:
+    """``router.loss_free``: DeepSeek-V3 auxiliary-loss-free balancing (selection bias ±γ by load)."""
+
+    d_model: int = attrs.field(validator=_positive_int)
+    n_experts: int = attrs.field(validator=_positive_int)
+    top_k: int = attrs.field(validator=_positive_int)
+    bias_rate: float = attrs.field(default=1e-3, validator=v.gt(0.0))
+    load_balance_weight: float = attrs.field(default=0.0, validator=v.ge(0.0))
+    z_loss_weight: float = attrs.field(default=0.0, validator=v.ge(0.0))
+    normalize_gates: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        _check_shape(self)
+
+
+#: ``capacity``: Switch-style slots, no host sync (the default); ``sorted``: dropless, reads the
+#: per-expert run lengths to the host once per forward (free on CPU, a sync on an accelerator).
+DISPATCH_MODES = ("capacity", "sorted")
+
+#: Router config fields the MoE layer sets itself; a router mapping inside a layer must not set them.
+ROUTER_SHAPE_FIELDS = ("d_model", "n_experts", "top_k")
+
+
+def _router_mapping(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise TypeError(f"{attribute.name} must be a mapping with a 'type' key, got {type(value).__name__}")
+    router_id = value.get("type")
+    if not isinstance(router_id, str) or not router_id.startswith("router."):
+        raise ValueError(
+            f"{attribute.name}.type must name a router component (router.<name>), got {router_id!r}"
+        )
+    shadowed = sorted(set(value) & set(ROUTER_SHAPE_FIELDS))
+    if shadowed:
+        raise ValueError(
+            f"{attribute.name} must not set {', '.join(shadowed)}: the MoE layer's own fields decide them"
+        )
+
+
+@attrs.frozen
+class MoEConfig:
+    """``layer.moe``: a drop-in MLP replacement ``(B, T, D) → (B, T, D)``.
+
+    ``router`` is the router's semantic ID under ``type`` plus that router's own config fields,
+    resolved through the registry when the layer is built (``{type: router.chrono, chrono: {...}}``);
+    ``d_model``, ``n_experts`` and ``top_k`` come from this config.
+    """
+
+    d_model: int = attrs.field(validator=_positive_int)
+    n_experts: int = attrs.field(default=8, validator=_positive_int)
+    top_k: int = attrs.field(default=2, validator=_positive_int)
+    # hidden width of one SwiGLU expert; None = 2·d_model (top-2 then matches a 4·d dense FFN's FLOPs)
+    d_hidden: int | None = attrs.field(default=None, validator=v.optional(_positive_int))
+    # Switch capacity per expert = ceil(capacity_factor · tokens · top_k / n_experts);
+    # None = dropless (capacity = all tokens: exact, costs n_experts/top_k times the expert FLOPs)
+    capacity_factor: float | None = attrs.field(default=1.25, validator=v.optional(v.gt(0.0)))
+    dispatch: Literal["capacity", "sorted"] = attrs.field(default="capacity", validator=v.in_(DISPATCH_MODES))
+    router: dict[str, Any] = attrs.field(factory=lambda: {"type": "router.topk"}, validator=_router_mapping)
+    # compute a MoETrace (coherence inputs) every forward even if the router does not need one
+    emit_trace: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        _check_shape(self)
+
+    @property
+    def expert_hidden(self) -> int:
+        return self.d_hidden if self.d_hidden is not None else 2 * self.d_model

@@ -1,0 +1,157 @@
+"""Edit proposals for one layer at a slow evaluation, scored by predicted ΔF.
+
+At most one edit per layer per evaluation; "do nothing" unless the best predicted ΔF is at most
+``-min_delta_f``. Candidates:
+
+- prune: φ_slow below ``prune_phi`` after ``prune_min_tokens`` tokens, layer not starving;
+- split: split-ready (bimodality with hysteresis) and ``φ_slow > split_min_phi``, after a passed
+  relaxation trial (see :class:`chronomoe.system.ChronoSystem`);
+- merge: the most redundant pair of experts (survivor = the one with the larger share);
+- spawn: only while the layer starves (Neff / saturation), cloning the most selected expert.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+
+from chronomoe.buffer import CoherenceSnapshot
+from chronomoe.config import ChronoConfig
+from chronomoe.expert_registry import ExpertRegistry, LifecycleError
+from chronomoe.free_energy import (
+    LayerView,
+    after_merge,
+    after_prune,
+    after_spawn,
+    after_split,
+    free_energy,
+    pair_redundancy,
+)
+from chronomoe.lifecycle import LayerHealth
+
+
+@attrs.frozen
+class EditProposal:
+    action: str  # prune | split | merge | spawn
+    expert: int  # the expert acted on (the survivor of a merge, the source of a spawn)
+    other: int | None  # absorbed expert of a merge, the new column of a split or spawn
+    f_before: float
+    f_predicted: float
+    trigger: str
+
+    @property
+    def delta(self) -> float:
+        return self.f_predicted - self.f_before
+
+    def to_json(self) -> dict:
+        return {**attrs.asdict(self), "delta": self.delta}
+
+
+def layer_view(registry: ExpertRegistry) -> LayerView:
+    """The slow-clock description of the registry's live experts (host copy)."""
+    router = registry.moe.router
+    if getattr(router, "role", None) is None:
+        raise LifecycleError("the lifecycle needs router.chrono with track_roles: true")
+    live = registry.live()
+    index = torch.tensor(live, dtype=torch.long)
+    role = router.role
+    coact = role.coactivation.estimate_at(0).detach().cpu().double()[index][:, index]
+    diagonal = coact.diagonal().clamp_min(0.0)
+    share = (
+        diagonal / diagonal.sum() if float(diagonal.sum()) > 0 else torch.full_like(diagonal, 1 / len(live))
+    )
+    return LayerView(
+        experts=tuple(live),
+        phi=router.coherence.phi_slow().detach().cpu().double()[index],
+        share=share,
+        role=role.role.estimate_at(0).detach().cpu().double()[index],
+        coactivation=coact,
+        bimodality=role.bimodality.detach().cpu().double()[index],
+        centroids=role.centroids.detach().cpu().double()[index],
+        centroid_mass=role.centroid_mass.detach().cpu().double()[index],
+    )
+
+
+def propose_edits(
+    registry: ExpertRegistry,
+    snapshot: CoherenceSnapshot,
+    health: LayerHealth,
+    split_passed: list[int],
+    config: ChronoConfig,
+) -> tuple[float, list[EditProposal]]:
+    """F now and every candidate edit with its predicted F (unsorted)."""
+    lc = config.lifecycle
+    view = layer_view(registry)
+    f_now = free_energy(view, lc).total
+    settled = [e for e in view.experts if registry.states[e] == "active"]
+    proposals = []
+
+    def propose(action: str, expert: int, other: int | None, after: LayerView, trigger: str) -> None:
+        proposals.append(EditProposal(action, expert, other, f_now, free_energy(after, lc).total, trigger))
+
+    if registry.can_shrink():
+        for e in settled:
+            stats = snapshot.experts[e]
+            if stats.tokens_seen >= config.prune_min_tokens and stats.phi_slow < config.prune_phi:
+                if not health.starving:
+                    propose(
+                        "prune",
+                        e,
+                        None,
+                        after_prune(view, e),
+                        f"phi_slow {stats.phi_slow:.3f} < {config.prune_phi}",
+                    )
+        if len(settled) >= 2:
+            rows = [view.index(e) for e in settled]
+            pairs = pair_redundancy(view)[rows][:, rows]
+            flat = int(pairs.argmax())
+            i, j = settled[flat // len(rows)], settled[flat % len(rows)]
+            if i != j:
+                survivor, absorbed = (
+                    (i, j) if view.share[view.index(i)] >= view.share[view.index(j)] else (j, i)
+                )
+                propose(
+                    "merge",
+                    survivor,
+                    absorbed,
+                    after_merge(view, survivor, absorbed),
+                    f"redundancy {float(pairs.max()):.3f}",
+                )
+    child = registry.free_column()
+    if registry.can_grow() and child is not None:
+        for e in split_passed:
+            if e in settled:
+                propose("split", e, child, after_split(view, e, child), "bimodal after relaxation trial")
+        if health.starving and settled:
+            source = max(settled, key=lambda e: float(view.share[view.index(e)]))
+            propose(
+                "spawn",
+                source,
+                child,
+                after_spawn(view, source, child),
+                "layer starving: " + "; ".join(health.reasons),
+            )
+    return f_now, proposals
+
+
+def choose(proposals: list[EditProposal], min_delta_f: float) -> EditProposal | None:
+    """The proposal with the lowest predicted ΔF if it improves F by at least ``min_delta_f``."""
+    if not proposals:
+        return None
+    best = min(proposals, key=lambda p: (p.delta, p.action, p.expert))
+    return best if best.delta <= -min_delta_f else None
+
+
+def split_candidates(
+    registry: ExpertRegistry, snapshot: CoherenceSnapshot, config: ChronoConfig
+) -> list[int]:
+    """Settled experts whose bimodality is split-ready and whose φ_slow is high enough."""
+    role = registry.moe.router.role
+    ready = role.split_ready.detach().cpu().tolist()
+    return [
+        e
+        for e in registry.live()
+        if registry.states[e] == "active"
+        and ready[e]
+        and snapshot.experts[e].phi_slow > config.lifecycle.split_min_phi
+    ]

@@ -1,0 +1,205 @@
+"""Expert registry: the life states of a fixed-width MoE layer's columns and the structural edits.
+
+The router keeps ``E = max`` columns; a column is ``active``, ``cooling`` (a new expert warming in:
+selectable, with a negative entry offset on its selection key relaxed linearly to 0) or
+``archived`` (masked with ``-inf``: never selected; unused columns start archived and are reused by
+spawn and split).
+
+Optimizer state is handled explicitly, per column slice of every per-expert parameter (the stacked
+expert weights and the router row): children of a spawn or split start with fresh (zero) moments,
+the survivor of a merge keeps its moments, archived experts' moments are dropped (zeroed). Adam's
+step counter is per parameter tensor, shared by all columns, so a fresh column's first updates are
+bias-corrected as if its zero moments were old — smaller first steps, which suits a warming expert.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from chronomoe.config import LifecycleConfig
+from mosaic.core.errors import ModelError
+
+State = Literal["active", "cooling", "archived"]
+
+
+class LifecycleError(ModelError):
+    """A structural edit is impossible (bounds, no free column, wrong state)."""
+
+
+class ExpertRegistry:
+    """Life states of one MoE layer's expert columns, and the edits that change them."""
+
+    def __init__(
+        self,
+        moe,
+        config: LifecycleConfig,
+        *,
+        n_active: int | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        seed: int = 0,
+    ) -> None:
+        width = moe.n_experts
+        n_active = width if n_active is None else n_active
+        if not config.min_experts <= n_active <= min(width, config.max_experts):
+            raise LifecycleError(
+                f"{n_active} active experts outside [{config.min_experts}, {min(width, config.max_experts)}]"
+            )
+        if moe.router.top_k > config.min_experts:
+            raise LifecycleError(f"top_k {moe.router.top_k} exceeds min_experts {config.min_experts}")
+        self.moe, self.config, self.optimizer = moe, config, optimizer
+        self.states: list[State] = ["active"] * n_active + ["archived"] * (width - n_active)
+        self.cooling_left = [0] * width
+        self.generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            self.moe.router.columns.active.copy_(torch.tensor([s != "archived" for s in self.states]))
+
+    # --- queries --------------------------------------------------------------------------------
+
+    def live(self) -> list[int]:
+        return [e for e, s in enumerate(self.states) if s != "archived"]
+
+    def free_column(self) -> int | None:
+        return next((e for e, s in enumerate(self.states) if s == "archived"), None)
+
+    def can_grow(self) -> bool:
+        return len(self.live()) < self.config.max_experts and self.free_column() is not None
+
+    def can_shrink(self) -> bool:
+        return len(self.live()) > self.config.min_experts
+
+    # --- per-step -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def tick(self) -> list[int]:
+        """Advance cooling experts by one step; returns the ones that became active."""
+        offset = self.moe.router.columns.entry_offset
+        promoted = []
+        for e, state in enumerate(self.states):
+            if state != "cooling":
+                continue
+            self.cooling_left[e] -= 1
+            offset[e] = self.config.entry_offset * self.cooling_left[e] / self.config.warmup_steps
+            if self.cooling_left[e] <= 0:
+                self.states[e], offset[e] = "active", 0.0
+                promoted.append(e)
+        return promoted
+
+    # --- edits ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def spawn(self, source: int) -> int:
+        """Clone-and-perturb ``source`` into a free column, entering as ``cooling``."""
+        self._require_live(source)
+        if not self.can_grow():
+            raise LifecycleError(f"cannot spawn: {len(self.live())} live experts, no room to grow")
+        child = self.free_column()
+        if child is None:
+            raise LifecycleError("cannot spawn: no archived column to reuse")
+        self._clone(source, child)
+        self._reset_moments([child])
+        return child
+
+    @torch.no_grad()
+    def split(self, expert: int) -> int:
+        """Split ``expert`` into itself and a clone; both halves start with fresh optimizer moments.
+        The clone enters cooling, so the layer's output is unchanged at the moment of the split."""
+        child = self.spawn(expert)
+        self._reset_moments([expert])
+        self._reset_statistics(expert)
+        return child
+
+    @torch.no_grad()
+    def prune(self, expert: int) -> None:
+        self._require_live(expert)
+        if not self.can_shrink():
+            raise LifecycleError(f"cannot prune expert {expert}: at the minimum of {self.config.min_experts}")
+        self._archive(expert)
+
+    @torch.no_grad()
+    def merge(self, survivor: int, absorbed: int, share: tuple[float, float] = (0.5, 0.5)) -> None:
+        """Fold ``absorbed`` into ``survivor`` (weights and router rows averaged by ``share``); the
+        survivor keeps its optimizer moments, the absorbed column is archived."""
+        self._require_live(survivor)
+        self._require_live(absorbed)
+        if survivor == absorbed or not self.can_shrink():
+            raise LifecycleError(f"cannot merge {absorbed} into {survivor}")
+        w_s, w_a = share[0] / sum(share), share[1] / sum(share)
+        for weight in self._expert_weights():
+            weight[survivor] = w_s * weight[survivor] + w_a * weight[absorbed]
+        self._archive(absorbed)
+
+    # --- checkpoint ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "states": list(self.states),
+            "cooling_left": list(self.cooling_left),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["states"]) != len(self.states):
+            raise LifecycleError(
+                f"registry of width {len(state['states'])} loaded into width {len(self.states)}"
+            )
+        self.states = list(state["states"])
+        self.cooling_left = list(state["cooling_left"])
+        self.generator.set_state(state["generator"])
+        with torch.no_grad():
+            self.moe.router.columns.active.copy_(torch.tensor([s != "archived" for s in self.states]))
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _require_live(self, expert: int) -> None:
+        if not 0 <= expert < len(self.states) or self.states[expert] == "archived":
+            raise LifecycleError(f"expert {expert} is not live")
+
+    def _expert_weights(self) -> list[torch.Tensor]:
+        return [*self.moe.experts.weights(), self.moe.router.gate.weight]
+
+    def _clone(self, source: int, child: int) -> None:
+        for weight in self.moe.experts.weights():
+            noise = torch.randn(weight[source].shape, generator=self.generator).to(
+                weight.device, weight.dtype
+            )
+            weight[child] = weight[source] * (1.0 + self.config.perturb * noise)
+        router_weight = self.moe.router.gate.weight
+        router_weight[child] = router_weight[source]
+        columns = self.moe.router.columns
+        columns.active[child] = True
+        columns.entry_offset[child] = self.config.entry_offset
+        self.states[child] = "cooling"
+        self.cooling_left[child] = self.config.warmup_steps
+        self._reset_statistics(child)
+
+    def _archive(self, expert: int) -> None:
+        columns = self.moe.router.columns
+        columns.active[expert] = False
+        columns.entry_offset[expert] = 0.0
+        self.states[expert] = "archived"
+        self.cooling_left[expert] = 0
+        self._reset_moments([expert])
+        self._reset_statistics(expert)
+
+    def _reset_statistics(self, expert: int) -> None:
+        router = self.moe.router
+        if hasattr(router, "state"):
+            router.state.k[expert] = 0.0
+            router.state.held[expert] = False
+        if hasattr(router, "coherence"):
+            router.coherence.reset_expert(expert)
+        if getattr(router, "role", None) is not None:
+            router.role.reset_expert(expert)
+        if hasattr(router, "bias"):
+            router.bias[expert] = 0.0
+
+    def _reset_moments(self, experts: list[int]) -> None:
+        if self.optimizer is None:
+            return
+        for weight in self._expert_weights():
+            state = self.optimizer.state.get(weight, {})
+            for value in state.values():
+                if isinstance(value, torch.Tensor) and value.shape == weight.shape:
+                    value[experts] = 0.0

@@ -1,0 +1,57 @@
+"""Detectors for the three identity events; each returns evidence the kernel re-checks one window
+later (two-step commit). Thresholds live in :class:`chronomoe.config.KernelConfig`.
+
+- Reflex crystallisation (fast clock) — five gates per expert: persistence of β at the clamp,
+  coherence, agreement with the clean router, evidence (tokens), anti-gaming (β not vetoed).
+- Epoch boundary (mid clock) — the mid-clock layer coherence has moved away from the slow clock.
+- Scar (slow clock) — an edit made the layer's free energy worse by at least ``scar_delta_f``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chronomoe.config import ChronoConfig
+
+
+def reflex_gates(moe: Any, expert: int, config: ChronoConfig) -> dict[str, bool]:
+    """The five gates of reflex crystallisation for one expert (host read)."""
+    kc = config.kernel
+    router = moe.router
+    k = float(router.state.k[expert])
+    phi_slow = float(router.coherence.phi_slow()[expert])
+    tokens = int(router.coherence.tokens_seen[expert])
+    flip, js = router.state.disagreement.estimate_at(0).cpu().tolist()
+    return {
+        "persistence": abs(k) >= kc.reflex_k_fraction * config.k_max,
+        "coherence": phi_slow >= kc.reflex_min_phi,
+        "agreement": flip <= kc.reflex_max_flip,
+        "evidence": tokens >= kc.reflex_min_tokens,
+        "anti_gaming": js <= kc.reflex_max_js,
+    }
+
+
+def reflex_candidates(moe: Any, live: list[int], config: ChronoConfig) -> list[tuple[int, dict[str, bool]]]:
+    crystallised = moe.router.state.crystallised.cpu().tolist()
+    out = []
+    for expert in live:
+        if crystallised[expert]:
+            continue
+        gates = reflex_gates(moe, expert, config)
+        if all(gates.values()):
+            out.append((expert, gates))
+    return out
+
+
+def psi_mid_slow(moe: Any) -> tuple[float, float]:
+    psi = moe.router.coherence.psi().cpu().tolist()  # fast, mid, slow
+    return psi[1], psi[2]
+
+
+def epoch_shift(moe: Any, config: ChronoConfig) -> tuple[bool, float, float]:
+    psi_mid, psi_slow = psi_mid_slow(moe)
+    return abs(psi_mid - psi_slow) >= config.kernel.epoch_psi_shift, psi_mid, psi_slow
+
+
+def is_scar(f_before: float, f_after: float, config: ChronoConfig) -> bool:
+    return f_after - f_before >= config.kernel.scar_delta_f

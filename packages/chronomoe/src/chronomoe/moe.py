@@ -1,0 +1,156 @@
+"""``layer.moe``: a mixture-of-experts MLP, ``(B, T, D) → (B, T, D)``, that drops in for a block's MLP.
+
+After each forward, :meth:`MoE.aux_outputs` returns that forward's auxiliary losses and metrics as
+tensors (0-d, or ``(E,)``), computed on the device — the forward never reads a value back to the
+host. Keys (fixed for a given configuration):
+
+- ``moe_aux_loss``: the weighted router losses, **to be added to the task loss**;
+  ``moe_load_balance_loss`` (Switch, 1 = balanced) and ``moe_z_loss``, unweighted;
+- ``moe_max_vio``: ``(max load − mean load) / mean load`` over live columns (the router is
+  fixed-width: archived columns are masked with ``-inf``); ``moe_active_experts``: experts that got
+  at least one assignment; ``moe_dropped_fraction``: share of assignments over capacity;
+  ``moe_expert_load``: ``(E,)`` share of assignments per expert;
+- ``moe_beta``: ``(E,)`` the selection-key bias (β_eff for router.chrono, the balancing bias for
+  router.loss_free, zeros for router.topk);
+- ``moe_psi``: this batch's layer coherence Ψ, present when a trace is computed (router.chrono, or
+  ``emit_trace``); router.chrono adds ``moe_js``, ``moe_flip_rate``, ``moe_tv`` and ``moe_veto``.
+
+In training mode the router's slow state (coherence clocks, β, balancing bias) advances once per
+forward; in eval mode it is frozen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from chronomoe.coherence import MoETrace, expert_coherence, layer_coherence
+from chronomoe.config import DISPATCH_MODES, ROUTER_SHAPE_FIELDS, MoEConfig
+from chronomoe.experts import (
+    SwiGLUExperts,
+    dispatch_and_combine,
+    expert_capacity,
+    plan_dispatch,
+    sorted_dispatch_and_combine,
+)
+from chronomoe.routers import RouterOutput, expert_counts
+from mosaic.core.errors import ModelError
+
+
+class MoE(nn.Module):
+    """Route tokens to SwiGLU experts through capacity-padded slots and mix their outputs."""
+
+    def __init__(
+        self,
+        router: nn.Module,
+        experts: SwiGLUExperts,
+        *,
+        capacity_factor: float | None = 1.25,
+        dispatch: str = "capacity",
+        emit_trace: bool = False,
+    ) -> None:
+        super().__init__()
+        if router.n_experts != experts.n_experts:
+            raise ModelError(
+                f"router routes to {router.n_experts} experts but the layer has {experts.n_experts}"
+            )
+        self.router = router
+        self.experts = experts
+        if dispatch not in DISPATCH_MODES:
+            raise ModelError(f"dispatch must be one of {', '.join(DISPATCH_MODES)}, got {dispatch!r}")
+        self.capacity_factor = capacity_factor
+        self.dispatch = dispatch
+        self.emit_trace = emit_trace
+        self.last_trace: MoETrace | None = None
+        self._aux: dict[str, torch.Tensor] = {}
+
+    @property
+    def n_experts(self) -> int:
+        return self.experts.n_experts
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[-1] != self.experts.d_model:
+            raise ModelError(f"layer.moe expects (B, T, {self.experts.d_model}), got {tuple(x.shape)}")
+        batch, time, d_model = x.shape
+        flat = x.reshape(batch * time, d_model)  # (N, D)
+        route: RouterOutput = self.router(flat)
+        if self.dispatch == "sorted":
+            mixture, outputs = sorted_dispatch_and_combine(flat, route.expert_idx, route.gates, self.experts)
+            kept = torch.ones_like(route.expert_idx, dtype=torch.bool)
+            expert_tokens = expert_counts(route.expert_idx, self.n_experts)
+        else:
+            top_k = route.expert_idx.shape[1]
+            capacity = expert_capacity(flat.shape[0], self.n_experts, top_k, self.capacity_factor)
+            plan = plan_dispatch(route.expert_idx, self.n_experts, capacity)
+            mixture, outputs = dispatch_and_combine(flat, route.gates, plan, self.experts)
+            kept = plan.kept.view(-1, flat.shape[0]).t()  # (N, k)
+            expert_tokens = plan.expert_tokens
+        trace = None
+        if self.emit_trace or self.router.needs_trace:
+            trace = MoETrace(
+                mixture=mixture.detach(),
+                clean_logits=route.clean_logits.detach(),
+                selection_key=route.selection_key,
+                probs=route.probs.detach(),
+                expert_idx=route.expert_idx,
+                gates=route.gates.detach(),
+                kept=kept,
+                assignment_outputs=outputs.detach(),
+                expert_tokens=expert_tokens,
+            )
+        self._aux = self._collect_aux(route, kept, trace)
+        self.last_trace = trace
+        return mixture.view(batch, time, d_model)
+
+    def _collect_aux(
+        self, route: RouterOutput, kept: torch.Tensor, trace: MoETrace | None
+    ) -> dict[str, torch.Tensor]:
+        load = expert_counts(route.expert_idx, self.n_experts)  # (E,)
+        live = self.router.columns.active
+        mean_load = load.sum() / live.sum().clamp_min(1)  # over live columns of a fixed-width router
+        aux = {
+            "moe_aux_loss": route.aux_loss,
+            "moe_load_balance_loss": route.load_balance_loss,
+            "moe_z_loss": route.z_loss,
+            "moe_max_vio": (load.max() - mean_load) / mean_load.clamp_min(1e-9),
+            "moe_active_experts": (load > 0).float().sum(),
+            "moe_dropped_fraction": 1.0 - kept.float().mean(),
+            "moe_expert_load": load / load.sum().clamp_min(1.0),
+            "moe_beta": route.bias.detach(),
+        }
+        aux.update({f"moe_{name}": value for name, value in route.metrics.items()})
+        if trace is not None:
+            with torch.no_grad():
+                phi, seen = expert_coherence(
+                    trace, leave_one_out=self.router.leave_one_out, token_level=self.router.token_level
+                )
+                aux["moe_psi"] = layer_coherence(phi, trace.expert_tokens)
+            if self.training:
+                self.router.observe(route, trace, phi, seen)
+        elif self.training:
+            self.router.observe(route, None, None, None)
+        return aux
+
+    def aux_outputs(self) -> dict[str, torch.Tensor]:
+        """The last forward's auxiliary losses and metrics (see the module docstring)."""
+        return dict(self._aux)
+
+
+def build_moe(config: MoEConfig) -> MoE:
+    """``layer.moe`` factory: the router is built through the registry from ``config.router``."""
+    from mosaic.core.plugins import get_registry
+
+    router_mapping: dict[str, Any] = {k: v for k, v in config.router.items() if k != "type"}
+    shape = (config.d_model, config.n_experts, config.top_k)
+    router_mapping.update(zip(ROUTER_SHAPE_FIELDS, shape, strict=True))
+    router = get_registry().build(config.router["type"], router_mapping, path="$.router")
+    experts = SwiGLUExperts(config.n_experts, config.d_model, config.expert_hidden)
+    return MoE(
+        router,
+        experts,
+        capacity_factor=config.capacity_factor,
+        dispatch=config.dispatch,
+        emit_trace=config.emit_trace,
+    )

@@ -1,0 +1,240 @@
+"""Token-to-expert routers: ``router.topk``, ``router.chrono`` and ``router.loss_free``.
+
+Every router maps ``x (N, D)`` to a :class:`RouterOutput` and may keep slow state that the MoE layer
+advances through ``observe`` once per training forward (on the device, no host sync). The two
+biased routers add their bias to the *selection key only*; gates always come from clean scores.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from torch import nn
+
+from chronomoe.buffer import CoherenceBuffer
+from chronomoe.coherence import MoETrace
+from chronomoe.config import ChronoRouterConfig, LossFreeRouterConfig, TopKRouterConfig
+from chronomoe.role import RoleState
+from chronomoe.router_state import RouterState, biased_selection_key, expert_softmax
+from mosaic.core.errors import ModelError
+
+
+@attrs.define
+class RouterOutput:
+    """One routing decision for ``N`` tokens over ``E`` experts, ``k`` per token."""
+
+    expert_idx: torch.Tensor  # (N, k) int64
+    gates: torch.Tensor  # (N, k) differentiable gate weights
+    clean_logits: torch.Tensor  # (N, E) float32, -inf in inactive columns
+    selection_key: torch.Tensor  # (N, E) what top-k ran on: clean logits + biases (detached)
+    probs: torch.Tensor  # (N, E) softmax of the clean logits
+    load_balance_loss: torch.Tensor  # 0-d, unweighted
+    z_loss: torch.Tensor  # 0-d, unweighted
+    aux_loss: torch.Tensor  # 0-d, the router's weighted sum of the two, to be added to the task loss
+    bias: torch.Tensor  # (E,) the router's own selection bias (β, balancing bias; zeros for topk)
+    metrics: dict[str, torch.Tensor] = attrs.Factory(dict)  # 0-d router-specific metrics
+
+
+def expert_counts(expert_idx: torch.Tensor, n_experts: int) -> torch.Tensor:
+    """(E,) float assignments per expert, without a host sync (no bincount)."""
+    flat = expert_idx.reshape(-1)
+    ones = torch.ones_like(flat, dtype=torch.float32)
+    return torch.zeros(n_experts, device=flat.device).scatter_add_(0, flat, ones)
+
+
+def switch_load_balance_loss(
+    probs: torch.Tensor, expert_idx: torch.Tensor, n_live: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Switch Transformer: ``E · Σ_e f_e · P_e`` (1 when perfectly balanced), ``E`` the number of
+    live columns (``n_live``, a 0-d tensor; all columns when None)."""
+    n_experts = probs.shape[-1]
+    fraction = expert_counts(expert_idx, n_experts) / expert_idx.numel()
+    scale = n_experts if n_live is None else n_live.to(probs.dtype)
+    return scale * (fraction * probs.mean(0)).sum()
+
+
+def router_z_loss(logits: torch.Tensor) -> torch.Tensor:
+    """ST-MoE z-loss: mean squared log-partition of the router logits."""
+    return torch.logsumexp(logits, dim=-1).square().mean()
+
+
+def select(
+    clean_logits: torch.Tensor,
+    key: torch.Tensor,
+    top_k: int,
+    normalize_gates: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Top-k of ``key``; gates from the clean scores of the chosen experts. ``(idx, gates, probs)``."""
+    probs = expert_softmax(clean_logits)
+    expert_idx = key.topk(top_k, dim=-1).indices  # (N, k)
+    if normalize_gates:
+        gates = expert_softmax(clean_logits.gather(-1, expert_idx))
+    else:
+        gates = probs.gather(-1, expert_idx)
+    return expert_idx, gates, probs
+
+
+def _output(
+    config: TopKRouterConfig | ChronoRouterConfig | LossFreeRouterConfig,
+    columns: ExpertColumns,
+    clean_logits: torch.Tensor,
+    key: torch.Tensor,
+    bias: torch.Tensor,
+    metrics: dict[str, torch.Tensor],
+) -> RouterOutput:
+    expert_idx, gates, probs = select(clean_logits, key, config.top_k, config.normalize_gates)
+    balance = switch_load_balance_loss(probs, expert_idx, columns.active.sum())
+    z_loss = router_z_loss(clean_logits)
+    return RouterOutput(
+        expert_idx=expert_idx,
+        gates=gates,
+        clean_logits=clean_logits,
+        selection_key=key,
+        probs=probs,
+        load_balance_loss=balance,
+        z_loss=z_loss,
+        aux_loss=config.load_balance_weight * balance + config.z_loss_weight * z_loss,
+        bias=bias,
+        metrics=metrics,
+    )
+
+
+class ExpertColumns(nn.Module):
+    """Which router columns are live, and the entry offset of experts that are warming in.
+
+    Every router is fixed-width: an inactive column gets ``-inf`` clean logits (never selected, zero
+    probability); a newly spawned or split expert enters with a negative offset on the selection
+    key that the lifecycle relaxes to 0, so adding it does not change the layer's output at once.
+    """
+
+    def __init__(self, n_experts: int) -> None:
+        super().__init__()
+        self.register_buffer("active", torch.ones(n_experts, dtype=torch.bool))
+        self.register_buffer("entry_offset", torch.zeros(n_experts))
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.masked_fill(~self.active, float("-inf"))
+
+    def key(self, key: torch.Tensor) -> torch.Tensor:
+        return key + self.entry_offset
+
+
+def masked_std(logits: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """Std of the logits over active columns only (0-d)."""
+    finite = torch.where(active, logits, torch.zeros_like(logits))
+    count = (active.sum() * logits.shape[0]).clamp_min(2)
+    mean = finite.sum() / count
+    return (((finite - mean) * active).square().sum() / (count - 1)).sqrt()
+
+
+class TopKRouter(nn.Module):
+    """``router.topk``: softmax top-k over a linear gate (Mixtral)."""
+
+    leave_one_out = True
+    token_level = False
+
+    def __init__(self, config: TopKRouterConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.n_experts = config.n_experts
+        self.top_k = config.top_k
+        self.needs_trace = False
+        self.gate = nn.Linear(config.d_model, config.n_experts, bias=False)
+        self.columns = ExpertColumns(config.n_experts)
+
+    def forward(self, x: torch.Tensor) -> RouterOutput:
+        logits = self.columns.mask(self.gate(x).float())  # (N, E)
+        key = self.columns.key(logits.detach())
+        return _output(self.config, self.columns, logits, key, logits.new_zeros(self.n_experts), {})
+
+    def observe(
+        self, route: RouterOutput, trace: MoETrace | None, phi: torch.Tensor | None, seen: torch.Tensor | None
+    ) -> None:
+        """Plain top-k keeps no slow state."""
+
+
+class ChronoRouter(nn.Module):
+    """``router.chrono``: top-k whose selection key carries the coherence-driven slow bias β, vetoed
+    per token where it would move more than ``veto_full`` of the routing mass."""
+
+    def __init__(self, config: ChronoRouterConfig, *, layer: int = 0) -> None:
+        super().__init__()
+        self.config = config
+        self.n_experts = config.n_experts
+        self.top_k = config.top_k
+        self.needs_trace = True
+        self.leave_one_out = config.chrono.leave_one_out
+        self.token_level = config.chrono.token_level
+        self.gate = nn.Linear(config.d_model, config.n_experts, bias=False)
+        self.columns = ExpertColumns(config.n_experts)
+        self.state = RouterState(config.n_experts, config.chrono)
+        self.coherence = CoherenceBuffer(config.n_experts, config.chrono, layer=layer)
+        self.role = RoleState(config.n_experts, config.d_model, config.chrono) if config.track_roles else None
+
+    def forward(self, x: torch.Tensor) -> RouterOutput:
+        logits = self.columns.mask(self.gate(x).float())  # (N, E)
+        beta = self.state.beta_eff()
+        with torch.no_grad():
+            key, metrics = biased_selection_key(logits.detach(), beta, self.config.chrono)
+        return _output(self.config, self.columns, logits, self.columns.key(key), beta, metrics)
+
+    @torch.no_grad()
+    def observe(
+        self, route: RouterOutput, trace: MoETrace | None, phi: torch.Tensor | None, seen: torch.Tensor | None
+    ) -> None:
+        """Coherence on three clocks, then β from the slow clock (the closed loop)."""
+        if trace is None or phi is None or seen is None:
+            raise ModelError("router.chrono.observe needs the forward's MoETrace and its coherence")
+        self.state.observe_logit_std(masked_std(route.clean_logits.detach(), self.columns.active))
+        self.state.disagreement.update(torch.stack([route.metrics["flip_rate"], route.metrics["js"]]))
+        self.coherence.update(phi, seen, trace.expert_tokens, trace.routing_share())
+        if self.role is not None:
+            self.role.observe(trace)
+        self.state.update_beta(
+            self.coherence.phi_slow(), self.coherence.phi_evidence("slow"), self.columns.active
+        )
+
+
+class LossFreeRouter(nn.Module):
+    """``router.loss_free``: DeepSeek-V3 auxiliary-loss-free balancing. A per-expert bias on the
+    selection key moves by ``±bias_rate`` after each training forward: down when the expert was
+    overloaded, up when underloaded."""
+
+    leave_one_out = True
+    token_level = False
+
+    def __init__(self, config: LossFreeRouterConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.n_experts = config.n_experts
+        self.top_k = config.top_k
+        self.needs_trace = False
+        self.gate = nn.Linear(config.d_model, config.n_experts, bias=False)
+        self.columns = ExpertColumns(config.n_experts)
+        self.register_buffer("bias", torch.zeros(config.n_experts))
+
+    def forward(self, x: torch.Tensor) -> RouterOutput:
+        logits = self.columns.mask(self.gate(x).float())  # (N, E)
+        key = self.columns.key(logits.detach() + self.bias)
+        return _output(self.config, self.columns, logits, key, self.bias.clone(), {})
+
+    @torch.no_grad()
+    def observe(
+        self, route: RouterOutput, trace: MoETrace | None, phi: torch.Tensor | None, seen: torch.Tensor | None
+    ) -> None:
+        load = expert_counts(route.expert_idx, self.n_experts)
+        active = self.columns.active
+        mean_load = load.sum() / active.sum().clamp_min(1)
+        self.bias.add_(self.config.bias_rate * torch.sign(mean_load - load) * active)
+
+
+def build_topk_router(config: TopKRouterConfig) -> TopKRouter:
+    return TopKRouter(config)
+
+
+def build_chrono_router(config: ChronoRouterConfig) -> ChronoRouter:
+    return ChronoRouter(config)
+
+
+def build_loss_free_router(config: LossFreeRouterConfig) -> LossFreeRouter:
+    return LossFreeRouter(config)

@@ -1,0 +1,434 @@
+"""ChronoSystem: one ``step()`` per training step drives the three clocks of every MoE layer.
+
+- every step (fast clock): coherence, β and roles already advanced inside each training forward;
+  here cooling experts warm in (entry offsets relax);
+- every ``mid_interval`` steps (mid clock): disagreement escalation per layer on the mid-clock
+  top-1 flip rate between clean and biased routing — warn, decay β (``k ×= beta_decay``) or reset
+  β (``k = 0``);
+- every ``slow_interval`` steps (slow clock): lifecycle — relaxation trials for split-ready
+  experts, edit proposals scored by predicted ΔF, at most one edit per layer, cooldown, and the
+  measured F after the previous edit.
+
+Every decision is appended to a JSONL log (``step, clock, action, layer, expert, coherence,
+free_energy {before, predicted, after}, competing, trigger``) and returned by ``step()``. The host
+reads device state only at mid and slow evaluations.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from chronomoe.buffer import CoherenceSnapshot
+from chronomoe.config import ChronoConfig
+from chronomoe.edits import choose, layer_view, propose_edits, split_candidates
+from chronomoe.expert_registry import ExpertRegistry, LifecycleError
+from chronomoe.free_energy import free_energy
+from chronomoe.identity import epoch_shift, is_scar, psi_mid_slow, reflex_candidates, reflex_gates
+from chronomoe.kernel import Kernel, Write
+from chronomoe.lifecycle import layer_health
+
+
+@attrs.frozen
+class _Proposal:
+    action: str
+    expert: int
+    other: int | None
+
+
+@attrs.define
+class StepReport:
+    step: int
+    control: list[dict] = attrs.Factory(list)  # mid-clock escalations
+    actions: list[dict] = attrs.Factory(list)  # slow-clock lifecycle decisions
+    coherence: list[CoherenceSnapshot] | None = None  # snapshots taken at a slow evaluation
+
+
+class ChronoSystem:
+    def __init__(
+        self,
+        layers: list[Any],
+        config: ChronoConfig,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        n_active: int | None = None,
+        log_path: str | Path | None = None,
+        kernel: Kernel | None = None,
+        seed: int = 0,
+    ) -> None:
+        for index, moe in enumerate(layers):
+            if getattr(moe.router, "role", None) is None:
+                raise LifecycleError(
+                    f"layer {index}: the lifecycle needs router.chrono with track_roles: true"
+                )
+        self.layers = layers
+        self.config = config
+        self.registries = [
+            ExpertRegistry(moe, config.lifecycle, n_active=n_active, optimizer=optimizer, seed=seed + i)
+            for i, moe in enumerate(layers)
+        ]
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.step_count = 0
+        self.trials: list[dict[int, int]] = [{} for _ in layers]  # expert -> step the trial began
+        self.last_edit: list[int | None] = [None] * len(layers)
+        self.pending: list[dict | None] = [None] * len(layers)  # last edit awaiting its measured F
+        self.kernel = kernel
+        self.scars: set[tuple[int, str]] = set()  # (layer, edit kind) forbidden for good
+
+    # --- the clocks ----------------------------------------------------------------------------
+
+    def step(self) -> StepReport:
+        self.step_count += 1
+        report = StepReport(self.step_count)
+        for registry in self.registries:
+            registry.tick()
+        if self.kernel is not None:
+            for write in self.kernel.advance(self.step_count, self._evidence):
+                report.control.append(self._log(self._enact(write)))
+        lc = self.config.lifecycle
+        if self.step_count % lc.mid_interval == 0:
+            for layer in range(len(self.layers)):
+                record = self._escalate(layer)
+                if record is not None:
+                    report.control.append(self._log(record))
+                if self.kernel is not None:
+                    report.control.extend(self._log(r) for r in self._propose_identity(layer))
+        if self.step_count % lc.slow_interval == 0:
+            report.coherence = [moe.router.coherence.snapshot() for moe in self.layers]
+            for layer, snapshot in enumerate(report.coherence):
+                report.actions.extend(self._log(r) for r in self._lifecycle(layer, snapshot))
+        return report
+
+    def _escalate(self, layer: int) -> dict | None:
+        lc = self.config.lifecycle
+        state = self.layers[layer].router.state
+        flip, js = state.disagreement.estimate_at(0).cpu().tolist()
+        keep = state.crystallised  # identity events are irreversible: escalation leaves them alone
+        if flip >= lc.reset_flip:
+            action = "reset_beta"
+            state.k.copy_(torch.where(keep, state.k, torch.zeros_like(state.k)))
+        elif flip >= lc.decay_flip:
+            action = "decay_beta"
+            state.k.copy_(torch.where(keep, state.k, state.k * lc.beta_decay))
+        elif flip >= lc.warn_flip:
+            action = "warn"
+        else:
+            return None
+        return self._record("mid", action, layer, None, trigger=f"mid flip rate {flip:.3f} (js {js:.4f})")
+
+    def _lifecycle(self, layer: int, snapshot: CoherenceSnapshot) -> list[dict]:
+        config, lc = self.config, self.config.lifecycle
+        registry = self.registries[layer]
+        state = self.layers[layer].router.state
+        records = []
+        health = layer_health(snapshot, config)
+        f_now = free_energy(layer_view(registry), lc).total
+        if self.pending[layer] is not None:
+            pending = self.pending[layer]
+            records.append(
+                self._record(
+                    "slow",
+                    "outcome",
+                    layer,
+                    pending["expert"],
+                    snapshot=snapshot,
+                    free_energy={**pending["free_energy"], "after": f_now},
+                    trigger=f"measured after {pending['action']}",
+                )
+            )
+            self.pending[layer] = None
+            before = pending["free_energy"]["before"]
+            if self.kernel is not None and is_scar(before, f_now, config):
+                key = f"scar/layer{layer}/{pending['action']}"
+                self.kernel.propose(
+                    "scar",
+                    key,
+                    {"layer": layer, "action": pending["action"], "f_before": before, "f_after": f_now},
+                )
+                records.append(
+                    self._record(
+                        "slow",
+                        "propose_scar",
+                        layer,
+                        pending["expert"],
+                        trigger=f"{pending['action']} raised F {before:.4f} -> {f_now:.4f}",
+                    )
+                )
+        # relaxation trials: hold β at 0; a split is real only if bimodality survives the trial
+        passed = []
+        trials = self.trials[layer]
+        for expert in split_candidates(registry, snapshot, config):
+            if expert not in trials:
+                trials[expert] = self.step_count
+                state.held[expert] = True
+                records.append(
+                    self._record(
+                        "slow",
+                        "relaxation_trial",
+                        layer,
+                        expert,
+                        snapshot=snapshot,
+                        trigger="split-ready: holding beta at 0",
+                    )
+                )
+        ready = set(split_candidates(registry, snapshot, config))
+        for expert, began in sorted(trials.items()):
+            if self.step_count - began < lc.relaxation_steps:
+                continue
+            state.held[expert] = False
+            del trials[expert]
+            if expert in ready:
+                passed.append(expert)
+            else:
+                records.append(
+                    self._record(
+                        "slow",
+                        "trial_rejected",
+                        layer,
+                        expert,
+                        snapshot=snapshot,
+                        trigger="bimodality vanished with beta held at 0: beta-induced",
+                    )
+                )
+        f_before, proposals = propose_edits(registry, snapshot, health, passed, config)
+        proposals = [p for p in proposals if (layer, p.action) not in self.scars]
+        competing = [p.to_json() for p in sorted(proposals, key=lambda p: (p.delta, p.action, p.expert))]
+        cooling_down = (
+            self.last_edit[layer] is not None and self.step_count - self.last_edit[layer] < lc.cooldown_steps
+        )
+        chosen = None if cooling_down else choose(proposals, lc.min_delta_f)
+        if chosen is None:
+            reason = (
+                "cooldown"
+                if cooling_down
+                else ("no candidate" if not proposals else f"best predicted dF above -{lc.min_delta_f}")
+            )
+            records.append(
+                self._record(
+                    "slow",
+                    "none",
+                    layer,
+                    None,
+                    snapshot=snapshot,
+                    free_energy={"before": f_before},
+                    competing=competing,
+                    trigger=reason,
+                )
+            )
+            return records
+        self.last_edit[layer] = self.step_count
+        free = {"before": chosen.f_before, "predicted": chosen.f_predicted}
+        if self.kernel is not None:
+            payload = {"layer": layer, **chosen.to_json()}
+            if not self.kernel.write("edit", f"edit/step{self.step_count}/layer{layer}", payload):
+                records.append(
+                    self._record(
+                        "slow",
+                        f"queued_{chosen.action}",
+                        layer,
+                        chosen.expert,
+                        snapshot=snapshot,
+                        free_energy=free,
+                        competing=competing,
+                        trigger="kernel write budget spent: queued",
+                        other=chosen.other,
+                    )
+                )
+                return records
+        self._apply(registry, chosen)
+        record = self._record(
+            "slow",
+            chosen.action,
+            layer,
+            chosen.expert,
+            snapshot=snapshot,
+            free_energy=free,
+            competing=competing,
+            trigger=chosen.trigger,
+            other=chosen.other,
+        )
+        self.pending[layer] = record
+        records.append(record)
+        return records
+
+    # --- identity events and the kernel ----------------------------------------------------------
+
+    def _propose_identity(self, layer: int) -> list[dict]:
+        moe, records = self.layers[layer], []
+        for expert, gates in reflex_candidates(moe, self.registries[layer].live(), self.config):
+            self.kernel.propose(
+                "reflex",
+                f"reflex/layer{layer}/expert{expert}",
+                {"layer": layer, "expert": expert, "k": float(moe.router.state.k[expert])},
+            )
+            records.append(
+                self._record("mid", "propose_reflex", layer, expert, trigger=f"five gates pass: {gates}")
+            )
+        shifted, psi_mid, psi_slow = epoch_shift(moe, self.config)
+        if shifted:
+            self.kernel.propose(
+                "epoch",
+                f"epoch/layer{layer}/step{self.step_count}",
+                {"layer": layer, "psi_mid": psi_mid, "psi_slow_before": psi_slow},
+            )
+            records.append(
+                self._record(
+                    "mid",
+                    "propose_epoch",
+                    layer,
+                    None,
+                    trigger=f"psi_mid {psi_mid:.3f} vs psi_slow {psi_slow:.3f}",
+                )
+            )
+        return records
+
+    def _evidence(self, write: Write) -> bool:
+        """Does the evidence behind a proposal from the last window still hold?"""
+        layer = write.payload["layer"]
+        if write.kind == "reflex":
+            expert = write.payload["expert"]
+            return self.registries[layer].states[expert] != "archived" and all(
+                reflex_gates(self.layers[layer], expert, self.config).values()
+            )
+        if write.kind == "epoch":
+            psi_mid, _ = psi_mid_slow(self.layers[layer])
+            return abs(psi_mid - write.payload["psi_slow_before"]) >= self.config.kernel.epoch_psi_shift
+        if write.kind == "scar":
+            f_now = free_energy(layer_view(self.registries[layer]), self.config.lifecycle).total
+            return is_scar(write.payload["f_before"], f_now, self.config)
+        return True
+
+    def _enact(self, write: Write) -> dict:
+        """Carry out a write the kernel has just finalised."""
+        layer = write.payload["layer"]
+        if write.kind == "reflex":
+            self.layers[layer].router.state.crystallised[write.payload["expert"]] = True
+            return self._record(
+                "mid", "reflex_crystallised", layer, write.payload["expert"], trigger=write.key
+            )
+        if write.kind == "scar":
+            self.scars.add((layer, write.payload["action"]))
+            return self._record("slow", "scar_formed", layer, None, trigger=write.key)
+        if write.kind == "epoch":
+            return self._record("mid", "epoch_boundary", layer, None, trigger=write.key)
+        proposal = write.payload
+        registry = self.registries[layer]
+        live = registry.live()
+        if proposal["expert"] not in live or (
+            proposal["action"] == "merge" and proposal["other"] not in live
+        ):
+            return self._record(
+                "slow",
+                f"stale_{proposal['action']}",
+                layer,
+                proposal["expert"],
+                trigger="queued edit no longer applies",
+            )
+        if proposal["action"] in ("split", "spawn") and not registry.can_grow():
+            return self._record(
+                "slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="no room"
+            )
+        if proposal["action"] in ("prune", "merge") and not registry.can_shrink():
+            return self._record(
+                "slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="at the minimum"
+            )
+        self._apply(registry, _Proposal(proposal["action"], proposal["expert"], proposal["other"]))
+        return self._record(
+            "slow",
+            proposal["action"],
+            layer,
+            proposal["expert"],
+            other=proposal["other"],
+            trigger=f"queued edit finalised ({write.key})",
+        )
+
+    def _apply(self, registry: ExpertRegistry, proposal: Any) -> None:
+        if proposal.action == "prune":
+            registry.prune(proposal.expert)
+        elif proposal.action == "merge":
+            view = layer_view(registry)
+            shares = (
+                float(view.share[view.index(proposal.expert)]),
+                float(view.share[view.index(proposal.other)]),
+            )
+            registry.merge(proposal.expert, proposal.other, share=shares)
+        elif proposal.action == "split":
+            registry.split(proposal.expert)
+        elif proposal.action == "spawn":
+            registry.spawn(proposal.expert)
+        else:
+            raise LifecycleError(f"unknown edit {proposal.action!r}")
+
+    # --- records --------------------------------------------------------------------------------
+
+    def _record(
+        self,
+        clock: str,
+        action: str,
+        layer: int,
+        expert: int | None,
+        *,
+        snapshot: CoherenceSnapshot | None = None,
+        free_energy: dict | None = None,
+        competing: list | None = None,
+        trigger: str = "",
+        other: int | None = None,
+    ) -> dict:
+        coherence = None
+        if snapshot is not None:
+            coherence = {"psi_slow": snapshot.psi_slow}
+            if expert is not None:
+                stats = snapshot.experts[expert]
+                coherence.update(
+                    phi_slow=stats.phi_slow, phi_fast=stats.phi_fast, tokens_seen=stats.tokens_seen
+                )
+        return {
+            "step": self.step_count,
+            "clock": clock,
+            "action": action,
+            "layer": layer,
+            "expert": expert,
+            "other": other,
+            "coherence": coherence,
+            "free_energy": free_energy or {},
+            "competing": competing or [],
+            "trigger": trigger,
+        }
+
+    def _log(self, record: dict) -> dict:
+        if self.log_path is not None:
+            with self.log_path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record, sort_keys=True) + "\n")
+        return record
+
+    # --- checkpoint -----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "scars": sorted([layer, action] for layer, action in self.scars),
+            "kernel": self.kernel.state_dict() if self.kernel is not None else None,
+            "step": self.step_count,
+            "registries": [r.state_dict() for r in self.registries],
+            "trials": [dict(t) for t in self.trials],
+            "last_edit": list(self.last_edit),
+            "pending": list(self.pending),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["registries"]) != len(self.registries):
+            raise LifecycleError(
+                f"checkpoint has {len(state['registries'])} layers, system has {len(self.registries)}"
+            )
+        self.step_count = int(state["step"])
+        for registry, registry_state in zip(self.registries, state["registries"], strict=True):
+            registry.load_state_dict(registry_state)
+        self.trials = [{int(k): int(v) for k, v in t.items()} for t in state["trials"]]
+        self.last_edit = list(state["last_edit"])
+        self.pending = list(state["pending"])
+        self.scars = {(int(layer), str(action)) for layer, action in state["scars"]}
+        if self.kernel is not None and state["kernel"] is not None:
+            self.kernel.load_state_dict(state["kernel"])

@@ -1,0 +1,122 @@
+import pytest
+import torch
+
+from chronomoe.config import LifecycleConfig
+from chronomoe.expert_registry import ExpertRegistry, LifecycleError
+from mosaic.core.plugins import get_registry
+
+D = 16
+
+
+def trained_moe(steps=30, n_active=6, router="router.chrono"):
+    torch.manual_seed(0)
+    moe = get_registry().build(
+        "layer.moe",
+        {
+            "d_model": D,
+            "n_experts": 8,
+            "top_k": 2,
+            "capacity_factor": None,
+            "router": {"type": router, **({"track_roles": True} if router == "router.chrono" else {})},
+        },
+    )
+    optimizer = torch.optim.AdamW(moe.parameters(), lr=1e-2)
+    registry = ExpertRegistry(moe, LifecycleConfig(warmup_steps=10), n_active=n_active, optimizer=optimizer)
+    target = torch.randn(D, D)
+    for _ in range(steps):
+        x = torch.randn(4, 8, D)
+        loss = (moe(x) - x @ target).square().mean() + moe.aux_outputs()["moe_aux_loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        registry.tick()
+    return moe, optimizer, registry
+
+
+def moments(optimizer, weight, expert):
+    state = optimizer.state[weight]
+    return state["exp_avg"][expert].clone(), state["exp_avg_sq"][expert].clone()
+
+
+def test_split_keeps_the_output_and_gives_children_fresh_moments():
+    moe, optimizer, registry = trained_moe()
+    x = torch.randn(4, 8, D)
+    moe.eval()
+    with torch.no_grad():
+        before = moe(x)
+    parent = 0
+    other_before = moments(optimizer, moe.experts.w_gate, 1)
+    child = registry.split(parent)
+    assert child == 6 and registry.states[child] == "cooling"
+    with torch.no_grad():
+        after = moe(x)
+    torch.testing.assert_close(after, before, atol=1e-6, rtol=1e-5)
+    for weight in (moe.experts.w_gate, moe.experts.w_up, moe.experts.w_down, moe.router.gate.weight):
+        for expert in (parent, child):
+            m, v = moments(optimizer, weight, expert)
+            assert torch.all(m == 0) and torch.all(v == 0)
+    torch.testing.assert_close(moments(optimizer, moe.experts.w_gate, 1), other_before)
+    # the clone is a perturbed copy and warms in: after its cooling period it is selected
+    assert not torch.equal(moe.experts.w_gate[child], moe.experts.w_gate[parent])
+    torch.testing.assert_close(moe.experts.w_gate[child], moe.experts.w_gate[parent], rtol=0.1, atol=0.05)
+    for _ in range(10):
+        registry.tick()
+    assert registry.states[child] == "active" and float(moe.router.columns.entry_offset[child]) == 0.0
+    with torch.no_grad():
+        moe(torch.randn(8, 16, D))
+    assert (moe.last_trace.expert_idx == child).any()
+
+
+def test_merge_keeps_the_survivors_moments_and_archives_the_other():
+    moe, optimizer, registry = trained_moe()
+    kept = [moments(optimizer, w, 2) for w in (moe.experts.w_gate, moe.router.gate.weight)]
+    registry.merge(2, 3, share=(0.6, 0.4))
+    for (m, v), weight in zip(kept, (moe.experts.w_gate, moe.router.gate.weight), strict=True):
+        m_after, v_after = moments(optimizer, weight, 2)
+        torch.testing.assert_close(m_after, m)
+        torch.testing.assert_close(v_after, v)
+        assert torch.all(optimizer.state[weight]["exp_avg"][3] == 0)
+    assert registry.states[3] == "archived" and not moe.router.columns.active[3]
+
+
+@pytest.mark.parametrize("router", ["router.chrono", "router.topk", "router.loss_free"])
+def test_pruned_expert_is_never_selected_again(router):
+    moe, optimizer, registry = trained_moe(router=router)
+    registry.prune(4)
+    assert registry.states[4] == "archived"
+    moe.train()
+    for _ in range(20):
+        x = torch.randn(4, 16, D)
+        y = moe(x)
+        (y.square().mean() + moe.aux_outputs()["moe_aux_loss"]).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        chosen = moe.router(x.reshape(-1, D)).expert_idx
+        assert not (chosen == 4).any()
+        assert float(moe.aux_outputs()["moe_expert_load"][4]) == 0.0
+    # never-used columns stay unselected too
+    assert not (chosen >= 6).any()
+
+
+def test_bounds_and_states_are_enforced():
+    moe, _, registry = trained_moe(n_active=2)
+    with pytest.raises(LifecycleError, match="minimum"):
+        registry.prune(0)
+    with pytest.raises(LifecycleError, match="not live"):
+        registry.split(5)
+    for _ in range(6):
+        registry.spawn(0)
+    with pytest.raises(LifecycleError, match="no room"):
+        registry.spawn(1)
+    with pytest.raises(LifecycleError, match="active experts outside"):
+        ExpertRegistry(moe, LifecycleConfig(), n_active=1)
+
+
+def test_registry_state_round_trips():
+    moe, optimizer, registry = trained_moe()
+    registry.split(1)
+    registry.tick()
+    other = ExpertRegistry(moe, LifecycleConfig(warmup_steps=10), optimizer=optimizer)
+    other.load_state_dict(registry.state_dict())
+    assert other.states == registry.states and other.cooling_left == registry.cooling_left
+    assert other.spawn(0) == registry.spawn(0)
