@@ -24,9 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import goal, main, rate  # noqa: E402
+from harness import goal, main, rate
 
-from mosaic.core import EventBus, EventDecoder, EventEncoder, EventEnvelope  # noqa: E402
+from mosaic.core import EventBus, EventDecoder, EventEncoder, EventEnvelope
 
 
 def sample_events(count: int) -> list[EventEnvelope]:

@@ -44,7 +44,7 @@ _PUBLIC = {
     "Kernel": "chronomoe.kernel",
 }
 
-__all__ = list(_PUBLIC)  # noqa: PLE0605 - the lazy table is the single list of public names
+__all__ = list(_PUBLIC)
 
 
 def __getattr__(name: str) -> Any:
