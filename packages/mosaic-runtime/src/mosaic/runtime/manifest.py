@@ -136,7 +136,9 @@ class ManifestValidator:
         data = copy.deepcopy(data)
         self.unknown_keys(data, TOP_KEYS, "$")
         version = data.get("version")
-        if version != PRESET_VERSION:
+        if "version" not in data:
+            self.problem("$.version", f"required field missing (expected version: {PRESET_VERSION})")
+        elif version != PRESET_VERSION:
             self.problem("$.version", f"expected version: {PRESET_VERSION}, got {version!r}")
         for key in ("name", "notes"):
             if key in data and not isinstance(data[key], str):

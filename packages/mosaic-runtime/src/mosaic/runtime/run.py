@@ -59,3 +59,39 @@ def run_preset(
 
 def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
+
+
+def evaluate_run(run_path: Path, *, registry: Registry | None = None, samples: int | None = None,
+                 device: str | None = None, experiment: str | None = None) -> dict[str, Any]:
+    """Re-evaluate a run's newest checkpoint on its held-out set; the report is written into the
+    run's ``summary.json`` under ``eval`` and returned."""
+    import torch
+
+    from mosaic.runtime.checkpoint import latest_checkpoint, load_checkpoint
+    from mosaic.runtime.evaluation import evaluate, opcode_names
+    from mosaic.runtime.trainer import pick_device
+
+    registry = registry if registry is not None else get_registry()
+    run = RunDir.existing(run_path)
+    manifest = parse_manifest(run.config_text(), registry, source=str(run.config_path))
+    chosen = manifest.experiment(experiment)
+    if chosen.eval_dataset is None or chosen.eval is None:
+        from mosaic.core.errors import ConfigError, ConfigProblem
+
+        raise ConfigError([ConfigProblem("$.targets[0].eval", "this run has no eval section to evaluate")],
+                          source=str(run.config_path))
+    target = pick_device(device or chosen.trainer.device)
+    torch.manual_seed(chosen.trainer.seed)
+    model = chosen.model.build(registry).to(target)
+    payload = load_checkpoint(latest_checkpoint(run.checkpoints),
+                              config_fingerprint=fingerprint(resolved_yaml(manifest)),
+                              opcode_table=opcode_names(model))
+    model.load_state_dict(payload["model"])
+    objective = chosen.objective.build(registry)
+    report = evaluate(model, objective, chosen.eval_dataset.build(registry), samples=samples or chosen.eval.samples,
+                      batch_size=chosen.eval.batch_size, device=target)
+    report["checkpoint_step"] = int(payload["step"])
+    summary = run.read_summary()
+    summary["eval"] = report
+    run.write_summary(summary)
+    return report

@@ -5,10 +5,17 @@ Torch-free, so that presets can be validated and listed without importing torch.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 from attrs import validators as v
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def _precision(_instance: object, attribute: attrs.Attribute, value: str) -> None:
+    if value not in PRECISIONS:
+        raise ValueError(f"{attribute.name} must be one of {', '.join(PRECISIONS)}, got {value!r}")
 
 
 def _positive(_instance: object, attribute: attrs.Attribute, value: float) -> None:
@@ -40,7 +47,7 @@ class TrainerConfig:
     grad_clip: float = attrs.field(default=1.0, validator=_non_negative)
     seed: int = 0
     deterministic: bool = False
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: str = attrs.field(default="fp32", validator=_precision)
     compile: bool = False
     device: str = "auto"
     threads: int = attrs.field(default=0, validator=_non_negative)
@@ -75,5 +82,4 @@ class BudgetConfig:
 
     memory_gib: float = attrs.field(default=12.0, validator=_positive)
     batch_size: int = attrs.field(default=8, validator=_positive)
-    seq_len: int = attrs.field(default=512, validator=_positive)
-    precision: Literal["fp32", "bf16"] = "bf16"
+    precision: str = attrs.field(default="bf16", validator=_precision)
