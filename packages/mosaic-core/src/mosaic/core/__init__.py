@@ -29,6 +29,8 @@ _EXPORTS: dict[str, str] = {
     "EventDecoder": "mosaic.core.events.codec",
     "StreamingEventDecoder": "mosaic.core.events.codec",
     "EVENT_DELIMITER": "mosaic.core.events.codec",
+    "EVENT_VOCAB_SIZE": "mosaic.core.events.codec",
+    "EVENT_PAD_ID": "mosaic.core.events.codec",
     "EventBus": "mosaic.core.events.bus",
     "EventHandler": "mosaic.core.events.bus",
     "HomeostaticLoop": "mosaic.core.homeostasis",
