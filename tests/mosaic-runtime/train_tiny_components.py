@@ -3,6 +3,7 @@ plugin host exactly as a third-party plugin would register them."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import attrs
@@ -22,6 +23,7 @@ class TinyLMConfig:
     commitment_head: bool = True
     nan_at_call: int = -1
     dropout: float = 0.0
+    delay_s: float = 0.0
 
 
 class TinyLM(torch.nn.Module):
@@ -45,6 +47,8 @@ class TinyLM(torch.nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> ModelOutput:
         self.calls += 1
+        if self.config.delay_s:
+            time.sleep(self.config.delay_s)  # makes a run slow enough to be killed mid-way
         x = self.embed(batch["input_ids"])  # (B, T, D)
         steps = torch.arange(1, x.shape[1] + 1, device=x.device).view(1, -1, 1)
         opcodes, commits, gates = [], [], []
@@ -112,8 +116,9 @@ class TinyRamp:
     def __init__(self, config: TinyRampConfig) -> None:
         self.config = config
 
-    def apply(self, dataset: TinySequences, *, step: int, total_steps: int) -> None:
+    def update(self, step: int, total_steps: int, dataset: TinySequences) -> dict[str, float]:
         dataset.difficulty = step // self.config.every
+        return {"difficulty": float(dataset.difficulty)}
 
 
 class TinyPlugin:

@@ -30,9 +30,7 @@ READ_MEM = 1
 def opcode_names(model: Any) -> list[str]:
     """The model's opcode table (names by id); the v0 table when the model does not declare one."""
     model = getattr(model, "module", model)
-    table = getattr(model, "opcode_table", None)
-    if callable(table):
-        table = table()
+    table = getattr(model, "opcode_names", None)
     return [str(name) for name in table] if table is not None else list(V0_OPCODE_NAMES)
 
 
@@ -168,7 +166,10 @@ def evaluate(model: torch.nn.Module, objective: Any, dataset: Any, *, samples: i
     count = min(samples, len(dataset))
     try:
         for start in range(0, count, batch_size):
-            batch = move_to(collate([dataset[i] for i in range(start, min(start + batch_size, count))]), device)
+            indices = list(range(start, min(start + batch_size, count)))
+            many = getattr(dataset, "__getitems__", None)
+            items = list(many(indices)) if callable(many) else [dataset[i] for i in indices]
+            batch = move_to(collate(items), device)
             if autocast is not None:
                 with autocast():
                     output = model(batch)

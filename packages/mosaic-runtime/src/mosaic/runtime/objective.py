@@ -31,13 +31,16 @@ class AuxTerm:
     weight_field: str
     output_key: str
     teacher_key: str | None
-    loss: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+    loss: Callable[..., torch.Tensor]
+    masked: bool = False
 
 
-def _bce(logits: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
-    # logits (L, B, T); teacher (B, T) float in [0, 1], negative = ignore
+def _bce(logits: torch.Tensor, teacher: torch.Tensor | None, supervised: torch.Tensor | None = None) -> torch.Tensor:
+    # logits (L, B, T); teacher (B, T) float in [0, 1]; supervised (B, T) bool (the teacher's
+    # ``<key>_mask``), else every non-negative position
     target = teacher.to(logits.dtype).unsqueeze(0).expand_as(logits)
-    mask = target >= 0
+    mask = (teacher >= 0) if supervised is None else supervised.bool()
+    mask = mask.unsqueeze(0).expand_as(logits)
     if not bool(mask.any()):
         return logits.sum() * 0.0
     return F.binary_cross_entropy_with_logits(logits[mask], target[mask])
@@ -76,20 +79,20 @@ def _scalar_mean(value: torch.Tensor, _teacher: torch.Tensor | None) -> torch.Te
 
 
 AUX_TERMS: tuple[AuxTerm, ...] = (
-    AuxTerm("aux_gate_bce", "aux_gate_weight", "mosaic_write_gate_logits", "mosaic_teacher_write_gate", _bce),
+    AuxTerm("aux_gate_bce", "aux_gate_weight", "mosaic_write_gate_logits", "mosaic_teacher_write_gate", _bce, masked=True),
     AuxTerm("aux_bits_bce_read", "aux_bits_weight", "mosaic_read_bit_logits", "mosaic_teacher_read_bucket",
             _bits_bce),
     AuxTerm("aux_bits_bce_write", "aux_bits_weight", "mosaic_write_bit_logits", "mosaic_teacher_write_bucket",
             _bits_bce),
     AuxTerm("aux_utility_bce", "aux_utility_weight", "mosaic_write_utility_logits",
-            "mosaic_teacher_write_utility", _bce),
+            "mosaic_teacher_write_utility", _bce, masked=True),
     AuxTerm("aux_opcode_ce", "aux_opcode_weight", "mosaic_opcode_logits", "mosaic_teacher_opcode",
             _class_ce(ignore=-1)),
     # delta -1/0/+1 -> classes 0/1/2 = [close, neutral, open]
     AuxTerm("aux_commitment_ce", "aux_commitment_weight", "mosaic_commitment_logits",
             "mosaic_teacher_commitment_delta", _class_ce(ignore=-100, offset=1)),
     AuxTerm("aux_reg_gate_bce", "aux_reg_gate_weight", "mosaic_reg_write_gate_logits",
-            "mosaic_teacher_reg_write_gate", _bce),
+            "mosaic_teacher_reg_write_gate", _bce, masked=True),
     AuxTerm("aux_reg_sel_ce", "aux_reg_sel_weight", "mosaic_reg_sel_logits", "mosaic_teacher_reg_sel",
             _class_ce(ignore=-1)),
     AuxTerm("aux_state_decay_reg", "aux_state_decay_weight", "mosaic_state_decay_reg_loss", None, _scalar_mean),
@@ -162,7 +165,10 @@ class MosaicEventPrediction:
                         f"{term.teacher_key} has shape {tuple(teacher.shape)}; aux outputs need a leading "
                         "layer axis (L, B, T, ...)"
                     )
-            value = term.loss(prediction, teacher)
+            if term.masked:
+                value = term.loss(prediction, teacher, batch.get(f"{term.teacher_key}_mask"))
+            else:
+                value = term.loss(prediction, teacher)
             metrics[term.metric] = value.detach()
             metrics[f"{term.metric}_weighted"] = (weight * value).detach()
             total = total + weight * value

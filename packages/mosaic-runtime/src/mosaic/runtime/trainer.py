@@ -48,9 +48,19 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def apply_curricula(curricula: list[Any], dataset: Any, step: int, total_steps: int) -> None:
+def apply_curricula(curricula: list[Any], dataset: Any, step: int, total_steps: int) -> dict[str, float]:
+    """The curriculum protocol (mosaic.data.curricula): ``update(step, total_steps, dataset)`` sets
+    the dataset before the batch of ``step`` is drawn and returns the values it set."""
+    values: dict[str, float] = {}
     for curriculum in curricula:
-        curriculum.apply(dataset, step=step, total_steps=total_steps)
+        values.update({f"curriculum_{k}": float(v) for k, v in (curriculum.update(step, total_steps, dataset) or {}).items()})
+    return values
+
+
+def fetch(dataset: Any, indices: list[int]) -> list[Any]:
+    """Items ``indices``; through the dataset's batched ``__getitems__`` when it has one."""
+    many = getattr(dataset, "__getitems__", None)
+    return list(many(indices)) if callable(many) else [dataset[i] for i in indices]
 
 
 class Trainer:
@@ -152,11 +162,11 @@ class Trainer:
         self.samples_seen += self.config.batch_size
         local = indices[self.dist.rank::self.dist.world_size]
         for start in range(0, len(local), self.micro_batch):
-            items = [self.dataset[i] for i in local[start:start + self.micro_batch]]
+            items = fetch(self.dataset, local[start:start + self.micro_batch])
             yield move_to(self.collate(items), self.device)
 
     def train_step(self) -> tuple[dict[str, float], int]:
-        apply_curricula(self.curricula, self.dataset, self.step, self.config.steps)
+        schedule = apply_curricula(self.curricula, self.dataset, self.step, self.config.steps)
         self.model.train()
         sums: dict[str, torch.Tensor] = {}
         tokens = 0
@@ -193,6 +203,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         reduced["grad_norm"] = float(norm)
+        reduced.update(schedule)
         return reduced, tokens * self.dist.world_size
 
     # --- the loop -----------------------------------------------------------------------------
