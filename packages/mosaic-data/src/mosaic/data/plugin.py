@@ -1,1 +1,65 @@
-"""mosaic-data's plugin: datasets and curricula, registered through the `mosaic` entry point."""
+"""mosaic-data's plugin: datasets and curricula, registered through the `mosaic` entry point.
+
+Factories and configs are import-path strings, so listing plugins imports neither torch nor the
+dataset modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mosaic.core.plugins import hookimpl
+
+_DATASETS = (
+    (
+        "dataset.mosaic_memory_curriculum",
+        "mosaic.data.memory_curriculum:MemoryCurriculumDataset",
+        "mosaic.data.config:MemoryCurriculumConfig",
+        "SET k IS v writes with distractors, GET k Q IS v queries and sleep replay, with MOSAIC teacher signals",
+    ),
+    (
+        "dataset.mosaic_event_traces",
+        "mosaic.data.event_traces:EventTraceDataset",
+        "mosaic.data.config:EventTraceConfig",
+        "byte-level EventEnvelope traces: memory writes/queries, negotiation commitments, idle replay",
+    ),
+    (
+        "dataset.mqar",
+        "mosaic.data.mqar:MQARDataset",
+        "mosaic.data.config:MQARConfig",
+        "Zoology multi-query associative recall, generated vectorised",
+    ),
+    (
+        "dataset.text",
+        "mosaic.data.text:TextDataset",
+        "mosaic.data.config:TextConfig",
+        "character- or byte-level language modelling on a text file",
+    ),
+)
+
+_CURRICULA = (
+    (
+        "curriculum.teacher_forcing_decay",
+        "mosaic.data.curricula:TeacherForcingDecay",
+        "mosaic.data.curricula:TeacherForcingDecayConfig",
+        "teacher-forcing probability from start to end (constant, linear or cosine; warmup, cooldown)",
+    ),
+    (
+        "curriculum.difficulty_ramp",
+        "mosaic.data.curricula:DifficultyRamp",
+        "mosaic.data.curricula:DifficultyRampConfig",
+        "raises a dataset's difficulty level (pairs, distractors, gap) over training",
+    ),
+)
+
+
+@hookimpl
+def register_datasets(register: Any) -> None:
+    for component_id, factory, config, summary in _DATASETS:
+        register(component_id, factory, config=config, summary=summary)
+
+
+@hookimpl
+def register_curricula(register: Any) -> None:
+    for component_id, factory, config, summary in _CURRICULA:
+        register(component_id, factory, config=config, summary=summary)

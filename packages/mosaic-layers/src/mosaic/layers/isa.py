@@ -27,10 +27,14 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import TYPE_CHECKING
 
 import attrs
 
 from mosaic.core.errors import InvalidComponentError
+
+if TYPE_CHECKING:
+    from mosaic.core.registry import Registry
 
 _OPCODE_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -98,3 +102,34 @@ def v0_opcode(name: str) -> Opcode:
 
 def v0_opcode_factories() -> dict[str, functools.partial[Opcode]]:
     return {op.name: functools.partial(v0_opcode, op.name) for op in V0_OPCODES}
+
+
+def opcode_table(registry: Registry | None = None, *, include_plugins: bool = True) -> tuple[Opcode, ...]:
+    """The VM's instruction table: the ten v0 opcodes (ids 0-9), then every other ``opcode.*``
+    component of ``registry`` (the process-wide one by default) with ids in semantic-ID order, so
+    that installing the same plugins always yields the same ids."""
+    table = list(V0_OPCODES)
+    if not include_plugins:
+        return tuple(table)
+    if registry is None:
+        from mosaic.core.plugins import get_registry
+
+        registry = get_registry()
+    for component_id in registry.ids("opcode"):
+        name = component_id.partition(".")[2]
+        if name in V0_OPCODE_IDS:
+            continue
+        opcode = registry.build(component_id)
+        if not isinstance(opcode, Opcode):
+            raise InvalidComponentError(
+                f"{component_id}: its factory returned {type(opcode).__name__}, expected mosaic.layers.isa.Opcode"
+            )
+        if opcode.name != name:
+            raise InvalidComponentError(f"{component_id}: its factory returned opcode {opcode.name!r}")
+        table.append(opcode)
+    return tuple(table)
+
+
+def channel_matrix(opcodes: tuple[Opcode, ...]) -> list[list[float]]:
+    """``[opcode][channel]`` values, channels in :data:`CHANNELS` order."""
+    return [[opcode.value(channel) for channel in CHANNELS] for opcode in opcodes]

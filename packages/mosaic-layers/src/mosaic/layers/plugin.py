@@ -1,5 +1,6 @@
-"""mosaic-layers' plugin: the v0 opcodes (and the block and models) registered through the same
-``mosaic`` entry point a third party uses."""
+"""mosaic-layers' plugin: the v0 opcodes, the block and the models, registered through the same
+``mosaic`` entry point a third party uses. Import paths are strings so that listing never imports
+torch."""
 
 from __future__ import annotations
 
@@ -14,3 +15,29 @@ def register_opcodes(register: Any) -> None:
     factories = v0_opcode_factories()
     for opcode in V0_OPCODES:
         register(f"opcode.{opcode.name}", factories[opcode.name], summary=opcode.meaning)
+
+
+@hookimpl
+def register_layers(register: Any) -> None:
+    register(
+        "layer.mosaic_block",
+        "mosaic.layers.block:build_mosaic_block",
+        summary="MOSAIC block: local mixer, state bank, hashed memory, registers, opcode VM, commitment head",
+        config="mosaic.layers.config:MosaicBlockConfig",
+    )
+
+
+@hookimpl
+def register_models(register: Any) -> None:
+    register(
+        "model.mosaic_lm",
+        "mosaic.layers.model:build_mosaic_lm",
+        summary="attention-free MOSAIC language model with streaming state",
+        config="mosaic.layers.config:MosaicLMConfig",
+    )
+    register(
+        "model.transformer_baseline",
+        "mosaic.layers.baseline:build_transformer_baseline",
+        summary="same-width causal Transformer baseline (SDPA attention)",
+        config="mosaic.layers.config:TransformerBaselineConfig",
+    )

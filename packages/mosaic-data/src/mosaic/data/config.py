@@ -1,0 +1,183 @@
+"""Configuration of mosaic-data's datasets: attrs frozen classes, torch-free.
+
+Difficulty parameters come in pairs: the configured value (``n_pairs``) is the difficulty at
+level 1, its ``min_`` twin (``min_pairs``, default: the same value) the difficulty at level 0.
+A dataset starts at level 1; ``curriculum.difficulty_ramp`` moves it (see ``mosaic.data.curricula``).
+Block fit is checked against level 1, so every level fits.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+Split = Literal["train", "eval"]
+
+
+def _at_least(minimum: int):
+    def check(_instance: object, attribute: attrs.Attribute, value: int) -> None:
+        if value < minimum:
+            raise ValueError(f"{attribute.name} must be >= {minimum}, got {value}")
+
+    return check
+
+
+def _probability(_instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be in [0, 1], got {value}")
+
+
+def _power_of_two(_instance: object, attribute: attrs.Attribute, value: int) -> None:
+    if value < 2 or value & (value - 1):
+        raise ValueError(f"{attribute.name} must be a power of two >= 2 (the memory routes by bits), got {value}")
+
+
+def _check_min(instance: object, low_name: str, high_name: str) -> None:
+    low, high = getattr(instance, low_name), getattr(instance, high_name)
+    if low is not None and not 0 <= low <= high:
+        raise ValueError(f"{low_name} must be in [0, {high_name}={high}], got {low}")
+
+
+@attrs.frozen
+class MemoryCurriculumConfig:
+    """``dataset.mosaic_memory_curriculum``: ``SET k IS v`` writes with distractors, then
+    ``GET k Q IS v`` queries, then optional sleep replay ``REPLAY v``.
+
+    Teacher buckets: ``bucket = key_token mod mem_buckets`` for every one of the ``mem_hashes``.
+    """
+
+    block_size: int = attrs.field(default=256, validator=_at_least(2))
+    vocab_size: int = attrs.field(default=512, validator=_at_least(9))
+    mem_buckets: int = attrs.field(default=64, validator=_power_of_two)
+    mem_hashes: int = attrs.field(default=2, validator=_at_least(1))
+    n_pairs: int = attrs.field(default=4, validator=_at_least(1))
+    min_pairs: int | None = None
+    distractor_len: int = attrs.field(default=8, validator=_at_least(0))
+    min_distractor_len: int | None = None
+    gap_len: int = attrs.field(default=0, validator=_at_least(0))
+    min_gap_len: int | None = None
+    sleep_replay_per_pair: int = attrs.field(default=0, validator=_at_least(0))
+    reg_slots: int = attrs.field(default=0, validator=_at_least(0))
+    shuffle_queries: bool = True
+    drop_local_on_query: bool = True
+    teacher_forcing: float = attrs.field(default=1.0, validator=_probability)
+    num_samples: int = attrs.field(default=100_000, validator=_at_least(1))
+    seed: int = attrs.field(default=0, validator=_at_least(0))
+    split: Split = "train"
+
+    def __attrs_post_init__(self) -> None:
+        _check_min(self, "min_pairs", "n_pairs")
+        _check_min(self, "min_distractor_len", "distractor_len")
+        _check_min(self, "min_gap_len", "gap_len")
+        if self.min_pairs == 0:
+            raise ValueError("min_pairs must be >= 1")
+        content = self.vocab_size - 8
+        if self.n_pairs > content:
+            raise ValueError(f"n_pairs={self.n_pairs} distinct keys need vocab_size >= {self.n_pairs + 8}")
+
+
+@attrs.frozen
+class EventTraceConfig:
+    """``dataset.mosaic_event_traces``: EventEnvelopes encoded by the mosaic-core codec.
+
+    MemoryWrite (+ Noise) events, negotiation cycles (open +1, work 0, close -1 sharing one
+    ``commitment_id``), MemoryQuery -> MemoryAnswer, Idle -> MemoryAnswer replay. Keys and values
+    are ``value_digits``-digit integers; teacher buckets are ``key mod mem_buckets`` for every hash.
+    """
+
+    block_size: int = attrs.field(default=2048, validator=_at_least(2))
+    mem_buckets: int = attrs.field(default=64, validator=_power_of_two)
+    mem_hashes: int = attrs.field(default=2, validator=_at_least(1))
+    n_pairs: int = attrs.field(default=2, validator=_at_least(1))
+    min_pairs: int | None = None
+    distractor_events: int = attrs.field(default=1, validator=_at_least(0))
+    min_distractor_events: int | None = None
+    negotiation_pairs: int = attrs.field(default=1, validator=_at_least(0))
+    min_negotiation_pairs: int | None = None
+    sleep_replay_per_pair: int = attrs.field(default=0, validator=_at_least(0))
+    reg_slots: int = attrs.field(default=0, validator=_at_least(0))
+    value_digits: int = attrs.field(default=4, validator=_at_least(2))
+    shuffle_queries: bool = True
+    drop_local_on_query: bool = True
+    return_spans: bool = False
+    teacher_forcing: float = attrs.field(default=1.0, validator=_probability)
+    num_samples: int = attrs.field(default=100_000, validator=_at_least(1))
+    seed: int = attrs.field(default=0, validator=_at_least(0))
+    split: Split = "train"
+
+    def __attrs_post_init__(self) -> None:
+        _check_min(self, "min_pairs", "n_pairs")
+        _check_min(self, "min_distractor_events", "distractor_events")
+        _check_min(self, "min_negotiation_pairs", "negotiation_pairs")
+        if self.min_pairs == 0:
+            raise ValueError("min_pairs must be >= 1")
+        if self.value_digits > 9:
+            raise ValueError(f"value_digits must be <= 9, got {self.value_digits}")
+        if self.n_pairs > 9 * 10 ** (self.value_digits - 1):
+            raise ValueError(f"n_pairs={self.n_pairs} distinct keys do not fit in {self.value_digits} digits")
+
+
+@attrs.frozen
+class MQARConfig:
+    """``dataset.mqar``: Zoology multi-query associative recall.
+
+    Keys from ``[1, V/2)``, values from ``[V/2, V)`` (each distinct within a sample), the
+    ``num_kv_pairs`` pairs ``k1 v1 k2 v2 ...`` first, then each key queried once at a power-law
+    (``power_a``) distributed gap; labels (the value) only at query positions; other positions
+    hold random tokens when ``random_non_queries``. ``input_ids`` has length ``seq_len``.
+    ``teacher_signals`` adds MOSAIC teacher keys (write on values, read at queries,
+    ``bucket = key mod mem_buckets``).
+    """
+
+    seq_len: int = attrs.field(default=64, validator=_at_least(4))
+    num_kv_pairs: int = attrs.field(default=4, validator=_at_least(1))
+    min_kv_pairs: int | None = None
+    vocab_size: int = attrs.field(default=8192, validator=_at_least(8))
+    power_a: float = 0.01
+    random_non_queries: bool = True
+    teacher_signals: bool = False
+    mem_buckets: int = attrs.field(default=64, validator=_power_of_two)
+    mem_hashes: int = attrs.field(default=1, validator=_at_least(1))
+    teacher_forcing: float = attrs.field(default=1.0, validator=_probability)
+    num_samples: int = attrs.field(default=100_000, validator=_at_least(1))
+    seed: int = attrs.field(default=0, validator=_at_least(0))
+    split: Split = "train"
+
+    def __attrs_post_init__(self) -> None:
+        _check_min(self, "min_kv_pairs", "num_kv_pairs")
+        if self.min_kv_pairs == 0:
+            raise ValueError("min_kv_pairs must be >= 1")
+        if self.seq_len % 2:
+            raise ValueError(f"seq_len must be even, got {self.seq_len}")
+        if self.vocab_size <= self.seq_len:
+            raise ValueError(f"vocab_size ({self.vocab_size}) must exceed seq_len ({self.seq_len})")
+        if not 0.0 < self.power_a <= 1.0:
+            raise ValueError(f"power_a must be in (0, 1], got {self.power_a}")
+        if self.num_kv_pairs > self.vocab_size // 2 - 1:
+            raise ValueError(f"num_kv_pairs={self.num_kv_pairs} distinct keys need vocab_size >= "
+                             f"{2 * (self.num_kv_pairs + 1)}")
+
+
+@attrs.frozen
+class TextConfig:
+    """``dataset.text``: character- or byte-level language modelling on a text file.
+
+    The first ``1 - val_fraction`` of the file is the train split, the rest the eval split. Train
+    items are windows at offsets drawn per (seed, idx); eval items are consecutive windows.
+    The character vocabulary is the sorted set of characters of the whole file.
+    """
+
+    path: str
+    block_size: int = attrs.field(default=256, validator=_at_least(1))
+    level: Literal["char", "byte"] = "char"
+    val_fraction: float = 0.1
+    num_samples: int | None = None
+    seed: int = attrs.field(default=0, validator=_at_least(0))
+    split: Split = "train"
+
+    def __attrs_post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.num_samples is not None and self.num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")

@@ -1,0 +1,154 @@
+"""Curricula: schedules over training steps that adjust a dataset. Torch-free.
+
+The curriculum protocol
+-----------------------
+
+A plugin's dataset or curriculum follows it without importing mosaic-data.
+
+**Dataset side.** A dataset that can be adjusted implements any of
+
+- ``set_difficulty(level: float) -> None`` — ``level`` in [0, 1] maps *linearly* each of its
+  difficulty parameters (pairs, distractors, gap, ...) from its configured minimum (level 0) to its
+  configured value (level 1), rounding to the nearest integer. A dataset starts at level 1. Items
+  stay a pure function of (seed, split, idx, current level).
+- ``set_teacher_forcing(p: float) -> None`` — ``p`` in [0, 1] becomes the value of the per-item
+  ``mosaic_teacher_forcing`` scalar (the probability with which the model routes by the teacher's
+  labels instead of its own predictions).
+
+Both raise ``mosaic.core.errors.DataError`` for a value outside [0, 1].
+
+**Curriculum side.** A curriculum is built from its config by the registry and has
+
+- ``update(step: int, total_steps: int, dataset) -> dict[str, float]`` — called by the trainer before
+  drawing the batch of ``step`` (0-based) out of ``total_steps``; it sets the dataset and returns the
+  values it set, as metrics to log (``{"teacher_forcing": p}``, ``{"difficulty": level}``).
+
+  If ``dataset`` lacks the method the curriculum needs, ``update`` raises ``DataError`` naming the
+  dataset class and the method. ``total_steps`` must exceed ``warmup_steps + cooldown_steps``
+  (``ConfigError`` otherwise).
+
+Datasets are adjusted in the process that calls ``update``: a ``DataLoader`` with worker processes
+holds copies, so use ``num_workers=0`` or recreate the loader's iterator after each update.
+
+Schedules
+---------
+
+``value(step)`` is ``start`` for ``step < warmup_steps``, ``end`` for
+``step >= total_steps - cooldown_steps``, and in between follows ``shape`` over
+``progress = (step - warmup_steps) / (total_steps - warmup_steps - cooldown_steps)``:
+``constant`` -> ``start`` (then ``end`` in the cooldown), ``linear`` -> ``start + (end - start) * progress``,
+``cosine`` -> ``end + (start - end) * (1 + cos(pi * progress)) / 2``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import attrs
+
+from mosaic.core.errors import ConfigError, ConfigProblem, DataError
+
+Shape = Literal["constant", "linear", "cosine"]
+
+
+def _unit_interval(_instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be in [0, 1], got {value}")
+
+
+def _non_negative(_instance: object, attribute: attrs.Attribute, value: int) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
+
+
+def schedule_value(
+    step: int, total_steps: int, *, start: float, end: float, shape: Shape, warmup_steps: int, cooldown_steps: int
+) -> float:
+    """The scheduled value at ``step`` (see the module docstring)."""
+    if total_steps <= warmup_steps + cooldown_steps:
+        raise ConfigError([
+            ConfigProblem(
+                "$.warmup_steps",
+                f"warmup_steps ({warmup_steps}) + cooldown_steps ({cooldown_steps}) must be less than "
+                f"the run's total_steps ({total_steps})",
+            )
+        ])
+    if step < warmup_steps:
+        return start
+    if step >= total_steps - cooldown_steps:
+        return end
+    progress = (step - warmup_steps) / (total_steps - warmup_steps - cooldown_steps)
+    if shape == "constant":
+        return start
+    if shape == "linear":
+        return start + (end - start) * progress
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _require(dataset: Any, method: str, curriculum: str) -> Any:
+    bound = getattr(dataset, method, None)
+    if not callable(bound):
+        raise DataError(
+            f"{curriculum} cannot adjust {type(dataset).__name__}: it has no {method}() "
+            "(see the curriculum protocol in mosaic.data.curricula)"
+        )
+    return bound
+
+
+@attrs.frozen
+class TeacherForcingDecayConfig:
+    """Teacher-forcing probability from ``start`` to ``end``."""
+
+    start: float = attrs.field(default=1.0, validator=_unit_interval)
+    end: float = attrs.field(default=0.0, validator=_unit_interval)
+    shape: Shape = "linear"
+    warmup_steps: int = attrs.field(default=0, validator=_non_negative)
+    cooldown_steps: int = attrs.field(default=0, validator=_non_negative)
+
+
+class TeacherForcingDecay:
+    """``curriculum.teacher_forcing_decay``: calls ``dataset.set_teacher_forcing(p)``."""
+
+    def __init__(self, config: TeacherForcingDecayConfig) -> None:
+        self.config = config
+
+    def value(self, step: int, total_steps: int) -> float:
+        c = self.config
+        return schedule_value(step, total_steps, start=c.start, end=c.end, shape=c.shape,
+                              warmup_steps=c.warmup_steps, cooldown_steps=c.cooldown_steps)
+
+    def update(self, step: int, total_steps: int, dataset: Any) -> dict[str, float]:
+        set_teacher_forcing = _require(dataset, "set_teacher_forcing", "curriculum.teacher_forcing_decay")
+        p = self.value(step, total_steps)
+        set_teacher_forcing(p)
+        return {"teacher_forcing": p}
+
+
+@attrs.frozen
+class DifficultyRampConfig:
+    """Difficulty level from ``start_level`` to ``end_level``."""
+
+    start_level: float = attrs.field(default=0.0, validator=_unit_interval)
+    end_level: float = attrs.field(default=1.0, validator=_unit_interval)
+    shape: Shape = "linear"
+    warmup_steps: int = attrs.field(default=0, validator=_non_negative)
+    cooldown_steps: int = attrs.field(default=0, validator=_non_negative)
+
+
+class DifficultyRamp:
+    """``curriculum.difficulty_ramp``: calls ``dataset.set_difficulty(level)``."""
+
+    def __init__(self, config: DifficultyRampConfig) -> None:
+        self.config = config
+
+    def value(self, step: int, total_steps: int) -> float:
+        c = self.config
+        return schedule_value(step, total_steps, start=c.start_level, end=c.end_level, shape=c.shape,
+                              warmup_steps=c.warmup_steps, cooldown_steps=c.cooldown_steps)
+
+    def update(self, step: int, total_steps: int, dataset: Any) -> dict[str, float]:
+        set_difficulty = _require(dataset, "set_difficulty", "curriculum.difficulty_ramp")
+        level = self.value(step, total_steps)
+        set_difficulty(level)
+        return {"difficulty": level}

@@ -1,0 +1,232 @@
+"""``dataset.mosaic_event_traces``: event-native training traces.
+
+A sample is a stream of ``EventEnvelope``s, each encoded by mosaic-core's ``EventEncoder`` (canonical
+JSON bytes, one token per byte) and followed by ``EVENT_DELIMITER`` — the same bytes the runtime
+reads and writes. Order of events (``P`` pairs, ``D`` noise events per pair, ``C`` negotiation
+cycles, ``R`` replays per pair)::
+
+    (MemoryWrite {"key": k_i, "value": v_i}  Noise {"tok": n} x D)  x P
+    (Message +1 open, Message 0 work, Message -1 close; one commitment_id)  x C
+    (MemoryQuery {"key": k}  MemoryAnswer {"value": v})  x P   (every pair once, order shuffled)
+    (Idle {"i": r}  MemoryAnswer {"value": v_i})  x P*R         (in write order)
+
+Keys and values are ``value_digits``-digit integers; ids and timestamps are deterministic, so the
+sample length depends only on the structure and the templates drawn. Teacher labels (positions are
+byte offsets in the sequence, which are the input positions of those bytes):
+
+- write gate / utility 1, write bucket ``k mod NB`` (every hash), opcode WRITE_MEM, register write
+  into slot ``i mod reg_slots``: on every byte of the ``value`` literal of each MemoryWrite;
+- read bucket ``k mod NB``, opcode READ_MEM, ``mosaic_drop_local`` 1: on each position whose next
+  byte belongs to the ``value`` literal of a MemoryAnswer (``eval_answer_mask`` for query answers);
+- ``mosaic_teacher_commitment_delta`` +1 / 0 / -1 on exactly the bytes of each message's text
+  (-100 elsewhere), opcode COMMIT on the text of open and close messages;
+- opcode NOP and gates 0 on every other real position; padding (``EVENT_PAD_ID``) is ignored.
+
+With ``return_spans`` each item also carries ``spans``: a tuple of :class:`TraceSpan` (kind, byte
+range, label) that ``collate`` gathers into a list per batch.
+"""
+
+from __future__ import annotations
+
+import random
+
+import attrs
+import torch
+
+from mosaic.core.errors import DataError
+from mosaic.core.events.codec import EVENT_DELIMITER, EVENT_PAD_ID, EVENT_VOCAB_SIZE, EventEncoder
+from mosaic.core.events.envelope import EventEnvelope
+from mosaic.data.common import (
+    OP_COMMIT, SEQUENCE_NOTE, SampleTooLongError, TraceBuilder, check_level, item_seed, lerp_int,
+)
+from mosaic.data.config import EventTraceConfig
+from mosaic.data.negotiation import CYCLE
+
+
+@attrs.frozen
+class TraceSpan:
+    """A labelled byte range ``[start, end)`` of the sequence (= input positions of those bytes).
+
+    kinds: ``write`` (label: the key), ``answer`` / ``replay_answer`` (label: the value; the model
+    predicts these bytes at positions ``start - 1 .. end - 2``), ``commitment`` (label: -1/0/+1).
+    """
+
+    kind: str
+    start: int
+    end: int
+    label: int
+    commitment_id: str | None = None
+
+
+def _int_span(data: bytes, field: str, value: int) -> tuple[int, int]:
+    """Byte range of the integer literal of ``"field":value`` in an event's canonical bytes."""
+    needle = f'"{field}":{value}'.encode()
+    position = data.find(needle)
+    end = position + len(needle)
+    if position < 0 or data.find(needle, end) >= 0 or data[end : end + 1].isdigit():
+        raise DataError(f"event traces: cannot locate {needle.decode()!r} exactly once in {data.decode()!r}")
+    return end - len(str(value)), end
+
+
+def _text_span(data: bytes, text: str) -> tuple[int, int]:
+    """Byte range of the ``text`` string's characters (quotes excluded) in an event's bytes."""
+    needle = b'"text":"' + text.encode("utf-8") + b'"'
+    position = data.find(needle)
+    if position < 0 or data.find(needle, position + 1) >= 0:
+        raise DataError(f"event traces: cannot locate the text {text!r} exactly once in {data.decode()!r}")
+    start = position + len(b'"text":"')
+    return start, start + len(text.encode("utf-8"))
+
+
+class _Trace:
+    """One sample under construction: events appended as codec bytes, labels by position."""
+
+    def __init__(self, config: EventTraceConfig, encoder: EventEncoder) -> None:
+        self.config = config
+        self.encoder = encoder
+        self.builder = TraceBuilder(
+            mem_hashes=config.mem_hashes, reg_slots=config.reg_slots, with_commitment=True
+        )
+        self.spans: list[TraceSpan] = []
+        self.events = 0
+
+    def event(self, type_: str, sender: str, payload: dict, **meta: object) -> tuple[int, bytes]:
+        envelope = EventEnvelope(
+            type=type_, payload=payload, sender=sender, id=f"e{self.events:03d}", ts=float(self.events), **meta
+        )
+        self.events += 1
+        data = self.encoder.encode_bytes(envelope)
+        offset = self.builder.append(data).start
+        self.builder.append([EVENT_DELIMITER])
+        return offset, data
+
+    def write(self, index: int, key: int, value: int) -> None:
+        offset, data = self.event("MemoryWrite", "user", {"key": key, "value": value})
+        start, end = _int_span(data, "value", value)
+        positions = range(offset + start, offset + end)
+        slot = index % self.config.reg_slots if self.config.reg_slots else -1
+        self.builder.mark_write(positions, key % self.config.mem_buckets, slot)
+        self.spans.append(TraceSpan("write", positions.start, positions.stop, key))
+
+    def answer(self, key: int, value: int, kind: str) -> None:
+        offset, data = self.event("MemoryAnswer", "agent", {"value": value})
+        start, end = _int_span(data, "value", value)
+        predicting = range(offset + start - 1, offset + end - 1)  # positions whose next byte is the answer
+        self.builder.mark_read(predicting, key % self.config.mem_buckets)
+        if self.config.drop_local_on_query:
+            self.builder.mark_drop_local(predicting)
+        if kind == "answer":
+            self.builder.mark_answer(predicting)
+        self.spans.append(TraceSpan(kind, offset + start, offset + end, value))
+
+    def message(self, text: str, delta: int, commitment_id: str) -> None:
+        offset, data = self.event(
+            "Message", "agent", {"text": text}, commitment_delta=delta, commitment_id=commitment_id
+        )
+        start, end = _text_span(data, text)
+        positions = range(offset + start, offset + end)
+        self.builder.mark_commitment(positions, delta)
+        if delta != 0:
+            self.builder.mark_opcode(positions, OP_COMMIT)
+        self.spans.append(TraceSpan("commitment", positions.start, positions.stop, delta, commitment_id))
+
+
+class EventTraceDataset(torch.utils.data.Dataset):
+    """Map-style dataset; item ``idx`` is a pure function of (seed, split, idx, difficulty)."""
+
+    def __init__(self, config: EventTraceConfig) -> None:
+        self.config = config
+        self.encoder = EventEncoder()
+        self.vocab_size = EVENT_VOCAB_SIZE
+        self.pad_token = EVENT_PAD_ID
+        self.level = 1.0
+        self.teacher_forcing = config.teacher_forcing
+        needed = self.max_sample_length()
+        if needed > config.block_size + 1:
+            raise SampleTooLongError(
+                type(self).__name__, "block_size", needed, config.block_size + 1,
+                f"n_pairs={config.n_pairs}, distractor_events={config.distractor_events}, "
+                f"negotiation_pairs={config.negotiation_pairs}, sleep_replay_per_pair="
+                f"{config.sleep_replay_per_pair}, value_digits={config.value_digits} (longest phrasings)",
+                SEQUENCE_NOTE,
+            )
+
+    # --- curriculum protocol (mosaic.data.curricula) -------------------------------------------
+
+    def set_difficulty(self, level: float) -> None:
+        self.level = check_level(self, level, "set_difficulty")
+
+    def set_teacher_forcing(self, p: float) -> None:
+        self.teacher_forcing = check_level(self, p, "set_teacher_forcing")
+
+    def difficulty(self) -> dict[str, int]:
+        c = self.config
+
+        def at(low: int | None, high: int) -> int:
+            return lerp_int(high if low is None else low, high, self.level)
+
+        return {
+            "n_pairs": at(c.min_pairs, c.n_pairs),
+            "distractor_events": at(c.min_distractor_events, c.distractor_events),
+            "negotiation_pairs": at(c.min_negotiation_pairs, c.negotiation_pairs),
+        }
+
+    def max_sample_length(self) -> int:
+        """Tokens of the longest possible sample at full difficulty (every number has
+        ``value_digits`` digits; the longest phrasing of each class is drawn)."""
+        level, self.level = self.level, 1.0
+        try:
+            return len(self._trace(random.Random(0), longest=True).builder.tokens)
+        finally:
+            self.level = level
+
+    # --- items ---------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.config.num_samples
+
+    def __getitem__(self, idx: int) -> dict[str, object]:
+        c = self.config
+        if not 0 <= idx < len(self):
+            raise IndexError(f"{type(self).__name__} index {idx} out of range [0, {len(self)})")
+        trace = self._trace(random.Random(item_seed(c.seed, c.split, idx)), longest=False)
+        item: dict[str, object] = trace.builder.finish(
+            block_size=c.block_size, pad_token=EVENT_PAD_ID, teacher_forcing=self.teacher_forcing,
+            name=type(self).__name__,
+        )
+        if c.return_spans:
+            item["spans"] = tuple(trace.spans)
+        return item
+
+    def _trace(self, rng: random.Random, *, longest: bool) -> _Trace:
+        c = self.config
+        params = self.difficulty()
+        pairs = params["n_pairs"]
+        low, high = 10 ** (c.value_digits - 1), 10**c.value_digits
+        keys = rng.sample(range(low, high), pairs)
+        values = [rng.randrange(low, high) for _ in range(pairs)]
+        trace = _Trace(c, self.encoder)
+
+        for i in range(pairs):
+            trace.write(i, keys[i], values[i])
+            for _ in range(params["distractor_events"]):
+                trace.event("Noise", "env", {"tok": rng.randrange(low, high)})
+
+        for cycle in range(params["negotiation_pairs"]):
+            commitment_id = f"{rng.getrandbits(32):08x}-{cycle:02d}"
+            for delta, templates in CYCLE:
+                text = max(templates, key=len) if longest else rng.choice(templates)
+                trace.message(text, delta, commitment_id)
+
+        order = list(range(pairs))
+        if c.shuffle_queries:
+            rng.shuffle(order)
+        for i in order:
+            trace.event("MemoryQuery", "user", {"key": keys[i]})
+            trace.answer(keys[i], values[i], "answer")
+
+        for i in range(pairs):
+            for r in range(c.sleep_replay_per_pair):
+                trace.event("Idle", "env", {"i": r})
+                trace.answer(keys[i], values[i], "replay_answer")
+        return trace

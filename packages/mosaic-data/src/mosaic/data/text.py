@@ -1,0 +1,97 @@
+"""``dataset.text``: character- or byte-level language modelling on a text file.
+
+The first ``1 - val_fraction`` of the file (in characters, or bytes at ``level: byte``) is the train
+split and the rest the eval split, so the split is deterministic and never overlaps. Train items are
+windows of ``block_size + 1`` tokens at offsets drawn per (seed, idx); eval items are consecutive
+windows, so an evaluation pass reads the held-out text once. No padding and no teacher signals:
+``input_ids`` and ``target_ids`` are (block_size,) int64, every target supervised.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+from mosaic.core.errors import DataError
+from mosaic.data.common import SampleTooLongError, item_seed
+from mosaic.data.config import TextConfig
+
+
+class TextDataset(torch.utils.data.Dataset):
+    """``vocab_size``, ``encode(text)`` and ``decode(ids)`` describe the tokenisation."""
+
+    def __init__(self, config: TextConfig) -> None:
+        self.config = config
+        path = Path(config.path)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise DataError(f"dataset.text: cannot read {str(path)!r}: {exc.strerror or exc}") from None
+        if config.level == "byte":
+            self.itos: list[str] | None = None
+            self.vocab_size = 256
+            ids = torch.frombuffer(bytearray(raw), dtype=torch.uint8).to(torch.int64)
+        else:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"dataset.text: {str(path)!r} is not UTF-8 ({exc}); use level: byte") from None
+            self.itos = sorted(set(text))
+            self.vocab_size = len(self.itos)
+            self._stoi = {ch: i for i, ch in enumerate(self.itos)}
+            ids = torch.tensor([self._stoi[ch] for ch in text], dtype=torch.int64)
+        cut = int(len(ids) * (1.0 - config.val_fraction))
+        self.ids = ids[:cut] if config.split == "train" else ids[cut:]
+        needed = config.block_size + 1
+        if len(self.ids) < needed:
+            raise SampleTooLongError(
+                type(self).__name__, "block_size", needed, len(self.ids),
+                f"block_size={config.block_size} (a window of block_size + 1 tokens) on the "
+                f"{config.split} split of {str(path)!r}",
+            )
+        self.windows = len(self.ids) - needed + 1
+        if config.split == "eval":
+            default = (len(self.ids) - 1) // config.block_size
+        else:
+            default = max(1, len(self.ids) // config.block_size)
+        self.num_samples = config.num_samples if config.num_samples is not None else default
+        if config.split == "eval" and self.num_samples > default:
+            raise DataError(
+                f"dataset.text: num_samples={self.num_samples} consecutive eval windows need "
+                f"{self.num_samples * config.block_size + 1} tokens; the eval split has {len(self.ids)}"
+            )
+
+    def encode(self, text: str) -> list[int]:
+        if self.itos is None:
+            return list(text.encode("utf-8"))
+        unknown = sorted(set(text) - set(self._stoi))
+        if unknown:
+            raise DataError(f"dataset.text: characters not in the vocabulary: {unknown!r}")
+        return [self._stoi[ch] for ch in text]
+
+    def decode(self, ids: list[int] | torch.Tensor) -> str:
+        values = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        if self.itos is None:
+            return bytes(values).decode("utf-8", errors="replace")
+        return "".join(self.itos[i] for i in values)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def offset(self, idx: int) -> int:
+        c = self.config
+        if c.split == "eval":
+            return idx * c.block_size
+        return random.Random(item_seed(c.seed, c.split, idx)).randrange(self.windows)
+
+    def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
+        if not 0 <= idx < len(self):
+            raise IndexError(f"{type(self).__name__} index {idx} out of range [0, {len(self)})")
+        start = self.offset(idx)
+        window = self.ids[start : start + self.config.block_size + 1]
+        return {
+            "input_ids": window[:-1].clone(),
+            "target_ids": window[1:].clone(),
+        }

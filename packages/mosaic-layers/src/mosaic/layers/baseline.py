@@ -1,0 +1,77 @@
+"""``model.transformer_baseline``: a same-width causal Transformer for fair comparisons (pre-norm,
+learned positions, ``scaled_dot_product_attention``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mosaic.core.errors import ModelError
+from mosaic.core.model_output import ModelOutput
+from mosaic.layers.config import TransformerBaselineConfig
+from mosaic.layers.model import check_input_ids, init_weights, vocabulary_logits
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: TransformerBaselineConfig) -> None:
+        super().__init__()
+        self.heads = config.n_heads
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
+        self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bsz, length, d = x.shape
+        q, k, v = self.qkv(x).view(bsz, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, heads, T, d_head)
+        return self.proj(y.transpose(1, 2).reshape(bsz, length, d))
+
+
+class TransformerLayer(nn.Module):
+    def __init__(self, config: TransformerBaselineConfig) -> None:
+        super().__init__()
+        d = config.d_model
+        self.attn_norm = nn.RMSNorm(d)
+        self.attn = CausalSelfAttention(config)
+        self.mlp_norm = nn.RMSNorm(d)
+        self.mlp = nn.Sequential(
+            nn.Linear(d, config.mlp_mult * d, bias=False), nn.GELU(), nn.Linear(config.mlp_mult * d, d, bias=False)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x))
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class TransformerBaseline(nn.Module):
+    def __init__(self, config: TransformerBaselineConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.position = nn.Embedding(config.max_seq_len, config.d_model)
+        self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.n_layers))
+        self.norm = nn.RMSNorm(config.d_model)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.apply(init_weights)
+        if config.tie_embeddings:
+            self.head.weight = self.embed.weight
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> ModelOutput:
+        ids = check_input_ids(batch)
+        length = ids.shape[1]
+        if length > self.config.max_seq_len:
+            raise ModelError(f"sequence of {length} tokens exceeds max_seq_len {self.config.max_seq_len}")
+        x = self.embed(ids) + self.position(torch.arange(length, device=ids.device))
+        for layer in self.layers:
+            x = layer(x)
+        logits, logit_targets = vocabulary_logits(
+            self.head, self.norm(x), batch.get("target_ids"), self.config.logits_at_labels_only
+        )
+        return ModelOutput(logits=logits, aux={}, logit_targets=logit_targets)
+
+
+def build_transformer_baseline(config: TransformerBaselineConfig) -> TransformerBaseline:
+    """``model.transformer_baseline`` factory."""
+    return TransformerBaseline(config)

@@ -1,0 +1,195 @@
+"""The MOSAIC block: local mixer, multiscale state bank, hashed memory, registers, opcode VM and
+commitment head, fused into one residual update. Every recurrence runs as a chunked scan; see
+:mod:`mosaic.layers.reference` for the step-by-step twin it is tested against."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mosaic.layers.config import MosaicBlockConfig
+from mosaic.layers.isa import V0_OPCODES, Opcode
+from mosaic.layers.memory import HashedMemory
+from mosaic.layers.scan import decay_scan, exclusive, gated_scan, safe_log
+from mosaic.layers.state import BlockState
+from mosaic.layers.vm import Controls, OpcodeHead, TeacherForcing, forced_float, straight_through_one_hot
+
+
+class LocalMixer(nn.Module):
+    """Depthwise causal conv followed by a gated SiLU MLP."""
+
+    def __init__(self, config: MosaicBlockConfig) -> None:
+        super().__init__()
+        d, hidden = config.d_model, config.mlp_mult * config.d_model
+        self.kernel = config.conv_kernel
+        self.conv = nn.Conv1d(d, d, config.conv_kernel, groups=d)
+        self.up = nn.Linear(d, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, d, bias=False)
+
+    def forward(self, u: torch.Tensor, tail: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        window = torch.cat([tail, u], dim=1)  # (B, k - 1 + T, D)
+        mixed = self.conv(window.transpose(1, 2)).transpose(1, 2)  # (B, T, D)
+        gate, value = self.up(mixed).chunk(2, dim=-1)
+        new_tail = window[:, window.shape[1] - (self.kernel - 1):]
+        return self.down(F.silu(gate) * value), new_tail
+
+
+class StateBank(nn.Module):
+    """K leaky integrators ``s_k <- l_k s_k + (1 - l_k) W_in u`` sharing one low-rank input
+    projection (D -> state_dim), read out by one projection (K * state_dim -> D)."""
+
+    def __init__(self, config: MosaicBlockConfig) -> None:
+        super().__init__()
+        self.config = config
+        k, width = config.state_k, config.state_dim
+        self.inp = nn.Linear(config.d_model, width, bias=False)
+        self.out = nn.Linear(k * width, config.d_model, bias=False)
+        # decays log-spaced in timescale 1 / (1 - l) over [state_decay_min, state_decay_max]
+        timescales = torch.logspace(
+            math.log10(1 / (1 - config.state_decay_min)), math.log10(1 / (1 - config.state_decay_max)), k
+        )
+        decays = (1 - 1 / timescales)[:, None].expand(k, width)
+        self.decay_logit = nn.Parameter(torch.logit(decays).clone())
+
+    def decays(self) -> torch.Tensor:
+        return torch.sigmoid(self.decay_logit)  # (K, width)
+
+    def regulariser(self) -> torch.Tensor:
+        """Mean squared excursion of the decays outside [state_decay_reg_min, state_decay_reg_max]."""
+        decays, c = self.decays(), self.config
+        return (F.relu(c.state_decay_reg_min - decays) ** 2 + F.relu(decays - c.state_decay_reg_max) ** 2).mean()
+
+    def forward(self, u: torch.Tensor, h0: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+        log_decay = F.logsigmoid(self.decay_logit).flatten()  # (K * width,)
+        keep_in = -torch.expm1(log_decay)  # 1 - l, exact for l near 1
+        drive = self.inp(u).repeat(1, 1, self.config.state_k) * keep_in  # (B, T, K * width)
+        h = decay_scan(drive, log_decay, h0, chunk)
+        return self.out(h), h[:, -1]
+
+
+class Registers(nn.Module):
+    """R register slots: a gated write into a (straight-through) selected slot, an attention read
+    of the registers as they were before the token."""
+
+    def __init__(self, config: MosaicBlockConfig) -> None:
+        super().__init__()
+        d, r, width = config.d_model, config.reg_slots, config.reg_dim
+        self.gate = nn.Linear(d, 1)
+        self.select = nn.Linear(d, r)
+        self.value = nn.Linear(d, width, bias=False)
+        self.query = nn.Linear(d, width, bias=False)
+        self.out = nn.Linear(width, d, bias=False)
+
+    def plan(self, u: torch.Tensor, controls: Controls, teacher: TeacherForcing) -> dict[str, torch.Tensor]:
+        gate_logits, sel_logits = self.gate(u)[..., 0], self.select(u)  # (B, T), (B, T, R)
+        gate = forced_float(torch.sigmoid(gate_logits), teacher.reg_write_gate)
+        strength = (gate * controls.write).clamp(0.0, 1.0)
+        coeff = strength[..., None] * straight_through_one_hot(sel_logits, teacher.reg_sel)  # (B, T, R)
+        return {
+            "log_keep": safe_log(1 - coeff),
+            "content": coeff[..., None] * self.value(u)[:, :, None],  # (B, T, R, width)
+            "query": self.query(u),
+            "gate_logits": gate_logits,
+            "sel_logits": sel_logits,
+        }
+
+    def read(self, query: torch.Tensor, registers: torch.Tensor) -> torch.Tensor:
+        """query (B, T, width), registers (B, T, R, width) -> (B, T, D)."""
+        scores = torch.einsum("btrd,btd->btr", registers, query) / math.sqrt(query.shape[-1])
+        return self.out(torch.einsum("btr,btrd->btd", F.softmax(scores, dim=-1), registers))
+
+    def forward(self, plan: dict[str, torch.Tensor], h0: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+        inclusive = gated_scan(plan["log_keep"], plan["content"], h0, chunk)
+        return self.read(plan["query"], exclusive(inclusive, h0)), inclusive[:, -1]
+
+
+class MosaicBlock(nn.Module):
+    """``x (B, T, D) -> x + update * output_scale * (local + g_s state + g_m memory + g_r registers)``."""
+
+    def __init__(self, config: MosaicBlockConfig, opcodes: Sequence[Opcode] = V0_OPCODES) -> None:
+        super().__init__()
+        c = config
+        self.config = c
+        self.norm = nn.RMSNorm(c.d_model)
+        self.mixer = LocalMixer(c)
+        self.bank = StateBank(c)
+        self.memory = HashedMemory(c)
+        self.registers = Registers(c) if c.reg_slots else None
+        self.fusion = nn.Linear(c.d_model, 3)
+        self.opcode_head = (
+            OpcodeHead(c.d_model, opcodes, control=c.opcodes_control_enabled, soft=c.opcodes_control_soft,
+                       temp=c.opcodes_control_temp)
+            if c.opcodes_enabled else None
+        )
+        if c.commitment_head_enabled:
+            self.commitment = nn.Linear(c.d_model, 3)  # [close, neutral, open]
+            self.commit_drive = nn.Parameter(torch.zeros(c.d_model))
+
+    def init_state(self, batch: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> BlockState:
+        c = self.config
+        zeros = {"device": device, "dtype": dtype}
+        return BlockState(
+            conv_tail=torch.zeros(batch, c.conv_kernel - 1, c.d_model, **zeros),
+            bank=torch.zeros(batch, c.state_k * c.state_dim, **zeros),
+            memory=self.memory.empty_table(batch, device, dtype),  # type: ignore[arg-type]
+            summary=torch.zeros(batch, 1, c.mem_cell_dim, **zeros),
+            registers=torch.zeros(batch, c.reg_slots, c.reg_dim, **zeros) if c.reg_slots else None,
+        )
+
+    def controls(self, u: torch.Tensor, teacher: TeacherForcing) -> tuple[Controls, dict[str, torch.Tensor]]:
+        if self.opcode_head is None:
+            return Controls.free(u[..., 0]), {}
+        logits, controls, respond = self.opcode_head(u, teacher.opcode)
+        return controls, {"mosaic_opcode_logits": logits, "mosaic_response_onset": respond}
+
+    def fuse(self, x: torch.Tensor, u: torch.Tensor, controls: Controls, local: torch.Tensor, bank: torch.Tensor,
+             memory: torch.Tensor, registers: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The residual output and the commitment head (shared with the reference twin)."""
+        gates = torch.sigmoid(self.fusion(u)) * controls.fusion[..., None]  # (B, T, 3)
+        delta = local + gates[..., 0:1] * bank + gates[..., 1:2] * memory
+        if registers is not None:
+            delta = delta + gates[..., 2:3] * registers
+        aux = {}
+        if self.config.commitment_head_enabled:
+            drive = u + delta + controls.commit[..., None] * self.commit_drive
+            aux["mosaic_commitment_logits"] = self.commitment(drive)
+        return x + (controls.update * controls.output_scale)[..., None] * delta, aux
+
+    def forward(self, x: torch.Tensor, teacher: TeacherForcing | None = None,
+                state: BlockState | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], BlockState]:
+        teacher = teacher if teacher is not None else TeacherForcing()
+        state = state if state is not None else self.init_state(x.shape[0], x.device, x.dtype)
+        chunk = self.config.chunk_size
+        u = self.norm(x)
+        controls, aux = self.controls(u, teacher)
+        local, conv_tail = self.mixer(u, state.conv_tail)
+        if teacher.drop_local is not None:
+            local = local * (1 - teacher.drop_local.to(local.dtype))[..., None]
+        bank, bank_h = self.bank(u, state.bank, chunk)
+        plan = self.memory.plan(u, controls, teacher)
+        views, table = self.memory.views(plan, state.memory, chunk)
+        summary_read, summary = self.memory.summary_read(plan, state.summary, chunk)
+        read = self.memory.attend(plan.query, views, plan.read_ste)  # (B, T, mem_dim)
+        memory = self.memory.out(controls.read[..., None] * (read + controls.scan[..., None] * summary_read))
+        registers = register_state = None
+        if self.registers is not None:
+            reg_plan = self.registers.plan(u, controls, teacher)
+            registers, register_state = self.registers(reg_plan, state.registers, chunk)
+            aux["mosaic_reg_write_gate_logits"] = reg_plan["gate_logits"]
+            aux["mosaic_reg_sel_logits"] = reg_plan["sel_logits"]
+        y, head_aux = self.fuse(x, u, controls, local, bank, memory, registers)
+        aux.update(plan.aux)
+        aux.update(head_aux)
+        aux["mosaic_state_decay_reg_loss"] = self.bank.regulariser()
+        return y, aux, BlockState(conv_tail, bank_h, table, summary, register_state)
+
+
+def build_mosaic_block(config: MosaicBlockConfig) -> MosaicBlock:
+    """``layer.mosaic_block`` factory: a block over the v0 opcodes and the installed plugin opcodes."""
+    from mosaic.layers.isa import opcode_table
+
+    return MosaicBlock(config, opcode_table() if config.opcodes_enabled else V0_OPCODES)

@@ -1,0 +1,202 @@
+"""Hashed set-associative memory with exact causal reads, computed chunk-parallel.
+
+Layout: per sample a table ``(B, H hashes, NB buckets * A slots + 1, key_dim + mem_dim + 1)``; the
+cell content is ``[key, value, occupancy]`` and the extra last row is a scratch cell that is never
+read. Routing: sign bits of a projection pick a bucket per hash (LSB first), separately for reads
+and writes; the slot inside the write bucket comes from a slot router on the write key.
+
+Deviation from the original (documented on purpose): the original picked the slot sequentially
+(matching key, else empty, else least recently used), which forces a loop over tokens. Here the slot
+is a parallel function of the token, and a write is a gated EMA of the cell,
+``cell <- (1 - w)(1 - clear) cell + w [key, value, 1]``: a diagonal linear recurrence per cell. A
+token's view of its read bucket is then (the chunk-start table, decayed by the writes to the same
+cell earlier in the chunk) + (masked, decayed contributions of those writes), so a token reads
+everything written before it in the same sequence, including earlier in its own chunk.
+
+Routing decisions are hard in the forward pass and learn through a straight-through estimator: the
+read (write) content of hash h is multiplied by ``exp(c - c.detach())`` where ``c`` is the log
+probability of the chosen bits (and slot), which is 1 forward and passes d c backward.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mosaic.layers.config import MosaicBlockConfig
+from mosaic.layers.scan import exclusive, gated_scan, safe_log
+from mosaic.layers.vm import Controls, TeacherForcing, forced_float
+
+OCCUPANCY_FLOOR = 1e-6
+
+
+@attrs.define
+class MemoryPlan:
+    """Everything about a token's memory access that does not depend on the memory's contents."""
+
+    query: torch.Tensor  # (B, T, dk)
+    read_bucket: torch.Tensor  # (B, T, H) int64
+    read_ste: torch.Tensor  # (B, T, H) 1 forward, router gradient backward
+    write_cell: torch.Tensor  # (B, T, H) int64: write_bucket * A + slot
+    log_keep: torch.Tensor  # (B, T) log((1 - w)(1 - clear)) for the written cell
+    content: torch.Tensor  # (B, T, H, dim) w * [key, value, 1] * straight-through factors
+    summary_log_keep: torch.Tensor  # (B, T) log(1 - w) of the all-bucket summary
+    summary_content: torch.Tensor  # (B, T, dim) w * [key, value, 1]
+    aux: dict[str, torch.Tensor]
+
+
+def route(bit_logits: torch.Tensor, teacher: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bucket ids ``(B, T, H)`` from sign bits (LSB first) and their straight-through factor."""
+    bits = bit_logits.shape[-1]
+    powers = 2 ** torch.arange(bits, device=bit_logits.device)
+    hard = bit_logits > 0
+    if teacher is not None:
+        teacher_bits = (teacher.clamp_min(0)[..., None] // powers) % 2 == 1
+        hard = torch.where((teacher >= 0)[..., None], teacher_bits, hard)
+    log_conf = F.logsigmoid(torch.where(hard, bit_logits, -bit_logits)).sum(-1)
+    bucket = (hard.long() * powers).sum(-1)
+    return bucket, torch.exp(log_conf - log_conf.detach())
+
+
+class HashedMemory(nn.Module):
+    def __init__(self, config: MosaicBlockConfig) -> None:
+        super().__init__()
+        c = config
+        self.config = c
+        self.read_router = nn.Linear(c.d_model, c.mem_hashes * c.mem_bits, bias=False)
+        self.write_router = nn.Linear(c.d_model, c.mem_hashes * c.mem_bits, bias=False)
+        self.query = nn.Linear(c.d_model, c.mem_key_dim, bias=False)
+        self.write_key = nn.Linear(c.d_model, c.mem_key_dim, bias=False)
+        self.write_value = nn.Linear(c.d_model, c.mem_dim, bias=False)
+        self.slot_router = nn.Linear(c.mem_key_dim, c.mem_assoc, bias=False)
+        self.write_gate = nn.Linear(c.d_model, 1)
+        self.write_utility = nn.Linear(c.d_model, 1)
+        self.out = nn.Linear(c.mem_dim, c.d_model, bias=False)
+
+    @property
+    def cells(self) -> int:
+        return self.config.mem_buckets * self.config.mem_assoc
+
+    def empty_table(self, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        c = self.config
+        return torch.zeros(batch, c.mem_hashes, self.cells + 1, c.mem_cell_dim, device=device, dtype=dtype)
+
+    def plan(self, u: torch.Tensor, controls: Controls, teacher: TeacherForcing) -> MemoryPlan:
+        c = self.config
+        bsz, length, _ = u.shape
+        read_bits = self.read_router(u).view(bsz, length, c.mem_hashes, c.mem_bits)
+        write_bits = self.write_router(u).view(bsz, length, c.mem_hashes, c.mem_bits)
+        read_bucket, read_ste = route(read_bits, teacher.read_bucket)
+        write_bucket, write_ste = route(write_bits, teacher.write_bucket)
+        key = self.write_key(u)  # (B, T, dk)
+        slot_logits = F.log_softmax(self.slot_router(key), dim=-1)  # (B, T, A)
+        slot = slot_logits.argmax(-1)
+        slot_log_conf = slot_logits.gather(-1, slot[..., None])[..., 0]
+        slot_ste = torch.exp(slot_log_conf - slot_log_conf.detach())
+        gate_logits = self.write_gate(u)[..., 0]  # (B, T)
+        gate = torch.sigmoid(gate_logits)
+        if c.mem_hard_writes:
+            gate = (gate > c.mem_write_threshold).to(u.dtype) + gate - gate.detach()
+        gate = forced_float(gate, teacher.write_gate)
+        strength = (c.mem_write_step * gate * controls.write).clamp(0.0, 1.0)  # (B, T)
+        clear = controls.clear.clamp(0.0, 1.0)
+        ones = torch.ones_like(key[..., :1])
+        cell_content = torch.cat([key, self.write_value(u), ones], dim=-1) * strength[..., None]  # (B, T, dim)
+        content = cell_content[:, :, None] * (write_ste * slot_ste[..., None])[..., None]  # (B, T, H, dim)
+        aux = {
+            "mosaic_write_gate_logits": gate_logits,
+            "mosaic_write_utility_logits": self.write_utility(u)[..., 0],
+            "mosaic_read_bit_logits": read_bits,
+            "mosaic_write_bit_logits": write_bits,
+        }
+        return MemoryPlan(
+            query=self.query(u),
+            read_bucket=read_bucket,
+            read_ste=read_ste,
+            write_cell=write_bucket * c.mem_assoc + slot[..., None],
+            log_keep=safe_log((1 - strength) * (1 - clear)),
+            content=content,
+            summary_log_keep=safe_log(1 - strength),
+            summary_content=cell_content,
+            aux=aux,
+        )
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def attend(self, query: torch.Tensor, views: torch.Tensor, read_ste: torch.Tensor) -> torch.Tensor:
+        """Softmax over a bucket's slots by key similarity, masked by occupancy, summed over hashes.
+
+        query (B, T, dk); views (B, T, H, A, dim) -> (B, T, mem_dim)."""
+        dk = self.config.mem_key_dim
+        keys, values, occupancy = views[..., :dk], views[..., dk:-1], views[..., -1]
+        scores = torch.einsum("bthjd,btd->bthj", keys, query) / math.sqrt(dk)
+        scores = scores + torch.log(occupancy.clamp_min(OCCUPANCY_FLOOR))
+        weights = F.softmax(scores, dim=-1)
+        read = torch.einsum("bthj,bthjd->bthd", weights, values) * read_ste[..., None]
+        return read.sum(dim=2)
+
+    def summary_read(self, plan: MemoryPlan, summary: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The all-bucket summary (a gated EMA of every write) as of before each token.
+
+        summary (B, 1, dim) -> (read (B, T, mem_dim), summary after the last token)."""
+        inclusive = gated_scan(plan.summary_log_keep[..., None], plan.summary_content[:, :, None], summary, chunk)
+        before = exclusive(inclusive, summary)[:, :, 0]
+        dk = self.config.mem_key_dim
+        return before[..., dk:-1], inclusive[:, -1]
+
+    def views(self, plan: MemoryPlan, table: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each token's view of its read bucket before its own write, and the table after the
+        last token. table (B, H, cells + 1, dim) -> ((B, T, H, A, dim), table)."""
+        c = self.config
+        bsz, length, hashes = plan.read_bucket.shape
+        assoc, dim, trash = c.mem_assoc, c.mem_cell_dim, self.cells
+        size = max(1, min(chunk, length))
+        pad = -length % size
+        n_chunks = (length + pad) // size
+
+        def chunks(x: torch.Tensor) -> torch.Tensor:  # (B, T, H, ...) -> (B, H, nC, C, ...)
+            x = F.pad(x, [0, 0] * (x.dim() - 2) + [0, pad]) if pad else x
+            x = x.view(bsz, n_chunks, size, *x.shape[2:])
+            return x.transpose(1, 3).transpose(2, 3) if x.dim() >= 4 else x
+
+        read_bucket = chunks(plan.read_bucket)  # (B, H, nC, C)
+        cell = chunks(plan.write_cell)
+        content = chunks(plan.content)  # (B, H, nC, C, dim)
+        log_keep = chunks(plan.log_keep)[:, None]  # (B, 1, nC, C)
+        write_bucket, slot = cell // assoc, cell % assoc
+        slot_one_hot = F.one_hot(slot, assoc).to(content.dtype)  # (B, H, nC, C, A)
+        index = torch.arange(size, device=cell.device)
+        later = index[:, None] > index[None, :]  # [u, s] = u > s
+        zero = torch.zeros((), device=cell.device, dtype=content.dtype)
+        same_cell = cell[..., :, None] == cell[..., None, :]  # (B, H, nC, C, C) symmetric
+        # decay of s's write by later writes u (s < u) to the same cell: [u, s]
+        between = torch.where(same_cell & later, log_keep[..., :, None], zero)
+        seen_by = F.pad(between.cumsum(dim=-2)[..., :-1, :], (0, 0, 1, 0))  # [t, s] sum over s < u < t
+        hits = read_bucket[..., :, None] == write_bucket[..., None, :]  # [t, s] reader t's bucket = s's
+        coef = torch.where(hits & later, torch.exp(seen_by), zero)  # (B, H, nC, C, C)
+        per_slot = (slot_one_hot[..., None] * content[..., None, :]).flatten(-2)  # (B, H, nC, C, A*dim)
+        intra = (coef @ per_slot).view(bsz, hashes, n_chunks, size, assoc, dim)
+        # decay of the chunk-start cell (read bucket, slot j) by this chunk's writes before t
+        start_decay = torch.exp(torch.where(hits & later, log_keep[..., None, :], zero) @ slot_one_hot)
+        # chunk-end value of each written cell, carried by the last writer of that cell in the chunk
+        total_keep = torch.exp(torch.where(same_cell, log_keep[..., :, None], zero).sum(dim=-2))  # (.., C)
+        tail = torch.exp(between.sum(dim=-2))  # decay of s's write until the chunk end
+        written = same_cell.to(content.dtype) @ (tail[..., None] * content)  # (B, H, nC, C, dim)
+        last = ~(same_cell & later).any(dim=-2)
+        target = torch.where(last, cell, torch.full_like(cell, trash))
+        read_rows = (read_bucket[..., None] * assoc + torch.arange(assoc, device=cell.device)).flatten(-2)
+        starts = []
+        for n in range(n_chunks):  # a loop over chunks, not tokens: carries the table
+            rows = read_rows[:, :, n, :, None].expand(-1, -1, -1, dim)
+            starts.append(table.gather(2, rows).view(bsz, hashes, size, assoc, dim))
+            old = table.gather(2, cell[:, :, n, :, None].expand(-1, -1, -1, dim))
+            new = total_keep[:, :, n, :, None] * old + written[:, :, n]
+            table = table.scatter(2, target[:, :, n, :, None].expand(-1, -1, -1, dim), new)
+        start = torch.stack(starts, dim=2)  # (B, H, nC, C, A, dim)
+        views = start_decay[..., None] * start + intra
+        views = views.view(bsz, hashes, n_chunks * size, assoc, dim)[:, :, :length].transpose(1, 2)
+        return views, table

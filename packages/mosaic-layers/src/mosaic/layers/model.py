@@ -1,0 +1,181 @@
+"""MosaicLM: embedding, a stack of MOSAIC blocks, final norm and vocabulary head; batch forward,
+chunked prefill and single-token streaming over a typed :class:`MosaicState`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from mosaic.core.errors import CheckpointError, ModelError
+from mosaic.core.model_output import ModelOutput
+from mosaic.layers.block import MosaicBlock
+from mosaic.layers.config import MosaicLMConfig
+from mosaic.layers.isa import V0_OPCODES, Opcode, opcode_table
+from mosaic.layers.state import MosaicState
+from mosaic.layers.vm import TeacherForcing
+
+IGNORE_INDEX = -100
+
+
+def init_weights(module: nn.Module) -> None:
+    """nanoGPT-style initialisation of linear and embedding weights."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+
+
+def stack_layer_aux(per_layer: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """``{name: (L, ...)}`` from one aux dict per layer (never overwriting a layer's entry)."""
+    return {name: torch.stack([aux[name] for aux in per_layer]) for name in per_layer[0]}
+
+
+def vocabulary_logits(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor | None,
+                      labels_only: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits everywhere ``(B, T, V)``, or only at labelled positions ``(N, V)`` with their targets."""
+    if labels_only and targets is not None:
+        mask = targets != IGNORE_INDEX
+        return head(hidden[mask]), targets[mask]
+    return head(hidden), None
+
+
+def check_input_ids(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    if "input_ids" not in batch:
+        raise ModelError(f"batch has no 'input_ids' (keys: {sorted(batch)})")
+    ids = batch["input_ids"]
+    if ids.dim() != 2 or ids.dtype != torch.int64:
+        raise ModelError(f"batch['input_ids']: expected an int64 tensor (B, T), got {ids.dtype} {tuple(ids.shape)}")
+    targets = batch.get("target_ids")
+    if targets is not None and targets.shape != ids.shape:
+        raise ModelError(f"batch['target_ids']: shape {tuple(targets.shape)} differs from input_ids {tuple(ids.shape)}")
+    return ids
+
+
+class MosaicLM(nn.Module):
+    def __init__(self, config: MosaicLMConfig, opcodes: Sequence[Opcode] | None = None) -> None:
+        super().__init__()
+        if opcodes is None:
+            opcodes = opcode_table(include_plugins=config.plugin_opcodes) if config.block.opcodes_enabled else V0_OPCODES
+        opcodes = tuple(opcodes)
+        if opcodes[: len(V0_OPCODES)] != V0_OPCODES:
+            raise ModelError("the opcode table must start with the ten v0 opcodes (ids 0-9)")
+        self.config = config
+        self.opcodes = opcodes
+        d = config.block.d_model
+        self.embed = nn.Embedding(config.vocab_size, d)
+        self.blocks = nn.ModuleList(MosaicBlock(config.block, opcodes) for _ in range(config.n_layers))
+        self.norm = nn.RMSNorm(d)
+        self.head = nn.Linear(d, config.vocab_size, bias=False)
+        self.apply(init_weights)
+        if config.tie_embeddings:
+            self.head.weight = self.embed.weight
+
+    # --- opcode table and checkpoints ---------------------------------------------------------
+
+    @property
+    def opcode_names(self) -> list[str]:
+        return [op.name for op in self.opcodes]
+
+    def check_opcode_table(self, names: Sequence[str]) -> None:
+        """Raise :class:`CheckpointError` unless ``names`` is this model's opcode table."""
+        if list(names) != self.opcode_names:
+            raise CheckpointError(
+                f"opcode table mismatch: checkpoint has {list(names)}, this model has {self.opcode_names} "
+                "(install or remove the opcode plugins the checkpoint was trained with)"
+            )
+
+    def get_extra_state(self) -> dict[str, object]:
+        return {"opcode_table": self.opcode_names}
+
+    def set_extra_state(self, state: object) -> None:
+        if not isinstance(state, Mapping) or "opcode_table" not in state:
+            raise CheckpointError("checkpoint does not record an opcode table")
+        self.check_opcode_table(state["opcode_table"])
+
+    # --- forward ------------------------------------------------------------------------------
+
+    def teacher(self, batch: Mapping[str, torch.Tensor]) -> TeacherForcing:
+        c = self.config.block
+        return TeacherForcing.from_batch(batch, hashes=c.mem_hashes, buckets=c.mem_buckets,
+                                         reg_slots=c.reg_slots, n_opcodes=len(self.opcodes))
+
+    def forward(self, batch: Mapping[str, torch.Tensor], state: MosaicState | None = None) -> ModelOutput:
+        ids = check_input_ids(batch)
+        if state is not None and (state.batch_size != ids.shape[0] or len(state.layers) != len(self.blocks)):
+            raise ModelError(
+                f"state is for batch {state.batch_size} and {len(state.layers)} layers; "
+                f"got batch {ids.shape[0]} and a {len(self.blocks)}-layer model"
+            )
+        teacher = self.teacher(batch)
+        x = self.embed(ids)  # (B, T, D)
+        per_layer, layer_states = [], []
+        for i, block in enumerate(self.blocks):
+            x, aux, block_state = block(x, teacher, None if state is None else state.layers[i])
+            per_layer.append(aux)
+            layer_states.append(block_state)
+        logits, logit_targets = vocabulary_logits(
+            self.head, self.norm(x), batch.get("target_ids"), self.config.logits_at_labels_only
+        )
+        new_state = None if state is None else MosaicState(layer_states, state.position + ids.shape[1])
+        return ModelOutput(logits=logits, aux=stack_layer_aux(per_layer), logit_targets=logit_targets, state=new_state)
+
+    # --- streaming ----------------------------------------------------------------------------
+
+    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> MosaicState:
+        weight = self.embed.weight
+        device = weight.device if device is None else torch.device(device)
+        return MosaicState([block.init_state(batch_size, device, weight.dtype) for block in self.blocks])
+
+    def step(self, ids: torch.Tensor, state: MosaicState) -> ModelOutput:
+        """One token per sample: ``ids (B,)`` -> logits ``(B, V)``, aux ``(L, B, 1, ...)``, new state."""
+        if ids.dim() != 1:
+            raise ModelError(f"step: expected ids of shape (B,), got {tuple(ids.shape)}")
+        out = self.forward({"input_ids": ids[:, None]}, state)
+        out.logits = out.logits[:, 0]
+        return out
+
+    def prefill(self, ids: torch.Tensor, state: MosaicState | None = None, chunk_tokens: int = 512) -> ModelOutput:
+        """Consume ``ids (B, T)`` in pieces of ``chunk_tokens``; logits ``(B, T, V)`` and the final
+        state (aux outputs of the last piece only)."""
+        if chunk_tokens < 1:
+            raise ModelError(f"prefill: chunk_tokens must be >= 1, got {chunk_tokens}")
+        state = self.init_state(ids.shape[0], ids.device) if state is None else state
+        logits = []
+        out = None
+        for start in range(0, ids.shape[1], chunk_tokens):
+            out = self.forward({"input_ids": ids[:, start : start + chunk_tokens]}, state)
+            logits.append(out.logits)
+            state = out.state
+        if out is None:
+            raise ModelError("prefill: ids has no tokens")
+        out.logits = torch.cat(logits, dim=1)
+        return out
+
+
+def build_mosaic_lm(config: MosaicLMConfig) -> MosaicLM:
+    """``model.mosaic_lm`` factory."""
+    return MosaicLM(config)
+
+
+def parameter_breakdown(model: MosaicLM) -> dict[str, int]:
+    """Parameter count per component (embedding counted once when tied)."""
+    groups = {"embedding": model.embed, "final_norm": model.norm}
+    counts = {name: sum(p.numel() for p in module.parameters()) for name, module in groups.items()}
+    if not model.config.tie_embeddings:
+        counts["lm_head"] = model.head.weight.numel()
+    parts = {"norm": "norm", "local_mixer": "mixer", "state_bank": "bank", "memory": "memory",
+             "registers": "registers", "fusion": "fusion", "opcode_head": "opcode_head",
+             "commitment_head": "commitment"}
+    for label, attr in parts.items():
+        counts[label] = sum(
+            sum(p.numel() for p in getattr(block, attr).parameters()) for block in model.blocks
+            if getattr(block, attr, None) is not None
+        )
+    counts["commitment_head"] += sum(block.commit_drive.numel() for block in model.blocks
+                                     if block.config.commitment_head_enabled)
+    counts["total"] = sum(p.numel() for p in model.parameters())
+    return counts

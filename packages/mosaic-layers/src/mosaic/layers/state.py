@@ -1,0 +1,81 @@
+"""Streaming state of MOSAIC blocks and models: typed, copyable, savable (``torch.save``-able and
+round-trips through a flat ``state_dict``)."""
+
+from __future__ import annotations
+
+import attrs
+import torch
+
+from mosaic.core.errors import CheckpointError
+
+
+@attrs.define
+class BlockState:
+    """What one block carries from token to token."""
+
+    conv_tail: torch.Tensor  # (B, conv_kernel - 1, D) last inputs of the causal conv
+    bank: torch.Tensor  # (B, state_k * state_dim) leaky integrators
+    memory: torch.Tensor  # (B, H, NB * A + 1, key_dim + mem_dim + 1) hashed memory (+ scratch row)
+    summary: torch.Tensor  # (B, 1, key_dim + mem_dim + 1) all-bucket summary read by SCAN
+    registers: torch.Tensor | None  # (B, R, reg_dim), None without registers
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f.name: getattr(self, f.name) for f in attrs.fields(BlockState) if getattr(self, f.name) is not None}
+
+    def map(self, fn: object) -> BlockState:
+        return BlockState(**{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name))  # type: ignore[operator]
+                             for f in attrs.fields(BlockState)})
+
+
+@attrs.define
+class MosaicState:
+    """The state of a whole :class:`~mosaic.layers.model.MosaicLM`: one :class:`BlockState` per
+    layer and the number of tokens consumed so far."""
+
+    layers: list[BlockState]
+    position: int = 0
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.layers[0].bank.shape[0])
+
+    def copy(self) -> MosaicState:
+        """An independent copy (tensors cloned, detached from any graph)."""
+        return MosaicState([layer.map(lambda t: t.detach().clone()) for layer in self.layers], self.position)
+
+    def detach(self) -> MosaicState:
+        """The same state cut from the autograd graph (for truncated backpropagation)."""
+        return MosaicState([layer.map(lambda t: t.detach()) for layer in self.layers], self.position)
+
+    def to(self, device: torch.device | str) -> MosaicState:
+        return MosaicState([layer.map(lambda t: t.to(device)) for layer in self.layers], self.position)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        out = {"position": torch.tensor(self.position, dtype=torch.int64)}
+        for i, layer in enumerate(self.layers):
+            for name, tensor in layer.tensors().items():
+                out[f"layers.{i}.{name}"] = tensor.detach().clone()
+        return out
+
+    @classmethod
+    def from_state_dict(cls, data: dict[str, torch.Tensor]) -> MosaicState:
+        if "position" not in data:
+            raise CheckpointError("MosaicState: state dict has no 'position' entry")
+        by_layer: dict[int, dict[str, torch.Tensor]] = {}
+        for key, tensor in data.items():
+            if key == "position":
+                continue
+            prefix, index, name = (key.split(".", 2) + ["", ""])[:3]
+            if prefix != "layers" or not index.isdigit() or name not in attrs.fields_dict(BlockState):
+                raise CheckpointError(f"MosaicState: unexpected state dict entry {key!r}")
+            by_layer.setdefault(int(index), {})[name] = tensor.clone()
+        if sorted(by_layer) != list(range(len(by_layer))) or not by_layer:
+            raise CheckpointError(f"MosaicState: layers must be numbered 0..n-1, got {sorted(by_layer)}")
+        layers = []
+        for i in range(len(by_layer)):
+            entries = by_layer[i]
+            missing = [f.name for f in attrs.fields(BlockState) if f.name != "registers" and f.name not in entries]
+            if missing:
+                raise CheckpointError(f"MosaicState: layer {i} lacks {', '.join(missing)}")
+            layers.append(BlockState(registers=entries.pop("registers", None), **entries))
+        return cls(layers, int(data["position"]))
