@@ -19,6 +19,8 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str]] = {
     "presets": ("mosaic.cli.commands.presets:presets", "List, show, validate and size training presets."),
     "eval": ("mosaic.cli.commands.eval:eval_command", "Evaluate a run's newest checkpoint on held-out data."),
     "plot": ("mosaic.cli.commands.plot:plot", "Plot a run's loss and auxiliary metric curves to PNG."),
+    "events": ("mosaic.cli.commands.events:events", "Reactive runtime: JSONL events in, the model's events out."),
+    "live": ("mosaic.cli.commands.live:live", "Autonomous runtime: impulses, idle consolidation, online adapters."),
 }
 
 
