@@ -111,7 +111,7 @@ class OnlineLearner:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.updates += 1
-        self.last_loss = float(loss)
+        self.last_loss = float(loss.detach())
         return self.last_loss
 
     def metrics(self) -> dict[str, float]:
