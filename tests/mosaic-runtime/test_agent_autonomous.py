@@ -16,16 +16,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from agent_tiny_model import REPLY, TinyStreamConfig, TinyStreamLM, make_run  # noqa: E402
+from agent_tiny_model import REPLY, TinyStreamConfig, TinyStreamLM, make_run
 
-from mosaic.core.events.envelope import EventEnvelope  # noqa: E402
-from mosaic.core.homeostasis import DriveBand, HomeostaticLoop, IntrinsicDrive  # noqa: E402
-from mosaic.runtime.agent.autonomous import AutonomousRuntime  # noqa: E402
-from mosaic.runtime.agent.config import ConsolidationConfig, LiveConfig  # noqa: E402
-from mosaic.runtime.agent.consolidation import consolidate, prune_cells  # noqa: E402
-from mosaic.runtime.agent.metrics import memory_occupancy  # noqa: E402
-from mosaic.runtime.agent.responder import EventSession  # noqa: E402
-from mosaic.runtime.agent.service import open_agent  # noqa: E402
+from mosaic.core.events.envelope import EventEnvelope
+from mosaic.core.homeostasis import DriveBand, HomeostaticLoop, IntrinsicDrive
+from mosaic.runtime.agent.autonomous import AutonomousRuntime
+from mosaic.runtime.agent.config import ConsolidationConfig, LiveConfig
+from mosaic.runtime.agent.consolidation import consolidate, prune_cells
+from mosaic.runtime.agent.metrics import memory_occupancy
+from mosaic.runtime.agent.responder import EventSession
+from mosaic.runtime.agent.service import open_agent
 
 NOTE = EventEnvelope("Note", {"n": 1}, "user", id="n1", ts=1.0)
 

@@ -10,14 +10,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from agent_tiny_model import REPLY, TinyStreamConfig, TinyStreamLM, make_run  # noqa: E402
+from agent_tiny_model import REPLY, TinyStreamConfig, TinyStreamLM, make_run
 
-from mosaic.core.errors import CheckpointError, ConfigError  # noqa: E402
-from mosaic.core.events.envelope import EventEnvelope  # noqa: E402
-from mosaic.runtime.agent.config import OnlineConfig  # noqa: E402
-from mosaic.runtime.agent.online import LoRALinear, OnlineLearner  # noqa: E402
-from mosaic.runtime.agent.responder import EventSession  # noqa: E402
-from mosaic.runtime.agent.service import open_agent  # noqa: E402
+from mosaic.core.errors import CheckpointError, ConfigError
+from mosaic.core.events.envelope import EventEnvelope
+from mosaic.runtime.agent.config import OnlineConfig
+from mosaic.runtime.agent.online import LoRALinear, OnlineLearner
+from mosaic.runtime.agent.responder import EventSession
+from mosaic.runtime.agent.service import open_agent
 
 
 def model() -> TinyStreamLM:

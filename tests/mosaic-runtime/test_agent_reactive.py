@@ -14,17 +14,17 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from agent_tiny_model import REPLY, TinyStreamConfig, TinyStreamLM, make_run  # noqa: E402
+from agent_tiny_model import REPLY, TinyStreamConfig, TinyStreamLM, make_run
 
-from mosaic.core.errors import RuntimeStateError  # noqa: E402
-from mosaic.core.events.envelope import EventEnvelope  # noqa: E402
-from mosaic.runtime.agent.config import GenerationConfig  # noqa: E402
-from mosaic.runtime.agent.loading import check_streaming_model, load_run_model  # noqa: E402
-from mosaic.runtime.agent.reactive import ReactiveRuntime, parse_line  # noqa: E402
-from mosaic.runtime.agent.responder import EventSession  # noqa: E402
-from mosaic.runtime.agent.service import open_agent  # noqa: E402
+from mosaic.core.errors import RuntimeStateError
+from mosaic.core.events.envelope import EventEnvelope
+from mosaic.runtime.agent.config import GenerationConfig
+from mosaic.runtime.agent.loading import check_streaming_model, load_run_model
+from mosaic.runtime.agent.reactive import ReactiveRuntime, parse_line
+from mosaic.runtime.agent.responder import EventSession, text_span
+from mosaic.runtime.agent.service import open_agent
 
-ASK = EventEnvelope("Ask", {"q": 1}, "user", id="a1", ts=2.0, commitment_id="c1")
+ASK = EventEnvelope("Ask", {"text": "find the file", "q": 1}, "user", id="a1", ts=2.0, commitment_id="c1")
 
 
 def scripted(script: str = REPLY.to_json(), **config: object) -> TinyStreamLM:
@@ -97,6 +97,23 @@ def test_the_ledger_follows_the_commitment_head_not_the_written_delta() -> None:
     assert closing.ledger.balance == -1 and closing.ledger.summary()["anomaly_kinds"] == ["close_without_open"]
 
 
+def test_the_head_is_read_over_the_text_characters_only() -> None:
+    data = ASK.to_bytes()
+    span = text_span(data, ASK)
+    assert data[span.start : span.stop] == b"find the file"
+    quoted = ASK.replace(payload={"text": 'say "hi" \u00e9'})
+    span = text_span(quoted.to_bytes(), quoted)
+    assert quoted.to_bytes()[span.start : span.stop].decode() == 'say \\"hi\\" \u00e9'
+    assert text_span(data, ASK.replace(payload={"q": 1})) is None
+    assert text_span(b"{}", ASK) is None  # not found in non-canonical bytes
+
+
+def test_an_event_without_text_keeps_its_written_delta() -> None:
+    session = EventSession(scripted(commit_bias=-1))
+    assert session.observe(ASK.replace(payload={"q": 1}, commitment_delta=1)) is None
+    assert session.ledger.is_open("c1")
+
+
 def test_the_ledger_can_follow_the_events_when_asked() -> None:
     session = EventSession(scripted(commit_bias=-1), config=GenerationConfig(commitment_source="event"))
     session.observe(ASK.replace(commitment_delta=1))
@@ -108,6 +125,7 @@ def test_trace_ledger_reports_the_running_balance() -> None:
     emitted = run_lines(session, [ASK.to_bytes()], trace_ledger=True, respond_to=frozenset({"Other"}))
     assert [event.type for event in emitted] == ["Ledger"]
     assert emitted[0].payload["delta"] == 1 and emitted[0].payload["balance"] == 1 and emitted[0].payload["open"] == 1
+    assert emitted[0].payload["source"] == "head"
 
 
 def test_a_model_without_commitment_head_is_refused_for_head_commitments() -> None:

@@ -11,14 +11,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from agent_tiny_model import make_run  # noqa: E402
+from agent_tiny_model import make_run
 
-from mosaic.core.errors import CheckpointError, ConfigError  # noqa: E402
-from mosaic.core.events.envelope import EventEnvelope  # noqa: E402
-from mosaic.core.ledger import CommitmentLedger  # noqa: E402
-from mosaic.runtime.agent.config import GenerationConfig  # noqa: E402
-from mosaic.runtime.agent.service import open_agent  # noqa: E402
-from mosaic.runtime.agent.session import ledger_from_dict, ledger_to_dict  # noqa: E402
+from mosaic.core.errors import CheckpointError, ConfigError
+from mosaic.core.events.envelope import EventEnvelope
+from mosaic.core.ledger import CommitmentLedger
+from mosaic.runtime.agent.config import GenerationConfig
+from mosaic.runtime.agent.service import open_agent
+from mosaic.runtime.agent.session import ledger_from_dict, ledger_to_dict
 
 
 @pytest.fixture(scope="module")

@@ -106,7 +106,7 @@ class OnlineLearner:
         with torch.enable_grad():
             loss = torch.stack([sequence_loss(self.model, ids.to(self.device)) for ids in batch]).mean()
             gradients = torch.autograd.grad(loss, self.adapter_parameters)
-        for parameter, gradient in zip(self.adapter_parameters, gradients):
+        for parameter, gradient in zip(self.adapter_parameters, gradients, strict=True):
             parameter.grad = gradient
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -153,7 +153,7 @@ class OnlineLearner:
             data = torch.load(Path(path), map_location="cpu", weights_only=False)
         except FileNotFoundError:
             raise CheckpointError(f"adapter file {path} does not exist") from None
-        except Exception as exc:  # torch.load raises many types for truncated or foreign files
+        except Exception as exc:  # noqa: BLE001 — torch.load raises many types for truncated or foreign files
             raise CheckpointError(f"adapter file {path} is corrupt: {type(exc).__name__}: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != ADAPTER_FORMAT:
             raise CheckpointError(f"{path} is not a {ADAPTER_FORMAT} file")

@@ -47,6 +47,7 @@ class ReactiveRuntime:
         ledger = self.session.ledger
         payload = {"event_id": event.id, "event_type": event.type, "commitment_id": event.commitment_id,
                    "delta": event.commitment_delta if delta is None else delta,
+                   "source": "event" if delta is None else "head",
                    "balance": ledger.balance, "open": ledger.open_count, "opened": ledger.opened,
                    "closed": ledger.closed}
         return EventEnvelope(LEDGER_EVENT_TYPE, payload, self.session.config.sender)

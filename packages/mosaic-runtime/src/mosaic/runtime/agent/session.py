@@ -107,7 +107,7 @@ class SessionStore:
             payload = torch.load(path, map_location="cpu", weights_only=False)
         except FileNotFoundError:
             raise CheckpointError(f"session {name!r} does not exist ({path})") from None
-        except Exception as exc:  # torch.load raises many types for truncated or foreign files
+        except Exception as exc:  # noqa: BLE001 — torch.load raises many types for truncated or foreign files
             raise CheckpointError(f"session file {path} is corrupt: {type(exc).__name__}: {exc}") from None
         if not isinstance(payload, dict) or payload.get("format") != SESSION_FORMAT:
             raise CheckpointError(f"{path} is not a {SESSION_FORMAT} file")
