@@ -23,3 +23,13 @@ def register_objectives(register: Any) -> None:
 def register_presets(register: Any) -> None:
     for name, summary in BUILTIN_PRESETS.items():
         register(f"preset.{name}", f"mosaic.runtime.presets:{name}", summary=summary)
+
+
+@hookimpl
+def register_tool_builders(register: Any) -> None:
+    register(
+        "tool_builder.python",
+        "mosaic.runtime.tools.python_builder:build_python_builder",
+        summary="Python tools from model-written source, run in a defence-in-depth OS sandbox",
+        config="mosaic.runtime.tools.python_builder:PythonToolBuilderConfig",
+    )

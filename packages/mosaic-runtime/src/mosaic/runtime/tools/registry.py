@@ -1,0 +1,357 @@
+"""The persistent tool registry: states, rate limit, hash-bound approval, auto-deprecation, audit.
+
+State lives in ``<root>/tools.json``, rewritten atomically (temp file, fsync, rename, directory
+fsync) under an exclusive ``flock`` so that a runtime and the ``mosaic tools`` CLI can share it and
+a crash leaves either the old or the new state. Every state transition is appended to the
+tamper-evident audit log (``mosaic.core.audit``) before the new state is written.
+
+States: ``pending-approval`` (a capability above the default profile awaits a human),
+``active``, ``deprecated`` (unused too long, or by hand) and ``rejected`` (invalid, rate-limited
+or revoked). An approval records the definition hash; a definition whose hash no longer matches
+(any edit to source or manifest) cannot run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from mosaic.core.audit import AuditLog
+from mosaic.core.errors import ToolError
+from mosaic.runtime.tools.definition import ToolDefinition, definition_hash
+from mosaic.runtime.tools.errors import ToolStateError
+from mosaic.runtime.tools.sandbox import SandboxResult
+
+STATE_FILE = "tools.json"
+FORMAT_VERSION = 1
+
+
+class ToolState(str, enum.Enum):
+    PENDING = "pending-approval"
+    ACTIVE = "active"
+    DEPRECATED = "deprecated"
+    REJECTED = "rejected"
+
+
+@attrs.frozen
+class ToolRegistryConfig:
+    """Creation rate limit and the idleness after which an active tool is deprecated."""
+
+    max_creations_per_window: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+    window_seconds: float = attrs.field(default=3600.0, validator=attrs.validators.gt(0))
+    deprecate_after_idle_calls: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
+    deprecate_after_idle_seconds: float = attrs.field(default=30 * 86400.0, validator=attrs.validators.gt(0))
+
+
+@attrs.define
+class ToolRecord:
+    definition: ToolDefinition
+    hash: str
+    state: ToolState
+    reasons: list[str] = attrs.field(factory=list)
+    approved_hash: str | None = None
+    created: float = 0.0
+    last_used: float = 0.0
+    last_used_call: int = 0
+    calls: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "definition": self.definition.to_json_dict(),
+            "hash": self.hash,
+            "state": self.state.value,
+            "reasons": list(self.reasons),
+            "approved_hash": self.approved_hash,
+            "created": self.created,
+            "last_used": self.last_used,
+            "last_used_call": self.last_used_call,
+            "calls": self.calls,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ToolRecord:
+        return cls(
+            definition=ToolDefinition.from_json_dict(data["definition"]),
+            hash=str(data["hash"]),
+            state=ToolState(data["state"]),
+            reasons=list(data.get("reasons", [])),
+            approved_hash=data.get("approved_hash"),
+            created=float(data["created"]),
+            last_used=float(data["last_used"]),
+            last_used_call=int(data["last_used_call"]),
+            calls=int(data["calls"]),
+        )
+
+
+@attrs.define
+class _State:
+    tools: dict[str, ToolRecord] = attrs.field(factory=dict)
+    creations: list[float] = attrs.field(factory=list)
+    call_counter: int = 0
+
+
+class ToolRegistry:
+    """Tools by name. ``builders`` maps a definition's ``builder`` field ("python") to a builder
+    with ``check(definition) -> list[str]`` and ``build(definition) -> callable tool``."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        builders: Mapping[str, Any],
+        audit: AuditLog,
+        config: ToolRegistryConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.builders = dict(builders)
+        self.audit = audit
+        self.config = config or ToolRegistryConfig()
+        self._clock = clock
+
+    # --- queries ---------------------------------------------------------------------------------
+
+    def get(self, name: str) -> ToolRecord:
+        record = self._load().tools.get(name)
+        if record is None:
+            raise ToolStateError(f"no tool named {name!r}")
+        return record
+
+    def list(self) -> list[ToolRecord]:
+        return [record for _, record in sorted(self._load().tools.items())]
+
+    # --- transitions -----------------------------------------------------------------------------
+
+    def submit(self, definition: ToolDefinition, *, actor: str = "model") -> ToolRecord:
+        """Validate and register a definition. Returns its record, whose state says what happened:
+        ``active``, ``pending-approval`` or ``rejected`` (with every reason)."""
+        digest = definition_hash(definition)
+        with self._locked() as state:
+            now = self._clock()
+            state.creations = [t for t in state.creations if now - t < self.config.window_seconds]
+            reasons = []
+            if len(state.creations) >= self.config.max_creations_per_window:
+                reasons.append(
+                    f"rate limit: {len(state.creations)} tools created in the last "
+                    f"{self.config.window_seconds:g} s (limit {self.config.max_creations_per_window})"
+                )
+            existing = state.tools.get(definition.name)
+            if existing is not None and existing.state in (ToolState.ACTIVE, ToolState.PENDING):
+                reasons.append(
+                    f"name: a tool named {definition.name!r} is already {existing.state.value}; "
+                    "revoke or deprecate it first"
+                )
+            builder = self.builders.get(definition.builder)
+            if builder is None:
+                reasons.append(
+                    f"builder: no tool builder {definition.builder!r} is installed "
+                    f"(known: {', '.join(sorted(self.builders)) or 'none'})"
+                )
+            else:
+                reasons += builder.check(definition)
+            if reasons:
+                target = ToolState.REJECTED
+            else:
+                state.creations.append(now)
+                target = ToolState.PENDING if definition.requires_approval() else ToolState.ACTIVE
+                if target is ToolState.PENDING:
+                    reasons = [f"needs approval: {', '.join(definition.capabilities.above_default())}"]
+            record = ToolRecord(
+                definition,
+                digest,
+                target,
+                reasons,
+                created=now,
+                last_used=now,
+                last_used_call=state.call_counter,
+            )
+            self._transition(definition.name, existing.state.value if existing else None, record, actor)
+            if existing is None or existing.state not in (ToolState.ACTIVE, ToolState.PENDING):
+                state.tools[definition.name] = record
+            return record
+
+    def approve(self, name: str, expected_hash: str, *, actor: str = "human") -> ToolRecord:
+        """Approve the definition whose hash is ``expected_hash``: the approver names what they read."""
+        with self._locked() as state:
+            record = self._require(state, name)
+            current = definition_hash(record.definition)
+            if record.state is not ToolState.PENDING:
+                raise ToolStateError(f"tool {name!r} is {record.state.value}, not pending approval")
+            if expected_hash != current or record.hash != current:
+                raise ToolStateError(
+                    f"tool {name!r}: approval refused, the definition's hash is {current}, "
+                    f"not {expected_hash}"
+                )
+            old = record.state.value
+            record.state, record.approved_hash, record.reasons = ToolState.ACTIVE, current, []
+            record.last_used, record.last_used_call = self._clock(), state.call_counter
+            self._transition(name, old, record, actor)
+            return record
+
+    def revoke(self, name: str, reason: str, *, actor: str = "human") -> ToolRecord:
+        return self._set_state(name, ToolState.REJECTED, f"revoked: {reason}", actor)
+
+    def deprecate(self, name: str, reason: str, *, actor: str = "human") -> ToolRecord:
+        return self._set_state(name, ToolState.DEPRECATED, reason, actor)
+
+    def sweep(self) -> list[str]:
+        """Deprecate every active tool idle beyond the configured calls or seconds."""
+        with self._locked() as state:
+            return self._sweep(state, exclude=None)
+
+    # --- calls -----------------------------------------------------------------------------------
+
+    def call(self, name: str, arguments: dict[str, Any] | None = None) -> SandboxResult:
+        """Run an active tool in the sandbox. Refuses unknown, inactive or approval-void tools."""
+        with self._locked() as state:
+            record = self._require(state, name)
+            if record.state is not ToolState.ACTIVE:
+                raise ToolStateError(f"tool {name!r} is {record.state.value}; only active tools run")
+            current = definition_hash(record.definition)
+            if current != record.hash:
+                raise ToolStateError(f"tool {name!r}: stored definition does not match its registered hash")
+            if record.definition.requires_approval() and record.approved_hash != current:
+                raise ToolStateError(f"tool {name!r}: approval is void (definition changed since approval)")
+            builder = self.builders.get(record.definition.builder)
+            if builder is None:
+                raise ToolStateError(f"tool {name!r}: builder {record.definition.builder!r} is not installed")
+            state.call_counter += 1
+            record.calls += 1
+            record.last_used, record.last_used_call = self._clock(), state.call_counter
+            self._sweep(state, exclude=name)
+            tool = builder.build(record.definition)
+        return tool(arguments or {})
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _sweep(self, state: _State, exclude: str | None) -> list[str]:
+        now, deprecated = self._clock(), []
+        for name, record in sorted(state.tools.items()):
+            if name == exclude or record.state is not ToolState.ACTIVE:
+                continue
+            idle_calls = state.call_counter - record.last_used_call
+            idle_seconds = now - record.last_used
+            if idle_calls >= self.config.deprecate_after_idle_calls:
+                reason = f"unused for {idle_calls} calls"
+            elif idle_seconds >= self.config.deprecate_after_idle_seconds:
+                reason = f"unused for {idle_seconds:.0f} s"
+            else:
+                continue
+            record.state, record.reasons = ToolState.DEPRECATED, [reason]
+            self._transition(name, ToolState.ACTIVE.value, record, "registry")
+            deprecated.append(name)
+        return deprecated
+
+    def _set_state(self, name: str, target: ToolState, reason: str, actor: str) -> ToolRecord:
+        with self._locked() as state:
+            record = self._require(state, name)
+            old = record.state.value
+            record.state, record.reasons = target, [reason]
+            if target is not ToolState.ACTIVE:
+                record.approved_hash = None
+            self._transition(name, old, record, actor)
+            return record
+
+    @staticmethod
+    def _require(state: _State, name: str) -> ToolRecord:
+        record = state.tools.get(name)
+        if record is None:
+            raise ToolStateError(f"no tool named {name!r}")
+        return record
+
+    def _transition(self, name: str, old: str | None, record: ToolRecord, actor: str) -> None:
+        self.audit.append(
+            "tool.transition",
+            {
+                "tool": name,
+                "from": old,
+                "to": record.state.value,
+                "hash": record.hash,
+                "reasons": list(record.reasons),
+                "actor": actor,
+            },
+        )
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[_State]:
+        """Exclusive access to the state; writes it back atomically when the block succeeds."""
+        with open(self.root / ".lock", "a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            state = self._load()
+            yield state
+            self._store(state)
+
+    def _load(self) -> _State:
+        path = self.root / STATE_FILE
+        if not path.exists():
+            return _State()
+        try:
+            raw = json.loads(path.read_bytes())
+            if raw.get("version") != FORMAT_VERSION:
+                raise ToolError(f"{path}: unsupported registry format {raw.get('version')!r}")
+            return _State(
+                tools={name: ToolRecord.from_json(data) for name, data in raw["tools"].items()},
+                creations=[float(t) for t in raw["creations"]],
+                call_counter=int(raw["call_counter"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ToolError(f"tool registry {path} is corrupt: {exc}") from exc
+
+    def _store(self, state: _State) -> None:
+        data = {
+            "version": FORMAT_VERSION,
+            "call_counter": state.call_counter,
+            "creations": state.creations,
+            "tools": {name: record.to_json() for name, record in sorted(state.tools.items())},
+        }
+        path = self.root / STATE_FILE
+        tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(json.dumps(data, indent=1, sort_keys=True).encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def installed_builders() -> dict[str, Any]:
+    """Every ``tool_builder.*`` component from the plugin registry, built with its default config,
+    keyed by the name a definition's ``builder`` field uses (``tool_builder.python`` -> "python")."""
+    from mosaic.core.plugins import get_registry
+
+    components = get_registry()
+    return {cid.partition(".")[2]: components.build(cid, {}) for cid in components.ids("tool_builder")}
+
+
+def open_registry(
+    root: str | os.PathLike[str],
+    *,
+    key_file: str | os.PathLike[str] | None = None,
+    config: ToolRegistryConfig | None = None,
+    builders: Mapping[str, Any] | None = None,
+) -> ToolRegistry:
+    """The registry at ``root`` with its audit log (``<root>/audit.jsonl``; checkpoint key from
+    ``key_file``, default ``<root>/audit.key`` — keep it elsewhere when the registry directory is not
+    trusted) and the installed tool builders (or ``builders``)."""
+    from mosaic.core.audit import load_or_create_key
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    key = load_or_create_key(key_file if key_file is not None else root / "audit.key")
+    audit = AuditLog(root / "audit.jsonl", key=key)
+    chosen = dict(builders) if builders is not None else installed_builders()
+    return ToolRegistry(root, builders=chosen, audit=audit, config=config)

@@ -1,0 +1,130 @@
+"""The ``mosaic audit`` and ``mosaic tools`` command groups."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from mosaic.cli.commands.audit import audit
+from mosaic.cli.commands.tools import tools
+from mosaic.cli.main import BUILTIN_COMMANDS
+from mosaic.core.audit import AuditLog
+
+
+def test_audit_group_is_a_builtin_command():
+    assert BUILTIN_COMMANDS["audit"][0] == "mosaic.cli.commands.audit:audit"
+
+
+def test_audit_verify_reports_ok_and_first_bad_record(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_bytes(b"s" * 32)
+    log = AuditLog(tmp_path / "log.jsonl", key=key_file.read_bytes())
+    for i in range(3):
+        log.append("k", {"i": i})
+    runner = CliRunner()
+    ok = runner.invoke(audit, ["verify", str(log.path), "--key-file", str(key_file)])
+    assert ok.exit_code == 0, ok.output
+    assert "OK" in ok.output and "3 records" in ok.output and "signature verified" in ok.output
+
+    lines = log.path.read_bytes().splitlines(keepends=True)
+    lines[1] = lines[1].replace(b'"i":1', b'"i":7')
+    log.path.write_bytes(b"".join(lines))
+    bad = runner.invoke(audit, ["verify", str(log.path), "--key-file", str(key_file)])
+    assert bad.exit_code == 1
+    assert "BAD" in bad.output and "record 2" in bad.output
+
+
+def test_audit_verify_without_key_says_signature_unchecked(tmp_path):
+    log = AuditLog(tmp_path / "log.jsonl", key=b"q" * 32)
+    log.append("k", {})
+    result = CliRunner().invoke(audit, ["verify", str(log.path)])
+    assert result.exit_code == 0
+    assert "NOT verified" in result.output
+
+
+# --- mosaic tools ---------------------------------------------------------------------------------
+
+WIDE = {
+    "name": "cube",
+    "description": "cubes a number",
+    "parameters": {"x": {"type": "number"}},
+    "implementation": "def run(x):\n    print('cubing\\x1b[2J')\n    return x ** 3\n",
+    "capabilities": {"cpu_seconds": 3},
+}
+
+
+def _invoke(tmp_path, *args):
+    base = ["--registry", str(tmp_path / "reg"), "--key-file", str(tmp_path / "key")]
+    return CliRunner().invoke(tools, [*args, *base])
+
+
+def test_tools_group_is_a_builtin_command():
+    assert BUILTIN_COMMANDS["tools"][0] == "mosaic.cli.commands.tools:tools"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running tools needs the root-only OS layers")
+def test_tools_add_show_approve_run_revoke(tmp_path):
+    definition_file = tmp_path / "cube.json"
+    definition_file.write_text(json.dumps(WIDE))
+    added = _invoke(tmp_path, "add", str(definition_file))
+    assert added.exit_code == 0 and "pending-approval" in added.output
+    digest = added.output.split()[2]
+
+    listed = _invoke(tmp_path, "list", "--json")
+    assert json.loads(listed.output) == [
+        {
+            "name": "cube",
+            "state": "pending-approval",
+            "hash": digest,
+            "calls": 0,
+            "reasons": ["needs approval: cpu_seconds 3 > default 2"],
+        }
+    ]
+    shown = _invoke(tmp_path, "show", "cube")
+    assert digest in shown.output and "\\x1b[2J" in shown.output and "\x1b" not in shown.output
+
+    refused = _invoke(tmp_path, "approve", "cube", "--hash", "f" * 64)
+    assert refused.exit_code != 0 and "approval refused" in str(refused.exception)
+    approved = _invoke(tmp_path, "approve", "cube", "--hash", digest)
+    assert approved.exit_code == 0 and "active" in approved.output
+
+    ran = _invoke(tmp_path, "run", "cube", "--args", '{"x": 3}', "--layers")
+    result = json.loads(ran.output)
+    assert result["value"] == 27 and result["stdout"] == "cubing\x1b[2J\n"
+    assert "\x1b" not in ran.output  # JSON output is ASCII-escaped
+    assert all(result["layers"].values())
+
+    revoked = _invoke(tmp_path, "revoke", "cube", "--reason", "no longer needed")
+    assert "rejected" in revoked.output
+    assert _invoke(tmp_path, "run", "cube", "--args", '{"x": 3}').exit_code != 0
+    assert AuditLog(tmp_path / "reg" / "audit.jsonl", key=(tmp_path / "key").read_bytes()).verify().ok
+
+
+def test_tools_add_rejects_with_reasons_and_list_when_empty(tmp_path):
+    assert "no tools registered" in _invoke(tmp_path, "list").output
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps({**WIDE, "name": "bad name", "implementation": "import os\ndef run(x):\n    return 1\n"})
+    )
+    result = _invoke(tmp_path, "add", str(bad))
+    assert result.exit_code == 1 and "rejected" in result.output and "'os'" in result.output
+
+
+def test_tools_run_rejects_non_object_arguments(tmp_path):
+    result = CliRunner().invoke(
+        tools,
+        ["run", "x", "--args", "[1]", "--registry", str(tmp_path / "r"), "--key-file", str(tmp_path / "k")],
+    )
+    assert result.exit_code == 2 and "JSON object" in result.output
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox's OS layers are specified for root")
+def test_tools_layers_reports_every_layer(tmp_path):
+    result = CliRunner().invoke(tools, ["layers", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    for layer in ("landlock", "seccomp", "network_namespace", "drop_privileges", "ast_gate", "supervision"):
+        assert report[layer]["active"], layer

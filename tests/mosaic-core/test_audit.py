@@ -1,0 +1,227 @@
+"""The audit log detects every kind of tampering: edits, deletions, reordering (by the chain),
+truncation and consistent re-hashing (by the signed checkpoint)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mosaic.core.audit import (
+    GENESIS_HASH,
+    AuditLog,
+    canonical_json,
+    load_or_create_key,
+    record_hash,
+    verify_log,
+)
+from mosaic.core.errors import AuditError
+
+KEY = b"k" * 32
+
+
+def _log(tmp_path, n=5, key=KEY):
+    log = AuditLog(tmp_path / "audit.jsonl", key=key, checkpoint_path=tmp_path / "ck" / "audit.ck")
+    (tmp_path / "ck").mkdir(exist_ok=True)
+    for i in range(n):
+        log.append("tool.transition", {"tool": f"t{i}", "to": "active", "i": i})
+    return log
+
+
+def _lines(log):
+    return log.path.read_bytes().splitlines(keepends=True)
+
+
+def _write(log, lines):
+    log.path.write_bytes(b"".join(lines))
+
+
+def test_clean_log_verifies_with_signed_checkpoint(tmp_path):
+    log = _log(tmp_path)
+    report = log.verify()
+    assert report.ok and report.records == 5
+    assert report.checkpoint_checked and report.checkpoint_signature_checked
+    records = list(log.records())
+    assert records[0].prev == GENESIS_HASH
+    assert [r.prev for r in records[1:]] == [r.hash for r in records[:-1]]
+
+
+def test_edit_is_detected_at_the_edited_record(tmp_path):
+    log = _log(tmp_path)
+    lines = _lines(log)
+    lines[2] = lines[2].replace(b'"to":"active"', b'"to":"rejected"')
+    _write(log, lines)
+    report = log.verify()
+    assert not report.ok and report.first_bad == 3
+    with pytest.raises(AuditError, match="record 3"):
+        report.raise_if_bad()
+
+
+def test_deletion_is_detected(tmp_path):
+    log = _log(tmp_path)
+    lines = _lines(log)
+    del lines[1]
+    _write(log, lines)
+    report = log.verify()
+    assert not report.ok and report.first_bad == 2
+
+
+def test_reordering_is_detected(tmp_path):
+    log = _log(tmp_path)
+    lines = _lines(log)
+    lines[1], lines[3] = lines[3], lines[1]
+    _write(log, lines)
+    report = log.verify()
+    assert not report.ok and report.first_bad == 2
+
+
+def test_truncation_is_detected_by_the_checkpoint_only(tmp_path):
+    log = _log(tmp_path)
+    _write(log, _lines(log)[:3])
+    no_checkpoint = verify_log(log.path, checkpoint_path=tmp_path / "absent.ck")
+    assert no_checkpoint.ok  # the chain alone cannot see a clean truncation ...
+    report = log.verify()
+    assert not report.ok and "truncated" in report.reason  # ... the checkpoint can
+
+
+def test_torn_last_line_is_detected(tmp_path):
+    log = _log(tmp_path)
+    data = log.path.read_bytes()
+    log.path.write_bytes(data[:-10])
+    report = log.verify()
+    assert not report.ok and report.first_bad == 5
+    with pytest.raises(AuditError, match="torn"):
+        log.append("x", {})
+
+
+def _rehash(lines, edit_index):
+    """Rewrite the chain consistently after editing one record (what a careful attacker does)."""
+    out, prev = [], GENESIS_HASH
+    for i, line in enumerate(lines):
+        raw = json.loads(line)
+        if i == edit_index:
+            raw["data"]["to"] = "rejected"
+        raw["prev"] = prev
+        body = {k: raw[k] for k in ("seq", "ts", "kind", "data", "prev")}
+        raw["hash"] = record_hash(body)
+        prev = raw["hash"]
+        out.append(canonical_json(raw) + b"\n")
+    return out
+
+
+def test_consistent_rehash_is_detected_by_the_checkpoint_only(tmp_path):
+    log = _log(tmp_path)
+    _write(log, _rehash(_lines(log), edit_index=1))
+    assert verify_log(log.path, checkpoint_path=tmp_path / "absent.ck").ok
+    report = log.verify()
+    assert not report.ok and "checkpoint" in report.reason
+
+
+def test_forged_checkpoint_is_detected_with_the_key(tmp_path):
+    log = _log(tmp_path)
+    lines = _rehash(_lines(log), edit_index=1)
+    _write(log, lines)
+    head = json.loads(lines[-1])["hash"]
+    forged = {"head": head, "records": 5, "size": sum(len(x) for x in lines), "ts": 0.0, "mac": "00" * 32}
+    log.checkpoint_path.write_bytes(canonical_json(forged))
+    unsigned = verify_log(log.path, checkpoint_path=log.checkpoint_path)
+    assert unsigned.ok and not unsigned.checkpoint_signature_checked
+    report = log.verify()
+    assert not report.ok and "signature" in report.reason
+    assert not verify_log(log.path, checkpoint_path=log.checkpoint_path, key=b"other" * 8).ok
+
+
+def test_appending_after_verification_continues_the_chain(tmp_path):
+    log = _log(tmp_path, n=2)
+    reopened = AuditLog(log.path, key=KEY, checkpoint_path=log.checkpoint_path)
+    record = reopened.append("more", [1, 2])
+    assert record.seq == 2
+    assert reopened.verify().ok
+
+
+def test_concurrent_appends_from_threads_keep_the_chain(tmp_path):
+    log = AuditLog(tmp_path / "a.jsonl", key=KEY)
+
+    def work(worker):
+        for i in range(20):
+            log.append("w", {"worker": worker, "i": i})
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    report = log.verify()
+    assert report.ok and report.records == 80
+
+
+def _append_from_process(path, key, n):
+    log = AuditLog(path, key=key)
+    for i in range(n):
+        log.append("p", {"i": i})
+
+
+def test_concurrent_appends_from_processes_keep_the_chain(tmp_path):
+    path = tmp_path / "p.jsonl"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_append_from_process, args=(path, KEY, 15)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    report = verify_log(path, key=KEY)
+    assert report.ok and report.records == 45
+
+
+def test_non_json_data_and_bad_kind_are_rejected(tmp_path):
+    log = AuditLog(tmp_path / "a.jsonl")
+    with pytest.raises(AuditError):
+        log.append("x", {"nan": float("nan")})
+    with pytest.raises(AuditError):
+        log.append("", {})
+    with pytest.raises(AuditError):
+        log.append("x", {"obj": object()})
+    with pytest.raises(AuditError):
+        log.checkpoint()
+
+
+def test_checkpoint_must_live_outside_the_log(tmp_path):
+    with pytest.raises(AuditError, match="outside"):
+        AuditLog(tmp_path / "a.jsonl", key=KEY, checkpoint_path=tmp_path / "a.jsonl")
+
+
+def test_key_file_is_created_private_and_reused(tmp_path):
+    key = load_or_create_key(tmp_path / "audit.key")
+    assert len(key) == 32
+    assert (tmp_path / "audit.key").stat().st_mode & 0o777 == 0o600
+    assert load_or_create_key(tmp_path / "audit.key") == key
+    (tmp_path / "short.key").write_bytes(b"abc")
+    with pytest.raises(AuditError):
+        load_or_create_key(tmp_path / "short.key")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(payloads=st.lists(json_values, min_size=1, max_size=4), flip=st.integers(min_value=0))
+def test_any_payload_roundtrips_and_any_byte_flip_is_detected(tmp_path_factory, payloads, flip):
+    tmp = tmp_path_factory.mktemp("prop")
+    log = AuditLog(tmp / "a.jsonl", key=KEY)
+    for payload in payloads:
+        log.append("p", payload)
+    assert [r.data for r in log.records()] == payloads
+    assert log.verify().ok
+    data = bytearray(log.path.read_bytes())
+    index = flip % len(data)
+    data[index] = (data[index] + 1) % 256
+    log.path.write_bytes(bytes(data))
+    assert not log.verify().ok

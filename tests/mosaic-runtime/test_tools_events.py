@@ -1,0 +1,84 @@
+"""The tool event flow: ToolDefinition -> ToolRegistered/ToolRejected, ToolCall -> ToolResult/ToolError."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mosaic.core.audit import AuditLog
+from mosaic.core.events.bus import EventBus
+from mosaic.core.events.envelope import EventEnvelope
+from mosaic.runtime.tools.events import ToolEventHandler
+from mosaic.runtime.tools.python_builder import PythonToolBuilder
+from mosaic.runtime.tools.registry import ToolRegistry
+
+SQUARE = {
+    "name": "square",
+    "description": "squares a number",
+    "parameters": {"x": {"type": "number"}},
+    "implementation": "def run(x):\n    return x * x\n",
+}
+
+
+@pytest.fixture
+def flow(tmp_path):
+    bus = EventBus()
+    registry = ToolRegistry(
+        tmp_path / "reg",
+        builders={"python": PythonToolBuilder()},
+        audit=AuditLog(tmp_path / "audit.jsonl", key=b"e" * 32),
+    )
+    handler = ToolEventHandler(registry, bus).attach()
+    seen: list[EventEnvelope] = []
+    bus.subscribe("*", seen.append)
+
+    def send(event_type, payload):
+        request = EventEnvelope(type=event_type, payload=payload, sender="model", priority=3)
+        bus.publish(request)
+        bus.drain()
+        replies = [
+            e for e in seen if isinstance(e.payload, dict) and e.payload.get("in_reply_to") == request.id
+        ]
+        assert len(replies) == 1
+        assert replies[0].priority == 3 and replies[0].sender == "tool_registry"
+        return replies[0]
+
+    yield send
+    handler.detach()
+
+
+def test_valid_definition_is_registered(flow):
+    reply = flow("ToolDefinition", SQUARE)
+    assert reply.type == "ToolRegistered"
+    assert reply.payload["state"] == "active" and len(reply.payload["hash"]) == 64
+
+
+def test_invalid_definition_is_rejected_with_every_reason(flow):
+    bad = {
+        **SQUARE,
+        "name": "peek",
+        "description": "",
+        "implementation": "import os\ndef run(x):\n    return os.getcwd()\n",
+    }
+    reply = flow("ToolDefinition", bad)
+    assert reply.type == "ToolRejected" and reply.payload["name"] == "peek"
+    assert len(reply.payload["reasons"]) == 2
+
+
+def test_malformed_definition_payload_is_rejected(flow):
+    reply = flow("ToolDefinition", {**SQUARE, "surprise": True, "parameters": {"x": {"type": 5}}})
+    assert reply.type == "ToolRejected" and len(reply.payload["reasons"]) >= 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running tools needs the root-only OS layers")
+def test_call_returns_result_or_error(flow):
+    flow("ToolDefinition", SQUARE)
+    result = flow("ToolCall", {"tool": "square", "arguments": {"x": 7}})
+    assert result.type == "ToolResult" and result.payload["value"] == 49
+    wrong = flow("ToolCall", {"tool": "square", "arguments": {"y": 1}})
+    assert wrong.type == "ToolError" and "missing required parameter" in wrong.payload["message"]
+    unknown = flow("ToolCall", {"tool": "nope", "arguments": {}})
+    assert unknown.type == "ToolError" and unknown.payload["error_type"] == "ToolStateError"
+    malformed = flow("ToolCall", {"arguments": []})
+    assert malformed.type == "ToolError"
