@@ -30,6 +30,8 @@ def agent_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--adapter-target", "adapter_targets", multiple=True, default=("head",), show_default=True,
                      help="fnmatch pattern of Linear layers that get adapters (repeatable)."),
         click.option("--device", help="cpu, cuda, ... (default: cpu)."),
+        click.option("--tools", "tools_dir", type=click.Path(path_type=Path, file_okay=False),
+                     help="Tool registry directory: the model's ToolDefinition/ToolCall events are executed there."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -50,6 +52,15 @@ def open_agent_from_options(run_dir: Path, options: dict[str, Any], output: Any)
                       online=online, output=output)
 
 
+def tool_bridge_from_options(options: dict[str, Any]) -> Any:
+    if options["tools_dir"] is None:
+        return None
+    from mosaic.runtime.agent.tool_flow import ToolBridge
+    from mosaic.runtime.tools.registry import open_registry
+
+    return ToolBridge(open_registry(options["tools_dir"]))
+
+
 @click.command("events")
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--input", "input_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
@@ -68,9 +79,10 @@ def events(run_dir: Path, input_path: Path | None, respond_to: tuple[str, ...], 
     from mosaic.runtime.agent.reactive import ReactiveRuntime
 
     with user_errors():
+        tools = tool_bridge_from_options(options)
         agent = open_agent_from_options(run_dir, options, sys.stdout)
         try:
-            runtime = ReactiveRuntime(agent.session, agent.emit, trace_ledger=trace_ledger,
+            runtime = ReactiveRuntime(agent.session, agent.emit, trace_ledger=trace_ledger, tools=tools,
                                       respond_to=frozenset(respond_to) if respond_to else None)
             if input_path is not None:
                 with input_path.open("rb") as lines:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from mosaic.cli.commands.events import agent_options, open_agent_from_options
+from mosaic.cli.commands.events import agent_options, open_agent_from_options, tool_bridge_from_options
 from mosaic.cli.commands.run import registry_from_context, user_errors
 
 DEFAULT_DRIVES = ("drive.memory_pressure", "drive.routing_entropy", "drive.commitment_balance",
@@ -62,9 +62,10 @@ def live(run_dir: Path, socket_path: str | None, no_stdin: bool, max_ticks: int 
         config = LiveConfig(poll_ms=poll_ms, max_ticks=max_ticks, consolidate_every_ticks=consolidate_every,
                             save_every_ticks=save_every)
         consolidation = ConsolidationConfig(prune_below=prune_below, replay_samples=replay_samples)
+        tools = tool_bridge_from_options(options)
         agent = open_agent_from_options(run_dir, options, sys.stdout)
         try:
-            asyncio.run(run_live(agent, homeostasis, config=config, consolidation=consolidation,
+            asyncio.run(run_live(agent, homeostasis, config=config, consolidation=consolidation, tools=tools,
                                  stdin=None if no_stdin else sys.stdin.buffer, socket_path=socket_path))
         finally:
             agent.close()

@@ -6,7 +6,8 @@ entropy, commitment balance, output confidence) and, when a drive is out of band
 event is fed to the model, which generates in response; otherwise the tick is idle and, every
 ``consolidate_every_ticks`` idle ticks, consolidation runs on a copy of the live state. The bus
 works with no subscriber (events are popped, never dispatched into the void). SIGINT/SIGTERM stop
-the loop after the current tick and the session is saved; ``max_ticks`` bounds a run.
+the loop after the current tick and the session is saved; ``max_ticks`` bounds a run. With a tool
+bridge, the model's tool requests are executed and their replies fed back (:mod:`.tool_flow`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from mosaic.runtime.agent.config import ConsolidationConfig, LiveConfig
 from mosaic.runtime.agent.consolidation import CONSOLIDATION_EVENT_TYPE, ConsolidationReport, consolidate
 from mosaic.runtime.agent.reactive import parse_line
 from mosaic.runtime.agent.service import Agent
+from mosaic.runtime.agent.tool_flow import ToolBridge, respond
 
 SHUTDOWN_EVENT_TYPE = "Shutdown"
 
@@ -46,8 +48,10 @@ class AutonomousRuntime:
     """Runs an :class:`Agent` under homeostasis; feed it with :meth:`submit` / :meth:`submit_line`."""
 
     def __init__(self, agent: Agent, homeostasis: HomeostaticLoop, *, config: LiveConfig | None = None,
-                 consolidation: ConsolidationConfig | None = None, bus: EventBus | None = None) -> None:
+                 consolidation: ConsolidationConfig | None = None, bus: EventBus | None = None,
+                 tools: ToolBridge | None = None) -> None:
         self.agent = agent
+        self.tools = tools
         self.homeostasis = homeostasis
         self.config = config or LiveConfig()
         self.consolidation = consolidation or ConsolidationConfig()
@@ -111,13 +115,15 @@ class AutonomousRuntime:
         event = self.bus.pop()
         if event is not None:
             self.counters.external += 1
-            self.agent.emit(session.handle(event).event)
+            session.observe(event)
+            respond(session, event, self.agent.emit, self.tools)
             return "external"
         impulse = self.homeostasis.impulse(self.agent.metrics())
         if impulse is not None:
             self.counters.impulses += 1
             self.agent.emit(impulse)
-            self.agent.emit(session.handle(impulse).event)
+            session.observe(impulse)
+            respond(session, impulse, self.agent.emit, self.tools)
             return "impulse"
         self.counters.idle += 1
         if self.counters.idle % self.config.consolidate_every_ticks == 0:
@@ -184,9 +190,10 @@ async def serve_unix_socket(path: str, runtime: AutonomousRuntime) -> asyncio.Ab
 
 async def live(agent: Agent, homeostasis: HomeostaticLoop, *, config: LiveConfig,
                consolidation: ConsolidationConfig, stdin: IO[bytes] | None = None, socket_path: str | None = None,
+               tools: ToolBridge | None = None,
                on_ready: Callable[[AutonomousRuntime], Any] | None = None) -> LiveCounters:
     """Run the autonomous loop with its input sources until it stops."""
-    runtime = AutonomousRuntime(agent, homeostasis, config=config, consolidation=consolidation)
+    runtime = AutonomousRuntime(agent, homeostasis, config=config, consolidation=consolidation, tools=tools)
     loop = asyncio.get_running_loop()
     if stdin is not None:
         read_lines_in_thread(stdin, runtime, loop)

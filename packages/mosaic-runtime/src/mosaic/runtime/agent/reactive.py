@@ -3,7 +3,8 @@
 Each non-blank input line is parsed strictly as one event (any JSON spacing or key order; the model
 is fed its canonical bytes). A line that is not an event becomes an ``Error`` event naming the line
 and the reason, and the loop goes on. Every accepted event is fed to the session and, when its type
-is answered, followed by the model's response (or an ``Error`` for an invalid generation). With
+is answered, followed by the model's response (or an ``Error`` for an invalid generation; the model's
+tool requests are executed when a tool registry is attached, see :mod:`.tool_flow`). With
 ``trace_ledger`` a ``Ledger`` event after each consumed event shows the commitment head's delta and
 the running open/close balance; a final ``LedgerSummary`` event reports the session.
 """
@@ -17,6 +18,7 @@ from mosaic.core.errors import EventError
 from mosaic.core.events.codec import decode_event_bytes
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.runtime.agent.responder import EventSession, error_event
+from mosaic.runtime.agent.tool_flow import ToolBridge, respond
 
 LEDGER_EVENT_TYPE = "Ledger"
 SUMMARY_EVENT_TYPE = "LedgerSummary"
@@ -35,8 +37,10 @@ class ReactiveRuntime:
     """Drives an :class:`EventSession` from lines of JSONL; emitted events go to ``emit``."""
 
     def __init__(self, session: EventSession, emit: Callable[[EventEnvelope], Any], *,
-                 respond_to: frozenset[str] | None = None, trace_ledger: bool = False) -> None:
+                 respond_to: frozenset[str] | None = None, trace_ledger: bool = False,
+                 tools: ToolBridge | None = None) -> None:
         self.session = session
+        self.tools = tools
         self.emit = emit
         self.respond_to = respond_to
         self.trace_ledger = trace_ledger
@@ -58,10 +62,12 @@ class ReactiveRuntime:
             self.emit(self._ledger_event(event, delta))
         if self.respond_to is not None and event.type not in self.respond_to:
             return
-        response = self.session.generate(event)
-        self.emit(response.event)
-        if self.trace_ledger and response.valid:
-            self.emit(self._ledger_event(response.event, response.head_delta))
+        respond(self.session, event, self._emit_response, self.tools)
+
+    def _emit_response(self, event: EventEnvelope) -> None:
+        self.emit(event)
+        if self.trace_ledger and event.type != "Error":
+            self.emit(self._ledger_event(event, self.session.last_head_delta))
 
     def handle_line(self, line: bytes | str) -> None:
         self.lines += 1

@@ -93,6 +93,7 @@ class EventSession:
         self.invalid_generations = 0
         self.last_output_metrics: dict[str, float] = {}
         self.last_confidence: float | None = None
+        self.last_head_delta: int | None = None  # the commitment head's verdict on the latest event
         self.next_logits: torch.Tensor | None = None  # (V,) prediction of the next byte
         if self.config.commitment_source == "head":
             self._require_commitment_head()
@@ -128,6 +129,7 @@ class EventSession:
         return head
 
     def _account(self, event: EventEnvelope, ids: torch.Tensor, head: int | None) -> None:
+        self.last_head_delta = head
         self.ledger.consume(event if head is None or head == event.commitment_delta
                             else event.replace(commitment_delta=head))
         self.recent.append(ids.detach().cpu())
