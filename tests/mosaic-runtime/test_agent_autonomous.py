@@ -100,12 +100,13 @@ def test_idle_consolidation_leaves_the_live_state_bit_identical(run: tuple[Path,
     runtime = live(agent, [drive("memory_pressure", 0.0, 1.0)], max_ticks=3,
                    consolidation=ConsolidationConfig(prune_below=1.0, replay_samples=2))
     counters = asyncio.run(runtime.run(handle_signals=False))
-    assert counters.consolidations == 3 and counters.impulses == 0
+    # Consolidation runs once: with no new tokens since, another pass would find the same.
+    assert counters.consolidations == 1 and counters.idle == 3 and counters.impulses == 0
     report = runtime.last_consolidation
     assert report.pruned_cells > 0 and report.occupancy_after == 0.0 and report.replayed == 2
     assert report.rehearsal_loss_before is not None and report.rehearsal_loss_after is not None
     assert identical(before, agent.session.state)
-    assert emitted_types(output) == ["Consolidation"] * 3 + ["Shutdown"]
+    assert emitted_types(output) == ["Consolidation", "Shutdown"]
     agent.close()
 
 

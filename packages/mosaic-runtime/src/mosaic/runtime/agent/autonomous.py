@@ -4,7 +4,8 @@ Each tick, in this order: an external event waiting on the :class:`EventBus` is 
 the :class:`HomeostaticLoop` reads the live model metrics (memory occupancy and write rate, routing
 entropy, commitment balance, output confidence) and, when a drive is out of band, the ``Impulse``
 event is fed to the model, which generates in response; otherwise the tick is idle and, every
-``consolidate_every_ticks`` idle ticks, consolidation runs on a copy of the live state. The bus
+``consolidate_every_ticks`` idle ticks, consolidation runs on a copy of the live state (skipped when
+the session has consumed nothing since the last consolidation: the result would be the same). The bus
 works with no subscriber (events are popped, never dispatched into the void). SIGINT/SIGTERM stop
 the loop after the current tick and the session is saved; ``max_ticks`` bounds a run. With a tool
 bridge, the model's tool requests are executed and their replies fed back (:mod:`.tool_flow`).
@@ -62,6 +63,7 @@ class AutonomousRuntime:
         self._stop_reason: str | None = None
         self._wake: asyncio.Event | None = None
         self._lines_seen = 0
+        self._consolidated_at = -1  # session.tokens_seen at the last consolidation
 
     # --- input ------------------------------------------------------------------------------------
 
@@ -126,7 +128,9 @@ class AutonomousRuntime:
             respond(session, impulse, self.agent.emit, self.tools)
             return "impulse"
         self.counters.idle += 1
-        if self.counters.idle % self.config.consolidate_every_ticks == 0:
+        changed = session.tokens_seen != self._consolidated_at
+        if changed and self.counters.idle % self.config.consolidate_every_ticks == 0:
+            self._consolidated_at = session.tokens_seen
             _, report = consolidate(session.model, session.state, list(session.recent), self.consolidation, self.rng)
             self.last_consolidation = report
             self.counters.consolidations += 1
