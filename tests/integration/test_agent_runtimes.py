@@ -73,6 +73,19 @@ def test_events_resumes_the_saved_session(run_dir: Path, tmp_path: Path) -> None
     assert second_summary["tokens_seen"] > first_summary["tokens_seen"]
 
 
+def test_events_learns_adapters_online_on_the_real_model(run_dir: Path) -> None:
+    checkpoint = sorted((run_dir / "checkpoints").iterdir())[-1]
+    before = checkpoint.read_bytes()
+    result = CliRunner().invoke(cli, ["events", str(run_dir), "--session", "online", "--fresh", "--max-new-bytes", "8",
+                                      "--online-every", "64", "--respond-to", "Nothing"],
+                                input="\n".join([NEGOTIATION[0], NEGOTIATION[2]]) + "\n")
+    assert result.exit_code == 0, result.output
+    adapters = torch.load(run_dir / "sessions" / "online" / "adapters.pt", weights_only=False)
+    assert adapters["updates"] >= 1 and list(adapters["adapters"]) == ["head"]
+    assert adapters["adapters"]["head"]["lora_b"].abs().sum() > 0  # the adapter moved off zero
+    assert checkpoint.read_bytes() == before  # the base checkpoint is untouched
+
+
 def test_live_runs_bounded_ticks_and_saves(run_dir: Path) -> None:
     result = CliRunner().invoke(cli, ["live", str(run_dir), "--session", "bounded", "--fresh", "--max-ticks", "6",
                                       "--poll-ms", "500", "--consolidate-every", "1", "--max-new-bytes", "8"],

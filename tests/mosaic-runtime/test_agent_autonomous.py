@@ -145,3 +145,37 @@ def test_sigterm_stops_the_loop_and_saves_the_session(run: tuple[Path, object]) 
     assert restarted.resumed and restarted.session.events_observed == 2
     assert identical(snapshot(agent.session.state), restarted.session.state)
     restarted.close()
+
+
+def test_events_arrive_on_a_unix_socket(run: tuple[Path, object]) -> None:
+    import tempfile
+
+    from mosaic.runtime.agent.autonomous import live as run_live
+
+    run_dir, registry = run
+    output = io.StringIO()
+    agent = open_agent(run_dir, registry=registry, session_name="socket", fresh=True, output=output)
+    socket_path = str(Path(tempfile.mkdtemp(prefix="mosaic-", dir="/tmp")) / "live.sock")  # AF_UNIX paths are short
+    ready: list[AutonomousRuntime] = []
+
+    async def main() -> None:
+        task = asyncio.create_task(run_live(
+            agent, HomeostaticLoop([drive("memory_pressure", 0.0, 1.0)]),
+            config=LiveConfig(poll_ms=20, max_ticks=500, consolidate_every_ticks=10_000),
+            consolidation=ConsolidationConfig(), socket_path=socket_path, on_ready=ready.append))
+        while not ready:
+            await asyncio.sleep(0.01)
+        _, writer = await asyncio.open_unix_connection(socket_path)
+        writer.write(NOTE.to_bytes() + b"\nnot an event\n")
+        await writer.drain()
+        writer.close()
+        while ready[0].counters.external < 1:
+            await asyncio.sleep(0.01)
+        ready[0].stop("test")
+        await task
+
+    asyncio.run(main())
+    types = emitted_types(output)
+    assert sorted(types[:2]) == ["Error", "Reply"] and types[2:] == ["Shutdown"]
+    assert ready[0].counters.input_errors == 1
+    agent.close()

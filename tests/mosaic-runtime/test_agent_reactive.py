@@ -177,3 +177,17 @@ def test_a_run_directory_loads_and_logs_every_emitted_event(scripted_run: tuple[
     assert (run / "sessions" / "log" / "events.jsonl").read_text().splitlines() == lines
     summary = json.loads(lines[-1])["payload"]
     assert summary["input_errors"] == 1 and summary["responses"] == 1 and summary["open"] == 1
+
+
+def test_a_long_event_is_fed_in_pieces_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mosaic.runtime.agent.responder as responder
+
+    long_event = ASK.replace(payload={"text": "I will " + "really " * 30 + "do it"})
+    whole = EventSession(scripted(commit_bias=None))
+    whole_delta = whole.observe(long_event)
+    monkeypatch.setattr(responder, "PREFILL_TOKENS", 16)
+    pieces = EventSession(scripted(commit_bias=None))
+    assert pieces.observe(long_event) == whole_delta
+    for key, value in whole.state.state_dict().items():
+        torch.testing.assert_close(pieces.state.state_dict()[key], value)
+    torch.testing.assert_close(pieces.next_logits, whole.next_logits)

@@ -64,6 +64,7 @@ class AutonomousRuntime:
         self._wake: asyncio.Event | None = None
         self._lines_seen = 0
         self._consolidated_at = -1  # session.tokens_seen at the last consolidation
+        agent.metrics()  # a model whose state has no readable metrics is refused now, not mid-loop
 
     # --- input ------------------------------------------------------------------------------------
 

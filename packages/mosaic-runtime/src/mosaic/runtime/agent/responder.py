@@ -29,6 +29,8 @@ from mosaic.runtime.agent.metrics import confidence, memory_occupancy, memory_st
 
 ERROR_EVENT_TYPE = "Error"
 COMMITMENT_KEY = "mosaic_commitment_logits"
+#: Longest piece of an event fed to the model in one call.
+PREFILL_TOKENS = 1024
 #: Recent event byte sequences kept for consolidation rehearsal.
 RECENT_PATTERNS = 64
 
@@ -117,14 +119,20 @@ class EventSession:
         """Feed ``event`` and its delimiter; update the ledger. The head's delta (None: the event's own)."""
         data = event.to_bytes()
         ids = self._ids(data + bytes([EVENT_DELIMITER]))  # (L + 1,)
+        commitment_rows = []
         with torch.no_grad():
-            out = self.model.prefill(ids[None], self.state, chunk_tokens=ids.shape[0])
-        self.state = out.state
+            # Pieces of PREFILL_TOKENS bound the activations of one call; aux is kept per piece.
+            for start in range(0, ids.shape[0], PREFILL_TOKENS):
+                piece = ids[start : start + PREFILL_TOKENS]
+                out = self.model.prefill(piece[None], self.state, chunk_tokens=piece.shape[0])
+                self.state = out.state
+                if self.config.commitment_source == "head":
+                    commitment_rows.append(out.aux[COMMITMENT_KEY][-1, 0])  # (piece, 3) last layer
         self.next_logits = out.logits[0, -1]
         self.last_output_metrics = output_aux_metrics(out.aux or {})
         head = None
         if self.config.commitment_source == "head":
-            head = _head_delta(out.aux[COMMITMENT_KEY][-1, 0], text_span(data, event))
+            head = _head_delta(torch.cat(commitment_rows), text_span(data, event))
         self._account(event, ids, head)
         return head
 
