@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from mosaic.core.errors import ConfigError
 from mosaic.core.plugins import PluginHost, PluginSelection, get_registry
 from mosaic.runtime.manifest import load_manifest

@@ -16,12 +16,11 @@ from typing import Any
 
 import attrs
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
-
 from mosaic.core.registry import Registry
 from mosaic.runtime.batching import collate_for
 from mosaic.runtime.manifest import Experiment
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 GIB = 1024 ** 3
 

@@ -15,13 +15,29 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-
-from mosaic.core.errors import CheckpointError, ConfigError, ConfigProblem, ObjectiveError, TrainingError
+from mosaic.core.errors import (
+    CheckpointError,
+    ConfigError,
+    ConfigProblem,
+    ObjectiveError,
+    TrainingError,
+)
 from mosaic.core.model_output import ModelOutput
 from mosaic.core.registry import Registry
 from mosaic.runtime.batching import collate_for, count_tokens, move_to, sample_indices
-from mosaic.runtime.checkpoint import latest_checkpoint, load_checkpoint, restore_rng_state, rng_state, save_checkpoint
-from mosaic.runtime.distributed import DistContext, all_reduce_mean, barrier, init_distributed
+from mosaic.runtime.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+)
+from mosaic.runtime.distributed import (
+    DistContext,
+    all_reduce_mean,
+    barrier,
+    init_distributed,
+)
 from mosaic.runtime.evaluation import evaluate, opcode_names
 from mosaic.runtime.manifest import Experiment
 from mosaic.runtime.optim import build_optimizer, build_scheduler
