@@ -144,3 +144,11 @@ def test_batch_not_divisible_is_a_config_error(tmp_path: Path, registry) -> None
     with pytest.raises(ConfigError, match="multiple of grad_accum"):
         run_preset(str(preset_file(tmp_path)), registry=registry, out=tmp_path / "runs",
                    overrides=["trainer.grad_accum=3"], show_progress=False)
+
+
+def test_bf16_autocast_and_deterministic_mode_train(tmp_path: Path, registry) -> None:
+    text = TINY_PRESET.replace("steps: 30", "steps: 10")
+    summary = run_preset(str(preset_file(tmp_path, text)), registry=registry, out=tmp_path / "runs",
+                         overrides=["trainer.precision=bf16", "trainer.deterministic=true"], show_progress=False)
+    assert summary["status"] == "completed"
+    assert summary["final"]["loss_total"] < summary["first"]["loss_total"]
