@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from mosaic.core.errors import ObjectiveError
 from mosaic.core.model_output import ModelOutput
-from mosaic.runtime.objective import METRIC_NAMES, MosaicEventPrediction, lm_cross_entropy
+from mosaic.runtime.objective import (
+    METRIC_NAMES,
+    MosaicEventPrediction,
+    lm_cross_entropy,
+)
 from mosaic.runtime.objective_config import MosaicObjectiveConfig
 
 L, B, T, V = 3, 2, 5, 7

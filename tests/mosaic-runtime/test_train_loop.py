@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_tiny_components import TINY_PRESET, tiny_registry
-
 from mosaic.core.errors import CheckpointError, ConfigError, TrainingError
-from mosaic.runtime.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from mosaic.runtime.checkpoint import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+)
 from mosaic.runtime.run import run_preset
+from train_tiny_components import TINY_PRESET, tiny_registry
 
 ENTRY = Path(__file__).with_name("train_tiny_entry.py")
 
@@ -64,7 +67,7 @@ def test_kill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
 
     def run(out: Path, *extra: str) -> dict:
         done = subprocess.run([sys.executable, str(ENTRY), str(preset), str(out), *extra], env=env,
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, check=False, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         line = [line for line in done.stdout.splitlines() if line.startswith("SUMMARY ")][-1]
         return json.loads(line[len("SUMMARY "):])
@@ -141,3 +144,11 @@ def test_batch_not_divisible_is_a_config_error(tmp_path: Path, registry) -> None
     with pytest.raises(ConfigError, match="multiple of grad_accum"):
         run_preset(str(preset_file(tmp_path)), registry=registry, out=tmp_path / "runs",
                    overrides=["trainer.grad_accum=3"], show_progress=False)
+
+
+def test_bf16_autocast_and_deterministic_mode_train(tmp_path: Path, registry) -> None:
+    text = TINY_PRESET.replace("steps: 30", "steps: 10")
+    summary = run_preset(str(preset_file(tmp_path, text)), registry=registry, out=tmp_path / "runs",
+                         overrides=["trainer.precision=bf16", "trainer.deterministic=true"], show_progress=False)
+    assert summary["status"] == "completed"
+    assert summary["final"]["loss_total"] < summary["first"]["loss_total"]

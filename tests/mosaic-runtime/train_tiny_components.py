@@ -8,7 +8,6 @@ from typing import Any
 
 import attrs
 import torch
-
 from mosaic.core.model_output import ModelOutput
 from mosaic.core.plugins import PluginHost, PluginSelection, hookimpl
 from mosaic.runtime import plugin as runtime_plugin
@@ -64,7 +63,8 @@ class TinyLM(torch.nn.Module):
         aux = {
             "mosaic_opcode_logits": torch.stack(opcodes),  # (L, B, T, V_op)
             "mosaic_write_gate_logits": torch.stack(gates),  # (L, B, T)
-            "mosaic_state_decay_reg_loss": torch.stack([g.mean() ** 2 for g in gates]),  # (L,)
+            # a parameter-only regulariser, as the real state-decay term is: (L,)
+            "mosaic_state_decay_reg_loss": torch.stack([gate.bias.pow(2).sum() for gate in self.gate]),
         }
         if self.config.commitment_head:
             aux["mosaic_commitment_logits"] = torch.stack(commits)  # (L, B, T, 3)

@@ -12,9 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from train_tiny_components import tiny_registry  # noqa: E402
-
-from mosaic.runtime.run import run_preset  # noqa: E402
+from mosaic.runtime.run import run_preset
+from train_tiny_components import tiny_registry
 
 
 def main() -> None:

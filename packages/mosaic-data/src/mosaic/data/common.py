@@ -38,7 +38,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
-
 from mosaic.core.errors import DataError
 
 IGNORE_TARGET = -100
@@ -46,7 +45,7 @@ IGNORE_INDEX = -1
 IGNORE_COMMITMENT = -100
 
 # The ten v0 opcodes of mosaic-layers' ISA (ids 0-9). Declared here so that mosaic-data does not
-# depend on mosaic-layers; tests/integration checks that the two agree.
+# depend on mosaic-layers; an integration test (both packages installed) must check they agree.
 OP_NOP, OP_READ_MEM, OP_WRITE_MEM, OP_CLEAR_MEM, OP_IDLE = 0, 1, 2, 3, 4
 OP_GATE_UP, OP_GATE_DOWN, OP_SCAN, OP_COMMIT, OP_RESPOND = 5, 6, 7, 8, 9
 
@@ -95,9 +94,12 @@ def item_seed(seed: int, split: str, idx: int) -> int:
     items never share a random stream."""
     if not 0 <= idx < (1 << 32):
         raise DataError(f"item index {idx} is outside [0, 2**32)")
-    split_bit = 0 if split == "train" else 1
-    packed = ((seed & 0x7FFFFFFF) << 33) | (split_bit << 32) | idx
-    return splitmix64(packed)
+    return splitmix64(pack_seed(seed, split, idx))
+
+
+def pack_seed(seed: int, split: str, idx: int) -> int:
+    """(seed, split, idx) packed injectively into 64 bits (seed's low 31 bits, the split, idx)."""
+    return ((seed & 0x7FFFFFFF) << 33) | ((0 if split == "train" else 1) << 32) | idx
 
 
 def lerp_int(low: int, high: int, level: float) -> int:

@@ -165,7 +165,8 @@ class TextConfig:
 
     The first ``1 - val_fraction`` of the file is the train split, the rest the eval split. Train
     items are windows at offsets drawn per (seed, idx); eval items are consecutive windows.
-    The character vocabulary is the sorted set of characters of the whole file.
+    The character vocabulary is the sorted set of characters of the whole file. ``num_samples``
+    defaults to ``len(split) // block_size`` windows (eval: every consecutive window).
     """
 
     path: str

@@ -35,7 +35,8 @@ Schedules
 
 ``value(step)`` is ``start`` for ``step < warmup_steps``, ``end`` for
 ``step >= total_steps - cooldown_steps``, and in between follows ``shape`` over
-``progress = (step - warmup_steps) / (total_steps - warmup_steps - cooldown_steps)``:
+``progress = (step - warmup_steps) / (total_steps - cooldown_steps - 1 - warmup_steps)``, which is 0
+at the first ramp step and 1 at the last (so the run's last step sees ``end``):
 ``constant`` -> ``start`` (then ``end`` in the cooldown), ``linear`` -> ``start + (end - start) * progress``,
 ``cosine`` -> ``end + (start - end) * (1 + cos(pi * progress)) / 2``.
 """
@@ -46,7 +47,6 @@ import math
 from typing import Any, Literal
 
 import attrs
-
 from mosaic.core.errors import ConfigError, ConfigProblem, DataError
 
 Shape = Literal["constant", "linear", "cosine"]
@@ -78,7 +78,7 @@ def schedule_value(
         return start
     if step >= total_steps - cooldown_steps:
         return end
-    progress = (step - warmup_steps) / (total_steps - warmup_steps - cooldown_steps)
+    progress = (step - warmup_steps) / max(1, total_steps - cooldown_steps - 1 - warmup_steps)
     if shape == "constant":
         return start
     if shape == "linear":

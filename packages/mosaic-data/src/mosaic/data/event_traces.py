@@ -22,7 +22,7 @@ byte offsets in the sequence, which are the input positions of those bytes):
   (-100 elsewhere), opcode COMMIT on the text of open and close messages;
 - opcode NOP and gates 0 on every other real position; padding (``EVENT_PAD_ID``) is ignored.
 
-With ``return_spans`` each item also carries ``spans``: a tuple of :class:`TraceSpan` (kind, byte
+With ``return_spans`` each item also carries ``eval_spans``: a tuple of :class:`TraceSpan` (kind, byte
 range, label) that ``collate`` gathers into a list per batch.
 """
 
@@ -32,12 +32,17 @@ import random
 
 import attrs
 import torch
-
 from mosaic.core.errors import DataError
 from mosaic.core.events.codec import EVENT_DELIMITER, EVENT_PAD_ID, EVENT_VOCAB_SIZE, EventEncoder
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.data.common import (
-    OP_COMMIT, SEQUENCE_NOTE, SampleTooLongError, TraceBuilder, check_level, item_seed, lerp_int,
+    OP_COMMIT,
+    SEQUENCE_NOTE,
+    SampleTooLongError,
+    TraceBuilder,
+    check_level,
+    item_seed,
+    lerp_int,
 )
 from mosaic.data.config import EventTraceConfig
 from mosaic.data.negotiation import CYCLE
@@ -138,6 +143,7 @@ class EventTraceDataset(torch.utils.data.Dataset):
         self.config = config
         self.encoder = EventEncoder()
         self.vocab_size = EVENT_VOCAB_SIZE
+        self.block_size = config.block_size
         self.pad_token = EVENT_PAD_ID
         self.level = 1.0
         self.teacher_forcing = config.teacher_forcing
@@ -195,7 +201,7 @@ class EventTraceDataset(torch.utils.data.Dataset):
             name=type(self).__name__,
         )
         if c.return_spans:
-            item["spans"] = tuple(trace.spans)
+            item["eval_spans"] = tuple(trace.spans)
         return item
 
     def _trace(self, rng: random.Random, *, longest: bool) -> _Trace:

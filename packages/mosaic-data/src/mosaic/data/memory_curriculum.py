@@ -29,8 +29,14 @@ from __future__ import annotations
 import random
 
 import torch
-
-from mosaic.data.common import SEQUENCE_NOTE, SampleTooLongError, TraceBuilder, check_level, item_seed, lerp_int
+from mosaic.data.common import (
+    SEQUENCE_NOTE,
+    SampleTooLongError,
+    TraceBuilder,
+    check_level,
+    item_seed,
+    lerp_int,
+)
 from mosaic.data.config import MemoryCurriculumConfig
 
 PAD, SET, IS, GET, Q, REPLAY = 0, 1, 2, 3, 4, 5
@@ -48,6 +54,7 @@ class MemoryCurriculumDataset(torch.utils.data.Dataset):
     def __init__(self, config: MemoryCurriculumConfig) -> None:
         self.config = config
         self.vocab_size = config.vocab_size
+        self.block_size = config.block_size
         self.pad_token = PAD
         needed = sample_length(config.n_pairs, config.distractor_len, config.gap_len, config.sleep_replay_per_pair)
         if needed > config.block_size + 1:

@@ -23,12 +23,25 @@ import math
 from collections.abc import Sequence
 
 import torch
-
 from mosaic.data import counter_rng as crng
 from mosaic.data.common import (
-    ANSWER_MASK, IGNORE_INDEX, IGNORE_TARGET, MASK_SUFFIX, OP_NOP, OP_READ_MEM, OP_WRITE_MEM, OPCODE,
-    READ_BUCKET, TEACHER_FORCING, WRITE_BUCKET, WRITE_GATE, WRITE_UTILITY, SampleTooLongError, check_level,
-    item_seed, lerp_int,
+    ANSWER_MASK,
+    IGNORE_INDEX,
+    IGNORE_TARGET,
+    MASK_SUFFIX,
+    OP_NOP,
+    OP_READ_MEM,
+    OP_WRITE_MEM,
+    OPCODE,
+    READ_BUCKET,
+    TEACHER_FORCING,
+    WRITE_BUCKET,
+    WRITE_GATE,
+    WRITE_UTILITY,
+    SampleTooLongError,
+    check_level,
+    item_seed,
+    lerp_int,
 )
 from mosaic.data.config import MQARConfig
 
@@ -91,13 +104,13 @@ class MQARDataset(torch.utils.data.Dataset):
     def generate(self, indices: Sequence[int] | torch.Tensor) -> dict[str, torch.Tensor]:
         """The items ``indices`` as one batch of (B, L) tensors, generated without a per-row loop."""
         c = self.config
-        indices = [int(i) for i in indices]
-        for idx in indices:
-            if not 0 <= idx < len(self):
-                raise IndexError(f"{type(self).__name__} index {idx} out of range [0, {len(self)})")
+        indices = torch.as_tensor(indices, dtype=torch.int64).reshape(-1).numpy()
+        if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= len(self)):
+            bad = int(indices.min()) if int(indices.min()) < 0 else int(indices.max())
+            raise IndexError(f"{type(self).__name__} index {bad} out of range [0, {len(self)})")
         pairs = self.difficulty()["num_kv_pairs"]
         L, V, half = c.seq_len, c.vocab_size, c.vocab_size // 2
-        keys_rng = crng.row_keys([item_seed(c.seed, c.split, idx) for idx in indices])
+        keys_rng = crng.row_keys(c.seed, c.split, indices)
         rows = len(indices)
 
         keys = crng.distinct(keys_rng, _KEYS, half - 1, pairs) + 1  # (B, N)
@@ -116,7 +129,7 @@ class MQARDataset(torch.utils.data.Dataset):
         target_ids = torch.full((rows, L), IGNORE_TARGET, dtype=torch.int64)
         target_ids.scatter_(1, query_pos, values)
         if c.random_non_queries:
-            noise = crng.below(crng.bits(keys_rng, _NOISE, L), V)
+            noise = torch.from_numpy(crng.below(crng.bits(keys_rng, _NOISE, L), V))
             input_ids = torch.where(input_ids == 0, noise, input_ids)
 
         batch = {"input_ids": input_ids, "target_ids": target_ids}

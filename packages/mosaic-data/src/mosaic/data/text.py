@@ -13,7 +13,6 @@ import random
 from pathlib import Path
 
 import torch
-
 from mosaic.core.errors import DataError
 from mosaic.data.common import SampleTooLongError, item_seed
 from mosaic.data.config import TextConfig
@@ -24,6 +23,7 @@ class TextDataset(torch.utils.data.Dataset):
 
     def __init__(self, config: TextConfig) -> None:
         self.config = config
+        self.block_size = config.block_size
         path = Path(config.path)
         try:
             raw = path.read_bytes()
@@ -72,6 +72,7 @@ class TextDataset(torch.utils.data.Dataset):
         return [self._stoi[ch] for ch in text]
 
     def decode(self, ids: list[int] | torch.Tensor) -> str:
+        """Text of ``ids``; at byte level a window may cut a UTF-8 character, shown as U+FFFD."""
         values = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
         if self.itos is None:
             return bytes(values).decode("utf-8", errors="replace")

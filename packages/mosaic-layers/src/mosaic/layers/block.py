@@ -32,7 +32,10 @@ class LocalMixer(nn.Module):
 
     def forward(self, u: torch.Tensor, tail: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         window = torch.cat([tail, u], dim=1)  # (B, k - 1 + T, D)
-        mixed = self.conv(window.transpose(1, 2)).transpose(1, 2)  # (B, T, D)
+        length = u.shape[1]
+        # the depthwise conv as k shifted multiply-adds: much cheaper than conv1d's backward on CPU
+        weight = self.conv.weight[:, 0, :]  # (D, k)
+        mixed = self.conv.bias + sum(window[:, i : i + length] * weight[:, i] for i in range(self.kernel))
         gate, value = self.up(mixed).chunk(2, dim=-1)
         new_tail = window[:, window.shape[1] - (self.kernel - 1):]
         return self.down(F.silu(gate) * value), new_tail
@@ -99,8 +102,8 @@ class Registers(nn.Module):
 
     def read(self, query: torch.Tensor, registers: torch.Tensor) -> torch.Tensor:
         """query (B, T, width), registers (B, T, R, width) -> (B, T, D)."""
-        scores = torch.einsum("btrd,btd->btr", registers, query) / math.sqrt(query.shape[-1])
-        return self.out(torch.einsum("btr,btrd->btd", F.softmax(scores, dim=-1), registers))
+        scores = (registers * query[:, :, None]).sum(-1) / math.sqrt(query.shape[-1])  # (B, T, R)
+        return self.out((F.softmax(scores, dim=-1)[..., None] * registers).sum(-2))
 
     def forward(self, plan: dict[str, torch.Tensor], h0: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
         inclusive = gated_scan(plan["log_keep"], plan["content"], h0, chunk)
@@ -171,9 +174,8 @@ class MosaicBlock(nn.Module):
             local = local * (1 - teacher.drop_local.to(local.dtype))[..., None]
         bank, bank_h = self.bank(u, state.bank, chunk)
         plan = self.memory.plan(u, controls, teacher)
-        views, table = self.memory.views(plan, state.memory, chunk)
+        read, table = self.memory.read(plan, state.memory, chunk)  # (B, T, mem_dim)
         summary_read, summary = self.memory.summary_read(plan, state.summary, chunk)
-        read = self.memory.attend(plan.query, views, plan.read_ste)  # (B, T, mem_dim)
         memory = self.memory.out(controls.read[..., None] * (read + controls.scan[..., None] * summary_read))
         registers = register_state = None
         if self.registers is not None:

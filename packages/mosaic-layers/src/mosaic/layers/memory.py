@@ -85,6 +85,12 @@ class HashedMemory(nn.Module):
         c = self.config
         return torch.zeros(batch, c.mem_hashes, self.cells + 1, c.mem_cell_dim, device=device, dtype=dtype)
 
+    def table_view(self, table: torch.Tensor) -> torch.Tensor:
+        """A state's table as ``(B, H, buckets, assoc, key_dim + mem_dim + 1)`` (scratch row dropped);
+        the last channel is each slot's occupancy."""
+        c = self.config
+        return table[:, :, : self.cells].view(table.shape[0], c.mem_hashes, c.mem_buckets, c.mem_assoc, -1)
+
     def plan(self, u: torch.Tensor, controls: Controls, teacher: TeacherForcing) -> MemoryPlan:
         c = self.config
         bsz, length, _ = u.shape
@@ -148,12 +154,17 @@ class HashedMemory(nn.Module):
         dk = self.config.mem_key_dim
         return before[..., dk:-1], inclusive[:, -1]
 
-    def views(self, plan: MemoryPlan, table: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each token's view of its read bucket before its own write, and the table after the
-        last token. table (B, H, cells + 1, dim) -> ((B, T, H, A, dim), table)."""
+    def read(self, plan: MemoryPlan, table: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each token's read of its bucket as it was before the token's own write, and the table
+        after the last token. table (B, H, cells + 1, dim) -> (read (B, T, mem_dim), table).
+
+        Per chunk, a bucket's slot j as seen by token t is ``decay[t, j] * start[t, j]`` (the
+        chunk-start table row) plus ``sum_s coef[t, s] [slot_s = j] content_s`` over earlier writers
+        s of the same bucket. Scores, occupancy and the weighted value read are computed from those
+        two parts separately, so the intra-chunk part costs (C x C) products, never (C, A, dim)."""
         c = self.config
         bsz, length, hashes = plan.read_bucket.shape
-        assoc, dim, trash = c.mem_assoc, c.mem_cell_dim, self.cells
+        assoc, dim, dk, trash = c.mem_assoc, c.mem_cell_dim, c.mem_key_dim, self.cells
         size = max(1, min(chunk, length))
         pad = -length % size
         n_chunks = (length + pad) // size
@@ -167,6 +178,8 @@ class HashedMemory(nn.Module):
         cell = chunks(plan.write_cell)
         content = chunks(plan.content)  # (B, H, nC, C, dim)
         log_keep = chunks(plan.log_keep)[:, None]  # (B, 1, nC, C)
+        query = chunks(plan.query[:, :, None])  # (B, 1, nC, C, dk)
+        read_ste = chunks(plan.read_ste)  # (B, H, nC, C)
         write_bucket, slot = cell // assoc, cell % assoc
         slot_one_hot = F.one_hot(slot, assoc).to(content.dtype)  # (B, H, nC, C, A)
         index = torch.arange(size, device=cell.device)
@@ -176,12 +189,13 @@ class HashedMemory(nn.Module):
         # decay of s's write by later writes u (s < u) to the same cell: [u, s]
         between = torch.where(same_cell & later, log_keep[..., :, None], zero)
         seen_by = F.pad(between.cumsum(dim=-2)[..., :-1, :], (0, 0, 1, 0))  # [t, s] sum over s < u < t
-        hits = read_bucket[..., :, None] == write_bucket[..., None, :]  # [t, s] reader t's bucket = s's
-        coef = torch.where(hits & later, torch.exp(seen_by), zero)  # (B, H, nC, C, C)
-        per_slot = (slot_one_hot[..., None] * content[..., None, :]).flatten(-2)  # (B, H, nC, C, A*dim)
-        intra = (coef @ per_slot).view(bsz, hashes, n_chunks, size, assoc, dim)
-        # decay of the chunk-start cell (read bucket, slot j) by this chunk's writes before t
-        start_decay = torch.exp(torch.where(hits & later, log_keep[..., None, :], zero) @ slot_one_hot)
+        hits = (read_bucket[..., :, None] == write_bucket[..., None, :]) & later  # t reads what s wrote
+        coef = torch.where(hits, torch.exp(seen_by), zero)  # (B, H, nC, C, C)
+        # decay of the chunk-start slot j of t's read bucket by this chunk's writes before t
+        start_decay = torch.exp(torch.where(hits, log_keep[..., None, :], zero) @ slot_one_hot)  # (.., C, A)
+        keys, values, occupancy = content.split([dk, c.mem_dim, 1], dim=-1)
+        intra_scores = (coef * (query @ keys.transpose(-1, -2))) @ slot_one_hot  # (B, H, nC, C, A)
+        intra_occupancy = (coef * occupancy.transpose(-1, -2)) @ slot_one_hot
         # chunk-end value of each written cell, carried by the last writer of that cell in the chunk
         total_keep = torch.exp(torch.where(same_cell, log_keep[..., :, None], zero).sum(dim=-2))  # (.., C)
         tail = torch.exp(between.sum(dim=-2))  # decay of s's write until the chunk end
@@ -196,7 +210,14 @@ class HashedMemory(nn.Module):
             old = table.gather(2, cell[:, :, n, :, None].expand(-1, -1, -1, dim))
             new = total_keep[:, :, n, :, None] * old + written[:, :, n]
             table = table.scatter(2, target[:, :, n, :, None].expand(-1, -1, -1, dim), new)
-        start = torch.stack(starts, dim=2)  # (B, H, nC, C, A, dim)
-        views = start_decay[..., None] * start + intra
-        views = views.view(bsz, hashes, n_chunks * size, assoc, dim)[:, :, :length].transpose(1, 2)
-        return views, table
+        table = F.pad(table[:, :, :-1], (0, 0, 0, 1))  # the scratch row holds junk: keep the state clean
+        start_keys, start_values, start_occupancy = torch.stack(starts, dim=2).split([dk, c.mem_dim, 1], dim=-1)
+        scores = start_decay * (start_keys * query[..., None, :]).sum(-1) + intra_scores  # (B, H, nC, C, A)
+        occupancy = start_decay * start_occupancy[..., 0] + intra_occupancy
+        scores = scores / math.sqrt(dk) + torch.log(occupancy.clamp_min(OCCUPANCY_FLOOR))
+        weights = F.softmax(scores, dim=-1)  # (B, H, nC, C, A)
+        start_read = ((weights * start_decay)[..., None] * start_values).sum(-2)  # (B, H, nC, C, dv)
+        by_writer = weights.gather(-1, slot[..., None, :].expand(-1, -1, -1, size, -1))  # [t, s] weight of slot_s
+        read = (start_read + (coef * by_writer) @ values) * read_ste[..., None]
+        read = read.sum(dim=1).reshape(bsz, n_chunks * size, c.mem_dim)  # sum over hashes
+        return read[:, :length], table

@@ -21,8 +21,9 @@ _FLOOR = math.exp(-LOG_FLOOR)
 
 
 def safe_log(a: torch.Tensor) -> torch.Tensor:
-    """``log a`` for ``a`` in [0, 1], finite with finite gradients at 0."""
-    return torch.log(a.clamp_min(_FLOOR))
+    """``log a`` for ``a`` in [0, 1], finite with finite gradients at 0 (computed in fp32 so that
+    the floor survives half precision)."""
+    return torch.log(a.float().clamp_min(_FLOOR)).to(a.dtype)
 
 
 def _pad_time(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -53,7 +54,10 @@ def decay_scan(v: torch.Tensor, log_decay: torch.Tensor, h0: torch.Tensor, chunk
     weights = torch.where(
         (lag >= 0)[..., None], torch.exp(lag.clamp_min(0)[..., None] * log_decay), torch.zeros((), device=v.device)
     )  # (C, C, N)
-    intra = torch.einsum("tsn,bcsn->bctn", weights, v)  # (B, nC, C, N)
+    # one (C, C) @ (C, B * nC) product per channel, laid out contiguously for a fast batched matmul
+    columns = v.permute(3, 2, 0, 1).reshape(width, size, batch * n_chunks)
+    intra = torch.bmm(weights.permute(2, 0, 1).contiguous(), columns)  # (N, C, B * nC)
+    intra = intra.view(width, size, batch, n_chunks).permute(2, 3, 1, 0)  # (B, nC, C, N)
     ends = intra[:, :, -1]  # (B, nC, N)
     chunk_index = torch.arange(n_chunks, device=v.device)
     chunk_lag = chunk_index[:, None] - chunk_index[None, :]  # state after chunk n from chunk m's end
@@ -88,7 +92,7 @@ def gated_scan(log_a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, chunk: in
     terms = torch.where(later[None, None, :, :, None], log_a[:, :, :, None, :], torch.zeros((), device=b.device))
     seg = terms.cumsum(dim=2)  # (B, nC, C, C, G)
     weights = torch.where((~later.T)[None, None, :, :, None], torch.exp(seg), torch.zeros((), device=b.device))
-    intra = torch.einsum("bntsg,bnsge->bntge", weights, b)
+    intra = (weights.permute(0, 1, 4, 2, 3) @ b.permute(0, 1, 3, 2, 4)).permute(0, 1, 3, 2, 4)  # (B, nC, C, G, E)
     totals = log_a.sum(dim=2)  # (B, nC, G)
     chunk_later = _strictly_later(n_chunks, log_a.device)
     chunk_terms = torch.where(

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from mosaic.core.errors import CheckpointError
 
 FORMAT = "mosaic-checkpoint/1"
@@ -86,7 +85,7 @@ def load_checkpoint(path: Path, *, config_fingerprint: str | None, opcode_table:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
-    except Exception as exc:  # torch.load raises many types for truncated or foreign files
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types for truncated or foreign files
         raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint: {type(exc).__name__}: {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} is not a {FORMAT} file")

@@ -16,9 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-
 from mosaic.core.config import structure_config, unstructure_config
-from mosaic.core.errors import ConfigError, ConfigProblem, MosaicError, UnknownComponentError
+from mosaic.core.errors import (
+    ConfigError,
+    ConfigProblem,
+    MosaicError,
+    UnknownComponentError,
+)
 from mosaic.core.registry import Registry
 from mosaic.runtime.train_config import BudgetConfig, EvalConfig, TrainerConfig
 from mosaic.runtime.variables import apply_overrides, resolve_variables
@@ -143,9 +147,8 @@ class ManifestValidator:
         for key in ("name", "notes"):
             if key in data and not isinstance(data[key], str):
                 self.problem(f"$.{key}", f"expected a string, got {type(data[key]).__name__}")
-        if not isinstance(data.get("name"), str) or not data.get("name"):
-            if "name" not in data:
-                self.problem("$.name", "required field missing")
+        if "name" not in data:
+            self.problem("$.name", "required field missing")
         try:
             data = apply_overrides(data, list(overrides))
             data = resolve_variables(data, source=self.document.source)

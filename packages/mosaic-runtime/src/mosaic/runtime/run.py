@@ -27,7 +27,8 @@ def run_preset(
 ) -> dict[str, Any]:
     """Train ``preset`` (a registered name or a YAML file) into a fresh run directory under
     ``out``, or continue the run in ``resume``. Returns the run's summary."""
-    from mosaic.runtime.trainer import Trainer  # torch is imported only when something trains
+    # torch is imported only when something trains
+    from mosaic.runtime.trainer import Trainer
 
     registry = registry if registry is not None else get_registry()
     overrides = list(overrides)
@@ -66,7 +67,6 @@ def evaluate_run(run_path: Path, *, registry: Registry | None = None, samples: i
     """Re-evaluate a run's newest checkpoint on its held-out set; the report is written into the
     run's ``summary.json`` under ``eval`` and returned."""
     import torch
-
     from mosaic.runtime.checkpoint import latest_checkpoint, load_checkpoint
     from mosaic.runtime.evaluation import evaluate, opcode_names
     from mosaic.runtime.trainer import pick_device

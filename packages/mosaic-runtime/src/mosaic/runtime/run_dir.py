@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+_UTC = datetime.timezone.utc  # noqa: UP017 - datetime.UTC needs Python 3.11; we support 3.10
 from mosaic.core.errors import ConfigError, ConfigProblem
 
 
@@ -26,7 +27,7 @@ class RunDir:
 
     @classmethod
     def create(cls, root: Path, preset_name: str) -> RunDir:
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = datetime.datetime.now(_UTC).strftime("%Y%m%d-%H%M%S")
         base = Path(root) / preset_name / stamp
         path, suffix = base, 1
         while path.exists():
@@ -95,7 +96,7 @@ class RunDir:
         return json.loads(self.summary_path.read_text(encoding="utf-8"))
 
     def log_event(self, event: str, **fields: Any) -> None:
-        record = {"ts": datetime.datetime.now(datetime.timezone.utc).isoformat(), "event": event, **fields}
+        record = {"ts": datetime.datetime.now(_UTC).isoformat(), "event": event, **fields}
         with self.events_path.open("a", encoding="utf-8") as file:
             file.write(json.dumps(_plain(record), sort_keys=True) + "\n")
 

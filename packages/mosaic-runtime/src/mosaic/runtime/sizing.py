@@ -3,20 +3,24 @@
 - weights, gradients and AdamW state (fp32 master weights: 4 + 4 + 8 bytes per parameter);
 - MOSAIC memory tables and streaming state: the bytes of ``model.init_state(batch)`` when the model
   has one;
-- activations: the bytes autograd saves for backward, measured on a one-sample probe forward on CPU
-  (unique storages only) and scaled linearly to the batch; halved for bf16 autocast.
+- activations: the peak of tensor bytes allocated during a real training step, measured on CPU at
+  two small probe batches and extrapolated linearly to the batch (minus gradients and optimizer
+  state); halved for bf16 autocast. The probe measures what the code allocates, including the
+  per-sample memory tables, rather than trusting a formula.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import attrs
 import torch
-
 from mosaic.core.registry import Registry
 from mosaic.runtime.batching import collate_for
 from mosaic.runtime.manifest import Experiment
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 GIB = 1024 ** 3
 
@@ -54,27 +58,57 @@ def _tensor_bytes(value: Any) -> int:
     return sum(_tensor_bytes(v) for v in getattr(value, "__dict__", {}).values()) if hasattr(value, "__dict__") else 0
 
 
-def saved_activation_bytes(model: torch.nn.Module, objective: Any, batch: dict[str, Any]) -> int:
-    """Bytes of the unique storages autograd keeps for backward during one forward + objective."""
-    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    storages: dict[int, int] = {}
+class LiveTensorBytes(TorchDispatchMode):
+    """Tracks the bytes of CPU tensor storages alive while it is active, and their peak."""
 
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        pointer = storage.data_ptr()
-        if pointer not in parameters:
-            storages[pointer] = storage.nbytes()
-        return tensor
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._sizes: dict[int, int] = {}
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    def _free(self, key: int, size: int) -> None:
+        self.live -= size
+        self._sizes.pop(key, None)
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for value in tree_flatten(out)[0]:
+            if isinstance(value, torch.Tensor) and value.device.type == "cpu":
+                storage = value.untyped_storage()
+                key = storage.data_ptr()
+                if key and key not in self._sizes:
+                    size = storage.nbytes()
+                    self._sizes[key] = size
+                    self.live += size
+                    self.peak = max(self.peak, self.live)
+                    weakref.finalize(storage, self._free, key, size)
+        return out
+
+
+def training_step_peak_bytes(model: torch.nn.Module, objective: Any, batch: dict[str, Any],
+                             optimizer: torch.optim.Optimizer) -> int:
+    """Peak bytes of tensors allocated during one forward, backward and optimizer step (weights,
+    which exist before the step, not included)."""
+    with LiveTensorBytes() as tracker:
         output = model(batch)
         loss, _ = objective(output, batch)
-    del output, loss
-    return sum(storages.values())
+        loss.backward()
+        optimizer.step()
+        del output, loss
+    optimizer.zero_grad(set_to_none=True)
+    return tracker.peak
+
+
+PROBE_BATCHES = (2, 4)
 
 
 def estimate_memory(experiment: Experiment, registry: Registry, *, batch_size: int | None = None,
                     precision: str | None = None) -> MemoryEstimate:
+    """Weights, gradients and optimizer state from the parameter count; activations extrapolated
+    linearly from the measured peak of training steps at two small probe batches on CPU."""
+    from mosaic.runtime.optim import build_optimizer
+
     batch_size = batch_size or experiment.trainer.batch_size
     precision = precision or experiment.trainer.precision
     torch.manual_seed(0)
@@ -86,19 +120,28 @@ def estimate_memory(experiment: Experiment, registry: Registry, *, batch_size: i
     if own:
         by_component["(top level)"] = own
     parameters = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     dataset = experiment.dataset.build(registry)
     objective = experiment.objective.build(registry)
-    probe = collate_for(dataset)([dataset[0]])
-    activations = saved_activation_bytes(model, objective, probe) * batch_size
-    if precision == "bf16":
-        activations //= 2
+    collate = collate_for(dataset)
+    peaks = []
+    for probe in PROBE_BATCHES:
+        optimizer = build_optimizer(model, experiment.trainer)
+        batch = collate([dataset[i % len(dataset)] for i in range(probe)])
+        peaks.append(training_step_peak_bytes(model, objective, batch, optimizer))
+    per_sample = max(peaks[1] - peaks[0], 0) / (PROBE_BATCHES[1] - PROBE_BATCHES[0])
+    step_peak = peaks[0] + per_sample * (batch_size - PROBE_BATCHES[0])
+    gradient_bytes, optimizer_bytes = 4 * trainable, 8 * trainable
     state_bytes = 0
     init_state = getattr(model, "init_state", None)
     if callable(init_state):
         state_bytes = _tensor_bytes(init_state(batch_size))
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # The step peak already holds the memory tables the forward builds; count them once, as state.
+    activations = max(int(step_peak) - gradient_bytes - optimizer_bytes - state_bytes, 0)
+    if precision == "bf16":
+        activations //= 2
     return MemoryEstimate(
         parameters=parameters, parameters_by_component=by_component, weights_bytes=4 * parameters,
-        gradient_bytes=4 * trainable, optimizer_bytes=8 * trainable, state_bytes=state_bytes,
+        gradient_bytes=gradient_bytes, optimizer_bytes=optimizer_bytes, state_bytes=state_bytes,
         activation_bytes=activations, batch_size=batch_size, precision=precision,
     )

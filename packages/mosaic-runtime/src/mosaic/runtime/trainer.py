@@ -15,13 +15,29 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-
-from mosaic.core.errors import CheckpointError, ConfigError, ConfigProblem, ObjectiveError, TrainingError
+from mosaic.core.errors import (
+    CheckpointError,
+    ConfigError,
+    ConfigProblem,
+    ObjectiveError,
+    TrainingError,
+)
 from mosaic.core.model_output import ModelOutput
 from mosaic.core.registry import Registry
 from mosaic.runtime.batching import collate_for, count_tokens, move_to, sample_indices
-from mosaic.runtime.checkpoint import latest_checkpoint, load_checkpoint, restore_rng_state, rng_state, save_checkpoint
-from mosaic.runtime.distributed import DistContext, all_reduce_mean, barrier, init_distributed
+from mosaic.runtime.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+)
+from mosaic.runtime.distributed import (
+    DistContext,
+    all_reduce_mean,
+    barrier,
+    init_distributed,
+)
 from mosaic.runtime.evaluation import evaluate, opcode_names
 from mosaic.runtime.manifest import Experiment
 from mosaic.runtime.optim import build_optimizer, build_scheduler
@@ -240,7 +256,8 @@ class Trainer:
                     elapsed = time.perf_counter() - window_start
                     record = {name: value / window_steps for name, value in window.items()}
                     record.update(step=self.step, split="train", lr=self.scheduler.get_last_lr()[0],
-                                  tokens_per_s=window_tokens / max(elapsed, 1e-9))
+                                  tokens_per_s=window_tokens / max(elapsed, 1e-9),
+                                  elapsed_s=time.perf_counter() - started)
                     if first is None:
                         first = dict(record)
                     last = record
@@ -250,7 +267,8 @@ class Trainer:
                 if config.eval_every and self.step % config.eval_every == 0 and self.step < config.steps:
                     last_eval = self.evaluate()
                     if last_eval is not None:
-                        self.write_metrics({"step": self.step, "split": "eval", **last_eval})
+                        self.write_metrics({"step": self.step, "split": "eval",
+                                            "elapsed_s": time.perf_counter() - started, **last_eval})
                 if config.checkpoint_every and self.step % config.checkpoint_every == 0:
                     self.save()
                 if config.max_seconds and time.perf_counter() - started > config.max_seconds:
@@ -267,7 +285,8 @@ class Trainer:
         final_eval = self.evaluate()
         if final_eval is not None:
             last_eval = final_eval
-            self.write_metrics({"step": self.step, "split": "eval", **final_eval})
+            self.write_metrics({"step": self.step, "split": "eval",
+                                "elapsed_s": time.perf_counter() - started, **final_eval})
         return self.write_summary(status=status, error=None, first=first, last=last, evaluation=last_eval,
                                   seconds=time.perf_counter() - started, tokens=total_tokens)
 

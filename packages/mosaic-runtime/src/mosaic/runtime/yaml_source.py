@@ -10,7 +10,6 @@ from typing import Any
 
 import attrs
 import yaml
-
 from mosaic.core.errors import ConfigError, ConfigProblem
 
 

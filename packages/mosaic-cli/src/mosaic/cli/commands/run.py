@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-
 from mosaic.core.errors import MosaicError
 
 
@@ -68,8 +67,8 @@ def run(preset: str | None, overrides: tuple[str, ...], out: Path, resume: Path 
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    lines = [f"run {summary['status']}: {summary['experiment']} ({summary['model']} on {summary['dataset']}), "
-             f"{summary['steps']} steps in {summary['wall_seconds']:.1f}s, {summary['tokens_per_s']:.0f} tok/s"]
+    lines = [(f"run {summary['status']}: {summary['experiment']} ({summary['model']} on {summary['dataset']}), "
+              f"{summary['steps']} steps in {summary['wall_seconds']:.1f}s, {summary['tokens_per_s']:.0f} tok/s")]
     first, final = summary.get("first") or {}, summary.get("final") or {}
     for name in sorted(k for k in final if k == "loss_total" or k == "lm_ce" or
                        (k.startswith("aux_") and not k.endswith("_weighted"))):

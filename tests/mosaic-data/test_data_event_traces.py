@@ -1,0 +1,238 @@
+"""dataset.mosaic_event_traces: the stream is codec bytes; write, read and commitment labels sit on
+exactly the right bytes; samples fit; padding is masked; samples are deterministic."""
+
+from __future__ import annotations
+
+import os
+
+import attrs
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mosaic.core.errors import DataError
+from mosaic.core.events.codec import EVENT_DELIMITER, EventDecoder
+from mosaic.data.common import OP_COMMIT, OP_NOP, OP_READ_MEM, OP_WRITE_MEM
+from mosaic.data.config import EventTraceConfig
+from mosaic.data.event_traces import EventTraceDataset, TraceSpan
+from mosaic.data.negotiation import TEMPLATES_BY_DELTA
+
+EXAMPLES = 200 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 20
+
+
+@st.composite
+def configs(draw):
+    config = EventTraceConfig(
+        block_size=8192,
+        mem_buckets=draw(st.sampled_from([2, 8, 64])),
+        mem_hashes=draw(st.integers(1, 2)),
+        n_pairs=draw(st.integers(1, 3)),
+        distractor_events=draw(st.integers(0, 2)),
+        negotiation_pairs=draw(st.integers(0, 2)),
+        sleep_replay_per_pair=draw(st.integers(0, 1)),
+        reg_slots=draw(st.integers(0, 2)),
+        value_digits=draw(st.integers(2, 5)),
+        shuffle_queries=draw(st.booleans()),
+        return_spans=True,
+        num_samples=1000,
+        seed=draw(st.integers(0, 2**31 - 1)),
+        split=draw(st.sampled_from(["train", "eval"])),
+    )
+    needed = EventTraceDataset(config).max_sample_length()
+    return attrs.evolve(config, block_size=needed - 1 + draw(st.integers(0, 40)))
+
+
+def _events(item):
+    """(offset, envelope, raw bytes) of every event of the sample, decoded by the codec."""
+    y = item["target_ids"]
+    n_inputs = int((y != -100).sum())
+    stream = bytes(item["input_ids"][:n_inputs].tolist() + [int(y[n_inputs - 1])])
+    assert stream.endswith(bytes([EVENT_DELIMITER]))
+    decoder = EventDecoder()
+    events, offset = [], 0
+    for chunk in stream.split(bytes([EVENT_DELIMITER]))[:-1]:
+        events.append((offset, decoder.decode_bytes(chunk), chunk))
+        offset += len(chunk) + 1
+    return events, n_inputs
+
+
+def _literal(chunk: bytes, field: str, value: int | str) -> range:
+    text = str(value).encode()
+    needle = f'"{field}":'.encode() + (b'"' + text + b'"' if isinstance(value, str) else text)
+    start = chunk.index(needle) + len(needle) - len(text) - (1 if isinstance(value, str) else 0)
+    return range(start, start + len(text))
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(config=configs(), idx=st.integers(0, 999))
+def test_labels_point_at_the_right_bytes(config, idx):
+    dataset = EventTraceDataset(config)
+    item = dataset[idx]
+    T = config.block_size
+    x, y = item["input_ids"], item["target_ids"]
+    assert x.shape == y.shape == (T,)
+    events, n_inputs = _events(item)
+    real = y != -100
+    assert bool(real[:n_inputs].all()) and not bool(real[n_inputs:].any())
+    assert torch.equal(y[: n_inputs - 1], x[1:n_inputs])
+    assert bool((x[n_inputs + 1 :] == 0).all()) and not bool((y == 0).any())
+    for key in ("mosaic_teacher_write_gate", "mosaic_teacher_write_utility"):
+        assert torch.equal(item[key + "_mask"], real)
+    assert bool((item["mosaic_teacher_opcode"][~real] == -1).all())
+    assert bool((item["mosaic_teacher_commitment_delta"][~real] == -100).all())
+
+    types = [event.type for _, event, _ in events]
+    pairs = types.count("MemoryWrite")
+    assert types.count("MemoryQuery") == pairs
+    assert types.count("Idle") == pairs * config.sleep_replay_per_pair
+    assert types.count("Message") == 3 * dataset.difficulty()["negotiation_pairs"]
+
+    writes, reads, answers, commitments, commit_ops = {}, {}, [], {}, set()
+    written_order, last_query, idles, previous_type = [], None, 0, None
+    for offset, event, chunk in events:
+        if event.type == "MemoryWrite":
+            key, value = event.payload["key"], event.payload["value"]
+            for t in _literal(chunk, "value", value):
+                writes[offset + t] = (key, len(written_order))
+            written_order.append((key, value))
+        elif event.type == "MemoryQuery":
+            last_query = event.payload["key"]
+        elif event.type == "Idle":
+            # Replays run in write order, sleep_replay_per_pair per pair.
+            last_query = written_order[idles // config.sleep_replay_per_pair][0]
+            idles += 1
+        elif event.type == "MemoryAnswer":
+            key = last_query
+            value = dict(written_order)[key]
+            assert event.payload["value"] == value
+            literal = _literal(chunk, "value", value)
+            for t in literal:
+                reads[offset + t - 1] = key
+                # The read position predicts exactly the answer byte.
+                assert int(y[offset + t - 1]) == chunk[t]
+            if previous_type == "MemoryQuery":
+                answers.extend(offset + t - 1 for t in literal)
+        elif event.type == "Message":
+            literal = _literal(chunk, "text", event.payload["text"])
+            text = bytes(x[offset + literal.start : offset + literal.stop].tolist()).decode()
+            assert text == event.payload["text"] in TEMPLATES_BY_DELTA[event.commitment_delta]
+            for t in literal:
+                commitments[offset + t] = event.commitment_delta
+                if event.commitment_delta != 0:
+                    commit_ops.add(offset + t)
+        previous_type = event.type
+
+    gate = item["mosaic_teacher_write_gate"]
+    assert sorted(torch.nonzero(gate).flatten().tolist()) == sorted(writes)
+    for t, (key, index) in writes.items():
+        assert item["mosaic_teacher_write_bucket"][t].tolist() == [key % config.mem_buckets] * config.mem_hashes
+        assert int(item["mosaic_teacher_opcode"][t]) == OP_WRITE_MEM
+        if config.reg_slots:
+            assert int(item["mosaic_teacher_reg_sel"][t]) == index % config.reg_slots
+    read_rows = torch.nonzero(item["mosaic_teacher_read_bucket"][:, 0] >= 0).flatten().tolist()
+    assert read_rows == sorted(reads)
+    for t, key in reads.items():
+        assert item["mosaic_teacher_read_bucket"][t].tolist() == [key % config.mem_buckets] * config.mem_hashes
+        assert int(item["mosaic_teacher_opcode"][t]) == OP_READ_MEM
+        assert float(item["mosaic_drop_local"][t]) == 1.0
+    assert int(item["mosaic_drop_local"].sum()) == len(reads)
+    assert torch.nonzero(item["eval_answer_mask"]).flatten().tolist() == sorted(answers)
+    labelled = torch.nonzero(item["mosaic_teacher_commitment_delta"] != -100).flatten().tolist()
+    assert labelled == sorted(commitments)
+    for t, delta in commitments.items():
+        assert int(item["mosaic_teacher_commitment_delta"][t]) == delta
+    ops = item["mosaic_teacher_opcode"]
+    assert sorted(torch.nonzero(ops == OP_COMMIT).flatten().tolist()) == sorted(commit_ops)
+    special = set(writes) | set(reads) | commit_ops
+    assert all(int(ops[t]) == OP_NOP for t in range(n_inputs) if t not in special)
+
+    # One commitment_id per cycle, shared by its open, work and close messages, in that order.
+    messages = [event for _, event, _ in events if event.type == "Message"]
+    for start in range(0, len(messages), 3):
+        cycle = messages[start : start + 3]
+        assert [m.commitment_delta for m in cycle] == [1, 0, -1]
+        assert len({m.commitment_id for m in cycle}) == 1 and cycle[0].commitment_id is not None
+
+    # Span metadata agrees with the labels.
+    spans = item["eval_spans"]
+    assert all(isinstance(span, TraceSpan) for span in spans)
+    assert {t for s in spans if s.kind == "commitment" for t in range(s.start, s.end)} == set(commitments)
+    assert {t for s in spans if s.kind == "write" for t in range(s.start, s.end)} == set(writes)
+    assert {t - 1 for s in spans if s.kind == "answer" for t in range(s.start, s.end)} == set(answers)
+    for span in spans:
+        if span.kind == "commitment":
+            assert int(item["mosaic_teacher_commitment_delta"][span.start]) == span.label
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(config=configs(), idx=st.integers(0, 998))
+def test_deterministic_per_seed_split_and_index(config, idx):
+    first = EventTraceDataset(config)[idx]
+    again = EventTraceDataset(config)[idx]
+    assert all(torch.equal(first[k], again[k]) for k in first if k != "eval_spans")
+    assert first["eval_spans"] == again["eval_spans"]
+    # Five-digit keys and values: two different streams cannot coincide by chance.
+    config = attrs.evolve(config, value_digits=5, block_size=8192)
+    first = EventTraceDataset(config)[idx]
+    others = [
+        EventTraceDataset(attrs.evolve(config, seed=config.seed + 1))[idx],
+        EventTraceDataset(attrs.evolve(config, split="eval" if config.split == "train" else "train"))[idx],
+        EventTraceDataset(config)[idx + 1],
+    ]
+    for other in others:
+        assert not torch.equal(first["input_ids"], other["input_ids"])
+
+
+def test_phrasings_vary_across_samples():
+    dataset = EventTraceDataset(EventTraceConfig(negotiation_pairs=1, return_spans=True, num_samples=200))
+    seen = {delta: set() for delta in (-1, 0, 1)}
+    for idx in range(60):
+        item = dataset[idx]
+        for span in item["eval_spans"]:
+            if span.kind == "commitment":
+                seen[span.label].add(bytes(item["input_ids"][span.start : span.end].tolist()).decode())
+    for delta, texts in seen.items():
+        assert texts == set(TEMPLATES_BY_DELTA[delta])
+
+
+def test_block_too_small_is_rejected_with_needed_and_available():
+    config = EventTraceConfig(n_pairs=2, negotiation_pairs=1)
+    needed = EventTraceDataset(config).max_sample_length()
+    EventTraceDataset(attrs.evolve(config, block_size=needed - 1))
+    with pytest.raises(DataError) as info:
+        EventTraceDataset(attrs.evolve(config, block_size=needed - 2))
+    assert "block_size" in str(info.value) and str(needed) in str(info.value)
+    assert (info.value.needed, info.value.available) == (needed, needed - 1)
+
+
+def test_longest_sample_bound_is_reached_and_never_exceeded():
+    config = EventTraceConfig(block_size=4096, n_pairs=2, negotiation_pairs=2, distractor_events=1, num_samples=300)
+    dataset = EventTraceDataset(config)
+    bound = dataset.max_sample_length()
+    lengths = [int((dataset[i]["target_ids"] != -100).sum()) + 1 for i in range(150)]
+    assert max(lengths) <= bound
+    assert len(set(lengths)) > 1  # the phrasings really vary the length
+
+
+def test_without_spans_items_are_tensors_only():
+    item = EventTraceDataset(EventTraceConfig())[0]
+    assert "eval_spans" not in item and all(isinstance(v, torch.Tensor) for v in item.values())
+    assert "mosaic_teacher_reg_sel" not in item
+
+
+def test_difficulty_moves_pairs_noise_and_negotiation_cycles():
+    config = EventTraceConfig(block_size=8192, n_pairs=4, min_pairs=1, distractor_events=2, min_distractor_events=0,
+                              negotiation_pairs=2, min_negotiation_pairs=0, return_spans=True)
+    dataset = EventTraceDataset(config)
+    dataset.set_difficulty(0.0)
+    assert dataset.difficulty() == {"n_pairs": 1, "distractor_events": 0, "negotiation_pairs": 0}
+    easy = dataset[3]
+    assert [span.kind for span in easy["eval_spans"]] == ["write", "answer"]
+    dataset.set_difficulty(1.0)
+    hard = dataset[3]
+    kinds = [span.kind for span in hard["eval_spans"]]
+    assert kinds.count("write") == 4 and kinds.count("commitment") == 6
+    dataset.set_difficulty(0.0)
+    assert torch.equal(dataset[3]["input_ids"], easy["input_ids"])
+    with pytest.raises(DataError, match="EventTraceDataset"):
+        dataset.set_teacher_forcing(2.0)

@@ -1,0 +1,173 @@
+"""Every v0 opcode acts on the block through its channels; a plugin opcode acts without block code."""
+
+import pytest
+import torch
+
+from mosaic.core.errors import CheckpointError
+from mosaic.core.plugins import PluginHost, PluginSelection, hookimpl
+from mosaic.layers.block import MosaicBlock
+from mosaic.layers.config import MosaicBlockConfig, MosaicLMConfig
+from mosaic.layers.isa import V0_OPCODE_IDS, V0_OPCODES, ChannelValues, Opcode, opcode_table
+from mosaic.layers.model import MosaicLM
+from mosaic.layers.vm import TeacherForcing
+
+B, T = 2, 6
+CONFIG = MosaicBlockConfig(d_model=12, state_k=2, state_dim=3, mem_buckets=4, mem_hashes=2, mem_assoc=2,
+                           mem_key_dim=6, mem_dim=5, reg_slots=2, reg_dim=4, chunk_size=4,
+                           opcodes_control_enabled=True)
+
+
+def make_block(opcodes=V0_OPCODES):
+    torch.manual_seed(0)
+    block = MosaicBlock(CONFIG, opcodes)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(std=0.5)
+    return block
+
+
+def full_state(block):
+    """A state whose memory, summary and registers are all occupied."""
+    torch.manual_seed(1)
+    state = block.init_state(B)
+    state.memory = torch.randn_like(state.memory)
+    state.memory[..., -1] = 1.0
+    state.memory[:, :, -1] = 0.0  # the scratch row stays empty
+    state.summary = torch.randn_like(state.summary)
+    state.registers = torch.randn_like(state.registers)
+    return state
+
+
+def run(block, opcode, state=None, **teacher):
+    x = torch.randn(B, T, 12, generator=torch.Generator().manual_seed(2))
+    forced = TeacherForcing(opcode=torch.full((B, T), V0_OPCODE_IDS.get(opcode, 10)), **teacher)
+    with torch.no_grad():
+        y, aux, new_state = block(x, forced, state)
+    return x, y, aux, new_state
+
+
+def test_read_mem_gates_memory_reads():
+    block = make_block()
+    _, y_nop_full, _, _ = run(block, "NOP", full_state(block))
+    _, y_nop_empty, _, _ = run(block, "NOP", block.init_state(B))
+    _, y_read_full, _, _ = run(block, "READ_MEM", full_state(block))
+    _, y_read_empty, _, _ = run(block, "READ_MEM", block.init_state(B))
+    # read channel 0: the memory's contents cannot influence the output (registers aside)
+    state_without_memory = full_state(block)
+    state_without_memory.memory.zero_()
+    _, y_nop_registers_only, _, _ = run(block, "NOP", state_without_memory)
+    torch.testing.assert_close(y_nop_full, y_nop_registers_only)
+    assert not torch.allclose(y_nop_full, y_nop_empty)  # registers do differ between the two states
+    assert (y_read_full - y_read_empty).abs().max() > 1e-2
+
+
+def test_write_mem_gates_writes():
+    block = make_block()
+    gate = {"write_gate": torch.ones(B, T)}
+    state = full_state(block)
+    for opcode in ("NOP", "READ_MEM", "IDLE"):
+        _, _, _, after = run(block, opcode, state, **gate)
+        torch.testing.assert_close(after.memory, state.memory)
+        torch.testing.assert_close(after.registers, state.registers)
+    _, _, _, after = run(block, "WRITE_MEM", state, **gate)
+    assert (after.memory - state.memory).abs().max() > 1e-2
+    assert (after.registers - state.registers).abs().max() > 1e-2
+
+
+def test_clear_mem_clears_only_the_routed_slot():
+    block = make_block()
+    state = full_state(block)
+    bucket = torch.full((B, T, 2), 3)
+    _, _, _, after = run(block, "CLEAR_MEM", state, write_bucket=bucket)
+    table = after.memory.view(B, 2, -1)[:, :, : 4 * 2 * CONFIG.mem_cell_dim].view(B, 2, 4, 2, -1)
+    before = state.memory[:, :, :-1].view(B, 2, 4, 2, -1)
+    cleared = table.abs().amax(-1) < 1e-12  # (B, H, buckets, slots); a clear leaves <= 1e-20 of the old value
+    assert cleared.any()
+    assert not cleared[:, :, :3].any()  # nothing outside the routed bucket
+    torch.testing.assert_close(table[~cleared], before[~cleared])
+
+
+def test_idle_suppresses_the_update():
+    block = make_block()
+    x, y, _, _ = run(block, "IDLE", full_state(block))
+    torch.testing.assert_close(y, x)
+
+
+def test_gate_up_and_down_scale_the_fusion_gates():
+    block = make_block()
+    drop = {"drop_local": torch.ones(B, T)}  # leave only the gated paths in the update
+    x, y_nop, _, _ = run(block, "NOP", full_state(block), **drop)
+    _, y_up, _, _ = run(block, "GATE_UP", full_state(block), **drop)
+    _, y_down, _, _ = run(block, "GATE_DOWN", full_state(block), **drop)
+    torch.testing.assert_close(y_up - x, 2 * (y_nop - x))
+    torch.testing.assert_close(y_down - x, 0.5 * (y_nop - x))
+
+
+def test_scan_mixes_in_the_all_bucket_summary():
+    block = make_block()
+    _, y_read, _, _ = run(block, "READ_MEM", full_state(block))
+    _, y_scan, _, _ = run(block, "SCAN", full_state(block))
+    assert (y_scan - y_read).abs().max() > 1e-2
+    state = full_state(block)
+    state.summary.zero_()
+    _, y_read, _, _ = run(block, "READ_MEM", state)
+    _, y_scan, _, _ = run(block, "SCAN", state)
+    torch.testing.assert_close(y_scan, y_read)
+
+
+def test_commit_drives_the_commitment_head_and_respond_raises_onset():
+    block = make_block()
+    _, y_nop, aux_nop, _ = run(block, "NOP")
+    _, y_commit, aux_commit, _ = run(block, "COMMIT")
+    torch.testing.assert_close(y_commit, y_nop)
+    assert (aux_commit["mosaic_commitment_logits"] - aux_nop["mosaic_commitment_logits"]).abs().max() > 1e-2
+    _, _, aux_respond, _ = run(block, "RESPOND")
+    torch.testing.assert_close(aux_respond["mosaic_response_onset"], torch.ones(B, T))
+    torch.testing.assert_close(aux_nop["mosaic_response_onset"], torch.zeros(B, T))
+
+
+class DampenPlugin:
+    """Written the way a third party would: one opcode declared purely by its channel values."""
+
+    @hookimpl
+    def register_opcodes(self, register):
+        register("opcode.DAMPEN", lambda: Opcode("DAMPEN", "halve the block's update", ChannelValues(output_scale=0.5)),
+                 summary="halve the block's update")
+
+
+def dampen_registry():
+    host = PluginHost(PluginSelection())
+    record = host.add_plugin(DampenPlugin(), "dampen-example")
+    assert record.status == "loaded", record.error
+    return host.registry
+
+
+def test_plugin_opcode_changes_the_block_output_without_block_code():
+    table = opcode_table(dampen_registry())
+    assert [op.name for op in table] == [op.name for op in V0_OPCODES] + ["DAMPEN"]
+    block = make_block(table)
+    x, y_nop, _, _ = run(block, "NOP", full_state(block))
+    _, y_dampen, _, _ = run(block, "DAMPEN", full_state(block))
+    torch.testing.assert_close(y_dampen - x, 0.5 * (y_nop - x))
+    assert (y_nop - x).abs().max() > 1e-2
+
+
+def test_model_forces_plugin_opcode_through_the_batch_and_checks_checkpoints():
+    table = opcode_table(dampen_registry())
+    config = MosaicLMConfig(vocab_size=20, n_layers=1, block=CONFIG)
+    torch.manual_seed(0)
+    model = MosaicLM(config, opcodes=table)
+    ids = torch.randint(0, 20, (B, T))
+    forcing = torch.ones(B)
+    outputs = {}
+    for name, opcode in (("NOP", 0), ("DAMPEN", 10)):
+        batch = {"input_ids": ids, "mosaic_teacher_opcode": torch.full((B, T), opcode), "mosaic_teacher_forcing": forcing}
+        outputs[name] = model(batch).logits
+    assert (outputs["NOP"] - outputs["DAMPEN"]).abs().max() > 1e-4
+    # without forcing the teacher opcode is ignored
+    unforced = model({"input_ids": ids, "mosaic_teacher_opcode": torch.full((B, T), 10),
+                      "mosaic_teacher_forcing": torch.zeros(B)}).logits
+    torch.testing.assert_close(unforced, model({"input_ids": ids}).logits)
+    assert model.opcode_names[10] == "DAMPEN"
+    with pytest.raises(CheckpointError, match="opcode table mismatch"):
+        MosaicLM(config, opcodes=V0_OPCODES).load_state_dict(model.state_dict())

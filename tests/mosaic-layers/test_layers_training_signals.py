@@ -1,0 +1,75 @@
+"""Straight-through routing, teacher forcing and numerical stability of the whole block."""
+
+import torch
+
+from mosaic.layers.block import MosaicBlock
+from mosaic.layers.config import MosaicBlockConfig, MosaicLMConfig
+from mosaic.layers.model import MosaicLM
+
+CONFIG = MosaicBlockConfig(d_model=16, state_k=2, state_dim=4, mem_buckets=4, mem_assoc=2, mem_key_dim=8,
+                           mem_dim=8, reg_slots=2, reg_dim=4, chunk_size=8)
+
+
+def test_lm_loss_alone_trains_values_keys_and_routers_through_straight_through_routing():
+    torch.manual_seed(0)
+    model = MosaicLM(MosaicLMConfig(vocab_size=30, n_layers=1, block=CONFIG))
+    ids = torch.randint(0, 30, (2, 24))
+    out = model({"input_ids": ids, "target_ids": ids})
+    torch.nn.functional.cross_entropy(out.logits.flatten(0, 1), ids.flatten()).backward()
+    memory = model.blocks[0].memory
+    # the routing is hard in the forward pass, yet the routers receive the LM loss's gradient
+    assert out.aux["mosaic_read_bit_logits"].requires_grad
+    for name in ("write_value", "write_key", "read_router", "write_router", "slot_router", "query", "write_gate"):
+        grad = getattr(memory, name).weight.grad
+        assert grad is not None and grad.abs().max() > 0, name
+
+
+def test_teacher_forcing_probability_selects_tokens_per_sample():
+    torch.manual_seed(0)
+    model = MosaicLM(MosaicLMConfig(vocab_size=30, n_layers=1, block=CONFIG))
+    batch = {
+        "input_ids": torch.randint(0, 30, (2, 400)),
+        "mosaic_teacher_forcing": torch.tensor([1.0, 0.3]),
+        "mosaic_teacher_write_bucket": torch.full((2, 400, 2), 3),
+        "mosaic_teacher_opcode": torch.full((2, 400), -1),  # ignored everywhere: never forced
+    }
+    teacher = model.teacher(batch)
+    forced = teacher.write_bucket[..., 0] >= 0
+    assert forced[0].all()
+    assert 0.2 < forced[1].float().mean() < 0.4
+    assert (teacher.opcode == -1).all()
+    # absent teacher keys are not an error; absent forcing means no forcing at all
+    assert model.teacher({"input_ids": batch["input_ids"], "mosaic_teacher_write_bucket": batch[
+        "mosaic_teacher_write_bucket"]}).write_bucket is None
+
+
+def test_forced_write_bucket_is_where_memory_is_written():
+    torch.manual_seed(0)
+    model = MosaicLM(MosaicLMConfig(vocab_size=30, n_layers=1, block=CONFIG))
+    ids = torch.randint(0, 30, (1, 10))
+    batch = {"input_ids": ids, "mosaic_teacher_forcing": torch.ones(1),
+             "mosaic_teacher_write_bucket": torch.full((1, 10, 2), 2),
+             "mosaic_teacher_write_gate": torch.ones(1, 10)}
+    with torch.no_grad():
+        state = model(batch, model.init_state(1)).state
+    table = model.blocks[0].memory.table_view(state.layers[0].memory)  # (B, H, buckets, slots, dim)
+    occupied = table[..., -1] > 0  # (B, H, buckets, slots)
+    assert occupied[:, :, 2].any(dim=-1).all()
+    assert not occupied[:, :, [0, 1, 3]].any()
+
+
+def test_block_stays_finite_at_extreme_decays():
+    torch.manual_seed(0)
+    block = MosaicBlock(CONFIG)
+    with torch.no_grad():
+        block.bank.decay_logit[0] = torch.logit(torch.tensor(0.001))
+        block.bank.decay_logit[1] = torch.logit(torch.tensor(0.999))
+    x = torch.randn(2, 1500, 16, requires_grad=True)
+    y, aux, _ = block(x)
+    (y.square().mean() + aux["mosaic_state_decay_reg_loss"]).backward()
+    assert torch.isfinite(y).all() and torch.isfinite(x.grad).all()
+    assert torch.isfinite(block.bank.decay_logit.grad).all()
+    assert aux["mosaic_state_decay_reg_loss"] < 1e-10  # inside the default band [0.001, 0.999]
+    with torch.no_grad():
+        block.bank.decay_logit[0] = torch.logit(torch.tensor(0.9999))
+    assert block(x[:, :4])[1]["mosaic_state_decay_reg_loss"] > 0  # outside: regularised
