@@ -129,3 +129,21 @@ def test_live_shuts_down_gracefully_on_sigterm(run_dir: Path) -> None:
     shutdown = json.loads(out.decode().splitlines()[-1])
     assert shutdown["type"] == "Shutdown" and shutdown["payload"]["reason"] == "SIGTERM"
     assert (run_dir / "sessions" / "sigterm" / "session.pt").is_file()
+
+
+def test_live_reads_drive_bands_from_a_yaml_file(run_dir: Path, tmp_path: Path) -> None:
+    drives = tmp_path / "drives.yml"
+    drives.write_text("drive.memory_pressure:\n  band: {low: 0.99, high: 1.0}\n  refractory_s: 0\n")
+    result = CliRunner().invoke(cli, ["live", str(run_dir), "--session", "drives", "--fresh", "--max-ticks", "2",
+                                      "--poll-ms", "0", "--max-new-bytes", "4", "--no-stdin",
+                                      "--drives", str(drives)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    impulses = [line["payload"] for line in lines if line["type"] == "Impulse"]
+    # An empty memory is far below the demanded pressure, and with no refractory period it fires each tick.
+    assert len(impulses) == 2 and {impulse["drive"] for impulse in impulses} == {"memory_pressure"}
+    assert impulses[0]["value"] == 0.0 and impulses[0]["deviation"] < 0
+    bad = tmp_path / "bad.yml"
+    bad.write_text("- not a mapping\n")
+    failed = CliRunner().invoke(cli, ["live", str(run_dir), "--max-ticks", "1", "--no-stdin", "--drives", str(bad)])
+    assert failed.exit_code != 0 and "mapping of drive IDs" in failed.output
