@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -99,3 +101,16 @@ def test_ledger_round_trips_through_its_saved_form() -> None:
     assert restored.open_commitments()[0].notes == 1
     assert list(restored.anomalies) == list(ledger.anomalies)
     assert restored.metrics(now=10.0) == ledger.metrics(now=10.0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([-1, 0, 1]), st.sampled_from([None, "a", "b", "c"])), max_size=30))
+def test_any_ledger_history_round_trips(history: list[tuple[int, str | None]]) -> None:
+    ledger = CommitmentLedger()
+    for step, (delta, commitment_id) in enumerate(history):
+        ledger.consume(EventEnvelope("M", None, "s", ts=float(step), commitment_delta=delta,
+                                     commitment_id=commitment_id))
+    restored = ledger_from_dict(ledger_to_dict(ledger))
+    assert restored.summary(now=100.0) == ledger.summary(now=100.0)
+    assert restored.open_commitments() == ledger.open_commitments()
+    assert list(restored.anomalies) == list(ledger.anomalies)
