@@ -147,3 +147,16 @@ def test_live_reads_drive_bands_from_a_yaml_file(run_dir: Path, tmp_path: Path) 
     bad.write_text("- not a mapping\n")
     failed = CliRunner().invoke(cli, ["live", str(run_dir), "--max-ticks", "1", "--no-stdin", "--drives", str(bad)])
     assert failed.exit_code != 0 and "mapping of drive IDs" in failed.output
+
+
+def test_events_stops_quietly_when_the_pipe_closes(run_dir: Path, tmp_path: Path) -> None:
+    events = tmp_path / "many.jsonl"
+    events.write_text("not an event\n" * 3000 + NEGOTIATION[0] + "\n")
+    pipeline = subprocess.run(
+        f"{sys.executable} -m mosaic.cli.main events {run_dir} --session pipe --fresh --input {events} | head -n 1",
+        shell=True, capture_output=True, executable="/bin/bash",
+    )
+    assert pipeline.returncode == 0
+    assert json.loads(pipeline.stdout.decode())["type"] == "Error"
+    assert b"BrokenPipe" not in pipeline.stderr and b"Traceback" not in pipeline.stderr
+    assert (run_dir / "sessions" / "pipe" / "session.pt").is_file()  # saved all the same

@@ -84,14 +84,26 @@ def events(run_dir: Path, input_path: Path | None, respond_to: tuple[str, ...], 
         try:
             runtime = ReactiveRuntime(agent.session, agent.emit, trace_ledger=trace_ledger, tools=tools,
                                       respond_to=frozenset(respond_to) if respond_to else None)
+            stop_when = lambda: agent.output_closed  # noqa: E731 — downstream of the pipe went away
             if input_path is not None:
                 with input_path.open("rb") as lines:
-                    runtime.run(lines)
+                    runtime.run(lines, stop_when=stop_when)
             else:
-                runtime.run(sys.stdin.buffer)
+                runtime.run(sys.stdin.buffer, stop_when=stop_when)
             if not no_summary:
                 agent.emit(runtime.summary_event())
             if not no_save:
                 agent.save()
         finally:
             agent.close()
+        if agent.output_closed:
+            silence_closed_stdout()
+
+
+def silence_closed_stdout() -> None:
+    """The reader of stdout went away (``| head``): point stdout at /dev/null so that the
+    interpreter's final flush does not report a broken pipe. The session was saved."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

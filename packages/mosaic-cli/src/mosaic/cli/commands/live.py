@@ -9,7 +9,12 @@ from typing import Any
 
 import click
 
-from mosaic.cli.commands.events import agent_options, open_agent_from_options, tool_bridge_from_options
+from mosaic.cli.commands.events import (
+    agent_options,
+    open_agent_from_options,
+    silence_closed_stdout,
+    tool_bridge_from_options,
+)
 from mosaic.cli.commands.run import registry_from_context, user_errors
 
 DEFAULT_DRIVES = ("drive.memory_pressure", "drive.routing_entropy", "drive.commitment_balance",
@@ -69,3 +74,5 @@ def live(run_dir: Path, socket_path: str | None, no_stdin: bool, max_ticks: int 
                                  stdin=None if no_stdin else sys.stdin.buffer, socket_path=socket_path))
         finally:
             agent.close()
+        if agent.output_closed:
+            silence_closed_stdout()

@@ -154,6 +154,8 @@ class AutonomousRuntime:
                     self.stop("max_ticks")
                     break
                 await self.tick()
+                if self.agent.output_closed:
+                    self.stop("output_closed")
                 if self.config.save_every_ticks and self.counters.ticks % self.config.save_every_ticks == 0:
                     self.agent.save()
                 await asyncio.sleep(0)  # let input readers run between ticks

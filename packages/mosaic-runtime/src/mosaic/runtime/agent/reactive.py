@@ -80,9 +80,12 @@ class ReactiveRuntime:
             return
         self.handle_event(event)
 
-    def run(self, lines: Iterable[bytes | str]) -> None:
+    def run(self, lines: Iterable[bytes | str], *, stop_when: Callable[[], bool] | None = None) -> None:
+        """Handle ``lines`` in order; stop early once ``stop_when()`` is true (e.g. the output closed)."""
         for line in lines:
             self.handle_line(line)
+            if stop_when is not None and stop_when():
+                return
 
     def summary_event(self) -> EventEnvelope:
         session = self.session

@@ -31,6 +31,7 @@ class Agent:
         self.session_name = session_name
         self.directory = self.store.directory(session_name)
         self.output = output
+        self.output_closed = False  # the reader of the output went away (a closed pipe)
         self.online = OnlineLearner(loaded.model, online) if online is not None else None
         self.session = EventSession(loaded.model, config=generation,
                                     on_tokens=None if self.online is None else self.online.observe)
@@ -45,13 +46,19 @@ class Agent:
         self._log = self.store.events_path(session_name).open("a", encoding="utf-8")
 
     def emit(self, event: EventEnvelope) -> None:
-        """Write ``event`` as one JSON line to the output (flushed, for pipes) and the session log."""
+        """Write ``event`` as one JSON line to the session log and the output (flushed, for pipes).
+        When the output's reader has gone (``| head``), ``output_closed`` is set and only the log is
+        written from then on; the runtimes stop at their next step."""
         line = event.to_json() + "\n"
         self._log.write(line)
         self._log.flush()
         if self.output is not None:
-            self.output.write(line)
-            self.output.flush()
+            try:
+                self.output.write(line)
+                self.output.flush()
+            except BrokenPipeError:
+                self.output = None
+                self.output_closed = True
 
     def metrics(self) -> dict[str, float]:
         metrics = self.session.metrics()
