@@ -12,7 +12,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from mosaic.core.errors import (
@@ -23,7 +23,6 @@ from mosaic.core.errors import (
     TrainingError,
 )
 from mosaic.core.model_output import ModelOutput
-from mosaic.core.registry import Registry
 from mosaic.runtime.batching import collate_for, count_tokens, move_to, sample_indices
 from mosaic.runtime.checkpoint import (
     latest_checkpoint,
@@ -43,6 +42,9 @@ from mosaic.runtime.manifest import Experiment
 from mosaic.runtime.optim import build_optimizer, build_scheduler
 from mosaic.runtime.progress import Progress, log
 from mosaic.runtime.run_dir import RunDir
+
+if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
+    from mosaic.core.registry import Registry
 
 
 def pick_device(name: str) -> torch.device:
