@@ -124,6 +124,7 @@ class Trainer:
         self.opcode_table = opcode_names(self.model)
         self.step = 0
         self.samples_seen = 0
+        self.first_record: dict[str, Any] | None = None  # the run's first logged metrics (kept on resume)
         self.progress = Progress(self.config.steps, enabled=show_progress and self.dist.is_main)
 
     # --- state --------------------------------------------------------------------------------
@@ -170,6 +171,8 @@ class Trainer:
         if self.dist.is_main:
             self.run.truncate_metrics_after(self.step)
             self.run.log_event("resume", step=self.step, checkpoint=str(path))
+            train = [r for r in self.run.read_metrics() if r.get("split") == "train"]
+            self.first_record = train[0] if train else None
         return self.step
 
     # --- one step -----------------------------------------------------------------------------
@@ -227,7 +230,7 @@ class Trainer:
     # --- the loop -----------------------------------------------------------------------------
 
     def evaluate(self) -> dict[str, Any] | None:
-        if self.eval_dataset is None or self.experiment.eval is None:
+        if self.eval_dataset is None or self.experiment.eval is None or not self.dist.is_main:
             return None
         config = self.experiment.eval
         return evaluate(self.model, self.objective, self.eval_dataset, samples=config.samples,
@@ -241,7 +244,7 @@ class Trainer:
         window_steps = 0
         window_tokens = 0
         window_start = time.perf_counter()
-        first: dict[str, float] | None = None
+        first = self.first_record
         last: dict[str, float] = {}
         last_eval: dict[str, Any] | None = None
         total_tokens = 0
