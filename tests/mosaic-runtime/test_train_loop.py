@@ -130,6 +130,7 @@ def test_resume_can_extend_a_finished_run(tmp_path: Path, registry) -> None:
                           show_progress=False)["run_dir"])
     extended = run_preset(None, registry=registry, resume=run, steps=20, show_progress=False)
     assert extended["steps"] == 20
+    assert extended["first"]["step"] == 1  # ratios stay relative to the run's first logged values
 
 
 def test_gradient_accumulation_matches_one_big_batch(tmp_path: Path, registry) -> None:

@@ -13,7 +13,7 @@ import copy
 import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from mosaic.core.config import structure_config, unstructure_config
@@ -23,10 +23,12 @@ from mosaic.core.errors import (
     MosaicError,
     UnknownComponentError,
 )
-from mosaic.core.registry import Registry
 from mosaic.runtime.train_config import BudgetConfig, EvalConfig, TrainerConfig
 from mosaic.runtime.variables import apply_overrides, resolve_variables
 from mosaic.runtime.yaml_source import YamlDocument, child_path, load_yaml
+
+if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
+    from mosaic.core.registry import Registry
 
 PRESET_VERSION = 2
 TOP_KEYS = ("version", "name", "notes", "vars", "targets")

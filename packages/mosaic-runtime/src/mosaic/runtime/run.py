@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mosaic.core.plugins import get_registry
-from mosaic.core.registry import Registry
 from mosaic.runtime.manifest import load_manifest, parse_manifest, resolved_yaml
 from mosaic.runtime.run_dir import RunDir, fingerprint
+
+if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
+    from mosaic.core.registry import Registry
 
 
 def run_preset(

@@ -12,15 +12,17 @@
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
-from mosaic.core.registry import Registry
 from mosaic.runtime.batching import collate_for
 from mosaic.runtime.manifest import Experiment
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+
+if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
+    from mosaic.core.registry import Registry
 
 GIB = 1024 ** 3
 
@@ -114,11 +116,13 @@ def estimate_memory(experiment: Experiment, registry: Registry, *, batch_size: i
     torch.manual_seed(0)
     model = experiment.model.build(registry)
     by_component: dict[str, int] = {}
-    for name, child in model.named_children():
-        by_component[name] = sum(p.numel() for p in child.parameters())
-    own = sum(p.numel() for p in model.parameters(recurse=False))
-    if own:
-        by_component["(top level)"] = own
+    counted: set[int] = set()  # tied weights (embedding = head) count once, under the first owner
+    for name, child in [*model.named_children(), ("(top level)", None)]:
+        owned = child.parameters() if child is not None else model.parameters(recurse=False)
+        fresh = [p for p in owned if id(p) not in counted]
+        counted.update(id(p) for p in fresh)
+        if fresh:
+            by_component[name] = sum(p.numel() for p in fresh)
     parameters = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     dataset = experiment.dataset.build(registry)

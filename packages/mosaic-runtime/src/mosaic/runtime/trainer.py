@@ -12,7 +12,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from mosaic.core.errors import (
@@ -23,7 +23,6 @@ from mosaic.core.errors import (
     TrainingError,
 )
 from mosaic.core.model_output import ModelOutput
-from mosaic.core.registry import Registry
 from mosaic.runtime.batching import collate_for, count_tokens, move_to, sample_indices
 from mosaic.runtime.checkpoint import (
     latest_checkpoint,
@@ -43,6 +42,9 @@ from mosaic.runtime.manifest import Experiment
 from mosaic.runtime.optim import build_optimizer, build_scheduler
 from mosaic.runtime.progress import Progress, log
 from mosaic.runtime.run_dir import RunDir
+
+if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
+    from mosaic.core.registry import Registry
 
 
 def pick_device(name: str) -> torch.device:
@@ -122,6 +124,7 @@ class Trainer:
         self.opcode_table = opcode_names(self.model)
         self.step = 0
         self.samples_seen = 0
+        self.first_record: dict[str, Any] | None = None  # the run's first logged metrics (kept on resume)
         self.progress = Progress(self.config.steps, enabled=show_progress and self.dist.is_main)
 
     # --- state --------------------------------------------------------------------------------
@@ -168,6 +171,8 @@ class Trainer:
         if self.dist.is_main:
             self.run.truncate_metrics_after(self.step)
             self.run.log_event("resume", step=self.step, checkpoint=str(path))
+            train = [r for r in self.run.read_metrics() if r.get("split") == "train"]
+            self.first_record = train[0] if train else None
         return self.step
 
     # --- one step -----------------------------------------------------------------------------
@@ -225,7 +230,7 @@ class Trainer:
     # --- the loop -----------------------------------------------------------------------------
 
     def evaluate(self) -> dict[str, Any] | None:
-        if self.eval_dataset is None or self.experiment.eval is None:
+        if self.eval_dataset is None or self.experiment.eval is None or not self.dist.is_main:
             return None
         config = self.experiment.eval
         return evaluate(self.model, self.objective, self.eval_dataset, samples=config.samples,
@@ -239,7 +244,7 @@ class Trainer:
         window_steps = 0
         window_tokens = 0
         window_start = time.perf_counter()
-        first: dict[str, float] | None = None
+        first = self.first_record
         last: dict[str, float] = {}
         last_eval: dict[str, Any] | None = None
         total_tokens = 0
