@@ -8,19 +8,21 @@ runtime then uses the model by duck typing; :func:`check_streaming_model` names 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
 
 from mosaic.core.errors import RuntimeStateError
 from mosaic.core.plugins import get_registry
-from mosaic.core.registry import Registry
 from mosaic.runtime.checkpoint import latest_checkpoint, load_checkpoint
 from mosaic.runtime.evaluation import opcode_names
 from mosaic.runtime.manifest import parse_manifest, resolved_yaml
 from mosaic.runtime.run_dir import RunDir, fingerprint
 from mosaic.runtime.trainer import pick_device
+
+if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
+    from mosaic.core.registry import Registry
 
 #: What the runtimes call on a model: ``init_state(batch, device)``, ``step(ids (B,), state)`` and
 #: ``prefill(ids (B, T), state)`` returning a ModelOutput with ``state``, and ``forward(batch)``.

@@ -9,15 +9,17 @@ session state and the adapters (``adapters.pt``, apart from the base checkpoint)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from mosaic.core.events.envelope import EventEnvelope
-from mosaic.core.registry import Registry
 from mosaic.runtime.agent.config import GenerationConfig, OnlineConfig
 from mosaic.runtime.agent.loading import LoadedModel, load_run_model
 from mosaic.runtime.agent.online import OnlineLearner
 from mosaic.runtime.agent.responder import EventSession
 from mosaic.runtime.agent.session import SessionStore
+
+if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
+    from mosaic.core.registry import Registry
 
 ADAPTERS_FILE = "adapters.pt"
 
