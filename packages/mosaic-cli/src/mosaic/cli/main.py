@@ -15,6 +15,12 @@ from mosaic.core import __version__ as core_version
 BUILTIN_COMMANDS: dict[str, tuple[str, str]] = {
     "plugins": ("mosaic.cli.commands.plugins:plugins", "List installed plugins and their status."),
     "components": ("mosaic.cli.commands.components:components", "List and describe registered components."),
+    "run": ("mosaic.cli.commands.run:run", "Train a preset (or resume a run) into a run directory."),
+    "presets": ("mosaic.cli.commands.presets:presets", "List, show, validate and size training presets."),
+    "eval": ("mosaic.cli.commands.eval:eval_command", "Evaluate a run's newest checkpoint on held-out data."),
+    "plot": ("mosaic.cli.commands.plot:plot", "Plot a run's loss and auxiliary metric curves to PNG."),
+    "events": ("mosaic.cli.commands.events:events", "Reactive runtime: JSONL events in, the model's events out."),
+    "live": ("mosaic.cli.commands.live:live", "Autonomous runtime: impulses, idle consolidation, online adapters."),
     "audit": ("mosaic.cli.commands.audit:audit", "Verify tamper-evident audit logs."),
     "tools": ("mosaic.cli.commands.tools:tools", "List, show, approve, revoke, run sandboxed tools."),
 }

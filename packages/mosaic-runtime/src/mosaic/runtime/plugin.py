@@ -1,10 +1,32 @@
 """mosaic-runtime's plugin: objectives, presets and tool builders, registered through the `mosaic` entry point."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from mosaic.core.plugins import hookimpl
+from mosaic.runtime.presets import BUILTIN_PRESETS
+
+OBJECTIVE_FACTORY = "mosaic.runtime.objective:build_objective"
+OBJECTIVE_CONFIG = "mosaic.runtime.objective_config:MosaicObjectiveConfig"
 
 
 @hookimpl
-def register_tool_builders(register):
+def register_objectives(register: Any) -> None:
+    summary = "next-token cross-entropy plus MOSAIC auxiliary terms (gates, routing bits, opcodes, commitment)"
+    register("objective.mosaic_event_prediction", OBJECTIVE_FACTORY, config=OBJECTIVE_CONFIG, summary=summary)
+    register("objective.mosaic_next_token_aux", OBJECTIVE_FACTORY, config=OBJECTIVE_CONFIG,
+             summary="alias of objective.mosaic_event_prediction")
+
+
+@hookimpl
+def register_presets(register: Any) -> None:
+    for name, summary in BUILTIN_PRESETS.items():
+        register(f"preset.{name}", f"mosaic.runtime.presets:{name}", summary=summary)
+
+
+@hookimpl
+def register_tool_builders(register: Any) -> None:
     register(
         "tool_builder.python",
         "mosaic.runtime.tools.python_builder:build_python_builder",

@@ -1,0 +1,109 @@
+"""``mosaic events RUN_DIR``: the reactive event runtime, JSONL events in and out (a shell filter)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mosaic.cli.commands.run import registry_from_context, user_errors
+
+
+def agent_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by ``mosaic events`` and ``mosaic live`` (session, generation, online learning)."""
+    options = [
+        click.option("--session", "session_name", default="default", show_default=True,
+                     help="Session name; its state lives in RUN_DIR/sessions/NAME and is resumed."),
+        click.option("--fresh", is_flag=True, help="Start the session from an empty state (overwrites it on save)."),
+        click.option("--max-new-bytes", type=click.IntRange(min=1), default=512, show_default=True,
+                     help="Longest generated event; longer becomes an Error event."),
+        click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                     help="0: greedy decoding; above 0: sampled with --seed."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed."),
+        click.option("--commitments", type=click.Choice(["head", "event"]), default="head", show_default=True,
+                     help="Ledger deltas from the model's commitment head, or as written in the events."),
+        click.option("--online-every", type=click.IntRange(min=1),
+                     help="Enable adapters (medium timescale): one update every N tokens."),
+        click.option("--adapter-target", "adapter_targets", multiple=True, default=("head",), show_default=True,
+                     help="fnmatch pattern of Linear layers that get adapters (repeatable)."),
+        click.option("--device", help="cpu, cuda, ... (default: cpu)."),
+        click.option("--tools", "tools_dir", type=click.Path(path_type=Path, file_okay=False),
+                     help="Tool registry directory: the model's ToolDefinition/ToolCall events are executed there."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def open_agent_from_options(run_dir: Path, options: dict[str, Any], output: Any) -> Any:
+    from mosaic.runtime.agent.config import GenerationConfig, OnlineConfig
+    from mosaic.runtime.agent.service import open_agent
+
+    generation = GenerationConfig(max_new_bytes=options["max_new_bytes"], temperature=options["temperature"],
+                                  seed=options["seed"], commitment_source=options["commitments"])
+    online = None
+    if options["online_every"] is not None:
+        online = OnlineConfig(targets=options["adapter_targets"], update_every=options["online_every"])
+    return open_agent(run_dir, registry=registry_from_context(), device=options["device"],
+                      session_name=options["session_name"], fresh=options["fresh"], generation=generation,
+                      online=online, output=output)
+
+
+def tool_bridge_from_options(options: dict[str, Any]) -> Any:
+    if options["tools_dir"] is None:
+        return None
+    from mosaic.runtime.agent.tool_flow import ToolBridge
+    from mosaic.runtime.tools.registry import open_registry
+
+    return ToolBridge(open_registry(options["tools_dir"]))
+
+
+@click.command("events")
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--input", "input_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Read events from this JSONL file instead of stdin.")
+@click.option("--respond-to", multiple=True, help="Event types the model answers (repeatable; default: every type).")
+@click.option("--trace-ledger", is_flag=True, help="After each event, emit a Ledger event with the running balance.")
+@click.option("--no-summary", is_flag=True, help="Do not end with a LedgerSummary event.")
+@click.option("--no-save", is_flag=True, help="Do not save the session state at the end.")
+@agent_options
+def events(run_dir: Path, input_path: Path | None, respond_to: tuple[str, ...], trace_ledger: bool,
+           no_summary: bool, no_save: bool, **options: Any) -> None:
+    """Feed JSONL events to RUN_DIR's model and write its response events as JSONL to stdout.
+
+    Malformed lines and invalid generations become Error events; the stream goes on.
+    """
+    from mosaic.runtime.agent.reactive import ReactiveRuntime
+
+    with user_errors():
+        tools = tool_bridge_from_options(options)
+        agent = open_agent_from_options(run_dir, options, sys.stdout)
+        try:
+            runtime = ReactiveRuntime(agent.session, agent.emit, trace_ledger=trace_ledger, tools=tools,
+                                      respond_to=frozenset(respond_to) if respond_to else None)
+            stop_when = lambda: agent.output_closed  # noqa: E731 — downstream of the pipe went away
+            if input_path is not None:
+                with input_path.open("rb") as lines:
+                    runtime.run(lines, stop_when=stop_when)
+            else:
+                runtime.run(sys.stdin.buffer, stop_when=stop_when)
+            if not no_summary:
+                agent.emit(runtime.summary_event())
+            if not no_save:
+                agent.save()
+        finally:
+            agent.close()
+        if agent.output_closed:
+            silence_closed_stdout()
+
+
+def silence_closed_stdout() -> None:
+    """The reader of stdout went away (``| head``): point stdout at /dev/null so that the
+    interpreter's final flush does not report a broken pipe. The session was saved."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -1,0 +1,20 @@
+"""``mosaic plot RUN_DIR``: PNG curves of loss and auxiliary metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from mosaic.cli.commands.run import user_errors
+
+
+@click.command("plot")
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--out", type=click.Path(path_type=Path), help="PNG path (default: RUN_DIR/curves.png).")
+def plot(run_dir: Path, out: Path | None) -> None:
+    """Plot RUN_DIR's training (and eval) curves to a PNG."""
+    from mosaic.runtime.plotting import plot_run
+
+    with user_errors():
+        target = plot_run(run_dir, out)
+    click.echo(f"wrote {target}")

@@ -1,0 +1,95 @@
+"""``mosaic run PRESET|FILE``: train a preset into a run directory."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+from mosaic.core.errors import MosaicError
+
+
+def registry_from_context() -> Any:
+    """The registry to use: one injected through ``ctx.obj['registry']`` (tests, embedding), else the
+    process-wide one."""
+    context = click.get_current_context(silent=True)
+    while context is not None:
+        if isinstance(context.obj, dict) and "registry" in context.obj:
+            return context.obj["registry"]
+        context = context.parent
+    from mosaic.core.plugins import get_registry
+
+    return get_registry()
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Report toolkit errors as one readable message and exit 1, never a traceback."""
+    try:
+        yield
+    except MosaicError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "-" if value is None else str(value)
+
+
+
+@click.command("run")
+@click.argument("preset", required=False)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a preset value (trainer.steps=50, vars.d_model=64, targets[0].model.d_model=32).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Root of run directories (runs/<preset>/<timestamp>/).")
+@click.option("--resume", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="Continue the run in this directory from its newest checkpoint.")
+@click.option("--device", help="cpu, cuda, cuda:1 (default: the preset's trainer.device).")
+@click.option("--steps", type=click.IntRange(min=1), help="Train for this many steps in total.")
+@click.option("--experiment", help="Which target of a multi-target preset to run (default: the first).")
+@click.option("--no-progress", is_flag=True, help="Log structured events instead of a progress bar.")
+def run(preset: str | None, overrides: tuple[str, ...], out: Path, resume: Path | None, device: str | None,
+        steps: int | None, experiment: str | None, no_progress: bool) -> None:
+    """Train PRESET (a built-in name or a YAML file), or resume a run with --resume."""
+    if preset is None and resume is None:
+        raise click.UsageError("give a PRESET (see `mosaic presets list`) or --resume RUN_DIR")
+    from mosaic.runtime.run import run_preset
+
+    with user_errors():
+        summary = run_preset(preset, registry=registry_from_context(), overrides=overrides, out=out,
+                             resume=resume, device=device, steps=steps, experiment=experiment,
+                             show_progress=not no_progress)
+    click.echo(format_summary(summary))
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [(f"run {summary['status']}: {summary['experiment']} ({summary['model']} on {summary['dataset']}), "
+              f"{summary['steps']} steps in {summary['wall_seconds']:.1f}s, {summary['tokens_per_s']:.0f} tok/s")]
+    first, final = summary.get("first") or {}, summary.get("final") or {}
+    for name in sorted(k for k in final if k == "loss_total" or k == "lm_ce" or
+                       (k.startswith("aux_") and not k.endswith("_weighted"))):
+        ratio = summary.get("final_over_first", {}).get(name)
+        lines.append(f"  {name:<22} first {fmt(first.get(name))}  final {fmt(final.get(name))}"
+                     + (f"  ({ratio:.0%} of first)" if ratio is not None else ""))
+    evaluation = summary.get("eval") or {}
+    if evaluation:
+        lines.append(f"  held-out ({evaluation.get('samples')} samples): token accuracy "
+                     f"{fmt(evaluation.get('token_accuracy'))}")
+        if "answer_accuracy" in evaluation:
+            lines.append(f"    answer accuracy {fmt(evaluation['answer_accuracy'])}")
+        if "opcode_accuracy" in evaluation:
+            per = ", ".join(f"{k} {fmt(v)}" for k, v in evaluation["opcode_accuracy_per_class"].items())
+            lines.append(f"    opcode accuracy {fmt(evaluation['opcode_accuracy'])} ({per})")
+        commitment = evaluation.get("commitment")
+        if commitment:
+            per = ", ".join(f"{k} {fmt(v)}" for k, v in commitment["per_class_accuracy"].items())
+            spans = ", ".join(f"{k} {fmt(v)}" for k, v in commitment["span_accuracy"].items())
+            lines.append(f"    commitment accuracy per class: {per}; per span: {spans}")
+    if summary.get("error"):
+        lines.append(f"  error: {summary['error']}")
+    lines.append(f"  run directory: {summary['run_dir']}")
+    return "\n".join(lines)

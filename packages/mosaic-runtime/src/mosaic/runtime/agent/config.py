@@ -1,0 +1,71 @@
+"""Settings of the agent runtimes (attrs, torch-free)."""
+
+from __future__ import annotations
+
+import attrs
+from attrs import validators as v
+
+COMMITMENT_SOURCES = ("head", "event")
+
+
+@attrs.frozen
+class GenerationConfig:
+    """How a session generates its response events.
+
+    ``temperature`` 0 is greedy decoding; above 0 bytes are sampled from a generator seeded with
+    ``seed``. ``commitment_source``: ``"head"`` updates the ledger from the model's commitment head
+    (a model without one is refused); ``"event"`` uses the deltas written in the events themselves.
+    """
+
+    max_new_bytes: int = attrs.field(default=512, validator=[v.instance_of(int), v.ge(1)])
+    temperature: float = attrs.field(default=0.0, converter=float, validator=v.ge(0.0))
+    seed: int = attrs.field(default=0, validator=v.instance_of(int))
+    commitment_source: str = attrs.field(default="head", validator=v.in_(COMMITMENT_SOURCES))
+    sender: str = attrs.field(default="runtime", validator=v.instance_of(str))
+
+
+@attrs.frozen
+class ConsolidationConfig:
+    """Idle-time consolidation on a copy of the live state.
+
+    Cells whose occupancy (strength) is at most ``prune_below`` are cleared in the copy (with hard
+    memory writes every written cell has strength 1, so only ``prune_below`` 1 clears them); up to ``replay_samples``
+    cached event patterns are rehearsed (gradient-free forward passes) from the consolidated copy.
+    """
+
+    prune_below: float = attrs.field(default=0.05, converter=float, validator=[v.ge(0.0), v.le(1.0)])
+    replay_samples: int = attrs.field(default=2, validator=[v.instance_of(int), v.ge(0)])
+    seed: int = attrs.field(default=0, validator=v.instance_of(int))
+
+
+@attrs.frozen
+class OnlineConfig:
+    """Medium-timescale learning: LoRA-style adapters on the Linear layers whose qualified names
+    match any of ``targets`` (fnmatch patterns), updated every ``update_every`` tokens from a replay
+    buffer of the latest ``buffer_size`` event sequences (``batch`` of them per update)."""
+
+    targets: tuple[str, ...] = attrs.field(default=("head",), converter=tuple)
+    rank: int = attrs.field(default=4, validator=[v.instance_of(int), v.ge(1)])
+    alpha: float = attrs.field(default=8.0, converter=float, validator=v.gt(0.0))
+    lr: float = attrs.field(default=1e-3, converter=float, validator=v.gt(0.0))
+    update_every: int = attrs.field(default=256, validator=[v.instance_of(int), v.ge(1)])
+    buffer_size: int = attrs.field(default=64, validator=[v.instance_of(int), v.ge(1)])
+    batch: int = attrs.field(default=4, validator=[v.instance_of(int), v.ge(1)])
+    max_sequence_bytes: int = attrs.field(default=1024, validator=[v.instance_of(int), v.ge(2)])
+    seed: int = attrs.field(default=0, validator=v.instance_of(int))
+
+    @targets.validator
+    def _check_targets(self, _attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+        if not value or not all(isinstance(item, str) and item for item in value):
+            raise ValueError(f"targets: expected non-empty name patterns, got {value!r}")
+
+
+@attrs.frozen
+class LiveConfig:
+    """The autonomous loop: ``poll_ms`` is how long a tick waits for an external event before it
+    asks homeostasis; consolidation runs at most every ``consolidate_every_ticks`` idle ticks."""
+
+    poll_ms: int = attrs.field(default=100, validator=[v.instance_of(int), v.ge(0)])
+    max_ticks: int | None = attrs.field(default=None, validator=v.optional([v.instance_of(int), v.ge(1)]))
+    consolidate_every_ticks: int = attrs.field(default=1, validator=[v.instance_of(int), v.ge(1)])
+    save_every_ticks: int | None = attrs.field(default=None, validator=v.optional([v.instance_of(int), v.ge(1)]))

@@ -1,0 +1,174 @@
+"""The medium timescale: LoRA-style adapters learned online from a bounded replay buffer.
+
+Three timescales: fast — the model's memory and state are written at every token (no learning);
+medium — adapters on selected Linear layers take a gradient step every ``update_every`` tokens on
+event sequences sampled from a replay buffer of the latest ``buffer_size`` ones; slow — all weights,
+offline, with ``mosaic run``. Installing adapters freezes every base parameter (``requires_grad``
+False) and an update computes gradients for the adapter parameters only, so base weights never
+change online. Adapters are saved and loaded on their own, apart from the base checkpoint.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import os
+import random
+import tempfile
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mosaic.core.errors import CheckpointError, ConfigError, ConfigProblem
+from mosaic.runtime.agent.config import OnlineConfig
+
+ADAPTER_FORMAT = "mosaic-adapters/1"
+
+
+class LoRALinear(nn.Module):
+    """``base(x) + scale * B(A(x))`` with ``A (r, in)`` random and ``B (out, r)`` zero, so a fresh
+    adapter leaves the base layer's output unchanged."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, generator: torch.Generator) -> None:
+        super().__init__()
+        self.base = base
+        weight = base.weight
+        a = torch.randn(rank, base.in_features, generator=generator) / math.sqrt(base.in_features)
+        self.lora_a = nn.Parameter(a.to(device=weight.device, dtype=weight.dtype))
+        self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank, device=weight.device, dtype=weight.dtype))
+        self.scale = alpha / rank
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        low_rank = (x @ self.lora_a.T) @ self.lora_b.T  # (..., in) -> (..., r) -> (..., out)
+        return self.base(x) + self.scale * low_rank
+
+
+def install_adapters(model: nn.Module, config: OnlineConfig) -> dict[str, LoRALinear]:
+    """Wrap every ``nn.Linear`` whose qualified name matches a pattern of ``config.targets``."""
+    linear_names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    chosen = [name for name in linear_names if any(fnmatch.fnmatchcase(name, p) for p in config.targets)]
+    if not chosen:
+        listed = ", ".join(linear_names[:12]) + (" ..." if len(linear_names) > 12 else "")
+        raise ConfigError([ConfigProblem("online.targets", f"{list(config.targets)} match no Linear layer of "
+                                         f"{type(model).__name__}; its Linear layers: {listed}")])
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    generator = torch.Generator().manual_seed(config.seed)
+    adapters = {}
+    for name in chosen:
+        parent_name, _, attribute = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        adapter = LoRALinear(getattr(parent, attribute), config.rank, config.alpha, generator)
+        setattr(parent, attribute, adapter)
+        adapters[name] = adapter
+    return adapters
+
+
+def sequence_loss(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """Mean next-byte cross-entropy of one sequence ``(L,)`` from a fresh state."""
+    out = model({"input_ids": ids[None, :-1]})
+    return F.cross_entropy(out.logits[0].float(), ids[1:])  # logits (L - 1, V)
+
+
+class OnlineLearner:
+    """Adapters, their optimizer and the replay buffer; ``observe`` is the session's token hook."""
+
+    def __init__(self, model: nn.Module, config: OnlineConfig | None = None) -> None:
+        self.model = model
+        self.config = config or OnlineConfig()
+        self.adapters = install_adapters(model, self.config)
+        self.adapter_parameters = [p for adapter in self.adapters.values() for p in (adapter.lora_a, adapter.lora_b)]
+        self.optimizer = torch.optim.AdamW(self.adapter_parameters, lr=self.config.lr, weight_decay=0.0)
+        self.buffer: deque[torch.Tensor] = deque(maxlen=self.config.buffer_size)
+        self.rng = random.Random(self.config.seed)
+        self.device = next(model.parameters()).device
+        self.tokens_since_update = 0
+        self.updates = 0
+        self.last_loss: float | None = None
+
+    def observe(self, ids: torch.Tensor) -> None:
+        """Add one fed event sequence ``(L,)``; update once ``update_every`` tokens have arrived."""
+        if ids.shape[0] >= 2:
+            self.buffer.append(ids[-self.config.max_sequence_bytes :])
+        self.tokens_since_update += ids.shape[0]
+        if self.tokens_since_update >= self.config.update_every and self.buffer:
+            self.tokens_since_update = 0
+            self.update()
+
+    def update(self) -> float:
+        """One adapter step on up to ``batch`` sequences sampled from the buffer; the mean loss."""
+        batch = self.rng.sample(list(self.buffer), min(self.config.batch, len(self.buffer)))
+        with torch.enable_grad():
+            loss = torch.stack([sequence_loss(self.model, ids.to(self.device)) for ids in batch]).mean()
+            gradients = torch.autograd.grad(loss, self.adapter_parameters)
+        for parameter, gradient in zip(self.adapter_parameters, gradients, strict=True):
+            parameter.grad = gradient
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.updates += 1
+        self.last_loss = float(loss.detach())
+        return self.last_loss
+
+    def metrics(self) -> dict[str, float]:
+        metrics = {"online_updates": float(self.updates), "online_buffer": float(len(self.buffer))}
+        if self.last_loss is not None:
+            metrics["online_loss"] = self.last_loss
+        return metrics
+
+    # --- persistence (apart from the base checkpoint) --------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": ADAPTER_FORMAT,
+            "config": attrs.asdict(self.config),
+            "adapters": {name: {"lora_a": a.lora_a.detach().cpu().clone(), "lora_b": a.lora_b.detach().cpu().clone()}
+                         for name, a in self.adapters.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "updates": self.updates,
+            "tokens_since_update": self.tokens_since_update,
+        }
+
+    def save(self, path: Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                torch.save(self.state_dict(), file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temp_name, path)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+        return path
+
+    def load(self, path: Path) -> None:
+        try:
+            data = torch.load(Path(path), map_location="cpu", weights_only=False)
+        except FileNotFoundError:
+            raise CheckpointError(f"adapter file {path} does not exist") from None
+        except Exception as exc:  # noqa: BLE001 — torch.load raises many types for truncated or foreign files
+            raise CheckpointError(f"adapter file {path} is corrupt: {type(exc).__name__}: {exc}") from None
+        if not isinstance(data, dict) or data.get("format") != ADAPTER_FORMAT:
+            raise CheckpointError(f"{path} is not a {ADAPTER_FORMAT} file")
+        saved = data["adapters"]
+        if sorted(saved) != sorted(self.adapters):
+            raise CheckpointError(f"{path} holds adapters for {sorted(saved)}, this session has {sorted(self.adapters)}")
+        for name, adapter in self.adapters.items():
+            for key in ("lora_a", "lora_b"):
+                tensor = saved[name][key]
+                target = getattr(adapter, key)
+                if tensor.shape != target.shape:
+                    raise CheckpointError(f"{path}: {name}.{key} has shape {tuple(tensor.shape)}, "
+                                          f"expected {tuple(target.shape)} (different rank?)")
+                with torch.no_grad():
+                    target.copy_(tensor)
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.updates = int(data["updates"])
+        self.tokens_since_update = int(data["tokens_since_update"])

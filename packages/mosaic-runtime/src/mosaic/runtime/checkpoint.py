@@ -1,0 +1,111 @@
+"""Atomic checkpoints: written to a temporary file, fsynced, then renamed into place.
+
+A checkpoint holds the model, optimizer and scheduler states, every RNG state, the step and data
+position, a fingerprint of the resolved config and the model's opcode table. Loading refuses a file
+that is corrupt, from another config or recorded with a different opcode table.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from mosaic.core.errors import CheckpointError
+
+FORMAT = "mosaic-checkpoint/1"
+NAME = re.compile(r"^step_(\d{8})\.pt$")
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_path(directory: Path, step: int) -> Path:
+    return directory / f"step_{step:08d}.pt"
+
+
+def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := NAME.match(p.name))]
+    return sorted(found)
+
+
+def save_checkpoint(directory: Path, step: int, payload: dict[str, Any], *, keep: int) -> Path:
+    """Write ``payload`` atomically as ``step_<step>.pt`` and prune all but the newest ``keep``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = checkpoint_path(directory, step)
+    handle, temp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save({"format": FORMAT, "step": step, **payload}, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp_name, target)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    _fsync_directory(directory)
+    for _, old in list_checkpoints(directory)[:-keep]:
+        old.unlink(missing_ok=True)
+    return target
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on directories; the rename itself is still atomic
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: Path, *, config_fingerprint: str | None, opcode_table: list[str] | None) -> dict[str, Any]:
+    """Read a checkpoint and check that it belongs to this run."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types for truncated or foreign files
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint: {type(exc).__name__}: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a {FORMAT} file")
+    if config_fingerprint is not None and payload.get("config_fingerprint") != config_fingerprint:
+        raise CheckpointError(
+            f"checkpoint {path} was written for a different configuration "
+            f"(fingerprint {payload.get('config_fingerprint')} != {config_fingerprint}); "
+            "resume with the run's own config.yaml"
+        )
+    recorded = payload.get("opcode_table")
+    if opcode_table is not None and recorded is not None and list(recorded) != list(opcode_table):
+        raise CheckpointError(
+            f"checkpoint {path} was recorded with opcode table {recorded} but the installed plugins give "
+            f"{opcode_table}; install the same opcode plugins to load it"
+        )
+    return payload
+
+
+def latest_checkpoint(directory: Path) -> Path:
+    found = list_checkpoints(directory)
+    if not found:
+        raise CheckpointError(f"no checkpoint in {directory}")
+    return found[-1][1]

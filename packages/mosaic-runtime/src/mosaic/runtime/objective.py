@@ -1,0 +1,179 @@
+"""``objective.mosaic_event_prediction``: next-token cross-entropy plus the MOSAIC auxiliary terms.
+
+Model-agnostic: it reads keys of a :class:`~mosaic.core.model_output.ModelOutput` and of the batch.
+Auxiliary outputs carry a leading layer axis; each term is averaged over layers so every layer's
+heads are trained. A term whose weight is > 0 but whose tensors are absent raises
+:class:`ObjectiveError` naming the key and who should have produced it — supervision is never
+silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import torch
+import torch.nn.functional as F
+from mosaic.core.errors import ObjectiveError
+from mosaic.core.model_output import ModelOutput
+from mosaic.runtime.objective_config import MosaicObjectiveConfig
+
+IGNORE_TARGET = -100
+
+
+@attrs.frozen
+class AuxTerm:
+    """One auxiliary term: its metric name, weight field, model key, teacher key and loss kind."""
+
+    metric: str
+    weight_field: str
+    output_key: str
+    teacher_key: str | None
+    loss: Callable[..., torch.Tensor]
+    masked: bool = False
+
+
+def _bce(logits: torch.Tensor, teacher: torch.Tensor | None, supervised: torch.Tensor | None = None) -> torch.Tensor:
+    # logits (L, B, T); teacher (B, T) float in [0, 1]; supervised (B, T) bool (the teacher's
+    # ``<key>_mask``), else every non-negative position
+    target = teacher.to(logits.dtype).unsqueeze(0).expand_as(logits)
+    mask = (teacher >= 0) if supervised is None else supervised.bool()
+    mask = mask.unsqueeze(0).expand_as(logits)
+    if not bool(mask.any()):
+        return logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(logits[mask], target[mask])
+
+
+def _bits_bce(logits: torch.Tensor, buckets: torch.Tensor | None) -> torch.Tensor:
+    # logits (L, B, T, H, bits); buckets (B, T, H) int64, -1 = ignore; bit j of a bucket, LSB first
+    bits = logits.shape[-1]
+    shifts = torch.arange(bits, device=buckets.device)
+    target = ((buckets.unsqueeze(-1).clamp(min=0) >> shifts) & 1).to(logits.dtype)  # (B, T, H, bits)
+    mask = (buckets >= 0).unsqueeze(-1).expand_as(target)
+    target = target.unsqueeze(0).expand_as(logits)
+    mask = mask.unsqueeze(0).expand_as(logits)
+    if not bool(mask.any()):
+        return logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(logits[mask], target[mask])
+
+
+def _class_ce(ignore: int, offset: int = 0) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    def loss(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        # logits (L, B, T, C); labels (B, T) with `ignore` outside supervised positions
+        labels = labels.long()
+        mask = labels != ignore
+        classes = torch.where(mask, labels + offset, torch.full_like(labels, -100))
+        if not bool(mask.any()):
+            return logits.sum() * 0.0
+        layers = logits.shape[0]
+        flat = logits.reshape(layers * classes.numel(), logits.shape[-1]).float()
+        return F.cross_entropy(flat, classes.reshape(-1).repeat(layers), ignore_index=-100)
+
+    return loss
+
+
+def _scalar_mean(value: torch.Tensor, _teacher: torch.Tensor | None) -> torch.Tensor:
+    return value.float().mean()
+
+
+AUX_TERMS: tuple[AuxTerm, ...] = (
+    AuxTerm("aux_gate_bce", "aux_gate_weight", "mosaic_write_gate_logits", "mosaic_teacher_write_gate", _bce, masked=True),
+    AuxTerm("aux_bits_bce_read", "aux_bits_weight", "mosaic_read_bit_logits", "mosaic_teacher_read_bucket",
+            _bits_bce),
+    AuxTerm("aux_bits_bce_write", "aux_bits_weight", "mosaic_write_bit_logits", "mosaic_teacher_write_bucket",
+            _bits_bce),
+    AuxTerm("aux_utility_bce", "aux_utility_weight", "mosaic_write_utility_logits",
+            "mosaic_teacher_write_utility", _bce, masked=True),
+    AuxTerm("aux_opcode_ce", "aux_opcode_weight", "mosaic_opcode_logits", "mosaic_teacher_opcode",
+            _class_ce(ignore=-1)),
+    # delta -1/0/+1 -> classes 0/1/2 = [close, neutral, open]
+    AuxTerm("aux_commitment_ce", "aux_commitment_weight", "mosaic_commitment_logits",
+            "mosaic_teacher_commitment_delta", _class_ce(ignore=-100, offset=1)),
+    AuxTerm("aux_reg_gate_bce", "aux_reg_gate_weight", "mosaic_reg_write_gate_logits",
+            "mosaic_teacher_reg_write_gate", _bce, masked=True),
+    AuxTerm("aux_reg_sel_ce", "aux_reg_sel_weight", "mosaic_reg_sel_logits", "mosaic_teacher_reg_sel",
+            _class_ce(ignore=-1)),
+    AuxTerm("aux_state_decay_reg", "aux_state_decay_weight", "mosaic_state_decay_reg_loss", None, _scalar_mean),
+)
+
+METRIC_NAMES: tuple[str, ...] = (
+    "loss_total", "lm_ce", *(term.metric for term in AUX_TERMS),
+    *(f"{term.metric}_weighted" for term in AUX_TERMS),
+)
+
+
+def lm_cross_entropy(output: ModelOutput, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token CE over positions whose target is not -100 (padding included in those)."""
+    logits = output.logits
+    if output.logit_targets is not None:
+        # (N, V) logits computed only at labelled positions
+        targets = output.logit_targets
+    else:
+        if "target_ids" not in batch:
+            raise ObjectiveError("lm_ce needs batch['target_ids'] (produced by the dataset)")
+        targets = batch["target_ids"]
+        logits = logits.reshape(-1, logits.shape[-1])
+    return F.cross_entropy(logits.float(), targets.reshape(-1).long(), ignore_index=IGNORE_TARGET)
+
+
+class MosaicEventPrediction:
+    """Callable objective: ``objective(output, batch) -> (loss, metrics)``."""
+
+    def __init__(self, config: MosaicObjectiveConfig) -> None:
+        self.config = config
+        self.model_name = "the model"
+        self.dataset_name = "the dataset"
+
+    def describe_sources(self, *, model: str, dataset: str) -> None:
+        """Name the components expected to produce tensors, for error messages."""
+        self.model_name, self.dataset_name = model, dataset
+
+    def active_terms(self) -> list[AuxTerm]:
+        return [term for term in AUX_TERMS if getattr(self.config, term.weight_field) > 0]
+
+    def __call__(self, output: ModelOutput, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        metrics: dict[str, torch.Tensor] = {}
+        total = torch.zeros((), device=output.logits.device)
+        if self.config.lm_weight > 0:
+            lm = lm_cross_entropy(output, batch)
+            metrics["lm_ce"] = lm.detach()
+            total = total + self.config.lm_weight * lm
+        for term in self.active_terms():
+            weight = getattr(self.config, term.weight_field)
+            prediction = output.aux.get(term.output_key)
+            if prediction is None:
+                raise ObjectiveError(
+                    f"{term.metric}: {term.weight_field} is {weight} but the model output has no "
+                    f"{term.output_key!r} (expected from {self.model_name}; enable that head in the model "
+                    f"config or set {term.weight_field}: 0)"
+                )
+            teacher = None
+            if term.teacher_key is not None:
+                teacher = batch.get(term.teacher_key)
+                if teacher is None:
+                    raise ObjectiveError(
+                        f"{term.metric}: {term.weight_field} is {weight} but the batch has no "
+                        f"{term.teacher_key!r} (expected from {self.dataset_name}; use a dataset that "
+                        f"provides it or set {term.weight_field}: 0)"
+                    )
+                expected = prediction.shape[1:3]
+                if tuple(teacher.shape[:2]) != tuple(expected):
+                    raise ObjectiveError(
+                        f"{term.metric}: {term.output_key} has (B, T) = {tuple(expected)} but "
+                        f"{term.teacher_key} has shape {tuple(teacher.shape)}; aux outputs need a leading "
+                        "layer axis (L, B, T, ...)"
+                    )
+            if term.masked:
+                value = term.loss(prediction, teacher, batch.get(f"{term.teacher_key}_mask"))
+            else:
+                value = term.loss(prediction, teacher)
+            metrics[term.metric] = value.detach()
+            metrics[f"{term.metric}_weighted"] = (weight * value).detach()
+            total = total + weight * value
+        metrics["loss_total"] = total.detach()
+        return total, metrics
+
+
+def build_objective(config: MosaicObjectiveConfig) -> MosaicEventPrediction:
+    return MosaicEventPrediction(config)

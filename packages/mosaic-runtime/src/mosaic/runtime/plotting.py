@@ -1,0 +1,50 @@
+"""PNG curves of a run's loss and auxiliary metrics (needs the ``plot`` extra: matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mosaic.core.errors import MosaicError
+from mosaic.runtime.run_dir import RunDir
+
+
+class PlottingUnavailable(MosaicError):
+    """matplotlib is not installed."""
+
+
+def plot_run(run_path: Path, out: Path | None = None) -> Path:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PlottingUnavailable(
+            "plotting needs matplotlib: pip install 'mosaic-runtime[plot]'"
+        ) from None
+    run = RunDir.existing(run_path)
+    records = run.read_metrics()
+    train = [r for r in records if r.get("split") == "train"]
+    if not train:
+        raise MosaicError(f"{run.metrics_path} has no training records to plot")
+    names = ["loss_total", "lm_ce"] + sorted(
+        {k for r in train for k in r if k.startswith("aux_") and not k.endswith("_weighted")}
+    )
+    names = [n for n in names if any(n in r for r in train)]
+    figure, axes = plt.subplots(len(names), 1, figsize=(7, 2.2 * len(names)), sharex=True, squeeze=False)
+    for axis, name in zip(axes[:, 0], names):
+        points = [(r["step"], r[name]) for r in train if name in r]
+        axis.plot([p[0] for p in points], [p[1] for p in points], label="train")
+        evals = [(r["step"], r["metrics"][name]) for r in records
+                 if r.get("split") == "eval" and name in r.get("metrics", {})]
+        if evals:
+            axis.plot([p[0] for p in evals], [p[1] for p in evals], "o", label="eval")
+        axis.set_ylabel(name, fontsize=8)
+        axis.set_yscale("log" if all(p[1] > 0 for p in points) else "linear")
+        axis.legend(fontsize=7)
+    axes[-1, 0].set_xlabel("step")
+    figure.tight_layout()
+    target = out or run.path / "curves.png"
+    figure.savefig(target, dpi=90)
+    plt.close(figure)
+    return target

@@ -1,0 +1,48 @@
+"""The built-in presets, shipped as YAML package data; each factory returns a preset's text."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+#: name -> one-line summary (the YAML files live beside this module).
+BUILTIN_PRESETS: dict[str, str] = {
+    "mosaic_vm": "MOSAIC VM on the memory curriculum: READ/WRITE opcodes, registers, answer recall",
+    "mosaic_event_native": "MOSAIC trained on event traces (JSON envelopes as bytes) from step 0",
+    "mosaic_idle": "12 GB-friendly MOSAIC sizing (4096 buckets, assoc 2) with sleep replay",
+    "mosaic_commitment": "event traces with negotiation cycles; commitment head supervised (open/close)",
+    "mosaic_memory_curriculum": "associative recall curriculum with difficulty ramp and teacher forcing decay",
+    "mqar_mosaic": "MOSAIC on MQAR(64, 4, V 8192), d 64, 2 layers",
+    "mqar_transformer": "Transformer baseline on MQAR(64, 4, V 8192), d 64, 2 layers",
+}
+
+
+def preset_text(name: str) -> str:
+    return resources.files(__name__).joinpath(f"{name}.yml").read_text(encoding="utf-8")
+
+
+def mosaic_vm() -> str:
+    return preset_text("mosaic_vm")
+
+
+def mosaic_event_native() -> str:
+    return preset_text("mosaic_event_native")
+
+
+def mosaic_idle() -> str:
+    return preset_text("mosaic_idle")
+
+
+def mosaic_commitment() -> str:
+    return preset_text("mosaic_commitment")
+
+
+def mosaic_memory_curriculum() -> str:
+    return preset_text("mosaic_memory_curriculum")
+
+
+def mqar_mosaic() -> str:
+    return preset_text("mqar_mosaic")
+
+
+def mqar_transformer() -> str:
+    return preset_text("mqar_transformer")

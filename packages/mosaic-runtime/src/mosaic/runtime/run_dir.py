@@ -1,0 +1,122 @@
+"""The run directory (DESIGN §6): ``config.yaml``, ``metrics.jsonl``, ``checkpoints/``,
+``summary.json``, ``events.log``. Everything is plain files so that other commands read runs back."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_UTC = datetime.timezone.utc  # noqa: UP017 - datetime.UTC needs Python 3.11; we support 3.10
+from mosaic.core.errors import ConfigError, ConfigProblem
+
+
+def _plain(value: Any) -> Any:
+    """JSON/YAML-safe form (tuples -> lists, unknown objects -> str)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+class RunDir:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, root: Path, preset_name: str) -> RunDir:
+        stamp = datetime.datetime.now(_UTC).strftime("%Y%m%d-%H%M%S")
+        base = Path(root) / preset_name / stamp
+        path, suffix = base, 1
+        while path.exists():
+            suffix += 1
+            path = base.with_name(f"{stamp}-{suffix}")
+        path.mkdir(parents=True)
+        (path / "checkpoints").mkdir()
+        return cls(path)
+
+    @classmethod
+    def existing(cls, path: Path) -> RunDir:
+        run = cls(Path(path))
+        if not run.config_path.is_file():
+            raise ConfigError([ConfigProblem("RUN_DIR", f"{path} is not a run directory (no config.yaml)")])
+        return run
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / "events.log"
+
+    def write_config(self, resolved: dict[str, Any]) -> None:
+        self._atomic_text(self.config_path, yaml.safe_dump(_plain(resolved), sort_keys=False))
+
+    def config_text(self) -> str:
+        return self.config_path.read_text(encoding="utf-8")
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with self.metrics_path.open("a", encoding="utf-8") as file:
+            file.write(json.dumps(_plain(record), sort_keys=True) + "\n")
+
+    def truncate_metrics_after(self, step: int) -> None:
+        """On resume, drop records logged after the checkpoint so the file reads as one run."""
+        if not self.metrics_path.exists():
+            return
+        kept = [line for line in self.metrics_path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        self._atomic_text(self.metrics_path, "".join(line + "\n" for line in kept))
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        self._atomic_text(self.summary_path, json.dumps(_plain(summary), indent=2, sort_keys=True) + "\n")
+
+    def read_summary(self) -> dict[str, Any]:
+        if not self.summary_path.exists():
+            return {}
+        return json.loads(self.summary_path.read_text(encoding="utf-8"))
+
+    def log_event(self, event: str, **fields: Any) -> None:
+        record = {"ts": datetime.datetime.now(_UTC).isoformat(), "event": event, **fields}
+        with self.events_path.open("a", encoding="utf-8") as file:
+            file.write(json.dumps(_plain(record), sort_keys=True) + "\n")
+
+    @staticmethod
+    def _atomic_text(path: Path, text: str) -> None:
+        temp = path.with_name(f".{path.name}.tmp")
+        with temp.open("w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+
+
+def fingerprint(resolved: dict[str, Any]) -> str:
+    """A stable hash of the resolved config, minus what may legitimately change on resume."""
+    data = _plain(resolved)
+    for target in data.get("targets", []):
+        trainer = target.get("trainer", {})
+        for key in ("steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "max_seconds",
+                    "device", "threads"):
+            trainer.pop(key, None)
+        target.pop("eval", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,158 @@
+"""``${var}`` substitution in presets and ``--set a.b=value`` overrides.
+
+A string that is exactly ``${name}`` takes the variable's value with its type (``${d_model}`` stays
+an int); ``${name}`` inside longer text is interpolated as text. Variables may refer to other
+variables; a cycle is an error naming the chain.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+from mosaic.core.errors import ConfigError, ConfigProblem
+from mosaic.runtime.yaml_source import child_path
+
+REFERENCE = re.compile(r"\$\{([^}]*)\}")
+
+
+class _Resolver:
+    def __init__(self, variables: Mapping[str, Any], problems: list[ConfigProblem]) -> None:
+        self.variables = dict(variables)
+        self.problems = problems
+        self.resolved: dict[str, Any] = {}
+        self.active: list[str] = []
+
+    def variable(self, name: str, used_at: str) -> tuple[bool, Any]:
+        if name in self.resolved:
+            return True, self.resolved[name]
+        if name not in self.variables:
+            close = difflib.get_close_matches(name, list(self.variables), n=1)
+            self.problems.append(
+                ConfigProblem(
+                    used_at,
+                    f"unknown variable ${{{name}}}",
+                    hint=f"did you mean ${{{close[0]}}}?" if close else f"known: {', '.join(sorted(self.variables)) or 'none'}",
+                )
+            )
+            return False, None
+        if name in self.active:
+            chain = " -> ".join([*self.active[self.active.index(name):], name])
+            self.problems.append(ConfigProblem(f"$.vars.{name}", f"variable cycle: {chain}"))
+            return False, None
+        self.active.append(name)
+        value = self.value(self.variables[name], f"$.vars.{name}")
+        self.active.pop()
+        self.resolved[name] = value
+        return True, value
+
+    def value(self, value: Any, path: str) -> Any:
+        if isinstance(value, dict):
+            return {key: self.value(item, child_path(path, key)) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.value(item, child_path(path, index)) for index, item in enumerate(value)]
+        if not isinstance(value, str) or "${" not in value:
+            return value
+        whole = REFERENCE.fullmatch(value)
+        if whole:
+            ok, resolved = self.variable(whole.group(1).strip(), path)
+            return resolved if ok else value
+
+        def substitute(match: re.Match[str]) -> str:
+            ok, resolved = self.variable(match.group(1).strip(), path)
+            return str(resolved) if ok else match.group(0)
+
+        return REFERENCE.sub(substitute, value)
+
+
+def resolve_variables(data: dict[str, Any], *, source: str | None = None) -> dict[str, Any]:
+    """Substitute every ``${var}`` of ``data`` (a preset mapping) from its ``vars`` section."""
+    problems: list[ConfigProblem] = []
+    variables = data.get("vars") or {}
+    if not isinstance(variables, dict):
+        raise ConfigError([ConfigProblem("$.vars", "expected a mapping of variable names to values")], source=source)
+    resolver = _Resolver(variables, problems)
+    for name in variables:
+        resolver.variable(name, f"$.vars.{name}")
+    out = {key: (resolver.resolved if key == "vars" else resolver.value(value, child_path("$", key)))
+           for key, value in data.items()}
+    if problems:
+        raise ConfigError(_unique(problems), source=source)
+    return out
+
+
+def _unique(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for problem in problems:
+        if (problem.path, problem.message) not in seen:
+            seen.add((problem.path, problem.message))
+            out.append(problem)
+    return out
+
+
+TOP_LEVEL_KEYS = ("version", "name", "notes", "vars", "targets")
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def parse_override(text: str) -> tuple[list[str | int], Any]:
+    """``trainer.steps=50`` -> (["trainer", "steps"], 50); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError([ConfigProblem("--set", f"expected KEY=VALUE, got {text!r}")])
+    parts: list[str | int] = []
+    for match in _SEGMENT.finditer(key):
+        parts.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
+    if "".join(str(p) for p in parts) != key.replace(".", "").replace("[", "").replace("]", ""):
+        raise ConfigError([ConfigProblem("--set", f"malformed key {key!r}")])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set`` overrides. Keys starting with a top-level preset key (``vars.x``,
+    ``targets[0].trainer.steps``) are absolute; any other key applies to every target
+    (``trainer.steps=50``)."""
+    problems: list[ConfigProblem] = []
+    for text in overrides:
+        parts, value = parse_override(text)
+        if parts[0] in TOP_LEVEL_KEYS:
+            _set(data, parts, value, text, problems)
+            continue
+        targets = data.get("targets")
+        if not isinstance(targets, list) or not targets:
+            problems.append(ConfigProblem("--set", f"{text!r}: the preset has no targets to apply it to"))
+            continue
+        for target in targets:
+            _set(target, parts, value, text, problems)
+    if problems:
+        raise ConfigError(problems, source="--set")
+    return data
+
+
+def _set(node: Any, parts: list[str | int], value: Any, text: str, problems: list[ConfigProblem]) -> None:
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                problems.append(ConfigProblem("--set", f"{text!r}: no list item [{part}] there"))
+                return
+            if last:
+                node[part] = value
+            else:
+                node = node[part]
+            continue
+        if not isinstance(node, dict):
+            problems.append(ConfigProblem("--set", f"{text!r}: {part!r} is not inside a mapping"))
+            return
+        if last:
+            node[part] = value
+        else:
+            node = node.setdefault(part, {})

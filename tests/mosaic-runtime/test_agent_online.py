@@ -1,0 +1,100 @@
+"""The online learner: adapters change during inference, base weights never do; saved apart."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from agent_tiny_model import REPLY, TinyStreamConfig, TinyStreamLM, make_run
+
+from mosaic.core.errors import CheckpointError, ConfigError
+from mosaic.core.events.envelope import EventEnvelope
+from mosaic.runtime.agent.config import OnlineConfig
+from mosaic.runtime.agent.online import LoRALinear, OnlineLearner
+from mosaic.runtime.agent.responder import EventSession
+from mosaic.runtime.agent.service import open_agent
+
+
+def model() -> TinyStreamLM:
+    torch.manual_seed(0)
+    return TinyStreamLM(TinyStreamConfig(script=REPLY.to_json(), commit_bias=0)).eval()
+
+
+def note(i: int) -> EventEnvelope:
+    return EventEnvelope("Note", {"n": i}, "user", id=f"n{i}", ts=float(i))
+
+
+def base_weights(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in net.named_parameters() if "lora_" not in name}
+
+
+def test_adapter_weights_change_during_inference_while_base_weights_do_not() -> None:
+    net = model()
+    learner = OnlineLearner(net, OnlineConfig(targets=("head", "mix"), update_every=64, batch=2, lr=1e-2))
+    base = base_weights(net)
+    adapters = {name: p.detach().clone() for name, p in net.named_parameters() if "lora_" in name}
+    assert sorted(learner.adapters) == ["head", "mix"] and len(adapters) == 4
+    session = EventSession(net, on_tokens=learner.observe)
+    for i in range(3):
+        session.handle(note(i))
+    assert learner.updates >= 2  # every 64 tokens of input and output
+    changed = [name for name, p in net.named_parameters() if "lora_" in name and not torch.equal(p, adapters[name])]
+    assert changed  # B moves off zero first, then A follows
+    after = base_weights(net)
+    assert after.keys() == base.keys() and all(torch.equal(base[k], after[k]) for k in base)
+    assert all(not p.requires_grad for name, p in net.named_parameters() if "lora_" not in name)
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_a_fresh_adapter_leaves_the_layer_unchanged() -> None:
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(8, 5)
+    adapter = LoRALinear(linear, rank=2, alpha=4.0, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(3, 8)
+    assert torch.equal(adapter(x), linear(x))
+    with torch.no_grad():
+        adapter.lora_b.fill_(0.1)
+    expected = linear(x) + 2.0 * (x @ adapter.lora_a.T) @ adapter.lora_b.T
+    torch.testing.assert_close(adapter(x), expected)
+
+
+def test_the_replay_buffer_is_bounded_and_updates_follow_the_token_count() -> None:
+    learner = OnlineLearner(model(), OnlineConfig(update_every=10, buffer_size=3, batch=2))
+    for i in range(5):
+        learner.observe(torch.arange(4) + i)  # 4 tokens each: updates after 12 and 24 tokens
+    assert len(learner.buffer) == 3 and learner.updates == 1
+    learner.observe(torch.arange(8))
+    assert learner.updates == 2 and learner.last_loss is not None
+
+
+def test_targets_that_match_nothing_are_named() -> None:
+    with pytest.raises(ConfigError, match="match no Linear layer"):
+        OnlineLearner(model(), OnlineConfig(targets=("nothing.*",)))
+
+
+def test_adapters_are_saved_and_loaded_apart_from_the_base_checkpoint(tmp_path: Path) -> None:
+    run_dir, registry = make_run(tmp_path, script=REPLY.to_json(), commit_bias=0)
+    checkpoint = sorted((run_dir / "checkpoints").iterdir())[-1]
+    checkpoint_bytes = checkpoint.read_bytes()
+    online = OnlineConfig(update_every=32, batch=1)
+    agent = open_agent(run_dir, registry=registry, session_name="learn", fresh=True, online=online)
+    for i in range(2):
+        agent.session.handle(note(i))
+    assert agent.online.updates > 0
+    agent.save()
+    agent.close()
+    assert checkpoint.read_bytes() == checkpoint_bytes  # the base checkpoint is never rewritten
+    saved = {name: (a.lora_a.detach().clone(), a.lora_b.detach().clone()) for name, a in agent.online.adapters.items()}
+
+    restored = open_agent(run_dir, registry=registry, session_name="learn", online=online)
+    assert restored.online.updates == agent.online.updates
+    for name, adapter in restored.online.adapters.items():
+        assert torch.equal(adapter.lora_a, saved[name][0]) and torch.equal(adapter.lora_b, saved[name][1])
+    restored.close()
+    with pytest.raises(CheckpointError, match="different rank"):
+        open_agent(run_dir, registry=registry, session_name="learn", online=OnlineConfig(rank=2))

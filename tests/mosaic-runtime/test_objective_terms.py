@@ -1,0 +1,132 @@
+"""The MOSAIC objective: per-layer averaging, label mappings, masks, and loud failures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mosaic.core.errors import ObjectiveError
+from mosaic.core.model_output import ModelOutput
+from mosaic.runtime.objective import (
+    METRIC_NAMES,
+    MosaicEventPrediction,
+    lm_cross_entropy,
+)
+from mosaic.runtime.objective_config import MosaicObjectiveConfig
+
+L, B, T, V = 3, 2, 5, 7
+
+
+def outputs(seed: int = 0) -> tuple[ModelOutput, dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    out = ModelOutput(
+        logits=torch.randn(B, T, V, generator=g),
+        aux={
+            "mosaic_commitment_logits": torch.randn(L, B, T, 3, generator=g),
+            "mosaic_opcode_logits": torch.randn(L, B, T, 10, generator=g),
+            "mosaic_write_gate_logits": torch.randn(L, B, T, generator=g),
+            "mosaic_read_bit_logits": torch.randn(L, B, T, 2, 3, generator=g),
+            "mosaic_state_decay_reg_loss": torch.rand(L, generator=g),
+        },
+    )
+    batch = {
+        "input_ids": torch.randint(V, (B, T), generator=g),
+        "target_ids": torch.randint(V, (B, T), generator=g),
+        "mosaic_teacher_commitment_delta": torch.tensor([[-1, 0, 1, -100, -100], [1, 1, -100, 0, -1]]),
+        "mosaic_teacher_opcode": torch.randint(-1, 3, (B, T), generator=g),
+        "mosaic_teacher_write_gate": torch.randint(0, 2, (B, T), generator=g).float(),
+        "mosaic_teacher_write_gate_mask": torch.tensor([[True, True, False, False, True]] * B),
+        "mosaic_teacher_read_bucket": torch.randint(-1, 8, (B, T, 2), generator=g),
+    }
+    batch["target_ids"][0, -1] = -100
+    return out, batch
+
+
+def test_commitment_maps_delta_to_classes_and_averages_layers() -> None:
+    out, batch = outputs()
+    objective = MosaicEventPrediction(MosaicObjectiveConfig(lm_weight=0.0, aux_commitment_weight=2.0))
+    loss, metrics = objective(out, batch)
+    delta = batch["mosaic_teacher_commitment_delta"]
+    mask = delta != -100
+    expected = torch.stack([
+        F.cross_entropy(out.aux["mosaic_commitment_logits"][layer][mask], delta[mask] + 1) for layer in range(L)
+    ]).mean()
+    assert torch.allclose(metrics["aux_commitment_ce"], expected)
+    assert torch.allclose(metrics["aux_commitment_ce_weighted"], 2 * expected)
+    assert torch.allclose(loss, 2 * expected)
+
+
+def test_every_layer_receives_gradient() -> None:
+    out, batch = outputs()
+    logits = out.aux["mosaic_opcode_logits"].requires_grad_()
+    loss, _ = MosaicEventPrediction(MosaicObjectiveConfig(lm_weight=0.0, aux_opcode_weight=1.0))(out, batch)
+    loss.backward()
+    assert all(float(logits.grad[layer].abs().sum()) > 0 for layer in range(L))
+
+
+def test_float_teacher_uses_its_mask() -> None:
+    out, batch = outputs()
+    _, metrics = MosaicEventPrediction(MosaicObjectiveConfig(lm_weight=0.0, aux_gate_weight=1.0))(out, batch)
+    mask = batch["mosaic_teacher_write_gate_mask"]
+    logits = out.aux["mosaic_write_gate_logits"]
+    expected = F.binary_cross_entropy_with_logits(logits[:, mask], batch["mosaic_teacher_write_gate"][mask].expand(L, -1))
+    assert torch.allclose(metrics["aux_gate_bce"], expected)
+
+
+def test_router_bits_are_lsb_first() -> None:
+    out, batch = outputs()
+    batch["mosaic_teacher_read_bucket"] = torch.full((B, T, 2), 5)  # 0b101 -> bits [1, 0, 1]
+    batch["mosaic_teacher_write_bucket"] = torch.full((B, T, 2), 6)  # 0b110 -> bits [0, 1, 1]
+    out.aux["mosaic_read_bit_logits"] = torch.tensor([20.0, -20.0, 20.0]).expand(L, B, T, 2, 3).clone()
+    out.aux["mosaic_write_bit_logits"] = torch.tensor([20.0, -20.0, 20.0]).expand(L, B, T, 2, 3).clone()
+    _, metrics = MosaicEventPrediction(MosaicObjectiveConfig(lm_weight=0.0, aux_bits_weight=1.0))(out, batch)
+    assert float(metrics["aux_bits_bce_read"]) < 1e-6
+    assert float(metrics["aux_bits_bce_write"]) > 10.0  # two of three bits wrong with margin 20
+
+
+def test_padding_targets_are_ignored_by_lm_ce() -> None:
+    out, batch = outputs()
+    mask = batch["target_ids"] != -100
+    expected = F.cross_entropy(out.logits[mask], batch["target_ids"][mask])
+    assert torch.allclose(lm_cross_entropy(out, batch), expected)
+
+
+def test_labelled_only_logits() -> None:
+    out, batch = outputs()
+    mask = batch["target_ids"] != -100
+    sparse = ModelOutput(logits=out.logits[mask], logit_targets=batch["target_ids"][mask])
+    assert torch.allclose(lm_cross_entropy(sparse, batch), lm_cross_entropy(out, batch))
+
+
+def test_missing_model_output_names_key_and_component() -> None:
+    out, batch = outputs()
+    del out.aux["mosaic_commitment_logits"]
+    objective = MosaicEventPrediction(MosaicObjectiveConfig(aux_commitment_weight=0.5))
+    objective.describe_sources(model="model.mosaic_lm", dataset="dataset.mosaic_event_traces")
+    with pytest.raises(ObjectiveError, match="mosaic_commitment_logits.*model.mosaic_lm"):
+        objective(out, batch)
+
+
+def test_missing_teacher_names_key_and_dataset() -> None:
+    out, batch = outputs()
+    del batch["mosaic_teacher_opcode"]
+    objective = MosaicEventPrediction(MosaicObjectiveConfig(aux_opcode_weight=0.1))
+    objective.describe_sources(model="model.x", dataset="dataset.text")
+    with pytest.raises(ObjectiveError, match="mosaic_teacher_opcode.*dataset.text"):
+        objective(out, batch)
+
+
+def test_zero_weight_terms_need_nothing_and_metric_names() -> None:
+    out, batch = outputs()
+    out.aux.clear()
+    loss, metrics = MosaicEventPrediction(MosaicObjectiveConfig())(out, batch)
+    assert set(metrics) == {"lm_ce", "loss_total"}
+    assert torch.allclose(loss, metrics["lm_ce"])
+    assert {"aux_commitment_ce", "aux_commitment_ce_weighted", "aux_bits_bce_write"} <= set(METRIC_NAMES)
+
+
+def test_aux_without_layer_axis_is_rejected() -> None:
+    out, batch = outputs()
+    out.aux["mosaic_opcode_logits"] = out.aux["mosaic_opcode_logits"][0]  # (B, T, V): layer axis missing
+    with pytest.raises(ObjectiveError, match="leading layer axis"):
+        MosaicEventPrediction(MosaicObjectiveConfig(aux_opcode_weight=1.0))(out, batch)

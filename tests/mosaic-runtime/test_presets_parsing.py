@@ -1,0 +1,72 @@
+"""Preset variables, overrides and line tracking (hypothesis for the ${var} substitution rules)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mosaic.core.errors import ConfigError
+from mosaic.runtime.manifest import parse_manifest, resolved_yaml
+from mosaic.runtime.variables import apply_overrides, parse_override, resolve_variables
+from mosaic.runtime.yaml_source import load_yaml
+from train_tiny_components import TINY_PRESET, tiny_registry
+
+REGISTRY = tiny_registry()
+NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
+SCALARS = st.one_of(st.integers(-10**6, 10**6), st.booleans(), st.floats(allow_nan=False, allow_infinity=False),
+                    st.text(st.characters(blacklist_characters="${}", blacklist_categories=("Cs",)), max_size=12))
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=NAMES, value=SCALARS)
+def test_whole_value_reference_keeps_its_type(name: str, value: object) -> None:
+    resolved = resolve_variables({"vars": {name: value}, "x": f"${{{name}}}", "y": [f"${{{name}}}"]})
+    assert resolved["x"] == value and type(resolved["x"]) is type(value)
+    assert resolved["y"] == [value]
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=NAMES, value=SCALARS, prefix=st.text(st.characters(blacklist_characters="${}",
+                                                               blacklist_categories=("Cs",)), min_size=1, max_size=5))
+def test_embedded_reference_interpolates_text(name: str, value: object, prefix: str) -> None:
+    resolved = resolve_variables({"vars": {name: value}, "x": f"{prefix}${{{name}}}"})
+    assert resolved["x"] == f"{prefix}{value}"
+
+
+def test_variables_chain_and_cycles_are_named() -> None:
+    resolved = resolve_variables({"vars": {"a": "${b}", "b": "${c}", "c": 3}, "x": "${a}"})
+    assert resolved["x"] == 3
+    with pytest.raises(ConfigError, match="a -> b -> a"):
+        resolve_variables({"vars": {"a": "${b}", "b": "${a}"}})
+
+
+@settings(max_examples=40, deadline=None)
+@given(value=st.one_of(st.integers(), st.booleans(), st.text(st.characters(min_codepoint=97, max_codepoint=122),
+                                                            min_size=1, max_size=8)))
+def test_override_values_parse_as_yaml(value: object) -> None:
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    parts, parsed = parse_override(f"targets[0].trainer.steps={text}")
+    assert parts == ["targets", 0, "trainer", "steps"]
+    assert parsed == value
+
+
+def test_overrides_short_and_absolute_paths() -> None:
+    data = {"vars": {"d": 1}, "targets": [{"trainer": {"steps": 5}}, {"trainer": {"steps": 6}}]}
+    apply_overrides(data, ["trainer.steps=9", "vars.d=4", "targets[1].trainer.lr=0.5"])
+    assert [t["trainer"]["steps"] for t in data["targets"]] == [9, 9]
+    assert data["vars"]["d"] == 4 and data["targets"][1]["trainer"]["lr"] == 0.5
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_overrides(data, ["trainer.steps"])
+
+
+def test_override_of_a_variable_flows_into_the_config() -> None:
+    manifest = parse_manifest(TINY_PRESET, REGISTRY, overrides=["vars.d_model=24"])
+    assert manifest.experiments[0].model.config.d_model == 24
+    assert resolved_yaml(manifest)["targets"][0]["model"]["d_model"] == 24
+
+
+def test_lines_point_at_the_value() -> None:
+    document = load_yaml(TINY_PRESET, source="tiny.yml")
+    lines = TINY_PRESET.splitlines()
+    assert "d_model: ${d_model}" in lines[document.lines["$.targets[0].model.d_model"] - 1]
+    assert document.line_of("$.targets[0].model.nonexistent") == document.lines["$.targets[0].model"]

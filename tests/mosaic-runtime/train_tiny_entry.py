@@ -1,0 +1,33 @@
+"""Runs the tiny preset in a separate process (for kill/resume and torchrun tests).
+
+Usage: python train_tiny_entry.py PRESET_FILE OUT_DIR [--resume RUN_DIR] [--set KEY=VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from mosaic.runtime.run import run_preset
+from train_tiny_components import tiny_registry
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("preset")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--resume", type=Path)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+    summary = run_preset(None if args.resume else args.preset, registry=tiny_registry(), out=args.out,
+                         resume=args.resume, overrides=args.overrides, show_progress=False)
+    if summary.get("run_dir"):
+        print("SUMMARY " + json.dumps({"run_dir": summary["run_dir"], "final": summary["final"]}))
+
+
+if __name__ == "__main__":
+    main()
