@@ -42,7 +42,8 @@ def test_builtin_preset_trains_two_steps(tmp_path: Path, name: str) -> None:
     assert summary["eval"]["samples"] == 4
 
 
-def test_missing_package_is_named_with_install_hint() -> None:
+def test_missing_package_is_named_with_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("mosaic.core.registry._is_installed", lambda distribution: False)  # as if uninstalled
     host = PluginHost(PluginSelection(disabled=frozenset({"mosaic-layers"})))
     host.load_entry_points()
     with pytest.raises(ConfigError, match="model.mosaic_lm is provided by mosaic-layers — pip install mosaic-layers"):

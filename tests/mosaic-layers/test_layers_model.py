@@ -8,6 +8,7 @@ import torch
 from mosaic.core.errors import CheckpointError, ConfigError, ModelError
 from mosaic.core.plugins import get_registry
 from mosaic.layers.config import LayerConfigError, MosaicBlockConfig, MosaicLMConfig
+from mosaic.layers.isa import V0_OPCODES
 from mosaic.layers.model import MosaicLM, parameter_breakdown
 
 SMALL = MosaicLMConfig(
@@ -32,7 +33,7 @@ PER_LAYER = {
 
 def test_forward_returns_logits_and_per_layer_aux():
     torch.manual_seed(0)
-    model = MosaicLM(SMALL, opcodes=None)
+    model = MosaicLM(SMALL, opcodes=V0_OPCODES)  # independent of plugin opcodes installed here
     ids = torch.randint(0, 40, (3, 9))
     out = model({"input_ids": ids})
     assert out.logits.shape == (3, 9, 40)

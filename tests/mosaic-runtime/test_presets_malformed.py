@@ -76,7 +76,11 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize(("kind", "text", "expected", "path"), MALFORMED, ids=[m[0] for m in MALFORMED])
-def test_malformed_preset_gives_one_readable_report(kind: str, text: str, expected: str, path: str) -> None:
+def test_malformed_preset_gives_one_readable_report(
+    kind: str, text: str, expected: str, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "package missing" must read the same whether or not mosaic-layers happens to be installed here.
+    monkeypatch.setattr("mosaic.core.registry._is_installed", lambda distribution: False)
     with pytest.raises(ConfigError) as info:
         parse_manifest(text, REGISTRY, source="bad.yml")
     report = str(info.value)

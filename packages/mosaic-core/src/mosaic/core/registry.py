@@ -198,6 +198,8 @@ class Registry:
             by_name = {c.partition(".")[2]: c for c in same_kind}
             name = str(component_id).partition(".")[2]
             suggestions = [by_name[n] for n in difflib.get_close_matches(name, list(by_name), n=3, cutoff=0.6)]
+        elif kind in COMPONENT_KINDS:
+            suggestions = []  # nothing of this kind is installed; other kinds' IDs would mislead
         else:
             suggestions = difflib.get_close_matches(str(component_id), self.ids(), n=3, cutoff=0.6)
         provided_by = KNOWN_PROVIDERS.get(component_id)
