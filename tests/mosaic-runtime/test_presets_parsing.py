@@ -40,13 +40,13 @@ def test_variables_chain_and_cycles_are_named() -> None:
         resolve_variables({"vars": {"a": "${b}", "b": "${a}"}})
 
 
-@settings(max_examples=40, deadline=None)
-@given(value=st.one_of(st.integers(), st.booleans(), st.text(st.characters(min_codepoint=97, max_codepoint=122),
-                                                            min_size=1, max_size=8).filter(lambda s: s not in YAML_WORDS)))
 # Words YAML reads as null or booleans rather than as text.
 YAML_WORDS = {"null", "true", "false", "yes", "no", "on", "off"}
 
 
+@settings(max_examples=40, deadline=None)
+@given(value=st.one_of(st.integers(), st.booleans(), st.text(st.characters(min_codepoint=97, max_codepoint=122),
+                                                            min_size=1, max_size=8).filter(lambda s: s not in YAML_WORDS)))
 def test_override_values_parse_as_yaml(value: object) -> None:
     text = str(value).lower() if isinstance(value, bool) else str(value)
     parts, parsed = parse_override(f"targets[0].trainer.steps={text}")
