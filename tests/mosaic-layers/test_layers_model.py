@@ -76,7 +76,7 @@ def test_gradients_reach_every_parameter_group():
     loss = torch.nn.functional.cross_entropy(out.logits.flatten(0, 1), ids.flatten())
     loss.backward()
     block = model.blocks[0]
-    for name in ("write_value", "write_key", "read_router", "write_router", "query", "slot_router", "write_gate"):
+    for name in ("write_value", "write_key", "read_router", "write_router", "query", "write_gate"):
         grad = getattr(block.memory, name).weight.grad
         assert grad is not None and grad.abs().sum() > 0, name
 

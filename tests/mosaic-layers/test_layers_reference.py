@@ -40,13 +40,15 @@ def assert_twins_agree(block, x, teacher, state=None):
     seed=st.integers(0, 10_000), batch=st.integers(1, 3), length=st.integers(1, 24), chunk=st.integers(1, 9),
     buckets=st.sampled_from([2, 4]), hashes=st.integers(1, 2), assoc=st.integers(1, 3),
     control=st.sampled_from(["off", "hard", "soft"]), hard_writes=st.booleans(),
-    step=st.sampled_from([1.0, 0.6]), forced=st.booleans(),
+    step=st.sampled_from([1.0, 0.6]), forced=st.booleans(), route_by_key=st.booleans(),
+    slot_policy=st.sampled_from(["ring", "router"]),
 )
 def test_fast_block_matches_step_reference(seed, batch, length, chunk, buckets, hashes, assoc, control, hard_writes,
-                                           step, forced):
+                                           step, forced, route_by_key, slot_policy):
     block = make_block(seed, chunk_size=chunk, mem_buckets=buckets, mem_hashes=hashes, mem_assoc=assoc,
                        opcodes_control_enabled=control != "off", opcodes_control_soft=control == "soft",
-                       mem_hard_writes=hard_writes, mem_write_step=step)
+                       mem_hard_writes=hard_writes, mem_write_step=step, mem_route_by_key=route_by_key,
+                       mem_slot_policy=slot_policy)
     x = torch.randn(batch, length, 12)
     teacher = TeacherForcing()
     if forced:  # teacher opcodes (incl. CLEAR_MEM, SCAN, IDLE) and buckets: more collisions inside a chunk

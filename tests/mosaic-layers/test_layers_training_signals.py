@@ -1,5 +1,7 @@
 """Straight-through routing, teacher forcing and numerical stability of the whole block."""
 
+import attrs
+import pytest
 import torch
 
 from mosaic.layers.block import MosaicBlock
@@ -10,16 +12,20 @@ CONFIG = MosaicBlockConfig(d_model=16, state_k=2, state_dim=4, mem_buckets=4, me
                            mem_dim=8, reg_slots=2, reg_dim=4, chunk_size=8)
 
 
-def test_lm_loss_alone_trains_values_keys_and_routers_through_straight_through_routing():
+@pytest.mark.parametrize("route_by_key", [True, False])
+@pytest.mark.parametrize("slot_policy", ["ring", "router"])
+def test_lm_loss_alone_trains_values_keys_and_routers_through_straight_through_routing(route_by_key, slot_policy):
     torch.manual_seed(0)
-    model = MosaicLM(MosaicLMConfig(vocab_size=30, n_layers=1, block=CONFIG))
+    block = attrs.evolve(CONFIG, mem_route_by_key=route_by_key, mem_slot_policy=slot_policy)
+    model = MosaicLM(MosaicLMConfig(vocab_size=30, n_layers=1, block=block))
     ids = torch.randint(0, 30, (2, 24))
     out = model({"input_ids": ids, "target_ids": ids})
     torch.nn.functional.cross_entropy(out.logits.flatten(0, 1), ids.flatten()).backward()
     memory = model.blocks[0].memory
     # the routing is hard in the forward pass, yet the routers receive the LM loss's gradient
     assert out.aux["mosaic_read_bit_logits"].requires_grad
-    for name in ("write_value", "write_key", "read_router", "write_router", "slot_router", "query", "write_gate"):
+    names = ["write_value", "write_key", "read_router", "write_router", "query", "write_gate"]
+    for name in names + (["slot_router"] if slot_policy == "router" else []):
         grad = getattr(memory, name).weight.grad
         assert grad is not None and grad.abs().max() > 0, name
 

@@ -140,6 +140,7 @@ class MosaicBlock(nn.Module):
             bank=torch.zeros(batch, c.state_k * c.state_dim, **zeros),
             memory=self.memory.empty_table(batch, device, dtype),  # type: ignore[arg-type]
             summary=torch.zeros(batch, 1, c.mem_cell_dim, **zeros),
+            mem_counts=self.memory.empty_counts(batch, device),  # type: ignore[arg-type]
             registers=torch.zeros(batch, c.reg_slots, c.reg_dim, **zeros) if c.reg_slots else None,
         )
 
@@ -168,18 +169,19 @@ class MosaicBlock(nn.Module):
         state = state if state is not None else self.init_state(x.shape[0], x.device, x.dtype)
         chunk = self.config.chunk_size
         u = self.norm(x)
-        controls, aux = self.controls(u, teacher)
         local, conv_tail = self.mixer(u, state.conv_tail)
+        context = u + local  # the token with its local context: what the VM, memory and registers see
+        controls, aux = self.controls(context, teacher)
         if teacher.drop_local is not None:
             local = local * (1 - teacher.drop_local.to(local.dtype))[..., None]
         bank, bank_h = self.bank(u, state.bank, chunk)
-        plan = self.memory.plan(u, controls, teacher)
+        plan = self.memory.plan(context, controls, teacher, state.mem_counts, chunk)
         read, table = self.memory.read(plan, state.memory, chunk)  # (B, T, mem_dim)
         summary_read, summary = self.memory.summary_read(plan, state.summary, chunk)
         memory = self.memory.out(controls.read[..., None] * (read + controls.scan[..., None] * summary_read))
         registers = register_state = None
         if self.registers is not None:
-            reg_plan = self.registers.plan(u, controls, teacher)
+            reg_plan = self.registers.plan(context, controls, teacher)
             registers, register_state = self.registers(reg_plan, state.registers, chunk)
             aux["mosaic_reg_write_gate_logits"] = reg_plan["gate_logits"]
             aux["mosaic_reg_sel_logits"] = reg_plan["sel_logits"]
@@ -187,7 +189,7 @@ class MosaicBlock(nn.Module):
         aux.update(plan.aux)
         aux.update(head_aux)
         aux["mosaic_state_decay_reg_loss"] = self.bank.regulariser()
-        return y, aux, BlockState(conv_tail, bank_h, table, summary, register_state)
+        return y, aux, BlockState(conv_tail, bank_h, table, summary, plan.counts, register_state)
 
 
 def build_mosaic_block(config: MosaicBlockConfig) -> MosaicBlock:

@@ -8,7 +8,7 @@ Every field is used. Invalid values and invalid combinations raise :class:`Layer
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -69,6 +69,12 @@ class MosaicBlockConfig:
     mem_write_threshold: float = attrs.field(default=0.5, validator=_open_unit)
     mem_write_step: float = attrs.field(default=1.0, validator=_unit_step)
     mem_hard_writes: bool = True
+    # route reads by the query and writes by the write key through one shared projection (LSH-like:
+    # a query that matches a stored key lands in its bucket); False: separate routers on the input
+    mem_route_by_key: bool = True
+    # slot inside the write bucket: "ring" = the bucket's writes so far mod assoc (fills empty slots,
+    # then overwrites the oldest); "router" = argmax of a learned slot router on the write key
+    mem_slot_policy: Literal["ring", "router"] = "ring"
     # registers (0 disables them and their aux outputs)
     reg_slots: int = attrs.field(default=4, validator=_non_negative)
     reg_dim: int = attrs.field(default=32, validator=_positive)

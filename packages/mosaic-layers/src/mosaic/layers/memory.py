@@ -46,7 +46,32 @@ class MemoryPlan:
     content: torch.Tensor  # (B, T, H, dim) w * [key, value, 1] * straight-through factors
     summary_log_keep: torch.Tensor  # (B, T) log(1 - w) of the all-bucket summary
     summary_content: torch.Tensor  # (B, T, dim) w * [key, value, 1]
+    counts: torch.Tensor  # (B, H, NB) int64 ring-buffer write counts after the last token
     aux: dict[str, torch.Tensor]
+
+
+def ring_slots(write_bucket: torch.Tensor, writes: torch.Tensor, counts: torch.Tensor, assoc: int,
+               chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slot = (writes to the same bucket before this token) mod assoc: each bucket is a ring buffer
+    that fills its empty slots in order and then overwrites the oldest write. Parallel over tokens.
+
+    write_bucket (B, T, H) int64; writes (B, T) bool; counts (B, H, NB) int64 writes so far mod
+    assoc -> (slot (B, T, H), counts after the last token)."""
+    bsz, length, hashes = write_bucket.shape
+    size = max(1, min(chunk, length))
+    pad = -length % size
+    n_chunks = (length + pad) // size
+    bucket = F.pad(write_bucket, (0, 0, 0, pad)).view(bsz, n_chunks, size, hashes).permute(0, 3, 1, 2)
+    flags = F.pad(writes.long(), (0, pad)).view(bsz, 1, n_chunks, size).expand(-1, hashes, -1, -1)
+    index = torch.arange(size, device=bucket.device)
+    later = index[:, None] > index[None, :]  # [t, s] = t > s
+    earlier = ((bucket[..., :, None] == bucket[..., None, :]) & later & (flags[..., None, :] > 0)).sum(-1)
+    per_chunk = torch.zeros(*bucket.shape[:3], counts.shape[-1], dtype=torch.int64, device=bucket.device)
+    per_chunk.scatter_add_(-1, bucket, flags)  # (B, H, nC, NB) writes per bucket in each chunk
+    before = per_chunk.cumsum(dim=2) - per_chunk + counts[:, :, None]
+    slot = (before.gather(-1, bucket) + earlier) % assoc  # (B, H, nC, C)
+    slot = slot.permute(0, 2, 3, 1).reshape(bsz, n_chunks * size, hashes)[:, :length]
+    return slot, (counts + per_chunk.sum(dim=2)) % assoc
 
 
 def route(bit_logits: torch.Tensor, teacher: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,12 +92,16 @@ class HashedMemory(nn.Module):
         super().__init__()
         c = config
         self.config = c
-        self.read_router = nn.Linear(c.d_model, c.mem_hashes * c.mem_bits, bias=False)
-        self.write_router = nn.Linear(c.d_model, c.mem_hashes * c.mem_bits, bias=False)
         self.query = nn.Linear(c.d_model, c.mem_key_dim, bias=False)
         self.write_key = nn.Linear(c.d_model, c.mem_key_dim, bias=False)
+        if c.mem_route_by_key:
+            # one locality-sensitive projection routes queries and write keys alike
+            self.read_router = self.write_router = nn.Linear(c.mem_key_dim, c.mem_hashes * c.mem_bits, bias=False)
+        else:
+            self.read_router = nn.Linear(c.d_model, c.mem_hashes * c.mem_bits, bias=False)
+            self.write_router = nn.Linear(c.d_model, c.mem_hashes * c.mem_bits, bias=False)
         self.write_value = nn.Linear(c.d_model, c.mem_dim, bias=False)
-        self.slot_router = nn.Linear(c.mem_key_dim, c.mem_assoc, bias=False)
+        self.slot_router = nn.Linear(c.mem_key_dim, c.mem_assoc, bias=False) if c.mem_slot_policy == "router" else None
         self.write_gate = nn.Linear(c.d_model, 1)
         self.write_utility = nn.Linear(c.d_model, 1)
         self.out = nn.Linear(c.mem_dim, c.d_model, bias=False)
@@ -91,18 +120,19 @@ class HashedMemory(nn.Module):
         c = self.config
         return table[:, :, : self.cells].view(table.shape[0], c.mem_hashes, c.mem_buckets, c.mem_assoc, -1)
 
-    def plan(self, u: torch.Tensor, controls: Controls, teacher: TeacherForcing) -> MemoryPlan:
+    def empty_counts(self, batch: int, device: torch.device) -> torch.Tensor:
+        c = self.config
+        return torch.zeros(batch, c.mem_hashes, c.mem_buckets, dtype=torch.int64, device=device)
+
+    def plan(self, u: torch.Tensor, controls: Controls, teacher: TeacherForcing, counts: torch.Tensor,
+             chunk: int) -> MemoryPlan:
         c = self.config
         bsz, length, _ = u.shape
-        read_bits = self.read_router(u).view(bsz, length, c.mem_hashes, c.mem_bits)
-        write_bits = self.write_router(u).view(bsz, length, c.mem_hashes, c.mem_bits)
+        query, key = self.query(u), self.write_key(u)  # (B, T, dk)
+        read_bits = self.read_router(query if c.mem_route_by_key else u).view(bsz, length, c.mem_hashes, c.mem_bits)
+        write_bits = self.write_router(key if c.mem_route_by_key else u).view(bsz, length, c.mem_hashes, c.mem_bits)
         read_bucket, read_ste = route(read_bits, teacher.read_bucket)
         write_bucket, write_ste = route(write_bits, teacher.write_bucket)
-        key = self.write_key(u)  # (B, T, dk)
-        slot_logits = F.log_softmax(self.slot_router(key), dim=-1)  # (B, T, A)
-        slot = slot_logits.argmax(-1)
-        slot_log_conf = slot_logits.gather(-1, slot[..., None])[..., 0]
-        slot_ste = torch.exp(slot_log_conf - slot_log_conf.detach())
         gate_logits = self.write_gate(u)[..., 0]  # (B, T)
         gate = torch.sigmoid(gate_logits)
         if c.mem_hard_writes:
@@ -110,9 +140,18 @@ class HashedMemory(nn.Module):
         gate = forced_float(gate, teacher.write_gate)
         strength = (c.mem_write_step * gate * controls.write).clamp(0.0, 1.0)  # (B, T)
         clear = controls.clear.clamp(0.0, 1.0)
+        if c.mem_slot_policy == "ring":
+            slot, counts = ring_slots(write_bucket, strength.detach() > 0, counts, c.mem_assoc, chunk)
+            slot_ste = torch.ones_like(write_ste)
+        else:  # a slot router on the write key, learned through a straight-through factor
+            slot_logits = F.log_softmax(self.slot_router(key), dim=-1)  # (B, T, A)
+            slot = slot_logits.argmax(-1)
+            slot_log_conf = slot_logits.gather(-1, slot[..., None])[..., 0]
+            slot_ste = torch.exp(slot_log_conf - slot_log_conf.detach())[..., None].expand_as(write_ste)
+            slot = slot[..., None].expand_as(write_bucket)
         ones = torch.ones_like(key[..., :1])
         cell_content = torch.cat([key, self.write_value(u), ones], dim=-1) * strength[..., None]  # (B, T, dim)
-        content = cell_content[:, :, None] * (write_ste * slot_ste[..., None])[..., None]  # (B, T, H, dim)
+        content = cell_content[:, :, None] * (write_ste * slot_ste)[..., None]  # (B, T, H, dim)
         aux = {
             "mosaic_write_gate_logits": gate_logits,
             "mosaic_write_utility_logits": self.write_utility(u)[..., 0],
@@ -120,21 +159,24 @@ class HashedMemory(nn.Module):
             "mosaic_write_bit_logits": write_bits,
         }
         return MemoryPlan(
-            query=self.query(u),
+            query=query,
             read_bucket=read_bucket,
             read_ste=read_ste,
-            write_cell=write_bucket * c.mem_assoc + slot[..., None],
+            write_cell=write_bucket * c.mem_assoc + slot,
             log_keep=safe_log((1 - strength) * (1 - clear)),
             content=content,
             summary_log_keep=safe_log(1 - strength),
             summary_content=cell_content,
+            counts=counts,
             aux=aux,
         )
 
     # --- reading ------------------------------------------------------------------------------
 
     def attend(self, query: torch.Tensor, views: torch.Tensor, read_ste: torch.Tensor) -> torch.Tensor:
-        """Softmax over a bucket's slots by key similarity, masked by occupancy, summed over hashes.
+        """Softmax over a bucket's slots by key similarity, masked by occupancy, summed over hashes,
+        from explicit per-token views of the bucket (the plain form the reference twin uses; the fast
+        path computes the same read in :meth:`read` without materialising the views).
 
         query (B, T, dk); views (B, T, H, A, dim) -> (B, T, mem_dim)."""
         dk = self.config.mem_key_dim

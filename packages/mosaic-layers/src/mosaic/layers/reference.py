@@ -24,7 +24,7 @@ def reference_block_forward(
     teacher = teacher if teacher is not None else TeacherForcing()
     state = state if state is not None else block.init_state(x.shape[0], x.device, x.dtype)
     bsz, length, _ = x.shape
-    tail, bank, summary = state.conv_tail, state.bank, state.summary[:, 0]
+    tail, bank, summary, counts = state.conv_tail, state.bank, state.summary[:, 0], state.mem_counts
     table, registers = state.memory.clone(), state.registers
     decays = block.bank.decays().flatten()  # (K * width,)
     conv_weight = block.mixer.conv.weight[:, 0, :].T  # (k, D)
@@ -35,20 +35,22 @@ def reference_block_forward(
     for t in range(length):
         x_t, teach = x[:, t : t + 1], teacher.at(t, t + 1)
         u = block.norm(x_t)  # (B, 1, D)
-        controls, aux = block.controls(u, teach)
         # local mixer over an explicit window of the last k inputs
         window = torch.cat([tail, u], dim=1)
         mixed = (window * conv_weight).sum(dim=1, keepdim=True) + block.mixer.conv.bias
         gate, value = block.mixer.up(mixed).chunk(2, dim=-1)
         local = block.mixer.down(F.silu(gate) * value)
         tail = window[:, 1:]
+        context = u + local
+        controls, aux = block.controls(context, teach)
         if teach.drop_local is not None:
             local = local * (1 - teach.drop_local.to(local.dtype))[..., None]
         # state bank: one leaky-integrator step
         bank = decays * bank + (1 - decays) * block.bank.inp(u[:, 0]).repeat(1, c.state_k)
         bank_out = block.bank.out(bank)[:, None]
         # memory: read the routed bucket, then write the routed cell
-        plan = block.memory.plan(u, controls, teach)
+        plan = block.memory.plan(context, controls, teach, counts, 1)  # one token: slot = counts[bucket]
+        counts = plan.counts
         rows = plan.read_bucket[:, 0, :, None] * c.mem_assoc + slots  # (B, H, A)
         views = table[batch_index[..., None], hash_index[..., None], rows]  # (B, H, A, dim)
         read = block.memory.attend(plan.query, views[:, None], plan.read_ste)
@@ -61,7 +63,7 @@ def reference_block_forward(
         # registers: read, then write
         register_read = None
         if block.registers is not None:
-            reg_plan = block.registers.plan(u, controls, teach)
+            reg_plan = block.registers.plan(context, controls, teach)
             register_read = block.registers.read(reg_plan["query"], registers[:, None])
             registers = torch.exp(reg_plan["log_keep"][:, 0])[..., None] * registers + reg_plan["content"][:, 0]
             aux["mosaic_reg_write_gate_logits"] = reg_plan["gate_logits"]
@@ -73,7 +75,7 @@ def reference_block_forward(
         per_token.append(aux)
     aux = {name: torch.cat([step[name] for step in per_token], dim=1) for name in per_token[0]}
     aux["mosaic_state_decay_reg_loss"] = block.bank.regulariser()
-    return torch.cat(outputs, dim=1), aux, BlockState(tail, bank, table, summary[:, None], registers)
+    return torch.cat(outputs, dim=1), aux, BlockState(tail, bank, table, summary[:, None], counts, registers)
 
 
 def reference_model_forward(model: MosaicLM, batch: dict[str, torch.Tensor], state: MosaicState | None = None,

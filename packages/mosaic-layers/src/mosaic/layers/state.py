@@ -17,6 +17,7 @@ class BlockState:
     bank: torch.Tensor  # (B, state_k * state_dim) leaky integrators
     memory: torch.Tensor  # (B, H, NB * A + 1, key_dim + mem_dim + 1) hashed memory (+ scratch row)
     summary: torch.Tensor  # (B, 1, key_dim + mem_dim + 1) all-bucket summary read by SCAN
+    mem_counts: torch.Tensor  # (B, H, NB) int64 writes per bucket mod assoc (ring-buffer slots)
     registers: torch.Tensor | None  # (B, R, reg_dim), None without registers
 
     def tensors(self) -> dict[str, torch.Tensor]:
