@@ -9,12 +9,12 @@ from mosaic.runtime.optim import build_optimizer
 from mosaic.runtime.sizing import estimate_memory, training_step_peak_bytes
 from train_tiny_components import TINY_PRESET, tiny_registry
 
-BATCH = 16
+BATCH = 24
 
 
 def experiment():
-    text = (TINY_PRESET.replace("      size: 64", "      size: 64\n      seq_len: 64\n      vocab_size: 64", 1)
-            .replace("d_model: 16\n", "d_model: 96\n", 1)
+    text = (TINY_PRESET.replace("      size: 64", "      size: 64\n      seq_len: 128\n      vocab_size: 64", 1)
+            .replace("d_model: 16\n", "d_model: 128\n", 1)
             .replace("n_layers: 2\n", "n_layers: 2\n      vocab_size: 64\n", 1))
     return parse_manifest(text, tiny_registry()).experiments[0]
 

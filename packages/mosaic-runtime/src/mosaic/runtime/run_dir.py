@@ -29,11 +29,15 @@ class RunDir:
     def create(cls, root: Path, preset_name: str) -> RunDir:
         stamp = datetime.datetime.now(_UTC).strftime("%Y%m%d-%H%M%S")
         base = Path(root) / preset_name / stamp
+        base.parent.mkdir(parents=True, exist_ok=True)
         path, suffix = base, 1
-        while path.exists():
-            suffix += 1
-            path = base.with_name(f"{stamp}-{suffix}")
-        path.mkdir(parents=True)
+        while True:  # mkdir is the atomic claim, so runs started in the same second never collide
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                suffix += 1
+                path = base.with_name(f"{stamp}-{suffix}")
         (path / "checkpoints").mkdir()
         return cls(path)
 

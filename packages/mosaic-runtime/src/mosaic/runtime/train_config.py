@@ -33,6 +33,9 @@ class TrainerConfig:
     """One linear training loop: AdamW, linear warmup then cosine decay, clipping, accumulation.
 
     ``batch_size`` is the global batch (summed over accumulation steps and data-parallel ranks).
+    ``threads`` sets torch's intra-op threads (0 keeps torch's default; 1 is fastest on a shared CPU).
+    ``eval_every`` / ``checkpoint_every`` of 0 mean only at the end. ``max_seconds`` > 0 stops the run
+    (status ``time_limit``, checkpoint and evaluation still written) once that much time has passed.
     """
 
     steps: int = attrs.field(default=200, validator=_positive)

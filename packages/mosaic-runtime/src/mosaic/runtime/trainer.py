@@ -116,9 +116,11 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, self.config)
         self.scheduler = build_scheduler(self.optimizer, self.config)
         self.forward_model: Callable[[dict[str, Any]], ModelOutput] = self.model
+        self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self.forward_model = self.ddp
         if self.config.compile:
             self.forward_model = torch.compile(self.forward_model)
         self.opcode_table = opcode_names(self.model)
@@ -196,7 +198,8 @@ class Trainer:
         for index, batch in enumerate(self.micro_batches()):
             tokens += count_tokens(batch)
             last = index == accum - 1
-            sync = contextlib.nullcontext() if (last or not self.dist.enabled) else self.forward_model.no_sync()
+            # gradients are all-reduced once per optimizer step, on the last micro-batch
+            sync = contextlib.nullcontext() if (last or self.ddp is None) else self.ddp.no_sync()
             with sync:
                 with self.autocast():
                     output = self.forward_model(batch)
