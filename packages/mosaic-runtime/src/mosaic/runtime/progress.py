@@ -23,8 +23,9 @@ class Progress:
         if not self.enabled:
             return
         if not self.tty:
-            log.info("train_step", step=step, total=self.total, **{k: round(v, 5) if isinstance(v, float) else v
-                                                                   for k, v in metrics.items()})
+            fields = {k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}
+            fields.update(step=step, total=self.total)  # the record may carry its own "step"
+            log.info("train_step", **fields)
             return
         elapsed = time.perf_counter() - self.started
         width = 24
