@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from mosaic.cli.commands.chrono import chrono, live_experts
 from mosaic.cli.main import BUILTIN_COMMANDS
 from mosaic.runtime.run import run_preset

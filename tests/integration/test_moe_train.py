@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from mosaic.runtime.run import run_preset
 
 # phase8_moe's targets: 0 topk, 1 loss_free, 2 chrono, 3 chrono_lifecycle, 4 chrono_adhoc

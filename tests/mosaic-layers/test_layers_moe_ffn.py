@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from mosaic.core.errors import UnknownComponentError
 from mosaic.core.plugins import PluginHost, PluginSelection, get_registry
-from mosaic.layers.config import LayerConfigError, MosaicBlockConfig, MosaicLMConfig, TransformerBaselineConfig
+from mosaic.layers.config import (
+    LayerConfigError,
+    MosaicBlockConfig,
+    MosaicLMConfig,
+    TransformerBaselineConfig,
+)
 
 V, B, T, D = 32, 2, 12, 16
 

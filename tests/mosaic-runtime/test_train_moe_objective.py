@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from mosaic.core.model_output import ModelOutput
 from mosaic.runtime.objective import MosaicEventPrediction, lm_cross_entropy
 from mosaic.runtime.objective_config import MosaicObjectiveConfig

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 import yaml
+
 from mosaic.cli.commands.run import fmt, user_errors
 from mosaic.core.errors import MosaicError
 
