@@ -41,3 +41,9 @@ def register_layers(register: Any) -> None:
         config="chronomoe.config:MoEConfig",
         summary="mixture-of-experts MLP (B,T,D)->(B,T,D): SwiGLU experts, capacity dispatch, any router.*",
     )
+    register(
+        "layer.chrono_lifecycle",
+        "chronomoe.training:build_chrono_lifecycle",
+        config="chronomoe.training_config:ChronoLifecycleConfig",
+        summary="trainer-driven ChronoSystem over a model's layer.moe feed-forwards (F_l or ad-hoc triggers)",
+    )

@@ -23,6 +23,7 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str]] = {
     "live": ("mosaic.cli.commands.live:live", "Autonomous runtime: impulses, idle consolidation, online adapters."),
     "audit": ("mosaic.cli.commands.audit:audit", "Verify tamper-evident audit logs."),
     "tools": ("mosaic.cli.commands.tools:tools", "List, show, approve, revoke, run sandboxed tools."),
+    "chrono": ("mosaic.cli.commands.chrono:chrono", "ChronoMoE run report: clocks, beta, psi and lifecycle decisions."),
 }
 
 

@@ -12,7 +12,8 @@ from torch import nn
 from mosaic.core.errors import ModelError
 from mosaic.core.model_output import ModelOutput
 from mosaic.layers.config import TransformerBaselineConfig
-from mosaic.layers.model import check_input_ids, init_weights, vocabulary_logits
+from mosaic.layers.ffn import LifecycleHooks, build_ffn, ffn_aux
+from mosaic.layers.model import check_input_ids, init_weights, stack_layer_aux, vocabulary_logits
 
 
 class CausalSelfAttention(nn.Module):
@@ -36,9 +37,12 @@ class TransformerLayer(nn.Module):
         self.attn_norm = nn.RMSNorm(d)
         self.attn = CausalSelfAttention(config)
         self.mlp_norm = nn.RMSNorm(d)
-        self.mlp = nn.Sequential(
-            nn.Linear(d, config.mlp_mult * d, bias=False), nn.GELU(), nn.Linear(config.mlp_mult * d, d, bias=False)
-        )
+        if config.ffn is not None:
+            self.mlp = build_ffn(config.ffn, d)
+        else:
+            self.mlp = nn.Sequential(
+                nn.Linear(d, config.mlp_mult * d, bias=False), nn.GELU(), nn.Linear(config.mlp_mult * d, d, bias=False)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x))
@@ -57,6 +61,21 @@ class TransformerBaseline(nn.Module):
         self.apply(init_weights)
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
+        self.lifecycle = LifecycleHooks(config.lifecycle)
+
+    # --- training hooks (see mosaic.layers.ffn) -----------------------------------------------
+
+    def ffn_layers(self) -> list[nn.Module]:
+        return [layer.mlp for layer in self.layers] if self.config.ffn is not None else []
+
+    def after_optimizer_step(self, step: int, optimizer: torch.optim.Optimizer) -> list[dict]:
+        return self.lifecycle.after_optimizer_step(self.ffn_layers(), step, optimizer)
+
+    def lifecycle_state_dict(self) -> dict | None:
+        return self.lifecycle.state_dict()
+
+    def load_lifecycle_state_dict(self, state: dict | None) -> None:
+        self.lifecycle.load_state_dict(state)
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> ModelOutput:
         ids = check_input_ids(batch)
@@ -69,7 +88,9 @@ class TransformerBaseline(nn.Module):
         logits, logit_targets = vocabulary_logits(
             self.head, self.norm(x), batch.get("target_ids"), self.config.logits_at_labels_only
         )
-        return ModelOutput(logits=logits, aux={}, logit_targets=logit_targets)
+        per_layer = [ffn_aux(ffn) for ffn in self.ffn_layers()]
+        aux = stack_layer_aux(per_layer) if per_layer and per_layer[0] else {}
+        return ModelOutput(logits=logits, aux=aux, logit_targets=logit_targets)
 
 
 def build_transformer_baseline(config: TransformerBaselineConfig) -> TransformerBaseline:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mosaic.layers.config import MosaicBlockConfig
+from mosaic.layers.ffn import build_ffn, ffn_aux
 from mosaic.layers.isa import V0_OPCODES, Opcode
 from mosaic.layers.memory import HashedMemory
 from mosaic.layers.scan import decay_scan, exclusive, gated_scan, safe_log
@@ -20,15 +21,18 @@ from mosaic.layers.vm import Controls, OpcodeHead, TeacherForcing, forced_float,
 
 
 class LocalMixer(nn.Module):
-    """Depthwise causal conv followed by a gated SiLU MLP."""
+    """Depthwise causal conv followed by a gated SiLU MLP, or by the registry layer ``config.ffn``
+    (e.g. ``layer.moe``) when one is configured."""
 
     def __init__(self, config: MosaicBlockConfig) -> None:
         super().__init__()
         d, hidden = config.d_model, config.mlp_mult * config.d_model
         self.kernel = config.conv_kernel
         self.conv = nn.Conv1d(d, d, config.conv_kernel, groups=d)
-        self.up = nn.Linear(d, 2 * hidden, bias=False)
-        self.down = nn.Linear(hidden, d, bias=False)
+        self.ffn = build_ffn(config.ffn, d, path="$.block.ffn") if config.ffn is not None else None
+        if self.ffn is None:
+            self.up = nn.Linear(d, 2 * hidden, bias=False)
+            self.down = nn.Linear(hidden, d, bias=False)
 
     def forward(self, u: torch.Tensor, tail: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         window = torch.cat([tail, u], dim=1)  # (B, k - 1 + T, D)
@@ -36,8 +40,10 @@ class LocalMixer(nn.Module):
         # the depthwise conv as k shifted multiply-adds: much cheaper than conv1d's backward on CPU
         weight = self.conv.weight[:, 0, :]  # (D, k)
         mixed = self.conv.bias + sum(window[:, i : i + length] * weight[:, i] for i in range(self.kernel))
-        gate, value = self.up(mixed).chunk(2, dim=-1)
         new_tail = window[:, window.shape[1] - (self.kernel - 1):]
+        if self.ffn is not None:
+            return self.ffn(mixed), new_tail
+        gate, value = self.up(mixed).chunk(2, dim=-1)
         return self.down(F.silu(gate) * value), new_tail
 
 
@@ -189,6 +195,8 @@ class MosaicBlock(nn.Module):
         aux.update(plan.aux)
         aux.update(head_aux)
         aux["mosaic_state_decay_reg_loss"] = self.bank.regulariser()
+        if self.mixer.ffn is not None:
+            aux.update(ffn_aux(self.mixer.ffn))
         return y, aux, BlockState(conv_tail, bank_h, table, summary, plan.counts, register_state)
 
 

@@ -39,6 +39,33 @@ def _unit_step(_instance: Any, attribute: Any, value: float) -> None:
         raise LayerConfigError(f"{attribute.name}: must lie in (0, 1], got {value}")
 
 
+def _component_mapping(kind: str, injected: tuple[str, ...]) -> Any:
+    """Validator of an optional ``{type: <kind>.<name>, ...its config}`` mapping built through the registry;
+    ``injected`` fields are set by the owner and must not appear in the mapping."""
+
+    def check(_instance: Any, attribute: Any, value: Any) -> None:
+        if value is None:
+            return
+        if not isinstance(value, dict):
+            raise LayerConfigError(f"{attribute.name}: must be a mapping with a 'type' key, got {type(value).__name__}")
+        component_id = value.get("type")
+        if not isinstance(component_id, str) or not component_id.startswith(f"{kind}."):
+            raise LayerConfigError(f"{attribute.name}.type: must name a {kind}.<name> component, got {component_id!r}")
+        shadowed = sorted(set(value) & set(injected))
+        if shadowed:
+            raise LayerConfigError(f"{attribute.name}: must not set {', '.join(shadowed)} (the model decides it)")
+
+    return check
+
+
+#: ``ffn``: the feed-forward that replaces the dense MLP, e.g. ``{type: layer.moe, n_experts: 8, top_k: 2,
+#: router: {type: router.chrono}}``; built through the registry with ``d_model`` set by the model.
+_ffn_field = attrs.field(default=None, validator=_component_mapping("layer", ("d_model",)))
+#: ``lifecycle``: a training-time controller of the feed-forward layers (e.g. ``{type:
+#: layer.chrono_lifecycle}``), driven by the trainer through ``after_optimizer_step``.
+_lifecycle_field = attrs.field(default=None, validator=_component_mapping("layer", ()))
+
+
 def _power_of_two(_instance: Any, attribute: Any, value: int) -> None:
     if value < 2 or value & (value - 1):
         raise LayerConfigError(f"{attribute.name}: must be a power of two >= 2 (routing uses log2 bits), got {value}")
@@ -86,6 +113,8 @@ class MosaicBlockConfig:
     commitment_head_enabled: bool = True
     # tokens per chunk of the vectorised scans (a tuning knob: results do not depend on it)
     chunk_size: int = attrs.field(default=32, validator=_positive)
+    # None: the local mixer's dense gated SiLU MLP; else a registry layer (B, T, D) -> (B, T, D)
+    ffn: dict[str, Any] | None = _ffn_field
 
     def __attrs_post_init__(self) -> None:
         if self.state_decay_min >= self.state_decay_max:
@@ -124,6 +153,11 @@ class MosaicLMConfig:
     logits_at_labels_only: bool = False
     # include opcodes registered by plugins after the ten v0 opcodes
     plugin_opcodes: bool = True
+    lifecycle: dict[str, Any] | None = _lifecycle_field
+
+    def __attrs_post_init__(self) -> None:
+        if self.lifecycle is not None and self.block.ffn is None:
+            raise LayerConfigError("lifecycle: needs block.ffn (a layer.moe feed-forward to act on)")
 
 
 @attrs.frozen
@@ -138,7 +172,12 @@ class TransformerBaselineConfig:
     max_seq_len: int = attrs.field(default=1024, validator=_positive)
     tie_embeddings: bool = True
     logits_at_labels_only: bool = False
+    # None: the dense GELU MLP; else a registry layer (B, T, D) -> (B, T, D), e.g. layer.moe
+    ffn: dict[str, Any] | None = _ffn_field
+    lifecycle: dict[str, Any] | None = _lifecycle_field
 
     def __attrs_post_init__(self) -> None:
+        if self.lifecycle is not None and self.ffn is None:
+            raise LayerConfigError("lifecycle: needs ffn (a layer.moe feed-forward to act on)")
         if self.d_model % self.n_heads:
             raise LayerConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")

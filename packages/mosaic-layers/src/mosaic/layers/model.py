@@ -12,6 +12,7 @@ from mosaic.core.errors import CheckpointError, ModelError
 from mosaic.core.model_output import ModelOutput
 from mosaic.layers.block import MosaicBlock
 from mosaic.layers.config import MosaicLMConfig
+from mosaic.layers.ffn import LifecycleHooks
 from mosaic.layers.isa import V0_OPCODES, Opcode, opcode_table
 from mosaic.layers.state import MosaicState
 from mosaic.layers.vm import TeacherForcing
@@ -75,6 +76,21 @@ class MosaicLM(nn.Module):
         self.apply(init_weights)
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
+        self.lifecycle = LifecycleHooks(config.lifecycle)
+
+    # --- training hooks (see mosaic.layers.ffn) -----------------------------------------------
+
+    def ffn_layers(self) -> list[nn.Module]:
+        return [block.mixer.ffn for block in self.blocks if block.mixer.ffn is not None]
+
+    def after_optimizer_step(self, step: int, optimizer: torch.optim.Optimizer) -> list[dict]:
+        return self.lifecycle.after_optimizer_step(self.ffn_layers(), step, optimizer)
+
+    def lifecycle_state_dict(self) -> dict | None:
+        return self.lifecycle.state_dict()
+
+    def load_lifecycle_state_dict(self, state: dict | None) -> None:
+        self.lifecycle.load_state_dict(state)
 
     # --- opcode table and checkpoints ---------------------------------------------------------
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from mosaic.core.errors import ObjectiveError
 from mosaic.core.model_output import ModelOutput
 from mosaic.runtime.objective_config import MosaicObjectiveConfig
+from mosaic.runtime.objective_moe import moe_loss, moe_metrics
 
 IGNORE_TARGET = -100
 
@@ -171,6 +172,13 @@ class MosaicEventPrediction:
             metrics[term.metric] = value.detach()
             metrics[f"{term.metric}_weighted"] = (weight * value).detach()
             total = total + weight * value
+        moe = moe_loss(output.aux)
+        if moe is not None:
+            metrics["aux_moe"] = moe.detach()
+            metrics.update(moe_metrics(output.aux))
+            if self.config.aux_moe_weight > 0:
+                metrics["aux_moe_weighted"] = (self.config.aux_moe_weight * moe).detach()
+                total = total + self.config.aux_moe_weight * moe
         metrics["loss_total"] = total.detach()
         return total, metrics
 

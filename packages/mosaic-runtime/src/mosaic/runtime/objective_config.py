@@ -28,3 +28,6 @@ class MosaicObjectiveConfig:
     aux_reg_gate_weight: float = _weight(0.0)
     aux_reg_sel_weight: float = _weight(0.0)
     aux_state_decay_weight: float = _weight(0.0)
+    # the routers' own auxiliary loss (moe_aux_loss, summed over layers) of models with layer.moe
+    # feed-forwards; its inner weights live in the router configs, so 1.0 adds it as configured
+    aux_moe_weight: float = _weight(1.0)

@@ -8,6 +8,7 @@ or gradient stops the run before the optimizer step, leaving the last good check
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
 import time
@@ -42,6 +43,9 @@ from mosaic.runtime.manifest import Experiment
 from mosaic.runtime.optim import build_optimizer, build_scheduler
 from mosaic.runtime.progress import Progress, log
 from mosaic.runtime.run_dir import RunDir
+
+#: lifecycle decisions of the model's training hooks, one JSON record per line, in the run directory
+DECISIONS_FILE = "decisions.jsonl"
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
     from mosaic.core.registry import Registry
@@ -146,7 +150,12 @@ class Trainer:
             "config_fingerprint": self.fingerprint,
             "opcode_table": self.opcode_table,
             "experiment": self.experiment.name,
+            "lifecycle": self.lifecycle_state(),
         }
+
+    def lifecycle_state(self) -> dict | None:
+        state = getattr(self.model, "lifecycle_state_dict", None)
+        return state() if callable(state) else None
 
     def save(self) -> None:
         if self.run is not None and self.dist.is_main:
@@ -165,6 +174,9 @@ class Trainer:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
             self.scheduler.load_state_dict(payload["scheduler"])
+            load_lifecycle = getattr(self.model, "load_lifecycle_state_dict", None)
+            if callable(load_lifecycle):
+                load_lifecycle(payload.get("lifecycle"))
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {path} does not match this model: {exc}") from None
         restore_rng_state(payload["rng"])
@@ -226,9 +238,25 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        reduced.update(self.run_training_hooks())
         reduced["grad_norm"] = float(norm)
         reduced.update(schedule)
         return reduced, tokens * self.dist.world_size
+
+    def run_training_hooks(self) -> dict[str, float]:
+        """The model's optional training hooks (protocol in ``mosaic.layers.ffn``): a lifecycle
+        controller stepped after each optimizer step; its decisions go to ``decisions.jsonl``."""
+        hook = getattr(self.model, "after_optimizer_step", None)
+        if not callable(hook):
+            return {}
+        decisions = hook(self.step, self.optimizer)
+        if not decisions:
+            return {}
+        if self.run is not None and self.dist.is_main:
+            with (self.run.path / DECISIONS_FILE).open("a", encoding="utf-8") as handle:
+                for decision in decisions:
+                    handle.write(json.dumps(decision, sort_keys=True, default=str) + "\n")
+        return {"lifecycle_decisions": float(len(decisions))}
 
     # --- the loop -----------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ BUILTIN_PRESETS: dict[str, str] = {
     "mosaic_memory_curriculum": "associative recall curriculum with difficulty ramp and teacher forcing decay",
     "mqar_mosaic": "MOSAIC on MQAR(64, 4, V 8192), d 64, 2 layers",
     "mqar_transformer": "Transformer baseline on MQAR(64, 4, V 8192), d 64, 2 layers",
+    "phase8_moe": "ChronoMoE phase 8: char-level text, MOSAIC with layer.moe (8 experts, 2 layers), five routers",
 }
 
 
@@ -46,3 +47,7 @@ def mqar_mosaic() -> str:
 
 def mqar_transformer() -> str:
     return preset_text("mqar_transformer")
+
+
+def phase8_moe() -> str:
+    return preset_text("phase8_moe")

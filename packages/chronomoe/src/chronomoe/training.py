@@ -1,0 +1,95 @@
+"""``layer.chrono_lifecycle``: ChronoSystem driven by a trainer through the model's training hooks.
+
+The MOSAIC trainer never imports chronomoe: a model whose config names this component builds it
+through the registry and calls :meth:`ChronoLifecycle.attach` with its ``layer.moe`` feed-forwards
+and the optimizer at the first optimizer step, then :meth:`ChronoLifecycle.step` after every step
+(see ``mosaic.layers.ffn``). Decisions come back as the JSON-able records of ChronoSystem's log.
+
+With ``trigger: adhoc`` the slow clock of ChronoSystem is switched off and replaced by the
+original's fixed thresholds (prune φ_slow < ``prune_phi``, split when split-ready, spawn when the
+layer starves), one edit per layer per slow evaluation, without the F_l check, relaxation trial or
+cooldown — the control condition of the phase 8 comparison.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import torch
+
+from chronomoe.edits import propose_edits, split_candidates
+from chronomoe.expert_registry import LifecycleError
+from chronomoe.lifecycle import layer_health
+from chronomoe.system import ChronoSystem
+from chronomoe.training_config import ChronoLifecycleConfig
+
+# an ad-hoc controller prefers removing an incoherent expert, then splitting, then spawning
+_ADHOC_ORDER = {"prune": 0, "split": 1, "spawn": 2}
+_NEVER = 10**12
+
+
+class ChronoLifecycle:
+    def __init__(self, config: ChronoLifecycleConfig) -> None:
+        self.config = config
+        self.system: ChronoSystem | None = None
+        self.slow_interval = 0
+
+    def attach(self, layers: list[Any], optimizer: torch.optim.Optimizer | None) -> None:
+        if not layers:
+            raise LifecycleError("layer.chrono_lifecycle: the model has no layer.moe feed-forward")
+        routers = [getattr(moe, "router", None) for moe in layers]
+        chrono = [getattr(getattr(r, "config", None), "chrono", None) for r in routers]
+        if any(c is None for c in chrono):
+            raise LifecycleError("layer.chrono_lifecycle needs router.chrono (with track_roles: true) in every layer")
+        config = chrono[0]
+        self.slow_interval = config.lifecycle.slow_interval
+        if self.config.trigger == "adhoc":
+            config = attrs.evolve(config, lifecycle=attrs.evolve(config.lifecycle, slow_interval=_NEVER))
+        self.system = ChronoSystem(
+            layers, config, optimizer=optimizer, n_active=self.config.n_active, seed=self.config.seed
+        )
+
+    def step(self) -> list[dict]:
+        system = self._attached()
+        report = system.step()
+        decisions = report.control + report.actions
+        if self.config.trigger == "adhoc" and system.step_count % self.slow_interval == 0:
+            decisions.extend(self._adhoc_edits(system))
+        return decisions
+
+    def _adhoc_edits(self, system: ChronoSystem) -> list[dict]:
+        records = []
+        for layer, (moe, registry) in enumerate(zip(system.layers, system.registries, strict=True)):
+            snapshot = moe.router.coherence.snapshot()
+            health = layer_health(snapshot, system.config)
+            ready = split_candidates(registry, snapshot, system.config)
+            _, proposals = propose_edits(registry, snapshot, health, ready, system.config)
+            triggered = [p for p in proposals if p.action in _ADHOC_ORDER]
+            if not triggered:
+                records.append(system._log(system._record(
+                    "slow", "none", layer, None, snapshot=snapshot, trigger="adhoc: no threshold crossed")))
+                continue
+            chosen = min(triggered, key=lambda p: (_ADHOC_ORDER[p.action], p.expert))
+            system._apply(registry, chosen)
+            records.append(system._log(system._record(
+                "slow", chosen.action, layer, chosen.expert, snapshot=snapshot,
+                free_energy={"before": chosen.f_before, "predicted": chosen.f_predicted},
+                trigger=f"adhoc: {chosen.trigger}", other=chosen.other)))
+        return records
+
+    def state_dict(self) -> dict:
+        return self._attached().state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self._attached().load_state_dict(state)
+
+    def _attached(self) -> ChronoSystem:
+        if self.system is None:
+            raise LifecycleError("layer.chrono_lifecycle: attach(layers, optimizer) before stepping")
+        return self.system
+
+
+def build_chrono_lifecycle(config: ChronoLifecycleConfig) -> ChronoLifecycle:
+    """``layer.chrono_lifecycle`` factory (unattached: the model attaches it at the first step)."""
+    return ChronoLifecycle(config)

@@ -1,0 +1,194 @@
+"""``mosaic chrono report RUN_DIR``: clocks, β, Ψ and lifecycle decisions of a ChronoMoE run.
+
+Reads only the run directory: ``config.yaml`` (the routers' clock retentions and lifecycle
+intervals), ``metrics.jsonl`` (per-layer ``moe_psi_l<i>``, ``moe_beta_absmax_l<i>``,
+``moe_max_vio_l<i>``, ``moe_active_experts_l<i>`` logged by the objective) and ``decisions.jsonl``
+(written by the trainer from the model's lifecycle hooks). ``--plot PNG`` draws Ψ, |β| and MaxVio
+per layer with the decisions marked (needs matplotlib).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from mosaic.cli.commands.run import fmt, user_errors
+from mosaic.core.errors import MosaicError
+
+DECISIONS_FILE = "decisions.jsonl"
+EDIT_ACTIONS = ("prune", "merge", "split", "spawn")
+SERIES = ("moe_psi", "moe_beta_absmax", "moe_max_vio", "moe_active_experts")
+# ChronoConfig's defaults, shown when the run's config leaves a clock field unset
+DEFAULT_CLOCKS = {"alpha_fast": 0.9, "alpha_mid": 0.99, "alpha_slow": 0.999}
+DEFAULT_INTERVALS = {"mid_interval": 100, "slow_interval": 1000}
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise MosaicError(f"{path}:{number}: not JSON ({exc.msg})") from None
+    return records
+
+
+def started_experiment(run: Path) -> str | None:
+    for event in read_jsonl(run / "events.log"):
+        if event.get("event") == "start":
+            return event.get("experiment")
+    return None
+
+
+def ffn_config(run: Path) -> dict[str, Any]:
+    """The ``ffn`` mapping of the experiment that ran (``{}`` without a layer.moe feed-forward)."""
+    config_path = run / "config.yaml"
+    if not config_path.exists():
+        return {}
+    document = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    targets = document.get("targets") or []
+    name = started_experiment(run)
+    chosen = next((t for t in targets if t.get("name") == name), targets[0] if targets else {})
+    model = chosen.get("model") or {}
+    return (model.get("block") or {}).get("ffn") or model.get("ffn") or {}
+
+
+def clock_lines(router: dict[str, Any] | None) -> list[str]:
+    if router is None:
+        return ["router: none (no layer.moe feed-forward in config.yaml)"]
+    lines = [f"router: {router.get('type')}"]
+    if router.get("type") != "router.chrono":
+        return lines
+    chrono = router.get("chrono") or {}
+    clocks = {**DEFAULT_CLOCKS, **(chrono.get("clocks") or {})}
+    for name in ("fast", "mid", "slow"):
+        alpha = float(clocks[f"alpha_{name}"])
+        lines.append(f"  {name:<4} clock: retention {alpha:g}, half-life {math.log(0.5) / math.log(alpha):.1f} steps")
+    lifecycle = {**DEFAULT_INTERVALS, **(chrono.get("lifecycle") or {})}
+    lines.append(f"  mid evaluation every {lifecycle['mid_interval']} steps, "
+                 f"slow (lifecycle) every {lifecycle['slow_interval']} steps")
+    return lines
+
+
+def layer_count(train: list[dict[str, Any]]) -> int:
+    layers = 0
+    while any(f"moe_active_experts_l{layers}" in record for record in train):
+        layers += 1
+    return layers
+
+
+def series_lines(train: list[dict[str, Any]], layers: int) -> list[str]:
+    """First, middle and last logged value of each per-layer series."""
+    if not train:
+        return ["no training records with MoE metrics"]
+    picks = sorted({0, len(train) // 2, len(train) - 1})
+    steps = [train[i]["step"] for i in picks]
+    lines = [f"{'metric':<22}" + "".join(f"{'step ' + str(s):>12}" for s in steps)]
+    for name in SERIES:
+        for layer in range(layers):
+            key = f"{name}_l{layer}"
+            if any(key in train[i] for i in picks):
+                values = "".join(f"{fmt(train[i].get(key)):>12}" for i in picks)
+                lines.append(f"{key:<22}{values}")
+    return lines
+
+
+def decision_lines(decisions: list[dict[str, Any]]) -> list[str]:
+    if not decisions:
+        return ["no lifecycle decisions (no decisions.jsonl: the run had no lifecycle)"]
+    counts = Counter(d.get("action") for d in decisions)
+    lines = ["by action: " + ", ".join(f"{action} {count}" for action, count in sorted(counts.items()))]
+    shown = [d for d in decisions if d.get("action") not in ("none",)]
+    for d in shown[-20:]:
+        free = d.get("free_energy") or {}
+        f_text = ""
+        if "before" in free:
+            f_text = f" F {free['before']:.4f}" + (f" -> {free['predicted']:.4f}" if "predicted" in free else "")
+        expert = "" if d.get("expert") is None else f" expert {d['expert']}"
+        lines.append(f"  step {d.get('train_step', d.get('step'))} [{d.get('clock')}] layer {d.get('layer')}: "
+                     f"{d.get('action')}{expert}{f_text} ({d.get('trigger', '')})")
+    if len(shown) > 20:
+        lines.insert(1, f"  (last 20 of {len(shown)} decisions other than 'none')")
+    return lines
+
+
+def live_experts(decisions: list[dict[str, Any]], start: float, layers: int) -> list[int]:
+    live = [int(start)] * layers
+    delta = {"prune": -1, "merge": -1, "split": 1, "spawn": 1}
+    for d in decisions:
+        if d.get("action") in delta and isinstance(d.get("layer"), int) and d["layer"] < layers:
+            live[d["layer"]] += delta[d["action"]]
+    return live
+
+
+def build_report(run: Path) -> str:
+    metrics = read_jsonl(run / "metrics.jsonl")
+    if not metrics and not (run / "config.yaml").exists():
+        raise MosaicError(f"{run} is not a run directory (no metrics.jsonl or config.yaml)")
+    train = [r for r in metrics if r.get("split") == "train" and "moe_active_experts" in r]
+    decisions = read_jsonl(run / DECISIONS_FILE)
+    layers = layer_count(train)
+    ffn = ffn_config(run)
+    router = ffn.get("router")
+    sections = [f"ChronoMoE report: {run}", "", "clocks", *clock_lines(router), ""]
+    sections += ["per layer (Ψ coherence, |β| max, MaxVio, active experts)", *series_lines(train, layers), ""]
+    sections += ["decisions", *decision_lines(decisions)]
+    if decisions and router is not None and layers:
+        experts = ffn.get("n_experts", 8)  # layer.moe's default
+        sections.append(f"live experts per layer after edits: {live_experts(decisions, experts, layers)}")
+    return "\n".join(sections)
+
+
+def plot_report(run: Path, out: Path) -> Path:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MosaicError("plotting needs matplotlib: pip install 'mosaic-runtime[plot]'") from None
+    train = [r for r in read_jsonl(run / "metrics.jsonl") if r.get("split") == "train"]
+    layers = layer_count(train)
+    if not layers:
+        raise MosaicError(f"{run / 'metrics.jsonl'} has no MoE metrics to plot")
+    edits = [d for d in read_jsonl(run / DECISIONS_FILE) if d.get("action") in EDIT_ACTIONS]
+    names = [n for n in SERIES[:3] if any(f"{n}_l0" in r for r in train)]
+    figure, axes = plt.subplots(len(names), 1, figsize=(7, 2.2 * len(names)), sharex=True, squeeze=False)
+    for axis, name in zip(axes[:, 0], names, strict=True):
+        for layer in range(layers):
+            points = [(r["step"], r[f"{name}_l{layer}"]) for r in train if f"{name}_l{layer}" in r]
+            axis.plot([p[0] for p in points], [p[1] for p in points], label=f"layer {layer}")
+        for edit in edits:
+            axis.axvline(edit.get("train_step", edit.get("step")), color="grey", linestyle=":", linewidth=0.8)
+        axis.set_ylabel(name, fontsize=8)
+        axis.legend(fontsize=7)
+    axes[-1, 0].set_xlabel("step (dotted: lifecycle edits)")
+    figure.tight_layout()
+    figure.savefig(out, dpi=90)
+    plt.close(figure)
+    return out
+
+
+@click.group("chrono")
+def chrono() -> None:
+    """ChronoMoE runs: clocks, β, Ψ and lifecycle decisions."""
+
+
+@chrono.command("report")
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Also draw Ψ, |β|, MaxVio to this PNG.")
+def report(run_dir: Path, plot_path: Path | None) -> None:
+    """Print RUN_DIR's ChronoMoE clocks, per-layer Ψ/β/MaxVio and lifecycle decisions."""
+    with user_errors():
+        click.echo(build_report(run_dir))
+        if plot_path is not None:
+            click.echo(f"wrote {plot_report(run_dir, plot_path)}")

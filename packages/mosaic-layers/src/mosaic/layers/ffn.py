@@ -1,0 +1,83 @@
+"""Feed-forward layers chosen by configuration, and the training-hook protocol that drives them.
+
+A block's ``ffn`` mapping names a registry layer (``{type: layer.moe, n_experts: 8, router: {...}}``);
+it is built through the registry, so mosaic-layers never imports the package that provides it
+(``layer.moe`` comes from chronomoe; if that is not installed the registry says so and how to install
+it). The layer maps ``(B, T, D) → (B, T, D)`` and may expose ``aux_outputs() -> {name: tensor}``,
+the auxiliary losses and metrics of its last forward; the model stacks them per layer into
+``ModelOutput.aux`` (leading layer axis), e.g. ``moe_aux_loss (L,)``, ``moe_beta (L, E)``.
+
+Training-hook protocol (duck-typed; the runtime imports neither this module nor chronomoe). A model
+may define:
+
+- ``after_optimizer_step(step: int, optimizer) -> list[dict]``: called by the trainer after every
+  optimizer step; returns the decisions taken (JSON-able dicts), which the trainer appends to the
+  run's ``decisions.jsonl`` and counts in the ``lifecycle_decisions`` metric;
+- ``lifecycle_state_dict() -> dict | None`` and ``load_lifecycle_state_dict(state)``: the
+  controller's state, stored in and restored from checkpoints.
+
+The controller is the registry component named by the model's ``lifecycle`` mapping (e.g.
+``layer.chrono_lifecycle``). Its factory returns an object with ``attach(layers, optimizer)``,
+``step() -> list[dict]``, ``state_dict()`` and ``load_state_dict(state)``; it is attached lazily at
+the first optimizer step because the optimizer is built after the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def build_ffn(spec: Mapping[str, Any], d_model: int, path: str = "$.ffn") -> nn.Module:
+    """The registry layer named by ``spec['type']``, configured by the rest of ``spec`` and ``d_model``."""
+    from mosaic.core.plugins import get_registry
+
+    mapping = {key: value for key, value in spec.items() if key != "type"}
+    mapping["d_model"] = d_model
+    return get_registry().build(spec["type"], mapping, path=path)
+
+
+def ffn_aux(ffn: nn.Module) -> dict[str, torch.Tensor]:
+    """The feed-forward's aux outputs of its last forward (empty for layers that have none)."""
+    collect = getattr(ffn, "aux_outputs", None)
+    return dict(collect()) if callable(collect) else {}
+
+
+class LifecycleHooks:
+    """The model side of the training-hook protocol: owns the lazily attached controller."""
+
+    def __init__(self, spec: Mapping[str, Any] | None) -> None:
+        self.spec = spec
+        self.controller: Any = None
+        self.pending_state: dict | None = None
+
+    def after_optimizer_step(self, layers: Sequence[nn.Module], step: int, optimizer: Any) -> list[dict]:
+        if self.spec is None:
+            return []
+        if self.controller is None:
+            from mosaic.core.plugins import get_registry
+
+            mapping = {key: value for key, value in self.spec.items() if key != "type"}
+            self.controller = get_registry().build(self.spec["type"], mapping, path="$.lifecycle")
+            self.controller.attach(list(layers), optimizer)
+            if self.pending_state is not None:
+                self.controller.load_state_dict(self.pending_state)
+                self.pending_state = None
+        # decisions carry the trainer's step beside the controller's own clock
+        return [{**decision, "train_step": step} for decision in self.controller.step()]
+
+    def state_dict(self) -> dict | None:
+        if self.controller is not None:
+            return self.controller.state_dict()
+        return self.pending_state
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if state is None:
+            return
+        if self.controller is not None:
+            self.controller.load_state_dict(state)
+        else:
+            self.pending_state = state
