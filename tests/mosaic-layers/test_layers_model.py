@@ -106,6 +106,8 @@ def test_bad_batches_raise_model_errors():
     model = MosaicLM(SMALL)
     with pytest.raises(ModelError, match="input_ids"):
         model({"target_ids": torch.zeros(2, 3, dtype=torch.int64)})
+    with pytest.raises(ModelError, match="empty"):
+        model({"input_ids": torch.zeros(2, 0, dtype=torch.int64)})
     ids = torch.zeros(2, 3, dtype=torch.int64)
     with pytest.raises(ModelError, match="mosaic_teacher_read_bucket"):
         model({"input_ids": ids, "mosaic_teacher_forcing": torch.ones(2),

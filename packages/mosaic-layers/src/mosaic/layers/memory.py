@@ -136,7 +136,7 @@ class HashedMemory(nn.Module):
         gate_logits = self.write_gate(u)[..., 0]  # (B, T)
         gate = torch.sigmoid(gate_logits)
         if c.mem_hard_writes:
-            gate = (gate > c.mem_write_threshold).to(u.dtype) + gate - gate.detach()
+            gate = (gate > c.mem_write_threshold).to(u.dtype) + (gate - gate.detach())  # exactly 0 or 1
         gate = forced_float(gate, teacher.write_gate)
         strength = (c.mem_write_step * gate * controls.write).clamp(0.0, 1.0)  # (B, T)
         clear = controls.clear.clamp(0.0, 1.0)

@@ -49,6 +49,8 @@ def check_input_ids(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     ids = batch["input_ids"]
     if ids.dim() != 2 or ids.dtype != torch.int64:
         raise ModelError(f"batch['input_ids']: expected an int64 tensor (B, T), got {ids.dtype} {tuple(ids.shape)}")
+    if ids.shape[0] == 0 or ids.shape[1] == 0:
+        raise ModelError(f"batch['input_ids']: empty batch or sequence {tuple(ids.shape)}")
     targets = batch.get("target_ids")
     if targets is not None and targets.shape != ids.shape:
         raise ModelError(f"batch['target_ids']: shape {tuple(targets.shape)} differs from input_ids {tuple(ids.shape)}")

@@ -20,10 +20,18 @@ LOG_FLOOR = 46.0
 _FLOOR = math.exp(-LOG_FLOOR)
 
 
+#: Below this decay ``safe_log`` passes no gradient: ``d log a / d a = 1 / a`` would amplify rounding
+#: noise in the (tiny) gradient of what survives of a cell that is being overwritten.
+GRAD_FLOOR = 1e-4
+
+
 def safe_log(a: torch.Tensor) -> torch.Tensor:
-    """``log a`` for ``a`` in [0, 1], finite with finite gradients at 0 (computed in fp32 so that
-    the floor survives half precision)."""
-    return torch.log(a.float().clamp_min(_FLOOR)).to(a.dtype)
+    """``log a`` for ``a`` in [0, 1], floored at ``exp(-LOG_FLOOR)``, with the gradient of
+    ``log max(a, GRAD_FLOOR)`` (computed in fp32 so that the floor survives half precision)."""
+    wide = a.float() if a.dtype in (torch.float16, torch.bfloat16) else a
+    value = torch.log(wide.clamp_min(_FLOOR))
+    smooth = torch.log(wide.clamp_min(GRAD_FLOOR))
+    return (smooth + (value - smooth).detach()).to(a.dtype)
 
 
 def _pad_time(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -131,7 +131,7 @@ def straight_through_one_hot(logits: torch.Tensor, teacher: torch.Tensor | None,
     if teacher is not None:
         choice = torch.where(teacher >= 0, teacher, choice)
     hard = F.one_hot(choice, logits.shape[-1]).to(soft.dtype)
-    return hard + soft - soft.detach()
+    return hard + (soft - soft.detach())  # parenthesised: exactly the one-hot in the forward pass
 
 
 class OpcodeHead(nn.Module):
