@@ -27,6 +27,7 @@ def configs(draw):
         block_size=8192,
         mem_buckets=draw(st.sampled_from([2, 8, 64])),
         mem_hashes=draw(st.integers(1, 2)),
+        commitment_label_in_header=draw(st.booleans()),
         n_pairs=draw(st.integers(1, 3)),
         distractor_events=draw(st.integers(0, 2)),
         negotiation_pairs=draw(st.integers(0, 2)),
@@ -116,10 +117,13 @@ def test_labels_point_at_the_right_bytes(config, idx):
         elif event.type == "Message":
             literal = _literal(chunk, "text", event.payload["text"])
             text = bytes(x[offset + literal.start : offset + literal.stop].tolist()).decode()
-            assert text == event.payload["text"] in TEMPLATES_BY_DELTA[event.commitment_delta]
+            # The class comes from the template pool the text was drawn from, never from the header.
+            (delta,) = [d for d, pool in TEMPLATES_BY_DELTA.items() if event.payload["text"] in pool]
+            assert text == event.payload["text"]
+            assert event.commitment_delta == (delta if config.commitment_label_in_header else 0)
             for t in literal:
-                commitments[offset + t] = event.commitment_delta
-                if event.commitment_delta != 0:
+                commitments[offset + t] = delta
+                if delta != 0:
                     commit_ops.add(offset + t)
         previous_type = event.type
 
@@ -151,7 +155,8 @@ def test_labels_point_at_the_right_bytes(config, idx):
     messages = [event for _, event, _ in events if event.type == "Message"]
     for start in range(0, len(messages), 3):
         cycle = messages[start : start + 3]
-        assert [m.commitment_delta for m in cycle] == [1, 0, -1]
+        classes = [next(d for d, pool in TEMPLATES_BY_DELTA.items() if m.payload["text"] in pool) for m in cycle]
+        assert classes == [1, 0, -1]
         assert len({m.commitment_id for m in cycle}) == 1 and cycle[0].commitment_id is not None
 
     # Span metadata agrees with the labels.
@@ -237,3 +242,22 @@ def test_difficulty_moves_pairs_noise_and_negotiation_cycles():
     assert torch.equal(dataset[3]["input_ids"], easy["input_ids"])
     with pytest.raises(DataError, match="EventTraceDataset"):
         dataset.set_teacher_forcing(2.0)
+
+
+def test_commitment_label_is_not_serialised_before_the_text_by_default() -> None:
+    from mosaic.core import EventDecoder
+    from mosaic.core.events.codec import EVENT_DELIMITER
+    from mosaic.data.config import EventTraceConfig
+    from mosaic.data.event_traces import EventTraceDataset
+
+    def message_deltas(config: EventTraceConfig) -> list[int]:
+        item = EventTraceDataset(config)[0]
+        raw = bytes(int(b) for b in item["input_ids"].tolist() if b != 0)
+        events = [EventDecoder().decode_bytes(chunk) for chunk in raw.split(bytes([EVENT_DELIMITER])) if chunk]
+        return [e.commitment_delta for e in events if e.type == "Message"]
+
+    hidden = EventTraceConfig(block_size=1024, n_pairs=1, distractor_events=0, negotiation_pairs=1, value_digits=2)
+    assert message_deltas(hidden) == [0, 0, 0]
+    shown = EventTraceConfig(block_size=1024, n_pairs=1, distractor_events=0, negotiation_pairs=1, value_digits=2,
+                             commitment_label_in_header=True)
+    assert message_deltas(shown) == [1, 0, -1]

@@ -12,6 +12,8 @@ from mosaic.runtime.yaml_source import load_yaml
 from train_tiny_components import TINY_PRESET, tiny_registry
 
 REGISTRY = tiny_registry()
+#: Plain words YAML 1.1 reads as null or booleans (an override value is YAML, so these are not strings).
+YAML_WORDS = {"null", "true", "false", "yes", "no", "on", "off", "y", "n"}
 NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
 SCALARS = st.one_of(st.integers(-10**6, 10**6), st.booleans(), st.floats(allow_nan=False, allow_infinity=False),
                     st.text(st.characters(blacklist_characters="${}", blacklist_categories=("Cs",)), max_size=12))
@@ -40,13 +42,10 @@ def test_variables_chain_and_cycles_are_named() -> None:
         resolve_variables({"vars": {"a": "${b}", "b": "${a}"}})
 
 
-# Words YAML reads as null or booleans rather than as text.
-YAML_WORDS = {"null", "true", "false", "yes", "no", "on", "off"}
-
-
 @settings(max_examples=40, deadline=None)
 @given(value=st.one_of(st.integers(), st.booleans(), st.text(st.characters(min_codepoint=97, max_codepoint=122),
-                                                            min_size=1, max_size=8).filter(lambda s: s not in YAML_WORDS)))
+                                                            min_size=1, max_size=8).filter(
+    lambda word: word not in YAML_WORDS)))
 def test_override_values_parse_as_yaml(value: object) -> None:
     text = str(value).lower() if isinstance(value, bool) else str(value)
     parts, parsed = parse_override(f"targets[0].trainer.steps={text}")

@@ -84,11 +84,18 @@ class EventTraceConfig:
     MemoryWrite (+ Noise) events, negotiation cycles (open +1, work 0, close -1 sharing one
     ``commitment_id``), MemoryQuery -> MemoryAnswer, Idle -> MemoryAnswer replay. Keys and values
     are ``value_digits``-digit integers; teacher buckets are ``key mod mem_buckets`` for every hash.
+
+    ``commitment_label_in_header``: sorted-key JSON puts ``"commitment_delta"`` *before* a message's
+    text, so serialising the label would let the commitment head copy it instead of reading the
+    message. By default negotiation messages are serialised with ``commitment_delta`` 0 (the
+    label lives only in ``mosaic_teacher_commitment_delta``), as a runtime sees events that do not
+    declare their commitments; set it to true to reproduce the original traces.
     """
 
     block_size: int = attrs.field(default=2048, validator=_at_least(2))
     mem_buckets: int = attrs.field(default=64, validator=_power_of_two)
     mem_hashes: int = attrs.field(default=2, validator=_at_least(1))
+    commitment_label_in_header: bool = False
     n_pairs: int = attrs.field(default=2, validator=_at_least(1))
     min_pairs: int | None = None
     distractor_events: int = attrs.field(default=1, validator=_at_least(0))

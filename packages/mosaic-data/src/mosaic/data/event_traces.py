@@ -126,8 +126,9 @@ class _Trace:
         self.spans.append(TraceSpan(kind, offset + start, offset + end, value))
 
     def message(self, text: str, delta: int, commitment_id: str) -> None:
+        declared = delta if self.config.commitment_label_in_header else 0
         offset, data = self.event(
-            "Message", "agent", {"text": text}, commitment_delta=delta, commitment_id=commitment_id
+            "Message", "agent", {"text": text}, commitment_delta=declared, commitment_id=commitment_id
         )
         start, end = _text_span(data, text)
         positions = range(offset + start, offset + end)
