@@ -97,7 +97,7 @@ def integration(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff over packages, tests, examples and benchmarks."""
     session.install("-q", "ruff==0.17.6")
-    session.run("ruff", "check", "packages", "tests", "examples", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "packages", "tests", "examples", "benchmarks", "experiments", "noxfile.py")
 
 
 @nox.session

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import goal, main
+
 from mosaic.runtime.run import run_preset
 from mosaic.runtime.run_dir import RunDir
 

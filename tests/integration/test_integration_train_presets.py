@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from mosaic.core.errors import ConfigError
 from mosaic.core.plugins import PluginHost, PluginSelection, get_registry
 from mosaic.runtime.manifest import load_manifest
@@ -32,7 +33,7 @@ def test_builtin_preset_trains_two_steps(tmp_path: Path, name: str) -> None:
     overrides = ["trainer.steps=2", "trainer.warmup_steps=1", "trainer.log_every=1", "eval.samples=4",
                  "eval.batch_size=4", "trainer.batch_size=2"]
     manifest = load_manifest(name, get_registry())
-    for index, curriculum in enumerate(manifest.experiments[0].curricula):
+    for index, _curriculum in enumerate(manifest.experiments[0].curricula):
         overrides += [f"targets[0].curriculum[{index}].warmup_steps=0",
                       f"targets[0].curriculum[{index}].cooldown_steps=0"]
     if manifest.experiments[0].curricula and not isinstance(manifest.resolved["targets"][0]["curriculum"], list):

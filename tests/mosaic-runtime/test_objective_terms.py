@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from mosaic.core.errors import ObjectiveError
 from mosaic.core.model_output import ModelOutput
 from mosaic.runtime.objective import (

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+from train_tiny_components import TINY_PRESET, tiny_registry
+
 from mosaic.cli.commands.presets import presets
 from mosaic.core.errors import ConfigError
 from mosaic.runtime.manifest import parse_manifest
-from train_tiny_components import TINY_PRESET, tiny_registry
 
 REGISTRY = tiny_registry()
 

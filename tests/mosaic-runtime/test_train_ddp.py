@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from mosaic.runtime.checkpoint import latest_checkpoint
 from train_tiny_components import TINY_PRESET
+
+from mosaic.runtime.checkpoint import latest_checkpoint
 
 ENTRY = Path(__file__).with_name("train_tiny_entry.py")
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_tiny_components import TINY_PRESET, tiny_registry
+
 from mosaic.core.errors import CheckpointError, ConfigError, TrainingError
 from mosaic.runtime.checkpoint import (
     latest_checkpoint,
@@ -20,7 +22,6 @@ from mosaic.runtime.checkpoint import (
     load_checkpoint,
 )
 from mosaic.runtime.run import run_preset
-from train_tiny_components import TINY_PRESET, tiny_registry
 
 ENTRY = Path(__file__).with_name("train_tiny_entry.py")
 

@@ -10,6 +10,7 @@ from mosaic.runtime.progress import Progress
 
 
 def test_structured_progress_accepts_records_that_carry_their_own_step() -> None:
+    structlog.reset_defaults()  # an earlier in-process CLI call may have filtered info events out
     with structlog.testing.capture_logs() as logs:
         progress = Progress(total=10, stream=io.StringIO())  # not a terminal
         progress.update(3, {"step": 3, "loss_total": 1.234567891, "lr": 0.01})

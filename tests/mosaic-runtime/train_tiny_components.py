@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 import torch
+
 from mosaic.core.model_output import ModelOutput
 from mosaic.core.plugins import PluginHost, PluginSelection, hookimpl
 from mosaic.runtime import plugin as runtime_plugin

@@ -12,8 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from mosaic.runtime.run import run_preset
 from train_tiny_components import tiny_registry
+
+from mosaic.runtime.run import run_preset
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+
 from mosaic.core.errors import DataError
 
 #: Fill values for ragged keys: padding never becomes supervision (REFERENCE §1, pitfall 6).

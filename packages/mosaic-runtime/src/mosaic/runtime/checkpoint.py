@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from mosaic.core.errors import CheckpointError
 
 FORMAT = "mosaic-checkpoint/1"

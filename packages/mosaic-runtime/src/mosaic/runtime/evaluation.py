@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+
 from mosaic.core.model_output import ModelOutput
 from mosaic.runtime.batching import collate_for, move_to
 

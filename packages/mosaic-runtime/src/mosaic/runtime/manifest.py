@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
+
 from mosaic.core.config import structure_config, unstructure_config
 from mosaic.core.errors import (
     ConfigError,

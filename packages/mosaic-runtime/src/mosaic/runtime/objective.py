@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import torch
 import torch.nn.functional as F
+
 from mosaic.core.errors import ObjectiveError
 from mosaic.core.model_output import ModelOutput
 from mosaic.runtime.objective_config import MosaicObjectiveConfig

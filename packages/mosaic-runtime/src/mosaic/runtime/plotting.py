@@ -32,7 +32,7 @@ def plot_run(run_path: Path, out: Path | None = None) -> Path:
     )
     names = [n for n in names if any(n in r for r in train)]
     figure, axes = plt.subplots(len(names), 1, figsize=(7, 2.2 * len(names)), sharex=True, squeeze=False)
-    for axis, name in zip(axes[:, 0], names):
+    for axis, name in zip(axes[:, 0], names, strict=False):
         points = [(r["step"], r[name]) for r in train if name in r]
         axis.plot([p[0] for p in points], [p[1] for p in points], label="train")
         evals = [(r["step"], r["metrics"][name]) for r in records

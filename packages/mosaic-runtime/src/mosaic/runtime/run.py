@@ -69,6 +69,7 @@ def evaluate_run(run_path: Path, *, registry: Registry | None = None, samples: i
     """Re-evaluate a run's newest checkpoint on its held-out set; the report is written into the
     run's ``summary.json`` under ``eval`` and returned."""
     import torch
+
     from mosaic.runtime.checkpoint import latest_checkpoint, load_checkpoint
     from mosaic.runtime.evaluation import evaluate, opcode_names
     from mosaic.runtime.trainer import pick_device

@@ -12,8 +12,9 @@ from typing import Any
 
 import yaml
 
-_UTC = datetime.timezone.utc  # noqa: UP017 - datetime.UTC needs Python 3.11; we support 3.10
 from mosaic.core.errors import ConfigError, ConfigProblem
+
+_UTC = datetime.timezone.utc
 
 
 def _plain(value: Any) -> Any:

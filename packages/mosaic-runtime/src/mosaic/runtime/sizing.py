@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
-from mosaic.runtime.batching import collate_for
-from mosaic.runtime.manifest import Experiment
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+
+from mosaic.runtime.batching import collate_for
+from mosaic.runtime.manifest import Experiment
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
     from mosaic.core.registry import Registry

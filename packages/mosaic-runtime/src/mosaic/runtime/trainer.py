@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
+
 from mosaic.core.errors import (
     CheckpointError,
     ConfigError,

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
+
 from mosaic.core.errors import ConfigError, ConfigProblem
 from mosaic.runtime.yaml_source import child_path
 

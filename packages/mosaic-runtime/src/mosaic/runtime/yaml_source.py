@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 import yaml
+
 from mosaic.core.errors import ConfigError, ConfigProblem
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+
 from mosaic.cli.commands.run import registry_from_context, user_errors
 
 

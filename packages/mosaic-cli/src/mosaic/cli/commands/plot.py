@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from mosaic.cli.commands.run import user_errors
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 import yaml
+
 from mosaic.cli.commands.run import registry_from_context, user_errors
 from mosaic.core.errors import MosaicError
 

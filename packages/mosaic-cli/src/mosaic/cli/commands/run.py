@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from mosaic.core.errors import MosaicError
 
 
