@@ -6,8 +6,7 @@ importing the host (which imports the registry).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mosaic.core.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "COMPONENT_KINDS": "mosaic.core.plugins.hookspecs",
@@ -27,14 +26,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mosaic.core.plugins' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

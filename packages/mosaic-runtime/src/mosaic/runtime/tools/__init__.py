@@ -5,8 +5,7 @@ Public names are imported on first use (PEP 562), so importing this package is c
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mosaic.core.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "ParameterSpec": "mosaic.runtime.tools.definition",
@@ -34,14 +33,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mosaic.runtime.tools' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
