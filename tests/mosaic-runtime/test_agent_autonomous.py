@@ -18,11 +18,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from agent_tiny_model import REPLY, TinyStreamConfig, TinyStreamLM, make_run
 
+from mosaic.core.errors import RuntimeStateError
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.core.homeostasis import DriveBand, HomeostaticLoop, IntrinsicDrive
 from mosaic.runtime.agent.autonomous import AutonomousRuntime
 from mosaic.runtime.agent.config import ConsolidationConfig, LiveConfig
-from mosaic.core.errors import RuntimeStateError
 from mosaic.runtime.agent.consolidation import consolidate, prune_cells
 from mosaic.runtime.agent.metrics import memory_occupancy
 from mosaic.runtime.agent.responder import EventSession
