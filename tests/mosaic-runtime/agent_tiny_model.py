@@ -75,6 +75,20 @@ class TinyState:
         return cls(layers, data["since_delimiter"].clone(), int(data["position"]))
 
 
+@attrs.frozen
+class TinyCells:
+    """The memory cells of TinyStreamLM's one layer, duck-typing mosaic-layers' ``MemoryCells``."""
+
+    layer: int
+    values: torch.Tensor  # (B, 1, cells, D) views of the state's table
+    occupancy: torch.Tensor  # (B, 1, cells)
+    age: torch.Tensor  # (B, 1, cells) int64, always 0: the tiny memory keeps no write order
+
+    @property
+    def utility(self) -> torch.Tensor:
+        return self.occupancy
+
+
 class TinyStreamLM(nn.Module):
     """One recurrent layer with a hashed-by-byte memory table, commitment/opcode/gate heads."""
 
@@ -140,6 +154,22 @@ class TinyStreamLM(nn.Module):
     def prefill(self, ids: torch.Tensor, state: TinyState | None = None, chunk_tokens: int = 512) -> ModelOutput:
         state = self.init_state(ids.shape[0], ids.device) if state is None else state
         return self.forward({"input_ids": ids}, state)
+
+    # the memory read-back API consolidation uses (see MosaicLM.memory_cells)
+
+    def memory_cells(self, state: TinyState) -> list[TinyCells]:
+        table = state.layers[0].memory[:, :, :-1]
+        return [TinyCells(0, table[..., :-1], table[..., -1], torch.zeros_like(table[..., -1], dtype=torch.int64))]
+
+    def replay_memory(self, state: TinyState, cells: TinyCells, select: torch.Tensor | None = None,
+                      as_logits: bool = True) -> torch.Tensor:
+        values = cells.values if select is None else cells.values[select]
+        with torch.no_grad():
+            return self.head(values.reshape(-1, values.shape[-1])) if as_logits else values
+
+    def forget_memory_cells(self, state: TinyState, cells: TinyCells, select: torch.Tensor) -> int:
+        state.layers[0].memory[:, :, :-1][select] = 0.0
+        return int(select.sum())
 
 
 @attrs.frozen

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from agent_tiny_model import REPLY, TinyStreamConfig, TinyStreamLM, make_run
 
+from mosaic.core.errors import RuntimeStateError
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.core.homeostasis import DriveBand, HomeostaticLoop, IntrinsicDrive
 from mosaic.runtime.agent.autonomous import AutonomousRuntime
@@ -104,6 +105,7 @@ def test_idle_consolidation_leaves_the_live_state_bit_identical(run: tuple[Path,
     assert counters.consolidations == 1 and counters.idle == 3 and counters.impulses == 0
     report = runtime.last_consolidation
     assert report.pruned_cells > 0 and report.occupancy_after == 0.0 and report.replayed == 2
+    assert report.utility_before > 0.0 == report.utility_after
     assert report.rehearsal_loss_before is not None and report.rehearsal_loss_after is not None
     assert identical(before, agent.session.state)
     assert emitted_types(output) == ["Consolidation", "Shutdown"]
@@ -116,12 +118,50 @@ def test_consolidation_works_on_a_copy() -> None:
     session = EventSession(model)
     session.observe(NOTE)
     before = snapshot(session.state)
-    copy, report = consolidate(model, session.state, list(session.recent), ConsolidationConfig(prune_below=1.0),
-                               random.Random(0))
+    copy, report = consolidate(model, session.state, ConsolidationConfig(prune_below=1.0), random.Random(0))
     assert identical(before, session.state)
     assert memory_occupancy(copy) == 0.0 < report.occupancy_before
-    pruned, cells = prune_cells(session.state.copy(), 0.0)
+    pruned, cells = prune_cells(model, session.state.copy(), 0.0)
     assert pruned == 0 and cells == report.cells
+
+
+def test_consolidation_replays_memory_contents_and_prunes_by_utility() -> None:
+    torch.manual_seed(0)
+    model = TinyStreamLM(TinyStreamConfig(commit_bias=0)).eval()
+    session = EventSession(model)
+    session.observe(NOTE)
+    session.recent.clear()  # nothing but the memory itself is left to replay from
+    (cells,) = model.memory_cells(session.state)
+    used = cells.utility[cells.occupancy >= 0.05]
+    threshold = float(used.median())
+    weak = int(((cells.occupancy > 0) & (cells.utility <= threshold)).sum())
+    assert 0 < weak < int((cells.occupancy > 0).sum())
+    before = snapshot(session.state)
+    copy, report = consolidate(model, session.state, ConsolidationConfig(prune_below=threshold, replay_samples=3),
+                               random.Random(0))
+    assert identical(before, session.state)
+    # replay came from the memory: each replayed byte is the argmax of a stored cell's readout
+    assert report.replayed == 3 == len(report.replayed_bytes)
+    stored = model.head(cells.values[cells.occupancy >= 0.05]).argmax(-1).tolist()
+    assert set(report.replayed_bytes) <= set(stored)
+    assert report.rehearsal_loss_before is not None
+    # exactly the low-utility cells were cleared in the copy, the rest kept bit for bit
+    assert report.pruned_cells == weak
+    (after,) = model.memory_cells(copy)
+    kept = cells.utility > threshold
+    assert torch.equal(after.values[kept], cells.values[kept])
+    assert bool((after.occupancy[~kept] == 0).all())
+    assert report.utility_after > report.utility_before  # only the more useful cells are left
+
+
+def test_consolidation_refuses_a_model_without_the_memory_api() -> None:
+    class NoReadBack:
+        def __init__(self, model: TinyStreamLM) -> None:
+            self.model = model
+
+    model = TinyStreamLM(TinyStreamConfig()).eval()
+    with pytest.raises(RuntimeStateError, match="memory_cells"):
+        consolidate(NoReadBack(model), model.init_state(1), ConsolidationConfig(), random.Random(0))
 
 
 def test_sigterm_stops_the_loop_and_saves_the_session(run: tuple[Path, object]) -> None:

@@ -14,6 +14,7 @@ from mosaic.layers.block import MosaicBlock
 from mosaic.layers.config import MosaicLMConfig
 from mosaic.layers.ffn import LifecycleHooks
 from mosaic.layers.isa import V0_OPCODES, Opcode, opcode_table
+from mosaic.layers.memory import MemoryCells, memory_cells
 from mosaic.layers.state import MosaicState
 from mosaic.layers.vm import TeacherForcing
 
@@ -172,6 +173,57 @@ class MosaicLM(nn.Module):
             raise ModelError("prefill: ids has no tokens")
         out.logits = torch.cat(logits, dim=1)
         return out
+
+
+    # --- reading memory back ------------------------------------------------------------------
+
+    def memory_cells(self, state: MosaicState) -> list[MemoryCells]:
+        """Each layer's memory cells (keys, values, occupancy, bucket, slot, age, utility) as views
+        of ``state``; see :class:`~mosaic.layers.memory.MemoryCells`."""
+        self._check_memory_state(state)
+        return [memory_cells(block.memory, layer.memory, layer.mem_counts, index)
+                for index, (block, layer) in enumerate(zip(self.blocks, state.layers, strict=True))]
+
+    def replay_memory(self, state: MosaicState, cells: MemoryCells, select: torch.Tensor | None = None,
+                      as_logits: bool = True) -> torch.Tensor:
+        """Stored values turned back into the model's spaces through the read path, gradient-free.
+
+        A query whose read bucket holds one occupied cell reads that cell's stored value (the softmax
+        over the bucket's slots puts all weight on the occupied one), and the block adds
+        ``memory.out(value)`` to the residual stream. That contribution ``(N, d_model)`` is the most
+        faithful thing a cell means without the query that would read it; with ``as_logits`` it is
+        passed through the final norm and vocabulary head, giving next-token logits ``(N, V)`` in the
+        direction the cell pushes the prediction (the deeper blocks are skipped: they need a context).
+        ``select`` (bool, shaped like ``cells.occupancy``) picks cells, in row-major order; default all.
+        """
+        self._check_memory_state(state)
+        if not 0 <= cells.layer < len(self.blocks):
+            raise ModelError(f"replay_memory: cells of layer {cells.layer}, the model has {len(self.blocks)} layers")
+        values = cells.values if select is None else cells.values[self._check_select(cells, select)]
+        with torch.no_grad():
+            contribution = self.blocks[cells.layer].memory.out(values.reshape(-1, values.shape[-1]))  # (N, D)
+            return self.head(self.norm(contribution)) if as_logits else contribution
+
+    def forget_memory_cells(self, state: MosaicState, cells: MemoryCells, select: torch.Tensor) -> int:
+        """Clear (in place) the ``select``-ed cells of ``cells.layer`` in ``state``: key, value and
+        occupancy become 0, as if never written (ring counts are kept, so the write order of the other
+        slots is unchanged). Returns how many cells were cleared."""
+        self._check_memory_state(state)
+        mask = self._check_select(cells, select)
+        view = self.blocks[cells.layer].memory.table_view(state.layers[cells.layer].memory)
+        view[mask] = 0.0
+        return int(mask.sum())
+
+    def _check_memory_state(self, state: MosaicState) -> None:
+        if not isinstance(state, MosaicState) or len(state.layers) != len(self.blocks):
+            raise ModelError(f"expected a MosaicState with {len(self.blocks)} layers, got {type(state).__name__}")
+
+    @staticmethod
+    def _check_select(cells: MemoryCells, select: torch.Tensor) -> torch.Tensor:
+        if select.dtype != torch.bool or select.shape != cells.occupancy.shape:
+            raise ModelError(f"select: expected a bool mask {tuple(cells.occupancy.shape)}, "
+                             f"got {select.dtype} {tuple(select.shape)}")
+        return select
 
 
 def build_mosaic_lm(config: MosaicLMConfig) -> MosaicLM:

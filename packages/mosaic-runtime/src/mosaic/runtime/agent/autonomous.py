@@ -132,7 +132,7 @@ class AutonomousRuntime:
         changed = session.tokens_seen != self._consolidated_at
         if changed and self.counters.idle % self.config.consolidate_every_ticks == 0:
             self._consolidated_at = session.tokens_seen
-            _, report = consolidate(session.model, session.state, list(session.recent), self.consolidation, self.rng)
+            _, report = consolidate(session.model, session.state, self.consolidation, self.rng)
             self.last_consolidation = report
             self.counters.consolidations += 1
             self.agent.emit(EventEnvelope(CONSOLIDATION_EVENT_TYPE, report.to_payload(), session.config.sender))

@@ -28,9 +28,10 @@ class GenerationConfig:
 class ConsolidationConfig:
     """Idle-time consolidation on a copy of the live state.
 
-    Cells whose occupancy (strength) is at most ``prune_below`` are cleared in the copy (with hard
-    memory writes every written cell has strength 1, so only ``prune_below`` 1 clears them); up to ``replay_samples``
-    cached event patterns are rehearsed (gradient-free forward passes) from the consolidated copy.
+    Up to ``replay_samples`` occupied memory cells, drawn in proportion to their utility (strength times
+    recency, in [0, 1]; see ``MosaicLM.memory_cells``), are replayed and their bytes rehearsed
+    (gradient-free forward passes); occupied cells whose utility is at most ``prune_below`` are cleared
+    in the copy (``prune_below`` 1 clears every written cell).
     """
 
     prune_below: float = attrs.field(default=0.05, converter=float, validator=[v.ge(0.0), v.le(1.0)])

@@ -31,7 +31,7 @@ ERROR_EVENT_TYPE = "Error"
 COMMITMENT_KEY = "mosaic_commitment_logits"
 #: Longest piece of an event fed to the model in one call.
 PREFILL_TOKENS = 1024
-#: Recent event byte sequences kept for consolidation rehearsal.
+#: Recent event byte sequences kept with the session (saved and restored with it).
 RECENT_PATTERNS = 64
 
 
