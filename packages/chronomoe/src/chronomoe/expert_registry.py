@@ -186,8 +186,7 @@ class ExpertRegistry:
     def _reset_statistics(self, expert: int) -> None:
         router = self.moe.router
         if hasattr(router, "state"):
-            router.state.k[expert] = 0.0
-            router.state.held[expert] = False
+            router.state.reset_expert(expert)
         if hasattr(router, "coherence"):
             router.coherence.reset_expert(expert)
         if getattr(router, "role", None) is not None:
