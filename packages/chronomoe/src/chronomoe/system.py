@@ -138,6 +138,7 @@ class ChronoSystem:
         registry = self.registries[layer]
         state = self.layers[layer].router.state
         records = []
+        registry.slow_cycle()
         health = layer_health(snapshot, config)
         f_now = free_energy(layer_view(registry), lc).total
         if self.pending[layer] is not None:
@@ -344,6 +345,13 @@ class ChronoSystem:
         if proposal["action"] in ("split", "spawn") and not registry.can_grow():
             return self._record(
                 "slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="no room"
+            )
+        guarded = (proposal["action"] == "merge" and not (
+            registry.can_merge(proposal["expert"]) and registry.can_merge(proposal["other"])
+        )) or (proposal["action"] == "split" and not registry.can_split(proposal["expert"]))
+        if guarded:
+            return self._record(
+                "slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="oscillation guard"
             )
         if proposal["action"] in ("prune", "merge") and not registry.can_shrink():
             return self._record(
