@@ -57,7 +57,9 @@ def run(moe, k, steps=20):
 def test_gaming_expert_has_a_high_veto_rate_and_fails_gate_five_alone():
     config = ChronoConfig(
         k_max=20.0,
-        kernel=KernelConfig(reflex_min_tokens=0, reflex_min_phi=-1.0, reflex_max_flip=1.0, reflex_k_fraction=0.0005),
+        kernel=KernelConfig(
+            reflex_min_tokens=0, reflex_min_phi=-1.0, reflex_max_flip=1.0, reflex_k_fraction=0.0005
+        ),
     )
     moe = build(config)
     k = torch.zeros(8)

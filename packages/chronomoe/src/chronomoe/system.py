@@ -25,8 +25,8 @@ import torch
 
 from chronomoe.buffer import CoherenceSnapshot
 from chronomoe.config import ChronoConfig
-from chronomoe.escalation import EscalationCalibrator
 from chronomoe.edits import choose, layer_view, propose_edits, split_candidates
+from chronomoe.escalation import EscalationCalibrator
 from chronomoe.expert_registry import ExpertRegistry, LifecycleError
 from chronomoe.free_energy import free_energy
 from chronomoe.identity import epoch_shift, is_scar, psi_mid_slow, reflex_candidates, reflex_gates
@@ -346,9 +346,10 @@ class ChronoSystem:
             return self._record(
                 "slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="no room"
             )
-        guarded = (proposal["action"] == "merge" and not (
-            registry.can_merge(proposal["expert"]) and registry.can_merge(proposal["other"])
-        )) or (proposal["action"] == "split" and not registry.can_split(proposal["expert"]))
+        guarded = (
+            proposal["action"] == "merge"
+            and not (registry.can_merge(proposal["expert"]) and registry.can_merge(proposal["other"]))
+        ) or (proposal["action"] == "split" and not registry.can_split(proposal["expert"]))
         if guarded:
             return self._record(
                 "slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="oscillation guard"
