@@ -96,6 +96,8 @@ def test_split_children_and_merge_survivors_are_guarded_and_checkpointed():
     assert not registry.can_merge(child) and not registry.can_merge(1)
     registry.merge(2, 3)
     assert not registry.can_split(2)
+    assert registry.guarded("split", 2, None) and registry.guarded("merge", 4, child)
+    assert not registry.guarded("merge", 4, 5) and not registry.guarded("prune", 1, None)
     with pytest.raises(LifecycleError, match="guarded"):
         registry.split(2)
     with pytest.raises(LifecycleError, match="guarded"):

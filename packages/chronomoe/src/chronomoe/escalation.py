@@ -11,8 +11,10 @@ routing from the first step is still caught. Host-side state only, checkpointed 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import attrs
+import torch
 
 from chronomoe.config import LifecycleConfig
 
@@ -49,6 +51,16 @@ def calibrated_thresholds(baseline: list[float], config: LifecycleConfig) -> Esc
     floors = (config.warn_floor, config.decay_floor, config.reset_floor)
     sigmas = config.escalation_sigmas
     return EscalationThresholds(*(max(f, mean + s * std) for f, s in zip(floors, sigmas, strict=True)))
+
+
+@torch.no_grad()
+def escalate_beta(state: Any, action: str | None, beta_decay: float) -> None:
+    """Apply ``action`` to a RouterState's k (device-only); crystallised experts keep theirs —
+    identity events are irreversible."""
+    if action == "reset_beta":
+        state.k.copy_(torch.where(state.crystallised, state.k, torch.zeros_like(state.k)))
+    elif action == "decay_beta":
+        state.k.copy_(torch.where(state.crystallised, state.k, state.k * beta_decay))
 
 
 class EscalationCalibrator:

@@ -96,6 +96,12 @@ class ExpertRegistry:
                 promoted.append(e)
         return promoted
 
+    def guarded(self, action: str, expert: int, other: int | None) -> bool:
+        """Is this edit blocked by the oscillation guard?"""
+        if action == "merge":
+            return not (self.can_merge(expert) and (other is None or self.can_merge(other)))
+        return action == "split" and not self.can_split(expert)
+
     def slow_cycle(self) -> None:
         """One slow evaluation has begun: the oscillation guards run down by one."""
         self.merge_guard = [max(0, g - 1) for g in self.merge_guard]

@@ -26,7 +26,7 @@ import torch
 from chronomoe.buffer import CoherenceSnapshot
 from chronomoe.config import ChronoConfig
 from chronomoe.edits import choose, layer_view, propose_edits, split_candidates
-from chronomoe.escalation import EscalationCalibrator
+from chronomoe.escalation import EscalationCalibrator, escalate_beta
 from chronomoe.expert_registry import ExpertRegistry, LifecycleError
 from chronomoe.free_energy import free_energy
 from chronomoe.identity import epoch_shift, is_scar, psi_mid_slow, reflex_candidates, reflex_gates
@@ -109,11 +109,7 @@ class ChronoSystem:
         flip, js = state.disagreement.estimate_at(0).cpu().tolist()
         calibrator = self.calibrators[layer]
         action, just_calibrated = calibrator.observe(flip)
-        keep = state.crystallised  # identity events are irreversible: escalation leaves them alone
-        if action == "reset_beta":
-            state.k.copy_(torch.where(keep, state.k, torch.zeros_like(state.k)))
-        elif action == "decay_beta":
-            state.k.copy_(torch.where(keep, state.k, state.k * lc.beta_decay))
+        escalate_beta(state, action, lc.beta_decay)
         records = []
         if action is not None:
             records.append(
@@ -346,11 +342,7 @@ class ChronoSystem:
             return self._record(
                 "slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="no room"
             )
-        guarded = (
-            proposal["action"] == "merge"
-            and not (registry.can_merge(proposal["expert"]) and registry.can_merge(proposal["other"]))
-        ) or (proposal["action"] == "split" and not registry.can_split(proposal["expert"]))
-        if guarded:
+        if registry.guarded(proposal["action"], proposal["expert"], proposal["other"]):
             return self._record(
                 "slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="oscillation guard"
             )
