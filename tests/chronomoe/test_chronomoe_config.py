@@ -11,7 +11,7 @@ from chronomoe.config import (
     LifecycleConfig,
     MoEConfig,
 )
-from mosaic.core.config import structure_config
+from mosaic.core.config import structure_config, unstructure_config
 from mosaic.core.errors import ConfigError
 from mosaic.core.plugins import get_registry
 
@@ -69,8 +69,12 @@ def test_every_config_field_is_read_by_the_package(config_cls):
 def test_lifecycle_and_kernel_configs_validate():
     with pytest.raises(ValueError, match="split_off"):
         LifecycleConfig(split_on=0.4, split_off=0.5)
-    with pytest.raises(ValueError, match="warn_flip"):
-        LifecycleConfig(warn_flip=0.6)
+    with pytest.raises(ValueError, match="warn_floor"):
+        LifecycleConfig(warn_floor=0.6)
+    with pytest.raises(ValueError, match="escalation_sigmas"):
+        LifecycleConfig(escalation_sigmas=(3.0, 2.0, 9.0))
+    config = LifecycleConfig(escalation_sigmas=(1.0, 2.0, 3.0))
+    assert structure_config(unstructure_config(config), LifecycleConfig) == config
     with pytest.raises(ValueError, match="min_experts"):
         LifecycleConfig(min_experts=5, max_experts=4)
     with pytest.raises(ConfigError, match="window_steps"):

@@ -129,7 +129,7 @@ def test_system_routes_edits_and_identity_events_through_the_kernel(tmp_path, au
             reflex_min_tokens=0,
             reflex_min_phi=-1.0,
             reflex_max_flip=1.0,
-            reflex_max_js=1.0,
+            reflex_max_veto=1.0,
             reflex_k_fraction=0.01,
         ),
     )

@@ -42,13 +42,13 @@ def test_veto_is_one_below_full_zero_above_zero_and_linear_between():
 def test_veto_stops_beta_from_inventing_support_the_clean_router_lacks():
     clean = torch.tensor([[4.0, 3.9, -6.0, -6.0], [0.0, 0.1, 0.0, 0.05]])
     beta = torch.tensor([0.0, 0.0, 12.0, 0.0])
-    key, metrics = biased_selection_key(clean, beta, ChronoConfig(js_token_stride=1))
+    key, metrics, _ = biased_selection_key(clean, beta, ChronoConfig(js_token_stride=1))
     # token 0: beta would move nearly all mass to an expert the clean router gives ~1e-5; vetoed
     assert key[0].argmax() == clean[0].argmax()
     torch.testing.assert_close(key[0], clean[0])
     # the same beta without a veto flips both tokens
     lax = ChronoConfig(veto_full=0.98, veto_zero=0.99, js_token_stride=1)
-    key_lax, metrics_lax = biased_selection_key(clean, beta, lax)
+    key_lax, metrics_lax, _ = biased_selection_key(clean, beta, lax)
     assert key_lax.argmax(-1).tolist() == [2, 2]
     assert float(metrics_lax["flip_rate"]) == 1.0 and float(metrics["flip_rate"]) < 1.0
     assert float(metrics["veto"]) > 0.5 and float(metrics_lax["veto"]) == 0.0
@@ -57,7 +57,7 @@ def test_veto_stops_beta_from_inventing_support_the_clean_router_lacks():
 def test_small_beta_passes_the_veto_and_breaks_ties():
     clean = torch.tensor([[1.0, 1.0, -2.0]])
     beta = torch.tensor([0.0, 0.05, 0.0])
-    key, metrics = biased_selection_key(clean, beta, ChronoConfig(js_token_stride=1))
+    key, metrics, _ = biased_selection_key(clean, beta, ChronoConfig(js_token_stride=1))
     assert key.argmax(-1).item() == 1 and float(metrics["veto"]) == 0.0
     assert float(metrics["tv"]) > 0 and float(metrics["js"]) > 0
 

@@ -94,8 +94,16 @@ class LifecycleConfig:
     - A split candidate first runs a relaxation trial: its β is held at 0 for ``relaxation_steps``;
       only if it is still bimodal afterwards is the split real (else it was β-induced).
     - Mid clock every ``mid_interval`` steps: escalation on the mid-clock top-1 flip rate between
-      clean and biased routing — ``warn_flip`` warn, ``decay_flip`` multiply k by ``beta_decay``,
-      ``reset_flip`` reset k to 0. Slow clock every ``slow_interval`` steps: lifecycle edits.
+      clean and biased routing — warn, multiply k by ``beta_decay``, reset k to 0. Thresholds are
+      calibrated per layer (see escalation.py): the first ``calibration_evals`` mid readings are the
+      layer's baseline; afterwards level i fires at ``max(floor_i, mean + escalation_sigmas[i]·std)``
+      with floors ``warn_floor < decay_floor < reset_floor`` (so a quiet baseline with std 0 does not
+      escalate on every blip). We chose mean + k·std over quantiles because a window of ~10 readings
+      gives no usable tail quantile. During calibration the floors alone apply.
+      Slow clock every ``slow_interval`` steps: lifecycle edits.
+    - Oscillation guard: a spawned or split child (and the parent of a split, whose statistics were
+      reset) cannot be merged, and a merge survivor cannot be split, for ``edit_guard_cycles`` slow
+      evaluations after the edit.
     """
 
     centroid_alpha: float = attrs.field(default=0.95, validator=_open_unit)
@@ -115,9 +123,14 @@ class LifecycleConfig:
     relaxation_steps: int = attrs.field(default=200, validator=v.ge(1))
     mid_interval: int = attrs.field(default=100, validator=v.ge(1))
     slow_interval: int = attrs.field(default=1000, validator=v.ge(1))
-    warn_flip: float = attrs.field(default=0.2, validator=[v.ge(0.0), v.le(1.0)])
-    decay_flip: float = attrs.field(default=0.5, validator=[v.ge(0.0), v.le(1.0)])
-    reset_flip: float = attrs.field(default=0.7, validator=[v.ge(0.0), v.le(1.0)])
+    calibration_evals: int = attrs.field(default=10, validator=v.ge(0))
+    warn_floor: float = attrs.field(default=0.1, validator=[v.ge(0.0), v.le(1.0)])
+    decay_floor: float = attrs.field(default=0.3, validator=[v.ge(0.0), v.le(1.0)])
+    reset_floor: float = attrs.field(default=0.5, validator=[v.ge(0.0), v.le(1.0)])
+    escalation_sigmas: tuple[float, float, float] = attrs.field(
+        default=(3.0, 6.0, 9.0), converter=tuple, validator=v.deep_iterable(v.ge(0.0))
+    )
+    edit_guard_cycles: int = attrs.field(default=3, validator=v.ge(0))
     beta_decay: float = attrs.field(default=0.5, validator=[v.ge(0.0), v.lt(1.0)])
 
     def __attrs_post_init__(self) -> None:
@@ -125,8 +138,11 @@ class LifecycleConfig:
             raise ValueError(f"split_off ({self.split_off}) must be < split_on ({self.split_on})")
         if not self.min_experts <= self.max_experts:
             raise ValueError(f"min_experts ({self.min_experts}) must be <= max_experts ({self.max_experts})")
-        if not self.warn_flip < self.decay_flip < self.reset_flip:
-            raise ValueError("escalation thresholds must satisfy warn_flip < decay_flip < reset_flip")
+        if not self.warn_floor < self.decay_floor < self.reset_floor:
+            raise ValueError("escalation floors must satisfy warn_floor < decay_floor < reset_floor")
+        sigmas = self.escalation_sigmas
+        if len(sigmas) != 3 or not sigmas[0] <= sigmas[1] <= sigmas[2]:
+            raise ValueError(f"escalation_sigmas must be three non-decreasing values, got {sigmas}")
 
 
 @attrs.frozen
@@ -142,9 +158,9 @@ class KernelConfig:
     - Reflex crystallisation (fast clock): an expert's β coefficient is frozen when all five gates
       pass — (1) persistence: ``|k| ≥ reflex_k_fraction · k_max``; (2) coherence:
       ``φ_slow ≥ reflex_min_phi``; (3) agreement: mid-clock flip rate ``≤ reflex_max_flip``;
-      (4) evidence: ``tokens_seen ≥ reflex_min_tokens``; (5) anti-gaming: the expert's bias is not
-      being vetoed (mid-clock disagreement JS ``≤ reflex_max_js``), so a β that invents support
-      cannot crystallise.
+      (4) evidence: ``tokens_seen ≥ reflex_min_tokens``; (5) anti-gaming: the expert's own bias is
+      not being vetoed — its veto rate (mid-clock debiased EMA of the mean veto ``1 − r`` over the
+      tokens routed to it) ``≤ reflex_max_veto`` — so a β that invents support cannot crystallise.
     - Epoch boundary (mid clock): ``|Ψ_mid − Ψ_slow| ≥ epoch_psi_shift`` marks a before/after.
     """
 
@@ -156,7 +172,7 @@ class KernelConfig:
     reflex_min_phi: float = attrs.field(default=0.7, validator=[v.ge(-1.0), v.le(1.0)])
     reflex_max_flip: float = attrs.field(default=0.1, validator=[v.ge(0.0), v.le(1.0)])
     reflex_min_tokens: int = attrs.field(default=10000, validator=v.ge(0))
-    reflex_max_js: float = attrs.field(default=0.01, validator=v.ge(0.0))
+    reflex_max_veto: float = attrs.field(default=0.05, validator=[v.ge(0.0), v.le(1.0)])
     epoch_psi_shift: float = attrs.field(default=0.2, validator=v.gt(0.0))
 
 

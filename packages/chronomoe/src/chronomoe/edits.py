@@ -6,7 +6,8 @@ At most one edit per layer per evaluation; "do nothing" unless the best predicte
 - prune: φ_slow below ``prune_phi`` after ``prune_min_tokens`` tokens, layer not starving;
 - split: split-ready (bimodality with hysteresis) and ``φ_slow > split_min_phi``, after a passed
   relaxation trial (see :class:`chronomoe.system.ChronoSystem`);
-- merge: the most redundant pair of experts (survivor = the one with the larger share);
+- merge: the most redundant pair of experts (survivor = the one with the larger share), among
+  experts whose oscillation guard has run out (see ``edit_guard_cycles``);
 - spawn: only while the layer starves (Neff / saturation), cloning the most selected expert.
 """
 
@@ -101,11 +102,12 @@ def propose_edits(
                         after_prune(view, e),
                         f"phi_slow {stats.phi_slow:.3f} < {config.prune_phi}",
                     )
-        if len(settled) >= 2:
-            rows = [view.index(e) for e in settled]
+        mergeable = [e for e in settled if registry.can_merge(e)]
+        if len(mergeable) >= 2:
+            rows = [view.index(e) for e in mergeable]
             pairs = pair_redundancy(view)[rows][:, rows]
             flat = int(pairs.argmax())
-            i, j = settled[flat // len(rows)], settled[flat % len(rows)]
+            i, j = mergeable[flat // len(rows)], mergeable[flat % len(rows)]
             if i != j:
                 survivor, absorbed = (
                     (i, j) if view.share[view.index(i)] >= view.share[view.index(j)] else (j, i)
@@ -145,13 +147,14 @@ def choose(proposals: list[EditProposal], min_delta_f: float) -> EditProposal | 
 def split_candidates(
     registry: ExpertRegistry, snapshot: CoherenceSnapshot, config: ChronoConfig
 ) -> list[int]:
-    """Settled experts whose bimodality is split-ready and whose φ_slow is high enough."""
+    """Settled, unguarded experts whose bimodality is split-ready and whose φ_slow is high enough."""
     role = registry.moe.router.role
     ready = role.split_ready.detach().cpu().tolist()
     return [
         e
         for e in registry.live()
         if registry.states[e] == "active"
+        and registry.can_split(e)
         and ready[e]
         and snapshot.experts[e].phi_slow > config.lifecycle.split_min_phi
     ]

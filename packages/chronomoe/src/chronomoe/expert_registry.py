@@ -51,6 +51,10 @@ class ExpertRegistry:
         self.moe, self.config, self.optimizer = moe, config, optimizer
         self.states: list[State] = ["active"] * n_active + ["archived"] * (width - n_active)
         self.cooling_left = [0] * width
+        # oscillation guard, in slow evaluations left: new experts may not be merged, merge
+        # survivors may not be split, until the guard has run out
+        self.merge_guard = [0] * width
+        self.split_guard = [0] * width
         self.generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             self.moe.router.columns.active.copy_(torch.tensor([s != "archived" for s in self.states]))
@@ -69,6 +73,12 @@ class ExpertRegistry:
     def can_shrink(self) -> bool:
         return len(self.live()) > self.config.min_experts
 
+    def can_merge(self, expert: int) -> bool:
+        return self.merge_guard[expert] <= 0
+
+    def can_split(self, expert: int) -> bool:
+        return self.split_guard[expert] <= 0
+
     # --- per-step -------------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -86,6 +96,17 @@ class ExpertRegistry:
                 promoted.append(e)
         return promoted
 
+    def guarded(self, action: str, expert: int, other: int | None) -> bool:
+        """Is this edit blocked by the oscillation guard?"""
+        if action == "merge":
+            return not (self.can_merge(expert) and (other is None or self.can_merge(other)))
+        return action == "split" and not self.can_split(expert)
+
+    def slow_cycle(self) -> None:
+        """One slow evaluation has begun: the oscillation guards run down by one."""
+        self.merge_guard = [max(0, g - 1) for g in self.merge_guard]
+        self.split_guard = [max(0, g - 1) for g in self.split_guard]
+
     # --- edits ----------------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -99,15 +120,19 @@ class ExpertRegistry:
             raise LifecycleError("cannot spawn: no archived column to reuse")
         self._clone(source, child)
         self._reset_moments([child])
+        self.merge_guard[child] = self.config.edit_guard_cycles
         return child
 
     @torch.no_grad()
     def split(self, expert: int) -> int:
         """Split ``expert`` into itself and a clone; both halves start with fresh optimizer moments.
         The clone enters cooling, so the layer's output is unchanged at the moment of the split."""
+        if not self.can_split(expert):
+            raise LifecycleError(f"cannot split expert {expert}: a merge survivor is still guarded")
         child = self.spawn(expert)
         self._reset_moments([expert])
         self._reset_statistics(expert)
+        self.merge_guard[expert] = self.config.edit_guard_cycles  # its statistics start afresh too
         return child
 
     @torch.no_grad()
@@ -125,10 +150,13 @@ class ExpertRegistry:
         self._require_live(absorbed)
         if survivor == absorbed or not self.can_shrink():
             raise LifecycleError(f"cannot merge {absorbed} into {survivor}")
+        if not (self.can_merge(survivor) and self.can_merge(absorbed)):
+            raise LifecycleError(f"cannot merge {absorbed} into {survivor}: a new expert is still guarded")
         w_s, w_a = share[0] / sum(share), share[1] / sum(share)
         for weight in self._expert_weights():
             weight[survivor] = w_s * weight[survivor] + w_a * weight[absorbed]
         self._archive(absorbed)
+        self.split_guard[survivor] = self.config.edit_guard_cycles
 
     # --- checkpoint ----------------------------------------------------------------------------
 
@@ -136,6 +164,8 @@ class ExpertRegistry:
         return {
             "states": list(self.states),
             "cooling_left": list(self.cooling_left),
+            "merge_guard": list(self.merge_guard),
+            "split_guard": list(self.split_guard),
             "generator": self.generator.get_state(),
         }
 
@@ -146,6 +176,8 @@ class ExpertRegistry:
             )
         self.states = list(state["states"])
         self.cooling_left = list(state["cooling_left"])
+        self.merge_guard = [int(g) for g in state["merge_guard"]]
+        self.split_guard = [int(g) for g in state["split_guard"]]
         self.generator.set_state(state["generator"])
         with torch.no_grad():
             self.moe.router.columns.active.copy_(torch.tensor([s != "archived" for s in self.states]))
@@ -180,14 +212,14 @@ class ExpertRegistry:
         columns.entry_offset[expert] = 0.0
         self.states[expert] = "archived"
         self.cooling_left[expert] = 0
+        self.merge_guard[expert] = self.split_guard[expert] = 0
         self._reset_moments([expert])
         self._reset_statistics(expert)
 
     def _reset_statistics(self, expert: int) -> None:
         router = self.moe.router
         if hasattr(router, "state"):
-            router.state.k[expert] = 0.0
-            router.state.held[expert] = False
+            router.state.reset_expert(expert)
         if hasattr(router, "coherence"):
             router.coherence.reset_expert(expert)
         if getattr(router, "role", None) is not None:

@@ -2,7 +2,8 @@
 later (two-step commit). Thresholds live in :class:`chronomoe.config.KernelConfig`.
 
 - Reflex crystallisation (fast clock) — five gates per expert: persistence of β at the clamp,
-  coherence, agreement with the clean router, evidence (tokens), anti-gaming (β not vetoed).
+  coherence, agreement with the clean router, evidence (tokens), anti-gaming (the expert's own
+  veto rate: its β is not being vetoed on the tokens routed to it).
 - Epoch boundary (mid clock) — the mid-clock layer coherence has moved away from the slow clock.
 - Scar (slow clock) — an edit made the layer's free energy worse by at least ``scar_delta_f``.
 """
@@ -21,13 +22,14 @@ def reflex_gates(moe: Any, expert: int, config: ChronoConfig) -> dict[str, bool]
     k = float(router.state.k[expert])
     phi_slow = float(router.coherence.phi_slow()[expert])
     tokens = int(router.coherence.tokens_seen[expert])
-    flip, js = router.state.disagreement.estimate_at(0).cpu().tolist()
+    flip = float(router.state.disagreement.estimate_at(0)[0])
+    veto = float(router.state.expert_veto.estimate_at(0)[expert])
     return {
         "persistence": abs(k) >= kc.reflex_k_fraction * config.k_max,
         "coherence": phi_slow >= kc.reflex_min_phi,
         "agreement": flip <= kc.reflex_max_flip,
         "evidence": tokens >= kc.reflex_min_tokens,
-        "anti_gaming": js <= kc.reflex_max_js,
+        "anti_gaming": veto <= kc.reflex_max_veto,
     }
 
 

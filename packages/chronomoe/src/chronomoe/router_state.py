@@ -28,12 +28,30 @@ class RouterState(nn.Module):
         self.register_buffer("crystallised", torch.zeros(n_experts, dtype=torch.bool))
         # mid-clock disagreement [top-1 flip rate, JS divergence] for escalation
         self.disagreement = DebiasedEMA((config.clocks.alpha_mid,), (2,))
+        # mid-clock per-expert veto rate (expert_veto_counts): how much of what β claims for the
+        # expert is vetoed
+        self.expert_veto = DebiasedEMA((config.clocks.alpha_mid,), (n_experts,))
         self.logit_std = DebiasedEMA((config.logit_std_alpha,))
 
     def beta_eff(self) -> torch.Tensor:
         """(E,) the bias added to the selection key."""
         std = self.logit_std.estimate_at(0)
         return self.k.clamp(-self.config.k_max, self.config.k_max) * std
+
+    @torch.no_grad()
+    def observe_veto(self, veto_counts: torch.Tensor) -> None:
+        """Per-expert veto rate from one forward's ``veto_counts`` (2, E) (see
+        :func:`expert_veto_counts`); experts β selected for no token age without an observation."""
+        vetoed, proposed = veto_counts[0], veto_counts[1]
+        self.expert_veto.update(vetoed / proposed.clamp_min(1.0), proposed > 0)
+
+    @torch.no_grad()
+    def reset_expert(self, expert: int) -> None:
+        """Forget one column's bias and veto history (a new or archived expert)."""
+        self.k[expert] = 0.0
+        self.held[expert] = False
+        self.expert_veto.numerator[:, expert] = 0.0
+        self.expert_veto.weight[:, expert] = 0.0
 
     @torch.no_grad()
     def observe_logit_std(self, std: torch.Tensor) -> None:
@@ -98,8 +116,9 @@ def bridge_relevance(tv: torch.Tensor, config: ChronoConfig) -> torch.Tensor:
 
 def biased_selection_key(
     clean_logits: torch.Tensor, beta: torch.Tensor, config: ChronoConfig
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The vetoed selection key ``z + r·β`` (N, E) and disagreement metrics (0-d tensors).
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    """The vetoed selection key ``z + r·β`` (N, E), disagreement metrics (0-d tensors) and the
+    per-token veto ``1 − r`` (N,).
 
     ``tv`` and ``js`` compare the clean distribution with the distribution of the vetoed key, on
     every ``js_token_stride``-th token; ``flip_rate`` (top-1 changes) and ``veto`` (mean ``1 − r``)
@@ -118,4 +137,24 @@ def biased_selection_key(
         "flip_rate": (logits.argmax(-1) != key.argmax(-1)).float().mean(),
         "veto": 1.0 - relevance.mean(),
     }
-    return key, metrics
+    return key, metrics, 1.0 - relevance
+
+
+def selection_mask(key: torch.Tensor, top_k: int) -> torch.Tensor:
+    """(N, E) 1.0 where the expert is among the token's top-k of ``key`` (no one_hot: no sync)."""
+    index = key.topk(top_k, dim=-1).indices
+    return torch.zeros_like(key, dtype=torch.float32).scatter_(-1, index, 1.0)
+
+
+def expert_veto_counts(
+    clean_key: torch.Tensor, biased_key: torch.Tensor, token_veto: torch.Tensor, top_k: int
+) -> torch.Tensor:
+    """(2, E): per expert, the veto mass ``Σ (1 − r)`` over the tokens that β *adds* it to (in the
+    top-k of the unvetoed biased key, not in the clean top-k), and the number of tokens whose
+    biased key selects it. Their ratio is the expert's veto rate: the fraction of its routed
+    (β-proposed) tokens whose bias for it was vetoed. A veto is charged only to the experts β
+    promoted, so a neighbour that was selected anyway is not blamed for another expert's β."""
+    proposed = selection_mask(biased_key, top_k)  # (N, E)
+    gained = proposed * (1.0 - selection_mask(clean_key, top_k))
+    vetoed = (gained * token_veto.float().unsqueeze(-1)).sum(0)
+    return torch.stack([vetoed, proposed.sum(0)])

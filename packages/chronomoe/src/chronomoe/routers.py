@@ -15,7 +15,7 @@ from chronomoe.buffer import CoherenceBuffer
 from chronomoe.coherence import MoETrace
 from chronomoe.config import ChronoRouterConfig, LossFreeRouterConfig, TopKRouterConfig
 from chronomoe.role import RoleState
-from chronomoe.router_state import RouterState, biased_selection_key, expert_softmax
+from chronomoe.router_state import RouterState, biased_selection_key, expert_softmax, expert_veto_counts
 from mosaic.core.errors import ModelError
 
 
@@ -33,6 +33,8 @@ class RouterOutput:
     aux_loss: torch.Tensor  # 0-d, the router's weighted sum of the two, to be added to the task loss
     bias: torch.Tensor  # (E,) the router's own selection bias (β, balancing bias; zeros for topk)
     metrics: dict[str, torch.Tensor] = attrs.Factory(dict)  # 0-d router-specific metrics
+    # (2, E) per expert [veto mass of the tokens β won for it, tokens β selects it for] (chrono only)
+    veto_counts: torch.Tensor | None = None
 
 
 def expert_counts(expert_idx: torch.Tensor, n_experts: int) -> torch.Tensor:
@@ -175,8 +177,12 @@ class ChronoRouter(nn.Module):
         logits = self.columns.mask(self.gate(x).float())  # (N, E)
         beta = self.state.beta_eff()
         with torch.no_grad():
-            key, metrics = biased_selection_key(logits.detach(), beta, self.config.chrono)
-        return _output(self.config, self.columns, logits, self.columns.key(key), beta, metrics)
+            key, metrics, token_veto = biased_selection_key(logits.detach(), beta, self.config.chrono)
+        route = _output(self.config, self.columns, logits, self.columns.key(key), beta, metrics)
+        with torch.no_grad():
+            clean_key = self.columns.key(logits.detach())
+            route.veto_counts = expert_veto_counts(clean_key, clean_key + beta, token_veto, self.top_k)
+        return route
 
     @torch.no_grad()
     def observe(
@@ -187,6 +193,7 @@ class ChronoRouter(nn.Module):
             raise ModelError("router.chrono.observe needs the forward's MoETrace and its coherence")
         self.state.observe_logit_std(masked_std(route.clean_logits.detach(), self.columns.active))
         self.state.disagreement.update(torch.stack([route.metrics["flip_rate"], route.metrics["js"]]))
+        self.state.observe_veto(route.veto_counts)
         self.coherence.update(phi, seen, trace.expert_tokens, trace.routing_share())
         if self.role is not None:
             self.role.observe(trace)

@@ -4,7 +4,7 @@
   here cooling experts warm in (entry offsets relax);
 - every ``mid_interval`` steps (mid clock): disagreement escalation per layer on the mid-clock
   top-1 flip rate between clean and biased routing — warn, decay β (``k ×= beta_decay``) or reset
-  β (``k = 0``);
+  β (``k = 0``), at thresholds calibrated on the layer's own baseline (escalation.py);
 - every ``slow_interval`` steps (slow clock): lifecycle — relaxation trials for split-ready
   experts, edit proposals scored by predicted ΔF, at most one edit per layer, cooldown, and the
   measured F after the previous edit.
@@ -26,6 +26,7 @@ import torch
 from chronomoe.buffer import CoherenceSnapshot
 from chronomoe.config import ChronoConfig
 from chronomoe.edits import choose, layer_view, propose_edits, split_candidates
+from chronomoe.escalation import EscalationCalibrator, escalate_beta
 from chronomoe.expert_registry import ExpertRegistry, LifecycleError
 from chronomoe.free_energy import free_energy
 from chronomoe.identity import epoch_shift, is_scar, psi_mid_slow, reflex_candidates, reflex_gates
@@ -78,6 +79,7 @@ class ChronoSystem:
         self.pending: list[dict | None] = [None] * len(layers)  # last edit awaiting its measured F
         self.kernel = kernel
         self.scars: set[tuple[int, str]] = set()  # (layer, edit kind) forbidden for good
+        self.calibrators = [EscalationCalibrator(config.lifecycle) for _ in layers]
 
     # --- the clocks ----------------------------------------------------------------------------
 
@@ -92,9 +94,7 @@ class ChronoSystem:
         lc = self.config.lifecycle
         if self.step_count % lc.mid_interval == 0:
             for layer in range(len(self.layers)):
-                record = self._escalate(layer)
-                if record is not None:
-                    report.control.append(self._log(record))
+                report.control.extend(self._log(r) for r in self._escalate(layer))
                 if self.kernel is not None:
                     report.control.extend(self._log(r) for r in self._propose_identity(layer))
         if self.step_count % lc.slow_interval == 0:
@@ -103,28 +103,38 @@ class ChronoSystem:
                 report.actions.extend(self._log(r) for r in self._lifecycle(layer, snapshot))
         return report
 
-    def _escalate(self, layer: int) -> dict | None:
+    def _escalate(self, layer: int) -> list[dict]:
         lc = self.config.lifecycle
         state = self.layers[layer].router.state
         flip, js = state.disagreement.estimate_at(0).cpu().tolist()
-        keep = state.crystallised  # identity events are irreversible: escalation leaves them alone
-        if flip >= lc.reset_flip:
-            action = "reset_beta"
-            state.k.copy_(torch.where(keep, state.k, torch.zeros_like(state.k)))
-        elif flip >= lc.decay_flip:
-            action = "decay_beta"
-            state.k.copy_(torch.where(keep, state.k, state.k * lc.beta_decay))
-        elif flip >= lc.warn_flip:
-            action = "warn"
-        else:
-            return None
-        return self._record("mid", action, layer, None, trigger=f"mid flip rate {flip:.3f} (js {js:.4f})")
+        calibrator = self.calibrators[layer]
+        action, just_calibrated = calibrator.observe(flip)
+        escalate_beta(state, action, lc.beta_decay)
+        records = []
+        if action is not None:
+            records.append(
+                self._record("mid", action, layer, None, trigger=f"mid flip rate {flip:.3f} (js {js:.4f})")
+            )
+        if just_calibrated:
+            t = calibrator.thresholds()
+            records.append(
+                self._record(
+                    "mid",
+                    "escalation_calibrated",
+                    layer,
+                    None,
+                    trigger=f"baseline of {len(calibrator.baseline)} readings: warn {t.warn:.4f}, "
+                    f"decay {t.decay:.4f}, reset {t.reset:.4f}",
+                )
+            )
+        return records
 
     def _lifecycle(self, layer: int, snapshot: CoherenceSnapshot) -> list[dict]:
         config, lc = self.config, self.config.lifecycle
         registry = self.registries[layer]
         state = self.layers[layer].router.state
         records = []
+        registry.slow_cycle()
         health = layer_health(snapshot, config)
         f_now = free_energy(layer_view(registry), lc).total
         if self.pending[layer] is not None:
@@ -332,6 +342,10 @@ class ChronoSystem:
             return self._record(
                 "slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="no room"
             )
+        if registry.guarded(proposal["action"], proposal["expert"], proposal["other"]):
+            return self._record(
+                "slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="oscillation guard"
+            )
         if proposal["action"] in ("prune", "merge") and not registry.can_shrink():
             return self._record(
                 "slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="at the minimum"
@@ -416,6 +430,7 @@ class ChronoSystem:
             "trials": [dict(t) for t in self.trials],
             "last_edit": list(self.last_edit),
             "pending": list(self.pending),
+            "calibrators": [c.state_dict() for c in self.calibrators],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -430,5 +445,7 @@ class ChronoSystem:
         self.last_edit = list(state["last_edit"])
         self.pending = list(state["pending"])
         self.scars = {(int(layer), str(action)) for layer, action in state["scars"]}
+        for calibrator, calibrator_state in zip(self.calibrators, state["calibrators"], strict=True):
+            calibrator.load_state_dict(calibrator_state)
         if self.kernel is not None and state["kernel"] is not None:
             self.kernel.load_state_dict(state["kernel"])
