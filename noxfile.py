@@ -43,8 +43,13 @@ def _closure(dists: tuple[str, ...]) -> list[str]:
     return seen
 
 
+#: optional extras a session's tests exercise: the CLI's `mosaic plot` needs mosaic-runtime[plot]
+EXTRAS: dict[str, str] = {"mosaic_runtime": "plot"}
+
+
 def _install(session: nox.Session, *dists: str, extra_paths: tuple[Path, ...] = ()) -> None:
-    """Install torch (pinned), then wheels of ``dists`` and their sibling closure, then test tools."""
+    """Install torch (pinned), then wheels of ``dists`` and their sibling closure (with the extras
+    above), then test tools."""
     wheel_dir = Path(session.create_tmp()) / "wheels"
     if wheel_dir.exists():
         for old in wheel_dir.iterdir():
@@ -54,7 +59,10 @@ def _install(session: nox.Session, *dists: str, extra_paths: tuple[Path, ...] = 
         "python", "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheel_dir), *map(str, sources),
     )
     session.install("-q", "-c", CONSTRAINTS, "torch")
-    wheels = sorted(str(path) for path in wheel_dir.glob("*.whl"))
+    wheels = sorted(
+        f"{path}[{EXTRAS[path.name.split('-')[0]]}]" if path.name.split("-")[0] in EXTRAS else str(path)
+        for path in wheel_dir.glob("*.whl")
+    )
     session.install("-q", "-c", CONSTRAINTS, *wheels, "-r", TEST_REQUIREMENTS)
 
 

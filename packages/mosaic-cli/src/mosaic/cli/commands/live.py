@@ -44,9 +44,9 @@ def load_drive_spec(path: Path | None) -> dict[str, Any]:
 @click.option("--consolidate-every", type=click.IntRange(min=1), default=50, show_default=True,
               help="Consolidate (on a copy) every N idle ticks.")
 @click.option("--prune-below", type=click.FloatRange(0, 1), default=0.05, show_default=True,
-              help="Consolidation clears memory cells whose strength is at most this (in the copy).")
+              help="Consolidation clears memory cells whose utility (strength x recency) is at most this (in the copy).")
 @click.option("--replay-samples", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Recent event patterns rehearsed per consolidation.")
+              help="Memory cells replayed (gradient-free rehearsal) per consolidation.")
 @click.option("--save-every", type=click.IntRange(min=1), help="Also save the session every N ticks.")
 @click.option("--drives", "drives_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="YAML mapping of drive IDs to configs (default: the four built-in drives).")
