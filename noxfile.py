@@ -59,11 +59,17 @@ def _install(session: nox.Session, *dists: str, extra_paths: tuple[Path, ...] = 
         "python", "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheel_dir), *map(str, sources),
     )
     session.install("-q", "-c", CONSTRAINTS, "torch")
-    wheels = sorted(
-        f"{path}[{EXTRAS[path.name.split('-')[0]]}]" if path.name.split("-")[0] in EXTRAS else str(path)
-        for path in wheel_dir.glob("*.whl")
-    )
-    session.install("-q", "-c", CONSTRAINTS, *wheels, "-r", TEST_REQUIREMENTS)
+    wheels = sorted(wheel_dir.glob("*.whl"))
+    session.install("-q", "-c", CONSTRAINTS, *map(str, wheels), "-r", TEST_REQUIREMENTS)
+    # Extras in a second step: pip does not tie "path.whl[extra]" to the name other wheels require.
+    extras = [_with_extra(wheel) for wheel in wheels if wheel.name.split("-")[0] in EXTRAS]
+    if extras:
+        session.install("-q", "-c", CONSTRAINTS, *extras)
+
+
+def _with_extra(wheel: Path) -> str:
+    name = wheel.name.split("-")[0]
+    return f"{name}[{EXTRAS[name]}] @ {wheel.resolve().as_uri()}"
 
 
 def _pytest(session: nox.Session, *paths: str) -> None:
