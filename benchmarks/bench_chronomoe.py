@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from harness import goal, main, rate, seconds
 from torch import nn
 
-from benchmarks.harness import goal, main, rate, seconds
 from chronomoe.buffer import CoherenceBuffer
 from chronomoe.coherence import MoETrace
 from chronomoe.config import ChronoConfig, MoEConfig

@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import main
+from harness import main
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
 EXPERIMENTS = ("topk", "loss_free", "chrono", "chrono_lifecycle", "chrono_adhoc")
