@@ -33,6 +33,7 @@ from typing import Any
 
 import attrs
 
+from mosaic.core.atomic import atomic_write_bytes
 from mosaic.core.errors import AuditError
 
 RECORD_DOMAIN = b"mosaic.audit.record.v1\x00"
@@ -185,22 +186,6 @@ def _read_checkpoint(path: Path) -> AuditCheckpoint | None:
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise AuditError(f"audit checkpoint {path} is malformed: {exc}") from exc
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def verify_log(
@@ -365,7 +350,7 @@ class AuditLog:
             raise AuditError("cannot sign an audit checkpoint without a key")
         body = {"head": head, "records": records, "size": size, "ts": float(self._clock())}
         checkpoint = AuditCheckpoint(**body, mac=AuditCheckpoint.mac_for(body, self._key))
-        _atomic_write(self.checkpoint_path, canonical_json({**body, "mac": checkpoint.mac}) + b"\n")
+        atomic_write_bytes(self.checkpoint_path, canonical_json({**body, "mac": checkpoint.mac}) + b"\n", mode=0o600)
         self._appends_since_checkpoint = 0
         return checkpoint
 

@@ -7,15 +7,14 @@ that is corrupt, from another config or recorded with a different opcode table.
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mosaic.core.atomic import atomic_write
 from mosaic.core.errors import CheckpointError
 
 FORMAT = "mosaic-checkpoint/1"
@@ -51,33 +50,10 @@ def save_checkpoint(directory: Path, step: int, payload: dict[str, Any], *, keep
     """Write ``payload`` atomically as ``step_<step>.pt`` and prune all but the newest ``keep``."""
     directory.mkdir(parents=True, exist_ok=True)
     target = checkpoint_path(directory, step)
-    handle, temp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save({"format": FORMAT, "step": step, **payload}, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    _fsync_directory(directory)
+    atomic_write(target, lambda file: torch.save({"format": FORMAT, "step": step, **payload}, file))
     for _, old in list_checkpoints(directory)[:-keep]:
         old.unlink(missing_ok=True)
     return target
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories; the rename itself is still atomic
-    finally:
-        os.close(fd)
 
 
 def load_checkpoint(path: Path, *, config_fingerprint: str | None, opcode_table: list[str] | None) -> dict[str, Any]:

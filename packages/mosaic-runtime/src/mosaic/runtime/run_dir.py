@@ -6,12 +6,12 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mosaic.core.atomic import atomic_write_bytes
 from mosaic.core.errors import ConfigError, ConfigProblem
 
 _UTC = datetime.timezone.utc
@@ -107,12 +107,7 @@ class RunDir:
 
     @staticmethod
     def _atomic_text(path: Path, text: str) -> None:
-        temp = path.with_name(f".{path.name}.tmp")
-        with temp.open("w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
+        atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def fingerprint(resolved: dict[str, Any]) -> str:

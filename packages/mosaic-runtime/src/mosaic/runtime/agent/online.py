@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import os
 import random
-import tempfile
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mosaic.core.atomic import atomic_write
 from mosaic.core.errors import CheckpointError, ConfigError, ConfigProblem
 from mosaic.runtime.agent.config import OnlineConfig
 
@@ -136,17 +135,8 @@ class OnlineLearner:
     def save(self, path: Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as file:
-                torch.save(self.state_dict(), file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
-        return path
+        state = self.state_dict()
+        return atomic_write(path, lambda file: torch.save(state, file))
 
     def load(self, path: Path) -> None:
         try:

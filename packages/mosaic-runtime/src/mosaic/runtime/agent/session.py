@@ -8,15 +8,14 @@ per line). Loading refuses a session recorded for another configuration.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import attrs
 import torch
 
+from mosaic.core.atomic import atomic_write
 from mosaic.core.errors import CheckpointError, ConfigError, ConfigProblem
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.core.ledger import CommitmentAnomaly, CommitmentLedger
@@ -88,17 +87,7 @@ class SessionStore:
             "recent": [pattern.clone() for pattern in session.recent],
             "next_logits": None if session.next_logits is None else session.next_logits.detach().cpu().clone(),
         }
-        handle, temp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=target.parent)
-        try:
-            with os.fdopen(handle, "wb") as file:
-                torch.save(payload, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp_name, target)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
-        return target
+        return atomic_write(target, lambda file: torch.save(payload, file))
 
     def restore(self, name: str, session: EventSession, *, config_fingerprint: str) -> None:
         """Load session ``name`` into ``session`` (its state type rebuilds the saved state)."""

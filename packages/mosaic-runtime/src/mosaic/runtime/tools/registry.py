@@ -25,6 +25,7 @@ from typing import Any
 
 import attrs
 
+from mosaic.core.atomic import atomic_write_bytes
 from mosaic.core.audit import AuditLog
 from mosaic.core.errors import ToolError
 from mosaic.runtime.tools.definition import ToolDefinition, definition_hash
@@ -315,17 +316,7 @@ class ToolRegistry:
             "tools": {name: record.to_json() for name, record in sorted(state.tools.items())},
         }
         path = self.root / STATE_FILE
-        tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(json.dumps(data, indent=1, sort_keys=True).encode())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
 def installed_builders() -> dict[str, Any]:
