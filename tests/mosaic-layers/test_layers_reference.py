@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from mosaic.layers.block import MosaicBlock
 from mosaic.layers.config import MosaicBlockConfig
+from mosaic.layers.isa import V0_OPCODES
 from mosaic.layers.reference import reference_block_forward
 from mosaic.layers.vm import TeacherForcing
 
@@ -99,3 +100,35 @@ def test_fast_block_gradients_match_step_reference(seed, length, chunk, slot_pol
                       for name, p in block.named_parameters()})
     for name, grad in grads[0].items():
         assert (grad - grads[1][name]).abs().max() <= 1e-8 * max(1.0, grads[1][name].abs().max().item()), name
+
+
+@given(seed=st.integers(0, 10_000), length=st.integers(1, 20), forced=st.booleans(),
+       sizes=st.sampled_from([
+           # (buckets, assoc, chunk): cells + 1 <= chunk * assoc, so the read scores whole chunk-start tables
+           (2, 3, 4), (4, 2, 8), (2, 8, 2),
+           # cells + 1 > chunk * assoc, so the read gathers each token's bucket
+           (4, 3, 2), (4, 2, 1), (2, 2, 1),
+       ]))
+def test_both_chunk_start_reads_match_step_reference(seed, length, forced, sizes):
+    buckets, assoc, chunk = sizes
+    block = make_block(seed, chunk_size=chunk, mem_buckets=buckets, mem_assoc=assoc, mem_hashes=2)
+    x = torch.randn(2, length, 12)
+    teacher = TeacherForcing()
+    if forced:  # many writes and reads in the same buckets
+        teacher = TeacherForcing(read_bucket=torch.randint(0, buckets, (2, length, 2)),
+                                 write_bucket=torch.randint(0, buckets, (2, length, 2)),
+                                 write_gate=torch.ones(2, length))
+    _, state = assert_twins_agree(block, x, teacher)
+    assert_twins_agree(block, torch.randn(2, 7, 12), teacher=None, state=state)
+
+
+def test_the_summary_advances_only_when_opcodes_can_read_it():
+    x = torch.randn(2, 9, 12)
+    free = make_block(3, opcodes_control_enabled=False)
+    assert not free.reads_summary
+    assert free(x)[2].summary.abs().max() == 0  # SCAN is shut: nothing is spent on a summary nobody reads
+    controlled = make_block(3, opcodes_control_enabled=True)
+    assert controlled.reads_summary
+    write = [op.name for op in V0_OPCODES].index("WRITE_MEM")
+    writing = TeacherForcing(opcode=torch.full((2, 9), write), write_gate=torch.ones(2, 9))
+    assert controlled(x, writing)[2].summary.abs().max() > 0

@@ -150,6 +150,12 @@ class MosaicBlock(nn.Module):
             registers=torch.zeros(batch, c.reg_slots, c.reg_dim, **zeros) if c.reg_slots else None,
         )
 
+    @property
+    def reads_summary(self) -> bool:
+        """Only opcodes that control the block can open the SCAN channel (free-running blocks keep it
+        at 0), so the all-bucket summary is kept, and its state advanced, only then."""
+        return self.opcode_head is not None and self.opcode_head.control
+
     def controls(self, u: torch.Tensor, teacher: TeacherForcing) -> tuple[Controls, dict[str, torch.Tensor]]:
         if self.opcode_head is None:
             return Controls.free(u[..., 0]), {}
@@ -183,8 +189,11 @@ class MosaicBlock(nn.Module):
         bank, bank_h = self.bank(u, state.bank, chunk)
         plan = self.memory.plan(context, controls, teacher, state.mem_counts, chunk)
         read, table = self.memory.read(plan, state.memory, chunk)  # (B, T, mem_dim)
-        summary_read, summary = self.memory.summary_read(plan, state.summary, chunk)
-        memory = self.memory.out(controls.read[..., None] * (read + controls.scan[..., None] * summary_read))
+        summary = state.summary
+        if self.reads_summary:
+            summary_read, summary = self.memory.summary_read(plan, state.summary, chunk)
+            read = read + controls.scan[..., None] * summary_read
+        memory = self.memory.out(controls.read[..., None] * read)
         registers = register_state = None
         if self.registers is not None:
             reg_plan = self.registers.plan(context, controls, teacher)

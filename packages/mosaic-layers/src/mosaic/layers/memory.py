@@ -203,7 +203,9 @@ class HashedMemory(nn.Module):
         Per chunk, a bucket's slot j as seen by token t is ``decay[t, j] * start[t, j]`` (the
         chunk-start table row) plus ``sum_s coef[t, s] [slot_s = j] content_s`` over earlier writers
         s of the same bucket. Scores, occupancy and the weighted value read are computed from those
-        two parts separately, so the intra-chunk part costs (C x C) products, never (C, A, dim)."""
+        two parts separately, so the intra-chunk part costs (C x C) products, never (C, A, dim). The
+        chunk-start part scores each chunk's whole starting table with one product when the table has
+        no more rows than the chunk's (C x A) bucket views would, and gathers those views otherwise."""
         c = self.config
         bsz, length, hashes = plan.read_bucket.shape
         assoc, dim, dk, trash = c.mem_assoc, c.mem_cell_dim, c.mem_key_dim, self.cells
@@ -244,21 +246,37 @@ class HashedMemory(nn.Module):
         written = same_cell.to(content.dtype) @ (tail[..., None] * content)  # (B, H, nC, C, dim)
         last = ~(same_cell & later).any(dim=-2)
         target = torch.where(last, cell, torch.full_like(cell, trash))
-        read_rows = (read_bucket[..., None] * assoc + torch.arange(assoc, device=cell.device)).flatten(-2)
+        slots = read_bucket[..., None] * assoc + torch.arange(assoc, device=cell.device)  # (B, H, nC, C, A)
+        whole_tables = self.cells + 1 <= size * assoc
         starts = []
         for n in range(n_chunks):  # a loop over chunks, not tokens: carries the table
-            rows = read_rows[:, :, n, :, None].expand(-1, -1, -1, dim)
-            starts.append(table.gather(2, rows).view(bsz, hashes, size, assoc, dim))
+            if whole_tables:
+                starts.append(table)
+            else:
+                rows = slots[:, :, n].flatten(-2)[..., None].expand(-1, -1, -1, dim)
+                starts.append(table.gather(2, rows).view(bsz, hashes, size, assoc, dim))
             old = table.gather(2, cell[:, :, n, :, None].expand(-1, -1, -1, dim))
             new = total_keep[:, :, n, :, None] * old + written[:, :, n]
             table = table.scatter(2, target[:, :, n, :, None].expand(-1, -1, -1, dim), new)
         table = F.pad(table[:, :, :-1], (0, 0, 0, 1))  # the scratch row holds junk: keep the state clean
         start_keys, start_values, start_occupancy = torch.stack(starts, dim=2).split([dk, c.mem_dim, 1], dim=-1)
-        scores = start_decay * (start_keys * query[..., None, :]).sum(-1) + intra_scores  # (B, H, nC, C, A)
-        occupancy = start_decay * start_occupancy[..., 0] + intra_occupancy
+        if whole_tables:
+            # start_* hold each chunk's whole starting table (B, H, nC, cells + 1, ...): score every
+            # cell with one product and pick each token's bucket, cheaper than gathering its rows
+            start_scores = (query @ start_keys.transpose(-1, -2)).gather(-1, slots)  # (B, H, nC, C, A)
+            start_occupancy = start_occupancy.transpose(-1, -2).expand(-1, -1, -1, size, -1).gather(-1, slots)
+        else:  # start_* hold each token's bucket (B, H, nC, C, A, ...)
+            start_scores = (start_keys * query[..., None, :]).sum(-1)
+            start_occupancy = start_occupancy[..., 0]
+        scores = start_decay * start_scores + intra_scores  # (B, H, nC, C, A)
+        occupancy = start_decay * start_occupancy + intra_occupancy
         scores = scores / math.sqrt(dk) + torch.log(occupancy.clamp_min(OCCUPANCY_FLOOR))
         weights = F.softmax(scores, dim=-1)  # (B, H, nC, C, A)
-        start_read = ((weights * start_decay)[..., None] * start_values).sum(-2)  # (B, H, nC, C, dv)
+        if whole_tables:
+            spread = torch.zeros(*slots.shape[:-1], start_values.shape[-2], device=cell.device, dtype=weights.dtype)
+            start_read = spread.scatter(-1, slots, weights * start_decay) @ start_values  # (B, H, nC, C, dv)
+        else:
+            start_read = ((weights * start_decay)[..., None] * start_values).sum(-2)  # (B, H, nC, C, dv)
         by_writer = weights.gather(-1, slot[..., None, :].expand(-1, -1, -1, size, -1))  # [t, s] weight of slot_s
         read = (start_read + (coef * by_writer) @ values) * read_ste[..., None]
         read = read.sum(dim=1).reshape(bsz, n_chunks * size, c.mem_dim)  # sum over hashes

@@ -58,8 +58,10 @@ def reference_block_forward(
         cell = plan.write_cell[:, 0]  # (B, H)
         keep = torch.exp(plan.log_keep[:, 0])[:, None, None]
         table[batch_index, hash_index, cell] = keep * table[batch_index, hash_index, cell] + plan.content[:, 0]
-        summary = torch.exp(plan.summary_log_keep[:, 0])[:, None] * summary + plan.summary_content[:, 0]
-        memory = block.memory.out(controls.read[..., None] * (read + controls.scan[..., None] * summary_read))
+        if block.reads_summary:
+            summary = torch.exp(plan.summary_log_keep[:, 0])[:, None] * summary + plan.summary_content[:, 0]
+            read = read + controls.scan[..., None] * summary_read
+        memory = block.memory.out(controls.read[..., None] * read)
         # registers: read, then write
         register_read = None
         if block.registers is not None:

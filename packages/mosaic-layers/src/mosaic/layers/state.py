@@ -16,7 +16,7 @@ class BlockState:
     conv_tail: torch.Tensor  # (B, conv_kernel - 1, D) last inputs of the causal conv
     bank: torch.Tensor  # (B, state_k * state_dim) leaky integrators
     memory: torch.Tensor  # (B, H, NB * A + 1, key_dim + mem_dim + 1) hashed memory (+ scratch row)
-    summary: torch.Tensor  # (B, 1, key_dim + mem_dim + 1) all-bucket summary read by SCAN
+    summary: torch.Tensor  # (B, 1, key_dim + mem_dim + 1) all-bucket summary read by SCAN (advanced only when opcodes control the block)
     mem_counts: torch.Tensor  # (B, H, NB) int64 writes per bucket mod assoc (ring-buffer slots)
     registers: torch.Tensor | None  # (B, R, reg_dim), None without registers
 
