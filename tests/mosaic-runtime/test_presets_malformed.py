@@ -66,6 +66,10 @@ MALFORMED = [
      "aux_opcode_weight must be >= 0", "$.targets[0].objective"),
     ("section not mapping", replace("    curriculum:\n      type: curriculum.tiny_ramp", "    curriculum: fast"),
      "expected a mapping with 'type: curriculum.<name>'", "$.targets[0].curriculum"),
+    ("schedule longer than the run", replace("      type: curriculum.tiny_ramp", "      type: curriculum.tiny_ramp\n"
+                                             "      warmup_steps: 10\n      cooldown_steps: 20"),
+     "warmup_steps (10) + cooldown_steps (20) leave no steps to ramp over in a run of trainer.steps=",
+     "$.targets[0].curriculum.cooldown_steps"),
     ("eval dataset key", replace("        seed: 99", "        sed: 99"), "did you mean 'seed'",
      "$.targets[0].eval.dataset.sed"),
     ("name not string", replace("name: tiny", "name: [1, 2]"), "expected a string", "$.name"),

@@ -109,6 +109,9 @@ class TinySequences:
 @attrs.frozen
 class TinyRampConfig:
     every: int = 5
+    # schedule fields by the built-in curricula's names: the manifest checks they fit trainer.steps
+    warmup_steps: int = 0
+    cooldown_steps: int = 0
 
 
 class TinyRamp:

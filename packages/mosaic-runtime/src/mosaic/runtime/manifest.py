@@ -204,6 +204,8 @@ class ManifestValidator:
                  for key, kind in COMPONENT_SECTIONS.items() if key in target and key != "curriculum"}
         curricula = self.curricula(target.get("curriculum"), f"{path}.curriculum")
         trainer = self.plain(target.get("trainer"), TrainerConfig, f"{path}.trainer") if "trainer" in target else None
+        if trainer is not None:
+            self.check_schedules(target.get("curriculum"), curricula, trainer.steps, f"{path}.curriculum")
         evaluation = self.plain(target["eval"], EvalConfig, f"{path}.eval") if target.get("eval") is not None else None
         budget = self.plain(target["budget"], BudgetConfig, f"{path}.budget") if target.get("budget") is not None else None
         eval_dataset = None
@@ -229,6 +231,25 @@ class ManifestValidator:
             if spec is not None:
                 specs.append(spec)
         return tuple(specs)
+
+    def check_schedules(self, value: Any, curricula: tuple[ComponentSpec, ...] | None, steps: int,
+                        path: str) -> None:
+        """A schedule with ``warmup_steps`` and ``cooldown_steps`` (the built-in curricula, and any
+        plugin curriculum using the same names) must leave steps to ramp over: caught here, before a
+        run directory is made, rather than at the first training step."""
+        if not curricula or len(curricula) != (len(value) if isinstance(value, list) else 1):
+            return  # a curriculum that failed validation is already reported
+        for index, spec in enumerate(curricula):
+            warmup = getattr(spec.config, "warmup_steps", None)
+            cooldown = getattr(spec.config, "cooldown_steps", None)
+            if isinstance(warmup, int) and isinstance(cooldown, int) and warmup + cooldown >= steps:
+                where = child_path(path, index) if isinstance(value, list) else path
+                self.problem(
+                    f"{where}.cooldown_steps",
+                    f"warmup_steps ({warmup}) + cooldown_steps ({cooldown}) leave no steps to ramp over in a "
+                    f"run of trainer.steps={steps}",
+                    hint=f"train for more than {warmup + cooldown} steps, or shorten the schedule with --set",
+                )
 
     def plain(self, value: Any, cls: type, path: str) -> Any:
         if isinstance(value, dict):
