@@ -77,3 +77,22 @@ def test_plain_chrono_router_without_lifecycle_writes_no_decisions(tmp_path: Pat
     run = Path(summary["run_dir"])
     assert not (run / "decisions.jsonl").exists()
     assert "moe_psi" in summary["final"] and "lifecycle_decisions" not in summary["final"]
+
+
+def test_resume_after_a_crash_rewrites_the_decisions_past_the_checkpoint_once(tmp_path: Path,
+                                                                              text_file: Path) -> None:
+    overrides = [*TINY, *fast_lifecycle(3), f"vars.data={text_file}", "targets[3].trainer.checkpoint_every=2"]
+    first = run_preset("phase8_moe", experiment="chrono_lifecycle", out=tmp_path / "runs",
+                       overrides=[*overrides, "vars.steps=4"], show_progress=False)
+    run = Path(first["run_dir"])
+    slow_at_3 = [d for d in read_jsonl(run / "decisions.jsonl") if d["clock"] == "slow" and d["train_step"] == 3]
+    assert slow_at_3, "the slow clock fired at step 3, after the step-2 checkpoint"
+    # a crash before the step-4 checkpoint was written: resume from step 2 replays steps 3 and 4
+    checkpoints = sorted((run / "checkpoints").iterdir())
+    for late in checkpoints[1:]:
+        late.unlink()
+    run_preset(None, resume=run, experiment="chrono_lifecycle", steps=6, show_progress=False)
+    decisions = read_jsonl(run / "decisions.jsonl")
+    slow = [(d["train_step"], d["layer"]) for d in decisions if d["clock"] == "slow"]
+    assert sorted(slow) == sorted(set(slow)), "no decision is logged twice"
+    assert {step for step, _ in slow} == {3, 6}

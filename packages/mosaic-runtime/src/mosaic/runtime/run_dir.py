@@ -81,11 +81,16 @@ class RunDir:
 
     def truncate_metrics_after(self, step: int) -> None:
         """On resume, drop records logged after the checkpoint so the file reads as one run."""
-        if not self.metrics_path.exists():
+        self.truncate_jsonl_after(self.metrics_path, step, key="step")
+
+    def truncate_jsonl_after(self, path: Path, step: int, *, key: str) -> None:
+        """Drop the records of the JSON-lines file ``path`` whose ``key`` is past ``step`` (the resumed
+        run writes them again), atomically; a missing file is left missing."""
+        if not path.exists():
             return
-        kept = [line for line in self.metrics_path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
-        self._atomic_text(self.metrics_path, "".join(line + "\n" for line in kept))
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get(key, 0) <= step]
+        self._atomic_text(path, "".join(line + "\n" for line in kept))
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():

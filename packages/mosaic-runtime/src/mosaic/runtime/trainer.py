@@ -185,6 +185,7 @@ class Trainer:
         self.samples_seen = int(payload["samples_seen"])
         if self.dist.is_main:
             self.run.truncate_metrics_after(self.step)
+            self.run.truncate_jsonl_after(self.run.path / DECISIONS_FILE, self.step, key="train_step")
             self.run.log_event("resume", step=self.step, checkpoint=str(path))
             train = [r for r in self.run.read_metrics() if r.get("split") == "train"]
             self.first_record = train[0] if train else None
@@ -255,8 +256,8 @@ class Trainer:
             return {}
         if self.run is not None and self.dist.is_main:
             with (self.run.path / DECISIONS_FILE).open("a", encoding="utf-8") as handle:
-                for decision in decisions:
-                    handle.write(json.dumps(decision, sort_keys=True, default=str) + "\n")
+                for decision in decisions:  # stamped with the trainer's step: resume trims by it
+                    handle.write(json.dumps({**decision, "train_step": self.step}, sort_keys=True, default=str) + "\n")
         return {"lifecycle_decisions": float(len(decisions))}
 
     # --- the loop -----------------------------------------------------------------------------
