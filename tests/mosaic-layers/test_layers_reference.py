@@ -104,9 +104,9 @@ def test_fast_block_gradients_match_step_reference(seed, length, chunk, slot_pol
 
 @given(seed=st.integers(0, 10_000), length=st.integers(1, 20), forced=st.booleans(),
        sizes=st.sampled_from([
-           # (buckets, assoc, chunk): cells + 1 <= chunk * assoc, so the read scores whole chunk-start tables
-           (2, 3, 4), (4, 2, 8), (2, 8, 2),
-           # cells + 1 > chunk * assoc, so the read gathers each token's bucket
+           # (buckets, assoc, chunk): cells <= chunk * assoc, so the read scores whole chunk-start tables
+           (2, 3, 2), (4, 2, 8), (2, 8, 2),
+           # cells > chunk * assoc, so the read gathers each token's bucket
            (4, 3, 2), (4, 2, 1), (2, 2, 1),
        ]))
 def test_both_chunk_start_reads_match_step_reference(seed, length, forced, sizes):

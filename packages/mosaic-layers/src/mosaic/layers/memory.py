@@ -247,11 +247,11 @@ class HashedMemory(nn.Module):
         last = ~(same_cell & later).any(dim=-2)
         target = torch.where(last, cell, torch.full_like(cell, trash))
         slots = read_bucket[..., None] * assoc + torch.arange(assoc, device=cell.device)  # (B, H, nC, C, A)
-        whole_tables = self.cells + 1 <= size * assoc
+        whole_tables = self.cells <= size * assoc
         starts = []
         for n in range(n_chunks):  # a loop over chunks, not tokens: carries the table
             if whole_tables:
-                starts.append(table)
+                starts.append(table[:, :, :trash])  # the real cells, not the scratch row
             else:
                 rows = slots[:, :, n].flatten(-2)[..., None].expand(-1, -1, -1, dim)
                 starts.append(table.gather(2, rows).view(bsz, hashes, size, assoc, dim))
@@ -261,7 +261,7 @@ class HashedMemory(nn.Module):
         table = F.pad(table[:, :, :-1], (0, 0, 0, 1))  # the scratch row holds junk: keep the state clean
         start_keys, start_values, start_occupancy = torch.stack(starts, dim=2).split([dk, c.mem_dim, 1], dim=-1)
         if whole_tables:
-            # start_* hold each chunk's whole starting table (B, H, nC, cells + 1, ...): score every
+            # start_* hold each chunk's whole starting table (B, H, nC, cells, ...): score every
             # cell with one product and pick each token's bucket, cheaper than gathering its rows
             start_scores = (query @ start_keys.transpose(-1, -2)).gather(-1, slots)  # (B, H, nC, C, A)
             start_occupancy = start_occupancy.transpose(-1, -2).expand(-1, -1, -1, size, -1).gather(-1, slots)
