@@ -130,64 +130,55 @@ class ChronoSystem:
         return records
 
     def _lifecycle(self, layer: int, snapshot: CoherenceSnapshot) -> list[dict]:
-        config, lc = self.config, self.config.lifecycle
         registry = self.registries[layer]
-        state = self.layers[layer].router.state
-        records = []
         registry.slow_cycle()
-        health = layer_health(snapshot, config)
-        f_now = free_energy(layer_view(registry), lc).total
-        if self.pending[layer] is not None:
-            pending = self.pending[layer]
-            records.append(
-                self._record(
-                    "slow",
-                    "outcome",
-                    layer,
-                    pending["expert"],
-                    snapshot=snapshot,
-                    free_energy={**pending["free_energy"], "after": f_now},
-                    trigger=f"measured after {pending['action']}",
-                )
+        f_now = free_energy(layer_view(registry), self.config.lifecycle).total
+        records = self._measure_pending(layer, snapshot, f_now)
+        passed = self._relaxation_trials(layer, snapshot, records)
+        return records + self._edit(layer, snapshot, passed)
+
+    def _measure_pending(self, layer: int, snapshot: CoherenceSnapshot, f_now: float) -> list[dict]:
+        """The measured F after the previous edit, and a scar proposal when that edit raised it."""
+        pending = self.pending[layer]
+        if pending is None:
+            return []
+        records = [
+            self._record("slow", "outcome", layer, pending["expert"], snapshot=snapshot,
+                         free_energy={**pending["free_energy"], "after": f_now},
+                         trigger=f"measured after {pending['action']}")
+        ]
+        self.pending[layer] = None
+        before = pending["free_energy"]["before"]
+        if self.kernel is not None and is_scar(before, f_now, self.config):
+            key = f"scar/layer{layer}/{pending['action']}"
+            self.kernel.propose(
+                "scar",
+                key,
+                {"layer": layer, "action": pending["action"], "f_before": before, "f_after": f_now},
             )
-            self.pending[layer] = None
-            before = pending["free_energy"]["before"]
-            if self.kernel is not None and is_scar(before, f_now, config):
-                key = f"scar/layer{layer}/{pending['action']}"
-                self.kernel.propose(
-                    "scar",
-                    key,
-                    {"layer": layer, "action": pending["action"], "f_before": before, "f_after": f_now},
-                )
-                records.append(
-                    self._record(
-                        "slow",
-                        "propose_scar",
-                        layer,
-                        pending["expert"],
-                        trigger=f"{pending['action']} raised F {before:.4f} -> {f_now:.4f}",
-                    )
-                )
-        # relaxation trials: hold β at 0; a split is real only if bimodality survives the trial
-        passed = []
+            records.append(
+                self._record("slow", "propose_scar", layer, pending["expert"],
+                             trigger=f"{pending['action']} raised F {before:.4f} -> {f_now:.4f}")
+            )
+        return records
+
+    def _relaxation_trials(self, layer: int, snapshot: CoherenceSnapshot, records: list[dict]) -> list[int]:
+        """Hold β at 0 for split-ready experts; a split is real only if bimodality survives the trial.
+        Appends the trial decisions to ``records``; returns the experts whose trial passed."""
+        state = self.layers[layer].router.state
         trials = self.trials[layer]
-        for expert in split_candidates(registry, snapshot, config):
+        ready = split_candidates(self.registries[layer], snapshot, self.config)
+        for expert in ready:
             if expert not in trials:
                 trials[expert] = self.step_count
                 state.held[expert] = True
                 records.append(
-                    self._record(
-                        "slow",
-                        "relaxation_trial",
-                        layer,
-                        expert,
-                        snapshot=snapshot,
-                        trigger="split-ready: holding beta at 0",
-                    )
+                    self._record("slow", "relaxation_trial", layer, expert, snapshot=snapshot,
+                                 trigger="split-ready: holding beta at 0")
                 )
-        ready = set(split_candidates(registry, snapshot, config))
+        passed = []
         for expert, began in sorted(trials.items()):
-            if self.step_count - began < lc.relaxation_steps:
+            if self.step_count - began < self.config.lifecycle.relaxation_steps:
                 continue
             state.held[expert] = False
             del trials[expert]
@@ -195,16 +186,17 @@ class ChronoSystem:
                 passed.append(expert)
             else:
                 records.append(
-                    self._record(
-                        "slow",
-                        "trial_rejected",
-                        layer,
-                        expert,
-                        snapshot=snapshot,
-                        trigger="bimodality vanished with beta held at 0: beta-induced",
-                    )
+                    self._record("slow", "trial_rejected", layer, expert, snapshot=snapshot,
+                                 trigger="bimodality vanished with beta held at 0: beta-induced")
                 )
-        f_before, proposals = propose_edits(registry, snapshot, health, passed, config)
+        return passed
+
+    def _edit(self, layer: int, snapshot: CoherenceSnapshot, passed: list[int]) -> list[dict]:
+        """At most one edit: the proposal with the best predicted ΔF, outside cooldown and scars."""
+        lc = self.config.lifecycle
+        registry = self.registries[layer]
+        health = layer_health(snapshot, self.config)
+        f_before, proposals = propose_edits(registry, snapshot, health, passed, self.config)
         proposals = [p for p in proposals if (layer, p.action) not in self.scars]
         competing = [p.to_json() for p in sorted(proposals, key=lambda p: (p.delta, p.action, p.expert))]
         cooling_down = (
@@ -217,53 +209,26 @@ class ChronoSystem:
                 if cooling_down
                 else ("no candidate" if not proposals else f"best predicted dF above -{lc.min_delta_f}")
             )
-            records.append(
-                self._record(
-                    "slow",
-                    "none",
-                    layer,
-                    None,
-                    snapshot=snapshot,
-                    free_energy={"before": f_before},
-                    competing=competing,
-                    trigger=reason,
-                )
-            )
-            return records
+            return [
+                self._record("slow", "none", layer, None, snapshot=snapshot, free_energy={"before": f_before},
+                             competing=competing, trigger=reason)
+            ]
         self.last_edit[layer] = self.step_count
         free = {"before": chosen.f_before, "predicted": chosen.f_predicted}
         if self.kernel is not None:
             payload = {"layer": layer, **chosen.to_json()}
             if not self.kernel.write("edit", f"edit/step{self.step_count}/layer{layer}", payload):
-                records.append(
-                    self._record(
-                        "slow",
-                        f"queued_{chosen.action}",
-                        layer,
-                        chosen.expert,
-                        snapshot=snapshot,
-                        free_energy=free,
-                        competing=competing,
-                        trigger="kernel write budget spent: queued",
-                        other=chosen.other,
-                    )
-                )
-                return records
+                return [
+                    self._record("slow", f"queued_{chosen.action}", layer, chosen.expert, snapshot=snapshot,
+                                 free_energy=free, competing=competing,
+                                 trigger="kernel write budget spent: queued", other=chosen.other)
+                ]
         self._apply(registry, chosen)
-        record = self._record(
-            "slow",
-            chosen.action,
-            layer,
-            chosen.expert,
-            snapshot=snapshot,
-            free_energy=free,
-            competing=competing,
-            trigger=chosen.trigger,
-            other=chosen.other,
-        )
+        record = self._record("slow", chosen.action, layer, chosen.expert, snapshot=snapshot,
+                              free_energy=free, competing=competing, trigger=chosen.trigger,
+                              other=chosen.other)
         self.pending[layer] = record
-        records.append(record)
-        return records
+        return [record]
 
     # --- identity events and the kernel ----------------------------------------------------------
 
@@ -286,13 +251,8 @@ class ChronoSystem:
                 {"layer": layer, "psi_mid": psi_mid, "psi_slow_before": psi_slow},
             )
             records.append(
-                self._record(
-                    "mid",
-                    "propose_epoch",
-                    layer,
-                    None,
-                    trigger=f"psi_mid {psi_mid:.3f} vs psi_slow {psi_slow:.3f}",
-                )
+                self._record("mid", "propose_epoch", layer, None,
+                             trigger=f"psi_mid {psi_mid:.3f} vs psi_slow {psi_slow:.3f}")
             )
         return records
 
@@ -331,13 +291,8 @@ class ChronoSystem:
         if proposal["expert"] not in live or (
             proposal["action"] == "merge" and proposal["other"] not in live
         ):
-            return self._record(
-                "slow",
-                f"stale_{proposal['action']}",
-                layer,
-                proposal["expert"],
-                trigger="queued edit no longer applies",
-            )
+            return self._record("slow", f"stale_{proposal['action']}", layer, proposal["expert"],
+                                trigger="queued edit no longer applies")
         if proposal["action"] in ("split", "spawn") and not registry.can_grow():
             return self._record(
                 "slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="no room"
@@ -351,14 +306,8 @@ class ChronoSystem:
                 "slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="at the minimum"
             )
         self._apply(registry, _Proposal(proposal["action"], proposal["expert"], proposal["other"]))
-        return self._record(
-            "slow",
-            proposal["action"],
-            layer,
-            proposal["expert"],
-            other=proposal["other"],
-            trigger=f"queued edit finalised ({write.key})",
-        )
+        return self._record("slow", proposal["action"], layer, proposal["expert"], other=proposal["other"],
+                            trigger=f"queued edit finalised ({write.key})")
 
     def _apply(self, registry: ExpertRegistry, proposal: Any) -> None:
         if proposal.action == "prune":
