@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 import torch
 
+from mosaic.core.errors import ConfigProblem
 from mosaic.core.model_output import ModelOutput
 from mosaic.core.plugins import PluginHost, PluginSelection, hookimpl
 from mosaic.runtime import plugin as runtime_plugin
@@ -109,9 +110,16 @@ class TinySequences:
 @attrs.frozen
 class TinyRampConfig:
     every: int = 5
-    # schedule fields by the built-in curricula's names: the manifest checks they fit trainer.steps
     warmup_steps: int = 0
     cooldown_steps: int = 0
+
+    def check_total_steps(self, total_steps: int) -> list[ConfigProblem]:
+        """The curriculum protocol's optional config check (mosaic-data is not installed here)."""
+        if total_steps > self.warmup_steps + self.cooldown_steps:
+            return []
+        return [ConfigProblem("cooldown_steps", f"warmup_steps ({self.warmup_steps}) + cooldown_steps "
+                              f"({self.cooldown_steps}) leave no steps to ramp over in a run of "
+                              f"trainer.steps={total_steps}")]
 
 
 class TinyRamp:

@@ -27,6 +27,11 @@ Both raise ``mosaic.core.errors.DataError`` for a value outside [0, 1].
   dataset class and the method. ``total_steps`` must exceed ``warmup_steps + cooldown_steps``
   (``ConfigError`` otherwise).
 
+**Config side (optional).** A curriculum's config may define
+``check_total_steps(total_steps: int) -> list[ConfigProblem]`` (paths relative to the config, e.g.
+``cooldown_steps``): the runtime calls it when it validates a preset, so that a schedule that cannot
+fit the run is reported before anything is written.
+
 Datasets are adjusted in the process that calls ``update``: a ``DataLoader`` with worker processes
 holds copies, so use ``num_workers=0`` or recreate the loader's iterator after each update.
 
@@ -63,18 +68,25 @@ def _non_negative(_instance: object, attribute: attrs.Attribute, value: int) -> 
         raise ValueError(f"{attribute.name} must be >= 0, got {value}")
 
 
+def schedule_problems(warmup_steps: int, cooldown_steps: int, total_steps: int) -> list[ConfigProblem]:
+    """A schedule needs at least one step to ramp over: ``warmup_steps + cooldown_steps < total_steps``."""
+    if total_steps > warmup_steps + cooldown_steps:
+        return []
+    return [ConfigProblem(
+        "cooldown_steps",
+        f"warmup_steps ({warmup_steps}) + cooldown_steps ({cooldown_steps}) leave no steps to ramp over in a "
+        f"run of trainer.steps={total_steps}",
+        hint=f"train for more than {warmup_steps + cooldown_steps} steps, or shorten the schedule with --set",
+    )]
+
+
 def schedule_value(
     step: int, total_steps: int, *, start: float, end: float, shape: Shape, warmup_steps: int, cooldown_steps: int
 ) -> float:
     """The scheduled value at ``step`` (see the module docstring)."""
-    if total_steps <= warmup_steps + cooldown_steps:
-        raise ConfigError([
-            ConfigProblem(
-                "$.warmup_steps",
-                f"warmup_steps ({warmup_steps}) + cooldown_steps ({cooldown_steps}) must be less than "
-                f"the run's total_steps ({total_steps})",
-            )
-        ])
+    problems = schedule_problems(warmup_steps, cooldown_steps, total_steps)
+    if problems:
+        raise ConfigError(problems)
     if step < warmup_steps:
         return start
     if step >= total_steps - cooldown_steps:
@@ -107,6 +119,9 @@ class TeacherForcingDecayConfig:
     warmup_steps: int = attrs.field(default=0, validator=_non_negative)
     cooldown_steps: int = attrs.field(default=0, validator=_non_negative)
 
+    def check_total_steps(self, total_steps: int) -> list[ConfigProblem]:
+        return schedule_problems(self.warmup_steps, self.cooldown_steps, total_steps)
+
 
 class TeacherForcingDecay:
     """``curriculum.teacher_forcing_decay``: calls ``dataset.set_teacher_forcing(p)``."""
@@ -135,6 +150,9 @@ class DifficultyRampConfig:
     shape: Shape = "linear"
     warmup_steps: int = attrs.field(default=0, validator=_non_negative)
     cooldown_steps: int = attrs.field(default=0, validator=_non_negative)
+
+    def check_total_steps(self, total_steps: int) -> list[ConfigProblem]:
+        return schedule_problems(self.warmup_steps, self.cooldown_steps, total_steps)
 
 
 class DifficultyRamp:

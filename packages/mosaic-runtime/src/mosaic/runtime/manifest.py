@@ -234,22 +234,18 @@ class ManifestValidator:
 
     def check_schedules(self, value: Any, curricula: tuple[ComponentSpec, ...] | None, steps: int,
                         path: str) -> None:
-        """A schedule with ``warmup_steps`` and ``cooldown_steps`` (the built-in curricula, and any
-        plugin curriculum using the same names) must leave steps to ramp over: caught here, before a
-        run directory is made, rather than at the first training step."""
+        """Each curriculum config that can (``check_total_steps``, see the curriculum protocol in
+        mosaic-data) says whether its schedule fits the run: caught here, before a run directory is
+        made, rather than at the first training step."""
         if not curricula or len(curricula) != (len(value) if isinstance(value, list) else 1):
             return  # a curriculum that failed validation is already reported
         for index, spec in enumerate(curricula):
-            warmup = getattr(spec.config, "warmup_steps", None)
-            cooldown = getattr(spec.config, "cooldown_steps", None)
-            if isinstance(warmup, int) and isinstance(cooldown, int) and warmup + cooldown >= steps:
-                where = child_path(path, index) if isinstance(value, list) else path
-                self.problem(
-                    f"{where}.cooldown_steps",
-                    f"warmup_steps ({warmup}) + cooldown_steps ({cooldown}) leave no steps to ramp over in a "
-                    f"run of trainer.steps={steps}",
-                    hint=f"train for more than {warmup + cooldown} steps, or shorten the schedule with --set",
-                )
+            check = getattr(spec.config, "check_total_steps", None)
+            if not callable(check):
+                continue
+            where = child_path(path, index) if isinstance(value, list) else path
+            for problem in check(steps):
+                self.problem(f"{where}.{problem.path}", problem.message, hint=problem.hint)
 
     def plain(self, value: Any, cls: type, path: str) -> Any:
         if isinstance(value, dict):
