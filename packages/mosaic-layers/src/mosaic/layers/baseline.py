@@ -12,7 +12,7 @@ from torch import nn
 from mosaic.core.errors import ModelError
 from mosaic.core.model_output import ModelOutput
 from mosaic.layers.config import TransformerBaselineConfig
-from mosaic.layers.ffn import LifecycleHooks, build_ffn, ffn_aux
+from mosaic.layers.ffn import LifecycleHooks, TrainingHooksMixin, build_ffn, ffn_aux
 from mosaic.layers.model import check_input_ids, init_weights, stack_layer_aux, vocabulary_logits
 
 
@@ -49,7 +49,7 @@ class TransformerLayer(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
-class TransformerBaseline(nn.Module):
+class TransformerBaseline(TrainingHooksMixin, nn.Module):
     def __init__(self, config: TransformerBaselineConfig) -> None:
         super().__init__()
         self.config = config
@@ -67,15 +67,6 @@ class TransformerBaseline(nn.Module):
 
     def ffn_layers(self) -> list[nn.Module]:
         return [layer.mlp for layer in self.layers] if self.config.ffn is not None else []
-
-    def after_optimizer_step(self, step: int, optimizer: torch.optim.Optimizer) -> list[dict]:
-        return self.lifecycle.after_optimizer_step(self.ffn_layers(), step, optimizer)
-
-    def lifecycle_state_dict(self) -> dict | None:
-        return self.lifecycle.state_dict()
-
-    def load_lifecycle_state_dict(self, state: dict | None) -> None:
-        self.lifecycle.load_state_dict(state)
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> ModelOutput:
         ids = check_input_ids(batch)

@@ -81,3 +81,22 @@ class LifecycleHooks:
             self.controller.load_state_dict(state)
         else:
             self.pending_state = state
+
+
+class TrainingHooksMixin:
+    """The training-hook protocol for a model that holds ``self.lifecycle`` (:class:`LifecycleHooks`)
+    and lists its feed-forward layers in ``ffn_layers()``."""
+
+    lifecycle: LifecycleHooks
+
+    def ffn_layers(self) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def after_optimizer_step(self, step: int, optimizer: torch.optim.Optimizer) -> list[dict]:
+        return self.lifecycle.after_optimizer_step(self.ffn_layers(), step, optimizer)
+
+    def lifecycle_state_dict(self) -> dict | None:
+        return self.lifecycle.state_dict()
+
+    def load_lifecycle_state_dict(self, state: dict | None) -> None:
+        self.lifecycle.load_state_dict(state)

@@ -12,7 +12,7 @@ from mosaic.core.errors import CheckpointError, ModelError
 from mosaic.core.model_output import ModelOutput
 from mosaic.layers.block import MosaicBlock
 from mosaic.layers.config import MosaicLMConfig
-from mosaic.layers.ffn import LifecycleHooks
+from mosaic.layers.ffn import LifecycleHooks, TrainingHooksMixin
 from mosaic.layers.isa import V0_OPCODES, Opcode, opcode_table
 from mosaic.layers.memory import MemoryCells, memory_cells
 from mosaic.layers.state import MosaicState
@@ -59,7 +59,7 @@ def check_input_ids(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return ids
 
 
-class MosaicLM(nn.Module):
+class MosaicLM(TrainingHooksMixin, nn.Module):
     def __init__(self, config: MosaicLMConfig, opcodes: Sequence[Opcode] | None = None) -> None:
         super().__init__()
         if opcodes is None:
@@ -83,15 +83,6 @@ class MosaicLM(nn.Module):
 
     def ffn_layers(self) -> list[nn.Module]:
         return [block.mixer.ffn for block in self.blocks if block.mixer.ffn is not None]
-
-    def after_optimizer_step(self, step: int, optimizer: torch.optim.Optimizer) -> list[dict]:
-        return self.lifecycle.after_optimizer_step(self.ffn_layers(), step, optimizer)
-
-    def lifecycle_state_dict(self) -> dict | None:
-        return self.lifecycle.state_dict()
-
-    def load_lifecycle_state_dict(self, state: dict | None) -> None:
-        self.lifecycle.load_state_dict(state)
 
     # --- opcode table and checkpoints ---------------------------------------------------------
 
