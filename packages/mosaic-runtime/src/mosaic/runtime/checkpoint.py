@@ -56,16 +56,24 @@ def save_checkpoint(directory: Path, step: int, payload: dict[str, Any], *, keep
     return target
 
 
-def load_checkpoint(path: Path, *, config_fingerprint: str | None, opcode_table: list[str] | None) -> dict[str, Any]:
-    """Read a checkpoint and check that it belongs to this run."""
+def load_payload(path: Path, *, file_format: str, what: str, missing: str | None = None) -> dict[str, Any]:
+    """A saved ``{"format": file_format, ...}`` dict, or a :class:`CheckpointError` naming ``what``
+    (``"checkpoint"``, ``"session file"``...) and the file: missing (``missing`` overrides that
+    message), corrupt, or some other kind of file."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist") from None
+        raise CheckpointError(missing or f"{what} {path} does not exist") from None
     except Exception as exc:  # noqa: BLE001 - torch.load raises many types for truncated or foreign files
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint: {type(exc).__name__}: {exc}") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path} is not a {FORMAT} file")
+        raise CheckpointError(f"{what} {path} is corrupt: {type(exc).__name__}: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != file_format:
+        raise CheckpointError(f"{what} {path} is not a {file_format} file")
+    return payload
+
+
+def load_checkpoint(path: Path, *, config_fingerprint: str | None, opcode_table: list[str] | None) -> dict[str, Any]:
+    """Read a checkpoint and check that it belongs to this run."""
+    payload = load_payload(path, file_format=FORMAT, what="checkpoint")
     if config_fingerprint is not None and payload.get("config_fingerprint") != config_fingerprint:
         raise CheckpointError(
             f"checkpoint {path} was written for a different configuration "

@@ -25,6 +25,7 @@ from torch import nn
 from mosaic.core.atomic import atomic_write
 from mosaic.core.errors import CheckpointError, ConfigError, ConfigProblem
 from mosaic.runtime.agent.config import OnlineConfig
+from mosaic.runtime.checkpoint import load_payload
 
 ADAPTER_FORMAT = "mosaic-adapters/1"
 
@@ -139,14 +140,7 @@ class OnlineLearner:
         return atomic_write(path, lambda file: torch.save(state, file))
 
     def load(self, path: Path) -> None:
-        try:
-            data = torch.load(Path(path), map_location="cpu", weights_only=False)
-        except FileNotFoundError:
-            raise CheckpointError(f"adapter file {path} does not exist") from None
-        except Exception as exc:  # noqa: BLE001 — torch.load raises many types for truncated or foreign files
-            raise CheckpointError(f"adapter file {path} is corrupt: {type(exc).__name__}: {exc}") from None
-        if not isinstance(data, dict) or data.get("format") != ADAPTER_FORMAT:
-            raise CheckpointError(f"{path} is not a {ADAPTER_FORMAT} file")
+        data = load_payload(Path(path), file_format=ADAPTER_FORMAT, what="adapter file")
         saved = data["adapters"]
         if sorted(saved) != sorted(self.adapters):
             raise CheckpointError(f"{path} holds adapters for {sorted(saved)}, this session has {sorted(self.adapters)}")

@@ -20,6 +20,7 @@ from mosaic.core.errors import CheckpointError, ConfigError, ConfigProblem
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.core.ledger import CommitmentAnomaly, CommitmentLedger
 from mosaic.runtime.agent.responder import EventSession
+from mosaic.runtime.checkpoint import load_payload
 
 SESSION_FORMAT = "mosaic-session/1"
 SESSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -92,14 +93,8 @@ class SessionStore:
     def restore(self, name: str, session: EventSession, *, config_fingerprint: str) -> None:
         """Load session ``name`` into ``session`` (its state type rebuilds the saved state)."""
         path = self.state_path(name)
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=False)
-        except FileNotFoundError:
-            raise CheckpointError(f"session {name!r} does not exist ({path})") from None
-        except Exception as exc:  # noqa: BLE001 — torch.load raises many types for truncated or foreign files
-            raise CheckpointError(f"session file {path} is corrupt: {type(exc).__name__}: {exc}") from None
-        if not isinstance(payload, dict) or payload.get("format") != SESSION_FORMAT:
-            raise CheckpointError(f"{path} is not a {SESSION_FORMAT} file")
+        payload = load_payload(path, file_format=SESSION_FORMAT, what="session file",
+                               missing=f"session {name!r} does not exist ({path})")
         if payload["config_fingerprint"] != config_fingerprint:
             raise CheckpointError(
                 f"session {name!r} was recorded for another configuration ({payload['config_fingerprint']} != "
