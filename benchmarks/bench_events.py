@@ -15,15 +15,10 @@ from __future__ import annotations
 
 import heapq
 import json
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from harness import goal, main, rate
 
 from mosaic.core import EventBus, EventDecoder, EventEncoder, EventEnvelope

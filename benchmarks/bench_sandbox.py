@@ -8,28 +8,13 @@ JSON result parsing and the survivor check. Goal: median overhead <= 100 ms.
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from harness import goal, main
+from harness import goal, main, seconds
 
 TRIVIAL = "def run(x):\n    return x + 1\n"
-
-
-def _median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000.0
 
 
 def run(quick: bool) -> dict[str, Any]:
@@ -43,9 +28,9 @@ def run(quick: bool) -> dict[str, Any]:
 
     sandbox = Sandbox(SandboxPolicy())
     no_language = Sandbox(SandboxPolicy(language_layers=False))
-    bare_ms = _median_ms(bare, repeats)
-    sandboxed_ms = _median_ms(lambda: sandbox.run(TRIVIAL, {"x": 1}), repeats)
-    os_only_ms = _median_ms(lambda: no_language.run(TRIVIAL, {"x": 1}), repeats)
+    bare_ms = seconds(bare, repeats=repeats) * 1000.0
+    sandboxed_ms = seconds(lambda: sandbox.run(TRIVIAL, {"x": 1}), repeats=repeats) * 1000.0
+    os_only_ms = seconds(lambda: no_language.run(TRIVIAL, {"x": 1}), repeats=repeats) * 1000.0
     overhead = sandboxed_ms - bare_ms
     return {
         "bare_python_ms": round(bare_ms, 2),
