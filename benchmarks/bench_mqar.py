@@ -19,8 +19,8 @@ from typing import Any
 
 from harness import goal, main
 
-from mosaic.runtime.run import run_preset
-from mosaic.runtime.run_dir import RunDir
+from mosaic.runtime.training.run import run_preset
+from mosaic.runtime.training.run_dir import RunDir
 
 TARGET = 0.99
 #: --quick runs too few steps for mqar_mosaic's teacher-forcing schedule (100 + 900 steps): shorten it

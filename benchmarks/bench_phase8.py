@@ -44,7 +44,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def train_one(experiment: str, steps: int, out: Path) -> dict[str, Any]:
-    from mosaic.runtime.run import run_preset
+    from mosaic.runtime.training.run import run_preset
 
     overrides = [f"vars.data={DATA}", f"vars.steps={steps}", "vars.warmup=10", "eval.samples=256",
                  "eval.batch_size=64"]

@@ -51,8 +51,8 @@ def train_step_signals(trainer: Any, expert: int) -> dict[str, float]:
 
 def run(pretrain: int, after: int, seed: int, data: Path) -> dict[str, Any]:
     from mosaic.core.plugins import get_registry
-    from mosaic.runtime.manifest import load_manifest
-    from mosaic.runtime.trainer import Trainer
+    from mosaic.runtime.training.manifest import load_manifest
+    from mosaic.runtime.training.trainer import Trainer
 
     registry = get_registry()
     overrides = [f"vars.data={data}", f"vars.steps={pretrain + after}", f"vars.seed={seed}", "vars.warmup=10"]

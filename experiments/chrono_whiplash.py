@@ -37,7 +37,7 @@ SYSTEMS = ("chrono", "topk")
 
 
 def probe_measure(trainer: Any, probe: dict[str, torch.Tensor]) -> dict[str, Any]:
-    from mosaic.runtime.objective import lm_cross_entropy
+    from mosaic.runtime.training.objective import lm_cross_entropy
 
     model = trainer.model
     model.eval()
@@ -53,9 +53,9 @@ def total_variation(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def one_run(system: str, kind: str, args: argparse.Namespace, reversed_path: Path) -> dict[str, Any]:
     from mosaic.core.plugins import get_registry
-    from mosaic.runtime.batching import collate_for
-    from mosaic.runtime.manifest import load_manifest
-    from mosaic.runtime.trainer import Trainer
+    from mosaic.runtime.training.batching import collate_for
+    from mosaic.runtime.training.manifest import load_manifest
+    from mosaic.runtime.training.trainer import Trainer
 
     registry = get_registry()
     total = args.pretrain + args.shock + args.recover

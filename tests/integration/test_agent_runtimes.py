@@ -16,7 +16,7 @@ import torch
 from click.testing import CliRunner
 
 from mosaic.cli.main import cli
-from mosaic.runtime.run import run_preset
+from mosaic.runtime.training.run import run_preset
 
 SMALL = ["vars.d_model=16", "vars.n_layers=1", "vars.batch_size=2", "eval.samples=2", "eval.batch_size=2",
          "trainer.warmup_steps=1", "trainer.checkpoint_every=2"]

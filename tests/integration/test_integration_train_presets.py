@@ -9,9 +9,9 @@ import pytest
 
 from mosaic.core.errors import ConfigError
 from mosaic.core.plugins import PluginHost, PluginSelection, get_registry
-from mosaic.runtime.manifest import load_manifest
 from mosaic.runtime.presets import BUILTIN_PRESETS
-from mosaic.runtime.run import run_preset
+from mosaic.runtime.training.manifest import load_manifest
+from mosaic.runtime.training.run import run_preset
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_PRESETS))

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from mosaic.cli.commands.chrono import chrono, live_experts
 from mosaic.cli.main import BUILTIN_COMMANDS
-from mosaic.runtime.run import run_preset
+from mosaic.runtime.training.run import run_preset
 
 PREFIX = "targets[3].model.block.ffn.router.chrono"
 

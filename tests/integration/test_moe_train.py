@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mosaic.runtime.run import run_preset
+from mosaic.runtime.training.run import run_preset
 
 # phase8_moe's targets: 0 topk, 1 loss_free, 2 chrono, 3 chrono_lifecycle, 4 chrono_adhoc
 TINY = ["vars.warmup=1", "vars.d_model=16", "vars.block_size=16", "vars.batch_size=4", "vars.n_experts=4",

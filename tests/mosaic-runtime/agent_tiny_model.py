@@ -25,7 +25,7 @@ from mosaic.core.events.envelope import EventEnvelope
 from mosaic.core.model_output import ModelOutput
 from mosaic.core.plugins import PluginHost, PluginSelection, hookimpl
 from mosaic.runtime import plugin as runtime_plugin
-from mosaic.runtime.run import run_preset
+from mosaic.runtime.training.run import run_preset
 
 REPLY = EventEnvelope("Reply", {"text": "ok"}, "agent", id="r1", ts=1.0)
 

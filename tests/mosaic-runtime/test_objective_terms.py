@@ -8,12 +8,12 @@ import torch.nn.functional as F
 
 from mosaic.core.errors import ObjectiveError
 from mosaic.core.model_output import ModelOutput
-from mosaic.runtime.objective import (
+from mosaic.runtime.training.objective import (
     METRIC_NAMES,
     MosaicEventPrediction,
     lm_cross_entropy,
 )
-from mosaic.runtime.objective_config import MosaicObjectiveConfig
+from mosaic.runtime.training.objective_config import MosaicObjectiveConfig
 
 L, B, T, V = 3, 2, 5, 7
 

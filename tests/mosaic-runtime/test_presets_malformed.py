@@ -7,7 +7,7 @@ import pytest
 from train_tiny_components import TINY_PRESET, tiny_registry
 
 from mosaic.core.errors import ConfigError
-from mosaic.runtime.manifest import parse_manifest
+from mosaic.runtime.training.manifest import parse_manifest
 
 REGISTRY = tiny_registry()
 

@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from train_tiny_components import TINY_PRESET, tiny_registry
 
 from mosaic.core.errors import ConfigError
-from mosaic.runtime.manifest import parse_manifest, resolved_yaml
-from mosaic.runtime.variables import apply_overrides, parse_override, resolve_variables
-from mosaic.runtime.yaml_source import load_yaml
+from mosaic.runtime.training.manifest import parse_manifest, resolved_yaml
+from mosaic.runtime.training.variables import apply_overrides, parse_override, resolve_variables
+from mosaic.runtime.training.yaml_source import load_yaml
 
 REGISTRY = tiny_registry()
 #: Plain words YAML 1.1 reads as null or booleans (an override value is YAML, so these are not strings).

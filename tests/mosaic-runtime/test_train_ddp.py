@@ -13,7 +13,7 @@ import pytest
 import torch
 from train_tiny_components import TINY_PRESET
 
-from mosaic.runtime.checkpoint import latest_checkpoint
+from mosaic.runtime.training.checkpoint import latest_checkpoint
 
 ENTRY = Path(__file__).with_name("train_tiny_entry.py")
 

@@ -16,12 +16,12 @@ import torch
 from train_tiny_components import TINY_PRESET, tiny_registry
 
 from mosaic.core.errors import CheckpointError, ConfigError, TrainingError
-from mosaic.runtime.checkpoint import (
+from mosaic.runtime.training.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
 )
-from mosaic.runtime.run import run_preset
+from mosaic.runtime.training.run import run_preset
 
 ENTRY = Path(__file__).with_name("train_tiny_entry.py")
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from mosaic.core.model_output import ModelOutput
-from mosaic.runtime.objective import MosaicEventPrediction, lm_cross_entropy
-from mosaic.runtime.objective_config import MosaicObjectiveConfig
+from mosaic.runtime.training.objective import MosaicEventPrediction, lm_cross_entropy
+from mosaic.runtime.training.objective_config import MosaicObjectiveConfig
 
 L, B, T, V, E = 2, 2, 4, 5, 4
 

@@ -6,7 +6,7 @@ import io
 
 import structlog
 
-from mosaic.runtime.progress import Progress
+from mosaic.runtime.training.progress import Progress
 
 
 def test_structured_progress_accepts_records_that_carry_their_own_step() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from train_tiny_components import TINY_PRESET, tiny_registry
 
-from mosaic.runtime.batching import collate
-from mosaic.runtime.manifest import parse_manifest
-from mosaic.runtime.optim import build_optimizer
-from mosaic.runtime.sizing import estimate_memory, training_step_peak_bytes
+from mosaic.runtime.training.batching import collate
+from mosaic.runtime.training.manifest import parse_manifest
+from mosaic.runtime.training.optim import build_optimizer
+from mosaic.runtime.training.sizing import estimate_memory, training_step_peak_bytes
 
 BATCH = 24
 

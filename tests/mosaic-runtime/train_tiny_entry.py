@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from train_tiny_components import tiny_registry
 
-from mosaic.runtime.run import run_preset
+from mosaic.runtime.training.run import run_preset
 
 
 def main() -> None:

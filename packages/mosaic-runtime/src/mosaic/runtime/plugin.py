@@ -7,8 +7,8 @@ from typing import Any
 from mosaic.core.plugins import hookimpl
 from mosaic.runtime.presets import BUILTIN_PRESETS
 
-OBJECTIVE_FACTORY = "mosaic.runtime.objective:build_objective"
-OBJECTIVE_CONFIG = "mosaic.runtime.objective_config:MosaicObjectiveConfig"
+OBJECTIVE_FACTORY = "mosaic.runtime.training.objective:build_objective"
+OBJECTIVE_CONFIG = "mosaic.runtime.training.objective_config:MosaicObjectiveConfig"
 
 
 @hookimpl

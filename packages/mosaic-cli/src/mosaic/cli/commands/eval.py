@@ -16,7 +16,7 @@ from mosaic.cli.commands.run import registry_from_context, user_errors
 @click.option("--device", help="cpu, cuda, ... (default: the run's trainer.device).")
 def eval_command(run_dir: Path, samples: int | None, device: str | None) -> None:
     """Recall, commitment, opcode and token accuracy of RUN_DIR; written into its summary.json."""
-    from mosaic.runtime.run import evaluate_run
+    from mosaic.runtime.training.run import evaluate_run
 
     with user_errors():
         report = evaluate_run(run_dir, registry=registry_from_context(), samples=samples, device=device)

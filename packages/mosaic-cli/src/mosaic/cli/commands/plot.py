@@ -14,7 +14,7 @@ from mosaic.cli.commands.run import user_errors
 @click.option("--out", type=click.Path(path_type=Path), help="PNG path (default: RUN_DIR/curves.png).")
 def plot(run_dir: Path, out: Path | None) -> None:
     """Plot RUN_DIR's training (and eval) curves to a PNG."""
-    from mosaic.runtime.plotting import plot_run
+    from mosaic.runtime.training.plotting import plot_run
 
     with user_errors():
         target = plot_run(run_dir, out)

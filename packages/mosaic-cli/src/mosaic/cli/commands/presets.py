@@ -41,7 +41,7 @@ def list_presets(as_json: bool) -> None:
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="Precision for the estimate.")
 def show(preset: str, overrides: tuple[str, ...], estimate: bool, batch: int | None, precision: str | None) -> None:
     """Print PRESET fully resolved (defaults filled in); with --estimate, its memory needs."""
-    from mosaic.runtime.manifest import load_manifest, resolved_yaml
+    from mosaic.runtime.training.manifest import load_manifest, resolved_yaml
 
     registry = registry_from_context()
     with user_errors():
@@ -53,7 +53,7 @@ def show(preset: str, overrides: tuple[str, ...], estimate: bool, batch: int | N
 
 
 def format_estimate(experiment: Any, registry: Any, batch: int | None, precision: str | None) -> str:
-    from mosaic.runtime.sizing import estimate_memory
+    from mosaic.runtime.training.sizing import estimate_memory
 
     budget = experiment.budget
     batch = batch or (budget.batch_size if budget else None)
@@ -79,8 +79,8 @@ def format_estimate(experiment: Any, registry: Any, batch: int | None, precision
               help="Also check each memory estimate against the preset's budget.")
 def validate(names: tuple[str, ...], estimate: bool) -> None:
     """Validate presets (default: every registered one); warn when an estimate exceeds its budget."""
-    from mosaic.runtime.manifest import load_manifest
-    from mosaic.runtime.sizing import estimate_memory
+    from mosaic.runtime.training.manifest import load_manifest
+    from mosaic.runtime.training.sizing import estimate_memory
 
     registry = registry_from_context()
     names = names or tuple(c.name for c in registry if c.kind == "preset")

@@ -58,7 +58,7 @@ def run(preset: str | None, overrides: tuple[str, ...], out: Path, resume: Path 
     """Train PRESET (a built-in name or a YAML file), or resume a run with --resume."""
     if preset is None and resume is None:
         raise click.UsageError("give a PRESET (see `mosaic presets list`) or --resume RUN_DIR")
-    from mosaic.runtime.run import run_preset
+    from mosaic.runtime.training.run import run_preset
 
     with user_errors():
         summary = run_preset(preset, registry=registry_from_context(), overrides=overrides, out=out,

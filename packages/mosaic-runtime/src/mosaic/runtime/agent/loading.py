@@ -15,11 +15,11 @@ import torch
 
 from mosaic.core.errors import RuntimeStateError
 from mosaic.core.plugins import get_registry
-from mosaic.runtime.checkpoint import latest_checkpoint, load_checkpoint
-from mosaic.runtime.evaluation import opcode_names
-from mosaic.runtime.manifest import parse_manifest, resolved_yaml
-from mosaic.runtime.run_dir import RunDir, fingerprint
-from mosaic.runtime.trainer import pick_device
+from mosaic.runtime.training.checkpoint import latest_checkpoint, load_checkpoint
+from mosaic.runtime.training.evaluation import opcode_names
+from mosaic.runtime.training.manifest import parse_manifest, resolved_yaml
+from mosaic.runtime.training.run_dir import RunDir, fingerprint
+from mosaic.runtime.training.trainer import pick_device
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
     from mosaic.core.registry import Registry

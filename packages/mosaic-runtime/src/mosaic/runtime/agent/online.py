@@ -25,7 +25,7 @@ from torch import nn
 from mosaic.core.atomic import atomic_write
 from mosaic.core.errors import CheckpointError, ConfigError, ConfigProblem
 from mosaic.runtime.agent.config import OnlineConfig
-from mosaic.runtime.checkpoint import load_payload
+from mosaic.runtime.training.checkpoint import load_payload
 
 ADAPTER_FORMAT = "mosaic-adapters/1"
 

@@ -20,7 +20,7 @@ from mosaic.core.errors import CheckpointError, ConfigError, ConfigProblem
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.core.ledger import CommitmentAnomaly, CommitmentLedger
 from mosaic.runtime.agent.responder import EventSession
-from mosaic.runtime.checkpoint import load_payload
+from mosaic.runtime.training.checkpoint import load_payload
 
 SESSION_FORMAT = "mosaic-session/1"
 SESSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

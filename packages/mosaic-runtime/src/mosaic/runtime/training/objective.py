@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 from mosaic.core.errors import ObjectiveError
 from mosaic.core.model_output import ModelOutput
-from mosaic.runtime.objective_config import MosaicObjectiveConfig
-from mosaic.runtime.objective_moe import moe_loss, moe_metrics
+from mosaic.runtime.training.objective_config import MosaicObjectiveConfig
+from mosaic.runtime.training.objective_moe import moe_loss, moe_metrics
 
 IGNORE_TARGET = -100
 

@@ -25,25 +25,25 @@ from mosaic.core.errors import (
     TrainingError,
 )
 from mosaic.core.model_output import ModelOutput
-from mosaic.runtime.batching import collate_for, count_tokens, move_to, sample_indices
-from mosaic.runtime.checkpoint import (
+from mosaic.runtime.training.batching import collate_for, count_tokens, move_to, sample_indices
+from mosaic.runtime.training.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     restore_rng_state,
     rng_state,
     save_checkpoint,
 )
-from mosaic.runtime.distributed import (
+from mosaic.runtime.training.distributed import (
     DistContext,
     all_reduce_mean,
     barrier,
     init_distributed,
 )
-from mosaic.runtime.evaluation import evaluate, opcode_names
-from mosaic.runtime.manifest import Experiment
-from mosaic.runtime.optim import build_optimizer, build_scheduler
-from mosaic.runtime.progress import Progress, log
-from mosaic.runtime.run_dir import RunDir
+from mosaic.runtime.training.evaluation import evaluate, opcode_names
+from mosaic.runtime.training.manifest import Experiment
+from mosaic.runtime.training.optim import build_optimizer, build_scheduler
+from mosaic.runtime.training.progress import Progress, log
+from mosaic.runtime.training.run_dir import RunDir
 
 #: lifecycle decisions of the model's training hooks, one JSON record per line, in the run directory
 DECISIONS_FILE = "decisions.jsonl"

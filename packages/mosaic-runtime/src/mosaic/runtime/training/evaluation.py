@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from mosaic.core.model_output import ModelOutput
-from mosaic.runtime.batching import collate_for, move_to
+from mosaic.runtime.training.batching import collate_for, move_to
 
 V0_OPCODE_NAMES = ("NOP", "READ_MEM", "WRITE_MEM", "CLEAR_MEM", "IDLE", "GATE_UP", "GATE_DOWN", "SCAN",
                    "COMMIT", "RESPOND")

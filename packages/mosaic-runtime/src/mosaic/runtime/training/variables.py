@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from mosaic.core.errors import ConfigError, ConfigProblem
-from mosaic.runtime.yaml_source import child_path
+from mosaic.runtime.training.yaml_source import child_path
 
 REFERENCE = re.compile(r"\$\{([^}]*)\}")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mosaic.core.plugins import get_registry
-from mosaic.runtime.manifest import load_manifest, parse_manifest, resolved_yaml
-from mosaic.runtime.run_dir import RunDir, fingerprint
+from mosaic.runtime.training.manifest import load_manifest, parse_manifest, resolved_yaml
+from mosaic.runtime.training.run_dir import RunDir, fingerprint
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
     from mosaic.core.registry import Registry
@@ -30,7 +30,7 @@ def run_preset(
     """Train ``preset`` (a registered name or a YAML file) into a fresh run directory under
     ``out``, or continue the run in ``resume``. Returns the run's summary."""
     # torch is imported only when something trains
-    from mosaic.runtime.trainer import Trainer
+    from mosaic.runtime.training.trainer import Trainer
 
     registry = registry if registry is not None else get_registry()
     overrides = list(overrides)
@@ -70,9 +70,9 @@ def evaluate_run(run_path: Path, *, registry: Registry | None = None, samples: i
     run's ``summary.json`` under ``eval`` and returned."""
     import torch
 
-    from mosaic.runtime.checkpoint import latest_checkpoint, load_checkpoint
-    from mosaic.runtime.evaluation import evaluate, opcode_names
-    from mosaic.runtime.trainer import pick_device
+    from mosaic.runtime.training.checkpoint import latest_checkpoint, load_checkpoint
+    from mosaic.runtime.training.evaluation import evaluate, opcode_names
+    from mosaic.runtime.training.trainer import pick_device
 
     registry = registry if registry is not None else get_registry()
     run = RunDir.existing(run_path)

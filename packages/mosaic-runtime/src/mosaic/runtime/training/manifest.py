@@ -24,9 +24,9 @@ from mosaic.core.errors import (
     MosaicError,
     UnknownComponentError,
 )
-from mosaic.runtime.train_config import BudgetConfig, EvalConfig, TrainerConfig
-from mosaic.runtime.variables import apply_overrides, resolve_variables
-from mosaic.runtime.yaml_source import YamlDocument, child_path, load_yaml
+from mosaic.runtime.training.train_config import BudgetConfig, EvalConfig, TrainerConfig
+from mosaic.runtime.training.variables import apply_overrides, resolve_variables
+from mosaic.runtime.training.yaml_source import YamlDocument, child_path, load_yaml
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
     from mosaic.core.registry import Registry

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from mosaic.runtime.train_config import TrainerConfig
+from mosaic.runtime.training.train_config import TrainerConfig
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainerConfig) -> torch.optim.AdamW:

@@ -19,8 +19,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from mosaic.runtime.batching import collate_for
-from mosaic.runtime.manifest import Experiment
+from mosaic.runtime.training.batching import collate_for
+from mosaic.runtime.training.manifest import Experiment
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
     from mosaic.core.registry import Registry
@@ -110,7 +110,7 @@ def estimate_memory(experiment: Experiment, registry: Registry, *, batch_size: i
                     precision: str | None = None) -> MemoryEstimate:
     """Weights, gradients and optimizer state from the parameter count; activations extrapolated
     linearly from the measured peak of training steps at two small probe batches on CPU."""
-    from mosaic.runtime.optim import build_optimizer
+    from mosaic.runtime.training.optim import build_optimizer
 
     batch_size = batch_size or experiment.trainer.batch_size
     precision = precision or experiment.trainer.precision

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mosaic.core.errors import MosaicError
-from mosaic.runtime.run_dir import RunDir
+from mosaic.runtime.training.run_dir import RunDir
 
 
 class PlottingUnavailable(MosaicError):

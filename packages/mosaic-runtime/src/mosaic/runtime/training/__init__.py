@@ -1,0 +1,1 @@
+"""Preset-driven training: manifest parsing, the trainer loop, objectives, checkpoints, evaluation."""
