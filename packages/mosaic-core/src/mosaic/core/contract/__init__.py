@@ -1,0 +1,11 @@
+"""The seams between MOSAIC packages, written as code.
+
+Every name that crosses a package boundary lives here: batch and aux key specs (``keys``), the v0
+opcode names (``opcodes``), and the Protocols each seam implements. A package never spells another
+package's keys as string literals; it imports the spec from here.
+"""
+
+from mosaic.core.contract.keys import IGNORE_INDEX, KeySpec
+from mosaic.core.contract.opcodes import V0_OPCODE_NAMES
+
+__all__ = ["IGNORE_INDEX", "KeySpec", "V0_OPCODE_NAMES"]

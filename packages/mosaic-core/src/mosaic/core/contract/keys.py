@@ -1,0 +1,27 @@
+"""Batch and aux key specs: the tensors that cross from datasets to models to objectives.
+
+A ``KeySpec`` says what a key holds (dtype, shape in named axes), which value means "no label here",
+and which package produces it. Producers and consumers import the spec and use ``spec.name``.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+#: "no label here" for every integer target and class label (targets, buckets, opcodes, registers,
+#: commitment classes). Float teacher signals carry a separate ``_mask`` key instead.
+IGNORE_INDEX = -100
+
+
+@attrs.frozen
+class KeySpec:
+    """One tensor key: ``name`` in the batch or aux dict, ``dtype`` ("int64", "float32", "bool"),
+    ``shape`` as axis names (``B`` batch, ``T`` time, ``H`` hashes, ``L`` layers, ...), the ignore
+    value for integer labels (None for floats and masks), and the producing distribution."""
+
+    name: str
+    dtype: str
+    shape: tuple[str, ...]
+    producer: str
+    ignore: int | None = None
+    summary: str = ""
