@@ -43,8 +43,8 @@ def _closure(dists: tuple[str, ...]) -> list[str]:
     return seen
 
 
-#: optional extras a session's tests exercise: the CLI's `mosaic plot` needs mosaic-runtime[plot]
-EXTRAS: dict[str, str] = {"mosaic_runtime": "plot"}
+#: optional extras a session's tests exercise: `mosaic plot` needs mosaic-runtime[plot], `mosaic sweep` [sweep]
+EXTRAS: dict[str, str] = {"mosaic_runtime": "plot,sweep"}
 
 
 def _install(session: nox.Session, *dists: str, extra_paths: tuple[Path, ...] = ()) -> None:

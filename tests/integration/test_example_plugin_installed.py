@@ -67,3 +67,13 @@ def test_listing_everything_imports_no_torch() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "NO_TORCH"
+
+
+def test_installing_an_opcode_plugin_changes_no_shipped_preset() -> None:
+    """The example plugin registers opcode.DAMPEN; a preset's model gets it only when it asks."""
+    from mosaic.layers.model import MosaicLM, MosaicLMConfig
+
+    plain = MosaicLM(MosaicLMConfig(vocab_size=32, n_layers=1))
+    assert "DAMPEN" not in plain.opcode_names
+    asked = MosaicLM(MosaicLMConfig(vocab_size=32, n_layers=1, plugin_opcodes=True))
+    assert asked.opcode_names[-1] == "DAMPEN"

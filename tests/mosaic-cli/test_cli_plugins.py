@@ -101,6 +101,8 @@ def test_json_listing_has_the_documented_fields(fake_plugins) -> None:
     assert [r for r in records if r["name"] == "aa-good"] == [
         {
             "name": "aa-good",
+            "distribution": "aa-good",
+            "entry_point": "aa_good_plugin",
             "version": "1.4",
             "hooks": ["register_drives"],
             "components": {"drive": ["drive.boredom"]},
@@ -171,3 +173,56 @@ def test_listing_plugins_imports_no_torch(fake_plugins) -> None:
 def test_version(fake_plugins) -> None:
     result = fake_plugins.run("--version")
     assert result.returncode == 0 and result.stdout.startswith("mosaic 0.1.0")
+
+
+BAD_FACTORY_PATH = """
+from mosaic.core import hookimpl
+
+@hookimpl
+def register_drives(register):
+    register("drive.ghost", "no_such_module_anywhere:Ghost", summary="a factory path that cannot import")
+"""
+
+HALF_COMMAND = """
+import click
+from mosaic.core import hookimpl
+
+@hookimpl
+def register_commands(cli):
+    @cli.command("half-made")
+    def half_made():
+        click.echo("should not be reachable")
+    raise RuntimeError("failed after adding a command")
+"""
+
+
+def test_check_imports_factory_paths_and_fails_the_plugin(fake_plugins) -> None:
+    fake_plugins.add("aa-ghost", BAD_FACTORY_PATH)
+    plain = fake_plugins.run("plugins", "list")
+    assert plain.returncode == 0 and "loaded" in plain.stdout  # listing alone never imports factories
+    checked = fake_plugins.run("plugins", "list", "--check")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "failed" in checked.stdout
+    assert "drive.ghost: factory cannot be imported" in checked.stdout and "no_such_module_anywhere" in checked.stdout
+
+
+def test_register_commands_failing_after_adding_is_reported_and_rolled_back(fake_plugins) -> None:
+    fake_plugins.add("half-plugin", HALF_COMMAND)
+    help_run = fake_plugins.run("--help")
+    assert help_run.returncode == 0
+    assert "half-made" not in help_run.stdout and "[broken plugin half-plugin]" in help_run.stdout
+    assert fake_plugins.run("half-made").returncode != 0
+
+
+def test_run_warns_in_one_line_about_failed_plugins(fake_plugins) -> None:
+    fake_plugins.add("zz-broken", BROKEN_IMPORT)
+    result = fake_plugins.run("run", "no_such_preset_for_this_test")
+    assert result.returncode != 0
+    warnings = [line for line in result.stderr.splitlines() if "failed to load" in line]
+    assert len(warnings) == 1 and "zz-broken" in warnings[0]
+
+
+def test_typo_in_plugin_selection_is_an_error_not_a_silent_disable(fake_plugins) -> None:
+    result = fake_plugins.run("plugins", "list", "--all", env={"MOSAIC_DISABLE_PLUGINS": "mosaic-layrs"})
+    assert result.returncode != 0
+    assert "did you mean 'mosaic-layers'" in result.stderr and "Traceback" not in result.stderr

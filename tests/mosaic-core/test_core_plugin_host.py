@@ -181,3 +181,83 @@ def test_failing_register_commands_is_reported_not_raised() -> None:
     strict.add_plugin(BadCommands(), "badcmd")
     with pytest.raises(PluginError):
         strict.call_commands(object(), lambda record, message: None)
+
+
+def _entry_point(monkeypatch: pytest.MonkeyPatch, name: str, distribution: str, plugin: object) -> metadata.EntryPoint:
+    """An entry point ``name`` of ``distribution`` whose module is ``plugin``."""
+    module = types.ModuleType(f"{name.replace('-', '_')}_module")
+    for attribute in dir(plugin):
+        if attribute.startswith("register_"):
+            setattr(module, attribute, getattr(plugin, attribute))
+    monkeypatch.setitem(__import__("sys").modules, module.__name__, module)
+
+    class Dist:
+        metadata = {"Name": distribution}
+        version = "1.0"
+
+    ep = metadata.EntryPoint(name, module.__name__, "mosaic")
+    return types.SimpleNamespace(name=ep.name, value=ep.value, load=ep.load, dist=Dist())  # type: ignore[return-value]
+
+
+def test_builtin_wins_over_an_earlier_named_third_party_duplicate(monkeypatch: pytest.MonkeyPatch) -> None:
+    class BuiltinData:
+        @hookimpl
+        def register_datasets(self, register):
+            register("dataset.mqar", "collections:OrderedDict", summary="the built-in")
+            register("dataset.text", "collections:OrderedDict", summary="another built-in")
+
+    class Squatter:
+        @hookimpl
+        def register_datasets(self, register):
+            register("dataset.mqar", "collections:OrderedDict", summary="a third party's copy")
+
+    eps = [
+        _entry_point(monkeypatch, "aaa-squatter", "aaa-squatter-dist", Squatter()),
+        _entry_point(monkeypatch, "mosaic-data", "mosaic-data", BuiltinData()),
+    ]
+    h = host()
+    h.load_entry_points(eps)
+    by_name = {r.name: r for r in h.records}
+    assert by_name["mosaic-data"].status == "loaded"
+    assert h.registry.get("dataset.mqar").provider == "mosaic-data"
+    assert "dataset.text" in h.registry
+    squatter = by_name["aaa-squatter"]
+    assert squatter.status == "failed"
+    assert "mosaic-data" in squatter.error and "aaa-squatter-dist" in squatter.error
+
+
+@pytest.mark.parametrize("variable", ["load_only", "disabled"])
+def test_unknown_plugin_name_in_selection_is_an_error_with_a_suggestion(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    from mosaic.core.plugins import PluginSelectionError
+
+    eps = [_entry_point(monkeypatch, "mosaic-layers", "mosaic-layers", GoodPlugin())]
+    h = host(**{variable: frozenset({"mosaic-layrs"})})
+    with pytest.raises(PluginSelectionError) as info:
+        h.load_entry_points(eps)
+    assert "'mosaic-layrs'" in str(info.value) and "did you mean 'mosaic-layers'" in str(info.value)
+    assert h.records == []  # nothing loaded under a selection that was mistyped
+
+
+def test_register_commands_failure_after_adding_is_recorded_as_failed() -> None:
+    class HalfCommands:
+        @hookimpl
+        def register_commands(self, cli):
+            cli.append("half-added")
+            raise RuntimeError("late failure")
+
+    h = host()
+    h.add_plugin(HalfCommands(), "halfcmd", distribution="halfcmd-dist")
+    reported = []
+    h.call_commands([], lambda record, message: reported.append(record.name))
+    assert reported == ["halfcmd"]
+    assert [r.name for r in h.failures] == ["halfcmd"]
+    assert "late failure" in h.failures[0].error
+
+
+def test_record_json_names_the_distribution_and_entry_point() -> None:
+    h = host()
+    record = h.load("ep-name", GoodPlugin, distribution="some-dist", version="2.0", module="some_module")
+    data = record.to_json()
+    assert data["name"] == "ep-name" and data["distribution"] == "some-dist" and data["entry_point"] == "some_module"

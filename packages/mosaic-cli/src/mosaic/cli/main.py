@@ -24,6 +24,7 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("mosaic.cli.commands.audit:audit", "Verify tamper-evident audit logs."),
     "tools": ("mosaic.cli.commands.tools:tools", "List, show, approve, revoke, run sandboxed tools."),
     "chrono": ("mosaic.cli.commands.chrono:chrono", "ChronoMoE run report: clocks, beta, psi and lifecycle decisions."),
+    "sweep": ("mosaic.cli.commands.sweep:sweep", "Grid or random search over preset overrides and seeds (Optuna)."),
 }
 
 

@@ -151,8 +151,9 @@ class MosaicLMConfig:
     tie_embeddings: bool = True
     # compute the vocabulary head only where target_ids != -100 (logits (N, V), logit_targets (N,))
     logits_at_labels_only: bool = False
-    # include opcodes registered by plugins after the ten v0 opcodes
-    plugin_opcodes: bool = True
+    # include opcodes registered by plugins after the ten v0 opcodes. Off unless a preset asks, so
+    # that installing an opcode plugin never changes an existing preset or invalidates a checkpoint.
+    plugin_opcodes: bool = False
     lifecycle: dict[str, Any] | None = _lifecycle_field
 
     def __attrs_post_init__(self) -> None:

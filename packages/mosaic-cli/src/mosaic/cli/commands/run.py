@@ -58,6 +58,11 @@ def run(preset: str | None, overrides: tuple[str, ...], out: Path, resume: Path 
     """Train PRESET (a built-in name or a YAML file), or resume a run with --resume."""
     if preset is None and resume is None:
         raise click.UsageError("give a PRESET (see `mosaic presets list`) or --resume RUN_DIR")
+    from mosaic.cli.plugin_commands import failed_plugins_line
+
+    warning = failed_plugins_line()
+    if warning:
+        click.echo(warning, err=True)
     from mosaic.runtime.training.run import run_preset
 
     with user_errors():

@@ -17,6 +17,7 @@ _EXPORTS: dict[str, str] = {
     "PluginHost": "mosaic.core.plugins.host",
     "PluginLoadFailures": "mosaic.core.plugins.host",
     "PluginRecord": "mosaic.core.plugins.host",
+    "PluginSelectionError": "mosaic.core.plugins.host",
     "PluginSelection": "mosaic.core.plugins.host",
     "get_host": "mosaic.core.plugins.host",
     "get_registry": "mosaic.core.plugins.host",

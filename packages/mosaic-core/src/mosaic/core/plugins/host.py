@@ -52,6 +52,8 @@ class PluginRecord:
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "distribution": self.distribution,
+            "entry_point": self.module,
             "version": self.version,
             "hooks": list(self.hooks),
             "components": {kind: list(ids) for kind, ids in sorted(self.components.items())},
@@ -85,6 +87,20 @@ class PluginSelection:
             trace=_truthy(env.get("MOSAIC_TRACE_PLUGINS", "")),
         )
 
+    def check_names(self, known: set[str]) -> None:
+        """Refuse a ``MOSAIC_LOAD_PLUGINS`` / ``MOSAIC_DISABLE_PLUGINS`` entry that names no
+        installed plugin or distribution: a typo there would silently disable the built-ins."""
+        problems = []
+        for variable, names in (("MOSAIC_LOAD_PLUGINS", self.load_only), ("MOSAIC_DISABLE_PLUGINS", self.disabled)):
+            for name in sorted(names or ()):
+                if name in known:
+                    continue
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"{variable} names {name!r}, which is no installed plugin or distribution{hint}")
+        if problems:
+            raise PluginSelectionError(problems, sorted(known))
+
     def allows(self, name: str, distribution: str) -> bool:
         if name == CORE_PLUGIN:
             return True
@@ -112,16 +128,26 @@ class PluginHost:
     # --- discovery ----------------------------------------------------------------------------
 
     def load_entry_points(self, entry_points: Iterable[metadata.EntryPoint] | None = None) -> None:
-        """Load every plugin of the ``mosaic`` entry-point group, core first, then by name."""
+        """Load every plugin of the ``mosaic`` entry-point group: core first, then the toolkit's
+        built-ins, then third parties, each group by name. Built-ins load before any third party
+        so that a third party's duplicate ID is the one rejected, never the built-in package."""
         found = list(metadata.entry_points(group=hookspecs.PROJECT_NAME) if entry_points is None else entry_points)
-        unique: dict[str, metadata.EntryPoint] = {}
+        unique: dict[str, tuple[metadata.EntryPoint, str, str]] = {}
         for ep in found:
-            unique.setdefault(ep.name, ep)
-        ordered = sorted(unique.values(), key=lambda ep: (ep.name != CORE_PLUGIN, ep.name))
-        for ep in ordered:
             dist = getattr(ep, "dist", None)
             distribution = dist.metadata["Name"] if dist is not None else ep.name
             version = dist.version if dist is not None else "0"
+            unique.setdefault(ep.name, (ep, distribution, version))
+        self.selection.check_names(
+            {name for name in unique} | {distribution for _, distribution, _ in unique.values()}
+        )
+
+        def load_order(item: tuple[metadata.EntryPoint, str, str]) -> tuple[int, str]:
+            ep, distribution, _ = item
+            group = 0 if ep.name == CORE_PLUGIN else 1 if distribution in BUILTIN_DISTRIBUTIONS else 2
+            return group, ep.name
+
+        for ep, distribution, version in sorted(unique.values(), key=load_order):
             self.load(ep.name, ep.load, distribution=distribution, version=version, module=ep.value)
         self.raise_if_strict()
 
@@ -252,7 +278,9 @@ class PluginHost:
             raise PluginLoadFailures(self.failures)
 
     def call_commands(self, cli: Any, on_failure: Callable[[PluginRecord, str], None]) -> None:
-        """Call ``register_commands(cli)`` plugin by plugin; report a failing one to ``on_failure``."""
+        """Call ``register_commands(cli)`` plugin by plugin. A failing one is recorded as failed
+        (like a plugin that failed to register) and reported to ``on_failure``, which should
+        undo whatever it added to ``cli`` before raising."""
         for record in self.records:
             plugin = self._plugins.get(record.name)
             if plugin is None:
@@ -265,6 +293,7 @@ class PluginHost:
                     message = f"register_commands failed: {_describe_exception(exc)}"
                     if self.selection.strict:
                         raise PluginError(record.name, message) from exc
+                    self._fail(record, message)
                     on_failure(record, message)
 
 
@@ -279,6 +308,15 @@ class PluginLoadFailures(MosaicError):
             f"(disable it with MOSAIC_DISABLE_PLUGINS={r.name})"
             for r in failures
         ]
+        super().__init__("\n".join(lines))
+
+
+class PluginSelectionError(MosaicError):
+    """``MOSAIC_LOAD_PLUGINS`` or ``MOSAIC_DISABLE_PLUGINS`` names something that is not installed."""
+
+    def __init__(self, problems: list[str], known: list[str]) -> None:
+        self.problems = problems
+        lines = [*problems, f"installed plugins and distributions: {', '.join(known) or '(none)'}"]
         super().__init__("\n".join(lines))
 
 
