@@ -1,6 +1,8 @@
-"""Rewrite the command outputs shown in the docs from the real commands.
+"""Keep the docs true: rewrite command outputs and result tables from their sources.
 
-A block to keep true looks like::
+Two kinds of block are kept true in docs/*.md.
+
+A command's output, produced by running the real ``mosaic`` command::
 
     <!-- mosaic-output -->
     ```console
@@ -9,12 +11,23 @@ A block to keep true looks like::
     ```
     <!-- /mosaic-output -->
 
-``python docs/regenerate.py`` rewrites every such block in docs/*.md;
-``tests/integration/test_docs_output.py`` fails when one is out of date.
+A table of measured results, rendered from benchmark JSON committed under ``docs/results/``
+(benchmarks write JSON; copy the run you quote there) by ``docs/renderers/<NAME>.py``, a module
+with ``render(results_dir: Path) -> str``::
+
+    <!-- mosaic-table: NAME -->
+    ...table...
+    <!-- /mosaic-table -->
+
+``python docs/regenerate.py`` rewrites every block; ``python docs/regenerate.py --check`` rewrites
+nothing and exits 1 naming each stale block, which is what CI runs (through
+``tests/integration/test_docs_output.py``). Neither reruns a benchmark.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import os
 import re
 import shlex
@@ -23,8 +36,14 @@ import sys
 from pathlib import Path
 
 DOCS = Path(__file__).parent
-BLOCK = re.compile(
+RESULTS = DOCS / "results"
+RENDERERS = DOCS / "renderers"
+OUTPUT_BLOCK = re.compile(
     r"(?P<head><!-- mosaic-output -->\n```console\n\$ (?P<command>[^\n]+)\n)(?P<output>.*?)(?P<tail>```\n<!-- /mosaic-output -->)",
+    re.DOTALL,
+)
+TABLE_BLOCK = re.compile(
+    r"(?P<head><!-- mosaic-table: (?P<name>[a-z0-9_]+) -->\n)(?P<output>.*?)(?P<tail><!-- /mosaic-table -->)",
     re.DOTALL,
 )
 
@@ -41,23 +60,61 @@ def run_command(command: str) -> str:
     return result.stdout
 
 
+def render_table(name: str) -> str:
+    """The table ``docs/renderers/<name>.py`` renders from ``docs/results/``."""
+    path = RENDERERS / f"{name}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"no renderer for table {name!r}: expected {path}")
+    spec = importlib.util.spec_from_file_location(f"docs_renderer_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = module.render(RESULTS)
+    return text if text.endswith("\n") else text + "\n"
+
+
 def blocks(text: str) -> list[tuple[str, str]]:
-    """``(command, shown output)`` for every output block in ``text``."""
-    return [(m["command"], m["output"]) for m in BLOCK.finditer(text)]
+    """``(command, shown output)`` for every command-output block in ``text``."""
+    return [(m["command"], m["output"]) for m in OUTPUT_BLOCK.finditer(text)]
+
+
+def tables(text: str) -> list[tuple[str, str]]:
+    """``(renderer name, shown table)`` for every table block in ``text``."""
+    return [(m["name"], m["output"]) for m in TABLE_BLOCK.finditer(text)]
 
 
 def regenerate(text: str) -> str:
-    return BLOCK.sub(lambda m: m["head"] + run_command(m["command"]) + m["tail"], text)
+    text = OUTPUT_BLOCK.sub(lambda m: m["head"] + run_command(m["command"]) + m["tail"], text)
+    return TABLE_BLOCK.sub(lambda m: m["head"] + render_table(m["name"]) + m["tail"], text)
 
 
-def main() -> None:
-    for path in sorted(DOCS.glob("*.md")):
+def stale_blocks(path: Path) -> list[str]:
+    """What in ``path`` differs from its sources (empty when the page is true)."""
+    text = path.read_text()
+    stale = [f"{path.name}: output of `{command}`" for command, shown in blocks(text) if run_command(command) != shown]
+    stale += [f"{path.name}: table {name}" for name, shown in tables(text) if render_table(name) != shown]
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if any block is stale")
+    args = parser.parse_args(argv)
+    pages = sorted(DOCS.glob("*.md"))
+    if args.check:
+        stale = [entry for path in pages for entry in stale_blocks(path)]
+        for entry in stale:
+            print(f"stale: {entry}", file=sys.stderr)
+        if stale:
+            print("run: python docs/regenerate.py", file=sys.stderr)
+        return 1 if stale else 0
+    for path in pages:
         text = path.read_text()
         updated = regenerate(text)
         if updated != text:
             path.write_text(updated)
             print(f"updated {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

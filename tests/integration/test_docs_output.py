@@ -1,8 +1,11 @@
-"""Command output shown in docs/ is what the real commands print (run `python docs/regenerate.py`)."""
+"""The docs are true: command output shown in docs/ is what the real commands print, and result
+tables are what docs/renderers/ render from the committed JSON in docs/results/."""
 
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,7 @@ CASES = [
     for path in sorted(DOCS.glob("*.md"))
     for command, shown in REGENERATE.blocks(path.read_text())
 ]
+TABLES = [(path.name, name, shown) for path in sorted(DOCS.glob("*.md")) for name, shown in REGENERATE.tables(path.read_text())]
 
 
 def test_docs_have_output_blocks() -> None:
@@ -32,3 +36,31 @@ def test_docs_have_output_blocks() -> None:
 @pytest.mark.parametrize(("doc", "command", "shown"), CASES, ids=[f"{d}:{c}" for d, c, _ in CASES])
 def test_shown_output_matches_the_real_command(doc: str, command: str, shown: str) -> None:
     assert REGENERATE.run_command(command) == shown, f"{doc} is stale: run python docs/regenerate.py"
+
+
+def test_result_tables_match_the_committed_json() -> None:
+    stale = [f"{doc}: table {name}" for doc, name, shown in TABLES if REGENERATE.render_table(name) != shown]
+    assert stale == [], "stale docs, run python docs/regenerate.py"
+
+
+def test_check_mode_flags_a_stale_table_and_writes_nothing(tmp_path: Path) -> None:
+    """``regenerate.py --check`` is what keeps docs honest: it must fail on a doctored table."""
+    docs = tmp_path / "docs"
+    (docs / "renderers").mkdir(parents=True)
+    (docs / "results").mkdir()
+    (docs / "regenerate.py").write_text((DOCS / "regenerate.py").read_text())
+    (docs / "results" / "demo.json").write_text('{"accuracy": 0.5}')
+    (docs / "renderers" / "demo.py").write_text(
+        "import json\n\ndef render(results):\n"
+        "    return f\"| accuracy | {json.loads((results / 'demo.json').read_text())['accuracy']} |\\n\"\n"
+    )
+    page = docs / "page.md"
+    page.write_text("<!-- mosaic-table: demo -->\n| accuracy | 0.5 |\n<!-- /mosaic-table -->\n")
+    check = [sys.executable, str(docs / "regenerate.py"), "--check"]
+    assert subprocess.run(check, capture_output=True, text=True).returncode == 0
+    page.write_text("<!-- mosaic-table: demo -->\n| accuracy | 0.9 |\n<!-- /mosaic-table -->\n")
+    result = subprocess.run(check, capture_output=True, text=True)
+    assert result.returncode == 1 and "page.md: table demo" in result.stderr
+    assert "0.9" in page.read_text()
+    subprocess.run([sys.executable, str(docs / "regenerate.py")], check=True, capture_output=True)
+    assert "| accuracy | 0.5 |" in page.read_text()
