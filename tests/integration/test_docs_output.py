@@ -64,3 +64,19 @@ def test_check_mode_flags_a_stale_table_and_writes_nothing(tmp_path: Path) -> No
     assert "0.9" in page.read_text()
     subprocess.run([sys.executable, str(docs / "regenerate.py")], check=True, capture_output=True)
     assert "| accuracy | 0.5 |" in page.read_text()
+
+
+def test_the_tool_definition_example_is_valid() -> None:
+    """docs/tools.md's example definition passes validation and the builder's source gate."""
+    import json
+    import re
+
+    from mosaic.runtime.tools.ast_gate import check_source
+    from mosaic.runtime.tools.definition import ToolDefinition
+
+    text = (DOCS / "tools.md").read_text()
+    example = json.loads(re.search(r"```json\n(.*?)```", text, re.DOTALL)[1])
+    definition = ToolDefinition.from_json_dict(example)
+    assert definition.validate() == []
+    assert not definition.requires_approval()
+    assert check_source(definition.implementation, frozenset(definition.capabilities.allowed_imports)) == []
