@@ -57,9 +57,13 @@ def format_estimate(experiment: Any, registry: Any, batch: int | None, precision
 
     budget = experiment.budget
     batch = batch or (budget.batch_size if budget else None)
+    precision_asked = precision is not None
     precision = precision or (budget.precision if budget else None)
     result = estimate_memory(experiment, registry, batch_size=batch, precision=precision)
-    lines = [f"estimate for {experiment.name} (batch {result.batch_size}, {result.precision}):",
+    trains_in = experiment.trainer.precision
+    basis = result.precision if result.precision == trains_in else (
+        f"{result.precision} as {'asked' if precision_asked else 'the budget assumes'}; this preset trains in {trains_in}")
+    lines = [f"estimate for {experiment.name} (batch {result.batch_size}, {basis}):",
              f"  parameters            {result.parameters:,}"]
     for name, count in result.parameters_by_component.items():
         lines.append(f"    {name:<20} {count:,}")
