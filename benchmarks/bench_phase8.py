@@ -15,8 +15,8 @@ live experts after the lifecycle's edits, and the decisions taken (counted by ac
 ``comparison`` says whether the F_l lifecycle matched or beat ``chrono`` without lifecycle on
 validation loss (within ``MATCH_TOLERANCE`` nats) and with how many live experts.
 
-The text file is ``<repo root>/../shared/data/tinyshakespeare.txt``; without it the benchmark
-reports ``skipped`` rather than failing. Full: 300 steps each; ``--quick``: 40 steps.
+The text is the tiny Shakespeare corpus shipped with mosaic-data. Full: 300 steps each;
+``--quick``: 40 steps.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from typing import Any
 
 from harness import main
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
 EXPERIMENTS = ("topk", "loss_free", "chrono", "chrono_lifecycle", "chrono_adhoc")
 EDITS = {"prune": -1, "merge": -1, "split": 1, "spawn": 1}
 MATCH_TOLERANCE = 0.02
@@ -46,7 +45,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def train_one(experiment: str, steps: int, out: Path) -> dict[str, Any]:
     from mosaic.runtime.training.run import run_preset
 
-    overrides = [f"vars.data={DATA}", f"vars.steps={steps}", "vars.warmup=10", "eval.samples=256",
+    overrides = [f"vars.steps={steps}", "vars.warmup=10", "eval.samples=256",
                  "eval.batch_size=64"]
     started = time.perf_counter()
     summary = run_preset("phase8_moe", experiment=experiment, out=out, overrides=overrides,
@@ -77,8 +76,6 @@ def train_one(experiment: str, steps: int, out: Path) -> dict[str, Any]:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    if not DATA.exists():
-        return {"skipped": f"{DATA} not found"}
     steps = 40 if quick else 300
     with tempfile.TemporaryDirectory() as tmp:
         configs = {name: train_one(name, steps, Path(tmp)) for name in EXPERIMENTS}
@@ -86,7 +83,7 @@ def run(quick: bool) -> dict[str, Any]:
     delta = with_lc["val_loss"] - without["val_loss"]
     verdict = "beat" if delta < -MATCH_TOLERANCE else ("matched" if delta <= MATCH_TOLERANCE else "lost to")
     return {
-        "setup": {"data": DATA.name, "steps": steps, "n_experts": N_EXPERTS, "n_layers": N_LAYERS, "top_k": 2,
+        "setup": {"data": "tinyshakespeare", "steps": steps, "n_experts": N_EXPERTS, "n_layers": N_LAYERS, "top_k": 2,
                   "preset": "phase8_moe"},
         "configs": configs,
         "comparison": {

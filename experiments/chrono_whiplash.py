@@ -31,7 +31,8 @@ from typing import Any
 
 import torch
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
+from mosaic.data.corpora import corpus_bytes
+
 PROBE = 32
 SYSTEMS = ("chrono", "topk")
 
@@ -59,7 +60,7 @@ def one_run(system: str, kind: str, args: argparse.Namespace, reversed_path: Pat
 
     registry = get_registry()
     total = args.pretrain + args.shock + args.recover
-    overrides = [f"vars.data={args.data}", f"vars.steps={total}", f"vars.seed={args.seed}", "vars.warmup=10"]
+    overrides = [f"vars.data={args.data if args.data is not None else 'null'}", f"vars.steps={total}", f"vars.seed={args.seed}", "vars.warmup=10"]
     experiment = load_manifest("phase8_moe", registry, overrides=overrides).experiment(system)
     trainer = Trainer(experiment, registry, None, fingerprint="whiplash", show_progress=False)
     eval_data = experiment.eval_dataset.build(registry)
@@ -98,7 +99,8 @@ def one_run(system: str, kind: str, args: argparse.Namespace, reversed_path: Pat
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         reversed_path = Path(tmp) / "reversed.txt"
-        reversed_path.write_text(args.data.read_text(encoding="utf-8")[::-1], encoding="utf-8")
+        text = args.data.read_text(encoding="utf-8") if args.data is not None else corpus_bytes("tinyshakespeare").decode()
+        reversed_path.write_text(text[::-1], encoding="utf-8")
         results = {kind: {system: one_run(system, kind, args, reversed_path) for system in SYSTEMS}
                    for kind in ("control", "injected", "earned")}
     control = results["control"]
@@ -121,10 +123,11 @@ def main() -> None:
     parser.add_argument("--shock", type=int, default=30)
     parser.add_argument("--recover", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="a text file (default: the tiny Shakespeare corpus shipped with mosaic-data)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/chrono_whiplash.json"))
     args = parser.parse_args()
-    result: dict[str, Any] = {"skipped": f"{args.data} not found"} if not args.data.exists() else run(args)
+    result = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(json.dumps(result, indent=2, sort_keys=True))

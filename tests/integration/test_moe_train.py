@@ -96,3 +96,12 @@ def test_resume_after_a_crash_rewrites_the_decisions_past_the_checkpoint_once(tm
     slow = [(d["train_step"], d["layer"]) for d in decisions if d["clock"] == "slow"]
     assert sorted(slow) == sorted(set(slow)), "no decision is logged twice"
     assert {step for step, _ in slow} == {3, 6}
+
+
+def test_phase8_runs_from_any_directory_on_the_shipped_corpus(tmp_path: Path, monkeypatch) -> None:
+    """No vars.data: the preset reads the tiny Shakespeare corpus shipped inside mosaic-data."""
+    monkeypatch.chdir(tmp_path)
+    summary = run_preset("phase8_moe", experiment="topk", out=tmp_path / "runs",
+                         overrides=[*TINY, "vars.steps=2"], show_progress=False)
+    assert summary["status"] == "completed"
+    assert summary["eval"]["samples"] == 8

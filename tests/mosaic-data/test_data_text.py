@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from mosaic.core.errors import DataError
 from mosaic.core.plugins import get_registry
 from mosaic.data.config import TextConfig
+from mosaic.data.corpora import corpus_bytes
 from mosaic.data.text import TextDataset
-
-SHAKESPEARE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "tinyshakespeare.txt"
 
 
 def test_char_level_windows_and_shift(small_text):
@@ -65,9 +62,21 @@ def test_errors_name_the_problem(small_text, tmp_path):
         dataset.encode("€")
 
 
-def test_tinyshakespeare_through_the_registry():
-    if not SHAKESPEARE.exists():
-        pytest.skip(f"{SHAKESPEARE} is not present")
-    dataset = get_registry().build("dataset.text", {"path": str(SHAKESPEARE), "block_size": 64})
+def test_shipped_tinyshakespeare_is_the_default_text():
+    """No path: the corpus shipped inside the mosaic-data package, so presets run from any directory."""
+    dataset = get_registry().build("dataset.text", {"block_size": 64})
     assert dataset.vocab_size == 65
     assert dataset[0]["input_ids"].shape == (64,)
+    full = corpus_bytes("tinyshakespeare").decode()
+    assert len(full) == 1_115_394 and full.startswith("First Citizen:\nBefore we proceed any further")
+
+
+def test_a_damaged_shipped_corpus_is_refused(monkeypatch):
+    import mosaic.data.corpora as corpora
+
+    name, _, size = corpora.CORPORA["tinyshakespeare"]
+    monkeypatch.setitem(corpora.CORPORA, "tinyshakespeare", (name, "0" * 64, size))
+    with pytest.raises(DataError, match="damaged"):
+        corpus_bytes("tinyshakespeare")
+    with pytest.raises(DataError, match="no shipped corpus"):
+        corpus_bytes("war_and_peace")

@@ -172,11 +172,12 @@ class TextConfig:
 
     The first ``1 - val_fraction`` of the file is the train split, the rest the eval split. Train
     items are windows at offsets drawn per (seed, idx); eval items are consecutive windows.
+    Without a ``path``, the tiny Shakespeare corpus shipped with mosaic-data is used.
     The character vocabulary is the sorted set of characters of the whole file. ``num_samples``
     defaults to ``len(split) // block_size`` windows (eval: every consecutive window).
     """
 
-    path: str
+    path: str | None = None
     block_size: int = attrs.field(default=256, validator=_at_least(1))
     level: Literal["char", "byte"] = "char"
     val_fraction: float = 0.1

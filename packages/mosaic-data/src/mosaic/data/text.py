@@ -1,4 +1,5 @@
-"""``dataset.text``: character- or byte-level language modelling on a text file.
+"""``dataset.text``: character- or byte-level language modelling on a text file (by default the
+tiny Shakespeare corpus shipped with mosaic-data).
 
 The first ``1 - val_fraction`` of the file (in characters, or bytes at ``level: byte``) is the train
 split and the rest the eval split, so the split is deterministic and never overlaps. Train items are
@@ -17,6 +18,7 @@ import torch
 from mosaic.core.errors import DataError
 from mosaic.data.common import SampleTooLongError, item_seed
 from mosaic.data.config import TextConfig
+from mosaic.data.corpora import corpus_bytes
 
 
 class TextDataset(torch.utils.data.Dataset):
@@ -25,11 +27,15 @@ class TextDataset(torch.utils.data.Dataset):
     def __init__(self, config: TextConfig) -> None:
         self.config = config
         self.block_size = config.block_size
-        path = Path(config.path)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise DataError(f"dataset.text: cannot read {str(path)!r}: {exc.strerror or exc}") from None
+        if config.path is None:
+            path = Path("tinyshakespeare (shipped with mosaic-data)")
+            raw = corpus_bytes("tinyshakespeare")
+        else:
+            path = Path(config.path)
+            try:
+                raw = path.read_bytes()
+            except OSError as exc:
+                raise DataError(f"dataset.text: cannot read {str(path)!r}: {exc.strerror or exc}") from None
         if config.level == "byte":
             self.itos: list[str] | None = None
             self.vocab_size = 256
