@@ -41,3 +41,9 @@ def register_models(register: Any) -> None:
         summary="same-width causal Transformer baseline (SDPA attention)",
         config="mosaic.layers.config:TransformerBaselineConfig",
     )
+    register(
+        "model.delta_baseline",
+        "mosaic.layers.delta_model:build_delta_baseline",
+        summary="recurrent baseline: gated delta rule (DeltaNet family) mixer, chunked",
+        config="mosaic.layers.delta_config:DeltaBaselineConfig",
+    )
