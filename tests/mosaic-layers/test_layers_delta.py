@@ -101,3 +101,22 @@ def test_model_forward_registry_and_state_size() -> None:
 def test_config_rejects_indivisible_heads() -> None:
     with pytest.raises(ValueError, match="divisible"):
         DeltaBaselineConfig(d_model=30, n_heads=4)
+
+
+def test_state_floats_of_the_three_model_kinds() -> None:
+    """State is counted the same way for every model: floats carried per layer for one sample."""
+    from mosaic.layers.baseline import TransformerBaseline
+    from mosaic.layers.config import MosaicBlockConfig, MosaicLMConfig, TransformerBaselineConfig
+    from mosaic.layers.model import MosaicLM
+
+    transformer = TransformerBaseline(TransformerBaselineConfig(vocab_size=40, d_model=16, n_layers=3, n_heads=2))
+    assert transformer.recurrent_state_floats(100) == [2 * 100 * 16] * 3
+    block = MosaicBlockConfig(d_model=16, mem_buckets=4, mem_assoc=2, mem_hashes=1, mem_key_dim=8, mem_dim=8)
+    mosaic = MosaicLM(MosaicLMConfig(vocab_size=40, n_layers=2, block=block))
+    per_layer = mosaic.recurrent_state_floats()
+    state = mosaic.init_state(1).layers[0]
+    cell = 8 + 8 + 1
+    assert state.memory.numel() == 1 * (4 * 2 + 1) * cell  # the table and its scratch row
+    assert per_layer == [sum(t.numel() for t in state.tensors().values() if t.is_floating_point())] * 2
+    assert per_layer[0] >= state.memory.numel() + state.bank.numel()
+    assert mosaic.recurrent_state_floats(10_000) == per_layer  # constant in the context length

@@ -83,6 +83,11 @@ class TransformerBaseline(TrainingHooksMixin, nn.Module):
         aux = stack_layer_aux(per_layer) if per_layer and per_layer[0] else {}
         return ModelOutput(logits=logits, aux=aux, logit_targets=logit_targets)
 
+    def recurrent_state_floats(self, context_length: int) -> list[int]:
+        """Floats of KV cache per layer for one sample at ``context_length`` tokens (keys and values),
+        counted the way the recurrent models' state is."""
+        return [2 * context_length * self.config.d_model for _ in self.layers]
+
 
 def build_transformer_baseline(config: TransformerBaselineConfig) -> TransformerBaseline:
     """``model.transformer_baseline`` factory."""

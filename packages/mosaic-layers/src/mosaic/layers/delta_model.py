@@ -104,7 +104,7 @@ class DeltaBaseline(nn.Module):
         )
         return ModelOutput(logits=logits, logit_targets=logit_targets)
 
-    def recurrent_state_floats(self) -> list[int]:
+    def recurrent_state_floats(self, context_length: int = 0) -> list[int]:
         """Floats of recurrent state per layer and sample: the ``H × d_head × d_head`` fast weights
         plus the convolution's tail of ``K − 1`` inputs."""
         c = self.config

@@ -166,6 +166,13 @@ class MosaicLM(TrainingHooksMixin, nn.Module):
         return out
 
 
+    def recurrent_state_floats(self, context_length: int = 0) -> list[int]:
+        """Floats each layer carries from token to token for one sample, whatever the context
+        length: memory table (with its scratch row), all-bucket summary, state bank, conv tail and
+        registers. The per-bucket write counters are integers and not counted."""
+        state = self.init_state(1, device="cpu")
+        return [sum(t.numel() for t in layer.tensors().values() if t.is_floating_point()) for layer in state.layers]
+
     # --- reading memory back ------------------------------------------------------------------
 
     def memory_cells(self, state: MosaicState) -> list[MemoryCells]:
