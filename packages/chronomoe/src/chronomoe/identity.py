@@ -15,22 +15,33 @@ from typing import Any
 from chronomoe.config import ChronoConfig
 
 
+def reflex_evidence(moe: Any, expert: int) -> dict[str, float]:
+    """What the reflex gates read for one expert, as plain numbers (host read)."""
+    router = moe.router
+    return {
+        "k": float(router.state.k[expert]),
+        "phi_slow": float(router.coherence.phi_slow()[expert]),
+        "tokens": float(router.coherence.tokens_seen[expert]),
+        "flip": float(router.state.disagreement.estimate_at(0)[0]),
+        "veto": float(router.state.expert_veto.estimate_at(0)[expert]),
+    }
+
+
+def gates_from_evidence(evidence: dict[str, float], config: ChronoConfig) -> dict[str, bool]:
+    """The five gates of reflex crystallisation from :func:`reflex_evidence`'s numbers."""
+    kc = config.kernel
+    return {
+        "persistence": abs(evidence["k"]) >= kc.reflex_k_fraction * config.k_max,
+        "coherence": evidence["phi_slow"] >= kc.reflex_min_phi,
+        "agreement": evidence["flip"] <= kc.reflex_max_flip,
+        "evidence": evidence["tokens"] >= kc.reflex_min_tokens,
+        "anti_gaming": evidence["veto"] <= kc.reflex_max_veto,
+    }
+
+
 def reflex_gates(moe: Any, expert: int, config: ChronoConfig) -> dict[str, bool]:
     """The five gates of reflex crystallisation for one expert (host read)."""
-    kc = config.kernel
-    router = moe.router
-    k = float(router.state.k[expert])
-    phi_slow = float(router.coherence.phi_slow()[expert])
-    tokens = int(router.coherence.tokens_seen[expert])
-    flip = float(router.state.disagreement.estimate_at(0)[0])
-    veto = float(router.state.expert_veto.estimate_at(0)[expert])
-    return {
-        "persistence": abs(k) >= kc.reflex_k_fraction * config.k_max,
-        "coherence": phi_slow >= kc.reflex_min_phi,
-        "agreement": flip <= kc.reflex_max_flip,
-        "evidence": tokens >= kc.reflex_min_tokens,
-        "anti_gaming": veto <= kc.reflex_max_veto,
-    }
+    return gates_from_evidence(reflex_evidence(moe, expert), config)
 
 
 def reflex_candidates(moe: Any, live: list[int], config: ChronoConfig) -> list[tuple[int, dict[str, bool]]]:

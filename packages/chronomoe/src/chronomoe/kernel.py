@@ -76,6 +76,23 @@ class Kernel:
         self.pending.append(write)
         self.audit.append("kernel.propose", write.to_json())
 
+    def submit(self, capability: Any, proposal: Any) -> str:
+        """A keeper's proposal (see :mod:`chronomoe.keepers`): refused, and the refusal audited,
+        unless ``capability`` names that keeper and that kind; then an identity event is proposed
+        (two-step) and anything else written (or queued over budget). Returns ``"refused"``,
+        ``"proposed"``, ``"written"`` or ``"queued"``."""
+        if proposal.keeper != capability.keeper or proposal.kind not in capability.may_propose:
+            reason = (f"keeper {proposal.keeper!r} holds no capability for {proposal.kind!r}"
+                      if proposal.keeper == capability.keeper else
+                      f"proposal from {proposal.keeper!r} under {capability.keeper!r}'s capability")
+            self.audit.append("kernel.refuse", {**proposal.to_json(), "reason": reason})
+            return "refused"
+        if proposal.kind in IDENTITY_KINDS:
+            self.propose(proposal.kind, proposal.key, {**proposal.payload, "keeper": proposal.keeper})
+            return "proposed"
+        written = self.write(proposal.kind, proposal.key, {**proposal.payload, "keeper": proposal.keeper})
+        return "written" if written else "queued"
+
     def revert(self, key: str) -> Write:
         write = self.finalised.get(key)
         if write is None:
