@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import attrs
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,7 +14,29 @@ from mosaic.core.errors import ModelError
 from mosaic.core.model_output import ModelOutput
 from mosaic.layers.config import TransformerBaselineConfig
 from mosaic.layers.ffn import LifecycleHooks, TrainingHooksMixin, build_ffn, ffn_aux
+from mosaic.layers.generation import GenerationMixin
 from mosaic.layers.model import check_input_ids, init_weights, stack_layer_aux, vocabulary_logits
+
+
+@attrs.define
+class KVCache:
+    """Keys and values of every layer, preallocated for ``capacity`` tokens: a decode step writes
+    one slot in place and attends over the filled prefix, never concatenating."""
+
+    keys: torch.Tensor  # (L, B, heads, capacity, d_head)
+    values: torch.Tensor  # (L, B, heads, capacity, d_head)
+    position: int = 0  # tokens consumed so far
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.keys.shape[1])
+
+    @property
+    def capacity(self) -> int:
+        return int(self.keys.shape[3])
+
+    def copy(self) -> KVCache:
+        return KVCache(self.keys.clone(), self.values.clone(), self.position)
 
 
 class CausalSelfAttention(nn.Module):
@@ -23,10 +46,21 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
         self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         bsz, length, d = x.shape
         q, k, v = self.qkv(x).view(bsz, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, heads, T, d_head)
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, heads, T, d_head)
+        else:
+            start, end = cache.position, cache.position + length
+            cache.keys[layer, :, :, start:end] = k
+            cache.values[layer, :, :, start:end] = v
+            keys, values = cache.keys[layer, :, :, :end], cache.values[layer, :, :, :end]  # (B, heads, end, d_head)
+            if length == 1:  # one new token sees the whole prefix: no mask
+                y = F.scaled_dot_product_attention(q, keys, values)
+            else:  # query i (at position start + i) sees keys up to start + i
+                visible = torch.ones(length, end, dtype=torch.bool, device=x.device).tril(start)
+                y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
         return self.proj(y.transpose(1, 2).reshape(bsz, length, d))
 
 
@@ -44,12 +78,12 @@ class TransformerLayer(nn.Module):
                 nn.Linear(d, config.mlp_mult * d, bias=False), nn.GELU(), nn.Linear(config.mlp_mult * d, d, bias=False)
             )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x))
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), cache, layer)
         return x + self.mlp(self.mlp_norm(x))
 
 
-class TransformerBaseline(TrainingHooksMixin, nn.Module):
+class TransformerBaseline(TrainingHooksMixin, GenerationMixin, nn.Module):
     def __init__(self, config: TransformerBaselineConfig) -> None:
         super().__init__()
         self.config = config
@@ -68,20 +102,54 @@ class TransformerBaseline(TrainingHooksMixin, nn.Module):
     def ffn_layers(self) -> list[nn.Module]:
         return [layer.mlp for layer in self.layers] if self.config.ffn is not None else []
 
-    def forward(self, batch: Mapping[str, torch.Tensor]) -> ModelOutput:
+    def forward(self, batch: Mapping[str, torch.Tensor], state: KVCache | None = None) -> ModelOutput:
         ids = check_input_ids(batch)
         length = ids.shape[1]
-        if length > self.config.max_seq_len:
-            raise ModelError(f"sequence of {length} tokens exceeds max_seq_len {self.config.max_seq_len}")
-        x = self.embed(ids) + self.position(torch.arange(length, device=ids.device))
-        for layer in self.layers:
-            x = layer(x)
+        start = 0 if state is None else state.position
+        if state is not None and (state.batch_size != ids.shape[0] or start + length > state.capacity):
+            raise ModelError(f"KV cache holds batch {state.batch_size} and {state.capacity} tokens "
+                             f"({start} used); got batch {ids.shape[0]} and {length} more tokens")
+        if start + length > self.config.max_seq_len:
+            raise ModelError(f"sequence of {start + length} tokens exceeds max_seq_len {self.config.max_seq_len}")
+        x = self.embed(ids) + self.position(torch.arange(start, start + length, device=ids.device))
+        for index, layer in enumerate(self.layers):
+            x = layer(x, state, index)
         logits, logit_targets = vocabulary_logits(
             self.head, self.norm(x), batch.get("target_ids"), self.config.logits_at_labels_only
         )
         per_layer = [ffn_aux(ffn) for ffn in self.ffn_layers()]
         aux = stack_layer_aux(per_layer) if per_layer and per_layer[0] else {}
-        return ModelOutput(logits=logits, aux=aux, logit_targets=logit_targets)
+        if state is not None:
+            state.position = start + length
+        return ModelOutput(logits=logits, aux=aux, logit_targets=logit_targets, state=state)
+
+    # --- streaming (same calls as MosaicLM's) --------------------------------------------------
+
+    def init_state(self, batch_size: int, device: torch.device | str | None = None,
+                   capacity: int | None = None) -> KVCache:
+        """An empty KV cache for ``capacity`` tokens (default ``max_seq_len``), allocated once."""
+        capacity = self.config.max_seq_len if capacity is None else capacity
+        if not 0 < capacity <= self.config.max_seq_len:
+            raise ModelError(f"KV cache capacity must be in [1, max_seq_len={self.config.max_seq_len}], got {capacity}")
+        weight = self.embed.weight
+        device = weight.device if device is None else torch.device(device)
+        c = self.config
+        shape = (c.n_layers, batch_size, c.n_heads, capacity, c.d_model // c.n_heads)
+        return KVCache(torch.zeros(shape, device=device, dtype=weight.dtype),
+                       torch.zeros(shape, device=device, dtype=weight.dtype))
+
+    def step(self, ids: torch.Tensor, state: KVCache) -> ModelOutput:
+        """One token per sample: ``ids (B,)`` -> logits ``(B, V)``; ``state`` advances in place."""
+        if ids.dim() != 1:
+            raise ModelError(f"step: expected ids of shape (B,), got {tuple(ids.shape)}")
+        out = self.forward({"input_ids": ids[:, None]}, state)
+        out.logits = out.logits[:, 0]
+        return out
+
+    def prefill(self, ids: torch.Tensor, state: KVCache | None = None) -> ModelOutput:
+        """Consume ``ids (B, T)``: logits ``(B, T, V)`` and the filled cache."""
+        state = self.init_state(ids.shape[0], ids.device) if state is None else state
+        return self.forward({"input_ids": ids}, state)
 
     def recurrent_state_floats(self, context_length: int) -> list[int]:
         """Floats of KV cache per layer for one sample at ``context_length`` tokens (keys and values),

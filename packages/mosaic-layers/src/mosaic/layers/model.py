@@ -13,6 +13,7 @@ from mosaic.core.model_output import ModelOutput
 from mosaic.layers.block import MosaicBlock
 from mosaic.layers.config import MosaicLMConfig
 from mosaic.layers.ffn import LifecycleHooks, TrainingHooksMixin
+from mosaic.layers.generation import GenerationMixin
 from mosaic.layers.isa import V0_OPCODES, Opcode, opcode_table
 from mosaic.layers.memory import MemoryCells, memory_cells
 from mosaic.layers.state import MosaicState
@@ -59,7 +60,7 @@ def check_input_ids(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return ids
 
 
-class MosaicLM(TrainingHooksMixin, nn.Module):
+class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
     def __init__(self, config: MosaicLMConfig, opcodes: Sequence[Opcode] | None = None) -> None:
         super().__init__()
         if opcodes is None:
