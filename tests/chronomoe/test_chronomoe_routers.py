@@ -14,6 +14,7 @@ from chronomoe.router_state import (
     total_variation,
 )
 from chronomoe.routers import ChronoRouter, LossFreeRouter, TopKRouter, switch_load_balance_loss
+from mosaic.core.errors import ModelError
 
 
 @given(st.integers(2, 12), st.integers(1, 6), st.integers(0, 2**31 - 1))
@@ -108,22 +109,84 @@ def test_leak_gives_beta_an_equilibrium_inside_the_clamp():
     torch.testing.assert_close(state.k, torch.tensor([0.1, -0.1]), atol=1e-4, rtol=0)
 
 
-def test_loss_free_bias_moves_against_load_and_never_touches_gates():
+def _skewed_loss_free(bias_rate: float = 0.01, top_k: int = 1) -> LossFreeRouter:
     torch.manual_seed(0)
-    router = LossFreeRouter(LossFreeRouterConfig(d_model=4, n_experts=4, top_k=1, bias_rate=0.01))
+    router = LossFreeRouter(LossFreeRouterConfig(d_model=4, n_experts=4, top_k=top_k, bias_rate=bias_rate))
     with torch.no_grad():
         router.gate.weight.copy_(torch.tensor([[5.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]))
+    return router
+
+
+def test_loss_free_bias_moves_once_per_optimizer_step_by_sign_of_load() -> None:
+    router = _skewed_loss_free()
     x = torch.rand(64, 4)
     route = router(x)
     load = torch.bincount(route.expert_idx.reshape(-1), minlength=4)
-    router.observe(route, None, None, None)
-    assert load[0] > 16 and float(router.bias[0]) == pytest.approx(-0.01)
-    assert torch.all(router.bias[load < 16] == 0.01)
+    assert load[0] > 16
+    for _ in range(3):  # three forwards of one accumulated optimizer step
+        router.observe(router(x), None, None, None)
+    assert torch.all(router.bias == 0)  # nothing moves before the optimizer step
+    router.after_optimizer_step()
+    # one sign step of γ, however large the imbalance and however many forwards
+    assert float(router.bias[0]) == pytest.approx(-0.01)
+    assert router.bias[load < 16].tolist() == pytest.approx([0.01] * int((load < 16).sum()))
+    router.after_optimizer_step()  # no forwards since: no evidence, no move
+    assert float(router.bias[0]) == pytest.approx(-0.01)
     for _ in range(400):
         router.observe(router(x), None, None, None)
+        router.after_optimizer_step()
     balanced = torch.bincount(router(x).expert_idx.reshape(-1), minlength=4)
     assert balanced.max() - balanced.min() < load.max() - load.min()
-    torch.testing.assert_close(router(x).gates, torch.ones(64, 1))
+
+
+def test_loss_free_bias_acts_on_selection_only_and_gates_are_normalised_sigmoid_affinities() -> None:
+    router = _skewed_loss_free(top_k=2)
+    x = torch.rand(32, 4)
+    with torch.no_grad():
+        router.bias.copy_(torch.tensor([-5.0, 0.0, 0.0, 5.0]))  # forces expert 3 in, expert 0 out
+    route = router(x)
+    assert torch.all((route.expert_idx == 3).any(-1)) and not torch.any(route.expert_idx == 0)
+    affinity = torch.sigmoid(router.gate(x))
+    chosen = affinity.gather(-1, route.expert_idx)
+    torch.testing.assert_close(route.gates, chosen / chosen.sum(-1, keepdim=True))
+    torch.testing.assert_close(route.probs, affinity / affinity.sum(-1, keepdim=True))
+    # gradients reach the gate through the unbiased affinities
+    (route.gates[:, 0] * 2.0).sum().backward()
+    assert router.gate.weight.grad is not None and router.gate.weight.grad.abs().sum() > 0
+
+
+def test_sequence_wise_balance_loss_is_one_when_every_sequence_is_balanced() -> None:
+    router = LossFreeRouter(LossFreeRouterConfig(d_model=4, n_experts=4, top_k=1))
+    probs = torch.full((8, 4), 0.25)
+    balanced = torch.arange(8).remainder(4).view(8, 1)
+    assert float(router._sequence_balance(probs, balanced, 4)) == pytest.approx(1.0)
+    # balanced over the batch, but each sequence of 4 uses only two experts: the sequence loss sees it
+    skewed = torch.tensor([0, 1, 0, 1, 2, 3, 2, 3]).view(8, 1)
+    peaked = torch.tensor([[0.5, 0.5, 0, 0]] * 4 + [[0, 0, 0.5, 0.5]] * 4)
+    assert float(router._sequence_balance(peaked, skewed, 4)) == pytest.approx(2.0)
+    assert float(router._sequence_balance(peaked, skewed, None)) == pytest.approx(1.0)
+
+
+def test_top_k_changes_at_run_time_within_the_live_experts() -> None:
+    for router in (_skewed_loss_free(top_k=2), TopKRouter(TopKRouterConfig(d_model=4, n_experts=4, top_k=2))):
+        x = torch.rand(10, 4)
+        assert router(x).expert_idx.shape == (10, 2)
+        router.set_top_k(1)
+        assert router(x).expert_idx.shape == (10, 1)
+        router.set_top_k(4)
+        assert router(x).expert_idx.shape == (10, 4)
+        with pytest.raises(ModelError, match="top_k"):
+            router.set_top_k(5)
+
+
+def test_chrono_router_temperature_sharpens_routing() -> None:
+    torch.manual_seed(0)
+    hot = ChronoRouter(ChronoRouterConfig(d_model=4, n_experts=4, top_k=1, temperature=4.0))
+    cold = ChronoRouter(ChronoRouterConfig(d_model=4, n_experts=4, top_k=1, temperature=0.25))
+    cold.gate.load_state_dict(hot.gate.state_dict())
+    x = torch.randn(50, 4)
+    assert cold(x).probs.max(-1).values.mean() > hot(x).probs.max(-1).values.mean()
+    torch.testing.assert_close(cold(x).expert_idx, hot(x).expert_idx)  # the same order, sharper
 
 
 def test_switch_balance_loss_is_one_when_uniform():

@@ -88,7 +88,7 @@ class LifecycleConfig:
       ``φ_slow > split_min_phi`` (a bimodal expert that is also incoherent is pruned, not split).
     - ``F_l = (1 − Ψ_l) + λ·N_l + ρ·R_l + κ·I_l`` with λ 0.01, ρ 0.1, κ 0.1 (see free_energy.py).
     - An edit must improve predicted F by ``min_delta_f`` (0.01), one per layer per slow evaluation,
-      ``cooldown_steps`` (500) between edits of a layer, ``min_experts``..``max_experts`` (2..16).
+      ``cooldown_steps`` (500) between edits of a layer, ``min_experts``..``max_experts`` (2 .. the layer's columns).
     - New experts (spawn, split) are clone-and-perturb (``perturb`` 0.01 relative noise) and enter
       "cooling" with selection offset ``entry_offset`` relaxed linearly to 0 over ``warmup_steps``.
     - A split candidate first runs a relaxation trial: its β is held at 0 for ``relaxation_steps``;
@@ -116,7 +116,8 @@ class LifecycleConfig:
     min_delta_f: float = attrs.field(default=0.01, validator=v.ge(0.0))
     cooldown_steps: int = attrs.field(default=500, validator=v.ge(0))
     min_experts: int = attrs.field(default=2, validator=v.ge(1))
-    max_experts: int = attrs.field(default=16, validator=v.ge(1))
+    # None: as many as the layer has columns (a 64-column layer may hold 64 experts)
+    max_experts: int | None = attrs.field(default=None, validator=v.optional(v.ge(1)))
     perturb: float = attrs.field(default=0.01, validator=v.ge(0.0))
     entry_offset: float = attrs.field(default=-10.0, validator=v.le(0.0))
     warmup_steps: int = attrs.field(default=200, validator=v.ge(1))
@@ -136,7 +137,7 @@ class LifecycleConfig:
     def __attrs_post_init__(self) -> None:
         if not self.split_off < self.split_on:
             raise ValueError(f"split_off ({self.split_off}) must be < split_on ({self.split_on})")
-        if not self.min_experts <= self.max_experts:
+        if self.max_experts is not None and not self.min_experts <= self.max_experts:
             raise ValueError(f"min_experts ({self.min_experts}) must be <= max_experts ({self.max_experts})")
         if not self.warn_floor < self.decay_floor < self.reset_floor:
             raise ValueError("escalation floors must satisfy warn_floor < decay_floor < reset_floor")
@@ -245,6 +246,8 @@ class ChronoRouterConfig:
     n_experts: int = attrs.field(validator=_positive_int)
     top_k: int = attrs.field(validator=_positive_int)
     chrono: ChronoConfig = attrs.Factory(ChronoConfig)
+    # router logits are divided by this before softmax and selection (< 1 sharper, > 1 flatter)
+    temperature: float = attrs.field(default=1.0, validator=v.gt(0.0))
     # keep a RoleState (output roles, co-activation, bimodality) — needed by the lifecycle (ChronoSystem)
     track_roles: bool = False
     load_balance_weight: float = attrs.field(default=0.01, validator=v.ge(0.0))
@@ -257,13 +260,16 @@ class ChronoRouterConfig:
 
 @attrs.frozen
 class LossFreeRouterConfig:
-    """``router.loss_free``: DeepSeek-V3 auxiliary-loss-free balancing (selection bias ±γ by load)."""
+    """``router.loss_free``: DeepSeek-V3 auxiliary-loss-free balancing: sigmoid affinities, a
+    selection-only bias moved by ±``bias_rate`` (γ, 1e-3 as in DeepSeek-V3) after each optimizer
+    step, gates from the unbiased normalised affinities, and an optional sequence-wise balance loss
+    of weight ``sequence_balance_weight`` (α; DeepSeek-V3 used 1e-4)."""
 
     d_model: int = attrs.field(validator=_positive_int)
     n_experts: int = attrs.field(validator=_positive_int)
     top_k: int = attrs.field(validator=_positive_int)
     bias_rate: float = attrs.field(default=1e-3, validator=v.gt(0.0))
-    load_balance_weight: float = attrs.field(default=0.0, validator=v.ge(0.0))
+    sequence_balance_weight: float = attrs.field(default=1e-4, validator=v.ge(0.0))
     z_loss_weight: float = attrs.field(default=0.0, validator=v.ge(0.0))
     normalize_gates: bool = True
 

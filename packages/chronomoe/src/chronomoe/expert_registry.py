@@ -42,9 +42,9 @@ class ExpertRegistry:
     ) -> None:
         width = moe.n_experts
         n_active = width if n_active is None else n_active
-        if not config.min_experts <= n_active <= min(width, config.max_experts):
+        if not config.min_experts <= n_active <= min(width, config.max_experts or width):
             raise LifecycleError(
-                f"{n_active} active experts outside [{config.min_experts}, {min(width, config.max_experts)}]"
+                f"{n_active} active experts outside [{config.min_experts}, {min(width, config.max_experts or width)}]"
             )
         if moe.router.top_k > config.min_experts:
             raise LifecycleError(f"top_k {moe.router.top_k} exceeds min_experts {config.min_experts}")
@@ -68,7 +68,7 @@ class ExpertRegistry:
         return next((e for e, s in enumerate(self.states) if s == "archived"), None)
 
     def can_grow(self) -> bool:
-        return len(self.live()) < self.config.max_experts and self.free_column() is not None
+        return (self.config.max_experts is None or len(self.live()) < self.config.max_experts) and self.free_column() is not None
 
     def can_shrink(self) -> bool:
         return len(self.live()) > self.config.min_experts

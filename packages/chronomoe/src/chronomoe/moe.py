@@ -15,8 +15,9 @@ host. Keys (fixed for a given configuration):
 - ``moe_psi``: this batch's layer coherence Ψ, present when a trace is computed (router.chrono, or
   ``emit_trace``); router.chrono adds ``moe_js``, ``moe_flip_rate``, ``moe_tv`` and ``moe_veto``.
 
-In training mode the router's slow state (coherence clocks, β, balancing bias) advances once per
-forward; in eval mode it is frozen.
+In training mode the router's slow state (coherence clocks, β) advances once per forward, and a
+per-step balancer (router.loss_free's bias) once per optimizer step through
+:meth:`MoE.after_optimizer_step`; in eval mode all of it is frozen.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class MoE(nn.Module):
             raise ModelError(f"layer.moe expects (B, T, {self.experts.d_model}), got {tuple(x.shape)}")
         batch, time, d_model = x.shape
         flat = x.reshape(batch * time, d_model)  # (N, D)
-        route: RouterOutput = self.router(flat)
+        route: RouterOutput = self.router(flat, sequence_length=time)
         if self.dispatch == "sorted":
             mixture, outputs = sorted_dispatch_and_combine(flat, route.expert_idx, route.gates, self.experts)
             kept = torch.ones_like(route.expert_idx, dtype=torch.bool)
@@ -132,6 +133,13 @@ class MoE(nn.Module):
         elif self.training:
             self.router.observe(route, None, None, None)
         return aux
+
+    def after_optimizer_step(self) -> None:
+        """Called by the model's training hook once per optimizer step: routers that balance per
+        step (router.loss_free) apply their update here."""
+        hook = getattr(self.router, "after_optimizer_step", None)
+        if callable(hook):
+            hook()
 
     def aux_outputs(self) -> dict[str, torch.Tensor]:
         """The last forward's auxiliary losses and metrics (see the module docstring)."""

@@ -77,14 +77,15 @@ def select(
 
 
 def _output(
-    config: TopKRouterConfig | ChronoRouterConfig | LossFreeRouterConfig,
+    config: TopKRouterConfig | ChronoRouterConfig,
     columns: ExpertColumns,
     clean_logits: torch.Tensor,
     key: torch.Tensor,
     bias: torch.Tensor,
     metrics: dict[str, torch.Tensor],
+    top_k: int,
 ) -> RouterOutput:
-    expert_idx, gates, probs = select(clean_logits, key, config.top_k, config.normalize_gates)
+    expert_idx, gates, probs = select(clean_logits, key, top_k, config.normalize_gates)
     balance = switch_load_balance_loss(probs, expert_idx, columns.active.sum())
     z_loss = router_z_loss(clean_logits)
     return RouterOutput(
@@ -99,6 +100,21 @@ def _output(
         bias=bias,
         metrics=metrics,
     )
+
+
+class TopKMixin:
+    """``top_k`` may change at run time (the seed's capacity-whiplash protocol: top-4 → top-1 →
+    top-4); the MoE layer reads the width of each decision, so capacities follow."""
+
+    n_experts: int
+    top_k: int
+    columns: ExpertColumns
+
+    def set_top_k(self, top_k: int) -> None:
+        live = int(self.columns.active.sum())
+        if not 1 <= top_k <= live:
+            raise ModelError(f"top_k must be between 1 and the {live} live experts, got {top_k}")
+        self.top_k = int(top_k)
 
 
 class ExpertColumns(nn.Module):
@@ -129,7 +145,7 @@ def masked_std(logits: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
     return (((finite - mean) * active).square().sum() / (count - 1)).sqrt()
 
 
-class TopKRouter(nn.Module):
+class TopKRouter(TopKMixin, nn.Module):
     """``router.topk``: softmax top-k over a linear gate (Mixtral)."""
 
     leave_one_out = True
@@ -144,10 +160,10 @@ class TopKRouter(nn.Module):
         self.gate = nn.Linear(config.d_model, config.n_experts, bias=False)
         self.columns = ExpertColumns(config.n_experts)
 
-    def forward(self, x: torch.Tensor) -> RouterOutput:
+    def forward(self, x: torch.Tensor, sequence_length: int | None = None) -> RouterOutput:
         logits = self.columns.mask(self.gate(x).float())  # (N, E)
         key = self.columns.key(logits.detach())
-        return _output(self.config, self.columns, logits, key, logits.new_zeros(self.n_experts), {})
+        return _output(self.config, self.columns, logits, key, logits.new_zeros(self.n_experts), {}, self.top_k)
 
     def observe(
         self, route: RouterOutput, trace: MoETrace | None, phi: torch.Tensor | None, seen: torch.Tensor | None
@@ -155,7 +171,7 @@ class TopKRouter(nn.Module):
         """Plain top-k keeps no slow state."""
 
 
-class ChronoRouter(nn.Module):
+class ChronoRouter(TopKMixin, nn.Module):
     """``router.chrono``: top-k whose selection key carries the coherence-driven slow bias β, vetoed
     per token where it would move more than ``veto_full`` of the routing mass."""
 
@@ -173,12 +189,13 @@ class ChronoRouter(nn.Module):
         self.coherence = CoherenceBuffer(config.n_experts, config.chrono, layer=layer)
         self.role = RoleState(config.n_experts, config.d_model, config.chrono) if config.track_roles else None
 
-    def forward(self, x: torch.Tensor) -> RouterOutput:
-        logits = self.columns.mask(self.gate(x).float())  # (N, E)
+    def forward(self, x: torch.Tensor, sequence_length: int | None = None) -> RouterOutput:
+        # the temperature sharpens (< 1) or flattens (> 1) routing; β stays in units of logit std
+        logits = self.columns.mask(self.gate(x).float() / self.config.temperature)  # (N, E)
         beta = self.state.beta_eff()
         with torch.no_grad():
             key, metrics, token_veto = biased_selection_key(logits.detach(), beta, self.config.chrono)
-        route = _output(self.config, self.columns, logits, self.columns.key(key), beta, metrics)
+        route = _output(self.config, self.columns, logits, self.columns.key(key), beta, metrics, self.top_k)
         with torch.no_grad():
             clean_key = self.columns.key(logits.detach())
             route.veto_counts = expert_veto_counts(clean_key, clean_key + beta, token_veto, self.top_k)
@@ -202,10 +219,19 @@ class ChronoRouter(nn.Module):
         )
 
 
-class LossFreeRouter(nn.Module):
-    """``router.loss_free``: DeepSeek-V3 auxiliary-loss-free balancing. A per-expert bias on the
-    selection key moves by ``±bias_rate`` after each training forward: down when the expert was
-    overloaded, up when underloaded."""
+class LossFreeRouter(TopKMixin, nn.Module):
+    """``router.loss_free``: DeepSeek-V3's auxiliary-loss-free balancing.
+
+    - Affinities are sigmoids ``s = σ(W x)`` in [0, 1] (inactive columns 0).
+    - A per-expert bias ``b`` is added to the affinities for the top-k *selection only*; the gates
+      are the unbiased affinities of the chosen experts, normalised to sum to 1.
+    - After each optimizer step (:meth:`after_optimizer_step`), ``b_e`` moves by ``bias_rate`` (γ)
+      down if expert e's load over that step's forwards was above the mean, up if below: a sign
+      update, whatever the size of the imbalance, once per step even under gradient accumulation.
+    - Optional sequence-wise balance loss (``sequence_balance_weight``, α): per sequence,
+      ``Σ_e f_e P_e`` with ``f_e = E/(k·T)·#tokens choosing e`` and ``P_e`` the mean normalised
+      affinity, averaged over sequences (1 when balanced).
+    """
 
     leave_one_out = True
     token_level = False
@@ -219,20 +245,54 @@ class LossFreeRouter(nn.Module):
         self.gate = nn.Linear(config.d_model, config.n_experts, bias=False)
         self.columns = ExpertColumns(config.n_experts)
         self.register_buffer("bias", torch.zeros(config.n_experts))
+        # assignments per expert since the last optimizer step (training forwards only)
+        self.register_buffer("pending_load", torch.zeros(config.n_experts))
 
-    def forward(self, x: torch.Tensor) -> RouterOutput:
-        logits = self.columns.mask(self.gate(x).float())  # (N, E)
-        key = self.columns.key(logits.detach() + self.bias)
-        return _output(self.config, self.columns, logits, key, self.bias.clone(), {})
+    def forward(self, x: torch.Tensor, sequence_length: int | None = None) -> RouterOutput:
+        logits = self.gate(x).float()  # (N, E)
+        active = self.columns.active
+        affinity = torch.sigmoid(logits) * active  # (N, E) in [0, 1], 0 in inactive columns
+        key = (affinity.detach() + self.bias).masked_fill(~active, float("-inf"))
+        key = self.columns.key(key)
+        expert_idx = key.topk(self.top_k, dim=-1).indices  # (N, k)
+        chosen = affinity.gather(-1, expert_idx)  # (N, k)
+        gates = chosen / chosen.sum(-1, keepdim=True).clamp_min(1e-9) if self.config.normalize_gates else chosen
+        probs = affinity / affinity.sum(-1, keepdim=True).clamp_min(1e-9)  # normalised affinities
+        clean_logits = logits.masked_fill(~active, float("-inf"))
+        balance = self._sequence_balance(probs, expert_idx, sequence_length)
+        z_loss = router_z_loss(clean_logits)
+        return RouterOutput(
+            expert_idx=expert_idx, gates=gates, clean_logits=clean_logits, selection_key=key, probs=probs,
+            load_balance_loss=balance, z_loss=z_loss,
+            aux_loss=self.config.sequence_balance_weight * balance + self.config.z_loss_weight * z_loss,
+            bias=self.bias.clone(), metrics={},
+        )
+
+    def _sequence_balance(self, probs: torch.Tensor, expert_idx: torch.Tensor,
+                          sequence_length: int | None) -> torch.Tensor:
+        n_tokens = probs.shape[0]
+        length = sequence_length if sequence_length and n_tokens % sequence_length == 0 else n_tokens
+        sequences = n_tokens // length
+        one_hot = torch.zeros_like(probs).scatter_(-1, expert_idx, 1.0).view(sequences, length, -1)
+        live = self.columns.active.sum().to(probs.dtype)
+        f = one_hot.sum(1) * live / (self.top_k * length)  # (S, E)
+        p = probs.view(sequences, length, -1).mean(1)  # (S, E)
+        return (f * p).sum(-1).mean()
 
     @torch.no_grad()
     def observe(
         self, route: RouterOutput, trace: MoETrace | None, phi: torch.Tensor | None, seen: torch.Tensor | None
     ) -> None:
-        load = expert_counts(route.expert_idx, self.n_experts)
-        active = self.columns.active
-        mean_load = load.sum() / active.sum().clamp_min(1)
-        self.bias.add_(self.config.bias_rate * torch.sign(mean_load - load) * active)
+        """Count this training forward's assignments; the bias moves at the optimizer step."""
+        self.pending_load.add_(expert_counts(route.expert_idx, self.n_experts))
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        load, active = self.pending_load, self.columns.active
+        if load.sum() > 0:
+            mean_load = (load * active).sum() / active.sum().clamp_min(1)
+            self.bias.add_(self.config.bias_rate * torch.sign(mean_load - load) * active)
+        load.zero_()
 
 
 def build_topk_router(config: TopKRouterConfig) -> TopKRouter:

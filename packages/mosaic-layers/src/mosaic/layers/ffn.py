@@ -93,6 +93,10 @@ class TrainingHooksMixin:
         raise NotImplementedError
 
     def after_optimizer_step(self, step: int, optimizer: torch.optim.Optimizer) -> list[dict]:
+        for ffn in self.ffn_layers():  # per-step balancers (e.g. router.loss_free's bias)
+            hook = getattr(ffn, "after_optimizer_step", None)
+            if callable(hook):
+                hook()
         return self.lifecycle.after_optimizer_step(self.ffn_layers(), step, optimizer)
 
     def lifecycle_state_dict(self) -> dict | None:
