@@ -120,3 +120,15 @@ def test_registry_state_round_trips():
     other.load_state_dict(registry.state_dict())
     assert other.states == registry.states and other.cooling_left == registry.cooling_left
     assert other.spawn(0) == registry.spawn(0)
+
+
+def test_the_default_lifecycle_config_accepts_a_64_expert_layer() -> None:
+    """Seed 003's checkpoint scenario: 64 experts under the default LifecycleConfig."""
+    moe = get_registry().build("layer.moe", {"d_model": D, "n_experts": 64, "top_k": 2,
+                                             "router": {"type": "router.chrono"}})
+    registry = ExpertRegistry(moe, LifecycleConfig())
+    assert len(registry.live()) == 64
+    assert not registry.can_grow()  # every column is live
+    roomy = ExpertRegistry(moe, LifecycleConfig(), n_active=40)
+    assert len(roomy.live()) == 40 and roomy.can_grow()
+    assert not ExpertRegistry(moe, LifecycleConfig(max_experts=40), n_active=40).can_grow()
