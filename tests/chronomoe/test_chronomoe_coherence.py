@@ -99,3 +99,28 @@ def test_fast_coherence_agrees_with_plain_loop_on_a_real_forward(seed, leave_one
         else:
             assert float(phi[e]) == pytest.approx(ref_phi[e], abs=1e-5)
     assert float(layer_coherence(phi, trace.expert_tokens)) == pytest.approx(ref_psi, abs=1e-5)
+
+
+def test_unrouted_expert_phi_decays_to_the_prior_and_a_falling_phi_raises_the_degradation_flag() -> None:
+    import torch
+
+    from chronomoe.buffer import CoherenceBuffer
+    from chronomoe.config import ChronoConfig
+
+    buffer = CoherenceBuffer(2, ChronoConfig())
+    both = torch.tensor([True, True])
+    for _ in range(200):  # both experts routed and coherent
+        buffer.update(torch.tensor([0.8, 0.8]), both, torch.tensor([5, 5]), torch.tensor([0.5, 0.5]))
+    assert buffer.phi("fast")[1] == pytest.approx(0.8, abs=1e-5)  # exact while routed every step
+    assert buffer.phi("slow")[1] == pytest.approx(0.8, abs=1e-5)
+    assert not buffer.degraded().any()
+    only_first = torch.tensor([True, False])
+    for _ in range(60):  # expert 1 is no longer routed; expert 0 turns incoherent
+        buffer.update(torch.tensor([0.2, 0.0]), only_first, torch.tensor([10, 0]), torch.tensor([1.0, 0.0]))
+    fast = buffer.phi("fast")
+    assert fast[1] < 0.1  # decayed towards the prior 0 instead of freezing at 0.8
+    assert buffer.phi("slow")[1] > fast[1]  # at each clock's own rate
+    assert buffer.degraded().tolist() == [True, True]
+    snapshot = buffer.snapshot()
+    assert [e.degraded for e in snapshot.experts] == [True, True]
+    assert snapshot.experts[0].phi_delta < -0.15

@@ -13,7 +13,7 @@ from torch import nn
 
 from chronomoe.clocks import ThreeClockEMA
 from chronomoe.coherence import MoETrace, expert_coherence, layer_coherence
-from chronomoe.config import ChronoConfig
+from chronomoe.config import CLOCK_NAMES, ChronoConfig
 
 
 @attrs.frozen
@@ -27,6 +27,8 @@ class ExpertCoherence:
     slow_evidence: float  # the slow clock's evidence weight: 0 never routed, → 1 routed every step
     tokens_seen: int
     routing_share_slow: float
+    # the seed's degradation flag: φ_fast fell below φ_slow by more than degradation_delta
+    degraded: bool = False
 
     @property
     def phi_delta(self) -> float:
@@ -94,11 +96,22 @@ class CoherenceBuffer(nn.Module):
         self.tokens_seen[expert] = 0
 
     def phi(self, clock: str | None = None) -> torch.Tensor:
-        """Debiased φ, ``(3, E)`` or ``(E,)`` for one clock; 0 for experts never routed."""
-        return self.clocks.estimate(clock)[..., : self.n_experts]
+        """Debiased φ, ``(3, E)`` or ``(E,)`` for one clock, shrunk towards ``phi_prior`` by
+        ``phi_prior_weight`` so that the φ of an expert that stops being routed decays to the prior
+        at its clock's rate instead of freezing (``phi_prior`` for experts never routed)."""
+        index = None if clock is None else CLOCK_NAMES.index(clock)
+        estimate = self.clocks.estimate_at(index, prior=self.config.phi_prior,
+                                           prior_weight=self.config.phi_prior_weight)
+        return estimate[..., : self.n_experts]
 
     def phi_slow(self) -> torch.Tensor:
         return self.phi("slow")
+
+    def degraded(self) -> torch.Tensor:
+        """(E,) bool: the seed's degradation flag, ``φ_fast − φ_slow < −degradation_delta``, for
+        experts with slow-clock evidence (a fresh expert has no baseline to degrade from)."""
+        phi = self.phi()
+        return (phi[0] - phi[2] < -self.config.degradation_delta) & (self.phi_evidence("slow") > 0)
 
     def phi_evidence(self, clock: str = "slow") -> torch.Tensor:
         """(E,) the clock's evidence weight per expert: 0 never routed, → 1 routed every step."""
@@ -122,7 +135,8 @@ class CoherenceBuffer(nn.Module):
         evidence = self.phi_evidence("slow").cpu().tolist()
         tokens = self.tokens_seen.cpu().tolist()
         n = self.n_experts
-        phi = estimate[:, :n].tolist()
+        phi = self.phi().cpu().tolist()  # (3, E), shrunk towards the prior as the router sees it
+        degraded = self.degraded().cpu().tolist()
         share = estimate[2, n : 2 * n].tolist()
         psi = estimate[:, 2 * n].tolist()
         experts = tuple(
@@ -134,6 +148,7 @@ class CoherenceBuffer(nn.Module):
                 slow_evidence=evidence[e],
                 tokens_seen=int(tokens[e]),
                 routing_share_slow=share[e],
+                degraded=bool(degraded[e]),
             )
             for e in range(n)
         )

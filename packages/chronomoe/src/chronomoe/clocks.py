@@ -48,12 +48,28 @@ class DebiasedEMA(nn.Module):
             self.weight.mul_(self.alpha).addcmul_(self.gain, seen_f)
         self.steps.add_(1)
 
-    def estimate_at(self, index: int | None = None, *, empty: float = 0.0) -> torch.Tensor:
+    def estimate_at(self, index: int | None = None, *, empty: float = 0.0,
+                    prior: float | None = None, prior_weight: float = 0.0) -> torch.Tensor:
         """Bias-corrected estimate, ``(A, *shape)`` or ``shape`` for one retention; ``empty`` where
-        nothing was ever observed."""
-        numerator, weight = self.numerator, self.weight
+        nothing was ever observed.
+
+        With a ``prior`` p₀, the estimate is shrunk towards it by a pseudo-observation of weight
+        ``λ = prior_weight · (1 − αᵗ)`` (a fixed share of the most evidence the clock can hold after
+        t steps, so every clock is treated alike)::
+
+            estimate = (1 + prior_weight) · (m + λ·p₀) / (w + λ) − prior_weight · p₀
+
+        This is exactly the plain estimate for an entry observed every step (``w = 1 − αᵗ``), and
+        tends to p₀ as an entry that stopped being observed ages (``w`` shrinks at the clock's
+        rate), instead of freezing at its last value."""
+        numerator, weight, alpha = self.numerator, self.weight, self.alpha
         if index is not None:
-            numerator, weight = numerator[index], weight[index]
+            numerator, weight, alpha = numerator[index], weight[index], alpha[index]
+        if prior is not None:
+            lam = prior_weight * (1.0 - alpha ** self.steps.to(alpha.dtype))
+            shrunk = (numerator + lam * prior) / (weight + lam).clamp_min(1e-30)
+            estimate = (1.0 + prior_weight) * shrunk - prior_weight * prior
+            return torch.where(weight + lam > 0, estimate, torch.full_like(weight, prior))
         return torch.where(weight > 0, numerator / weight.clamp_min(1e-30), torch.full_like(weight, empty))
 
 

@@ -186,6 +186,13 @@ class ChronoConfig:
     leave_one_out: bool = True
     # per-token cosines averaged over the expert's tokens instead of a cosine of batch means
     token_level: bool = False
+    # φ estimates shrink towards phi_prior with weight phi_prior_weight (in units of a clock's full
+    # evidence): an expert that stops being routed sees its φ decay to the prior, not freeze
+    phi_prior: float = attrs.field(default=0.0, validator=[v.ge(-1.0), v.le(1.0)])
+    phi_prior_weight: float = attrs.field(default=0.05, validator=v.ge(0.0))
+    # an expert is flagged degraded when φ_fast − φ_slow < −degradation_delta (reported per step
+    # as moe_degraded_experts and in snapshots)
+    degradation_delta: float = attrs.field(default=0.15, validator=v.gt(0.0))
     # slow bias β_eff = clamp(k, ±k_max) · logit_std
     k_max: float = attrs.field(default=0.3, validator=v.gt(0.0))
     eta: float = attrs.field(default=0.01, validator=v.gt(0.0))

@@ -195,6 +195,7 @@ class ChronoRouter(TopKMixin, nn.Module):
         beta = self.state.beta_eff()
         with torch.no_grad():
             key, metrics, token_veto = biased_selection_key(logits.detach(), beta, self.config.chrono)
+            metrics["degraded_experts"] = self.coherence.degraded().float().sum()
         route = _output(self.config, self.columns, logits, self.columns.key(key), beta, metrics, self.top_k)
         with torch.no_grad():
             clean_key = self.columns.key(logits.detach())
