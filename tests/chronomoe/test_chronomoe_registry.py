@@ -132,3 +132,29 @@ def test_the_default_lifecycle_config_accepts_a_64_expert_layer() -> None:
     roomy = ExpertRegistry(moe, LifecycleConfig(), n_active=40)
     assert len(roomy.live()) == 40 and roomy.can_grow()
     assert not ExpertRegistry(moe, LifecycleConfig(max_experts=40), n_active=40).can_grow()
+
+
+def test_a_column_reused_after_archive_starts_clean_and_its_new_expert_is_not_frozen() -> None:
+    moe, _, registry = trained_moe()
+    audits = []
+    registry.audit = lambda kind, data: audits.append((kind, data))
+    state = moe.router.state
+    with torch.no_grad():
+        state.crystallised[2] = True  # expert 2 earned a reflex: its k is frozen
+        state.k[2] = 0.25
+    registry.prune(2)
+    assert registry.archive[-1]["column"] == 2 and registry.archive[-1]["crystallised"] is True
+    assert not bool(state.crystallised[2])
+    child = registry.spawn(0)
+    assert child == 2  # the archived column is reused
+    assert not bool(state.crystallised[2]) and float(state.k[2]) == 0.0
+    assert [kind for kind, _ in audits] == ["lifecycle.column_reuse"]
+    assert audits[0][1]["previous"]["crystallised"] is True
+    # the new expert's β moves with its own coherence, unlike a crystallised one
+    active = moe.router.columns.active
+    phi = torch.full((8,), 0.5)
+    phi[2] = 1.0
+    for _ in range(20):
+        state.update_beta(phi, torch.ones(8), active)
+    assert float(state.k[2]) > 0.0
+    assert registry.state_dict()["archive"] == registry.archive

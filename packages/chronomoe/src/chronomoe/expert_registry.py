@@ -14,6 +14,8 @@ bias-corrected as if its zero moments were old — smaller first steps, which su
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from typing import Literal
 
 import torch
@@ -39,6 +41,7 @@ class ExpertRegistry:
         n_active: int | None = None,
         optimizer: torch.optim.Optimizer | None = None,
         seed: int = 0,
+        audit: Callable[[str, dict], object] | None = None,
     ) -> None:
         width = moe.n_experts
         n_active = width if n_active is None else n_active
@@ -56,6 +59,10 @@ class ExpertRegistry:
         self.merge_guard = [0] * width
         self.split_guard = [0] * width
         self.generator = torch.Generator().manual_seed(seed)
+        # identity belongs to an expert, not to its column: what an archived expert had earned
+        # (crystallised β) is kept here, and a column reused by a new expert starts clean
+        self.archive: list[dict] = []
+        self.audit = audit
         with torch.no_grad():
             self.moe.router.columns.active.copy_(torch.tensor([s != "archived" for s in self.states]))
 
@@ -167,6 +174,7 @@ class ExpertRegistry:
             "merge_guard": list(self.merge_guard),
             "split_guard": list(self.split_guard),
             "generator": self.generator.get_state(),
+            "archive": [dict(entry) for entry in self.archive],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -179,6 +187,7 @@ class ExpertRegistry:
         self.merge_guard = [int(g) for g in state["merge_guard"]]
         self.split_guard = [int(g) for g in state["split_guard"]]
         self.generator.set_state(state["generator"])
+        self.archive = [dict(entry) for entry in state.get("archive", [])]
         with torch.no_grad():
             self.moe.router.columns.active.copy_(torch.tensor([s != "archived" for s in self.states]))
 
@@ -205,8 +214,18 @@ class ExpertRegistry:
         self.states[child] = "cooling"
         self.cooling_left[child] = self.config.warmup_steps
         self._reset_statistics(child)
+        reused = any(entry["column"] == child for entry in self.archive)
+        if reused and self.audit is not None:
+            self.audit("lifecycle.column_reuse", {"column": child, "source": source,
+                                                  "previous": [e for e in self.archive if e["column"] == child][-1]})
 
     def _archive(self, expert: int) -> None:
+        state = getattr(self.moe.router, "state", None)
+        crystallised = bool(state.crystallised[expert]) if state is not None else False
+        self.archive.append({"column": expert, "crystallised": crystallised,
+                             "k": float(state.k[expert]) if state is not None else 0.0})
+        if state is not None:
+            state.crystallised[expert] = False
         columns = self.moe.router.columns
         columns.active[expert] = False
         columns.entry_offset[expert] = 0.0

@@ -47,9 +47,11 @@ class RouterState(nn.Module):
 
     @torch.no_grad()
     def reset_expert(self, expert: int) -> None:
-        """Forget one column's bias and veto history (a new or archived expert)."""
+        """Forget one column's bias, veto history and crystallisation (a new or archived expert:
+        a crystallised reflex belongs to the expert that earned it, not to its column)."""
         self.k[expert] = 0.0
         self.held[expert] = False
+        self.crystallised[expert] = False
         self.expert_veto.numerator[:, expert] = 0.0
         self.expert_veto.weight[:, expert] = 0.0
 
