@@ -15,7 +15,6 @@ bias-corrected as if its zero moments were old — smaller first steps, which su
 from __future__ import annotations
 
 from collections.abc import Callable
-
 from typing import Literal
 
 import torch
