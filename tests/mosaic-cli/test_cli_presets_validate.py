@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "mosaic-runtime"))
-
-from test_presets_malformed import MALFORMED, REGISTRY
-
 from mosaic.cli.commands.presets import presets
+from mosaic.runtime.testing.malformed_presets import MALFORMED
+from mosaic.runtime.testing.tiny_training import tiny_registry
+
+REGISTRY = tiny_registry()
 
 
 @pytest.mark.parametrize(("kind", "text", "expected", "path"), MALFORMED[:12], ids=[m[0] for m in MALFORMED[:12]])

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "mosaic-runtime"))
-
-from train_tiny_components import TINY_PRESET, tiny_registry
 
 from mosaic.cli.commands.eval import eval_command
 from mosaic.cli.commands.plot import plot
 from mosaic.cli.commands.presets import presets
 from mosaic.cli.commands.run import run
 from mosaic.cli.main import BUILTIN_COMMANDS
+from mosaic.runtime.testing.tiny_training import TINY_PRESET, tiny_registry
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch
 
 from mosaic.core.errors import DataError
 from mosaic.core.plugins import get_registry
-from mosaic.data.batching import collate
+from mosaic.data import collate
 from mosaic.data.common import item_seed
 from mosaic.data.config import EventTraceConfig, MemoryCurriculumConfig
 from mosaic.data.event_traces import EventTraceDataset

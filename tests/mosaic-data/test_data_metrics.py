@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mosaic.data.batching import collate
+from mosaic.data import collate
 from mosaic.data.config import EventTraceConfig, MemoryCurriculumConfig
 from mosaic.data.event_traces import EventTraceDataset
 from mosaic.data.memory_curriculum import MemoryCurriculumDataset

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mosaic.core.errors import DataError
+from mosaic.data import collate
 from mosaic.data import counter_rng as crng
-from mosaic.data.batching import collate
 from mosaic.data.common import OP_READ_MEM, OP_WRITE_MEM, item_seed
 from mosaic.data.config import MQARConfig
 from mosaic.data.mqar import MQARDataset, generate_reference, mqar_accuracy

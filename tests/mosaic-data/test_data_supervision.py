@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mosaic.data.batching import collate
+from mosaic.data import collate
 from mosaic.data.config import EventTraceConfig, MemoryCurriculumConfig, MQARConfig, TextConfig
 from mosaic.data.event_traces import EventTraceDataset
 from mosaic.data.memory_curriculum import MemoryCurriculumDataset, sample_length

@@ -8,15 +8,10 @@ import json
 import os
 import random
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from agent_tiny_model import REPLY, TinyStreamConfig, TinyStreamLM, make_run
 
 from mosaic.core.errors import RuntimeStateError
 from mosaic.core.events.envelope import EventEnvelope
@@ -27,6 +22,7 @@ from mosaic.runtime.agent.consolidation import consolidate, prune_cells
 from mosaic.runtime.agent.metrics import memory_occupancy
 from mosaic.runtime.agent.responder import EventSession
 from mosaic.runtime.agent.service import open_agent
+from mosaic.runtime.testing.tiny_agent import REPLY, TinyStreamConfig, TinyStreamLM, make_run
 
 NOTE = EventEnvelope("Note", {"n": 1}, "user", id="n1", ts=1.0)
 

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from agent_tiny_model import REPLY, TinyStreamConfig, TinyStreamLM, make_run
 
 from mosaic.core.errors import CheckpointError, ConfigError
 from mosaic.core.events.envelope import EventEnvelope
@@ -18,6 +13,7 @@ from mosaic.runtime.agent.config import OnlineConfig
 from mosaic.runtime.agent.online import LoRALinear, OnlineLearner
 from mosaic.runtime.agent.responder import EventSession
 from mosaic.runtime.agent.service import open_agent
+from mosaic.runtime.testing.tiny_agent import REPLY, TinyStreamConfig, TinyStreamLM, make_run
 
 
 def model() -> TinyStreamLM:

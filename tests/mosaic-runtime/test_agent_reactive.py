@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from agent_tiny_model import REPLY, TinyStreamConfig, TinyStreamLM, make_run
 
 from mosaic.core.errors import RuntimeStateError
 from mosaic.core.events.envelope import EventEnvelope
@@ -23,6 +18,7 @@ from mosaic.runtime.agent.loading import check_streaming_model, load_run_model
 from mosaic.runtime.agent.reactive import ReactiveRuntime, parse_line
 from mosaic.runtime.agent.responder import EventSession, text_span
 from mosaic.runtime.agent.service import open_agent
+from mosaic.runtime.testing.tiny_agent import REPLY, TinyStreamConfig, TinyStreamLM, make_run
 
 ASK = EventEnvelope("Ask", {"text": "find the file", "q": 1}, "user", id="a1", ts=2.0, commitment_id="c1")
 

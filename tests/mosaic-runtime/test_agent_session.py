@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,16 +10,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from agent_tiny_model import make_run
-
 from mosaic.core.errors import CheckpointError, ConfigError
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.core.ledger import CommitmentLedger
 from mosaic.runtime.agent.config import GenerationConfig
 from mosaic.runtime.agent.service import open_agent
 from mosaic.runtime.agent.session import ledger_from_dict, ledger_to_dict
+from mosaic.runtime.testing.tiny_agent import make_run
 
 
 @pytest.fixture(scope="module")

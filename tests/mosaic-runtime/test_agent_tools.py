@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from agent_tiny_model import TinyStreamConfig, TinyStreamLM
 
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.runtime.agent.reactive import ReactiveRuntime
 from mosaic.runtime.agent.responder import EventSession
 from mosaic.runtime.agent.tool_flow import ToolBridge
+from mosaic.runtime.testing.tiny_agent import TinyStreamConfig, TinyStreamLM
 from mosaic.runtime.tools.registry import open_registry
 
 ASK = EventEnvelope("Ask", {"text": "add two numbers"}, "user", id="a1", ts=1.0)

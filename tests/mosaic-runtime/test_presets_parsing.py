@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from train_tiny_components import TINY_PRESET, tiny_registry
 
 from mosaic.core.errors import ConfigError
+from mosaic.runtime.testing.tiny_training import TINY_PRESET, tiny_registry
 from mosaic.runtime.training.manifest import parse_manifest, resolved_yaml
 from mosaic.runtime.training.variables import apply_overrides, parse_override, resolve_variables
 from mosaic.runtime.training.yaml_source import load_yaml

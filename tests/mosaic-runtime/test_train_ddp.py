@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_tiny_components import TINY_PRESET
 
+from mosaic.runtime.testing.tiny_training import TINY_PRESET
 from mosaic.runtime.training.checkpoint import latest_checkpoint
 
-ENTRY = Path(__file__).with_name("train_tiny_entry.py")
+#: the tiny preset run in its own process (python -m ENTRY PRESET OUT ...)
+ENTRY = "mosaic.runtime.testing.train_entry"
 
 
 def free_port() -> int:
@@ -34,12 +35,12 @@ def test_two_process_torchrun_matches_one_process(tmp_path: Path) -> None:
     preset = tmp_path / "tiny.yml"
     preset.write_text(TINY_PRESET.replace("steps: 30", "steps: 12"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, str(ENTRY), str(preset), str(tmp_path / "one")], env=env,
+    single = subprocess.run([sys.executable, "-m", ENTRY, str(preset), str(tmp_path / "one")], env=env,
                             capture_output=True, text=True, check=False, timeout=120)
     assert single.returncode == 0, single.stderr[-2000:]
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
               "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
-    double = subprocess.run([*launch, str(ENTRY), str(preset), str(tmp_path / "two")], env=env,
+    double = subprocess.run([*launch, "--module", ENTRY, str(preset), str(tmp_path / "two")], env=env,
                             capture_output=True, text=True, check=False, timeout=180)
     assert double.returncode == 0, double.stderr[-3000:]
     one, two = summary_of(single.stdout), summary_of(double.stdout)

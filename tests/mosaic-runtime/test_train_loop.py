@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_tiny_components import TINY_PRESET, tiny_registry
 
 from mosaic.core.errors import CheckpointError, ConfigError, TrainingError
+from mosaic.runtime.testing.tiny_training import TINY_PRESET, tiny_registry
 from mosaic.runtime.training.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
@@ -23,7 +23,8 @@ from mosaic.runtime.training.checkpoint import (
 )
 from mosaic.runtime.training.run import run_preset
 
-ENTRY = Path(__file__).with_name("train_tiny_entry.py")
+#: the tiny preset run in its own process (python -m ENTRY PRESET OUT ...)
+ENTRY = "mosaic.runtime.testing.train_entry"
 
 
 @pytest.fixture(scope="module")
@@ -67,14 +68,14 @@ def test_kill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def run(out: Path, *extra: str) -> dict:
-        done = subprocess.run([sys.executable, str(ENTRY), str(preset), str(out), *extra], env=env,
+        done = subprocess.run([sys.executable, "-m", ENTRY, str(preset), str(out), *extra], env=env,
                               capture_output=True, text=True, check=False, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         line = [line for line in done.stdout.splitlines() if line.startswith("SUMMARY ")][-1]
         return json.loads(line[len("SUMMARY "):])
 
     reference = run(tmp_path / "whole")
-    victim = subprocess.Popen([sys.executable, str(ENTRY), str(preset), str(tmp_path / "killed")], env=env,
+    victim = subprocess.Popen([sys.executable, "-m", ENTRY, str(preset), str(tmp_path / "killed")], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 90
     checkpoints: list = []

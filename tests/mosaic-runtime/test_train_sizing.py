@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from train_tiny_components import TINY_PRESET, tiny_registry
 
+from mosaic.runtime.testing.tiny_training import TINY_PRESET, tiny_registry
 from mosaic.runtime.training.batching import collate
 from mosaic.runtime.training.manifest import parse_manifest
 from mosaic.runtime.training.optim import build_optimizer

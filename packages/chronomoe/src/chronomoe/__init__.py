@@ -6,8 +6,7 @@ torch; ``from chronomoe import MoE`` imports what it names.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mosaic.core.lazy import lazy_exports
 
 _PUBLIC = {
     "ChronoConfig": "chronomoe.config",
@@ -47,8 +46,4 @@ _PUBLIC = {
 __all__ = list(_PUBLIC)
 
 
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'chronomoe' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

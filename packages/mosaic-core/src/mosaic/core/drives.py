@@ -22,57 +22,66 @@ import attrs
 from mosaic.core.homeostasis import DriveBand, HomeostasisError, IntrinsicDrive
 
 
+@attrs.frozen
+class DriveDefaults:
+    """What sets one built-in drive apart: its name (also its default metric key), its healthy band
+    and how long it stays quiet after an impulse."""
+
+    name: str
+    band: DriveBand
+    refractory_s: float
+
+
+#: The built-in drives; each gets a config class below that differs only in these defaults.
+BUILTIN_DRIVES: tuple[DriveDefaults, ...] = (
+    DriveDefaults("memory_pressure", DriveBand(0.0, 0.85), refractory_s=30.0),
+    DriveDefaults("routing_entropy", DriveBand(0.3, 0.95), refractory_s=60.0),
+    DriveDefaults("commitment_balance", DriveBand(0.0, 3.0), refractory_s=20.0),
+    DriveDefaults("output_confidence", DriveBand(0.5, 1.0), refractory_s=10.0),
+)
+
+
+def drive_config_class(defaults: DriveDefaults) -> type:
+    """A frozen attrs config class (metric key, band, gain, refractory period) whose defaults are
+    ``defaults``: the one definition of a drive's config fields and their validators."""
+    class_name = "".join(part.title() for part in defaults.name.split("_")) + "Config"
+    fields = {
+        "metric": attrs.field(type=str, default=defaults.name, validator=attrs.validators.instance_of(str)),
+        # DriveBand is frozen, so every config may share the default instance
+        "band": attrs.field(type=DriveBand, default=defaults.band, validator=attrs.validators.instance_of(DriveBand)),
+        "gain": attrs.field(type=float, default=1.0, validator=attrs.validators.gt(0)),
+        "refractory_s": attrs.field(type=float, default=defaults.refractory_s, validator=attrs.validators.ge(0)),
+    }
+    config_class: type = attrs.make_class(class_name, fields, frozen=True, slots=True)
+    config_class.__module__ = __name__
+    config_class.__doc__ = f"Config of ``drive.{defaults.name}``."
+    return config_class
+
+
+MemoryPressureConfig, RoutingEntropyConfig, CommitmentBalanceConfig, OutputConfidenceConfig = (
+    drive_config_class(defaults) for defaults in BUILTIN_DRIVES
+)
+
+
 def _drive(name: str, config: Any) -> IntrinsicDrive:
     return IntrinsicDrive(
         name=name, metric=config.metric, band=config.band, gain=config.gain, refractory_s=config.refractory_s
     )
 
 
-@attrs.frozen
-class MemoryPressureConfig:
-    metric: str = "memory_pressure"
-    band: DriveBand = attrs.field(default=DriveBand(0.0, 0.85))  # frozen, so sharing it is safe
-    gain: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
-    refractory_s: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
-
-
-def memory_pressure(config: MemoryPressureConfig) -> IntrinsicDrive:
+def memory_pressure(config: Any) -> IntrinsicDrive:
     return _drive("memory_pressure", config)
 
 
-@attrs.frozen
-class RoutingEntropyConfig:
-    metric: str = "routing_entropy"
-    band: DriveBand = attrs.field(default=DriveBand(0.3, 0.95))  # frozen, so sharing it is safe
-    gain: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
-    refractory_s: float = attrs.field(default=60.0, validator=attrs.validators.ge(0))
-
-
-def routing_entropy(config: RoutingEntropyConfig) -> IntrinsicDrive:
+def routing_entropy(config: Any) -> IntrinsicDrive:
     return _drive("routing_entropy", config)
 
 
-@attrs.frozen
-class CommitmentBalanceConfig:
-    metric: str = "commitment_balance"
-    band: DriveBand = attrs.field(default=DriveBand(0.0, 3.0))  # frozen, so sharing it is safe
-    gain: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
-    refractory_s: float = attrs.field(default=20.0, validator=attrs.validators.ge(0))
-
-
-def commitment_balance(config: CommitmentBalanceConfig) -> IntrinsicDrive:
+def commitment_balance(config: Any) -> IntrinsicDrive:
     return _drive("commitment_balance", config)
 
 
-@attrs.frozen
-class OutputConfidenceConfig:
-    metric: str = "output_confidence"
-    band: DriveBand = attrs.field(default=DriveBand(0.5, 1.0))  # frozen, so sharing it is safe
-    gain: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
-    refractory_s: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
-
-
-def output_confidence(config: OutputConfidenceConfig) -> IntrinsicDrive:
+def output_confidence(config: Any) -> IntrinsicDrive:
     return _drive("output_confidence", config)
 
 

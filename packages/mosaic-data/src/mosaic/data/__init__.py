@@ -8,11 +8,10 @@ the curriculum protocol in ``mosaic.data.curricula``.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mosaic.core.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
-    "collate": "mosaic.data.batching",
+    "collate": "mosaic.core.batching",
     "MemoryCurriculumDataset": "mosaic.data.memory_curriculum",
     "EventTraceDataset": "mosaic.data.event_traces",
     "TraceSpan": "mosaic.data.event_traces",
@@ -44,14 +43,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mosaic.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from mosaic.core.batching import collate as core_collate
 from mosaic.core.errors import DataError
 
 #: Fill values for ragged keys: padding never becomes supervision (REFERENCE §1, pitfall 6).
@@ -25,31 +26,8 @@ PAD_VALUES: Mapping[str, float] = {
 
 
 def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Stack items key by key; ragged sequences are right-padded with the key's ignore value.
-    Non-tensor values (span metadata) are kept as lists."""
-    if not items:
-        raise DataError("cannot collate an empty batch")
-    keys = list(items[0])
-    batch: dict[str, Any] = {}
-    for key in keys:
-        values = [item[key] for item in items]
-        if not all(isinstance(value, torch.Tensor) for value in values):
-            batch[key] = values
-            continue
-        shapes = {tuple(value.shape) for value in values}
-        if len(shapes) == 1:
-            batch[key] = torch.stack(values)
-            continue
-        if key not in PAD_VALUES:
-            raise DataError(f"dataset items disagree on the shape of {key!r} ({sorted(shapes)}) and no padding "
-                            "value is known for it; give the dataset a collate() or fixed-length items")
-        length = max(value.shape[0] for value in values)
-        padded = []
-        for value in values:
-            pad = value.new_full((length - value.shape[0], *value.shape[1:]), PAD_VALUES[key])
-            padded.append(torch.cat([value, pad]))
-        batch[key] = torch.stack(padded)
-    return batch
+    """:func:`mosaic.core.batching.collate` with ragged sequences right-padded by ``PAD_VALUES``."""
+    return core_collate(items, PAD_VALUES)
 
 
 def collate_for(dataset: Any) -> Any:

@@ -70,30 +70,22 @@ def evaluate_run(run_path: Path, *, registry: Registry | None = None, samples: i
     run's ``summary.json`` under ``eval`` and returned."""
     import torch
 
-    from mosaic.runtime.training.checkpoint import latest_checkpoint, load_checkpoint
-    from mosaic.runtime.training.evaluation import evaluate, opcode_names
-    from mosaic.runtime.training.trainer import pick_device
+    from mosaic.runtime.training.evaluation import evaluate
+    from mosaic.runtime.training.loading import load_trained_model
 
     registry = registry if registry is not None else get_registry()
-    run = RunDir.existing(run_path)
-    manifest = parse_manifest(run.config_text(), registry, source=str(run.config_path))
-    chosen = manifest.experiment(experiment)
+    loaded = load_trained_model(run_path, registry=registry, device=device, experiment=experiment)
+    chosen, run = loaded.experiment, loaded.run
     if chosen.eval_dataset is None or chosen.eval is None:
         from mosaic.core.errors import ConfigError, ConfigProblem
 
         raise ConfigError([ConfigProblem("$.targets[0].eval", "this run has no eval section to evaluate")],
                           source=str(run.config_path))
-    target = pick_device(device or chosen.trainer.device)
     torch.manual_seed(chosen.trainer.seed)
-    model = chosen.model.build(registry).to(target)
-    payload = load_checkpoint(latest_checkpoint(run.checkpoints),
-                              config_fingerprint=fingerprint(resolved_yaml(manifest)),
-                              opcode_table=opcode_names(model))
-    model.load_state_dict(payload["model"])
     objective = chosen.objective.build(registry)
-    report = evaluate(model, objective, chosen.eval_dataset.build(registry), samples=samples or chosen.eval.samples,
-                      batch_size=chosen.eval.batch_size, device=target)
-    report["checkpoint_step"] = int(payload["step"])
+    report = evaluate(loaded.model, objective, chosen.eval_dataset.build(registry),
+                      samples=samples or chosen.eval.samples, batch_size=chosen.eval.batch_size, device=loaded.device)
+    report["checkpoint_step"] = loaded.step
     summary = run.read_summary()
     summary["eval"] = report
     run.write_summary(summary)

@@ -1,19 +1,15 @@
 """Runs the tiny preset in a separate process (for kill/resume and torchrun tests).
 
-Usage: python train_tiny_entry.py PRESET_FILE OUT_DIR [--resume RUN_DIR] [--set KEY=VALUE ...]
+Usage: python -m mosaic.runtime.testing.train_entry PRESET_FILE OUT_DIR [--resume RUN_DIR] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from train_tiny_components import tiny_registry
-
+from mosaic.runtime.testing.tiny_training import tiny_registry
 from mosaic.runtime.training.run import run_preset
 
 

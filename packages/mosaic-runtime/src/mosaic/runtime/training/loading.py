@@ -1,0 +1,58 @@
+"""Rebuilding a run's model from its directory: the one loader ``mosaic eval`` and the event runtimes
+share.
+
+The model is rebuilt from the run's resolved ``config.yaml`` through the registry (so the runtime
+never imports the model's package) and its newest checkpoint's weights are read with the checkpoint
+loader, which checks the config fingerprint and the opcode table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+import torch
+
+from mosaic.core.plugins import get_registry
+from mosaic.runtime.training.checkpoint import latest_checkpoint, load_checkpoint
+from mosaic.runtime.training.evaluation import opcode_names
+from mosaic.runtime.training.manifest import Experiment, parse_manifest, resolved_yaml
+from mosaic.runtime.training.run_dir import RunDir, fingerprint
+from mosaic.runtime.training.trainer import pick_device
+
+if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
+    from mosaic.core.registry import Registry
+
+
+@attrs.frozen
+class LoadedModel:
+    """A run's model with its newest checkpoint's weights, in eval mode, and the experiment it was
+    trained as."""
+
+    model: torch.nn.Module
+    run: RunDir
+    experiment: Experiment
+    component_id: str
+    checkpoint: Path
+    step: int
+    config_fingerprint: str
+    device: torch.device
+
+
+def load_trained_model(run_path: Path, *, registry: Registry | None = None, device: str | None = None,
+                   experiment: str | None = None) -> LoadedModel:
+    """Rebuild ``experiment``'s model (the first one when None) through the registry and load the
+    run's newest checkpoint onto ``device`` (the run's ``trainer.device`` when None)."""
+    registry = registry if registry is not None else get_registry()
+    run = RunDir.existing(Path(run_path))
+    manifest = parse_manifest(run.config_text(), registry, source=str(run.config_path))
+    chosen = manifest.experiment(experiment)
+    target = pick_device(device or chosen.trainer.device)
+    model = chosen.model.build(registry).to(target)
+    path = latest_checkpoint(run.checkpoints)
+    config_fingerprint = fingerprint(resolved_yaml(manifest))
+    payload = load_checkpoint(path, config_fingerprint=config_fingerprint, opcode_table=opcode_names(model))
+    model.load_state_dict(payload["model"])
+    model.eval()
+    return LoadedModel(model, run, chosen, chosen.model.id, path, int(payload["step"]), config_fingerprint, target)
