@@ -5,7 +5,8 @@ only, installs them (not editable) into a fresh virtualenv, and runs ``tests/<pa
 proves the package installs and works alone. torch is installed first from the constraints file
 so that no step ever resolves a newer (CUDA) torch.
 
-``nox -t ci`` runs what CI runs; ``nox -s benchmarks`` writes ``benchmarks/results/*.json``.
+``nox -t ci`` runs what CI runs; ``nox -s benchmarks`` writes ``benchmarks/results/*.json``;
+``nox -s wheelhouse`` builds every wheel (dependencies included) into ``wheelhouse/``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import nox
 ROOT = Path(__file__).parent
 CONSTRAINTS = str(ROOT / "requirements" / "constraints.txt")
 TEST_REQUIREMENTS = str(ROOT / "requirements" / "test.txt")
+TYPECHECK_REQUIREMENTS = str(ROOT / "requirements" / "typecheck.txt")
+RUFF = "ruff==0.17.6"
 
 nox.options.default_venv_backend = "venv"
 nox.options.error_on_missing_interpreters = True
@@ -72,9 +75,13 @@ def _with_extra(wheel: Path) -> str:
     return f"{name}[{EXTRAS[name]}] @ {wheel.resolve().as_uri()}"
 
 
-def _pytest(session: nox.Session, *paths: str) -> None:
+def _pytest(session: nox.Session, *paths: str) -> None:  # paths may include pytest options
     env = {"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci")}
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *paths, *session.posargs, env=env)
+
+
+#: test files that run in a session of their own instead of their package's (a glob under ROOT)
+SPLIT_OUT: dict[str, str] = {"mosaic-runtime": "tests/mosaic-runtime/test_tools_*.py"}
 
 
 def _package_session(dist: str, tests: str) -> None:
@@ -82,13 +89,23 @@ def _package_session(dist: str, tests: str) -> None:
     def run(session: nox.Session) -> None:
         _install(session, dist)
         session.chdir(ROOT)
-        _pytest(session, tests)
+        ignore = [f"--ignore-glob={SPLIT_OUT[dist]}"] if dist in SPLIT_OUT else []
+        _pytest(session, tests, *ignore)
 
     run.__doc__ = f"Install {dist} alone (with only its declared dependencies) and run {tests}."
 
 
 for _dist in PACKAGES:
     _package_session(_dist, f"tests/{_dist}")
+
+
+@nox.session(tags=["ci", "packages"])
+def tools(session: nox.Session) -> None:
+    """The tool sandbox's tests (AST gate, confinement, seccomp, escape attempts), apart from the
+    rest of mosaic-runtime's: the security-critical part runs, and fails, on its own."""
+    _install(session, "mosaic-runtime")
+    session.chdir(ROOT)
+    _pytest(session, *sorted(str(path.relative_to(ROOT)) for path in ROOT.glob(SPLIT_OUT["mosaic-runtime"])))
 
 
 @nox.session(tags=["ci"])
@@ -109,9 +126,47 @@ def integration(session: nox.Session) -> None:
 
 @nox.session(tags=["ci"])
 def lint(session: nox.Session) -> None:
-    """ruff over packages, tests, examples and benchmarks."""
-    session.install("-q", "ruff==0.17.6")
-    session.run("ruff", "check", "packages", "tests", "examples", "benchmarks", "experiments", "noxfile.py")
+    """ruff over packages, tests, examples and benchmarks; one version (VERSION) for every package
+    and sibling pin."""
+    session.install("-q", RUFF, "tomli; python_version < '3.11'")
+    session.run("ruff", "check", "packages", "tests", "examples", "benchmarks", "experiments", "scripts",
+                "noxfile.py")
+    session.run("python", str(ROOT / "scripts" / "check_versions.py"))
+
+
+@nox.session(tags=["ci"])
+def typecheck(session: nox.Session) -> None:
+    """mypy over every package (strict on mosaic.core; settings in mypy.ini). Locally, after
+    ./install.sh: .venv/bin/pip install -r requirements/typecheck.txt && .venv/bin/mypy"""
+    session.install("-q", "-c", CONSTRAINTS, "torch")
+    editable = [arg for dist in PACKAGES for arg in ("-e", str(ROOT / "packages" / dist))]
+    session.install("-q", "-c", CONSTRAINTS, *editable, "-r", TYPECHECK_REQUIREMENTS)
+    session.chdir(ROOT)
+    session.run("mypy", *session.posargs)
+
+
+@nox.session(tags=["ci"])
+def install_core_layers(session: nox.Session) -> None:
+    """The README's minimal install, from the checkout into a fresh venv: mosaic-core and
+    mosaic-layers alone, then a MosaicLM forward pass (scripts/smoke_core_layers.py)."""
+    session.install("-q", "-c", CONSTRAINTS, "torch")
+    session.install("-q", "-c", CONSTRAINTS, str(ROOT / "packages" / "mosaic-core"),
+                    str(ROOT / "packages" / "mosaic-layers"))
+    session.run("python", str(ROOT / "scripts" / "smoke_core_layers.py"))
+
+
+@nox.session
+def wheelhouse(session: nox.Session) -> None:
+    """Build a wheel of every package and of every dependency (torch pinned by the constraints)
+    into wheelhouse/, then prove it suffices offline: install mosaic-layers with --no-index."""
+    house = ROOT / "wheelhouse"
+    house.mkdir(exist_ok=True)
+    sources = [str(ROOT / "packages" / dist) for dist in PACKAGES]
+    session.run("python", "-m", "pip", "wheel", "-q", "-c", CONSTRAINTS, "-w", str(house), *sources,
+                f"{ROOT / 'packages' / 'mosaic-runtime'}[plot]")
+    session.run("python", "-m", "pip", "install", "-q", "--no-index", "--find-links", str(house), "mosaic-layers")
+    session.run("python", "-c", "from mosaic.core.plugins import get_registry; "
+                "assert 'model.mosaic_lm' in get_registry(); print('offline install from wheelhouse/ ok')")
 
 
 @nox.session

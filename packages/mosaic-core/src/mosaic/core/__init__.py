@@ -6,9 +6,12 @@ imports torch.
 
 from __future__ import annotations
 
+from importlib.metadata import version as _distribution_version
+
 from mosaic.core.lazy import lazy_exports
 
-__version__ = "0.1.0"
+#: the installed mosaic-core version (every sibling package shares it: see the repository's VERSION)
+__version__ = _distribution_version("mosaic-core")
 
 _EXPORTS: dict[str, str] = {
     # plugin system
