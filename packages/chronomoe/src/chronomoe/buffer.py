@@ -7,6 +7,8 @@ copy is made only by :meth:`CoherenceBuffer.snapshot`, which callers use at eval
 
 from __future__ import annotations
 
+from typing import cast
+
 import attrs
 import torch
 from torch import nn
@@ -58,6 +60,10 @@ class CoherenceBuffer(nn.Module):
     The three signals share one :class:`ThreeClockEMA` of width ``2E + 1`` (``[φ | p̄ | Ψ]``) so a
     step is a handful of fused in-place ops, whatever ``E``.
     """
+
+    # buffers, typed here: to mypy, nn.Module.__getattr__ returns Tensor | Module
+    tokens_seen: torch.Tensor
+    _always_seen: torch.Tensor
 
     def __init__(self, n_experts: int, config: ChronoConfig, *, layer: int = 0) -> None:
         super().__init__()
@@ -180,4 +186,4 @@ class MultiLayerCoherence(nn.Module):
         return len(self.layers)
 
     def snapshot(self) -> list[CoherenceSnapshot]:
-        return [buffer.snapshot() for buffer in self.layers]  # type: ignore[attr-defined]
+        return [cast(CoherenceBuffer, buffer).snapshot() for buffer in self.layers]

@@ -25,6 +25,13 @@ class DebiasedEMA(nn.Module):
     """Debiased EMAs of a tensor of shape ``shape``, one per retention in ``alphas``; all state in
     buffers (``numerator``/``weight`` of shape ``(len(alphas), *shape)``)."""
 
+    # buffers, typed here: to mypy, nn.Module.__getattr__ returns Tensor | Module
+    alpha: torch.Tensor
+    gain: torch.Tensor
+    numerator: torch.Tensor
+    weight: torch.Tensor
+    steps: torch.Tensor
+
     def __init__(self, alphas: tuple[float, ...], shape: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.shape = tuple(shape)

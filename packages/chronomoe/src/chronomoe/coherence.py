@@ -14,6 +14,8 @@ Layer coherence ``Ψ = Σ_e n_e φ_e / Σ_e n_e`` weights experts by their route
 
 from __future__ import annotations
 
+from typing import cast
+
 import attrs
 import torch
 import torch.nn.functional as F
@@ -139,7 +141,7 @@ def reference_coherence(
                 cosines.append(_cos(output, target))
             phis.append(sum(cosines) / len(cosines))
         else:
-            mean_output = sum(y for _, _, y in mine) / len(mine)
+            mean_output = cast(torch.Tensor, sum(y for _, _, y in mine)) / len(mine)
             target = mixture.sum(0)
             if leave_one_out:
                 target = target - sum(g * y for _, g, y in mine)

@@ -224,6 +224,11 @@ def _positive_int(_instance: Any, attribute: attrs.Attribute, value: int) -> Non
         raise ValueError(f"{attribute.name} must be >= 1, got {value}")
 
 
+def _positive_or_none(_instance: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"'{attribute.name}' must be > 0.0: {value!r}")
+
+
 def _check_shape(config: Any) -> None:
     if config.top_k > config.n_experts:
         raise ValueError(f"top_k ({config.top_k}) must be <= n_experts ({config.n_experts})")
@@ -323,7 +328,7 @@ class MoEConfig:
     d_hidden: int | None = attrs.field(default=None, validator=v.optional(_positive_int))
     # Switch capacity per expert = ceil(capacity_factor · tokens · top_k / n_experts);
     # None = dropless (capacity = all tokens: exact, costs n_experts/top_k times the expert FLOPs)
-    capacity_factor: float | None = attrs.field(default=1.25, validator=v.optional(v.gt(0.0)))
+    capacity_factor: float | None = attrs.field(default=1.25, validator=_positive_or_none)
     dispatch: Literal["capacity", "sorted"] = attrs.field(default="capacity", validator=v.in_(DISPATCH_MODES))
     router: dict[str, Any] = attrs.field(factory=lambda: {"type": "router.topk"}, validator=_router_mapping)
     # compute a MoETrace (coherence inputs) every forward even if the router does not need one

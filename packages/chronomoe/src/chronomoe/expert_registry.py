@@ -51,7 +51,9 @@ class ExpertRegistry:
         if moe.router.top_k > config.min_experts:
             raise LifecycleError(f"top_k {moe.router.top_k} exceeds min_experts {config.min_experts}")
         self.moe, self.config, self.optimizer = moe, config, optimizer
-        self.states: list[State] = ["active"] * n_active + ["archived"] * (width - n_active)
+        active: list[State] = ["active"]
+        archived: list[State] = ["archived"]
+        self.states = active * n_active + archived * (width - n_active)
         self.cooling_left = [0] * width
         # oscillation guard, in slow evaluations left: new experts may not be merged, merge
         # survivors may not be split, until the guard has run out

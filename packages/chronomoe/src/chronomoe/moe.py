@@ -45,7 +45,7 @@ class MoE(nn.Module):
 
     def __init__(
         self,
-        router: nn.Module,
+        router: Any,  # a router component (router.*): an nn.Module with n_experts, columns and observe()
         experts: SwiGLUExperts,
         *,
         capacity_factor: float | None = 1.25,

@@ -37,6 +37,14 @@ class RoleSnapshot:
 
 
 class RoleState(nn.Module):
+    # buffers, typed here: to mypy, nn.Module.__getattr__ returns Tensor | Module
+    init_direction: torch.Tensor
+    centroids: torch.Tensor
+    centroid_mass: torch.Tensor
+    initialised: torch.Tensor
+    bimodality: torch.Tensor
+    split_ready: torch.Tensor
+
     def __init__(self, n_experts: int, d_model: int, config: ChronoConfig, *, seed: int = 0) -> None:
         super().__init__()
         self.config = config

@@ -18,6 +18,11 @@ from chronomoe.config import ChronoConfig
 class RouterState(nn.Module):
     """Slow bias coefficients ``k`` (E,) and the logit-std EMA, as buffers."""
 
+    # buffers, typed here: to mypy, nn.Module.__getattr__ returns Tensor | Module
+    k: torch.Tensor
+    held: torch.Tensor
+    crystallised: torch.Tensor
+
     def __init__(self, n_experts: int, config: ChronoConfig) -> None:
         super().__init__()
         self.config = config

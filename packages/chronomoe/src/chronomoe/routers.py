@@ -125,6 +125,10 @@ class ExpertColumns(nn.Module):
     key that the lifecycle relaxes to 0, so adding it does not change the layer's output at once.
     """
 
+    # buffers, typed here: to mypy, nn.Module.__getattr__ returns Tensor | Module
+    active: torch.Tensor
+    entry_offset: torch.Tensor
+
     def __init__(self, n_experts: int) -> None:
         super().__init__()
         self.register_buffer("active", torch.ones(n_experts, dtype=torch.bool))
@@ -211,6 +215,8 @@ class ChronoRouter(TopKMixin, nn.Module):
             raise ModelError("router.chrono.observe needs the forward's MoETrace and its coherence")
         self.state.observe_logit_std(masked_std(route.clean_logits.detach(), self.columns.active))
         self.state.disagreement.update(torch.stack([route.metrics["flip_rate"], route.metrics["js"]]))
+        if route.veto_counts is None:
+            raise ModelError("router.chrono.observe needs the veto counts its forward records")
         self.state.observe_veto(route.veto_counts)
         self.coherence.update(phi, seen, trace.expert_tokens, trace.routing_share())
         if self.role is not None:
@@ -236,6 +242,9 @@ class LossFreeRouter(TopKMixin, nn.Module):
 
     leave_one_out = True
     token_level = False
+
+    # buffers, typed here: to mypy, nn.Module.__getattr__ returns Tensor | Module
+    bias: torch.Tensor
 
     def __init__(self, config: LossFreeRouterConfig) -> None:
         super().__init__()

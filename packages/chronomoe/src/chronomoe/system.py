@@ -96,7 +96,7 @@ class ChronoSystem:
             for layer in range(len(self.layers)):
                 report.control.extend(self._log(r) for r in self._escalate(layer))
                 if self.kernel is not None:
-                    report.control.extend(self._log(r) for r in self._propose_identity(layer))
+                    report.control.extend(self._log(r) for r in self._propose_identity(layer, self.kernel))
         if self.step_count % lc.slow_interval == 0:
             report.coherence = [moe.router.coherence.snapshot() for moe in self.layers]
             for layer, snapshot in enumerate(report.coherence):
@@ -199,9 +199,8 @@ class ChronoSystem:
         f_before, proposals = propose_edits(registry, snapshot, health, passed, self.config)
         proposals = [p for p in proposals if (layer, p.action) not in self.scars]
         competing = [p.to_json() for p in sorted(proposals, key=lambda p: (p.delta, p.action, p.expert))]
-        cooling_down = (
-            self.last_edit[layer] is not None and self.step_count - self.last_edit[layer] < lc.cooldown_steps
-        )
+        last_edit = self.last_edit[layer]
+        cooling_down = last_edit is not None and self.step_count - last_edit < lc.cooldown_steps
         chosen = None if cooling_down else choose(proposals, lc.min_delta_f)
         if chosen is None:
             reason = (
@@ -232,10 +231,10 @@ class ChronoSystem:
 
     # --- identity events and the kernel ----------------------------------------------------------
 
-    def _propose_identity(self, layer: int) -> list[dict]:
+    def _propose_identity(self, layer: int, kernel: Kernel) -> list[dict]:
         moe, records = self.layers[layer], []
         for expert, gates in reflex_candidates(moe, self.registries[layer].live(), self.config):
-            self.kernel.propose(
+            kernel.propose(
                 "reflex",
                 f"reflex/layer{layer}/expert{expert}",
                 {"layer": layer, "expert": expert, "k": float(moe.router.state.k[expert])},
@@ -245,7 +244,7 @@ class ChronoSystem:
             )
         shifted, psi_mid, psi_slow = epoch_shift(moe, self.config)
         if shifted:
-            self.kernel.propose(
+            kernel.propose(
                 "epoch",
                 f"epoch/layer{layer}/step{self.step_count}",
                 {"layer": layer, "psi_mid": psi_mid, "psi_slow_before": psi_slow},

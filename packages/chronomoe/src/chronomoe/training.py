@@ -40,9 +40,10 @@ class ChronoLifecycle:
             raise LifecycleError("layer.chrono_lifecycle: the model has no layer.moe feed-forward")
         routers = [getattr(moe, "router", None) for moe in layers]
         chrono = [getattr(getattr(r, "config", None), "chrono", None) for r in routers]
-        if any(c is None for c in chrono):
+        configs = [c for c in chrono if c is not None]
+        if len(configs) != len(chrono):
             raise LifecycleError("layer.chrono_lifecycle needs router.chrono (with track_roles: true) in every layer")
-        config = chrono[0]
+        config = configs[0]
         self.slow_interval = config.lifecycle.slow_interval
         if self.config.trigger == "adhoc":
             config = attrs.evolve(config, lifecycle=attrs.evolve(config.lifecycle, slow_interval=_NEVER))

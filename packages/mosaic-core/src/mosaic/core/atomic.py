@@ -32,7 +32,10 @@ def atomic_write(path: Path | str, write: Callable[[BinaryIO], None], *, mode: i
 
 
 def atomic_write_bytes(path: Path | str, data: bytes, *, mode: int = 0o644) -> Path:
-    return atomic_write(path, lambda file: file.write(data), mode=mode)
+    def write(file: BinaryIO) -> None:
+        file.write(data)
+
+    return atomic_write(path, write, mode=mode)
 
 
 def fsync_directory(directory: Path | str) -> None:

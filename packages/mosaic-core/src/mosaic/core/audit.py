@@ -348,8 +348,9 @@ class AuditLog:
     def _write_checkpoint(self, head: str, records: int, size: int) -> AuditCheckpoint:
         if self._key is None:
             raise AuditError("cannot sign an audit checkpoint without a key")
-        body = {"head": head, "records": records, "size": size, "ts": float(self._clock())}
-        checkpoint = AuditCheckpoint(**body, mac=AuditCheckpoint.mac_for(body, self._key))
+        ts = float(self._clock())
+        body: dict[str, Any] = {"head": head, "records": records, "size": size, "ts": ts}
+        checkpoint = AuditCheckpoint(head, records, size, ts, mac=AuditCheckpoint.mac_for(body, self._key))
         atomic_write_bytes(self.checkpoint_path, canonical_json({**body, "mac": checkpoint.mac}) + b"\n", mode=0o600)
         self._appends_since_checkpoint = 0
         return checkpoint

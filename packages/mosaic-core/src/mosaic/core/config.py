@@ -106,6 +106,7 @@ def structure_config(
     data: Any, cls: type[T], *, path: str = "$", source: str | None = None
 ) -> T:
     """Build ``cls`` from ``data`` or raise a :class:`ConfigError` listing every problem."""
+    target: type[T] = cls  # attrs.has narrows ``cls`` to an attrs class and loses T
     if not attrs.has(cls):
         raise TypeError(f"{cls!r} is not an attrs class")
     if data is None:
@@ -116,7 +117,7 @@ def structure_config(
             source=source,
         )
     try:
-        return converter().structure(dict(data), cls)
+        return converter().structure(dict(data), target)
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
         if isinstance(exc, cattrs.BaseValidationError):
             raise ConfigError(config_problems(exc, path=path), source=source) from None

@@ -55,8 +55,8 @@ def _as_float(value: Any) -> Any:
     return value
 
 
-def _finite(what: str) -> Callable[[Any, attrs.Attribute, Any], None]:
-    def check(_instance: Any, _attribute: attrs.Attribute, value: Any) -> None:
+def _finite(what: str) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
         _real(what, value)
 
     return check
@@ -130,25 +130,25 @@ class DriveSignal:
             raise HomeostasisError(f"malformed {IMPULSE_EVENT_TYPE} payload {payload!r}: {exc}") from None
 
 
-def _name(what: str) -> Callable[[Any, attrs.Attribute, Any], None]:
-    def check(_instance: Any, _attribute: attrs.Attribute, value: Any) -> None:
+def _name(what: str) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
         if not isinstance(value, str) or not value:
             raise HomeostasisError(f"{what}: expected a non-empty string, got {value!r}")
 
     return check
 
 
-def _positive(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+def _positive(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if _real(f"IntrinsicDrive.{attribute.name}", value) <= 0:
         raise HomeostasisError(f"IntrinsicDrive.{attribute.name}: expected > 0, got {value}")
 
 
-def _non_negative(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+def _non_negative(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if _real(f"IntrinsicDrive.{attribute.name}", value) < 0:
         raise HomeostasisError(f"IntrinsicDrive.{attribute.name}: expected >= 0, got {value}")
 
 
-def _band(_instance: Any, _attribute: attrs.Attribute, value: Any) -> None:
+def _band(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, DriveBand):
         raise HomeostasisError(f"IntrinsicDrive.band: expected a DriveBand, got {value!r}")
 

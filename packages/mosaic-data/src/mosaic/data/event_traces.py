@@ -29,6 +29,7 @@ range, label) that ``collate`` gathers into a list per batch.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import attrs
 import torch
@@ -96,7 +97,7 @@ class _Trace:
         self.spans: list[TraceSpan] = []
         self.events = 0
 
-    def event(self, type_: str, sender: str, payload: dict, **meta: object) -> tuple[int, bytes]:
+    def event(self, type_: str, sender: str, payload: dict, **meta: Any) -> tuple[int, bytes]:
         envelope = EventEnvelope(
             type=type_, payload=payload, sender=sender, id=f"e{self.events:03d}", ts=float(self.events), **meta
         )
@@ -198,7 +199,7 @@ class EventTraceDataset(torch.utils.data.Dataset):
         if not 0 <= idx < len(self):
             raise IndexError(f"{type(self).__name__} index {idx} out of range [0, {len(self)})")
         trace = self._trace(random.Random(item_seed(c.seed, c.split, idx)), longest=False)
-        item: dict[str, object] = trace.builder.finish(
+        item: dict[str, Any] = trace.builder.finish(
             block_size=c.block_size, pad_token=EVENT_PAD_ID, teacher_forcing=self.teacher_forcing,
             name=type(self).__name__,
         )

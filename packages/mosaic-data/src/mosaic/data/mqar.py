@@ -105,14 +105,14 @@ class MQARDataset(torch.utils.data.Dataset):
     def generate(self, indices: Sequence[int] | torch.Tensor) -> dict[str, torch.Tensor]:
         """The items ``indices`` as one batch of (B, L) tensors, generated without a per-row loop."""
         c = self.config
-        indices = torch.as_tensor(indices, dtype=torch.int64).reshape(-1).numpy()
-        if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= len(self)):
-            bad = int(indices.min()) if int(indices.min()) < 0 else int(indices.max())
+        rows_wanted = torch.as_tensor(indices, dtype=torch.int64).reshape(-1).numpy()
+        if rows_wanted.size and (int(rows_wanted.min()) < 0 or int(rows_wanted.max()) >= len(self)):
+            bad = int(rows_wanted.min()) if int(rows_wanted.min()) < 0 else int(rows_wanted.max())
             raise IndexError(f"{type(self).__name__} index {bad} out of range [0, {len(self)})")
         pairs = self.difficulty()["num_kv_pairs"]
         L, V, half = c.seq_len, c.vocab_size, c.vocab_size // 2
-        keys_rng = crng.row_keys(c.seed, c.split, indices)
-        rows = len(indices)
+        keys_rng = crng.row_keys(c.seed, c.split, rows_wanted)
+        rows = len(rows_wanted)
 
         keys = crng.distinct(keys_rng, _KEYS, half - 1, pairs) + 1  # (B, N)
         values = crng.distinct(keys_rng, _VALUES, V - half, pairs) + half  # (B, N)

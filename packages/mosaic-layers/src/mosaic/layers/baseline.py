@@ -4,6 +4,7 @@ learned positions, ``scaled_dot_product_attention``)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import attrs
 import torch
@@ -100,7 +101,7 @@ class TransformerBaseline(TrainingHooksMixin, GenerationMixin, nn.Module):
     # --- training hooks (see mosaic.layers.ffn) -----------------------------------------------
 
     def ffn_layers(self) -> list[nn.Module]:
-        return [layer.mlp for layer in self.layers] if self.config.ffn is not None else []
+        return [cast(TransformerLayer, layer).mlp for layer in self.layers] if self.config.ffn is not None else []
 
     def forward(self, batch: Mapping[str, torch.Tensor], state: KVCache | None = None) -> ModelOutput:
         ids = check_input_ids(batch)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,7 @@ class LocalMixer(nn.Module):
         length = u.shape[1]
         # the depthwise conv as k shifted multiply-adds: much cheaper than conv1d's backward on CPU
         weight = self.conv.weight[:, 0, :]  # (D, k)
-        mixed = self.conv.bias + sum(window[:, i : i + length] * weight[:, i] for i in range(self.kernel))
+        mixed = cast(torch.Tensor, self.conv.bias) + sum(window[:, i : i + length] * weight[:, i] for i in range(self.kernel))
         new_tail = window[:, window.shape[1] - (self.kernel - 1):]
         if self.ffn is not None:
             return self.ffn(mixed), new_tail
@@ -140,14 +141,13 @@ class MosaicBlock(nn.Module):
 
     def init_state(self, batch: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> BlockState:
         c = self.config
-        zeros = {"device": device, "dtype": dtype}
         return BlockState(
-            conv_tail=torch.zeros(batch, c.conv_kernel - 1, c.d_model, **zeros),
-            bank=torch.zeros(batch, c.state_k * c.state_dim, **zeros),
+            conv_tail=torch.zeros(batch, c.conv_kernel - 1, c.d_model, device=device, dtype=dtype),
+            bank=torch.zeros(batch, c.state_k * c.state_dim, device=device, dtype=dtype),
             memory=self.memory.empty_table(batch, device, dtype),  # type: ignore[arg-type]
-            summary=torch.zeros(batch, 1, c.mem_cell_dim, **zeros),
+            summary=torch.zeros(batch, 1, c.mem_cell_dim, device=device, dtype=dtype),
             mem_counts=self.memory.empty_counts(batch, device),  # type: ignore[arg-type]
-            registers=torch.zeros(batch, c.reg_slots, c.reg_dim, **zeros) if c.reg_slots else None,
+            registers=torch.zeros(batch, c.reg_slots, c.reg_dim, device=device, dtype=dtype) if c.reg_slots else None,
         )
 
     @property

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mosaic.core.errors import ModelError
 from mosaic.layers.config import MosaicBlockConfig
 from mosaic.layers.scan import exclusive, gated_scan, safe_log
 from mosaic.layers.vm import Controls, TeacherForcing, forced_float
@@ -143,12 +144,14 @@ class HashedMemory(nn.Module):
         if c.mem_slot_policy == "ring":
             slot, counts = ring_slots(write_bucket, strength.detach() > 0, counts, c.mem_assoc, chunk)
             slot_ste = torch.ones_like(write_ste)
-        else:  # a slot router on the write key, learned through a straight-through factor
+        elif self.slot_router is not None:  # a slot router on the write key, learned through a straight-through factor
             slot_logits = F.log_softmax(self.slot_router(key), dim=-1)  # (B, T, A)
             slot = slot_logits.argmax(-1)
             slot_log_conf = slot_logits.gather(-1, slot[..., None])[..., 0]
             slot_ste = torch.exp(slot_log_conf - slot_log_conf.detach())[..., None].expand_as(write_ste)
             slot = slot[..., None].expand_as(write_bucket)
+        else:  # the config validator admits only the two policies above
+            raise ModelError(f"unknown mem_slot_policy {c.mem_slot_policy!r}")
         ones = torch.ones_like(key[..., :1])
         cell_content = torch.cat([key, self.write_value(u), ones], dim=-1) * strength[..., None]  # (B, T, dim)
         content = cell_content[:, :, None] * (write_ste * slot_ste)[..., None]  # (B, T, H, dim)

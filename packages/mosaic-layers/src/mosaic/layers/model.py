@@ -4,6 +4,7 @@ chunked prefill and single-token streaming over a typed :class:`MosaicState`."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -80,10 +81,15 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
             self.head.weight = self.embed.weight
         self.lifecycle = LifecycleHooks(config.lifecycle)
 
+    @property
+    def block_list(self) -> list[MosaicBlock]:
+        """``blocks`` typed as what they hold (``nn.ModuleList`` items are typed ``Module``)."""
+        return cast("list[MosaicBlock]", list(self.blocks))
+
     # --- training hooks (see mosaic.layers.ffn) -----------------------------------------------
 
     def ffn_layers(self) -> list[nn.Module]:
-        return [block.mixer.ffn for block in self.blocks if block.mixer.ffn is not None]
+        return [block.mixer.ffn for block in self.block_list if block.mixer.ffn is not None]
 
     # --- opcode table and checkpoints ---------------------------------------------------------
 
@@ -139,7 +145,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> MosaicState:
         weight = self.embed.weight
         device = weight.device if device is None else torch.device(device)
-        return MosaicState([block.init_state(batch_size, device, weight.dtype) for block in self.blocks])
+        return MosaicState([block.init_state(batch_size, device, weight.dtype) for block in self.block_list])
 
     def step(self, ids: torch.Tensor, state: MosaicState) -> ModelOutput:
         """One token per sample: ``ids (B,)`` -> logits ``(B, V)``, aux ``(L, B, 1, ...)``, new state."""
@@ -181,7 +187,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         of ``state``; see :class:`~mosaic.layers.memory.MemoryCells`."""
         self._check_memory_state(state)
         return [memory_cells(block.memory, layer.memory, layer.mem_counts, index)
-                for index, (block, layer) in enumerate(zip(self.blocks, state.layers, strict=True))]
+                for index, (block, layer) in enumerate(zip(self.block_list, state.layers, strict=True))]
 
     def replay_memory(self, state: MosaicState, cells: MemoryCells, select: torch.Tensor | None = None,
                       as_logits: bool = True) -> torch.Tensor:
@@ -200,7 +206,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
             raise ModelError(f"replay_memory: cells of layer {cells.layer}, the model has {len(self.blocks)} layers")
         values = cells.values if select is None else cells.values[self._check_select(cells, select)]
         with torch.no_grad():
-            contribution = self.blocks[cells.layer].memory.out(values.reshape(-1, values.shape[-1]))  # (N, D)
+            contribution = self.block_list[cells.layer].memory.out(values.reshape(-1, values.shape[-1]))  # (N, D)
             return self.head(self.norm(contribution)) if as_logits else contribution
 
     def forget_memory_cells(self, state: MosaicState, cells: MemoryCells, select: torch.Tensor) -> int:
@@ -209,7 +215,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         slots is unchanged). Returns how many cells were cleared."""
         self._check_memory_state(state)
         mask = self._check_select(cells, select)
-        view = self.blocks[cells.layer].memory.table_view(state.layers[cells.layer].memory)
+        view = self.block_list[cells.layer].memory.table_view(state.layers[cells.layer].memory)
         view[mask] = 0.0
         return int(mask.sum())
 
@@ -244,7 +250,7 @@ def parameter_breakdown(model: MosaicLM) -> dict[str, int]:
             sum(p.numel() for p in getattr(block, attr).parameters()) for block in model.blocks
             if getattr(block, attr, None) is not None
         )
-    counts["commitment_head"] += sum(block.commit_drive.numel() for block in model.blocks
+    counts["commitment_head"] += sum(block.commit_drive.numel() for block in model.block_list
                                      if block.config.commitment_head_enabled)
     counts["total"] = sum(p.numel() for p in model.parameters())
     return counts

@@ -8,6 +8,8 @@ tests and benchmarks to check the chunked fast path.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 
@@ -37,7 +39,7 @@ def reference_block_forward(
         u = block.norm(x_t)  # (B, 1, D)
         # local mixer over an explicit window of the last k inputs
         window = torch.cat([tail, u], dim=1)
-        mixed = (window * conv_weight).sum(dim=1, keepdim=True) + block.mixer.conv.bias
+        mixed = (window * conv_weight).sum(dim=1, keepdim=True) + cast(torch.Tensor, block.mixer.conv.bias)
         gate, value = block.mixer.up(mixed).chunk(2, dim=-1)
         local = block.mixer.down(F.silu(gate) * value)
         tail = window[:, 1:]
@@ -64,7 +66,7 @@ def reference_block_forward(
         memory = block.memory.out(controls.read[..., None] * read)
         # registers: read, then write
         register_read = None
-        if block.registers is not None:
+        if block.registers is not None and registers is not None:
             reg_plan = block.registers.plan(context, controls, teach)
             register_read = block.registers.read(reg_plan["query"], registers[:, None])
             registers = torch.exp(reg_plan["log_keep"][:, 0])[..., None] * registers + reg_plan["content"][:, 0]
@@ -89,7 +91,7 @@ def reference_model_forward(model: MosaicLM, batch: dict[str, torch.Tensor], sta
     state = state if state is not None else model.init_state(ids.shape[0])
     x = model.embed(ids)
     per_layer, layer_states = [], []
-    for block, block_state in zip(model.blocks, state.layers, strict=True):
+    for block, block_state in zip(model.block_list, state.layers, strict=True):
         x, aux, new_state = reference_block_forward(block, x, teacher, block_state)
         per_layer.append(aux)
         layer_states.append(new_state)

@@ -3,6 +3,9 @@ round-trips through a flat ``state_dict``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import attrs
 import torch
 
@@ -23,9 +26,10 @@ class BlockState:
     def tensors(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in attrs.fields(BlockState) if getattr(self, f.name) is not None}
 
-    def map(self, fn: object) -> BlockState:
-        return BlockState(**{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name))  # type: ignore[operator]
-                             for f in attrs.fields(BlockState)})
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> BlockState:
+        fields: dict[str, Any] = {f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name))
+                                  for f in attrs.fields(BlockState)}
+        return BlockState(**fields)
 
 
 @attrs.define

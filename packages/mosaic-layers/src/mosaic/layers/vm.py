@@ -137,6 +137,9 @@ def straight_through_one_hot(logits: torch.Tensor, teacher: torch.Tensor | None,
 class OpcodeHead(nn.Module):
     """Opcode logits ``(B, T, V)`` and the control channels they drive."""
 
+    # buffers, typed here: to mypy, nn.Module.__getattr__ returns Tensor | Module
+    channels: torch.Tensor
+
     def __init__(self, d_model: int, opcodes: Sequence[Opcode], *, control: bool, soft: bool, temp: float) -> None:
         super().__init__()
         self.proj = nn.Linear(d_model, len(opcodes))

@@ -134,6 +134,7 @@ class EventBus:
         """Deliver events of ``event_type`` (``"*"``: all) to ``handler``, in subscription order."""
         if type(event_type) is not str or not event_type:
             raise EventValidationError("type", f"subscribe expects an event type or '*', got {event_type!r}")
+        callback: Callable[[EventEnvelope], Any]
         if isinstance(handler, EventHandler):
             callback = handler.handle
         elif callable(handler):
@@ -185,11 +186,11 @@ class EventBus:
                 del self._queues[lowest]
                 del self._priorities[0]
         priority = event.priority
-        queue = self._queues.get(priority)
-        if queue is None:
-            queue = self._queues[priority] = deque()
+        target = self._queues.get(priority)
+        if target is None:
+            target = self._queues[priority] = deque()
             bisect.insort(self._priorities, priority)
-        queue.append(event)
+        target.append(event)
         self._size += 1
         self._published += 1
         if self._waiters:

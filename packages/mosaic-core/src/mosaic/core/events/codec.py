@@ -22,6 +22,7 @@ from mosaic.core.events.envelope import DEFAULT_MAX_EVENT_BYTES, EventEnvelope
 
 if TYPE_CHECKING:
     import torch
+    from torch import Tensor  # for locals in functions that bind ``torch`` lazily
 
 #: The byte that ends every event in a stream (``"\n"``), in training data and at run time alike.
 EVENT_DELIMITER = 0x0A
@@ -166,8 +167,10 @@ def _ids_of_reference(data: bytes) -> torch.Tensor:
     """Bytes to ``(L,)`` int64 ids (plain twin of :func:`_ids_of`)."""
     torch = _TORCH or _torch()
     if not data:
-        return torch.zeros(0, dtype=torch.int64)
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8).long()  # (L,)
+        empty: Tensor = torch.zeros(0, dtype=torch.int64)
+        return empty
+    ids: Tensor = torch.frombuffer(bytearray(data), dtype=torch.uint8).long()  # (L,)
+    return ids
 
 
 def _ids_of(data: bytes) -> torch.Tensor:
@@ -175,10 +178,12 @@ def _ids_of(data: bytes) -> torch.Tensor:
     widened to native int64 layout in Python (one C-level strided copy) and wrapped as int64."""
     torch = _TORCH or _torch()
     if not data:
-        return torch.zeros(0, dtype=torch.int64)
+        empty: Tensor = torch.zeros(0, dtype=torch.int64)
+        return empty
     wide = bytearray(8 * len(data))
     wide[0 if _LOW_BYTE is not None else 7 :: 8] = data
-    return torch.frombuffer(wide, dtype=torch.int64)  # (L,)
+    ids: Tensor = torch.frombuffer(wide, dtype=torch.int64)  # (L,)
+    return ids
 
 
 class EventEncoder:
@@ -201,7 +206,8 @@ class EventEncoder:
         """``(sum L_i + n,)`` ids of the events, each followed by :data:`EVENT_DELIMITER`."""
         parts = [encode_event_bytes(event, max_event_bytes=self.max_event_bytes) for event in events]
         if not parts:
-            return _torch().zeros(0, dtype=_torch().int64)
+            empty: Tensor = _torch().zeros(0, dtype=_torch().int64)
+            return empty
         return _ids_of(_DELIMITER_BYTE.join(parts) + _DELIMITER_BYTE)
 
     def encode_padded(
@@ -338,12 +344,13 @@ class StreamingEventDecoder:
         if not 0 <= token <= 255:
             self._buffer.clear()
             self._discarding = True
-            return self._fail(EventDecodeError(f"token id {token} is outside 0..255", position=position))
+            self._fail(EventDecodeError(f"token id {token} is outside 0..255", position=position))
+            return None
         if self._discarding:
             return None
         self._buffer.append(token)
         if len(self._buffer) > self.max_event_bytes:
-            return self._overflow(position)
+            self._overflow(position)
         return None
 
     def feed(self, data: bytes | bytearray | Iterable[int] | Any) -> list[EventEnvelope]:
@@ -420,17 +427,16 @@ class StreamingEventDecoder:
         start = delimiter_position - len(data)
         try:
             event = decode_event_bytes(data, max_event_bytes=self.max_event_bytes, offset=start)
-        except EventDecodeError as exc:
-            return self._fail(exc)
-        except EventValidationError as exc:
-            return self._fail(exc)
+        except (EventDecodeError, EventValidationError) as exc:
+            self._fail(exc)
+            return None
         self.events_decoded += 1
         return event
 
     def _overflow(self, position: int) -> None:
         self._buffer.clear()
         self._discarding = True
-        return self._fail(
+        self._fail(
             EventDecodeError(f"no delimiter within {self.max_event_bytes} bytes", position=position)
         )
 

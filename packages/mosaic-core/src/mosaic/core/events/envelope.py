@@ -71,9 +71,9 @@ def _utf8_encodable(text: str) -> bool:
 
 def _scalar_is_json(item: Any, kind: type) -> bool:
     if kind is str:
-        return item.isascii() or _utf8_encodable(item)
+        return bool(item.isascii()) or _utf8_encodable(item)
     if kind is int:
-        return INT_MIN <= item <= INT_MAX
+        return bool(INT_MIN <= item <= INT_MAX)
     if kind is float:
         return math.isfinite(item)
     return item is None or kind is bool

@@ -81,6 +81,7 @@ class AutonomousRuntime:
             self.counters.input_errors += 1
             self.agent.emit(error)
             return
+        assert event is not None  # parse_line returns exactly one of the two
         self.submit(event)
 
     def stop(self, reason: str = "stopped") -> None:
@@ -100,8 +101,10 @@ class AutonomousRuntime:
         """Return when an event is queued, a stop is requested, or ``poll_ms`` has passed."""
         if self.bus.has_pending() or self.stopping:
             return
+        wake = self._wake
+        assert wake is not None  # run() creates it before the loop starts
         pending = asyncio.ensure_future(self.bus.wait_pending())
-        woken = asyncio.ensure_future(self._wake.wait())
+        woken = asyncio.ensure_future(wake.wait())
         try:
             await asyncio.wait({pending, woken}, timeout=self.config.poll_ms / 1000,
                                return_when=asyncio.FIRST_COMPLETED)

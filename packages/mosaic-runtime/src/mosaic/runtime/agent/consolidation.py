@@ -87,7 +87,7 @@ def replay_from_memory(model: Any, state: Any, samples: int, rng: random.Random)
         utility, age = cells.utility.flatten(), cells.age.flatten()
         for index in torch.nonzero(cells.occupancy.flatten() >= OCCUPIED_AT)[:, 0].tolist():
             candidates.append((cells, index, float(utility[index]), int(age[index])))
-    chosen = []
+    chosen: list[tuple[Any, int, float, int]] = []
     while candidates and len(chosen) < samples:
         weights = [max(candidate[2], 1e-12) for candidate in candidates]
         chosen.append(candidates.pop(rng.choices(range(len(candidates)), weights=weights)[0]))
@@ -101,7 +101,7 @@ def replay_from_memory(model: Any, state: Any, samples: int, rng: random.Random)
     return replayed
 
 
-def rehearsal_loss(model: torch.nn.Module, state: Any, sequence: list[int]) -> float | None:
+def rehearsal_loss(model: Any, state: Any, sequence: list[int]) -> float | None:
     """Next-byte cross-entropy of ``sequence`` fed from a copy of ``state`` (``state`` is not modified)."""
     if len(sequence) < 2:
         return None

@@ -78,6 +78,7 @@ class ReactiveRuntime:
             self.input_errors += 1
             self.emit(error)
             return
+        assert event is not None  # parse_line returns exactly one of the two
         self.handle_event(event)
 
     def run(self, lines: Iterable[bytes | str], *, stop_when: Callable[[], bool] | None = None) -> None:

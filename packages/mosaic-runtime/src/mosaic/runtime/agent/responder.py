@@ -78,13 +78,13 @@ def _head_delta(commitment_logits: torch.Tensor, span: range | None) -> int | No
 class EventSession:
     """A model, its streaming state and commitment ledger, and counters; one per session."""
 
-    def __init__(self, model: torch.nn.Module, *, config: GenerationConfig | None = None,
+    def __init__(self, model: Any, *, config: GenerationConfig | None = None,
                  state: Any = None, ledger: CommitmentLedger | None = None,
                  on_tokens: Callable[[torch.Tensor], None] | None = None) -> None:
-        self.model = model
+        self.model = model  # a streaming model (prefill, step, init_state), used by duck typing
         self.config = config or GenerationConfig()
-        self.device = next(model.parameters()).device
-        self.state = state if state is not None else model.init_state(1, self.device)
+        self.device = next(self.model.parameters()).device
+        self.state = state if state is not None else self.model.init_state(1, self.device)
         self.ledger = ledger if ledger is not None else CommitmentLedger()
         self.on_tokens = on_tokens  # the online learner's hook: every fed token sequence (L,)
         self.generator = torch.Generator().manual_seed(self.config.seed)

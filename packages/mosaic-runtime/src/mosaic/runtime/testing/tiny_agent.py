@@ -92,6 +92,9 @@ class TinyCells:
 class TinyStreamLM(nn.Module):
     """One recurrent layer with a hashed-by-byte memory table, commitment/opcode/gate heads."""
 
+    # buffers, typed here: to mypy, nn.Module.__getattr__ returns Tensor | Module
+    script_ids: torch.Tensor
+
     def __init__(self, config: TinyStreamConfig) -> None:
         super().__init__()
         self.config = config

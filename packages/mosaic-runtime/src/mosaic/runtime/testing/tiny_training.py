@@ -4,7 +4,7 @@ plugin host exactly as a third-party plugin would register them."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import torch
@@ -66,7 +66,7 @@ class TinyLM(torch.nn.Module):
             "mosaic_opcode_logits": torch.stack(opcodes),  # (L, B, T, V_op)
             "mosaic_write_gate_logits": torch.stack(gates),  # (L, B, T)
             # a parameter-only regulariser, as the real state-decay term is: (L,)
-            "mosaic_state_decay_reg_loss": torch.stack([gate.bias.pow(2).sum() for gate in self.gate]),
+            "mosaic_state_decay_reg_loss": torch.stack([cast(torch.Tensor, gate.bias).pow(2).sum() for gate in self.gate]),
         }
         if self.config.commitment_head:
             aux["mosaic_commitment_logits"] = torch.stack(commits)  # (L, B, T, 3)

@@ -13,6 +13,7 @@ or revoked). An approval records the definition hash; a definition whose hash no
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import enum
 import fcntl
@@ -205,7 +206,7 @@ class ToolRegistry:
     def deprecate(self, name: str, reason: str, *, actor: str = "human") -> ToolRecord:
         return self._set_state(name, ToolState.DEPRECATED, reason, actor)
 
-    def sweep(self) -> list[str]:
+    def sweep(self) -> builtins.list[str]:
         """Deprecate every active tool idle beyond the configured calls or seconds."""
         with self._locked() as state:
             return self._sweep(state, exclude=None)
@@ -235,7 +236,7 @@ class ToolRegistry:
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _sweep(self, state: _State, exclude: str | None) -> list[str]:
+    def _sweep(self, state: _State, exclude: str | None) -> builtins.list[str]:
         now, deprecated = self._clock(), []
         for name, record in sorted(state.tools.items()):
             if name == exclude or record.state is not ToolState.ACTIVE:

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,10 @@ def _nobody() -> tuple[int, int]:
         return 65534, 65534
 
 
+def _layer_set(layers: Iterable[str]) -> frozenset[str]:
+    return frozenset(layers)
+
+
 @attrs.frozen
 class SandboxPolicy:
     """Which layers run and which are required. ``language_layers=False`` switches off the AST
@@ -91,7 +95,7 @@ class SandboxPolicy:
 
     limits: SandboxLimits = SandboxLimits()
     language_layers: bool = True
-    required_layers: frozenset[str] = attrs.field(default=frozenset(OS_LAYERS), converter=frozenset)
+    required_layers: frozenset[str] = attrs.field(default=frozenset(OS_LAYERS), converter=_layer_set)
     landlock_min_abi: int = 1
     run_as: tuple[int, int] = attrs.field(factory=_nobody)
     python: str = attrs.field(factory=lambda: os.path.realpath(sys.executable))
@@ -224,6 +228,8 @@ class Sandbox:
             raise SandboxLimitError(*limit)
         if isinstance(result, BaseException):
             raise result
+        if result is None:  # unreachable: a missing result always comes with a limit
+            raise SandboxError(f"tool {name!r} produced no result")
         return result
 
 
@@ -265,17 +271,20 @@ def _supervise(
 ) -> tuple[bytes, bytes, tuple[str, str] | None]:
     """Feed the request, collect capped output, enforce the wall clock. Returns (stdout, stderr,
     limit) where limit names the exceeded limit, if any (the group is then already killed)."""
+    stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
+    if stdin is None or stdout is None or stderr is None:
+        raise SandboxError("the sandbox child was started without its three pipes")
     deadline = time.monotonic() + wall_seconds
     selector = selectors.DefaultSelector()
-    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    out_fd, err_fd = stdout.fileno(), stderr.fileno()
     buffers = {out_fd: bytearray(), err_fd: bytearray()}
     caps = {out_fd: output_cap, err_fd: STDERR_CAP}
     pending = memoryview(request)
-    for stream in (proc.stdin, proc.stdout, proc.stderr):
+    for stream in (stdin, stdout, stderr):
         os.set_blocking(stream.fileno(), False)
-    selector.register(proc.stdin, selectors.EVENT_WRITE)
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    selector.register(proc.stderr, selectors.EVENT_READ)
+    selector.register(stdin, selectors.EVENT_WRITE)
+    selector.register(stdout, selectors.EVENT_READ)
+    selector.register(stderr, selectors.EVENT_READ)
     limit = None
     try:
         while selector.get_map() and limit is None:
@@ -285,14 +294,14 @@ def _supervise(
                 break
             for key, _ in selector.select(remaining):
                 fd = key.fd
-                if key.fileobj is proc.stdin:
+                if key.fileobj is stdin:
                     try:
                         pending = pending[os.write(fd, pending) :]
                     except BrokenPipeError:
                         pending = pending[:0]
                     if not pending:
-                        selector.unregister(proc.stdin)
-                        proc.stdin.close()
+                        selector.unregister(stdin)
+                        stdin.close()
                     continue
                 chunk = os.read(fd, 65536)
                 if not chunk:
@@ -300,8 +309,8 @@ def _supervise(
                     continue
                 buffers[fd] += chunk
                 if len(buffers[fd]) > caps[fd]:
-                    stream = "output" if fd == out_fd else "error output"
-                    limit = ("output cap", f"{stream} exceeded {caps[fd]} bytes")
+                    which = "output" if fd == out_fd else "error output"
+                    limit = ("output cap", f"{which} exceeded {caps[fd]} bytes")
                     break
         if limit is None:
             try:
@@ -315,7 +324,7 @@ def _supervise(
     return bytes(buffers[out_fd]), bytes(buffers[err_fd]), limit
 
 
-_SIGNAL_LIMITS = {
+_SIGNAL_LIMITS: dict[int, str] = {
     signal.SIGXCPU: "CPU time",
     signal.SIGKILL: "killed (CPU hard limit or memory)",
     signal.SIGXFSZ: "file size",
@@ -351,9 +360,11 @@ def _parse_envelope(
         raise SandboxError(
             f"tool {name!r} produced no valid result (exit status {returncode}); stderr: {tail!r}"
         )
-    layers = envelope.get("layers") if isinstance(envelope.get("layers"), dict) else {}
+    reported = envelope.get("layers")
+    layers: dict[str, dict[str, Any]] = reported if isinstance(reported, dict) else {}
     if not envelope["ok"]:
-        error = envelope.get("error") if isinstance(envelope.get("error"), dict) else {}
+        reported_error = envelope.get("error")
+        error: dict[str, Any] = reported_error if isinstance(reported_error, dict) else {}
         kind, message = error.get("kind"), str(error.get("message", ""))
         if kind == "unavailable":
             raise SandboxUnavailableError(str(error.get("layer", "?")), message)

@@ -209,15 +209,17 @@ class ManifestValidator:
         evaluation = self.plain(target["eval"], EvalConfig, f"{path}.eval") if target.get("eval") is not None else None
         budget = self.plain(target["budget"], BudgetConfig, f"{path}.budget") if target.get("budget") is not None else None
         eval_dataset = None
-        if evaluation is not None and specs.get("dataset") is not None:
-            dataset_spec = specs["dataset"]
+        dataset_spec = specs.get("dataset")
+        if evaluation is not None and dataset_spec is not None:
             merged = {"type": dataset_spec.id, **dataset_spec.raw, **evaluation.dataset}
             eval_dataset = self.component(merged, f"{path}.eval.dataset", "dataset")
-        if self.problems or any(spec is None for spec in specs.values()) or trainer is None:
+        model, objective, dataset = specs.get("model"), specs.get("objective"), specs.get("dataset")
+        if (self.problems or not isinstance(name, str) or model is None or objective is None or dataset is None
+                or trainer is None):
             return None
         return Experiment(
-            name=name, backend=backend, model=specs["model"], objective=specs["objective"],
-            dataset=specs["dataset"], curricula=curricula or (), trainer=trainer, eval=evaluation,
+            name=name, backend=backend, model=model, objective=objective,
+            dataset=dataset, curricula=curricula or (), trainer=trainer, eval=evaluation,
             budget=budget, eval_dataset=eval_dataset,
         )
 
@@ -296,7 +298,7 @@ class ManifestValidator:
         self.unknown_keys(raw, fields, path)
         known = {k: v for k, v in raw.items() if k in fields}
         try:
-            config = structure_config(known, config_cls, path=path)
+            config: Any = structure_config(known, config_cls, path=path)
         except ConfigError as exc:
             self.absorb(exc)
             return None

@@ -36,32 +36,32 @@ class AuxTerm:
     masked: bool = False
 
 
-def _bce(logits: torch.Tensor, teacher: torch.Tensor | None, supervised: torch.Tensor | None = None) -> torch.Tensor:
+def _bce(logits: torch.Tensor, teacher: torch.Tensor, supervised: torch.Tensor | None = None) -> torch.Tensor:
     # logits (L, B, T); teacher (B, T) float in [0, 1]; supervised (B, T) bool (the teacher's
     # ``<key>_mask``), else every non-negative position
     target = teacher.to(logits.dtype).unsqueeze(0).expand_as(logits)
-    mask = (teacher >= 0) if supervised is None else supervised.bool()
-    mask = mask.unsqueeze(0).expand_as(logits)
+    supervised = (teacher >= 0) if supervised is None else supervised.bool()
+    mask = supervised.unsqueeze(0).expand_as(logits)
     if not bool(mask.any()):
         return logits.sum() * 0.0
     return F.binary_cross_entropy_with_logits(logits[mask], target[mask])
 
 
-def _bits_bce(logits: torch.Tensor, buckets: torch.Tensor | None) -> torch.Tensor:
+def _bits_bce(logits: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
     # logits (L, B, T, H, bits); buckets (B, T, H) int64, -1 = ignore; bit j of a bucket, LSB first
     bits = logits.shape[-1]
     shifts = torch.arange(bits, device=buckets.device)
     target = ((buckets.unsqueeze(-1).clamp(min=0) >> shifts) & 1).to(logits.dtype)  # (B, T, H, bits)
-    mask = (buckets >= 0).unsqueeze(-1).expand_as(target)
+    supervised = (buckets >= 0).unsqueeze(-1).expand_as(target)
     target = target.unsqueeze(0).expand_as(logits)
-    mask = mask.unsqueeze(0).expand_as(logits)
+    mask = supervised.unsqueeze(0).expand_as(logits)
     if not bool(mask.any()):
         return logits.sum() * 0.0
     return F.binary_cross_entropy_with_logits(logits[mask], target[mask])
 
 
-def _class_ce(ignore: int, offset: int = 0) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
-    def loss(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+def _class_ce(ignore: int, offset: int = 0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # logits (L, B, T, C); labels (B, T) with `ignore` outside supervised positions
         labels = labels.long()
         mask = labels != ignore

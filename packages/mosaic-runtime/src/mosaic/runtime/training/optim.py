@@ -11,7 +11,8 @@ from mosaic.runtime.training.train_config import TrainerConfig
 
 def build_optimizer(model: torch.nn.Module, config: TrainerConfig) -> torch.optim.AdamW:
     """Decay 2-D (and larger) weights; never biases, norms, gains or embeddings' 1-D relatives."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for parameter in model.parameters():
         if not parameter.requires_grad:
             continue

@@ -292,7 +292,7 @@ class Trainer:
                     window[name] = window.get(name, 0.0) + value
                 if self.step == 1 or self.step % config.log_every == 0 or self.step == config.steps:
                     elapsed = time.perf_counter() - window_start
-                    record = {name: value / window_steps for name, value in window.items()}
+                    record: dict[str, Any] = {name: value / window_steps for name, value in window.items()}
                     record.update(step=self.step, split="train", lr=self.scheduler.get_last_lr()[0],
                                   tokens_per_s=window_tokens / max(elapsed, 1e-9),
                                   elapsed_s=time.perf_counter() - started)

@@ -44,7 +44,7 @@ def _encode(value: object, out: list, depth: int) -> None:
         if not math.isfinite(value):
             raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
         out.append(float.__repr__(value))
-    elif type(value) in (list, tuple):
+    elif isinstance(value, (list, tuple)) and type(value) in (list, tuple):  # exact types only
         out.append("[")
         for index, item in enumerate(value):
             if index:
