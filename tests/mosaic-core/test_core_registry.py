@@ -105,8 +105,11 @@ def test_unknown_id_suggests_and_lists_same_kind() -> None:
 
 def test_unknown_builtin_id_names_the_package_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("mosaic.core.registry._is_installed", lambda distribution: False)
-    with pytest.raises(UnknownComponentError, match="provided by mosaic-layers — pip install mosaic-layers"):
+    with pytest.raises(UnknownComponentError, match="provided by mosaic-layers — pip install mosaic-layers") as info:
         Registry().get("model.mosaic_lm")
+    # both forms: from an index, and from a checkout (the sibling packages are on no index yet)
+    assert "pip install mosaic-layers (from a package index)" in str(info.value)
+    assert "pip install ./packages/mosaic-layers (from a MOSAIC checkout)" in str(info.value)
 
 
 def test_unknown_builtin_id_of_installed_package_points_at_plugin_list(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -109,7 +109,7 @@ class UnknownComponentError(RegistryError, LookupError):
                 "(see mosaic plugins list for its error)"
             )
         elif provided_by:
-            message = f"{component_id} is provided by {provided_by} — pip install {provided_by}"
+            message = f"{component_id} is provided by {provided_by} — {install_hint(provided_by)}"
         else:
             message = f"unknown component {component_id!r}"
             if self.suggestions:
@@ -119,6 +119,15 @@ class UnknownComponentError(RegistryError, LookupError):
             else:
                 message += " (no component of that kind is installed)"
         super().__init__(message)
+
+
+def install_hint(distribution: str, extra: str = "") -> str:
+    """How to install a MOSAIC ``distribution`` (with ``extra``), in both forms a user may need:
+    from a package index, and from a checkout of the MOSAIC repository (``packages/<distribution>``)."""
+    requirement = f"{distribution}[{extra}]" if extra else distribution
+    quote = "'" if extra else ""  # a shell would expand the brackets
+    return (f"pip install {quote}{requirement}{quote} (from a package index), or "
+            f"pip install {quote}./packages/{requirement}{quote} (from a MOSAIC checkout)")
 
 
 # --- events ---------------------------------------------------------------------------------------

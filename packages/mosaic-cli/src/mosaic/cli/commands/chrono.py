@@ -19,7 +19,7 @@ import click
 import yaml
 
 from mosaic.cli.commands.run import fmt, user_errors
-from mosaic.core.errors import MosaicError
+from mosaic.core.errors import MosaicError, install_hint
 
 DECISIONS_FILE = "decisions.jsonl"
 EDIT_ACTIONS = ("prune", "merge", "split", "spawn")
@@ -155,7 +155,7 @@ def plot_report(run: Path, out: Path) -> Path:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise MosaicError("plotting needs matplotlib: pip install 'mosaic-runtime[plot]'") from None
+        raise MosaicError(f"plotting needs matplotlib: {install_hint('mosaic-runtime', 'plot')}") from None
     train = [r for r in read_jsonl(run / "metrics.jsonl") if r.get("split") == "train"]
     layers = layer_count(train)
     if not layers:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mosaic.core.errors import MosaicError
+from mosaic.core.errors import MosaicError, install_hint
 from mosaic.runtime.training.run_dir import RunDir
 
 
@@ -20,7 +20,7 @@ def plot_run(run_path: Path, out: Path | None = None) -> Path:
         import matplotlib.pyplot as plt
     except ImportError:
         raise PlottingUnavailable(
-            "plotting needs matplotlib: pip install 'mosaic-runtime[plot]'"
+            f"plotting needs matplotlib: {install_hint('mosaic-runtime', 'plot')}"
         ) from None
     run = RunDir.existing(run_path)
     records = run.read_metrics()
