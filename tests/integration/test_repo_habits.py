@@ -85,3 +85,25 @@ def test_ci_runs_the_readme_test_command_from_a_venv() -> None:
     assert "venv" in command and not command.startswith("python3 -m pip"), command
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
     assert ci_lines[-1] == command
+
+
+def _import_root(package: Path) -> Path:
+    """``src/chronomoe`` or ``src/mosaic/<name>``: where the package's module paths start."""
+    src = package / "src"
+    roots = [path.parent for path in src.rglob("py.typed")]
+    assert len(roots) == 1, f"{package.name}: expected one py.typed, found {roots}"
+    return roots[0]
+
+
+def test_every_package_readme_maps_its_modules() -> None:
+    unmapped = {}
+    for package in PACKAGE_DIRS:
+        readme = (package / "README.md").read_text(encoding="utf-8")
+        root = _import_root(package)
+        # every module, except the package __init__s that only name public objects
+        modules = sorted(path.relative_to(root).as_posix() for path in root.rglob("*.py")
+                         if path.name != "__init__.py")
+        missing = [module for module in modules if f"`{module}`" not in readme]
+        if missing:
+            unmapped[package.name] = missing
+    assert unmapped == {}, f"add these modules to the package README's module map: {unmapped}"
