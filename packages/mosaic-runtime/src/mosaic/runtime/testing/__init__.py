@@ -11,6 +11,7 @@ Importing a module here only defines classes and functions; nothing is registere
   and ``make_run()`` that trains it for two steps, for the agent runtimes.
 - ``train_entry``: ``python -m mosaic.runtime.testing.train_entry PRESET OUT`` runs the tiny preset
   in a separate process (kill/resume and torchrun tests).
+- ``registry``: ``isolated_registry(plugins)``, a registry of only the plugins a test names.
 - ``malformed_presets``: ``MALFORMED``, one broken variant of ``TINY_PRESET`` per kind of mistake,
   with the report text and ``$.path`` each must produce.
 """

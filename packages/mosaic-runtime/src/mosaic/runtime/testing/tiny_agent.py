@@ -23,8 +23,10 @@ from mosaic.core import plugin as core_plugin
 from mosaic.core.events.codec import EVENT_DELIMITER, EventEncoder
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.core.model_output import ModelOutput
-from mosaic.core.plugins import PluginHost, PluginSelection, hookimpl
+from mosaic.core.plugins import hookimpl
+from mosaic.core.registry import Registry
 from mosaic.runtime import plugin as runtime_plugin
+from mosaic.runtime.testing.registry import isolated_registry
 from mosaic.runtime.training.run import run_preset
 
 REPLY = EventEnvelope("Reply", {"text": "ok"}, "agent", id="r1", ts=1.0)
@@ -212,15 +214,10 @@ class AgentTinyPlugin:
         register("dataset.agent_tiny_events", TinyEventBytes, config=TinyEventBytesConfig, summary="event bytes")
 
 
-def agent_registry() -> Any:
-    host = PluginHost(PluginSelection())
-    host.add_plugin(core_plugin, "mosaic-core", distribution="mosaic-core")
-    host.add_plugin(runtime_plugin, "mosaic-runtime", distribution="mosaic-runtime")
-    host.add_plugin(AgentTinyPlugin, "agent-tiny", distribution="agent-tiny")
-    failures = [record.error for record in host.failures]
-    if failures:
-        raise RuntimeError(f"test plugins failed: {failures}")
-    return host.registry
+def agent_registry() -> Registry:
+    """mosaic-core, mosaic-runtime and the tiny streaming model and dataset, nothing else."""
+    return isolated_registry([(core_plugin, "mosaic-core"), (runtime_plugin, "mosaic-runtime"),
+                              (AgentTinyPlugin, "agent-tiny")])
 
 
 PRESET = """\

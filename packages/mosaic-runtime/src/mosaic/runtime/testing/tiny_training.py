@@ -11,8 +11,10 @@ import torch
 
 from mosaic.core.errors import ConfigProblem
 from mosaic.core.model_output import ModelOutput
-from mosaic.core.plugins import PluginHost, PluginSelection, hookimpl
+from mosaic.core.plugins import hookimpl
+from mosaic.core.registry import Registry
 from mosaic.runtime import plugin as runtime_plugin
+from mosaic.runtime.testing.registry import isolated_registry
 
 
 @attrs.frozen
@@ -150,14 +152,9 @@ class TinyPlugin:
         register("curriculum.tiny_ramp", TinyRamp, config=TinyRampConfig, summary="records steps")
 
 
-def tiny_registry() -> Any:
-    host = PluginHost(PluginSelection())
-    host.add_plugin(runtime_plugin, "mosaic-runtime", distribution="mosaic-runtime")
-    host.add_plugin(TinyPlugin, "tiny-test", distribution="tiny-test")
-    failures = [record.error for record in host.failures]
-    if failures:
-        raise RuntimeError(f"test plugins failed: {failures}")
-    return host.registry
+def tiny_registry() -> Registry:
+    """mosaic-runtime and the tiny model, dataset and curriculum, nothing else."""
+    return isolated_registry([(runtime_plugin, "mosaic-runtime"), (TinyPlugin, "tiny-test")])
 
 
 TINY_PRESET = """\
