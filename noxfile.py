@@ -70,6 +70,11 @@ def _install(session: nox.Session, *dists: str, extra_paths: tuple[Path, ...] = 
         session.install("-q", "-c", CONSTRAINTS, *extras)
 
 
+def _module(dist: str) -> str:
+    """The name a wheel file starts with: ``mosaic-runtime`` -> ``mosaic_runtime``."""
+    return dist.replace("-", "_")
+
+
 def _with_extra(wheel: Path) -> str:
     name = wheel.name.split("-")[0]
     return f"{name}[{EXTRAS[name]}] @ {wheel.resolve().as_uri()}"
@@ -139,8 +144,12 @@ def typecheck(session: nox.Session) -> None:
     """mypy over every package (strict on mosaic.core; settings in mypy.ini). Locally, after
     ./install.sh: .venv/bin/pip install -r requirements/typecheck.txt && .venv/bin/mypy"""
     session.install("-q", "-c", CONSTRAINTS, "torch")
-    editable = [arg for dist in PACKAGES for arg in ("-e", str(ROOT / "packages" / dist))]
-    session.install("-q", "-c", CONSTRAINTS, *editable, "-r", TYPECHECK_REQUIREMENTS)
+    # everything the sources import: the packages with their extras, and pytest (mosaic.core.testing)
+    editable: list[str] = []
+    for dist in PACKAGES:
+        extra = EXTRAS.get(_module(dist))
+        editable += ["-e", str(ROOT / "packages" / dist) + (f"[{extra}]" if extra else "")]
+    session.install("-q", "-c", CONSTRAINTS, *editable, "-r", TEST_REQUIREMENTS, "-r", TYPECHECK_REQUIREMENTS)
     session.chdir(ROOT)
     session.run("mypy", *session.posargs)
 
