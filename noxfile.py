@@ -12,9 +12,15 @@ so that no step ever resolves a newer (CUDA) torch.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import nox
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # nox's own Python may be 3.10 (requirements/nox.txt installs tomli there)
+    import tomli as tomllib
 
 ROOT = Path(__file__).parent
 CONSTRAINTS = str(ROOT / "requirements" / "constraints.txt")
@@ -70,9 +76,10 @@ def _install(session: nox.Session, *dists: str, extra_paths: tuple[Path, ...] = 
         session.install("-q", "-c", CONSTRAINTS, *extras)
 
 
-def _module(dist: str) -> str:
-    """The name a wheel file starts with: ``mosaic-runtime`` -> ``mosaic_runtime``."""
-    return dist.replace("-", "_")
+def _optional_dependencies(dist: str) -> list[str]:
+    """The extras ``dist``'s pyproject declares (``[project.optional-dependencies]``)."""
+    with open(ROOT / "packages" / dist / "pyproject.toml", "rb") as handle:
+        return sorted(tomllib.load(handle)["project"].get("optional-dependencies", {}))
 
 
 def _with_extra(wheel: Path) -> str:
@@ -144,11 +151,11 @@ def typecheck(session: nox.Session) -> None:
     """mypy over every package (strict on mosaic.core; settings in mypy.ini). Locally, after
     ./install.sh: .venv/bin/pip install -r requirements/typecheck.txt && .venv/bin/mypy"""
     session.install("-q", "-c", CONSTRAINTS, "torch")
-    # everything the sources import: the packages with their extras, and pytest (mosaic.core.testing)
+    # everything the sources import: the packages with all their extras, and pytest (mosaic.core.testing)
     editable: list[str] = []
     for dist in PACKAGES:
-        extra = EXTRAS.get(_module(dist))
-        editable += ["-e", str(ROOT / "packages" / dist) + (f"[{extra}]" if extra else "")]
+        extras = ",".join(_optional_dependencies(dist))
+        editable += ["-e", str(ROOT / "packages" / dist) + (f"[{extras}]" if extras else "")]
     session.install("-q", "-c", CONSTRAINTS, *editable, "-r", TEST_REQUIREMENTS, "-r", TYPECHECK_REQUIREMENTS)
     session.chdir(ROOT)
     session.run("mypy", *session.posargs)

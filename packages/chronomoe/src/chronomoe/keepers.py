@@ -138,7 +138,7 @@ class KeeperHandle:
         return True
 
     def drain(self) -> list[Proposal]:
-        proposals = []
+        proposals: list[Proposal] = []
         while True:
             try:
                 tag, step, body = self.outbox.get_nowait()

@@ -246,6 +246,9 @@ class LossFreeRouter(TopKMixin, nn.Module):
     # buffers, typed here: to mypy, nn.Module.__getattr__ returns Tensor | Module
     bias: torch.Tensor
 
+    # buffers, typed here: to mypy, nn.Module.__getattr__ returns Tensor | Module
+    pending_load: torch.Tensor
+
     def __init__(self, config: LossFreeRouterConfig) -> None:
         super().__init__()
         self.config = config

@@ -8,6 +8,7 @@ compared with a strong recurrent model of the DeltaNet family at an equal, count
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -90,7 +91,7 @@ class DeltaBaseline(nn.Module):
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.apply(init_weights)
         for layer in self.layers:  # after init_weights, which zeroes biases
-            layer.mixer.reset_decay()
+            cast(DeltaLayer, layer).mixer.reset_decay()
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
 

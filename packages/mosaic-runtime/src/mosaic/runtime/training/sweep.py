@@ -15,7 +15,7 @@ import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -187,8 +187,10 @@ def run_sweep(spec: SweepSpec, *, out: Path, registry: Registry, run_one: RunOne
         sampler: Any = optuna.samplers.GridSampler({p.key: list(p.values) for p in spec.params}, seed=0)
     else:
         sampler = optuna.samplers.RandomSampler(seed=0)
+    # spec.direction is one of DIRECTIONS (checked when the spec was made); spelled out for optuna's type
+    direction: Literal["minimize", "maximize"] = "maximize" if spec.direction == "maximize" else "minimize"
     study = optuna.create_study(study_name=spec.study_name, storage=storage, sampler=sampler,
-                                direction=spec.direction, load_if_exists=True)
+                                direction=direction, load_if_exists=True)
 
     def objective(trial: Any) -> float:
         assigned = {p.key: p.suggest(trial) for p in spec.params}
