@@ -6,14 +6,10 @@ imports torch.
 
 from __future__ import annotations
 
-from importlib.metadata import version as _distribution_version
-
 from mosaic.core.lazy import lazy_exports
 
-#: the installed mosaic-core version (every sibling package shares it: see the repository's VERSION)
-__version__ = _distribution_version("mosaic-core")
-
 _EXPORTS: dict[str, str] = {
+    "__version__": "mosaic.core.version",
     # plugin system
     "hookimpl": "mosaic.core.plugins.hookspecs",
     "hookspec": "mosaic.core.plugins.hookspecs",
