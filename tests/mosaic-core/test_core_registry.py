@@ -12,11 +12,12 @@ from mosaic.core.errors import (
     UnknownComponentError,
 )
 from mosaic.core.registry import Component, Registry
+from mosaic.core.validators import positive
 
 
 @attrs.frozen
 class WidgetConfig:
-    width: int = attrs.field(default=4, validator=attrs.validators.gt(0))
+    width: int = attrs.field(default=4, validator=positive)
     label: str = "w"
 
 
@@ -51,7 +52,7 @@ def test_build_reports_every_config_problem_with_paths() -> None:
 def test_validator_failure_is_a_config_error() -> None:
     registry = Registry()
     registry.add(component("layer.widget"))
-    with pytest.raises(ConfigError, match=r"\$.width"):
+    with pytest.raises(ConfigError, match=r"\$\.width: must be > 0, got 0"):
         registry.build("layer.widget", {"width": 0})
 
 

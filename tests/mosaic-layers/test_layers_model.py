@@ -99,7 +99,8 @@ def test_config_rejects_invalid_values_and_combinations():
         MosaicBlockConfig(opcodes_enabled=False, opcodes_control_enabled=True)
     with pytest.raises(LayerConfigError, match="state_decay_min"):
         MosaicBlockConfig(state_decay_min=0.99, state_decay_max=0.9)
-    with pytest.raises(ConfigError, match=r"\$\.block: mem_assoc"):
+    # reported at the field itself, not one level up at $.block
+    with pytest.raises(ConfigError, match=r"\$\.block\.mem_assoc: must be > 0, got 0"):
         get_registry().make_config("model.mosaic_lm", {"block": {"mem_assoc": 0}})
 
 

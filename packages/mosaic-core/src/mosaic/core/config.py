@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import attrs
 import cattrs
-from cattrs.errors import ForbiddenExtraKeysError
+from cattrs.errors import AttributeValidationNote, ForbiddenExtraKeysError, IterableValidationNote
 
-from mosaic.core.errors import ConfigError, ConfigProblem
+from mosaic.core.errors import ConfigError, ConfigProblem, InvalidFieldError
 
 T = TypeVar("T")
 
@@ -31,8 +30,8 @@ def _structure_int(value: Any, _type: type) -> int:
 def _structure_float(value: Any, _type: type) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"expected float, got {_describe(value)}")
-    if math.isnan(value):
-        raise ValueError("expected a number, got NaN")
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value}")
     return float(value)
 
 
@@ -82,24 +81,35 @@ def _format_exception(exc: BaseException, type_: type | None) -> str:
 
 
 def config_problems(exc: BaseException, *, path: str = "$") -> list[ConfigProblem]:
-    """Flatten a cattrs validation error into ``ConfigProblem``s with ``$.a.b`` paths."""
+    """Flatten a cattrs validation error into ``ConfigProblem``s with ``$.a.b`` paths.
+
+    Paths come from cattrs' structured notes (attribute names, list indices, mapping keys) and, for
+    a rule that failed in ``__init__``, from :class:`InvalidFieldError.field`; never from the text.
+    """
     problems: list[ConfigProblem] = []
-    for line in cattrs.transform_error(exc, path=path, format_exception=_format_exception):
-        message, _, where = line.rpartition(" @ ")
-        problems.append(_locate_validator_problem(where or path, message or line))
+    _collect(exc, path, None, problems)
     return problems
 
 
-_FIELD_PREFIX = re.compile(r"^'?(?P<field>[A-Za-z_][A-Za-z0-9_]*)'? (must|should|is|has|needs|cannot)\b")
-
-
-def _locate_validator_problem(path: str, message: str) -> ConfigProblem:
-    """attrs validators run in ``__init__``, after cattrs has left the field; their messages start
-    with the field name (``'width' must be > 0``), which puts the problem back at its field."""
-    match = _FIELD_PREFIX.match(message)
-    if match:
-        return ConfigProblem(path=f"{path}.{match['field']}", message=message)
-    return ConfigProblem(path=path, message=message)
+def _collect(exc: BaseException, path: str, type_: Any, problems: list[ConfigProblem]) -> None:
+    if isinstance(exc, cattrs.BaseValidationError):
+        for inner in exc.exceptions:
+            child, child_type = path, None
+            for note in getattr(inner, "__notes__", ()):
+                if isinstance(note, AttributeValidationNote):
+                    child, child_type = f"{path}.{note.name}", note.type
+                elif isinstance(note, IterableValidationNote):
+                    child, child_type = f"{path}[{note.index!r}]" if not isinstance(note.index, str) \
+                        else f"{path}.{note.index}", note.type
+            _collect(inner, child, child_type, problems)
+        return
+    if isinstance(exc, InvalidFieldError):
+        problems.append(ConfigProblem(path=f"{path}.{exc.field}", message=exc.detail))
+    elif isinstance(exc, ConfigError):
+        # a nested structure_config call (e.g. a registry-built sub-config) already has full paths
+        problems.extend(exc.problems)
+    else:
+        problems.append(ConfigProblem(path=path, message=_format_exception(exc, type_)))
 
 
 def structure_config(
@@ -118,11 +128,9 @@ def structure_config(
         )
     try:
         return converter().structure(dict(data), target)
-    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
-        if isinstance(exc, cattrs.BaseValidationError):
-            raise ConfigError(config_problems(exc, path=path), source=source) from None
-        # A validator raised in __init__, after every field structured.
-        raise ConfigError([_locate_validator_problem(path, str(exc))], source=source) from None
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError, ConfigError) as exc:
+        # a rule that failed in __init__ (after every field structured) arrives bare: same walk
+        raise ConfigError(config_problems(exc, path=path), source=source) from None
 
 
 def unstructure_config(config: Any) -> Any:

@@ -51,6 +51,19 @@ class ConfigError(MosaicError):
         super().__init__("\n".join(lines))
 
 
+class InvalidFieldError(MosaicError, ValueError):
+    """One field of a config class holds a value its rules refuse (see :mod:`mosaic.core.validators`).
+
+    ``field`` is the attribute's name, kept apart from ``detail`` so the structuring code can report
+    the problem at ``$.path.field`` without parsing the message.
+    """
+
+    def __init__(self, field: str, detail: str) -> None:
+        self.field = field
+        self.detail = detail
+        super().__init__(f"{field}: {detail}")
+
+
 # --- plugins and the registry --------------------------------------------------------------------
 
 

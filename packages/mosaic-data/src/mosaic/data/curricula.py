@@ -54,18 +54,9 @@ from typing import Any, Literal
 import attrs
 
 from mosaic.core.errors import ConfigError, ConfigProblem, DataError
+from mosaic.core.validators import non_negative, probability
 
 Shape = Literal["constant", "linear", "cosine"]
-
-
-def _unit_interval(_instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must be in [0, 1], got {value}")
-
-
-def _non_negative(_instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
 
 
 def schedule_problems(warmup_steps: int, cooldown_steps: int, total_steps: int) -> list[ConfigProblem]:
@@ -113,11 +104,11 @@ def _require(dataset: Any, method: str, curriculum: str) -> Any:
 class TeacherForcingDecayConfig:
     """Teacher-forcing probability from ``start`` to ``end``."""
 
-    start: float = attrs.field(default=1.0, validator=_unit_interval)
-    end: float = attrs.field(default=0.0, validator=_unit_interval)
+    start: float = attrs.field(default=1.0, validator=probability)
+    end: float = attrs.field(default=0.0, validator=probability)
     shape: Shape = "linear"
-    warmup_steps: int = attrs.field(default=0, validator=_non_negative)
-    cooldown_steps: int = attrs.field(default=0, validator=_non_negative)
+    warmup_steps: int = attrs.field(default=0, validator=non_negative)
+    cooldown_steps: int = attrs.field(default=0, validator=non_negative)
 
     def check_total_steps(self, total_steps: int) -> list[ConfigProblem]:
         return schedule_problems(self.warmup_steps, self.cooldown_steps, total_steps)
@@ -145,11 +136,11 @@ class TeacherForcingDecay:
 class DifficultyRampConfig:
     """Difficulty level from ``start_level`` to ``end_level``."""
 
-    start_level: float = attrs.field(default=0.0, validator=_unit_interval)
-    end_level: float = attrs.field(default=1.0, validator=_unit_interval)
+    start_level: float = attrs.field(default=0.0, validator=probability)
+    end_level: float = attrs.field(default=1.0, validator=probability)
     shape: Shape = "linear"
-    warmup_steps: int = attrs.field(default=0, validator=_non_negative)
-    cooldown_steps: int = attrs.field(default=0, validator=_non_negative)
+    warmup_steps: int = attrs.field(default=0, validator=non_negative)
+    cooldown_steps: int = attrs.field(default=0, validator=non_negative)
 
     def check_total_steps(self, total_steps: int) -> list[ConfigProblem]:
         return schedule_problems(self.warmup_steps, self.cooldown_steps, total_steps)

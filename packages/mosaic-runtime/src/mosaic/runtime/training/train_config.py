@@ -8,24 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from attrs import validators as v
+
+from mosaic.core.validators import between, non_negative, one_of, positive, probability, reject
 
 PRECISIONS = ("fp32", "bf16")
-
-
-def _precision(_instance: object, attribute: attrs.Attribute, value: str) -> None:
-    if value not in PRECISIONS:
-        raise ValueError(f"{attribute.name} must be one of {', '.join(PRECISIONS)}, got {value!r}")
-
-
-def _positive(_instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value}")
-
-
-def _non_negative(_instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
 
 
 @attrs.frozen
@@ -38,35 +24,33 @@ class TrainerConfig:
     (status ``time_limit``, checkpoint and evaluation still written) once that much time has passed.
     """
 
-    steps: int = attrs.field(default=200, validator=_positive)
-    batch_size: int = attrs.field(default=8, validator=_positive)
-    grad_accum: int = attrs.field(default=1, validator=_positive)
-    lr: float = attrs.field(default=3e-3, validator=_positive)
-    min_lr_ratio: float = attrs.field(default=0.1, validator=v.and_(v.ge(0.0), v.le(1.0)))
-    warmup_steps: int = attrs.field(default=20, validator=_non_negative)
-    weight_decay: float = attrs.field(default=0.01, validator=_non_negative)
-    beta1: float = attrs.field(default=0.9, validator=v.and_(v.ge(0.0), v.lt(1.0)))
-    beta2: float = attrs.field(default=0.99, validator=v.and_(v.ge(0.0), v.lt(1.0)))
-    grad_clip: float = attrs.field(default=1.0, validator=_non_negative)
+    steps: int = attrs.field(default=200, validator=positive)
+    batch_size: int = attrs.field(default=8, validator=positive)
+    grad_accum: int = attrs.field(default=1, validator=positive)
+    lr: float = attrs.field(default=3e-3, validator=positive)
+    min_lr_ratio: float = attrs.field(default=0.1, validator=probability)
+    warmup_steps: int = attrs.field(default=20, validator=non_negative)
+    weight_decay: float = attrs.field(default=0.01, validator=non_negative)
+    beta1: float = attrs.field(default=0.9, validator=between(0.0, 1.0, high_open=True))
+    beta2: float = attrs.field(default=0.99, validator=between(0.0, 1.0, high_open=True))
+    grad_clip: float = attrs.field(default=1.0, validator=non_negative)
     seed: int = 0
     deterministic: bool = False
-    precision: str = attrs.field(default="fp32", validator=_precision)
+    precision: str = attrs.field(default="fp32", validator=one_of(*PRECISIONS))
     compile: bool = False
     device: str = "auto"
-    threads: int = attrs.field(default=0, validator=_non_negative)
-    log_every: int = attrs.field(default=10, validator=_positive)
-    eval_every: int = attrs.field(default=0, validator=_non_negative)
-    checkpoint_every: int = attrs.field(default=50, validator=_non_negative)
-    keep_checkpoints: int = attrs.field(default=2, validator=_positive)
-    max_seconds: float = attrs.field(default=0.0, validator=_non_negative)
+    threads: int = attrs.field(default=0, validator=non_negative)
+    log_every: int = attrs.field(default=10, validator=positive)
+    eval_every: int = attrs.field(default=0, validator=non_negative)
+    checkpoint_every: int = attrs.field(default=50, validator=non_negative)
+    keep_checkpoints: int = attrs.field(default=2, validator=positive)
+    max_seconds: float = attrs.field(default=0.0, validator=non_negative)
 
     def __attrs_post_init__(self) -> None:
         if self.batch_size % self.grad_accum:
-            raise ValueError(
-                f"batch_size ({self.batch_size}) must be a multiple of grad_accum ({self.grad_accum})"
-            )
+            reject("batch_size", f"must be a multiple of grad_accum ({self.grad_accum}), got {self.batch_size}")
         if self.warmup_steps > self.steps:
-            raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds steps ({self.steps})")
+            reject("warmup_steps", f"must be <= steps ({self.steps}), got {self.warmup_steps}")
 
 
 @attrs.frozen
@@ -74,8 +58,8 @@ class EvalConfig:
     """Held-out evaluation: ``dataset`` overrides are merged over the training dataset's config
     (typically a different ``seed`` or ``split``) to build the held-out set."""
 
-    samples: int = attrs.field(default=256, validator=_positive)
-    batch_size: int = attrs.field(default=32, validator=_positive)
+    samples: int = attrs.field(default=256, validator=positive)
+    batch_size: int = attrs.field(default=32, validator=positive)
     dataset: dict[str, Any] = attrs.Factory(dict)
 
 
@@ -83,6 +67,6 @@ class EvalConfig:
 class BudgetConfig:
     """The memory a preset promises to fit in, for ``presets validate`` and ``--estimate``."""
 
-    memory_gib: float = attrs.field(default=12.0, validator=_positive)
-    batch_size: int = attrs.field(default=8, validator=_positive)
-    precision: str = attrs.field(default="bf16", validator=_precision)
+    memory_gib: float = attrs.field(default=12.0, validator=positive)
+    batch_size: int = attrs.field(default=8, validator=positive)
+    precision: str = attrs.field(default="bf16", validator=one_of(*PRECISIONS))
