@@ -73,7 +73,7 @@ def test_transformer_baseline_uses_moe_by_config() -> None:
     ("fields", "message"),
     [
         ({"ffn": {"type": "router.topk"}}, "ffn.type: must name a layer"),
-        ({"ffn": {"type": "layer.moe", "d_model": 8}}, "must not set d_model"),
+        ({"ffn": {"type": "layer.moe", "d_model": 8}}, "ffn.d_model: must not be set here"),
         ({"ffn": ["layer.moe"]}, "must be a mapping"),
     ],
 )

@@ -173,4 +173,4 @@ def test_loader_path_matches_generate():
     assert set(batch) == set(direct)
     assert all(torch.equal(batch[key], direct[key]) for key in batch)
     assert batch["mosaic_teacher_forcing"].shape == (5,)
-    assert batch["mosaic_teacher_read_bucket"].shape == (5, 64, 1)
+    assert batch["mosaic_teacher_read_bucket"].shape == (5, 64, 2)  # mem_hashes 2, as the model

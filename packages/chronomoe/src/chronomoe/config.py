@@ -24,16 +24,23 @@ import math
 from typing import Any, Literal
 
 import attrs
-from attrs import validators as v
 
+from mosaic.core.component_slots import component_field
 from mosaic.core.errors import ConfigError, ConfigProblem
+from mosaic.core.validators import (
+    at_least,
+    at_most,
+    between,
+    each,
+    greater_than,
+    one_of,
+    open_unit,
+    optional,
+    positive,
+    reject,
+)
 
 CLOCK_NAMES = ("fast", "mid", "slow")
-
-
-def _open_unit(_instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"{attribute.name} must lie in (0, 1), got {value}")
 
 
 def half_life_of(alpha: float) -> float:
@@ -54,16 +61,14 @@ def alpha_of(half_life: float) -> float:
 class ClockConfig:
     """Retentions of the fast, mid and slow clocks (per global step, strictly increasing)."""
 
-    alpha_fast: float = attrs.field(default=0.9, validator=_open_unit)
-    alpha_mid: float = attrs.field(default=0.99, validator=_open_unit)
-    alpha_slow: float = attrs.field(default=0.999, validator=_open_unit)
+    alpha_fast: float = attrs.field(default=0.9, validator=open_unit)
+    alpha_mid: float = attrs.field(default=0.99, validator=open_unit)
+    alpha_slow: float = attrs.field(default=0.999, validator=open_unit)
 
     def __attrs_post_init__(self) -> None:
         if not self.alpha_fast < self.alpha_mid < self.alpha_slow:
-            raise ValueError(
-                "clock retentions must satisfy alpha_fast < alpha_mid < alpha_slow, got "
-                f"{self.alpha_fast}, {self.alpha_mid}, {self.alpha_slow}"
-            )
+            reject("alpha_mid", "clock retentions must satisfy alpha_fast < alpha_mid < alpha_slow, got "
+                                f"{self.alpha_fast}, {self.alpha_mid}, {self.alpha_slow}")
 
     @property
     def alphas(self) -> tuple[float, float, float]:
@@ -106,44 +111,45 @@ class LifecycleConfig:
       evaluations after the edit.
     """
 
-    centroid_alpha: float = attrs.field(default=0.95, validator=_open_unit)
-    split_on: float = attrs.field(default=0.6, validator=[v.gt(0.0), v.le(1.0)])
-    split_off: float = attrs.field(default=0.5, validator=[v.ge(0.0), v.le(1.0)])
-    split_min_phi: float = attrs.field(default=0.5, validator=[v.ge(-1.0), v.le(1.0)])
-    lambda_n: float = attrs.field(default=0.01, validator=v.ge(0.0))
-    rho: float = attrs.field(default=0.1, validator=v.ge(0.0))
-    kappa: float = attrs.field(default=0.1, validator=v.ge(0.0))
-    min_delta_f: float = attrs.field(default=0.01, validator=v.ge(0.0))
-    cooldown_steps: int = attrs.field(default=500, validator=v.ge(0))
-    min_experts: int = attrs.field(default=2, validator=v.ge(1))
+    centroid_alpha: float = attrs.field(default=0.95, validator=open_unit)
+    split_on: float = attrs.field(default=0.6, validator=between(0.0, 1.0, low_open=True))
+    split_off: float = attrs.field(default=0.5, validator=between(0.0, 1.0))
+    split_min_phi: float = attrs.field(default=0.5, validator=between(-1.0, 1.0))
+    lambda_n: float = attrs.field(default=0.01, validator=at_least(0.0))
+    rho: float = attrs.field(default=0.1, validator=at_least(0.0))
+    kappa: float = attrs.field(default=0.1, validator=at_least(0.0))
+    min_delta_f: float = attrs.field(default=0.01, validator=at_least(0.0))
+    cooldown_steps: int = attrs.field(default=500, validator=at_least(0))
+    min_experts: int = attrs.field(default=2, validator=at_least(1))
     # None: as many as the layer has columns (a 64-column layer may hold 64 experts)
-    max_experts: int | None = attrs.field(default=None, validator=v.optional(v.ge(1)))
-    perturb: float = attrs.field(default=0.01, validator=v.ge(0.0))
-    entry_offset: float = attrs.field(default=-10.0, validator=v.le(0.0))
-    warmup_steps: int = attrs.field(default=200, validator=v.ge(1))
-    relaxation_steps: int = attrs.field(default=200, validator=v.ge(1))
-    mid_interval: int = attrs.field(default=100, validator=v.ge(1))
-    slow_interval: int = attrs.field(default=1000, validator=v.ge(1))
-    calibration_evals: int = attrs.field(default=10, validator=v.ge(0))
-    warn_floor: float = attrs.field(default=0.1, validator=[v.ge(0.0), v.le(1.0)])
-    decay_floor: float = attrs.field(default=0.3, validator=[v.ge(0.0), v.le(1.0)])
-    reset_floor: float = attrs.field(default=0.5, validator=[v.ge(0.0), v.le(1.0)])
+    max_experts: int | None = attrs.field(default=None, validator=optional(at_least(1)))
+    perturb: float = attrs.field(default=0.01, validator=at_least(0.0))
+    entry_offset: float = attrs.field(default=-10.0, validator=at_most(0.0))
+    warmup_steps: int = attrs.field(default=200, validator=at_least(1))
+    relaxation_steps: int = attrs.field(default=200, validator=at_least(1))
+    mid_interval: int = attrs.field(default=100, validator=at_least(1))
+    slow_interval: int = attrs.field(default=1000, validator=at_least(1))
+    calibration_evals: int = attrs.field(default=10, validator=at_least(0))
+    warn_floor: float = attrs.field(default=0.1, validator=between(0.0, 1.0))
+    decay_floor: float = attrs.field(default=0.3, validator=between(0.0, 1.0))
+    reset_floor: float = attrs.field(default=0.5, validator=between(0.0, 1.0))
     escalation_sigmas: tuple[float, float, float] = attrs.field(
-        default=(3.0, 6.0, 9.0), converter=tuple, validator=v.deep_iterable(v.ge(0.0))
+        default=(3.0, 6.0, 9.0), converter=tuple, validator=each(at_least(0.0))
     )
-    edit_guard_cycles: int = attrs.field(default=3, validator=v.ge(0))
-    beta_decay: float = attrs.field(default=0.5, validator=[v.ge(0.0), v.lt(1.0)])
+    edit_guard_cycles: int = attrs.field(default=3, validator=at_least(0))
+    beta_decay: float = attrs.field(default=0.5, validator=between(0.0, 1.0, high_open=True))
 
     def __attrs_post_init__(self) -> None:
         if not self.split_off < self.split_on:
-            raise ValueError(f"split_off ({self.split_off}) must be < split_on ({self.split_on})")
+            reject("split_off", f"must be < split_on ({self.split_on}), got {self.split_off}")
         if self.max_experts is not None and not self.min_experts <= self.max_experts:
-            raise ValueError(f"min_experts ({self.min_experts}) must be <= max_experts ({self.max_experts})")
+            reject("min_experts", f"must be <= max_experts ({self.max_experts}), got {self.min_experts}")
         if not self.warn_floor < self.decay_floor < self.reset_floor:
-            raise ValueError("escalation floors must satisfy warn_floor < decay_floor < reset_floor")
+            reject("decay_floor", "escalation floors must satisfy warn_floor < decay_floor < reset_floor, got "
+                                  f"{self.warn_floor}, {self.decay_floor}, {self.reset_floor}")
         sigmas = self.escalation_sigmas
         if len(sigmas) != 3 or not sigmas[0] <= sigmas[1] <= sigmas[2]:
-            raise ValueError(f"escalation_sigmas must be three non-decreasing values, got {sigmas}")
+            reject("escalation_sigmas", f"must be three non-decreasing values, got {sigmas}")
 
 
 @attrs.frozen
@@ -165,16 +171,16 @@ class KernelConfig:
     - Epoch boundary (mid clock): ``|Ψ_mid − Ψ_slow| ≥ epoch_psi_shift`` marks a before/after.
     """
 
-    window_steps: int = attrs.field(default=1000, validator=v.ge(1))
-    write_budget: int = attrs.field(default=4, validator=v.ge(0))
-    identity_budget: int = attrs.field(default=1, validator=v.ge(0))
-    scar_delta_f: float = attrs.field(default=0.05, validator=v.gt(0.0))
-    reflex_k_fraction: float = attrs.field(default=0.9, validator=[v.gt(0.0), v.le(1.0)])
-    reflex_min_phi: float = attrs.field(default=0.7, validator=[v.ge(-1.0), v.le(1.0)])
-    reflex_max_flip: float = attrs.field(default=0.1, validator=[v.ge(0.0), v.le(1.0)])
-    reflex_min_tokens: int = attrs.field(default=10000, validator=v.ge(0))
-    reflex_max_veto: float = attrs.field(default=0.05, validator=[v.ge(0.0), v.le(1.0)])
-    epoch_psi_shift: float = attrs.field(default=0.2, validator=v.gt(0.0))
+    window_steps: int = attrs.field(default=1000, validator=at_least(1))
+    write_budget: int = attrs.field(default=4, validator=at_least(0))
+    identity_budget: int = attrs.field(default=1, validator=at_least(0))
+    scar_delta_f: float = attrs.field(default=0.05, validator=greater_than(0.0))
+    reflex_k_fraction: float = attrs.field(default=0.9, validator=between(0.0, 1.0, low_open=True))
+    reflex_min_phi: float = attrs.field(default=0.7, validator=between(-1.0, 1.0))
+    reflex_max_flip: float = attrs.field(default=0.1, validator=between(0.0, 1.0))
+    reflex_min_tokens: int = attrs.field(default=10000, validator=at_least(0))
+    reflex_max_veto: float = attrs.field(default=0.05, validator=between(0.0, 1.0))
+    epoch_psi_shift: float = attrs.field(default=0.2, validator=greater_than(0.0))
 
 
 @attrs.frozen
@@ -188,61 +194,51 @@ class ChronoConfig:
     token_level: bool = False
     # φ estimates shrink towards phi_prior with weight phi_prior_weight (in units of a clock's full
     # evidence): an expert that stops being routed sees its φ decay to the prior, not freeze
-    phi_prior: float = attrs.field(default=0.0, validator=[v.ge(-1.0), v.le(1.0)])
-    phi_prior_weight: float = attrs.field(default=0.05, validator=v.ge(0.0))
+    phi_prior: float = attrs.field(default=0.0, validator=between(-1.0, 1.0))
+    phi_prior_weight: float = attrs.field(default=0.05, validator=at_least(0.0))
     # an expert is flagged degraded when φ_fast − φ_slow < −degradation_delta (reported per step
     # as moe_degraded_experts and in snapshots)
-    degradation_delta: float = attrs.field(default=0.15, validator=v.gt(0.0))
+    degradation_delta: float = attrs.field(default=0.15, validator=greater_than(0.0))
     # slow bias β_eff = clamp(k, ±k_max) · logit_std
-    k_max: float = attrs.field(default=0.3, validator=v.gt(0.0))
-    eta: float = attrs.field(default=0.01, validator=v.gt(0.0))
-    tau: float = attrs.field(default=0.5, validator=[v.ge(-1.0), v.le(1.0)])
-    deadband: float = attrs.field(default=0.02, validator=[v.ge(0.0), v.lt(1.0)])
-    beta_leak: float = attrs.field(default=0.02, validator=[v.ge(0.0), v.lt(1.0)])
-    logit_std_alpha: float = attrs.field(default=0.99, validator=_open_unit)
+    k_max: float = attrs.field(default=0.3, validator=greater_than(0.0))
+    eta: float = attrs.field(default=0.01, validator=greater_than(0.0))
+    tau: float = attrs.field(default=0.5, validator=between(-1.0, 1.0))
+    deadband: float = attrs.field(default=0.02, validator=between(0.0, 1.0, high_open=True))
+    beta_leak: float = attrs.field(default=0.02, validator=between(0.0, 1.0, high_open=True))
+    logit_std_alpha: float = attrs.field(default=0.99, validator=open_unit)
     # bridge veto on per-token TV(p_clean, p_biased): full β below veto_full, none from veto_zero
-    veto_full: float = attrs.field(default=0.1, validator=[v.ge(0.0), v.le(1.0)])
-    veto_zero: float = attrs.field(default=0.3, validator=[v.ge(0.0), v.le(1.0)])
+    veto_full: float = attrs.field(default=0.1, validator=between(0.0, 1.0))
+    veto_zero: float = attrs.field(default=0.3, validator=between(0.0, 1.0))
     # JS divergence and TV metrics on every n-th token only (1 = all tokens)
-    js_token_stride: int = attrs.field(default=8, validator=v.ge(1))
+    js_token_stride: int = attrs.field(default=8, validator=at_least(1))
     # dry-run lifecycle
-    prune_phi: float = attrs.field(default=0.3, validator=[v.ge(-1.0), v.le(1.0)])
-    prune_min_tokens: int = attrs.field(default=1000, validator=v.ge(0))
-    starvation_psi: float = attrs.field(default=0.5, validator=[v.ge(-1.0), v.le(1.0)])
-    starvation_neff_fraction: float = attrs.field(default=0.5, validator=[v.ge(0.0), v.le(1.0)])
-    starvation_saturation: float = attrs.field(default=0.5, validator=[v.gt(0.0), v.le(1.0)])
+    prune_phi: float = attrs.field(default=0.3, validator=between(-1.0, 1.0))
+    prune_min_tokens: int = attrs.field(default=1000, validator=at_least(0))
+    starvation_psi: float = attrs.field(default=0.5, validator=between(-1.0, 1.0))
+    starvation_neff_fraction: float = attrs.field(default=0.5, validator=between(0.0, 1.0))
+    starvation_saturation: float = attrs.field(default=0.5, validator=between(0.0, 1.0, low_open=True))
     lifecycle: LifecycleConfig = attrs.Factory(LifecycleConfig)
     kernel: KernelConfig = attrs.Factory(KernelConfig)
 
     def __attrs_post_init__(self) -> None:
         if not self.veto_full < self.veto_zero:
-            raise ValueError(f"veto_full ({self.veto_full}) must be < veto_zero ({self.veto_zero})")
-
-
-def _positive_int(_instance: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be >= 1, got {value}")
-
-
-def _positive_or_none(_instance: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(f"'{attribute.name}' must be > 0.0: {value!r}")
+            reject("veto_full", f"must be < veto_zero ({self.veto_zero}), got {self.veto_full}")
 
 
 def _check_shape(config: Any) -> None:
     if config.top_k > config.n_experts:
-        raise ValueError(f"top_k ({config.top_k}) must be <= n_experts ({config.n_experts})")
+        reject("top_k", f"must be <= n_experts ({config.n_experts}), got {config.top_k}")
 
 
 @attrs.frozen
 class TopKRouterConfig:
     """``router.topk``: softmax top-k (Mixtral) with optional Switch balance loss and z-loss."""
 
-    d_model: int = attrs.field(validator=_positive_int)
-    n_experts: int = attrs.field(validator=_positive_int)
-    top_k: int = attrs.field(validator=_positive_int)
-    load_balance_weight: float = attrs.field(default=0.01, validator=v.ge(0.0))
-    z_loss_weight: float = attrs.field(default=0.001, validator=v.ge(0.0))
+    d_model: int = attrs.field(validator=positive)
+    n_experts: int = attrs.field(validator=positive)
+    top_k: int = attrs.field(validator=positive)
+    load_balance_weight: float = attrs.field(default=0.01, validator=at_least(0.0))
+    z_loss_weight: float = attrs.field(default=0.001, validator=at_least(0.0))
     # renormalise the k selected probabilities to sum to one (Mixtral) instead of raw softmax mass
     normalize_gates: bool = True
 
@@ -254,16 +250,16 @@ class TopKRouterConfig:
 class ChronoRouterConfig:
     """``router.chrono``: top-k whose selection key carries the coherence-driven slow bias β."""
 
-    d_model: int = attrs.field(validator=_positive_int)
-    n_experts: int = attrs.field(validator=_positive_int)
-    top_k: int = attrs.field(validator=_positive_int)
+    d_model: int = attrs.field(validator=positive)
+    n_experts: int = attrs.field(validator=positive)
+    top_k: int = attrs.field(validator=positive)
     chrono: ChronoConfig = attrs.Factory(ChronoConfig)
     # router logits are divided by this before softmax and selection (< 1 sharper, > 1 flatter)
-    temperature: float = attrs.field(default=1.0, validator=v.gt(0.0))
+    temperature: float = attrs.field(default=1.0, validator=greater_than(0.0))
     # keep a RoleState (output roles, co-activation, bimodality) — needed by the lifecycle (ChronoSystem)
     track_roles: bool = False
-    load_balance_weight: float = attrs.field(default=0.01, validator=v.ge(0.0))
-    z_loss_weight: float = attrs.field(default=0.001, validator=v.ge(0.0))
+    load_balance_weight: float = attrs.field(default=0.01, validator=at_least(0.0))
+    z_loss_weight: float = attrs.field(default=0.001, validator=at_least(0.0))
     normalize_gates: bool = True
 
     def __attrs_post_init__(self) -> None:
@@ -277,12 +273,12 @@ class LossFreeRouterConfig:
     step, gates from the unbiased normalised affinities, and an optional sequence-wise balance loss
     of weight ``sequence_balance_weight`` (α; DeepSeek-V3 used 1e-4)."""
 
-    d_model: int = attrs.field(validator=_positive_int)
-    n_experts: int = attrs.field(validator=_positive_int)
-    top_k: int = attrs.field(validator=_positive_int)
-    bias_rate: float = attrs.field(default=1e-3, validator=v.gt(0.0))
-    sequence_balance_weight: float = attrs.field(default=1e-4, validator=v.ge(0.0))
-    z_loss_weight: float = attrs.field(default=0.0, validator=v.ge(0.0))
+    d_model: int = attrs.field(validator=positive)
+    n_experts: int = attrs.field(validator=positive)
+    top_k: int = attrs.field(validator=positive)
+    bias_rate: float = attrs.field(default=1e-3, validator=greater_than(0.0))
+    sequence_balance_weight: float = attrs.field(default=1e-4, validator=at_least(0.0))
+    z_loss_weight: float = attrs.field(default=0.0, validator=at_least(0.0))
     normalize_gates: bool = True
 
     def __attrs_post_init__(self) -> None:
@@ -297,21 +293,6 @@ DISPATCH_MODES = ("capacity", "sorted")
 ROUTER_SHAPE_FIELDS = ("d_model", "n_experts", "top_k")
 
 
-def _router_mapping(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if not isinstance(value, dict):
-        raise TypeError(f"{attribute.name} must be a mapping with a 'type' key, got {type(value).__name__}")
-    router_id = value.get("type")
-    if not isinstance(router_id, str) or not router_id.startswith("router."):
-        raise ValueError(
-            f"{attribute.name}.type must name a router component (router.<name>), got {router_id!r}"
-        )
-    shadowed = sorted(set(value) & set(ROUTER_SHAPE_FIELDS))
-    if shadowed:
-        raise ValueError(
-            f"{attribute.name} must not set {', '.join(shadowed)}: the MoE layer's own fields decide them"
-        )
-
-
 @attrs.frozen
 class MoEConfig:
     """``layer.moe``: a drop-in MLP replacement ``(B, T, D) → (B, T, D)``.
@@ -321,16 +302,16 @@ class MoEConfig:
     ``d_model``, ``n_experts`` and ``top_k`` come from this config.
     """
 
-    d_model: int = attrs.field(validator=_positive_int)
-    n_experts: int = attrs.field(default=8, validator=_positive_int)
-    top_k: int = attrs.field(default=2, validator=_positive_int)
+    d_model: int = attrs.field(validator=positive)
+    n_experts: int = attrs.field(default=8, validator=positive)
+    top_k: int = attrs.field(default=2, validator=positive)
     # hidden width of one SwiGLU expert; None = 2·d_model (top-2 then matches a 4·d dense FFN's FLOPs)
-    d_hidden: int | None = attrs.field(default=None, validator=v.optional(_positive_int))
+    d_hidden: int | None = attrs.field(default=None, validator=optional(positive))
     # Switch capacity per expert = ceil(capacity_factor · tokens · top_k / n_experts);
     # None = dropless (capacity = all tokens: exact, costs n_experts/top_k times the expert FLOPs)
-    capacity_factor: float | None = attrs.field(default=1.25, validator=_positive_or_none)
-    dispatch: Literal["capacity", "sorted"] = attrs.field(default="capacity", validator=v.in_(DISPATCH_MODES))
-    router: dict[str, Any] = attrs.field(factory=lambda: {"type": "router.topk"}, validator=_router_mapping)
+    capacity_factor: float | None = attrs.field(default=1.25, validator=optional(greater_than(0.0)))
+    dispatch: Literal["capacity", "sorted"] = attrs.field(default="capacity", validator=one_of(*DISPATCH_MODES))
+    router: dict[str, Any] = component_field("router", injected=ROUTER_SHAPE_FIELDS, default={"type": "router.topk"})
     # compute a MoETrace (coherence inputs) every forward even if the router does not need one
     emit_trace: bool = False
 

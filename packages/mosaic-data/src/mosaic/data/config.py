@@ -8,35 +8,28 @@ Block fit is checked against level 1, so every level fits.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 import attrs
 
+from mosaic.core.contract.compat import Capability, Provided, Relation, Required
+from mosaic.core.events.codec import EVENT_VOCAB_SIZE
+from mosaic.core.validators import at_least, power_of_two, probability, reject
+
 Split = Literal["train", "eval"]
 
 
-def _at_least(minimum: int):
-    def check(_instance: object, attribute: attrs.Attribute, value: int) -> None:
-        if value < minimum:
-            raise ValueError(f"{attribute.name} must be >= {minimum}, got {value}")
-
-    return check
-
-
-def _probability(_instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must be in [0, 1], got {value}")
-
-
-def _power_of_two(_instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 2 or value & (value - 1):
-        raise ValueError(f"{attribute.name} must be a power of two >= 2 (the memory routes by bits), got {value}")
+def _same_memory(mem_buckets: int, mem_hashes: int) -> Iterable[Required]:
+    reason = "teacher buckets are computed for the model's memory, so its geometry must match"
+    yield Required(Capability.MEMORY_BUCKETS, Relation.EQUALS, mem_buckets, "mem_buckets", reason)
+    yield Required(Capability.MEMORY_HASHES, Relation.EQUALS, mem_hashes, "mem_hashes", reason)
 
 
 def _check_min(instance: object, low_name: str, high_name: str) -> None:
     low, high = getattr(instance, low_name), getattr(instance, high_name)
     if low is not None and not 0 <= low <= high:
-        raise ValueError(f"{low_name} must be in [0, {high_name}={high}], got {low}")
+        reject(low_name, f"must be in [0, {high_name}={high}], got {low}")
 
 
 @attrs.frozen
@@ -47,23 +40,23 @@ class MemoryCurriculumConfig:
     Teacher buckets: ``bucket = key_token mod mem_buckets`` for every one of the ``mem_hashes``.
     """
 
-    block_size: int = attrs.field(default=256, validator=_at_least(2))
-    vocab_size: int = attrs.field(default=512, validator=_at_least(9))
-    mem_buckets: int = attrs.field(default=64, validator=_power_of_two)
-    mem_hashes: int = attrs.field(default=2, validator=_at_least(1))
-    n_pairs: int = attrs.field(default=4, validator=_at_least(1))
+    block_size: int = attrs.field(default=256, validator=at_least(2))
+    vocab_size: int = attrs.field(default=512, validator=at_least(9))
+    mem_buckets: int = attrs.field(default=64, validator=power_of_two)
+    mem_hashes: int = attrs.field(default=2, validator=at_least(1))
+    n_pairs: int = attrs.field(default=4, validator=at_least(1))
     min_pairs: int | None = None
-    distractor_len: int = attrs.field(default=8, validator=_at_least(0))
+    distractor_len: int = attrs.field(default=8, validator=at_least(0))
     min_distractor_len: int | None = None
-    gap_len: int = attrs.field(default=0, validator=_at_least(0))
+    gap_len: int = attrs.field(default=0, validator=at_least(0))
     min_gap_len: int | None = None
-    sleep_replay_per_pair: int = attrs.field(default=0, validator=_at_least(0))
-    reg_slots: int = attrs.field(default=0, validator=_at_least(0))
+    sleep_replay_per_pair: int = attrs.field(default=0, validator=at_least(0))
+    reg_slots: int = attrs.field(default=0, validator=at_least(0))
     shuffle_queries: bool = True
     drop_local_on_query: bool = True
-    teacher_forcing: float = attrs.field(default=1.0, validator=_probability)
-    num_samples: int = attrs.field(default=100_000, validator=_at_least(1))
-    seed: int = attrs.field(default=0, validator=_at_least(0))
+    teacher_forcing: float = attrs.field(default=1.0, validator=probability)
+    num_samples: int = attrs.field(default=100_000, validator=at_least(1))
+    seed: int = attrs.field(default=0, validator=at_least(0))
     split: Split = "train"
 
     def __attrs_post_init__(self) -> None:
@@ -71,10 +64,17 @@ class MemoryCurriculumConfig:
         _check_min(self, "min_distractor_len", "distractor_len")
         _check_min(self, "min_gap_len", "gap_len")
         if self.min_pairs == 0:
-            raise ValueError("min_pairs must be >= 1")
+            reject("min_pairs", "must be >= 1, got 0")
         content = self.vocab_size - 8
         if self.n_pairs > content:
-            raise ValueError(f"n_pairs={self.n_pairs} distinct keys need vocab_size >= {self.n_pairs + 8}")
+            reject("n_pairs", f"{self.n_pairs} distinct keys need vocab_size >= {self.n_pairs + 8}, got {self.vocab_size}")
+
+    def provides(self) -> Iterable[Provided]:
+        yield Provided(Capability.VOCAB_SIZE, self.vocab_size, "vocab_size")
+        yield Provided(Capability.SAMPLE_LENGTH, self.block_size, "block_size")
+
+    def requires(self) -> Iterable[Required]:
+        yield from _same_memory(self.mem_buckets, self.mem_hashes)
 
 
 @attrs.frozen
@@ -92,25 +92,25 @@ class EventTraceConfig:
     declare their commitments; set it to true to reproduce the original traces.
     """
 
-    block_size: int = attrs.field(default=2048, validator=_at_least(2))
-    mem_buckets: int = attrs.field(default=64, validator=_power_of_two)
-    mem_hashes: int = attrs.field(default=2, validator=_at_least(1))
+    block_size: int = attrs.field(default=2048, validator=at_least(2))
+    mem_buckets: int = attrs.field(default=64, validator=power_of_two)
+    mem_hashes: int = attrs.field(default=2, validator=at_least(1))
     commitment_label_in_header: bool = False
-    n_pairs: int = attrs.field(default=2, validator=_at_least(1))
+    n_pairs: int = attrs.field(default=2, validator=at_least(1))
     min_pairs: int | None = None
-    distractor_events: int = attrs.field(default=1, validator=_at_least(0))
+    distractor_events: int = attrs.field(default=1, validator=at_least(0))
     min_distractor_events: int | None = None
-    negotiation_pairs: int = attrs.field(default=1, validator=_at_least(0))
+    negotiation_pairs: int = attrs.field(default=1, validator=at_least(0))
     min_negotiation_pairs: int | None = None
-    sleep_replay_per_pair: int = attrs.field(default=0, validator=_at_least(0))
-    reg_slots: int = attrs.field(default=0, validator=_at_least(0))
-    value_digits: int = attrs.field(default=4, validator=_at_least(2))
+    sleep_replay_per_pair: int = attrs.field(default=0, validator=at_least(0))
+    reg_slots: int = attrs.field(default=0, validator=at_least(0))
+    value_digits: int = attrs.field(default=4, validator=at_least(2))
     shuffle_queries: bool = True
     drop_local_on_query: bool = True
     return_spans: bool = False
-    teacher_forcing: float = attrs.field(default=1.0, validator=_probability)
-    num_samples: int = attrs.field(default=100_000, validator=_at_least(1))
-    seed: int = attrs.field(default=0, validator=_at_least(0))
+    teacher_forcing: float = attrs.field(default=1.0, validator=probability)
+    num_samples: int = attrs.field(default=100_000, validator=at_least(1))
+    seed: int = attrs.field(default=0, validator=at_least(0))
     split: Split = "train"
 
     def __attrs_post_init__(self) -> None:
@@ -118,11 +118,18 @@ class EventTraceConfig:
         _check_min(self, "min_distractor_events", "distractor_events")
         _check_min(self, "min_negotiation_pairs", "negotiation_pairs")
         if self.min_pairs == 0:
-            raise ValueError("min_pairs must be >= 1")
+            reject("min_pairs", "must be >= 1, got 0")
         if self.value_digits > 9:
-            raise ValueError(f"value_digits must be <= 9, got {self.value_digits}")
+            reject("value_digits", f"must be <= 9, got {self.value_digits}")
         if self.n_pairs > 9 * 10 ** (self.value_digits - 1):
-            raise ValueError(f"n_pairs={self.n_pairs} distinct keys do not fit in {self.value_digits} digits")
+            reject("n_pairs", f"{self.n_pairs} distinct keys do not fit in value_digits={self.value_digits} digits")
+
+    def provides(self) -> Iterable[Provided]:
+        yield Provided(Capability.VOCAB_SIZE, EVENT_VOCAB_SIZE, "type")  # the event codec's byte vocabulary
+        yield Provided(Capability.SAMPLE_LENGTH, self.block_size, "block_size")
+
+    def requires(self) -> Iterable[Required]:
+        yield from _same_memory(self.mem_buckets, self.mem_hashes)
 
 
 @attrs.frozen
@@ -137,33 +144,41 @@ class MQARConfig:
     ``bucket = key mod mem_buckets``).
     """
 
-    seq_len: int = attrs.field(default=64, validator=_at_least(4))
-    num_kv_pairs: int = attrs.field(default=4, validator=_at_least(1))
+    seq_len: int = attrs.field(default=64, validator=at_least(4))
+    num_kv_pairs: int = attrs.field(default=4, validator=at_least(1))
     min_kv_pairs: int | None = None
-    vocab_size: int = attrs.field(default=8192, validator=_at_least(8))
+    vocab_size: int = attrs.field(default=8192, validator=at_least(8))
     power_a: float = 0.01
     random_non_queries: bool = True
     teacher_signals: bool = False
-    mem_buckets: int = attrs.field(default=64, validator=_power_of_two)
-    mem_hashes: int = attrs.field(default=1, validator=_at_least(1))
-    teacher_forcing: float = attrs.field(default=1.0, validator=_probability)
-    num_samples: int = attrs.field(default=100_000, validator=_at_least(1))
-    seed: int = attrs.field(default=0, validator=_at_least(0))
+    mem_buckets: int = attrs.field(default=64, validator=power_of_two)
+    mem_hashes: int = attrs.field(default=2, validator=at_least(1))  # the model's default too
+    teacher_forcing: float = attrs.field(default=1.0, validator=probability)
+    num_samples: int = attrs.field(default=100_000, validator=at_least(1))
+    seed: int = attrs.field(default=0, validator=at_least(0))
     split: Split = "train"
 
     def __attrs_post_init__(self) -> None:
         _check_min(self, "min_kv_pairs", "num_kv_pairs")
         if self.min_kv_pairs == 0:
-            raise ValueError("min_kv_pairs must be >= 1")
+            reject("min_kv_pairs", "must be >= 1, got 0")
         if self.seq_len % 2:
-            raise ValueError(f"seq_len must be even, got {self.seq_len}")
+            reject("seq_len", f"must be even, got {self.seq_len}")
         if self.vocab_size <= self.seq_len:
-            raise ValueError(f"vocab_size ({self.vocab_size}) must exceed seq_len ({self.seq_len})")
+            reject("vocab_size", f"must exceed seq_len ({self.seq_len}), got {self.vocab_size}")
         if not 0.0 < self.power_a <= 1.0:
-            raise ValueError(f"power_a must be in (0, 1], got {self.power_a}")
+            reject("power_a", f"must be in (0, 1], got {self.power_a}")
         if self.num_kv_pairs > self.vocab_size // 2 - 1:
-            raise ValueError(f"num_kv_pairs={self.num_kv_pairs} distinct keys need vocab_size >= "
-                             f"{2 * (self.num_kv_pairs + 1)}")
+            reject("num_kv_pairs", f"{self.num_kv_pairs} distinct keys need vocab_size >= "
+                                   f"{2 * (self.num_kv_pairs + 1)}, got {self.vocab_size}")
+
+    def provides(self) -> Iterable[Provided]:
+        yield Provided(Capability.VOCAB_SIZE, self.vocab_size, "vocab_size")
+        yield Provided(Capability.SAMPLE_LENGTH, self.seq_len, "seq_len")
+
+    def requires(self) -> Iterable[Required]:
+        if self.teacher_signals:
+            yield from _same_memory(self.mem_buckets, self.mem_hashes)
 
 
 @attrs.frozen
@@ -178,15 +193,20 @@ class TextConfig:
     """
 
     path: str | None = None
-    block_size: int = attrs.field(default=256, validator=_at_least(1))
+    block_size: int = attrs.field(default=256, validator=at_least(1))
     level: Literal["char", "byte"] = "char"
     val_fraction: float = 0.1
     num_samples: int | None = None
-    seed: int = attrs.field(default=0, validator=_at_least(0))
+    seed: int = attrs.field(default=0, validator=at_least(0))
     split: Split = "train"
 
     def __attrs_post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+            reject("val_fraction", f"must be in (0, 1), got {self.val_fraction}")
         if self.num_samples is not None and self.num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+            reject("num_samples", f"must be >= 1, got {self.num_samples}")
+
+    def provides(self) -> Iterable[Provided]:
+        if self.level == "byte":  # a char vocabulary is known only once the file is read
+            yield Provided(Capability.VOCAB_SIZE, 256, "level")
+        yield Provided(Capability.SAMPLE_LENGTH, self.block_size, "block_size")

@@ -1,100 +1,60 @@
 """Configuration of MOSAIC blocks and models, declared without torch so that listing plugins and
 validating presets never imports it.
 
-Every field is used. Invalid values and invalid combinations raise :class:`LayerConfigError`
-(a ``ModelError`` and a ``ValueError``, so that ``structure_config`` reports it under the config's
-``$.path``).
+Every field is used. Invalid values and invalid combinations raise the core vocabulary's
+:class:`~mosaic.core.errors.InvalidFieldError` (:mod:`mosaic.core.validators`), which names the field,
+so ``structure_config`` reports it at ``$.path.field``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import attrs
 
-from mosaic.core.errors import ModelError
+from mosaic.core.component_slots import component_field
+from mosaic.core.contract.compat import Capability, Head, Provided, Relation, Required
+from mosaic.core.errors import InvalidFieldError
+from mosaic.core.validators import between, non_negative, open_unit, positive, power_of_two, reject
 
-
-class LayerConfigError(ModelError, ValueError):
-    """A MOSAIC layer or model configuration is invalid; the message names the field."""
-
-
-def _positive(_instance: Any, attribute: Any, value: Any) -> None:
-    if value <= 0:
-        raise LayerConfigError(f"{attribute.name}: must be > 0, got {value}")
-
-
-def _non_negative(_instance: Any, attribute: Any, value: Any) -> None:
-    if value < 0:
-        raise LayerConfigError(f"{attribute.name}: must be >= 0, got {value}")
-
-
-def _open_unit(_instance: Any, attribute: Any, value: float) -> None:
-    if not 0.0 < value < 1.0:
-        raise LayerConfigError(f"{attribute.name}: must lie strictly between 0 and 1, got {value}")
-
-
-def _unit_step(_instance: Any, attribute: Any, value: float) -> None:
-    if not 0.0 < value <= 1.0:
-        raise LayerConfigError(f"{attribute.name}: must lie in (0, 1], got {value}")
-
-
-def _component_mapping(kind: str, injected: tuple[str, ...]) -> Any:
-    """Validator of an optional ``{type: <kind>.<name>, ...its config}`` mapping built through the registry;
-    ``injected`` fields are set by the owner and must not appear in the mapping."""
-
-    def check(_instance: Any, attribute: Any, value: Any) -> None:
-        if value is None:
-            return
-        if not isinstance(value, dict):
-            raise LayerConfigError(f"{attribute.name}: must be a mapping with a 'type' key, got {type(value).__name__}")
-        component_id = value.get("type")
-        if not isinstance(component_id, str) or not component_id.startswith(f"{kind}."):
-            raise LayerConfigError(f"{attribute.name}.type: must name a {kind}.<name> component, got {component_id!r}")
-        shadowed = sorted(set(value) & set(injected))
-        if shadowed:
-            raise LayerConfigError(f"{attribute.name}: must not set {', '.join(shadowed)} (the model decides it)")
-
-    return check
+#: Kept for callers that catch the layers' config errors by this name: the rules are the core
+#: vocabulary's (:mod:`mosaic.core.validators`), which raise :class:`InvalidFieldError`.
+LayerConfigError = InvalidFieldError
 
 
 #: ``ffn``: the feed-forward that replaces the dense MLP, e.g. ``{type: layer.moe, n_experts: 8, top_k: 2,
 #: router: {type: router.chrono}}``; built through the registry with ``d_model`` set by the model.
-_ffn_field = attrs.field(default=None, validator=_component_mapping("layer", ("d_model",)))
+_ffn_field = component_field("layer", injected=("d_model",))
 #: ``lifecycle``: a training-time controller of the feed-forward layers (e.g. ``{type:
 #: layer.chrono_lifecycle}``), driven by the trainer through ``after_optimizer_step``.
-_lifecycle_field = attrs.field(default=None, validator=_component_mapping("layer", ()))
-
-
-def _power_of_two(_instance: Any, attribute: Any, value: int) -> None:
-    if value < 2 or value & (value - 1):
-        raise LayerConfigError(f"{attribute.name}: must be a power of two >= 2 (routing uses log2 bits), got {value}")
+_lifecycle_field = component_field("layer")
 
 
 @attrs.frozen
 class MosaicBlockConfig:
     """One MOSAIC block: local mixer, state bank, hashed memory, registers, opcode VM, heads."""
 
-    d_model: int = attrs.field(default=128, validator=_positive)
+    d_model: int = attrs.field(default=128, validator=positive)
     # local mixer: depthwise causal conv + gated SiLU MLP
-    conv_kernel: int = attrs.field(default=7, validator=_positive)
-    mlp_mult: int = attrs.field(default=2, validator=_positive)
+    conv_kernel: int = attrs.field(default=7, validator=positive)
+    mlp_mult: int = attrs.field(default=2, validator=positive)
     # state bank: state_k leaky integrators of width state_dim sharing one input projection
     # (D*state_dim + state_k*state_dim*D parameters instead of the original 2*K*D^2)
-    state_k: int = attrs.field(default=8, validator=_positive)
-    state_dim: int = attrs.field(default=16, validator=_positive)
-    state_decay_min: float = attrs.field(default=0.9, validator=_open_unit)
-    state_decay_max: float = attrs.field(default=0.999, validator=_open_unit)
-    state_decay_reg_min: float = attrs.field(default=0.001, validator=_open_unit)
-    state_decay_reg_max: float = attrs.field(default=0.999, validator=_open_unit)
+    state_k: int = attrs.field(default=8, validator=positive)
+    state_dim: int = attrs.field(default=16, validator=positive)
+    state_decay_min: float = attrs.field(default=0.9, validator=open_unit)
+    state_decay_max: float = attrs.field(default=0.999, validator=open_unit)
+    state_decay_reg_min: float = attrs.field(default=0.001, validator=open_unit)
+    state_decay_reg_max: float = attrs.field(default=0.999, validator=open_unit)
     # hashed set-associative memory, per sample (B, hashes, buckets, assoc, key_dim + mem_dim + 1)
-    mem_buckets: int = attrs.field(default=64, validator=_power_of_two)
-    mem_hashes: int = attrs.field(default=2, validator=_positive)
-    mem_assoc: int = attrs.field(default=4, validator=_positive)
-    mem_key_dim: int = attrs.field(default=32, validator=_positive)
-    mem_dim: int = attrs.field(default=64, validator=_positive)
-    mem_write_threshold: float = attrs.field(default=0.5, validator=_open_unit)
-    mem_write_step: float = attrs.field(default=1.0, validator=_unit_step)
+    mem_buckets: int = attrs.field(default=64, validator=power_of_two)
+    mem_hashes: int = attrs.field(default=2, validator=positive)
+    mem_assoc: int = attrs.field(default=4, validator=positive)
+    mem_key_dim: int = attrs.field(default=32, validator=positive)
+    mem_dim: int = attrs.field(default=64, validator=positive)
+    mem_write_threshold: float = attrs.field(default=0.5, validator=open_unit)
+    mem_write_step: float = attrs.field(default=1.0, validator=between(0.0, 1.0, low_open=True))
     mem_hard_writes: bool = True
     # route reads by the query and writes by the write key through one shared projection (LSH-like:
     # a query that matches a stored key lands in its bucket); False: separate routers on the input
@@ -103,33 +63,29 @@ class MosaicBlockConfig:
     # then overwrites the oldest); "router" = argmax of a learned slot router on the write key
     mem_slot_policy: Literal["ring", "router"] = "ring"
     # registers (0 disables them and their aux outputs)
-    reg_slots: int = attrs.field(default=4, validator=_non_negative)
-    reg_dim: int = attrs.field(default=32, validator=_positive)
+    reg_slots: int = attrs.field(default=4, validator=non_negative)
+    reg_dim: int = attrs.field(default=32, validator=positive)
     # opcode VM
     opcodes_enabled: bool = True
     opcodes_control_enabled: bool = False
-    opcodes_control_temp: float = attrs.field(default=1.0, validator=_positive)
+    opcodes_control_temp: float = attrs.field(default=1.0, validator=positive)
     opcodes_control_soft: bool = False
     commitment_head_enabled: bool = True
     # tokens per chunk of the vectorised scans (a tuning knob: results do not depend on it)
-    chunk_size: int = attrs.field(default=32, validator=_positive)
+    chunk_size: int = attrs.field(default=32, validator=positive)
     # None: the local mixer's dense gated SiLU MLP; else a registry layer (B, T, D) -> (B, T, D)
     ffn: dict[str, Any] | None = _ffn_field
 
     def __attrs_post_init__(self) -> None:
         if self.state_decay_min >= self.state_decay_max:
-            raise LayerConfigError(
-                f"state_decay_min ({self.state_decay_min}) must be < state_decay_max ({self.state_decay_max})"
-            )
+            reject("state_decay_min", f"must be < state_decay_max ({self.state_decay_max}), got {self.state_decay_min}")
         if self.state_decay_reg_min >= self.state_decay_reg_max:
-            raise LayerConfigError(
-                f"state_decay_reg_min ({self.state_decay_reg_min}) must be < "
-                f"state_decay_reg_max ({self.state_decay_reg_max})"
-            )
+            reject("state_decay_reg_min", f"must be < state_decay_reg_max ({self.state_decay_reg_max}), "
+                                          f"got {self.state_decay_reg_min}")
         if self.opcodes_control_enabled and not self.opcodes_enabled:
-            raise LayerConfigError("opcodes_control_enabled: needs opcodes_enabled (there is no opcode head)")
+            reject("opcodes_control_enabled", "needs opcodes_enabled (there is no opcode head)")
         if self.opcodes_control_soft and not self.opcodes_control_enabled:
-            raise LayerConfigError("opcodes_control_soft: needs opcodes_control_enabled")
+            reject("opcodes_control_soft", "needs opcodes_control_enabled")
 
     @property
     def mem_bits(self) -> int:
@@ -145,8 +101,8 @@ class MosaicBlockConfig:
 class MosaicLMConfig:
     """A language model of ``n_layers`` MOSAIC blocks over a token vocabulary."""
 
-    vocab_size: int = attrs.field(default=256, validator=_positive)
-    n_layers: int = attrs.field(default=2, validator=_positive)
+    vocab_size: int = attrs.field(default=256, validator=positive)
+    n_layers: int = attrs.field(default=2, validator=positive)
     block: MosaicBlockConfig = MosaicBlockConfig()
     tie_embeddings: bool = True
     # compute the vocabulary head only where target_ids != -100 (logits (N, V), logit_targets (N,))
@@ -158,19 +114,34 @@ class MosaicLMConfig:
 
     def __attrs_post_init__(self) -> None:
         if self.lifecycle is not None and self.block.ffn is None:
-            raise LayerConfigError("lifecycle: needs block.ffn (a layer.moe feed-forward to act on)")
+            reject("lifecycle", "needs block.ffn (a layer.moe feed-forward to act on)")
+
+    # --- what the model promises the dataset and the objective (mosaic.core.contract.compat) ------
+
+    def provides(self) -> Iterable[Provided]:
+        block = self.block
+        heads = {Head.MEMORY, Head.STATE_BANK}
+        heads |= {Head.OPCODES} if block.opcodes_enabled else set()
+        heads |= {Head.COMMITMENT} if block.commitment_head_enabled else set()
+        heads |= {Head.REGISTERS} if block.reg_slots else set()
+        yield Provided(Capability.HEADS, frozenset(heads), "block")
+        yield Provided(Capability.MEMORY_BUCKETS, block.mem_buckets, "block.mem_buckets")
+        yield Provided(Capability.MEMORY_HASHES, block.mem_hashes, "block.mem_hashes")
+
+    def requires(self) -> Iterable[Required]:
+        yield _covers_vocabulary(self.vocab_size)
 
 
 @attrs.frozen
 class TransformerBaselineConfig:
     """A same-width causal Transformer (pre-norm, learned positions, SDPA attention)."""
 
-    vocab_size: int = attrs.field(default=256, validator=_positive)
-    d_model: int = attrs.field(default=128, validator=_positive)
-    n_layers: int = attrs.field(default=2, validator=_positive)
-    n_heads: int = attrs.field(default=4, validator=_positive)
-    mlp_mult: int = attrs.field(default=4, validator=_positive)
-    max_seq_len: int = attrs.field(default=1024, validator=_positive)
+    vocab_size: int = attrs.field(default=256, validator=positive)
+    d_model: int = attrs.field(default=128, validator=positive)
+    n_layers: int = attrs.field(default=2, validator=positive)
+    n_heads: int = attrs.field(default=4, validator=positive)
+    mlp_mult: int = attrs.field(default=4, validator=positive)
+    max_seq_len: int = attrs.field(default=1024, validator=positive)
     tie_embeddings: bool = True
     logits_at_labels_only: bool = False
     # None: the dense GELU MLP; else a registry layer (B, T, D) -> (B, T, D), e.g. layer.moe
@@ -179,6 +150,19 @@ class TransformerBaselineConfig:
 
     def __attrs_post_init__(self) -> None:
         if self.lifecycle is not None and self.ffn is None:
-            raise LayerConfigError("lifecycle: needs ffn (a layer.moe feed-forward to act on)")
+            reject("lifecycle", "needs ffn (a layer.moe feed-forward to act on)")
         if self.d_model % self.n_heads:
-            raise LayerConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+            reject("n_heads", f"must divide d_model ({self.d_model}), got {self.n_heads}")
+
+    def provides(self) -> Iterable[Provided]:
+        yield Provided(Capability.HEADS, frozenset(), "")  # no auxiliary heads
+
+    def requires(self) -> Iterable[Required]:
+        yield _covers_vocabulary(self.vocab_size)
+        yield Required(Capability.SAMPLE_LENGTH, Relation.AT_LEAST, self.max_seq_len, "max_seq_len",
+                       "the learned positions must cover the dataset's longest sample")
+
+
+def _covers_vocabulary(vocab_size: int) -> Required:
+    return Required(Capability.VOCAB_SIZE, Relation.AT_LEAST, vocab_size, "vocab_size",
+                    "the embedding must cover every token id the dataset emits")

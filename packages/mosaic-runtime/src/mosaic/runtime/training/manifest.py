@@ -10,14 +10,15 @@ registry, so the runtime never imports the packages that provide them.
 from __future__ import annotations
 
 import copy
-import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from mosaic.core.component_slots import structure_nested, unknown_component_problem, unknown_key_problems
 from mosaic.core.config import structure_config, unstructure_config
+from mosaic.core.contract.compat import check_compatibility
 from mosaic.core.errors import (
     ConfigError,
     ConfigProblem,
@@ -26,7 +27,13 @@ from mosaic.core.errors import (
 )
 from mosaic.runtime.training.train_config import BudgetConfig, EvalConfig, TrainerConfig
 from mosaic.runtime.training.variables import apply_overrides, resolve_variables
-from mosaic.runtime.training.yaml_source import YamlDocument, child_path, load_yaml
+from mosaic.runtime.training.yaml_source import (
+    MAX_PRESET_BYTES,
+    YamlDocument,
+    child_path,
+    decode_preset,
+    load_yaml,
+)
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
     from mosaic.core.registry import Registry
@@ -75,6 +82,13 @@ class Manifest:
     source: str
     resolved: dict[str, Any]
     experiments: tuple[Experiment, ...]
+    #: ``$.path`` -> YAML line of the document the manifest was read from
+    lines: dict[str, int] = attrs.field(factory=dict, eq=False, repr=False)
+
+    def line_of(self, path: str) -> int | None:
+        if not path.startswith("$"):
+            return None  # a command-line flag, not a place in the preset
+        return YamlDocument(data=None, lines=self.lines, source=self.source).line_of(path)
 
     def experiment(self, name: str | None = None) -> Experiment:
         if name is None:
@@ -98,7 +112,13 @@ def preset_text(name_or_path: str, registry: Registry) -> tuple[str, str]:
     if path.suffix in {".yml", ".yaml"} or path.exists():
         if not path.is_file():
             raise ConfigError([ConfigProblem("$", f"preset file {name_or_path} does not exist")], source=name_or_path)
-        return path.read_text(encoding="utf-8"), str(path)
+        try:
+            with path.open("rb") as handle:
+                data = handle.read(MAX_PRESET_BYTES + 1)  # never more than the limit, whatever the size
+        except OSError as exc:
+            raise ConfigError([ConfigProblem("$", f"cannot read the preset: {exc.strerror or exc}")],
+                              source=str(path)) from None
+        return decode_preset(data, source=str(path)), str(path)
     component_id = name_or_path if name_or_path.startswith("preset.") else f"preset.{name_or_path}"
     text = registry.build(component_id)
     return text, component_id
@@ -174,15 +194,12 @@ class ManifestValidator:
         self.fail_if_problems()
         return Manifest(
             name=data["name"], notes=data.get("notes", ""), source=self.document.source,
-            resolved=data, experiments=tuple(experiments),
+            resolved=data, experiments=tuple(experiments), lines=self.document.lines,
         )
 
     def unknown_keys(self, mapping: Mapping[str, Any], allowed: Sequence[str], path: str) -> None:
-        for key in mapping:
-            if key not in allowed:
-                close = difflib.get_close_matches(str(key), list(allowed), n=1)
-                self.problem(child_path(path, key), "unknown key",
-                             hint=f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}")
+        for problem in unknown_key_problems(list(mapping), allowed, path):
+            self.add(problem)
 
     def target(self, target: Any, path: str) -> Experiment | None:
         if not isinstance(target, dict):
@@ -216,6 +233,13 @@ class ManifestValidator:
         model, objective, dataset = specs.get("model"), specs.get("objective"), specs.get("dataset")
         if (self.problems or not isinstance(name, str) or model is None or objective is None or dataset is None
                 or trainer is None):
+            return None
+        parts = {f"{path}.{key}": spec.config for key, spec in specs.items()}
+        if eval_dataset is not None:
+            parts[f"{path}.eval.dataset"] = eval_dataset.config
+        for problem in check_compatibility(parts):
+            self.add(problem)
+        if self.problems:
             return None
         return Experiment(
             name=name, backend=backend, model=model, objective=objective,
@@ -275,16 +299,9 @@ class ManifestValidator:
                          hint=f"expected {kind}.<name>")
             return None
         try:
-            component = self.registry.get(component_id)
-            config_cls = component.load_config_class()
+            config_cls = self.registry.get(component_id).load_config_class()
         except UnknownComponentError as exc:
-            hint = None
-            if exc.suggestions:
-                hint = f"did you mean {', '.join(exc.suggestions)}?"
-            message = str(exc) if exc.provided_by else f"unknown component {component_id!r}"
-            if not hint and not exc.provided_by:
-                hint = f"known: {', '.join(exc.known_ids) or 'none installed'}"
-            self.problem(f"{path}.type", message, hint=hint)
+            self.add(unknown_component_problem(exc, f"{path}.type"))
             return None
         except MosaicError as exc:
             self.problem(f"{path}.type", str(exc))
@@ -302,11 +319,22 @@ class ManifestValidator:
         except ConfigError as exc:
             self.absorb(exc)
             return None
+        # mappings that name further components (block.ffn, ffn.router, lifecycle) are checked now,
+        # through the registry, not when the model is built after the run directory exists
+        _nested, problems = structure_nested(config, self.registry, path=path)
+        for problem in problems:
+            self.add(problem)
+        if problems:
+            return None
         return ComponentSpec(id=component_id, config=config, raw=raw)
 
     def absorb(self, exc: ConfigError) -> None:
         for problem in exc.problems:
-            self.problem(problem.path, problem.message, problem.hint)
+            self.add(problem)
+
+    def add(self, problem: ConfigProblem) -> None:
+        """Record ``problem`` at the line of its path in this document."""
+        self.problem(problem.path, problem.message, problem.hint)
 
 
 def resolved_yaml(manifest: Manifest) -> dict[str, Any]:

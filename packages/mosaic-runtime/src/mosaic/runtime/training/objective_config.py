@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 
-
-def _non_negative(_instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
+from mosaic.core.contract.compat import Capability, Head, Relation, Required
+from mosaic.core.validators import non_negative
 
 
 def _weight(default: float) -> float:
-    return attrs.field(default=default, validator=_non_negative)
+    return attrs.field(default=default, validator=non_negative)
 
 
 @attrs.frozen
@@ -31,3 +31,24 @@ class MosaicObjectiveConfig:
     # the routers' own auxiliary loss (moe_aux_loss, summed over layers) of models with layer.moe
     # feed-forwards; its inner weights live in the router configs, so 1.0 adds it as configured
     aux_moe_weight: float = _weight(1.0)
+
+    def requires(self) -> Iterable[Required]:
+        """A weight > 0 trains a head: the model must compute it (else the objective would fail at
+        the first step, after the run directory exists)."""
+        for name, head in HEAD_OF_WEIGHT.items():
+            if getattr(self, name) > 0:
+                yield Required(Capability.HEADS, Relation.SUBSET, frozenset({head}), name,
+                               f"{name} > 0 trains the model's {head.value} head")
+
+
+#: the model head each auxiliary weight trains (aux_moe_weight is skipped when no layer.moe exists)
+HEAD_OF_WEIGHT = {
+    "aux_gate_weight": Head.MEMORY,
+    "aux_bits_weight": Head.MEMORY,
+    "aux_utility_weight": Head.MEMORY,
+    "aux_opcode_weight": Head.OPCODES,
+    "aux_commitment_weight": Head.COMMITMENT,
+    "aux_reg_gate_weight": Head.REGISTERS,
+    "aux_reg_sel_weight": Head.REGISTERS,
+    "aux_state_decay_weight": Head.STATE_BANK,
+}
