@@ -44,7 +44,7 @@ def test_variables_chain_and_cycles_are_named() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(value=st.one_of(st.integers(), st.booleans(), st.text(st.characters(min_codepoint=97, max_codepoint=122),
+@given(value=st.one_of(st.integers(-(2**63) + 1, 2**63 - 1), st.booleans(), st.text(st.characters(min_codepoint=97, max_codepoint=122),
                                                             min_size=1, max_size=8).filter(
     lambda word: word not in YAML_WORDS)))
 def test_override_values_parse_as_yaml(value: object) -> None:

@@ -12,12 +12,20 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from mosaic.core.errors import ConfigError, ConfigProblem
-from mosaic.runtime.training.yaml_source import child_path
+from mosaic.runtime.training.yaml_source import child_path, override_value
 
 REFERENCE = re.compile(r"\$\{([^}]*)\}")
+#: characters plus values that all uses of variables may add to a preset
+MAX_EXPANSION = 1_000_000
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + sum(_size(item) for item in value.values())
+    if isinstance(value, list):
+        return 1 + sum(_size(item) for item in value)
+    return len(value) if isinstance(value, str) else 1
 
 
 class _Resolver:
@@ -26,10 +34,13 @@ class _Resolver:
         self.problems = problems
         self.resolved: dict[str, Any] = {}
         self.active: list[str] = []
+        self.sizes: dict[str, int] = {}
+        self.expanded = 0
+        self.over_budget = False
 
     def variable(self, name: str, used_at: str) -> tuple[bool, Any]:
         if name in self.resolved:
-            return True, self.resolved[name]
+            return self.spend(name, used_at)
         if name not in self.variables:
             close = difflib.get_close_matches(name, list(self.variables), n=1)
             self.problems.append(
@@ -48,7 +59,20 @@ class _Resolver:
         value = self.value(self.variables[name], f"$.vars.{name}")
         self.active.pop()
         self.resolved[name] = value
+        self.sizes[name] = _size(value)
         return True, value
+
+    def spend(self, name: str, used_at: str) -> tuple[bool, Any]:
+        """Each use of a variable copies its value; bound the total, so that variables built from
+        variables (``b: ${a}${a}``, ``c: ${b}${b}`` ...) cannot grow a small preset without limit."""
+        self.expanded += self.sizes.get(name, 1)
+        if self.expanded > MAX_EXPANSION:
+            if not self.over_budget:
+                self.problems.append(ConfigProblem(used_at, f"variables expand to more than {MAX_EXPANSION:,} "
+                                                            "characters and values"))
+            self.over_budget = True
+            return False, None
+        return True, self.resolved[name]
 
     def value(self, value: Any, path: str) -> Any:
         if isinstance(value, dict):
@@ -110,20 +134,26 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
         parts.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
     if "".join(str(p) for p in parts) != key.replace(".", "").replace("[", "").replace("]", ""):
         raise ConfigError([ConfigProblem("--set", f"malformed key {key!r}")])
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return parts, value
+    return parts, override_value(raw)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``--set`` overrides. Keys starting with a top-level preset key (``vars.x``,
     ``targets[0].trainer.steps``) are absolute; any other key applies to every target
-    (``trainer.steps=50``)."""
+    (``trainer.steps=50``). A variable the preset does not declare is an error: a typo
+    (``vars.d_modle``) would otherwise change nothing, silently."""
     problems: list[ConfigProblem] = []
     for text in overrides:
         parts, value = parse_override(text)
+        if parts[0] == "vars" and len(parts) > 1:
+            declared = data.get("vars") if isinstance(data.get("vars"), dict) else {}
+            if parts[1] not in declared:
+                close = difflib.get_close_matches(str(parts[1]), list(declared), n=1)
+                problems.append(ConfigProblem(
+                    "--set", f"{text!r}: the preset declares no variable {parts[1]!r}",
+                    hint=f"did you mean vars.{close[0]}?" if close else f"declared: {', '.join(declared) or 'none'}",
+                ))
+                continue
         if parts[0] in TOP_LEVEL_KEYS:
             _set(data, parts, value, text, problems)
             continue
