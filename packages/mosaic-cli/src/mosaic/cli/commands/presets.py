@@ -81,9 +81,16 @@ def format_estimate(experiment: Any, registry: Any, batch: int | None, precision
 @click.argument("names", nargs=-1)
 @click.option("--estimate/--no-estimate", default=True, show_default=True,
               help="Also check each memory estimate against the preset's budget.")
-def validate(names: tuple[str, ...], estimate: bool) -> None:
-    """Validate presets (default: every registered one); warn when an estimate exceeds its budget."""
+@click.option("--preflight/--no-preflight", default=True, show_default=True,
+              help="Also try what only this machine can tell: the device, the datasets (their files, whether "
+                   "samples fit), building the model.")
+def validate(names: tuple[str, ...], estimate: bool, preflight: bool) -> None:
+    """Validate presets (default: every registered one): every config, nested component and
+    model x dataset x objective requirement, then what only this machine can tell (the device, each
+    dataset's samples, the model's construction). Any of these is an error; an estimate over its
+    budget is a warning."""
     from mosaic.runtime.training.manifest import load_manifest
+    from mosaic.runtime.training.preflight import preflight as try_on_this_machine
     from mosaic.runtime.training.sizing import estimate_memory
 
     registry = registry_from_context()
@@ -92,6 +99,8 @@ def validate(names: tuple[str, ...], estimate: bool) -> None:
     for name in names:
         try:
             manifest = load_manifest(name, registry)
+            if preflight:
+                try_on_this_machine(manifest, registry)
         except MosaicError as exc:
             failed += 1
             click.echo(f"FAIL {name}\n{_indent(str(exc))}")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from mosaic.core.plugins import get_registry
 from mosaic.runtime.training.manifest import load_manifest, parse_manifest, resolved_yaml
+from mosaic.runtime.training.preflight import preflight
 from mosaic.runtime.training.run_dir import RunDir, fingerprint
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
@@ -46,6 +47,9 @@ def run_preset(
         run = None
     resolved = resolved_yaml(manifest)
     chosen = manifest.experiment(experiment)
+    # Everything is validated and tried (device, datasets, objective, model) before the run
+    # directory is created: a preset that cannot run leaves nothing on disk.
+    preflight(manifest, registry, experiment=chosen.name, device=device)
     trainer_run = run
     if trainer_run is None and _is_main_process():
         trainer_run = RunDir.create(out, manifest.name)
