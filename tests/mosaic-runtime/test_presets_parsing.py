@@ -74,3 +74,27 @@ def test_lines_point_at_the_value() -> None:
     lines = TINY_PRESET.splitlines()
     assert "d_model: ${d_model}" in lines[document.lines["$.targets[0].model.d_model"] - 1]
     assert document.line_of("$.targets[0].model.nonexistent") == document.lines["$.targets[0].model"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.floats(allow_nan=False, allow_infinity=False, min_value=-1e300, max_value=1e300))
+def test_floats_in_any_python_spelling_read_as_floats(value: float) -> None:
+    # repr gives 1e-05 and 1.5e+20: YAML 1.1 reads those as strings, a preset must not
+    for spelling in (repr(value), f"{value:e}", f"{value:E}"):
+        assert load_yaml(f"x: {spelling}\n", source="t.yml").data["x"] == float(spelling)
+        assert parse_override(f"trainer.lr={spelling}")[1] == float(spelling)
+
+
+def test_exponent_floats_reach_the_config() -> None:
+    text = TINY_PRESET.replace("lr: 0.01", "lr: 1e-3")
+    assert parse_manifest(text, REGISTRY).experiments[0].trainer.lr == 0.001
+    manifest = parse_manifest(TINY_PRESET, REGISTRY, overrides=["trainer.lr=1e6"])
+    assert manifest.experiments[0].trainer.lr == 1e6
+    # plain words and versions stay what they were
+    assert load_yaml("a: 1.2.3\nb: e5\nc: 1_000\n", source="t.yml").data == {"a": "1.2.3", "b": "e5", "c": 1000}
+
+
+def test_unknown_override_variable_is_an_error_with_a_suggestion() -> None:
+    with pytest.raises(ConfigError, match=r"declares no variable 'd_modle' \(did you mean vars.d_model\?\)"):
+        parse_manifest(TINY_PRESET, REGISTRY, overrides=["vars.d_modle=128"])
+    assert parse_manifest(TINY_PRESET, REGISTRY, overrides=["vars.d_model=24"]).experiments[0].model.config.d_model == 24

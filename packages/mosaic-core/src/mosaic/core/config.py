@@ -7,8 +7,10 @@ One strict cattrs converter: extra keys are rejected, numbers are not silently t
 
 from __future__ import annotations
 
+import collections.abc
 import functools
 import math
+import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -62,7 +64,19 @@ def converter() -> cattrs.Converter:
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(str, _structure_str)
+    default_dict = conv.get_structure_hook(dict[str, Any])
+    conv.register_structure_hook_func(_is_mapping_type, functools.partial(_structure_mapping, default_dict))
     return conv
+
+
+def _is_mapping_type(type_: Any) -> bool:
+    return typing.get_origin(type_) in (dict, Mapping, collections.abc.Mapping) or type_ is dict
+
+
+def _structure_mapping(structure_dict: Any, value: Any, type_: Any) -> Any:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a mapping, got {_describe(value)}")
+    return dict(value) if type_ is dict else structure_dict(value, type_)
 
 
 def _format_exception(exc: BaseException, type_: type | None) -> str:

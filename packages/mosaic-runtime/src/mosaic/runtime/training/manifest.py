@@ -86,8 +86,6 @@ class Manifest:
     lines: dict[str, int] = attrs.field(factory=dict, eq=False, repr=False)
 
     def line_of(self, path: str) -> int | None:
-        if not path.startswith("$"):
-            return None  # a command-line flag, not a place in the preset
         return YamlDocument(data=None, lines=self.lines, source=self.source).line_of(path)
 
     def experiment(self, name: str | None = None) -> Experiment:

@@ -132,7 +132,8 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     parts: list[str | int] = []
     for match in _SEGMENT.finditer(key):
         parts.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
-    if "".join(str(p) for p in parts) != key.replace(".", "").replace("[", "").replace("]", ""):
+    canonical = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+    if not parts or isinstance(parts[0], int) or canonical != key:
         raise ConfigError([ConfigProblem("--set", f"malformed key {key!r}")])
     return parts, override_value(raw)
 

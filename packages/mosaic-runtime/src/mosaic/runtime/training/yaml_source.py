@@ -72,7 +72,10 @@ class YamlDocument:
     source: str
 
     def line_of(self, path: str) -> int | None:
-        """The line of ``path`` or, failing that, of its nearest recorded ancestor."""
+        """The line of ``path`` or, failing that, of its nearest recorded ancestor; ``None`` for a
+        place outside the document (``--set``)."""
+        if not path.startswith("$"):
+            return None
         while path:
             if path in self.lines:
                 return self.lines[path]
@@ -95,8 +98,8 @@ def child_path(path: str, key: Any) -> str:
 def decode_preset(data: bytes, *, source: str) -> str:
     """The text of a preset file's bytes: bounded in size, strictly UTF-8."""
     if len(data) > MAX_PRESET_BYTES:
-        raise ConfigError([ConfigProblem("$", f"preset is {len(data):,} bytes, more than the limit of "
-                                              f"{MAX_PRESET_BYTES:,}")], source=source)
+        raise ConfigError([ConfigProblem("$", f"preset is more than the limit of {MAX_PRESET_BYTES:,} bytes",
+                                         line=1)], source=source)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -109,11 +112,16 @@ def load_yaml(text: str, *, source: str) -> YamlDocument:
     """Parse one YAML document within the limits above; every problem becomes a
     :class:`ConfigError` with its line."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_PRESET_BYTES:
-        raise ConfigError([ConfigProblem("$", f"preset is longer than the limit of {MAX_PRESET_BYTES:,} bytes")],
-                          source=source)
+        raise ConfigError([ConfigProblem("$", f"preset is more than the limit of {MAX_PRESET_BYTES:,} bytes",
+                                         line=1)], source=source)
     try:
         _check_shape(text)
         node = yaml.compose(text, Loader=PresetLoader)
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        character = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        raise YamlSyntaxError([ConfigProblem("$", f"YAML syntax error: character {character} is not allowed in YAML",
+                                             line=line)], source=source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
