@@ -64,9 +64,18 @@ def converter() -> cattrs.Converter:
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook_func(lambda type_: typing.get_origin(type_) is typing.Literal, _structure_literal)
     default_dict = conv.get_structure_hook(dict[str, Any])
     conv.register_structure_hook_func(_is_mapping_type, functools.partial(_structure_mapping, default_dict))
     return conv
+
+
+def _structure_literal(value: Any, type_: Any) -> Any:
+    allowed = typing.get_args(type_)
+    # bool is an int: `True` must not pass for a Literal[1]
+    if not any(value == choice and type(value) is type(choice) for choice in allowed):
+        raise ValueError(f"must be one of {', '.join(map(repr, allowed))}, got {repr(value)[:60]}")
+    return value
 
 
 def _is_mapping_type(type_: Any) -> bool:
@@ -85,11 +94,7 @@ def _format_exception(exc: BaseException, type_: type | None) -> str:
     if isinstance(exc, ForbiddenExtraKeysError):
         return f"unknown key(s): {', '.join(sorted(exc.extra_fields))}"
     if isinstance(exc, (TypeError, ValueError)) and str(exc):
-        message = str(exc)
-        if " not in literal " in message:
-            allowed = getattr(type_, "__args__", ())
-            return f"expected one of {', '.join(map(repr, allowed))}"
-        return message
+        return str(exc)
     name = getattr(type_, "__name__", None) or str(type_)
     return f"invalid value for {name}: {exc}"
 
