@@ -129,7 +129,7 @@ class MosaicLMConfig:
         yield Provided(Capability.MEMORY_HASHES, block.mem_hashes, "block.mem_hashes")
 
     def requires(self) -> Iterable[Required]:
-        yield _covers_vocabulary(self.vocab_size)
+        yield covers_vocabulary(self.vocab_size)
 
 
 @attrs.frozen
@@ -152,17 +152,17 @@ class TransformerBaselineConfig:
         if self.lifecycle is not None and self.ffn is None:
             reject("lifecycle", "needs ffn (a layer.moe feed-forward to act on)")
         if self.d_model % self.n_heads:
-            reject("n_heads", f"must divide d_model ({self.d_model}), got {self.n_heads}")
+            reject("n_heads", f"must leave d_model ({self.d_model}) divisible by it, got {self.n_heads}")
 
     def provides(self) -> Iterable[Provided]:
         yield Provided(Capability.HEADS, frozenset(), "")  # no auxiliary heads
 
     def requires(self) -> Iterable[Required]:
-        yield _covers_vocabulary(self.vocab_size)
+        yield covers_vocabulary(self.vocab_size)
         yield Required(Capability.SAMPLE_LENGTH, Relation.AT_LEAST, self.max_seq_len, "max_seq_len",
                        "the learned positions must cover the dataset's longest sample")
 
 
-def _covers_vocabulary(vocab_size: int) -> Required:
+def covers_vocabulary(vocab_size: int) -> Required:
     return Required(Capability.VOCAB_SIZE, Relation.AT_LEAST, vocab_size, "vocab_size",
                     "the embedding must cover every token id the dataset emits")
