@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from mosaic.core.errors import ConfigError
-from mosaic.core.plugins import get_registry
+from mosaic.core.plugins import PluginHost, PluginSelection, get_registry
+from mosaic.core.registry import Component
 from mosaic.data.config import EventTraceConfig, MemoryCurriculumConfig, MQARConfig
 from mosaic.layers.config import MosaicBlockConfig
 from mosaic.runtime.training.manifest import load_manifest, preset_text
@@ -117,3 +118,24 @@ def test_installed_cli_validate_fails_and_run_writes_nothing(tmp_path: Path, pre
     assert ran.returncode != 0, ran
     assert where in ran.stdout + ran.stderr and "Traceback" not in ran.stdout + ran.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_factories_build_their_parts_from_the_registry_they_were_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = PluginHost(PluginSelection())
+    host.load_entry_points()
+    registry = host.registry
+    registry.add(Component("router.only_here", "chronomoe.routers:build_topk_router", "a router no other registry has",
+                           config="chronomoe.config:TopKRouterConfig"))
+
+    def no_global_registry() -> None:
+        raise AssertionError("a factory reached for the process-wide registry")
+
+    monkeypatch.setattr("mosaic.core.plugins.get_registry", no_global_registry)
+    ffn = {"type": "layer.moe", "n_experts": 2, "top_k": 1, "router": {"type": "router.only_here"}}
+    block = {"d_model": 8, "state_k": 2, "state_dim": 4, "mem_buckets": 4, "mem_key_dim": 4, "mem_dim": 4,
+             "reg_slots": 0, "ffn": ffn}
+    model = registry.build("model.mosaic_lm", {"vocab_size": 16, "n_layers": 1, "block": block})
+    assert type(model.blocks[0].mixer.ffn.router).__name__ == "TopKRouter"
+    baseline = registry.build("model.transformer_baseline", {"vocab_size": 16, "d_model": 8, "n_heads": 2,
+                                                             "n_layers": 1, "ffn": ffn})
+    assert type(baseline.ffn_layers()[0].router).__name__ == "TopKRouter"

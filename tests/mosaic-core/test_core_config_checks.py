@@ -212,3 +212,13 @@ def test_relations(required: int, provided: int) -> None:
     assert Relation.AT_MOST.holds(required, provided) == (required <= provided)
     assert Relation.EQUALS.holds(required, provided) == (required == provided)
     assert Relation.SUBSET.holds({required}, {provided, 7}) == (required in {provided, 7})
+
+
+def test_registry_passes_itself_to_factories_that_ask_for_it() -> None:
+    registry = Registry()
+    registry.add(Component("layer.asks", lambda config, *, registry: registry, "asks", config=RouterConfig))
+    registry.add(Component("layer.plain_asks", lambda *, registry: registry, "asks, no config"))
+    registry.add(Component("layer.does_not_ask", lambda config: "built", "does not ask", config=RouterConfig))
+    assert registry.build("layer.asks", {"n_experts": 1, "top_k": 1}) is registry
+    assert registry.build("layer.plain_asks") is registry
+    assert registry.build("layer.does_not_ask", {"n_experts": 1, "top_k": 1}) == "built"

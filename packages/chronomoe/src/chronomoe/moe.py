@@ -22,7 +22,7 @@ per-step balancer (router.loss_free's bias) once per optimizer step through
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -38,6 +38,9 @@ from chronomoe.experts import (
 )
 from chronomoe.routers import RouterOutput, expert_counts
 from mosaic.core.errors import ModelError
+
+if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
+    from mosaic.core.registry import Registry
 
 
 class MoE(nn.Module):
@@ -146,14 +149,17 @@ class MoE(nn.Module):
         return dict(self._aux)
 
 
-def build_moe(config: MoEConfig) -> MoE:
-    """``layer.moe`` factory: the router is built through the registry from ``config.router``."""
-    from mosaic.core.plugins import get_registry
+def build_moe(config: MoEConfig, *, registry: Registry | None = None) -> MoE:
+    """``layer.moe`` factory: the router is built from ``config.router`` through ``registry`` (the one
+    ``Registry.build`` passes; the process-wide one when called directly)."""
+    if registry is None:
+        from mosaic.core.plugins import get_registry
 
+        registry = get_registry()
     router_mapping: dict[str, Any] = {k: v for k, v in config.router.items() if k != "type"}
     shape = (config.d_model, config.n_experts, config.top_k)
     router_mapping.update(zip(ROUTER_SHAPE_FIELDS, shape, strict=True))
-    router = get_registry().build(config.router["type"], router_mapping, path="$.router")
+    router = registry.build(config.router["type"], router_mapping, path="$.router")
     experts = SwiGLUExperts(config.n_experts, config.d_model, config.expert_hidden)
     return MoE(
         router,

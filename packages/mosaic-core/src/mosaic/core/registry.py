@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping
 from importlib import metadata
@@ -235,7 +236,19 @@ class Registry:
         else:
             structured = self.make_config(component_id, config, path=path)
         factory = component.load_factory()
-        return factory() if config_cls is None else factory(structured)
+        # a factory that builds further components (a model's ffn, an MoE layer's router) declares a
+        # keyword ``registry`` and gets this one, instead of reaching for the process-wide registry
+        extra = {"registry": self} if _takes_registry(factory) else {}
+        return factory(**extra) if config_cls is None else factory(structured, **extra)
+
+
+def _takes_registry(factory: Callable[..., Any]) -> bool:
+    try:
+        parameter = inspect.signature(factory).parameters.get("registry")
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        return False
+    return parameter is not None and parameter.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                         inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
 def _is_installed(distribution: str) -> bool:

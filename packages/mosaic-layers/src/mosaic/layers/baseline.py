@@ -4,7 +4,7 @@ learned positions, ``scaled_dot_product_attention``)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import attrs
 import torch
@@ -14,9 +14,12 @@ from torch import nn
 from mosaic.core.errors import ModelError
 from mosaic.core.model_output import ModelOutput
 from mosaic.layers.config import TransformerBaselineConfig
-from mosaic.layers.ffn import LifecycleHooks, TrainingHooksMixin, build_ffn, ffn_aux
+from mosaic.layers.ffn import LifecycleHooks, TrainingHooksMixin, build_ffn, ffn_aux, model_registry
 from mosaic.layers.generation import GenerationMixin
 from mosaic.layers.model import check_input_ids, init_weights, stack_layer_aux, vocabulary_logits
+
+if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
+    from mosaic.core.registry import Registry
 
 
 @attrs.define
@@ -66,14 +69,14 @@ class CausalSelfAttention(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-    def __init__(self, config: TransformerBaselineConfig) -> None:
+    def __init__(self, config: TransformerBaselineConfig, registry: Registry | None = None) -> None:
         super().__init__()
         d = config.d_model
         self.attn_norm = nn.RMSNorm(d)
         self.attn = CausalSelfAttention(config)
         self.mlp_norm = nn.RMSNorm(d)
         if config.ffn is not None:
-            self.mlp = build_ffn(config.ffn, d)
+            self.mlp = build_ffn(config.ffn, d, model_registry(registry))
         else:
             self.mlp = nn.Sequential(
                 nn.Linear(d, config.mlp_mult * d, bias=False), nn.GELU(), nn.Linear(config.mlp_mult * d, d, bias=False)
@@ -85,18 +88,19 @@ class TransformerLayer(nn.Module):
 
 
 class TransformerBaseline(TrainingHooksMixin, GenerationMixin, nn.Module):
-    def __init__(self, config: TransformerBaselineConfig) -> None:
+    def __init__(self, config: TransformerBaselineConfig, *, registry: Registry | None = None) -> None:
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.position = nn.Embedding(config.max_seq_len, config.d_model)
-        self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.n_layers))
+        registry = model_registry(registry)
+        self.layers = nn.ModuleList(TransformerLayer(config, registry) for _ in range(config.n_layers))
         self.norm = nn.RMSNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.apply(init_weights)
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
-        self.lifecycle = LifecycleHooks(config.lifecycle)
+        self.lifecycle = LifecycleHooks(config.lifecycle, registry)
 
     # --- training hooks (see mosaic.layers.ffn) -----------------------------------------------
 
@@ -158,6 +162,7 @@ class TransformerBaseline(TrainingHooksMixin, GenerationMixin, nn.Module):
         return [2 * context_length * self.config.d_model for _ in self.layers]
 
 
-def build_transformer_baseline(config: TransformerBaselineConfig) -> TransformerBaseline:
-    """``model.transformer_baseline`` factory."""
-    return TransformerBaseline(config)
+def build_transformer_baseline(config: TransformerBaselineConfig, *,
+                               registry: Registry | None = None) -> TransformerBaseline:
+    """``model.transformer_baseline`` factory; ``registry`` (passed by ``Registry.build``) builds its ffn."""
+    return TransformerBaseline(config, registry=registry)

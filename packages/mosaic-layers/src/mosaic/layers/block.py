@@ -6,31 +6,35 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mosaic.layers.config import MosaicBlockConfig
-from mosaic.layers.ffn import build_ffn, ffn_aux
+from mosaic.layers.ffn import build_ffn, ffn_aux, model_registry
 from mosaic.layers.isa import V0_OPCODES, Opcode
 from mosaic.layers.memory import HashedMemory
 from mosaic.layers.scan import decay_scan, exclusive, gated_scan, safe_log
 from mosaic.layers.state import BlockState
 from mosaic.layers.vm import Controls, OpcodeHead, TeacherForcing, forced_float, straight_through_one_hot
 
+if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
+    from mosaic.core.registry import Registry
+
 
 class LocalMixer(nn.Module):
     """Depthwise causal conv followed by a gated SiLU MLP, or by the registry layer ``config.ffn``
     (e.g. ``layer.moe``) when one is configured."""
 
-    def __init__(self, config: MosaicBlockConfig) -> None:
+    def __init__(self, config: MosaicBlockConfig, registry: Registry | None = None) -> None:
         super().__init__()
         d, hidden = config.d_model, config.mlp_mult * config.d_model
         self.kernel = config.conv_kernel
         self.conv = nn.Conv1d(d, d, config.conv_kernel, groups=d)
-        self.ffn = build_ffn(config.ffn, d, path="$.block.ffn") if config.ffn is not None else None
+        self.ffn = (build_ffn(config.ffn, d, model_registry(registry), path="$.block.ffn")
+                    if config.ffn is not None else None)
         if self.ffn is None:
             self.up = nn.Linear(d, 2 * hidden, bias=False)
             self.down = nn.Linear(hidden, d, bias=False)
@@ -120,12 +124,13 @@ class Registers(nn.Module):
 class MosaicBlock(nn.Module):
     """``x (B, T, D) -> x + update * output_scale * (local + g_s state + g_m memory + g_r registers)``."""
 
-    def __init__(self, config: MosaicBlockConfig, opcodes: Sequence[Opcode] = V0_OPCODES) -> None:
+    def __init__(self, config: MosaicBlockConfig, opcodes: Sequence[Opcode] = V0_OPCODES, *,
+                 registry: Registry | None = None) -> None:
         super().__init__()
         c = config
         self.config = c
         self.norm = nn.RMSNorm(c.d_model)
-        self.mixer = LocalMixer(c)
+        self.mixer = LocalMixer(c, registry)
         self.bank = StateBank(c)
         self.memory = HashedMemory(c)
         self.registers = Registers(c) if c.reg_slots else None
@@ -209,8 +214,9 @@ class MosaicBlock(nn.Module):
         return y, aux, BlockState(conv_tail, bank_h, table, summary, plan.counts, register_state)
 
 
-def build_mosaic_block(config: MosaicBlockConfig) -> MosaicBlock:
+def build_mosaic_block(config: MosaicBlockConfig, *, registry: Registry | None = None) -> MosaicBlock:
     """``layer.mosaic_block`` factory: a block over the v0 opcodes and the installed plugin opcodes."""
     from mosaic.layers.isa import opcode_table
 
-    return MosaicBlock(config, opcode_table() if config.opcodes_enabled else V0_OPCODES)
+    registry = model_registry(registry)
+    return MosaicBlock(config, opcode_table(registry) if config.opcodes_enabled else V0_OPCODES, registry=registry)

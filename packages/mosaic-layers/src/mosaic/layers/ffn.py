@@ -25,19 +25,30 @@ the first optimizer step because the optimizer is built after the model.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+if TYPE_CHECKING:
+    from mosaic.core.registry import Registry
 
-def build_ffn(spec: Mapping[str, Any], d_model: int, path: str = "$.ffn") -> nn.Module:
-    """The registry layer named by ``spec['type']``, configured by the rest of ``spec`` and ``d_model``."""
+
+def model_registry(registry: Registry | None) -> Registry:
+    """The registry a model builds its parts from: the one its factory was given; the process-wide
+    one only for a model constructed directly (tests, notebooks)."""
+    if registry is not None:
+        return registry
     from mosaic.core.plugins import get_registry
 
+    return get_registry()
+
+
+def build_ffn(spec: Mapping[str, Any], d_model: int, registry: Registry, path: str = "$.ffn") -> nn.Module:
+    """The registry layer named by ``spec['type']``, configured by the rest of ``spec`` and ``d_model``."""
     mapping = {key: value for key, value in spec.items() if key != "type"}
     mapping["d_model"] = d_model
-    return get_registry().build(spec["type"], mapping, path=path)
+    return registry.build(spec["type"], mapping, path=path)
 
 
 def ffn_aux(ffn: nn.Module) -> dict[str, torch.Tensor]:
@@ -49,8 +60,9 @@ def ffn_aux(ffn: nn.Module) -> dict[str, torch.Tensor]:
 class LifecycleHooks:
     """The model side of the training-hook protocol: owns the lazily attached controller."""
 
-    def __init__(self, spec: Mapping[str, Any] | None) -> None:
+    def __init__(self, spec: Mapping[str, Any] | None, registry: Registry) -> None:
         self.spec = spec
+        self.registry = registry
         self.controller: Any = None
         self.pending_state: dict | None = None
 
@@ -58,10 +70,8 @@ class LifecycleHooks:
         if self.spec is None:
             return []
         if self.controller is None:
-            from mosaic.core.plugins import get_registry
-
             mapping = {key: value for key, value in self.spec.items() if key != "type"}
-            self.controller = get_registry().build(self.spec["type"], mapping, path="$.lifecycle")
+            self.controller = self.registry.build(self.spec["type"], mapping, path="$.lifecycle")
             self.controller.attach(list(layers), optimizer)
             if self.pending_state is not None:
                 self.controller.load_state_dict(self.pending_state)

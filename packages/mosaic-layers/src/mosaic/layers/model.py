@@ -4,7 +4,7 @@ chunked prefill and single-token streaming over a typed :class:`MosaicState`."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
@@ -13,12 +13,15 @@ from mosaic.core.errors import CheckpointError, ModelError
 from mosaic.core.model_output import ModelOutput
 from mosaic.layers.block import MosaicBlock
 from mosaic.layers.config import MosaicLMConfig
-from mosaic.layers.ffn import LifecycleHooks, TrainingHooksMixin
+from mosaic.layers.ffn import LifecycleHooks, TrainingHooksMixin, model_registry
 from mosaic.layers.generation import GenerationMixin
 from mosaic.layers.isa import V0_OPCODES, Opcode, opcode_table
 from mosaic.layers.memory import MemoryCells, memory_cells
 from mosaic.layers.state import MosaicState
 from mosaic.layers.vm import TeacherForcing
+
+if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
+    from mosaic.core.registry import Registry
 
 IGNORE_INDEX = -100
 
@@ -62,10 +65,13 @@ def check_input_ids(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
 
 
 class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
-    def __init__(self, config: MosaicLMConfig, opcodes: Sequence[Opcode] | None = None) -> None:
+    def __init__(self, config: MosaicLMConfig, opcodes: Sequence[Opcode] | None = None, *,
+                 registry: Registry | None = None) -> None:
         super().__init__()
+        registry = model_registry(registry)
         if opcodes is None:
-            opcodes = opcode_table(include_plugins=config.plugin_opcodes) if config.block.opcodes_enabled else V0_OPCODES
+            opcodes = (opcode_table(registry, include_plugins=config.plugin_opcodes)
+                       if config.block.opcodes_enabled else V0_OPCODES)
         opcodes = tuple(opcodes)
         if opcodes[: len(V0_OPCODES)] != V0_OPCODES:
             raise ModelError("the opcode table must start with the ten v0 opcodes (ids 0-9)")
@@ -73,13 +79,14 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         self.opcodes = opcodes
         d = config.block.d_model
         self.embed = nn.Embedding(config.vocab_size, d)
-        self.blocks = nn.ModuleList(MosaicBlock(config.block, opcodes) for _ in range(config.n_layers))
+        self.blocks = nn.ModuleList(MosaicBlock(config.block, opcodes, registry=registry)
+                                    for _ in range(config.n_layers))
         self.norm = nn.RMSNorm(d)
         self.head = nn.Linear(d, config.vocab_size, bias=False)
         self.apply(init_weights)
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
-        self.lifecycle = LifecycleHooks(config.lifecycle)
+        self.lifecycle = LifecycleHooks(config.lifecycle, registry)
 
     @property
     def block_list(self) -> list[MosaicBlock]:
@@ -231,9 +238,9 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         return select
 
 
-def build_mosaic_lm(config: MosaicLMConfig) -> MosaicLM:
-    """``model.mosaic_lm`` factory."""
-    return MosaicLM(config)
+def build_mosaic_lm(config: MosaicLMConfig, *, registry: Registry | None = None) -> MosaicLM:
+    """``model.mosaic_lm`` factory; ``registry`` (passed by ``Registry.build``) builds its parts."""
+    return MosaicLM(config, registry=registry)
 
 
 def parameter_breakdown(model: MosaicLM) -> dict[str, int]:
