@@ -30,9 +30,6 @@ def run_preset(
 ) -> dict[str, Any]:
     """Train ``preset`` (a registered name or a YAML file) into a fresh run directory under
     ``out``, or continue the run in ``resume``. Returns the run's summary."""
-    # torch is imported only when something trains
-    from mosaic.runtime.training.trainer import Trainer
-
     registry = registry if registry is not None else get_registry()
     overrides = list(overrides)
     if steps is not None:
@@ -50,6 +47,9 @@ def run_preset(
     # Everything is validated and tried (device, datasets, objective, model) before the run
     # directory is created: a preset that cannot run leaves nothing on disk.
     preflight(manifest, registry, experiment=chosen.name, device=device)
+    # torch is imported only when something trains (a preset that fails to parse never loads it)
+    from mosaic.runtime.training.trainer import Trainer
+
     trainer_run = run
     if trainer_run is None and _is_main_process():
         trainer_run = RunDir.create(out, manifest.name)
