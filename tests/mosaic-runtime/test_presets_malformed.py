@@ -348,3 +348,20 @@ def test_every_problem_reported_at_once_with_lines() -> None:
     text_lines = text.splitlines()
     assert "n_layerz" in text_lines[lines["$.targets[0].model.n_layerz"] - 1]
     assert "lr: fast" in text_lines[lines["$.targets[0].trainer.lr"] - 1]
+
+
+def test_a_model_that_cannot_be_built_on_meta_is_left_to_the_trainer(tmp_path: Path) -> None:
+    registry = tiny_registry()
+
+    def reads_values(config: SlotLMConfig) -> Any:
+        import torch
+
+        return torch.zeros(1).item()  # fails on the meta device, fine on a real one
+
+    for component in (Component("model.reads_values", reads_values, "reads values", config=SlotLMConfig),
+                      Component("dataset.slot_data", build_slot_data, "test data", config=SlotDataConfig)):
+        registry.add(component)
+    text = SLOT_PRESET.replace("type: model.slot_lm", "type: model.reads_values").replace(
+        "      ffn:\n        type: layer.slot_mixture\n        n_experts: ${n_experts}\n        top_k: 2\n"
+        "        router:\n          type: router.slot\n          temperature: 1.0\n", "")
+    preflight(load_manifest(str(write_preset(tmp_path, text)), registry), registry)

@@ -95,8 +95,14 @@ class _Built:
 def _build_on_meta(experiment: Experiment, registry: Registry) -> Any:
     import torch
 
-    with torch.device("meta"):
-        return experiment.model.build(registry)
+    try:
+        with torch.device("meta"):
+            return experiment.model.build(registry)
+    except (NotImplementedError, RuntimeError):
+        # A model whose construction reads tensor values cannot be built on meta. That says nothing
+        # about the preset: every config and requirement is already checked, and the trainer builds
+        # the model for real. MosaicErrors (the model refusing its config) still propagate.
+        return None
 
 
 def _try(build: Any, where: str, built: dict[str, Any]) -> list[ConfigProblem]:
