@@ -10,7 +10,7 @@ from mosaic.core.errors import ConfigError
 from mosaic.runtime.testing.tiny_training import TINY_PRESET, tiny_registry
 from mosaic.runtime.training.manifest import parse_manifest, resolved_yaml
 from mosaic.runtime.training.variables import apply_overrides, parse_override, resolve_variables
-from mosaic.runtime.training.yaml_source import load_yaml
+from mosaic.runtime.training.yaml_source import decode_preset, load_yaml
 
 REGISTRY = tiny_registry()
 #: Plain words YAML 1.1 reads as null or booleans (an override value is YAML, so these are not strings).
@@ -98,3 +98,27 @@ def test_unknown_override_variable_is_an_error_with_a_suggestion() -> None:
     with pytest.raises(ConfigError, match=r"declares no variable 'd_modle' \(did you mean vars.d_model\?\)"):
         parse_manifest(TINY_PRESET, REGISTRY, overrides=["vars.d_modle=128"])
     assert parse_manifest(TINY_PRESET, REGISTRY, overrides=["vars.d_model=24"]).experiments[0].model.config.d_model == 24
+
+
+YAML_PIECES = ["&a ", "*a", "&b ", "*b", "[", "]", "{", "}", ": ", "- ", "<<: ", "!!python/name:os.system ", "!x ",
+               "\n", "  ", "1e3", "9" * 30, "'", '"', "? ", "key", "${v}", ", ", "~", ".nan", "\t", "#", "|", ">"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.one_of(st.text(max_size=200), st.lists(st.sampled_from(YAML_PIECES), max_size=60).map("".join)))
+def test_any_text_is_a_document_or_one_config_error(text: str) -> None:
+    try:
+        document = load_yaml(text, source="fuzz.yml")
+    except ConfigError as exc:
+        assert exc.problems and all(problem.path.startswith("$") for problem in exc.problems)
+        return
+    assert document.line_of("$") is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=300))
+def test_any_bytes_are_a_preset_or_one_config_error(data: bytes) -> None:
+    try:
+        parse_manifest(decode_preset(data, source="fuzz.yml"), REGISTRY, source="fuzz.yml")
+    except ConfigError as exc:
+        assert exc.problems
