@@ -222,3 +222,18 @@ def test_registry_passes_itself_to_factories_that_ask_for_it() -> None:
     assert registry.build("layer.asks", {"n_experts": 1, "top_k": 1}) is registry
     assert registry.build("layer.plain_asks") is registry
     assert registry.build("layer.does_not_ask", {"n_experts": 1, "top_k": 1}) == "built"
+
+
+@attrs.frozen
+class WithMappings:
+    spec: dict[str, Any] | None = None
+    counts: dict[str, int] = attrs.Factory(dict)
+
+
+def test_mapping_fields_refuse_non_mappings_and_check_their_values_every_time() -> None:
+    for _ in range(2):  # the second round runs after the mapping hooks were generated and cached
+        assert structure_config({"spec": {"a": [1]}, "counts": {"a": 1}}, WithMappings).counts == {"a": 1}
+        with pytest.raises(ConfigError, match=r"\$\.spec: expected a mapping, got str 'moe'"):
+            structure_config({"spec": "moe"}, WithMappings)
+        with pytest.raises(ConfigError, match=r"\$\.counts\.a: expected int, got str 'x'"):
+            structure_config({"counts": {"a": "x"}}, WithMappings)

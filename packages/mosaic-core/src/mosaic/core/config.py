@@ -7,7 +7,6 @@ One strict cattrs converter: extra keys are rejected, numbers are not silently t
 
 from __future__ import annotations
 
-import collections.abc
 import functools
 import math
 import typing
@@ -17,6 +16,7 @@ from typing import Any, TypeVar
 import attrs
 import cattrs
 from cattrs.errors import AttributeValidationNote, ForbiddenExtraKeysError, IterableValidationNote
+from cattrs.gen import make_mapping_structure_fn
 
 from mosaic.core.errors import ConfigError, ConfigProblem, InvalidFieldError
 
@@ -65,8 +65,10 @@ def converter() -> cattrs.Converter:
     conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook_func(lambda type_: typing.get_origin(type_) is typing.Literal, _structure_literal)
-    default_dict = conv.get_structure_hook(dict[str, Any])
-    conv.register_structure_hook_func(_is_mapping_type, functools.partial(_structure_mapping, default_dict))
+    # per mapping type, keys and values checked; make_mapping_structure_fn (unlike the converter's
+    # gen_structure_mapping) registers nothing that would take precedence over this hook
+    generated = functools.cache(lambda type_: make_mapping_structure_fn(type_, conv))
+    conv.register_structure_hook_func(_is_mapping_type, functools.partial(_structure_mapping, generated))
     return conv
 
 
@@ -79,13 +81,14 @@ def _structure_literal(value: Any, type_: Any) -> Any:
 
 
 def _is_mapping_type(type_: Any) -> bool:
-    return typing.get_origin(type_) in (dict, Mapping, collections.abc.Mapping) or type_ is dict
+    return typing.get_origin(type_) is dict or type_ is dict
 
 
-def _structure_mapping(structure_dict: Any, value: Any, type_: Any) -> Any:
+def _structure_mapping(generated: Any, value: Any, type_: Any) -> Any:
+    # cattrs' own mapping hook calls .items() on anything: a string would fail with an AttributeError
     if not isinstance(value, Mapping):
         raise TypeError(f"expected a mapping, got {_describe(value)}")
-    return dict(value) if type_ is dict else structure_dict(value, type_)
+    return dict(value) if type_ is dict else generated(type_)(value, type_)
 
 
 def _format_exception(exc: BaseException, type_: type | None) -> str:
