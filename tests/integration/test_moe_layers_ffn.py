@@ -7,6 +7,7 @@ import torch
 
 from mosaic.core.errors import UnknownComponentError
 from mosaic.core.plugins import PluginHost, PluginSelection, get_registry
+from mosaic.core.registry import Registry
 from mosaic.layers.config import (
     LayerConfigError,
     MosaicBlockConfig,
@@ -21,10 +22,10 @@ def moe_spec(router: str = "router.chrono", **router_fields: object) -> dict:
     return {"type": "layer.moe", "n_experts": 4, "top_k": 2, "router": {"type": router, **router_fields}}
 
 
-def mosaic(ffn: dict | None, lifecycle: dict | None = None) -> torch.nn.Module:
+def mosaic(ffn: dict | None, lifecycle: dict | None = None, registry: Registry | None = None) -> torch.nn.Module:
     block = {"d_model": D, "state_k": 2, "state_dim": 4, "mem_buckets": 8, "mem_key_dim": 8, "mem_dim": 8,
              "reg_slots": 0, "opcodes_enabled": False, "commitment_head_enabled": False, "ffn": ffn}
-    return get_registry().build("model.mosaic_lm", {"vocab_size": V, "n_layers": 2, "plugin_opcodes": False,
+    return (registry or get_registry()).build("model.mosaic_lm", {"vocab_size": V, "n_layers": 2, "plugin_opcodes": False,
                                                     "block": block, "lifecycle": lifecycle})
 
 
@@ -95,9 +96,9 @@ def test_missing_chronomoe_is_named_with_install_hint(monkeypatch: pytest.Monkey
     monkeypatch.setattr("mosaic.core.registry._is_installed", lambda distribution: False)
     host = PluginHost(PluginSelection(disabled=frozenset({"chronomoe"})))
     host.load_entry_points()
-    monkeypatch.setattr("mosaic.core.plugins.get_registry", lambda: host.registry)
+    # the model builds its ffn from the registry it is built by (one without chronomoe here)
     with pytest.raises(UnknownComponentError, match="layer.moe is provided by chronomoe — pip install chronomoe"):
-        mosaic(moe_spec())
+        mosaic(moe_spec(), registry=host.registry)
 
 
 def test_lifecycle_hooks_step_the_chrono_system_and_round_trip_its_state() -> None:
