@@ -131,3 +131,15 @@ def test_aux_without_layer_axis_is_rejected() -> None:
     out.aux["mosaic_opcode_logits"] = out.aux["mosaic_opcode_logits"][0]  # (B, T, V): layer axis missing
     with pytest.raises(ObjectiveError, match="leading layer axis"):
         MosaicEventPrediction(MosaicObjectiveConfig(aux_opcode_weight=1.0))(out, batch)
+
+
+def test_every_weighted_aux_term_declares_the_head_it_trains() -> None:
+    # the objective's requirements (mosaic.core.contract.compat) come from this table: a new term
+    # without a row would be checked against no head and fail only at the first training step
+    from mosaic.runtime.training.objective import AUX_TERMS
+    from mosaic.runtime.training.objective_config import HEAD_OF_WEIGHT
+
+    assert {term.weight_field for term in AUX_TERMS} == set(HEAD_OF_WEIGHT)
+    config = MosaicObjectiveConfig(**dict.fromkeys(HEAD_OF_WEIGHT, 0.5))
+    assert {need.field for need in config.requires()} == set(HEAD_OF_WEIGHT)
+    assert list(MosaicObjectiveConfig(**dict.fromkeys(HEAD_OF_WEIGHT, 0.0)).requires()) == []
