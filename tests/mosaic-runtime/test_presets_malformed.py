@@ -223,6 +223,10 @@ HOSTILE: list[tuple[str, str | bytes, str, str, tuple[str, ...]]] = [
     ("--set without a value", TINY_PRESET, "expected KEY=VALUE", "--set", ("trainer.steps",)),
     ("--set past the list", TINY_PRESET, "no list item [5]", "--set", ("targets[5].trainer.steps=5",)),
     ("--set string for float", TINY_PRESET, "expected float", "$.targets[0].trainer.lr", ("trainer.lr=fast",)),
+    ("--set 400-digit integer", TINY_PRESET, "integer of 400 digits is out of range", "--set",
+     ("trainer.steps=" + "9" * 400,)),
+    ("--set python tag", TINY_PRESET, "the YAML tag !!python/name:os.system is not allowed", "--set",
+     ("name=!!python/name:os.system x",)),
     # nested {type: ...} mappings, structured through the registry at read time
     ("nested zero experts", SLOT_PRESET, "must be > 0, got 0", "$.targets[0].model.ffn.n_experts",
      ("vars.n_experts=0",)),

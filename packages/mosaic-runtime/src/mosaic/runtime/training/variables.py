@@ -135,7 +135,11 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     canonical = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
     if not parts or isinstance(parts[0], int) or canonical != key:
         raise ConfigError([ConfigProblem("--set", f"malformed key {key!r}")])
-    return parts, override_value(raw)
+    try:
+        return parts, override_value(raw)
+    except ConfigError as exc:  # a value the preset reader refuses (a 400-digit integer, a tag)
+        raise ConfigError([ConfigProblem("--set", f"{text!r}: {problem.message}", hint=problem.hint)
+                           for problem in exc.problems]) from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
