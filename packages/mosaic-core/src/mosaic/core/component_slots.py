@@ -40,7 +40,7 @@ class ComponentSlot:
     kind: str
     injected: tuple[str, ...] = ()
 
-    def __call__(self, _instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    def __call__(self, _instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is None:
             return
         if not isinstance(value, dict):
@@ -74,7 +74,8 @@ def component_field(kind: str, *, injected: Sequence[str] = (), default: Any = N
 
 def slot_of(cls: type, field_name: str) -> ComponentSlot:
     """The :class:`ComponentSlot` declared on ``cls.field_name``."""
-    return attrs.fields_dict(cls)[field_name].metadata[SLOT]
+    slot: ComponentSlot = attrs.fields_dict(cls)[field_name].metadata[SLOT]
+    return slot
 
 
 @attrs.frozen
@@ -130,7 +131,7 @@ def _structure_slot(owner: Any, slot: ComponentSlot, mapping: dict[str, Any], re
     problems.extend(unknown)
     settings = {key: value for key, value in slot.settings(owner, mapping).items() if key in names}
     try:
-        nested = structure_config(settings, config_cls, path=path)
+        nested: Any = structure_config(settings, config_cls, path=path)
     except ConfigError as exc:
         problems.extend(exc.problems)
         return

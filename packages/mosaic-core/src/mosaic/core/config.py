@@ -64,12 +64,16 @@ def converter() -> cattrs.Converter:
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(str, _structure_str)
-    conv.register_structure_hook_func(lambda type_: typing.get_origin(type_) is typing.Literal, _structure_literal)
+    conv.register_structure_hook_func(_is_literal_type, _structure_literal)
     # per mapping type, keys and values checked; make_mapping_structure_fn (unlike the converter's
     # gen_structure_mapping) registers nothing that would take precedence over this hook
     generated = functools.cache(lambda type_: make_mapping_structure_fn(type_, conv))
     conv.register_structure_hook_func(_is_mapping_type, functools.partial(_structure_mapping, generated))
     return conv
+
+
+def _is_literal_type(type_: Any) -> bool:
+    return bool(typing.get_origin(type_) == typing.Literal)
 
 
 def _structure_literal(value: Any, type_: Any) -> Any:

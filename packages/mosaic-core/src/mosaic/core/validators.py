@@ -24,7 +24,7 @@ class Rule:
     wording: str
     test: Callable[[Any], bool] = attrs.field(repr=False)
 
-    def __call__(self, _instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    def __call__(self, _instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if not self.test(value):
             reject(attribute.name, f"must be {self.wording}, got {value!r}")
 
@@ -35,7 +35,7 @@ class OptionalRule:
 
     rule: Rule
 
-    def __call__(self, instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    def __call__(self, instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is not None:
             self.rule(instance, attribute, value)
 
@@ -46,7 +46,7 @@ class EachRule:
 
     rule: Rule
 
-    def __call__(self, instance: Any, attribute: attrs.Attribute, value: Iterable[Any]) -> None:
+    def __call__(self, instance: Any, attribute: attrs.Attribute[Any], value: Iterable[Any]) -> None:
         for item in value:
             self.rule(instance, attribute, item)
 

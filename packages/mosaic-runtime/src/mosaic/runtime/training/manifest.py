@@ -232,7 +232,7 @@ class ManifestValidator:
         if (self.problems or not isinstance(name, str) or model is None or objective is None or dataset is None
                 or trainer is None):
             return None
-        parts = {f"{path}.{key}": spec.config for key, spec in specs.items()}
+        parts = {f"{path}.{key}": spec.config for key, spec in specs.items() if spec is not None}
         if eval_dataset is not None:
             parts[f"{path}.eval.dataset"] = eval_dataset.config
         for problem in check_compatibility(parts):

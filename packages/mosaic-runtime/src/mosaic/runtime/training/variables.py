@@ -151,7 +151,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for text in overrides:
         parts, value = parse_override(text)
         if parts[0] == "vars" and len(parts) > 1:
-            declared = data.get("vars") if isinstance(data.get("vars"), dict) else {}
+            found = data.get("vars")
+            declared: dict[str, Any] = found if isinstance(found, dict) else {}
             if parts[1] not in declared:
                 close = difflib.get_close_matches(str(parts[1]), list(declared), n=1)
                 problems.append(ConfigProblem(

@@ -124,9 +124,9 @@ def load_yaml(text: str, *, source: str) -> YamlDocument:
                                              line=line)], source=source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
+        where: int | None = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
-        raise YamlSyntaxError([ConfigProblem("$", f"YAML syntax error: {problem}", line=line)],
+        raise YamlSyntaxError([ConfigProblem("$", f"YAML syntax error: {problem}", line=where)],
                               source=source) from None
     except _TooLarge as exc:
         raise ConfigError([ConfigProblem("$", str(exc), line=exc.line)], source=source) from None
@@ -155,13 +155,17 @@ def _check_shape(text: str) -> None:
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
-                raise _TooLarge(f"nested more than {MAX_DEPTH} levels deep", event.start_mark.line + 1)
+                raise _TooLarge(f"nested more than {MAX_DEPTH} levels deep", _line(event))
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
         if isinstance(event, yaml.NodeEvent):
             nodes += 1
             if nodes > MAX_NODES:
-                raise _TooLarge(f"more than {MAX_NODES:,} values", event.start_mark.line + 1)
+                raise _TooLarge(f"more than {MAX_NODES:,} values", _line(event))
+
+
+def _line(event: yaml.Event) -> int | None:
+    return event.start_mark.line + 1 if event.start_mark is not None else None
 
 
 class _Builder:
