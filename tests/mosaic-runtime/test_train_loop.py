@@ -108,7 +108,7 @@ def test_non_finite_loss_stops_cleanly_keeping_last_checkpoint(tmp_path: Path, r
     payload = load_checkpoint(latest_checkpoint(run / "checkpoints"), config_fingerprint=None, opcode_table=None)
     assert all(torch.isfinite(t).all() for t in payload["model"].values() if t.is_floating_point())
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["status"] == "failed" and "non-finite" in summary["error"]
+    assert summary["status"] == "diverged" and "non-finite" in summary["error"]
     assert not list((run / "checkpoints").glob(".tmp-*"))
 
 

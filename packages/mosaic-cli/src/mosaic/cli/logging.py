@@ -31,3 +31,8 @@ def configure_logging(log_format: str = "auto", verbosity: int = 0) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+def quiet_logging() -> None:
+    """Only errors from here on (``mosaic run -q``), whatever ``-v`` asked for."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))

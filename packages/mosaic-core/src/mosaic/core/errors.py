@@ -194,6 +194,15 @@ class TrainingError(MosaicError):
     """Training had to stop (non-finite loss, diverged run); the last good checkpoint is kept."""
 
 
+class RunDirectoryError(MosaicError):
+    """A run directory cannot be created, written or read back (full disk, no permission, a torn
+    file, another process holding it)."""
+
+
+class RunLockedError(RunDirectoryError):
+    """Another live process holds the run directory's lock."""
+
+
 # --- runtime and tools ----------------------------------------------------------------------------
 
 

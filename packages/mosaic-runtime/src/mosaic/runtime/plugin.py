@@ -33,3 +33,12 @@ def register_tool_builders(register: Any) -> None:
         summary="Python tools from model-written source, run in a defence-in-depth OS sandbox",
         config="mosaic.runtime.tools.python_builder:PythonToolBuilderConfig",
     )
+
+
+@hookimpl
+def register_loggers(register: Any) -> None:
+    module = "mosaic.runtime.training.loggers"
+    register("logger.jsonl", f"{module}:JsonlLogger", summary="metrics.jsonl, the run's own record (always on)")
+    register("logger.csv", f"{module}:CsvLogger", summary="one CSV per split (metrics_train.csv, metrics_eval.csv)")
+    register("logger.tensorboard", f"{module}:TensorBoardLogger",
+             summary="TensorBoard scalars under tensorboard/ (pip install 'mosaic-runtime[tensorboard]')")

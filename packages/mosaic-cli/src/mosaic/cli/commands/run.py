@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,14 +50,20 @@ def fmt(value: Any) -> str:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Root of run directories (runs/<preset>/<timestamp>/).")
 @click.option("--resume", type=click.Path(path_type=Path, exists=True, file_okay=False),
-              help="Continue the run in this directory from its newest checkpoint.")
+              help="Continue the run in this directory from its newest loadable checkpoint.")
 @click.option("--device", help="cpu, cuda, cuda:1 (default: the preset's trainer.device).")
 @click.option("--steps", type=click.IntRange(min=1), help="Train for this many steps in total.")
-@click.option("--experiment", help="Which target of a multi-target preset to run (default: the first).")
-@click.option("--no-progress", is_flag=True, help="Log structured events instead of a progress bar.")
+@click.option("--experiment", help="Which target of a multi-target preset to run (default: the first; with "
+              "--resume, the one the run recorded).")
+@click.option("--no-progress", is_flag=True, help="No progress bar; one plain line per logged step instead.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors and the final summary.")
 def run(preset: str | None, overrides: tuple[str, ...], out: Path, resume: Path | None, device: str | None,
-        steps: int | None, experiment: str | None, no_progress: bool) -> None:
-    """Train PRESET (a built-in name or a YAML file), or resume a run with --resume."""
+        steps: int | None, experiment: str | None, no_progress: bool, quiet: bool) -> None:
+    """Train PRESET (a built-in name or a YAML file), or resume a run with --resume.
+
+    Ctrl-C or SIGTERM stops after the current step with a checkpoint and a summary marked
+    `interrupted` (exit 130 or 143); a second Ctrl-C stops at once. A diverged run exits 1.
+    """
     if preset is None and resume is None:
         raise click.UsageError("give a PRESET (see `mosaic presets list`) or --resume RUN_DIR")
     from mosaic.cli.plugin_commands import failed_plugins_line
@@ -65,11 +73,18 @@ def run(preset: str | None, overrides: tuple[str, ...], out: Path, resume: Path 
         click.echo(warning, err=True)
     from mosaic.runtime.training.run import run_preset
 
+    if quiet:
+        from mosaic.cli.logging import quiet_logging
+
+        quiet_logging()
+    mode = "quiet" if quiet else "lines" if no_progress else "auto"
     with user_errors():
         summary = run_preset(preset, registry=registry_from_context(), overrides=overrides, out=out,
                              resume=resume, device=device, steps=steps, experiment=experiment,
-                             show_progress=not no_progress)
+                             progress_mode=mode)
     click.echo(format_summary(summary))
+    if summary["status"] == "interrupted":
+        sys.exit(128 + int(getattr(signal, summary.get("signal") or "SIGINT", signal.SIGINT)))
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -92,6 +92,15 @@ def register_presets(register: Any) -> None:
 
 
 @hookspec
+def register_loggers(register: Any) -> None:
+    """Called once when the registry is populated. Register ``logger.*`` components: metric sinks
+    for training runs (``logger.jsonl``, ``logger.csv``, ``logger.tensorboard``). The factory takes
+    no arguments and returns an object with ``open(run_path, *, resume_step)``, ``log(record)`` and
+    ``close()``; presets pick them with ``trainer.loggers``. A logger that raises is disabled with a
+    warning and the run continues."""
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Called by ``mosaic`` when it builds its command group. Add commands with
     ``cli.add_command(...)`` or the ``@cli.command()`` decorator. A plugin whose hook raises keeps a
@@ -110,6 +119,7 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "register_drives": "drive",
     "register_tool_builders": "tool_builder",
     "register_presets": "preset",
+    "register_loggers": "logger",
 }
 
 COMPONENT_KINDS: tuple[str, ...] = tuple(REGISTRATION_HOOKS.values())

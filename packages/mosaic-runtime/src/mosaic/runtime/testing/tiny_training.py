@@ -25,6 +25,8 @@ class TinyLMConfig:
     opcode_vocab: int = 10
     commitment_head: bool = True
     nan_at_call: int = -1
+    blowup_at_call: int = -1  # from this forward call on, logits are scaled up: a finite, exploding loss
+    unused_head: bool = False  # a head no loss term reads: it never gets a gradient (as DDP sees it)
     dropout: float = 0.0
     delay_s: float = 0.0
 
@@ -46,6 +48,7 @@ class TinyLM(torch.nn.Module):
         self.gate = torch.nn.ModuleList(torch.nn.Linear(config.d_model, 1) for _ in range(config.n_layers))
         self.dropout = torch.nn.Dropout(config.dropout)
         self.head = torch.nn.Linear(config.d_model, config.vocab_size)
+        self.unused = torch.nn.Linear(config.d_model, 1) if config.unused_head else None
         self.calls = 0
 
     def forward(self, batch: dict[str, Any]) -> ModelOutput:
@@ -64,6 +67,8 @@ class TinyLM(torch.nn.Module):
         logits = self.head(x)
         if self.config.nan_at_call >= 0 and self.calls >= self.config.nan_at_call:
             logits = logits * float("nan")
+        if self.config.blowup_at_call >= 0 and self.calls >= self.config.blowup_at_call:
+            logits = logits * 1e4
         aux = {
             "mosaic_opcode_logits": torch.stack(opcodes),  # (L, B, T, V_op)
             "mosaic_write_gate_logits": torch.stack(gates),  # (L, B, T)
@@ -72,6 +77,8 @@ class TinyLM(torch.nn.Module):
         }
         if self.config.commitment_head:
             aux["mosaic_commitment_logits"] = torch.stack(commits)  # (L, B, T, 3)
+        if self.unused is not None:
+            aux["tiny_unused_logits"] = self.unused(x)[..., 0]  # (B, T): no objective term reads it
         return ModelOutput(logits=logits, aux=aux)
 
 

@@ -12,10 +12,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import structlog
 import torch
 
 from mosaic.core.atomic import atomic_write
 from mosaic.core.errors import CheckpointError
+
+log = structlog.get_logger("mosaic.runtime.checkpoint")
 
 FORMAT = "mosaic-checkpoint/1"
 NAME = re.compile(r"^step_(\d{8})\.pt$")
@@ -74,6 +77,13 @@ def load_payload(path: Path, *, file_format: str, what: str, missing: str | None
 def load_checkpoint(path: Path, *, config_fingerprint: str | None, opcode_table: list[str] | None) -> dict[str, Any]:
     """Read a checkpoint and check that it belongs to this run."""
     payload = load_payload(path, file_format=FORMAT, what="checkpoint")
+    check_belongs(path, payload, config_fingerprint=config_fingerprint, opcode_table=opcode_table)
+    return payload
+
+
+def check_belongs(path: Path, payload: dict[str, Any], *, config_fingerprint: str | None,
+                  opcode_table: list[str] | None) -> None:
+    """Refuse a readable checkpoint written for another configuration or opcode table."""
     if config_fingerprint is not None and payload.get("config_fingerprint") != config_fingerprint:
         raise CheckpointError(
             f"checkpoint {path} was written for a different configuration "
@@ -86,7 +96,6 @@ def load_checkpoint(path: Path, *, config_fingerprint: str | None, opcode_table:
             f"checkpoint {path} was recorded with opcode table {recorded} but the installed plugins give "
             f"{opcode_table}; install the same opcode plugins to load it"
         )
-    return payload
 
 
 def latest_checkpoint(directory: Path) -> Path:
@@ -94,3 +103,26 @@ def latest_checkpoint(directory: Path) -> Path:
     if not found:
         raise CheckpointError(f"no checkpoint in {directory}")
     return found[-1][1]
+
+
+def load_newest_loadable(directory: Path, *, config_fingerprint: str | None,
+                         opcode_table: list[str] | None) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint that reads back, falling back past corrupt ones with a warning each
+    (a crash or a full disk can damage the newest). A readable checkpoint from another
+    configuration is an error, not skipped: an older one would not match either."""
+    found = list_checkpoints(directory)
+    if not found:
+        raise CheckpointError(f"no checkpoint in {directory}")
+    problems = []
+    for _step, path in reversed(found):
+        try:
+            payload = load_payload(path, file_format=FORMAT, what="checkpoint")
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            log.warning("checkpoint_unreadable", path=str(path), error=str(exc))
+            continue
+        check_belongs(path, payload, config_fingerprint=config_fingerprint, opcode_table=opcode_table)
+        if problems:
+            log.warning("checkpoint_fallback", used=str(path), skipped=len(problems))
+        return path, payload
+    raise CheckpointError(f"no loadable checkpoint in {directory}: " + "; ".join(problems))

@@ -43,6 +43,18 @@ def all_reduce_mean(value: torch.Tensor, context: DistContext) -> torch.Tensor:
     return value / context.world_size
 
 
+def check_lockstep(model: torch.nn.Module, context: DistContext) -> bool | None:
+    """Whether every rank holds bitwise the same parameters (elementwise max == min across ranks);
+    None when not distributed. One all-reduce pair of the model's size, once at the end of a run."""
+    if not context.enabled:
+        return None
+    flat = torch.cat([p.detach().reshape(-1).double() for p in model.parameters()])
+    high, low = flat.clone(), flat.clone()
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    return bool(torch.equal(high, low))
+
+
 def barrier(context: DistContext) -> None:
     if context.enabled:
         dist.barrier()

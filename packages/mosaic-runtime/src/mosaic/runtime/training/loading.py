@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import attrs
 import torch
 
+from mosaic.core.errors import CheckpointError
 from mosaic.core.plugins import get_registry
-from mosaic.runtime.training.checkpoint import latest_checkpoint, load_checkpoint
+from mosaic.runtime.training.checkpoint import load_newest_loadable
 from mosaic.runtime.training.evaluation import opcode_names
 from mosaic.runtime.training.manifest import Experiment, parse_manifest, resolved_yaml
 from mosaic.runtime.training.run_dir import RunDir, fingerprint
@@ -42,17 +43,23 @@ class LoadedModel:
 
 def load_trained_model(run_path: Path, *, registry: Registry | None = None, device: str | None = None,
                    experiment: str | None = None) -> LoadedModel:
-    """Rebuild ``experiment``'s model (the first one when None) through the registry and load the
-    run's newest checkpoint onto ``device`` (the run's ``trainer.device`` when None)."""
+    """Rebuild ``experiment``'s model (the one the run trained when None) through the registry and
+    load the run's newest loadable checkpoint onto ``device`` (the run's ``trainer.device`` when
+    None); non-finite weights are refused."""
     registry = registry if registry is not None else get_registry()
     run = RunDir.existing(Path(run_path))
     manifest = parse_manifest(run.config_text(), registry, source=str(run.config_path))
-    chosen = manifest.experiment(experiment)
+    chosen = manifest.experiment(run.experiment_for(experiment))  # default: the experiment that ran
     target = pick_device(device or chosen.trainer.device)
     model = chosen.model.build(registry).to(target)
-    path = latest_checkpoint(run.checkpoints)
     config_fingerprint = fingerprint(resolved_yaml(manifest))
-    payload = load_checkpoint(path, config_fingerprint=config_fingerprint, opcode_table=opcode_names(model))
+    path, payload = load_newest_loadable(run.checkpoints, config_fingerprint=config_fingerprint,
+                                         opcode_table=opcode_names(model))
+    bad = [name for name, tensor in payload["model"].items()
+           if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if bad:
+        raise CheckpointError(f"checkpoint {path} holds non-finite weights ({', '.join(bad[:3])}"
+                              f"{', ...' if len(bad) > 3 else ''}); the run diverged before it was saved")
     model.load_state_dict(payload["model"])
     model.eval()
     return LoadedModel(model, run, chosen, chosen.model.id, path, int(payload["step"]), config_fingerprint, target)

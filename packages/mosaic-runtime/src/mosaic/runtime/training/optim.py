@@ -26,10 +26,11 @@ def build_optimizer(model: torch.nn.Module, config: TrainerConfig) -> torch.opti
 
 def lr_factor(step: int, config: TrainerConfig) -> float:
     """Multiplier on ``config.lr`` for optimizer step ``step`` (0-based)."""
-    if config.warmup_steps and step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    span = max(config.steps - config.warmup_steps, 1)
-    progress = min(max(step - config.warmup_steps, 0) / span, 1.0)
+    warmup = config.effective_warmup
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    span = max(config.steps - warmup, 1)
+    progress = min(max(step - warmup, 0) / span, 1.0)
     cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
     return config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine
 

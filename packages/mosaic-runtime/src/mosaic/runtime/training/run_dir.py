@@ -1,20 +1,78 @@
 """The run directory (DESIGN §6): ``config.yaml``, ``metrics.jsonl``, ``checkpoints/``,
-``summary.json``, ``events.log``. Everything is plain files so that other commands read runs back."""
+``summary.json``, ``events.log``, ``run.json`` (which preset and experiment ran), ``provenance.json``
+and a ``.lock`` while a process writes it; ``runs/<preset>/latest`` points at the newest run that
+started. Everything is plain files so that other commands read runs back.
+
+Appended JSON-lines files can end in a torn line (a kill or a full disk mid-write): readers skip it,
+and a resume trims it before appending. Any other unreadable line is an error, never a guess.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
 import hashlib
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mosaic.core.atomic import atomic_write_bytes
-from mosaic.core.errors import ConfigError, ConfigProblem
+from mosaic.core.errors import ConfigError, ConfigProblem, RunDirectoryError
 
 _UTC = datetime.timezone.utc
+LATEST = "latest"
+RUN_RECORD = "run.json"
+
+
+@contextlib.contextmanager
+def writing(what: Path | str) -> Iterator[None]:
+    """Turn an OS failure while writing ``what`` into one clear :class:`RunDirectoryError`."""
+    try:
+        yield
+    except OSError as exc:
+        raise RunDirectoryError(describe_os_error(exc, what)) from None
+
+
+def describe_os_error(exc: OSError, what: Path | str) -> str:
+    reasons = {
+        errno.ENOSPC: "no space left on the device",
+        errno.EDQUOT: "the disk quota is exhausted",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.EROFS: "the file system is read-only",
+        errno.ENOTDIR: "a path component is a file, not a directory",
+        errno.EEXIST: "a file is in the way",
+    }
+    reason = reasons.get(exc.errno or 0, exc.strerror or str(exc))
+    where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(what) else ""
+    return f"cannot write {what}: {reason}{where}"
+
+
+def parse_jsonl(path: Path, text: str) -> tuple[list[dict[str, Any]], bool]:
+    """The records of a JSON-lines file and whether its last line is torn (unterminated and
+    unparsable); a bad line anywhere else is a :class:`RunDirectoryError`."""
+    lines = text.split("\n")
+    records: list[dict[str, Any]] = []
+    torn = False
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        elif number == len(lines):  # no newline after it: the write was cut short
+            torn = True
+        else:
+            raise RunDirectoryError(f"{path} line {number} is not a JSON record; the file is damaged")
+    return records, torn
 
 
 def _plain(value: Any) -> Any:
@@ -30,16 +88,19 @@ class RunDir:
     def create(cls, root: Path, preset_name: str) -> RunDir:
         stamp = datetime.datetime.now(_UTC).strftime("%Y%m%d-%H%M%S")
         base = Path(root) / preset_name / stamp
-        base.parent.mkdir(parents=True, exist_ok=True)
-        path, suffix = base, 1
-        while True:  # mkdir is the atomic claim, so runs started in the same second never collide
-            try:
-                path.mkdir()
-                break
-            except FileExistsError:
-                suffix += 1
-                path = base.with_name(f"{stamp}-{suffix}")
-        (path / "checkpoints").mkdir()
+        with writing(root):
+            if Path(root).exists() and not Path(root).is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(root))
+            base.parent.mkdir(parents=True, exist_ok=True)
+            path, suffix = base, 1
+            while True:  # mkdir is the atomic claim, so runs started in the same second never collide
+                try:
+                    path.mkdir()
+                    break
+                except FileExistsError:
+                    suffix += 1
+                    path = base.with_name(f"{stamp}-{suffix}")
+            (path / "checkpoints").mkdir()
         return cls(path)
 
     @classmethod
@@ -69,6 +130,46 @@ class RunDir:
     def events_path(self) -> Path:
         return self.path / "events.log"
 
+    @property
+    def record_path(self) -> Path:
+        return self.path / RUN_RECORD
+
+    def write_record(self, *, preset: str, experiment: str) -> None:
+        """Which preset and experiment this directory holds: readers default to that experiment."""
+        self._atomic_text(self.record_path, json.dumps({"preset": preset, "experiment": experiment},
+                                                       indent=2, sort_keys=True) + "\n")
+
+    def recorded_experiment(self) -> str | None:
+        if not self.record_path.is_file():
+            return None  # a run from before run.json existed: readers use the preset's first
+        try:
+            record = json.loads(self.record_path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise RunDirectoryError(f"{self.record_path} is unreadable ({exc}); the file is damaged") from None
+        experiment = record.get("experiment") if isinstance(record, dict) else None
+        return experiment if isinstance(experiment, str) else None
+
+    def mark_latest(self) -> None:
+        """Point ``<root>/<preset>/latest`` at this run, atomically (a new link renamed over the old)."""
+        link = self.path.parent / LATEST
+        temporary = self.path.parent / f".{LATEST}.{os.getpid()}.tmp"
+        with writing(link):
+            temporary.unlink(missing_ok=True)
+            temporary.symlink_to(self.path.name, target_is_directory=True)
+            os.replace(temporary, link)
+
+    def clean_stale_temporaries(self) -> list[Path]:
+        """Remove the ``.NAME.XXXX.tmp`` files an interrupted atomic write left behind (call only
+        while holding the run's lock: a live writer's temporary must not vanish)."""
+        removed = []
+        for directory in (self.path, self.checkpoints):
+            if directory.is_dir():
+                for stale in directory.glob(".*.tmp"):
+                    with writing(stale):
+                        stale.unlink(missing_ok=True)
+                    removed.append(stale)
+        return removed
+
     def write_config(self, resolved: dict[str, Any]) -> None:
         self._atomic_text(self.config_path, yaml.safe_dump(_plain(resolved), sort_keys=False))
 
@@ -76,8 +177,11 @@ class RunDir:
         return self.config_path.read_text(encoding="utf-8")
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        with self.metrics_path.open("a", encoding="utf-8") as file:
-            file.write(json.dumps(_plain(record), sort_keys=True) + "\n")
+        self.append_jsonl(self.metrics_path, record)
+
+    def append_jsonl(self, path: Path, record: dict[str, Any]) -> None:
+        with writing(path), path.open("a", encoding="utf-8") as file:
+            file.write(json.dumps(_plain(record), sort_keys=True, default=str) + "\n")
 
     def truncate_metrics_after(self, step: int) -> None:
         """On resume, drop records logged after the checkpoint so the file reads as one run."""
@@ -88,14 +192,17 @@ class RunDir:
         run writes them again), atomically; a missing file is left missing."""
         if not path.exists():
             return
-        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get(key, 0) <= step]
-        self._atomic_text(path, "".join(line + "\n" for line in kept))
+        records, _torn = parse_jsonl(path, self._read_text(path))  # a torn last line is dropped here
+        kept = [record for record in records if record.get(key, 0) <= step]
+        self._atomic_text(path, "".join(json.dumps(record, sort_keys=True) + "\n" for record in kept))
+
+    def read_jsonl(self, path: Path) -> list[dict[str, Any]]:
+        if not path.exists():
+            return []
+        return parse_jsonl(path, self._read_text(path))[0]
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics_path.exists():
-            return []
-        return [json.loads(line) for line in self.metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return self.read_jsonl(self.metrics_path)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         self._atomic_text(self.summary_path, json.dumps(_plain(summary), indent=2, sort_keys=True) + "\n")
@@ -103,16 +210,32 @@ class RunDir:
     def read_summary(self) -> dict[str, Any]:
         if not self.summary_path.exists():
             return {}
-        return json.loads(self.summary_path.read_text(encoding="utf-8"))
+        try:
+            summary = json.loads(self._read_text(self.summary_path))
+        except ValueError as exc:
+            raise RunDirectoryError(
+                f"{self.summary_path} is unreadable ({exc}); the file is damaged: move it aside and run "
+                "`mosaic eval` again to rewrite its evaluation"
+            ) from None
+        if not isinstance(summary, dict):
+            raise RunDirectoryError(f"{self.summary_path} does not hold a JSON object; the file is damaged")
+        return summary
 
     def log_event(self, event: str, **fields: Any) -> None:
         record = {"ts": datetime.datetime.now(_UTC).isoformat(), "event": event, **fields}
-        with self.events_path.open("a", encoding="utf-8") as file:
-            file.write(json.dumps(_plain(record), sort_keys=True) + "\n")
+        self.append_jsonl(self.events_path, record)
+
+    @staticmethod
+    def _read_text(path: Path) -> str:
+        try:
+            return path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise RunDirectoryError(f"cannot read {path}: {exc.strerror or exc}") from None
 
     @staticmethod
     def _atomic_text(path: Path, text: str) -> None:
-        atomic_write_bytes(path, text.encode("utf-8"))
+        with writing(path):
+            atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def fingerprint(resolved: dict[str, Any]) -> str:

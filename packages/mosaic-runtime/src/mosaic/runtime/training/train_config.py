@@ -14,6 +14,14 @@ from mosaic.core.validators import between, non_negative, one_of, positive, prob
 PRECISIONS = ("fp32", "bf16")
 
 
+def _logger_ids(_instance: object, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    for logger_id in value:
+        if not logger_id.startswith("logger."):
+            reject(attribute.name, f"lists {logger_id!r}; logger IDs look like logger.csv")
+    if len(set(value)) != len(value):
+        reject(attribute.name, f"lists a logger twice: {list(value)}")
+
+
 @attrs.frozen
 class TrainerConfig:
     """One linear training loop: AdamW, linear warmup then cosine decay, clipping, accumulation.
@@ -22,6 +30,12 @@ class TrainerConfig:
     ``threads`` sets torch's intra-op threads (0 keeps torch's default; 1 is fastest on a shared CPU).
     ``eval_every`` / ``checkpoint_every`` of 0 mean only at the end. ``max_seconds`` > 0 stops the run
     (status ``time_limit``, checkpoint and evaluation still written) once that much time has passed.
+    ``warmup_steps`` longer than the run is clipped to ``steps`` (the trainer says so).
+    ``divergence_factor`` k > 0 stops the run (status ``diverged``, last good checkpoint kept) when the
+    loss exceeds k times the median of its last ``divergence_window`` values; a non-finite loss or
+    gradient always stops it. ``loggers`` are metric sinks (``logger.*`` components) beside
+    ``metrics.jsonl``, which every run writes because resume, ``plot`` and ``runs`` read it.
+    ``find_unused_parameters`` is handed to DistributedDataParallel (docs/distributed.md).
     """
 
     steps: int = attrs.field(default=200, validator=positive)
@@ -45,12 +59,19 @@ class TrainerConfig:
     checkpoint_every: int = attrs.field(default=50, validator=non_negative)
     keep_checkpoints: int = attrs.field(default=2, validator=positive)
     max_seconds: float = attrs.field(default=0.0, validator=non_negative)
+    divergence_factor: float = attrs.field(default=10.0, validator=non_negative)
+    divergence_window: int = attrs.field(default=50, validator=positive)
+    loggers: tuple[str, ...] = attrs.field(default=("logger.jsonl",), converter=tuple, validator=_logger_ids)
+    find_unused_parameters: bool = True
 
     def __attrs_post_init__(self) -> None:
         if self.batch_size % self.grad_accum:
             reject("batch_size", f"must be a multiple of grad_accum ({self.grad_accum}), got {self.batch_size}")
-        if self.warmup_steps > self.steps:
-            reject("warmup_steps", f"must be <= steps ({self.steps}), got {self.warmup_steps}")
+
+    @property
+    def effective_warmup(self) -> int:
+        """Warmup clipped to the step budget, so that ``--steps 5`` runs with a warmup of 20."""
+        return min(self.warmup_steps, self.steps)
 
 
 @attrs.frozen

@@ -1,14 +1,15 @@
 """The training loop: one linear pass from a validated experiment to a run directory.
 
 Seeded and resumable: data order is a pure function of (seed, samples consumed), and a checkpoint
-carries every state the next step depends on, so ``--resume`` continues exactly. A non-finite loss
-or gradient stops the run before the optimizer step, leaving the last good checkpoint untouched.
+carries every state the next step depends on, so ``--resume`` continues exactly. A non-finite or
+exploding loss stops the run before the optimizer step (divergence.py), leaving the last good
+checkpoint untouched; Ctrl-C and SIGTERM stop it after the current step with a checkpoint
+(interrupts.py). Under ``torchrun`` every rank trains and rank 0 alone writes (distributed.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
 import time
@@ -27,8 +28,7 @@ from mosaic.core.errors import (
 from mosaic.core.model_output import ModelOutput
 from mosaic.runtime.training.batching import collate_for, count_tokens, move_to, sample_indices
 from mosaic.runtime.training.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
+    load_newest_loadable,
     restore_rng_state,
     rng_state,
     save_checkpoint,
@@ -37,13 +37,17 @@ from mosaic.runtime.training.distributed import (
     DistContext,
     all_reduce_mean,
     barrier,
+    check_lockstep,
     init_distributed,
 )
+from mosaic.runtime.training.divergence import DivergedError, DivergenceGuard
 from mosaic.runtime.training.evaluation import evaluate, opcode_names
+from mosaic.runtime.training.interrupts import StopRequest
+from mosaic.runtime.training.loggers import MetricSinks
 from mosaic.runtime.training.manifest import Experiment
 from mosaic.runtime.training.optim import build_optimizer, build_scheduler
 from mosaic.runtime.training.progress import Progress, log
-from mosaic.runtime.training.run_dir import RunDir
+from mosaic.runtime.training.run_dir import RunDir, writing
 
 #: lifecycle decisions of the model's training hooks, one JSON record per line, in the run directory
 DECISIONS_FILE = "decisions.jsonl"
@@ -90,7 +94,8 @@ class Trainer:
     """Builds an experiment's components through the registry and trains them."""
 
     def __init__(self, experiment: Experiment, registry: Registry, run: RunDir | None, *,
-                 fingerprint: str, device: str | None = None, show_progress: bool = True) -> None:
+                 fingerprint: str, device: str | None = None, show_progress: bool = True,
+                 progress_mode: str = "auto") -> None:
         self.experiment = experiment
         self.config = experiment.trainer
         self.run = run
@@ -109,11 +114,14 @@ class Trainer:
                 f"{self.config.grad_accum}")])
         self.micro_batch = per_rank
         seed_everything(self.config.seed, self.config.deterministic)
-        self.model = experiment.model.build(registry).to(self.device)
+        self.model = experiment.model.build(registry).to(self.device)  # the same on every rank
         self.dataset = experiment.dataset.build(registry)
         self.eval_dataset = experiment.eval_dataset.build(registry) if experiment.eval_dataset else None
         self.curricula = [spec.build(registry) for spec in experiment.curricula]
         self.objective = experiment.objective.build(registry)
+        self.sinks = MetricSinks.build(self.config.loggers, registry)
+        if self.dist.rank:  # dropout and other sampling differ per rank; data order is sharded below
+            seed_everything(self.config.seed + self.dist.rank, self.config.deterministic)
         describe = getattr(self.objective, "describe_sources", None)
         if callable(describe):
             describe(model=experiment.model.id, dataset=experiment.dataset.id)
@@ -124,7 +132,11 @@ class Trainer:
         self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            # Deliberate (docs/distributed.md): heads trained only by auxiliary terms a preset may
+            # weight 0 (memory.write_utility) and experts no token was routed to in a step get no
+            # gradient. DDP then skips them on every rank alike, exactly as one process's AdamW does.
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=ids, find_unused_parameters=self.config.find_unused_parameters)
             self.forward_model = self.ddp
         if self.config.compile:
             self.forward_model = torch.compile(self.forward_model)
@@ -132,7 +144,13 @@ class Trainer:
         self.step = 0
         self.samples_seen = 0
         self.first_record: dict[str, Any] | None = None  # the run's first logged metrics (kept on resume)
-        self.progress = Progress(self.config.steps, enabled=show_progress and self.dist.is_main)
+        self.progress = Progress(self.config.steps, mode=progress_mode, enabled=show_progress and self.dist.is_main)
+        self.guard = DivergenceGuard(self.config.divergence_factor, self.config.divergence_window)
+        self.stop = StopRequest()  # run.py swaps in one wired to SIGINT/SIGTERM
+        self.lockstep: bool | None = None  # under DDP: whether every rank ended with the same weights
+        if self.config.effective_warmup < self.config.warmup_steps:
+            self.progress.note(f"warmup_steps {self.config.warmup_steps} clipped to the {self.config.steps}-step "
+                               "budget")
 
     # --- state --------------------------------------------------------------------------------
 
@@ -160,17 +178,25 @@ class Trainer:
 
     def save(self) -> None:
         if self.run is not None and self.dist.is_main:
-            save_checkpoint(self.run.checkpoints, self.step, self.checkpoint_payload(),
-                            keep=self.config.keep_checkpoints)
+            with writing(self.run.checkpoints):
+                save_checkpoint(self.run.checkpoints, self.step, self.checkpoint_payload(),
+                                keep=self.config.keep_checkpoints)
             self.run.log_event("checkpoint", step=self.step)
         barrier(self.dist)
 
+    def open_sinks(self, resume_step: int | None) -> None:
+        if self.run is not None and self.dist.is_main:
+            self.sinks.open(self.run.path, resume_step=resume_step)
+            for warning in self.sinks.warnings:
+                self.progress.note(warning)
+
     def resume(self) -> int:
-        """Load the run's newest checkpoint; returns its step."""
+        """Load the run's newest loadable checkpoint (older ones stand in for a corrupt newest);
+        returns its step."""
         if self.run is None:
             raise CheckpointError("cannot resume without a run directory")
-        path = latest_checkpoint(self.run.checkpoints)
-        payload = load_checkpoint(path, config_fingerprint=self.fingerprint, opcode_table=self.opcode_table)
+        path, payload = load_newest_loadable(self.run.checkpoints, config_fingerprint=self.fingerprint,
+                                             opcode_table=self.opcode_table)
         try:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
@@ -180,11 +206,15 @@ class Trainer:
                 load_lifecycle(payload.get("lifecycle"))
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {path} does not match this model: {exc}") from None
-        restore_rng_state(payload["rng"])
+        restore_rng_state(payload["rng"])  # rank 0's: other ranks re-derive their own offset stream
+        if self.dist.rank:
+            seed_everything(self.config.seed + self.dist.rank + 7919 * int(payload["step"]), self.config.deterministic)
         self.step = int(payload["step"])
         self.samples_seen = int(payload["samples_seen"])
         if self.dist.is_main:
-            self.run.truncate_metrics_after(self.step)
+            if path != sorted(self.run.checkpoints.glob("step_*.pt"))[-1]:
+                self.progress.note(f"the newest checkpoint is unreadable; resuming from {path.name}")
+            self.open_sinks(resume_step=self.step)  # trims metrics (and csv, tensorboard) past the step
             self.run.truncate_jsonl_after(self.run.path / DECISIONS_FILE, self.step, key="train_step")
             self.run.log_event("resume", step=self.step, checkpoint=str(path))
             train = [r for r in self.run.read_metrics() if r.get("split") == "train"]
@@ -206,6 +236,7 @@ class Trainer:
         schedule = apply_curricula(self.curricula, self.dataset, self.step, self.config.steps)
         self.model.train()
         sums: dict[str, torch.Tensor] = {}
+        loss_sum = torch.zeros((), device=self.device)
         tokens = 0
         finite = torch.ones((), device=self.device)
         accum = self.config.grad_accum
@@ -219,6 +250,7 @@ class Trainer:
                     output = self.forward_model(batch)
                     loss, metrics = self.objective(output, batch)
                 finite = finite * torch.isfinite(loss.detach()).float()
+                loss_sum = loss_sum + loss.detach().float() / accum
                 (loss / accum).backward()
             for name, value in metrics.items():
                 sums[name] = sums.get(name, 0.0) + value.float() / accum
@@ -229,13 +261,12 @@ class Trainer:
         finite = finite * torch.isfinite(norm.detach()).float()
         finite = all_reduce_mean(finite, self.dist)
         reduced = {name: float(all_reduce_mean(value, self.dist)) for name, value in sums.items()}
-        if float(finite) < 1.0:
+        loss_value = float(all_reduce_mean(loss_sum, self.dist))  # the same on every rank: all stop together
+        try:
+            self.guard.check(self.step + 1, loss_value if float(finite) == 1.0 else math.nan)
+        except DivergedError:
             self.optimizer.zero_grad(set_to_none=True)
-            raise TrainingError(
-                f"non-finite loss or gradient at step {self.step + 1} "
-                f"({', '.join(f'{k}={v:.4g}' for k, v in sorted(reduced.items()))}); the run stopped before "
-                "the optimizer step and its last good checkpoint is kept"
-            )
+            raise
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -255,9 +286,8 @@ class Trainer:
         if not decisions:
             return {}
         if self.run is not None and self.dist.is_main:
-            with (self.run.path / DECISIONS_FILE).open("a", encoding="utf-8") as handle:
-                for decision in decisions:  # stamped with the trainer's step: resume trims by it
-                    handle.write(json.dumps({**decision, "train_step": self.step}, sort_keys=True, default=str) + "\n")
+            for decision in decisions:  # stamped with the trainer's step: resume trims by it
+                self.run.append_jsonl(self.run.path / DECISIONS_FILE, {**decision, "train_step": self.step})
         return {"lifecycle_decisions": float(len(decisions))}
 
     # --- the loop -----------------------------------------------------------------------------
@@ -300,8 +330,10 @@ class Trainer:
                         first = dict(record)
                     last = record
                     self.write_metrics(record)
-                    self.progress.update(self.step, record)
+                    self.progress.step(self.step, record)
                     window, window_steps, window_tokens, window_start = {}, 0, 0, time.perf_counter()
+                else:
+                    self.progress.step(self.step)
                 if config.eval_every and self.step % config.eval_every == 0 and self.step < config.steps:
                     last_eval = self.evaluate()
                     if last_eval is not None:
@@ -312,14 +344,23 @@ class Trainer:
                 if config.max_seconds and time.perf_counter() - started > config.max_seconds:
                     status = "time_limit"
                     break
+                if self.stop_requested():
+                    status = "interrupted"
+                    break
         except (TrainingError, ObjectiveError) as exc:
             self.progress.close()
-            self.write_summary(status="failed", error=str(exc), first=first, last=last, evaluation=None,
-                               seconds=time.perf_counter() - started, tokens=total_tokens)
+            self.write_summary(status="diverged" if isinstance(exc, DivergedError) else "failed", error=str(exc),
+                               first=first, last=last, evaluation=None, seconds=time.perf_counter() - started,
+                               tokens=total_tokens)
             raise
         self.progress.close()
         if not config.checkpoint_every or self.step % config.checkpoint_every:
             self.save()
+        self.lockstep = check_lockstep(self.model, self.dist)
+        if status == "interrupted":  # stop promptly: the checkpoint is what the user asked to keep
+            return self.write_summary(status=status, error=f"stopped by {self.stop.signal_name or 'a signal'}",
+                                      first=first, last=last, evaluation=None,
+                                      seconds=time.perf_counter() - started, tokens=total_tokens)
         final_eval = self.evaluate()
         if final_eval is not None:
             last_eval = final_eval
@@ -328,9 +369,14 @@ class Trainer:
         return self.write_summary(status=status, error=None, first=first, last=last, evaluation=last_eval,
                                   seconds=time.perf_counter() - started, tokens=total_tokens)
 
+    def stop_requested(self) -> bool:
+        """Whether any rank was sent Ctrl-C or SIGTERM (agreed across ranks, so all stop together)."""
+        flag = torch.tensor(1.0 if self.stop.requested else 0.0, device=self.device)
+        return float(all_reduce_mean(flag, self.dist)) > 0
+
     def write_metrics(self, record: dict[str, Any]) -> None:
         if self.run is not None and self.dist.is_main:
-            self.run.append_metrics(record)
+            self.sinks.log(record)
 
     def write_summary(self, *, status: str, error: str | None, first: dict[str, float] | None,
                       last: dict[str, float], evaluation: dict[str, Any] | None, seconds: float,
@@ -352,6 +398,7 @@ class Trainer:
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "device": str(self.device),
             "world_size": self.dist.world_size,
+            "signal": self.stop.signal_name,
             "first": first,
             "final": last,
             "final_over_first": ratios,
@@ -359,8 +406,11 @@ class Trainer:
             "opcode_table": self.opcode_table,
             "run_dir": str(self.run.path) if self.run is not None else None,
         }
+        if self.dist.enabled:
+            summary["ranks_in_lockstep"] = self.lockstep
         if self.run is not None and self.dist.is_main:
             self.run.write_summary(summary)
+            self.sinks.close()
             self.run.log_event("summary", status=status, steps=self.step)
             log.info("run_finished", status=status, steps=self.step, run_dir=summary["run_dir"])
         return summary

@@ -1,0 +1,57 @@
+"""Run the installed ``mosaic`` command in a subprocess with the tiny test components installed as a
+real plugin distribution (a dist-info whose entry point names ``train_tiny_components:TinyPlugin``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def mosaic_command() -> list[str]:
+    installed = Path(sys.executable).with_name("mosaic")
+    return [str(installed)] if installed.exists() else [shutil.which("mosaic") or "mosaic"]
+
+
+class TinyCli:
+    def __init__(self, root: Path) -> None:
+        self.site = root / "tiny-site"
+        info = self.site / "tiny_test-0.1.dist-info"
+        info.mkdir(parents=True, exist_ok=True)
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-test\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text("[mosaic]\ntiny-test = train_tiny_components:TinyPlugin\n")
+
+    def env(self, **extra: str) -> dict[str, str]:
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_")}
+        environment["PYTHONPATH"] = os.pathsep.join([str(self.site), str(HERE), environment.get("PYTHONPATH", "")])
+        environment["OMP_NUM_THREADS"] = "1"
+        environment.update(extra)
+        return environment
+
+    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        return subprocess.run([*mosaic_command(), *args], capture_output=True, text=True, env=self.env(),
+                              timeout=timeout, check=False)
+
+    def start(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([*mosaic_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=self.env())
+
+
+def wait_for(predicate, timeout: float = 90) -> bool:  # noqa: ANN001 - a zero-argument callable
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def interrupt(process: subprocess.Popen, signal_number: int = signal.SIGTERM) -> tuple[str, str]:
+    process.send_signal(signal_number)
+    return process.communicate(timeout=120)
