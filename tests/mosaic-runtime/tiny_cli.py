@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -43,7 +44,7 @@ class TinyCli:
                                 text=True, env=self.env())
 
 
-def wait_for(predicate, timeout: float = 90) -> bool:  # noqa: ANN001 - a zero-argument callable
+def wait_for(predicate: Callable[[], bool], timeout: float = 90) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if predicate():

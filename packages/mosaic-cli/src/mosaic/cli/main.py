@@ -25,6 +25,7 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str]] = {
     "tools": ("mosaic.cli.commands.tools:tools", "List, show, approve, revoke, run sandboxed tools."),
     "chrono": ("mosaic.cli.commands.chrono:chrono", "ChronoMoE run report: clocks, beta, psi and lifecycle decisions."),
     "sweep": ("mosaic.cli.commands.sweep:sweep", "Grid or random search over preset overrides and seeds (Optuna)."),
+    "runs": ("mosaic.cli.commands.runs:runs", "List run directories and compare them (metrics, eval, config diff)."),
 }
 
 

@@ -42,21 +42,21 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def started_experiment(run: Path) -> str | None:
-    for event in read_jsonl(run / "events.log"):
-        if event.get("event") == "start":
-            return event.get("experiment")
-    return None
+def started_experiment(run: Path, requested: str | None = None) -> str | None:
+    """The experiment that ran (``run.json``, else the ``start`` event); ``requested`` must match it."""
+    from mosaic.runtime.training.run_dir import RunDir
+
+    return RunDir(run).experiment_for(requested)
 
 
-def ffn_config(run: Path) -> dict[str, Any]:
+def ffn_config(run: Path, experiment: str | None = None) -> dict[str, Any]:
     """The ``ffn`` mapping of the experiment that ran (``{}`` without a layer.moe feed-forward)."""
     config_path = run / "config.yaml"
     if not config_path.exists():
         return {}
     document = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
     targets = document.get("targets") or []
-    name = started_experiment(run)
+    name = started_experiment(run, experiment)
     chosen = next((t for t in targets if t.get("name") == name), targets[0] if targets else {})
     model = chosen.get("model") or {}
     return (model.get("block") or {}).get("ffn") or model.get("ffn") or {}
@@ -130,14 +130,14 @@ def live_experts(decisions: list[dict[str, Any]], start: float, layers: int) -> 
     return live
 
 
-def build_report(run: Path) -> str:
+def build_report(run: Path, experiment: str | None = None) -> str:
     metrics = read_jsonl(run / "metrics.jsonl")
     if not metrics and not (run / "config.yaml").exists():
         raise MosaicError(f"{run} is not a run directory (no metrics.jsonl or config.yaml)")
     train = [r for r in metrics if r.get("split") == "train" and "moe_active_experts" in r]
     decisions = read_jsonl(run / DECISIONS_FILE)
     layers = layer_count(train)
-    ffn = ffn_config(run)
+    ffn = ffn_config(run, experiment)
     router = ffn.get("router")
     sections = [f"ChronoMoE report: {run}", "", "clocks", *clock_lines(router), ""]
     sections += ["per layer (Ψ coherence, |β| max, MaxVio, active experts)", *series_lines(train, layers), ""]
@@ -186,9 +186,10 @@ def chrono() -> None:
 @chrono.command("report")
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Also draw Ψ, |β|, MaxVio to this PNG.")
-def report(run_dir: Path, plot_path: Path | None) -> None:
+@click.option("--experiment", help="The experiment of a multi-experiment run (default: the one that ran).")
+def report(run_dir: Path, plot_path: Path | None, experiment: str | None) -> None:
     """Print RUN_DIR's ChronoMoE clocks, per-layer Ψ/β/MaxVio and lifecycle decisions."""
     with user_errors():
-        click.echo(build_report(run_dir))
+        click.echo(build_report(run_dir, experiment))
         if plot_path is not None:
             click.echo(f"wrote {plot_report(run_dir, plot_path)}")

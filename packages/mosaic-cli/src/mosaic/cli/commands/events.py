@@ -30,6 +30,7 @@ def agent_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--adapter-target", "adapter_targets", multiple=True, default=("head",), show_default=True,
                      help="fnmatch pattern of Linear layers that get adapters (repeatable)."),
         click.option("--device", help="cpu, cuda, ... (default: cpu)."),
+        click.option("--experiment", help="The experiment of a multi-experiment run (default: the one that ran)."),
         click.option("--tools", "tools_dir", type=click.Path(path_type=Path, file_okay=False),
                      help="Tool registry directory: the model's ToolDefinition/ToolCall events are executed there."),
     ]
@@ -48,6 +49,7 @@ def open_agent_from_options(run_dir: Path, options: dict[str, Any], output: Any)
     if options["online_every"] is not None:
         online = OnlineConfig(targets=options["adapter_targets"], update_every=options["online_every"])
     return open_agent(run_dir, registry=registry_from_context(), device=options["device"],
+                      experiment=options["experiment"],
                       session_name=options["session_name"], fresh=options["fresh"], generation=generation,
                       online=online, output=output)
 

@@ -140,14 +140,30 @@ class RunDir:
                                                        indent=2, sort_keys=True) + "\n")
 
     def recorded_experiment(self) -> str | None:
-        if not self.record_path.is_file():
-            return None  # a run from before run.json existed: readers use the preset's first
-        try:
-            record = json.loads(self.record_path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise RunDirectoryError(f"{self.record_path} is unreadable ({exc}); the file is damaged") from None
-        experiment = record.get("experiment") if isinstance(record, dict) else None
-        return experiment if isinstance(experiment, str) else None
+        """The experiment this run trained: from ``run.json``, else (runs from before it existed) the
+        ``start`` event of ``events.log``; None when neither says."""
+        if self.record_path.is_file():
+            try:
+                record = json.loads(self._read_text(self.record_path))
+            except ValueError as exc:
+                raise RunDirectoryError(f"{self.record_path} is unreadable ({exc}); the file is damaged") from None
+            experiment = record.get("experiment") if isinstance(record, dict) else None
+            return experiment if isinstance(experiment, str) else None
+        for event in self.read_jsonl(self.events_path):
+            if event.get("event") == "start" and isinstance(event.get("experiment"), str):
+                return event["experiment"]
+        return None
+
+    def experiment_for(self, requested: str | None) -> str | None:
+        """The experiment a reader should rebuild: the one asked for, which must be the one this run
+        trained (its checkpoints hold no other), or by default the recorded one."""
+        recorded = self.recorded_experiment()
+        if requested is not None and recorded is not None and requested != recorded:
+            raise RunDirectoryError(
+                f"{self.path} trained experiment {recorded!r}, not {requested!r}; its checkpoints hold no "
+                f"other (drop --experiment, or pass --experiment {recorded})"
+            )
+        return requested or recorded
 
     def mark_latest(self) -> None:
         """Point ``<root>/<preset>/latest`` at this run, atomically (a new link renamed over the old)."""
