@@ -68,10 +68,6 @@ class Progress:
         elif record is not None:
             self._line(step, record)
 
-    # kept for callers of the earlier API: one call per logged step
-    def update(self, step: int, metrics: dict[str, Any]) -> None:
-        self.step(step, metrics)
-
     def _line(self, step: int, record: dict[str, Any]) -> None:
         shown = [f"{name} {_fmt(record[name])}" for name in ("loss_total", "lr", "tokens_per_s") if name in record]
         elapsed = time.perf_counter() - self.started
