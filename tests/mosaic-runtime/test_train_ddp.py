@@ -52,3 +52,20 @@ def test_two_process_torchrun_matches_one_process(tmp_path: Path) -> None:
     summary = json.loads((Path(two["run_dir"]) / "summary.json").read_text())
     assert summary["world_size"] == 2
     assert len(list((tmp_path / "two").rglob("summary.json"))) == 1  # rank 1 wrote nothing
+
+
+def test_two_ranks_stay_in_lockstep_with_a_head_that_gets_no_gradient(tmp_path: Path) -> None:
+    """A head no loss term reads (as memory.write_utility is under a preset that weights its term 0)
+    and per-rank dropout: DDP must not crash, and both ranks must end with identical weights."""
+    preset = tmp_path / "tiny.yml"
+    preset.write_text(TINY_PRESET.replace("steps: 30", "steps: 12").replace(
+        "n_layers: 2\n", "n_layers: 2\n      unused_head: true\n      dropout: 0.1\n", 1))
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
+              "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
+    done = subprocess.run([*launch, str(ENTRY), str(preset), str(tmp_path / "two")],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, check=False,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((Path(summary_of(done.stdout)["run_dir"]) / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["world_size"] == 2
+    assert summary["ranks_in_lockstep"] is True

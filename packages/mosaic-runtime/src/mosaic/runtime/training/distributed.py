@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 import torch
@@ -33,6 +35,34 @@ def init_distributed(device: torch.device) -> DistContext:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(),
                        local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+class _OutputFields(torch.nn.Module):
+    """Returns a model's output as ``(type, {field: value})``: with ``find_unused_parameters`` DDP
+    walks the output's tensors to see which parameters the loss can reach, and it looks inside
+    tensors, tuples, dicts and dataclasses only, not attrs classes such as ``ModelOutput``."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Any) -> tuple[type, dict[str, Any]]:
+        output = self.model(batch)
+        return type(output), attrs.asdict(output, recurse=False)
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device, *, find_unused_parameters: bool
+             ) -> tuple[torch.nn.parallel.DistributedDataParallel, Callable[[Any], Any]]:
+    """``(ddp, forward)``: ``forward(batch)`` runs the model through DDP and returns its own output type."""
+    ids = [device.index] if device.type == "cuda" else None
+    ddp = torch.nn.parallel.DistributedDataParallel(_OutputFields(model), device_ids=ids,
+                                                    find_unused_parameters=find_unused_parameters)
+
+    def forward(batch: Any) -> Any:
+        output_type, fields = ddp(batch)
+        return output_type(**fields)
+
+    return ddp, forward
 
 
 def all_reduce_mean(value: torch.Tensor, context: DistContext) -> torch.Tensor:

@@ -39,6 +39,7 @@ from mosaic.runtime.training.distributed import (
     barrier,
     check_lockstep,
     init_distributed,
+    wrap_ddp,
 )
 from mosaic.runtime.training.divergence import DivergedError, DivergenceGuard
 from mosaic.runtime.training.evaluation import evaluate, opcode_names
@@ -131,13 +132,11 @@ class Trainer:
         self.forward_model: Callable[[dict[str, Any]], ModelOutput] = self.model
         self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
         if self.dist.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
             # Deliberate (docs/distributed.md): heads trained only by auxiliary terms a preset may
             # weight 0 (memory.write_utility) and experts no token was routed to in a step get no
             # gradient. DDP then skips them on every rank alike, exactly as one process's AdamW does.
-            self.ddp = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=ids, find_unused_parameters=self.config.find_unused_parameters)
-            self.forward_model = self.ddp
+            self.ddp, self.forward_model = wrap_ddp(self.model, self.device,
+                                                    find_unused_parameters=self.config.find_unused_parameters)
         if self.config.compile:
             self.forward_model = torch.compile(self.forward_model)
         self.opcode_table = opcode_names(self.model)
