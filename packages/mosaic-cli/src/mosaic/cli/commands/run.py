@@ -82,7 +82,8 @@ def run(preset: str | None, overrides: tuple[str, ...], out: Path, resume: Path 
         summary = run_preset(preset, registry=registry_from_context(), overrides=overrides, out=out,
                              resume=resume, device=device, steps=steps, experiment=experiment,
                              progress_mode=mode)
-    click.echo(format_summary(summary))
+    if summary.get("run_dir") is not None:  # under torchrun only rank 0 has a run directory to report
+        click.echo(format_summary(summary))
     if summary["status"] == "interrupted":
         sys.exit(128 + int(getattr(signal, summary.get("signal") or "SIGINT", signal.SIGINT)))
 
