@@ -167,3 +167,17 @@ def test_readers_default_to_the_experiment_that_ran(tmp_path: Path, cli: TinyCli
     resumed = cli.run("run", "--resume", str(run), "--steps", "12", "-q")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "run completed: second" in resumed.stdout
+
+
+def test_eval_of_nan_weights_exits_non_zero_and_writes_no_nan(cli: TinyCli, two_runs) -> None:
+    import torch
+
+    run = two_runs[1]
+    before = (run / "summary.json").read_text()
+    for _, path in list_checkpoints(run / "checkpoints"):
+        payload = torch.load(path, weights_only=False)
+        payload["model"] = {k: v * float("nan") if v.is_floating_point() else v for k, v in payload["model"].items()}
+        torch.save(payload, path)
+    done = cli.run("eval", str(run), "--samples", "4")
+    assert done.returncode == 1 and "non-finite weights" in done.stderr and "Traceback" not in done.stderr
+    assert (run / "summary.json").read_text() == before and "NaN" not in before

@@ -134,7 +134,7 @@ class Trainer:
         if self.dist.enabled:
             # Deliberate (docs/distributed.md): heads trained only by auxiliary terms a preset may
             # weight 0 (memory.write_utility) and experts no token was routed to in a step get no
-            # gradient. DDP then skips them on every rank alike, exactly as one process's AdamW does.
+            # gradient; DDP, told so, leaves them out of the reduction instead of waiting for them.
             self.ddp, self.forward_model = wrap_ddp(self.model, self.device,
                                                     find_unused_parameters=self.config.find_unused_parameters)
         if self.config.compile:
