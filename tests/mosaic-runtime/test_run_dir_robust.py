@@ -193,3 +193,38 @@ def test_eval_of_nan_weights_is_an_error_and_keeps_the_summary(finished: Path, r
     with pytest.raises(CheckpointError, match="non-finite weights"):
         evaluate_run(finished, registry=registry, samples=4)
     assert (finished / "summary.json").read_text() == before
+
+
+def test_each_resume_adds_a_provenance_session(finished: Path, registry) -> None:
+    run_preset(None, registry=registry, resume=finished, steps=21, show_progress=False)
+    sessions = json.loads((finished / "provenance.json").read_text())["sessions"]
+    assert len(sessions) == 2 and sessions[0]["seed"] == sessions[1]["seed"] == 0
+    assert sessions[1]["started"] > sessions[0]["started"]
+
+
+def test_runs_index_reports_running_incomplete_and_damaged_runs(tmp_path: Path, registry) -> None:
+    from mosaic.runtime.training.runs_index import list_runs
+
+    done = train(tmp_path, registry)
+    damaged = train(tmp_path, registry)
+    (damaged / "summary.json").write_text("{")
+    incomplete = train(tmp_path, registry)
+    (incomplete / "summary.json").unlink()
+    lock = acquire_run_lock(done)
+    try:
+        found = {info.path: info for info in list_runs(tmp_path / "runs")}
+    finally:
+        lock.release()
+    assert found[done].status == "running"
+    assert found[damaged].status == "damaged" and "summary.json is unreadable" in found[damaged].problem
+    assert found[incomplete].status == "incomplete"
+    assert [info.latest for info in found.values()] == [False, False, True]
+    assert list_runs(tmp_path / "runs")[0].status == "completed"  # once the lock is released
+
+
+def test_resume_may_change_the_guard_and_the_loggers(finished: Path, registry) -> None:
+    """A diverged run's message says to raise the factor; that must not make its checkpoints foreign."""
+    summary = run_preset(None, registry=registry, resume=finished, steps=21, show_progress=False,
+                         overrides=["trainer.divergence_factor=50", "trainer.divergence_window=8",
+                                    "trainer.loggers=[logger.jsonl, logger.csv]"])
+    assert summary["status"] == "completed" and (finished / "metrics_train.csv").is_file()

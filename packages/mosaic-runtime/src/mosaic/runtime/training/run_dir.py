@@ -260,7 +260,8 @@ def fingerprint(resolved: dict[str, Any]) -> str:
     for target in data.get("targets", []):
         trainer = target.get("trainer", {})
         for key in ("steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "max_seconds",
-                    "device", "threads"):
+                    "device", "threads", "loggers", "divergence_factor", "divergence_window",
+                    "find_unused_parameters"):
             trainer.pop(key, None)
         target.pop("eval", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
