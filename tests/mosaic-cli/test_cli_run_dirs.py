@@ -55,7 +55,12 @@ def test_a_signal_checkpoints_and_marks_the_run_interrupted(tmp_path: Path, cli:
     assert "Traceback" not in stderr
     resumed = cli.run("run", "--resume", str(run), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+    final = json.loads((run / "summary.json").read_text())
+    assert final["status"] == "completed"
+    reference = cli.run("run", preset(tmp_path, SLOW), "--out", str(tmp_path / "whole"), "-q")
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    whole = json.loads((only_run(tmp_path / "whole") / "summary.json").read_text())
+    assert final["final"]["loss_total"] == pytest.approx(whole["final"]["loss_total"], rel=1e-6)
 
 
 def test_piped_output_gets_progress_lines_and_quiet_gets_only_the_summary(tmp_path: Path, cli: TinyCli) -> None:
