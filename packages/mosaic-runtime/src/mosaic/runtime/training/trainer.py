@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import structlog
 import torch
 
 from mosaic.core.errors import (
@@ -28,6 +29,7 @@ from mosaic.core.errors import (
 from mosaic.core.model_output import ModelOutput
 from mosaic.runtime.training.batching import collate_for, count_tokens, move_to, sample_indices
 from mosaic.runtime.training.checkpoint import (
+    list_checkpoints,
     load_newest_loadable,
     restore_rng_state,
     rng_state,
@@ -107,6 +109,8 @@ class Trainer:
         self.dist: DistContext = init_distributed(self.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
+        if self.dist.enabled:  # every log event of this process names its rank
+            structlog.contextvars.bind_contextvars(rank=self.dist.rank)
         per_rank, remainder = divmod(self.config.batch_size, self.dist.world_size * self.config.grad_accum)
         if remainder or per_rank == 0:
             raise ConfigError([ConfigProblem(
@@ -211,7 +215,7 @@ class Trainer:
         self.step = int(payload["step"])
         self.samples_seen = int(payload["samples_seen"])
         if self.dist.is_main:
-            if path != sorted(self.run.checkpoints.glob("step_*.pt"))[-1]:
+            if path != list_checkpoints(self.run.checkpoints)[-1][1]:
                 self.progress.note(f"the newest checkpoint is unreadable; resuming from {path.name}")
             self.open_sinks(resume_step=self.step)  # trims metrics (and csv, tensorboard) past the step
             self.run.truncate_jsonl_after(self.run.path / DECISIONS_FILE, self.step, key="train_step")
