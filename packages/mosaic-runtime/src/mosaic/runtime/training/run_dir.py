@@ -27,6 +27,7 @@ from mosaic.core.errors import ConfigError, ConfigProblem, RunDirectoryError
 _UTC = datetime.timezone.utc
 LATEST = "latest"
 RUN_RECORD = "run.json"
+MAX_LINE_CHARS = 1_000_000
 
 
 @contextlib.contextmanager
@@ -62,6 +63,9 @@ def parse_jsonl(path: Path, text: str) -> tuple[list[dict[str, Any]], bool]:
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        if len(line) > MAX_LINE_CHARS:  # a record is a few kilobytes; parse nothing unbounded
+            raise RunDirectoryError(f"{path} line {number} is longer than {MAX_LINE_CHARS} characters; "
+                                    "the file is damaged")
         try:
             record = json.loads(line)
         except ValueError:
