@@ -13,6 +13,7 @@ import pytest
 import structlog
 from train_tiny_components import TINY_PRESET, TinyPlugin
 
+from mosaic.core.errors import UnknownComponentError
 from mosaic.core.plugins import PluginHost, PluginSelection, hookimpl
 from mosaic.runtime import plugin as runtime_plugin
 from mosaic.runtime.training.run import run_preset
@@ -104,12 +105,11 @@ def test_resume_trims_the_csv_like_the_jsonl(tmp_path: Path, registry) -> None:
 def test_a_failing_optional_logger_is_a_warning_not_a_crash(tmp_path: Path, registry) -> None:
     structlog.reset_defaults()
     with structlog.testing.capture_logs() as logs:
-        run = train(tmp_path, registry, ["logger.broken", "logger.unopenable", "logger.csv", "logger.missing"])
+        run = train(tmp_path, registry, ["logger.broken", "logger.unopenable", "logger.csv"])
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
     failed = {entry["logger"]: entry["error"] for entry in logs if entry["event"] == "logger_failed"}
-    assert failed["logger.broken"] == "ConnectionError: tracking server unreachable"
-    assert failed["logger.unopenable"] == "PermissionError: no token"
-    assert "UnknownComponentError" in failed["logger.missing"]
+    assert failed == {"logger.broken": "ConnectionError: tracking server unreachable",
+                      "logger.unopenable": "PermissionError: no token"}
     assert [int(row["step"]) for row in csv_rows(run / "metrics_train.csv")] == jsonl_steps(run)
 
 
@@ -128,3 +128,9 @@ def test_tensorboard_writes_event_files_or_names_its_extra(tmp_path: Path, regis
     events.Reload()
     assert [scalar.step for scalar in events.Scalars("train/loss_total")] == jsonl_steps(run)
     assert "eval/token_accuracy" in events.Tags()["scalars"]
+
+
+def test_a_misspelt_logger_is_an_error_before_the_run_directory_exists(tmp_path: Path, registry) -> None:
+    with pytest.raises(UnknownComponentError, match="logger.cvs"):
+        train(tmp_path, registry, ["logger.cvs"])
+    assert not (tmp_path / "runs").exists()

@@ -4,7 +4,8 @@
 ``mosaic runs`` read back, so every run has it whatever its preset lists. ``logger.csv`` writes one
 CSV per split; ``logger.tensorboard`` writes TensorBoard event files (``pip install
 'mosaic-runtime[tensorboard]'``). A third party adds a sink (W&B, MLflow) through the
-``register_loggers`` hook. An optional logger that fails is dropped with one warning; the run goes on.
+``register_loggers`` hook. An optional logger that fails is dropped with one warning; the run goes on
+(an unregistered logger ID, a typo, is an error before the run starts).
 
 A logger is built with no arguments and then used as::
 
@@ -172,6 +173,8 @@ class MetricSinks:
     @classmethod
     def build(cls, logger_ids: tuple[str, ...], registry: Registry) -> MetricSinks:
         ids = [REQUIRED_LOGGER, *(i for i in logger_ids if i != REQUIRED_LOGGER)]
+        for logger_id in ids:
+            registry.get(logger_id)  # a misspelt ID is a config error (with did-you-mean), not a warning
         sinks = cls({})
         for logger_id in ids:
             if logger_id == REQUIRED_LOGGER:
