@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic.core.errors import RunDirectoryError
-from mosaic.runtime.training.run_dir import RunDir, writing
+from mosaic.runtime.training.run_dir import RunDir
 
 PROVENANCE_FILE = "provenance.json"
 _GIT_TIMEOUT_S = 5
@@ -72,8 +72,7 @@ def record(run: RunDir, entry: dict[str, Any]) -> None:
     path = run.path / PROVENANCE_FILE
     history = read(run)
     history.append(entry)
-    with writing(path):
-        run._atomic_text(path, json.dumps({"sessions": history}, indent=2, sort_keys=True) + "\n")
+    run.write_json(path, {"sessions": history})
 
 
 def read(run: RunDir) -> list[dict[str, Any]]:

@@ -140,8 +140,11 @@ class RunDir:
 
     def write_record(self, *, preset: str, experiment: str) -> None:
         """Which preset and experiment this directory holds: readers default to that experiment."""
-        self._atomic_text(self.record_path, json.dumps({"preset": preset, "experiment": experiment},
-                                                       indent=2, sort_keys=True) + "\n")
+        self.write_json(self.record_path, {"preset": preset, "experiment": experiment})
+
+    def write_json(self, path: Path, data: dict[str, Any]) -> None:
+        """Replace ``path`` (a file of this run) with ``data`` as indented JSON, atomically."""
+        self._atomic_text(path, json.dumps(_plain(data), indent=2, sort_keys=True) + "\n")
 
     def recorded_experiment(self) -> str | None:
         """The experiment this run trained: from ``run.json``, else (runs from before it existed) the
