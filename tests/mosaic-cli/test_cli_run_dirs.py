@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "mosaic-runtime"))
-
-from tiny_cli import TinyCli, interrupt, wait_for
-from train_tiny_components import TINY_PRESET
-
+from mosaic.runtime.testing.tiny_cli import TinyCli, interrupt, wait_for
+from mosaic.runtime.testing.tiny_training import TINY_PRESET
 from mosaic.runtime.training.checkpoint import list_checkpoints
 
 SLOW = TINY_PRESET.replace("n_layers: 2\n", "n_layers: 2\n      delay_s: 0.05\n", 1)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_tiny_components import TINY_PRESET, tiny_registry
 
 from mosaic.core.errors import CheckpointError, RunDirectoryError, RunLockedError
+from mosaic.runtime.testing.tiny_training import TINY_PRESET, tiny_registry
 from mosaic.runtime.training import checkpoint as checkpoint_module
 from mosaic.runtime.training.checkpoint import list_checkpoints
 from mosaic.runtime.training.divergence import DivergedError, DivergenceGuard

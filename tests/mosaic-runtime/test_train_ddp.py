@@ -62,7 +62,7 @@ def test_two_ranks_stay_in_lockstep_with_a_head_that_gets_no_gradient(tmp_path: 
         "n_layers: 2\n", "n_layers: 2\n      unused_head: true\n      dropout: 0.1\n", 1))
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
               "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
-    done = subprocess.run([*launch, str(ENTRY), str(preset), str(tmp_path / "two")],
+    done = subprocess.run([*launch, "--module", ENTRY, str(preset), str(tmp_path / "two")],
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, check=False,
                           timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import structlog
-from train_tiny_components import TINY_PRESET, TinyPlugin
 
 from mosaic.core.errors import UnknownComponentError
 from mosaic.core.plugins import PluginHost, PluginSelection, hookimpl
 from mosaic.runtime import plugin as runtime_plugin
+from mosaic.runtime.testing.tiny_training import TINY_PRESET, TinyPlugin
 from mosaic.runtime.training.run import run_preset
 
 SHORT = TINY_PRESET.replace("steps: 30", "steps: 20")

@@ -1,5 +1,5 @@
 """Run the installed ``mosaic`` command in a subprocess with the tiny test components installed as a
-real plugin distribution (a dist-info whose entry point names ``train_tiny_components:TinyPlugin``)."""
+real plugin distribution (a dist-info whose entry point names the tiny components' plugin)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-HERE = Path(__file__).parent
 
 
 def mosaic_command() -> list[str]:
@@ -26,11 +24,11 @@ class TinyCli:
         info = self.site / "tiny_test-0.1.dist-info"
         info.mkdir(parents=True, exist_ok=True)
         (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-test\nVersion: 0.1\n")
-        (info / "entry_points.txt").write_text("[mosaic]\ntiny-test = train_tiny_components:TinyPlugin\n")
+        (info / "entry_points.txt").write_text("[mosaic]\ntiny-test = mosaic.runtime.testing.tiny_training:TinyPlugin\n")
 
     def env(self, **extra: str) -> dict[str, str]:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_")}
-        environment["PYTHONPATH"] = os.pathsep.join([str(self.site), str(HERE), environment.get("PYTHONPATH", "")])
+        environment["PYTHONPATH"] = os.pathsep.join([str(self.site), environment.get("PYTHONPATH", "")])
         environment["OMP_NUM_THREADS"] = "1"
         environment.update(extra)
         return environment
