@@ -72,6 +72,20 @@ def run(preset: str | None, overrides: tuple[str, ...], out: Path, resume: Path 
     click.echo(format_summary(summary))
 
 
+def organism_lines(evaluation: dict[str, Any]) -> list[str]:
+    """``answer_exact`` and its ablations (memory off, each opcode forced to NOP), one line each."""
+    if "answer_exact" not in evaluation:
+        return []
+    lines = [f"    answer_exact {fmt(evaluation['answer_exact'])}"]
+    ablations = evaluation.get("ablations") or {}
+    if "memory_off" in ablations:
+        lines.append(f"    ablations.memory_off.answer_exact {fmt(ablations['memory_off']['answer_exact'])}")
+    for name, metrics in (ablations.get("opcode_off") or {}).items():
+        for metric, value in metrics.items():
+            lines.append(f"    ablations.opcode_off.{name}.{metric} {fmt(value)}")
+    return lines
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     lines = [(f"run {summary['status']}: {summary['experiment']} ({summary['model']} on {summary['dataset']}), "
               f"{summary['steps']} steps in {summary['wall_seconds']:.1f}s, {summary['tokens_per_s']:.0f} tok/s")]
@@ -87,6 +101,7 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"{fmt(evaluation.get('token_accuracy'))}")
         if "answer_accuracy" in evaluation:
             lines.append(f"    answer accuracy {fmt(evaluation['answer_accuracy'])}")
+        lines.extend(organism_lines(evaluation))
         if "opcode_accuracy" in evaluation:
             per = ", ".join(f"{k} {fmt(v)}" for k, v in evaluation["opcode_accuracy_per_class"].items())
             lines.append(f"    opcode accuracy {fmt(evaluation['opcode_accuracy'])} ({per})")
