@@ -92,17 +92,19 @@ class EventTraceConfig:
     declare their commitments; set it to true to reproduce the original traces.
     """
 
-    block_size: int = attrs.field(default=2048, validator=at_least(2))
+    block_size: int = attrs.field(default=4864, validator=at_least(2))  # the default structure's longest trace
     mem_buckets: int = attrs.field(default=64, validator=power_of_two)
     mem_hashes: int = attrs.field(default=2, validator=at_least(1))
     commitment_label_in_header: bool = False
-    n_pairs: int = attrs.field(default=2, validator=at_least(1))
+    # defaults: seed document 000's trace structure (3 pairs, 4 distractor events per pair,
+    # 2 negotiation cycles, 1 sleep replay per pair)
+    n_pairs: int = attrs.field(default=3, validator=at_least(1))
     min_pairs: int | None = None
-    distractor_events: int = attrs.field(default=1, validator=at_least(0))
+    distractor_events: int = attrs.field(default=4, validator=at_least(0))
     min_distractor_events: int | None = None
-    negotiation_pairs: int = attrs.field(default=1, validator=at_least(0))
+    negotiation_pairs: int = attrs.field(default=2, validator=at_least(0))
     min_negotiation_pairs: int | None = None
-    sleep_replay_per_pair: int = attrs.field(default=0, validator=at_least(0))
+    sleep_replay_per_pair: int = attrs.field(default=1, validator=at_least(0))
     reg_slots: int = attrs.field(default=0, validator=at_least(0))
     value_digits: int = attrs.field(default=4, validator=at_least(2))
     shuffle_queries: bool = True
