@@ -51,6 +51,8 @@ class MemoryCurriculumConfig:
     gap_len: int = attrs.field(default=0, validator=at_least(0))
     min_gap_len: int | None = None
     sleep_replay_per_pair: int = attrs.field(default=0, validator=at_least(0))
+    # FORGET k events per sample (CLEAR_MEM on k); a later query for k is answered UNKNOWN
+    forget_per_sample: int = attrs.field(default=0, validator=at_least(0))
     reg_slots: int = attrs.field(default=0, validator=at_least(0))
     shuffle_queries: bool = True
     drop_local_on_query: bool = True

@@ -17,9 +17,11 @@ CLEAR_MEM erases by content, not by position: a clearing token scales by ``1 - c
 its read bucket that a read at that token would weight most (the best key match), before the token
 reads or writes. Which slot that is depends on the memory's contents, so the fast path splits the
 sequence at clearing tokens (rare: the opcode's channel is exactly 0 elsewhere under straight-through
-control) and runs the chunk-parallel read on each segment. A token whose clear channel is 0 in every
-row of the batch does not clear, so it passes no straight-through gradient to that channel (the
-opcode head learns CLEAR_MEM from its supervision and from the tokens that do clear).
+control) and runs the chunk-parallel read on each segment. A token clears only where its clear
+channel exceeds :data:`CLEAR_THRESHOLD` in some row of the batch (under soft control every channel is
+a little open everywhere, and clearing at every token would serialise the read); a token that does
+not clear passes no straight-through gradient to that channel (the opcode head learns CLEAR_MEM from
+its supervision and from the tokens that do clear).
 
 Routing decisions are hard in the forward pass and learn through a straight-through estimator: the
 read (write) content of hash h is multiplied by ``exp(c - c.detach())`` where ``c`` is the log
@@ -41,6 +43,13 @@ from mosaic.layers.scan import exclusive, gated_scan, safe_log
 from mosaic.layers.vm import Controls, TeacherForcing, forced_float
 
 OCCUPANCY_FLOOR = 1e-6
+#: A token clears memory only where its clear channel exceeds this in some row of the batch.
+CLEAR_THRESHOLD = 0.5
+
+
+def clearing_positions(clear: torch.Tensor) -> list[int]:
+    """Ascending token positions of ``clear (B, T)`` at which some row clears."""
+    return (clear > CLEAR_THRESHOLD).any(dim=0).nonzero()[:, 0].tolist()
 
 
 @attrs.define
@@ -212,7 +221,7 @@ class HashedMemory(nn.Module):
 
     def read_with_clears(self, plan: MemoryPlan, table: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`read`, with each clearing token's :meth:`clear_matched` applied before it reads."""
-        clearing = (plan.clear > 0).any(dim=0).nonzero()[:, 0].tolist()  # token positions, ascending
+        clearing = clearing_positions(plan.clear)
         if not clearing:
             return self.read(plan, table, chunk)
         reads, start = [], 0

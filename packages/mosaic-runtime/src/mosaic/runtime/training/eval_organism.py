@@ -5,7 +5,9 @@
   routes, gates and chooses its opcodes itself).
 - ``ablations.memory_off.answer_exact``: the same with every block's memory read zeroed (the output
   projection of the hashed memory returns 0), so the answers must come from elsewhere.
-- ``ablations.opcode_off.<OPCODE>.answer_exact``: the same with ``OPCODE`` forced to NOP at the
+- ``forget_exact``: the same over the answers to queries for keys the sample told the model to
+  forget (``eval_forget_mask``; the right answer is "unknown"), where the data has them.
+- ``ablations.opcode_off.<OPCODE>.<metric>``: each metric with ``OPCODE`` forced to NOP at the
   positions where the teacher labels it (``mosaic_teacher_opcode``), for every opcode whose metric
   is recall (READ_MEM, WRITE_MEM, SCAN, CLEAR_MEM, GATE_UP, GATE_DOWN: whichever the data labels).
 
@@ -21,6 +23,7 @@ from typing import Any
 
 import torch
 
+from mosaic.core.contract.keys import FORGET_ANSWER_MASK
 from mosaic.runtime.training.batching import collate_for, move_to
 
 IGNORE_TARGET = -100
@@ -29,6 +32,8 @@ TEACHER_OPCODE = "mosaic_teacher_opcode"
 NOP = 0
 #: Opcodes whose served metric is whole-answer recall (by v0 name).
 RECALL_OPCODES = ("READ_MEM", "WRITE_MEM", "CLEAR_MEM", "GATE_UP", "GATE_DOWN", "SCAN")
+#: metric -> the batch mask whose runs it scores
+METRIC_MASKS = {"answer_exact": ANSWER_MASK, "forget_exact": FORGET_ANSWER_MASK.name}
 
 
 def answer_runs(mask: torch.Tensor) -> torch.Tensor:
@@ -100,8 +105,10 @@ def opcode_forced(model: torch.nn.Module, where: Callable[[], torch.Tensor | Non
             handle.remove()
 
 
-def _exact(model: torch.nn.Module, batches: list[Mapping[str, Any]], current: list[Mapping[str, Any]]) -> float | None:
-    counter = ExactCounter()
+def _exact(model: torch.nn.Module, batches: list[Mapping[str, Any]], current: list[Mapping[str, Any]]
+           ) -> dict[str, float | None]:
+    """Every metric of :data:`METRIC_MASKS` whose mask the batches carry, in one pass."""
+    counters = {metric: ExactCounter() for metric, key in METRIC_MASKS.items() if key in batches[0]}
     for batch in batches:
         current[:] = [batch]
         output = model(batch)
@@ -111,9 +118,9 @@ def _exact(model: torch.nn.Module, batches: list[Mapping[str, Any]], current: li
         else:  # labelled-only logits follow the row-major order of the labelled positions
             predictions = torch.full_like(targets, -1)
             predictions[targets != IGNORE_TARGET] = output.logits.argmax(-1)
-        mask = batch[ANSWER_MASK].bool() & (targets != IGNORE_TARGET)
-        counter.add(predictions == targets, mask)
-    return counter.value()
+        for metric, counter in counters.items():
+            counter.add(predictions == targets, batch[METRIC_MASKS[metric]].bool() & (targets != IGNORE_TARGET))
+    return {metric: counter.value() for metric, counter in counters.items()}
 
 
 @torch.no_grad()
@@ -133,17 +140,17 @@ def organism_report(model: torch.nn.Module, dataset: Any, *, samples: int, batch
     model.eval()
     current: list[Mapping[str, Any]] = []
     try:
-        report: dict[str, Any] = {"answer_exact": _exact(model, batches, current)}
+        report: dict[str, Any] = dict(_exact(model, batches, current))
         if not _blocks(model):
             return report
         with memory_off(model):
-            ablations: dict[str, Any] = {"memory_off": {"answer_exact": _exact(model, batches, current)}}
+            ablations: dict[str, Any] = {"memory_off": _exact(model, batches, current)}
         taught = _taught_opcodes(batches, opcode_names)
         if taught:
             ablations["opcode_off"] = {}
         for name, index in taught.items():
             with opcode_forced(model, lambda index=index: current[0][TEACHER_OPCODE] == index):
-                ablations["opcode_off"][name] = {"answer_exact": _exact(model, batches, current)}
+                ablations["opcode_off"][name] = _exact(model, batches, current)
         report["ablations"] = ablations
         return report
     finally:
