@@ -30,6 +30,7 @@ PRESETS: dict[str, list[str]] = {
 METRICS: tuple[tuple[str, str], ...] = (
     ("answer_exact", "answer_exact"),
     ("answer_accuracy", "answer_accuracy"),
+    ("forget_exact", "forget_exact"),
 )
 DEFAULT_OUT = Path(__file__).parent.parent / "docs" / "results" / "organism.json"
 
@@ -62,15 +63,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="benchmark: the organism table (preset x metric x ablation)")
     parser.add_argument("--quick", action="store_true", help="a few steps per preset, for smoke runs")
     parser.add_argument("--preset", action="append", choices=sorted(PRESETS), help="only these presets")
-    parser.add_argument("--from-runs", nargs="+", type=Path, help="finished run directories instead of training")
+    parser.add_argument("--from-runs", nargs="+", metavar="[LABEL=]RUN_DIR",
+                        help="finished run directories instead of training (LABEL names the row's preset)")
     parser.add_argument("--note", default="", help="how the machine was loaded while the runs took their time")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     rows: list[dict[str, Any]] = []
     if args.from_runs:
-        for run_dir in args.from_runs:
-            summary = json.loads((run_dir / "summary.json").read_text())
-            rows += rows_of(Path(summary["run_dir"]).parent.name, summary)
+        for spec in args.from_runs:
+            label, _, path = spec.rpartition("=")
+            summary = json.loads((Path(path) / "summary.json").read_text())
+            rows += rows_of(label or Path(summary["run_dir"]).parent.name, summary)
     else:
         with tempfile.TemporaryDirectory() as root:
             for preset in args.preset or sorted(PRESETS):

@@ -283,3 +283,26 @@ def test_commitment_label_is_not_serialised_before_the_text_by_default() -> None
                              sleep_replay_per_pair=0,
                              commitment_label_in_header=True)
     assert message_deltas(shown) == [1, 0, -1]
+
+
+def test_access_at_key_writes_and_reads_at_the_keys_last_byte():
+    config = EventTraceConfig(block_size=8192, mem_buckets=16, mem_hashes=1, value_digits=2, access_at_key=True,
+                              drop_local_on_query=False)
+    item = EventTraceDataset(config)[3]
+    x, opcode = item["input_ids"], item["mosaic_teacher_opcode"]
+    events, _ = _events(item)
+    expected_writes, expected_reads = {}, {}
+    for offset, event, chunk in events:
+        if event.type in ("MemoryWrite", "MemoryQuery", "MemoryAnswer"):
+            key = event.payload["key"]
+            last = offset + _literal(chunk, "key", key).stop - 1
+            (expected_writes if event.type == "MemoryWrite" else expected_reads)[last] = bucket_of(key, config)
+        if event.type == "MemoryWrite":
+            assert list(event.payload) == ["data", "key"]  # the value first: the key's last byte closes it
+    assert sorted((opcode == OP_WRITE_MEM).nonzero()[:, 0].tolist()) == sorted(expected_writes)
+    assert sorted((opcode == OP_READ_MEM).nonzero()[:, 0].tolist()) == sorted(expected_reads)
+    for t, bucket in expected_writes.items():
+        assert chr(int(x[t])).isdigit() and item["mosaic_teacher_write_bucket"][t].tolist() == [bucket]
+    for t, bucket in expected_reads.items():
+        assert item["mosaic_teacher_read_bucket"][t].tolist() == [bucket]
+    assert not bool(item["mosaic_drop_local"].any())

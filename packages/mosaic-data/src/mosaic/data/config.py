@@ -109,6 +109,10 @@ class EventTraceConfig:
     sleep_replay_per_pair: int = attrs.field(default=1, validator=at_least(0))
     reg_slots: int = attrs.field(default=0, validator=at_least(0))
     value_digits: int = attrs.field(default=4, validator=at_least(2))
+    # memory access at the key's last byte: MemoryWrite {"data": v, "key": k} writes there, and each
+    # MemoryAnswer {"key": k, "result": v} reads there (the block carries the read to the answer), so
+    # the router sees the key's digits at offsets 0 and -1 instead of a whole field name away
+    access_at_key: bool = False
     shuffle_queries: bool = True
     drop_local_on_query: bool = True
     return_spans: bool = False

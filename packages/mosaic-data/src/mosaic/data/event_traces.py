@@ -91,6 +91,9 @@ def _text_span(data: bytes, text: str) -> tuple[int, int]:
 #: ``sender`` after the payload, out of the block's local window), and it sorts after ``"key"``, so
 #: the key the answer is for sits within a few bytes before the answer.
 ANSWER_FIELD = "result"
+#: With ``access_at_key`` a MemoryWrite's value field, sorting before ``"key"`` so that the key's
+#: last byte (where the write happens, routed by the key right there) closes the payload.
+KEYED_VALUE_FIELD = "data"
 
 
 def key_bucket(key: int, buckets: int, digits: int) -> int:
@@ -137,18 +140,33 @@ class _Trace:
         return offset, data
 
     def write(self, index: int, key: int, value: int) -> None:
-        offset, data = self.event("MemoryWrite", "user", {"key": key, "value": value})
-        start, end = _int_span(data, "value", value)
-        positions = range(offset + start, offset + end)
+        if self.config.access_at_key:  # the value first, then the key: write at the key's last byte
+            offset, data = self.event("MemoryWrite", "user", {KEYED_VALUE_FIELD: value, "key": key})
+            start, end = _int_span(data, "key", key)
+            positions = range(offset + end - 1, offset + end)
+        else:
+            offset, data = self.event("MemoryWrite", "user", {"key": key, "value": value})
+            start, end = _int_span(data, "value", value)
+            positions = range(offset + start, offset + end)
         slot = index % self.config.reg_slots if self.config.reg_slots else -1
         self.builder.mark_write(positions, self.bucket(key), slot)
         self.spans.append(TraceSpan("write", positions.start, positions.stop, key))
+
+    def query(self, key: int) -> None:
+        offset, data = self.event("MemoryQuery", "user", {"key": key})
+        if self.config.access_at_key:  # its key's bytes look like the answer's: read there as well
+            _, key_end = _int_span(data, "key", key)
+            self.builder.mark_read([offset + key_end - 1], self.bucket(key))
 
     def answer(self, key: int, value: int, kind: str) -> None:
         offset, data = self.event("MemoryAnswer", "agent", {"key": key, ANSWER_FIELD: value})
         start, end = _int_span(data, ANSWER_FIELD, value)
         predicting = range(offset + start - 1, offset + end - 1)  # positions whose next byte is the answer
-        self.builder.mark_read(predicting, self.bucket(key))
+        if self.config.access_at_key:  # read at the key's last byte; the block carries it to the answer
+            _, key_end = _int_span(data, "key", key)
+            self.builder.mark_read([offset + key_end - 1], self.bucket(key))
+        else:
+            self.builder.mark_read(predicting, self.bucket(key))
         if self.config.drop_local_on_query:
             self.builder.mark_drop_local(predicting)
         if kind == "answer":
@@ -260,7 +278,7 @@ class EventTraceDataset(torch.utils.data.Dataset):
         if c.shuffle_queries:
             rng.shuffle(order)
         for i in order:
-            trace.event("MemoryQuery", "user", {"key": keys[i]})
+            trace.query(keys[i])
             trace.answer(keys[i], values[i], "answer")
 
         for i in range(pairs):

@@ -65,7 +65,7 @@ def trace_events(loaded: LoadedModel, events: Iterable[EventEnvelope], *, layer:
                 count = written.get((h, bucket), 0)
                 written[(h, bucket)] = count + 1
                 slots.append(count % config.mem_assoc if config.mem_slot_policy == "ring" else None)
-            write = {"bucket": write_buckets[t], "slot": slots, "gate": round(gates[t], 4)}
+            write = {"bucket": write_buckets[t], "slot": slots, "gate": gates[t]}
         rows.append({
             "position": t,
             "byte": byte,
