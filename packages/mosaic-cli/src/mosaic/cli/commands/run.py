@@ -73,15 +73,14 @@ def run(preset: str | None, overrides: tuple[str, ...], out: Path, resume: Path 
 
 
 def organism_lines(evaluation: dict[str, Any]) -> list[str]:
-    """``answer_exact`` and its ablations (memory off, each opcode forced to NOP), one line each."""
-    if "answer_exact" not in evaluation:
-        return []
-    lines = [f"    answer_exact {fmt(evaluation['answer_exact'])}"]
+    """Whole-answer metrics (``answer_exact``, ``forget_exact``) and their ablations, one line each."""
+    metrics = [name for name in ("answer_exact", "forget_exact") if name in evaluation]
+    lines = [f"    {name} {fmt(evaluation[name])}" for name in metrics]
     ablations = evaluation.get("ablations") or {}
-    if "memory_off" in ablations:
-        lines.append(f"    ablations.memory_off.answer_exact {fmt(ablations['memory_off']['answer_exact'])}")
-    for name, metrics in (ablations.get("opcode_off") or {}).items():
-        for metric, value in metrics.items():
+    for metric, value in (ablations.get("memory_off") or {}).items():
+        lines.append(f"    ablations.memory_off.{metric} {fmt(value)}")
+    for name, values in (ablations.get("opcode_off") or {}).items():
+        for metric, value in values.items():
             lines.append(f"    ablations.opcode_off.{name}.{metric} {fmt(value)}")
     return lines
 
