@@ -9,7 +9,8 @@ seconds, so a reader can see the budget behind a number.
 Adding a preset's rows: add an entry to :data:`PRESETS` (its ``--quick`` overrides) and, for a new
 kind of metric, a ``(key, metric)`` pair to :data:`METRICS`. ``--from-runs DIR...`` builds the table
 from finished runs' ``summary.json`` instead of training. ``docs/organism.md`` shows the table, and
-``docs/regenerate.py`` rewrites it from ``docs/results/organism.json``.
+``docs/regenerate.py`` rewrites it from ``docs/results/organism.json`` through
+``docs/renderers/organism.py``.
 """
 
 from __future__ import annotations
