@@ -25,8 +25,8 @@ IDS = {
 def test_collate_stacks_tensors_and_lists_metadata():
     dataset = EventTraceDataset(EventTraceConfig(return_spans=True, reg_slots=2))
     batch = collate([dataset[0], dataset[1], dataset[2]])
-    assert batch["input_ids"].shape == (3, 2048)
-    assert batch["mosaic_teacher_read_bucket"].shape == (3, 2048, 2)
+    assert batch["input_ids"].shape == (3, dataset.block_size)
+    assert batch["mosaic_teacher_read_bucket"].shape == (3, dataset.block_size, 2)
     assert batch["mosaic_teacher_forcing"].shape == (3,)
     assert isinstance(batch["eval_spans"], list) and len(batch["eval_spans"]) == 3
     assert batch["eval_spans"][1] == dataset[1]["eval_spans"]

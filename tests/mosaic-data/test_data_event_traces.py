@@ -15,7 +15,7 @@ from mosaic.core.errors import DataError
 from mosaic.core.events.codec import EVENT_DELIMITER, EventDecoder
 from mosaic.data.common import OP_COMMIT, OP_NOP, OP_READ_MEM, OP_WRITE_MEM
 from mosaic.data.config import EventTraceConfig
-from mosaic.data.event_traces import EventTraceDataset, TraceSpan
+from mosaic.data.event_traces import ANSWER_FIELD, EventTraceDataset, TraceSpan, key_bucket
 from mosaic.data.negotiation import TEMPLATES_BY_DELTA
 
 EXAMPLES = 200 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 20
@@ -42,6 +42,25 @@ def configs(draw):
     )
     needed = EventTraceDataset(config).max_sample_length()
     return attrs.evolve(config, block_size=needed - 1 + draw(st.integers(0, 40)))
+
+
+def bucket_of(key: int, config: EventTraceConfig) -> int:
+    return key_bucket(key, config.mem_buckets, config.value_digits)
+
+
+@given(digits=st.integers(2, 5), bits=st.integers(1, 6), data=st.data())
+def test_key_bucket_bits_each_read_one_digit(digits, bits, data):
+    """Every bucket bit is a function of one digit of the key (so a linear router over the digit
+    bytes can compute it): changing a digit moves only the bits dealt to that digit."""
+    key = data.draw(st.integers(10 ** (digits - 1), 10**digits - 1))
+    position = data.draw(st.integers(0, digits - 1))  # from the least significant digit
+    replacement = data.draw(st.integers(1 if position == digits - 1 else 0, 9))
+    text = list(f"{key}"[::-1])
+    text[position] = str(replacement)
+    other = int("".join(text[::-1]))
+    changed = key_bucket(key, 2**bits, digits) ^ key_bucket(other, 2**bits, digits)
+    assert 0 <= key_bucket(key, 2**bits, digits) < 2**bits
+    assert all(bit % digits == position for bit in range(bits) if changed >> bit & 1)
 
 
 def _events(item):
@@ -106,8 +125,8 @@ def test_labels_point_at_the_right_bytes(config, idx):
         elif event.type == "MemoryAnswer":
             key = last_query
             value = dict(written_order)[key]
-            assert event.payload["value"] == value
-            literal = _literal(chunk, "value", value)
+            assert event.payload == {"key": key, ANSWER_FIELD: value}  # the answer names its key
+            literal = _literal(chunk, ANSWER_FIELD, value)
             for t in literal:
                 reads[offset + t - 1] = key
                 # The read position predicts exactly the answer byte.
@@ -130,14 +149,14 @@ def test_labels_point_at_the_right_bytes(config, idx):
     gate = item["mosaic_teacher_write_gate"]
     assert sorted(torch.nonzero(gate).flatten().tolist()) == sorted(writes)
     for t, (key, index) in writes.items():
-        assert item["mosaic_teacher_write_bucket"][t].tolist() == [key % config.mem_buckets] * config.mem_hashes
+        assert item["mosaic_teacher_write_bucket"][t].tolist() == [bucket_of(key, config)] * config.mem_hashes
         assert int(item["mosaic_teacher_opcode"][t]) == OP_WRITE_MEM
         if config.reg_slots:
             assert int(item["mosaic_teacher_reg_sel"][t]) == index % config.reg_slots
     read_rows = torch.nonzero(item["mosaic_teacher_read_bucket"][:, 0] >= 0).flatten().tolist()
     assert read_rows == sorted(reads)
     for t, key in reads.items():
-        assert item["mosaic_teacher_read_bucket"][t].tolist() == [key % config.mem_buckets] * config.mem_hashes
+        assert item["mosaic_teacher_read_bucket"][t].tolist() == [bucket_of(key, config)] * config.mem_hashes
         assert int(item["mosaic_teacher_opcode"][t]) == OP_READ_MEM
         assert float(item["mosaic_drop_local"][t]) == 1.0
     assert int(item["mosaic_drop_local"].sum()) == len(reads)
@@ -228,7 +247,8 @@ def test_without_spans_items_are_tensors_only():
 
 def test_difficulty_moves_pairs_noise_and_negotiation_cycles():
     config = EventTraceConfig(block_size=8192, n_pairs=4, min_pairs=1, distractor_events=2, min_distractor_events=0,
-                              negotiation_pairs=2, min_negotiation_pairs=0, return_spans=True)
+                              negotiation_pairs=2, min_negotiation_pairs=0, sleep_replay_per_pair=0,
+                              return_spans=True)
     dataset = EventTraceDataset(config)
     dataset.set_difficulty(0.0)
     assert dataset.difficulty() == {"n_pairs": 1, "distractor_events": 0, "negotiation_pairs": 0}
@@ -256,8 +276,33 @@ def test_commitment_label_is_not_serialised_before_the_text_by_default() -> None
         events = [EventDecoder().decode_bytes(chunk) for chunk in raw.split(bytes([EVENT_DELIMITER])) if chunk]
         return [e.commitment_delta for e in events if e.type == "Message"]
 
-    hidden = EventTraceConfig(block_size=1024, n_pairs=1, distractor_events=0, negotiation_pairs=1, value_digits=2)
+    hidden = EventTraceConfig(block_size=1024, n_pairs=1, distractor_events=0, negotiation_pairs=1, value_digits=2,
+                              sleep_replay_per_pair=0)
     assert message_deltas(hidden) == [0, 0, 0]
     shown = EventTraceConfig(block_size=1024, n_pairs=1, distractor_events=0, negotiation_pairs=1, value_digits=2,
+                             sleep_replay_per_pair=0,
                              commitment_label_in_header=True)
     assert message_deltas(shown) == [1, 0, -1]
+
+
+def test_access_at_key_writes_and_reads_at_the_keys_last_byte():
+    config = EventTraceConfig(block_size=8192, mem_buckets=16, mem_hashes=1, value_digits=2, access_at_key=True,
+                              drop_local_on_query=False)
+    item = EventTraceDataset(config)[3]
+    x, opcode = item["input_ids"], item["mosaic_teacher_opcode"]
+    events, _ = _events(item)
+    expected_writes, expected_reads = {}, {}
+    for offset, event, chunk in events:
+        if event.type in ("MemoryWrite", "MemoryQuery", "MemoryAnswer"):
+            key = event.payload["key"]
+            last = offset + _literal(chunk, "key", key).stop - 1
+            (expected_writes if event.type == "MemoryWrite" else expected_reads)[last] = bucket_of(key, config)
+        if event.type == "MemoryWrite":
+            assert list(event.payload) == ["data", "key"]  # the value first: the key's last byte closes it
+    assert sorted((opcode == OP_WRITE_MEM).nonzero()[:, 0].tolist()) == sorted(expected_writes)
+    assert sorted((opcode == OP_READ_MEM).nonzero()[:, 0].tolist()) == sorted(expected_reads)
+    for t, bucket in expected_writes.items():
+        assert chr(int(x[t])).isdigit() and item["mosaic_teacher_write_bucket"][t].tolist() == [bucket]
+    for t, bucket in expected_reads.items():
+        assert item["mosaic_teacher_read_bucket"][t].tolist() == [bucket]
+    assert not bool(item["mosaic_drop_local"].any())

@@ -21,7 +21,7 @@ from mosaic.data.metrics import (
 
 @pytest.fixture(scope="module")
 def batch():
-    dataset = EventTraceDataset(EventTraceConfig(block_size=4096, n_pairs=3, negotiation_pairs=2, value_digits=4))
+    dataset = EventTraceDataset(EventTraceConfig(block_size=8192, n_pairs=3, negotiation_pairs=2, value_digits=4))
     return collate([dataset[i] for i in range(4)])
 
 

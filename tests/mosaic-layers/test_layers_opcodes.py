@@ -74,17 +74,55 @@ def test_write_mem_gates_writes():
     assert (after.registers - state.registers).abs().max() > 1e-2
 
 
+def token_query(block, x, state):
+    """The memory query a token ``x (B, 1, D)`` reads with (the block's own projections)."""
+    with torch.no_grad():
+        u = block.norm(x)
+        local, _ = block.mixer(u, state.conv_tail)
+        return block.memory.query(u + local)[:, 0]  # (B, key_dim)
+
+
 def test_clear_mem_clears_only_the_routed_slot():
+    """CLEAR erases the entry whose key a read would match in the routed bucket, not the bucket's
+    next ring position: the ring counters start non-empty, pointing at the other slot."""
     block = make_block()
     state = full_state(block)
-    bucket = torch.full((B, T, 2), 3)
-    _, _, _, after = run(block, "CLEAR_MEM", state, write_bucket=bucket)
-    table = after.memory.view(B, 2, -1)[:, :, : 4 * 2 * CONFIG.mem_cell_dim].view(B, 2, 4, 2, -1)
-    before = state.memory[:, :, :-1].view(B, 2, 4, 2, -1)
-    cleared = table.abs().amax(-1) < 1e-12  # (B, H, buckets, slots); a clear leaves <= 1e-20 of the old value
-    assert cleared.any()
-    assert not cleared[:, :, :3].any()  # nothing outside the routed bucket
-    torch.testing.assert_close(table[~cleared], before[~cleared])
+    x = torch.randn(B, 1, 12, generator=torch.Generator().manual_seed(3))
+    query = token_query(block, x, state)
+    dk, bucket = CONFIG.mem_key_dim, 3
+    table = state.memory[:, :, :-1].view(B, 2, 4, 2, -1)  # (B, H, buckets, slots, cell)
+    table[:, :, bucket, 0, :dk] = 4 * query[:, None]  # slot 0 holds the key the token asks for
+    table[:, :, bucket, 1, :dk] = -4 * query[:, None]
+    state.mem_counts[:, :, bucket] = 1  # the ring's next slot in bucket 3 is slot 1
+    routed = torch.full((B, 1, 2), bucket)
+    forced = TeacherForcing(opcode=torch.full((B, 1), V0_OPCODE_IDS["CLEAR_MEM"]), read_bucket=routed,
+                            write_bucket=routed)
+    before = state.memory[:, :, :-1].view(B, 2, 4, 2, -1).clone()
+    with torch.no_grad():
+        _, _, after = block(x, forced, state)
+    table = after.memory[:, :, :-1].view(B, 2, 4, 2, -1)
+    assert table[:, :, bucket, 0].abs().max() < 1e-12  # the matching entry, occupancy included, is gone
+    keep = torch.ones(B, 2, 4, 2, dtype=torch.bool)
+    keep[:, :, bucket, 0] = False
+    torch.testing.assert_close(table[keep], before[keep])  # every other slot, ring slot 1 included
+
+
+def test_clear_mem_after_one_write_empties_the_bucket():
+    """A write, then a CLEAR that reads the same bucket: the written entry is erased."""
+    block = make_block()
+    state = block.init_state(B)
+    state.mem_counts.fill_(1)  # non-empty ring counters: the write lands in slot 1 of its bucket
+    x = torch.randn(B, 2, 12, generator=torch.Generator().manual_seed(4))
+    routed = torch.full((B, 2, 2), 1)
+    opcode = torch.tensor([[V0_OPCODE_IDS["WRITE_MEM"], V0_OPCODE_IDS["CLEAR_MEM"]]] * B)
+    forced = TeacherForcing(opcode=opcode, read_bucket=routed, write_bucket=routed,
+                            write_gate=torch.tensor([[1.0, 0.0]] * B))
+    with torch.no_grad():
+        _, _, written = block(x[:, :1], forced.at(0, 1), state)
+        _, _, cleared = block(x, forced, state)
+    occupancy = lambda s: s.memory[:, :, :-1].view(B, 2, 4, 2, -1)[..., -1]  # noqa: E731
+    assert (occupancy(written)[:, :, 1, 1] == 1.0).all()
+    assert occupancy(cleared).abs().max() < 1e-12
 
 
 def test_idle_suppresses_the_update():

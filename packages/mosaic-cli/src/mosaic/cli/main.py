@@ -20,6 +20,7 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("mosaic.cli.commands.eval:eval_command", "Evaluate a run's newest checkpoint on held-out data."),
     "plot": ("mosaic.cli.commands.plot:plot", "Plot a run's loss and auxiliary metric curves to PNG."),
     "events": ("mosaic.cli.commands.events:events", "Reactive runtime: JSONL events in, the model's events out."),
+    "trace": ("mosaic.cli.commands.trace:trace", "Per byte: the VM's opcode, memory reads/writes, commitment class."),
     "live": ("mosaic.cli.commands.live:live", "Autonomous runtime: impulses, idle consolidation, online adapters."),
     "audit": ("mosaic.cli.commands.audit:audit", "Verify tamper-evident audit logs."),
     "tools": ("mosaic.cli.commands.tools:tools", "List, show, approve, revoke, run sandboxed tools."),

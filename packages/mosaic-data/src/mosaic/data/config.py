@@ -51,6 +51,8 @@ class MemoryCurriculumConfig:
     gap_len: int = attrs.field(default=0, validator=at_least(0))
     min_gap_len: int | None = None
     sleep_replay_per_pair: int = attrs.field(default=0, validator=at_least(0))
+    # FORGET k events per sample (CLEAR_MEM on k); a later query for k is answered UNKNOWN
+    forget_per_sample: int = attrs.field(default=0, validator=at_least(0))
     reg_slots: int = attrs.field(default=0, validator=at_least(0))
     shuffle_queries: bool = True
     drop_local_on_query: bool = True
@@ -92,19 +94,25 @@ class EventTraceConfig:
     declare their commitments; set it to true to reproduce the original traces.
     """
 
-    block_size: int = attrs.field(default=2048, validator=at_least(2))
+    block_size: int = attrs.field(default=4864, validator=at_least(2))  # the default structure's longest trace
     mem_buckets: int = attrs.field(default=64, validator=power_of_two)
     mem_hashes: int = attrs.field(default=2, validator=at_least(1))
     commitment_label_in_header: bool = False
-    n_pairs: int = attrs.field(default=2, validator=at_least(1))
+    # defaults: seed document 000's trace structure (3 pairs, 4 distractor events per pair,
+    # 2 negotiation cycles, 1 sleep replay per pair)
+    n_pairs: int = attrs.field(default=3, validator=at_least(1))
     min_pairs: int | None = None
-    distractor_events: int = attrs.field(default=1, validator=at_least(0))
+    distractor_events: int = attrs.field(default=4, validator=at_least(0))
     min_distractor_events: int | None = None
-    negotiation_pairs: int = attrs.field(default=1, validator=at_least(0))
+    negotiation_pairs: int = attrs.field(default=2, validator=at_least(0))
     min_negotiation_pairs: int | None = None
-    sleep_replay_per_pair: int = attrs.field(default=0, validator=at_least(0))
+    sleep_replay_per_pair: int = attrs.field(default=1, validator=at_least(0))
     reg_slots: int = attrs.field(default=0, validator=at_least(0))
     value_digits: int = attrs.field(default=4, validator=at_least(2))
+    # memory access at the key's last byte: MemoryWrite {"data": v, "key": k} writes there, and each
+    # MemoryAnswer {"key": k, "result": v} reads there (the block carries the read to the answer), so
+    # the router sees the key's digits at offsets 0 and -1 instead of a whole field name away
+    access_at_key: bool = False
     shuffle_queries: bool = True
     drop_local_on_query: bool = True
     return_spans: bool = False

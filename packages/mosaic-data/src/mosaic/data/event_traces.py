@@ -7,17 +7,18 @@ cycles, ``R`` replays per pair)::
 
     (MemoryWrite {"key": k_i, "value": v_i}  Noise {"tok": n} x D)  x P
     (Message +1 open, Message 0 work, Message -1 close; one commitment_id)  x C
-    (MemoryQuery {"key": k}  MemoryAnswer {"value": v})  x P   (every pair once, order shuffled)
-    (Idle {"i": r}  MemoryAnswer {"value": v_i})  x P*R         (in write order)
+    (MemoryQuery {"key": k}  MemoryAnswer {"key": k, "result": v})  x P   (every pair once, shuffled)
+    (Idle {"i": r}  MemoryAnswer {"key": k_i, "result": v_i})  x P*R     (in write order)
 
 Keys and values are ``value_digits``-digit integers; ids and timestamps are deterministic, so the
 sample length depends only on the structure and the templates drawn. Teacher labels (positions are
 byte offsets in the sequence, which are the input positions of those bytes):
 
-- write gate / utility 1, write bucket ``k mod NB`` (every hash), opcode WRITE_MEM, register write
+- write gate / utility 1, write bucket :func:`key_bucket` of ``k`` (every hash), opcode WRITE_MEM, register write
   into slot ``i mod reg_slots``: on every byte of the ``value`` literal of each MemoryWrite;
-- read bucket ``k mod NB``, opcode READ_MEM, ``mosaic_drop_local`` 1: on each position whose next
-  byte belongs to the ``value`` literal of a MemoryAnswer (``eval_answer_mask`` for query answers);
+- read bucket :func:`key_bucket` of ``k``, opcode READ_MEM (and ``mosaic_drop_local`` 1 when
+  ``drop_local_on_query``): on each position whose next byte belongs to the ``result`` literal of a
+  MemoryAnswer (``eval_answer_mask`` for query answers);
 - ``mosaic_teacher_commitment_delta`` +1 / 0 / -1 on exactly the bytes of each message's text
   (-100 elsewhere), opcode COMMIT on the text of open and close messages;
 - opcode NOP and gates 0 on every other real position; padding (``EVENT_PAD_ID``) is ignored.
@@ -85,6 +86,34 @@ def _text_span(data: bytes, text: str) -> tuple[int, int]:
     return start, start + len(text.encode("utf-8"))
 
 
+#: The MemoryAnswer field holding the recalled value. It differs from MemoryWrite's ``"value"`` so
+#: that the bytes just before an answer tell a read from a write (sorted-key JSON puts ``type`` and
+#: ``sender`` after the payload, out of the block's local window), and it sorts after ``"key"``, so
+#: the key the answer is for sits within a few bytes before the answer.
+ANSWER_FIELD = "result"
+#: With ``access_at_key`` a MemoryWrite's value field, sorting before ``"key"`` so that the key's
+#: last byte (where the write happens, routed by the key right there) closes the payload.
+KEYED_VALUE_FIELD = "data"
+
+
+def key_bucket(key: int, buckets: int, digits: int) -> int:
+    """The teacher's memory bucket of a ``digits``-digit decimal key: the ``log2(buckets)`` bucket
+    bits are dealt round-robin to the key's digits, least significant first, and bit ``j`` of a
+    digit's share is bit ``j`` of that digit.
+
+    Why not ``key mod buckets``: a block routes with the sign of a linear projection of the bytes
+    it sees, and ``key mod 2**b`` of a multi-digit decimal number mixes the digits non-linearly
+    (a carry across digits), so the router cannot learn it. Here every bucket bit is a function of
+    one digit byte at a fixed offset, which a linear projection of the local window computes."""
+    bits = buckets.bit_length() - 1
+    text = f"{key:0{digits}d}"[::-1]  # least significant digit first
+    bucket = 0
+    for bit in range(bits):
+        digit = int(text[bit % digits])
+        bucket |= ((digit >> (bit // digits)) & 1) << bit
+    return bucket
+
+
 class _Trace:
     """One sample under construction: events appended as codec bytes, labels by position."""
 
@@ -97,6 +126,9 @@ class _Trace:
         self.spans: list[TraceSpan] = []
         self.events = 0
 
+    def bucket(self, key: int) -> int:
+        return key_bucket(key, self.config.mem_buckets, self.config.value_digits)
+
     def event(self, type_: str, sender: str, payload: dict, **meta: Any) -> tuple[int, bytes]:
         envelope = EventEnvelope(
             type=type_, payload=payload, sender=sender, id=f"e{self.events:03d}", ts=float(self.events), **meta
@@ -108,18 +140,33 @@ class _Trace:
         return offset, data
 
     def write(self, index: int, key: int, value: int) -> None:
-        offset, data = self.event("MemoryWrite", "user", {"key": key, "value": value})
-        start, end = _int_span(data, "value", value)
-        positions = range(offset + start, offset + end)
+        if self.config.access_at_key:  # the value first, then the key: write at the key's last byte
+            offset, data = self.event("MemoryWrite", "user", {KEYED_VALUE_FIELD: value, "key": key})
+            start, end = _int_span(data, "key", key)
+            positions = range(offset + end - 1, offset + end)
+        else:
+            offset, data = self.event("MemoryWrite", "user", {"key": key, "value": value})
+            start, end = _int_span(data, "value", value)
+            positions = range(offset + start, offset + end)
         slot = index % self.config.reg_slots if self.config.reg_slots else -1
-        self.builder.mark_write(positions, key % self.config.mem_buckets, slot)
+        self.builder.mark_write(positions, self.bucket(key), slot)
         self.spans.append(TraceSpan("write", positions.start, positions.stop, key))
 
+    def query(self, key: int) -> None:
+        offset, data = self.event("MemoryQuery", "user", {"key": key})
+        if self.config.access_at_key:  # its key's bytes look like the answer's: read there as well
+            _, key_end = _int_span(data, "key", key)
+            self.builder.mark_read([offset + key_end - 1], self.bucket(key))
+
     def answer(self, key: int, value: int, kind: str) -> None:
-        offset, data = self.event("MemoryAnswer", "agent", {"value": value})
-        start, end = _int_span(data, "value", value)
+        offset, data = self.event("MemoryAnswer", "agent", {"key": key, ANSWER_FIELD: value})
+        start, end = _int_span(data, ANSWER_FIELD, value)
         predicting = range(offset + start - 1, offset + end - 1)  # positions whose next byte is the answer
-        self.builder.mark_read(predicting, key % self.config.mem_buckets)
+        if self.config.access_at_key:  # read at the key's last byte; the block carries it to the answer
+            _, key_end = _int_span(data, "key", key)
+            self.builder.mark_read([offset + key_end - 1], self.bucket(key))
+        else:
+            self.builder.mark_read(predicting, self.bucket(key))
         if self.config.drop_local_on_query:
             self.builder.mark_drop_local(predicting)
         if kind == "answer":
@@ -231,7 +278,7 @@ class EventTraceDataset(torch.utils.data.Dataset):
         if c.shuffle_queries:
             rng.shuffle(order)
         for i in order:
-            trace.event("MemoryQuery", "user", {"key": keys[i]})
+            trace.query(keys[i])
             trace.answer(keys[i], values[i], "answer")
 
         for i in range(pairs):

@@ -193,7 +193,7 @@ class MosaicBlock(nn.Module):
             local = local * (1 - teacher.drop_local.to(local.dtype))[..., None]
         bank, bank_h = self.bank(u, state.bank, chunk)
         plan = self.memory.plan(context, controls, teacher, state.mem_counts, chunk)
-        read, table = self.memory.read(plan, state.memory, chunk)  # (B, T, mem_dim)
+        read, table = self.memory.read_with_clears(plan, state.memory, chunk)  # (B, T, mem_dim)
         summary = state.summary
         if self.reads_summary:
             summary_read, summary = self.memory.summary_read(plan, state.summary, chunk)

@@ -8,10 +8,20 @@ and writes; the slot inside the write bucket comes from a slot router on the wri
 Deviation from the original (documented on purpose): the original picked the slot sequentially
 (matching key, else empty, else least recently used), which forces a loop over tokens. Here the slot
 is a parallel function of the token, and a write is a gated EMA of the cell,
-``cell <- (1 - w)(1 - clear) cell + w [key, value, 1]``: a diagonal linear recurrence per cell. A
+``cell <- (1 - w) cell + w [key, value, 1]``: a diagonal linear recurrence per cell. A
 token's view of its read bucket is then (the chunk-start table, decayed by the writes to the same
 cell earlier in the chunk) + (masked, decayed contributions of those writes), so a token reads
 everything written before it in the same sequence, including earlier in its own chunk.
+
+CLEAR_MEM erases by content, not by position: a clearing token scales by ``1 - clear`` the slot of
+its read bucket that a read at that token would weight most (the best key match), before the token
+reads or writes. Which slot that is depends on the memory's contents, so the fast path splits the
+sequence at clearing tokens (rare: the opcode's channel is exactly 0 elsewhere under straight-through
+control) and runs the chunk-parallel read on each segment. A token clears only where its clear
+channel exceeds :data:`CLEAR_THRESHOLD` in some row of the batch (under soft control every channel is
+a little open everywhere, and clearing at every token would serialise the read); a token that does
+not clear passes no straight-through gradient to that channel (the opcode head learns CLEAR_MEM from
+its supervision and from the tokens that do clear).
 
 Routing decisions are hard in the forward pass and learn through a straight-through estimator: the
 read (write) content of hash h is multiplied by ``exp(c - c.detach())`` where ``c`` is the log
@@ -33,6 +43,13 @@ from mosaic.layers.scan import exclusive, gated_scan, safe_log
 from mosaic.layers.vm import Controls, TeacherForcing, forced_float
 
 OCCUPANCY_FLOOR = 1e-6
+#: A token clears memory only where its clear channel exceeds this in some row of the batch.
+CLEAR_THRESHOLD = 0.5
+
+
+def clearing_positions(clear: torch.Tensor) -> list[int]:
+    """Ascending token positions of ``clear (B, T)`` at which some row clears."""
+    return (clear > CLEAR_THRESHOLD).any(dim=0).nonzero()[:, 0].tolist()
 
 
 @attrs.define
@@ -43,12 +60,20 @@ class MemoryPlan:
     read_bucket: torch.Tensor  # (B, T, H) int64
     read_ste: torch.Tensor  # (B, T, H) 1 forward, router gradient backward
     write_cell: torch.Tensor  # (B, T, H) int64: write_bucket * A + slot
-    log_keep: torch.Tensor  # (B, T) log((1 - w)(1 - clear)) for the written cell
+    log_keep: torch.Tensor  # (B, T) log(1 - w) for the written cell
+    clear: torch.Tensor  # (B, T) strength of the clear of the best-matching slot of the read bucket
     content: torch.Tensor  # (B, T, H, dim) w * [key, value, 1] * straight-through factors
     summary_log_keep: torch.Tensor  # (B, T) log(1 - w) of the all-bucket summary
     summary_content: torch.Tensor  # (B, T, dim) w * [key, value, 1]
     counts: torch.Tensor  # (B, H, NB) int64 ring-buffer write counts after the last token
     aux: dict[str, torch.Tensor]
+
+    def between(self, start: int, end: int) -> MemoryPlan:
+        """The plan of tokens ``[start, end)`` (``counts`` and ``aux`` stay whole-sequence)."""
+        return MemoryPlan(**{
+            name: value if name in ("counts", "aux") else value[:, start:end]
+            for name, value in attrs.asdict(self, recurse=False).items()
+        })
 
 
 def ring_slots(write_bucket: torch.Tensor, writes: torch.Tensor, counts: torch.Tensor, assoc: int,
@@ -166,13 +191,50 @@ class HashedMemory(nn.Module):
             read_bucket=read_bucket,
             read_ste=read_ste,
             write_cell=write_bucket * c.mem_assoc + slot,
-            log_keep=safe_log((1 - strength) * (1 - clear)),
+            log_keep=safe_log(1 - strength),
+            clear=clear,
             content=content,
             summary_log_keep=safe_log(1 - strength),
             summary_content=cell_content,
             counts=counts,
             aux=aux,
         )
+
+    # --- clearing -----------------------------------------------------------------------------
+
+    def clear_matched(self, query: torch.Tensor, read_bucket: torch.Tensor, clear: torch.Tensor,
+                      table: torch.Tensor) -> torch.Tensor:
+        """One token's clear: in each hash's read bucket, the slot with the highest read score
+        (key similarity + log occupancy, as in :meth:`attend`) is scaled by ``1 - clear``.
+
+        query (B, dk); read_bucket (B, H) int64; clear (B,); table (B, H, cells + 1, dim) -> table."""
+        c = self.config
+        bsz, hashes, rows_total, dim = table.shape
+        rows = read_bucket[..., None] * c.mem_assoc + torch.arange(c.mem_assoc, device=table.device)  # (B, H, A)
+        views = table.gather(2, rows[..., None].expand(-1, -1, -1, dim))  # (B, H, A, dim)
+        scores = torch.einsum("bhad,bd->bha", views[..., : c.mem_key_dim], query) / math.sqrt(c.mem_key_dim)
+        scores = scores + torch.log(views[..., -1].clamp_min(OCCUPANCY_FLOOR))
+        cell = rows.gather(-1, scores.argmax(-1, keepdim=True))  # (B, H, 1)
+        keep = torch.ones(bsz, hashes, rows_total, device=table.device, dtype=table.dtype)
+        keep = keep.scatter(2, cell, (1 - clear).to(table.dtype)[:, None, None].expand(-1, hashes, 1))
+        return table * keep[..., None]
+
+    def read_with_clears(self, plan: MemoryPlan, table: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`read`, with each clearing token's :meth:`clear_matched` applied before it reads."""
+        clearing = clearing_positions(plan.clear)
+        if not clearing:
+            return self.read(plan, table, chunk)
+        reads, start = [], 0
+        for position in clearing:
+            if position > start:
+                read, table = self.read(plan.between(start, position), table, chunk)
+                reads.append(read)
+            table = self.clear_matched(plan.query[:, position], plan.read_bucket[:, position],
+                                       plan.clear[:, position], table)
+            start = position
+        read, table = self.read(plan.between(start, plan.clear.shape[1]), table, chunk)
+        reads.append(read)
+        return torch.cat(reads, dim=1), table
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from mosaic.layers.block import MosaicBlock
+from mosaic.layers.memory import clearing_positions
 from mosaic.layers.model import MosaicLM, stack_layer_aux
 from mosaic.layers.state import BlockState, MosaicState
 from mosaic.layers.vm import TeacherForcing
@@ -50,9 +51,11 @@ def reference_block_forward(
         # state bank: one leaky-integrator step
         bank = decays * bank + (1 - decays) * block.bank.inp(u[:, 0]).repeat(1, c.state_k)
         bank_out = block.bank.out(bank)[:, None]
-        # memory: read the routed bucket, then write the routed cell
+        # memory: clear the best-matching slot, read the routed bucket, then write the routed cell
         plan = block.memory.plan(context, controls, teach, counts, 1)  # one token: slot = counts[bucket]
         counts = plan.counts
+        if clearing_positions(plan.clear):  # the fast path's rule: only a token that clears somewhere
+            table = block.memory.clear_matched(plan.query[:, 0], plan.read_bucket[:, 0], plan.clear[:, 0], table)
         rows = plan.read_bucket[:, 0, :, None] * c.mem_assoc + slots  # (B, H, A)
         views = table[batch_index[..., None], hash_index[..., None], rows]  # (B, H, A, dim)
         read = block.memory.attend(plan.query, views[:, None], plan.read_ste)

@@ -88,6 +88,19 @@ def run(preset: str | None, overrides: tuple[str, ...], out: Path, resume: Path 
         sys.exit(128 + int(getattr(signal, summary.get("signal") or "SIGINT", signal.SIGINT)))
 
 
+def organism_lines(evaluation: dict[str, Any]) -> list[str]:
+    """Whole-answer metrics (``answer_exact``, ``forget_exact``) and their ablations, one line each."""
+    metrics = [name for name in ("answer_exact", "forget_exact") if name in evaluation]
+    lines = [f"    {name} {fmt(evaluation[name])}" for name in metrics]
+    ablations = evaluation.get("ablations") or {}
+    for metric, value in (ablations.get("memory_off") or {}).items():
+        lines.append(f"    ablations.memory_off.{metric} {fmt(value)}")
+    for name, values in (ablations.get("opcode_off") or {}).items():
+        for metric, value in values.items():
+            lines.append(f"    ablations.opcode_off.{name}.{metric} {fmt(value)}")
+    return lines
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     lines = [(f"run {summary['status']}: {summary['experiment']} ({summary['model']} on {summary['dataset']}), "
               f"{summary['steps']} steps in {summary['wall_seconds']:.1f}s, {summary['tokens_per_s']:.0f} tok/s")]
@@ -103,6 +116,7 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"{fmt(evaluation.get('token_accuracy'))}")
         if "answer_accuracy" in evaluation:
             lines.append(f"    answer accuracy {fmt(evaluation['answer_accuracy'])}")
+        lines.extend(organism_lines(evaluation))
         if "opcode_accuracy" in evaluation:
             per = ", ".join(f"{k} {fmt(v)}" for k, v in evaluation["opcode_accuracy_per_class"].items())
             lines.append(f"    opcode accuracy {fmt(evaluation['opcode_accuracy'])} ({per})")

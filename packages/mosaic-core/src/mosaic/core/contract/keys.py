@@ -25,3 +25,13 @@ class KeySpec:
     producer: str
     ignore: int | None = None
     summary: str = ""
+
+
+# --- organism evaluation (issue 16) ------------------------------------------------------------
+
+#: Positions whose target answers a query for a key the sample told the model to forget (the
+#: answer must be the dataset's "unknown"); ``answer_exact`` over its runs is ``forget_exact``.
+FORGET_ANSWER_MASK = KeySpec(
+    name="eval_forget_mask", dtype="bool", shape=("B", "T"), producer="mosaic-data",
+    summary="answer positions of queries for forgotten keys (evaluation only)",
+)

@@ -9,6 +9,7 @@
   teacher, columns prediction) and per-span accuracy (majority vote over each contiguous run of one
   label), from the last layer's ``mosaic_commitment_logits``.
 - ``opcode``: overall and per-opcode accuracy from the last layer's ``mosaic_opcode_logits``.
+- ``answer_exact`` and ``ablations``: see :mod:`mosaic.runtime.training.eval_organism`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 
 from mosaic.core.model_output import ModelOutput
 from mosaic.runtime.training.batching import collate_for, move_to
+from mosaic.runtime.training.eval_organism import organism_report
 
 V0_OPCODE_NAMES = ("NOP", "READ_MEM", "WRITE_MEM", "CLEAR_MEM", "IDLE", "GATE_UP", "GATE_DOWN", "SCAN",
                    "COMMIT", "RESPOND")
@@ -181,4 +183,7 @@ def evaluate(model: torch.nn.Module, objective: Any, dataset: Any, *, samples: i
         model.train(was_training)
     report = evaluator.report()
     report["samples"] = count
+    # whole-answer recall and its memory/opcode ablations (mosaic.runtime.training.eval_organism)
+    report.update(organism_report(model, dataset, samples=count, batch_size=batch_size, device=device,
+                                  opcode_names=opcode_names(model)))
     return report

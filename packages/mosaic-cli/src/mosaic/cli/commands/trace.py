@@ -1,0 +1,48 @@
+"""``mosaic trace RUN_DIR``: per byte, the opcode a trained model chose, its memory reads and writes
+(bucket, slot, gate) and its commitment head's class, for JSONL events on stdin or in a file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from mosaic.cli.commands.run import registry_from_context, user_errors
+
+#: Longest input read (bytes): a trace is one forward pass over every byte.
+MAX_INPUT_BYTES = 1 << 20
+
+
+@click.command("trace")
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--input", "input_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Read events (JSONL) from this file instead of stdin.")
+@click.option("--layer", type=int, default=-1, show_default=True, help="Which block to show (-1: the last).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per byte instead of a table.")
+@click.option("--device", help="cpu, cuda, ... (default: cpu).")
+def trace(run_dir: Path, input_path: Path | None, layer: int, as_json: bool, device: str | None) -> None:
+    """Show what RUN_DIR's VM does on each byte of the given events."""
+    from mosaic.core.errors import ConfigError, ConfigProblem
+    from mosaic.core.events.codec import decode_event_bytes
+    from mosaic.runtime.agent.loading import load_run_model
+    from mosaic.runtime.agent.trace import format_table, trace_events
+
+    with user_errors():
+        data = input_path.read_bytes()[: MAX_INPUT_BYTES + 1] if input_path else sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        if len(data) > MAX_INPUT_BYTES:
+            raise ConfigError([ConfigProblem("input", f"more than {MAX_INPUT_BYTES} bytes of events")])
+        events = [decode_event_bytes(line.strip()) for line in data.splitlines() if line.strip()]
+        if not events:
+            raise ConfigError([ConfigProblem("input", "no events to trace (one JSON event per line)")])
+        loaded = load_run_model(run_dir, registry=registry_from_context(), device=device)
+        blocks = len(loaded.model.blocks)
+        if not -blocks <= layer < blocks:
+            raise ConfigError([ConfigProblem("--layer", f"the model has {blocks} blocks, got {layer}")])
+        rows = trace_events(loaded, events, layer=layer)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, sort_keys=True))
+    else:
+        click.echo(format_table(rows))
