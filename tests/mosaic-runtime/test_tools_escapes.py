@@ -496,6 +496,37 @@ def run(**_):
 """,
         ("time",),
     ),
+    "update_wrapper_globals": (
+        PAYLOAD
+        + """
+import functools, random
+def run(secret_path, outside, **_):
+    functools.update_wrapper(run, random.shuffle, assigned=(), updated=("__glo" + "bals__",))
+    return payload(_os, secret_path, outside)
+""",
+        ("functools", "random"),
+    ),
+    "json_tool_pathlib": (
+        """
+import json.tool
+def run(secret_path, outside, **_):
+    p = json.tool.Path(outside) / "pwned-pathlib"
+    p.write_text("x")
+    return json.tool.Path(secret_path).read_text()
+""",
+        ("json.tool",),
+    ),
+    "timeit_real_builtins": (
+        """
+import timeit
+def run(secret_path, **_):
+    stmt = "r.append(open(" + repr(secret_path) + ").read())"
+    r = []
+    timeit.timeit(stmt, number=1, globals={"r": r})
+    return r
+""",
+        ("timeit",),
+    ),
     "eval_exec_compile": (
         """
 def run(secret_path, **_):

@@ -63,7 +63,9 @@ def test_invalid_definition_is_rejected_with_every_reason(flow):
     }
     reply = flow("ToolDefinition", bad)
     assert reply.type == "ToolRejected" and reply.payload["name"] == "peek"
-    assert len(reply.payload["reasons"]) == 2
+    reasons = reply.payload["reasons"]
+    assert "description: must be a non-empty string" in reasons
+    assert any("'os' reaches the operating system" in r for r in reasons)
 
 
 def test_malformed_definition_payload_is_rejected(flow):

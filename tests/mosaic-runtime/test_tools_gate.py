@@ -69,7 +69,7 @@ def test_undeclared_and_never_allowed_imports():
     )
     for module in ("os", "sys", "subprocess", "ctypes", "importlib", "pickle", "socket", "typing", "_thread"):
         assert import_problem(module), module
-    assert import_problem("math") is None and import_problem("collections.abc") is None
+    assert import_problem("math") is None and import_problem("collections") is None
 
 
 def test_entry_function_is_required_and_size_is_bounded():
@@ -98,3 +98,38 @@ def test_escape_makes_terminal_attacks_visible():
     assert escape_control("ok\x1b[2J\u202egnp.exe") == "ok\\x1b[2J\\u202egnp.exe"
     assert escape_control("a\nb", keep_newlines=True) == "a\nb"
     assert escape_control("a\nb") == "a\\x0ab"
+
+
+UPDATE_WRAPPER = """
+import functools, random
+def run():
+    functools.update_wrapper(run, random.shuffle, assigned=(), updated=('__globals__',))
+    return "copied"
+"""
+
+
+def test_strings_that_name_interpreter_internals_are_refused():
+    """Issue 17 (3): '__globals__' as a string reached random's module globals via update_wrapper."""
+    problems = check_source(UPDATE_WRAPPER, frozenset({"functools", "random"}))
+    assert any("'__globals__'" in p for p in problems), problems
+    assert any("update_wrapper" in p for p in problems), problems
+    for text in ("_os", "sys", "builtins", "__dict__", "f_globals", "gi_frame", "co_code", "x.__class__"):
+        source = f"def run():\n    return {text!r}\n"
+        assert check_source(source, frozenset()), text
+    # ordinary text, including words that merely contain those names, stays allowed
+    assert check_source("def run():\n    return ['system', 'sys admin', 'format', 'a_b', '_']\n", frozenset()) == []
+
+
+def test_underscore_globals_and_internal_names_are_refused():
+    for name in ("_os", "sys", "builtins"):
+        assert check_source(f"def run():\n    return {name}\n", frozenset()), name
+    assert check_source("def run(**_):\n    return [_ for _ in range(2)]\n", frozenset()) == []
+
+
+def test_only_modules_with_a_curated_view_are_importable():
+    """``timeit`` runs code with the real builtins and ``json.tool`` exposes pathlib: neither has a
+    curated view, so neither may be declared, approved or not."""
+    for name in ("timeit", "json.tool", "json.decoder", "doctest", "trace", "logging"):
+        assert import_problem(name) is not None, name
+    assert import_problem("json") is None and import_problem("time") is None
+    assert check_source("from functools import wraps\ndef run():\n    return 1\n", frozenset({"functools"}))

@@ -93,7 +93,7 @@ def run():
             reachable(lambda: random.os), reachable(lambda: json.codecs)]
 """
     value = sandbox.run(source, allowed_modules=("random", "operator", "json")).value
-    assert value == [True, True, True, False, False, False]
+    assert value == [True, True, False, False, False, False]
     with pytest.raises(ToolRejectedError):
         sandbox.run(
             "import operator\ndef run():\n    return operator.attrgetter('real')(1)\n",
@@ -199,3 +199,65 @@ def test_cpu_time_limit_stops_a_spinning_tool(ignore_sigxcpu):
     with pytest.raises(SandboxLimitError) as info:
         sandbox.run(source, allowed_modules=("signal",), limits=SandboxLimits(cpu_seconds=1, wall_seconds=30))
     assert info.value.limit == ("killed (CPU hard limit or memory)" if ignore_sigxcpu else "CPU time")
+
+
+@pytest.fixture()
+def no_gate(monkeypatch):
+    """The restricted runtime alone: the static gate passes everything, as if it had been fooled."""
+    import mosaic.runtime.tools.sandbox as sandbox_module
+
+    monkeypatch.setattr(sandbox_module, "check_source", lambda *a, **k: [])
+    monkeypatch.setattr(sandbox_module, "import_problem", lambda name: None)
+
+
+def test_module_views_hold_only_allow_listed_attributes(sandbox, no_gate):
+    """Issue 17 (3): update_wrapper copied random's globals; json.tool exposed pathlib."""
+    source = """
+import functools, json, random, operator, string
+def run():
+    out = {}
+    routes = {"update_wrapper": lambda: functools.update_wrapper, "wraps": lambda: functools.wraps,
+              "json.tool": lambda: json.tool, "json.decoder": lambda: json.decoder,
+              "random._os": lambda: random._os, "attrgetter": lambda: operator.attrgetter,
+              "Formatter": lambda: string.Formatter, "random.shuffle": lambda: random.shuffle}
+    for name, route in routes.items():
+        try:
+            route()
+            out[name] = "reached"
+        except AttributeError:
+            out[name] = "blocked"
+    return out
+"""
+    modules = ("functools", "json", "random", "operator", "string")
+    result = sandbox.run(source, allowed_modules=modules)
+    assert result.value == {
+        "update_wrapper": "blocked",
+        "wraps": "blocked",
+        "json.tool": "blocked",
+        "json.decoder": "blocked",
+        "random._os": "blocked",
+        "attrgetter": "blocked",
+        "Formatter": "blocked",
+        "random.shuffle": "reached",
+    }
+
+
+def test_modules_without_a_curated_view_do_not_import_even_if_declared(sandbox, no_gate):
+    """Issue 17 (3): an approved ``import timeit`` ran code with the real builtins."""
+    source = "import timeit\ndef run():\n    return timeit.timeit(\"__import__('os').getpid()\", number=1)\n"
+    with pytest.raises(ToolFailedError, match="ImportError"):
+        sandbox.run(source, allowed_modules=("timeit",))
+    source = "import json.tool\ndef run():\n    return repr(json.tool.Path)\n"
+    with pytest.raises(ToolFailedError, match="ImportError"):
+        sandbox.run(source, allowed_modules=("json.tool",))
+
+
+def test_update_wrapper_route_is_rejected_end_to_end(sandbox):
+    source = """
+import functools, random
+def run():
+    functools.update_wrapper(run, random.shuffle, assigned=(), updated=('__globals__',))
+    return repr(_os)
+"""
+    with pytest.raises(ToolRejectedError, match="__globals__"):
+        sandbox.run(source, allowed_modules=("functools", "random"))

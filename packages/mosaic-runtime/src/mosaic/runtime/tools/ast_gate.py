@@ -11,6 +11,9 @@ Like the restricted runtime this is defence in depth, not the boundary.
 from __future__ import annotations
 
 import ast
+import re
+
+from mosaic.runtime.tools.module_views import view_problem
 
 MAX_SOURCE_CHARS = 64_000
 MAX_NODES = 20_000
@@ -143,6 +146,42 @@ DENIED_ATTRIBUTES = frozenset(
         "format_field",
         "attrgetter",
         "methodcaller",
+        # copy or read attributes named by strings (functools.update_wrapper(..., updated=("__globals__",)))
+        "update_wrapper",
+        "wraps",
+        "singledispatch",
+        "total_ordering",
+    }
+)
+
+# Names that lead to the interpreter's internals. Refused as names, and as string constants (or a
+# dotted component of one), because a string can reach an attribute without an attribute node:
+# ``update_wrapper(f, g, updated=("__globals__",))``, ``getattr``-like library helpers.
+INTERNAL_NAMES = frozenset(
+    {
+        "os",
+        "sys",
+        "builtins",
+        "posix",
+        "f_back",
+        "f_globals",
+        "f_locals",
+        "f_builtins",
+        "f_code",
+        "f_trace",
+        "gi_frame",
+        "gi_code",
+        "gi_yieldfrom",
+        "cr_frame",
+        "cr_code",
+        "ag_frame",
+        "ag_code",
+        "tb_frame",
+        "tb_next",
+        "co_code",
+        "co_consts",
+        "func_globals",
+        "func_code",
     }
 )
 
@@ -226,6 +265,24 @@ def import_problem(name: str) -> str | None:
         return f"{name!r}: private modules cannot be imported by tools"
     if parts[0] in NEVER_IMPORTABLE:
         return f"{name!r} reaches the operating system or the interpreter's internals and is never allowed"
+    return view_problem(name)
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def internal_name(name: str) -> bool:
+    """True for a name that leads to interpreter internals: any underscore name but ``_`` itself
+    (``__globals__``, ``_os``), and ``INTERNAL_NAMES``."""
+    return (name.startswith("_") and name != "_") or name in INTERNAL_NAMES
+
+
+def _string_problem(value: str | bytes) -> str | None:
+    """A string constant that names internals, whole or as a dotted component (``"a.__class__"``)."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    for part in text.strip().split("."):
+        if _WORD.fullmatch(part) and internal_name(part):
+            return f"string {value!r} names the interpreter internal {part!r}"
     return None
 
 
@@ -253,7 +310,11 @@ def check_source(source: str, allowed_imports: frozenset[str], *, entry: str = "
         if not isinstance(node, ALLOWED_NODES):
             problems.append(f"{where}{type(node).__name__} is not allowed in tools")
             continue
-        if isinstance(node, ast.Name) and (node.id.startswith("__") or node.id in DENIED_NAMES):
+        if isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
+            problem = _string_problem(node.value)
+            if problem:
+                problems.append(f"{where}{problem}")
+        elif isinstance(node, ast.Name) and (internal_name(node.id) or node.id in DENIED_NAMES):
             problems.append(f"{where}name {node.id!r} is not allowed")
         elif isinstance(node, ast.Attribute) and (
             node.attr.startswith("_") or node.attr in DENIED_ATTRIBUTES
@@ -263,9 +324,9 @@ def check_source(source: str, allowed_imports: frozenset[str], *, entry: str = "
             problems.append(f"{where}decorators are not allowed (function {node.name!r})")
         elif isinstance(node, (ast.FunctionDef, ast.arg)):
             name = node.name if isinstance(node, ast.FunctionDef) else node.arg
-            if name.startswith("__") or name in DENIED_NAMES:
+            if internal_name(name) or name in DENIED_NAMES:
                 problems.append(f"{where}name {name!r} is not allowed")
-        elif isinstance(node, ast.ExceptHandler) and node.name and node.name.startswith("__"):
+        elif isinstance(node, ast.ExceptHandler) and node.name and internal_name(node.name):
             problems.append(f"{where}name {node.name!r} is not allowed")
         elif isinstance(node, ast.keyword) and node.arg and node.arg.startswith("__"):
             problems.append(f"{where}keyword {node.arg!r} is not allowed")
@@ -278,9 +339,9 @@ def check_source(source: str, allowed_imports: frozenset[str], *, entry: str = "
             else:
                 problems += _import_problems(node.module or "", allowed_imports, where)
             for alias in node.names:
-                if alias.name == "*" or alias.name.startswith("_"):
+                if alias.name == "*" or internal_name(alias.name) or alias.name in DENIED_ATTRIBUTES:
                     problems.append(f"{where}'from ... import {alias.name}' is not allowed")
-        if isinstance(node, ast.alias) and node.asname and node.asname.startswith("__"):
+        if isinstance(node, ast.alias) and node.asname and internal_name(node.asname):
             problems.append(f"{where}name {node.asname!r} is not allowed")
     defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     if entry not in defined:

@@ -33,6 +33,7 @@ import attrs
 
 from mosaic.core.errors import MosaicError, SandboxError, ToolError
 from mosaic.runtime.tools.ast_gate import check_source, import_problem
+from mosaic.runtime.tools.module_views import attribute_table
 from mosaic.runtime.tools.errors import (
     SandboxLimitError,
     SandboxUnavailableError,
@@ -167,6 +168,7 @@ class Sandbox:
             "entry": entry,
             "language_layers": policy.language_layers,
             "allowed_modules": list(allowed_modules),
+            "module_attributes": attribute_table(allowed_modules),
             "required_layers": sorted(policy.required_layers),
             "landlock_min_abi": policy.landlock_min_abi,
             "limits": {**attrs.asdict(limits), "output_bytes": limits.output_bytes // 2},

@@ -1,5 +1,5 @@
 """The restricted runtime: curated builtins, an import hook that admits only declared modules and
-hands out read-only views of them, captured and capped ``print`` output.
+hands out views of their allow-listed attributes, captured and capped ``print`` output.
 
 This is a language-level layer and therefore *not* a security boundary on its own (the OS layers
 are); it removes the easy paths so that a tool that tries them fails loudly and early.
@@ -80,10 +80,6 @@ SAFE_BUILTINS = (
     "ZeroDivisionError",
 )
 
-# Callables in otherwise safe modules that perform attribute access by string.
-DENIED_MODULE_ATTRIBUTES = {"operator": {"attrgetter", "methodcaller"}}
-
-
 class CappedText:
     """A write-only text sink that keeps at most ``limit`` characters and remembers overflow."""
 
@@ -110,53 +106,42 @@ class CappedText:
         return "".join(self.parts)
 
 
-def module_allowed(name: str, allowed: frozenset) -> bool:
-    if any(part.startswith("_") or not part for part in name.split(".")):
-        return False
-    return any(name == root or name.startswith(root + ".") for root in allowed)
-
-
-def module_view(
-    module: types.ModuleType, allowed: frozenset, seen: dict | None = None
-) -> types.SimpleNamespace:
-    """A read-only-ish namespace of a module's public, non-module attributes (allowed submodules
-    become nested views), so that ``typing.sys`` or ``json.decoder.re`` lead nowhere."""
-    seen = {} if seen is None else seen
-    if module.__name__ in seen:
-        return seen[module.__name__]
+def module_view(module: types.ModuleType, attributes: list) -> types.SimpleNamespace:
+    """A namespace holding only the allow-listed attributes of ``module`` (those this interpreter
+    has): never the module itself, whose other globals lead to ``os``, pathlib or an evaluator."""
     view = types.SimpleNamespace()
-    seen[module.__name__] = view
-    denied = DENIED_MODULE_ATTRIBUTES.get(module.__name__, set())
-    for attribute, value in list(vars(module).items()):
-        if attribute.startswith("_") or attribute in denied:
+    for attribute in attributes:
+        if attribute.startswith("_") or not hasattr(module, attribute):
             continue
+        value = getattr(module, attribute)
         if isinstance(value, types.ModuleType):
-            if not module_allowed(value.__name__, allowed):
-                continue
-            value = module_view(value, allowed, seen)
+            continue
         setattr(view, attribute, value)
     return view
 
 
-def make_import(allowed: frozenset):
+def make_import(module_attributes: dict):
+    """``__import__`` for tools: only modules with an allow-list (sent by the parent for the
+    tool's declared modules), each returned as a view of that list."""
     real_import = builtins.__import__
+    views: dict = {}
 
     def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
         if level != 0:
             raise ImportError("relative imports are not allowed in tools")
-        if not module_allowed(name, allowed):
+        if name not in module_attributes:
             raise ImportError(f"import of {name!r} is not allowed; declare it in the tool's capabilities")
-        real_import(name)
-        if fromlist:
-            return module_view(sys.modules[name], allowed)
-        return module_view(sys.modules[name.partition(".")[0]], allowed)
+        if name not in views:
+            real_import(name)
+            views[name] = module_view(sys.modules[name], module_attributes[name])
+        return views[name]
 
     return guarded_import
 
 
-def make_builtins(allowed: frozenset) -> dict:
+def make_builtins(module_attributes: dict) -> dict:
     curated = {name: getattr(builtins, name) for name in SAFE_BUILTINS}
-    curated["__import__"] = make_import(allowed)
+    curated["__import__"] = make_import(module_attributes)
     return curated
 
 
@@ -165,7 +150,7 @@ def execute(request: dict) -> dict:
     capture = CappedText(request["limits"]["output_bytes"])
     sys.stdout = sys.stderr = capture
     if request["language_layers"]:
-        tool_builtins = make_builtins(frozenset(request["allowed_modules"]))
+        tool_builtins = make_builtins(request["module_attributes"])
     else:
         tool_builtins = builtins.__dict__
     namespace = {"__builtins__": tool_builtins, "__name__": "mosaic_tool"}
