@@ -84,3 +84,24 @@ def test_call_returns_result_or_error(flow):
     assert unknown.type == "ToolError" and unknown.payload["error_type"] == "ToolStateError"
     malformed = flow("ToolCall", {"arguments": []})
     assert malformed.type == "ToolError"
+
+
+HOSTILE_VALUES = {
+    "nested_70": "def run():\n    x = []\n    for i in range(70):\n        x = [x]\n    return x\n",
+    "nested_1000": "def run():\n    x = []\n    for i in range(1000):\n        x = [x]\n    return x\n",
+    "digits_5000": "def run():\n    return 10 ** 4999\n",
+    "two_to_64": "def run():\n    return 2 ** 64\n",
+    "lone_surrogate": "def run():\n    return chr(0xD800)\n",
+    "surrogate_key": "def run():\n    return {chr(0xDFFF): 1}\n",
+}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running tools needs the root-only OS layers")
+@pytest.mark.parametrize("case", sorted(HOSTILE_VALUES))
+def test_unrepresentable_values_become_typed_tool_errors(flow, case):
+    """Issue 17 (6): these crashed the parent or were dropped without any reply."""
+    definition = {"name": case, "description": "hostile value", "implementation": HOSTILE_VALUES[case]}
+    assert flow("ToolDefinition", definition).type == "ToolRegistered"
+    reply = flow("ToolCall", {"tool": case, "arguments": {}})
+    assert reply.type == "ToolError", reply.payload
+    assert reply.payload["error_type"] in ("ToolOutputError", "ToolFailedError")

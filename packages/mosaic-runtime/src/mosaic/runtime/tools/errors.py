@@ -52,3 +52,13 @@ class SandboxLimitError(SandboxError):
         self.limit = limit
         self.detail = detail
         super().__init__(f"tool stopped by the sandbox ({limit}): {escape_control(detail)}")
+
+
+class ToolOutputError(ToolError):
+    """The tool's output cannot be parsed or represented (too deep, too large, a number wider than
+    64 bits, invalid Unicode, not JSON, or not the framing the sandbox child writes)."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        self.name = name
+        self.detail = detail
+        super().__init__(f"tool {name!r} returned output that cannot be used: {escape_control(detail)}")

@@ -49,15 +49,16 @@ class ToolEventHandler:
             self.bus.unsubscribe(subscription)
         self._subscriptions = []
 
-    def _reply(self, request: EventEnvelope, event_type: str, payload: dict[str, Any]) -> None:
-        self.bus.publish(
-            EventEnvelope(
-                type=event_type,
-                payload={**payload, "in_reply_to": request.id},
-                sender=self.sender,
-                priority=request.priority,
-            )
+    def _envelope(self, request: EventEnvelope, event_type: str, payload: dict[str, Any]) -> EventEnvelope:
+        return EventEnvelope(
+            type=event_type,
+            payload={**payload, "in_reply_to": request.id},
+            sender=self.sender,
+            priority=request.priority,
         )
+
+    def _reply(self, request: EventEnvelope, event_type: str, payload: dict[str, Any]) -> None:
+        self.bus.publish(self._envelope(request, event_type, payload))
 
     def on_definition(self, event: EventEnvelope) -> None:
         payload = event.payload
@@ -110,13 +111,25 @@ class ToolEventHandler:
                 },
             )
             return
-        self._reply(
-            event,
-            TOOL_RESULT,
-            {
-                "tool": tool,
-                "value": result.value,
-                "stdout": result.stdout,
-                "wall_seconds": round(result.wall_seconds, 6),
-            },
-        )
+        reply = {
+            "tool": tool,
+            "value": result.value,
+            "stdout": result.stdout,
+            "wall_seconds": round(result.wall_seconds, 6),
+        }
+        try:
+            envelope = self._envelope(event, TOOL_RESULT, reply)
+        except MosaicError as exc:
+            # A value the event cannot carry (the sandbox checks, this is the last guard) still
+            # gets an answer: the model must never be left without a reply.
+            self._reply(
+                event,
+                TOOL_ERROR,
+                {
+                    "tool": tool,
+                    "error_type": "ToolOutputError",
+                    "message": escape_control(str(exc)[:2000], keep_newlines=True),
+                },
+            )
+            return
+        self.bus.publish(envelope)

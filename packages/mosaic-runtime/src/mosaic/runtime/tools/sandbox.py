@@ -14,7 +14,6 @@ layer runs nothing and reports ``SandboxUnavailableError``.
 from __future__ import annotations
 
 import contextlib
-import json
 import marshal
 import os
 import pwd
@@ -33,13 +32,15 @@ import attrs
 
 from mosaic.core.errors import MosaicError, SandboxError, ToolError
 from mosaic.runtime.tools.ast_gate import check_source, import_problem
-from mosaic.runtime.tools.module_views import attribute_table
+from mosaic.runtime.tools.display import escape_control
 from mosaic.runtime.tools.errors import (
     SandboxLimitError,
     SandboxUnavailableError,
-    ToolFailedError,
+    ToolOutputError,
     ToolRejectedError,
 )
+from mosaic.runtime.tools.module_views import attribute_table
+from mosaic.runtime.tools.sandbox_output import parse_result, parse_status
 
 CHILD_DIR = Path(__file__).resolve().parent / "sandbox_child"
 OS_LAYERS = (
@@ -340,51 +341,39 @@ def _parse_result(
     """The call's result, or the typed error it ended in (returned, so that the caller can check
     for survivors before raising it)."""
     try:
-        return _parse_envelope(stdout, stderr, returncode, name, elapsed, policy)
+        return parse_child_output(stdout, stderr, returncode, name, elapsed, policy)
     except MosaicError as exc:
         return exc
 
 
-def _parse_envelope(
+def parse_child_output(
     stdout: bytes, stderr: bytes, returncode: int, name: str, elapsed: float, policy: SandboxPolicy
 ) -> SandboxResult:
-    try:
-        envelope = json.loads(stdout) if stdout else None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        envelope = None
-    if not isinstance(envelope, dict) or not isinstance(envelope.get("ok"), bool):
-        signum = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
+    status, newline, rest = stdout.partition(b"\n")
+    signum = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
+    if newline:
+        layers = parse_status(status, name)
+        missing = [layer for layer in sorted(policy.required_layers) if not layers.get(layer, {}).get("active")]
+        if missing:
+            raise SandboxUnavailableError(missing[0], "the child did not report this required layer active")
+    if not newline or not rest:
         if signum in _SIGNAL_LIMITS:
             raise SandboxLimitError(
                 _SIGNAL_LIMITS[signum], f"child ended by signal {signal.Signals(signum).name}"
             )
-        tail = stderr[-600:].decode("utf-8", "replace")
+        tail = escape_control(stderr[-600:].decode("utf-8", "replace"))
         raise SandboxError(
-            f"tool {name!r} produced no valid result (exit status {returncode}); stderr: {tail!r}"
+            f"tool {name!r} produced no result (exit status {returncode}); stderr: {tail!r}"
         )
-    reported = envelope.get("layers")
-    layers: dict[str, dict[str, Any]] = reported if isinstance(reported, dict) else {}
-    if not envelope["ok"]:
-        reported_error = envelope.get("error")
-        error: dict[str, Any] = reported_error if isinstance(reported_error, dict) else {}
-        kind, message = error.get("kind"), str(error.get("message", ""))
-        if kind == "unavailable":
-            raise SandboxUnavailableError(str(error.get("layer", "?")), message)
-        if kind == "limit":
-            raise SandboxLimitError("output cap", message)
-        raise ToolFailedError(name, str(error.get("type", "Error")), message, str(envelope.get("stdout", "")))
-    missing = [layer for layer in policy.required_layers if not layers.get(layer, {}).get("active")]
-    if missing:
-        raise SandboxUnavailableError(missing[0], "the child did not report this required layer active")
+    result, newline, extra = rest.partition(b"\n")
+    if not newline or extra:
+        raise ToolOutputError(name, "output outside the result frame (a second frame, or a torn one)")
+    value, tool_stdout, truncated = parse_result(result, name)
     layers["ast_gate"] = {"active": policy.language_layers, "detail": "default-deny syntax allow-list"}
     layers["supervision"] = {
         "active": True,
-        "detail": "wall-clock kill of the process group, output cap, JSON-only result, no survivors",
+        "detail": "wall-clock kill of the process group, output cap, framed bounded result, no survivors",
     }
     return SandboxResult(
-        value=envelope.get("value"),
-        stdout=str(envelope.get("stdout", "")),
-        stdout_truncated=bool(envelope.get("stdout_truncated")),
-        layers=layers,
-        wall_seconds=elapsed,
+        value=value, stdout=tool_stdout, stdout_truncated=truncated, layers=layers, wall_seconds=elapsed
     )

@@ -29,7 +29,8 @@ LAZY_DEPENDENCIES = {
 
 
 def _emit(envelope: dict) -> None:
-    data = sbx_json.dumps(envelope).encode("utf-8")
+    """Write one frame: a JSON document on one line (the encoder escapes every newline)."""
+    data = sbx_json.dumps(envelope).encode("utf-8") + b"\n"
     view = memoryview(data)
     while view:
         written = os.write(1, view)
@@ -61,20 +62,15 @@ def main() -> None:
         sbx_confine.enter_namespaces(request, layers)
         sbx_confine.confine(request, layers, lambda: _preload(request["allowed_modules"]))
     except sbx_confine.LayerUnavailable as exc:
-        _emit(
-            {
-                "ok": False,
-                "error": {"kind": "unavailable", "layer": exc.layer, "message": str(exc)},
-                "layers": layers,
-            }
-        )
+        _emit({"frame": "unavailable", "layer": exc.layer, "message": str(exc), "layers": layers})
         os._exit(0)
     layers["restricted_runtime"] = {
         "active": bool(request["language_layers"]),
         "detail": "curated builtins, declared imports only",
     }
+    # The status frame goes out before any tool code exists, so the tool cannot forge it.
+    _emit({"frame": "confined", "layers": layers})
     envelope = sbx_runtime.execute(request)
-    envelope["layers"] = layers
     sys.stdout = sys.__stdout__
-    _emit(envelope)
+    _emit({"frame": "result", **envelope})
     os._exit(0)
