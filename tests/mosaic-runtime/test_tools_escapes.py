@@ -50,9 +50,23 @@ class Arena:
     environ_victim: subprocess.Popen
     tcp: socket.socket
     udp: socket.socket
+    nobody_file: Path
+    shared_file: Path
+    root_only: Path
+
+    def metadata(self) -> list:
+        """Mode, owner, times and xattrs of the files outside scratch that the tool may not touch."""
+        found = []
+        for path in (self.nobody_file, self.shared_file, self.root_only):
+            st = path.stat()
+            found.append((st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, sorted(os.listxattr(path))))
+        return found
 
     def params(self) -> dict:
         return {
+            "nobody_file": str(self.nobody_file),
+            "shared_file": str(self.shared_file),
+            "root_only": str(self.root_only),
             "secret_path": str(self.secret_path),
             "outside": str(self.outside),
             "victim": self.victim.pid,
@@ -86,7 +100,22 @@ def arena():
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", 0))
     udp.setblocking(False)
-    yield Arena(root, secret, secret_path, outside, victim, environ_victim, tcp, udp)
+    # Metadata targets: one the sandbox's uid owns, one it may write, one only root may read.
+    nobody_file = root / "owned-by-nobody"
+    nobody_file.write_text("n")
+    nobody_file.chmod(0o644)
+    os.chown(nobody_file, NOBODY, NOBODY)
+    shared_file = root / "world-writable"
+    shared_file.write_text("w")
+    shared_file.chmod(0o666)
+    root_only = root / "root-only"
+    root_only.write_text("r" * 31337)
+    root_only.chmod(0o600)
+    for path in (nobody_file, shared_file, root_only):
+        os.utime(path, ns=(10**18, 10**18))
+    yield Arena(
+        root, secret, secret_path, outside, victim, environ_victim, tcp, udp, nobody_file, shared_file, root_only
+    )
     for proc in (victim, environ_victim):
         proc.kill()
         proc.wait()
@@ -527,6 +556,94 @@ def run(secret_path, **_):
 """,
         ("timeit",),
     ),
+    "metadata_writes": (
+        """
+import os
+def run(nobody_file, shared_file, root_only, **_):
+    out = []
+    for attempt in (
+        lambda: os.chmod(nobody_file, 0o777),
+        lambda: os.utime(nobody_file, (0, 0)),
+        lambda: os.utime(nobody_file, None),
+        lambda: os.chown(nobody_file, 65534, 0),
+        lambda: os.setxattr(nobody_file, "user.pwned", b"1"),
+        lambda: os.setxattr(shared_file, "user.pwned", b"1"),
+        lambda: os.setxattr(root_only, "trusted.pwned", b"1"),
+        lambda: os.listxattr(shared_file),
+    ):
+        try:
+            out.append(repr(attempt()))
+        except OSError as exc:
+            out.append("blocked " + str(exc.strerror))
+    return out
+""",
+        (),
+    ),
+    "metadata_by_descriptor": (
+        """
+import os
+def run(nobody_file, **_):
+    fd = os.open(nobody_file, os.O_RDONLY)
+    out = []
+    for attempt in (lambda: os.fchmod(fd, 0o777), lambda: os.utime(fd, (0, 0)),
+                    lambda: os.setxattr(fd, "user.pwned", b"1"), lambda: os.fchown(fd, 65534, 0)):
+        try:
+            out.append(repr(attempt()))
+        except OSError as exc:
+            out.append("blocked " + str(exc.strerror))
+    return out
+""",
+        (),
+    ),
+    "host_processes": (
+        """
+import os
+def run(victim, parent, **_):
+    out = []
+    for pid in (victim, parent, 1):
+        try:
+            out.append(("pid", pid, os.stat(f"/proc/{pid}").st_uid))
+        except OSError as exc:
+            out.append("blocked " + str(exc.strerror))
+    try:
+        out.append(sorted(os.listdir("/proc")))
+    except OSError as exc:
+        out.append("blocked " + str(exc.strerror))
+    return out
+""",
+        (),
+    ),
+    "inotify_host_tmp": (
+        """
+import ctypes
+def run(**_):
+    libc = ctypes.CDLL(None, use_errno=True)
+    out = []
+    for call in (lambda: libc.inotify_init1(0), lambda: libc.syscall(253)):
+        ctypes.set_errno(0)
+        out.append([call(), ctypes.get_errno()])
+    return out
+""",
+        ("ctypes",),
+    ),
+    "mount_table": (
+        """
+import ctypes
+def run(**_):
+    libc = ctypes.CDLL(None, use_errno=True)
+    out = []
+    for number in (458, 457):  # listmount, statmount
+        buf = ctypes.create_string_buffer(4096)
+        ctypes.set_errno(0)
+        out.append([libc.syscall(number, buf, buf, 64, 0), ctypes.get_errno()])
+    try:
+        out.append(open("/proc/self/mountinfo").read())
+    except OSError as exc:
+        out.append("blocked " + str(exc.strerror))
+    return out
+""",
+        ("ctypes",),
+    ),
     "eval_exec_compile": (
         """
 def run(secret_path, **_):
@@ -542,6 +659,13 @@ def run(secret_path, **_):
 # With the language layers off, what the kernel-level layers answer (part of the outcome text):
 # proof that the attack reached the OS and was stopped there, not by a missing module.
 OS_EVIDENCE: dict[str, str | tuple[str, ...]] = {
+    # seccomp: the metadata families are refused outright (EPERM), Landlock does not see them
+    "metadata_writes": "'blocked Operation not permitted', " * 7 + "'blocked Operation not permitted'",
+    "metadata_by_descriptor": "Permission denied",  # Landlock: it cannot even open the file
+    "inotify_host_tmp": "[[-1, 1], [-1, 1]]",
+    "mount_table": "[[-1, 1], [-1, 1], 'blocked Permission denied']",
+    # a fresh /proc of the tool's own PID namespace: host pids do not exist there
+    "host_processes": "['blocked No such file or directory', 'blocked No such file or directory', ['pid', 1, 0], 'blocked Permission denied']",
     "exec_binary": "Operation not permitted",  # seccomp: execve
     "fork_bomb": "Operation not permitted",  # seccomp: clone without CLONE_THREAD
     "escape_session_then_sleep": "Operation not permitted",  # seccomp: setsid/fork
@@ -593,6 +717,7 @@ def _traced(pid: int) -> bool:
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_attack_is_contained(arena, attack, language_layers):
     source, allowed = ATTACKS[attack]
+    metadata = arena.metadata()
     sessions: list[int] = []
     sandbox = Sandbox(SandboxPolicy(limits=LIMITS, language_layers=language_layers), on_start=sessions.append)
     before = _nobody_processes()
@@ -605,6 +730,8 @@ def test_attack_is_contained(arena, attack, language_layers):
 
     assert arena.secret not in outcome, f"{attack} leaked the secret: {outcome[:300]}"
     assert not any(arena.outside.iterdir()), f"{attack} wrote outside the scratch directory"
+    assert arena.metadata() == metadata, f"{attack} changed metadata outside the scratch directory"
+    assert str(arena.victim.pid) not in outcome.replace(f"'victim': {arena.victim.pid}", "")
     for victim in (arena.victim, arena.environ_victim):
         assert victim.poll() is None, f"{attack} killed a victim process"
         assert not _traced(victim.pid), f"{attack} attached to a victim process"

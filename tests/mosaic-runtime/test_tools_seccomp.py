@@ -128,3 +128,22 @@ def test_child_json_encoder_bounds_nesting():
         deep = [deep]
     with pytest.raises(ValueError, match="deeply"):
         sbx_json.dumps(deep)
+
+
+# x86-64 numbers, written out independently of the filter's table (issue 17 items 4 and 7).
+METADATA_SYSCALLS = {
+    "chmod": 90, "fchmod": 91, "fchmodat": 268, "fchmodat2": 452,
+    "chown": 92, "fchown": 93, "lchown": 94, "fchownat": 260,
+    "utime": 132, "utimes": 235, "futimesat": 261, "utimensat": 280,
+    "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190, "getxattr": 191, "lgetxattr": 192,
+    "fgetxattr": 193, "listxattr": 194, "llistxattr": 195, "flistxattr": 196, "removexattr": 197,
+    "lremovexattr": 198, "fremovexattr": 199, "setxattrat": 463, "getxattrat": 464,
+    "listxattrat": 465, "removexattrat": 466,
+    "inotify_init": 253, "inotify_init1": 294, "inotify_add_watch": 254,
+    "statmount": 457, "listmount": 458,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(METADATA_SYSCALLS))
+def test_metadata_calls_landlock_cannot_see_are_denied(name):
+    assert evaluate(PROG, METADATA_SYSCALLS[name]) == EPERM

@@ -101,9 +101,12 @@ class SandboxPolicy:
     landlock_min_abi: int = 1
     run_as: tuple[int, int] = attrs.field(factory=_nobody)
     python: str = attrs.field(factory=lambda: os.path.realpath(sys.executable))
+    #: Tests only: the child skips these layers' kernel calls but still probes them, which shows
+    #: that a layer without effect is reported unavailable instead of active.
+    skip_layer_calls_for_testing: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
 
     def __attrs_post_init__(self) -> None:
-        unknown = sorted(set(self.required_layers) - set(OS_LAYERS))
+        unknown = sorted((set(self.required_layers) | self.skip_layer_calls_for_testing) - set(OS_LAYERS))
         if unknown:
             raise SandboxError(f"unknown sandbox layers {unknown}; known: {', '.join(OS_LAYERS)}")
 
@@ -172,6 +175,7 @@ class Sandbox:
             "module_attributes": attribute_table(allowed_modules),
             "required_layers": sorted(policy.required_layers),
             "landlock_min_abi": policy.landlock_min_abi,
+            "skip_layer_calls": sorted(policy.skip_layer_calls_for_testing),
             "limits": {**attrs.asdict(limits), "output_bytes": limits.output_bytes // 2},
             "uid": policy.run_as[0],
             "gid": policy.run_as[1],

@@ -5,7 +5,8 @@ interpreter needs hundreds of ordinary calls, while the dangerous ones are few a
 Every new process is refused (fork/vfork, clone without CLONE_THREAD, clone3 -> ENOSYS so that
 libc falls back to clone where the flags can be inspected), as are exec, sockets, ptrace, signals
 to anything but the process itself, namespace/mount/module/key/BPF/io_uring calls, and credential
-changes. A foreign architecture or the x32 ABI kills the process.
+changes, and (since Landlock cannot see them) metadata calls: xattrs, chmod/chown, utime, inotify,
+listmount/statmount. A foreign architecture or the x32 ABI kills the process.
 """
 
 from __future__ import annotations
@@ -126,7 +127,45 @@ DENIED_SYSCALLS: dict[str, int] = {
     "move_pages": 279,
     "migrate_pages": 256,
     "fanotify_init": 300,
+    "fanotify_mark": 301,
     "process_madvise": 440,
+    # Metadata writes and reads that Landlock does not mediate and seccomp cannot tell apart by
+    # path: refused everywhere (a tool has no use for them, even in its scratch directory).
+    "chmod": 90,
+    "fchmod": 91,
+    "fchmodat": 268,
+    "fchmodat2": 452,
+    "chown": 92,
+    "fchown": 93,
+    "lchown": 94,
+    "fchownat": 260,
+    "utime": 132,
+    "utimes": 235,
+    "futimesat": 261,
+    "utimensat": 280,
+    "setxattr": 188,
+    "lsetxattr": 189,
+    "fsetxattr": 190,
+    "getxattr": 191,
+    "lgetxattr": 192,
+    "fgetxattr": 193,
+    "listxattr": 194,
+    "llistxattr": 195,
+    "flistxattr": 196,
+    "removexattr": 197,
+    "lremovexattr": 198,
+    "fremovexattr": 199,
+    "setxattrat": 463,
+    "getxattrat": 464,
+    "listxattrat": 465,
+    "removexattrat": 466,
+    # Watching names in directories the tool can otherwise only stat, and the mount table.
+    "inotify_init": 253,
+    "inotify_init1": 294,
+    "inotify_add_watch": 254,
+    "statmount": 457,
+    "listmount": 458,
+    "open_tree_attr": 467,
 }
 
 
