@@ -40,7 +40,7 @@ def test_audit_verify_reports_ok_and_first_bad_record(tmp_path):
 def test_audit_verify_without_key_says_signature_unchecked(tmp_path):
     log = AuditLog(tmp_path / "log.jsonl", key=b"q" * 32)
     log.append("k", {})
-    result = CliRunner().invoke(audit, ["verify", str(log.path)])
+    result = CliRunner(env={"MOSAIC_KEY_DIR": str(tmp_path / "keys")}).invoke(audit, ["verify", str(log.path)])
     assert result.exit_code == 0
     assert "NOT verified" in result.output
 
@@ -58,7 +58,7 @@ WIDE = {
 
 def _invoke(tmp_path, *args):
     base = ["--registry", str(tmp_path / "reg"), "--key-file", str(tmp_path / "key")]
-    return CliRunner().invoke(tools, [*args, *base])
+    return CliRunner(env={"MOSAIC_KEY_DIR": str(tmp_path / "keys")}).invoke(tools, [*args, *base])
 
 
 def test_tools_group_is_a_builtin_command():
@@ -114,7 +114,7 @@ def test_tools_add_rejects_with_reasons_and_list_when_empty(tmp_path):
 
 
 def test_tools_run_rejects_non_object_arguments(tmp_path):
-    result = CliRunner().invoke(
+    result = CliRunner(env={"MOSAIC_KEY_DIR": str(tmp_path / "keys")}).invoke(
         tools,
         ["run", "x", "--args", "[1]", "--registry", str(tmp_path / "r"), "--key-file", str(tmp_path / "k")],
     )
@@ -128,3 +128,69 @@ def test_tools_layers_reports_every_layer(tmp_path):
     report = json.loads(result.output)
     for layer in ("landlock", "seccomp", "network_namespace", "drop_privileges", "ast_gate", "supervision"):
         assert report[layer]["active"], layer
+
+
+# --- anchoring (issue 17 item 9) -------------------------------------------------------------------
+
+
+def _audit(tmp_path, *args):
+    return CliRunner(env={"MOSAIC_KEY_DIR": str(tmp_path / "keys")}).invoke(audit, list(args))
+
+
+def test_audit_head_and_expect_head_detect_rewrite_truncation_and_rollback(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_bytes(b"s" * 32)
+    log = AuditLog(tmp_path / "log.jsonl", key=key_file.read_bytes())
+    for i in range(3):
+        log.append("k", {"i": i})
+    printed = _audit(tmp_path, "head", str(log.path), "--key-file", str(key_file))
+    assert printed.exit_code == 0, printed.output
+    head = printed.output.strip()
+    assert head.startswith("3:") and len(head) == 2 + 64
+    old = log.path.read_bytes(), log.checkpoint_path.read_bytes()
+    log.append("k", {"i": 3})
+    later = _audit(tmp_path, "head", str(log.path), "--key-file", str(key_file)).output.strip()
+    ok = _audit(tmp_path, "verify", str(log.path), "--key-file", str(key_file), "--expect-head", head)
+    assert ok.exit_code == 0 and "extends the published head" in ok.output
+
+    log.path.write_bytes(old[0])  # rollback to the older, correctly signed state
+    log.checkpoint_path.write_bytes(old[1])
+    assert _audit(tmp_path, "verify", str(log.path), "--key-file", str(key_file)).exit_code == 0
+    rolled = _audit(tmp_path, "verify", str(log.path), "--key-file", str(key_file), "--expect-head", later)
+    assert rolled.exit_code == 1 and "BAD" in rolled.output and "rolled back" in rolled.output
+
+    lines = log.path.read_bytes().splitlines(keepends=True)  # truncation
+    log.path.write_bytes(b"".join(lines[:1]))
+    truncated = _audit(tmp_path, "verify", str(log.path), "--no-key", "--expect-head", head)
+    assert truncated.exit_code == 1 and "truncated" in truncated.output
+
+    log.checkpoint_path.unlink()  # rewrite everything and drop the checkpoint
+    log.path.unlink()
+    forged = AuditLog(log.path)
+    for i in range(3):
+        forged.append("k", {"i": i, "forged": True})
+    rewritten = _audit(tmp_path, "verify", str(log.path), "--key-file", str(key_file))
+    assert rewritten.exit_code == 1 and "no signed checkpoint" in rewritten.output
+    assert _audit(tmp_path, "verify", str(log.path), "--no-key", "--expect-head", head).exit_code == 1
+    assert _audit(tmp_path, "head", str(log.path), "--key-file", str(key_file)).exit_code == 1
+
+
+def test_audit_verify_uses_the_user_key_directory_by_default(tmp_path):
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "audit.key").write_bytes(b"u" * 32)
+    log = AuditLog(tmp_path / "log.jsonl", key=b"u" * 32)
+    log.append("k", {})
+    result = _audit(tmp_path, "verify", str(log.path))
+    assert result.exit_code == 0 and "signature verified" in result.output
+    (tmp_path / "keys" / "audit.key").write_bytes(b"v" * 32)
+    assert _audit(tmp_path, "verify", str(log.path)).exit_code == 1
+    assert _audit(tmp_path, "verify", str(log.path), "--expect-head", "zz").exit_code != 0
+
+
+def test_tools_keys_stay_out_of_the_registry_directory(tmp_path):
+    result = CliRunner(env={"MOSAIC_KEY_DIR": str(tmp_path / "keys")}).invoke(
+        tools, ["list", "--registry", str(tmp_path / "reg")]
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == ["audit.key", "tool-approval.key"]
+    assert not list((tmp_path / "reg").glob("*.key"))

@@ -13,13 +13,16 @@ from hypothesis import strategies as st
 
 from mosaic.core.audit import (
     GENESIS_HASH,
+    AuditHead,
     AuditLog,
     canonical_json,
     load_or_create_key,
+    read_head,
     record_hash,
     verify_log,
 )
 from mosaic.core.errors import AuditError
+from mosaic.core.keys import AUDIT_KEY_NAME, KEY_DIR_ENV, default_key_dir, key_path
 
 KEY = b"k" * 32
 
@@ -225,3 +228,77 @@ def test_any_payload_roundtrips_and_any_byte_flip_is_detected(tmp_path_factory, 
     data[index] = (data[index] + 1) % 256
     log.path.write_bytes(bytes(data))
     assert not log.verify().ok
+
+
+# --- anchoring (issue 17 item 9) -------------------------------------------------------------------
+
+
+def _rewrite(log, n, key=b"attacker-key-without-the-real-one"):
+    """Rewrite the whole chain consistently (the attacker has no key) and drop the checkpoint."""
+    log.path.unlink()
+    log.checkpoint_path.unlink()
+    forged = AuditLog(log.path, key=None)
+    for i in range(n):
+        forged.append("tool.transition", {"tool": f"t{i}", "to": "active", "i": i, "forged": True})
+
+
+def test_rewrite_and_deleted_checkpoint_fail_when_a_key_is_given(tmp_path):
+    log = _log(tmp_path)
+    _rewrite(log, 5)
+    report = verify_log(log.path, key=KEY, checkpoint_path=log.checkpoint_path)
+    assert not report.ok and "no signed checkpoint" in report.reason
+
+
+def test_records_after_the_checkpoint_are_not_silently_covered(tmp_path):
+    log = _log(tmp_path, n=3)
+    AuditLog(log.path, key=None).append("tool.transition", {"tool": "smuggled"})
+    keyed = verify_log(log.path, key=KEY, checkpoint_path=log.checkpoint_path)
+    assert not keyed.ok and keyed.first_bad == 4 and "not covered" in keyed.reason
+    unkeyed = verify_log(log.path, checkpoint_path=log.checkpoint_path)
+    assert unkeyed.ok and unkeyed.unsigned_tail == 1 and "NOT covered" in unkeyed.render()
+
+
+def test_published_head_detects_rewrite_truncation_and_rollback(tmp_path):
+    log = _log(tmp_path, n=3)
+    published = read_head(log.path, key=KEY, checkpoint_path=log.checkpoint_path)
+    assert published.records == 3 and AuditHead.parse(published.token()) == published
+    old_log, old_checkpoint = log.path.read_bytes(), log.checkpoint_path.read_bytes()
+    for i in range(2):
+        log.append("tool.transition", {"later": i})
+    later = read_head(log.path, key=KEY, checkpoint_path=log.checkpoint_path)
+    good = verify_log(log.path, key=KEY, checkpoint_path=log.checkpoint_path, expect_head=published)
+    assert good.ok and good.expected_head_checked and "extends the published head" in good.render()
+
+    # rollback: an older, correctly signed log and checkpoint pass every check but the head's
+    log.path.write_bytes(old_log)
+    log.checkpoint_path.write_bytes(old_checkpoint)
+    assert verify_log(log.path, key=KEY, checkpoint_path=log.checkpoint_path).ok
+    rolled = verify_log(log.path, key=KEY, checkpoint_path=log.checkpoint_path, expect_head=later)
+    assert not rolled.ok and "rolled back" in rolled.reason
+
+    # truncation of the log together with a matching (keyless) rewrite of the checkpoint
+    truncated = verify_log(log.path, expect_head=later)
+    assert not truncated.ok
+
+    # consistent rewrite keeping the length
+    _rewrite(log, 3)
+    rewritten = verify_log(log.path, expect_head=published)
+    assert not rewritten.ok and rewritten.first_bad == 3 and "published head" in rewritten.reason
+
+
+@pytest.mark.parametrize("token", ["", "3", "3:xyz", "-1:" + "a" * 64, "3:" + "A" * 64, "1" * 30 + ":" + "a" * 64])
+def test_malformed_heads_are_refused(token):
+    with pytest.raises(AuditError):
+        AuditHead.parse(token)
+
+
+def test_keys_default_to_the_user_key_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    assert default_key_dir() == tmp_path / "config" / "mosaic" / "keys"
+    monkeypatch.setenv(KEY_DIR_ENV, str(tmp_path / "keys"))
+    path = key_path(AUDIT_KEY_NAME)
+    assert path == tmp_path / "keys" / AUDIT_KEY_NAME
+    load_or_create_key(path)
+    assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700
+    assert key_path(AUDIT_KEY_NAME, tmp_path / "explicit") == tmp_path / "explicit"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from mosaic.core.events.envelope import EventEnvelope
@@ -21,6 +22,12 @@ DEFINE = EventEnvelope("ToolDefinition", {"name": "adder"}, "agent", id="t2", ts
 def session_emitting(event: EventEnvelope) -> EventSession:
     torch.manual_seed(0)
     return EventSession(TinyStreamLM(TinyStreamConfig(script=event.to_json(), commit_bias=0)).eval())
+
+
+@pytest.fixture(autouse=True)
+def private_key_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """open_registry keeps its keys in the user key directory: point it at the test's own."""
+    monkeypatch.setenv("MOSAIC_KEY_DIR", str(tmp_path / "keys"))
 
 
 def test_a_tool_call_is_executed_and_the_reply_fed_back(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from mosaic.core.audit import AuditLog, verify_log
 from mosaic.core.errors import ToolError
 from mosaic.runtime.tools.definition import ParameterSpec, ToolCapabilities, ToolDefinition, definition_hash
 from mosaic.runtime.tools.errors import ToolStateError
+from mosaic.runtime.tools.names import name_skeleton
 from mosaic.runtime.tools.python_builder import PythonToolBuilder
 from mosaic.runtime.tools.registry import ToolRegistry, ToolRegistryConfig, ToolState
 
@@ -43,7 +44,10 @@ def clock():
     return Clock()
 
 
-def make_registry(tmp_path, clock, **config):
+APPROVAL_KEY = b"a" * 32
+
+
+def make_registry(tmp_path, clock, approval_key=APPROVAL_KEY, **config):
     audit = AuditLog(tmp_path / "audit.jsonl", key=KEY)
     return ToolRegistry(
         tmp_path / "reg",
@@ -51,6 +55,7 @@ def make_registry(tmp_path, clock, **config):
         audit=audit,
         config=ToolRegistryConfig(**config),
         clock=clock,
+        approval_key=approval_key,
     )
 
 
@@ -219,7 +224,8 @@ def test_every_transition_is_in_the_verified_audit_log(tmp_path, clock):
     assert verify_log(registry.audit.path, key=KEY).ok
 
 
-def test_python_builder_is_registered_as_a_plugin(tmp_path):
+def test_python_builder_is_registered_as_a_plugin(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOSAIC_KEY_DIR", str(tmp_path / "keys"))
     from mosaic.core.plugins import get_registry
     from mosaic.runtime.tools.registry import installed_builders, open_registry
 
@@ -228,4 +234,80 @@ def test_python_builder_is_registered_as_a_plugin(tmp_path):
     assert isinstance(installed_builders()["python"], PythonToolBuilder)
     registry = open_registry(tmp_path / "r")
     assert "python" in registry.builders
-    assert (tmp_path / "r" / "audit.key").stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "r" / "audit.key").exists(), "keys never live beside the registry by default"
+    assert (tmp_path / "keys" / "audit.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "keys" / "tool-approval.key").stat().st_mode & 0o777 == 0o600
+
+
+# --- hostile registrations (issue 17 item 8) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "lookalike",
+    ["\u0430dd", "\uff41dd", "ad\u0501", "a\u0301dd", "\u0251dd"],
+    ids=["cyrillic-a", "fullwidth-a", "cyrillic-d", "combining-accent", "latin-alpha"],
+)
+def test_look_alike_names_collide(tmp_path, clock, lookalike):
+    registry = make_registry(tmp_path, clock)
+    assert registry.submit(add_tool("add")).state is ToolState.ACTIVE
+    record = registry.submit(add_tool(lookalike))
+    assert record.state is ToolState.REJECTED
+    assert any("looks like" in r or "NFKC" in r for r in record.reasons), record.reasons
+    assert [r.definition.name for r in registry.list() if r.state is not ToolState.REJECTED] == ["add"]
+
+
+def test_name_skeleton_is_stable_for_plain_names():
+    assert name_skeleton("word_count") == name_skeleton("word_count")
+    assert name_skeleton("add") != name_skeleton("sub")
+    assert name_skeleton("\u0430dd") == name_skeleton("add") == name_skeleton("ADD")
+
+
+def test_rejected_definitions_are_bounded_in_size_and_number(tmp_path, clock):
+    registry = make_registry(tmp_path, clock, max_submissions_per_window=20, max_rejected_records=5)
+    huge = ToolDefinition(name="huge", description="x" * 2**20, implementation="def run():\n    return 1\n")
+    for index in range(30):
+        record = registry.submit(attrs.evolve(huge, name=f"huge{index}"))
+        assert record.state is ToolState.REJECTED
+    for index in range(200):
+        registry.submit(ToolDefinition(name=f"bad{index}", description="", implementation="x"))
+    size = (tmp_path / "reg" / "tools.json").stat().st_size
+    assert size < 64 * 1024, f"tools.json grew to {size} bytes"
+    assert len(registry.list()) <= 5
+    limited = registry.submit(add_tool("fine"))
+    assert limited.state is ToolState.REJECTED and any("submissions" in r for r in limited.reasons)
+
+
+def test_control_and_bidi_characters_are_escaped_before_the_audit_log(tmp_path, clock):
+    registry = make_registry(tmp_path, clock)
+    registry.submit(ToolDefinition(name="evil\u202etxt.py\x1b[2J", description="d", implementation="x"))
+    raw = registry.audit.path.read_bytes()
+    assert "\u202e".encode() not in raw and b"\x1b" not in raw
+    assert b"\\\\u202e" in raw  # the escape itself, JSON-encoded
+    assert verify_log(registry.audit.path, key=KEY).ok
+
+
+def test_editing_the_state_file_cannot_self_approve(tmp_path, clock):
+    registry = make_registry(tmp_path, clock)
+    record = registry.submit(add_tool("slow", cpu_seconds=3))
+    assert record.state is ToolState.PENDING
+    state_file = tmp_path / "reg" / "tools.json"
+    state = json.loads(state_file.read_text())
+    state["tools"]["slow"].update(state="active", approved_hash=record.hash, approval_mac="0" * 64)
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(ToolStateError, match="approval"):
+        registry.call("slow", {"a": 1})
+    # a registry without the approval key can neither approve nor run approved tools
+    keyless = make_registry(tmp_path, clock, approval_key=None)
+    with pytest.raises(ToolStateError, match="approval key"):
+        keyless.call("slow", {"a": 1})
+
+
+@root_only
+def test_an_authenticated_approval_runs_and_another_key_voids_it(tmp_path, clock):
+    registry = make_registry(tmp_path, clock)
+    record = registry.submit(add_tool("slow", cpu_seconds=3))
+    registry.approve("slow", record.hash)
+    assert registry.call("slow", {"a": 1}).value == 2
+    other = make_registry(tmp_path, clock, approval_key=b"b" * 32)
+    with pytest.raises(ToolStateError, match="approval"):
+        other.call("slow", {"a": 1})

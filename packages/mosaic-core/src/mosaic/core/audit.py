@@ -10,7 +10,12 @@ The chain alone detects editing, deleting or reordering records; it cannot detec
 the end or an attacker who rewrites the whole chain consistently. For those, a *checkpoint*
 (head hash + record count + byte size, HMAC-SHA256 under a key kept outside the log) is stored in
 a separate file: a truncated log no longer reaches the checkpoint's size, and a re-hashed log no
-longer has the checkpointed head at that position.
+longer has the checkpointed head at that position. With a key, verification also refuses a
+missing checkpoint (deleted to hide a rewrite) and records appended after the checkpoint (not
+covered by any signature). What no file beside the log can detect is a rollback of log and
+checkpoint together to an older signed state; for that, publish the *head* (record count and last
+hash, ``AuditHead``) somewhere the log's writer cannot change, and verify against it
+(``expect_head``): a rewritten, truncated or rolled-back log no longer extends the published head.
 
 Appends take a process-local lock and an exclusive ``flock`` on the log, re-read the head from the
 file (so several processes can append to one log), write one line and ``fsync`` it.
@@ -24,7 +29,7 @@ import hmac
 import json
 import math
 import os
-import secrets
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -35,12 +40,14 @@ import attrs
 
 from mosaic.core.atomic import atomic_write_bytes
 from mosaic.core.errors import AuditError
+from mosaic.core.keys import load_or_create_key as load_or_create_key  # re-exported
 
 RECORD_DOMAIN = b"mosaic.audit.record.v1\x00"
 CHECKPOINT_DOMAIN = b"mosaic.audit.checkpoint.v1\x00"
 GENESIS_HASH = hashlib.sha256(b"mosaic.audit.genesis.v1\x00").hexdigest()
 RECORD_FIELDS = ("seq", "ts", "kind", "data", "prev", "hash")
-KEY_BYTES = 32
+MAX_RECORD_BYTES = 1 << 20
+_HEAD_TOKEN = re.compile(r"([0-9]{1,18}):([0-9a-f]{64})")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -95,6 +102,25 @@ class AuditCheckpoint:
 
 
 @attrs.frozen
+class AuditHead:
+    """A log's head: how many records it has and the hash of the last (``GENESIS_HASH`` if none).
+    Its token ``"<records>:<hash>"`` is what you publish to a witness the log's writer cannot change."""
+
+    records: int
+    hash: str
+
+    def token(self) -> str:
+        return f"{self.records}:{self.hash}"
+
+    @classmethod
+    def parse(cls, token: str) -> AuditHead:
+        match = _HEAD_TOKEN.fullmatch(token.strip())
+        if match is None:
+            raise AuditError(f"audit head {token[:100]!r} is not '<records>:<64 hex digits>'")
+        return cls(int(match.group(1)), match.group(2))
+
+
+@attrs.frozen
 class AuditReport:
     """What ``verify`` found. ``first_bad`` is the 1-based line of the first bad record, if any."""
 
@@ -105,6 +131,9 @@ class AuditReport:
     reason: str | None = None
     checkpoint_checked: bool = False
     checkpoint_signature_checked: bool = False
+    head: AuditHead | None = None
+    unsigned_tail: int = 0
+    expected_head_checked: bool = False
 
     def raise_if_bad(self) -> AuditReport:
         if not self.ok:
@@ -122,31 +151,13 @@ class AuditReport:
             tail = "checkpoint matched but its signature was NOT verified (no key given)"
         else:
             tail = "no checkpoint: truncation and consistent re-hashing are NOT detectable"
+        if self.unsigned_tail:
+            tail += f"; the last {self.unsigned_tail} records are NOT covered by the checkpoint"
+        if self.expected_head_checked:
+            tail += "; extends the published head"
+        else:
+            tail += "; rollback is NOT detectable without --expect-head"
         return f"OK {self.path}: {self.records} records, chain intact; {tail}"
-
-
-def load_or_create_key(path: str | os.PathLike[str]) -> bytes:
-    """Read a checkpoint key file, creating a random one (mode 0600) if it does not exist.
-
-    Keep the key outside the directory an attacker of the log could write to.
-    """
-    key_path = Path(path)
-    try:
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = key_path.read_bytes()
-        if len(key) < 16:
-            raise AuditError(
-                f"audit key file {key_path} holds {len(key)} bytes; at least 16 are required"
-            ) from None
-        return key
-    key = secrets.token_bytes(KEY_BYTES)
-    try:
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return key
 
 
 def _parse_record(line: bytes, number: int) -> AuditRecord:
@@ -193,11 +204,13 @@ def verify_log(
     *,
     key: bytes | None = None,
     checkpoint_path: str | os.PathLike[str] | None = None,
+    expect_head: AuditHead | None = None,
 ) -> AuditReport:
     """Check the chain of ``path`` and, if a checkpoint exists, that the log still reaches it.
 
-    With ``key`` the checkpoint's signature is checked too; without it, an attacker able to write
-    the checkpoint file could forge one, which the report says.
+    With ``key`` the checkpoint must exist, carry a valid signature and cover every record; without
+    it, an attacker able to write the checkpoint file could forge one, which the report says. With
+    ``expect_head`` (published earlier) the log must still contain that head at its position.
     """
     log_path = Path(path)
     checkpoint_file = (
@@ -215,7 +228,9 @@ def verify_log(
     offset = 0
     checkpoint_seen = False
     with open(log_path, "rb") as handle:
-        for number, line in enumerate(handle, start=1):
+        for number, line in enumerate(iter(lambda: handle.readline(MAX_RECORD_BYTES + 1), b""), start=1):
+            if len(line) > MAX_RECORD_BYTES:
+                return bad(number, f"record longer than {MAX_RECORD_BYTES} bytes", count)
             if not line.endswith(b"\n"):
                 return bad(number, "incomplete last line (torn write or truncation)", count)
             try:
@@ -241,12 +256,32 @@ def verify_log(
             prev = record.hash
             count = number
             offset += len(line)
+            if expect_head is not None and number == expect_head.records and record.hash != expect_head.hash:
+                return bad(number, "record differs from the published head (log rewritten or rolled back)", count)
             if checkpoint is not None and number == checkpoint.records:
                 checkpoint_seen = True
                 if record.hash != checkpoint.head or offset != checkpoint.size:
                     return bad(number, "record differs from the signed checkpoint (log rewritten)", count)
+    head = AuditHead(count, prev)
+    if expect_head is not None:
+        if count < expect_head.records:
+            return bad(
+                None,
+                f"log has {count} records but the published head is at record {expect_head.records} "
+                "(truncated or rolled back)",
+                count,
+            )
+        if expect_head.records == 0 and expect_head.hash != GENESIS_HASH:
+            return bad(None, "the published head of an empty log must be the genesis hash", count)
+    checked_head = expect_head is not None
     if checkpoint is None:
-        return AuditReport(str(log_path), count, ok=True)
+        if key is not None:
+            return bad(
+                None,
+                f"a key was given but there is no signed checkpoint {checkpoint_file} (deleted to hide a rewrite?)",
+                count,
+            )
+        return AuditReport(str(log_path), count, ok=True, head=head, expected_head_checked=checked_head)
     if checkpoint.records == 0:
         checkpoint_seen = checkpoint.head == GENESIS_HASH and checkpoint.size == 0
     if not checkpoint_seen:
@@ -261,9 +296,36 @@ def verify_log(
                 None, f"checkpoint {checkpoint_file} has an invalid signature (forged, or wrong key)", count
             )
         signature_checked = True
+        if count > checkpoint.records:
+            return bad(
+                checkpoint.records + 1,
+                f"records {checkpoint.records + 1} to {count} are not covered by the signed checkpoint "
+                "(appended without the key, or a crash before signing)",
+                count,
+            )
     return AuditReport(
-        str(log_path), count, ok=True, checkpoint_checked=True, checkpoint_signature_checked=signature_checked
+        str(log_path),
+        count,
+        ok=True,
+        checkpoint_checked=True,
+        checkpoint_signature_checked=signature_checked,
+        head=head,
+        unsigned_tail=count - checkpoint.records,
+        expected_head_checked=checked_head,
     )
+
+
+def read_head(
+    path: str | os.PathLike[str],
+    *,
+    key: bytes | None = None,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+) -> AuditHead:
+    """The head of a verified log (raises ``AuditError`` if the log fails verification)."""
+    report = verify_log(path, key=key, checkpoint_path=checkpoint_path).raise_if_bad()
+    if report.head is None:
+        raise AuditError(f"audit log {path}: verification returned no head")
+    return report.head
 
 
 class AuditLog:

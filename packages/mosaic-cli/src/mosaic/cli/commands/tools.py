@@ -17,19 +17,32 @@ REGISTRY_OPTION = click.option(
     envvar="MOSAIC_TOOLS_DIR",
     help="Tool registry directory (state, audit log).",
 )
-KEY_OPTION = click.option(
+_KEY_FILE = click.option(
     "--key-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     envvar="MOSAIC_AUDIT_KEY_FILE",
-    help="Audit checkpoint key (default: REGISTRY/audit.key, created if missing).",
+    help="Audit checkpoint key (default: audit.key in the user key directory, created if missing).",
+)
+_APPROVAL_KEY_FILE = click.option(
+    "--approval-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    envvar="MOSAIC_APPROVAL_KEY_FILE",
+    help="Key that signs approvals (default: tool-approval.key in the user key directory).",
 )
 
 
-def _open(registry_dir: Path, key_file: Path | None) -> Any:
+def key_options(command: Any) -> Any:
+    """Both key options. Keys live in the user key directory ($MOSAIC_KEY_DIR, else
+    $XDG_CONFIG_HOME/mosaic/keys, else ~/.config/mosaic/keys), never in the registry directory."""
+    return _KEY_FILE(_APPROVAL_KEY_FILE(command))
+
+
+def _open(registry_dir: Path, key_file: Path | None, approval_key_file: Path | None = None) -> Any:
     from mosaic.runtime.tools.registry import open_registry
 
-    return open_registry(registry_dir, key_file=key_file)
+    return open_registry(registry_dir, key_file=key_file, approval_key_file=approval_key_file)
 
 
 def _safe(text: str) -> str:
@@ -45,11 +58,13 @@ def tools() -> None:
 
 @tools.command("list")
 @REGISTRY_OPTION
-@KEY_OPTION
+@key_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def list_tools(registry_dir: Path, key_file: Path | None, as_json: bool) -> None:
+def list_tools(
+    registry_dir: Path, key_file: Path | None, approval_key_file: Path | None, as_json: bool
+) -> None:
     """List registered tools with their state and definition hash."""
-    records = _open(registry_dir, key_file).list()
+    records = _open(registry_dir, key_file, approval_key_file).list()
     if as_json:
         rows = [
             {
@@ -76,10 +91,10 @@ def list_tools(registry_dir: Path, key_file: Path | None, as_json: bool) -> None
 @tools.command("show")
 @click.argument("name")
 @REGISTRY_OPTION
-@KEY_OPTION
-def show(name: str, registry_dir: Path, key_file: Path | None) -> None:
+@key_options
+def show(name: str, registry_dir: Path, key_file: Path | None, approval_key_file: Path | None) -> None:
     """Show a tool's definition, capabilities, source and full hash (what an approver reviews)."""
-    record = _open(registry_dir, key_file).get(name)
+    record = _open(registry_dir, key_file, approval_key_file).get(name)
     definition = record.definition
     capabilities = definition.capabilities
     above = capabilities.above_default()
@@ -106,13 +121,13 @@ def show(name: str, registry_dir: Path, key_file: Path | None) -> None:
 @tools.command("add")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @REGISTRY_OPTION
-@KEY_OPTION
-def add(file: Path, registry_dir: Path, key_file: Path | None) -> None:
+@key_options
+def add(file: Path, registry_dir: Path, key_file: Path | None, approval_key_file: Path | None) -> None:
     """Submit a tool definition (JSON file) as a human would; prints the resulting state."""
     from mosaic.runtime.tools.definition import ToolDefinition
 
     definition = ToolDefinition.from_json_dict(json.loads(file.read_text()))
-    record = _open(registry_dir, key_file).submit(definition, actor="cli")
+    record = _open(registry_dir, key_file, approval_key_file).submit(definition, actor="cli")
     click.echo(_safe(f"{definition.name}: {record.state.value} {record.hash}"))
     for reason in record.reasons:
         click.echo(_safe(f"  {reason}"))
@@ -126,10 +141,12 @@ def add(file: Path, registry_dir: Path, key_file: Path | None) -> None:
     "--hash", "expected_hash", required=True, help="The full definition hash you reviewed (tools show)."
 )
 @REGISTRY_OPTION
-@KEY_OPTION
-def approve(name: str, expected_hash: str, registry_dir: Path, key_file: Path | None) -> None:
+@key_options
+def approve(
+    name: str, expected_hash: str, registry_dir: Path, key_file: Path | None, approval_key_file: Path | None
+) -> None:
     """Approve a pending tool. Bound to the hash: any later edit voids the approval."""
-    record = _open(registry_dir, key_file).approve(name, expected_hash, actor="cli")
+    record = _open(registry_dir, key_file, approval_key_file).approve(name, expected_hash, actor="cli")
     click.echo(f"{name}: {record.state.value} (approved {record.approved_hash})")
 
 
@@ -137,10 +154,12 @@ def approve(name: str, expected_hash: str, registry_dir: Path, key_file: Path | 
 @click.argument("name")
 @click.option("--reason", required=True, help="Why (recorded in the audit log).")
 @REGISTRY_OPTION
-@KEY_OPTION
-def revoke(name: str, reason: str, registry_dir: Path, key_file: Path | None) -> None:
+@key_options
+def revoke(
+    name: str, reason: str, registry_dir: Path, key_file: Path | None, approval_key_file: Path | None
+) -> None:
     """Revoke a tool: it is rejected and can no longer run."""
-    record = _open(registry_dir, key_file).revoke(name, reason, actor="cli")
+    record = _open(registry_dir, key_file, approval_key_file).revoke(name, reason, actor="cli")
     click.echo(f"{name}: {record.state.value}")
 
 
@@ -149,8 +168,15 @@ def revoke(name: str, reason: str, registry_dir: Path, key_file: Path | None) ->
 @click.option("--args", "arguments", default="{}", show_default=True, help="Arguments as a JSON object.")
 @click.option("--layers", "show_layers", is_flag=True, help="Also print which sandbox layers were active.")
 @REGISTRY_OPTION
-@KEY_OPTION
-def run(name: str, arguments: str, show_layers: bool, registry_dir: Path, key_file: Path | None) -> None:
+@key_options
+def run(
+    name: str,
+    arguments: str,
+    show_layers: bool,
+    registry_dir: Path,
+    key_file: Path | None,
+    approval_key_file: Path | None,
+) -> None:
     """Run an active tool in the sandbox and print its JSON result."""
     try:
         parsed = json.loads(arguments)
@@ -158,7 +184,7 @@ def run(name: str, arguments: str, show_layers: bool, registry_dir: Path, key_fi
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--args") from exc
     if not isinstance(parsed, dict):
         raise click.BadParameter("expected a JSON object", param_hint="--args")
-    result = _open(registry_dir, key_file).call(name, parsed)
+    result = _open(registry_dir, key_file, approval_key_file).call(name, parsed)
     output: dict[str, Any] = {"value": result.value, "stdout": result.stdout}
     if show_layers:
         output["layers"] = {layer: info.get("active") for layer, info in sorted(result.layers.items())}
@@ -173,9 +199,15 @@ def layers(as_json: bool) -> None:
     Exit status 1 when any layer that tools require by default is unavailable: tools would then be
     refused here.
     """
+    from mosaic.runtime.tools.errors import SandboxUnavailableError
     from mosaic.runtime.tools.sandbox import OS_LAYERS, Sandbox, SandboxPolicy
 
-    result = Sandbox(SandboxPolicy(required_layers=frozenset())).run("def run():\n    return 'ok'\n")
+    try:
+        result = Sandbox(SandboxPolicy(required_layers=frozenset())).run("def run():\n    return 'ok'\n")
+    except SandboxUnavailableError as exc:
+        # refused even with no layer required (capabilities would remain): nothing can run here
+        click.echo(_safe(f"UNAVAILABLE: {exc}"), err=True)
+        raise click.exceptions.Exit(1) from None
     report = {name: result.layers[name] for name in sorted(result.layers)}
     if as_json:
         click.echo(json.dumps(report, indent=2))

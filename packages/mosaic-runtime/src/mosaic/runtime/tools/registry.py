@@ -7,8 +7,15 @@ tamper-evident audit log (``mosaic.core.audit``) before the new state is written
 
 States: ``pending-approval`` (a capability above the default profile awaits a human),
 ``active``, ``deprecated`` (unused too long, or by hand) and ``rejected`` (invalid, rate-limited
-or revoked). An approval records the definition hash; a definition whose hash no longer matches
-(any edit to source or manifest) cannot run.
+or revoked). An approval records the definition hash and an HMAC of it under the approval key,
+which lives in the user key directory (``mosaic.core.keys``), not in the registry: editing
+``tools.json`` cannot approve anything, and a definition whose hash no longer matches (any edit to
+source or manifest) cannot run.
+
+Hostile submissions stay bounded: every submission, accepted or not, counts against a rate limit;
+oversized definitions are refused without being stored; only the newest rejected records are kept;
+names are NFKC and may not look like another tool's (``names``); text bound for the audit log is
+escaped (no raw control or bidi characters).
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import builtins
 import contextlib
 import enum
 import fcntl
+import hashlib
+import hmac
 import json
 import os
 import time
@@ -27,14 +36,24 @@ from typing import Any
 import attrs
 
 from mosaic.core.atomic import atomic_write_bytes
-from mosaic.core.audit import AuditLog
-from mosaic.core.errors import ToolError
+from mosaic.core.audit import AuditLog, canonical_json
+from mosaic.core.errors import MosaicError, ToolError
 from mosaic.runtime.tools.definition import ToolDefinition, definition_hash
+from mosaic.runtime.tools.display import escape_control
 from mosaic.runtime.tools.errors import ToolStateError
+from mosaic.runtime.tools.names import name_skeleton, nfkc_problem
 from mosaic.runtime.tools.sandbox import SandboxResult
 
 STATE_FILE = "tools.json"
 FORMAT_VERSION = 1
+MAX_STATE_BYTES = 64 * 2**20
+APPROVAL_DOMAIN = b"mosaic.tool.approval.v1\x00"
+
+
+def approval_mac(key: bytes, name: str, digest: str) -> str:
+    """HMAC-SHA256 binding an approval to a tool name and its definition hash."""
+    message = APPROVAL_DOMAIN + canonical_json({"name": name, "hash": digest})
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 class ToolState(str, enum.Enum):
@@ -52,6 +71,12 @@ class ToolRegistryConfig:
     window_seconds: float = attrs.field(default=3600.0, validator=attrs.validators.gt(0))
     deprecate_after_idle_calls: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
     deprecate_after_idle_seconds: float = attrs.field(default=30 * 86400.0, validator=attrs.validators.gt(0))
+    #: Every submission (accepted or rejected) counts; beyond this, submissions are not even stored.
+    max_submissions_per_window: int = attrs.field(default=60, validator=attrs.validators.ge(1))
+    #: Canonical JSON size above which a definition is refused and not stored.
+    max_definition_bytes: int = attrs.field(default=96 * 1024, validator=attrs.validators.ge(1024))
+    #: How many rejected records are kept (the oldest go first); the audit log keeps every one.
+    max_rejected_records: int = attrs.field(default=50, validator=attrs.validators.ge(0))
 
 
 @attrs.define
@@ -61,6 +86,7 @@ class ToolRecord:
     state: ToolState
     reasons: list[str] = attrs.field(factory=list)
     approved_hash: str | None = None
+    approval_mac: str | None = None
     created: float = 0.0
     last_used: float = 0.0
     last_used_call: int = 0
@@ -73,6 +99,7 @@ class ToolRecord:
             "state": self.state.value,
             "reasons": list(self.reasons),
             "approved_hash": self.approved_hash,
+            "approval_mac": self.approval_mac,
             "created": self.created,
             "last_used": self.last_used,
             "last_used_call": self.last_used_call,
@@ -87,6 +114,7 @@ class ToolRecord:
             state=ToolState(data["state"]),
             reasons=list(data.get("reasons", [])),
             approved_hash=data.get("approved_hash"),
+            approval_mac=data.get("approval_mac"),
             created=float(data["created"]),
             last_used=float(data["last_used"]),
             last_used_call=int(data["last_used_call"]),
@@ -98,6 +126,7 @@ class ToolRecord:
 class _State:
     tools: dict[str, ToolRecord] = attrs.field(factory=dict)
     creations: list[float] = attrs.field(factory=list)
+    submissions: list[float] = attrs.field(factory=list)
     call_counter: int = 0
 
 
@@ -113,8 +142,12 @@ class ToolRegistry:
         audit: AuditLog,
         config: ToolRegistryConfig | None = None,
         clock: Callable[[], float] = time.time,
+        approval_key: bytes | None = None,
     ) -> None:
+        """``approval_key`` signs and checks approvals; without it tools that need approval can be
+        neither approved nor run (keep it outside ``root``: see ``open_registry``)."""
         self.root = Path(root)
+        self._approval_key = approval_key
         self.root.mkdir(parents=True, exist_ok=True)
         self.builders = dict(builders)
         self.audit = audit
@@ -138,14 +171,29 @@ class ToolRegistry:
         """Validate and register a definition. Returns its record, whose state says what happened:
         ``active``, ``pending-approval`` or ``rejected`` (with every reason)."""
         digest = definition_hash(definition)
+        size = len(canonical_json(definition.to_json_dict()))
         with self._locked() as state:
             now = self._clock()
-            state.creations = [t for t in state.creations if now - t < self.config.window_seconds]
-            reasons = []
+            window = self.config.window_seconds
+            state.creations = [t for t in state.creations if now - t < window]
+            state.submissions = [t for t in state.submissions if now - t < window]
+            reasons, store = [], True
+            if len(state.submissions) >= self.config.max_submissions_per_window:
+                reasons.append(
+                    f"rate limit: {len(state.submissions)} submissions in the last {window:g} s "
+                    f"(limit {self.config.max_submissions_per_window}); not stored"
+                )
+                store = False
+            state.submissions.append(now)
+            if size > self.config.max_definition_bytes:
+                reasons.append(
+                    f"size: the definition takes {size} bytes (limit {self.config.max_definition_bytes}); not stored"
+                )
+                store = False
             if len(state.creations) >= self.config.max_creations_per_window:
                 reasons.append(
                     f"rate limit: {len(state.creations)} tools created in the last "
-                    f"{self.config.window_seconds:g} s (limit {self.config.max_creations_per_window})"
+                    f"{window:g} s (limit {self.config.max_creations_per_window})"
                 )
             existing = state.tools.get(definition.name)
             if existing is not None and existing.state in (ToolState.ACTIVE, ToolState.PENDING):
@@ -153,8 +201,11 @@ class ToolRegistry:
                     f"name: a tool named {definition.name!r} is already {existing.state.value}; "
                     "revoke or deprecate it first"
                 )
+            reasons += self._name_problems(state, definition.name)
             builder = self.builders.get(definition.builder)
-            if builder is None:
+            if not store:
+                pass  # refused before any deeper (and costlier) check
+            elif builder is None:
                 reasons.append(
                     f"builder: no tool builder {definition.builder!r} is installed "
                     f"(known: {', '.join(sorted(self.builders)) or 'none'})"
@@ -178,9 +229,31 @@ class ToolRegistry:
                 last_used_call=state.call_counter,
             )
             self._transition(definition.name, existing.state.value if existing else None, record, actor)
-            if existing is None or existing.state not in (ToolState.ACTIVE, ToolState.PENDING):
+            if store and (existing is None or existing.state not in (ToolState.ACTIVE, ToolState.PENDING)):
                 state.tools[definition.name] = record
+                self._prune_rejected(state)
             return record
+
+    @staticmethod
+    def _name_problems(state: _State, name: str) -> list[str]:
+        if not isinstance(name, str):
+            return []
+        problem = nfkc_problem(name)
+        if problem:
+            return [problem]
+        skeleton = name_skeleton(name)
+        return [
+            f"name: {name!r} looks like the existing tool {other!r}"
+            for other, record in sorted(state.tools.items())
+            if other != name and record.state is not ToolState.REJECTED and name_skeleton(other) == skeleton
+        ]
+
+    def _prune_rejected(self, state: _State) -> None:
+        rejected = sorted(
+            (record.created, name) for name, record in state.tools.items() if record.state is ToolState.REJECTED
+        )
+        for _, name in rejected[: max(len(rejected) - self.config.max_rejected_records, 0)]:
+            del state.tools[name]
 
     def approve(self, name: str, expected_hash: str, *, actor: str = "human") -> ToolRecord:
         """Approve the definition whose hash is ``expected_hash``: the approver names what they read."""
@@ -194,8 +267,11 @@ class ToolRegistry:
                     f"tool {name!r}: approval refused, the definition's hash is {current}, "
                     f"not {expected_hash}"
                 )
+            if self._approval_key is None:
+                raise ToolStateError(f"tool {name!r}: no approval key is configured; approvals cannot be signed")
             old = record.state.value
             record.state, record.approved_hash, record.reasons = ToolState.ACTIVE, current, []
+            record.approval_mac = approval_mac(self._approval_key, name, current)
             record.last_used, record.last_used_call = self._clock(), state.call_counter
             self._transition(name, old, record, actor)
             return record
@@ -222,8 +298,8 @@ class ToolRegistry:
             current = definition_hash(record.definition)
             if current != record.hash:
                 raise ToolStateError(f"tool {name!r}: stored definition does not match its registered hash")
-            if record.definition.requires_approval() and record.approved_hash != current:
-                raise ToolStateError(f"tool {name!r}: approval is void (definition changed since approval)")
+            if record.definition.requires_approval():
+                self._check_approval(name, record, current)
             builder = self.builders.get(record.definition.builder)
             if builder is None:
                 raise ToolStateError(f"tool {name!r}: builder {record.definition.builder!r} is not installed")
@@ -235,6 +311,18 @@ class ToolRegistry:
         return tool(arguments or {})
 
     # --- internals -------------------------------------------------------------------------------
+
+    def _check_approval(self, name: str, record: ToolRecord, current: str) -> None:
+        if record.approved_hash != current:
+            raise ToolStateError(f"tool {name!r}: approval is void (definition changed since approval)")
+        if self._approval_key is None:
+            raise ToolStateError(f"tool {name!r}: no approval key is configured; its approval cannot be checked")
+        expected = approval_mac(self._approval_key, name, current)
+        if not hmac.compare_digest(expected, str(record.approval_mac or "")):
+            raise ToolStateError(
+                f"tool {name!r}: its approval is not signed by this registry's approval key "
+                "(forged in tools.json, or approved under another key)"
+            )
 
     def _sweep(self, state: _State, exclude: str | None) -> builtins.list[str]:
         now, deprecated = self._clock(), []
@@ -260,7 +348,7 @@ class ToolRegistry:
             old = record.state.value
             record.state, record.reasons = target, [reason]
             if target is not ToolState.ACTIVE:
-                record.approved_hash = None
+                record.approved_hash = record.approval_mac = None
             self._transition(name, old, record, actor)
             return record
 
@@ -272,15 +360,17 @@ class ToolRegistry:
         return record
 
     def _transition(self, name: str, old: str | None, record: ToolRecord, actor: str) -> None:
+        # Names, reasons and actors are untrusted text: no raw control or bidi character may reach
+        # the log, where a viewer would render it.
         self.audit.append(
             "tool.transition",
             {
-                "tool": name,
+                "tool": escape_control(str(name)),
                 "from": old,
                 "to": record.state.value,
                 "hash": record.hash,
-                "reasons": list(record.reasons),
-                "actor": actor,
+                "reasons": [escape_control(str(reason)) for reason in record.reasons],
+                "actor": escape_control(str(actor)),
             },
         )
 
@@ -297,6 +387,8 @@ class ToolRegistry:
         path = self.root / STATE_FILE
         if not path.exists():
             return _State()
+        if path.stat().st_size > MAX_STATE_BYTES:
+            raise ToolError(f"tool registry {path} is larger than {MAX_STATE_BYTES} bytes; refusing to read it")
         try:
             raw = json.loads(path.read_bytes())
             if raw.get("version") != FORMAT_VERSION:
@@ -304,16 +396,18 @@ class ToolRegistry:
             return _State(
                 tools={name: ToolRecord.from_json(data) for name, data in raw["tools"].items()},
                 creations=[float(t) for t in raw["creations"]],
+                submissions=[float(t) for t in raw.get("submissions", [])],
                 call_counter=int(raw["call_counter"]),
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ToolError(f"tool registry {path} is corrupt: {exc}") from exc
+        except (ValueError, KeyError, TypeError, RecursionError, MosaicError) as exc:
+            raise ToolError(f"tool registry {path} is corrupt: {str(exc)[:500]}") from exc
 
     def _store(self, state: _State) -> None:
         data = {
             "version": FORMAT_VERSION,
             "call_counter": state.call_counter,
             "creations": state.creations,
+            "submissions": state.submissions,
             "tools": {name: record.to_json() for name, record in sorted(state.tools.items())},
         }
         path = self.root / STATE_FILE
@@ -333,17 +427,21 @@ def open_registry(
     root: str | os.PathLike[str],
     *,
     key_file: str | os.PathLike[str] | None = None,
+    approval_key_file: str | os.PathLike[str] | None = None,
     config: ToolRegistryConfig | None = None,
     builders: Mapping[str, Any] | None = None,
 ) -> ToolRegistry:
-    """The registry at ``root`` with its audit log (``<root>/audit.jsonl``; checkpoint key from
-    ``key_file``, default ``<root>/audit.key`` — keep it elsewhere when the registry directory is not
-    trusted) and the installed tool builders (or ``builders``)."""
-    from mosaic.core.audit import load_or_create_key
+    """The registry at ``root`` with its audit log (``<root>/audit.jsonl``) and the installed tool
+    builders (or ``builders``). The audit checkpoint key and the approval key come from
+    ``key_file``/``approval_key_file`` or, by default, the user key directory
+    (``mosaic.core.keys``), created on first use: never from the registry directory, whose
+    writer must not be able to re-sign the log or approve tools."""
+    from mosaic.core.keys import APPROVAL_KEY_NAME, AUDIT_KEY_NAME, key_path, load_or_create_key
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    key = load_or_create_key(key_file if key_file is not None else root / "audit.key")
-    audit = AuditLog(root / "audit.jsonl", key=key)
-    chosen = dict(builders) if builders is not None else installed_builders()
-    return ToolRegistry(root, builders=chosen, audit=audit, config=config)
+    audit_key = load_or_create_key(key_path(AUDIT_KEY_NAME, key_file))
+    approval_key = load_or_create_key(key_path(APPROVAL_KEY_NAME, approval_key_file))
+    audit = AuditLog(root / "audit.jsonl", key=audit_key)
+    chosen = builders if builders is not None else installed_builders()
+    return ToolRegistry(root, builders=chosen, audit=audit, config=config, approval_key=approval_key)
