@@ -644,6 +644,32 @@ def run(**_):
 """,
         ("ctypes",),
     ),
+    "stat_outside_workdir": (
+        """
+import os
+def run(root_only, secret_path, outside, **_):
+    out = []
+    for path in (root_only, secret_path, outside, "/etc/shadow", "/root", "/proc/1/root/etc"):
+        try:
+            st = os.stat(path)
+            out.append([path, st.st_size, st.st_uid, st.st_mtime_ns])
+        except OSError as exc:
+            out.append("blocked " + str(exc.strerror))
+    return out
+""",
+        (),
+    ),
+    "write_standard_library": (
+        """
+import os
+def run(**_):
+    target = os.path.join(os.path.dirname(os.__file__), "pwned_by_tool.py")
+    with open(target, "w") as handle:
+        handle.write("import os")
+    return target
+""",
+        (),
+    ),
     "eval_exec_compile": (
         """
 def run(secret_path, **_):
@@ -661,9 +687,12 @@ def run(secret_path, **_):
 OS_EVIDENCE: dict[str, str | tuple[str, ...]] = {
     # seccomp: the metadata families are refused outright (EPERM), Landlock does not see them
     "metadata_writes": "'blocked Operation not permitted', " * 7 + "'blocked Operation not permitted'",
-    "metadata_by_descriptor": "Permission denied",  # Landlock: it cannot even open the file
+    "metadata_by_descriptor": ("No such file or directory", "Permission denied"),  # minimal root, else Landlock
     "inotify_host_tmp": "[[-1, 1], [-1, 1]]",
     "mount_table": "[[-1, 1], [-1, 1], 'blocked Permission denied']",
+    "write_standard_library": ("Permission denied", "Read-only file system"),  # Landlock, read-only bind
+    # a minimal root: only the standard library, scratch and the tool's own /proc exist
+    "stat_outside_workdir": "'blocked No such file or directory', " * 3,
     # a fresh /proc of the tool's own PID namespace: host pids do not exist there
     "host_processes": "['blocked No such file or directory', 'blocked No such file or directory', ['pid', 1, 0], 'blocked Permission denied']",
     "exec_binary": "Operation not permitted",  # seccomp: execve
@@ -673,9 +702,9 @@ OS_EVIDENCE: dict[str, str | tuple[str, ...]] = {
     "tcp_connect": "Operation not permitted",  # seccomp: socket
     "udp_send": "Operation not permitted",
     "ptrace_victim": "[-1, 1]",  # ptrace -> EPERM
-    "write_outside_scratch": "Permission denied",  # Landlock
+    "write_outside_scratch": ("No such file or directory", "Permission denied"),  # minimal root, else Landlock
     "read_secret_symlink": "Permission denied",  # Landlock (no MAKE_SYM)
-    "read_secret_hardlink": "cross-device link",  # Landlock (no REFER)
+    "read_secret_hardlink": ("No such file or directory", "cross-device link"),  # minimal root, else Landlock
     "own_environment": "Permission denied",  # Landlock: /proc
     "globals_walk": "Permission denied",
     "thread_bomb": "can't start new thread",  # RLIMIT_NPROC / RLIMIT_AS
@@ -731,6 +760,8 @@ def test_attack_is_contained(arena, attack, language_layers):
     assert arena.secret not in outcome, f"{attack} leaked the secret: {outcome[:300]}"
     assert not any(arena.outside.iterdir()), f"{attack} wrote outside the scratch directory"
     assert arena.metadata() == metadata, f"{attack} changed metadata outside the scratch directory"
+    assert "31337, 0," not in outcome, f"{attack} read the metadata of a root-only file"
+    assert not Path(os.path.dirname(os.__file__), "pwned_by_tool.py").exists(), f"{attack} wrote to the stdlib"
     assert str(arena.victim.pid) not in outcome.replace(f"'victim': {arena.victim.pid}", "")
     for victim in (arena.victim, arena.environ_victim):
         assert victim.poll() is None, f"{attack} killed a victim process"

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import sbx_landlock
 import sbx_probe
+import sbx_root
 import sbx_seccomp
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
@@ -68,13 +69,17 @@ def _record(layers: dict, required: set, name: str, ok: bool, detail: str) -> bo
     return ok
 
 
-def _children(pid: int) -> list[int]:
+def _children(pid: int, proc_fd: int) -> list[int]:
+    """Children of ``pid``, read through a descriptor of /proc opened before the root changed."""
     found = []
-    for entry in os.listdir("/proc"):
+    for entry in os.listdir(proc_fd):
         if entry.isdigit():
             try:
-                with open(f"/proc/{entry}/stat", "rb") as handle:
-                    fields = handle.read().rpartition(b")")[2].split()
+                fd = os.open(f"{entry}/stat", os.O_RDONLY, dir_fd=proc_fd)
+                try:
+                    fields = os.read(fd, 4096).rpartition(b")")[2].split()
+                finally:
+                    os.close(fd)
             except OSError:
                 continue
             if len(fields) > 1 and int(fields[1]) == pid:
@@ -82,12 +87,12 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _reap_descendants() -> None:
+def _reap_descendants(proc_fd: int) -> None:
     """As a child subreaper: kill and reap every process reparented to us (descendants whose own
     parents exited, ``setsid`` or not), until none is left."""
     me = os.getpid()
     for _ in range(1000):
-        for pid in _children(me):
+        for pid in _children(me, proc_fd):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -106,10 +111,15 @@ def _fork_and_mirror(*, subreaper: bool = False) -> None:
     PID namespace to do that)."""
     parent = os.getppid()
     libc = _libc()
+    proc_fd = -1
     if subreaper:
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        # The tool's side may pivot into a root without the host's /proc: keep a handle on it.
+        proc_fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     child = os.fork()
     if child == 0:
+        if proc_fd >= 0:
+            os.close(proc_fd)
         return
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
@@ -125,7 +135,7 @@ def _fork_and_mirror(*, subreaper: bool = False) -> None:
         except InterruptedError:
             continue
     if subreaper:
-        _reap_descendants()
+        _reap_descendants(proc_fd)
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
 
 
@@ -182,23 +192,29 @@ def enter_namespaces(request: dict, layers: dict) -> None:
     )
 
 
-def _mount_scratch(request: dict, layers: dict, required: set) -> None:
+def _enter_minimal_root(request: dict, layers: dict, required: set) -> None:
+    """Pivot into a root holding only the standard library (read-only), the scratch tmpfs and the
+    tool's own /proc (``sbx_root``), so that nothing of the host can even be stat'ed."""
     if not layers.get("mount_namespace", {}).get("active"):
         return
-    libc = _libc()
     limits = request["limits"]
     options = (
         f"size={limits['scratch_bytes']},nr_inodes={limits['scratch_inodes']},mode=0700,"
         f"uid={request['uid']},gid={request['gid']}"
     ).encode()
-    if (
-        libc.mount(b"tmpfs", request["scratch"].encode(), b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options)
-        != 0
-    ):
-        _record(layers, required, "mount_namespace", False, f"scratch tmpfs mount failed: {_errno_text()}")
+    read_only = sorted({p for p in sys.path if os.path.isdir(p)})
+    fresh_proc = bool(layers.get("pid_namespace", {}).get("active"))
+    try:
+        expected = sbx_root.build_root(request["scratch"], read_only, request["scratch"], options, fresh_proc)
+    except OSError as exc:
+        _record(layers, required, "mount_namespace", False, f"building the minimal root: {exc}")
+        return
+    if not sbx_root.root_is_minimal(expected):
+        _record(layers, required, "mount_namespace", False, f"the new root shows {sorted(os.listdir('/'))}")
         return
     layers["mount_namespace"]["detail"] = (
-        f"private mounts; scratch is a {limits['scratch_bytes']}-byte tmpfs, noexec"
+        f"private mounts; minimal read-only root ({', '.join(expected)}); "
+        f"scratch is a {limits['scratch_bytes']}-byte tmpfs, noexec"
     )
 
 
@@ -305,15 +321,17 @@ def _drop_privileges(request: dict, layers: dict, required: set, status_fd: int)
 def confine(request: dict, layers: dict, preload: Callable[[], None]) -> None:
     """Apply every layer after the namespaces, in order, to the calling (single-threaded) process.
 
-    ``preload`` runs once the file system (Landlock), network (namespace), resources (rlimits) and
-    privilege escalation (no_new_privs) are already confined, but while the process is still root:
-    the unprivileged user may be unable to read the standard library (an interpreter under /root),
-    so declared modules are imported here. No tool code runs before every layer is in place.
+    ``preload`` (trusted: standard-library imports of the declared modules) runs first, while the
+    whole file system is visible and the process is still root: the unprivileged user may be unable
+    to read the standard library (an interpreter under /root), and extension modules load shared
+    libraries that the minimal root does not contain. No tool code runs before every layer is in
+    place.
     """
     required = set(request["required_layers"])
     libc = _libc()
-    _mount_scratch(request, layers, required)
+    preload()
     status_fd = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)  # read after the drop
+    _enter_minimal_root(request, layers, required)
     read_only = sorted({p for p in sys.path if os.path.isdir(p)})
     try:
         ruleset, abi = sbx_landlock.prepare(
@@ -344,7 +362,6 @@ def confine(request: dict, layers: dict, preload: Callable[[], None]) -> None:
             )
         except OSError as exc:
             _record(layers, required, "landlock", False, str(exc))
-    preload()
     _drop_privileges(request, layers, required, status_fd)
     os.close(status_fd)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # after setuid, which clears it
