@@ -192,3 +192,16 @@ def benchmarks(session: nox.Session) -> None:
     session.chdir(ROOT)
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)
+
+
+@nox.session
+def fuzz_tool_output(session: nox.Session) -> None:
+    """Nightly-style: hypothesis fuzzing of the sandbox's tool-output parser, 20,000 cases per
+    property (the CI sessions run the same properties at 1,000)."""
+    _install(session, "mosaic-runtime")
+    session.chdir(ROOT)
+    session.run(
+        "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "fuzz",
+        "tests/mosaic-runtime/test_tools_output.py", *session.posargs,
+        env={"HYPOTHESIS_PROFILE": "nightly"},
+    )  # fmt: skip

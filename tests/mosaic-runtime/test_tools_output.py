@@ -1,6 +1,6 @@
 """Parsing the sandbox child's output: framed, bounded, and every failure a typed error.
 
-Hypothesis examples: ``HYPOTHESIS_PROFILE=nightly`` runs 20,000 per property, ``ci`` 2,000,
+Hypothesis examples: ``HYPOTHESIS_PROFILE=nightly`` runs 20,000 per property, ``ci`` 1,000,
 otherwise 200 (the parser is pure and fast; no child is started).
 """
 
@@ -22,7 +22,7 @@ from mosaic.runtime.tools.errors import (
 )
 from mosaic.runtime.tools.sandbox import OS_LAYERS, Sandbox, SandboxPolicy, SandboxResult, parse_child_output
 
-EXAMPLES = {"nightly": 20_000, "ci": 2_000}.get(os.environ.get("HYPOTHESIS_PROFILE", ""), 200)
+EXAMPLES = {"nightly": 20_000, "ci": 1_000}.get(os.environ.get("HYPOTHESIS_PROFILE", ""), 200)
 POLICY = SandboxPolicy(required_layers=())
 CONFINED = b'{"frame":"confined","layers":{"seccomp":{"active":true,"detail":"x"}}}\n'
 
