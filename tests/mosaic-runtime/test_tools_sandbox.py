@@ -17,6 +17,7 @@ from mosaic.runtime.tools.errors import (
     ToolFailedError,
     ToolRejectedError,
 )
+from mosaic.runtime.tools.module_views import MODULE_ATTRIBUTES
 from mosaic.runtime.tools.sandbox import OS_LAYERS, Sandbox, SandboxLimits, SandboxPolicy
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox's OS layers are specified for root")
@@ -261,3 +262,27 @@ def run():
 """
     with pytest.raises(ToolRejectedError, match="__globals__"):
         sandbox.run(source, allowed_modules=("functools", "random"))
+
+
+def test_every_curated_module_works_inside_the_minimal_root(sandbox):
+    """The views and the minimal root leave ordinary use intact, including C code that imports
+    lazily through the tool's __import__ (datetime.strptime -> _strptime)."""
+    source = """
+import base64, bisect, cmath, collections, datetime, decimal, fractions, functools, hashlib, heapq
+import itertools, json, math, operator, random, re, statistics, string, textwrap, time, unicodedata
+def run():
+    return [datetime.datetime.strptime("2024-01-02", "%Y-%m-%d").isoformat(), time.strptime("2024", "%Y")[0],
+            hashlib.sha256(b"x").hexdigest()[:8], str(decimal.Decimal("1.1") * 2), statistics.median([1, 2, 3, 4]),
+            random.Random(1).random() < 1, json.loads(json.dumps({"a": 1})), re.sub("a", "b", "aa"),
+            textwrap.fill("a b", 1), unicodedata.name("a"), base64.b64encode(b"x").decode(),
+            str(fractions.Fraction(1, 3)), list(itertools.islice(itertools.count(), 3)),
+            functools.reduce(operator.add, [1, 2]), heapq.nsmallest(1, [3, 1]), bisect.bisect([1, 2], 1),
+            string.Template("$x").substitute(x=1), math.isqrt(17), abs(cmath.sqrt(-1)),
+            collections.Counter("aab").most_common(1)]
+"""
+    modules = tuple(sorted(MODULE_ATTRIBUTES))
+    result = sandbox.run(source, allowed_modules=modules, limits=SandboxLimits(cpu_seconds=2, wall_seconds=8.0))
+    assert result.value == [
+        "2024-01-02T00:00:00", 2024, "2d711642", "2.2", 2.5, True, {"a": 1}, "bb", "a\nb",
+        "LATIN SMALL LETTER A", "eA==", "1/3", [0, 1, 2], 3, [1], 1, "1", 4, 1.0, [["a", 2]],
+    ]  # fmt: skip

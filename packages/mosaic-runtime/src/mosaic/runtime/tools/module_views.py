@@ -82,7 +82,16 @@ MODULE_ATTRIBUTES: dict[str, frozenset[str]] = {
         a85decode"""
     ),
     # Needs approval (not in the default profile): reads the clock, sleeps within the wall limit.
-    "time": _names("time time_ns monotonic monotonic_ns perf_counter perf_counter_ns sleep"),
+    "time": _names("time time_ns monotonic monotonic_ns perf_counter perf_counter_ns sleep gmtime strftime strptime struct_time"),
+}
+
+
+# Modules that C code of a declared module imports at call time: C-level imports go through the
+# *calling frame's* ``__import__`` (the tool's), so they need a view too; it holds only what that C
+# code calls. Tools themselves cannot name them (the gate refuses private modules and attributes).
+INTERNAL_DEPENDENCIES: dict[str, dict[str, frozenset[str]]] = {
+    "datetime": {"_strptime": _names("_strptime_datetime _strptime_time")},
+    "time": {"_strptime": _names("_strptime_datetime _strptime_time")},
 }
 
 
@@ -96,5 +105,10 @@ def view_problem(name: str) -> str | None:
 
 
 def attribute_table(modules: Iterable[str]) -> dict[str, list[str]]:
-    """The allow-lists of ``modules`` in the form the sandbox child receives them."""
-    return {name: sorted(MODULE_ATTRIBUTES[name]) for name in modules if name in MODULE_ATTRIBUTES}
+    """The allow-lists of ``modules`` (and of their internal dependencies) in the form the sandbox
+    child receives them."""
+    table = {name: sorted(MODULE_ATTRIBUTES[name]) for name in modules if name in MODULE_ATTRIBUTES}
+    for name in list(table):
+        for internal, attributes in INTERNAL_DEPENDENCIES.get(name, {}).items():
+            table[internal] = sorted(attributes)
+    return table

@@ -110,8 +110,9 @@ def module_view(module: types.ModuleType, attributes: list) -> types.SimpleNames
     """A namespace holding only the allow-listed attributes of ``module`` (those this interpreter
     has): never the module itself, whose other globals lead to ``os``, pathlib or an evaluator."""
     view = types.SimpleNamespace()
+    internal = module.__name__.startswith("_")  # a C-level dependency (see module_views)
     for attribute in attributes:
-        if attribute.startswith("_") or not hasattr(module, attribute):
+        if (attribute.startswith("_") and not internal) or not hasattr(module, attribute):
             continue
         value = getattr(module, attribute)
         if isinstance(value, types.ModuleType):
