@@ -706,7 +706,7 @@ OS_EVIDENCE: dict[str, str | tuple[str, ...]] = {
     "read_secret_symlink": "Permission denied",  # Landlock (no MAKE_SYM)
     "read_secret_hardlink": ("No such file or directory", "cross-device link"),  # minimal root, else Landlock
     "own_environment": "Permission denied",  # Landlock: /proc
-    "globals_walk": "Permission denied",
+    "globals_walk": ("No such file or directory", "Permission denied"),  # minimal root, else Landlock
     "thread_bomb": "can't start new thread",  # RLIMIT_NPROC / RLIMIT_AS
     "memory_flood": "MemoryError",  # RLIMIT_AS
     # RLIMIT_CPU (soft SIGXCPU, hard SIGKILL) or, on a busy machine, the wall clock comes first;

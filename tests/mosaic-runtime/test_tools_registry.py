@@ -268,7 +268,7 @@ def test_rejected_definitions_are_bounded_in_size_and_number(tmp_path, clock):
     for index in range(30):
         record = registry.submit(attrs.evolve(huge, name=f"huge{index}"))
         assert record.state is ToolState.REJECTED
-    for index in range(200):
+    for index in range(40):
         registry.submit(ToolDefinition(name=f"bad{index}", description="", implementation="x"))
     size = (tmp_path / "reg" / "tools.json").stat().st_size
     assert size < 64 * 1024, f"tools.json grew to {size} bytes"
