@@ -11,6 +11,7 @@ are identifiers, so punctuation look-alikes cannot occur.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 
 _LOOKALIKES = {
     # Cyrillic
@@ -41,3 +42,17 @@ def name_skeleton(name: str) -> str:
     for sequence, replacement in _SEQUENCES:
         mapped = mapped.replace(sequence, replacement)
     return mapped
+
+
+def name_problems(name: str, others: Iterable[str]) -> list[str]:
+    """Why ``name`` may not be registered beside the tools named ``others``: not NFKC, or it looks
+    like one of them."""
+    problem = nfkc_problem(name)
+    if problem:
+        return [problem]
+    skeleton = name_skeleton(name)
+    return [
+        f"name: {name!r} looks like the existing tool {other!r}"
+        for other in sorted(others)
+        if other != name and name_skeleton(other) == skeleton
+    ]

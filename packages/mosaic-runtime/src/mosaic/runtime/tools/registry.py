@@ -24,8 +24,6 @@ import builtins
 import contextlib
 import enum
 import fcntl
-import hashlib
-import hmac
 import json
 import os
 import time
@@ -38,22 +36,16 @@ import attrs
 from mosaic.core.atomic import atomic_write_bytes
 from mosaic.core.audit import AuditLog, canonical_json
 from mosaic.core.errors import MosaicError, ToolError
+from mosaic.runtime.tools.approval import approval_mac, check_approval
 from mosaic.runtime.tools.definition import ToolDefinition, definition_hash
 from mosaic.runtime.tools.display import escape_control
 from mosaic.runtime.tools.errors import ToolStateError
-from mosaic.runtime.tools.names import name_skeleton, nfkc_problem
+from mosaic.runtime.tools.names import name_problems
 from mosaic.runtime.tools.sandbox import SandboxResult
 
 STATE_FILE = "tools.json"
 FORMAT_VERSION = 1
 MAX_STATE_BYTES = 64 * 2**20
-APPROVAL_DOMAIN = b"mosaic.tool.approval.v1\x00"
-
-
-def approval_mac(key: bytes, name: str, digest: str) -> str:
-    """HMAC-SHA256 binding an approval to a tool name and its definition hash."""
-    message = APPROVAL_DOMAIN + canonical_json({"name": name, "hash": digest})
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 class ToolState(str, enum.Enum):
@@ -238,15 +230,8 @@ class ToolRegistry:
     def _name_problems(state: _State, name: str) -> list[str]:
         if not isinstance(name, str):
             return []
-        problem = nfkc_problem(name)
-        if problem:
-            return [problem]
-        skeleton = name_skeleton(name)
-        return [
-            f"name: {name!r} looks like the existing tool {other!r}"
-            for other, record in sorted(state.tools.items())
-            if other != name and record.state is not ToolState.REJECTED and name_skeleton(other) == skeleton
-        ]
+        others = [other for other, record in state.tools.items() if record.state is not ToolState.REJECTED]
+        return name_problems(name, others)
 
     def _prune_rejected(self, state: _State) -> None:
         rejected = sorted(
@@ -299,7 +284,7 @@ class ToolRegistry:
             if current != record.hash:
                 raise ToolStateError(f"tool {name!r}: stored definition does not match its registered hash")
             if record.definition.requires_approval():
-                self._check_approval(name, record, current)
+                check_approval(self._approval_key, name, record.approved_hash, record.approval_mac, current)
             builder = self.builders.get(record.definition.builder)
             if builder is None:
                 raise ToolStateError(f"tool {name!r}: builder {record.definition.builder!r} is not installed")
@@ -311,18 +296,6 @@ class ToolRegistry:
         return tool(arguments or {})
 
     # --- internals -------------------------------------------------------------------------------
-
-    def _check_approval(self, name: str, record: ToolRecord, current: str) -> None:
-        if record.approved_hash != current:
-            raise ToolStateError(f"tool {name!r}: approval is void (definition changed since approval)")
-        if self._approval_key is None:
-            raise ToolStateError(f"tool {name!r}: no approval key is configured; its approval cannot be checked")
-        expected = approval_mac(self._approval_key, name, current)
-        if not hmac.compare_digest(expected, str(record.approval_mac or "")):
-            raise ToolStateError(
-                f"tool {name!r}: its approval is not signed by this registry's approval key "
-                "(forged in tools.json, or approved under another key)"
-            )
 
     def _sweep(self, state: _State, exclude: str | None) -> builtins.list[str]:
         now, deprecated = self._clock(), []
