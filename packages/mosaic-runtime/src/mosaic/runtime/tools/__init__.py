@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "ToolRejectedError": "mosaic.runtime.tools.errors",
     "ToolStateError": "mosaic.runtime.tools.errors",
     "ToolFailedError": "mosaic.runtime.tools.errors",
+    "ToolOutputError": "mosaic.runtime.tools.errors",
     "SandboxUnavailableError": "mosaic.runtime.tools.errors",
     "SandboxLimitError": "mosaic.runtime.tools.errors",
 }
