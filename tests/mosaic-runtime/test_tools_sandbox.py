@@ -286,3 +286,11 @@ def run():
         "2024-01-02T00:00:00", 2024, "2d711642", "2.2", 2.5, True, {"a": 1}, "bb", "a\nb",
         "LATIN SMALL LETTER A", "eA==", "1/3", [0, 1, 2], 3, [1], 1, "1", 4, 1.0, [["a", 2]],
     ]  # fmt: skip
+
+
+def test_a_child_that_cannot_start_is_a_typed_error(tmp_path):
+    """The event handler answers MosaicErrors with a ToolError event; an OSError would leave the
+    model without a reply."""
+    missing = Sandbox(SandboxPolicy(limits=SMALL, python=str(tmp_path / "no-python")))
+    with pytest.raises(SandboxError, match="could not start"):
+        missing.run("def run():\n    return 1\n")

@@ -181,7 +181,10 @@ class Sandbox:
             "gid": policy.run_as[1],
             "child_dir": str(CHILD_DIR),
         }
-        scratch = tempfile.mkdtemp(prefix="mosaic-sbx-")
+        try:
+            scratch = tempfile.mkdtemp(prefix="mosaic-sbx-")
+        except OSError as exc:
+            raise SandboxError(f"tool {name!r}: could not start the sandbox (scratch directory): {exc}") from exc
         try:
             os.chmod(scratch, 0o700)
             if os.geteuid() == 0:
@@ -202,16 +205,19 @@ class Sandbox:
     ) -> SandboxResult:
         stub = f"import sys; sys.path.insert(0, {str(CHILD_DIR)!r}); import sbx_main; sbx_main.main()"
         started = time.monotonic()
-        proc = subprocess.Popen(
-            [policy.python, "-I", "-S", "-c", stub],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={},
-            cwd="/",
-            close_fds=True,
-            start_new_session=True,
-        )
+        try:
+            proc = subprocess.Popen(
+                [policy.python, "-I", "-S", "-c", stub],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={},
+                cwd="/",
+                close_fds=True,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise SandboxError(f"tool {name!r}: could not start the sandbox child {policy.python}: {exc}") from exc
         if self._on_start is not None:
             self._on_start(proc.pid)
         try:
