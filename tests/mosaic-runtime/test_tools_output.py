@@ -125,3 +125,27 @@ def test_a_tool_cannot_forge_the_status_end_to_end():
     with pytest.raises(ToolOutputError):
         Sandbox(SandboxPolicy(language_layers=False)).run(source)
     assert set(OS_LAYERS) <= set(Sandbox(SandboxPolicy()).run("def run():\n    return 1\n").layers)
+
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8) | st.lists(st.integers(), max_size=2)
+layer_info = st.fixed_dictionaries({}, optional={"active": scalars, "detail": scalars})
+frames = st.fixed_dictionaries(
+    {"frame": st.sampled_from(["confined", "unavailable", "result", "other"])},
+    optional={
+        "layers": scalars | st.dictionaries(st.sampled_from(OS_LAYERS), layer_info | scalars, max_size=3),
+        "layer": scalars,
+        "message": scalars,
+        "ok": scalars,
+        "value": scalars,
+        "stdout": scalars,
+        "error": scalars | st.fixed_dictionaries({}, optional={"type": scalars, "message": scalars}),
+    },
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(frames, frames)
+def test_fuzz_structured_frames_never_escape_as_untyped_errors(status, result):
+    lines = [json.dumps(frame, ensure_ascii=True).encode() for frame in (status, result)]
+    _check(lines[0] + b"\n" + lines[1] + b"\n")
+    _check(CONFINED + lines[1] + b"\n")
