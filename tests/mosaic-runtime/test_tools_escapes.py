@@ -57,7 +57,7 @@ class Arena:
     def metadata(self) -> list:
         """Mode, owner, times and xattrs of the files outside scratch that the tool may not touch."""
         found = []
-        for path in (self.nobody_file, self.shared_file, self.root_only):
+        for path in (self.nobody_file, self.shared_file, self.root_only, self.outside):
             st = path.stat()
             found.append((st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, sorted(os.listxattr(path))))
         return found
@@ -535,6 +535,16 @@ def run(secret_path, outside, **_):
 """,
         ("functools", "random"),
     ),
+    "update_wrapper_direct": (
+        """
+import functools, random
+def run(secret_path, outside, **_):
+    functools.update_wrapper(run, random.shuffle, assigned=(), updated=("__glo" + "bals__",))
+    _os.chmod(outside, 0o700)
+    return _os.read(_os.open(secret_path, 0), 200).decode()
+""",
+        ("functools", "random"),
+    ),
     "json_tool_pathlib": (
         """
 import json.tool
@@ -720,6 +730,16 @@ OS_EVIDENCE: dict[str, str | tuple[str, ...]] = {
 }
 
 
+# With every layer on, what must stop these: the language layers themselves (gate or views), not the
+# OS layers behind them.
+LANGUAGE_EVIDENCE: dict[str, str] = {
+    "update_wrapper_globals": "ToolRejectedError",
+    "update_wrapper_direct": "ToolRejectedError",
+    "json_tool_pathlib": "ToolRejectedError",
+    "timeit_real_builtins": "ToolRejectedError",
+}
+
+
 def test_the_suite_has_at_least_25_attacks():
     assert len(ATTACKS) >= 25
 
@@ -781,6 +801,8 @@ def test_attack_is_contained(arena, attack, language_layers):
         expected = OS_EVIDENCE[attack]
         expected = (expected,) if isinstance(expected, str) else expected
         assert any(e in outcome for e in expected), f"{attack}: unexpected outcome {outcome[:300]}"
+    if language_layers and attack in LANGUAGE_EVIDENCE:
+        assert outcome.startswith(LANGUAGE_EVIDENCE[attack]), f"{attack}: {outcome[:300]}"
     if language_layers and attack not in ("memory_flood", "cpu_flood"):
         assert (
             "ToolRejectedError" in outcome or "ToolFailedError" in outcome or "SandboxLimitError" in outcome
