@@ -194,3 +194,21 @@ def test_tools_keys_stay_out_of_the_registry_directory(tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == ["audit.key", "tool-approval.key"]
     assert not list((tmp_path / "reg").glob("*.key"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox's OS layers are specified for root")
+@pytest.mark.parametrize("layer", ["seccomp", "drop_privileges"])
+def test_tools_layers_exits_1_when_a_layer_does_not_take_effect(monkeypatch, layer):
+    """Issue 17 (1, 5): `tools layers` printed UNAVAILABLE and exited 0; a layer without effect must
+    show as unavailable (drop_privileges: the child refuses outright and says what it verified)."""
+    import functools
+
+    import mosaic.runtime.tools.sandbox as sandbox_module
+
+    policy = functools.partial(sandbox_module.SandboxPolicy, skip_layer_calls_for_testing={layer})
+    monkeypatch.setattr(sandbox_module, "SandboxPolicy", policy)
+    result = CliRunner().invoke(tools, ["layers", "--json"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report[layer]["active"] is False
+    assert report["network_namespace"]["active"] is True

@@ -204,11 +204,12 @@ def layers(as_json: bool) -> None:
 
     try:
         result = Sandbox(SandboxPolicy(required_layers=frozenset())).run("def run():\n    return 'ok'\n")
+        layers_seen = result.layers
     except SandboxUnavailableError as exc:
-        # refused even with no layer required (capabilities would remain): nothing can run here
+        # refused even with no layer required (capabilities would remain): show what was verified
         click.echo(_safe(f"UNAVAILABLE: {exc}"), err=True)
-        raise click.exceptions.Exit(1) from None
-    report = {name: result.layers[name] for name in sorted(result.layers)}
+        layers_seen = {**exc.layers, exc.layer: {"active": False, "detail": exc.detail}}
+    report = {name: layers_seen[name] for name in sorted(layers_seen)}
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

@@ -39,9 +39,11 @@ class ToolFailedError(ToolError):
 class SandboxUnavailableError(SandboxError):
     """A required confinement layer is not available here; nothing was run."""
 
-    def __init__(self, layer: str, detail: str) -> None:
+    def __init__(self, layer: str, detail: str, layers: dict | None = None) -> None:
         self.layer = layer
         self.detail = detail
+        #: what the child verified before it refused (``{}`` when it did not get that far)
+        self.layers = dict(layers or {})
         super().__init__(f"sandbox layer {layer!r} is required but unavailable: {escape_control(detail)}")
 
 

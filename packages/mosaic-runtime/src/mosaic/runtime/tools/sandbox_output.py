@@ -90,7 +90,7 @@ def parse_status(line: bytes, name: str) -> dict[str, dict[str, Any]]:
     }
     if frame["frame"] == "unavailable":
         raise SandboxUnavailableError(
-            str(frame.get("layer", "?"))[:200], str(frame.get("message", ""))[:MAX_MESSAGE_CHARS]
+            str(frame.get("layer", "?"))[:200], str(frame.get("message", ""))[:MAX_MESSAGE_CHARS], layers
         )
     return layers
 
