@@ -2,10 +2,11 @@
 
 Layers, outermost first: the static AST gate (``ast_gate``), then a fresh ``python3 -I -S`` child
 with an empty environment and only its three stdio pipes, in its own session, which confines
-itself (``sandbox_child/sbx_confine``: network/PID/mount namespaces, rlimits, unprivileged user,
-no_new_privs, Landlock, seccomp) before the restricted runtime (``sbx_runtime``) runs the tool.
-The parent kills the whole process group at the wall-clock limit or when output exceeds its cap,
-accepts only one JSON document as the result, and checks no process of the call survives.
+itself (``sandbox_child/sbx_confine``: network/PID/mount namespaces and a minimal root, rlimits,
+unprivileged user, no_new_privs, Landlock, seccomp; each probed after it is applied) before the
+restricted runtime (``sbx_runtime``) runs the tool. The parent kills the whole process group at the
+wall-clock limit or when output exceeds its cap, accepts a status frame written before the tool ran
+and one bounded result frame (``sandbox_output``), and checks no process of the call survives.
 
 Fail closed: every OS layer is required by default, and a child that cannot apply a required
 layer runs nothing and reports ``SandboxUnavailableError``.

@@ -1,9 +1,10 @@
-"""Entry point of the sandbox child: read the request, confine, run the tool, write one JSON result.
+"""Entry point of the sandbox child: read the request, confine, run the tool, write framed results.
 
 Started by the parent as ``python3 -I -S -c <stub>`` with an empty environment, stdin/stdout/
 stderr as pipes and no other descriptor. The request arrives on stdin (marshal, from the trusted
-parent); the result leaves on stdout as a single JSON document. Nothing of the tool runs before
-every layer is in place.
+parent); on stdout go a status frame (the verified layers, or the one that is unavailable) before
+any tool code exists, then one result frame, each a JSON document on its own line. Nothing of the
+tool runs before every layer is in place.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import sbx_json
 import sbx_runtime
 
 # Stdlib modules that declared modules import lazily, inside functions. They are loaded with the
-# declared modules while the child is still root (see sbx_confine.confine), because the
-# unprivileged user may be unable to read the standard library. Loading them does not make them
-# importable by the tool.
+# declared modules before any confinement (see sbx_confine.confine): the unprivileged user may be
+# unable to read the standard library, and the minimal root lacks the shared libraries extension
+# modules load. Loading them does not make them importable by the tool.
 LAZY_DEPENDENCIES = {
     "collections": ("heapq", "copy"),
     "datetime": ("_strptime",),
+    "time": ("_strptime",),
     "statistics": ("heapq",),
     "json": ("json.decoder", "json.encoder", "json.scanner"),
 }
