@@ -12,6 +12,7 @@ from mosaic.cli.commands.audit import audit
 from mosaic.cli.commands.tools import tools
 from mosaic.cli.main import BUILTIN_COMMANDS
 from mosaic.core.audit import AuditLog
+from mosaic.core.errors import ToolError
 
 
 def test_audit_group_is_a_builtin_command():
@@ -212,3 +213,17 @@ def test_tools_layers_exits_1_when_a_layer_does_not_take_effect(monkeypatch, lay
     report = json.loads(result.stdout)
     assert report[layer]["active"] is False
     assert report["network_namespace"]["active"] is True
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"name": "x", "description": "' + b"d" * 2**21 + b'"}', b"\xff\xfe{", b"{"],
+    ids=["deep", "oversized", "not-utf8", "not-json"],
+)
+def test_tools_add_refuses_hostile_files_with_one_message(tmp_path, content):
+    definition = tmp_path / "hostile.json"
+    definition.write_bytes(content)
+    result = _invoke(tmp_path, "add", str(definition))
+    assert result.exit_code != 0
+    assert isinstance(result.exception, (SystemExit, ToolError)), repr(result.exception)
+    assert not (tmp_path / "reg" / "tools.json").exists()

@@ -8,6 +8,10 @@ from typing import Any
 
 import click
 
+#: A definition is at most 64k characters of source plus a small manifest; anything far larger is
+#: not a definition, and is refused before it is parsed.
+MAX_DEFINITION_FILE_BYTES = 1 << 20
+
 REGISTRY_OPTION = click.option(
     "--registry",
     "registry_dir",
@@ -124,9 +128,18 @@ def show(name: str, registry_dir: Path, key_file: Path | None, approval_key_file
 @key_options
 def add(file: Path, registry_dir: Path, key_file: Path | None, approval_key_file: Path | None) -> None:
     """Submit a tool definition (JSON file) as a human would; prints the resulting state."""
+    from mosaic.core.errors import ToolError
     from mosaic.runtime.tools.definition import ToolDefinition
 
-    definition = ToolDefinition.from_json_dict(json.loads(file.read_text()))
+    with open(file, "rb") as handle:
+        data = handle.read(MAX_DEFINITION_FILE_BYTES + 1)
+    if len(data) > MAX_DEFINITION_FILE_BYTES:
+        raise ToolError(f"{file}: larger than {MAX_DEFINITION_FILE_BYTES} bytes; not a tool definition")
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ToolError(f"{file}: not a JSON tool definition ({type(exc).__name__}: {str(exc)[:200]})") from None
+    definition = ToolDefinition.from_json_dict(raw)
     record = _open(registry_dir, key_file, approval_key_file).submit(definition, actor="cli")
     click.echo(_safe(f"{definition.name}: {record.state.value} {record.hash}"))
     for reason in record.reasons:
