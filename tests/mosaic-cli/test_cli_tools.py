@@ -227,3 +227,8 @@ def test_tools_add_refuses_hostile_files_with_one_message(tmp_path, content):
     assert result.exit_code != 0
     assert isinstance(result.exception, (SystemExit, ToolError)), repr(result.exception)
     assert not (tmp_path / "reg" / "tools.json").exists()
+
+
+def test_tools_run_refuses_deeply_nested_arguments_as_a_usage_error(tmp_path):
+    result = _invoke(tmp_path, "run", "x", "--args", "[" * 50_000 + "]" * 50_000)
+    assert result.exit_code == 2 and "not JSON" in result.output

@@ -193,8 +193,8 @@ def run(
     """Run an active tool in the sandbox and print its JSON result."""
     try:
         parsed = json.loads(arguments)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="--args") from exc
+    except (ValueError, RecursionError) as exc:
+        raise click.BadParameter(f"not JSON: {str(exc)[:200]}", param_hint="--args") from None
     if not isinstance(parsed, dict):
         raise click.BadParameter("expected a JSON object", param_hint="--args")
     result = _open(registry_dir, key_file, approval_key_file).call(name, parsed)
