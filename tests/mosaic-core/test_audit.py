@@ -302,3 +302,31 @@ def test_keys_default_to_the_user_key_directory(tmp_path, monkeypatch):
     load_or_create_key(path)
     assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700
     assert key_path(AUDIT_KEY_NAME, tmp_path / "explicit") == tmp_path / "explicit"
+
+
+@pytest.mark.parametrize(
+    "content", [b"[" * 100_000, b" " * (1 << 20), b'{"head": 1}', b"\xff"], ids=["deep", "huge", "fields", "bytes"]
+)
+def test_hostile_checkpoint_files_are_audit_errors(tmp_path, content):
+    log = _log(tmp_path, n=2)
+    log.checkpoint_path.write_bytes(content)
+    with pytest.raises(AuditError):
+        verify_log(log.path, key=KEY, checkpoint_path=log.checkpoint_path)
+
+
+def test_an_oversized_record_is_reported_not_read_whole(tmp_path):
+    log = _log(tmp_path, n=1)
+    with open(log.path, "ab") as handle:
+        handle.write(b"x" * (2 << 20) + b"\n")
+    report = verify_log(log.path, checkpoint_path=log.checkpoint_path)
+    assert not report.ok and report.first_bad == 2 and "longer than" in report.reason
+
+
+@pytest.mark.parametrize("edit", [(b"1.5", b"1e999"), (b'"ok"', b'"\\ud800"')], ids=["infinity", "lone-surrogate"])
+def test_an_edit_that_breaks_canonical_json_is_a_bad_record_not_an_exception(tmp_path, edit):
+    log = AuditLog(tmp_path / "a.jsonl", key=KEY)
+    log.append("p", {"x": 1.5, "s": "ok"})
+    log.append("p", {})
+    log.path.write_bytes(log.path.read_bytes().replace(*edit, 1))
+    report = log.verify()
+    assert not report.ok and report.first_bad == 1

@@ -29,7 +29,6 @@ import hmac
 import json
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -39,6 +38,7 @@ from typing import Any
 import attrs
 
 from mosaic.core.atomic import atomic_write_bytes
+from mosaic.core.audit_head import AuditHead as AuditHead  # re-exported
 from mosaic.core.errors import AuditError
 from mosaic.core.keys import load_or_create_key as load_or_create_key  # re-exported
 
@@ -47,7 +47,7 @@ CHECKPOINT_DOMAIN = b"mosaic.audit.checkpoint.v1\x00"
 GENESIS_HASH = hashlib.sha256(b"mosaic.audit.genesis.v1\x00").hexdigest()
 RECORD_FIELDS = ("seq", "ts", "kind", "data", "prev", "hash")
 MAX_RECORD_BYTES = 1 << 20
-_HEAD_TOKEN = re.compile(r"([0-9]{1,18}):([0-9a-f]{64})")
+MAX_CHECKPOINT_BYTES = 64 * 1024
 
 
 def canonical_json(value: Any) -> bytes:
@@ -99,25 +99,6 @@ class AuditCheckpoint:
     @staticmethod
     def mac_for(body: Mapping[str, Any], key: bytes) -> str:
         return hmac.new(key, CHECKPOINT_DOMAIN + canonical_json(dict(body)), hashlib.sha256).hexdigest()
-
-
-@attrs.frozen
-class AuditHead:
-    """A log's head: how many records it has and the hash of the last (``GENESIS_HASH`` if none).
-    Its token ``"<records>:<hash>"`` is what you publish to a witness the log's writer cannot change."""
-
-    records: int
-    hash: str
-
-    def token(self) -> str:
-        return f"{self.records}:{self.hash}"
-
-    @classmethod
-    def parse(cls, token: str) -> AuditHead:
-        match = _HEAD_TOKEN.fullmatch(token.strip())
-        if match is None:
-            raise AuditError(f"audit head {token[:100]!r} is not '<records>:<64 hex digits>'")
-        return cls(int(match.group(1)), match.group(2))
 
 
 @attrs.frozen
@@ -186,8 +167,12 @@ def default_checkpoint_path(log_path: str | os.PathLike[str]) -> Path:
 def _read_checkpoint(path: Path) -> AuditCheckpoint | None:
     if not path.exists():
         return None
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_CHECKPOINT_BYTES + 1)
+    if len(data) > MAX_CHECKPOINT_BYTES:
+        raise AuditError(f"audit checkpoint {path} is larger than {MAX_CHECKPOINT_BYTES} bytes")
     try:
-        raw = json.loads(path.read_bytes())
+        raw = json.loads(data)
         return AuditCheckpoint(
             head=str(raw["head"]),
             records=int(raw["records"]),
@@ -195,8 +180,8 @@ def _read_checkpoint(path: Path) -> AuditCheckpoint | None:
             ts=float(raw["ts"]),
             mac=str(raw["mac"]),
         )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise AuditError(f"audit checkpoint {path} is malformed: {exc}") from exc
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise AuditError(f"audit checkpoint {path} is malformed: {str(exc)[:200]}") from None
 
 
 def verify_log(
@@ -249,7 +234,11 @@ def verify_log(
                     "prev does not match the previous record's hash (edited, deleted or reordered)",
                     count,
                 )
-            if record_hash(record.body()) != record.hash:
+            try:
+                digest = record_hash(record.body())
+            except AuditError:  # e.g. an edit turned a number into infinity or a string into a lone surrogate
+                return bad(number, "the record's content is not canonical JSON (edited)", count)
+            if digest != record.hash:
                 return bad(number, "hash does not match the record's content (edited)", count)
             if line != record.to_line():
                 return bad(number, "line is not in canonical form (edited)", count)
