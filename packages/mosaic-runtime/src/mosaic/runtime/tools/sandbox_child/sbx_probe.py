@@ -23,10 +23,17 @@ def namespace_inode(kind: str) -> int:
 
 
 def network_is_empty() -> bool:
-    """Only the loopback interface exists (the namespace's own, down until someone raises it)."""
-    with open("/proc/self/net/dev", "rb") as handle:
-        lines = handle.read().decode("ascii", "replace").splitlines()[2:]
-    return [line.split(":", 1)[0].strip() for line in lines] == ["lo"]
+    """No route leads anywhere: the IPv4 table is empty and IPv6 routes, if any, use only loopback.
+    (Interfaces are not compared: a new namespace may hold down, unconfigured fallback tunnels such
+    as ``sit0`` when their modules are loaded.)"""
+    with open("/proc/self/net/route", "rb") as handle:
+        ipv4 = handle.read().decode("ascii", "replace").splitlines()[1:]
+    try:
+        with open("/proc/self/net/ipv6_route", "rb") as handle:
+            ipv6 = handle.read().decode("ascii", "replace").splitlines()
+    except FileNotFoundError:  # IPv6 disabled
+        ipv6 = []
+    return not ipv4 and all(line.split()[-1] == "lo" for line in ipv6 if line.split())
 
 
 def own_pid_namespace_only() -> bool:
