@@ -227,7 +227,7 @@ class ToolRegistry:
             return record
 
     @staticmethod
-    def _name_problems(state: _State, name: str) -> list[str]:
+    def _name_problems(state: _State, name: str) -> builtins.list[str]:
         if not isinstance(name, str):
             return []
         others = [other for other, record in state.tools.items() if record.state is not ToolState.REJECTED]

@@ -107,7 +107,8 @@ def parse_result(line: bytes, name: str) -> tuple[Any, str, bool]:
     # Printed text is informational: lone surrogates become U+FFFD instead of failing the call.
     stdout = stdout.encode("utf-8", "replace").decode("utf-8")
     if not frame["ok"]:
-        error = frame.get("error") if isinstance(frame.get("error"), dict) else {}
+        reported = frame.get("error")
+        error: dict[str, Any] = reported if isinstance(reported, dict) else {}
         raise ToolFailedError(
             name,
             str(error.get("type", "Error"))[:200],

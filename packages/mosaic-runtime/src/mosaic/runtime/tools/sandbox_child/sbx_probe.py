@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
+from typing import Any
 
 PR_GET_SECCOMP = 21
 SECCOMP_MODE_FILTER = 2
@@ -66,9 +67,10 @@ def seccomp_filtering(libc: ctypes.CDLL) -> bool:
     return result == -1 and ctypes.get_errno() == 1
 
 
-def parse_status(text: str) -> dict[str, int]:
-    """Capability sets (hex) and the uid/gid lines of a /proc/<pid>/status text."""
-    found = {}
+def parse_status(text: str) -> dict[str, Any]:
+    """Capability sets (hex, as ints) and the uid/gid lines (``Uids``/``Gids`` tuples) of a
+    /proc/<pid>/status text."""
+    found: dict[str, Any] = {}
     for line in text.splitlines():
         key, _, value = line.partition(":")
         if key in CAPABILITY_FIELDS:
@@ -78,12 +80,12 @@ def parse_status(text: str) -> dict[str, int]:
     return found
 
 
-def read_status(fd: int) -> dict[str, int]:
+def read_status(fd: int) -> dict[str, Any]:
     """Re-read /proc/self/status through a descriptor opened before Landlock closed /proc."""
     return parse_status(os.pread(fd, 8192, 0).decode("ascii", "replace"))
 
 
-def capability_problem(status: dict, uid: int, gid: int) -> str | None:
+def capability_problem(status: dict[str, Any], uid: int, gid: int) -> str | None:
     """Why the process is not an unprivileged ``uid``:``gid`` with every capability set empty."""
     missing = [field for field in CAPABILITY_FIELDS[:4] if field not in status]
     if missing:
