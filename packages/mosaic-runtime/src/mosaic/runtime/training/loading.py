@@ -55,8 +55,10 @@ def load_trained_model(run_path: Path, *, registry: Registry | None = None, devi
     config_fingerprint = fingerprint(resolved_yaml(manifest))
     path, payload = load_newest_loadable(run.checkpoints, config_fingerprint=config_fingerprint,
                                          opcode_table=opcode_names(model))
+    # a state dict also holds plain extra state (a MosaicLM's opcode table): check tensors only
     bad = [name for name, tensor in payload["model"].items()
-           if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+           if isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
+           and not bool(torch.isfinite(tensor).all())]
     if bad:
         raise CheckpointError(f"checkpoint {path} holds non-finite weights ({', '.join(bad[:3])}"
                               f"{', ...' if len(bad) > 3 else ''}); the run diverged before it was saved")
