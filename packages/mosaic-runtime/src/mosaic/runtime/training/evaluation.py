@@ -21,8 +21,8 @@ import torch
 
 from mosaic.core.model_output import ModelOutput
 from mosaic.runtime.training.batching import collate_for, move_to
-from mosaic.runtime.training.eval_organism import organism_report
 from mosaic.runtime.training.eval_commitment import evaluate_commitments, merge_report
+from mosaic.runtime.training.eval_organism import organism_report
 
 V0_OPCODE_NAMES = ("NOP", "READ_MEM", "WRITE_MEM", "CLEAR_MEM", "IDLE", "GATE_UP", "GATE_DOWN", "SCAN",
                    "COMMIT", "RESPOND")
