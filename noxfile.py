@@ -136,6 +136,15 @@ def integration(session: nox.Session) -> None:
     _pytest(session, "tests/integration")
 
 
+@nox.session
+def acceptance(session: nox.Session) -> None:
+    """Issue acceptance checks that train for longer than CI allows or do not pass yet (outside the
+    ci tag on purpose; see each file's docstring): every package installed, tests/acceptance."""
+    _install(session, *PACKAGES, extra_paths=(EXAMPLE_PLUGIN,))
+    session.chdir(ROOT)
+    _pytest(session, "tests/acceptance")
+
+
 @nox.session(tags=["ci"])
 def lint(session: nox.Session) -> None:
     """ruff over packages, tests, examples and benchmarks; one version (VERSION) for every package

@@ -3,6 +3,7 @@ exactly the right bytes; samples fit; padding is masked; samples are determinist
 
 from __future__ import annotations
 
+import functools
 import os
 
 import attrs
@@ -13,10 +14,24 @@ from hypothesis import strategies as st
 
 from mosaic.core.errors import DataError
 from mosaic.core.events.codec import EVENT_DELIMITER, EventDecoder
-from mosaic.data.common import OP_COMMIT, OP_NOP, OP_READ_MEM, OP_WRITE_MEM
+from mosaic.data.common import OP_COMMIT, OP_IDLE, OP_NOP, OP_READ_MEM, OP_RESPOND, OP_WRITE_MEM
 from mosaic.data.config import EventTraceConfig
 from mosaic.data.event_traces import ANSWER_FIELD, EventTraceDataset, TraceSpan, key_bucket
-from mosaic.data.negotiation import TEMPLATES_BY_DELTA
+from mosaic.data.negotiation import PHRASEBOOKS
+
+
+@functools.cache
+def phrasings(split: str) -> dict[str, int]:
+    """Every text the split's phrasebook can produce -> its class (asserted unambiguous)."""
+    book, classes = PHRASEBOOKS[split], {}
+    for delta, patterns in ((0, book.requests + book.notes), (1, book.offers), (-1, book.deliveries)):
+        for pattern in patterns:
+            for verb, done in book.verbs:
+                for obj in book.objects:
+                    for who in book.people:
+                        text = pattern.format(verb=verb, done=done, obj=obj, who=who)
+                        assert classes.setdefault(text, delta) == delta, text
+    return classes
 
 EXAMPLES = 200 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 20
 
@@ -106,7 +121,7 @@ def test_labels_point_at_the_right_bytes(config, idx):
     pairs = types.count("MemoryWrite")
     assert types.count("MemoryQuery") == pairs
     assert types.count("Idle") == pairs * config.sleep_replay_per_pair
-    assert types.count("Message") == 3 * dataset.difficulty()["negotiation_pairs"]
+    assert types.count("Message") == (3 + config.negotiation_notes) * dataset.difficulty()["negotiation_pairs"]
 
     writes, reads, answers, commitments, commit_ops = {}, {}, [], {}, set()
     written_order, last_query, idles, previous_type = [], None, 0, None
@@ -136,8 +151,8 @@ def test_labels_point_at_the_right_bytes(config, idx):
         elif event.type == "Message":
             literal = _literal(chunk, "text", event.payload["text"])
             text = bytes(x[offset + literal.start : offset + literal.stop].tolist()).decode()
-            # The class comes from the template pool the text was drawn from, never from the header.
-            (delta,) = [d for d, pool in TEMPLATES_BY_DELTA.items() if event.payload["text"] in pool]
+            # The class comes from the phrasebook the text was drawn from, never from the header.
+            delta = phrasings(config.split)[event.payload["text"]]
             assert text == event.payload["text"]
             assert event.commitment_delta == (delta if config.commitment_label_in_header else 0)
             for t in literal:
@@ -167,16 +182,25 @@ def test_labels_point_at_the_right_bytes(config, idx):
         assert int(item["mosaic_teacher_commitment_delta"][t]) == delta
     ops = item["mosaic_teacher_opcode"]
     assert sorted(torch.nonzero(ops == OP_COMMIT).flatten().tolist()) == sorted(commit_ops)
-    special = set(writes) | set(reads) | commit_ops
+    # Turns: after every event the agent did not send, RESPOND if the agent speaks next, else IDLE.
+    # After the agent's own events nothing is supervised.
+    turns = {}
+    for (offset, event, chunk), (_, following, _) in zip(events, events[1:], strict=False):
+        if event.sender != "agent":
+            turns[offset + len(chunk)] = OP_RESPOND if following.sender == "agent" else OP_IDLE
+        else:
+            turns[offset + len(chunk)] = -1
+    for t, opcode in turns.items():
+        assert int(ops[t]) == opcode
+    special = set(writes) | set(reads) | commit_ops | set(turns)
     assert all(int(ops[t]) == OP_NOP for t in range(n_inputs) if t not in special)
 
-    # One commitment_id per cycle, shared by its open, work and close messages, in that order.
+    # Each commitment_id: a request, then the offer, then notes, and a delivery only as its last message.
     messages = [event for _, event, _ in events if event.type == "Message"]
-    for start in range(0, len(messages), 3):
-        cycle = messages[start : start + 3]
-        classes = [next(d for d, pool in TEMPLATES_BY_DELTA.items() if m.payload["text"] in pool) for m in cycle]
-        assert classes == [1, 0, -1]
-        assert len({m.commitment_id for m in cycle}) == 1 and cycle[0].commitment_id is not None
+    for commitment_id in {m.commitment_id for m in messages}:
+        own = [phrasings(config.split)[m.payload["text"]] for m in messages if m.commitment_id == commitment_id]
+        assert commitment_id is not None and own[:2] == [0, 1]
+        assert all(delta == 0 for delta in own[2:-1]) and own[-1] in (0, -1)
 
     # Span metadata agrees with the labels.
     spans = item["eval_spans"]
@@ -209,7 +233,7 @@ def test_deterministic_per_seed_split_and_index(config, idx):
 
 
 def test_phrasings_vary_across_samples():
-    dataset = EventTraceDataset(EventTraceConfig(negotiation_pairs=1, return_spans=True, num_samples=200))
+    dataset = EventTraceDataset(EventTraceConfig(return_spans=True, num_samples=200))
     seen = {delta: set() for delta in (-1, 0, 1)}
     for idx in range(60):
         item = dataset[idx]
@@ -217,7 +241,7 @@ def test_phrasings_vary_across_samples():
             if span.kind == "commitment":
                 seen[span.label].add(bytes(item["input_ids"][span.start : span.end].tolist()).decode())
     for delta, texts in seen.items():
-        assert texts == set(TEMPLATES_BY_DELTA[delta])
+        assert len(texts) >= 20 and all(phrasings("train")[text] == delta for text in texts)
 
 
 def test_block_too_small_is_rejected_with_needed_and_available():
@@ -257,7 +281,7 @@ def test_difficulty_moves_pairs_noise_and_negotiation_cycles():
     dataset.set_difficulty(1.0)
     hard = dataset[3]
     kinds = [span.kind for span in hard["eval_spans"]]
-    assert kinds.count("write") == 4 and kinds.count("commitment") == 6
+    assert kinds.count("write") == 4 and kinds.count("commitment") == 8
     dataset.set_difficulty(0.0)
     assert torch.equal(dataset[3]["input_ids"], easy["input_ids"])
     with pytest.raises(DataError, match="EventTraceDataset"):
@@ -276,13 +300,11 @@ def test_commitment_label_is_not_serialised_before_the_text_by_default() -> None
         events = [EventDecoder().decode_bytes(chunk) for chunk in raw.split(bytes([EVENT_DELIMITER])) if chunk]
         return [e.commitment_delta for e in events if e.type == "Message"]
 
-    hidden = EventTraceConfig(block_size=1024, n_pairs=1, distractor_events=0, negotiation_pairs=1, value_digits=2,
-                              sleep_replay_per_pair=0)
-    assert message_deltas(hidden) == [0, 0, 0]
-    shown = EventTraceConfig(block_size=1024, n_pairs=1, distractor_events=0, negotiation_pairs=1, value_digits=2,
-                             sleep_replay_per_pair=0,
-                             commitment_label_in_header=True)
-    assert message_deltas(shown) == [1, 0, -1]
+    hidden = EventTraceConfig(block_size=2048, n_pairs=1, distractor_events=0, negotiation_pairs=1, value_digits=2,
+                              sleep_replay_per_pair=0, close_probability=1.0)
+    assert message_deltas(hidden) == [0, 0, 0, 0]
+    shown = attrs.evolve(hidden, commitment_label_in_header=True)
+    assert message_deltas(shown) == [0, 1, 0, -1]  # request, offer, note, delivery
 
 
 def test_access_at_key_writes_and_reads_at_the_keys_last_byte():

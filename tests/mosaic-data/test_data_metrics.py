@@ -58,6 +58,6 @@ def test_commitment_accuracy_token_and_span(batch):
     labelled = torch.nonzero(delta != -100)
     b, t = labelled[0].tolist()
     logits[b, t] = _one_hot((delta[b, t] + 2) % 3, 3)  # a wrong class on one byte of one span
-    spans = 4 * 2 * 3
+    spans = 4 * 2 * 4  # 4 samples, 2 commitments, 4 messages each (request, offer, note, last)
     assert commitment_span_accuracy(logits, delta) == pytest.approx((spans - 1) / spans)
     assert commitment_accuracy(logits, delta) == pytest.approx(1 - 1 / len(labelled))

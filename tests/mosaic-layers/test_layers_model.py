@@ -28,6 +28,8 @@ PER_LAYER = {
     "mosaic_state_decay_reg_loss": (2,),
     "mosaic_commitment_logits": (2, 3, 9, 3),
     "mosaic_response_onset": (2, 3, 9),
+    "mosaic_commit_signal": (2, 3, 9),
+    "mosaic_idle_signal": (2, 3, 9),
 }
 
 
@@ -49,7 +51,7 @@ def test_disabled_heads_omit_their_keys():
     model = MosaicLM(MosaicLMConfig(vocab_size=40, block=block), opcodes=None)
     out = model({"input_ids": torch.randint(0, 40, (2, 5))})
     for key in ("mosaic_opcode_logits", "mosaic_reg_sel_logits", "mosaic_reg_write_gate_logits",
-                "mosaic_commitment_logits", "mosaic_response_onset"):
+                "mosaic_commitment_logits", "mosaic_response_onset", "mosaic_commit_signal", "mosaic_idle_signal"):
         assert key not in out.aux
     assert "mosaic_write_gate_logits" in out.aux
 

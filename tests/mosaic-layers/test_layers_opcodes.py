@@ -17,12 +17,15 @@ CONFIG = MosaicBlockConfig(d_model=12, state_k=2, state_dim=3, mem_buckets=4, me
                            opcodes_control_enabled=True)
 
 
-def make_block(opcodes=V0_OPCODES):
+def make_block(opcodes=V0_OPCODES, keep=()):
+    """A block with large random weights, except the parameters named in ``keep``, which keep the
+    constructor's values (what training starts from)."""
     torch.manual_seed(0)
     block = MosaicBlock(CONFIG, opcodes)
     with torch.no_grad():
-        for p in block.parameters():
-            p.normal_(std=0.5)
+        for name, p in block.named_parameters():
+            if name not in keep:
+                p.normal_(std=0.5)
     return block
 
 
@@ -154,14 +157,35 @@ def test_scan_mixes_in_the_all_bucket_summary():
 
 
 def test_commit_drives_the_commitment_head_and_respond_raises_onset():
-    block = make_block()
+    # commit_drive as constructed, not re-randomised: a drive that starts at zero (and, with control
+    # off, stays there) would leave COMMIT without effect and fail here
+    block = make_block(keep=("commit_drive",))
     _, y_nop, aux_nop, _ = run(block, "NOP")
     _, y_commit, aux_commit, _ = run(block, "COMMIT")
     torch.testing.assert_close(y_commit, y_nop)
     assert (aux_commit["mosaic_commitment_logits"] - aux_nop["mosaic_commitment_logits"]).abs().max() > 1e-2
+    torch.testing.assert_close(aux_commit["mosaic_commit_signal"], torch.ones(B, T))
+    torch.testing.assert_close(aux_nop["mosaic_commit_signal"], torch.zeros(B, T))
     _, _, aux_respond, _ = run(block, "RESPOND")
     torch.testing.assert_close(aux_respond["mosaic_response_onset"], torch.ones(B, T))
     torch.testing.assert_close(aux_nop["mosaic_response_onset"], torch.zeros(B, T))
+    _, _, aux_idle, _ = run(block, "IDLE")
+    torch.testing.assert_close(aux_idle["mosaic_idle_signal"], torch.ones(B, T))
+    torch.testing.assert_close(aux_nop["mosaic_idle_signal"], torch.zeros(B, T))
+
+
+def test_commit_drive_is_trained_where_commit_is_chosen():
+    torch.manual_seed(0)
+    block = MosaicBlock(CONFIG)
+    x = torch.randn(B, T, 12)
+    target = torch.randint(0, 3, (B, T))
+    for opcode, expect_gradient in (("NOP", False), ("COMMIT", True)):
+        block.zero_grad()
+        forced = TeacherForcing(opcode=torch.full((B, T), V0_OPCODE_IDS[opcode]))
+        _, aux, _ = block(x, forced)
+        torch.nn.functional.cross_entropy(aux["mosaic_commitment_logits"].flatten(0, 1), target.flatten()).backward()
+        grad = block.commit_drive.grad
+        assert (grad is not None and grad.abs().sum() > 0) == expect_gradient, opcode
 
 
 class DampenPlugin:

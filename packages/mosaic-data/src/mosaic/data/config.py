@@ -83,8 +83,13 @@ class MemoryCurriculumConfig:
 class EventTraceConfig:
     """``dataset.mosaic_event_traces``: EventEnvelopes encoded by the mosaic-core codec.
 
-    MemoryWrite (+ Noise) events, negotiation cycles (open +1, work 0, close -1 sharing one
-    ``commitment_id``), MemoryQuery -> MemoryAnswer, Idle -> MemoryAnswer replay. Keys and values
+    MemoryWrite (+ Noise) events, ``negotiation_pairs`` overlapping commitments (request, offer +1,
+    ``negotiation_notes`` notes 0, a tool result, and with ``close_probability`` a delivery -1, all
+    sharing one ``commitment_id``; phrasings from the ``split``'s own template set),
+    MemoryQuery -> MemoryAnswer, Idle -> MemoryAnswer replay. ``turn_opcodes`` labels IDLE / RESPOND
+    on event delimiters (``mosaic.data.turns``). The defaults are seed document 000's structure
+    (3 pairs, 4 noise events per pair, 2 commitments, 1 replay per pair), whose longest trace fits
+    the default block. Keys and values
     are ``value_digits``-digit integers; teacher buckets are ``key mod mem_buckets`` for every hash.
 
     ``commitment_label_in_header``: sorted-key JSON puts ``"commitment_delta"`` *before* a message's
@@ -94,18 +99,19 @@ class EventTraceConfig:
     declare their commitments; set it to true to reproduce the original traces.
     """
 
-    block_size: int = attrs.field(default=4864, validator=at_least(2))  # the default structure's longest trace
+    block_size: int = attrs.field(default=5888, validator=at_least(2))
     mem_buckets: int = attrs.field(default=64, validator=power_of_two)
     mem_hashes: int = attrs.field(default=2, validator=at_least(1))
     commitment_label_in_header: bool = False
-    # defaults: seed document 000's trace structure (3 pairs, 4 distractor events per pair,
-    # 2 negotiation cycles, 1 sleep replay per pair)
     n_pairs: int = attrs.field(default=3, validator=at_least(1))
     min_pairs: int | None = None
     distractor_events: int = attrs.field(default=4, validator=at_least(0))
     min_distractor_events: int | None = None
     negotiation_pairs: int = attrs.field(default=2, validator=at_least(0))
     min_negotiation_pairs: int | None = None
+    negotiation_notes: int = attrs.field(default=1, validator=at_least(0))
+    close_probability: float = attrs.field(default=0.5, validator=probability)
+    turn_opcodes: bool = True
     sleep_replay_per_pair: int = attrs.field(default=1, validator=at_least(0))
     reg_slots: int = attrs.field(default=0, validator=at_least(0))
     value_digits: int = attrs.field(default=4, validator=at_least(2))

@@ -6,7 +6,8 @@ reads and writes. Order of events (``P`` pairs, ``D`` noise events per pair, ``C
 cycles, ``R`` replays per pair)::
 
     (MemoryWrite {"key": k_i, "value": v_i}  Noise {"tok": n} x D)  x P
-    (Message +1 open, Message 0 work, Message -1 close; one commitment_id)  x C
+    C overlapping commitments (mosaic.data.negotiation): each a user request, an offer (+1), notes
+    and a ToolResult, and a delivery (-1) or not; phrasings from the split's own template set
     (MemoryQuery {"key": k}  MemoryAnswer {"key": k, "result": v})  x P   (every pair once, shuffled)
     (Idle {"i": r}  MemoryAnswer {"key": k_i, "result": v_i})  x P*R     (in write order)
 
@@ -21,6 +22,8 @@ byte offsets in the sequence, which are the input positions of those bytes):
   MemoryAnswer (``eval_answer_mask`` for query answers);
 - ``mosaic_teacher_commitment_delta`` +1 / 0 / -1 on exactly the bytes of each message's text
   (-100 elsewhere), opcode COMMIT on the text of open and close messages;
+- opcode IDLE / RESPOND on the delimiter after each event the agent did not send
+  (``turn_opcodes``, see :mod:`mosaic.data.turns`);
 - opcode NOP and gates 0 on every other real position; padding (``EVENT_PAD_ID``) is ignored.
 
 With ``return_spans`` each item also carries ``eval_spans``: a tuple of :class:`TraceSpan` (kind, byte
@@ -48,7 +51,8 @@ from mosaic.data.common import (
     lerp_int,
 )
 from mosaic.data.config import EventTraceConfig
-from mosaic.data.negotiation import CYCLE
+from mosaic.data.negotiation import negotiation
+from mosaic.data.turns import mark_turns
 
 
 @attrs.frozen
@@ -117,26 +121,29 @@ def key_bucket(key: int, buckets: int, digits: int) -> int:
 class _Trace:
     """One sample under construction: events appended as codec bytes, labels by position."""
 
-    def __init__(self, config: EventTraceConfig, encoder: EventEncoder) -> None:
+    def __init__(self, config: EventTraceConfig, encoder: EventEncoder, rng: random.Random) -> None:
         self.config = config
         self.encoder = encoder
         self.builder = TraceBuilder(
             mem_hashes=config.mem_hashes, reg_slots=config.reg_slots, with_commitment=True
         )
         self.spans: list[TraceSpan] = []
+        self.boundaries: list[tuple[int, str]] = []  # (delimiter position, sender) per event
         self.events = 0
+        # Event ids are drawn, not counted: sorted-key JSON puts "id" before the payload, and an id
+        # that counts events would tell the commitment head which step of the negotiation it reads.
+        self.id_rng = rng
 
     def bucket(self, key: int) -> int:
         return key_bucket(key, self.config.mem_buckets, self.config.value_digits)
 
     def event(self, type_: str, sender: str, payload: dict, **meta: Any) -> tuple[int, bytes]:
-        envelope = EventEnvelope(
-            type=type_, payload=payload, sender=sender, id=f"e{self.events:03d}", ts=float(self.events), **meta
-        )
+        event_id = f"e{self.id_rng.getrandbits(16):04x}"
+        envelope = EventEnvelope(type=type_, payload=payload, sender=sender, id=event_id, ts=float(self.events), **meta)
         self.events += 1
         data = self.encoder.encode_bytes(envelope)
         offset = self.builder.append(data).start
-        self.builder.append([EVENT_DELIMITER])
+        self.boundaries.append((self.builder.append([EVENT_DELIMITER]).start, sender))
         return offset, data
 
     def write(self, index: int, key: int, value: int) -> None:
@@ -173,10 +180,10 @@ class _Trace:
             self.builder.mark_answer(predicting)
         self.spans.append(TraceSpan(kind, offset + start, offset + end, value))
 
-    def message(self, text: str, delta: int, commitment_id: str) -> None:
+    def message(self, text: str, delta: int, commitment_id: str, sender: str) -> None:
         declared = delta if self.config.commitment_label_in_header else 0
         offset, data = self.event(
-            "Message", "agent", {"text": text}, commitment_delta=declared, commitment_id=commitment_id
+            "Message", sender, {"text": text}, commitment_delta=declared, commitment_id=commitment_id
         )
         start, end = _text_span(data, text)
         positions = range(offset + start, offset + end)
@@ -261,18 +268,20 @@ class EventTraceDataset(torch.utils.data.Dataset):
         low, high = 10 ** (c.value_digits - 1), 10**c.value_digits
         keys = rng.sample(range(low, high), pairs)
         values = [rng.randrange(low, high) for _ in range(pairs)]
-        trace = _Trace(c, self.encoder)
+        trace = _Trace(c, self.encoder, random.Random(rng.getrandbits(64)))
 
         for i in range(pairs):
             trace.write(i, keys[i], values[i])
             for _ in range(params["distractor_events"]):
                 trace.event("Noise", "env", {"tok": rng.randrange(low, high)})
 
-        for cycle in range(params["negotiation_pairs"]):
-            commitment_id = f"{rng.getrandbits(32):08x}-{cycle:02d}"
-            for delta, templates in CYCLE:
-                text = max(templates, key=len) if longest else rng.choice(templates)
-                trace.message(text, delta, commitment_id)
+        for step in negotiation(rng, c.split, params["negotiation_pairs"], notes=c.negotiation_notes,
+                                close_probability=c.close_probability, longest=longest):
+            if step.text is not None:
+                trace.message(step.text, step.delta, step.commitment_id, step.sender)
+            else:
+                trace.event("ToolResult", step.sender, {"tool": step.tool, "ok": True},
+                            commitment_id=step.commitment_id)
 
         order = list(range(pairs))
         if c.shuffle_queries:
@@ -285,4 +294,6 @@ class EventTraceDataset(torch.utils.data.Dataset):
             for r in range(c.sleep_replay_per_pair):
                 trace.event("Idle", "env", {"i": r})
                 trace.answer(keys[i], values[i], "replay_answer")
+        if c.turn_opcodes:
+            mark_turns(trace.builder, trace.boundaries)
         return trace

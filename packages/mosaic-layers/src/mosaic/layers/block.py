@@ -142,7 +142,10 @@ class MosaicBlock(nn.Module):
         )
         if c.commitment_head_enabled:
             self.commitment = nn.Linear(c.d_model, 3)  # [close, neutral, open]
-            self.commit_drive = nn.Parameter(torch.zeros(c.d_model))
+            # COMMIT's push on the head's input. Not zero at init: a zero vector whose only gradient
+            # comes through the commit channel would stay dead until COMMIT is chosen, and is
+            # exactly zero forever when control is off.
+            self.commit_drive = nn.Parameter(torch.randn(c.d_model) / math.sqrt(c.d_model))
 
     def init_state(self, batch: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> BlockState:
         c = self.config
@@ -164,8 +167,8 @@ class MosaicBlock(nn.Module):
     def controls(self, u: torch.Tensor, teacher: TeacherForcing) -> tuple[Controls, dict[str, torch.Tensor]]:
         if self.opcode_head is None:
             return Controls.free(u[..., 0]), {}
-        logits, controls, respond = self.opcode_head(u, teacher.opcode)
-        return controls, {"mosaic_opcode_logits": logits, "mosaic_response_onset": respond}
+        logits, controls, runtime_signals = self.opcode_head(u, teacher.opcode)
+        return controls, {"mosaic_opcode_logits": logits, **runtime_signals}
 
     def fuse(self, x: torch.Tensor, u: torch.Tensor, controls: Controls, local: torch.Tensor, bank: torch.Tensor,
              memory: torch.Tensor, registers: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -18,8 +18,11 @@ Channels (defaults in brackets):
 - ``update`` [1]: scale of the block's residual update; IDLE sets it to 0.
 - ``fusion`` [1]: multiplier on the state/memory/register fusion gates (GATE_UP 2, GATE_DOWN 0.5).
 - ``scan`` [0]: mix-in of a summary read across all buckets (SCAN).
-- ``commit`` [0]: drive of the commitment head's input (COMMIT).
-- ``respond`` [0]: response-onset signal exposed as an aux output (RESPOND).
+- ``commit`` [0]: drive of the commitment head's input (COMMIT); exposed as ``mosaic_commit_signal``,
+  which gates the runtime's commitment ledger.
+- ``respond`` [0]: response-onset signal exposed as ``mosaic_response_onset`` (RESPOND); the event
+  runtime starts emitting where it dominates. IDLE's ``update`` 0 is exposed as
+  ``mosaic_idle_signal``; the runtime stays silent where it dominates.
 - ``output_scale`` [1]: multiplier on the block's whole update, for opcodes that damp or amplify.
 """
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mosaic.core.contract.keys import COMMIT_SIGNAL, IDLE_SIGNAL, RESPONSE_ONSET
 from mosaic.core.errors import ModelError
 from mosaic.layers.isa import CHANNEL_DEFAULTS, CHANNELS, Opcode, channel_matrix
 
@@ -134,8 +135,24 @@ def straight_through_one_hot(logits: torch.Tensor, teacher: torch.Tensor | None,
     return hard + (soft - soft.detach())  # parenthesised: exactly the one-hot in the forward pass
 
 
+#: The VM decisions a runtime acts on, as aux outputs ``(B, T)``: the response onset (RESPOND), the
+#: commitment signal that lets the ledger follow the commitment head (COMMIT), and silence (IDLE:
+#: one minus the update channel).
+def signals(controls: Controls) -> dict[str, torch.Tensor]:
+    """The runtime-facing signals of executed controls, each ``(B, T)`` in [0, 1]."""
+    return {
+        RESPONSE_ONSET.name: controls.respond,
+        COMMIT_SIGNAL.name: controls.commit,
+        IDLE_SIGNAL.name: (1.0 - controls.update).clamp(0.0, 1.0),
+    }
+
+
 class OpcodeHead(nn.Module):
-    """Opcode logits ``(B, T, V)`` and the control channels they drive."""
+    """Opcode logits ``(B, T, V)``, the control channels they drive, and the signals a runtime reads.
+
+    With control on, the signals are those of the executed controls (teacher or ablation forcing
+    included), so a runtime acts on what the VM did. With control off, the block runs free and the
+    signals are the opcode head's soft opinion."""
 
     # buffers, typed here: to mypy, nn.Module.__getattr__ returns Tensor | Module
     channels: torch.Tensor
@@ -145,14 +162,14 @@ class OpcodeHead(nn.Module):
         self.proj = nn.Linear(d_model, len(opcodes))
         self.control, self.soft, self.temp = control, soft, temp
         self.register_buffer("channels", torch.tensor(channel_matrix(tuple(opcodes))), persistent=False)
-        self.respond_index = CHANNELS.index("respond")
 
-    def forward(self, u: torch.Tensor, teacher: torch.Tensor | None) -> tuple[torch.Tensor, Controls, torch.Tensor]:
+    def forward(self, u: torch.Tensor, teacher: torch.Tensor | None
+                ) -> tuple[torch.Tensor, Controls, dict[str, torch.Tensor]]:
         logits = self.proj(u)  # (B, T, V)
         matrix = self.channels.to(u.dtype)
         if not self.control:
-            respond = F.softmax(logits / self.temp, dim=-1) @ matrix[:, self.respond_index]
-            return logits, Controls.free(u[..., 0]), respond
+            opinion = Controls.from_channels(F.softmax(logits / self.temp, dim=-1) @ matrix)
+            return logits, Controls.free(u[..., 0]), signals(opinion)
         if self.soft:
             probs = F.softmax(logits / self.temp, dim=-1)
             if teacher is not None:
@@ -162,4 +179,4 @@ class OpcodeHead(nn.Module):
         else:
             probs = straight_through_one_hot(logits, teacher, temp=self.temp)
         controls = Controls.from_channels(probs @ matrix)  # (B, T, channels)
-        return logits, controls, controls.respond
+        return logits, controls, signals(controls)

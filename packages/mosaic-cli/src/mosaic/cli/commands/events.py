@@ -23,8 +23,11 @@ def agent_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True,
                      help="0: greedy decoding; above 0: sampled with --seed."),
         click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed."),
-        click.option("--commitments", type=click.Choice(["head", "event"]), default="head", show_default=True,
-                     help="Ledger deltas from the model's commitment head, or as written in the events."),
+        click.option("--commitments", type=click.Choice(["head", "vm", "event"]), default="head", show_default=True,
+                     help="Ledger deltas from the model's commitment head, from the head where the model "
+                          "executed COMMIT (vm), or as written in the events."),
+        click.option("--turn-taking", type=click.Choice(["always", "opcodes"]), default="always", show_default=True,
+                     help="Answer every event, or follow the VM: silent under IDLE, emitting from RESPOND."),
         click.option("--online-every", type=click.IntRange(min=1),
                      help="Enable adapters (medium timescale): one update every N tokens."),
         click.option("--adapter-target", "adapter_targets", multiple=True, default=("head",), show_default=True,
@@ -44,7 +47,8 @@ def open_agent_from_options(run_dir: Path, options: dict[str, Any], output: Any)
     from mosaic.runtime.agent.service import open_agent
 
     generation = GenerationConfig(max_new_bytes=options["max_new_bytes"], temperature=options["temperature"],
-                                  seed=options["seed"], commitment_source=options["commitments"])
+                                  seed=options["seed"], commitment_source=options["commitments"],
+                                  turn_taking=options["turn_taking"])
     online = None
     if options["online_every"] is not None:
         online = OnlineConfig(targets=options["adapter_targets"], update_every=options["online_every"])

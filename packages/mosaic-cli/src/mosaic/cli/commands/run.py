@@ -125,7 +125,27 @@ def format_summary(summary: dict[str, Any]) -> str:
             per = ", ".join(f"{k} {fmt(v)}" for k, v in commitment["per_class_accuracy"].items())
             spans = ", ".join(f"{k} {fmt(v)}" for k, v in commitment["span_accuracy"].items())
             lines.append(f"    commitment accuracy per class: {per}; per span: {spans}")
+        lines.extend(_decision_lines(evaluation))
     if summary.get("error"):
         lines.append(f"  error: {summary['error']}")
     lines.append(f"  run directory: {summary['run_dir']}")
     return "\n".join(lines)
+
+
+def _decision_lines(evaluation: dict[str, Any]) -> list[str]:
+    """Held-out-template commitments, the ledger, turn taking and the opcode-off ablations."""
+    lines = []
+    commitment = evaluation.get("commitment") or {}
+    heldout = commitment.get("heldout_templates")
+    if heldout:
+        per = ", ".join(f"{k} {fmt(v)}" for k, v in heldout["per_class_accuracy"].items())
+        lines.append(f"    held-out templates, per message: {per}; ledger exact {fmt(commitment.get('ledger_exact'))}")
+    turns = evaluation.get("turns")
+    if turns:
+        lines.append(f"    turns: silent under IDLE {fmt(turns['silence'])}, onset at RESPOND {fmt(turns['onset'])}")
+    off = (evaluation.get("ablations") or {}).get("opcode_off") or {}
+    if off:
+        per = ", ".join(f"{opcode} {metric} {fmt(value)}" for opcode, metrics in sorted(off.items())
+                        for metric, value in sorted(metrics.items()))
+        lines.append(f"    opcode forced to NOP: {per}")
+    return lines

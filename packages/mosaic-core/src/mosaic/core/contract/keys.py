@@ -35,3 +35,21 @@ FORGET_ANSWER_MASK = KeySpec(
     name="eval_forget_mask", dtype="bool", shape=("B", "T"), producer="mosaic-data",
     summary="answer positions of queries for forgotten keys (evaluation only)",
 )
+
+
+# --- runtime signals of the VM (issue 16: COMMIT, IDLE, RESPOND) -----------------------------------
+# Per layer, from the executed controls when opcodes control the block (forcing included), else the
+# opcode head's soft opinion. A runtime reads the last layer's.
+
+RESPONSE_ONSET = KeySpec(
+    "mosaic_response_onset", "float32", ("L", "B", "T"), "mosaic-layers",
+    summary="RESPOND's channel: 1 where the response event begins at the next byte",
+)
+COMMIT_SIGNAL = KeySpec(
+    "mosaic_commit_signal", "float32", ("L", "B", "T"), "mosaic-layers",
+    summary="COMMIT's channel: 1 where the model commits the commitment head's verdict to the ledger",
+)
+IDLE_SIGNAL = KeySpec(
+    "mosaic_idle_signal", "float32", ("L", "B", "T"), "mosaic-layers",
+    summary="IDLE: one minus the update channel; a runtime stays silent where it dominates",
+)

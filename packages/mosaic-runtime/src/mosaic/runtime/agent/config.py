@@ -5,7 +5,8 @@ from __future__ import annotations
 import attrs
 from attrs import validators as v
 
-COMMITMENT_SOURCES = ("head", "event")
+COMMITMENT_SOURCES = ("head", "vm", "event")
+TURN_TAKING = ("always", "opcodes")
 
 
 @attrs.frozen
@@ -14,7 +15,14 @@ class GenerationConfig:
 
     ``temperature`` 0 is greedy decoding; above 0 bytes are sampled from a generator seeded with
     ``seed``. ``commitment_source``: ``"head"`` updates the ledger from the model's commitment head
-    (a model without one is refused); ``"event"`` uses the deltas written in the events themselves.
+    (a model without one is refused); ``"vm"`` applies the head's verdict only where the model
+    executed COMMIT over the text (``mosaic.runtime.agent.decisions.ledger_delta``); ``"event"`` uses
+    the deltas written in the events themselves.
+
+    ``turn_taking``: ``"always"`` answers every event handed to ``handle``; ``"opcodes"`` follows
+    the VM: silent where IDLE dominates after the event, emitting from the byte after the first
+    position where RESPOND dominates (bytes before it are stepped through, not emitted), and silent
+    when no onset comes within ``max_new_bytes``.
     """
 
     max_new_bytes: int = attrs.field(default=512, validator=[v.instance_of(int), v.ge(1)])
@@ -22,6 +30,7 @@ class GenerationConfig:
     seed: int = attrs.field(default=0, validator=v.instance_of(int))
     commitment_source: str = attrs.field(default="head", validator=v.in_(COMMITMENT_SOURCES))
     sender: str = attrs.field(default="runtime", validator=v.instance_of(str))
+    turn_taking: str = attrs.field(default="always", validator=v.in_(TURN_TAKING))
 
 
 @attrs.frozen

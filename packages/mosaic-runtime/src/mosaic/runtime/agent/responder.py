@@ -20,10 +20,12 @@ from typing import Any
 import attrs
 import torch
 
+from mosaic.core.contract.keys import COMMIT_SIGNAL
 from mosaic.core.errors import EventError, RuntimeStateError
 from mosaic.core.events.codec import EVENT_DELIMITER, StreamingEventDecoder
 from mosaic.core.events.envelope import EventEnvelope, canonical_json
 from mosaic.core.ledger import CommitmentLedger
+from mosaic.runtime.agent import decisions
 from mosaic.runtime.agent.config import GenerationConfig
 from mosaic.runtime.agent.metrics import confidence, memory_occupancy, memory_strength, output_aux_metrics
 
@@ -67,12 +69,15 @@ def text_span(data: bytes, event: EventEnvelope) -> range | None:
     return range(first, first + len(needle) - len(b'"text":"') - 1)
 
 
-def _head_delta(commitment_logits: torch.Tensor, span: range | None) -> int | None:
-    """Delta -1/0/+1 from per-byte ``(T, 3)`` [close, neutral, open] logits over ``span`` (None: no span)."""
+def _head_delta(commitment_logits: torch.Tensor, commit_signal: torch.Tensor | None, span: range | None) -> int | None:
+    """Delta -1/0/+1 from per-byte ``(T, 3)`` [close, neutral, open] logits over ``span`` (None: no
+    span); with ``commit_signal (T,)`` only where the model executed COMMIT there."""
     if span is None:
         return None
-    probs = torch.softmax(commitment_logits[span.start : span.stop].float(), dim=-1).mean(0)  # (3,)
-    return int(probs.argmax()) - 1
+    logits = commitment_logits[span.start : span.stop]
+    if commit_signal is None:
+        return decisions.head_delta(logits)
+    return decisions.ledger_delta(logits, commit_signal[span.start : span.stop])
 
 
 class EventSession:
@@ -97,7 +102,8 @@ class EventSession:
         self.last_confidence: float | None = None
         self.last_head_delta: int | None = None  # the commitment head's verdict on the latest event
         self.next_logits: torch.Tensor | None = None  # (V,) prediction of the next byte
-        if self.config.commitment_source == "head":
+        self.turn = decisions.UNDECIDED  # the VM's turn decision at the latest position
+        if self.config.commitment_source in ("head", "vm"):
             self._require_commitment_head()
 
     def _require_commitment_head(self) -> None:
@@ -109,6 +115,10 @@ class EventSession:
                 f"{type(self.model).__name__} emits no {COMMITMENT_KEY}: the ledger cannot follow its commitment "
                 "head (train with the commitment head enabled, or set commitment_source='event')"
             )
+        if self.config.commitment_source == "vm":
+            decisions.require_signals(probe.aux, COMMIT_SIGNAL.name)
+        if self.config.turn_taking == "opcodes":
+            decisions.turn(probe.aux)
 
     def _ids(self, data: bytes) -> torch.Tensor:
         return torch.tensor(list(data), dtype=torch.int64, device=self.device)  # (L,)
@@ -119,20 +129,24 @@ class EventSession:
         """Feed ``event`` and its delimiter; update the ledger. The head's delta (None: the event's own)."""
         data = event.to_bytes()
         ids = self._ids(data + bytes([EVENT_DELIMITER]))  # (L + 1,)
-        commitment_rows = []
+        commitment_rows, commit_rows = [], []
         with torch.no_grad():
             # Pieces of PREFILL_TOKENS bound the activations of one call; aux is kept per piece.
             for start in range(0, ids.shape[0], PREFILL_TOKENS):
                 piece = ids[start : start + PREFILL_TOKENS]
                 out = self.model.prefill(piece[None], self.state, chunk_tokens=piece.shape[0])
                 self.state = out.state
-                if self.config.commitment_source == "head":
+                if self.config.commitment_source in ("head", "vm"):
                     commitment_rows.append(out.aux[COMMITMENT_KEY][-1, 0])  # (piece, 3) last layer
+                if self.config.commitment_source == "vm":
+                    commit_rows.append(out.aux[COMMIT_SIGNAL.name][-1, 0])  # (piece,)
         self.next_logits = out.logits[0, -1]
         self.last_output_metrics = output_aux_metrics(out.aux or {})
+        self._note_turn(out.aux)
         head = None
-        if self.config.commitment_source == "head":
-            head = _head_delta(torch.cat(commitment_rows), text_span(data, event))
+        if self.config.commitment_source in ("head", "vm"):
+            commit = torch.cat(commit_rows) if commit_rows else None
+            head = _head_delta(torch.cat(commitment_rows), commit, text_span(data, event))
         self._account(event, ids, head)
         return head
 
@@ -156,7 +170,27 @@ class EventSession:
         out = self.model.step(torch.tensor([byte], dtype=torch.int64, device=self.device), self.state)
         self.state = out.state
         self.next_logits = out.logits[0]
+        self._note_turn(out.aux)
         return out.aux or {}
+
+    def _note_turn(self, aux: dict[str, torch.Tensor] | None) -> None:
+        if self.config.turn_taking == "opcodes":
+            self.turn = decisions.turn_name(int(decisions.turn(aux or {})[0, -1]))
+
+    def ready_to_respond(self) -> bool:
+        """Whether a response begins now. Always under ``turn_taking="always"``; under
+        ``"opcodes"``: False where IDLE dominates; else the model is stepped on its own bytes (not
+        emitted) until RESPOND dominates (True), IDLE does or ``max_new_bytes`` pass (False)."""
+        if self.config.turn_taking == "always":
+            return True
+        if self.next_logits is None:
+            raise RuntimeStateError("ready_to_respond() before any event was observed: there is nothing to respond to")
+        with torch.no_grad():
+            for _ in range(self.config.max_new_bytes):
+                if self.turn != decisions.UNDECIDED:
+                    return self.turn == decisions.RESPOND
+                self._step(self._pick(self.next_logits))
+        return self.turn == decisions.RESPOND
 
     # --- generating -------------------------------------------------------------------------------
 
@@ -166,6 +200,7 @@ class EventSession:
             raise RuntimeStateError("generate() before any event was observed: there is nothing to respond to")
         generated = bytearray()
         commitment_rows: list[torch.Tensor] = []
+        commit_rows: list[torch.Tensor] = []
         confidences: list[float] = []
         decoder = StreamingEventDecoder(on_error="raise")  # the codec's own stream parser validates
         event: EventEnvelope | None = None
@@ -180,6 +215,8 @@ class EventSession:
                     generated.append(byte)
                     if COMMITMENT_KEY in aux:
                         commitment_rows.append(aux[COMMITMENT_KEY][-1, 0, -1])  # (3,) last layer
+                    if COMMIT_SIGNAL.name in aux:
+                        commit_rows.append(aux[COMMIT_SIGNAL.name][-1, 0, -1])  # () last layer
                 try:
                     event = decoder.push(byte)
                 except EventError as exc:
@@ -197,8 +234,9 @@ class EventSession:
         if problem is not None or event is None:
             return self._invalid(problem or "no event was generated", generated, ids, mean_confidence, reply)
         head = None
-        if self.config.commitment_source == "head":
-            head = _head_delta(torch.stack(commitment_rows), text_span(bytes(generated), event))
+        if self.config.commitment_source in ("head", "vm"):
+            commit = torch.stack(commit_rows) if self.config.commitment_source == "vm" else None
+            head = _head_delta(torch.stack(commitment_rows), commit, text_span(bytes(generated), event))
         self._account(event, ids, head)
         return Response(event, True, len(generated), mean_confidence, head)
 
@@ -211,9 +249,14 @@ class EventSession:
         return Response(event, False, len(generated), mean_confidence, None)
 
     def handle(self, event: EventEnvelope, *, respond: bool = True) -> Response | None:
-        """Observe ``event``, then (unless ``respond`` is False) generate the response to it."""
+        """Observe ``event``, then (unless ``respond`` is False) generate the response to it; under
+        ``turn_taking="opcodes"`` only when the VM starts one (None: the model stays silent)."""
         self.observe(event)
-        return self.generate(event) if respond else None
+        if not respond:
+            return None
+        if not self.ready_to_respond():
+            return None
+        return self.generate(event)
 
     # --- reporting --------------------------------------------------------------------------------
 

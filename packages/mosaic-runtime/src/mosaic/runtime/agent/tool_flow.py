@@ -40,9 +40,12 @@ class ToolBridge:
 
 
 def respond(session: EventSession, event: EventEnvelope, emit: Callable[[EventEnvelope], Any],
-            tools: ToolBridge | None, *, max_rounds: int = 3) -> Response:
+            tools: ToolBridge | None, *, max_rounds: int = 3) -> Response | None:
     """Generate the response to the (already observed) ``event``, emit it, and run the model's
-    tool requests (at most ``max_rounds``), feeding each reply back and emitting the model's answer."""
+    tool requests (at most ``max_rounds``), feeding each reply back and emitting the model's answer.
+    None (nothing emitted) when the session's turn taking keeps the model silent."""
+    if not session.ready_to_respond():
+        return None
     response = session.generate(event)
     emit(response.event)
     rounds = 0

@@ -9,7 +9,7 @@ BUILTIN_PRESETS: dict[str, str] = {
     "mosaic_vm": "MOSAIC VM on the memory curriculum: READ/WRITE opcodes, registers, answer recall",
     "mosaic_event_native": "MOSAIC trained on event traces (JSON envelopes as bytes) from step 0",
     "mosaic_idle": "12 GB-friendly MOSAIC sizing (4096 buckets, assoc 2) with sleep replay",
-    "mosaic_commitment": "event traces with negotiation cycles; commitment head supervised (open/close)",
+    "mosaic_commitment": "seed 000 event traces: overlapping commitments on held-out phrasings, COMMIT feeds the ledger",
     "mosaic_memory_curriculum": "associative recall curriculum with difficulty ramp and teacher forcing decay",
     "mqar_mosaic": "MOSAIC on MQAR(64, 4, V 8192), d 64, 2 layers",
     "mqar_transformer": "Transformer baseline on MQAR(64, 4, V 8192), d 64, 2 layers",

@@ -21,6 +21,7 @@ import torch
 
 from mosaic.core.model_output import ModelOutput
 from mosaic.runtime.training.batching import collate_for, move_to
+from mosaic.runtime.training.eval_commitment import evaluate_commitments, merge_report
 from mosaic.runtime.training.eval_organism import organism_report
 
 V0_OPCODE_NAMES = ("NOP", "READ_MEM", "WRITE_MEM", "CLEAR_MEM", "IDLE", "GATE_UP", "GATE_DOWN", "SCAN",
@@ -166,6 +167,7 @@ def evaluate(model: torch.nn.Module, objective: Any, dataset: Any, *, samples: i
     evaluator = Evaluator(opcode_names(model))
     collate = collate_for(dataset)
     count = min(samples, len(dataset))
+    batches = []
     try:
         for start in range(0, count, batch_size):
             indices = list(range(start, min(start + batch_size, count)))
@@ -179,6 +181,8 @@ def evaluate(model: torch.nn.Module, objective: Any, dataset: Any, *, samples: i
                 output = model(batch)
             _, metrics = objective(output, batch)
             evaluator.add(output, batch, metrics)
+            batches.append(batch)
+        decided = evaluate_commitments(model, batches, opcode_names(model))
     finally:
         model.train(was_training)
     report = evaluator.report()
@@ -186,4 +190,7 @@ def evaluate(model: torch.nn.Module, objective: Any, dataset: Any, *, samples: i
     # whole-answer recall and its memory/opcode ablations (mosaic.runtime.training.eval_organism)
     report.update(organism_report(model, dataset, samples=count, batch_size=batch_size, device=device,
                                   opcode_names=opcode_names(model)))
+    # commitments, turns and the COMMIT/IDLE/RESPOND ablations: merged last, key by key, so that
+    # other sections (e.g. ``ablations.memory_off``) are kept (mosaic.runtime.training.eval_commitment)
+    merge_report(report, decided)
     return report

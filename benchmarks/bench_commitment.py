@@ -1,0 +1,64 @@
+"""mosaic_commitment at its CPU defaults (seed document 000's trace structure): commitments on the
+held-out template set, the ledger built from the model's own COMMIT decisions, turn taking, and
+what each of COMMIT / IDLE / RESPOND serves when it is forced to NOP.
+
+Goals (issue 16): per-class held-out-template accuracy >= 0.95, ledger_exact >= 0.95, each
+opcode's ablation moving its metric by >= 0.3 absolute (or >= 50 % relative), within 10 minutes.
+The machine's load average is recorded beside the wall time, since a shared CPU inflates it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness import goal, main
+
+from mosaic.runtime.training.run import run_preset
+
+SERVES = {"COMMIT": ("commitment", "ledger_exact"), "IDLE": ("turns", "silence"), "RESPOND": ("turns", "onset")}
+
+
+def moved(before: float | None, after: float | None) -> bool | None:
+    if before is None or after is None:
+        return None
+    return before - after >= 0.3 or (before > 0 and (before - after) / before >= 0.5)
+
+
+def run(quick: bool) -> dict[str, Any]:
+    overrides = ["trainer.steps=20", "trainer.warmup_steps=2", "eval.samples=8"] if quick else []
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as root:
+        summary = run_preset("mosaic_commitment", out=Path(root), show_progress=False, overrides=overrides)
+    return figures(summary, load_before)
+
+
+def figures(summary: dict[str, Any], load_before: tuple[float, ...]) -> dict[str, Any]:
+    """The benchmark's figures from a run's summary (also usable on a run made with ``mosaic run``)."""
+    evaluation = summary["eval"]
+    commitment = evaluation["commitment"]
+    per_class = commitment["heldout_templates"]["per_class_accuracy"]
+    off = evaluation.get("ablations", {}).get("opcode_off", {})
+    ablations = {}
+    for opcode, (section, metric) in SERVES.items():
+        before, after = evaluation[section][metric], off.get(opcode, {}).get(metric)
+        ablations[opcode] = {"metric": metric, "on": before, "forced_nop": after, "moved_enough": moved(before, after)}
+    return {
+        "steps": summary["steps"], "status": summary["status"], "wall_seconds": summary["wall_seconds"],
+        "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "per_class_accuracy": per_class, "ledger_exact": commitment["ledger_exact"], "turns": evaluation["turns"],
+        "answer_exact": evaluation.get("answer_exact"),
+        "memory_off_answer_exact": evaluation.get("ablations", {}).get("memory_off", {}).get("answer_exact"),
+        "opcode_off": ablations,
+        "goals": {
+            **{f"heldout_{name}": goal(value, 0.95, at_least=True) for name, value in per_class.items()},
+            "ledger_exact": goal(commitment["ledger_exact"], 0.95, at_least=True),
+            "wall_seconds": goal(summary["wall_seconds"], 600, at_least=False),
+        },
+    }
+
+
+if __name__ == "__main__":
+    main(run, "bench_commitment")
