@@ -16,7 +16,7 @@ from mosaic.core.model_output import ModelOutput
 from mosaic.layers.config import TransformerBaselineConfig
 from mosaic.layers.ffn import LifecycleHooks, TrainingHooksMixin, build_ffn, ffn_aux, model_registry
 from mosaic.layers.generation import GenerationMixin
-from mosaic.layers.model import check_input_ids, init_weights, stack_layer_aux, vocabulary_logits
+from mosaic.layers.model import TARGET_IDS, check_input_ids, init_weights, stack_layer_aux, vocabulary_logits
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
     from mosaic.core.registry import Registry
@@ -120,7 +120,7 @@ class TransformerBaseline(TrainingHooksMixin, GenerationMixin, nn.Module):
         for index, layer in enumerate(self.layers):
             x = layer(x, state, index)
         logits, logit_targets = vocabulary_logits(
-            self.head, self.norm(x), batch.get("target_ids"), self.config.logits_at_labels_only
+            self.head, self.norm(x), batch.get(TARGET_IDS), self.config.logits_at_labels_only
         )
         per_layer = [ffn_aux(ffn) for ffn in self.ffn_layers()]
         aux = stack_layer_aux(per_layer) if per_layer and per_layer[0] else {}

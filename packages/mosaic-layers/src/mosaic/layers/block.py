@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mosaic.core.contract import keys
 from mosaic.layers.config import MosaicBlockConfig
 from mosaic.layers.ffn import build_ffn, ffn_aux, model_registry
 from mosaic.layers.isa import V0_OPCODES, Opcode
@@ -165,7 +166,7 @@ class MosaicBlock(nn.Module):
         if self.opcode_head is None:
             return Controls.free(u[..., 0]), {}
         logits, controls, respond = self.opcode_head(u, teacher.opcode)
-        return controls, {"mosaic_opcode_logits": logits, "mosaic_response_onset": respond}
+        return controls, {keys.OPCODE_LOGITS.name: logits, keys.RESPONSE_ONSET.name: respond}
 
     def fuse(self, x: torch.Tensor, u: torch.Tensor, controls: Controls, local: torch.Tensor, bank: torch.Tensor,
              memory: torch.Tensor, registers: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -177,7 +178,7 @@ class MosaicBlock(nn.Module):
         aux = {}
         if self.config.commitment_head_enabled:
             drive = u + delta + controls.commit[..., None] * self.commit_drive
-            aux["mosaic_commitment_logits"] = self.commitment(drive)
+            aux[keys.COMMITMENT_LOGITS.name] = self.commitment(drive)
         return x + (controls.update * controls.output_scale)[..., None] * delta, aux
 
     def forward(self, x: torch.Tensor, teacher: TeacherForcing | None = None,
@@ -203,12 +204,12 @@ class MosaicBlock(nn.Module):
         if self.registers is not None:
             reg_plan = self.registers.plan(context, controls, teacher)
             registers, register_state = self.registers(reg_plan, state.registers, chunk)
-            aux["mosaic_reg_write_gate_logits"] = reg_plan["gate_logits"]
-            aux["mosaic_reg_sel_logits"] = reg_plan["sel_logits"]
+            aux[keys.REG_WRITE_GATE_LOGITS.name] = reg_plan["gate_logits"]
+            aux[keys.REG_SEL_LOGITS.name] = reg_plan["sel_logits"]
         y, head_aux = self.fuse(x, u, controls, local, bank, memory, registers)
         aux.update(plan.aux)
         aux.update(head_aux)
-        aux["mosaic_state_decay_reg_loss"] = self.bank.regulariser()
+        aux[keys.STATE_DECAY_REG_LOSS.name] = self.bank.regulariser()
         if self.mixer.ffn is not None:
             aux.update(ffn_aux(self.mixer.ffn))
         return y, aux, BlockState(conv_tail, bank_h, table, summary, plan.counts, register_state)

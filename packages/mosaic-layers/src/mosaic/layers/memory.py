@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mosaic.core.contract import keys
 from mosaic.core.errors import ModelError
 from mosaic.layers.config import MosaicBlockConfig
 from mosaic.layers.scan import exclusive, gated_scan, safe_log
@@ -181,10 +182,10 @@ class HashedMemory(nn.Module):
         cell_content = torch.cat([key, self.write_value(u), ones], dim=-1) * strength[..., None]  # (B, T, dim)
         content = cell_content[:, :, None] * (write_ste * slot_ste)[..., None]  # (B, T, H, dim)
         aux = {
-            "mosaic_write_gate_logits": gate_logits,
-            "mosaic_write_utility_logits": self.write_utility(u)[..., 0],
-            "mosaic_read_bit_logits": read_bits,
-            "mosaic_write_bit_logits": write_bits,
+            keys.WRITE_GATE_LOGITS.name: gate_logits,
+            keys.WRITE_UTILITY_LOGITS.name: self.write_utility(u)[..., 0],
+            keys.READ_BIT_LOGITS.name: read_bits,
+            keys.WRITE_BIT_LOGITS.name: write_bits,
         }
         return MemoryPlan(
             query=query,

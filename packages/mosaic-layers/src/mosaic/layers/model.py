@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, cast
 import torch
 from torch import nn
 
+from mosaic.core.contract import keys
 from mosaic.core.errors import CheckpointError, ModelError
 from mosaic.core.model_output import ModelOutput
 from mosaic.layers.block import MosaicBlock
@@ -23,7 +24,8 @@ from mosaic.layers.vm import TeacherForcing
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
     from mosaic.core.registry import Registry
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = keys.IGNORE_INDEX
+INPUT_IDS, TARGET_IDS = keys.INPUT_IDS.name, keys.TARGET_IDS.name
 
 
 def init_weights(module: nn.Module) -> None:
@@ -51,16 +53,16 @@ def vocabulary_logits(head: nn.Module, hidden: torch.Tensor, targets: torch.Tens
 
 
 def check_input_ids(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    if "input_ids" not in batch:
-        raise ModelError(f"batch has no 'input_ids' (keys: {sorted(batch)})")
-    ids = batch["input_ids"]
+    if INPUT_IDS not in batch:
+        raise ModelError(f"batch has no {INPUT_IDS!r} (keys: {sorted(batch)})")
+    ids = batch[INPUT_IDS]
     if ids.dim() != 2 or ids.dtype != torch.int64:
-        raise ModelError(f"batch['input_ids']: expected an int64 tensor (B, T), got {ids.dtype} {tuple(ids.shape)}")
+        raise ModelError(f"batch[{INPUT_IDS!r}]: expected an int64 tensor (B, T), got {ids.dtype} {tuple(ids.shape)}")
     if ids.shape[0] == 0 or ids.shape[1] == 0:
-        raise ModelError(f"batch['input_ids']: empty batch or sequence {tuple(ids.shape)}")
-    targets = batch.get("target_ids")
+        raise ModelError(f"batch[{INPUT_IDS!r}]: empty batch or sequence {tuple(ids.shape)}")
+    targets = batch.get(TARGET_IDS)
     if targets is not None and targets.shape != ids.shape:
-        raise ModelError(f"batch['target_ids']: shape {tuple(targets.shape)} differs from input_ids {tuple(ids.shape)}")
+        raise ModelError(f"batch[{TARGET_IDS!r}]: shape {tuple(targets.shape)} differs from input_ids {tuple(ids.shape)}")
     return ids
 
 
@@ -142,7 +144,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
             per_layer.append(aux)
             layer_states.append(block_state)
         logits, logit_targets = vocabulary_logits(
-            self.head, self.norm(x), batch.get("target_ids"), self.config.logits_at_labels_only
+            self.head, self.norm(x), batch.get(TARGET_IDS), self.config.logits_at_labels_only
         )
         new_state = None if state is None else MosaicState(layer_states, state.position + ids.shape[1])
         return ModelOutput(logits=logits, aux=stack_layer_aux(per_layer), logit_targets=logit_targets, state=new_state)
@@ -158,7 +160,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         """One token per sample: ``ids (B,)`` -> logits ``(B, V)``, aux ``(L, B, 1, ...)``, new state."""
         if ids.dim() != 1:
             raise ModelError(f"step: expected ids of shape (B,), got {tuple(ids.shape)}")
-        out = self.forward({"input_ids": ids[:, None]}, state)
+        out = self.forward({INPUT_IDS: ids[:, None]}, state)
         out.logits = out.logits[:, 0]
         return out
 
@@ -171,7 +173,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         logits = []
         out = None
         for start in range(0, ids.shape[1], chunk_tokens):
-            out = self.forward({"input_ids": ids[:, start : start + chunk_tokens]}, state)
+            out = self.forward({INPUT_IDS: ids[:, start : start + chunk_tokens]}, state)
             logits.append(out.logits)
             state = out.state
         if out is None:

@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 import torch
 
+from mosaic.core.contract import keys
 from mosaic.core.errors import EventError, RuntimeStateError
 from mosaic.core.events.codec import EVENT_DELIMITER, StreamingEventDecoder
 from mosaic.core.events.envelope import EventEnvelope, canonical_json
@@ -28,7 +29,7 @@ from mosaic.runtime.agent.config import GenerationConfig
 from mosaic.runtime.agent.metrics import confidence, memory_occupancy, memory_strength, output_aux_metrics
 
 ERROR_EVENT_TYPE = "Error"
-COMMITMENT_KEY = "mosaic_commitment_logits"
+COMMITMENT_KEY = keys.COMMITMENT_LOGITS.name
 #: Longest piece of an event fed to the model in one call.
 PREFILL_TOKENS = 1024
 #: Recent event byte sequences kept with the session (saved and restored with it).
@@ -219,7 +220,8 @@ class EventSession:
 
     def metrics(self) -> dict[str, float]:
         """Live metrics for homeostasis: memory, routing, confidence and the ledger's numbers."""
-        metrics = {"memory_pressure": memory_occupancy(self.state), "memory_strength": memory_strength(self.state)}
+        metrics = {"memory_pressure": memory_occupancy(self.model, self.state),
+                   "memory_strength": memory_strength(self.model, self.state)}
         metrics.update(self.last_output_metrics)
         if self.next_logits is not None:
             metrics["output_confidence"] = (
