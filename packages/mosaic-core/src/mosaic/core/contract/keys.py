@@ -37,7 +37,8 @@ class KeySpec:
 
     ``pad`` is the value a ragged key is right-padded with when items are batched (None: the key
     is never ragged). ``masked`` float teachers come with a bool ``<name>_mask`` key of the same
-    shape, True where the teacher supervises."""
+    shape, True where the teacher supervises. An integer label is ``ignore`` or at least
+    ``min_label`` (class ids start at 0; the commitment delta at -1)."""
 
     name: str
     dtype: str = attrs.field(validator=attrs.validators.in_(_DTYPES))
@@ -47,6 +48,7 @@ class KeySpec:
     summary: str = ""
     pad: float | None = None
     masked: bool = False
+    min_label: int = 0
 
     @property
     def mask(self) -> KeySpec:
@@ -57,9 +59,10 @@ class KeySpec:
                        summary=f"True where {self.name} supervises")
 
 
-def _teacher(name: str, dtype: str, shape: tuple[str, ...], summary: str) -> KeySpec:
+def _teacher(name: str, dtype: str, shape: tuple[str, ...], summary: str, min_label: int = 0) -> KeySpec:
     if dtype == "int64":
-        return KeySpec(name, dtype, shape, "mosaic-data", IGNORE_INDEX, summary, pad=IGNORE_INDEX)
+        return KeySpec(name, dtype, shape, "mosaic-data", IGNORE_INDEX, summary, pad=IGNORE_INDEX,
+                       min_label=min_label)
     return KeySpec(name, dtype, shape, "mosaic-data", None, summary, pad=FLOAT_TEACHER_PAD, masked=True)
 
 
@@ -77,7 +80,7 @@ TEACHER_OPCODE = _teacher("mosaic_teacher_opcode", "int64", ("B", "T"), "v0 opco
 TEACHER_REG_WRITE_GATE = _teacher("mosaic_teacher_reg_write_gate", "float32", ("B", "T"), "1 where a register is written")
 TEACHER_REG_SEL = _teacher("mosaic_teacher_reg_sel", "int64", ("B", "T"), "register slot to write")
 TEACHER_COMMITMENT_DELTA = _teacher("mosaic_teacher_commitment_delta", "int64", ("B", "T"),
-                                    "commitment change -1 close / 0 neutral / +1 open")
+                                    "commitment change -1 close / 0 neutral / +1 open", min_label=-1)
 DROP_LOCAL = KeySpec("mosaic_drop_local", "float32", ("B", "T"), "mosaic-data",
                      summary="1 where the local mixer is dropped (answer from memory); an input control")
 TEACHER_FORCING = KeySpec("mosaic_teacher_forcing", "float32", ("B",), "mosaic-data",
@@ -132,6 +135,9 @@ MOE_EXPERT_LOAD = _aux("moe_expert_load", "float32", ("E",), "share of tokens pe
 MOE_BETA = _aux("moe_beta", "float32", ("E",), "slow routing bias", "chronomoe")
 MOE_PSI = _aux("moe_psi", "float32", (), "layer coherence", "chronomoe")
 MOE_FLIP_RATE = _aux("moe_flip_rate", "float32", (), "top-1 changes (router.chrono)", "chronomoe")
+MOE_JS = _aux("moe_js", "float32", (), "Jensen-Shannon divergence of routing (router.chrono)", "chronomoe")
+MOE_TV = _aux("moe_tv", "float32", (), "total variation of routing (router.chrono)", "chronomoe")
+MOE_VETO = _aux("moe_veto", "float32", (), "mean veto 1 - r (router.chrono)", "chronomoe")
 
 MOSAIC_AUX_KEYS: tuple[KeySpec, ...] = (
     WRITE_GATE_LOGITS, WRITE_UTILITY_LOGITS, READ_BIT_LOGITS, WRITE_BIT_LOGITS, OPCODE_LOGITS, RESPONSE_ONSET,
@@ -139,7 +145,7 @@ MOSAIC_AUX_KEYS: tuple[KeySpec, ...] = (
 )
 MOE_AUX_KEYS: tuple[KeySpec, ...] = (
     MOE_AUX_LOSS, MOE_LOAD_BALANCE_LOSS, MOE_Z_LOSS, MOE_MAX_VIO, MOE_ACTIVE_EXPERTS, MOE_DROPPED_FRACTION,
-    MOE_EXPERT_LOAD, MOE_BETA, MOE_PSI, MOE_FLIP_RATE,
+    MOE_EXPERT_LOAD, MOE_BETA, MOE_PSI, MOE_FLIP_RATE, MOE_JS, MOE_TV, MOE_VETO,
 )
 AUX_KEYS: tuple[KeySpec, ...] = (*MOSAIC_AUX_KEYS, *MOE_AUX_KEYS)
 
