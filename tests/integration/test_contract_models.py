@@ -10,6 +10,7 @@ import torch
 
 from mosaic.core.contract import KEY_SPECS, keys
 from mosaic.core.contract.protocols import (
+    BlockMemory,
     Curriculum,
     DeclaresOpcodes,
     DescribesSources,
@@ -17,6 +18,7 @@ from mosaic.core.contract.protocols import (
     LifecycleController,
     MemoryReadBack,
     Objective,
+    ReadableBlockMemory,
     ReportsAux,
     Router,
     StreamingModel,
@@ -119,6 +121,20 @@ def test_feed_forwards_routers_objectives_curricula_and_controllers(registry: Re
     for curriculum_id in builtin(registry, "curriculum"):
         assert isinstance(registry.build(curriculum_id), Curriculum), curriculum_id
     assert isinstance(registry.build("layer.chrono_lifecycle"), LifecycleController)
+
+
+def test_every_registered_memory_is_a_block_memory(registry: Registry) -> None:
+    from mosaic.layers.block import build_block_memory
+    from mosaic.layers.config import MosaicBlockConfig
+
+    memories = registry.ids("memory")
+    assert "memory.hashed" in memories
+    for memory_id in memories:  # the built-in one and any plugin's (the example plugin's when installed)
+        block = MosaicBlockConfig(**{**BLOCK, "memory": {"type": memory_id}})
+        memory = build_block_memory(block)
+        assert isinstance(memory, BlockMemory), memory_id
+    hashed = build_block_memory(MosaicBlockConfig(**BLOCK))
+    assert isinstance(hashed, ReadableBlockMemory)
 
 
 def test_protocol_checks_fail_for_objects_that_lack_a_member() -> None:

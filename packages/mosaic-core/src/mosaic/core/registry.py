@@ -40,6 +40,7 @@ KNOWN_PROVIDERS: Mapping[str, str] = {
             "model.mosaic_lm",
             "model.transformer_baseline",
             "layer.mosaic_block",
+            "memory.hashed",
             *(f"opcode.{name}" for name in V0_OPCODE_NAMES),
         ],
         "mosaic-layers",

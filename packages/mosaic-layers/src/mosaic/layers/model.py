@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from mosaic.core.contract import keys
+from mosaic.core.contract.protocols import ReadableBlockMemory
 from mosaic.core.errors import CheckpointError, ModelError
 from mosaic.core.model_output import ModelOutput
 from mosaic.layers.block import MosaicBlock
@@ -17,7 +18,7 @@ from mosaic.layers.config import MosaicLMConfig
 from mosaic.layers.ffn import LifecycleHooks, TrainingHooksMixin, model_registry
 from mosaic.layers.generation import GenerationMixin
 from mosaic.layers.isa import V0_OPCODES, Opcode, opcode_table
-from mosaic.layers.memory import MemoryCells, memory_cells
+from mosaic.layers.memory_readback import MemoryCells
 from mosaic.layers.state import MosaicState
 from mosaic.layers.vm import TeacherForcing
 
@@ -193,10 +194,10 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
 
     def memory_cells(self, state: MosaicState) -> list[MemoryCells]:
         """Each layer's memory cells (keys, values, occupancy, bucket, slot, age, utility) as views
-        of ``state``; see :class:`~mosaic.layers.memory.MemoryCells`."""
+        of ``state``; see :class:`~mosaic.layers.memory_readback.MemoryCells`. Needs a memory with
+        the contract's ``ReadableBlockMemory`` read-back (``memory.hashed`` has it)."""
         self._check_memory_state(state)
-        return [memory_cells(block.memory, layer.memory, layer.mem_counts, index)
-                for index, (block, layer) in enumerate(zip(self.block_list, state.layers, strict=True))]
+        return [self._readable(index).read_cells(layer.memory_state, index) for index, layer in enumerate(state.layers)]
 
     def replay_memory(self, state: MosaicState, cells: MemoryCells, select: torch.Tensor | None = None,
                       as_logits: bool = True) -> torch.Tensor:
@@ -215,7 +216,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
             raise ModelError(f"replay_memory: cells of layer {cells.layer}, the model has {len(self.blocks)} layers")
         values = cells.values if select is None else cells.values[self._check_select(cells, select)]
         with torch.no_grad():
-            contribution = self.block_list[cells.layer].memory.out(values.reshape(-1, values.shape[-1]))  # (N, D)
+            contribution = self._readable(cells.layer).replay_values(values.reshape(-1, values.shape[-1]))  # (N, D)
             return self.head(self.norm(contribution)) if as_logits else contribution
 
     def forget_memory_cells(self, state: MosaicState, cells: MemoryCells, select: torch.Tensor) -> int:
@@ -224,9 +225,14 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         slots is unchanged). Returns how many cells were cleared."""
         self._check_memory_state(state)
         mask = self._check_select(cells, select)
-        view = self.block_list[cells.layer].memory.table_view(state.layers[cells.layer].memory)
-        view[mask] = 0.0
-        return int(mask.sum())
+        return self._readable(cells.layer).forget_cells(state.layers[cells.layer].memory_state, cells, mask)
+
+    def _readable(self, layer: int) -> ReadableBlockMemory:
+        memory = self.block_list[layer].memory
+        if not isinstance(memory, ReadableBlockMemory):
+            raise ModelError(f"layer {layer}'s memory ({type(memory).__name__}) cannot be read back: it has no "
+                             "read_cells/replay_values/forget_cells (mosaic.core.contract.protocols.ReadableBlockMemory)")
+        return memory
 
     def _check_memory_state(self, state: MosaicState) -> None:
         if not isinstance(state, MosaicState) or len(state.layers) != len(self.blocks):

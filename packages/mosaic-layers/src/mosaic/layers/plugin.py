@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mosaic.core.contract.protocols import Register
 from mosaic.core.plugins import hookimpl
 from mosaic.layers.isa import V0_OPCODES, v0_opcode_factories
 
@@ -23,6 +24,16 @@ def register_layers(register: Any) -> None:
         "layer.mosaic_block",
         "mosaic.layers.block:build_mosaic_block",
         summary="MOSAIC block: local mixer, state bank, hashed memory, registers, opcode VM, commitment head",
+        config="mosaic.layers.config:MosaicBlockConfig",
+    )
+
+
+@hookimpl
+def register_memories(register: Register) -> None:
+    register(
+        "memory.hashed",
+        "mosaic.layers.memory:build_hashed_memory",
+        summary="hashed set-associative memory with exact causal reads (the block's default; mem_* fields)",
         config="mosaic.layers.config:MosaicBlockConfig",
     )
 

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from mosaic.core.contract import keys
+from mosaic.core.errors import ModelError
 from mosaic.layers.block import MosaicBlock
-from mosaic.layers.memory import clearing_positions
+from mosaic.layers.memory import HashedMemory, clearing_positions
 from mosaic.layers.model import MosaicLM, stack_layer_aux
 from mosaic.layers.state import BlockState, MosaicState
 from mosaic.layers.vm import TeacherForcing
@@ -24,6 +25,8 @@ from mosaic.layers.vm import TeacherForcing
 def reference_block_forward(
     block: MosaicBlock, x: torch.Tensor, teacher: TeacherForcing | None = None, state: BlockState | None = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], BlockState]:
+    if not isinstance(block.memory, HashedMemory):
+        raise ModelError(f"the reference twin covers memory.hashed, not {type(block.memory).__name__}")
     c = block.config
     teacher = teacher if teacher is not None else TeacherForcing()
     state = state if state is not None else block.init_state(x.shape[0], x.device, x.dtype)

@@ -89,6 +89,40 @@ class MemoryReadBack(Protocol):
     def forget_memory_cells(self, state: Any, cells: Any, select: Any) -> Any: ...
 
 
+# --- block memories (kind ``memory``) -------------------------------------------------------------
+
+
+@runtime_checkable
+class BlockMemory(Protocol):
+    """The memory of a MOSAIC block, registered as ``memory.<name>`` and chosen by the block config
+    (``memory: {type: memory.<name>, ...}``; the default is ``memory.hashed``).
+
+    The fast path is ``forward``: ``u (B, T, D)`` is the token with its local context, ``controls``
+    the VM's per-token channels (``read``, ``write``, ``clear``, ``scan`` ... each ``(B, T)``),
+    ``teacher`` the teacher-forcing decisions, ``state`` the memory's own per-sample state (from
+    ``init_state``), ``chunk`` the scan chunk length and ``scan`` whether the SCAN summary is read.
+    It returns the memory's contribution ``(B, T, D)`` to the block's fusion, its aux outputs (keys
+    of ``mosaic.core.contract.keys``) and the state after the last token. A token reads what was
+    written before it, never its own write."""
+
+    def init_state(self, batch_size: int, device: Any, dtype: Any) -> Any: ...
+
+    def forward(self, u: Any, controls: Any, teacher: Any, state: Any, chunk: int, *,
+                scan: bool) -> tuple[Any, dict[str, Any], Any]: ...
+
+
+@runtime_checkable
+class ReadableBlockMemory(Protocol):
+    """A block memory whose cells can be read back, replayed and forgotten (consolidation); kept
+    apart from the fast path, and optional: a memory without it runs but cannot be consolidated."""
+
+    def read_cells(self, state: Any, layer: int) -> MemoryCellsView: ...
+
+    def replay_values(self, values: Any) -> Any: ...
+
+    def forget_cells(self, state: Any, cells: Any, select: Any) -> int: ...
+
+
 # --- training hooks and the lifecycle controller -------------------------------------------------
 
 
