@@ -43,8 +43,16 @@ MODELS: dict[str, list[dict[str, Any]]] = {
         {"vocab_size": V, "d_model": D, "n_heads": 2, "n_layers": LAYERS, "max_seq_len": T},
         {"vocab_size": V, "d_model": D, "n_heads": 2, "n_layers": LAYERS, "max_seq_len": T, "ffn": MOE},
     ],
+    "model.delta_baseline": [
+        {"vocab_size": V, "d_model": D, "n_heads": 2, "n_layers": LAYERS, "chunk_size": 8},
+    ],
 }
-STREAMING = {"model.mosaic_lm"}
+#: the optional Protocols each model satisfies (the runtime checks these before using a model)
+PROTOCOLS: dict[str, tuple[type, ...]] = {
+    "model.mosaic_lm": (TrainingHooks, StreamingModel, MemoryReadBack, DeclaresOpcodes),
+    "model.transformer_baseline": (TrainingHooks,),
+    "model.delta_baseline": (),
+}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +88,7 @@ def check_aux(aux: dict[str, torch.Tensor]) -> None:
 
 
 def test_every_builtin_model_is_covered(registry: Registry) -> None:
-    assert sorted(builtin(registry, "model")) == sorted(MODELS)
+    assert sorted(builtin(registry, "model")) == sorted(MODELS) == sorted(PROTOCOLS)
 
 
 @pytest.mark.parametrize("model_id", sorted(MODELS))
@@ -89,14 +97,13 @@ def test_models_satisfy_their_protocols_and_emit_contract_aux(model_id: str, reg
     data = batch(registry)
     for config in MODELS[model_id]:
         model = registry.build(model_id, config)
-        assert isinstance(model, TrainingHooks)
+        for protocol in PROTOCOLS[model_id]:
+            assert isinstance(model, protocol), f"{model_id} is not {protocol.__name__}"
         out = model(data)
         check_aux(out.aux)
         if "ffn" in config or "ffn" in config.get("block", {}):
             assert keys.MOE_AUX_LOSS.name in out.aux
-        if model_id in STREAMING:
-            assert isinstance(model, StreamingModel) and isinstance(model, MemoryReadBack)
-            assert isinstance(model, DeclaresOpcodes)
+        if MemoryReadBack in PROTOCOLS[model_id]:
             state = model.init_state(B)
             assert isinstance(state, StreamingState)
             stepped = model.step(data[keys.INPUT_IDS.name][:, 0], state)

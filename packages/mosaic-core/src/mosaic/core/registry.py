@@ -39,6 +39,7 @@ KNOWN_PROVIDERS: Mapping[str, str] = {
         [
             "model.mosaic_lm",
             "model.transformer_baseline",
+            "model.delta_baseline",
             "layer.mosaic_block",
             "memory.hashed",
             *(f"opcode.{name}" for name in V0_OPCODE_NAMES),
