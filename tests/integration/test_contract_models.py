@@ -21,6 +21,7 @@ from mosaic.core.contract.protocols import (
     ReadableBlockMemory,
     ReportsAux,
     Router,
+    StepsAfterOptimizer,
     StreamingModel,
     StreamingState,
     TrainingHooks,
@@ -122,6 +123,7 @@ def test_feed_forwards_routers_objectives_curricula_and_controllers(registry: Re
     for router_id in builtin(registry, "router"):
         layer = registry.build("layer.moe", {"n_experts": 4, "top_k": 2, "d_model": D, "router": {"type": router_id}})
         assert isinstance(layer.router, Router), router_id
+        assert isinstance(layer, StepsAfterOptimizer), router_id  # the model's hooks step every feed-forward
     for objective_id in builtin(registry, "objective"):
         objective = registry.build(objective_id)
         assert isinstance(objective, Objective) and isinstance(objective, DescribesSources), objective_id

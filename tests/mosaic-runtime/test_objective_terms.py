@@ -149,3 +149,13 @@ def test_every_weighted_aux_term_declares_the_head_it_trains() -> None:
     config = MosaicObjectiveConfig(**dict.fromkeys(HEAD_OF_WEIGHT, 0.5))
     assert {need.field for need in config.requires()} == set(HEAD_OF_WEIGHT)
     assert list(MosaicObjectiveConfig(**dict.fromkeys(HEAD_OF_WEIGHT, 0.0)).requires()) == []
+
+
+@pytest.mark.parametrize(("key", "weight"), [("mosaic_teacher_opcode", "aux_opcode_weight"),
+                                             ("mosaic_teacher_read_bucket", "aux_bits_weight")])
+def test_an_old_minus_one_ignore_value_is_an_error(key: str, weight: str) -> None:
+    out, batch = outputs()
+    batch[key] = batch[key].masked_fill(batch[key] == IGNORE_INDEX, -1)
+    objective = MosaicEventPrediction(MosaicObjectiveConfig(lm_weight=0.0, **{weight: 1.0}))
+    with pytest.raises(ObjectiveError, match=f"{key} holds labels below 0 other than its ignore value -100"):
+        objective(out, batch)

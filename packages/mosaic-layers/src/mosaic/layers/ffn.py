@@ -30,7 +30,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from mosaic.core.contract.protocols import LifecycleController, ReportsAux, missing_members
+from mosaic.core.contract.protocols import (
+    LifecycleController,
+    ReportsAux,
+    StepsAfterOptimizer,
+    missing_members,
+)
 from mosaic.core.errors import ModelError
 
 if TYPE_CHECKING:
@@ -112,9 +117,8 @@ class TrainingHooksMixin:
 
     def after_optimizer_step(self, step: int, optimizer: torch.optim.Optimizer) -> list[dict]:
         for ffn in self.ffn_layers():  # per-step balancers (e.g. router.loss_free's bias)
-            hook = getattr(ffn, "after_optimizer_step", None)
-            if callable(hook):
-                hook()
+            if isinstance(ffn, StepsAfterOptimizer):
+                ffn.after_optimizer_step()
         return self.lifecycle.after_optimizer_step(self.ffn_layers(), step, optimizer)
 
     def lifecycle_state_dict(self) -> dict | None:

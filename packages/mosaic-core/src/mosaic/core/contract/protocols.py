@@ -210,6 +210,14 @@ class FeedForward(Protocol):
 
 
 @runtime_checkable
+class StepsAfterOptimizer(Protocol):
+    """A feed-forward with a per-step update outside autograd (e.g. ``router.loss_free``'s bias),
+    called by the model's training hooks after every optimizer step."""
+
+    def after_optimizer_step(self) -> None: ...
+
+
+@runtime_checkable
 class ReportsAux(Protocol):
     """A layer that reports auxiliary losses and metrics of its last forward (``moe_*`` keys)."""
 

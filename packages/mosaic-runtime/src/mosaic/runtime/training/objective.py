@@ -161,6 +161,7 @@ class MosaicEventPrediction:
                         f"{term.teacher_key!r} (expected from {self.dataset_name}; use a dataset that "
                         f"provides it or set {term.weight_field}: 0)"
                     )
+                _check_labels(term, teacher)
                 expected = prediction.shape[1:3]
                 if tuple(teacher.shape[:2]) != tuple(expected):
                     raise ObjectiveError(
@@ -184,6 +185,19 @@ class MosaicEventPrediction:
                 total = total + self.config.aux_moe_weight * moe
         metrics["loss_total"] = total.detach()
         return total, metrics
+
+
+def _check_labels(term: AuxTerm, teacher: torch.Tensor) -> None:
+    """Integer labels are the key's labels or its one ignore value: a stray ``-1`` (the ignore value
+    of older datasets) would otherwise become a class or a routing bit."""
+    spec = keys.KEY_SPECS.get(term.teacher_key or "")
+    if spec is None or spec.ignore is None:
+        return
+    if bool(((teacher < spec.min_label) & (teacher != spec.ignore)).any()):
+        raise ObjectiveError(
+            f"{term.metric}: {spec.name} holds labels below {spec.min_label} other than its ignore value "
+            f"{spec.ignore} (mosaic.core.contract.keys; -1 is no longer an ignore value)"
+        )
 
 
 def build_objective(config: MosaicObjectiveConfig) -> MosaicEventPrediction:
