@@ -68,7 +68,7 @@ class EditKind:
     name: str
     propose: Callable[[EditContext], list[Candidate]]
     predict: Callable[[LayerView, Candidate], LayerView]
-    apply: Callable[[ExpertRegistry, Candidate], None]
+    apply: Callable[[ExpertRegistry, Candidate], object]
     guard: Callable[[ExpertRegistry, Candidate], str | None]
     expert_delta: int
     adhoc_rank: int | None = None

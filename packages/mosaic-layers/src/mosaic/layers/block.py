@@ -166,6 +166,8 @@ class FusionGates(nn.Linear):
 class MosaicBlock(nn.Module):
     """``x (B, T, D) -> x + update * output_scale * (local + g_s state + g_m memory + g_r registers)``."""
 
+    memory: BlockMemory  # a torch module (checked by build_block_memory)
+
     def __init__(self, config: MosaicBlockConfig, opcodes: Sequence[Opcode] = V0_OPCODES, *,
                  registry: Registry | None = None) -> None:
         super().__init__()

@@ -106,6 +106,9 @@ class MosaicState:
             missing = [f.name for f in attrs.fields(BlockState) if f.name not in OPTIONAL_FIELDS and f.name not in entries]
             if missing:
                 raise CheckpointError(f"MosaicState: layer {i} lacks {', '.join(missing)}")
-            optional = {name: entries.pop(name, None) for name in OPTIONAL_FIELDS}
-            layers.append(BlockState(**optional, **entries))
+            layers.append(BlockState(
+                conv_tail=entries["conv_tail"], bank=entries["bank"], memory=entries["memory"],
+                summary=entries.get("summary"), mem_counts=entries.get("mem_counts"),
+                registers=entries.get("registers"),
+            ))
         return cls(layers, int(data["position"]))

@@ -110,6 +110,10 @@ class BlockMemory(Protocol):
     def forward(self, u: Any, controls: Any, teacher: Any, state: Any, chunk: int, *,
                 scan: bool) -> tuple[Any, dict[str, Any], Any]: ...
 
+    # a torch module is called, not forwarded: the call runs hooks, then ``forward``
+    def __call__(self, u: Any, controls: Any, teacher: Any, state: Any, chunk: int, *,
+                 scan: bool) -> tuple[Any, dict[str, Any], Any]: ...
+
 
 @runtime_checkable
 class ReadableBlockMemory(Protocol):
