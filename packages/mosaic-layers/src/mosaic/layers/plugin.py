@@ -4,22 +4,20 @@ torch."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from mosaic.core.contract.protocols import Register
 from mosaic.core.plugins import hookimpl
 from mosaic.layers.isa import V0_OPCODES, v0_opcode_factories
 
 
 @hookimpl
-def register_opcodes(register: Any) -> None:
+def register_opcodes(register: Register) -> None:
     factories = v0_opcode_factories()
     for opcode in V0_OPCODES:
         register(f"opcode.{opcode.name}", factories[opcode.name], summary=opcode.meaning)
 
 
 @hookimpl
-def register_layers(register: Any) -> None:
+def register_layers(register: Register) -> None:
     register(
         "layer.mosaic_block",
         "mosaic.layers.block:build_mosaic_block",
@@ -39,7 +37,7 @@ def register_memories(register: Register) -> None:
 
 
 @hookimpl
-def register_models(register: Any) -> None:
+def register_models(register: Register) -> None:
     register(
         "model.mosaic_lm",
         "mosaic.layers.model:build_mosaic_lm",
