@@ -16,6 +16,8 @@ from collections.abc import Mapping
 
 import attrs
 
+from mosaic.core.errors import DataError
+
 #: "no label here" for every integer target and class label (targets, buckets, opcodes, registers,
 #: commitment classes). Float teacher signals carry a separate ``_mask`` key instead.
 IGNORE_INDEX = -100
@@ -26,7 +28,6 @@ FLOAT_TEACHER_PAD = -1.0
 MASK_SUFFIX = "_mask"
 
 _DTYPES = ("int64", "float32", "bool")
-_PRODUCERS = ("mosaic-data", "mosaic-layers", "chronomoe")
 
 
 @attrs.frozen
@@ -43,7 +44,7 @@ class KeySpec:
     name: str
     dtype: str = attrs.field(validator=attrs.validators.in_(_DTYPES))
     shape: tuple[str, ...]
-    producer: str = attrs.field(validator=attrs.validators.in_(_PRODUCERS))
+    producer: str = attrs.field(validator=attrs.validators.min_len(1))  # a distribution name
     ignore: int | None = None
     summary: str = ""
     pad: float | None = None
@@ -54,7 +55,7 @@ class KeySpec:
     def mask(self) -> KeySpec:
         """The bool key that says where this float teacher supervises."""
         if not self.masked:
-            raise ValueError(f"{self.name} carries no mask key")
+            raise DataError(f"{self.name} carries no mask key")
         return KeySpec(self.name + MASK_SUFFIX, "bool", self.shape, self.producer,
                        summary=f"True where {self.name} supervises")
 
