@@ -2,9 +2,9 @@
 host the way a third-party plugin would register it (mosaic-runtime's tests never import
 mosaic-layers).
 
-``TinyStreamLM`` follows the streaming contract the runtimes use (``init_state``, ``step``,
-``prefill``, ``forward``; a state with ``copy``/``to``/``state_dict``/``from_state_dict`` whose
-``layers[i].memory`` is a ``(B, H, cells + 1, dim + 1)`` table with the occupancy last). It can be
+``TinyStreamLM`` follows the contract's Protocols the runtimes check (``StreamingModel``: ``init_state``,
+``step``, ``prefill``, ``forward``; ``StreamingState``: ``copy``/``to``/``state_dict``/``from_state_dict``;
+``MemoryReadBack``: ``memory_cells``/``replay_memory``/``forget_memory_cells``). It can be
 scripted: ``script`` biases the logits so that, after each event delimiter, the model emits the script
 bytes and then a delimiter; ``commit_bias`` biases the commitment head towards one delta.
 """
