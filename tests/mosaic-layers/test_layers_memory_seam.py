@@ -54,7 +54,7 @@ def test_naming_memory_hashed_is_the_default_exactly() -> None:
     [
         ({"type": "memory.hashed", "mem_buckets": 4}, "memory.hashed takes no options"),
         ({"type": "layer.moe"}, "memory.type: must name a memory"),
-        ({"type": "memory.outer_product", "d_model": 8}, "must not set d_model"),
+        ({"type": "memory.outer_product", "d_model": 8}, "memory.d_model: must not be set here"),
         ("memory.hashed", "must be a mapping"),
     ],
 )

@@ -68,8 +68,8 @@ class OuterProductMemory(nn.Module):
         self.write_gate = nn.Linear(d, 1)
         self.out = nn.Linear(config.value_dim, d, bias=False)
 
-    def init_state(self, batch: int, device: torch.device | None, dtype: torch.dtype) -> MemoryState:
-        return MemoryState(torch.zeros(batch, self.config.key_dim, self.config.value_dim, device=device, dtype=dtype))
+    def init_state(self, batch_size: int, device: torch.device | None, dtype: torch.dtype) -> MemoryState:
+        return MemoryState(torch.zeros(batch_size, self.config.key_dim, self.config.value_dim, device=device, dtype=dtype))
 
     def forward(self, u: torch.Tensor, controls: Controls, teacher: TeacherForcing, state: MemoryState,
                 chunk: int, *, scan: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor], MemoryState]:

@@ -128,7 +128,7 @@ class Registers(nn.Module):
         return self.read(plan["query"], exclusive(inclusive, h0)), inclusive[:, -1]
 
 
-def build_block_memory(config: MosaicBlockConfig, registry: Registry | None = None) -> nn.Module:
+def build_block_memory(config: MosaicBlockConfig, registry: Registry | None = None) -> BlockMemory:
     """The block's memory: ``memory.hashed`` (the block's ``mem_*`` fields) unless ``config.memory``
     names another ``memory.*`` component, built through the registry with ``d_model`` set."""
     if config.memory is None:

@@ -157,12 +157,12 @@ class HashedMemory(nn.Module):
         c = self.config
         return torch.zeros(batch, c.mem_hashes, c.mem_buckets, dtype=torch.int64, device=device)
 
-    def init_state(self, batch: int, device: torch.device | None, dtype: torch.dtype) -> MemoryState:
+    def init_state(self, batch_size: int, device: torch.device | None, dtype: torch.dtype) -> MemoryState:
         c = self.config
         return MemoryState(
-            table=self.empty_table(batch, device, dtype),  # type: ignore[arg-type]
-            summary=torch.zeros(batch, 1, c.mem_cell_dim, device=device, dtype=dtype),
-            counts=self.empty_counts(batch, device),  # type: ignore[arg-type]
+            table=self.empty_table(batch_size, device, dtype),  # type: ignore[arg-type]
+            summary=torch.zeros(batch_size, 1, c.mem_cell_dim, device=device, dtype=dtype),
+            counts=self.empty_counts(batch_size, device),  # type: ignore[arg-type]
         )
 
     def forward(self, u: torch.Tensor, controls: Controls, teacher: TeacherForcing, state: MemoryState,

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mosaic.core.contract import keys
-from mosaic.core.contract.protocols import ReadableBlockMemory
+from mosaic.core.contract.protocols import MemoryCellsView, ReadableBlockMemory
 from mosaic.core.errors import CheckpointError, ModelError
 from mosaic.core.model_output import ModelOutput
 from mosaic.layers.block import MosaicBlock
@@ -192,7 +192,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
 
     # --- reading memory back ------------------------------------------------------------------
 
-    def memory_cells(self, state: MosaicState) -> list[MemoryCells]:
+    def memory_cells(self, state: MosaicState) -> list[MemoryCellsView]:
         """Each layer's memory cells (keys, values, occupancy, bucket, slot, age, utility) as views
         of ``state``; see :class:`~mosaic.layers.memory_readback.MemoryCells`. Needs a memory with
         the contract's ``ReadableBlockMemory`` read-back (``memory.hashed`` has it)."""

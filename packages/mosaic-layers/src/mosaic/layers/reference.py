@@ -30,6 +30,8 @@ def reference_block_forward(
     c = block.config
     teacher = teacher if teacher is not None else TeacherForcing()
     state = state if state is not None else block.init_state(x.shape[0], x.device, x.dtype)
+    if state.summary is None or state.mem_counts is None:
+        raise ModelError("memory.hashed: the block state lacks its summary or ring counts")
     bsz, length, _ = x.shape
     tail, bank, summary, counts = state.conv_tail, state.bank, state.summary[:, 0], state.mem_counts
     table, registers = state.memory.clone(), state.registers

@@ -74,7 +74,7 @@ class TinyLM(torch.nn.Module):
             keys.OPCODE_LOGITS.name: torch.stack(opcodes),  # (L, B, T, V_op)
             keys.WRITE_GATE_LOGITS.name: torch.stack(gates),  # (L, B, T)
             # a parameter-only regulariser, as the real state-decay term is: (L,)
-            "mosaic_state_decay_reg_loss": torch.stack([cast(torch.Tensor, gate.bias).pow(2).sum() for gate in self.gate]),
+            keys.STATE_DECAY_REG_LOSS.name: torch.stack([cast(torch.Tensor, gate.bias).pow(2).sum() for gate in self.gate]),
         }
         if self.config.commitment_head:
             aux[keys.COMMITMENT_LOGITS.name] = torch.stack(commits)  # (L, B, T, 3)
@@ -109,11 +109,11 @@ class TinySequences:
         item = {keys.INPUT_IDS.name: seq[:-1], keys.TARGET_IDS.name: seq[1:].clone()}
         if self.config.teacher:
             tokens = seq[:-1]
-            item["mosaic_teacher_opcode"] = torch.where(tokens % 2 == 0, 1, 2)
+            item[keys.TEACHER_OPCODE.name] = torch.where(tokens % 2 == 0, 1, 2)
             delta = torch.where(tokens < 5, -1, torch.where(tokens < 10, 0, 1))
-            delta[0] = -100
-            item["mosaic_teacher_commitment_delta"] = delta
-            item["mosaic_teacher_write_gate"] = (tokens % 3 == 0).float()
+            delta[0] = keys.IGNORE_INDEX
+            item[keys.TEACHER_COMMITMENT_DELTA.name] = delta
+            item[keys.TEACHER_WRITE_GATE.name] = (tokens % 3 == 0).float()
         return item
 
 
