@@ -35,7 +35,7 @@ def register_tool_builders(register: Register) -> None:
 
 
 @hookimpl
-def register_loggers(register: Any) -> None:
+def register_loggers(register: Register) -> None:
     module = "mosaic.runtime.training.loggers"
     register("logger.jsonl", f"{module}:JsonlLogger", summary="metrics.jsonl, the run's own record (always on)")
     register("logger.csv", f"{module}:CsvLogger", summary="one CSV per split (metrics_train.csv, metrics_eval.csv)")

@@ -104,7 +104,7 @@ def register_presets(register: Register) -> None:
 
 
 @hookspec
-def register_loggers(register: Any) -> None:
+def register_loggers(register: Register) -> None:
     """Called once when the registry is populated. Register ``logger.*`` components: metric sinks
     for training runs (``logger.jsonl``, ``logger.csv``, ``logger.tensorboard``). The factory takes
     no arguments and returns an object with ``open(run_path, *, resume_step)``, ``log(record)`` and
