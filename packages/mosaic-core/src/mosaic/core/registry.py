@@ -66,6 +66,9 @@ KNOWN_PROVIDERS: Mapping[str, str] = {
             "objective.mosaic_event_prediction",
             "objective.mosaic_next_token_aux",
             "tool_builder.python",
+            "logger.jsonl",
+            "logger.csv",
+            "logger.tensorboard",
             *(
                 f"preset.{name}"
                 for name in (
