@@ -56,7 +56,7 @@ def test_thresholds_are_mean_plus_sigmas_std_with_floors():
 def test_quiet_run_never_escalates_and_records_its_calibration():
     moe, system = build()
     records = feed(moe, system, quiet(40))
-    assert [r["action"] for r in records] == ["escalation_calibrated"]
+    assert [r.action for r in records] == ["escalation_calibrated"]
     assert system.calibrators[0].calibrated
     assert float(moe.router.state.k.min()) > 0.0  # β untouched
 
@@ -70,7 +70,7 @@ def test_injected_disagreement_escalates_warn_then_decay_then_reset():
     actions = []
     for flip in ramp:
         records = feed(moe, system, [flip])
-        actions += [r["action"] for r in records]
+        actions += [r.action for r in records]
         k = float(moe.router.state.k[0])
         if actions[-1] == "decay_beta":
             assert abs(k - 0.1 * LIFECYCLE.beta_decay) < 1e-6
@@ -100,7 +100,7 @@ def test_checkpoint_restore_reproduces_calibration_and_decisions():
     replay = feed(moe2, system2, quiet(5, seed=7) + [0.2, 0.4, 0.6])
     assert replay == later
     assert system2.calibrators[0].thresholds() == system.calibrators[0].thresholds()
-    assert [r["action"] for r in later][0] == "escalation_calibrated"
+    assert [r.action for r in later][0] == "escalation_calibrated"
 
 
 def test_calibrator_without_window_uses_floors_at_once():

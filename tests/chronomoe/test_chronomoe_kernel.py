@@ -153,7 +153,7 @@ def test_system_routes_edits_and_identity_events_through_the_kernel(tmp_path, au
         loss.backward()
         optimizer.step()
         report = system.step()
-        actions += [r["action"] for r in report.control + report.actions]
+        actions += [r.action for r in report.control + report.actions]
     assert "propose_reflex" in actions and "reflex_crystallised" in actions
     crystallised = moe.router.state.crystallised
     assert crystallised.any()

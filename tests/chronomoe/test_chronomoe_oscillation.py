@@ -66,7 +66,7 @@ def run_slow_evaluations(moe, system, count, live, source, clone):
     for _ in range(count):
         for _ in range(SLOW):
             rig_near_identical_clone(moe, live, source, clone)
-            merges += [a for a in system.step().actions if a["action"] == "merge"]
+            merges += [a for a in system.step().actions if a.action == "merge"]
     return merges
 
 
@@ -74,7 +74,7 @@ def test_without_a_guard_the_clone_is_merged_back_at_once():
     moe, system = build(guard=0)
     clone = system.registries[0].spawn(0)
     merges = run_slow_evaluations(moe, system, 1, [*range(6), clone], 0, clone)
-    assert [{m["expert"], m["other"]} for m in merges] == [{0, clone}]  # the oscillation
+    assert [{m.expert, m.other} for m in merges] == [{0, clone}]  # the oscillation
 
 
 def test_guard_keeps_the_clone_until_its_slow_cycles_have_passed():
@@ -86,7 +86,7 @@ def test_guard_keeps_the_clone_until_its_slow_cycles_have_passed():
     assert run_slow_evaluations(moe, system, guard - 1, live, 0, clone) == []
     assert registry.states[clone] == "active"
     later = run_slow_evaluations(moe, system, 1, live, 0, clone)
-    assert [{m["expert"], m["other"]} for m in later] == [{0, clone}]  # allowed once the guard ran out
+    assert [{m.expert, m.other} for m in later] == [{0, clone}]  # allowed once the guard ran out
 
 
 def test_split_children_and_merge_survivors_are_guarded_and_checkpointed():

@@ -64,7 +64,7 @@ def train(layers, optimizer, system, steps, start):
         loss.backward()
         optimizer.step()
         report = system.step()
-        decisions += report.control + report.actions
+        decisions += [decision.to_json() for decision in report.control + report.actions]
     return decisions
 
 
@@ -155,7 +155,7 @@ def test_escalation_resets_a_beta_that_flips_most_routing():
         moe.router.state.k.copy_(torch.tensor([5.0, -5.0, 5.0, -5.0, 5.0, -5.0, 5.0, -5.0]))
         moe(torch.randn(2, 16, D))
         records += system.step().control
-    assert records and records[-1]["action"] in ("reset_beta", "decay_beta")
+    assert records and records[-1].action in ("reset_beta", "decay_beta")
     assert float(moe.router.state.k.abs().max()) < 5.0
 
 
@@ -200,7 +200,7 @@ def test_relaxation_trial_tells_real_from_beta_induced_bimodality(real):
     actions = []
     for _ in range(10):
         actions += system.step().actions
-    assert [a["action"] for a in actions if a["expert"] == 2][:1] == ["relaxation_trial"]
+    assert [a.action for a in actions if a.expert == 2][:1] == ["relaxation_trial"]
     assert bool(moe.router.state.held[2])
     moe.router.state.update_beta(torch.zeros(8), torch.ones(8))
     assert float(moe.router.state.k[2]) == 0.0  # beta held at zero during the trial
@@ -211,12 +211,12 @@ def test_relaxation_trial_tells_real_from_beta_induced_bimodality(real):
     for _ in range(10):
         later += system.step().actions
     assert not bool(moe.router.state.held[2])
-    names = [a["action"] for a in later]
+    names = [a.action for a in later]
     if real:
         assert "split" in names and system.registries[0].states[6] == "cooling"
-        split = next(a for a in later if a["action"] == "split")
-        assert split["expert"] == 2 and split["other"] == 6
-        assert split["free_energy"]["predicted"] < split["free_energy"]["before"]
+        split = next(a for a in later if a.action == "split")
+        assert split.expert == 2 and split.other == 6 and split.edit and split.expert_delta == 1
+        assert split.free_energy["predicted"] < split.free_energy["before"]
     else:
         assert "trial_rejected" in names and "split" not in names
         assert system.registries[0].states[6] == "archived"

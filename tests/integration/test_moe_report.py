@@ -49,6 +49,19 @@ def test_report_of_a_non_run_directory_is_a_clean_error(tmp_path: Path) -> None:
 
 
 def test_live_experts_follow_the_edits() -> None:
-    decisions = [{"action": "prune", "layer": 0}, {"action": "split", "layer": 1}, {"action": "none", "layer": 1},
-                 {"action": "merge", "layer": 0}]
+    def edit(action: str, layer: int, delta: int) -> dict:
+        return {"action": action, "layer": layer, "edit": True, "expert_delta": delta}
+
+    decisions = [edit("prune", 0, -1), edit("split", 1, 1), {"action": "none", "layer": 1, "edit": False},
+                 edit("merge", 0, -1), {"action": "queued_spawn", "layer": 1, "edit": False}]
     assert live_experts(decisions, 8, 2) == [6, 9]
+    # the report keeps no list of edit names: a kind it has never seen counts by its record
+    assert live_experts([*decisions, edit("retire", 1, -1)], 8, 2) == [6, 8]
+
+
+def test_the_runs_decisions_record_their_edits(lifecycle_run: Path) -> None:
+    import json
+
+    records = [json.loads(line) for line in (lifecycle_run / "decisions.jsonl").read_text().splitlines()]
+    assert records and all(isinstance(r["edit"], bool) and isinstance(r["expert_delta"], int) for r in records)
+    assert all(r["expert_delta"] == 0 for r in records if not r["edit"])

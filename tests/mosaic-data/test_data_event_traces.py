@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mosaic.core.contract import IGNORE_INDEX
 from mosaic.core.errors import DataError
 from mosaic.core.events.codec import EVENT_DELIMITER, EventDecoder
 from mosaic.data.common import OP_COMMIT, OP_IDLE, OP_NOP, OP_READ_MEM, OP_RESPOND, OP_WRITE_MEM
@@ -114,7 +115,7 @@ def test_labels_point_at_the_right_bytes(config, idx):
     assert bool((x[n_inputs + 1 :] == 0).all()) and not bool((y == 0).any())
     for key in ("mosaic_teacher_write_gate", "mosaic_teacher_write_utility"):
         assert torch.equal(item[key + "_mask"], real)
-    assert bool((item["mosaic_teacher_opcode"][~real] == -1).all())
+    assert bool((item["mosaic_teacher_opcode"][~real] == IGNORE_INDEX).all())
     assert bool((item["mosaic_teacher_commitment_delta"][~real] == -100).all())
 
     types = [event.type for _, event, _ in events]

@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mosaic.core.contract import IGNORE_INDEX
 from mosaic.core.errors import ConfigError, DataError
 from mosaic.core.plugins import get_registry
 from mosaic.data.common import OP_NOP, OP_READ_MEM, OP_WRITE_MEM
@@ -65,9 +66,9 @@ def _check_item(dataset: MemoryCurriculumDataset, item: dict[str, torch.Tensor])
     assert bool((x[n_inputs + 1 :] == PAD).all())
     assert not bool((y == PAD).any())
     pad = ~real
-    assert bool((item["mosaic_teacher_opcode"][pad] == -1).all())
-    assert bool((item["mosaic_teacher_read_bucket"][pad] == -1).all())
-    assert bool((item["mosaic_teacher_write_bucket"][pad] == -1).all())
+    assert bool((item["mosaic_teacher_opcode"][pad] == IGNORE_INDEX).all())
+    assert bool((item["mosaic_teacher_read_bucket"][pad] == IGNORE_INDEX).all())
+    assert bool((item["mosaic_teacher_write_bucket"][pad] == IGNORE_INDEX).all())
     for key in ("mosaic_teacher_write_gate", "mosaic_teacher_write_utility"):
         assert torch.equal(item[key + "_mask"], real)
         assert bool((item[key][pad] == 0).all())

@@ -4,6 +4,7 @@ import attrs
 import pytest
 import torch
 
+from mosaic.core.contract import IGNORE_INDEX
 from mosaic.layers.block import MosaicBlock
 from mosaic.layers.config import MosaicBlockConfig, MosaicLMConfig
 from mosaic.layers.model import MosaicLM
@@ -37,13 +38,13 @@ def test_teacher_forcing_probability_selects_tokens_per_sample():
         "input_ids": torch.randint(0, 30, (2, 400)),
         "mosaic_teacher_forcing": torch.tensor([1.0, 0.3]),
         "mosaic_teacher_write_bucket": torch.full((2, 400, 2), 3),
-        "mosaic_teacher_opcode": torch.full((2, 400), -1),  # ignored everywhere: never forced
+        "mosaic_teacher_opcode": torch.full((2, 400), IGNORE_INDEX),  # ignored everywhere: never forced
     }
     teacher = model.teacher(batch)
     forced = teacher.write_bucket[..., 0] >= 0
     assert forced[0].all()
     assert 0.2 < forced[1].float().mean() < 0.4
-    assert (teacher.opcode == -1).all()
+    assert (teacher.opcode == IGNORE_INDEX).all()
     # absent teacher keys are not an error; absent forcing means no forcing at all
     assert model.teacher({"input_ids": batch["input_ids"], "mosaic_teacher_write_bucket": batch[
         "mosaic_teacher_write_bucket"]}).write_bucket is None

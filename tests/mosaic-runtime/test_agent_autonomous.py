@@ -92,7 +92,7 @@ def test_idle_consolidation_leaves_the_live_state_bit_identical(run: tuple[Path,
     for i in range(3):
         agent.session.handle(NOTE.replace(id=f"n{i}", payload={"n": i}))
     before = snapshot(agent.session.state)
-    assert memory_occupancy(agent.session.state) > 0
+    assert memory_occupancy(agent.session.model, agent.session.state) > 0
     # No events and every drive in band: the ticks are idle, and consolidation wipes the copy's memory.
     runtime = live(agent, [drive("memory_pressure", 0.0, 1.0)], max_ticks=3,
                    consolidation=ConsolidationConfig(prune_below=1.0, replay_samples=2))
@@ -116,7 +116,7 @@ def test_consolidation_works_on_a_copy() -> None:
     before = snapshot(session.state)
     copy, report = consolidate(model, session.state, ConsolidationConfig(prune_below=1.0), random.Random(0))
     assert identical(before, session.state)
-    assert memory_occupancy(copy) == 0.0 < report.occupancy_before
+    assert memory_occupancy(model, copy) == 0.0 < report.occupancy_before
     pruned, cells = prune_cells(model, session.state.copy(), 0.0)
     assert pruned == 0 and cells == report.cells
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mosaic.core.contract import IGNORE_INDEX
 from mosaic.core.errors import ObjectiveError
 from mosaic.core.model_output import ModelOutput
 from mosaic.runtime.training.objective import (
@@ -16,6 +17,11 @@ from mosaic.runtime.training.objective import (
 from mosaic.runtime.training.objective_config import MosaicObjectiveConfig
 
 L, B, T, V = 3, 2, 5, 7
+
+
+def ignore_negative(labels: torch.Tensor) -> torch.Tensor:
+    """Integer teacher labels with the contract's ignore value where ``labels`` is negative."""
+    return labels.masked_fill(labels < 0, IGNORE_INDEX)
 
 
 def outputs(seed: int = 0) -> tuple[ModelOutput, dict[str, torch.Tensor]]:
@@ -34,10 +40,10 @@ def outputs(seed: int = 0) -> tuple[ModelOutput, dict[str, torch.Tensor]]:
         "input_ids": torch.randint(V, (B, T), generator=g),
         "target_ids": torch.randint(V, (B, T), generator=g),
         "mosaic_teacher_commitment_delta": torch.tensor([[-1, 0, 1, -100, -100], [1, 1, -100, 0, -1]]),
-        "mosaic_teacher_opcode": torch.randint(-1, 3, (B, T), generator=g),
+        "mosaic_teacher_opcode": ignore_negative(torch.randint(-1, 3, (B, T), generator=g)),
         "mosaic_teacher_write_gate": torch.randint(0, 2, (B, T), generator=g).float(),
         "mosaic_teacher_write_gate_mask": torch.tensor([[True, True, False, False, True]] * B),
-        "mosaic_teacher_read_bucket": torch.randint(-1, 8, (B, T, 2), generator=g),
+        "mosaic_teacher_read_bucket": ignore_negative(torch.randint(-1, 8, (B, T, 2), generator=g)),
     }
     batch["target_ids"][0, -1] = -100
     return out, batch
@@ -143,3 +149,13 @@ def test_every_weighted_aux_term_declares_the_head_it_trains() -> None:
     config = MosaicObjectiveConfig(**dict.fromkeys(HEAD_OF_WEIGHT, 0.5))
     assert {need.field for need in config.requires()} == set(HEAD_OF_WEIGHT)
     assert list(MosaicObjectiveConfig(**dict.fromkeys(HEAD_OF_WEIGHT, 0.0)).requires()) == []
+
+
+@pytest.mark.parametrize(("key", "weight"), [("mosaic_teacher_opcode", "aux_opcode_weight"),
+                                             ("mosaic_teacher_read_bucket", "aux_bits_weight")])
+def test_an_old_minus_one_ignore_value_is_an_error(key: str, weight: str) -> None:
+    out, batch = outputs()
+    batch[key] = batch[key].masked_fill(batch[key] == IGNORE_INDEX, -1)
+    objective = MosaicEventPrediction(MosaicObjectiveConfig(lm_weight=0.0, **{weight: 1.0}))
+    with pytest.raises(ObjectiveError, match=f"{key} holds labels below 0 other than its ignore value -100"):
+        objective(out, batch)

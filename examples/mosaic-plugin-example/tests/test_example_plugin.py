@@ -25,11 +25,12 @@ def test_plugin_meets_the_contract() -> None:
     assert_plugin_ok(plugin, "mosaic-plugin-example")
 
 
-def test_registers_one_opcode_one_drive_and_one_curriculum(use_plugin, mosaic_registry) -> None:
+def test_registers_one_opcode_one_drive_one_curriculum_and_one_memory(use_plugin, mosaic_registry) -> None:
     record = use_plugin(plugin, "mosaic-plugin-example")
     assert record.components == {
         "curriculum": ["curriculum.staircase"],
         "drive": ["drive.boredom"],
+        "memory": ["memory.outer_product"],
         "opcode": ["opcode.DAMPEN"],
     }
 

@@ -31,6 +31,16 @@ def register_curricula(register: Any) -> None:
 
 
 @hookimpl
+def register_memories(register: Any) -> None:
+    register(
+        "memory.outer_product",
+        "mosaic_plugin_example.outer_memory:build_outer_product_memory",
+        config="mosaic_plugin_example.outer_memory:OuterProductMemoryConfig",
+        summary="linear associative memory (a key-value outer-product matrix) for a MOSAIC block",
+    )
+
+
+@hookimpl
 def register_drives(register: Any) -> None:
     register(
         "drive.boredom",

@@ -1,7 +1,7 @@
 """Edit proposals for one layer at a slow evaluation, scored by predicted ΔF.
 
 At most one edit per layer per evaluation; "do nothing" unless the best predicted ΔF is at most
-``-min_delta_f``. Candidates:
+``-min_delta_f``. Candidates come from the rows of :data:`chronomoe.edit_kinds.EDIT_KINDS`:
 
 - prune: φ_slow below ``prune_phi`` after ``prune_min_tokens`` tokens, layer not starving;
 - split: split-ready (bimodality with hysteresis) and ``φ_slow > split_min_phi``, after a passed
@@ -13,27 +13,24 @@ At most one edit per layer per evaluation; "do nothing" unless the best predicte
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import attrs
 import torch
 
 from chronomoe.buffer import CoherenceSnapshot
 from chronomoe.config import ChronoConfig
+from chronomoe.edit_kinds import EDIT_KINDS, Candidate, EditContext, EditKind
 from chronomoe.expert_registry import ExpertRegistry, LifecycleError
-from chronomoe.free_energy import (
-    LayerView,
-    after_merge,
-    after_prune,
-    after_spawn,
-    after_split,
-    free_energy,
-    pair_redundancy,
-)
+from chronomoe.free_energy import LayerView, free_energy
 from chronomoe.lifecycle import LayerHealth
 
 
 @attrs.frozen
 class EditProposal:
-    action: str  # prune | split | merge | spawn
+    """A candidate of one edit kind with its predicted free energy."""
+
+    action: str  # a name in chronomoe.edit_kinds.EDIT_KINDS
     expert: int  # the expert acted on (the survivor of a merge, the source of a spawn)
     other: int | None  # absorbed expert of a merge, the new column of a split or spawn
     f_before: float
@@ -43,6 +40,10 @@ class EditProposal:
     @property
     def delta(self) -> float:
         return self.f_predicted - self.f_before
+
+    @property
+    def candidate(self) -> Candidate:
+        return Candidate(self.expert, self.other, self.trigger)
 
     def to_json(self) -> dict:
         return {**attrs.asdict(self), "delta": self.delta}
@@ -79,60 +80,21 @@ def propose_edits(
     health: LayerHealth,
     split_passed: list[int],
     config: ChronoConfig,
+    kinds: Mapping[str, EditKind] | None = None,
 ) -> tuple[float, list[EditProposal]]:
-    """F now and every candidate edit with its predicted F (unsorted)."""
+    """F now and every candidate edit of every kind in ``kinds`` (the edit table by default) with
+    its predicted F (unsorted)."""
     lc = config.lifecycle
     view = layer_view(registry)
     f_now = free_energy(view, lc).total
     settled = [e for e in view.experts if registry.states[e] == "active"]
+    context = EditContext(registry, snapshot, health, split_passed, config, view, settled)
     proposals = []
-
-    def propose(action: str, expert: int, other: int | None, after: LayerView, trigger: str) -> None:
-        proposals.append(EditProposal(action, expert, other, f_now, free_energy(after, lc).total, trigger))
-
-    if registry.can_shrink():
-        for e in settled:
-            stats = snapshot.experts[e]
-            if stats.tokens_seen >= config.prune_min_tokens and stats.phi_slow < config.prune_phi:
-                if not health.starving:
-                    propose(
-                        "prune",
-                        e,
-                        None,
-                        after_prune(view, e),
-                        f"phi_slow {stats.phi_slow:.3f} < {config.prune_phi}",
-                    )
-        mergeable = [e for e in settled if registry.can_merge(e)]
-        if len(mergeable) >= 2:
-            rows = [view.index(e) for e in mergeable]
-            pairs = pair_redundancy(view)[rows][:, rows]
-            flat = int(pairs.argmax())
-            i, j = mergeable[flat // len(rows)], mergeable[flat % len(rows)]
-            if i != j:
-                survivor, absorbed = (
-                    (i, j) if view.share[view.index(i)] >= view.share[view.index(j)] else (j, i)
-                )
-                propose(
-                    "merge",
-                    survivor,
-                    absorbed,
-                    after_merge(view, survivor, absorbed),
-                    f"redundancy {float(pairs.max()):.3f}",
-                )
-    child = registry.free_column()
-    if registry.can_grow() and child is not None:
-        for e in split_passed:
-            if e in settled:
-                propose("split", e, child, after_split(view, e, child), "bimodal after relaxation trial")
-        if health.starving and settled:
-            source = max(settled, key=lambda e: float(view.share[view.index(e)]))
-            propose(
-                "spawn",
-                source,
-                child,
-                after_spawn(view, source, child),
-                "layer starving: " + "; ".join(health.reasons),
-            )
+    for kind in (EDIT_KINDS if kinds is None else kinds).values():
+        for candidate in kind.propose(context):
+            predicted = free_energy(kind.predict(view, candidate), lc).total
+            proposals.append(EditProposal(kind.name, candidate.expert, candidate.other, f_now, predicted,
+                                          candidate.trigger))
     return f_now, proposals
 
 

@@ -37,6 +37,7 @@ from chronomoe.experts import (
     sorted_dispatch_and_combine,
 )
 from chronomoe.routers import RouterOutput, expert_counts
+from mosaic.core.contract import keys
 from mosaic.core.errors import ModelError
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
@@ -115,14 +116,14 @@ class MoE(nn.Module):
         live = self.router.columns.active
         mean_load = load.sum() / live.sum().clamp_min(1)  # over live columns of a fixed-width router
         aux = {
-            "moe_aux_loss": route.aux_loss,
-            "moe_load_balance_loss": route.load_balance_loss,
-            "moe_z_loss": route.z_loss,
-            "moe_max_vio": (load.max() - mean_load) / mean_load.clamp_min(1e-9),
-            "moe_active_experts": (load > 0).float().sum(),
-            "moe_dropped_fraction": 1.0 - kept.float().mean(),
-            "moe_expert_load": load / load.sum().clamp_min(1.0),
-            "moe_beta": route.bias.detach(),
+            keys.MOE_AUX_LOSS.name: route.aux_loss,
+            keys.MOE_LOAD_BALANCE_LOSS.name: route.load_balance_loss,
+            keys.MOE_Z_LOSS.name: route.z_loss,
+            keys.MOE_MAX_VIO.name: (load.max() - mean_load) / mean_load.clamp_min(1e-9),
+            keys.MOE_ACTIVE_EXPERTS.name: (load > 0).float().sum(),
+            keys.MOE_DROPPED_FRACTION.name: 1.0 - kept.float().mean(),
+            keys.MOE_EXPERT_LOAD.name: load / load.sum().clamp_min(1.0),
+            keys.MOE_BETA.name: route.bias.detach(),
         }
         aux.update({f"moe_{name}": value for name, value in route.metrics.items()})
         if trace is not None:
@@ -130,7 +131,7 @@ class MoE(nn.Module):
                 phi, seen = expert_coherence(
                     trace, leave_one_out=self.router.leave_one_out, token_level=self.router.token_level
                 )
-                aux["moe_psi"] = layer_coherence(phi, trace.expert_tokens)
+                aux[keys.MOE_PSI.name] = layer_coherence(phi, trace.expert_tokens)
             if self.training:
                 self.router.observe(route, trace, phi, seen)
         elif self.training:

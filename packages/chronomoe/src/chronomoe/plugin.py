@@ -6,13 +6,12 @@ config classes live in the torch-free :mod:`chronomoe.config`.
 
 from __future__ import annotations
 
-from typing import Any
-
+from mosaic.core.contract.protocols import Register
 from mosaic.core.plugins import hookimpl
 
 
 @hookimpl
-def register_routers(register: Any) -> None:
+def register_routers(register: Register) -> None:
     register(
         "router.topk",
         "chronomoe.routers:build_topk_router",
@@ -34,7 +33,7 @@ def register_routers(register: Any) -> None:
 
 
 @hookimpl
-def register_layers(register: Any) -> None:
+def register_layers(register: Register) -> None:
     register(
         "layer.moe",
         "chronomoe.moe:build_moe",

@@ -9,9 +9,11 @@
   experts, edit proposals scored by predicted ΔF, at most one edit per layer, cooldown, and the
   measured F after the previous edit.
 
-Every decision is appended to a JSONL log (``step, clock, action, layer, expert, coherence,
-free_energy {before, predicted, after}, competing, trigger``) and returned by ``step()``. The host
-reads device state only at mid and slow evaluations.
+Every decision is a typed :class:`~chronomoe.decisions.Decision` (``step, clock, action, layer,
+expert, coherence, free_energy {before, predicted, after}, competing, trigger, edit,
+expert_delta``), appended to a JSONL log and returned by ``step()``. Edits are handled by kind
+through the table :data:`chronomoe.edit_kinds.EDIT_KINDS`. The host reads device state only at mid
+and slow evaluations.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import torch
 
 from chronomoe.buffer import CoherenceSnapshot
 from chronomoe.config import ChronoConfig
+from chronomoe.decisions import Decision
+from chronomoe.edit_kinds import EDIT_KINDS, Candidate, EditKind, edit_kind
 from chronomoe.edits import choose, layer_view, propose_edits, split_candidates
 from chronomoe.escalation import EscalationCalibrator, escalate_beta
 from chronomoe.expert_registry import ExpertRegistry, LifecycleError
@@ -34,18 +38,11 @@ from chronomoe.kernel import Kernel, Write
 from chronomoe.lifecycle import layer_health
 
 
-@attrs.frozen
-class _Proposal:
-    action: str
-    expert: int
-    other: int | None
-
-
 @attrs.define
 class StepReport:
     step: int
-    control: list[dict] = attrs.Factory(list)  # mid-clock escalations
-    actions: list[dict] = attrs.Factory(list)  # slow-clock lifecycle decisions
+    control: list[Decision] = attrs.Factory(list)  # mid-clock escalations
+    actions: list[Decision] = attrs.Factory(list)  # slow-clock lifecycle decisions
     coherence: list[CoherenceSnapshot] | None = None  # snapshots taken at a slow evaluation
 
 
@@ -60,6 +57,7 @@ class ChronoSystem:
         log_path: str | Path | None = None,
         kernel: Kernel | None = None,
         seed: int = 0,
+        edit_kinds: dict[str, EditKind] | None = None,
     ) -> None:
         for index, moe in enumerate(layers):
             if getattr(moe.router, "role", None) is None:
@@ -68,6 +66,7 @@ class ChronoSystem:
                 )
         self.layers = layers
         self.config = config
+        self.edit_kinds = EDIT_KINDS if edit_kinds is None else edit_kinds
         self.registries = [
             ExpertRegistry(moe, config.lifecycle, n_active=n_active, optimizer=optimizer, seed=seed + i)
             for i, moe in enumerate(layers)
@@ -76,7 +75,7 @@ class ChronoSystem:
         self.step_count = 0
         self.trials: list[dict[int, int]] = [{} for _ in layers]  # expert -> step the trial began
         self.last_edit: list[int | None] = [None] * len(layers)
-        self.pending: list[dict | None] = [None] * len(layers)  # last edit awaiting its measured F
+        self.pending: list[Decision | None] = [None] * len(layers)  # last edit awaiting its measured F
         self.kernel = kernel
         self.scars: set[tuple[int, str]] = set()  # (layer, edit kind) forbidden for good
         self.calibrators = [EscalationCalibrator(config.lifecycle) for _ in layers]
@@ -103,7 +102,7 @@ class ChronoSystem:
                 report.actions.extend(self._log(r) for r in self._lifecycle(layer, snapshot))
         return report
 
-    def _escalate(self, layer: int) -> list[dict]:
+    def _escalate(self, layer: int) -> list[Decision]:
         lc = self.config.lifecycle
         state = self.layers[layer].router.state
         flip, js = state.disagreement.estimate_at(0).cpu().tolist()
@@ -129,7 +128,7 @@ class ChronoSystem:
             )
         return records
 
-    def _lifecycle(self, layer: int, snapshot: CoherenceSnapshot) -> list[dict]:
+    def _lifecycle(self, layer: int, snapshot: CoherenceSnapshot) -> list[Decision]:
         registry = self.registries[layer]
         registry.slow_cycle()
         f_now = free_energy(layer_view(registry), self.config.lifecycle).total
@@ -137,32 +136,32 @@ class ChronoSystem:
         passed = self._relaxation_trials(layer, snapshot, records)
         return records + self._edit(layer, snapshot, passed)
 
-    def _measure_pending(self, layer: int, snapshot: CoherenceSnapshot, f_now: float) -> list[dict]:
+    def _measure_pending(self, layer: int, snapshot: CoherenceSnapshot, f_now: float) -> list[Decision]:
         """The measured F after the previous edit, and a scar proposal when that edit raised it."""
         pending = self.pending[layer]
         if pending is None:
             return []
         records = [
-            self._record("slow", "outcome", layer, pending["expert"], snapshot=snapshot,
-                         free_energy={**pending["free_energy"], "after": f_now},
-                         trigger=f"measured after {pending['action']}")
+            self._record("slow", "outcome", layer, pending.expert, snapshot=snapshot,
+                         free_energy={**pending.free_energy, "after": f_now},
+                         trigger=f"measured after {pending.action}")
         ]
         self.pending[layer] = None
-        before = pending["free_energy"]["before"]
+        before = pending.free_energy["before"]
         if self.kernel is not None and is_scar(before, f_now, self.config):
-            key = f"scar/layer{layer}/{pending['action']}"
+            key = f"scar/layer{layer}/{pending.action}"
             self.kernel.propose(
                 "scar",
                 key,
-                {"layer": layer, "action": pending["action"], "f_before": before, "f_after": f_now},
+                {"layer": layer, "action": pending.action, "f_before": before, "f_after": f_now},
             )
             records.append(
-                self._record("slow", "propose_scar", layer, pending["expert"],
-                             trigger=f"{pending['action']} raised F {before:.4f} -> {f_now:.4f}")
+                self._record("slow", "propose_scar", layer, pending.expert,
+                             trigger=f"{pending.action} raised F {before:.4f} -> {f_now:.4f}")
             )
         return records
 
-    def _relaxation_trials(self, layer: int, snapshot: CoherenceSnapshot, records: list[dict]) -> list[int]:
+    def _relaxation_trials(self, layer: int, snapshot: CoherenceSnapshot, records: list[Decision]) -> list[int]:
         """Hold β at 0 for split-ready experts; a split is real only if bimodality survives the trial.
         Appends the trial decisions to ``records``; returns the experts whose trial passed."""
         state = self.layers[layer].router.state
@@ -191,12 +190,12 @@ class ChronoSystem:
                 )
         return passed
 
-    def _edit(self, layer: int, snapshot: CoherenceSnapshot, passed: list[int]) -> list[dict]:
+    def _edit(self, layer: int, snapshot: CoherenceSnapshot, passed: list[int]) -> list[Decision]:
         """At most one edit: the proposal with the best predicted ΔF, outside cooldown and scars."""
         lc = self.config.lifecycle
         registry = self.registries[layer]
         health = layer_health(snapshot, self.config)
-        f_before, proposals = propose_edits(registry, snapshot, health, passed, self.config)
+        f_before, proposals = propose_edits(registry, snapshot, health, passed, self.config, self.edit_kinds)
         proposals = [p for p in proposals if (layer, p.action) not in self.scars]
         competing = [p.to_json() for p in sorted(proposals, key=lambda p: (p.delta, p.action, p.expert))]
         last_edit = self.last_edit[layer]
@@ -222,16 +221,16 @@ class ChronoSystem:
                                  free_energy=free, competing=competing,
                                  trigger="kernel write budget spent: queued", other=chosen.other)
                 ]
-        self._apply(registry, chosen)
+        kind = self.apply_edit(layer, chosen.action, chosen.candidate)
         record = self._record("slow", chosen.action, layer, chosen.expert, snapshot=snapshot,
                               free_energy=free, competing=competing, trigger=chosen.trigger,
-                              other=chosen.other)
+                              other=chosen.other, edit=kind)
         self.pending[layer] = record
         return [record]
 
     # --- identity events and the kernel ----------------------------------------------------------
 
-    def _propose_identity(self, layer: int, kernel: Kernel) -> list[dict]:
+    def _propose_identity(self, layer: int, kernel: Kernel) -> list[Decision]:
         moe, records = self.layers[layer], []
         for expert, gates in reflex_candidates(moe, self.registries[layer].live(), self.config):
             kernel.propose(
@@ -271,7 +270,7 @@ class ChronoSystem:
             return is_scar(write.payload["f_before"], f_now, self.config)
         return True
 
-    def _enact(self, write: Write) -> dict:
+    def _enact(self, write: Write) -> Decision:
         """Carry out a write the kernel has just finalised."""
         layer = write.payload["layer"]
         if write.kind == "reflex":
@@ -284,46 +283,31 @@ class ChronoSystem:
             return self._record("slow", "scar_formed", layer, None, trigger=write.key)
         if write.kind == "epoch":
             return self._record("mid", "epoch_boundary", layer, None, trigger=write.key)
-        proposal = write.payload
-        registry = self.registries[layer]
-        live = registry.live()
-        if proposal["expert"] not in live or (
-            proposal["action"] == "merge" and proposal["other"] not in live
-        ):
-            return self._record("slow", f"stale_{proposal['action']}", layer, proposal["expert"],
-                                trigger="queued edit no longer applies")
-        if proposal["action"] in ("split", "spawn") and not registry.can_grow():
-            return self._record(
-                "slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="no room"
-            )
-        if registry.guarded(proposal["action"], proposal["expert"], proposal["other"]):
-            return self._record(
-                "slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="oscillation guard"
-            )
-        if proposal["action"] in ("prune", "merge") and not registry.can_shrink():
-            return self._record(
-                "slow", f"stale_{proposal['action']}", layer, proposal["expert"], trigger="at the minimum"
-            )
-        self._apply(registry, _Proposal(proposal["action"], proposal["expert"], proposal["other"]))
-        return self._record("slow", proposal["action"], layer, proposal["expert"], other=proposal["other"],
-                            trigger=f"queued edit finalised ({write.key})")
+        action, candidate = write.payload["action"], Candidate(write.payload["expert"], write.payload["other"], "")
+        stale = self.edit_guard(layer, action, candidate)
+        if stale is not None:
+            return self._record("slow", f"stale_{action}", layer, candidate.expert, trigger=stale)
+        kind = self.apply_edit(layer, action, candidate)
+        return self._record("slow", action, layer, candidate.expert, other=candidate.other,
+                            trigger=f"queued edit finalised ({write.key})", edit=kind)
 
-    def _apply(self, registry: ExpertRegistry, proposal: Any) -> None:
-        if proposal.action == "prune":
-            registry.prune(proposal.expert)
-        elif proposal.action == "merge":
-            view = layer_view(registry)
-            shares = (
-                float(view.share[view.index(proposal.expert)]),
-                float(view.share[view.index(proposal.other)]),
-            )
-            registry.merge(proposal.expert, proposal.other, share=shares)
-        elif proposal.action == "split":
-            registry.split(proposal.expert)
-        elif proposal.action == "spawn":
-            registry.spawn(proposal.expert)
-        else:
-            raise LifecycleError(f"unknown edit {proposal.action!r}")
+    # --- edits, by kind ---------------------------------------------------------------------------
+
+    def edit_guard(self, layer: int, action: str, candidate: Candidate) -> str | None:
+        """Why an edit decided earlier (a queued kernel write) no longer applies, or None."""
+        kind = edit_kind(action, self.edit_kinds)
+        live = self.registries[layer].live()
+        if candidate.expert not in live or (kind.expert_delta < 0 and candidate.other is not None
+                                            and candidate.other not in live):
+            return "queued edit no longer applies"
+        return kind.guard(self.registries[layer], candidate)
+
+    def apply_edit(self, layer: int, action: str, candidate: Candidate) -> EditKind:
+        """Carry out the edit ``action`` (a row of the edit table) on ``layer``; returns the row.
+        Raises :class:`LifecycleError` for an unknown kind or an edit the registry refuses."""
+        kind = edit_kind(action, self.edit_kinds)
+        kind.apply(self.registries[layer], candidate)
+        return kind
 
     # --- records --------------------------------------------------------------------------------
 
@@ -339,7 +323,8 @@ class ChronoSystem:
         competing: list | None = None,
         trigger: str = "",
         other: int | None = None,
-    ) -> dict:
+        edit: EditKind | None = None,
+    ) -> Decision:
         coherence = None
         if snapshot is not None:
             coherence = {"psi_slow": snapshot.psi_slow}
@@ -348,23 +333,16 @@ class ChronoSystem:
                 coherence.update(
                     phi_slow=stats.phi_slow, phi_fast=stats.phi_fast, tokens_seen=stats.tokens_seen
                 )
-        return {
-            "step": self.step_count,
-            "clock": clock,
-            "action": action,
-            "layer": layer,
-            "expert": expert,
-            "other": other,
-            "coherence": coherence,
-            "free_energy": free_energy or {},
-            "competing": competing or [],
-            "trigger": trigger,
-        }
+        return Decision(
+            step=self.step_count, clock=clock, action=action, layer=layer, expert=expert, other=other,
+            coherence=coherence, free_energy=free_energy or {}, competing=competing or [], trigger=trigger,
+            edit=edit is not None, expert_delta=0 if edit is None else edit.expert_delta,
+        )
 
-    def _log(self, record: dict) -> dict:
+    def _log(self, record: Decision) -> Decision:
         if self.log_path is not None:
             with self.log_path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record, sort_keys=True) + "\n")
+                handle.write(json.dumps(record.to_json(), sort_keys=True) + "\n")
         return record
 
     # --- checkpoint -----------------------------------------------------------------------------
@@ -377,7 +355,7 @@ class ChronoSystem:
             "registries": [r.state_dict() for r in self.registries],
             "trials": [dict(t) for t in self.trials],
             "last_edit": list(self.last_edit),
-            "pending": list(self.pending),
+            "pending": [None if p is None else p.to_json() for p in self.pending],
             "calibrators": [c.state_dict() for c in self.calibrators],
         }
 
@@ -391,7 +369,7 @@ class ChronoSystem:
             registry.load_state_dict(registry_state)
         self.trials = [{int(k): int(v) for k, v in t.items()} for t in state["trials"]]
         self.last_edit = list(state["last_edit"])
-        self.pending = list(state["pending"])
+        self.pending = [None if p is None else Decision.from_json(p) for p in state["pending"]]
         self.scars = {(int(layer), str(action)) for layer, action in state["scars"]}
         for calibrator, calibrator_state in zip(self.calibrators, state["calibrators"], strict=True):
             calibrator.load_state_dict(calibrator_state)

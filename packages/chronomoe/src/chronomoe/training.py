@@ -18,14 +18,15 @@ from typing import Any
 import attrs
 import torch
 
+from chronomoe.decisions import Decision
 from chronomoe.edits import propose_edits, split_candidates
 from chronomoe.expert_registry import LifecycleError
 from chronomoe.lifecycle import layer_health
+from chronomoe.moe import MoE
+from chronomoe.routers import ChronoRouter
 from chronomoe.system import ChronoSystem
 from chronomoe.training_config import ChronoLifecycleConfig
 
-# an ad-hoc controller prefers removing an incoherent expert, then splitting, then spawning
-_ADHOC_ORDER = {"prune": 0, "split": 1, "spawn": 2}
 _NEVER = 10**12
 
 
@@ -38,12 +39,9 @@ class ChronoLifecycle:
     def attach(self, layers: list[Any], optimizer: torch.optim.Optimizer | None) -> None:
         if not layers:
             raise LifecycleError("layer.chrono_lifecycle: the model has no layer.moe feed-forward")
-        routers = [getattr(moe, "router", None) for moe in layers]
-        chrono = [getattr(getattr(r, "config", None), "chrono", None) for r in routers]
-        configs = [c for c in chrono if c is not None]
-        if len(configs) != len(chrono):
+        if not all(isinstance(moe, MoE) and isinstance(moe.router, ChronoRouter) for moe in layers):
             raise LifecycleError("layer.chrono_lifecycle needs router.chrono (with track_roles: true) in every layer")
-        config = configs[0]
+        config = layers[0].router.config.chrono
         self.slow_interval = config.lifecycle.slow_interval
         if self.config.trigger == "adhoc":
             config = attrs.evolve(config, lifecycle=attrs.evolve(config.lifecycle, slow_interval=_NEVER))
@@ -57,26 +55,29 @@ class ChronoLifecycle:
         decisions = report.control + report.actions
         if self.config.trigger == "adhoc" and system.step_count % self.slow_interval == 0:
             decisions.extend(self._adhoc_edits(system))
-        return decisions
+        return [decision.to_json() for decision in decisions]
 
-    def _adhoc_edits(self, system: ChronoSystem) -> list[dict]:
+    def _adhoc_edits(self, system: ChronoSystem) -> list[Decision]:
+        """The ad-hoc controller prefers the edit kinds by their table's ``adhoc_rank`` (prune an
+        incoherent expert, then split, then spawn)."""
+        rank = {name: kind.adhoc_rank for name, kind in system.edit_kinds.items() if kind.adhoc_rank is not None}
         records = []
         for layer, (moe, registry) in enumerate(zip(system.layers, system.registries, strict=True)):
             snapshot = moe.router.coherence.snapshot()
             health = layer_health(snapshot, system.config)
             ready = split_candidates(registry, snapshot, system.config)
             _, proposals = propose_edits(registry, snapshot, health, ready, system.config)
-            triggered = [p for p in proposals if p.action in _ADHOC_ORDER]
+            triggered = [p for p in proposals if p.action in rank]
             if not triggered:
                 records.append(system._log(system._record(
                     "slow", "none", layer, None, snapshot=snapshot, trigger="adhoc: no threshold crossed")))
                 continue
-            chosen = min(triggered, key=lambda p: (_ADHOC_ORDER[p.action], p.expert))
-            system._apply(registry, chosen)
+            chosen = min(triggered, key=lambda p: (rank[p.action], p.expert))
+            kind = system.apply_edit(layer, chosen.action, chosen.candidate)
             records.append(system._log(system._record(
                 "slow", chosen.action, layer, chosen.expert, snapshot=snapshot,
                 free_energy={"before": chosen.f_before, "predicted": chosen.f_predicted},
-                trigger=f"adhoc: {chosen.trigger}", other=chosen.other)))
+                trigger=f"adhoc: {chosen.trigger}", other=chosen.other, edit=kind)))
         return records
 
     def state_dict(self) -> dict:

@@ -6,8 +6,7 @@ and configs are import-path strings, so listing plugins imports neither the driv
 
 from __future__ import annotations
 
-from typing import Any
-
+from mosaic.core.contract.protocols import Register
 from mosaic.core.plugins.hookspecs import hookimpl
 
 _BUILTIN_DRIVES = {
@@ -19,7 +18,7 @@ _BUILTIN_DRIVES = {
 
 
 @hookimpl
-def register_drives(register: Any) -> None:
+def register_drives(register: Register) -> None:
     for name, (config_class, summary) in _BUILTIN_DRIVES.items():
         register(
             f"drive.{name}",

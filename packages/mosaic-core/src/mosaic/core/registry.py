@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from mosaic.core.contract.opcodes import V0_OPCODE_NAMES
 from mosaic.core.errors import (
     DuplicateComponentError,
     InvalidComponentError,
@@ -27,19 +28,21 @@ from mosaic.core.plugins.hookspecs import COMPONENT_KINDS
 COMPONENT_ID = re.compile(r"^(?P<kind>[a-z][a-z0-9_]*)\.(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
 
 #: IDs shipped by the toolkit's own packages: an unknown ID found here tells the user what to install.
+#: It has to be data (the package that would provide an ID may be the one not installed); the
+#: integration test ``test_contract_registry`` derives it from the real registry and fails on drift.
 KNOWN_PROVIDERS: Mapping[str, str] = {
+    **dict.fromkeys(
+        ["drive.memory_pressure", "drive.output_confidence", "drive.routing_entropy", "drive.commitment_balance"],
+        "mosaic-core",
+    ),
     **dict.fromkeys(
         [
             "model.mosaic_lm",
             "model.transformer_baseline",
+            "model.delta_baseline",
             "layer.mosaic_block",
-            *(
-                f"opcode.{name}"
-                for name in (
-                    "NOP", "READ_MEM", "WRITE_MEM", "CLEAR_MEM", "IDLE",
-                    "GATE_UP", "GATE_DOWN", "SCAN", "COMMIT", "RESPOND",
-                )
-            ),
+            "memory.hashed",
+            *(f"opcode.{name}" for name in V0_OPCODE_NAMES),
         ],
         "mosaic-layers",
     ),
@@ -55,7 +58,7 @@ KNOWN_PROVIDERS: Mapping[str, str] = {
         "mosaic-data",
     ),
     **dict.fromkeys(
-        ["layer.moe", "router.topk", "router.chrono", "router.loss_free"],
+        ["layer.moe", "layer.chrono_lifecycle", "router.topk", "router.chrono", "router.loss_free"],
         "chronomoe",
     ),
     **dict.fromkeys(
@@ -63,11 +66,14 @@ KNOWN_PROVIDERS: Mapping[str, str] = {
             "objective.mosaic_event_prediction",
             "objective.mosaic_next_token_aux",
             "tool_builder.python",
+            "logger.jsonl",
+            "logger.csv",
+            "logger.tensorboard",
             *(
                 f"preset.{name}"
                 for name in (
                     "mosaic_vm", "mosaic_event_native", "mosaic_idle", "mosaic_commitment",
-                    "mosaic_memory_curriculum", "mqar_mosaic", "mqar_transformer",
+                    "mosaic_memory_curriculum", "mqar_mosaic", "mqar_transformer", "phase8_moe",
                 )
             ),
         ],

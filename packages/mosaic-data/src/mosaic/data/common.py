@@ -12,11 +12,11 @@ An item is a dict of tensors for one sequence ``seq`` of ``n`` tokens, padded to
   ========================================  ======  ==========  =================================
   ``mosaic_teacher_write_gate``             float   (T,)        ``..._mask`` False
   ``mosaic_teacher_write_utility``          float   (T,)        ``..._mask`` False
-  ``mosaic_teacher_read_bucket``            int64   (T, H)      -1
-  ``mosaic_teacher_write_bucket``           int64   (T, H)      -1
-  ``mosaic_teacher_opcode``                 int64   (T,)        -1 (v0 ids: NOP 0 ... RESPOND 9)
+  ``mosaic_teacher_read_bucket``            int64   (T, H)      -100
+  ``mosaic_teacher_write_bucket``           int64   (T, H)      -100
+  ``mosaic_teacher_opcode``                 int64   (T,)        -100 (v0 ids: NOP 0 ... RESPOND 9)
   ``mosaic_teacher_reg_write_gate``         float   (T,)        ``..._mask`` False
-  ``mosaic_teacher_reg_sel``                int64   (T,)        -1
+  ``mosaic_teacher_reg_sel``                int64   (T,)        -100
   ``mosaic_teacher_commitment_delta``       int64   (T,)        -100 (labels -1 / 0 / +1)
   ``mosaic_drop_local``                     float   (T,)        an input control, 0 or 1, no mask
   ``mosaic_teacher_forcing``                float   ()          the dataset's current probability
@@ -31,6 +31,9 @@ masked-out positions hold 0. Integer targets use their ignore value instead of a
 Register keys are present only when the dataset is configured with ``reg_slots > 0``, the
 commitment key only where the dataset has negotiation traces: a key that is absent means "this
 dataset does not supervise that", and an objective term that needs it must fail loudly.
+
+The keys, dtypes, shapes and ignore values are specs in :mod:`mosaic.core.contract.keys`; this
+module only builds items that satisfy them.
 """
 
 from __future__ import annotations
@@ -39,29 +42,31 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from mosaic.core.contract import keys
+from mosaic.core.contract.opcodes import V0_OPCODE_IDS, V0_OPCODE_NAMES
 from mosaic.core.errors import DataError
 
-IGNORE_TARGET = -100
-IGNORE_INDEX = -1
-IGNORE_COMMITMENT = -100
+# One ignore value for every integer label (the contract's); the names say where each is used.
+IGNORE_INDEX = IGNORE_TARGET = IGNORE_COMMITMENT = keys.IGNORE_INDEX
 
-# The ten v0 opcodes of mosaic-layers' ISA (ids 0-9). Declared here so that mosaic-data does not
-# depend on mosaic-layers; an integration test (both packages installed) must check they agree.
-OP_NOP, OP_READ_MEM, OP_WRITE_MEM, OP_CLEAR_MEM, OP_IDLE = 0, 1, 2, 3, 4
-OP_GATE_UP, OP_GATE_DOWN, OP_SCAN, OP_COMMIT, OP_RESPOND = 5, 6, 7, 8, 9
+# The ten v0 opcodes (ids 0-9), from the contract so that mosaic-data needs no mosaic-layers.
+OP_NOP, OP_READ_MEM, OP_WRITE_MEM, OP_CLEAR_MEM, OP_IDLE = (V0_OPCODE_IDS[n] for n in V0_OPCODE_NAMES[:5])
+OP_GATE_UP, OP_GATE_DOWN, OP_SCAN, OP_COMMIT, OP_RESPOND = (V0_OPCODE_IDS[n] for n in V0_OPCODE_NAMES[5:])
 
-WRITE_GATE = "mosaic_teacher_write_gate"
-WRITE_UTILITY = "mosaic_teacher_write_utility"
-READ_BUCKET = "mosaic_teacher_read_bucket"
-WRITE_BUCKET = "mosaic_teacher_write_bucket"
-OPCODE = "mosaic_teacher_opcode"
-REG_WRITE_GATE = "mosaic_teacher_reg_write_gate"
-REG_SEL = "mosaic_teacher_reg_sel"
-COMMITMENT_DELTA = "mosaic_teacher_commitment_delta"
-DROP_LOCAL = "mosaic_drop_local"
-TEACHER_FORCING = "mosaic_teacher_forcing"
-ANSWER_MASK = "eval_answer_mask"
-MASK_SUFFIX = "_mask"
+WRITE_GATE = keys.TEACHER_WRITE_GATE.name
+WRITE_UTILITY = keys.TEACHER_WRITE_UTILITY.name
+READ_BUCKET = keys.TEACHER_READ_BUCKET.name
+WRITE_BUCKET = keys.TEACHER_WRITE_BUCKET.name
+OPCODE = keys.TEACHER_OPCODE.name
+REG_WRITE_GATE = keys.TEACHER_REG_WRITE_GATE.name
+REG_SEL = keys.TEACHER_REG_SEL.name
+COMMITMENT_DELTA = keys.TEACHER_COMMITMENT_DELTA.name
+DROP_LOCAL = keys.DROP_LOCAL.name
+TEACHER_FORCING = keys.TEACHER_FORCING.name
+ANSWER_MASK = keys.EVAL_ANSWER_MASK.name
+INPUT_IDS = keys.INPUT_IDS.name
+TARGET_IDS = keys.TARGET_IDS.name
+MASK_SUFFIX = keys.MASK_SUFFIX
 
 _MASK64 = (1 << 64) - 1
 SEQUENCE_NOTE = " (block_size + 1 sequence tokens)"
@@ -191,8 +196,8 @@ class TraceBuilder:
             answer_mask[_index(self.answers, T)] = True
 
         item = {
-            "input_ids": seq[:-1],
-            "target_ids": target_ids,
+            INPUT_IDS: seq[:-1],
+            TARGET_IDS: target_ids,
             WRITE_GATE: write_gate,
             WRITE_GATE + MASK_SUFFIX: real.clone(),
             WRITE_UTILITY: write_gate.clone(),

@@ -3,7 +3,9 @@
 The curriculum protocol
 -----------------------
 
-A plugin's dataset or curriculum follows it without importing mosaic-data.
+A plugin's dataset or curriculum follows it without importing mosaic-data; the protocols are code in
+``mosaic.core.contract.protocols`` (``Curriculum``, ``DifficultyAdjustable``,
+``TeacherForcingAdjustable``).
 
 **Dataset side.** A dataset that can be adjusted implements any of
 
@@ -53,6 +55,7 @@ from typing import Any, Literal
 
 import attrs
 
+from mosaic.core.contract.protocols import DifficultyAdjustable, TeacherForcingAdjustable, missing_members
 from mosaic.core.errors import ConfigError, ConfigProblem, DataError
 from mosaic.core.validators import non_negative, probability
 
@@ -90,14 +93,13 @@ def schedule_value(
     return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _require(dataset: Any, method: str, curriculum: str) -> Any:
-    bound = getattr(dataset, method, None)
-    if not callable(bound):
+def _require(dataset: Any, protocol: type, curriculum: str) -> None:
+    if not isinstance(dataset, protocol):
         raise DataError(
-            f"{curriculum} cannot adjust {type(dataset).__name__}: it has no {method}() "
-            "(see the curriculum protocol in mosaic.data.curricula)"
+            f"{curriculum} cannot adjust {type(dataset).__name__}: it has no "
+            f"{', '.join(f'{name}()' for name in missing_members(dataset, protocol))} "
+            f"(mosaic.core.contract.protocols.{protocol.__name__})"
         )
-    return bound
 
 
 @attrs.frozen
@@ -126,9 +128,9 @@ class TeacherForcingDecay:
                               warmup_steps=c.warmup_steps, cooldown_steps=c.cooldown_steps)
 
     def update(self, step: int, total_steps: int, dataset: Any) -> dict[str, float]:
-        set_teacher_forcing = _require(dataset, "set_teacher_forcing", "curriculum.teacher_forcing_decay")
+        _require(dataset, TeacherForcingAdjustable, "curriculum.teacher_forcing_decay")
         p = self.value(step, total_steps)
-        set_teacher_forcing(p)
+        dataset.set_teacher_forcing(p)
         return {"teacher_forcing": p}
 
 
@@ -158,7 +160,7 @@ class DifficultyRamp:
                               warmup_steps=c.warmup_steps, cooldown_steps=c.cooldown_steps)
 
     def update(self, step: int, total_steps: int, dataset: Any) -> dict[str, float]:
-        set_difficulty = _require(dataset, "set_difficulty", "curriculum.difficulty_ramp")
+        _require(dataset, DifficultyAdjustable, "curriculum.difficulty_ramp")
         level = self.value(step, total_steps)
-        set_difficulty(level)
+        dataset.set_difficulty(level)
         return {"difficulty": level}

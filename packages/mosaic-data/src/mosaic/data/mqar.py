@@ -29,12 +29,14 @@ from mosaic.data.common import (
     ANSWER_MASK,
     IGNORE_INDEX,
     IGNORE_TARGET,
+    INPUT_IDS,
     MASK_SUFFIX,
     OP_NOP,
     OP_READ_MEM,
     OP_WRITE_MEM,
     OPCODE,
     READ_BUCKET,
+    TARGET_IDS,
     TEACHER_FORCING,
     WRITE_BUCKET,
     WRITE_GATE,
@@ -133,7 +135,7 @@ class MQARDataset(torch.utils.data.Dataset):
             noise = torch.from_numpy(crng.below(crng.bits(keys_rng, _NOISE, L), V))
             input_ids = torch.where(input_ids == 0, noise, input_ids)
 
-        batch = {"input_ids": input_ids, "target_ids": target_ids}
+        batch = {INPUT_IDS: input_ids, TARGET_IDS: target_ids}
         if c.teacher_signals:
             batch.update(self._teacher(keys, query_pos, rows, pairs))
         batch[ANSWER_MASK] = target_ids != IGNORE_TARGET

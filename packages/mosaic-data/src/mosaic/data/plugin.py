@@ -6,8 +6,7 @@ dataset modules.
 
 from __future__ import annotations
 
-from typing import Any
-
+from mosaic.core.contract.protocols import Register
 from mosaic.core.plugins import hookimpl
 
 _DATASETS = (
@@ -54,12 +53,12 @@ _CURRICULA = (
 
 
 @hookimpl
-def register_datasets(register: Any) -> None:
+def register_datasets(register: Register) -> None:
     for component_id, factory, config, summary in _DATASETS:
         register(component_id, factory, config=config, summary=summary)
 
 
 @hookimpl
-def register_curricula(register: Any) -> None:
+def register_curricula(register: Register) -> None:
     for component_id, factory, config, summary in _CURRICULA:
         register(component_id, factory, config=config, summary=summary)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from mosaic.core.errors import DataError
-from mosaic.data.common import SampleTooLongError, item_seed
+from mosaic.data.common import INPUT_IDS, TARGET_IDS, SampleTooLongError, item_seed
 from mosaic.data.config import TextConfig
 from mosaic.data.corpora import corpus_bytes
 
@@ -100,6 +100,6 @@ class TextDataset(torch.utils.data.Dataset):
         start = self.offset(idx)
         window = self.ids[start : start + self.config.block_size + 1]
         return {
-            "input_ids": window[:-1].clone(),
-            "target_ids": window[1:].clone(),
+            INPUT_IDS: window[:-1].clone(),
+            TARGET_IDS: window[1:].clone(),
         }

@@ -16,7 +16,14 @@ from mosaic.core.model_output import ModelOutput
 from mosaic.layers.config import TransformerBaselineConfig
 from mosaic.layers.ffn import LifecycleHooks, TrainingHooksMixin, build_ffn, ffn_aux, model_registry
 from mosaic.layers.generation import GenerationMixin
-from mosaic.layers.model import check_input_ids, init_weights, stack_layer_aux, vocabulary_logits
+from mosaic.layers.model import (
+    INPUT_IDS,
+    TARGET_IDS,
+    check_input_ids,
+    init_weights,
+    stack_layer_aux,
+    vocabulary_logits,
+)
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
     from mosaic.core.registry import Registry
@@ -120,7 +127,7 @@ class TransformerBaseline(TrainingHooksMixin, GenerationMixin, nn.Module):
         for index, layer in enumerate(self.layers):
             x = layer(x, state, index)
         logits, logit_targets = vocabulary_logits(
-            self.head, self.norm(x), batch.get("target_ids"), self.config.logits_at_labels_only
+            self.head, self.norm(x), batch.get(TARGET_IDS), self.config.logits_at_labels_only
         )
         per_layer = [ffn_aux(ffn) for ffn in self.ffn_layers()]
         aux = stack_layer_aux(per_layer) if per_layer and per_layer[0] else {}
@@ -147,14 +154,14 @@ class TransformerBaseline(TrainingHooksMixin, GenerationMixin, nn.Module):
         """One token per sample: ``ids (B,)`` -> logits ``(B, V)``; ``state`` advances in place."""
         if ids.dim() != 1:
             raise ModelError(f"step: expected ids of shape (B,), got {tuple(ids.shape)}")
-        out = self.forward({"input_ids": ids[:, None]}, state)
+        out = self.forward({INPUT_IDS: ids[:, None]}, state)
         out.logits = out.logits[:, 0]
         return out
 
     def prefill(self, ids: torch.Tensor, state: KVCache | None = None) -> ModelOutput:
         """Consume ``ids (B, T)``: logits ``(B, T, V)`` and the filled cache."""
         state = self.init_state(ids.shape[0], ids.device) if state is None else state
-        return self.forward({"input_ids": ids}, state)
+        return self.forward({INPUT_IDS: ids}, state)
 
     def recurrent_state_floats(self, context_length: int) -> list[int]:
         """Floats of KV cache per layer for one sample at ``context_length`` tokens (keys and values),

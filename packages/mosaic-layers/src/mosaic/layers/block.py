@@ -1,6 +1,10 @@
-"""The MOSAIC block: local mixer, multiscale state bank, hashed memory, registers, opcode VM and
-commitment head, fused into one residual update. Every recurrence runs as a chunked scan; see
-:mod:`mosaic.layers.reference` for the step-by-step twin it is tested against."""
+"""The MOSAIC block: local mixer, multiscale state bank, a block memory, registers, opcode VM and
+commitment head, fused into one residual update by named gates. Every recurrence runs as a chunked
+scan; see :mod:`mosaic.layers.reference` for the step-by-step twin it is tested against.
+
+The memory sits behind the contract's ``BlockMemory`` protocol: ``memory.hashed`` by default, or
+any ``memory.*`` component the block config names (``memory: {type: memory.<name>, ...}``), so a
+plugin adds a memory without editing this module."""
 
 from __future__ import annotations
 
@@ -12,7 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mosaic.layers.config import MosaicBlockConfig
+from mosaic.core.contract import keys
+from mosaic.core.contract.protocols import BlockMemory, missing_members
+from mosaic.core.errors import ModelError
+from mosaic.layers.config import DEFAULT_MEMORY, MosaicBlockConfig
 from mosaic.layers.ffn import build_ffn, ffn_aux, model_registry
 from mosaic.layers.isa import V0_OPCODES, Opcode
 from mosaic.layers.memory import HashedMemory
@@ -121,8 +128,45 @@ class Registers(nn.Module):
         return self.read(plan["query"], exclusive(inclusive, h0)), inclusive[:, -1]
 
 
+def build_block_memory(config: MosaicBlockConfig, registry: Registry | None = None) -> BlockMemory:
+    """The block's memory: ``memory.hashed`` (the block's ``mem_*`` fields) unless ``config.memory``
+    names another ``memory.*`` component, built through the registry with ``d_model`` set."""
+    if config.memory is None:
+        return HashedMemory(config)  # the default needs no registry, so checkpoints load anywhere
+    kind = config.memory["type"]
+    registry = model_registry(registry)
+    if kind == DEFAULT_MEMORY:
+        memory = registry.build(kind, config, path="$.block.memory")
+    else:
+        options = {key: value for key, value in config.memory.items() if key != "type"}
+        memory = registry.build(kind, {**options, "d_model": config.d_model}, path="$.block.memory")
+    if not isinstance(memory, BlockMemory) or not isinstance(memory, nn.Module):
+        raise ModelError(f"{kind} is not a block memory: it must be a torch.nn.Module with "
+                         f"{', '.join(missing_members(memory, BlockMemory)) or 'init_state, forward'}")
+    return memory
+
+
+class FusionGates(nn.Linear):
+    """One sigmoid gate per path the block fuses into its update, by name.
+
+    A linear map ``D -> len(PATHS)`` (one row per path, in :data:`PATHS` order, so checkpoints keep
+    their ``fusion.weight``/``fusion.bias``), read back as named ``(B, T, 1)`` gates."""
+
+    PATHS = ("state", "memory", "registers")
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__(d_model, len(self.PATHS))
+
+    def gates(self, u: torch.Tensor, scale: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``u (B, T, D)``, ``scale (B, T)`` (the VM's fusion channel) -> ``{path: (B, T, 1)}``."""
+        values = torch.sigmoid(self(u)) * scale[..., None]  # (B, T, len(PATHS))
+        return {path: values[..., i : i + 1] for i, path in enumerate(self.PATHS)}
+
+
 class MosaicBlock(nn.Module):
     """``x (B, T, D) -> x + update * output_scale * (local + g_s state + g_m memory + g_r registers)``."""
+
+    memory: BlockMemory  # a torch module (checked by build_block_memory)
 
     def __init__(self, config: MosaicBlockConfig, opcodes: Sequence[Opcode] = V0_OPCODES, *,
                  registry: Registry | None = None) -> None:
@@ -132,9 +176,9 @@ class MosaicBlock(nn.Module):
         self.norm = nn.RMSNorm(c.d_model)
         self.mixer = LocalMixer(c, registry)
         self.bank = StateBank(c)
-        self.memory = HashedMemory(c)
+        self.memory = build_block_memory(c, registry)
         self.registers = Registers(c) if c.reg_slots else None
-        self.fusion = nn.Linear(c.d_model, 3)
+        self.fusion = FusionGates(c.d_model)
         self.opcode_head = (
             OpcodeHead(c.d_model, opcodes, control=c.opcodes_control_enabled, soft=c.opcodes_control_soft,
                        temp=c.opcodes_control_temp)
@@ -149,12 +193,13 @@ class MosaicBlock(nn.Module):
 
     def init_state(self, batch: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> BlockState:
         c = self.config
+        memory = self.memory.init_state(batch, device, dtype)
         return BlockState(
             conv_tail=torch.zeros(batch, c.conv_kernel - 1, c.d_model, device=device, dtype=dtype),
             bank=torch.zeros(batch, c.state_k * c.state_dim, device=device, dtype=dtype),
-            memory=self.memory.empty_table(batch, device, dtype),  # type: ignore[arg-type]
-            summary=torch.zeros(batch, 1, c.mem_cell_dim, device=device, dtype=dtype),
-            mem_counts=self.memory.empty_counts(batch, device),  # type: ignore[arg-type]
+            memory=memory.table,
+            summary=memory.summary,
+            mem_counts=memory.counts,
             registers=torch.zeros(batch, c.reg_slots, c.reg_dim, device=device, dtype=dtype) if c.reg_slots else None,
         )
 
@@ -168,19 +213,19 @@ class MosaicBlock(nn.Module):
         if self.opcode_head is None:
             return Controls.free(u[..., 0]), {}
         logits, controls, runtime_signals = self.opcode_head(u, teacher.opcode)
-        return controls, {"mosaic_opcode_logits": logits, **runtime_signals}
+        return controls, {keys.OPCODE_LOGITS.name: logits, **runtime_signals}
 
     def fuse(self, x: torch.Tensor, u: torch.Tensor, controls: Controls, local: torch.Tensor, bank: torch.Tensor,
              memory: torch.Tensor, registers: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The residual output and the commitment head (shared with the reference twin)."""
-        gates = torch.sigmoid(self.fusion(u)) * controls.fusion[..., None]  # (B, T, 3)
-        delta = local + gates[..., 0:1] * bank + gates[..., 1:2] * memory
+        gates = self.fusion.gates(u, controls.fusion)  # {path: (B, T, 1)}
+        delta = local + gates["state"] * bank + gates["memory"] * memory
         if registers is not None:
-            delta = delta + gates[..., 2:3] * registers
+            delta = delta + gates["registers"] * registers
         aux = {}
         if self.config.commitment_head_enabled:
             drive = u + delta + controls.commit[..., None] * self.commit_drive
-            aux["mosaic_commitment_logits"] = self.commitment(drive)
+            aux[keys.COMMITMENT_LOGITS.name] = self.commitment(drive)
         return x + (controls.update * controls.output_scale)[..., None] * delta, aux
 
     def forward(self, x: torch.Tensor, teacher: TeacherForcing | None = None,
@@ -195,26 +240,22 @@ class MosaicBlock(nn.Module):
         if teacher.drop_local is not None:
             local = local * (1 - teacher.drop_local.to(local.dtype))[..., None]
         bank, bank_h = self.bank(u, state.bank, chunk)
-        plan = self.memory.plan(context, controls, teacher, state.mem_counts, chunk)
-        read, table = self.memory.read_with_clears(plan, state.memory, chunk)  # (B, T, mem_dim)
-        summary = state.summary
-        if self.reads_summary:
-            summary_read, summary = self.memory.summary_read(plan, state.summary, chunk)
-            read = read + controls.scan[..., None] * summary_read
-        memory = self.memory.out(controls.read[..., None] * read)
+        memory, memory_aux, memory_state = self.memory(context, controls, teacher, state.memory_state, chunk,
+                                                       scan=self.reads_summary)  # (B, T, D)
         registers = register_state = None
         if self.registers is not None:
             reg_plan = self.registers.plan(context, controls, teacher)
             registers, register_state = self.registers(reg_plan, state.registers, chunk)
-            aux["mosaic_reg_write_gate_logits"] = reg_plan["gate_logits"]
-            aux["mosaic_reg_sel_logits"] = reg_plan["sel_logits"]
+            aux[keys.REG_WRITE_GATE_LOGITS.name] = reg_plan["gate_logits"]
+            aux[keys.REG_SEL_LOGITS.name] = reg_plan["sel_logits"]
         y, head_aux = self.fuse(x, u, controls, local, bank, memory, registers)
-        aux.update(plan.aux)
+        aux.update(memory_aux)
         aux.update(head_aux)
-        aux["mosaic_state_decay_reg_loss"] = self.bank.regulariser()
+        aux[keys.STATE_DECAY_REG_LOSS.name] = self.bank.regulariser()
         if self.mixer.ffn is not None:
             aux.update(ffn_aux(self.mixer.ffn))
-        return y, aux, BlockState(conv_tail, bank_h, table, summary, plan.counts, register_state)
+        return y, aux, BlockState(conv_tail, bank_h, memory_state.table, memory_state.summary, memory_state.counts,
+                                  register_state)
 
 
 def build_mosaic_block(config: MosaicBlockConfig, *, registry: Registry | None = None) -> MosaicBlock:

@@ -29,11 +29,16 @@ _ffn_field = component_field("layer", injected=("d_model",))
 #: ``lifecycle``: a training-time controller of the feed-forward layers (e.g. ``{type:
 #: layer.chrono_lifecycle}``), driven by the trainer through ``after_optimizer_step``.
 _lifecycle_field = component_field("layer")
+#: ``memory``: the block's memory, a ``memory.*`` component behind the ``BlockMemory`` protocol, e.g.
+#: ``{type: memory.outer_product, key_dim: 16}``; built through the registry with ``d_model`` set by the
+#: block. None (or ``{type: memory.hashed}``) is the hashed memory configured by the ``mem_*`` fields.
+DEFAULT_MEMORY = "memory.hashed"
+_memory_field = component_field("memory", injected=("d_model",))
 
 
 @attrs.frozen
 class MosaicBlockConfig:
-    """One MOSAIC block: local mixer, state bank, hashed memory, registers, opcode VM, heads."""
+    """One MOSAIC block: local mixer, state bank, memory (hashed by default), registers, opcode VM, heads."""
 
     d_model: int = attrs.field(default=128, validator=positive)
     # local mixer: depthwise causal conv + gated SiLU MLP
@@ -75,6 +80,8 @@ class MosaicBlockConfig:
     chunk_size: int = attrs.field(default=32, validator=positive)
     # None: the local mixer's dense gated SiLU MLP; else a registry layer (B, T, D) -> (B, T, D)
     ffn: dict[str, Any] | None = _ffn_field
+    # None: memory.hashed (the mem_* fields above); else a memory.* component (see DEFAULT_MEMORY)
+    memory: dict[str, Any] | None = _memory_field
 
     def __attrs_post_init__(self) -> None:
         if self.state_decay_min >= self.state_decay_max:
@@ -86,6 +93,9 @@ class MosaicBlockConfig:
             reject("opcodes_control_enabled", "needs opcodes_enabled (there is no opcode head)")
         if self.opcodes_control_soft and not self.opcodes_control_enabled:
             reject("opcodes_control_soft", "needs opcodes_control_enabled")
+        if self.memory is not None and self.memory["type"] == DEFAULT_MEMORY and set(self.memory) != {"type"}:
+            extra = ", ".join(sorted(set(self.memory) - {"type"}))
+            reject("memory", f"{DEFAULT_MEMORY} takes no options ({extra}); set the block's mem_* fields instead")
 
     @property
     def mem_bits(self) -> int:
@@ -120,13 +130,16 @@ class MosaicLMConfig:
 
     def provides(self) -> Iterable[Provided]:
         block = self.block
-        heads = {Head.MEMORY, Head.STATE_BANK}
+        # the hashed memory's heads and geometry; a plugin memory (block.memory) promises neither
+        hashed = block.memory is None or block.memory["type"] == DEFAULT_MEMORY
+        heads = {Head.MEMORY, Head.STATE_BANK} if hashed else {Head.STATE_BANK}
         heads |= {Head.OPCODES} if block.opcodes_enabled else set()
         heads |= {Head.COMMITMENT} if block.commitment_head_enabled else set()
         heads |= {Head.REGISTERS} if block.reg_slots else set()
         yield Provided(Capability.HEADS, frozenset(heads), "block")
-        yield Provided(Capability.MEMORY_BUCKETS, block.mem_buckets, "block.mem_buckets")
-        yield Provided(Capability.MEMORY_HASHES, block.mem_hashes, "block.mem_hashes")
+        if hashed:
+            yield Provided(Capability.MEMORY_BUCKETS, block.mem_buckets, "block.mem_buckets")
+            yield Provided(Capability.MEMORY_HASHES, block.mem_hashes, "block.mem_hashes")
 
     def requires(self) -> Iterable[Required]:
         yield covers_vocabulary(self.vocab_size)

@@ -17,7 +17,7 @@ from torch import nn
 from mosaic.core.model_output import ModelOutput
 from mosaic.layers.delta_config import DeltaBaselineConfig
 from mosaic.layers.delta_rule import chunked_gated_delta_rule
-from mosaic.layers.model import check_input_ids, init_weights, vocabulary_logits
+from mosaic.layers.model import TARGET_IDS, check_input_ids, init_weights, vocabulary_logits
 
 
 class CausalDepthwiseConv(nn.Module):
@@ -101,7 +101,7 @@ class DeltaBaseline(nn.Module):
         for layer in self.layers:
             x = layer(x)
         logits, logit_targets = vocabulary_logits(
-            self.head, self.norm(x), batch.get("target_ids"), self.config.logits_at_labels_only
+            self.head, self.norm(x), batch.get(TARGET_IDS), self.config.logits_at_labels_only
         )
         return ModelOutput(logits=logits, logit_targets=logit_targets)
 

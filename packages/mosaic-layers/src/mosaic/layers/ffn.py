@@ -7,8 +7,8 @@ it). The layer maps ``(B, T, D) → (B, T, D)`` and may expose ``aux_outputs() -
 the auxiliary losses and metrics of its last forward; the model stacks them per layer into
 ``ModelOutput.aux`` (leading layer axis), e.g. ``moe_aux_loss (L,)``, ``moe_beta (L, E)``.
 
-Training-hook protocol (duck-typed; the runtime imports neither this module nor chronomoe). A model
-may define:
+Training-hook protocol (``mosaic.core.contract.protocols.TrainingHooks``; the runtime imports neither
+this module nor chronomoe). A model may define:
 
 - ``after_optimizer_step(step: int, optimizer) -> list[dict]``: called by the trainer after every
   optimizer step; returns the decisions taken (JSON-able dicts), which the trainer appends to the
@@ -17,9 +17,9 @@ may define:
   controller's state, stored in and restored from checkpoints.
 
 The controller is the registry component named by the model's ``lifecycle`` mapping (e.g.
-``layer.chrono_lifecycle``). Its factory returns an object with ``attach(layers, optimizer)``,
-``step() -> list[dict]``, ``state_dict()`` and ``load_state_dict(state)``; it is attached lazily at
-the first optimizer step because the optimizer is built after the model.
+``layer.chrono_lifecycle``). Its factory returns a ``LifecycleController`` (``attach(layers,
+optimizer)``, ``step() -> list[dict]``, ``state_dict()``, ``load_state_dict(state)``); it is
+attached lazily at the first optimizer step because the optimizer is built after the model.
 """
 
 from __future__ import annotations
@@ -29,6 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+from mosaic.core.contract.protocols import (
+    LifecycleController,
+    ReportsAux,
+    StepsAfterOptimizer,
+    missing_members,
+)
+from mosaic.core.errors import ModelError
 
 if TYPE_CHECKING:
     from mosaic.core.registry import Registry
@@ -53,8 +61,7 @@ def build_ffn(spec: Mapping[str, Any], d_model: int, registry: Registry, path: s
 
 def ffn_aux(ffn: nn.Module) -> dict[str, torch.Tensor]:
     """The feed-forward's aux outputs of its last forward (empty for layers that have none)."""
-    collect = getattr(ffn, "aux_outputs", None)
-    return dict(collect()) if callable(collect) else {}
+    return dict(ffn.aux_outputs()) if isinstance(ffn, ReportsAux) else {}
 
 
 class LifecycleHooks:
@@ -63,7 +70,7 @@ class LifecycleHooks:
     def __init__(self, spec: Mapping[str, Any] | None, registry: Registry) -> None:
         self.spec = spec
         self.registry = registry
-        self.controller: Any = None
+        self.controller: LifecycleController | None = None
         self.pending_state: dict | None = None
 
     def after_optimizer_step(self, layers: Sequence[nn.Module], step: int, optimizer: Any) -> list[dict]:
@@ -71,8 +78,14 @@ class LifecycleHooks:
             return []
         if self.controller is None:
             mapping = {key: value for key, value in self.spec.items() if key != "type"}
-            self.controller = self.registry.build(self.spec["type"], mapping, path="$.lifecycle")
-            self.controller.attach(list(layers), optimizer)
+            controller = self.registry.build(self.spec["type"], mapping, path="$.lifecycle")
+            if not isinstance(controller, LifecycleController):
+                raise ModelError(
+                    f"{self.spec['type']} is not a lifecycle controller: it lacks "
+                    f"{', '.join(missing_members(controller, LifecycleController))}"
+                )
+            self.controller = controller
+            controller.attach(list(layers), optimizer)
             if self.pending_state is not None:
                 self.controller.load_state_dict(self.pending_state)
                 self.pending_state = None
@@ -104,9 +117,8 @@ class TrainingHooksMixin:
 
     def after_optimizer_step(self, step: int, optimizer: torch.optim.Optimizer) -> list[dict]:
         for ffn in self.ffn_layers():  # per-step balancers (e.g. router.loss_free's bias)
-            hook = getattr(ffn, "after_optimizer_step", None)
-            if callable(hook):
-                hook()
+            if isinstance(ffn, StepsAfterOptimizer):
+                ffn.after_optimizer_step()
         return self.lifecycle.after_optimizer_step(self.ffn_layers(), step, optimizer)
 
     def lifecycle_state_dict(self) -> dict | None:

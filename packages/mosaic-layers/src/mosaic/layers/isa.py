@@ -30,10 +30,13 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import attrs
 
+from mosaic.core.contract.opcodes import V0_OPCODE_IDS as CONTRACT_OPCODE_IDS
+from mosaic.core.contract.opcodes import V0_OPCODE_NAMES
 from mosaic.core.errors import InvalidComponentError
 
 if TYPE_CHECKING:
@@ -83,19 +86,21 @@ class Opcode:
         return getattr(CHANNEL_DEFAULTS, channel) if declared is None else float(declared)
 
 
-V0_OPCODES: tuple[Opcode, ...] = (
-    Opcode("NOP", "do nothing special; every channel keeps its default"),
-    Opcode("READ_MEM", "read the associative memory at the routed bucket", ChannelValues(read=1.0)),
-    Opcode("WRITE_MEM", "write the current key/value into memory and registers", ChannelValues(write=1.0)),
-    Opcode("CLEAR_MEM", "clear the routed memory slot", ChannelValues(clear=1.0)),
-    Opcode("IDLE", "suppress this block's update for the token", ChannelValues(update=0.0)),
-    Opcode("GATE_UP", "open the fusion gates wider (x2)", ChannelValues(fusion=2.0)),
-    Opcode("GATE_DOWN", "narrow the fusion gates (x0.5)", ChannelValues(fusion=0.5)),
-    Opcode("SCAN", "read a summary across all memory buckets", ChannelValues(read=1.0, scan=1.0)),
-    Opcode("COMMIT", "drive the commitment head's input", ChannelValues(commit=1.0)),
-    Opcode("RESPOND", "signal the onset of a response", ChannelValues(respond=1.0)),
-)
-V0_OPCODE_IDS: dict[str, int] = {op.name: index for index, op in enumerate(V0_OPCODES)}
+#: What each v0 opcode means and does; names and ids come from the contract's one table.
+_V0_SEMANTICS: dict[str, tuple[str, ChannelValues]] = {
+    "NOP": ("do nothing special; every channel keeps its default", ChannelValues()),
+    "READ_MEM": ("read the associative memory at the routed bucket", ChannelValues(read=1.0)),
+    "WRITE_MEM": ("write the current key/value into memory and registers", ChannelValues(write=1.0)),
+    "CLEAR_MEM": ("clear the routed memory slot", ChannelValues(clear=1.0)),
+    "IDLE": ("suppress this block's update for the token", ChannelValues(update=0.0)),
+    "GATE_UP": ("open the fusion gates wider (x2)", ChannelValues(fusion=2.0)),
+    "GATE_DOWN": ("narrow the fusion gates (x0.5)", ChannelValues(fusion=0.5)),
+    "SCAN": ("read a summary across all memory buckets", ChannelValues(read=1.0, scan=1.0)),
+    "COMMIT": ("drive the commitment head's input", ChannelValues(commit=1.0)),
+    "RESPOND": ("signal the onset of a response", ChannelValues(respond=1.0)),
+}
+V0_OPCODES: tuple[Opcode, ...] = tuple(Opcode(name, *_V0_SEMANTICS[name]) for name in V0_OPCODE_NAMES)
+V0_OPCODE_IDS: Mapping[str, int] = CONTRACT_OPCODE_IDS
 
 
 def v0_opcode(name: str) -> Opcode:

@@ -37,9 +37,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mosaic.core.contract import keys
 from mosaic.core.errors import ModelError
+from mosaic.layers import memory_readback
 from mosaic.layers.config import MosaicBlockConfig
+from mosaic.layers.memory_readback import MemoryCells
 from mosaic.layers.scan import exclusive, gated_scan, safe_log
+from mosaic.layers.state import MemoryState
 from mosaic.layers.vm import Controls, TeacherForcing, forced_float
 
 OCCUPANCY_FLOOR = 1e-6
@@ -114,6 +118,9 @@ def route(bit_logits: torch.Tensor, teacher: torch.Tensor | None) -> tuple[torch
 
 
 class HashedMemory(nn.Module):
+    """``memory.hashed``, the block's default memory (contract ``BlockMemory`` and
+    ``ReadableBlockMemory``), configured by the block's ``mem_*`` fields."""
+
     def __init__(self, config: MosaicBlockConfig) -> None:
         super().__init__()
         c = config
@@ -150,6 +157,44 @@ class HashedMemory(nn.Module):
         c = self.config
         return torch.zeros(batch, c.mem_hashes, c.mem_buckets, dtype=torch.int64, device=device)
 
+    def init_state(self, batch_size: int, device: torch.device | None, dtype: torch.dtype) -> MemoryState:
+        c = self.config
+        return MemoryState(
+            table=self.empty_table(batch_size, device, dtype),  # type: ignore[arg-type]
+            summary=torch.zeros(batch_size, 1, c.mem_cell_dim, device=device, dtype=dtype),
+            counts=self.empty_counts(batch_size, device),  # type: ignore[arg-type]
+        )
+
+    def forward(self, u: torch.Tensor, controls: Controls, teacher: TeacherForcing, state: MemoryState,
+                chunk: int, *, scan: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor], MemoryState]:
+        """The fast path: ``u (B, T, D)`` -> (read projected to ``(B, T, D)``, aux, state after the last
+        token). ``scan``: read (and advance) the all-bucket summary through the SCAN channel."""
+        if state.summary is None or state.counts is None:
+            raise ModelError("memory.hashed: its state needs a summary and ring counts (see init_state)")
+        plan = self.plan(u, controls, teacher, state.counts, chunk)
+        read, table = self.read_with_clears(plan, state.table, chunk)  # (B, T, mem_dim)
+        summary = state.summary
+        if scan:
+            summary_read, summary = self.summary_read(plan, state.summary, chunk)
+            read = read + controls.scan[..., None] * summary_read
+        return self.out(controls.read[..., None] * read), plan.aux, MemoryState(table, summary, plan.counts)
+
+    # --- read-back (mosaic.layers.memory_readback), apart from the fast path ---------------------
+
+    def read_cells(self, state: MemoryState, layer: int) -> MemoryCells:
+        if state.counts is None:
+            raise ModelError("memory.hashed: its state needs ring counts to read cells back")
+        return memory_readback.memory_cells(self, state.table, state.counts, layer)
+
+    def replay_values(self, values: torch.Tensor) -> torch.Tensor:
+        """Stored values ``(N, mem_dim)`` as the block adds them to the residual stream ``(N, D)``."""
+        return self.out(values)
+
+    def forget_cells(self, state: MemoryState, cells: MemoryCells, select: torch.Tensor) -> int:
+        return memory_readback.forget_cells(self, state.table, select)
+
+    # --- the fast path, step by step --------------------------------------------------------------
+
     def plan(self, u: torch.Tensor, controls: Controls, teacher: TeacherForcing, counts: torch.Tensor,
              chunk: int) -> MemoryPlan:
         c = self.config
@@ -181,10 +226,10 @@ class HashedMemory(nn.Module):
         cell_content = torch.cat([key, self.write_value(u), ones], dim=-1) * strength[..., None]  # (B, T, dim)
         content = cell_content[:, :, None] * (write_ste * slot_ste)[..., None]  # (B, T, H, dim)
         aux = {
-            "mosaic_write_gate_logits": gate_logits,
-            "mosaic_write_utility_logits": self.write_utility(u)[..., 0],
-            "mosaic_read_bit_logits": read_bits,
-            "mosaic_write_bit_logits": write_bits,
+            keys.WRITE_GATE_LOGITS.name: gate_logits,
+            keys.WRITE_UTILITY_LOGITS.name: self.write_utility(u)[..., 0],
+            keys.READ_BIT_LOGITS.name: read_bits,
+            keys.WRITE_BIT_LOGITS.name: write_bits,
         }
         return MemoryPlan(
             query=query,
@@ -348,52 +393,7 @@ class HashedMemory(nn.Module):
         return read[:, :length], table
 
 
-# --- reading memory back (consolidation, inspection) ------------------------------------------
+def build_hashed_memory(config: MosaicBlockConfig) -> HashedMemory:
+    """``memory.hashed`` factory: configured by the block's ``mem_*`` fields."""
+    return HashedMemory(config)
 
-
-@attrs.frozen
-class MemoryCells:
-    """The real cells of one layer's memory table, as views of a :class:`~mosaic.layers.state.MosaicState`.
-
-    Every tensor is laid out ``(B, H, buckets, assoc, ...)``; ``keys``/``values``/``occupancy`` share
-    storage with the state (writing them writes the state). A cell holds the gated EMA of the writes
-    routed to it, ``[w key, w value, w]`` summed with decay, so ``occupancy`` is its total write
-    strength and ``keys``/``values`` are exactly what the read path scores and returns (the read
-    weights a slot by ``exp(q.key / sqrt(dk)) * occupancy`` and sums ``weight * value``).
-
-    ``age`` is how many writes to the same bucket came after the cell's last write, known exactly
-    for the ``ring`` slot policy (``(writes mod assoc - 1 - slot) mod assoc``; 0 is the newest) and
-    reported as 0 for the ``router`` policy, which keeps no write order. ``utility`` is defined from
-    what the state already holds, ``occupancy * (assoc - age) / assoc``: a strong, recently written
-    cell is worth keeping; an empty cell is worth 0. (The block's ``write_utility`` head scores
-    tokens at write time and is not stored in the state, so it cannot be read back.)
-    """
-
-    layer: int
-    keys: torch.Tensor  # (B, H, NB, A, key_dim)
-    values: torch.Tensor  # (B, H, NB, A, mem_dim)
-    occupancy: torch.Tensor  # (B, H, NB, A)
-    bucket: torch.Tensor  # (B, H, NB, A) int64
-    slot: torch.Tensor  # (B, H, NB, A) int64
-    age: torch.Tensor  # (B, H, NB, A) int64
-
-    @property
-    def utility(self) -> torch.Tensor:
-        assoc = self.occupancy.shape[-1]
-        return self.occupancy * (assoc - self.age).to(self.occupancy.dtype) / assoc
-
-
-def memory_cells(memory: HashedMemory, table: torch.Tensor, counts: torch.Tensor, layer: int) -> MemoryCells:
-    """One layer's cells from its state table ``(B, H, cells + 1, dim)`` and ring counts ``(B, H, NB)``."""
-    c = memory.config
-    view = memory.table_view(table)  # (B, H, NB, A, dim)
-    occupancy = view[..., -1]
-    shape = occupancy.shape
-    bucket = torch.arange(c.mem_buckets, device=table.device)[:, None].expand(shape)
-    slot = torch.arange(c.mem_assoc, device=table.device).expand(shape)
-    if c.mem_slot_policy == "ring":
-        age = (counts[..., None] - 1 - slot) % c.mem_assoc
-    else:
-        age = torch.zeros_like(slot)
-    return MemoryCells(layer=layer, keys=view[..., : c.mem_key_dim], values=view[..., c.mem_key_dim : -1],
-                       occupancy=occupancy, bucket=bucket, slot=slot, age=age)

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, cast
 import torch
 from torch import nn
 
+from mosaic.core.contract import keys
+from mosaic.core.contract.protocols import MemoryCellsView, ReadableBlockMemory
 from mosaic.core.errors import CheckpointError, ModelError
 from mosaic.core.model_output import ModelOutput
 from mosaic.layers.block import MosaicBlock
@@ -16,14 +18,15 @@ from mosaic.layers.config import MosaicLMConfig
 from mosaic.layers.ffn import LifecycleHooks, TrainingHooksMixin, model_registry
 from mosaic.layers.generation import GenerationMixin
 from mosaic.layers.isa import V0_OPCODES, Opcode, opcode_table
-from mosaic.layers.memory import MemoryCells, memory_cells
+from mosaic.layers.memory_readback import MemoryCells
 from mosaic.layers.state import MosaicState
 from mosaic.layers.vm import TeacherForcing
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
     from mosaic.core.registry import Registry
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = keys.IGNORE_INDEX
+INPUT_IDS, TARGET_IDS = keys.INPUT_IDS.name, keys.TARGET_IDS.name
 
 
 def init_weights(module: nn.Module) -> None:
@@ -51,16 +54,16 @@ def vocabulary_logits(head: nn.Module, hidden: torch.Tensor, targets: torch.Tens
 
 
 def check_input_ids(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    if "input_ids" not in batch:
-        raise ModelError(f"batch has no 'input_ids' (keys: {sorted(batch)})")
-    ids = batch["input_ids"]
+    if INPUT_IDS not in batch:
+        raise ModelError(f"batch has no {INPUT_IDS!r} (keys: {sorted(batch)})")
+    ids = batch[INPUT_IDS]
     if ids.dim() != 2 or ids.dtype != torch.int64:
-        raise ModelError(f"batch['input_ids']: expected an int64 tensor (B, T), got {ids.dtype} {tuple(ids.shape)}")
+        raise ModelError(f"batch[{INPUT_IDS!r}]: expected an int64 tensor (B, T), got {ids.dtype} {tuple(ids.shape)}")
     if ids.shape[0] == 0 or ids.shape[1] == 0:
-        raise ModelError(f"batch['input_ids']: empty batch or sequence {tuple(ids.shape)}")
-    targets = batch.get("target_ids")
+        raise ModelError(f"batch[{INPUT_IDS!r}]: empty batch or sequence {tuple(ids.shape)}")
+    targets = batch.get(TARGET_IDS)
     if targets is not None and targets.shape != ids.shape:
-        raise ModelError(f"batch['target_ids']: shape {tuple(targets.shape)} differs from input_ids {tuple(ids.shape)}")
+        raise ModelError(f"batch[{TARGET_IDS!r}]: shape {tuple(targets.shape)} differs from input_ids {tuple(ids.shape)}")
     return ids
 
 
@@ -142,7 +145,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
             per_layer.append(aux)
             layer_states.append(block_state)
         logits, logit_targets = vocabulary_logits(
-            self.head, self.norm(x), batch.get("target_ids"), self.config.logits_at_labels_only
+            self.head, self.norm(x), batch.get(TARGET_IDS), self.config.logits_at_labels_only
         )
         new_state = None if state is None else MosaicState(layer_states, state.position + ids.shape[1])
         return ModelOutput(logits=logits, aux=stack_layer_aux(per_layer), logit_targets=logit_targets, state=new_state)
@@ -158,7 +161,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         """One token per sample: ``ids (B,)`` -> logits ``(B, V)``, aux ``(L, B, 1, ...)``, new state."""
         if ids.dim() != 1:
             raise ModelError(f"step: expected ids of shape (B,), got {tuple(ids.shape)}")
-        out = self.forward({"input_ids": ids[:, None]}, state)
+        out = self.forward({INPUT_IDS: ids[:, None]}, state)
         out.logits = out.logits[:, 0]
         return out
 
@@ -171,7 +174,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         logits = []
         out = None
         for start in range(0, ids.shape[1], chunk_tokens):
-            out = self.forward({"input_ids": ids[:, start : start + chunk_tokens]}, state)
+            out = self.forward({INPUT_IDS: ids[:, start : start + chunk_tokens]}, state)
             logits.append(out.logits)
             state = out.state
         if out is None:
@@ -189,12 +192,12 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
 
     # --- reading memory back ------------------------------------------------------------------
 
-    def memory_cells(self, state: MosaicState) -> list[MemoryCells]:
+    def memory_cells(self, state: MosaicState) -> list[MemoryCellsView]:
         """Each layer's memory cells (keys, values, occupancy, bucket, slot, age, utility) as views
-        of ``state``; see :class:`~mosaic.layers.memory.MemoryCells`."""
+        of ``state``; see :class:`~mosaic.layers.memory_readback.MemoryCells`. Needs a memory with
+        the contract's ``ReadableBlockMemory`` read-back (``memory.hashed`` has it)."""
         self._check_memory_state(state)
-        return [memory_cells(block.memory, layer.memory, layer.mem_counts, index)
-                for index, (block, layer) in enumerate(zip(self.block_list, state.layers, strict=True))]
+        return [self._readable(index).read_cells(layer.memory_state, index) for index, layer in enumerate(state.layers)]
 
     def replay_memory(self, state: MosaicState, cells: MemoryCells, select: torch.Tensor | None = None,
                       as_logits: bool = True) -> torch.Tensor:
@@ -213,7 +216,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
             raise ModelError(f"replay_memory: cells of layer {cells.layer}, the model has {len(self.blocks)} layers")
         values = cells.values if select is None else cells.values[self._check_select(cells, select)]
         with torch.no_grad():
-            contribution = self.block_list[cells.layer].memory.out(values.reshape(-1, values.shape[-1]))  # (N, D)
+            contribution = self._readable(cells.layer).replay_values(values.reshape(-1, values.shape[-1]))  # (N, D)
             return self.head(self.norm(contribution)) if as_logits else contribution
 
     def forget_memory_cells(self, state: MosaicState, cells: MemoryCells, select: torch.Tensor) -> int:
@@ -222,9 +225,14 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         slots is unchanged). Returns how many cells were cleared."""
         self._check_memory_state(state)
         mask = self._check_select(cells, select)
-        view = self.block_list[cells.layer].memory.table_view(state.layers[cells.layer].memory)
-        view[mask] = 0.0
-        return int(mask.sum())
+        return self._readable(cells.layer).forget_cells(state.layers[cells.layer].memory_state, cells, mask)
+
+    def _readable(self, layer: int) -> ReadableBlockMemory:
+        memory = self.block_list[layer].memory
+        if not isinstance(memory, ReadableBlockMemory):
+            raise ModelError(f"layer {layer}'s memory ({type(memory).__name__}) cannot be read back: it has no "
+                             "read_cells/replay_values/forget_cells (mosaic.core.contract.protocols.ReadableBlockMemory)")
+        return memory
 
     def _check_memory_state(self, state: MosaicState) -> None:
         if not isinstance(state, MosaicState) or len(state.layers) != len(self.blocks):

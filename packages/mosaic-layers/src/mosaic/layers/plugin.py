@@ -4,21 +4,20 @@ torch."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from mosaic.core.contract.protocols import Register
 from mosaic.core.plugins import hookimpl
 from mosaic.layers.isa import V0_OPCODES, v0_opcode_factories
 
 
 @hookimpl
-def register_opcodes(register: Any) -> None:
+def register_opcodes(register: Register) -> None:
     factories = v0_opcode_factories()
     for opcode in V0_OPCODES:
         register(f"opcode.{opcode.name}", factories[opcode.name], summary=opcode.meaning)
 
 
 @hookimpl
-def register_layers(register: Any) -> None:
+def register_layers(register: Register) -> None:
     register(
         "layer.mosaic_block",
         "mosaic.layers.block:build_mosaic_block",
@@ -28,7 +27,17 @@ def register_layers(register: Any) -> None:
 
 
 @hookimpl
-def register_models(register: Any) -> None:
+def register_memories(register: Register) -> None:
+    register(
+        "memory.hashed",
+        "mosaic.layers.memory:build_hashed_memory",
+        summary="hashed set-associative memory with exact causal reads (the block's default; mem_* fields)",
+        config="mosaic.layers.config:MosaicBlockConfig",
+    )
+
+
+@hookimpl
+def register_models(register: Register) -> None:
     register(
         "model.mosaic_lm",
         "mosaic.layers.model:build_mosaic_lm",

@@ -13,8 +13,10 @@ from typing import cast
 import torch
 import torch.nn.functional as F
 
+from mosaic.core.contract import keys
+from mosaic.core.errors import ModelError
 from mosaic.layers.block import MosaicBlock
-from mosaic.layers.memory import clearing_positions
+from mosaic.layers.memory import HashedMemory, clearing_positions
 from mosaic.layers.model import MosaicLM, stack_layer_aux
 from mosaic.layers.state import BlockState, MosaicState
 from mosaic.layers.vm import TeacherForcing
@@ -23,9 +25,13 @@ from mosaic.layers.vm import TeacherForcing
 def reference_block_forward(
     block: MosaicBlock, x: torch.Tensor, teacher: TeacherForcing | None = None, state: BlockState | None = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], BlockState]:
+    if not isinstance(block.memory, HashedMemory):
+        raise ModelError(f"the reference twin covers memory.hashed, not {type(block.memory).__name__}")
     c = block.config
     teacher = teacher if teacher is not None else TeacherForcing()
     state = state if state is not None else block.init_state(x.shape[0], x.device, x.dtype)
+    if state.summary is None or state.mem_counts is None:
+        raise ModelError("memory.hashed: the block state lacks its summary or ring counts")
     bsz, length, _ = x.shape
     tail, bank, summary, counts = state.conv_tail, state.bank, state.summary[:, 0], state.mem_counts
     table, registers = state.memory.clone(), state.registers
@@ -73,15 +79,15 @@ def reference_block_forward(
             reg_plan = block.registers.plan(context, controls, teach)
             register_read = block.registers.read(reg_plan["query"], registers[:, None])
             registers = torch.exp(reg_plan["log_keep"][:, 0])[..., None] * registers + reg_plan["content"][:, 0]
-            aux["mosaic_reg_write_gate_logits"] = reg_plan["gate_logits"]
-            aux["mosaic_reg_sel_logits"] = reg_plan["sel_logits"]
+            aux[keys.REG_WRITE_GATE_LOGITS.name] = reg_plan["gate_logits"]
+            aux[keys.REG_SEL_LOGITS.name] = reg_plan["sel_logits"]
         y, head_aux = block.fuse(x_t, u, controls, local, bank_out, memory, register_read)
         aux.update(plan.aux)
         aux.update(head_aux)
         outputs.append(y)
         per_token.append(aux)
     aux = {name: torch.cat([step[name] for step in per_token], dim=1) for name in per_token[0]}
-    aux["mosaic_state_decay_reg_loss"] = block.bank.regulariser()
+    aux[keys.STATE_DECAY_REG_LOSS.name] = block.bank.regulariser()
     return torch.cat(outputs, dim=1), aux, BlockState(tail, bank, table, summary[:, None], counts, registers)
 
 
@@ -89,7 +95,7 @@ def reference_model_forward(model: MosaicLM, batch: dict[str, torch.Tensor], sta
                             teacher: TeacherForcing | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor],
                                                                            MosaicState]:
     """Full-vocabulary logits, per-layer aux and the final state, token by token."""
-    ids = batch["input_ids"]
+    ids = batch[keys.INPUT_IDS.name]
     teacher = teacher if teacher is not None else model.teacher(batch)
     state = state if state is not None else model.init_state(ids.shape[0])
     x = model.embed(ids)

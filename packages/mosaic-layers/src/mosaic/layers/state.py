@@ -13,15 +13,39 @@ from mosaic.core.errors import CheckpointError
 
 
 @attrs.define
+class MemoryState:
+    """A block memory's per-sample state, laid out by the memory's kind (``memory.*``).
+
+    For ``memory.hashed``: ``table (B, H, NB * A + 1, key_dim + mem_dim + 1)`` (cells + a scratch
+    row), ``summary (B, 1, key_dim + mem_dim + 1)`` the all-bucket summary read by SCAN, ``counts
+    (B, H, NB)`` int64 writes per bucket mod assoc. Other memories use ``table`` and leave the
+    optional parts None."""
+
+    table: torch.Tensor
+    summary: torch.Tensor | None = None
+    counts: torch.Tensor | None = None
+
+
+#: BlockState fields that a memory may leave empty (besides ``registers``).
+OPTIONAL_FIELDS = ("registers", "summary", "mem_counts")
+
+
+@attrs.define
 class BlockState:
-    """What one block carries from token to token."""
+    """What one block carries from token to token. ``memory``, ``summary`` and ``mem_counts`` are
+    the parts of the block memory's :class:`MemoryState` (kept flat so saved states keep their
+    names)."""
 
     conv_tail: torch.Tensor  # (B, conv_kernel - 1, D) last inputs of the causal conv
     bank: torch.Tensor  # (B, state_k * state_dim) leaky integrators
-    memory: torch.Tensor  # (B, H, NB * A + 1, key_dim + mem_dim + 1) hashed memory (+ scratch row)
-    summary: torch.Tensor  # (B, 1, key_dim + mem_dim + 1) all-bucket summary read by SCAN (advanced only when opcodes control the block)
-    mem_counts: torch.Tensor  # (B, H, NB) int64 writes per bucket mod assoc (ring-buffer slots)
+    memory: torch.Tensor  # the memory's table: (B, H, NB * A + 1, key_dim + mem_dim + 1) for memory.hashed
+    summary: torch.Tensor | None  # (B, 1, key_dim + mem_dim + 1) all-bucket summary read by SCAN (advanced only when opcodes control the block)
+    mem_counts: torch.Tensor | None  # (B, H, NB) int64 writes per bucket mod assoc (ring-buffer slots)
     registers: torch.Tensor | None  # (B, R, reg_dim), None without registers
+
+    @property
+    def memory_state(self) -> MemoryState:
+        return MemoryState(self.memory, self.summary, self.mem_counts)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in attrs.fields(BlockState) if getattr(self, f.name) is not None}
@@ -79,8 +103,12 @@ class MosaicState:
         layers = []
         for i in range(len(by_layer)):
             entries = by_layer[i]
-            missing = [f.name for f in attrs.fields(BlockState) if f.name != "registers" and f.name not in entries]
+            missing = [f.name for f in attrs.fields(BlockState) if f.name not in OPTIONAL_FIELDS and f.name not in entries]
             if missing:
                 raise CheckpointError(f"MosaicState: layer {i} lacks {', '.join(missing)}")
-            layers.append(BlockState(registers=entries.pop("registers", None), **entries))
+            layers.append(BlockState(
+                conv_tail=entries["conv_tail"], bank=entries["bank"], memory=entries["memory"],
+                summary=entries.get("summary"), mem_counts=entries.get("mem_counts"),
+                registers=entries.get("registers"),
+            ))
         return cls(layers, int(data["position"]))

@@ -13,14 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mosaic.core.contract.keys import COMMIT_SIGNAL, IDLE_SIGNAL, RESPONSE_ONSET
+from mosaic.core.contract import keys
+from mosaic.core.contract.keys import KeySpec
 from mosaic.core.errors import ModelError
 from mosaic.layers.isa import CHANNEL_DEFAULTS, CHANNELS, Opcode, channel_matrix
 
 #: Channel values of a block whose opcodes do not control it: every path open, nothing cleared.
 FREE_CHANNELS = attrs.evolve(CHANNEL_DEFAULTS, read=1.0, write=1.0)
 
-IGNORE = -1
+IGNORE = keys.IGNORE_INDEX
 
 
 @attrs.define
@@ -53,7 +54,7 @@ class Controls:
 
 @attrs.define
 class TeacherForcing:
-    """Teacher decisions that replace the block's own where set (``-1`` / negative = not forced).
+    """Teacher decisions that replace the block's own where set (negative = not forced).
 
     ``drop_local`` is not a forcing signal: where it is 1 the local mixer is dropped (the data asks
     the model to answer from memory)."""
@@ -77,37 +78,40 @@ class TeacherForcing:
                    reg_slots: int, n_opcodes: int) -> TeacherForcing:
         """Read the teacher keys of ``batch``; ``mosaic_teacher_forcing (B,)`` is the per-sample
         probability that a token uses a (non-ignored) teacher decision instead of its own."""
-        ids = batch["input_ids"]
+        ids = batch[keys.INPUT_IDS.name]
         bsz, length = ids.shape
-        drop = batch.get("mosaic_drop_local")
+        drop = batch.get(keys.DROP_LOCAL.name)
         if drop is not None:
-            _check_shape("mosaic_drop_local", drop, (bsz, length))
+            _check_shape(keys.DROP_LOCAL.name, drop, (bsz, length))
             drop = drop.to(torch.float32)
-        forcing = batch.get("mosaic_teacher_forcing")
+        forcing = batch.get(keys.TEACHER_FORCING.name)
         if forcing is None:
             return cls(drop_local=drop)
-        _check_shape("mosaic_teacher_forcing", forcing, (bsz,))
+        _check_shape(keys.TEACHER_FORCING.name, forcing, (bsz,))
         use = torch.rand(bsz, length, device=ids.device) < forcing.to(torch.float32)[:, None]
 
-        def pick(key: str, shape: tuple[int, ...], limit: int | None) -> torch.Tensor | None:
-            value = batch.get(key)
+        def pick(spec: KeySpec, shape: tuple[int, ...], limit: int | None) -> torch.Tensor | None:
+            value = batch.get(spec.name)
             if value is None:
                 return None
-            _check_shape(key, value, shape)
+            _check_shape(spec.name, value, shape)
             if limit is not None:
                 value = value.long()
-                if bool(((value < IGNORE) | (value >= limit)).any()):
-                    raise ModelError(f"{key}: values must lie in [-1, {limit}), got {value.min()}..{value.max()}")
+                valid = (value == IGNORE) | ((value >= 0) & (value < limit))
+                if not bool(valid.all()):
+                    raise ModelError(f"{spec.name}: values must lie in [0, {limit}) or be {IGNORE} (ignore), "
+                                     f"got {value.min()}..{value.max()}")
+            ignored = IGNORE if limit is not None else keys.FLOAT_TEACHER_PAD
             mask = use if value.dim() == 2 else use[..., None]
-            return torch.where(mask, value, torch.full_like(value, IGNORE))
+            return torch.where(mask, value, torch.full_like(value, ignored))
 
         return cls(
-            opcode=pick("mosaic_teacher_opcode", (bsz, length), n_opcodes),
-            read_bucket=pick("mosaic_teacher_read_bucket", (bsz, length, hashes), buckets),
-            write_bucket=pick("mosaic_teacher_write_bucket", (bsz, length, hashes), buckets),
-            write_gate=pick("mosaic_teacher_write_gate", (bsz, length), None),
-            reg_write_gate=pick("mosaic_teacher_reg_write_gate", (bsz, length), None) if reg_slots else None,
-            reg_sel=pick("mosaic_teacher_reg_sel", (bsz, length), reg_slots) if reg_slots else None,
+            opcode=pick(keys.TEACHER_OPCODE, (bsz, length), n_opcodes),
+            read_bucket=pick(keys.TEACHER_READ_BUCKET, (bsz, length, hashes), buckets),
+            write_bucket=pick(keys.TEACHER_WRITE_BUCKET, (bsz, length, hashes), buckets),
+            write_gate=pick(keys.TEACHER_WRITE_GATE, (bsz, length), None),
+            reg_write_gate=pick(keys.TEACHER_REG_WRITE_GATE, (bsz, length), None) if reg_slots else None,
+            reg_sel=pick(keys.TEACHER_REG_SEL, (bsz, length), reg_slots) if reg_slots else None,
             drop_local=drop,
         )
 
@@ -141,9 +145,9 @@ def straight_through_one_hot(logits: torch.Tensor, teacher: torch.Tensor | None,
 def signals(controls: Controls) -> dict[str, torch.Tensor]:
     """The runtime-facing signals of executed controls, each ``(B, T)`` in [0, 1]."""
     return {
-        RESPONSE_ONSET.name: controls.respond,
-        COMMIT_SIGNAL.name: controls.commit,
-        IDLE_SIGNAL.name: (1.0 - controls.update).clamp(0.0, 1.0),
+        keys.RESPONSE_ONSET.name: controls.respond,
+        keys.COMMIT_SIGNAL.name: controls.commit,
+        keys.IDLE_SIGNAL.name: (1.0 - controls.update).clamp(0.0, 1.0),
     }
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from mosaic.core.contract.protocols import Register
 from mosaic.core.plugins import hookimpl
 from mosaic.runtime.presets import BUILTIN_PRESETS
 
@@ -12,7 +11,7 @@ OBJECTIVE_CONFIG = "mosaic.runtime.training.objective_config:MosaicObjectiveConf
 
 
 @hookimpl
-def register_objectives(register: Any) -> None:
+def register_objectives(register: Register) -> None:
     summary = "next-token cross-entropy plus MOSAIC auxiliary terms (gates, routing bits, opcodes, commitment)"
     register("objective.mosaic_event_prediction", OBJECTIVE_FACTORY, config=OBJECTIVE_CONFIG, summary=summary)
     register("objective.mosaic_next_token_aux", OBJECTIVE_FACTORY, config=OBJECTIVE_CONFIG,
@@ -20,13 +19,13 @@ def register_objectives(register: Any) -> None:
 
 
 @hookimpl
-def register_presets(register: Any) -> None:
+def register_presets(register: Register) -> None:
     for name, summary in BUILTIN_PRESETS.items():
         register(f"preset.{name}", f"mosaic.runtime.presets:{name}", summary=summary)
 
 
 @hookimpl
-def register_tool_builders(register: Any) -> None:
+def register_tool_builders(register: Register) -> None:
     register(
         "tool_builder.python",
         "mosaic.runtime.tools.python_builder:build_python_builder",
@@ -36,7 +35,7 @@ def register_tool_builders(register: Any) -> None:
 
 
 @hookimpl
-def register_loggers(register: Any) -> None:
+def register_loggers(register: Register) -> None:
     module = "mosaic.runtime.training.loggers"
     register("logger.jsonl", f"{module}:JsonlLogger", summary="metrics.jsonl, the run's own record (always on)")
     register("logger.csv", f"{module}:CsvLogger", summary="one CSV per split (metrics_train.csv, metrics_eval.csv)")

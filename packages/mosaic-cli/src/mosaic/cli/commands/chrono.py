@@ -5,6 +5,10 @@ intervals), ``metrics.jsonl`` (per-layer ``moe_psi_l<i>``, ``moe_beta_absmax_l<i
 ``moe_max_vio_l<i>``, ``moe_active_experts_l<i>`` logged by the objective) and ``decisions.jsonl``
 (written by the trainer from the model's lifecycle hooks). ``--plot PNG`` draws Ψ, |β| and MaxVio
 per layer with the decisions marked (needs matplotlib).
+
+The report keeps no copy of ChronoMoE's edit kinds: a decision record says itself whether it is an
+applied edit (``edit``) and how it changed the layer's live experts (``expert_delta``), both filled
+from chronomoe's edit table.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ import click
 import yaml
 
 from mosaic.cli.commands.run import fmt, user_errors
+from mosaic.core.contract import keys
 from mosaic.core.errors import MosaicError, install_hint
 
 DECISIONS_FILE = "decisions.jsonl"
-EDIT_ACTIONS = ("prune", "merge", "split", "spawn")
-SERIES = ("moe_psi", "moe_beta_absmax", "moe_max_vio", "moe_active_experts")
+ACTIVE_EXPERTS = keys.MOE_ACTIVE_EXPERTS.name
+SERIES = (keys.MOE_PSI.name, f"{keys.MOE_BETA.name}_absmax", keys.MOE_MAX_VIO.name, ACTIVE_EXPERTS)
 # ChronoConfig's defaults, shown when the run's config leaves a clock field unset
 DEFAULT_CLOCKS = {"alpha_fast": 0.9, "alpha_mid": 0.99, "alpha_slow": 0.999}
 DEFAULT_INTERVALS = {"mid_interval": 100, "slow_interval": 1000}
@@ -81,7 +86,7 @@ def clock_lines(router: dict[str, Any] | None) -> list[str]:
 
 def layer_count(train: list[dict[str, Any]]) -> int:
     layers = 0
-    while any(f"moe_active_experts_l{layers}" in record for record in train):
+    while any(f"{ACTIVE_EXPERTS}_l{layers}" in record for record in train):
         layers += 1
     return layers
 
@@ -121,12 +126,16 @@ def decision_lines(decisions: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def is_edit(decision: dict[str, Any]) -> bool:
+    """An applied lifecycle edit, as the record says (chronomoe's edit table fills the flag)."""
+    return decision.get("edit") is True
+
+
 def live_experts(decisions: list[dict[str, Any]], start: float, layers: int) -> list[int]:
     live = [int(start)] * layers
-    delta = {"prune": -1, "merge": -1, "split": 1, "spawn": 1}
     for d in decisions:
-        if d.get("action") in delta and isinstance(d.get("layer"), int) and d["layer"] < layers:
-            live[d["layer"]] += delta[d["action"]]
+        if is_edit(d) and isinstance(d.get("layer"), int) and d["layer"] < layers:
+            live[d["layer"]] += int(d.get("expert_delta", 0))
     return live
 
 
@@ -134,7 +143,7 @@ def build_report(run: Path, experiment: str | None = None) -> str:
     metrics = read_jsonl(run / "metrics.jsonl")
     if not metrics and not (run / "config.yaml").exists():
         raise MosaicError(f"{run} is not a run directory (no metrics.jsonl or config.yaml)")
-    train = [r for r in metrics if r.get("split") == "train" and "moe_active_experts" in r]
+    train = [r for r in metrics if r.get("split") == "train" and ACTIVE_EXPERTS in r]
     decisions = read_jsonl(run / DECISIONS_FILE)
     layers = layer_count(train)
     ffn = ffn_config(run, experiment)
@@ -160,7 +169,7 @@ def plot_report(run: Path, out: Path) -> Path:
     layers = layer_count(train)
     if not layers:
         raise MosaicError(f"{run / 'metrics.jsonl'} has no MoE metrics to plot")
-    edits = [d for d in read_jsonl(run / DECISIONS_FILE) if d.get("action") in EDIT_ACTIONS]
+    edits = [d for d in read_jsonl(run / DECISIONS_FILE) if is_edit(d)]
     names = [n for n in SERIES[:3] if any(f"{n}_l0" in r for r in train)]
     figure, axes = plt.subplots(len(names), 1, figsize=(7, 2.2 * len(names)), sharex=True, squeeze=False)
     for axis, name in zip(axes[:, 0], names, strict=True):

@@ -31,12 +31,13 @@ import attrs
 import torch
 import torch.nn.functional as F
 
+from mosaic.core.contract.protocols import MemoryReadBack, missing_members, protocol_members
 from mosaic.core.errors import RuntimeStateError
 from mosaic.runtime.agent.config import ConsolidationConfig
 from mosaic.runtime.agent.metrics import OCCUPIED_AT, memory_occupancy, memory_strength
 
 CONSOLIDATION_EVENT_TYPE = "Consolidation"
-MEMORY_API = ("memory_cells", "replay_memory", "forget_memory_cells")
+MEMORY_API = protocol_members(MemoryReadBack)
 
 
 @attrs.frozen
@@ -60,8 +61,8 @@ class ConsolidationReport:
 
 
 def check_memory_api(model: Any) -> None:
-    missing = [name for name in MEMORY_API if not callable(getattr(model, name, None))]
-    if missing:
+    if not isinstance(model, MemoryReadBack):
+        missing = missing_members(model, MemoryReadBack)
         raise RuntimeStateError(
             f"{type(model).__name__} cannot be consolidated: it lacks {', '.join(missing)} (consolidation reads "
             "memory back with memory_cells(state), replays cells with replay_memory(state, cells, select) and "
@@ -128,7 +129,7 @@ def consolidate(model: Any, live_state: Any, config: ConsolidationConfig,
     check_memory_api(model)
     started = time.perf_counter()
     working = live_state.copy()
-    occupancy_before, strength_before = memory_occupancy(working), memory_strength(working)
+    occupancy_before, strength_before = memory_occupancy(model, working), memory_strength(model, working)
     utility_before = mean_utility(model, working)
     replayed = replay_from_memory(model, working, config.replay_samples, rng)
     loss_before = rehearsal_loss(model, working, replayed)
@@ -136,8 +137,8 @@ def consolidate(model: Any, live_state: Any, config: ConsolidationConfig,
     loss_after = rehearsal_loss(model, working, replayed)
     report = ConsolidationReport(
         cells=cells, pruned_cells=pruned, occupancy_before=occupancy_before,
-        occupancy_after=memory_occupancy(working), strength_before=strength_before,
-        strength_after=memory_strength(working), utility_before=utility_before,
+        occupancy_after=memory_occupancy(model, working), strength_before=strength_before,
+        strength_after=memory_strength(model, working), utility_before=utility_before,
         utility_after=mean_utility(model, working), replayed=len(replayed), replayed_bytes=replayed,
         rehearsal_loss_before=loss_before, rehearsal_loss_after=loss_after,
         seconds=time.perf_counter() - started,

@@ -1,11 +1,10 @@
 """Live model metrics for homeostasis, read from a model's outputs and its streaming state.
 
-Memory metrics rely on the documented layout of a MOSAIC streaming state (mosaic-layers'
-``BlockState.memory``): ``state.layers[i].memory`` is a ``(B, H, cells + 1, key_dim + mem_dim + 1)``
-table whose last channel is a cell's occupancy (strength) and whose last row is a scratch cell that
-is never read. A state without that layout is refused with a :class:`RuntimeStateError` naming what
-is missing, never silently reported as zeros. Output metrics read the standard aux keys
-(``mosaic_write_gate_logits``, ``mosaic_opcode_logits``, ``mosaic_commitment_logits``), per layer.
+Memory metrics read a model's memory back through the contract's ``MemoryReadBack`` protocol
+(``model.memory_cells(state)``, one cells record per layer with an ``occupancy`` tensor); the
+runtime never reads a model's state layout itself. A model without that protocol is refused with a
+:class:`RuntimeStateError` naming what it lacks, never silently reported as zeros. Output metrics
+read the contract's aux keys (write gate and opcode logits), per layer.
 """
 
 from __future__ import annotations
@@ -15,61 +14,48 @@ from typing import Any
 
 import torch
 
+from mosaic.core.contract import keys
+from mosaic.core.contract.protocols import MemoryReadBack, missing_members
 from mosaic.core.errors import RuntimeStateError
 
 #: A cell whose occupancy is at least this counts as in use.
 OCCUPIED_AT = 0.05
 
 
-def memory_tables(state: Any) -> list[torch.Tensor]:
-    """Each layer's memory table ``(B, H, cells + 1, dim)`` (scratch row included)."""
-    layers = getattr(state, "layers", None)
-    if not isinstance(layers, (list, tuple)) or not layers:
+def cell_occupancy(model: Any, state: Any) -> list[torch.Tensor]:
+    """Each layer's cell occupancy (any shape, 0 empty), read back through the model."""
+    if not isinstance(model, MemoryReadBack):
         raise RuntimeStateError(
-            f"{type(state).__name__} has no 'layers' list; memory metrics and consolidation need a state "
-            "whose layers carry a 'memory' table (B, H, cells + 1, key_dim + mem_dim + 1)"
+            f"{type(model).__name__} reports no memory: memory metrics read it back with "
+            f"{', '.join(missing_members(model, MemoryReadBack))} (mosaic.core.contract.protocols.MemoryReadBack)"
         )
-    tables = []
-    for index, layer in enumerate(layers):
-        table = getattr(layer, "memory", None)
-        if not isinstance(table, torch.Tensor) or table.dim() != 4 or table.shape[2] < 2 or table.shape[3] < 2:
-            shape = tuple(table.shape) if isinstance(table, torch.Tensor) else type(table).__name__
-            raise RuntimeStateError(
-                f"state.layers[{index}].memory is {shape}; expected a (B, H, cells + 1, dim) table with the "
-                "occupancy in the last channel and a scratch last row"
-            )
-        tables.append(table)
-    return tables
+    layers = [cells.occupancy for cells in model.memory_cells(state)]
+    if not layers:
+        raise RuntimeStateError(f"{type(model).__name__}.memory_cells(state) returned no layers")
+    return layers
 
 
-def occupancy(table: torch.Tensor) -> torch.Tensor:
-    """Occupancy of the real cells of one table: ``(B, H, cells)``."""
-    return table[:, :, :-1, -1]
-
-
-def memory_occupancy(state: Any) -> float:
+def memory_occupancy(model: Any, state: Any) -> float:
     """Fraction of memory cells (all layers, hashes, samples) whose occupancy is >= OCCUPIED_AT."""
     used = total = 0
-    for table in memory_tables(state):
-        cells = occupancy(table)
+    for cells in cell_occupancy(model, state):
         used += int((cells >= OCCUPIED_AT).sum())
         total += cells.numel()
     return used / total
 
 
-def memory_strength(state: Any) -> float:
-    """Mean occupancy of all real memory cells (0 empty, 1 every cell fully written)."""
-    tables = [occupancy(table).float() for table in memory_tables(state)]
-    return float(torch.cat([t.flatten() for t in tables]).mean())
+def memory_strength(model: Any, state: Any) -> float:
+    """Mean occupancy of all memory cells (0 empty, 1 every cell fully written)."""
+    return float(torch.cat([cells.float().flatten() for cells in cell_occupancy(model, state)]).mean())
 
 
 def output_aux_metrics(aux: dict[str, torch.Tensor]) -> dict[str, float]:
     """Write rate and routing entropy from one output's aux tensors (absent keys: not reported)."""
     metrics: dict[str, float] = {}
-    gate = aux.get("mosaic_write_gate_logits")
+    gate = aux.get(keys.WRITE_GATE_LOGITS.name)
     if gate is not None:
         metrics["memory_write_rate"] = float(torch.sigmoid(gate.float()).mean())
-    opcodes = aux.get("mosaic_opcode_logits")
+    opcodes = aux.get(keys.OPCODE_LOGITS.name)
     if opcodes is not None and opcodes.shape[-1] > 1:
         probs = torch.softmax(opcodes.float(), dim=-1)
         entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mosaic.core.atomic import atomic_write
+from mosaic.core.contract import keys
 from mosaic.core.errors import CheckpointError, ConfigError, ConfigProblem
 from mosaic.runtime.agent.config import OnlineConfig
 from mosaic.runtime.training.checkpoint import load_payload
@@ -71,7 +72,7 @@ def install_adapters(model: nn.Module, config: OnlineConfig) -> dict[str, LoRALi
 
 def sequence_loss(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     """Mean next-byte cross-entropy of one sequence ``(L,)`` from a fresh state."""
-    out = model({"input_ids": ids[None, :-1]})
+    out = model({keys.INPUT_IDS.name: ids[None, :-1]})
     return F.cross_entropy(out.logits[0].float(), ids[1:])  # logits (L - 1, V)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 import torch
 
-from mosaic.core.contract.keys import COMMIT_SIGNAL
+from mosaic.core.contract import keys
 from mosaic.core.errors import EventError, RuntimeStateError
 from mosaic.core.events.codec import EVENT_DELIMITER, StreamingEventDecoder
 from mosaic.core.events.envelope import EventEnvelope, canonical_json
@@ -30,7 +30,7 @@ from mosaic.runtime.agent.config import GenerationConfig
 from mosaic.runtime.agent.metrics import confidence, memory_occupancy, memory_strength, output_aux_metrics
 
 ERROR_EVENT_TYPE = "Error"
-COMMITMENT_KEY = "mosaic_commitment_logits"
+COMMITMENT_KEY = keys.COMMITMENT_LOGITS.name
 #: Longest piece of an event fed to the model in one call.
 PREFILL_TOKENS = 1024
 #: Recent event byte sequences kept with the session (saved and restored with it).
@@ -116,7 +116,7 @@ class EventSession:
                 "head (train with the commitment head enabled, or set commitment_source='event')"
             )
         if self.config.commitment_source == "vm":
-            decisions.require_signals(probe.aux, COMMIT_SIGNAL.name)
+            decisions.require_signals(probe.aux, keys.COMMIT_SIGNAL.name)
         if self.config.turn_taking == "opcodes":
             decisions.turn(probe.aux)
 
@@ -139,7 +139,7 @@ class EventSession:
                 if self.config.commitment_source in ("head", "vm"):
                     commitment_rows.append(out.aux[COMMITMENT_KEY][-1, 0])  # (piece, 3) last layer
                 if self.config.commitment_source == "vm":
-                    commit_rows.append(out.aux[COMMIT_SIGNAL.name][-1, 0])  # (piece,)
+                    commit_rows.append(out.aux[keys.COMMIT_SIGNAL.name][-1, 0])  # (piece,)
         self.next_logits = out.logits[0, -1]
         self.last_output_metrics = output_aux_metrics(out.aux or {})
         self._note_turn(out.aux)
@@ -215,8 +215,8 @@ class EventSession:
                     generated.append(byte)
                     if COMMITMENT_KEY in aux:
                         commitment_rows.append(aux[COMMITMENT_KEY][-1, 0, -1])  # (3,) last layer
-                    if COMMIT_SIGNAL.name in aux:
-                        commit_rows.append(aux[COMMIT_SIGNAL.name][-1, 0, -1])  # () last layer
+                    if keys.COMMIT_SIGNAL.name in aux:
+                        commit_rows.append(aux[keys.COMMIT_SIGNAL.name][-1, 0, -1])  # () last layer
                 try:
                     event = decoder.push(byte)
                 except EventError as exc:
@@ -262,7 +262,8 @@ class EventSession:
 
     def metrics(self) -> dict[str, float]:
         """Live metrics for homeostasis: memory, routing, confidence and the ledger's numbers."""
-        metrics = {"memory_pressure": memory_occupancy(self.state), "memory_strength": memory_strength(self.state)}
+        metrics = {"memory_pressure": memory_occupancy(self.model, self.state),
+                   "memory_strength": memory_strength(self.model, self.state)}
         metrics.update(self.last_output_metrics)
         if self.next_logits is not None:
             metrics["output_confidence"] = (

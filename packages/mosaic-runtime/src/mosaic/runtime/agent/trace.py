@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from mosaic.core.contract import keys
 from mosaic.core.events.codec import EventEncoder
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.runtime.agent.loading import LoadedModel
@@ -41,17 +42,17 @@ def trace_events(loaded: LoadedModel, events: Iterable[EventEnvelope], *, layer:
     """One row per byte of the encoded events (see the module docstring)."""
     model = loaded.model
     ids = EventEncoder().encode_stream(list(events)).to(loaded.device)
-    output = model({"input_ids": ids[None]})
+    output = model({keys.INPUT_IDS.name: ids[None]})
     aux = {name: value[layer, 0].cpu() for name, value in output.aux.items() if value.dim() >= 3}
     names = opcode_names(model)
     block = model.blocks[layer]
     config = block.config
     controlled = block.opcode_head is not None and block.opcode_head.control
-    opcodes = aux["mosaic_opcode_logits"].argmax(-1).tolist() if "mosaic_opcode_logits" in aux else None
-    read_buckets = _buckets(aux["mosaic_read_bit_logits"])
-    write_buckets = _buckets(aux["mosaic_write_bit_logits"])
-    gates = torch.sigmoid(aux["mosaic_write_gate_logits"]).tolist()
-    commitments = aux["mosaic_commitment_logits"].argmax(-1).tolist() if "mosaic_commitment_logits" in aux else None
+    opcodes = aux[keys.OPCODE_LOGITS.name].argmax(-1).tolist() if keys.OPCODE_LOGITS.name in aux else None
+    read_buckets = _buckets(aux[keys.READ_BIT_LOGITS.name])
+    write_buckets = _buckets(aux[keys.WRITE_BIT_LOGITS.name])
+    gates = torch.sigmoid(aux[keys.WRITE_GATE_LOGITS.name]).tolist()
+    commitments = aux[keys.COMMITMENT_LOGITS.name].argmax(-1).tolist() if keys.COMMITMENT_LOGITS.name in aux else None
     written: dict[tuple[int, int], int] = {}
     rows = []
     for t, byte in enumerate(ids.tolist()):

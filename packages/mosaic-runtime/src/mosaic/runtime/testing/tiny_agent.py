@@ -2,9 +2,9 @@
 host the way a third-party plugin would register it (mosaic-runtime's tests never import
 mosaic-layers).
 
-``TinyStreamLM`` follows the streaming contract the runtimes use (``init_state``, ``step``,
-``prefill``, ``forward``; a state with ``copy``/``to``/``state_dict``/``from_state_dict`` whose
-``layers[i].memory`` is a ``(B, H, cells + 1, dim + 1)`` table with the occupancy last). It can be
+``TinyStreamLM`` follows the contract's Protocols the runtimes check (``StreamingModel``: ``init_state``,
+``step``, ``prefill``, ``forward``; ``StreamingState``: ``copy``/``to``/``state_dict``/``from_state_dict``;
+``MemoryReadBack``: ``memory_cells``/``replay_memory``/``forget_memory_cells``). It can be
 scripted: ``script`` biases the logits so that, after each event delimiter, the model emits the script
 bytes and then a delimiter; ``commit_bias`` biases the commitment head towards one delta.
 """
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mosaic.core import plugin as core_plugin
+from mosaic.core.contract import keys
 from mosaic.core.events.codec import EVENT_DELIMITER, EventEncoder
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.core.model_output import ModelOutput
@@ -118,7 +119,7 @@ class TinyStreamLM(nn.Module):
         return TinyState([layer], torch.zeros(batch_size, dtype=torch.int64, device=device))
 
     def forward(self, batch: dict[str, torch.Tensor], state: TinyState | None = None) -> ModelOutput:
-        ids = batch["input_ids"]  # (B, T)
+        ids = batch[keys.INPUT_IDS.name]  # (B, T)
         current = state if state is not None else self.init_state(ids.shape[0], ids.device)
         hidden, memory = current.layers[0].hidden, current.layers[0].memory
         since = current.since_delimiter
@@ -141,24 +142,24 @@ class TinyStreamLM(nn.Module):
         if self.config.script:
             position = torch.stack(sinces, 1).clamp(max=self.script_ids.shape[0] - 1)  # (B, T)
             logits = logits + self.config.script_strength * F.one_hot(self.script_ids[position], 256)
-        aux = {"mosaic_write_gate_logits": torch.stack(gates, 1)[None],  # (1, B, T)
-               "mosaic_opcode_logits": self.opcode(h)[None]}  # (1, B, T, 10)
+        aux = {keys.WRITE_GATE_LOGITS.name: torch.stack(gates, 1)[None],  # (1, B, T)
+               keys.OPCODE_LOGITS.name: self.opcode(h)[None]}  # (1, B, T, 10)
         if self.config.commitment_head:
             commit = self.commit(h)
             if self.config.commit_bias is not None:
                 commit = commit + 60.0 * F.one_hot(torch.tensor(self.config.commit_bias + 1), 3)
-            aux["mosaic_commitment_logits"] = commit[None]  # (1, B, T, 3)
+            aux[keys.COMMITMENT_LOGITS.name] = commit[None]  # (1, B, T, 3)
         new_state = TinyState([TinyLayerState(hidden, memory)], since, current.position + ids.shape[1])
         return ModelOutput(logits=logits, aux=aux, state=new_state if state is not None else None)
 
     def step(self, ids: torch.Tensor, state: TinyState) -> ModelOutput:
-        out = self.forward({"input_ids": ids[:, None]}, state)
+        out = self.forward({keys.INPUT_IDS.name: ids[:, None]}, state)
         out.logits = out.logits[:, 0]
         return out
 
     def prefill(self, ids: torch.Tensor, state: TinyState | None = None, chunk_tokens: int = 512) -> ModelOutput:
         state = self.init_state(ids.shape[0], ids.device) if state is None else state
-        return self.forward({"input_ids": ids}, state)
+        return self.forward({keys.INPUT_IDS.name: ids}, state)
 
     # the memory read-back API consolidation uses (see MosaicLM.memory_cells)
 
@@ -199,7 +200,7 @@ class TinyEventBytes:
         length = self.config.seq_len
         start = (index * 37 + self.config.seed) % (self.stream.shape[0] - length - 1)
         window = self.stream[start : start + length + 1]
-        return {"input_ids": window[:-1].clone(), "target_ids": window[1:].clone()}
+        return {keys.INPUT_IDS.name: window[:-1].clone(), keys.TARGET_IDS.name: window[1:].clone()}
 
 
 class AgentTinyPlugin:

@@ -9,6 +9,7 @@ from typing import Any, cast
 import attrs
 import torch
 
+from mosaic.core.contract import keys
 from mosaic.core.errors import ConfigProblem
 from mosaic.core.model_output import ModelOutput
 from mosaic.core.plugins import hookimpl
@@ -55,7 +56,7 @@ class TinyLM(torch.nn.Module):
         self.calls += 1
         if self.config.delay_s:
             time.sleep(self.config.delay_s)  # makes a run slow enough to be killed mid-way
-        x = self.embed(batch["input_ids"])  # (B, T, D)
+        x = self.embed(batch[keys.INPUT_IDS.name])  # (B, T, D)
         steps = torch.arange(1, x.shape[1] + 1, device=x.device).view(1, -1, 1)
         opcodes, commits, gates = [], [], []
         for index, layer in enumerate(self.layers):
@@ -70,13 +71,13 @@ class TinyLM(torch.nn.Module):
         if self.config.blowup_at_call >= 0 and self.calls >= self.config.blowup_at_call:
             logits = logits * 1e4
         aux = {
-            "mosaic_opcode_logits": torch.stack(opcodes),  # (L, B, T, V_op)
-            "mosaic_write_gate_logits": torch.stack(gates),  # (L, B, T)
+            keys.OPCODE_LOGITS.name: torch.stack(opcodes),  # (L, B, T, V_op)
+            keys.WRITE_GATE_LOGITS.name: torch.stack(gates),  # (L, B, T)
             # a parameter-only regulariser, as the real state-decay term is: (L,)
-            "mosaic_state_decay_reg_loss": torch.stack([cast(torch.Tensor, gate.bias).pow(2).sum() for gate in self.gate]),
+            keys.STATE_DECAY_REG_LOSS.name: torch.stack([cast(torch.Tensor, gate.bias).pow(2).sum() for gate in self.gate]),
         }
         if self.config.commitment_head:
-            aux["mosaic_commitment_logits"] = torch.stack(commits)  # (L, B, T, 3)
+            aux[keys.COMMITMENT_LOGITS.name] = torch.stack(commits)  # (L, B, T, 3)
         if self.unused is not None:
             aux["tiny_unused_logits"] = self.unused(x)[..., 0]  # (B, T): no objective term reads it
         return ModelOutput(logits=logits, aux=aux)
@@ -105,14 +106,14 @@ class TinySequences:
         generator = torch.Generator().manual_seed(self.config.seed * 100_003 + index)
         start = int(torch.randint(self.config.vocab_size, (1,), generator=generator))
         seq = (start + torch.arange(self.config.seq_len + 1)) % self.config.vocab_size
-        item = {"input_ids": seq[:-1], "target_ids": seq[1:].clone()}
+        item = {keys.INPUT_IDS.name: seq[:-1], keys.TARGET_IDS.name: seq[1:].clone()}
         if self.config.teacher:
             tokens = seq[:-1]
-            item["mosaic_teacher_opcode"] = torch.where(tokens % 2 == 0, 1, 2)
+            item[keys.TEACHER_OPCODE.name] = torch.where(tokens % 2 == 0, 1, 2)
             delta = torch.where(tokens < 5, -1, torch.where(tokens < 10, 0, 1))
-            delta[0] = -100
-            item["mosaic_teacher_commitment_delta"] = delta
-            item["mosaic_teacher_write_gate"] = (tokens % 3 == 0).float()
+            delta[0] = keys.IGNORE_INDEX
+            item[keys.TEACHER_COMMITMENT_DELTA.name] = delta
+            item[keys.TEACHER_WRITE_GATE.name] = (tokens % 3 == 0).float()
         return item
 
 

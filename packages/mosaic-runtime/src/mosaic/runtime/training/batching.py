@@ -8,21 +8,13 @@ from typing import Any
 import torch
 
 from mosaic.core.batching import collate as core_collate
+from mosaic.core.contract import keys
+from mosaic.core.contract.protocols import CollatingDataset
 from mosaic.core.errors import DataError
 
-#: Fill values for ragged keys: padding never becomes supervision (REFERENCE §1, pitfall 6).
-PAD_VALUES: Mapping[str, float] = {
-    "input_ids": 0,
-    "target_ids": -100,
-    "mosaic_teacher_commitment_delta": -100,
-    "mosaic_teacher_opcode": -1,
-    "mosaic_teacher_read_bucket": -1,
-    "mosaic_teacher_write_bucket": -1,
-    "mosaic_teacher_reg_sel": -1,
-    "mosaic_teacher_write_gate": -1.0,
-    "mosaic_teacher_write_utility": -1.0,
-    "mosaic_teacher_reg_write_gate": -1.0,
-}
+#: Fill values for ragged keys, from the contract's key specs: padding never becomes supervision
+#: (REFERENCE §1, pitfall 6).
+PAD_VALUES: Mapping[str, float] = keys.PAD_VALUES
 
 
 def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -32,8 +24,7 @@ def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def collate_for(dataset: Any) -> Any:
     """The dataset's own ``collate`` when it has one, else :func:`collate`."""
-    own = getattr(dataset, "collate", None)
-    return own if callable(own) else collate
+    return dataset.collate if isinstance(dataset, CollatingDataset) else collate
 
 
 def sample_indices(length: int, *, seed: int, start: int, count: int) -> list[int]:
@@ -59,5 +50,5 @@ def move_to(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def count_tokens(batch: Mapping[str, Any]) -> int:
-    ids = batch.get("input_ids")
+    ids = batch.get(keys.INPUT_IDS.name)
     return int(ids.numel()) if isinstance(ids, torch.Tensor) else 0

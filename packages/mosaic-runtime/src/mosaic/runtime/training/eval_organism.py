@@ -23,12 +23,13 @@ from typing import Any
 
 import torch
 
+from mosaic.core.contract import keys
 from mosaic.core.contract.keys import FORGET_ANSWER_MASK
 from mosaic.runtime.training.batching import collate_for, move_to
 
-IGNORE_TARGET = -100
-ANSWER_MASK = "eval_answer_mask"
-TEACHER_OPCODE = "mosaic_teacher_opcode"
+IGNORE_TARGET = keys.IGNORE_INDEX
+ANSWER_MASK = keys.EVAL_ANSWER_MASK.name
+TEACHER_OPCODE = keys.TEACHER_OPCODE.name
 NOP = 0
 #: Opcodes whose served metric is whole-answer recall (by v0 name).
 RECALL_OPCODES = ("READ_MEM", "WRITE_MEM", "CLEAR_MEM", "GATE_UP", "GATE_DOWN", "SCAN")
@@ -112,7 +113,7 @@ def _exact(model: torch.nn.Module, batches: list[Mapping[str, Any]], current: li
     for batch in batches:
         current[:] = [batch]
         output = model(batch)
-        targets = batch["target_ids"]
+        targets = batch[keys.TARGET_IDS.name]
         if output.logit_targets is None:
             predictions = output.logits.argmax(-1)
         else:  # labelled-only logits follow the row-major order of the labelled positions

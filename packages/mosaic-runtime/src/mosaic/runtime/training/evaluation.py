@@ -19,22 +19,25 @@ from typing import Any
 
 import torch
 
+from mosaic.core.contract import keys
+from mosaic.core.contract.opcodes import V0_OPCODE_IDS, V0_OPCODE_NAMES
+from mosaic.core.contract.protocols import BatchedDataset, DeclaresOpcodes
 from mosaic.core.model_output import ModelOutput
 from mosaic.runtime.training.batching import collate_for, move_to
 from mosaic.runtime.training.eval_commitment import evaluate_commitments, merge_report
 from mosaic.runtime.training.eval_organism import organism_report
 
-V0_OPCODE_NAMES = ("NOP", "READ_MEM", "WRITE_MEM", "CLEAR_MEM", "IDLE", "GATE_UP", "GATE_DOWN", "SCAN",
-                   "COMMIT", "RESPOND")
 COMMITMENT_CLASSES = ("close", "neutral", "open")
-READ_MEM = 1
+READ_MEM = V0_OPCODE_IDS["READ_MEM"]
+IGNORE = keys.IGNORE_INDEX
 
 
 def opcode_names(model: Any) -> list[str]:
     """The model's opcode table (names by id); the v0 table when the model does not declare one."""
-    model = getattr(model, "module", model)
-    table = getattr(model, "opcode_names", None)
-    return [str(name) for name in table] if table is not None else list(V0_OPCODE_NAMES)
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    if isinstance(model, DeclaresOpcodes):
+        return [str(name) for name in model.opcode_names]
+    return list(V0_OPCODE_NAMES)
 
 
 class _Counter:
@@ -56,7 +59,7 @@ def token_predictions(output: ModelOutput, targets: torch.Tensor) -> torch.Tenso
         return output.logits.argmax(-1)
     # Labelled-only logits (N, V) follow the row-major order of the labelled positions.
     predictions = torch.full_like(targets, -1)
-    predictions[targets != -100] = output.logits.argmax(-1)
+    predictions[targets != IGNORE] = output.logits.argmax(-1)
     return predictions
 
 
@@ -78,13 +81,13 @@ class Evaluator:
         self.batches += 1
         for name, value in metrics.items():
             self.metric_sums[name] = self.metric_sums.get(name, 0.0) + float(value)
-        targets = batch["target_ids"]
+        targets = batch[keys.TARGET_IDS.name]
         predictions = token_predictions(output, targets)
-        labelled = targets != -100
+        labelled = targets != IGNORE
         self.token.add((predictions == targets)[labelled])
-        answer_mask = batch.get("eval_answer_mask")
-        if answer_mask is None and "mosaic_teacher_opcode" in batch:
-            answer_mask = batch["mosaic_teacher_opcode"] == READ_MEM
+        answer_mask = batch.get(keys.EVAL_ANSWER_MASK.name)
+        if answer_mask is None and keys.TEACHER_OPCODE.name in batch:
+            answer_mask = batch[keys.TEACHER_OPCODE.name] == READ_MEM
         if answer_mask is not None:
             answer_mask = answer_mask.bool() & labelled
             self.answer.add((predictions == targets)[answer_mask])
@@ -92,8 +95,8 @@ class Evaluator:
         self._commitment(output, batch)
 
     def _opcodes(self, output: ModelOutput, batch: Mapping[str, Any]) -> None:
-        logits = output.aux.get("mosaic_opcode_logits")
-        teacher = batch.get("mosaic_teacher_opcode")
+        logits = output.aux.get(keys.OPCODE_LOGITS.name)
+        teacher = batch.get(keys.TEACHER_OPCODE.name)
         if logits is None or teacher is None:
             return
         predicted = logits[-1].argmax(-1)  # last layer: (B, T)
@@ -105,13 +108,13 @@ class Evaluator:
                 self.opcode_per_class[name].add((predicted == teacher)[mask])
 
     def _commitment(self, output: ModelOutput, batch: Mapping[str, Any]) -> None:
-        logits = output.aux.get("mosaic_commitment_logits")
-        teacher = batch.get("mosaic_teacher_commitment_delta")
+        logits = output.aux.get(keys.COMMITMENT_LOGITS.name)
+        teacher = batch.get(keys.TEACHER_COMMITMENT_DELTA.name)
         if logits is None or teacher is None:
             return
         predicted = logits[-1].argmax(-1)  # (B, T) classes 0/1/2 = close/neutral/open
         labels = teacher.long() + 1
-        supervised = teacher != -100
+        supervised = teacher != IGNORE
         pairs = labels[supervised] * 3 + predicted[supervised]
         self.confusion += torch.bincount(pairs.cpu(), minlength=9).reshape(3, 3)
         for row in range(labels.shape[0]):
@@ -171,8 +174,8 @@ def evaluate(model: torch.nn.Module, objective: Any, dataset: Any, *, samples: i
     try:
         for start in range(0, count, batch_size):
             indices = list(range(start, min(start + batch_size, count)))
-            many = getattr(dataset, "__getitems__", None)
-            items = list(many(indices)) if callable(many) else [dataset[i] for i in indices]
+            items = list(dataset.__getitems__(indices)) if isinstance(dataset, BatchedDataset) else [
+                dataset[i] for i in indices]
             batch = move_to(collate(items), device)
             if autocast is not None:
                 with autocast():

@@ -16,12 +16,13 @@ import attrs
 import torch
 import torch.nn.functional as F
 
+from mosaic.core.contract import keys
 from mosaic.core.errors import ObjectiveError
 from mosaic.core.model_output import ModelOutput
 from mosaic.runtime.training.objective_config import MosaicObjectiveConfig
 from mosaic.runtime.training.objective_moe import moe_loss, moe_metrics
 
-IGNORE_TARGET = -100
+IGNORE_TARGET = keys.IGNORE_INDEX
 
 
 @attrs.frozen
@@ -48,7 +49,7 @@ def _bce(logits: torch.Tensor, teacher: torch.Tensor, supervised: torch.Tensor |
 
 
 def _bits_bce(logits: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
-    # logits (L, B, T, H, bits); buckets (B, T, H) int64, -1 = ignore; bit j of a bucket, LSB first
+    # logits (L, B, T, H, bits); buckets (B, T, H) int64, negative = ignore; bit j of a bucket, LSB first
     bits = logits.shape[-1]
     shifts = torch.arange(bits, device=buckets.device)
     target = ((buckets.unsqueeze(-1).clamp(min=0) >> shifts) & 1).to(logits.dtype)  # (B, T, H, bits)
@@ -80,23 +81,24 @@ def _scalar_mean(value: torch.Tensor, _teacher: torch.Tensor | None) -> torch.Te
 
 
 AUX_TERMS: tuple[AuxTerm, ...] = (
-    AuxTerm("aux_gate_bce", "aux_gate_weight", "mosaic_write_gate_logits", "mosaic_teacher_write_gate", _bce, masked=True),
-    AuxTerm("aux_bits_bce_read", "aux_bits_weight", "mosaic_read_bit_logits", "mosaic_teacher_read_bucket",
+    AuxTerm("aux_gate_bce", "aux_gate_weight", keys.WRITE_GATE_LOGITS.name, keys.TEACHER_WRITE_GATE.name, _bce,
+            masked=True),
+    AuxTerm("aux_bits_bce_read", "aux_bits_weight", keys.READ_BIT_LOGITS.name, keys.TEACHER_READ_BUCKET.name,
             _bits_bce),
-    AuxTerm("aux_bits_bce_write", "aux_bits_weight", "mosaic_write_bit_logits", "mosaic_teacher_write_bucket",
+    AuxTerm("aux_bits_bce_write", "aux_bits_weight", keys.WRITE_BIT_LOGITS.name, keys.TEACHER_WRITE_BUCKET.name,
             _bits_bce),
-    AuxTerm("aux_utility_bce", "aux_utility_weight", "mosaic_write_utility_logits",
-            "mosaic_teacher_write_utility", _bce, masked=True),
-    AuxTerm("aux_opcode_ce", "aux_opcode_weight", "mosaic_opcode_logits", "mosaic_teacher_opcode",
-            _class_ce(ignore=-1)),
+    AuxTerm("aux_utility_bce", "aux_utility_weight", keys.WRITE_UTILITY_LOGITS.name,
+            keys.TEACHER_WRITE_UTILITY.name, _bce, masked=True),
+    AuxTerm("aux_opcode_ce", "aux_opcode_weight", keys.OPCODE_LOGITS.name, keys.TEACHER_OPCODE.name,
+            _class_ce(ignore=keys.IGNORE_INDEX)),
     # delta -1/0/+1 -> classes 0/1/2 = [close, neutral, open]
-    AuxTerm("aux_commitment_ce", "aux_commitment_weight", "mosaic_commitment_logits",
-            "mosaic_teacher_commitment_delta", _class_ce(ignore=-100, offset=1)),
-    AuxTerm("aux_reg_gate_bce", "aux_reg_gate_weight", "mosaic_reg_write_gate_logits",
-            "mosaic_teacher_reg_write_gate", _bce, masked=True),
-    AuxTerm("aux_reg_sel_ce", "aux_reg_sel_weight", "mosaic_reg_sel_logits", "mosaic_teacher_reg_sel",
-            _class_ce(ignore=-1)),
-    AuxTerm("aux_state_decay_reg", "aux_state_decay_weight", "mosaic_state_decay_reg_loss", None, _scalar_mean),
+    AuxTerm("aux_commitment_ce", "aux_commitment_weight", keys.COMMITMENT_LOGITS.name,
+            keys.TEACHER_COMMITMENT_DELTA.name, _class_ce(ignore=keys.IGNORE_INDEX, offset=1)),
+    AuxTerm("aux_reg_gate_bce", "aux_reg_gate_weight", keys.REG_WRITE_GATE_LOGITS.name,
+            keys.TEACHER_REG_WRITE_GATE.name, _bce, masked=True),
+    AuxTerm("aux_reg_sel_ce", "aux_reg_sel_weight", keys.REG_SEL_LOGITS.name, keys.TEACHER_REG_SEL.name,
+            _class_ce(ignore=keys.IGNORE_INDEX)),
+    AuxTerm("aux_state_decay_reg", "aux_state_decay_weight", keys.STATE_DECAY_REG_LOSS.name, None, _scalar_mean),
 )
 
 METRIC_NAMES: tuple[str, ...] = (
@@ -112,9 +114,9 @@ def lm_cross_entropy(output: ModelOutput, batch: Mapping[str, torch.Tensor]) -> 
         # (N, V) logits computed only at labelled positions
         targets = output.logit_targets
     else:
-        if "target_ids" not in batch:
-            raise ObjectiveError("lm_ce needs batch['target_ids'] (produced by the dataset)")
-        targets = batch["target_ids"]
+        if keys.TARGET_IDS.name not in batch:
+            raise ObjectiveError(f"lm_ce needs batch[{keys.TARGET_IDS.name!r}] (produced by the dataset)")
+        targets = batch[keys.TARGET_IDS.name]
         logits = logits.reshape(-1, logits.shape[-1])
     return F.cross_entropy(logits.float(), targets.reshape(-1).long(), ignore_index=IGNORE_TARGET)
 
@@ -159,6 +161,7 @@ class MosaicEventPrediction:
                         f"{term.teacher_key!r} (expected from {self.dataset_name}; use a dataset that "
                         f"provides it or set {term.weight_field}: 0)"
                     )
+                _check_labels(term, teacher)
                 expected = prediction.shape[1:3]
                 if tuple(teacher.shape[:2]) != tuple(expected):
                     raise ObjectiveError(
@@ -167,7 +170,7 @@ class MosaicEventPrediction:
                         "layer axis (L, B, T, ...)"
                     )
             if term.masked:
-                value = term.loss(prediction, teacher, batch.get(f"{term.teacher_key}_mask"))
+                value = term.loss(prediction, teacher, batch.get(f"{term.teacher_key}{keys.MASK_SUFFIX}"))
             else:
                 value = term.loss(prediction, teacher)
             metrics[term.metric] = value.detach()
@@ -182,6 +185,19 @@ class MosaicEventPrediction:
                 total = total + self.config.aux_moe_weight * moe
         metrics["loss_total"] = total.detach()
         return total, metrics
+
+
+def _check_labels(term: AuxTerm, teacher: torch.Tensor) -> None:
+    """Integer labels are the key's labels or its one ignore value: a stray ``-1`` (the ignore value
+    of older datasets) would otherwise become a class or a routing bit."""
+    spec = keys.KEY_SPECS.get(term.teacher_key or "")
+    if spec is None or spec.ignore is None:
+        return
+    if bool(((teacher < spec.min_label) & (teacher != spec.ignore)).any()):
+        raise ObjectiveError(
+            f"{term.metric}: {spec.name} holds labels below {spec.min_label} other than its ignore value "
+            f"{spec.ignore} (mosaic.core.contract.keys; -1 is no longer an ignore value)"
+        )
 
 
 def build_objective(config: MosaicObjectiveConfig) -> MosaicEventPrediction:

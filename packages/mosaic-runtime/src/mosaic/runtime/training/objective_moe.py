@@ -13,10 +13,13 @@ from collections.abc import Mapping
 
 import torch
 
-MOE_LOSS_KEY = "moe_aux_loss"
+from mosaic.core.contract import keys
+
+MOE_LOSS_KEY = keys.MOE_AUX_LOSS.name
 
 #: per-layer scalar metrics reported as ``<name>_l<layer>`` plus the mean over layers as ``<name>``
-PER_LAYER_METRICS = ("moe_psi", "moe_max_vio", "moe_active_experts", "moe_dropped_fraction", "moe_flip_rate")
+PER_LAYER_METRICS = tuple(spec.name for spec in (keys.MOE_PSI, keys.MOE_MAX_VIO, keys.MOE_ACTIVE_EXPERTS,
+                                                  keys.MOE_DROPPED_FRACTION, keys.MOE_FLIP_RATE))
 
 
 def moe_loss(aux: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
@@ -37,7 +40,7 @@ def moe_metrics(aux: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         metrics[name] = value.mean()
         for layer, item in enumerate(value.unbind(0)):
             metrics[f"{name}_l{layer}"] = item
-    beta = aux.get("moe_beta")
+    beta = aux.get(keys.MOE_BETA.name)
     if beta is not None:
         magnitude = beta.detach().float().abs()  # (L, E)
         for layer in range(magnitude.shape[0]):

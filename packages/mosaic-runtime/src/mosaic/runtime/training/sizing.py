@@ -19,6 +19,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from mosaic.core.contract.protocols import StreamingModel
 from mosaic.runtime.training.batching import collate_for
 from mosaic.runtime.training.manifest import Experiment
 
@@ -138,9 +139,8 @@ def estimate_memory(experiment: Experiment, registry: Registry, *, batch_size: i
     step_peak = peaks[0] + per_sample * (batch_size - PROBE_BATCHES[0])
     gradient_bytes, optimizer_bytes = 4 * trainable, 8 * trainable
     state_bytes = 0
-    init_state = getattr(model, "init_state", None)
-    if callable(init_state):
-        state_bytes = _tensor_bytes(init_state(batch_size))
+    if isinstance(model, StreamingModel):
+        state_bytes = _tensor_bytes(model.init_state(batch_size))
     # The step peak already holds the memory tables the forward builds; count them once, as state.
     activations = max(int(step_peak) - gradient_bytes - optimizer_bytes - state_bytes, 0)
     if precision == "bf16":

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import torch
 
+from mosaic.core.contract.protocols import BatchedDataset, DescribesSources, TrainingHooks
 from mosaic.core.errors import (
     CheckpointError,
     ConfigError,
@@ -89,8 +90,9 @@ def apply_curricula(curricula: list[Any], dataset: Any, step: int, total_steps: 
 
 def fetch(dataset: Any, indices: list[int]) -> list[Any]:
     """Items ``indices``; through the dataset's batched ``__getitems__`` when it has one."""
-    many = getattr(dataset, "__getitems__", None)
-    return list(many(indices)) if callable(many) else [dataset[i] for i in indices]
+    if isinstance(dataset, BatchedDataset):
+        return list(dataset.__getitems__(indices))
+    return [dataset[i] for i in indices]
 
 
 class Trainer:
@@ -127,9 +129,8 @@ class Trainer:
         self.sinks = MetricSinks.build(self.config.loggers, registry)
         if self.dist.rank:  # dropout and other sampling differ per rank; data order is sharded below
             seed_everything(self.config.seed + self.dist.rank, self.config.deterministic)
-        describe = getattr(self.objective, "describe_sources", None)
-        if callable(describe):
-            describe(model=experiment.model.id, dataset=experiment.dataset.id)
+        if isinstance(self.objective, DescribesSources):
+            self.objective.describe_sources(model=experiment.model.id, dataset=experiment.dataset.id)
         self.collate = collate_for(self.dataset)
         self.optimizer = build_optimizer(self.model, self.config)
         self.scheduler = build_scheduler(self.optimizer, self.config)
@@ -176,8 +177,7 @@ class Trainer:
         }
 
     def lifecycle_state(self) -> dict | None:
-        state = getattr(self.model, "lifecycle_state_dict", None)
-        return state() if callable(state) else None
+        return self.model.lifecycle_state_dict() if isinstance(self.model, TrainingHooks) else None
 
     def save(self) -> None:
         if self.run is not None and self.dist.is_main:
@@ -204,9 +204,8 @@ class Trainer:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
             self.scheduler.load_state_dict(payload["scheduler"])
-            load_lifecycle = getattr(self.model, "load_lifecycle_state_dict", None)
-            if callable(load_lifecycle):
-                load_lifecycle(payload.get("lifecycle"))
+            if isinstance(self.model, TrainingHooks):
+                self.model.load_lifecycle_state_dict(payload.get("lifecycle"))
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {path} does not match this model: {exc}") from None
         restore_rng_state(payload["rng"])  # rank 0's: other ranks re-derive their own offset stream
@@ -280,12 +279,11 @@ class Trainer:
         return reduced, tokens * self.dist.world_size
 
     def run_training_hooks(self) -> dict[str, float]:
-        """The model's optional training hooks (protocol in ``mosaic.layers.ffn``): a lifecycle
-        controller stepped after each optimizer step; its decisions go to ``decisions.jsonl``."""
-        hook = getattr(self.model, "after_optimizer_step", None)
-        if not callable(hook):
+        """The model's optional training hooks (``mosaic.core.contract.protocols.TrainingHooks``): a
+        lifecycle controller stepped after each optimizer step; its decisions go to ``decisions.jsonl``."""
+        if not isinstance(self.model, TrainingHooks):
             return {}
-        decisions = hook(self.step, self.optimizer)
+        decisions = self.model.after_optimizer_step(self.step, self.optimizer)
         if not decisions:
             return {}
         if self.run is not None and self.dist.is_main:

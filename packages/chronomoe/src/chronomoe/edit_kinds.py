@@ -1,0 +1,178 @@
+"""The lifecycle's edit kinds as data: one row per kind (propose, predicted effect, apply, guard).
+
+Everything that handles an edit by kind reads this table: the slow clock's proposals
+(:func:`chronomoe.edits.propose_edits`), queued kernel edits and :meth:`ChronoSystem.apply_edit`,
+the ad-hoc controller of ``layer.chrono_lifecycle``, and the decision records (``expert_delta``)
+that ``mosaic chrono report`` counts live experts from. A new edit kind is one more row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+import attrs
+
+from chronomoe.expert_registry import LifecycleError
+from chronomoe.free_energy import (
+    LayerView,
+    after_merge,
+    after_prune,
+    after_spawn,
+    after_split,
+    pair_redundancy,
+)
+
+if TYPE_CHECKING:
+    from chronomoe.buffer import CoherenceSnapshot
+    from chronomoe.config import ChronoConfig
+    from chronomoe.expert_registry import ExpertRegistry
+    from chronomoe.lifecycle import LayerHealth
+
+
+@attrs.frozen
+class Candidate:
+    """One edit a kind proposes: the expert acted on, the other expert (absorbed by a merge, the new
+    column of a split or spawn) and why."""
+
+    expert: int
+    other: int | None
+    trigger: str
+
+
+@attrs.frozen
+class EditContext:
+    """What a kind's ``propose`` may look at for one layer at one slow evaluation."""
+
+    registry: ExpertRegistry
+    snapshot: CoherenceSnapshot
+    health: LayerHealth
+    split_passed: list[int]  # experts whose relaxation trial passed
+    config: ChronoConfig
+    view: LayerView
+    settled: list[int]  # live experts out of cooling
+
+
+@attrs.frozen
+class EditKind:
+    """One row of the table.
+
+    - ``propose(context) -> [Candidate]``: the candidates of this kind (none: nothing to propose);
+    - ``predict(view, candidate) -> LayerView``: the layer as it would be after the edit, scored by F;
+    - ``apply(registry, candidate)``: carry the edit out;
+    - ``guard(registry, candidate) -> reason | None``: why a queued edit no longer applies;
+    - ``expert_delta``: the change in the layer's live experts;
+    - ``adhoc_rank``: the ad-hoc controller's preference (lower first; None: not an ad-hoc edit).
+    """
+
+    name: str
+    propose: Callable[[EditContext], list[Candidate]]
+    predict: Callable[[LayerView, Candidate], LayerView]
+    apply: Callable[[ExpertRegistry, Candidate], object]
+    guard: Callable[[ExpertRegistry, Candidate], str | None]
+    expert_delta: int
+    adhoc_rank: int | None = None
+
+
+# --- the built-in kinds ----------------------------------------------------------------------------
+
+
+def _propose_prune(c: EditContext) -> list[Candidate]:
+    if not c.registry.can_shrink() or c.health.starving:
+        return []
+    found = []
+    for e in c.settled:
+        stats = c.snapshot.experts[e]
+        if stats.tokens_seen >= c.config.prune_min_tokens and stats.phi_slow < c.config.prune_phi:
+            found.append(Candidate(e, None, f"phi_slow {stats.phi_slow:.3f} < {c.config.prune_phi}"))
+    return found
+
+
+def _propose_merge(c: EditContext) -> list[Candidate]:
+    """The most redundant pair (survivor = the larger share) among experts out of their guard."""
+    if not c.registry.can_shrink():
+        return []
+    mergeable = [e for e in c.settled if c.registry.can_merge(e)]
+    if len(mergeable) < 2:
+        return []
+    rows = [c.view.index(e) for e in mergeable]
+    pairs = pair_redundancy(c.view)[rows][:, rows]
+    flat = int(pairs.argmax())
+    i, j = mergeable[flat // len(rows)], mergeable[flat % len(rows)]
+    if i == j:
+        return []
+    share = c.view.share
+    survivor, absorbed = (i, j) if share[c.view.index(i)] >= share[c.view.index(j)] else (j, i)
+    return [Candidate(survivor, absorbed, f"redundancy {float(pairs.max()):.3f}")]
+
+
+def _propose_split(c: EditContext) -> list[Candidate]:
+    child = c.registry.free_column()
+    if not c.registry.can_grow() or child is None:
+        return []
+    return [Candidate(e, child, "bimodal after relaxation trial") for e in c.split_passed if e in c.settled]
+
+
+def _propose_spawn(c: EditContext) -> list[Candidate]:
+    """Only while the layer starves: clone the most selected expert."""
+    child = c.registry.free_column()
+    if not c.registry.can_grow() or child is None or not c.health.starving or not c.settled:
+        return []
+    source = max(c.settled, key=lambda e: float(c.view.share[c.view.index(e)]))
+    return [Candidate(source, child, "layer starving: " + "; ".join(c.health.reasons))]
+
+
+def _apply_merge(registry: ExpertRegistry, c: Candidate) -> None:
+    from chronomoe.edits import layer_view
+
+    view = layer_view(registry)
+    shares = (float(view.share[view.index(c.expert)]), float(view.share[view.index(_other(c))]))
+    registry.merge(c.expert, _other(c), share=shares)
+
+
+def _no_room(registry: ExpertRegistry, _c: Candidate) -> str | None:
+    return None if registry.can_grow() else "no room"
+
+
+def _at_minimum(registry: ExpertRegistry, _c: Candidate) -> str | None:
+    return None if registry.can_shrink() else "at the minimum"
+
+
+def _guard_merge(registry: ExpertRegistry, c: Candidate) -> str | None:
+    if registry.guarded("merge", c.expert, c.other):
+        return "oscillation guard"
+    return _at_minimum(registry, c)
+
+
+def _guard_split(registry: ExpertRegistry, c: Candidate) -> str | None:
+    return _no_room(registry, c) or ("oscillation guard" if registry.guarded("split", c.expert, c.other) else None)
+
+
+def _other(c: Candidate) -> int:
+    if c.other is None:
+        raise LifecycleError(f"an edit of expert {c.expert} needs the other expert (merge, split, spawn)")
+    return c.other
+
+
+#: The edit kinds by name, in proposal order.
+EDIT_KINDS: dict[str, EditKind] = {
+    kind.name: kind
+    for kind in (
+        EditKind("prune", _propose_prune, lambda v, c: after_prune(v, c.expert),
+                 lambda r, c: r.prune(c.expert), _at_minimum, expert_delta=-1, adhoc_rank=0),
+        EditKind("merge", _propose_merge, lambda v, c: after_merge(v, c.expert, _other(c)),
+                 _apply_merge, _guard_merge, expert_delta=-1),
+        EditKind("split", _propose_split, lambda v, c: after_split(v, c.expert, _other(c)),
+                 lambda r, c: r.split(c.expert), _guard_split, expert_delta=1, adhoc_rank=1),
+        EditKind("spawn", _propose_spawn, lambda v, c: after_spawn(v, c.expert, _other(c)),
+                 lambda r, c: r.spawn(c.expert), _no_room, expert_delta=1, adhoc_rank=2),
+    )
+}
+
+
+def edit_kind(name: str, table: Mapping[str, EditKind] | None = None) -> EditKind:
+    """The row of ``name`` or a :class:`LifecycleError` listing the known kinds."""
+    table = EDIT_KINDS if table is None else table
+    if name not in table:
+        raise LifecycleError(f"unknown edit {name!r} (edit kinds: {', '.join(table)})")
+    return table[name]

@@ -1,0 +1,99 @@
+"""ChronoMoE's edits are data: a new edit kind is one row of chronomoe.edit_kinds.EDIT_KINDS, and
+every decision is a typed record whose JSON says whether it edited the layer and by how much."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+import torch
+
+from chronomoe.config import ChronoConfig, ClockConfig, LifecycleConfig
+from chronomoe.decisions import Decision
+from chronomoe.edit_kinds import EDIT_KINDS, Candidate, EditContext, EditKind
+from chronomoe.expert_registry import LifecycleError
+from chronomoe.free_energy import after_prune
+from chronomoe.training import build_chrono_lifecycle
+from chronomoe.training_config import ChronoLifecycleConfig
+from mosaic.core.config import unstructure_config
+from mosaic.core.plugins import get_registry
+
+D, SLOW = 16, 4
+CHRONO = ChronoConfig(clocks=ClockConfig(0.6, 0.8, 0.9),
+                      lifecycle=LifecycleConfig(mid_interval=2, slow_interval=SLOW, warmup_steps=2))
+
+
+def layers_and_optimizer() -> tuple[list[torch.nn.Module], torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    router = {"type": "router.chrono", "track_roles": True, "chrono": unstructure_config(CHRONO)}
+    layers = [get_registry().build("layer.moe", {"d_model": D, "n_experts": 8, "top_k": 2, "router": router})
+              for _ in range(2)]
+    return layers, torch.optim.AdamW([p for layer in layers for p in layer.parameters()], lr=1e-2)
+
+
+def train_step(layers: list[torch.nn.Module], optimizer: torch.optim.Optimizer, step: int) -> None:
+    x = torch.randn(4, 8, D, generator=torch.Generator().manual_seed(step))
+    h = x
+    for layer in layers:
+        h = h + layer(h)
+    loss = h.square().mean() + sum(layer.aux_outputs()["moe_aux_loss"] for layer in layers)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def test_a_new_edit_kind_is_one_table_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    applied: list[tuple[int, int]] = []
+
+    def propose(context: EditContext) -> list[Candidate]:
+        return [Candidate(min(context.settled), None, "retire the oldest expert")] if context.settled else []
+
+    def apply(registry, candidate: Candidate) -> None:
+        applied.append((id(registry), candidate.expert))
+        registry.prune(candidate.expert)
+
+    row = EditKind("retire", propose, lambda view, c: after_prune(view, c.expert), apply,
+                   guard=lambda registry, c: None, expert_delta=-1, adhoc_rank=-1)
+    monkeypatch.setitem(EDIT_KINDS, "retire", row)  # the whole change: one row
+
+    layers, optimizer = layers_and_optimizer()
+    lifecycle = build_chrono_lifecycle(ChronoLifecycleConfig(trigger="adhoc", n_active=6))
+    lifecycle.attach(layers, optimizer)
+    records = []
+    for step in range(SLOW):
+        train_step(layers, optimizer, step)
+        records += lifecycle.step()
+    retired = [r for r in records if r["action"] == "retire"]
+    assert [r["layer"] for r in retired] == [0, 1]  # the ad-hoc controller ranks it first
+    assert all(r["edit"] and r["expert_delta"] == -1 and r["expert"] == 0 for r in retired)
+    assert len(applied) == 2
+    system = lifecycle.system
+    assert all(registry.states[0] == "archived" for registry in system.registries)
+    # the free-energy clock proposes and scores it too
+    from chronomoe.edits import propose_edits
+    from chronomoe.lifecycle import layer_health
+
+    snapshot = layers[0].router.coherence.snapshot()
+    _, proposals = propose_edits(system.registries[0], snapshot, layer_health(snapshot, CHRONO), [], CHRONO)
+    assert any(p.action == "retire" for p in proposals)
+
+
+def test_apply_edit_is_public_and_refuses_an_unknown_kind() -> None:
+    from chronomoe.system import ChronoSystem
+
+    layers, optimizer = layers_and_optimizer()
+    system = ChronoSystem(layers, CHRONO, optimizer=optimizer, n_active=6)
+    kind = system.apply_edit(1, "prune", Candidate(2, None, "test"))
+    assert kind is EDIT_KINDS["prune"] and system.registries[1].states[2] == "archived"
+    with pytest.raises(LifecycleError, match="unknown edit 'teleport'.*prune, merge, split, spawn"):
+        system.apply_edit(1, "teleport", Candidate(3, None, "test"))
+    # a queued edit of an expert that is gone is stale, by the same table
+    assert system.edit_guard(1, "prune", Candidate(2, None, "")) == "queued edit no longer applies"
+
+
+def test_decision_records_are_typed_and_round_trip() -> None:
+    record = Decision(step=3, clock="slow", action="split", layer=1, expert=2, other=6, edit=True, expert_delta=1)
+    assert Decision.from_json(record.to_json()) == record
+    with pytest.raises(ValueError):
+        Decision(step=3, clock="hourly", action="none", layer=0, expert=None)
+    old = {k: v for k, v in record.to_json().items() if k not in ("edit", "expert_delta")}
+    assert Decision.from_json(old) == attrs.evolve(record, edit=False, expert_delta=0)
