@@ -26,7 +26,7 @@ CONFIGS: dict[str, list[dict[str, Any]]] = {
          "distractor_len": 2, "num_samples": 8, "reg_slots": 2, "sleep_replay_per_pair": 1},
     ],
     "dataset.mosaic_event_traces": [
-        {"block_size": 3072, "mem_buckets": BUCKETS, "mem_hashes": HASHES, "n_pairs": 1, "num_samples": 4},
+        {"block_size": 4096, "mem_buckets": BUCKETS, "mem_hashes": HASHES, "n_pairs": 1, "num_samples": 4},
         {"block_size": 3072, "mem_buckets": BUCKETS, "mem_hashes": HASHES, "n_pairs": 1, "num_samples": 4,
          "reg_slots": 2, "negotiation_pairs": 0},
     ],

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from mosaic.core.contract import keys
 from mosaic.core.contract.keys import COMMIT_SIGNAL, IDLE_SIGNAL
 from mosaic.core.errors import EventError
 from mosaic.core.events.codec import EVENT_DELIMITER, decode_event_bytes
@@ -32,9 +33,9 @@ from mosaic.core.ledger import CommitmentLedger
 from mosaic.runtime.agent import decisions
 from mosaic.runtime.agent.responder import text_span
 
-COMMITMENT_KEY = "mosaic_commitment_logits"
-TEACHER_COMMITMENT = "mosaic_teacher_commitment_delta"
-TEACHER_OPCODE = "mosaic_teacher_opcode"
+COMMITMENT_KEY = keys.COMMITMENT_LOGITS.name
+TEACHER_COMMITMENT = keys.TEACHER_COMMITMENT_DELTA.name
+TEACHER_OPCODE = keys.TEACHER_OPCODE.name
 CLASSES = ("close", "neutral", "open")
 #: opcode -> the metric it serves
 SERVES = {"COMMIT": "ledger_exact", "IDLE": "silence", "RESPOND": "onset"}
@@ -103,7 +104,7 @@ def open_after(messages: list[tuple[str, int]]) -> set[str]:
 
 
 def _tally(tally: _Tally, aux: Mapping[str, torch.Tensor], batch: Mapping[str, Any], opcodes: Sequence[str]) -> None:
-    ids = batch["input_ids"].cpu()
+    ids = batch[keys.INPUT_IDS.name].cpu()
     if TEACHER_OPCODE in batch and IDLE_SIGNAL.name in aux:
         teacher = batch[TEACHER_OPCODE].cpu()
         turns = decisions.turn(aux).cpu()
@@ -142,7 +143,7 @@ def _ablated(batch: Mapping[str, Any], opcode: int) -> dict[str, torch.Tensor]:
     teacher = batch[TEACHER_OPCODE]
     forced = torch.where(teacher == opcode, torch.full_like(teacher, NOP), torch.full_like(teacher, -1))
     ones = torch.ones(teacher.shape[0], device=teacher.device)
-    return {"input_ids": batch["input_ids"], TEACHER_OPCODE: forced, "mosaic_teacher_forcing": ones}
+    return {keys.INPUT_IDS.name: batch[keys.INPUT_IDS.name], TEACHER_OPCODE: forced, keys.TEACHER_FORCING.name: ones}
 
 
 def _report(tally: _Tally) -> dict[str, Any]:
@@ -180,7 +181,7 @@ def evaluate_commitments(model: torch.nn.Module, batches: Sequence[Mapping[str, 
     clean = _Tally()
     ablated = {name: _Tally() for name in SERVES if name in opcodes}
     for batch in batches:
-        aux = model({"input_ids": batch["input_ids"]}).aux
+        aux = model({keys.INPUT_IDS.name: batch[keys.INPUT_IDS.name]}).aux
         _tally(clean, aux, batch, opcodes)
         if TEACHER_OPCODE not in batch or IDLE_SIGNAL.name not in aux:
             continue  # a model whose VM does not decide turns has nothing to ablate
