@@ -80,7 +80,9 @@ def events(run_dir: Path, input_path: Path | None, respond_to: tuple[str, ...], 
            no_summary: bool, no_save: bool, **options: Any) -> None:
     """Feed JSONL events to RUN_DIR's model and write its response events as JSONL to stdout.
 
-    Malformed lines and invalid generations become Error events; the stream goes on.
+    Malformed lines and invalid generations become Error events; the stream goes on. Exit status 0
+    when every input line was an event, 1 when some were not (after the whole stream, with the
+    session saved).
     """
     from mosaic.runtime.agent.reactive import ReactiveRuntime
 
@@ -104,6 +106,8 @@ def events(run_dir: Path, input_path: Path | None, respond_to: tuple[str, ...], 
             agent.close()
         if agent.output_closed:
             silence_closed_stdout()
+        if runtime.input_errors:
+            raise click.exceptions.Exit(1)
 
 
 def silence_closed_stdout() -> None:
