@@ -80,7 +80,7 @@ def test_events_learns_adapters_online_on_the_real_model(run_dir: Path) -> None:
                                       "--online-every", "64", "--respond-to", "Nothing"],
                                 input="\n".join([NEGOTIATION[0], NEGOTIATION[2]]) + "\n")
     assert result.exit_code == 0, result.output
-    adapters = torch.load(run_dir / "sessions" / "online" / "adapters.pt", weights_only=False)
+    adapters = torch.load(run_dir / "sessions" / "online" / "adapters.pt", weights_only=True)
     assert adapters["updates"] >= 1 and list(adapters["adapters"]) == ["head"]
     assert adapters["adapters"]["head"]["lora_b"].abs().sum() > 0  # the adapter moved off zero
     assert checkpoint.read_bytes() == before  # the base checkpoint is untouched
