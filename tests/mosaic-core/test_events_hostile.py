@@ -4,6 +4,7 @@ many distinct priorities."""
 
 from __future__ import annotations
 
+import heapq
 import io
 import random
 import time
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from mosaic.core.errors import EventError, EventValidationError
 from mosaic.core.events.bus import EventBus
 from mosaic.core.events.envelope import EventEnvelope
-from mosaic.core.events.lines import OversizedLine, read_event_lines
+from mosaic.core.events.lines import LineSplitter, OversizedLine, read_event_lines
 
 HUGE = 10**5000  # past Python's 4,300-digit limit for int <-> str conversion
 
@@ -119,37 +120,66 @@ def test_reader_splits_exactly_like_readlines_below_the_limit(lines: list[bytes]
             assert isinstance(item, OversizedLine) and item.size == len(line)
 
 
-def test_reader_rejects_a_bad_limit() -> None:
+@secondary
+@given(data=st.binary(max_size=300).map(lambda b: b.replace(b"\x00", b"\n")), limit=st.integers(1, 40),
+       cuts=st.lists(st.integers(0, 300), max_size=8))
+def test_the_push_splitter_gives_the_readers_lines_for_any_chunking(data: bytes, limit: int,
+                                                                   cuts: list[int]) -> None:
+    expected = list(read_event_lines(io.BytesIO(data), max_line_bytes=limit))
+    splitter = LineSplitter(max_line_bytes=limit)
+    got: list = []
+    bounds = sorted({0, len(data), *(cut for cut in cuts if cut < len(data))})
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        got += splitter.feed(data[start:end])
+    got += splitter.finish()
+    assert got == expected
+
+
+def test_reader_and_splitter_reject_a_bad_limit() -> None:
     with pytest.raises(EventValidationError):
         list(read_event_lines(io.BytesIO(b""), max_line_bytes=0))
+    with pytest.raises(EventValidationError):
+        LineSplitter(max_line_bytes=True)
 
 
 # --- the bus with many distinct priorities --------------------------------------------------------
 
 
-def _publish_and_drain_seconds(count: int) -> float:
-    rng = random.Random(count)
-    priorities = list(range(count))
-    rng.shuffle(priorities)
-    events = [EventEnvelope("T", None, "s", priority=p, id=f"e{p}", ts=1.0) for p in priorities]
-    best = float("inf")
-    for _ in range(3):
-        bus = EventBus(capacity=count)
-        bus.subscribe("*", lambda event: None)
-        start = time.process_time()
-        for event in events:
-            bus.publish(event)
-        bus.drain()
-        best = min(best, time.process_time() - start)
-        assert bus.stats().deliveries == count
-    return best
+def _bus_seconds(events: list[EventEnvelope]) -> float:
+    bus = EventBus(capacity=len(events))
+    bus.subscribe("*", lambda event: None)
+    start = time.process_time()
+    for event in events:
+        bus.publish(event)
+    bus.drain()
+    elapsed = time.process_time() - start
+    assert bus.stats().deliveries == len(events)
+    return elapsed
 
 
-def test_publish_scales_sub_quadratically_with_distinct_priorities() -> None:
-    small = _publish_and_drain_seconds(40_000)
-    large = _publish_and_drain_seconds(160_000)
-    # n log n gives about 4.5x for 4x the events; the old sorted-list insert gave well over 10x.
-    assert large / small < 6, (small, large)
+def _bare_heapq_seconds(events: list[EventEnvelope]) -> float:
+    """The same ordering with a bare heap of (-priority, arrival, event) and one call per event."""
+    heap: list = []
+    handler = lambda event: None  # noqa: E731
+    start = time.process_time()
+    for arrival, event in enumerate(events):
+        heapq.heappush(heap, (-event.priority, arrival, event))
+    while heap:
+        handler(heapq.heappop(heap)[2])
+    return time.process_time() - start
+
+
+def test_publish_with_distinct_priorities_stays_near_a_bare_heap() -> None:
+    # Descending priorities: every publish brings a new lowest priority, the worst case of a sorted
+    # list (an O(n) insert each, 8x the bare heap at this size) and no harder for a heap.
+    count = 100_000
+    events = [EventEnvelope("T", None, "s", priority=-n, id=f"e{n}", ts=1.0) for n in range(count)]
+    ours = bare = float("inf")
+    for _ in range(3):  # alternated, best of three: load from other processes hits both alike
+        bare = min(bare, _bare_heapq_seconds(events))
+        ours = min(ours, _bus_seconds(events))
+    # The goal is 2x (benchmarks/bench_events.py measures it at 1M); 3x leaves room for noise.
+    assert ours / bare < 3, (ours, bare)
 
 
 @pytest.mark.parametrize("when_full", ["reject", "drop_lowest"])
