@@ -81,3 +81,52 @@ def test_planted_session_file_does_not_run(mosaic: InstalledMosaic, run_dir: Pat
     assert not marker.exists(), "unpickling the planted session file ran its code"
     assert done.returncode == 1, output(done)
     assert str(planted) in output(done) and "Traceback" not in output(done)
+
+
+# --- an oversized input line ----------------------------------------------------------------------
+
+
+def _events_peak_rss(mosaic: InstalledMosaic, run: Path, line_bytes: int) -> tuple[int, int, bytes]:
+    """(exit status, peak RSS in KiB, stdout) of ``mosaic events`` fed one line of ``line_bytes``
+    followed by a good event, streamed through a pipe."""
+    import os
+    import subprocess
+    import threading
+
+    process = subprocess.Popen([str(mosaic.script), "events", str(run), "--fresh", "--max-new-bytes", "4"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               env=mosaic.environment())
+
+    def feed() -> None:
+        block = b"x" * (1 << 20)
+        left = line_bytes
+        try:
+            while left > 0:
+                piece = block[: min(left, len(block))]
+                process.stdin.write(piece)
+                left -= len(piece)
+            process.stdin.write(b"\n" + GOOD_EVENT)
+        finally:
+            process.stdin.close()
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    stdout = process.stdout.read()
+    writer.join()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, usage.ru_maxrss, stdout
+
+
+def test_an_oversized_events_line_is_refused_without_being_held(mosaic: InstalledMosaic, run_dir: Path,
+                                                                tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    _, baseline_kib, _ = _events_peak_rss(mosaic, run, 16)
+    status, peak_kib, stdout = _events_peak_rss(mosaic, run, 256 * 2**20)
+    lines = [line for line in stdout.decode().splitlines()]
+    assert "exceeds the limit" in lines[0] and '"line":1' in lines[0]
+    assert lines[-1].startswith("{") and '"LedgerSummary"' in lines[-1]  # the stream went on
+    assert status == 1
+    # Reading the 256 MiB line whole would add at least 256 MiB; the reader holds at most 4 MiB of it.
+    assert peak_kib - baseline_kib < 64 * 1024, (baseline_kib, peak_kib)
