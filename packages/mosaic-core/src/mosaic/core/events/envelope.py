@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 import time
 import uuid
 from collections.abc import Mapping
@@ -64,7 +65,10 @@ def _int_text(value: int) -> str:
 def _describe(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{type(value).__name__} {_int_text(value)}"
-    text = repr(value)
+    try:
+        text = reprlib.repr(value)  # bounded in length and depth
+    except (ValueError, RecursionError):  # a huge integer inside, or nesting past the repr limit
+        text = "(too large to show)"
     if len(text) > 80:
         text = text[:77] + "..."
     return f"{type(value).__name__} {text}"
