@@ -16,7 +16,7 @@ from pathlib import Path
 
 RUNTIME_TESTS = Path(__file__).parents[1] / "mosaic-runtime"
 
-#: A tiny streaming model (tests/mosaic-runtime/agent_tiny_model.py) trained for two steps, with an
+#: A tiny streaming model (mosaic.runtime.testing.tiny_agent) trained for two steps, with an
 #: eval section so that ``mosaic eval`` has something to do.
 TINY_PRESET = """\
 version: 2
@@ -65,7 +65,7 @@ class InstalledMosaic:
         plugin_root.mkdir(parents=True, exist_ok=True)
         module = plugin_root / "exit_tiny_plugin.py"
         module.write_text(textwrap.dedent("""\
-            from agent_tiny_model import AgentTinyPlugin
+            from mosaic.runtime.testing.tiny_agent import AgentTinyPlugin
 
             register_models = AgentTinyPlugin.register_models
             register_datasets = AgentTinyPlugin.register_datasets

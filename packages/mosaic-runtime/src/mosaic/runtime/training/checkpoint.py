@@ -1,7 +1,9 @@
 """Atomic checkpoints: written to a temporary file, fsynced, then renamed into place.
 
 A checkpoint holds the model, optimizer and scheduler states, every RNG state, the step and data
-position, a fingerprint of the resolved config and the model's opcode table. Loading refuses a file
+position, a fingerprint of the resolved config, the model's resolved config as plain data and its
+opcode table. Everything is tensors and plain containers: files load with ``weights_only=True``, so a
+planted pickle is refused without running. Loading refuses a file
 that is corrupt, from another config or recorded with a different opcode table.
 """
 
@@ -18,12 +20,20 @@ import structlog
 import torch
 
 from mosaic.core.atomic import atomic_write
+from mosaic.core.config import unstructure_config
 from mosaic.core.errors import CheckpointError
 
 log = structlog.get_logger("mosaic.runtime.checkpoint")
 
 FORMAT = "mosaic-checkpoint/1"
 NAME = re.compile(r"^step_(\d{8})\.pt$")
+
+
+def model_config_data(spec: Any) -> dict[str, Any]:
+    """A model's resolved config (a preset's ``ComponentSpec``) as plain data, ``{"type": id,
+    **fields}``: what a checkpoint records so that it describes its model without the preset (and
+    loads with ``weights_only=True``)."""
+    return {"type": spec.id, **(unstructure_config(spec.config) if spec.config is not None else {})}
 
 
 def rng_state() -> dict[str, Any]:
