@@ -4,6 +4,7 @@ many distinct priorities."""
 
 from __future__ import annotations
 
+import gc
 import heapq
 import io
 import random
@@ -175,9 +176,14 @@ def test_publish_with_distinct_priorities_stays_near_a_bare_heap() -> None:
     count = 100_000
     events = [EventEnvelope("T", None, "s", priority=-n, id=f"e{n}", ts=1.0) for n in range(count)]
     ours = bare = float("inf")
-    for _ in range(3):  # alternated, best of three: load from other processes hits both alike
-        bare = min(bare, _bare_heapq_seconds(events))
-        ours = min(ours, _bus_seconds(events))
+    gc.collect()
+    gc.disable()  # the collector's pauses depend on what else the test process holds, not on the bus
+    try:
+        for _ in range(5):  # alternated, best of five: load from other processes hits both alike
+            bare = min(bare, _bare_heapq_seconds(events))
+            ours = min(ours, _bus_seconds(events))
+    finally:
+        gc.enable()
     # The goal is 2x (benchmarks/bench_events.py measures it at 1M); 3x leaves room for noise.
     assert ours / bare < 3, (ours, bare)
 
