@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from agent_tiny_model import make_run
-
 from mosaic.core.errors import CheckpointError
 from mosaic.runtime import load_run
 from mosaic.runtime.export import export_safetensors, read_safetensors_export, split_state
+from mosaic.runtime.testing.tiny_agent import make_run
 
 
 def test_export_round_trips_weights_and_config(tmp_path: Path) -> None:
