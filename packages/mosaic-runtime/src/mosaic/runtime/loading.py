@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plug
 class LoadedRun:
     """A run's model with its newest checkpoint's weights (in eval mode), and what describes it."""
 
-    model: torch.nn.Module
+    model: Any  # a torch.nn.Module, used by duck typing (its package is never imported here)
     #: The model's resolved config object (an instance of its registered config class).
     config: Any
     #: The streaming state saved by session ``session`` (``mosaic events``/``live``), or None.
@@ -55,8 +55,8 @@ def load_run(run_dir: str | Path, experiment: str | None = None, *, session: str
     the first) with the newest checkpoint's weights, on ``device`` (default cpu), and the streaming
     state that session ``session`` saved, if there is one (``session=None``: do not look).
 
-    Raises :class:`~mosaic.core.errors.ConfigError` for a directory that is not a run or an unknown
-    experiment, and :class:`~mosaic.core.errors.CheckpointError` for a missing, corrupt or foreign
+    Raises a :class:`~mosaic.core.errors.MosaicError` (ConfigError, RunDirectoryError) for a directory that is not a run or an
+    experiment it did not train, and :class:`~mosaic.core.errors.CheckpointError` for a missing, corrupt or foreign
     checkpoint or session file (never unpickling code: files are read weights-only).
     """
     loaded = load_trained_model(Path(run_dir), registry=registry, device=device or "cpu", experiment=experiment)
