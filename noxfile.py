@@ -6,7 +6,8 @@ proves the package installs and works alone. torch is installed first from the c
 so that no step ever resolves a newer (CUDA) torch.
 
 ``nox -t ci`` runs what CI runs; ``nox -s benchmarks`` writes ``benchmarks/results/*.json``;
-``nox -s wheelhouse`` builds every wheel (dependencies included) into ``wheelhouse/``.
+``nox -s wheelhouse`` builds every wheel (dependencies included) into ``wheelhouse/``;
+``nox -s fuzz`` is the nightly fuzz run (not part of ci).
 """
 
 from __future__ import annotations
@@ -133,7 +134,18 @@ def integration(session: nox.Session) -> None:
     """Every package plus the example plugin: cross-package tests, docs output, the CLI end to end."""
     _install(session, *PACKAGES, extra_paths=(EXAMPLE_PLUGIN,))
     session.chdir(ROOT)
-    _pytest(session, "tests/integration")
+    # tests/fuzz at its ci profile (500 cases per property); `nox -s fuzz` runs the nightly size.
+    _pytest(session, "tests/integration", "tests/fuzz")
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Nightly fuzzing of envelopes, the codec and the JSONL reader: 10,000 cases per property
+    (HYPOTHESIS_PROFILE=nightly unless set); every failure must be a MosaicError subclass."""
+    _install(session, *PACKAGES)
+    session.chdir(ROOT)
+    env = {"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "nightly")}
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/fuzz", *session.posargs, env=env)
 
 
 @nox.session

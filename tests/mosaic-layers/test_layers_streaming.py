@@ -9,7 +9,7 @@ from mosaic.core.errors import CheckpointError, ModelError
 from mosaic.layers.config import MosaicBlockConfig, MosaicLMConfig
 from mosaic.layers.model import MosaicLM
 from mosaic.layers.reference import reference_model_forward
-from mosaic.layers.state import MosaicState
+from mosaic.layers.state import BlockState, MosaicState
 
 
 def make_model(seed=0, chunk=4):
@@ -68,7 +68,9 @@ def test_state_save_restore_and_copy():
         buffer = io.BytesIO()
         torch.save(state, buffer)
         buffer.seek(0)
-        loaded = torch.load(buffer, weights_only=False)
+        # A state saved whole loads without unpickling code once its two classes are allow-listed.
+        with torch.serialization.safe_globals([MosaicState, BlockState]):
+            loaded = torch.load(buffer, weights_only=True)
         restored = MosaicState.from_state_dict(state.state_dict())
         copied = state.copy()
         next_ids = torch.tensor([3, 4])

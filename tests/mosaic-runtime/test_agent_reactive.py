@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 from mosaic.core.errors import RuntimeStateError
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.runtime.agent.config import GenerationConfig
-from mosaic.runtime.agent.loading import check_streaming_model, load_run_model
+from mosaic.runtime.agent.loading import check_streaming_model
 from mosaic.runtime.agent.reactive import ReactiveRuntime, parse_line
 from mosaic.runtime.agent.responder import EventSession, text_span
 from mosaic.runtime.agent.service import open_agent
+from mosaic.runtime.loading import load_run
 from mosaic.runtime.testing.tiny_agent import REPLY, TinyStreamConfig, TinyStreamLM, make_run
 
 ASK = EventEnvelope("Ask", {"text": "find the file", "q": 1}, "user", id="a1", ts=2.0, commitment_id="c1")
@@ -160,8 +161,8 @@ def scripted_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object
 
 def test_a_run_directory_loads_and_logs_every_emitted_event(scripted_run: tuple[Path, object]) -> None:
     run, registry = scripted_run
-    loaded = load_run_model(run, registry=registry)
-    assert loaded.step == 2 and loaded.component_id == "model.agent_tiny_stream"
+    loaded = load_run(run, registry=registry)
+    assert loaded.step == 2 and loaded.model_id == "model.agent_tiny_stream"
     output = io.StringIO()
     agent = open_agent(run, registry=registry, session_name="log", fresh=True, output=output)
     runtime = ReactiveRuntime(agent.session, agent.emit)

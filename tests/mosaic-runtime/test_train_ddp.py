@@ -45,8 +45,8 @@ def test_two_process_torchrun_matches_one_process(tmp_path: Path) -> None:
     assert double.returncode == 0, double.stderr[-3000:]
     one, two = summary_of(single.stdout), summary_of(double.stdout)
     assert two["final"]["loss_total"] == pytest.approx(one["final"]["loss_total"], rel=1e-4)
-    a = torch.load(latest_checkpoint(Path(one["run_dir"]) / "checkpoints"), weights_only=False)
-    b = torch.load(latest_checkpoint(Path(two["run_dir"]) / "checkpoints"), weights_only=False)
+    a = torch.load(latest_checkpoint(Path(one["run_dir"]) / "checkpoints"), weights_only=True)
+    b = torch.load(latest_checkpoint(Path(two["run_dir"]) / "checkpoints"), weights_only=True)
     worst = max(float((a["model"][k] - b["model"][k]).abs().max()) for k in a["model"])
     assert worst < 1e-4, f"parameters differ by up to {worst}"
     summary = json.loads((Path(two["run_dir"]) / "summary.json").read_text())

@@ -39,7 +39,7 @@ def preset_file(tmp_path: Path, text: str = TINY_PRESET) -> Path:
 
 
 def final_state(run_dir: Path) -> dict[str, torch.Tensor]:
-    payload = torch.load(latest_checkpoint(run_dir / "checkpoints"), weights_only=False)
+    payload = torch.load(latest_checkpoint(run_dir / "checkpoints"), weights_only=True)
     return payload["model"]
 
 

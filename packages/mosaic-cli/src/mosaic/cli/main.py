@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -19,6 +20,7 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str]] = {
     "presets": ("mosaic.cli.commands.presets:presets", "List, show, validate and size training presets."),
     "eval": ("mosaic.cli.commands.eval:eval_command", "Evaluate a run's newest checkpoint on held-out data."),
     "plot": ("mosaic.cli.commands.plot:plot", "Plot a run's loss and auxiliary metric curves to PNG."),
+    "export": ("mosaic.cli.commands.export:export", "Export a run's model weights (safetensors)."),
     "events": ("mosaic.cli.commands.events:events", "Reactive runtime: JSONL events in, the model's events out."),
     "trace": ("mosaic.cli.commands.trace:trace", "Per byte: the VM's opcode, memory reads/writes, commitment class."),
     "live": ("mosaic.cli.commands.live:live", "Autonomous runtime: impulses, idle consolidation, online adapters."),
@@ -57,6 +59,11 @@ class MosaicGroup(click.Group):
         self._load_plugin_commands()
         return self.commands.get(name)
 
+    def invoke(self, ctx: click.Context) -> None:
+        # A command's return value is not an exit status: dropping it leaves ``main`` only the codes
+        # of ``ctx.exit(code)`` / ``Exit(code)`` to return.
+        super().invoke(ctx)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Built-in help comes from the table above, so --help imports no command module.
         rows = []
@@ -92,23 +99,28 @@ def cli(log_format: str, verbose: int) -> None:
     configure_logging(log_format, verbose)
 
 
-def main() -> None:
+def main(args: Sequence[str] | None = None) -> int:
+    """The console entry point: run ``mosaic`` and return its exit status (the installed script
+    passes it to ``sys.exit``). 0 on success; a command's ``ctx.exit(code)``; 2 for usage errors;
+    1 for toolkit errors (one line, never a traceback); 130 when interrupted."""
     from mosaic.core.errors import MosaicError
 
     try:
-        cli.main(standalone_mode=False)
+        # Not standalone: click would turn a MosaicError into a traceback; here it is one message.
+        result = cli.main(args=args, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        return 130
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except MosaicError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        return 1
+    # Without standalone mode click returns the code of ``ctx.exit(code)`` / ``Exit(code)``, the way
+    # commands report a failure they printed themselves (the group's invoke returns nothing else).
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -17,9 +17,13 @@ class ModelOutput:
       ``mosaic_opcode_logits (L, B, T, V_op)``, ``mosaic_state_decay_reg_loss (L,)``. A later layer
       never overwrites an earlier one's entry.
     - ``state``: the streaming state after the call, when the model was called with one.
+    - ``loss``: when the batch had ``target_ids``, the mean next-token cross-entropy over the
+      positions whose target is not ``IGNORE_INDEX`` (:mod:`mosaic.core.contract`), 0 when none is;
+      else None. Training objectives compute their own terms; this is for users of the model.
     """
 
     logits: Any
     aux: dict[str, Any] = attrs.Factory(dict)
     logit_targets: Any = None
     state: Any = None
+    loss: Any = None

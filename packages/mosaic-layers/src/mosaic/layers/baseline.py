@@ -21,6 +21,7 @@ from mosaic.layers.model import (
     TARGET_IDS,
     check_input_ids,
     init_weights,
+    language_model_loss,
     stack_layer_aux,
     vocabulary_logits,
 )
@@ -133,7 +134,8 @@ class TransformerBaseline(TrainingHooksMixin, GenerationMixin, nn.Module):
         aux = stack_layer_aux(per_layer) if per_layer and per_layer[0] else {}
         if state is not None:
             state.position = start + length
-        return ModelOutput(logits=logits, aux=aux, logit_targets=logit_targets, state=state)
+        loss = language_model_loss(logits, batch.get(TARGET_IDS), logit_targets)
+        return ModelOutput(logits=logits, aux=aux, logit_targets=logit_targets, state=state, loss=loss)
 
     # --- streaming (same calls as MosaicLM's) --------------------------------------------------
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mosaic.core.contract import keys
@@ -51,6 +52,23 @@ def vocabulary_logits(head: nn.Module, hidden: torch.Tensor, targets: torch.Tens
         mask = targets != IGNORE_INDEX
         return head(hidden[mask]), targets[mask]
     return head(hidden), None
+
+
+def language_model_loss(logits: torch.Tensor, targets: torch.Tensor | None,
+                        logit_targets: torch.Tensor | None) -> torch.Tensor | None:
+    """Mean cross-entropy over labelled positions (0 when there are none), or None without targets.
+
+    ``logits (B, T, V)`` with ``targets (B, T)``; or ``logits (N, V)`` already restricted to the
+    labelled positions, with their ``logit_targets (N,)``.
+    """
+    if targets is None:
+        return None
+    if logit_targets is None:
+        logits, logit_targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)  # (B*T, V), (B*T,)
+    # A sum over the labelled positions divided by their count: the mean, and 0 rather than NaN
+    # when a batch has no label at all.
+    total = F.cross_entropy(logits.float(), logit_targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / (logit_targets != IGNORE_INDEX).sum().clamp(min=1)
 
 
 def check_input_ids(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -148,7 +166,9 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
             self.head, self.norm(x), batch.get(TARGET_IDS), self.config.logits_at_labels_only
         )
         new_state = None if state is None else MosaicState(layer_states, state.position + ids.shape[1])
-        return ModelOutput(logits=logits, aux=stack_layer_aux(per_layer), logit_targets=logit_targets, state=new_state)
+        loss = language_model_loss(logits, batch.get(TARGET_IDS), logit_targets)
+        return ModelOutput(logits=logits, aux=stack_layer_aux(per_layer), logit_targets=logit_targets, state=new_state,
+                           loss=loss)
 
     # --- streaming ----------------------------------------------------------------------------
 

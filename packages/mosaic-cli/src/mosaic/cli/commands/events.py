@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from mosaic.cli.commands.run import registry_from_context, user_errors
+from mosaic.core.events.lines import DEFAULT_MAX_LINE_BYTES, read_event_lines
 
 
 def agent_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -75,12 +76,16 @@ def tool_bridge_from_options(options: dict[str, Any]) -> Any:
 @click.option("--trace-ledger", is_flag=True, help="After each event, emit a Ledger event with the running balance.")
 @click.option("--no-summary", is_flag=True, help="Do not end with a LedgerSummary event.")
 @click.option("--no-save", is_flag=True, help="Do not save the session state at the end.")
+@click.option("--max-line-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_LINE_BYTES, show_default=True,
+              help="Longest input line; a longer one is skipped unread and becomes an Error event.")
 @agent_options
 def events(run_dir: Path, input_path: Path | None, respond_to: tuple[str, ...], trace_ledger: bool,
-           no_summary: bool, no_save: bool, **options: Any) -> None:
+           no_summary: bool, no_save: bool, max_line_bytes: int, **options: Any) -> None:
     """Feed JSONL events to RUN_DIR's model and write its response events as JSONL to stdout.
 
-    Malformed lines and invalid generations become Error events; the stream goes on.
+    Malformed lines and invalid generations become Error events; the stream goes on. Exit status 0
+    when every input line was an event, 1 when some were not (after the whole stream, with the
+    session saved).
     """
     from mosaic.runtime.agent.reactive import ReactiveRuntime
 
@@ -92,10 +97,10 @@ def events(run_dir: Path, input_path: Path | None, respond_to: tuple[str, ...], 
                                       respond_to=frozenset(respond_to) if respond_to else None)
             stop_when = lambda: agent.output_closed  # noqa: E731 — downstream of the pipe went away
             if input_path is not None:
-                with input_path.open("rb") as lines:
-                    runtime.run(lines, stop_when=stop_when)
+                with input_path.open("rb") as stream:
+                    runtime.run(read_event_lines(stream, max_line_bytes=max_line_bytes), stop_when=stop_when)
             else:
-                runtime.run(sys.stdin.buffer, stop_when=stop_when)
+                runtime.run(read_event_lines(sys.stdin.buffer, max_line_bytes=max_line_bytes), stop_when=stop_when)
             if not no_summary:
                 agent.emit(runtime.summary_event())
             if not no_save:
@@ -104,6 +109,8 @@ def events(run_dir: Path, input_path: Path | None, respond_to: tuple[str, ...], 
             agent.close()
         if agent.output_closed:
             silence_closed_stdout()
+        if runtime.input_errors:
+            raise click.exceptions.Exit(1)
 
 
 def silence_closed_stdout() -> None:

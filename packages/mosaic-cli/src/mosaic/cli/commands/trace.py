@@ -26,8 +26,9 @@ def trace(run_dir: Path, input_path: Path | None, layer: int, as_json: bool, dev
     """Show what RUN_DIR's VM does on each byte of the given events."""
     from mosaic.core.errors import ConfigError, ConfigProblem
     from mosaic.core.events.codec import decode_event_bytes
-    from mosaic.runtime.agent.loading import load_run_model
+    from mosaic.runtime.agent.loading import check_streaming_model
     from mosaic.runtime.agent.trace import format_table, trace_events
+    from mosaic.runtime.loading import load_run
 
     with user_errors():
         data = input_path.read_bytes()[: MAX_INPUT_BYTES + 1] if input_path else sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
@@ -36,7 +37,8 @@ def trace(run_dir: Path, input_path: Path | None, layer: int, as_json: bool, dev
         events = [decode_event_bytes(line.strip()) for line in data.splitlines() if line.strip()]
         if not events:
             raise ConfigError([ConfigProblem("input", "no events to trace (one JSON event per line)")])
-        loaded = load_run_model(run_dir, registry=registry_from_context(), device=device)
+        loaded = load_run(run_dir, session=None, registry=registry_from_context(), device=device)
+        check_streaming_model(loaded.model, loaded.model_id)
         blocks = len(loaded.model.blocks)
         if not -blocks <= layer < blocks:
             raise ConfigError([ConfigProblem("--layer", f"the model has {blocks} blocks, got {layer}")])

@@ -13,7 +13,7 @@ The bus is single-threaded: publish from the thread that runs it (from another t
 from __future__ import annotations
 
 import asyncio
-import bisect
+import heapq
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, runtime_checkable
@@ -116,8 +116,13 @@ class EventBus:
         self.dead_letters: deque[DeadLetter] = deque(maxlen=dead_letter_limit)
         #: The latest ``dead_letter_limit`` events dropped by the ``drop_lowest`` policy.
         self.dropped_events: deque[EventEnvelope] = deque(maxlen=dead_letter_limit)
+        # One FIFO per priority that has queued events, found through heaps of priorities: a max-heap
+        # (negated) for dispatch and, for drop_lowest only, a min-heap. Entries whose FIFO emptied
+        # are left in a heap until they surface (lazy deletion), so every operation is O(log n) in
+        # the number of distinct priorities; a sorted list made each new priority O(n).
         self._queues: dict[int, deque[EventEnvelope]] = {}
-        self._priorities: list[int] = []  # ascending; only priorities with queued events
+        self._highest_first: list[int] = []  # heap of -priority
+        self._lowest_first: list[int] | None = [] if when_full == "drop_lowest" else None
         self._size = 0
         self._subscriptions: list[Subscription] = []
         self._targets: dict[str, tuple[Subscription, ...]] = {}  # per event type, built on first use
@@ -172,7 +177,7 @@ class EventBus:
                 raise BusFullError(
                     f"event bus full ({self.capacity} events queued); rejected {event.type} {event.id}"
                 )
-            lowest = self._priorities[0]
+            lowest = self._lowest()
             if event.priority <= lowest:
                 self._published += 1
                 self._dropped += 1
@@ -184,17 +189,42 @@ class EventBus:
             self._size -= 1
             if not queue:
                 del self._queues[lowest]
-                del self._priorities[0]
+                heapq.heappop(self._lowest_first)  # type: ignore[arg-type]  # its top is ``lowest``
         priority = event.priority
         target = self._queues.get(priority)
         if target is None:
             target = self._queues[priority] = deque()
-            bisect.insort(self._priorities, priority)
+            self._add_priority(priority)
         target.append(event)
         self._size += 1
         self._published += 1
         if self._waiters:
             self._wake_waiters()
+
+    def _add_priority(self, priority: int) -> None:
+        high, low = self._highest_first, self._lowest_first
+        # Stale entries are dropped in one O(n) rebuild once they outnumber the live ones.
+        if len(high) > 2 * len(self._queues) + 64:
+            high[:] = [-p for p in self._queues if p != priority]
+            heapq.heapify(high)
+        heapq.heappush(high, -priority)
+        if low is not None:
+            if len(low) > 2 * len(self._queues) + 64:
+                low[:] = [p for p in self._queues if p != priority]
+                heapq.heapify(low)
+            heapq.heappush(low, priority)
+
+    def _highest(self) -> int:
+        high, queues = self._highest_first, self._queues
+        while -high[0] not in queues:
+            heapq.heappop(high)
+        return -high[0]
+
+    def _lowest(self) -> int:
+        low, queues = self._lowest_first, self._queues
+        while low[0] not in queues:  # type: ignore[index]
+            heapq.heappop(low)  # type: ignore[arg-type]
+        return low[0]  # type: ignore[index]
 
     def has_pending(self) -> bool:
         return self._size > 0
@@ -203,12 +233,12 @@ class EventBus:
         return self._size
 
     def _take(self) -> EventEnvelope:
-        priority = self._priorities[-1]
+        priority = self._highest()
         queue = self._queues[priority]
         event = queue.popleft()
         if not queue:
             del self._queues[priority]
-            self._priorities.pop()
+            heapq.heappop(self._highest_first)  # its top is ``priority``
         self._size -= 1
         return event
 

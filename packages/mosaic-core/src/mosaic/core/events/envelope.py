@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 import time
 import uuid
 from collections.abc import Mapping
@@ -48,11 +49,34 @@ def canonical_json(value: Any) -> str:
     return _CANONICAL.encode(value)
 
 
+#: Integers longer than this are described by their size: Python refuses to turn an int of more
+#: than 4,300 digits into text, and a message needs no more than the first few anyway.
+_MAX_SHOWN_DIGITS = 60
+
+
+def _int_text(value: int) -> str:
+    """``value`` as text, or a description of its size when it is too long to show (never raises)."""
+    if value.bit_length() <= _MAX_SHOWN_DIGITS * 3:  # 3 bits < one decimal digit: short enough
+        return str(value)
+    digits = int(value.bit_length() * 0.30103) + 1  # log10(2): the digit count, give or take one
+    return f"{'-' if value < 0 else ''}an integer of about {digits} digits"
+
+
 def _describe(value: Any) -> str:
-    text = repr(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{type(value).__name__} {_int_text(value)}"
+    try:
+        text = reprlib.repr(value)  # bounded in length and depth
+    except (ValueError, RecursionError):  # a huge integer inside, or nesting past the repr limit
+        text = "(too large to show)"
     if len(text) > 80:
         text = text[:77] + "..."
     return f"{type(value).__name__} {text}"
+
+
+def _key_text(key: Any) -> str:
+    """A non-string object key as text (a huge integer key cannot be turned into a string)."""
+    return _int_text(key) if isinstance(key, int) and not isinstance(key, bool) else repr(key)
 
 
 def _utf8_encodable(text: str) -> bool:
@@ -141,9 +165,9 @@ def _payload_problem(value: Any, path: str, depth: int) -> str | None:
                 return problem
         return None
     if kind is str:
-        return None if _utf8_encodable(value) else f"{path}: string {value!r} is not valid Unicode"
+        return None if _utf8_encodable(value) else f"{path}: {_describe(value)} is not valid Unicode"
     if kind is int:
-        return None if INT_MIN <= value <= INT_MAX else f"{path}: integer {value} does not fit 64 bits"
+        return None if INT_MIN <= value <= INT_MAX else f"{path}: integer {_int_text(value)} does not fit 64 bits"
     if kind is float:
         return None if math.isfinite(value) else f"{path}: {value} is not a finite number"
     if value is None or kind is bool:
@@ -164,7 +188,7 @@ def _check_name(field: str, value: Any) -> None:
     if type(value) is not str:
         raise EventValidationError(field, f"expected a string, got {_describe(value)}")
     if not value or len(value) > MAX_NAME_LENGTH:
-        raise EventValidationError(field, f"expected 1 to {MAX_NAME_LENGTH} characters, got {value!r}")
+        raise EventValidationError(field, f"expected 1 to {MAX_NAME_LENGTH} characters, got {_describe(value)}")
     if not _utf8_encodable(value):
         raise EventValidationError(field, f"{value!r} is not valid Unicode (lone surrogate)")
 
@@ -173,7 +197,7 @@ def _check_int(field: str, value: Any, low: int, high: int) -> None:
     if type(value) is not int:
         raise EventValidationError(field, f"expected an integer, got {_describe(value)}")
     if not low <= value <= high:
-        raise EventValidationError(field, f"{value} is outside [{low}, {high}]")
+        raise EventValidationError(field, f"{_int_text(value)} is outside [{low}, {high}]")
 
 
 def _to_timestamp(value: Any) -> Any:
@@ -182,7 +206,7 @@ def _to_timestamp(value: Any) -> Any:
         try:
             return float(value)
         except OverflowError:
-            raise EventValidationError("ts", f"{value} is not a finite number of seconds") from None
+            raise EventValidationError("ts", f"{_int_text(value)} is not a finite number of seconds") from None
     return value
 
 
@@ -283,7 +307,7 @@ class EventEnvelope:
                 raise EventValidationError("event", f"expected a JSON object, got {_describe(data)}")
             data = dict(data)
         if not FIELD_NAMES.issuperset(data):
-            unknown = sorted(str(key) for key in data if key not in FIELD_NAMES)
+            unknown = sorted(key if type(key) is str else _key_text(key) for key in data if key not in FIELD_NAMES)
             raise EventValidationError(unknown[0], f"unknown field(s) {', '.join(map(repr, unknown))}")
         for field in REQUIRED_FIELDS:
             if field not in data:

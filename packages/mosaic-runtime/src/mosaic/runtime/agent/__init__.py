@@ -1,6 +1,7 @@
 """The agent runtimes: a trained model living on an event stream.
 
-- :mod:`.loading` — a run directory's newest checkpoint as a streaming model (through the registry).
+- :mod:`.loading` — the streaming methods the runtimes need of a model (runs load with
+  :func:`mosaic.runtime.load_run`).
 - :mod:`.responder` — one session: feed an event, generate a response event, validate it.
 - :mod:`.session` — persistence of a session (streaming state, ledger, counters) across restarts.
 - :mod:`.reactive` — ``mosaic events``: JSONL events in, JSONL events out.

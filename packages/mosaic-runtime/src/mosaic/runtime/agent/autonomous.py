@@ -25,6 +25,7 @@ import attrs
 
 from mosaic.core.events.bus import EventBus
 from mosaic.core.events.envelope import EventEnvelope
+from mosaic.core.events.lines import SKIP_CHUNK_BYTES, LineSplitter, OversizedLine, read_event_lines
 from mosaic.core.homeostasis import HomeostaticLoop
 from mosaic.runtime.agent.config import ConsolidationConfig, LiveConfig
 from mosaic.runtime.agent.consolidation import CONSOLIDATION_EVENT_TYPE, ConsolidationReport, consolidate
@@ -71,10 +72,10 @@ class AutonomousRuntime:
     def submit(self, event: EventEnvelope) -> None:
         self.bus.publish(event)
 
-    def submit_line(self, line: bytes | str) -> None:
+    def submit_line(self, line: bytes | str | OversizedLine) -> None:
         """One JSONL line from outside: queued as an event, or emitted as an input Error event."""
         self._lines_seen += 1
-        if not line.strip():
+        if not isinstance(line, OversizedLine) and not line.strip():
             return
         event, error = parse_line(line, self._lines_seen, self.agent.session.config.sender)
         if error is not None:
@@ -176,7 +177,7 @@ def read_lines_in_thread(stream: IO[bytes], runtime: AutonomousRuntime, loop: as
     """Feed ``stream``'s lines to ``runtime`` from a daemon thread (works for pipes, files and ttys)."""
 
     def pump() -> None:
-        for line in stream:
+        for line in read_event_lines(stream):
             with contextlib.suppress(RuntimeError):  # the loop closed while we were blocked reading
                 loop.call_soon_threadsafe(runtime.submit_line, line)
 
@@ -189,8 +190,12 @@ async def serve_unix_socket(path: str, runtime: AutonomousRuntime) -> asyncio.Ab
     """Accept JSONL events on a Unix socket; each line is submitted like a line from stdin."""
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        splitter = LineSplitter()  # bounded lines: a client cannot make the loop hold a huge line
         try:
-            while line := await reader.readline():
+            while chunk := await reader.read(SKIP_CHUNK_BYTES):
+                for line in splitter.feed(chunk):
+                    runtime.submit_line(line)
+            for line in splitter.finish():
                 runtime.submit_line(line)
         finally:
             writer.close()

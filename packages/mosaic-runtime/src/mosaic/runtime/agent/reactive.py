@@ -17,6 +17,7 @@ from typing import Any
 from mosaic.core.errors import EventError
 from mosaic.core.events.codec import decode_event_bytes
 from mosaic.core.events.envelope import EventEnvelope
+from mosaic.core.events.lines import OversizedLine
 from mosaic.runtime.agent.responder import EventSession, error_event
 from mosaic.runtime.agent.tool_flow import ToolBridge, respond
 
@@ -24,8 +25,13 @@ LEDGER_EVENT_TYPE = "Ledger"
 SUMMARY_EVENT_TYPE = "LedgerSummary"
 
 
-def parse_line(line: bytes | str, number: int, sender: str) -> tuple[EventEnvelope | None, EventEnvelope | None]:
-    """One input line as ``(event, None)``, or ``(None, Error event)`` saying why it is not one."""
+def parse_line(line: bytes | str | OversizedLine, number: int,
+               sender: str) -> tuple[EventEnvelope | None, EventEnvelope | None]:
+    """One input line as ``(event, None)``, or ``(None, Error event)`` saying why it is not one
+    (an :class:`OversizedLine` from :func:`~mosaic.core.events.lines.read_event_lines` never is)."""
+    if isinstance(line, OversizedLine):
+        return None, error_event(f"input line {number} is not an event: {line.message}", "input", sender,
+                                 line=number)
     data = line.encode("utf-8", errors="surrogatepass") if isinstance(line, str) else bytes(line)
     try:
         return decode_event_bytes(data.strip()), None
@@ -69,9 +75,9 @@ class ReactiveRuntime:
         if self.trace_ledger and event.type != "Error":
             self.emit(self._ledger_event(event, self.session.last_head_delta))
 
-    def handle_line(self, line: bytes | str) -> None:
+    def handle_line(self, line: bytes | str | OversizedLine) -> None:
         self.lines += 1
-        if not line.strip():
+        if not isinstance(line, OversizedLine) and not line.strip():
             return  # blank lines separate nothing in JSONL; they are not events
         event, error = parse_line(line, self.lines, self.session.config.sender)
         if error is not None:
@@ -81,7 +87,7 @@ class ReactiveRuntime:
         assert event is not None  # parse_line returns exactly one of the two
         self.handle_event(event)
 
-    def run(self, lines: Iterable[bytes | str], *, stop_when: Callable[[], bool] | None = None) -> None:
+    def run(self, lines: Iterable[bytes | str | OversizedLine], *, stop_when: Callable[[], bool] | None = None) -> None:
         """Handle ``lines`` in order; stop early once ``stop_when()`` is true (e.g. the output closed)."""
         for line in lines:
             self.handle_line(line)

@@ -13,10 +13,11 @@ from typing import IO, TYPE_CHECKING, Any
 
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.runtime.agent.config import GenerationConfig, OnlineConfig
-from mosaic.runtime.agent.loading import LoadedModel, load_run_model
+from mosaic.runtime.agent.loading import check_streaming_model
 from mosaic.runtime.agent.online import OnlineLearner
 from mosaic.runtime.agent.responder import EventSession
 from mosaic.runtime.agent.session import SessionStore
+from mosaic.runtime.loading import LoadedRun, load_run
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
     from mosaic.core.registry import Registry
@@ -25,7 +26,7 @@ ADAPTERS_FILE = "adapters.pt"
 
 
 class Agent:
-    def __init__(self, loaded: LoadedModel, *, session_name: str = "default", fresh: bool = False,
+    def __init__(self, loaded: LoadedRun, *, session_name: str = "default", fresh: bool = False,
                  generation: GenerationConfig | None = None, online: OnlineConfig | None = None,
                  output: IO[str] | None = None) -> None:
         self.loaded = loaded
@@ -82,4 +83,7 @@ class Agent:
 def open_agent(run_dir: Path, *, registry: Registry | None = None, device: str | None = None,
                experiment: str | None = None, **options: Any) -> Agent:
     """Load ``run_dir``'s newest checkpoint and open a session on it (see :class:`Agent`)."""
-    return Agent(load_run_model(run_dir, registry=registry, device=device, experiment=experiment), **options)
+    # The session's state is restored by the agent itself (with its ledger and counters).
+    loaded = load_run(run_dir, experiment, session=None, registry=registry, device=device)
+    check_streaming_model(loaded.model, loaded.model_id)
+    return Agent(loaded, **options)

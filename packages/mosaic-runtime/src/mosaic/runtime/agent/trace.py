@@ -23,7 +23,7 @@ import torch
 from mosaic.core.contract import keys
 from mosaic.core.events.codec import EventEncoder
 from mosaic.core.events.envelope import EventEnvelope
-from mosaic.runtime.agent.loading import LoadedModel
+from mosaic.runtime.loading import LoadedRun
 from mosaic.runtime.training.evaluation import opcode_names
 
 COMMITMENT_CLASSES = ("close", "neutral", "open")
@@ -38,7 +38,7 @@ def _buckets(bit_logits: torch.Tensor) -> list[list[int]]:
 
 
 @torch.no_grad()
-def trace_events(loaded: LoadedModel, events: Iterable[EventEnvelope], *, layer: int = -1) -> list[dict[str, Any]]:
+def trace_events(loaded: LoadedRun, events: Iterable[EventEnvelope], *, layer: int = -1) -> list[dict[str, Any]]:
     """One row per byte of the encoded events (see the module docstring)."""
     model = loaded.model
     ids = EventEncoder().encode_stream(list(events)).to(loaded.device)

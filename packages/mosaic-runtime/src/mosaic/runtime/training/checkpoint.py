@@ -1,14 +1,18 @@
 """Atomic checkpoints: written to a temporary file, fsynced, then renamed into place.
 
 A checkpoint holds the model, optimizer and scheduler states, every RNG state, the step and data
-position, a fingerprint of the resolved config and the model's opcode table. Loading refuses a file
+position, a fingerprint of the resolved config, the model's resolved config as plain data and its
+opcode table. Everything is tensors and plain containers: files load with ``weights_only=True``, so a
+planted pickle is refused without running. Loading refuses a file
 that is corrupt, from another config or recorded with a different opcode table.
 """
 
 from __future__ import annotations
 
+import pickle
 import random
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +20,20 @@ import structlog
 import torch
 
 from mosaic.core.atomic import atomic_write
+from mosaic.core.config import unstructure_config
 from mosaic.core.errors import CheckpointError
 
 log = structlog.get_logger("mosaic.runtime.checkpoint")
 
 FORMAT = "mosaic-checkpoint/1"
 NAME = re.compile(r"^step_(\d{8})\.pt$")
+
+
+def model_config_data(spec: Any) -> dict[str, Any]:
+    """A model's resolved config (a preset's ``ComponentSpec``) as plain data, ``{"type": id,
+    **fields}``: what a checkpoint records so that it describes its model without the preset (and
+    loads with ``weights_only=True``)."""
+    return {"type": spec.id, **(unstructure_config(spec.config) if spec.config is not None else {})}
 
 
 def rng_state() -> dict[str, Any]:
@@ -59,16 +71,38 @@ def save_checkpoint(directory: Path, step: int, payload: dict[str, Any], *, keep
     return target
 
 
+def first_line(text: str, limit: int = 200) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def refusal_reason(error: pickle.UnpicklingError) -> str:
+    """What torch's weights-only unpickler refused, out of its long advice text."""
+    _, marker, detail = str(error).partition("WeightsUnpickler error:")
+    reason = first_line(detail).split(" Please use", 1)[0] if marker and detail.strip() else ""
+    return reason or "not a weights-only file"
+
+
 def load_payload(path: Path, *, file_format: str, what: str, missing: str | None = None) -> dict[str, Any]:
     """A saved ``{"format": file_format, ...}`` dict, or a :class:`CheckpointError` naming ``what``
     (``"checkpoint"``, ``"session file"``...) and the file: missing (``missing`` overrides that
     message), corrupt, or some other kind of file."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        # Weights only: torch's restricted unpickler builds tensors and plain containers and refuses
+        # every other global, so a planted pickle is an error here and never runs code.
+        with warnings.catch_warnings():  # a foreign pickle protocol warns before it is refused
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(missing or f"{what} {path} does not exist") from None
+    except pickle.UnpicklingError as exc:
+        reason = refusal_reason(exc)
+        if "global" in reason.lower():
+            raise CheckpointError(f"{what} {path} holds objects other than tensors and plain data; it was "
+                                  f"refused without running them ({reason})") from None
+        raise CheckpointError(f"{what} {path} is corrupt: {reason}") from None
     except Exception as exc:  # noqa: BLE001 - torch.load raises many types for truncated or foreign files
-        raise CheckpointError(f"{what} {path} is corrupt: {type(exc).__name__}: {exc}") from None
+        raise CheckpointError(f"{what} {path} is corrupt: {type(exc).__name__}: {first_line(str(exc))}") from None
     if not isinstance(payload, dict) or payload.get("format") != file_format:
         raise CheckpointError(f"{what} {path} is not a {file_format} file")
     return payload

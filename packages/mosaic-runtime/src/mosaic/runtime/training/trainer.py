@@ -32,6 +32,7 @@ from mosaic.runtime.training.batching import collate_for, count_tokens, move_to,
 from mosaic.runtime.training.checkpoint import (
     list_checkpoints,
     load_newest_loadable,
+    model_config_data,
     restore_rng_state,
     rng_state,
     save_checkpoint,
@@ -173,6 +174,8 @@ class Trainer:
             "config_fingerprint": self.fingerprint,
             "opcode_table": self.opcode_table,
             "experiment": self.experiment.name,
+            # plain data, so that the checkpoint describes its model without the preset
+            "model_config": model_config_data(self.experiment.model),
             "lifecycle": self.lifecycle_state(),
         }
 
