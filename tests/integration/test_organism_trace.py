@@ -17,7 +17,7 @@ from mosaic.layers.isa import opcode_table
 from mosaic.runtime.training.run import run_preset
 
 TINY_EVENTS = [
-    "vars.d_model=16", "vars.negotiation_pairs=0", "dataset.block_size=3600", "vars.steps=2",
+    "vars.d_model=16", "vars.negotiation_pairs=0", "dataset.block_size=3712", "vars.steps=2",
     "trainer.warmup_steps=1", "curriculum.warmup_steps=0", "curriculum.cooldown_steps=0",
     "eval.samples=2", "eval.batch_size=2", "vars.batch_size=2", "model.block.commitment_head_enabled=true",
 ]

@@ -141,7 +141,7 @@ def _tally(tally: _Tally, aux: Mapping[str, torch.Tensor], batch: Mapping[str, A
 def _ablated(batch: Mapping[str, Any], opcode: int) -> dict[str, torch.Tensor]:
     """Input bytes with ``opcode`` forced to NOP where the data teaches it, nothing else forced."""
     teacher = batch[TEACHER_OPCODE]
-    forced = torch.where(teacher == opcode, torch.full_like(teacher, NOP), torch.full_like(teacher, -1))
+    forced = torch.where(teacher == opcode, torch.full_like(teacher, NOP), torch.full_like(teacher, keys.IGNORE_INDEX))
     ones = torch.ones(teacher.shape[0], device=teacher.device)
     return {keys.INPUT_IDS.name: batch[keys.INPUT_IDS.name], TEACHER_OPCODE: forced, keys.TEACHER_FORCING.name: ones}
 
