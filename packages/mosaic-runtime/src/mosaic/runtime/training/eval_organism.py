@@ -18,7 +18,7 @@ switches. Models without MOSAIC blocks (e.g. the Transformer baseline) get ``ans
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -67,7 +67,7 @@ class ExactCounter:
         return self.exact / self.total if self.total else None
 
 
-def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
+def _blocks(model: torch.nn.Module) -> list[Any]:
     model = getattr(model, "module", model)
     return [block for block in getattr(model, "blocks", []) if hasattr(block, "memory")]
 
@@ -94,7 +94,7 @@ def opcode_forced(model: torch.nn.Module, where: Callable[[], torch.Tensor | Non
         mask = where()
         if mask is None:
             return args
-        own = torch.full(mask.shape, -1, dtype=torch.long, device=u.device) if teacher is None else teacher
+        own = torch.full(mask.shape, keys.IGNORE_INDEX, dtype=torch.long, device=u.device) if teacher is None else teacher
         return u, torch.where(mask.to(u.device), torch.full_like(own, NOP), own)
 
     handles = [block.opcode_head.register_forward_pre_hook(hook)
@@ -106,7 +106,7 @@ def opcode_forced(model: torch.nn.Module, where: Callable[[], torch.Tensor | Non
             handle.remove()
 
 
-def _exact(model: torch.nn.Module, batches: list[Mapping[str, Any]], current: list[Mapping[str, Any]]
+def _exact(model: torch.nn.Module, batches: Sequence[Mapping[str, Any]], current: list[Mapping[str, Any]]
            ) -> dict[str, float | None]:
     """Every metric of :data:`METRIC_MASKS` whose mask the batches carry, in one pass."""
     counters = {metric: ExactCounter() for metric, key in METRIC_MASKS.items() if key in batches[0]}
@@ -150,7 +150,7 @@ def organism_report(model: torch.nn.Module, dataset: Any, *, samples: int, batch
         if taught:
             ablations["opcode_off"] = {}
         for name, index in taught.items():
-            with opcode_forced(model, lambda index=index: current[0][TEACHER_OPCODE] == index):
+            with opcode_forced(model, _positions_of(current, index)):
                 ablations["opcode_off"][name] = _exact(model, batches, current)
         report["ablations"] = ablations
         return report
@@ -158,7 +158,14 @@ def organism_report(model: torch.nn.Module, dataset: Any, *, samples: int, batch
         model.train(was_training)
 
 
-def _taught_opcodes(batches: list[Mapping[str, Any]], opcode_names: list[str]) -> dict[str, int]:
+def _positions_of(current: list[Mapping[str, Any]], opcode: int) -> Callable[[], torch.Tensor | None]:
+    """Where the batch being evaluated teaches ``opcode`` ``(B, T)``, read when the hook fires."""
+    def where() -> torch.Tensor | None:
+        return current[0][TEACHER_OPCODE] == opcode if current else None
+    return where
+
+
+def _taught_opcodes(batches: Sequence[Mapping[str, Any]], opcode_names: list[str]) -> dict[str, int]:
     """The recall-serving opcodes the data labels somewhere, by name -> id."""
     if TEACHER_OPCODE not in batches[0]:
         return {}

@@ -45,16 +45,18 @@ def run_preset(
     main = _is_main_process()
     lock = None
     try:
+        run: RunDir | None = None
         if resume is not None:
-            run: RunDir | None = RunDir.existing(resume)
-            lock = acquire_run_lock(run.path) if main else None  # before anything reads the run's files
-            manifest = parse_manifest(run.config_text(), registry, source=str(run.config_path), overrides=overrides)
-            experiment = run.experiment_for(experiment)
+            existing = RunDir.existing(resume)
+            run = existing
+            lock = acquire_run_lock(existing.path) if main else None  # before anything reads the run's files
+            manifest = parse_manifest(existing.config_text(), registry, source=str(existing.config_path),
+                                      overrides=overrides)
+            experiment = existing.experiment_for(experiment)
         else:
             if preset is None:
                 raise ValueError("run_preset needs a preset or a run directory to resume")
             manifest = load_manifest(preset, registry, overrides=overrides)
-            run = None
         resolved = resolved_yaml(manifest)
         chosen = manifest.experiment(experiment)
         # Everything is validated and tried (device, datasets, objective, model) before the run
