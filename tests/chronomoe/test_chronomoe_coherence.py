@@ -111,8 +111,8 @@ def test_unrouted_expert_phi_decays_to_the_prior_and_a_falling_phi_raises_the_de
     both = torch.tensor([True, True])
     for _ in range(200):  # both experts routed and coherent
         buffer.update(torch.tensor([0.8, 0.8]), both, torch.tensor([5, 5]), torch.tensor([0.5, 0.5]))
-    assert buffer.phi("fast")[1] == pytest.approx(0.8, abs=1e-5)  # exact while routed every step
-    assert buffer.phi("slow")[1] == pytest.approx(0.8, abs=1e-5)
+    assert float(buffer.phi("fast")[1]) == pytest.approx(0.8, abs=1e-5)  # exact while routed every step
+    assert float(buffer.phi("slow")[1]) == pytest.approx(0.8, abs=1e-5)
     assert not buffer.degraded().any()
     only_first = torch.tensor([True, False])
     for _ in range(60):  # expert 1 is no longer routed; expert 0 turns incoherent

@@ -223,6 +223,6 @@ def test_run_warns_in_one_line_about_failed_plugins(fake_plugins) -> None:
 
 
 def test_typo_in_plugin_selection_is_an_error_not_a_silent_disable(fake_plugins) -> None:
-    result = fake_plugins.run("plugins", "list", "--all", env={"MOSAIC_DISABLE_PLUGINS": "mosaic-layrs"})
+    result = fake_plugins.run("plugins", "list", "--all", env={"MOSAIC_DISABLE_PLUGINS": "mosaic-runtme"})
     assert result.returncode != 0
-    assert "did you mean 'mosaic-layers'" in result.stderr and "Traceback" not in result.stderr
+    assert "did you mean 'mosaic-runtime'" in result.stderr and "Traceback" not in result.stderr

@@ -190,7 +190,7 @@ def test_labels_point_at_the_right_bytes(config, idx):
         if event.sender != "agent":
             turns[offset + len(chunk)] = OP_RESPOND if following.sender == "agent" else OP_IDLE
         else:
-            turns[offset + len(chunk)] = -1
+            turns[offset + len(chunk)] = IGNORE_INDEX
     for t, opcode in turns.items():
         assert int(ops[t]) == opcode
     special = set(writes) | set(reads) | commit_ops | set(turns)

@@ -87,7 +87,7 @@ def test_seed_000_traces_label_turns_and_commitments(split):
         assert len({e.commitment_id for e, _ in events if e.type == "Message"}) == 2
         for (event, delimiter), (following, _) in zip(events, events[1:], strict=False):
             if event.sender == "agent":
-                assert int(opcode[delimiter]) == -1  # the runtime does not decide after its own events
+                assert int(opcode[delimiter]) == -100  # ignored: the runtime does not decide after its own events
             else:
                 want = OP_RESPOND if following.sender == "agent" else OP_IDLE
                 assert int(opcode[delimiter]) == want, (event.type, following.type)

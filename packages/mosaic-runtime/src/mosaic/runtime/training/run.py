@@ -63,6 +63,7 @@ def run_preset(
         # directory is created: a preset that cannot run leaves nothing on disk.
         preflight(manifest, registry, experiment=chosen.name, device=device)
         # torch is imported only when something trains (a preset that fails to parse never loads it)
+        from mosaic.runtime.training.distributed import shutdown
         from mosaic.runtime.training.trainer import Trainer
 
         trainer = Trainer(chosen, registry, run, fingerprint=fingerprint(resolved), device=device,
@@ -84,7 +85,12 @@ def run_preset(
             run.mark_latest()  # only a run that started: a failed start never becomes "latest"
         with stop_on_signals() as stop:
             trainer.stop = stop
-            return trainer.fit()
+            try:
+                return trainer.fit()
+            finally:
+                # A process group left to the interpreter's exit can abort a rank ("terminate called
+                # without an active exception") while gloo's threads are still running.
+                shutdown(trainer.dist)
     finally:
         if lock is not None:
             lock.release()
