@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="finished run directories instead of training (LABEL names the row's preset)")
     parser.add_argument("--note", default="", help="how the machine was loaded while the runs took their time")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows already in --out, except those of the presets (labels) measured now")
     args = parser.parse_args(argv)
     rows: list[dict[str, Any]] = []
     if args.from_runs:
@@ -80,6 +82,10 @@ def main(argv: list[str] | None = None) -> None:
             for preset in args.preset or sorted(PRESETS):
                 summary = train(preset, PRESETS[preset] if args.quick else [], Path(root))
                 rows += rows_of(preset, summary)
+    if args.append and args.out.exists():
+        # rows measured earlier (other presets, other machines' loads) stay; a label measured now replaces its rows
+        measured = {row["preset"] for row in rows}
+        rows = [row for row in json.loads(args.out.read_text())["rows"] if row["preset"] not in measured] + rows
     table = {"benchmark": "organism", "quick": args.quick, "note": args.note, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
