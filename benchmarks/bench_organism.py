@@ -33,6 +33,8 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("answer_accuracy", "answer_accuracy"),
     ("forget_exact", "forget_exact"),
 )
+#: opcodes whose per-class accuracy (from ``eval.opcode_accuracy_per_class``) becomes a row
+OPCODES_SHOWN = ("READ_MEM", "WRITE_MEM")
 DEFAULT_OUT = Path(__file__).parent.parent / "docs" / "results" / "organism.json"
 
 
@@ -44,6 +46,11 @@ def rows_of(preset: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
     for key, metric in METRICS:
         if evaluation.get(key) is not None:
             rows.append({"preset": preset, "metric": metric, "ablation": "none", "value": evaluation[key], **budget})
+    # whether the VM fires the taught opcodes at their positions (teacher forcing 0), per opcode
+    for opcode, value in sorted((evaluation.get("opcode_accuracy_per_class") or {}).items()):
+        if opcode in OPCODES_SHOWN and value is not None:
+            rows.append({"preset": preset, "metric": f"opcode_accuracy.{opcode}", "ablation": "none", "value": value,
+                         **budget})
     ablations = evaluation.get("ablations") or {}
     for metric, value in (ablations.get("memory_off") or {}).items():
         rows.append({"preset": preset, "metric": metric, "ablation": "memory_off", "value": value, **budget})
