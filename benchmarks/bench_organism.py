@@ -33,6 +33,8 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("answer_accuracy", "answer_accuracy"),
     ("forget_exact", "forget_exact"),
 )
+#: opcodes whose per-class accuracy (from ``eval.opcode_accuracy_per_class``) becomes a row
+OPCODES_SHOWN = ("READ_MEM", "WRITE_MEM")
 DEFAULT_OUT = Path(__file__).parent.parent / "docs" / "results" / "organism.json"
 
 
@@ -44,6 +46,11 @@ def rows_of(preset: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
     for key, metric in METRICS:
         if evaluation.get(key) is not None:
             rows.append({"preset": preset, "metric": metric, "ablation": "none", "value": evaluation[key], **budget})
+    # whether the VM fires the taught opcodes at their positions (teacher forcing 0), per opcode
+    for opcode, value in sorted((evaluation.get("opcode_accuracy_per_class") or {}).items()):
+        if opcode in OPCODES_SHOWN and value is not None:
+            rows.append({"preset": preset, "metric": f"opcode_accuracy.{opcode}", "ablation": "none", "value": value,
+                         **budget})
     ablations = evaluation.get("ablations") or {}
     for metric, value in (ablations.get("memory_off") or {}).items():
         rows.append({"preset": preset, "metric": metric, "ablation": "memory_off", "value": value, **budget})
@@ -68,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="finished run directories instead of training (LABEL names the row's preset)")
     parser.add_argument("--note", default="", help="how the machine was loaded while the runs took their time")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows already in --out, except those of the presets (labels) measured now")
     args = parser.parse_args(argv)
     rows: list[dict[str, Any]] = []
     if args.from_runs:
@@ -80,6 +89,10 @@ def main(argv: list[str] | None = None) -> None:
             for preset in args.preset or sorted(PRESETS):
                 summary = train(preset, PRESETS[preset] if args.quick else [], Path(root))
                 rows += rows_of(preset, summary)
+    if args.append and args.out.exists():
+        # rows measured earlier (other presets, other machines' loads) stay; a label measured now replaces its rows
+        measured = {row["preset"] for row in rows}
+        rows = [row for row in json.loads(args.out.read_text())["rows"] if row["preset"] not in measured] + rows
     table = {"benchmark": "organism", "quick": args.quick, "note": args.note, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")

@@ -22,7 +22,7 @@ TINY_EVENTS = [
     "eval.samples=2", "eval.batch_size=2", "vars.batch_size=2", "model.block.commitment_head_enabled=true",
 ]
 EVENTS = [
-    EventEnvelope(type="MemoryWrite", payload={"key": 12, "value": 34}, sender="user", id="a", ts=0.0),
+    EventEnvelope(type="MemoryWrite", payload={"key": 12, "v": 34}, sender="user", id="a", ts=0.0),
     EventEnvelope(type="MemoryQuery", payload={"key": 12}, sender="user", id="b", ts=1.0),
 ]
 

@@ -17,7 +17,7 @@ from mosaic.core.errors import DataError
 from mosaic.core.events.codec import EVENT_DELIMITER, EventDecoder
 from mosaic.data.common import OP_COMMIT, OP_IDLE, OP_NOP, OP_READ_MEM, OP_RESPOND, OP_WRITE_MEM
 from mosaic.data.config import EventTraceConfig
-from mosaic.data.event_traces import ANSWER_FIELD, EventTraceDataset, TraceSpan, key_bucket
+from mosaic.data.event_traces import ANSWER_FIELD, WRITE_FIELD, EventTraceDataset, TraceSpan, key_bucket
 from mosaic.data.negotiation import PHRASEBOOKS
 
 
@@ -128,8 +128,8 @@ def test_labels_point_at_the_right_bytes(config, idx):
     written_order, last_query, idles, previous_type = [], None, 0, None
     for offset, event, chunk in events:
         if event.type == "MemoryWrite":
-            key, value = event.payload["key"], event.payload["value"]
-            for t in _literal(chunk, "value", value):
+            key, value = event.payload["key"], event.payload[WRITE_FIELD]
+            for t in _literal(chunk, WRITE_FIELD, value):
                 writes[offset + t] = (key, len(written_order))
             written_order.append((key, value))
         elif event.type == "MemoryQuery":
@@ -329,3 +329,31 @@ def test_access_at_key_writes_and_reads_at_the_keys_last_byte():
     for t, bucket in expected_reads.items():
         assert item["mosaic_teacher_read_bucket"][t].tolist() == [bucket]
     assert not bool(item["mosaic_drop_local"].any())
+
+
+@pytest.mark.parametrize("digits", [2, 3])
+def test_every_memory_access_sees_its_whole_key_in_the_local_window(digits: int) -> None:
+    """With value-position access, each write (a ``v`` byte) and each read (the position before an
+    ``r`` byte) lies at most ``2 * digits + 4`` bytes after its key's first digit, so a local
+    window of ``2 * digits + 5`` (the preset's conv_kernel 13 covers 4 digits) routes it by key; and
+    the byte before a value's first digit tells a write from a read."""
+    config = EventTraceConfig(block_size=8192, mem_buckets=16, mem_hashes=1, value_digits=digits,
+                              drop_local_on_query=False)
+    item = EventTraceDataset(config)[5]
+    opcode = item["mosaic_teacher_opcode"]
+    events, _ = _events(item)
+    accesses = {OP_WRITE_MEM: [], OP_READ_MEM: []}
+    for offset, event, chunk in events:
+        if event.type not in ("MemoryWrite", "MemoryAnswer"):
+            continue
+        key_start = offset + _literal(chunk, "key", event.payload["key"]).start
+        field, op = (WRITE_FIELD, OP_WRITE_MEM) if event.type == "MemoryWrite" else (ANSWER_FIELD, OP_READ_MEM)
+        value = _literal(chunk, field, event.payload[field])
+        assert chunk[value.start - len(field) - 4 : value.start] == f',"{field}":'.encode()  # after the key
+        positions = [offset + t for t in value] if op == OP_WRITE_MEM else [offset + t - 1 for t in value]
+        for t in positions:
+            assert 0 <= t - key_start <= 2 * digits + 4
+        accesses[op].extend(positions)
+    assert WRITE_FIELD != ANSWER_FIELD
+    for op, positions in accesses.items():
+        assert sorted((opcode == op).nonzero()[:, 0].tolist()) == sorted(positions)

@@ -90,7 +90,8 @@ class EventTraceConfig:
     on event delimiters (``mosaic.data.turns``). The defaults are seed document 000's structure
     (3 pairs, 4 noise events per pair, 2 commitments, 1 replay per pair), whose longest trace fits
     the default block. Keys and values
-    are ``value_digits``-digit integers; teacher buckets are ``key mod mem_buckets`` for every hash.
+    are ``value_digits``-digit integers; teacher buckets are
+    ``event_traces.key_bucket`` of the key for every hash.
 
     ``commitment_label_in_header``: sorted-key JSON puts ``"commitment_delta"`` *before* a message's
     text, so serialising the label would let the commitment head copy it instead of reading the
@@ -116,7 +117,7 @@ class EventTraceConfig:
     reg_slots: int = attrs.field(default=0, validator=at_least(0))
     value_digits: int = attrs.field(default=4, validator=at_least(2))
     # memory access at the key's last byte: MemoryWrite {"data": v, "key": k} writes there, and each
-    # MemoryAnswer {"key": k, "result": v} reads there (the block carries the read to the answer), so
+    # MemoryAnswer {"key": k, "r": v} reads there (the block carries the read to the answer), so
     # the router sees the key's digits at offsets 0 and -1 instead of a whole field name away
     access_at_key: bool = False
     shuffle_queries: bool = True

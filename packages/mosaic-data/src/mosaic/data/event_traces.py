@@ -5,20 +5,20 @@ JSON bytes, one token per byte) and followed by ``EVENT_DELIMITER`` — the same
 reads and writes. Order of events (``P`` pairs, ``D`` noise events per pair, ``C`` negotiation
 cycles, ``R`` replays per pair)::
 
-    (MemoryWrite {"key": k_i, "value": v_i}  Noise {"tok": n} x D)  x P
+    (MemoryWrite {"key": k_i, "v": v_i}  Noise {"tok": n} x D)  x P
     C overlapping commitments (mosaic.data.negotiation): each a user request, an offer (+1), notes
     and a ToolResult, and a delivery (-1) or not; phrasings from the split's own template set
-    (MemoryQuery {"key": k}  MemoryAnswer {"key": k, "result": v})  x P   (every pair once, shuffled)
-    (Idle {"i": r}  MemoryAnswer {"key": k_i, "result": v_i})  x P*R     (in write order)
+    (MemoryQuery {"key": k}  MemoryAnswer {"key": k, "r": v})  x P       (every pair once, shuffled)
+    (Idle {"i": r}  MemoryAnswer {"key": k_i, "r": v_i})  x P*R         (in write order)
 
 Keys and values are ``value_digits``-digit integers; ids and timestamps are deterministic, so the
 sample length depends only on the structure and the templates drawn. Teacher labels (positions are
 byte offsets in the sequence, which are the input positions of those bytes):
 
 - write gate / utility 1, write bucket :func:`key_bucket` of ``k`` (every hash), opcode WRITE_MEM, register write
-  into slot ``i mod reg_slots``: on every byte of the ``value`` literal of each MemoryWrite;
+  into slot ``i mod reg_slots``: on every byte of the ``v`` literal of each MemoryWrite;
 - read bucket :func:`key_bucket` of ``k``, opcode READ_MEM (and ``mosaic_drop_local`` 1 when
-  ``drop_local_on_query``): on each position whose next byte belongs to the ``result`` literal of a
+  ``drop_local_on_query``): on each position whose next byte belongs to the ``r`` literal of a
   MemoryAnswer (``eval_answer_mask`` for query answers);
 - ``mosaic_teacher_commitment_delta`` +1 / 0 / -1 on exactly the bytes of each message's text
   (-100 elsewhere), opcode COMMIT on the text of open and close messages;
@@ -90,11 +90,15 @@ def _text_span(data: bytes, text: str) -> tuple[int, int]:
     return start, start + len(text.encode("utf-8"))
 
 
-#: The MemoryAnswer field holding the recalled value. It differs from MemoryWrite's ``"value"`` so
-#: that the bytes just before an answer tell a read from a write (sorted-key JSON puts ``type`` and
-#: ``sender`` after the payload, out of the block's local window), and it sorts after ``"key"``, so
-#: the key the answer is for sits within a few bytes before the answer.
-ANSWER_FIELD = "result"
+#: The MemoryWrite field holding the value to store, and the MemoryAnswer field holding the recalled
+#: value. Both are one letter and sort after ``"key"``, so in the canonical bytes
+#: (``{"key":12,"v":34}``) a value's first digit is only ``len(',"v":') + 1`` = 6 bytes after its key's
+#: last digit: every value byte, and the position before each answer byte, sees the whole key in the
+#: local window (``conv_kernel`` >= 2 * value_digits + 5), so writes and reads route by key right where
+#: they happen. The two letters differ so that the byte just before a value tells a write (``v``) from
+#: a read (``r``); sorted-key JSON puts ``type`` and ``sender`` after the payload, out of the window.
+WRITE_FIELD = "v"
+ANSWER_FIELD = "r"
 #: With ``access_at_key`` a MemoryWrite's value field, sorting before ``"key"`` so that the key's
 #: last byte (where the write happens, routed by the key right there) closes the payload.
 KEYED_VALUE_FIELD = "data"
@@ -152,8 +156,8 @@ class _Trace:
             start, end = _int_span(data, "key", key)
             positions = range(offset + end - 1, offset + end)
         else:
-            offset, data = self.event("MemoryWrite", "user", {"key": key, "value": value})
-            start, end = _int_span(data, "value", value)
+            offset, data = self.event("MemoryWrite", "user", {"key": key, WRITE_FIELD: value})
+            start, end = _int_span(data, WRITE_FIELD, value)
             positions = range(offset + start, offset + end)
         slot = index % self.config.reg_slots if self.config.reg_slots else -1
         self.builder.mark_write(positions, self.bucket(key), slot)
