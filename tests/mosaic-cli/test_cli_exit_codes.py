@@ -12,11 +12,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from installed_mosaic import TINY_PRESET, InstalledMosaic
-
 from mosaic.core.audit import AuditLog
+from mosaic.runtime.testing.installed_mosaic import TINY_PRESET, InstalledMosaic
 
 GOOD_EVENT = b'{"type": "Message", "sender": "user", "payload": {"text": "hi"}}\n'
 

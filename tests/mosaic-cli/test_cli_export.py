@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import safetensors
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from installed_mosaic import InstalledMosaic
+from mosaic.runtime.testing.installed_mosaic import InstalledMosaic
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import pickle
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from installed_mosaic import InstalledMosaic
+from mosaic.runtime.testing.installed_mosaic import InstalledMosaic
 
 GOOD_EVENT = b'{"type": "Message", "sender": "user", "payload": {"text": "hi"}}\n'
 

@@ -14,8 +14,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-RUNTIME_TESTS = Path(__file__).parents[1] / "mosaic-runtime"
-
 #: A tiny streaming model (mosaic.runtime.testing.tiny_agent) trained for two steps, with an
 #: eval section so that ``mosaic eval`` has something to do.
 TINY_PRESET = """\
@@ -77,7 +75,7 @@ class InstalledMosaic:
 
     def environment(self) -> dict[str, str]:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_")}
-        paths = [str(self.plugin_root), str(RUNTIME_TESTS), environment.get("PYTHONPATH", "")]
+        paths = [str(self.plugin_root), environment.get("PYTHONPATH", "")]
         environment["PYTHONPATH"] = os.pathsep.join(path for path in paths if path)
         environment["MOSAIC_LOG_FORMAT"] = "json"
         return environment
