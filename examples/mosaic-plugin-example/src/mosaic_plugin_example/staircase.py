@@ -13,18 +13,15 @@ from typing import Any
 import attrs
 
 from mosaic.core.errors import DataError
-
-
-def _unit_interval(_instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must be in [0, 1], got {value}")
+from mosaic.core.validators import at_least, between
 
 
 @attrs.frozen
 class StaircaseConfig:
-    stairs: int = attrs.field(default=4, validator=attrs.validators.ge(2))
-    start_level: float = attrs.field(default=0.0, validator=_unit_interval)
-    end_level: float = attrs.field(default=1.0, validator=_unit_interval)
+    # the toolkit's validator vocabulary reports a bad value under its field's path ($.stairs)
+    stairs: int = attrs.field(default=4, validator=at_least(2))
+    start_level: float = attrs.field(default=0.0, validator=between(0.0, 1.0))
+    end_level: float = attrs.field(default=1.0, validator=between(0.0, 1.0))
 
 
 class Staircase:
