@@ -172,7 +172,7 @@ def _attributed_validator_problems(data: Mapping[str, Any], cls: type, path: str
     """
     try:
         with attrs.validators.disabled():
-            instance = converter().structure(dict(data), cls)
+            instance: Any = converter().structure(dict(data), cls)
     except Exception:  # noqa: BLE001 - diagnosis only; the original problems stand
         return []
     problems: list[ConfigProblem] = []
