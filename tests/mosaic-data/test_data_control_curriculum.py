@@ -4,6 +4,7 @@ deterministic."""
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import torch
 
@@ -13,8 +14,11 @@ from mosaic.core.plugins import get_registry
 from mosaic.data.common import OP_GATE_DOWN, OP_GATE_UP, OP_NOP, OP_SCAN, OP_WRITE_MEM
 from mosaic.data.config import ControlCurriculumConfig
 from mosaic.data.control_curriculum import (
+    LAST,
     NOISE,
+    PAD,
     PRI,
+    VOTE,
     SET,
     SYMBOL_A,
     SYMBOL_B,
@@ -74,7 +78,7 @@ def test_the_latest_fact_query_is_scan_on_a_free_bucket() -> None:
         assert item[keys.TARGET_IDS.name][scan] == ids[writes[-1]]  # the latest fact's value
         answers = item[keys.EVAL_ANSWER_MASK.name]
         assert (answers == (scan | item[keys.PRIORITY_ANSWER_MASK.name])).all()
-        real = item[keys.TARGET_IDS.name] != IGNORE_INDEX
+        real = torch.arange(len(ids)) < int((ids != PAD).sum()) - 1  # input positions with a next token
         assert ((ops == IGNORE_INDEX) == ~real).all()
         assert ((ops == OP_NOP) | (ops == OP_GATE_UP) | (ops == OP_GATE_DOWN) | (ops == OP_SCAN)
                 | (ops == OP_WRITE_MEM) | ~real).all()
@@ -84,7 +88,7 @@ def test_items_fit_exactly_and_are_deterministic() -> None:
     needed = sample_length(3, 3, 3, 2)
     tight = ControlCurriculumDataset(ControlCurriculumConfig(block_size=needed - 1))
     item = tight[0]
-    assert (item[keys.TARGET_IDS.name] != IGNORE_INDEX).all()
+    assert (item[keys.TEACHER_OPCODE.name] != IGNORE_INDEX).all()
     again = ControlCurriculumDataset(ControlCurriculumConfig(block_size=needed - 1))[0]
     assert all(torch.equal(item[k], again[k]) for k in item)
     with pytest.raises(DataError, match="block_size"):
@@ -103,3 +107,20 @@ def test_bad_configs_are_rejected_by_name() -> None:
 def test_registered_with_its_config() -> None:
     entry = get_registry().get("dataset.mosaic_control_curriculum")
     assert entry.provider == "mosaic-data"
+
+
+def test_only_what_the_local_context_predicts_is_a_target() -> None:
+    data = ControlCurriculumDataset(CONFIG)
+    random_data = ControlCurriculumDataset(attrs.evolve(CONFIG, random_targets=True))
+    for i in range(20):
+        item, full = data[i], random_data[i]
+        ids, targets = item[keys.INPUT_IDS.name], item[keys.TARGET_IDS.name]
+        kept = targets != IGNORE_INDEX
+        answers = item[keys.EVAL_ANSWER_MASK.name]
+        assert kept[answers].all()
+        # no random token and no count-timed token (VOTE, SET, LAST) is a target
+        nxt = torch.cat([ids[1:], torch.tensor([PAD])])
+        assert not (kept & ((nxt == VOTE) | (nxt == SET) | (nxt == LAST) | (nxt == PRI) | (nxt == NOISE))).any()
+        assert (full[keys.TARGET_IDS.name] != IGNORE_INDEX).sum() > 2 * kept.sum()
+        assert torch.equal(full[keys.TARGET_IDS.name][kept], targets[kept])
+

@@ -51,6 +51,8 @@ class ControlCurriculumConfig:
     noise_events: int = attrs.field(default=3, validator=at_least(3))
     n_facts: int = attrs.field(default=3, validator=at_least(1))
     distractor_len: int = attrs.field(default=2, validator=at_least(0))
+    # predict the random tokens too (events, keys, values, distractors): noise in the loss
+    random_targets: bool = False
     teacher_forcing: float = attrs.field(default=1.0, validator=probability)
     num_samples: int = attrs.field(default=100_000, validator=at_least(1))
     seed: int = attrs.field(default=0, validator=at_least(0))
