@@ -14,9 +14,15 @@ from mosaic.runtime.training.run import run_preset
 
 #: mosaic_gates shrunk to a CI budget: fewer steps, a smaller batch, a shorter teacher schedule.
 TINY_GATES = [
-    "vars.steps=250", "vars.batch_size=16", "vars.threads=1",
-    "trainer.checkpoint_every=0", "trainer.log_every=50", "trainer.warmup_steps=10",
-    "curriculum.warmup_steps=20", "curriculum.cooldown_steps=40", "eval.samples=256",
+    "vars.steps=250",
+    "vars.batch_size=16",
+    "vars.threads=1",
+    "trainer.checkpoint_every=0",
+    "trainer.log_every=50",
+    "trainer.warmup_steps=10",
+    "curriculum.warmup_steps=20",
+    "curriculum.cooldown_steps=40",
+    "eval.samples=256",
 ]
 
 

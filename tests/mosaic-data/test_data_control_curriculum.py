@@ -18,10 +18,10 @@ from mosaic.data.control_curriculum import (
     NOISE,
     PAD,
     PRI,
-    VOTE,
     SET,
     SYMBOL_A,
     SYMBOL_B,
+    VOTE,
     ControlCurriculumDataset,
     sample_length,
 )
@@ -80,8 +80,14 @@ def test_the_latest_fact_query_is_scan_on_a_free_bucket() -> None:
         assert (answers == (scan | item[keys.PRIORITY_ANSWER_MASK.name])).all()
         real = torch.arange(len(ids)) < int((ids != PAD).sum()) - 1  # input positions with a next token
         assert ((ops == IGNORE_INDEX) == ~real).all()
-        assert ((ops == OP_NOP) | (ops == OP_GATE_UP) | (ops == OP_GATE_DOWN) | (ops == OP_SCAN)
-                | (ops == OP_WRITE_MEM) | ~real).all()
+        assert (
+            (ops == OP_NOP)
+            | (ops == OP_GATE_UP)
+            | (ops == OP_GATE_DOWN)
+            | (ops == OP_SCAN)
+            | (ops == OP_WRITE_MEM)
+            | ~real
+        ).all()
 
 
 def test_items_fit_exactly_and_are_deterministic() -> None:
@@ -120,7 +126,8 @@ def test_only_what_the_local_context_predicts_is_a_target() -> None:
         assert kept[answers].all()
         # no random token and no count-timed token (VOTE, SET, LAST) is a target
         nxt = torch.cat([ids[1:], torch.tensor([PAD])])
-        assert not (kept & ((nxt == VOTE) | (nxt == SET) | (nxt == LAST) | (nxt == PRI) | (nxt == NOISE))).any()
+        assert not (
+            kept & ((nxt == VOTE) | (nxt == SET) | (nxt == LAST) | (nxt == PRI) | (nxt == NOISE))
+        ).any()
         assert (full[keys.TARGET_IDS.name] != IGNORE_INDEX).sum() > 2 * kept.sum()
         assert torch.equal(full[keys.TARGET_IDS.name][kept], targets[kept])
-

@@ -54,10 +54,10 @@ import torch
 from mosaic.core.contract.keys import PRIORITY_ANSWER_MASK, SCAN_ANSWER_MASK
 from mosaic.core.errors import DataError
 from mosaic.data.common import (
+    IGNORE_TARGET,
     OP_GATE_DOWN,
     OP_GATE_UP,
     OP_SCAN,
-    IGNORE_TARGET,
     SEQUENCE_NOTE,
     TARGET_IDS,
     SampleTooLongError,
@@ -86,19 +86,29 @@ class ControlCurriculumDataset(torch.utils.data.Dataset):
         self.vocab_size = config.vocab_size
         self.block_size = config.block_size
         self.pad_token = PAD
-        needed = sample_length(config.priority_events, config.noise_events, config.n_facts, config.distractor_len)
+        needed = sample_length(
+            config.priority_events, config.noise_events, config.n_facts, config.distractor_len
+        )
         if needed > config.block_size + 1:
             raise SampleTooLongError(
-                type(self).__name__, "block_size", needed, config.block_size + 1,
+                type(self).__name__,
+                "block_size",
+                needed,
+                config.block_size + 1,
                 f"priority_events={config.priority_events}, noise_events={config.noise_events}, "
-                f"n_facts={config.n_facts}, distractor_len={config.distractor_len}", SEQUENCE_NOTE,
+                f"n_facts={config.n_facts}, distractor_len={config.distractor_len}",
+                SEQUENCE_NOTE,
             )
         self.free_bucket = config.mem_buckets - 1
-        self.keys = [k for k in range(FIRST_CONTENT, config.vocab_size) if k % config.mem_buckets != self.free_bucket]
+        self.keys = [
+            k for k in range(FIRST_CONTENT, config.vocab_size) if k % config.mem_buckets != self.free_bucket
+        ]
         if len(self.keys) < config.n_facts:
-            raise DataError(f"{type(self).__name__}: n_facts={config.n_facts} distinct keys need that many content "
-                            f"tokens outside bucket {self.free_bucket}; vocab_size={config.vocab_size} has "
-                            f"{len(self.keys)}: raise vocab_size or lower n_facts")
+            raise DataError(
+                f"{type(self).__name__}: n_facts={config.n_facts} distinct keys need that many content "
+                f"tokens outside bucket {self.free_bucket}; vocab_size={config.vocab_size} has "
+                f"{len(self.keys)}: raise vocab_size or lower n_facts"
+            )
         self.teacher_forcing = config.teacher_forcing
 
     def set_teacher_forcing(self, p: float) -> None:
@@ -117,7 +127,9 @@ class ControlCurriculumDataset(torch.utils.data.Dataset):
         majority = rng.choice((SYMBOL_A, SYMBOL_B))
         minority = SYMBOL_A + SYMBOL_B - majority
         noisy = majority if rng.random() < 0.5 else minority  # the noise's lead: with or against
-        events = [(PRI, majority)] * ((c.priority_events + 1) // 2) + [(PRI, minority)] * (c.priority_events // 2)
+        events = [(PRI, majority)] * ((c.priority_events + 1) // 2) + [(PRI, minority)] * (
+            c.priority_events // 2
+        )
         events += [(NOISE, noisy)] * ((c.noise_events + NOISE_LEAD) // 2)
         events += [(NOISE, SYMBOL_A + SYMBOL_B - noisy)] * ((c.noise_events - NOISE_LEAD) // 2)
         rng.shuffle(events)
@@ -153,8 +165,12 @@ class ControlCurriculumDataset(torch.utils.data.Dataset):
         b.append([values[-1]])
 
         b.mark_answer([vote, last])
-        item = b.finish(block_size=c.block_size, pad_token=PAD, teacher_forcing=self.teacher_forcing,
-                        name=type(self).__name__)
+        item = b.finish(
+            block_size=c.block_size,
+            pad_token=PAD,
+            teacher_forcing=self.teacher_forcing,
+            name=type(self).__name__,
+        )
         if not c.random_targets:
             item[TARGET_IDS][[t - 1 for t in random_tokens if t > 0]] = IGNORE_TARGET
         for spec, position in ((PRIORITY_ANSWER_MASK, vote), (SCAN_ANSWER_MASK, last)):
