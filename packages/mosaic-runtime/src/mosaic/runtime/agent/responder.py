@@ -98,6 +98,7 @@ class EventSession:
         self.events_observed = 0
         self.responses = 0
         self.invalid_generations = 0
+        self.consolidations: list[dict[str, Any]] = []  # what each idle consolidation did (saved with the session)
         self.last_output_metrics: dict[str, float] = {}
         self.last_confidence: float | None = None
         self.last_head_delta: int | None = None  # the commitment head's verdict on the latest event

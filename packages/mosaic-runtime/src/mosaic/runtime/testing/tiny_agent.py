@@ -4,7 +4,7 @@ mosaic-layers).
 
 ``TinyStreamLM`` follows the contract's Protocols the runtimes check (``StreamingModel``: ``init_state``,
 ``step``, ``prefill``, ``forward``; ``StreamingState``: ``copy``/``to``/``state_dict``/``from_state_dict``;
-``MemoryReadBack``: ``memory_cells``/``replay_memory``/``forget_memory_cells``). It can be
+``MemoryReadBack``: ``memory_cells``/``replay_memory``/``forget_memory_cells``/``refresh_memory_cells``). It can be
 scripted: ``script`` biases the logits so that, after each event delimiter, the model emits the script
 bytes and then a delimiter; ``commit_bias`` biases the commitment head towards one delta.
 """
@@ -89,6 +89,7 @@ class TinyCells:
 
     @property
     def utility(self) -> torch.Tensor:
+        """The tiny model has no write_utility head: a cell's utility is its write strength."""
         return self.occupancy
 
 
@@ -175,6 +176,11 @@ class TinyStreamLM(nn.Module):
 
     def forget_memory_cells(self, state: TinyState, cells: TinyCells, select: torch.Tensor) -> int:
         state.layers[0].memory[:, :, :-1][select] = 0.0
+        return int(select.sum())
+
+    def refresh_memory_cells(self, state: TinyState, cells: TinyCells, select: torch.Tensor) -> int:
+        """The tiny memory keeps no write order (cells are hashed by byte, never overwritten by age),
+        so a refresh has nothing to move; it reports the cells it was asked to refresh."""
         return int(select.sum())
 
 
