@@ -28,7 +28,7 @@ import attrs
 from mosaic.core.events.bus import EventBus
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.core.events.lines import SKIP_CHUNK_BYTES, LineSplitter, OversizedLine, read_event_lines
-from mosaic.core.homeostasis import HomeostaticLoop
+from mosaic.core.homeostasis import HomeostaticLoop, check_drive_metrics
 from mosaic.runtime.agent.config import ConsolidationConfig, LiveConfig
 from mosaic.runtime.agent.consolidation import CONSOLIDATION_EVENT_TYPE, ConsolidationReport, consolidate_session
 from mosaic.runtime.agent.reactive import parse_line
@@ -68,6 +68,8 @@ class AutonomousRuntime:
         self._lines_seen = 0
         self._consolidated_at = -1  # session.tokens_seen at the last consolidation
         agent.metrics()  # a model whose state has no readable metrics is refused now, not mid-loop
+        # a drive on a metric this runtime never reports could never fire: refused now, by name
+        check_drive_metrics(homeostasis.drives, agent.reported_metrics(), runtime=f"the live runtime of {agent.loaded.model_id}")
 
     # --- input ------------------------------------------------------------------------------------
 

@@ -111,6 +111,7 @@ class TinyStreamLM(nn.Module):
         self.head = nn.Linear(d, 256)
         script = list(config.script.encode("utf-8")) + [EVENT_DELIMITER]
         self.register_buffer("script_ids", torch.tensor(script, dtype=torch.int64), persistent=False)
+        self.router = nn.Linear(d, 3)  # a memory read router's bit logits (one hash, 3 bits), for the routing metrics
 
     def init_state(self, batch_size: int, device: Any = None) -> TinyState:
         device = self.embed.weight.device if device is None else device
@@ -144,7 +145,8 @@ class TinyStreamLM(nn.Module):
             position = torch.stack(sinces, 1).clamp(max=self.script_ids.shape[0] - 1)  # (B, T)
             logits = logits + self.config.script_strength * F.one_hot(self.script_ids[position], 256)
         aux = {keys.WRITE_GATE_LOGITS.name: torch.stack(gates, 1)[None],  # (1, B, T)
-               keys.OPCODE_LOGITS.name: self.opcode(h)[None]}  # (1, B, T, 10)
+               keys.OPCODE_LOGITS.name: self.opcode(h)[None],  # (1, B, T, 10)
+               keys.READ_BIT_LOGITS.name: self.router(h)[None, :, :, None]}  # (1, B, T, 1, 3)
         if self.config.commitment_head:
             commit = self.commit(h)
             if self.config.commit_bias is not None:
