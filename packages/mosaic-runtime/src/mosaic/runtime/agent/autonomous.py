@@ -30,7 +30,11 @@ from mosaic.core.events.envelope import EventEnvelope
 from mosaic.core.events.lines import SKIP_CHUNK_BYTES, LineSplitter, OversizedLine, read_event_lines
 from mosaic.core.homeostasis import HomeostaticLoop, check_drive_metrics
 from mosaic.runtime.agent.config import ConsolidationConfig, LiveConfig
-from mosaic.runtime.agent.consolidation import CONSOLIDATION_EVENT_TYPE, ConsolidationReport, consolidate_session
+from mosaic.runtime.agent.consolidation import (
+    CONSOLIDATION_EVENT_TYPE,
+    ConsolidationReport,
+    consolidate_session,
+)
 from mosaic.runtime.agent.reactive import parse_line
 from mosaic.runtime.agent.service import Agent
 from mosaic.runtime.agent.tool_flow import ToolBridge, respond

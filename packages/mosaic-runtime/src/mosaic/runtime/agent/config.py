@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import attrs
 from attrs import validators as v
 
@@ -46,8 +48,8 @@ class ConsolidationConfig:
     """
 
     prune_below: float = attrs.field(default=0.2, converter=float, validator=[v.ge(0.0), v.le(1.0)])
-    refresh_above: float | None = attrs.field(default=0.5, validator=v.optional([v.instance_of(float), v.ge(0.0),
-                                                                                 v.le(1.0)]))
+    refresh_above: float | None = attrs.field(default=cast("float | None", 0.5),
+                                              validator=v.optional([v.instance_of(float), v.ge(0.0), v.le(1.0)]))
     replay_samples: int = attrs.field(default=2, validator=[v.instance_of(int), v.ge(0)])
     online_step: bool = attrs.field(default=False, validator=v.instance_of(bool))
     seed: int = attrs.field(default=0, validator=v.instance_of(int))

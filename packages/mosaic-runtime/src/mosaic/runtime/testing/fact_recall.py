@@ -115,8 +115,8 @@ def training_item(config: FactRecallConfig, rng: random.Random, teacher_forcing:
     read_bucket = torch.full((length, 1), keys.IGNORE_INDEX, dtype=torch.int64)
     opcode = torch.where(real, NOP, keys.IGNORE_INDEX)
     utility_mask = torch.zeros(length, dtype=torch.bool)
-    for position, bucket, value in writes:
-        gate[position], utility[position], utility_mask[position] = 1.0, value, True
+    for position, bucket, worth in writes:
+        gate[position], utility[position], utility_mask[position] = 1.0, worth, True
         write_bucket[position, 0], opcode[position] = bucket, WRITE_MEM
     for position, bucket in reads:
         read_bucket[position, 0], opcode[position] = bucket, READ_MEM
