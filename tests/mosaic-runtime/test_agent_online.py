@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 import torch
 
+from mosaic.core.contract import keys
+from mosaic.core.contract.opcodes import V0_OPCODE_IDS
 from mosaic.core.errors import CheckpointError, ConfigError
 from mosaic.core.events.envelope import EventEnvelope
-from mosaic.runtime.agent.config import OnlineConfig
+from mosaic.runtime.agent.config import ConsolidationConfig, OnlineConfig
+from mosaic.runtime.agent.consolidation import consolidate_session
 from mosaic.runtime.agent.online import LoRALinear, OnlineLearner, sequence_loss
 from mosaic.runtime.agent.responder import EventSession
 from mosaic.runtime.agent.service import open_agent
@@ -125,3 +129,25 @@ def test_the_guard_rolls_back_an_update_that_raises_held_out_loss() -> None:
     assert loose.rollbacks == 0 and loose.updates == 1
     assert loose.last_heldout is not None and loose.last_heldout > loose_baseline * 1.05
     assert learner.metrics()["online_rollbacks"] == 1.0
+
+
+def test_consolidation_can_take_an_idle_labelled_online_step() -> None:
+    net = unscripted()
+    learner = OnlineLearner(net, OnlineConfig(targets=("head", "opcode"), update_every=10_000, lr=1e-2))
+    session = EventSession(net)
+    session.observe(note(1))
+    idle = V0_OPCODE_IDS["IDLE"]
+    replay = torch.tensor(list(b'{"n":1}'))
+
+    def idle_probability() -> float:
+        with torch.no_grad():
+            out = net({keys.INPUT_IDS.name: replay[None]})
+        return float(torch.softmax(out.aux[keys.OPCODE_LOGITS.name].float(), -1)[..., idle].mean())
+
+    before = idle_probability()
+    report = consolidate_session(session, ConsolidationConfig(prune_below=0.0, replay_samples=4, online_step=True),
+                                 random.Random(0), learner)
+    assert report.online_loss is not None and learner.updates == 1
+    for _ in range(5):
+        learner.idle_step(replay)
+    assert idle_probability() > before  # the replayed positions are labelled IDLE: silence is learned

@@ -36,6 +36,7 @@ from torch import nn
 
 from mosaic.core.atomic import atomic_write
 from mosaic.core.contract import keys
+from mosaic.core.contract.opcodes import V0_OPCODE_IDS
 from mosaic.core.errors import CheckpointError, ConfigError, ConfigProblem
 from mosaic.runtime.agent.config import OnlineConfig
 from mosaic.runtime.training.checkpoint import load_payload
@@ -151,13 +152,10 @@ class OnlineLearner:
                                                        for ids in batch]).mean())
 
     def idle_step(self, ids: torch.Tensor) -> float:
-        """One adapter step on replayed tokens ``(L,)`` labelled IDLE (see :func:`idle_sequence_loss`)."""
-        names = list(getattr(self.model, "opcode_names", []))
-        idle = names.index("IDLE") if "IDLE" in names else None
+        """One adapter step on replayed tokens ``(L,)`` labelled IDLE (see :func:`idle_sequence_loss`;
+        every opcode table starts with the contract's v0 opcodes, so IDLE's id is the same for all)."""
         ids = ids.to(self.device)
-        if idle is None:
-            return self._guarded_step(lambda: sequence_loss(self.model, ids))
-        return self._guarded_step(lambda: idle_sequence_loss(self.model, ids, idle))
+        return self._guarded_step(lambda: idle_sequence_loss(self.model, ids, V0_OPCODE_IDS["IDLE"]))
 
     def _guarded_step(self, loss_of: Callable[[], torch.Tensor]) -> float:
         snapshot = ([p.detach().clone() for p in self.adapter_parameters], copy.deepcopy(self.optimizer.state_dict()))
