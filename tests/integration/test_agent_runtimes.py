@@ -95,7 +95,7 @@ def test_live_runs_bounded_ticks_and_saves(run_dir: Path) -> None:
     assert lines[-1]["type"] == "Shutdown" and lines[-1]["payload"]["ticks"] == 6
     assert lines[-1]["payload"]["reason"] == "max_ticks" and lines[-1]["payload"]["external"] == 1
     # The external event is answered first. The barely trained model is out of band on its live
-    # metrics (unsure of what it emits, undifferentiated opcode routing): each drive wakes it once
+    # metrics (unsure of what it emits): each drive wakes it once
     # (then its refractory period holds) and the model responds to every impulse; then it idles.
     impulses = [index for index, line in enumerate(lines) if line["type"] == "Impulse"]
     assert impulses and len(impulses) == lines[-1]["payload"]["impulses"]
@@ -129,6 +129,16 @@ def test_live_shuts_down_gracefully_on_sigterm(run_dir: Path) -> None:
     shutdown = json.loads(out.decode().splitlines()[-1])
     assert shutdown["type"] == "Shutdown" and shutdown["payload"]["reason"] == "SIGTERM"
     assert (run_dir / "sessions" / "sigterm" / "session.pt").is_file()
+
+
+def test_live_refuses_a_drive_on_a_metric_it_never_reports(run_dir: Path, tmp_path: Path) -> None:
+    drives = tmp_path / "unknown.yml"
+    drives.write_text("drive.output_confidence:\n  metric: routing_entropy\n")  # the old, mislabelled name
+    result = CliRunner().invoke(cli, ["live", str(run_dir), "--session", "unknown", "--fresh", "--max-ticks", "2",
+                                      "--poll-ms", "0", "--no-stdin", "--drives", str(drives)])
+    assert result.exit_code != 0
+    assert "drive 'output_confidence' reads metric 'routing_entropy'" in result.output
+    assert "never reports" in result.output and "memory_routing_entropy" in result.output
 
 
 def test_live_reads_drive_bands_from_a_yaml_file(run_dir: Path, tmp_path: Path) -> None:
