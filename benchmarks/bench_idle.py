@@ -41,7 +41,7 @@ from mosaic.runtime.agent.responder import EventSession
 from mosaic.runtime.testing.fact_recall import FactRecallConfig, consolidation_ab, train
 
 PARTS = ("consolidation", "online", "tools")
-MACHINE_NOTE = "2-core CPU dev machine, shared with other engineers' jobs (load average 5-12)"
+MACHINE_NOTE = "2-core CPU dev machine, shared with other engineers' jobs"
 
 
 # --- consolidation ------------------------------------------------------------------------------
@@ -205,11 +205,12 @@ def main() -> None:
                                                      "platform": platform.platform(), "note": MACHINE_NOTE}})
     runners = {"consolidation": consolidation_part, "online": online_part, "tools": tools_part}
     for part in args.part or PARTS:
-        started = time.perf_counter()
+        started, load_before = time.perf_counter(), os.getloadavg()[0]
         value = runners[part](args.quick)
         if value is None:
             continue
-        results[part] = {**value, "quick": args.quick, "wall_seconds": time.perf_counter() - started}
+        results[part] = {**value, "quick": args.quick, "wall_seconds": time.perf_counter() - started,
+                         "load_average": [load_before, os.getloadavg()[0]]}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
         print(json.dumps({part: results[part]}, indent=2, sort_keys=True), flush=True)

@@ -52,7 +52,10 @@ def render(results: Path) -> str:
         if name in data:
             part = data[name]
             rows += rows_of(part)
-            rows.append((f"{name}.wall_seconds", part["wall_seconds"], "quick run" if part["quick"] else "full run"))
+            load = part.get("load_average")
+            during = f", 1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end" if load else ""
+            rows.append((f"{name}.wall_seconds", part["wall_seconds"],
+                         ("quick run" if part["quick"] else "full run") + during))
         else:
             rows.append((name, "not measured", ""))
     if "tools" in data:
