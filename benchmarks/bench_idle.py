@@ -53,18 +53,31 @@ def consolidation_part(quick: bool) -> dict[str, Any]:
     seeds = list(range(3 if quick else 10))
     shape = {"facts": 32, "important": 8, "idle_every": 2}
     full = consolidation_ab(model, config, seeds=seeds, **shape)
-    prune_only = consolidation_ab(model, config, seeds=seeds, **shape,
-                                  consolidation=ConsolidationConfig(prune_below=0.5, refresh_above=None,
-                                                                    replay_samples=0))
-    refresh_only = consolidation_ab(model, config, seeds=seeds, **shape,
-                                    consolidation=ConsolidationConfig(prune_below=0.0, refresh_above=0.5,
-                                                                      replay_samples=0))
+    prune_only = consolidation_ab(
+        model,
+        config,
+        seeds=seeds,
+        **shape,
+        consolidation=ConsolidationConfig(prune_below=0.5, refresh_above=None, replay_samples=0),
+    )
+    refresh_only = consolidation_ab(
+        model,
+        config,
+        seeds=seeds,
+        **shape,
+        consolidation=ConsolidationConfig(prune_below=0.0, refresh_above=0.5, replay_samples=0),
+    )
     return {
-        "important_recall": {"with": full["with"], "without": full["without"],
-                             "prune_only": prune_only["with"], "refresh_only": refresh_only["with"]},
+        "important_recall": {
+            "with": full["with"],
+            "without": full["without"],
+            "prune_only": prune_only["with"],
+            "refresh_only": refresh_only["with"],
+        },
         "ordinary_recall": {"with": full["ordinary_with"], "without": full["ordinary_without"]},
         "stream": {key: full[key] for key in ("facts", "important", "idle_every", "memory_cells", "streams")},
-        "pruned_per_stream": full["pruned_per_stream"], "refreshed_per_stream": full["refreshed_per_stream"],
+        "pruned_per_stream": full["pruned_per_stream"],
+        "refreshed_per_stream": full["refreshed_per_stream"],
         "train": info,
         "goal": {"with": ">= 0.9", "drop": ">= 0.2"},
         "met": full["with"] >= 0.9 and full["with"] - full["without"] >= 0.2,
@@ -74,21 +87,51 @@ def consolidation_part(quick: bool) -> dict[str, Any]:
 # --- online learning ----------------------------------------------------------------------------
 
 BASE_MODEL = {
-    "vocab_size": 256, "n_layers": 2,
-    "block": {"d_model": 64, "state_k": 8, "state_dim": 8, "mem_buckets": 16, "mem_hashes": 1, "mem_assoc": 4,
-              "mem_key_dim": 16, "mem_dim": 32, "reg_slots": 0, "conv_kernel": 13, "mem_route_by_key": False,
-              "opcodes_control_enabled": True, "commitment_head_enabled": False, "chunk_size": 64},
+    "vocab_size": 256,
+    "n_layers": 2,
+    "block": {
+        "d_model": 64,
+        "state_k": 8,
+        "state_dim": 8,
+        "mem_buckets": 16,
+        "mem_hashes": 1,
+        "mem_assoc": 4,
+        "mem_key_dim": 16,
+        "mem_dim": 32,
+        "reg_slots": 0,
+        "conv_kernel": 13,
+        "mem_route_by_key": False,
+        "opcodes_control_enabled": True,
+        "commitment_head_enabled": False,
+        "chunk_size": 64,
+    },
 }
-BASE_OBJECTIVE = {"aux_opcode_weight": 5.0, "aux_gate_weight": 0.5, "aux_bits_weight": 1.0, "aux_utility_weight": 0.05}
+BASE_OBJECTIVE = {
+    "aux_opcode_weight": 5.0,
+    "aux_gate_weight": 0.5,
+    "aux_bits_weight": 1.0,
+    "aux_utility_weight": 0.05,
+}
 CITIES = ("Oslo", "Lima", "Pune", "Kyiv", "Nuuk", "Baku")
 SKIES = ("rain", "clear", "snow", "fog")
 
 
 def traces(registry: Any, split: str, seed: int, block: int) -> Any:
-    return registry.build("dataset.mosaic_event_traces", {
-        "block_size": block, "n_pairs": 2, "distractor_events": 2, "negotiation_pairs": 0, "value_digits": 2,
-        "drop_local_on_query": False, "mem_buckets": 16, "mem_hashes": 1, "split": split, "seed": seed,
-    })
+    return registry.build(
+        "dataset.mosaic_event_traces",
+        {
+            "block_size": block,
+            "n_pairs": 2,
+            "distractor_events": 2,
+            "negotiation_pairs": 0,
+            "value_digits": 2,
+            "drop_local_on_query": False,
+            "mem_buckets": 16,
+            "mem_hashes": 1,
+            "split": split,
+            "seed": seed,
+        },
+    )
 
 
 def trace_bytes(item: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -125,7 +168,11 @@ def train_base(registry: Any, steps: int, block: int) -> tuple[Any, dict[str, fl
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
     model.eval()
-    return model, {"steps": float(steps), "final_loss": float(loss.detach()), "train_seconds": time.perf_counter() - started}
+    return model, {
+        "steps": float(steps),
+        "final_loss": float(loss.detach()),
+        "train_seconds": time.perf_counter() - started,
+    }
 
 
 def online_part(quick: bool) -> dict[str, Any]:
@@ -140,13 +187,24 @@ def online_part(quick: bool) -> dict[str, Any]:
     rng = random.Random(0)
     probe = [event_ids(weather(rng, 10_000 + i)) for i in range(12)]  # fresh Weather events, never streamed
     device = next(model.parameters()).device
-    config = OnlineConfig(targets=("head", "blocks.*.mixer.up", "blocks.*.mixer.down"), rank=8, alpha=16.0, lr=3e-3,
-                          update_every=384, buffer_size=24, batch=4, max_sequence_bytes=1024, max_heldout_rise=0.03)
+    config = OnlineConfig(
+        targets=("head", "blocks.*.mixer.up", "blocks.*.mixer.down"),
+        rank=8,
+        alpha=16.0,
+        lr=3e-3,
+        update_every=384,
+        buffer_size=24,
+        batch=4,
+        max_sequence_bytes=1024,
+        max_heldout_rise=0.03,
+    )
     learner = OnlineLearner(model, config)
     pattern_before = mean_loss(model, probe, device)
     heldout_before = mean_loss(model, heldout, device)
     learner.guard_with(guard)
-    session = EventSession(model, config=GenerationConfig(commitment_source="event"), on_tokens=learner.observe)
+    session = EventSession(
+        model, config=GenerationConfig(commitment_source="event"), on_tokens=learner.observe
+    )
     stream = traces(registry, "eval", 7, block)
     started = time.perf_counter()
     traces_fed = 0
@@ -165,13 +223,22 @@ def online_part(quick: bool) -> dict[str, Any]:
     drop = (pattern_before - pattern_after) / pattern_before
     rise = (heldout_after - heldout_before) / heldout_before
     return {
-        "pattern_loss_drop": drop, "heldout_loss_rise": rise,
+        "pattern_loss_drop": drop,
+        "heldout_loss_rise": rise,
         "pattern_loss": {"before": pattern_before, "after": pattern_after},
         "heldout_loss": {"before": heldout_before, "after": heldout_after},
-        "updates": learner.updates, "rollbacks": learner.rollbacks, "traces_fed": traces_fed,
-        "weather_events_fed": weather_fed, "tokens_fed": session.tokens_seen,
-        "live_seconds": time.perf_counter() - started, "base": info,
-        "adapters": {"targets": list(config.targets), "rank": config.rank, "update_every": config.update_every},
+        "updates": learner.updates,
+        "rollbacks": learner.rollbacks,
+        "traces_fed": traces_fed,
+        "weather_events_fed": weather_fed,
+        "tokens_fed": session.tokens_seen,
+        "live_seconds": time.perf_counter() - started,
+        "base": info,
+        "adapters": {
+            "targets": list(config.targets),
+            "rank": config.rank,
+            "update_every": config.update_every,
+        },
         "goal": {"pattern_loss_drop": ">= 0.3", "heldout_loss_rise": "<= 0.05"},
         "met": drop >= 0.3 and rise <= 0.05,
     }
@@ -201,16 +268,29 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("MOSAIC_BENCH_THREADS", "1")))
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    results.update({"benchmark": "idle", "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
-                                                     "platform": platform.platform(), "note": MACHINE_NOTE}})
+    results.update(
+        {
+            "benchmark": "idle",
+            "machine": {
+                "python": platform.python_version(),
+                "cpu_count": os.cpu_count(),
+                "platform": platform.platform(),
+                "note": MACHINE_NOTE,
+            },
+        }
+    )
     runners = {"consolidation": consolidation_part, "online": online_part, "tools": tools_part}
     for part in args.part or PARTS:
         started, load_before = time.perf_counter(), os.getloadavg()[0]
         value = runners[part](args.quick)
         if value is None:
             continue
-        results[part] = {**value, "quick": args.quick, "wall_seconds": time.perf_counter() - started,
-                         "load_average": [load_before, os.getloadavg()[0]]}
+        results[part] = {
+            **value,
+            "quick": args.quick,
+            "wall_seconds": time.perf_counter() - started,
+            "load_average": [load_before, os.getloadavg()[0]],
+        }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
         print(json.dumps({part: results[part]}, indent=2, sort_keys=True), flush=True)

@@ -37,8 +37,9 @@ def test_consolidation_keeps_important_facts_that_the_ring_would_overwrite() -> 
     for event in fact_stream(config, 4, 2, seed=3):
         session.observe(event)
     before = {k: v.clone() for k, v in session.state.state_dict().items()}
-    consolidate_session(session, ConsolidationConfig(prune_below=0.5, refresh_above=0.5, replay_samples=0),
-                        random.Random(0))
+    consolidate_session(
+        session, ConsolidationConfig(prune_below=0.5, refresh_above=0.5, replay_samples=0), random.Random(0)
+    )
     after = session.state.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert session.consolidations[0]["pruned_cells"] > 0

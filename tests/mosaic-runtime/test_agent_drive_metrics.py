@@ -41,7 +41,9 @@ def test_a_drive_on_an_unknown_metric_fails_at_load_time_naming_it(run: tuple[Pa
     run_dir, registry = run
     agent = open_agent(run_dir, registry=registry, session_name="unknown", fresh=True, output=io.StringIO())
     drive = IntrinsicDrive(name="curious", metric="surprise_level", band=DriveBand(0.0, 1.0))
-    with pytest.raises(HomeostasisError, match="drive 'curious' reads metric 'surprise_level'.*never reports"):
+    with pytest.raises(
+        HomeostasisError, match="drive 'curious' reads metric 'surprise_level'.*never reports"
+    ):
         AutonomousRuntime(agent, HomeostaticLoop([drive]))
     agent.close()
 
@@ -73,7 +75,12 @@ def test_routing_entropies_measure_router_spread_not_opcodes() -> None:
     assert router_bits_entropy(spread) > 0.99 and router_bits_entropy(collapsed) < 0.01
     assert expert_load_entropy(torch.tensor([[0.25, 0.25, 0.25, 0.25]])) == pytest.approx(1.0)
     assert expert_load_entropy(torch.tensor([[1.0, 0.0, 0.0, 0.0]])) < 0.01
-    metrics = output_aux_metrics({keys.READ_BIT_LOGITS.name: collapsed, keys.OPCODE_LOGITS.name: torch.zeros(1, 1, 4, 10),
-                                  keys.MOE_EXPERT_LOAD.name: torch.tensor([[0.5, 0.5]])})
+    metrics = output_aux_metrics(
+        {
+            keys.READ_BIT_LOGITS.name: collapsed,
+            keys.OPCODE_LOGITS.name: torch.zeros(1, 1, 4, 10),
+            keys.MOE_EXPERT_LOAD.name: torch.tensor([[0.5, 0.5]]),
+        }
+    )
     assert metrics["memory_routing_entropy"] < 0.01 and metrics["opcode_entropy"] == pytest.approx(1.0)
     assert metrics["moe_routing_entropy"] == pytest.approx(1.0) and "routing_entropy" not in metrics

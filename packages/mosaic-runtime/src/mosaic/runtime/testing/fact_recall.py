@@ -65,19 +65,40 @@ class FactRecallConfig:
 
 def model_config(config: FactRecallConfig) -> dict[str, Any]:
     return {
-        "vocab_size": config.vocab_size, "n_layers": config.n_layers,
-        "block": {"d_model": config.d_model, "state_k": 4, "state_dim": 8, "mem_buckets": config.buckets,
-                  "mem_hashes": 1, "mem_assoc": config.assoc, "mem_key_dim": 16, "mem_dim": 32, "reg_slots": 0,
-                  "mem_route_by_key": False, "opcodes_enabled": True, "opcodes_control_enabled": True,
-                  "commitment_head_enabled": False, "chunk_size": 16},
+        "vocab_size": config.vocab_size,
+        "n_layers": config.n_layers,
+        "block": {
+            "d_model": config.d_model,
+            "state_k": 4,
+            "state_dim": 8,
+            "mem_buckets": config.buckets,
+            "mem_hashes": 1,
+            "mem_assoc": config.assoc,
+            "mem_key_dim": 16,
+            "mem_dim": 32,
+            "reg_slots": 0,
+            "mem_route_by_key": False,
+            "opcodes_enabled": True,
+            "opcodes_control_enabled": True,
+            "commitment_head_enabled": False,
+            "chunk_size": 16,
+        },
     }
 
 
-OBJECTIVE = {"lm_weight": 1.0, "aux_opcode_weight": 0.1, "aux_gate_weight": 0.1, "aux_bits_weight": 1.0,
-             "aux_utility_weight": 0.5, "aux_state_decay_weight": 0.01}
+OBJECTIVE = {
+    "lm_weight": 1.0,
+    "aux_opcode_weight": 0.1,
+    "aux_gate_weight": 0.1,
+    "aux_bits_weight": 1.0,
+    "aux_utility_weight": 0.5,
+    "aux_state_decay_weight": 0.01,
+}
 
 
-def training_item(config: FactRecallConfig, rng: random.Random, teacher_forcing: float) -> dict[str, torch.Tensor]:
+def training_item(
+    config: FactRecallConfig, rng: random.Random, teacher_forcing: float
+) -> dict[str, torch.Tensor]:
     """One sample: facts (at most ``assoc - 1`` per bucket), then a query of each fact, shuffled."""
     per_bucket: dict[int, int] = {}
     facts: list[tuple[int, int, bool]] = []
@@ -85,7 +106,9 @@ def training_item(config: FactRecallConfig, rng: random.Random, teacher_forcing:
         bucket = key % config.buckets
         if per_bucket.get(bucket, 0) < config.assoc - 1:
             per_bucket[bucket] = per_bucket.get(bucket, 0) + 1
-            facts.append((key, rng.randrange(FIRST_KEY, config.vocab_size), rng.random() < config.important_fraction))
+            facts.append(
+                (key, rng.randrange(FIRST_KEY, config.vocab_size), rng.random() < config.important_fraction)
+            )
         if len(facts) == config.facts_per_sample:
             break
     tokens: list[int] = []
@@ -103,8 +126,14 @@ def training_item(config: FactRecallConfig, rng: random.Random, teacher_forcing:
         tokens.append(value)
     length = config.block_size
     if len(tokens) > length + 1:
-        raise ConfigError([ConfigProblem("facts_per_sample", f"{len(facts)} facts need {len(tokens)} tokens, "
-                                         f"more than block_size + 1 = {length + 1}")])
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "facts_per_sample",
+                    f"{len(facts)} facts need {len(tokens)} tokens, more than block_size + 1 = {length + 1}",
+                )
+            ]
+        )
     seq = torch.full((length + 1,), PAD, dtype=torch.int64)
     seq[: len(tokens)] = torch.tensor(tokens)
     real = torch.arange(length) < len(tokens) - 1
@@ -121,11 +150,16 @@ def training_item(config: FactRecallConfig, rng: random.Random, teacher_forcing:
     for position, bucket in reads:
         read_bucket[position, 0], opcode[position] = bucket, READ_MEM
     return {
-        keys.INPUT_IDS.name: seq[:-1], keys.TARGET_IDS.name: targets,
-        keys.TEACHER_WRITE_GATE.name: gate, keys.TEACHER_WRITE_GATE.name + keys.MASK_SUFFIX: real.clone(),
-        keys.TEACHER_WRITE_UTILITY.name: utility, keys.TEACHER_WRITE_UTILITY.name + keys.MASK_SUFFIX: utility_mask,
-        keys.TEACHER_WRITE_BUCKET.name: write_bucket, keys.TEACHER_READ_BUCKET.name: read_bucket,
-        keys.TEACHER_OPCODE.name: opcode, keys.TEACHER_FORCING.name: torch.tensor(float(teacher_forcing)),
+        keys.INPUT_IDS.name: seq[:-1],
+        keys.TARGET_IDS.name: targets,
+        keys.TEACHER_WRITE_GATE.name: gate,
+        keys.TEACHER_WRITE_GATE.name + keys.MASK_SUFFIX: real.clone(),
+        keys.TEACHER_WRITE_UTILITY.name: utility,
+        keys.TEACHER_WRITE_UTILITY.name + keys.MASK_SUFFIX: utility_mask,
+        keys.TEACHER_WRITE_BUCKET.name: write_bucket,
+        keys.TEACHER_READ_BUCKET.name: read_bucket,
+        keys.TEACHER_OPCODE.name: opcode,
+        keys.TEACHER_FORCING.name: torch.tensor(float(teacher_forcing)),
     }
 
 
@@ -136,8 +170,10 @@ def build(config: FactRecallConfig, registry: Any = None) -> tuple[Any, Any]:
 
         registry = get_registry()
     torch.manual_seed(config.seed)
-    return (registry.build("model.mosaic_lm", model_config(config)),
-            registry.build("objective.mosaic_event_prediction", OBJECTIVE))
+    return (
+        registry.build("model.mosaic_lm", model_config(config)),
+        registry.build("objective.mosaic_event_prediction", OBJECTIVE),
+    )
 
 
 def train(config: FactRecallConfig, registry: Any = None) -> tuple[Any, dict[str, float]]:
@@ -158,8 +194,11 @@ def train(config: FactRecallConfig, registry: Any = None) -> tuple[Any, dict[str
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
     model.eval()
-    return model, {"steps": float(config.steps), "final_loss": float(loss.detach()),
-                   "train_seconds": time.perf_counter() - started}
+    return model, {
+        "steps": float(config.steps),
+        "final_loss": float(loss.detach()),
+        "train_seconds": time.perf_counter() - started,
+    }
 
 
 def fact_stream(config: FactRecallConfig, facts: int, important: int, seed: int) -> list[EventEnvelope]:
@@ -179,9 +218,17 @@ def fact_stream(config: FactRecallConfig, facts: int, important: int, seed: int)
                 marked.add(rng.choice(left))
         if len(marked) == before:
             break
-    return [EventEnvelope(FACT_EVENT_TYPE, {"key": key, "value": rng.randrange(FIRST_KEY, config.vocab_size)},
-                          "user", priority=1 if key in marked else 0, id=f"fact{i}", ts=float(i))
-            for i, key in enumerate(chosen)]
+    return [
+        EventEnvelope(
+            FACT_EVENT_TYPE,
+            {"key": key, "value": rng.randrange(FIRST_KEY, config.vocab_size)},
+            "user",
+            priority=1 if key in marked else 0,
+            id=f"fact{i}",
+            ts=float(i),
+        )
+        for i, key in enumerate(chosen)
+    ]
 
 
 class FactSession:
@@ -205,8 +252,9 @@ class FactSession:
         return int(out.logits[0, -1].argmax())
 
 
-def run_stream(model: Any, stream: list[EventEnvelope], *, consolidation: ConsolidationConfig | None,
-               idle_every: int) -> dict[str, Any]:
+def run_stream(
+    model: Any, stream: list[EventEnvelope], *, consolidation: ConsolidationConfig | None, idle_every: int
+) -> dict[str, Any]:
     """Feed ``stream`` with an idle period every ``idle_every`` facts (consolidating when
     ``consolidation`` is given); recall of the important and the ordinary facts afterwards."""
     session = FactSession(model)
@@ -222,14 +270,25 @@ def run_stream(model: Any, stream: list[EventEnvelope], *, consolidation: Consol
         hits = sum(session.recall(event.payload["key"]) == event.payload["value"] for event in events)
         return hits / len(events) if events else 0.0
 
-    return {"important_recall": rate(important), "ordinary_recall": rate(ordinary),
-            "consolidations": len(session.consolidations),
-            "pruned": sum(report["pruned_cells"] for report in session.consolidations),
-            "refreshed": sum(report["refreshed_cells"] for report in session.consolidations)}
+    return {
+        "important_recall": rate(important),
+        "ordinary_recall": rate(ordinary),
+        "consolidations": len(session.consolidations),
+        "pruned": sum(report["pruned_cells"] for report in session.consolidations),
+        "refreshed": sum(report["refreshed_cells"] for report in session.consolidations),
+    }
 
 
-def consolidation_ab(model: Any, config: FactRecallConfig, *, facts: int, important: int, idle_every: int,
-                     seeds: list[int], consolidation: ConsolidationConfig | None = None) -> dict[str, Any]:
+def consolidation_ab(
+    model: Any,
+    config: FactRecallConfig,
+    *,
+    facts: int,
+    important: int,
+    idle_every: int,
+    seeds: list[int],
+    consolidation: ConsolidationConfig | None = None,
+) -> dict[str, Any]:
     """The A/B over ``seeds`` streams: the same stream with and without consolidation."""
     consolidation = consolidation or ConsolidationConfig(prune_below=0.5, refresh_above=0.5, replay_samples=0)
     with_, without = [], []
@@ -242,9 +301,15 @@ def consolidation_ab(model: Any, config: FactRecallConfig, *, facts: int, import
         return sum(float(row[key]) for row in rows) / len(rows)
 
     return {
-        "with": mean(with_, "important_recall"), "without": mean(without, "important_recall"),
-        "ordinary_with": mean(with_, "ordinary_recall"), "ordinary_without": mean(without, "ordinary_recall"),
-        "pruned_per_stream": mean(with_, "pruned"), "refreshed_per_stream": mean(with_, "refreshed"),
-        "streams": len(seeds), "facts": facts, "important": important, "idle_every": idle_every,
+        "with": mean(with_, "important_recall"),
+        "without": mean(without, "important_recall"),
+        "ordinary_with": mean(with_, "ordinary_recall"),
+        "ordinary_without": mean(without, "ordinary_recall"),
+        "pruned_per_stream": mean(with_, "pruned"),
+        "refreshed_per_stream": mean(with_, "refreshed"),
+        "streams": len(seeds),
+        "facts": facts,
+        "important": important,
+        "idle_every": idle_every,
         "memory_cells": config.buckets * config.assoc,
     }
