@@ -86,6 +86,25 @@ def test_events_learns_adapters_online_on_the_real_model(run_dir: Path) -> None:
     assert checkpoint.read_bytes() == before  # the base checkpoint is untouched
 
 
+def test_events_guards_online_updates_with_held_out_events(run_dir: Path, tmp_path: Path) -> None:
+    guard = tmp_path / "heldout.jsonl"
+    guard.write_text(NEGOTIATION[1] + "\n")
+    bad = CliRunner().invoke(cli, ["events", str(run_dir), "--session", "guarded", "--fresh", "--online-every", "64",
+                                   "--online-guard", str(guard)], input="")
+    assert bad.exit_code != 0 and "line 1: not an event" in bad.output
+    guard.write_text('{"type": "Message", "sender": "user", "payload": {"text": "Thanks, that is all"}}\n')
+    lone = CliRunner().invoke(cli, ["events", str(run_dir), "--session", "guarded", "--fresh",
+                                    "--online-guard", str(guard)], input="")
+    assert lone.exit_code != 0 and "--online-every" in lone.output
+    result = CliRunner().invoke(cli, ["events", str(run_dir), "--session", "guarded", "--fresh", "--max-new-bytes", "8",
+                                      "--online-every", "64", "--respond-to", "Nothing", "--online-guard", str(guard)],
+                                input="\n".join([NEGOTIATION[0], NEGOTIATION[2]]) + "\n")
+    assert result.exit_code == 0, result.output
+    adapters = torch.load(run_dir / "sessions" / "guarded" / "adapters.pt", weights_only=True)
+    # every update was either kept within 5% of the held-out loss or rolled back
+    assert adapters["updates"] + adapters["rollbacks"] >= 1
+
+
 def test_live_runs_bounded_ticks_and_saves(run_dir: Path) -> None:
     result = CliRunner().invoke(cli, ["live", str(run_dir), "--session", "bounded", "--fresh", "--max-ticks", "6",
                                       "--poll-ms", "500", "--consolidate-every", "1", "--max-new-bytes", "8"],
