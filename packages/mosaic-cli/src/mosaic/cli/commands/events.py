@@ -62,7 +62,7 @@ def open_agent_from_options(run_dir: Path, options: dict[str, Any], output: Any)
                        experiment=options["experiment"],
                        session_name=options["session_name"], fresh=options["fresh"], generation=generation,
                        online=online, output=output)
-    if options["online_guard"] is not None:
+    if options["online_guard"] is not None and agent.online is not None:  # --online-every set (checked above)
         agent.online.guard_with(guard_sequences(options["online_guard"]))
     return agent
 
