@@ -86,6 +86,25 @@ def test_events_learns_adapters_online_on_the_real_model(run_dir: Path) -> None:
     assert checkpoint.read_bytes() == before  # the base checkpoint is untouched
 
 
+def test_events_guards_online_updates_with_held_out_events(run_dir: Path, tmp_path: Path) -> None:
+    guard = tmp_path / "heldout.jsonl"
+    guard.write_text(NEGOTIATION[1] + "\n")
+    bad = CliRunner().invoke(cli, ["events", str(run_dir), "--session", "guarded", "--fresh", "--online-every", "64",
+                                   "--online-guard", str(guard)], input="")
+    assert bad.exit_code != 0 and "line 1: not an event" in bad.output
+    guard.write_text('{"type": "Message", "sender": "user", "payload": {"text": "Thanks, that is all"}}\n')
+    lone = CliRunner().invoke(cli, ["events", str(run_dir), "--session", "guarded", "--fresh",
+                                    "--online-guard", str(guard)], input="")
+    assert lone.exit_code != 0 and "--online-every" in lone.output
+    result = CliRunner().invoke(cli, ["events", str(run_dir), "--session", "guarded", "--fresh", "--max-new-bytes", "8",
+                                      "--online-every", "64", "--respond-to", "Nothing", "--online-guard", str(guard)],
+                                input="\n".join([NEGOTIATION[0], NEGOTIATION[2]]) + "\n")
+    assert result.exit_code == 0, result.output
+    adapters = torch.load(run_dir / "sessions" / "guarded" / "adapters.pt", weights_only=True)
+    # every update was either kept within 5% of the held-out loss or rolled back
+    assert adapters["updates"] + adapters["rollbacks"] >= 1
+
+
 def test_live_runs_bounded_ticks_and_saves(run_dir: Path) -> None:
     result = CliRunner().invoke(cli, ["live", str(run_dir), "--session", "bounded", "--fresh", "--max-ticks", "6",
                                       "--poll-ms", "500", "--consolidate-every", "1", "--max-new-bytes", "8"],
@@ -95,7 +114,7 @@ def test_live_runs_bounded_ticks_and_saves(run_dir: Path) -> None:
     assert lines[-1]["type"] == "Shutdown" and lines[-1]["payload"]["ticks"] == 6
     assert lines[-1]["payload"]["reason"] == "max_ticks" and lines[-1]["payload"]["external"] == 1
     # The external event is answered first. The barely trained model is out of band on its live
-    # metrics (unsure of what it emits, undifferentiated opcode routing): each drive wakes it once
+    # metrics (unsure of what it emits): each drive wakes it once
     # (then its refractory period holds) and the model responds to every impulse; then it idles.
     impulses = [index for index, line in enumerate(lines) if line["type"] == "Impulse"]
     assert impulses and len(impulses) == lines[-1]["payload"]["impulses"]
@@ -129,6 +148,16 @@ def test_live_shuts_down_gracefully_on_sigterm(run_dir: Path) -> None:
     shutdown = json.loads(out.decode().splitlines()[-1])
     assert shutdown["type"] == "Shutdown" and shutdown["payload"]["reason"] == "SIGTERM"
     assert (run_dir / "sessions" / "sigterm" / "session.pt").is_file()
+
+
+def test_live_refuses_a_drive_on_a_metric_it_never_reports(run_dir: Path, tmp_path: Path) -> None:
+    drives = tmp_path / "unknown.yml"
+    drives.write_text("drive.output_confidence:\n  metric: routing_entropy\n")  # the old, mislabelled name
+    result = CliRunner().invoke(cli, ["live", str(run_dir), "--session", "unknown", "--fresh", "--max-ticks", "2",
+                                      "--poll-ms", "0", "--no-stdin", "--drives", str(drives)])
+    assert result.exit_code != 0
+    assert "drive 'output_confidence' reads metric 'routing_entropy'" in result.output
+    assert "never reports" in result.output and "memory_routing_entropy" in result.output
 
 
 def test_live_reads_drive_bands_from_a_yaml_file(run_dir: Path, tmp_path: Path) -> None:

@@ -174,17 +174,21 @@ def test_build_drives_feeds_a_loop():
 
 
 @pytest.mark.parametrize(
-    ("component_id", "band", "refractory_s"),
-    [("drive.memory_pressure", (0.0, 0.85), 30.0), ("drive.routing_entropy", (0.3, 0.95), 60.0),
-     ("drive.commitment_balance", (0.0, 3.0), 20.0), ("drive.output_confidence", (0.5, 1.0), 10.0)],
+    ("component_id", "band", "refractory_s", "metric"),
+    [("drive.memory_pressure", (0.0, 0.85), 30.0, "memory_pressure"),
+     ("drive.routing_entropy", (0.3, 1.0), 60.0, "memory_routing_entropy"),
+     ("drive.commitment_balance", (0.0, 3.0), 20.0, "commitment_balance"),
+     ("drive.output_confidence", (0.5, 1.0), 10.0, "output_confidence")],
 )
-def test_builtin_drive_defaults_come_from_one_table(component_id: str, band: tuple, refractory_s: float) -> None:
+def test_builtin_drive_defaults_come_from_one_table(component_id: str, band: tuple, refractory_s: float,
+                                                    metric: str) -> None:
     from mosaic.core.drives import build_drives
     from mosaic.core.errors import ConfigError
 
     (drive,) = build_drives({component_id: None})
     name = component_id.removeprefix("drive.")
-    assert (drive.name, drive.metric, (drive.band.low, drive.band.high)) == (name, name, band)
+    assert (drive.name, drive.metric, (drive.band.low, drive.band.high)) == (name, metric, band)
+    assert drive.metrics == (metric,)  # the drive declares the metric it reads
     assert (drive.gain, drive.refractory_s) == (1.0, refractory_s)
     (tuned,) = build_drives({component_id: {"metric": "custom", "refractory_s": 1.5}})
     assert (tuned.metric, tuned.refractory_s, tuned.band.low) == ("custom", 1.5, band[0])

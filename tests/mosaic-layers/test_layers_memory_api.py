@@ -38,15 +38,17 @@ def forced(ids, write_bucket, write_gate, read_bucket=None):
 
 def write_three(model):
     """Tokens 0, 1, 2 written to buckets 0, 1, 0 (a skipped token between); their keys and values."""
-    captured = {"key": [], "value": []}
+    captured = {"key": [], "value": [], "utility": []}
     memory = model.blocks[0].memory
     hooks = [memory.write_key.register_forward_hook(lambda m, i, o: captured["key"].append(o.detach())),
-             memory.write_value.register_forward_hook(lambda m, i, o: captured["value"].append(o.detach()))]
+             memory.write_value.register_forward_hook(lambda m, i, o: captured["value"].append(o.detach())),
+             memory.write_utility.register_forward_hook(lambda m, i, o: captured["utility"].append(o.detach()))]
     with torch.no_grad():
         out = model(forced([3, 7, 11, 5], write_bucket=[0, 1, 1, 0], write_gate=[1.0, 1.0, 0.0, 1.0]),
                     model.init_state(1))
     for hook in hooks:
         hook.remove()
+    model.said_utility = torch.sigmoid(captured["utility"][0][0, :, 0])  # (T,) what the head said of each token
     return out.state, captured["key"][0][0], captured["value"][0][0]  # (T, dk), (T, dv)
 
 
@@ -65,7 +67,8 @@ def test_written_keys_and_values_come_back_with_occupancy_age_and_utility():
     expected_occupancy = torch.tensor([[1.0, 1.0], [1.0, 0.0]]).expand(HASHES, -1, -1)
     assert torch.equal(first.occupancy[0], expected_occupancy)
     assert first.age[0, 0].tolist() == [[1, 0], [0, 1]]  # 0 = the newest write of its bucket
-    assert torch.allclose(first.utility[0, 0], torch.tensor([[0.5, 1.0], [1.0, 0.0]]))
+    said = model.said_utility  # the write_utility head's verdict, kept per cell at write time
+    assert torch.allclose(first.utility[0, 0], torch.stack([said[[0, 3]], torch.stack([said[1], torch.zeros(())])]))
     assert torch.equal(first.bucket[0, 0], torch.tensor([[0, 0], [1, 1]]))
     assert torch.equal(first.slot[0, 0], torch.tensor([[0, 1], [0, 1]]))
 
@@ -117,7 +120,8 @@ def test_forget_clears_only_the_selected_cells_of_the_given_state():
     before = {key: value.clone() for key, value in state.state_dict().items()}
     copy = state.copy()
     cells = model.memory_cells(copy)[0]
-    weak = cells.utility <= 0.5  # the older write of bucket 0 and the empty slot
+    weak = torch.zeros_like(cells.occupancy, dtype=torch.bool)
+    weak[0, :, 0, 0] = weak[0, :, 1, 1] = True  # the older write of bucket 0 and the empty slot
     assert int((weak & (cells.occupancy > 0)).sum()) == HASHES
     assert model.forget_memory_cells(copy, cells, weak) == int(weak.sum())
     after = model.memory_cells(copy)[0]
@@ -127,6 +131,23 @@ def test_forget_clears_only_the_selected_cells_of_the_given_state():
     assert all(torch.equal(before[key], value) for key, value in state.state_dict().items())
     assert torch.allclose(read_contribution(model, copy, 1), read_contribution(model, state, 1))
     assert copy.state_dict().keys() == before.keys()
+
+
+def test_refresh_makes_the_selected_cells_the_newest_and_keeps_reads():
+    model = make_model(3)
+    state, _, _ = write_three(model)
+    before = model.memory_cells(state)[0]
+    old_first = (before.values[0, :, 0, 0].clone(), before.utility[0, :, 0, 0].clone())
+    assert before.age[0, 0, 0].tolist() == [1, 0]  # bucket 0: slot 0 is the older write
+    read_before = read_contribution(model, state, 0)
+    select = torch.zeros_like(before.occupancy, dtype=torch.bool)
+    select[0, :, 0, 0] = True
+    assert model.refresh_memory_cells(state, before, select) == HASHES
+    after = model.memory_cells(state)[0]
+    newest = after.age[0, 0, 0] == 0  # the slot the ring overwrites last
+    assert torch.equal(after.values[0, :, 0][:, newest][:, 0], old_first[0])  # the refreshed cell moved there
+    assert torch.equal(after.utility[0, :, 0][:, newest][:, 0], old_first[1])
+    assert torch.allclose(read_contribution(model, state, 0), read_before, atol=1e-5)  # reads are unchanged
 
 
 def test_bad_arguments_are_refused():

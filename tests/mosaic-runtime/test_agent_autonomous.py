@@ -1,4 +1,4 @@
-"""The autonomous runtime: impulses wake the model, idle time consolidates on a copy, shutdown saves."""
+"""The autonomous runtime: impulses wake the model, idle time consolidates the live memory, shutdown saves."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from mosaic.core.events.envelope import EventEnvelope
 from mosaic.core.homeostasis import DriveBand, HomeostaticLoop, IntrinsicDrive
 from mosaic.runtime.agent.autonomous import AutonomousRuntime
 from mosaic.runtime.agent.config import ConsolidationConfig, LiveConfig
-from mosaic.runtime.agent.consolidation import consolidate, prune_cells
+from mosaic.runtime.agent.consolidation import consolidate, consolidate_session
 from mosaic.runtime.agent.metrics import memory_occupancy
 from mosaic.runtime.agent.responder import EventSession
 from mosaic.runtime.agent.service import open_agent
@@ -85,7 +85,7 @@ def test_external_events_come_before_impulses(run: tuple[Path, object]) -> None:
     agent.close()
 
 
-def test_idle_consolidation_leaves_the_live_state_bit_identical(run: tuple[Path, object]) -> None:
+def test_idle_consolidation_changes_the_live_state_and_the_session_records_it(run: tuple[Path, object]) -> None:
     run_dir, registry = run
     output = io.StringIO()
     agent = open_agent(run_dir, registry=registry, session_name="idle", fresh=True, output=output)
@@ -93,32 +93,42 @@ def test_idle_consolidation_leaves_the_live_state_bit_identical(run: tuple[Path,
         agent.session.handle(NOTE.replace(id=f"n{i}", payload={"n": i}))
     before = snapshot(agent.session.state)
     assert memory_occupancy(agent.session.model, agent.session.state) > 0
-    # No events and every drive in band: the ticks are idle, and consolidation wipes the copy's memory.
+    # No events and every drive in band: the ticks are idle, and consolidation clears the live memory.
     runtime = live(agent, [drive("memory_pressure", 0.0, 1.0)], max_ticks=3,
                    consolidation=ConsolidationConfig(prune_below=1.0, replay_samples=2))
     counters = asyncio.run(runtime.run(handle_signals=False))
     # Consolidation runs once: with no new tokens since, another pass would find the same.
     assert counters.consolidations == 1 and counters.idle == 3 and counters.impulses == 0
     report = runtime.last_consolidation
-    assert report.pruned_cells > 0 and report.occupancy_after == 0.0 and report.replayed == 2
+    assert report.pruned_cells > 0 and report.occupancy_after == 0.0
     assert report.utility_before > 0.0 == report.utility_after
-    assert report.rehearsal_loss_before is not None and report.rehearsal_loss_after is not None
-    assert identical(before, agent.session.state)
+    assert not identical(before, agent.session.state)  # the live state is what consolidation changed
+    assert memory_occupancy(agent.session.model, agent.session.state) == 0.0
+    assert agent.session.consolidations == [report.to_payload()]
     assert emitted_types(output) == ["Consolidation", "Shutdown"]
     agent.close()
+    # the record survives the session's save and restore
+    reopened = open_agent(run_dir, registry=registry, session_name="idle")
+    assert reopened.session.consolidations == [report.to_payload()]
+    reopened.close()
 
 
-def test_consolidation_works_on_a_copy() -> None:
+def test_a_failed_consolidation_leaves_the_live_state_as_it_was() -> None:
     torch.manual_seed(0)
     model = TinyStreamLM(TinyStreamConfig(commit_bias=0)).eval()
     session = EventSession(model)
     session.observe(NOTE)
     before = snapshot(session.state)
-    copy, report = consolidate(model, session.state, ConsolidationConfig(prune_below=1.0), random.Random(0))
-    assert identical(before, session.state)
-    assert memory_occupancy(model, copy) == 0.0 < report.occupancy_before
-    pruned, cells = prune_cells(model, session.state.copy(), 0.0)
-    assert pruned == 0 and cells == report.cells
+
+    def broken(*args: object) -> int:
+        raise RuntimeError("refresh failed half-way")
+
+    (cells,) = model.memory_cells(session.state)
+    threshold = float(cells.utility[cells.occupancy >= 0.05].median())  # prunes some cells, refreshes the rest
+    model.refresh_memory_cells = broken  # fails after pruning has cleared cells of the working copy
+    with pytest.raises(RuntimeError, match="half-way"):
+        consolidate_session(session, ConsolidationConfig(prune_below=threshold, refresh_above=0.0), random.Random(0))
+    assert identical(before, session.state) and session.consolidations == []
 
 
 def test_consolidation_replays_memory_contents_and_prunes_by_utility() -> None:
@@ -128,25 +138,23 @@ def test_consolidation_replays_memory_contents_and_prunes_by_utility() -> None:
     session.observe(NOTE)
     session.recent.clear()  # nothing but the memory itself is left to replay from
     (cells,) = model.memory_cells(session.state)
+    cells_before = cells.values.clone(), cells.utility.clone()
     used = cells.utility[cells.occupancy >= 0.05]
     threshold = float(used.median())
-    weak = int(((cells.occupancy > 0) & (cells.utility <= threshold)).sum())
+    weak = int(((cells.occupancy >= 0.05) & (cells.utility <= threshold)).sum())
     assert 0 < weak < int((cells.occupancy > 0).sum())
-    before = snapshot(session.state)
-    copy, report = consolidate(model, session.state, ConsolidationConfig(prune_below=threshold, replay_samples=3),
-                               random.Random(0))
-    assert identical(before, session.state)
+    report = consolidate_session(session, ConsolidationConfig(prune_below=threshold, replay_samples=3),
+                                 random.Random(0))
     # replay came from the memory: each replayed byte is the argmax of a stored cell's readout
-    assert report.replayed == 3 == len(report.replayed_bytes)
-    stored = model.head(cells.values[cells.occupancy >= 0.05]).argmax(-1).tolist()
-    assert set(report.replayed_bytes) <= set(stored)
-    assert report.rehearsal_loss_before is not None
-    # exactly the low-utility cells were cleared in the copy, the rest kept bit for bit
+    assert report.replayed == 3 == len(report.replayed_tokens)
+    stored = model.head(cells_before[0][cells.occupancy >= 0.05]).argmax(-1).tolist()
+    # exactly the low-utility cells were cleared in the live state, the rest kept bit for bit
     assert report.pruned_cells == weak
-    (after,) = model.memory_cells(copy)
-    kept = cells.utility > threshold
-    assert torch.equal(after.values[kept], cells.values[kept])
+    (after,) = model.memory_cells(session.state)
+    kept = cells_before[1] > threshold
+    assert torch.equal(after.values[kept], cells_before[0][kept])
     assert bool((after.occupancy[~kept] == 0).all())
+    assert set(report.replayed_tokens) <= set(stored)
     assert report.utility_after > report.utility_before  # only the more useful cells are left
 
 

@@ -34,6 +34,9 @@ class ReadsBack:
     def forget_memory_cells(self, state: Any, cells: Any, select: Any) -> int:
         return 0
 
+    def refresh_memory_cells(self, state: Any, cells: Any, select: Any) -> int:
+        return 0
+
 
 def test_occupancy_and_strength_come_from_the_read_back() -> None:
     state = object()  # no layers, no tables: nothing of the layout is read
@@ -42,5 +45,5 @@ def test_occupancy_and_strength_come_from_the_read_back() -> None:
 
 
 def test_a_model_without_read_back_is_refused_by_name() -> None:
-    with pytest.raises(RuntimeStateError, match="memory_cells, replay_memory, forget_memory_cells"):
+    with pytest.raises(RuntimeStateError, match="memory_cells, replay_memory, forget_memory_cells, refresh_memory_cells"):
         memory_occupancy(object(), object())

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 import torch
 
+from mosaic.core.contract import keys
+from mosaic.core.contract.opcodes import V0_OPCODE_IDS
 from mosaic.core.errors import CheckpointError, ConfigError
 from mosaic.core.events.envelope import EventEnvelope
-from mosaic.runtime.agent.config import OnlineConfig
-from mosaic.runtime.agent.online import LoRALinear, OnlineLearner
+from mosaic.runtime.agent.config import ConsolidationConfig, OnlineConfig
+from mosaic.runtime.agent.consolidation import consolidate_session
+from mosaic.runtime.agent.online import LoRALinear, OnlineLearner, sequence_loss
 from mosaic.runtime.agent.responder import EventSession
 from mosaic.runtime.agent.service import open_agent
 from mosaic.runtime.testing.tiny_agent import REPLY, TinyStreamConfig, TinyStreamLM, make_run
@@ -94,3 +98,56 @@ def test_adapters_are_saved_and_loaded_apart_from_the_base_checkpoint(tmp_path: 
     restored.close()
     with pytest.raises(CheckpointError, match="different rank"):
         open_agent(run_dir, registry=registry, session_name="learn", online=OnlineConfig(rank=2))
+
+
+def unscripted() -> TinyStreamLM:
+    torch.manual_seed(0)
+    return TinyStreamLM(TinyStreamConfig()).eval()
+
+
+def test_the_guard_rolls_back_an_update_that_raises_held_out_loss() -> None:
+    net = unscripted()
+    # a huge learning rate on the head: one step on the buffer ruins the held-out notes
+    learner = OnlineLearner(net, OnlineConfig(targets=("head",), update_every=10_000, batch=2, lr=5.0,
+                                              max_heldout_rise=0.05))
+    heldout = [torch.tensor(list(note(100 + i).to_bytes()) + [10]) for i in range(3)]
+    baseline = learner.guard_with(heldout)
+    for i in range(4):
+        learner.observe(torch.tensor(list(EventEnvelope("Weather", {"t": i}, "s", id=f"w{i}", ts=1.0).to_bytes())))
+    adapters = [p.detach().clone() for p in learner.adapter_parameters]
+    learner.update()
+    assert learner.rollbacks == 1 and learner.updates == 0
+    assert all(torch.equal(p, saved) for p, saved in zip(learner.adapter_parameters, adapters, strict=True))
+    with torch.no_grad():
+        assert abs(float(torch.stack([sequence_loss(net, ids) for ids in heldout]).mean()) - baseline) < 1e-6
+    # the same step with a loose guard is kept, and it did raise the held-out loss
+    loose = OnlineLearner(unscripted(), OnlineConfig(targets=("head",), update_every=10_000, batch=2, lr=5.0,
+                                                max_heldout_rise=100.0))
+    loose_baseline = loose.guard_with(heldout)
+    loose.buffer.extend(learner.buffer)
+    loose.update()
+    assert loose.rollbacks == 0 and loose.updates == 1
+    assert loose.last_heldout is not None and loose.last_heldout > loose_baseline * 1.05
+    assert learner.metrics()["online_rollbacks"] == 1.0
+
+
+def test_consolidation_can_take_an_idle_labelled_online_step() -> None:
+    net = unscripted()
+    learner = OnlineLearner(net, OnlineConfig(targets=("head", "opcode"), update_every=10_000, lr=1e-2))
+    session = EventSession(net)
+    session.observe(note(1))
+    idle = V0_OPCODE_IDS["IDLE"]
+    replay = torch.tensor(list(b'{"n":1}'))
+
+    def idle_probability() -> float:
+        with torch.no_grad():
+            out = net({keys.INPUT_IDS.name: replay[None]})
+        return float(torch.softmax(out.aux[keys.OPCODE_LOGITS.name].float(), -1)[..., idle].mean())
+
+    before = idle_probability()
+    report = consolidate_session(session, ConsolidationConfig(prune_below=0.0, replay_samples=4, online_step=True),
+                                 random.Random(0), learner)
+    assert report.online_loss is not None and learner.updates == 1
+    for _ in range(5):
+        learner.idle_step(replay)
+    assert idle_probability() > before  # the replayed positions are labelled IDLE: silence is learned

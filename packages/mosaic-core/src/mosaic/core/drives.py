@@ -1,13 +1,15 @@
 """The built-in intrinsic drives (kind ``drive``), registered by ``mosaic.core.plugin``.
 
 Each drive has a small attrs config (metric key, band, gain, refractory period) with defaults that
-suit a runtime reporting the metric named below; ``factory(config)`` returns an
+suit a runtime reporting the metric named below (every one of them is reported by the agent
+runtime, ``mosaic.runtime.agent.metrics``; a drive whose metric a runtime never reports is refused
+when the runtime loads it); ``factory(config)`` returns an
 :class:`~mosaic.core.homeostasis.IntrinsicDrive`.
 
 | ID | metric (default key) | healthy band | an impulse means |
 |---|---|---|---|
 | ``drive.memory_pressure`` | ``memory_pressure``: fraction of memory slots in use | [0, 0.85] | consolidate / evict |
-| ``drive.routing_entropy`` | ``routing_entropy``: router entropy / log(experts) | [0.3, 0.95] | experts collapsed or undifferentiated |
+| ``drive.routing_entropy`` | ``memory_routing_entropy``: entropy of the memory routers' bucket choice over the last event's tokens / its maximum (``moe_routing_entropy``, the MoE routers' expert-load entropy / log(experts), where a model has them) | [0.3, 1] | the routers send most tokens to the same buckets (experts): a collapse |
 | ``drive.commitment_balance`` | ``commitment_balance``: opened - closed commitments | [0, 3] | promises piling up, or closes without opens |
 | ``drive.output_confidence`` | ``output_confidence``: mean max-probability of outputs | [0.5, 1] | the model is unsure of what it emits |
 """
@@ -30,12 +32,17 @@ class DriveDefaults:
     name: str
     band: DriveBand
     refractory_s: float
+    metric: str = ""  # the metric it reads by default ("": its name)
+
+    @property
+    def default_metric(self) -> str:
+        return self.metric or self.name
 
 
 #: The built-in drives; each gets a config class below that differs only in these defaults.
 BUILTIN_DRIVES: tuple[DriveDefaults, ...] = (
     DriveDefaults("memory_pressure", DriveBand(0.0, 0.85), refractory_s=30.0),
-    DriveDefaults("routing_entropy", DriveBand(0.3, 0.95), refractory_s=60.0),
+    DriveDefaults("routing_entropy", DriveBand(0.3, 1.0), refractory_s=60.0, metric="memory_routing_entropy"),
     DriveDefaults("commitment_balance", DriveBand(0.0, 3.0), refractory_s=20.0),
     DriveDefaults("output_confidence", DriveBand(0.5, 1.0), refractory_s=10.0),
 )
@@ -46,7 +53,7 @@ def drive_config_class(defaults: DriveDefaults) -> type:
     ``defaults``: the one definition of a drive's config fields and their validators."""
     class_name = "".join(part.title() for part in defaults.name.split("_")) + "Config"
     fields = {
-        "metric": attrs.field(type=str, default=defaults.name, validator=attrs.validators.instance_of(str)),
+        "metric": attrs.field(type=str, default=defaults.default_metric, validator=attrs.validators.instance_of(str)),
         # DriveBand is frozen, so every config may share the default instance
         "band": attrs.field(type=DriveBand, default=defaults.band, validator=attrs.validators.instance_of(DriveBand)),
         "gain": attrs.field(type=float, default=1.0, validator=attrs.validators.gt(0)),

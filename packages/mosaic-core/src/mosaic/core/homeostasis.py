@@ -166,6 +166,11 @@ class IntrinsicDrive:
     gain: float = attrs.field(default=1.0, converter=_as_float, validator=_positive)
     refractory_s: float = attrs.field(default=0.0, converter=_as_float, validator=_non_negative)
 
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics this drive reads (a runtime checks that it reports them when it loads the drive)."""
+        return (self.metric,)
+
     def signal(self, value: float) -> DriveSignal | None:
         """The signal for ``value``, or None inside the band."""
         value = _real(f"metric {self.metric!r}", value)
@@ -177,12 +182,24 @@ class IntrinsicDrive:
         return DriveSignal(self.name, self.metric, value, self.band, deviation, urgency)
 
 
+def check_drive_metrics(drives: Iterable[IntrinsicDrive], reported: Iterable[str], *, runtime: str) -> None:
+    """Refuse drives that read a metric ``runtime`` never reports (such a drive could never fire),
+    naming the drive, the metric and what the runtime does report."""
+    known = set(reported)
+    problems = [f"drive {drive.name!r} reads metric {metric!r}" for drive in drives for metric in drive.metrics
+                if metric not in known]
+    if problems:
+        raise HomeostasisError(f"{'; '.join(problems)}, which {runtime} never reports (it reports: "
+                               f"{', '.join(sorted(known))}); fix the drive's metric or use a runtime that reports it")
+
+
 class HomeostaticLoop:
     """Turns metrics into at most one ``Impulse`` per call, for the most urgent drive.
 
     ``clock`` (monotonic seconds) times the refractory periods; ``impulse(..., now=)`` overrides it.
-    Drives whose metric is absent from the mapping are not consulted (and not an error): metrics
-    arrive from different parts of a runtime at different rates.
+    Drives whose metric is absent from the mapping are not consulted here (metrics arrive from
+    different parts of a runtime at different rates); a runtime refuses, when it loads the drives, one
+    whose metric it never reports (:func:`check_drive_metrics`).
     """
 
     def __init__(

@@ -11,7 +11,7 @@ from mosaic.core.plugins.hookspecs import hookimpl
 
 _BUILTIN_DRIVES = {
     "memory_pressure": ("MemoryPressureConfig", "impulse when memory use rises above its band"),
-    "routing_entropy": ("RoutingEntropyConfig", "impulse when expert routing collapses or stops specialising"),
+    "routing_entropy": ("RoutingEntropyConfig", "impulse when the memory (or MoE) routers collapse onto a few buckets (experts)"),
     "commitment_balance": ("CommitmentBalanceConfig", "impulse when open commitments pile up or go negative"),
     "output_confidence": ("OutputConfidenceConfig", "impulse when the model's output confidence drops"),
 }

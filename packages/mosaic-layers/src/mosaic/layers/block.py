@@ -210,6 +210,7 @@ class MosaicBlock(nn.Module):
             memory=memory.table,
             summary=memory.summary,
             mem_counts=memory.counts,
+            mem_utility=memory.utility,
             registers=torch.zeros(batch, c.reg_slots, c.reg_dim, device=device, dtype=dtype) if c.reg_slots else None,
         )
 
@@ -267,7 +268,7 @@ class MosaicBlock(nn.Module):
         if self.mixer.ffn is not None:
             aux.update(ffn_aux(self.mixer.ffn))
         return y, aux, BlockState(conv_tail, bank_h, memory_state.table, memory_state.summary, memory_state.counts,
-                                  register_state)
+                                  register_state, memory_state.utility)
 
 
 def build_mosaic_block(config: MosaicBlockConfig, *, registry: Registry | None = None) -> MosaicBlock:

@@ -163,6 +163,7 @@ class HashedMemory(nn.Module):
             table=self.empty_table(batch_size, device, dtype),  # type: ignore[arg-type]
             summary=torch.zeros(batch_size, 1, c.mem_cell_dim, device=device, dtype=dtype),
             counts=self.empty_counts(batch_size, device),  # type: ignore[arg-type]
+            utility=torch.zeros(batch_size, c.mem_hashes, self.cells, device=device, dtype=dtype),
         )
 
     def forward(self, u: torch.Tensor, controls: Controls, teacher: TeacherForcing, state: MemoryState,
@@ -177,21 +178,31 @@ class HashedMemory(nn.Module):
         if scan:
             summary_read, summary = self.summary_read(plan, state.summary, chunk)
             read = read + controls.scan[..., None] * summary_read
-        return self.out(controls.read[..., None] * read), plan.aux, MemoryState(table, summary, plan.counts)
+        utility = state.utility
+        if utility is not None:  # what the write_utility head said of each write, kept per cell
+            utility = memory_readback.written_utility(plan.write_cell, plan.log_keep,
+                                                      plan.aux[keys.WRITE_UTILITY_LOGITS.name], utility)
+        return (self.out(controls.read[..., None] * read), plan.aux,
+                MemoryState(table, summary, plan.counts, utility))
 
     # --- read-back (mosaic.layers.memory_readback), apart from the fast path ---------------------
 
     def read_cells(self, state: MemoryState, layer: int) -> MemoryCells:
         if state.counts is None:
             raise ModelError("memory.hashed: its state needs ring counts to read cells back")
-        return memory_readback.memory_cells(self, state.table, state.counts, layer)
+        return memory_readback.memory_cells(self, state.table, state.counts, state.utility, layer)
 
     def replay_values(self, values: torch.Tensor) -> torch.Tensor:
         """Stored values ``(N, mem_dim)`` as the block adds them to the residual stream ``(N, D)``."""
         return self.out(values)
 
     def forget_cells(self, state: MemoryState, cells: MemoryCells, select: torch.Tensor) -> int:
-        return memory_readback.forget_cells(self, state.table, select)
+        return memory_readback.forget_cells(self, state.table, state.utility, select)
+
+    def refresh_cells(self, state: MemoryState, cells: MemoryCells, select: torch.Tensor) -> int:
+        if state.counts is None:
+            raise ModelError("memory.hashed: its state needs ring counts to refresh cells")
+        return memory_readback.refresh_cells(self, state.table, state.counts, state.utility, select)
 
     # --- the fast path, step by step --------------------------------------------------------------
 

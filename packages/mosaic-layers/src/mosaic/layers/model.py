@@ -247,11 +247,19 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         mask = self._check_select(cells, select)
         return self._readable(cells.layer).forget_cells(state.layers[cells.layer].memory_state, cells, mask)
 
+    def refresh_memory_cells(self, state: MosaicState, cells: MemoryCells, select: torch.Tensor) -> int:
+        """Re-write (in place) the ``select``-ed cells of ``cells.layer`` as their buckets' newest
+        writes, so the ring overwrites the other cells first (reads are unchanged). Returns how many."""
+        self._check_memory_state(state)
+        mask = self._check_select(cells, select)
+        return self._readable(cells.layer).refresh_cells(state.layers[cells.layer].memory_state, cells, mask)
+
     def _readable(self, layer: int) -> ReadableBlockMemory:
         memory = self.block_list[layer].memory
         if not isinstance(memory, ReadableBlockMemory):
             raise ModelError(f"layer {layer}'s memory ({type(memory).__name__}) cannot be read back: it has no "
-                             "read_cells/replay_values/forget_cells (mosaic.core.contract.protocols.ReadableBlockMemory)")
+                             "read_cells/replay_values/forget_cells/refresh_cells "
+                             "(mosaic.core.contract.protocols.ReadableBlockMemory)")
         return memory
 
     def _check_memory_state(self, state: MosaicState) -> None:

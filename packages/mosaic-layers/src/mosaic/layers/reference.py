@@ -35,6 +35,7 @@ def reference_block_forward(
     bsz, length, _ = x.shape
     tail, bank, summary, counts = state.conv_tail, state.bank, state.summary[:, 0], state.mem_counts
     table, registers = state.memory.clone(), state.registers
+    utility = None if state.mem_utility is None else state.mem_utility.clone()
     decays = block.bank.decays().flatten()  # (K * width,)
     conv_weight = block.mixer.conv.weight[:, 0, :].T  # (k, D)
     batch_index = torch.arange(bsz)[:, None]
@@ -70,6 +71,10 @@ def reference_block_forward(
         cell = plan.write_cell[:, 0]  # (B, H)
         keep = torch.exp(plan.log_keep[:, 0])[:, None, None]
         table[batch_index, hash_index, cell] = keep * table[batch_index, hash_index, cell] + plan.content[:, 0]
+        if utility is not None:  # the write-time utility of the written cell, the same gated EMA
+            said = torch.sigmoid(plan.aux[keys.WRITE_UTILITY_LOGITS.name][:, 0])[:, None]
+            kept = keep[..., 0]
+            utility[batch_index, hash_index, cell] = kept * utility[batch_index, hash_index, cell] + (1 - kept) * said
         if block.reads_summary:
             summary = torch.exp(plan.summary_log_keep[:, 0])[:, None] * summary + plan.summary_content[:, 0]
             read = read + controls.scan[..., None] * summary_read
@@ -89,7 +94,7 @@ def reference_block_forward(
         per_token.append(aux)
     aux = {name: torch.cat([step[name] for step in per_token], dim=1) for name in per_token[0]}
     aux[keys.STATE_DECAY_REG_LOSS.name] = block.bank.regulariser()
-    return torch.cat(outputs, dim=1), aux, BlockState(tail, bank, table, summary[:, None], counts, registers)
+    return torch.cat(outputs, dim=1), aux, BlockState(tail, bank, table, summary[:, None], counts, registers, utility)
 
 
 def reference_model_forward(model: MosaicLM, batch: dict[str, torch.Tensor], state: MosaicState | None = None,

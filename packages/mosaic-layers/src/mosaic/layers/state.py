@@ -18,16 +18,18 @@ class MemoryState:
 
     For ``memory.hashed``: ``table (B, H, NB * A + 1, key_dim + mem_dim + 1)`` (cells + a scratch
     row), ``summary (B, 1, key_dim + mem_dim + 1)`` the all-bucket summary read by SCAN, ``counts
-    (B, H, NB)`` int64 writes per bucket mod assoc. Other memories use ``table`` and leave the
+    (B, H, NB)`` int64 writes per bucket mod assoc, ``utility (B, H, NB * A)`` what the block's
+    ``write_utility`` head said of each cell's writes (a gated EMA like the cell's). Other memories use ``table`` and leave the
     optional parts None."""
 
     table: torch.Tensor
     summary: torch.Tensor | None = None
     counts: torch.Tensor | None = None
+    utility: torch.Tensor | None = None  # (B, H, NB * A) the write-time utility of each cell (memory.hashed)
 
 
 #: BlockState fields that a memory may leave empty (besides ``registers``).
-OPTIONAL_FIELDS = ("registers", "summary", "mem_counts")
+OPTIONAL_FIELDS = ("registers", "summary", "mem_counts", "mem_utility")
 
 
 @attrs.define
@@ -42,10 +44,11 @@ class BlockState:
     summary: torch.Tensor | None  # (B, 1, key_dim + mem_dim + 1) all-bucket summary read by SCAN (advanced only when opcodes control the block)
     mem_counts: torch.Tensor | None  # (B, H, NB) int64 writes per bucket mod assoc (ring-buffer slots)
     registers: torch.Tensor | None  # (B, R, reg_dim), None without registers
+    mem_utility: torch.Tensor | None = None  # (B, H, NB * A) write-time utility per cell (consolidation)
 
     @property
     def memory_state(self) -> MemoryState:
-        return MemoryState(self.memory, self.summary, self.mem_counts)
+        return MemoryState(self.memory, self.summary, self.mem_counts, self.mem_utility)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in attrs.fields(BlockState) if getattr(self, f.name) is not None}
@@ -109,6 +112,6 @@ class MosaicState:
             layers.append(BlockState(
                 conv_tail=entries["conv_tail"], bank=entries["bank"], memory=entries["memory"],
                 summary=entries.get("summary"), mem_counts=entries.get("mem_counts"),
-                registers=entries.get("registers"),
+                registers=entries.get("registers"), mem_utility=entries.get("mem_utility"),
             ))
         return cls(layers, int(data["position"]))

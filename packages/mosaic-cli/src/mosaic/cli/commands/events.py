@@ -33,6 +33,9 @@ def agent_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Enable adapters (medium timescale): one update every N tokens."),
         click.option("--adapter-target", "adapter_targets", multiple=True, default=("head",), show_default=True,
                      help="fnmatch pattern of Linear layers that get adapters (repeatable)."),
+        click.option("--online-guard", "online_guard", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                     help="JSONL of held-out events of the training distribution: an adapter update that raises "
+                          "their loss by more than 5% is rolled back (needs --online-every)."),
         click.option("--device", help="cpu, cuda, ... (default: cpu)."),
         click.option("--experiment", help="The experiment of a multi-experiment run (default: the one that ran)."),
         click.option("--tools", "tools_dir", type=click.Path(path_type=Path, file_okay=False),
@@ -53,10 +56,38 @@ def open_agent_from_options(run_dir: Path, options: dict[str, Any], output: Any)
     online = None
     if options["online_every"] is not None:
         online = OnlineConfig(targets=options["adapter_targets"], update_every=options["online_every"])
-    return open_agent(run_dir, registry=registry_from_context(), device=options["device"],
-                      experiment=options["experiment"],
-                      session_name=options["session_name"], fresh=options["fresh"], generation=generation,
-                      online=online, output=output)
+    elif options["online_guard"] is not None:
+        raise click.UsageError("--online-guard guards the online learner: add --online-every N")
+    agent = open_agent(run_dir, registry=registry_from_context(), device=options["device"],
+                       experiment=options["experiment"],
+                       session_name=options["session_name"], fresh=options["fresh"], generation=generation,
+                       online=online, output=output)
+    if options["online_guard"] is not None and agent.online is not None:  # --online-every set (checked above)
+        agent.online.guard_with(guard_sequences(options["online_guard"]))
+    return agent
+
+
+def guard_sequences(path: Path) -> list[Any]:
+    """Each event of a JSONL file as the token sequence the model is fed (its bytes and delimiter)."""
+    import torch
+
+    from mosaic.core.errors import ConfigError, ConfigProblem, EventError
+    from mosaic.core.events.codec import EVENT_DELIMITER, decode_event_bytes
+    from mosaic.core.events.lines import OversizedLine
+
+    sequences = []
+    with path.open("rb") as stream:
+        for number, line in enumerate(read_event_lines(stream), start=1):
+            if isinstance(line, OversizedLine):
+                raise ConfigError([ConfigProblem(f"line {number}", line.message)], source=str(path))
+            if not line.strip():
+                continue
+            try:
+                event = decode_event_bytes(bytes(line).strip())
+            except EventError as exc:
+                raise ConfigError([ConfigProblem(f"line {number}", f"not an event: {exc}")], source=str(path)) from None
+            sequences.append(torch.tensor(list(event.to_bytes()) + [EVENT_DELIMITER], dtype=torch.int64))
+    return sequences
 
 
 def tool_bridge_from_options(options: dict[str, Any]) -> Any:

@@ -80,13 +80,17 @@ class MemoryReadBack(Protocol):
 
     ``memory_cells(state)`` lists one :class:`MemoryCellsView` per layer;
     ``replay_memory(state, cells, select)`` returns the logits the selected cells predict;
-    ``forget_memory_cells(state, cells, select)`` clears them in place and returns how many."""
+    ``forget_memory_cells(state, cells, select)`` clears them in place and returns how many;
+    ``refresh_memory_cells(state, cells, select)`` re-writes them in place as the newest writes (so
+    they survive overwriting longest) and returns how many."""
 
     def memory_cells(self, state: Any) -> list[Any]: ...
 
     def replay_memory(self, state: Any, cells: Any, select: Any) -> Any: ...
 
     def forget_memory_cells(self, state: Any, cells: Any, select: Any) -> Any: ...
+
+    def refresh_memory_cells(self, state: Any, cells: Any, select: Any) -> Any: ...
 
 
 # --- block memories (kind ``memory``) -------------------------------------------------------------
@@ -125,6 +129,8 @@ class ReadableBlockMemory(Protocol):
     def replay_values(self, values: Any) -> Any: ...
 
     def forget_cells(self, state: Any, cells: Any, select: Any) -> int: ...
+
+    def refresh_cells(self, state: Any, cells: Any, select: Any) -> int: ...
 
 
 # --- training hooks and the lifecycle controller -------------------------------------------------

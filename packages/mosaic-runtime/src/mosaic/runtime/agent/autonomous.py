@@ -1,11 +1,13 @@
 """The autonomous runtime behind ``mosaic live``: an asyncio loop that wakes itself.
 
 Each tick, in this order: an external event waiting on the :class:`EventBus` is answered; otherwise
-the :class:`HomeostaticLoop` reads the live model metrics (memory occupancy and write rate, routing
-entropy, commitment balance, output confidence) and, when a drive is out of band, the ``Impulse``
+the :class:`HomeostaticLoop` reads the live model metrics (see :mod:`.metrics`: memory occupancy and write rate,
+memory-router entropy, input novelty, commitment balance, output confidence) and, when a drive is out of band, the ``Impulse``
 event is fed to the model, which generates in response; otherwise the tick is idle and, every
-``consolidate_every_ticks`` idle ticks, consolidation runs on a copy of the live state (skipped when
-the session has consumed nothing since the last consolidation: the result would be the same). The bus
+``consolidate_every_ticks`` idle ticks, consolidation prunes and refreshes the live session's memory
+(computed on a copy that replaces the live state only when it succeeds; recorded in the session and
+emitted as a ``Consolidation`` event; skipped when the session has consumed nothing since the last
+consolidation). The bus
 works with no subscriber (events are popped, never dispatched into the void). SIGINT/SIGTERM stop
 the loop after the current tick and the session is saved; ``max_ticks`` bounds a run. With a tool
 bridge, the model's tool requests are executed and their replies fed back (:mod:`.tool_flow`).
@@ -26,9 +28,13 @@ import attrs
 from mosaic.core.events.bus import EventBus
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.core.events.lines import SKIP_CHUNK_BYTES, LineSplitter, OversizedLine, read_event_lines
-from mosaic.core.homeostasis import HomeostaticLoop
+from mosaic.core.homeostasis import HomeostaticLoop, check_drive_metrics
 from mosaic.runtime.agent.config import ConsolidationConfig, LiveConfig
-from mosaic.runtime.agent.consolidation import CONSOLIDATION_EVENT_TYPE, ConsolidationReport, consolidate
+from mosaic.runtime.agent.consolidation import (
+    CONSOLIDATION_EVENT_TYPE,
+    ConsolidationReport,
+    consolidate_session,
+)
 from mosaic.runtime.agent.reactive import parse_line
 from mosaic.runtime.agent.service import Agent
 from mosaic.runtime.agent.tool_flow import ToolBridge, respond
@@ -66,6 +72,8 @@ class AutonomousRuntime:
         self._lines_seen = 0
         self._consolidated_at = -1  # session.tokens_seen at the last consolidation
         agent.metrics()  # a model whose state has no readable metrics is refused now, not mid-loop
+        # a drive on a metric this runtime never reports could never fire: refused now, by name
+        check_drive_metrics(homeostasis.drives, agent.reported_metrics(), runtime=f"the live runtime of {agent.loaded.model_id}")
 
     # --- input ------------------------------------------------------------------------------------
 
@@ -136,7 +144,7 @@ class AutonomousRuntime:
         changed = session.tokens_seen != self._consolidated_at
         if changed and self.counters.idle % self.config.consolidate_every_ticks == 0:
             self._consolidated_at = session.tokens_seen
-            _, report = consolidate(session.model, session.state, self.consolidation, self.rng)
+            report = consolidate_session(session, self.consolidation, self.rng, self.agent.online)
             self.last_consolidation = report
             self.counters.consolidations += 1
             self.agent.emit(EventEnvelope(CONSOLIDATION_EVENT_TYPE, report.to_payload(), session.config.sender))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import attrs
 from attrs import validators as v
 
@@ -35,16 +37,21 @@ class GenerationConfig:
 
 @attrs.frozen
 class ConsolidationConfig:
-    """Idle-time consolidation on a copy of the live state.
+    """Idle-time consolidation of the live session's memory (see ``mosaic.runtime.agent.consolidation``).
 
-    Up to ``replay_samples`` occupied memory cells, drawn in proportion to their utility (strength times
-    recency, in [0, 1]; see ``MosaicLM.memory_cells``), are replayed and their bytes rehearsed
-    (gradient-free forward passes); occupied cells whose utility is at most ``prune_below`` are cleared
-    in the copy (``prune_below`` 1 clears every written cell).
+    A cell's utility is what the model's ``write_utility`` head said when it was written (in [0, 1]).
+    Occupied cells with utility at most ``prune_below`` are cleared; those with utility at least
+    ``refresh_above`` are re-written as their buckets' newest writes, so they outlive ring overwrite
+    (None: no refresh). Up to ``replay_samples`` occupied cells, drawn in proportion to their utility,
+    are replayed; with ``online_step`` and an online learner, the learner takes one IDLE-labelled step
+    on the replayed tokens.
     """
 
-    prune_below: float = attrs.field(default=0.05, converter=float, validator=[v.ge(0.0), v.le(1.0)])
+    prune_below: float = attrs.field(default=0.2, converter=float, validator=[v.ge(0.0), v.le(1.0)])
+    refresh_above: float | None = attrs.field(default=cast("float | None", 0.5),
+                                              validator=v.optional([v.instance_of(float), v.ge(0.0), v.le(1.0)]))
     replay_samples: int = attrs.field(default=2, validator=[v.instance_of(int), v.ge(0)])
+    online_step: bool = attrs.field(default=False, validator=v.instance_of(bool))
     seed: int = attrs.field(default=0, validator=v.instance_of(int))
 
 
@@ -52,7 +59,9 @@ class ConsolidationConfig:
 class OnlineConfig:
     """Medium-timescale learning: LoRA-style adapters on the Linear layers whose qualified names
     match any of ``targets`` (fnmatch patterns), updated every ``update_every`` tokens from a replay
-    buffer of the latest ``buffer_size`` event sequences (``batch`` of them per update)."""
+    buffer of the latest ``buffer_size`` event sequences (``batch`` of them per update). With held-out
+    sequences to guard it, an update that raises their loss by more than ``max_heldout_rise`` (a
+    fraction) is rolled back."""
 
     targets: tuple[str, ...] = attrs.field(default=("head",), converter=tuple)
     rank: int = attrs.field(default=4, validator=[v.instance_of(int), v.ge(1)])
@@ -62,6 +71,7 @@ class OnlineConfig:
     buffer_size: int = attrs.field(default=64, validator=[v.instance_of(int), v.ge(1)])
     batch: int = attrs.field(default=4, validator=[v.instance_of(int), v.ge(1)])
     max_sequence_bytes: int = attrs.field(default=1024, validator=[v.instance_of(int), v.ge(2)])
+    max_heldout_rise: float = attrs.field(default=0.05, converter=float, validator=v.ge(0.0))
     seed: int = attrs.field(default=0, validator=v.instance_of(int))
 
     @targets.validator

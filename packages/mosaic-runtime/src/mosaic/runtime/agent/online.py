@@ -5,15 +5,27 @@ medium — adapters on selected Linear layers take a gradient step every ``updat
 event sequences sampled from a replay buffer of the latest ``buffer_size`` ones; slow — all weights,
 offline, with ``mosaic run``. Installing adapters freezes every base parameter (``requires_grad``
 False) and an update computes gradients for the adapter parameters only, so base weights never
-change online. Adapters are saved and loaded on their own, apart from the base checkpoint.
+change online. Adapters are saved and loaded on their own, apart from the base checkpoint (the
+agent saves them with the session, ``sessions/NAME/adapters.pt``).
+
+The guard: given held-out sequences of the training distribution (:meth:`OnlineLearner.guard_with`),
+the learner measures their loss before any update, and after each update; an update that raises it
+by more than ``max_heldout_rise`` (a fraction of the baseline) is rolled back (adapters and optimizer
+state restored) and counted in ``rollbacks``.
+
+During consolidation the learner can take an :meth:`~OnlineLearner.idle_step` on replayed tokens,
+labelled IDLE: the LM loss on the replay plus the opcode head's cross-entropy towards IDLE at every
+replayed position (for a model whose output has opcode logits and an IDLE opcode).
 """
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import math
 import random
 from collections import deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +36,7 @@ from torch import nn
 
 from mosaic.core.atomic import atomic_write
 from mosaic.core.contract import keys
+from mosaic.core.contract.opcodes import V0_OPCODE_IDS
 from mosaic.core.errors import CheckpointError, ConfigError, ConfigProblem
 from mosaic.runtime.agent.config import OnlineConfig
 from mosaic.runtime.training.checkpoint import load_payload
@@ -76,6 +89,24 @@ def sequence_loss(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(out.logits[0].float(), ids[1:])  # logits (L - 1, V)
 
 
+def idle_sequence_loss(model: nn.Module, ids: torch.Tensor, idle: int) -> torch.Tensor:
+    """:func:`sequence_loss` plus the opcode head's cross-entropy towards opcode ``idle`` at every
+    position (averaged over layers); the model stays silent while it consolidates."""
+    out = model({keys.INPUT_IDS.name: ids[None, :-1]})
+    loss = F.cross_entropy(out.logits[0].float(), ids[1:])
+    opcodes = (out.aux or {}).get(keys.OPCODE_LOGITS.name)  # (L, 1, T, n_ops)
+    if opcodes is not None:
+        flat = opcodes.float().reshape(-1, opcodes.shape[-1])
+        loss = loss + F.cross_entropy(flat, torch.full((flat.shape[0],), idle, device=flat.device))
+    return loss
+
+
+def mean_loss(model: nn.Module, sequences: Sequence[torch.Tensor], device: torch.device) -> float:
+    """Mean :func:`sequence_loss` of ``sequences`` without gradients."""
+    with torch.no_grad():
+        return float(torch.stack([sequence_loss(model, ids.to(device)) for ids in sequences]).mean())
+
+
 class OnlineLearner:
     """Adapters, their optimizer and the replay buffer; ``observe`` is the session's token hook."""
 
@@ -90,7 +121,20 @@ class OnlineLearner:
         self.device = next(model.parameters()).device
         self.tokens_since_update = 0
         self.updates = 0
+        self.rollbacks = 0
         self.last_loss: float | None = None
+        self.heldout: list[torch.Tensor] = []
+        self.heldout_baseline: float | None = None
+        self.last_heldout: float | None = None
+
+    def guard_with(self, sequences: Sequence[torch.Tensor]) -> float:
+        """Guard every later update with held-out ``sequences``: their loss now is the baseline."""
+        self.heldout = [ids[-self.config.max_sequence_bytes :] for ids in sequences if ids.shape[0] >= 2]
+        if not self.heldout:
+            raise ConfigError([ConfigProblem("online.heldout", "the guard needs at least one held-out sequence "
+                                             "of two or more tokens")])
+        self.heldout_baseline = self.last_heldout = mean_loss(self.model, self.heldout, self.device)
+        return self.heldout_baseline
 
     def observe(self, ids: torch.Tensor) -> None:
         """Add one fed event sequence ``(L,)``; update once ``update_every`` tokens have arrived."""
@@ -104,19 +148,41 @@ class OnlineLearner:
     def update(self) -> float:
         """One adapter step on up to ``batch`` sequences sampled from the buffer; the mean loss."""
         batch = self.rng.sample(list(self.buffer), min(self.config.batch, len(self.buffer)))
+        return self._guarded_step(lambda: torch.stack([sequence_loss(self.model, ids.to(self.device))
+                                                       for ids in batch]).mean())
+
+    def idle_step(self, ids: torch.Tensor) -> float:
+        """One adapter step on replayed tokens ``(L,)`` labelled IDLE (see :func:`idle_sequence_loss`;
+        every opcode table starts with the contract's v0 opcodes, so IDLE's id is the same for all)."""
+        ids = ids.to(self.device)
+        return self._guarded_step(lambda: idle_sequence_loss(self.model, ids, V0_OPCODE_IDS["IDLE"]))
+
+    def _guarded_step(self, loss_of: Callable[[], torch.Tensor]) -> float:
+        snapshot = ([p.detach().clone() for p in self.adapter_parameters], copy.deepcopy(self.optimizer.state_dict()))
         with torch.enable_grad():
-            loss = torch.stack([sequence_loss(self.model, ids.to(self.device)) for ids in batch]).mean()
+            loss = loss_of()
             gradients = torch.autograd.grad(loss, self.adapter_parameters)
         for parameter, gradient in zip(self.adapter_parameters, gradients, strict=True):
             parameter.grad = gradient
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.updates += 1
         self.last_loss = float(loss.detach())
+        if self.heldout_baseline is not None:
+            heldout = mean_loss(self.model, self.heldout, self.device)
+            if heldout > self.heldout_baseline * (1 + self.config.max_heldout_rise):
+                with torch.no_grad():
+                    for parameter, saved in zip(self.adapter_parameters, snapshot[0], strict=True):
+                        parameter.copy_(saved)
+                self.optimizer.load_state_dict(snapshot[1])
+                self.rollbacks += 1
+                return self.last_loss
+            self.last_heldout = heldout
+        self.updates += 1
         return self.last_loss
 
     def metrics(self) -> dict[str, float]:
-        metrics = {"online_updates": float(self.updates), "online_buffer": float(len(self.buffer))}
+        metrics = {"online_updates": float(self.updates), "online_buffer": float(len(self.buffer)),
+                   "online_rollbacks": float(self.rollbacks)}
         if self.last_loss is not None:
             metrics["online_loss"] = self.last_loss
         return metrics
@@ -131,6 +197,7 @@ class OnlineLearner:
                          for name, a in self.adapters.items()},
             "optimizer": self.optimizer.state_dict(),
             "updates": self.updates,
+            "rollbacks": self.rollbacks,
             "tokens_since_update": self.tokens_since_update,
         }
 
@@ -156,4 +223,5 @@ class OnlineLearner:
                     target.copy_(tensor)
         self.optimizer.load_state_dict(data["optimizer"])
         self.updates = int(data["updates"])
+        self.rollbacks = int(data.get("rollbacks", 0))  # adapter files written before the guard have none
         self.tokens_since_update = int(data["tokens_since_update"])

@@ -27,7 +27,14 @@ from mosaic.core.events.envelope import EventEnvelope, canonical_json
 from mosaic.core.ledger import CommitmentLedger
 from mosaic.runtime.agent import decisions
 from mosaic.runtime.agent.config import GenerationConfig
-from mosaic.runtime.agent.metrics import confidence, memory_occupancy, memory_strength, output_aux_metrics
+from mosaic.runtime.agent.metrics import (
+    NoveltyWindow,
+    aux_metric_names,
+    confidence,
+    memory_occupancy,
+    memory_strength,
+    output_aux_metrics,
+)
 
 ERROR_EVENT_TYPE = "Error"
 COMMITMENT_KEY = keys.COMMITMENT_LOGITS.name
@@ -98,6 +105,8 @@ class EventSession:
         self.events_observed = 0
         self.responses = 0
         self.invalid_generations = 0
+        self.novelty = NoveltyWindow()  # input_novelty over the observed events' types
+        self.consolidations: list[dict[str, Any]] = []  # what each idle consolidation did (saved with the session)
         self.last_output_metrics: dict[str, float] = {}
         self.last_confidence: float | None = None
         self.last_head_delta: int | None = None  # the commitment head's verdict on the latest event
@@ -141,6 +150,7 @@ class EventSession:
                 if self.config.commitment_source == "vm":
                     commit_rows.append(out.aux[keys.COMMIT_SIGNAL.name][-1, 0])  # (piece,)
         self.next_logits = out.logits[0, -1]
+        self.novelty.observe(event.type)
         self.last_output_metrics = output_aux_metrics(out.aux or {})
         self._note_turn(out.aux)
         head = None
@@ -269,5 +279,16 @@ class EventSession:
             metrics["output_confidence"] = (
                 self.last_confidence if self.last_confidence is not None else confidence(self.next_logits)
             )
+        novelty = self.novelty.value()
+        if novelty is not None:
+            metrics["input_novelty"] = novelty
         metrics.update(self.ledger.metrics())
         return metrics
+
+    def reported_metrics(self) -> set[str]:
+        """Every metric :meth:`metrics` reports once an event has been observed; the aux-derived ones
+        are found by a probe (one delimiter byte fed to a copy of the state, the live state untouched)."""
+        with torch.no_grad():
+            out = self.model.prefill(self._ids(bytes([EVENT_DELIMITER]))[None], self.state.copy(), chunk_tokens=1)
+        names = {"memory_pressure", "memory_strength", "output_confidence", "input_novelty"}
+        return names | aux_metric_names(out.aux or {}) | set(self.ledger.metrics())

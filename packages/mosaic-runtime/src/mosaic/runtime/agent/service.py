@@ -69,6 +69,13 @@ class Agent:
             metrics.update(self.online.metrics())
         return metrics
 
+    def reported_metrics(self) -> set[str]:
+        """The names :meth:`metrics` reports (see ``EventSession.reported_metrics``)."""
+        names = self.session.reported_metrics()
+        if self.online is not None:
+            names |= {"online_updates", "online_buffer", "online_rollbacks", "online_loss"}
+        return names
+
     def save(self) -> Path:
         path = self.store.save(self.session_name, self.session, config_fingerprint=self.loaded.config_fingerprint,
                                checkpoint_step=self.loaded.step)

@@ -86,6 +86,7 @@ class SessionStore:
             "counters": {"tokens_seen": session.tokens_seen, "events_observed": session.events_observed,
                          "responses": session.responses, "invalid_generations": session.invalid_generations},
             "recent": [pattern.clone() for pattern in session.recent],
+            "consolidations": list(session.consolidations),
             "next_logits": None if session.next_logits is None else session.next_logits.detach().cpu().clone(),
         }
         return atomic_write(target, lambda file: torch.save(payload, file))
@@ -107,5 +108,6 @@ class SessionStore:
             setattr(session, key, int(value))
         session.recent.clear()
         session.recent.extend(payload["recent"])
+        session.consolidations = list(payload.get("consolidations", []))  # sessions saved before they were recorded have none
         logits = payload["next_logits"]
         session.next_logits = None if logits is None else logits.to(session.device)

@@ -4,7 +4,7 @@ mosaic-layers).
 
 ``TinyStreamLM`` follows the contract's Protocols the runtimes check (``StreamingModel``: ``init_state``,
 ``step``, ``prefill``, ``forward``; ``StreamingState``: ``copy``/``to``/``state_dict``/``from_state_dict``;
-``MemoryReadBack``: ``memory_cells``/``replay_memory``/``forget_memory_cells``). It can be
+``MemoryReadBack``: ``memory_cells``/``replay_memory``/``forget_memory_cells``/``refresh_memory_cells``). It can be
 scripted: ``script`` biases the logits so that, after each event delimiter, the model emits the script
 bytes and then a delimiter; ``commit_bias`` biases the commitment head towards one delta.
 """
@@ -89,6 +89,7 @@ class TinyCells:
 
     @property
     def utility(self) -> torch.Tensor:
+        """The tiny model has no write_utility head: a cell's utility is its write strength."""
         return self.occupancy
 
 
@@ -110,6 +111,7 @@ class TinyStreamLM(nn.Module):
         self.head = nn.Linear(d, 256)
         script = list(config.script.encode("utf-8")) + [EVENT_DELIMITER]
         self.register_buffer("script_ids", torch.tensor(script, dtype=torch.int64), persistent=False)
+        self.router = nn.Linear(d, 3)  # a memory read router's bit logits (one hash, 3 bits), for the routing metrics
 
     def init_state(self, batch_size: int, device: Any = None) -> TinyState:
         device = self.embed.weight.device if device is None else device
@@ -143,7 +145,8 @@ class TinyStreamLM(nn.Module):
             position = torch.stack(sinces, 1).clamp(max=self.script_ids.shape[0] - 1)  # (B, T)
             logits = logits + self.config.script_strength * F.one_hot(self.script_ids[position], 256)
         aux = {keys.WRITE_GATE_LOGITS.name: torch.stack(gates, 1)[None],  # (1, B, T)
-               keys.OPCODE_LOGITS.name: self.opcode(h)[None]}  # (1, B, T, 10)
+               keys.OPCODE_LOGITS.name: self.opcode(h)[None],  # (1, B, T, 10)
+               keys.READ_BIT_LOGITS.name: self.router(h)[None, :, :, None]}  # (1, B, T, 1, 3)
         if self.config.commitment_head:
             commit = self.commit(h)
             if self.config.commit_bias is not None:
@@ -175,6 +178,11 @@ class TinyStreamLM(nn.Module):
 
     def forget_memory_cells(self, state: TinyState, cells: TinyCells, select: torch.Tensor) -> int:
         state.layers[0].memory[:, :, :-1][select] = 0.0
+        return int(select.sum())
+
+    def refresh_memory_cells(self, state: TinyState, cells: TinyCells, select: torch.Tensor) -> int:
+        """The tiny memory keeps no write order (cells are hashed by byte, never overwritten by age),
+        so a refresh has nothing to move; it reports the cells it was asked to refresh."""
         return int(select.sum())
 
 

@@ -1,0 +1,300 @@
+"""Idle time that changes the model: the consolidation A/B, online learning, tool building.
+
+``--part`` picks what runs (``consolidation``, ``online``, ``tools``; default all) and the results
+merge into the existing JSON at ``--out`` (default ``benchmarks/results/idle.json``), so parts can be
+run and re-run separately. Keys:
+
+- ``consolidation.important_recall.with`` / ``.without``: the A/B of
+  ``mosaic.runtime.testing.fact_recall`` (a fact model trained here, 16 memory cells, a stream of more
+  facts than that with idle periods; the same streams with and without consolidation), plus the
+  ablations ``prune_only`` / ``refresh_only``;
+- ``online.pattern_loss_drop`` / ``online.heldout_loss_rise`` (fractions): a byte-level model
+  trained here on ``dataset.mosaic_event_traces`` with the ``mosaic_event_native`` objective (at a
+  reduced size: shorter traces, fewer steps), then a live session (``EventSession`` with an
+  ``OnlineLearner`` on its token hook, guarded by held-out traces) fed traces of its training
+  distribution mixed with ``Weather`` events it never saw; pattern loss is the LM loss on fresh
+  Weather events, held-out loss that on other held-out traces (neither set is in the stream);
+- ``tools.success_rate``: ``benchmarks/bench_tools.py``'s ``tool_building_benchmark(quick)``, when
+  that file exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mosaic.core.contract import keys
+from mosaic.core.events.codec import EVENT_DELIMITER, decode_event_bytes
+from mosaic.core.events.envelope import EventEnvelope
+from mosaic.runtime.agent.config import ConsolidationConfig, GenerationConfig, OnlineConfig
+from mosaic.runtime.agent.online import OnlineLearner, mean_loss
+from mosaic.runtime.agent.responder import EventSession
+from mosaic.runtime.testing.fact_recall import FactRecallConfig, consolidation_ab, train
+
+PARTS = ("consolidation", "online", "tools")
+MACHINE_NOTE = "2-core CPU dev machine, shared with other engineers' jobs"
+
+
+# --- consolidation ------------------------------------------------------------------------------
+
+
+def consolidation_part(quick: bool) -> dict[str, Any]:
+    config = FactRecallConfig(steps=300 if quick else 400)
+    model, info = train(config)
+    seeds = list(range(3 if quick else 10))
+    shape = {"facts": 32, "important": 8, "idle_every": 2}
+    full = consolidation_ab(model, config, seeds=seeds, **shape)
+    prune_only = consolidation_ab(
+        model,
+        config,
+        seeds=seeds,
+        **shape,
+        consolidation=ConsolidationConfig(prune_below=0.5, refresh_above=None, replay_samples=0),
+    )
+    refresh_only = consolidation_ab(
+        model,
+        config,
+        seeds=seeds,
+        **shape,
+        consolidation=ConsolidationConfig(prune_below=0.0, refresh_above=0.5, replay_samples=0),
+    )
+    return {
+        "important_recall": {
+            "with": full["with"],
+            "without": full["without"],
+            "prune_only": prune_only["with"],
+            "refresh_only": refresh_only["with"],
+        },
+        "ordinary_recall": {"with": full["ordinary_with"], "without": full["ordinary_without"]},
+        "stream": {key: full[key] for key in ("facts", "important", "idle_every", "memory_cells", "streams")},
+        "pruned_per_stream": full["pruned_per_stream"],
+        "refreshed_per_stream": full["refreshed_per_stream"],
+        "train": info,
+        "goal": {"with": ">= 0.9", "drop": ">= 0.2"},
+        "met": full["with"] >= 0.9 and full["with"] - full["without"] >= 0.2,
+    }
+
+
+# --- online learning ----------------------------------------------------------------------------
+
+BASE_MODEL = {
+    "vocab_size": 256,
+    "n_layers": 2,
+    "block": {
+        "d_model": 64,
+        "state_k": 8,
+        "state_dim": 8,
+        "mem_buckets": 16,
+        "mem_hashes": 1,
+        "mem_assoc": 4,
+        "mem_key_dim": 16,
+        "mem_dim": 32,
+        "reg_slots": 0,
+        "conv_kernel": 13,
+        "mem_route_by_key": False,
+        "opcodes_control_enabled": True,
+        "commitment_head_enabled": False,
+        "chunk_size": 64,
+    },
+}
+BASE_OBJECTIVE = {
+    "aux_opcode_weight": 5.0,
+    "aux_gate_weight": 0.5,
+    "aux_bits_weight": 1.0,
+    "aux_utility_weight": 0.05,
+}
+CITIES = ("Oslo", "Lima", "Pune", "Kyiv", "Nuuk", "Baku")
+SKIES = ("rain", "clear", "snow", "fog")
+
+
+def traces(registry: Any, split: str, seed: int, block: int) -> Any:
+    return registry.build(
+        "dataset.mosaic_event_traces",
+        {
+            "block_size": block,
+            "n_pairs": 2,
+            "distractor_events": 2,
+            "negotiation_pairs": 0,
+            "value_digits": 2,
+            "drop_local_on_query": False,
+            "mem_buckets": 16,
+            "mem_hashes": 1,
+            "split": split,
+            "seed": seed,
+        },
+    )
+
+
+def trace_bytes(item: dict[str, torch.Tensor]) -> torch.Tensor:
+    ids = item[keys.INPUT_IDS.name]
+    real = int((item[keys.TARGET_IDS.name] != keys.IGNORE_INDEX).sum()) + 1
+    return ids[:real]
+
+
+def weather(rng: random.Random, index: int) -> EventEnvelope:
+    payload = {"city": rng.choice(CITIES), "sky": rng.choice(SKIES), "temp_c": rng.randrange(-20, 40)}
+    return EventEnvelope("Weather", payload, "station", id=f"w{index}", ts=float(1000 + index))
+
+
+def event_ids(event: EventEnvelope) -> torch.Tensor:
+    return torch.tensor(list(event.to_bytes()) + [EVENT_DELIMITER], dtype=torch.int64)
+
+
+def train_base(registry: Any, steps: int, block: int) -> tuple[Any, dict[str, float]]:
+    torch.manual_seed(0)
+    model = registry.build("model.mosaic_lm", BASE_MODEL)
+    objective = registry.build("objective.mosaic_event_prediction", BASE_OBJECTIVE)
+    dataset = traces(registry, "train", 0, block)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.006, weight_decay=0.0)
+    started = time.perf_counter()
+    loss = torch.zeros(())
+    model.train()
+    for step in range(steps):
+        dataset.set_teacher_forcing(max(0.0, 1.0 - step / (0.7 * steps)))
+        items = [dataset[step * 4 + i] for i in range(4)]
+        batch = {name: torch.stack([item[name] for item in items]) for name in items[0]}
+        loss, _ = objective(model(batch), batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    model.eval()
+    return model, {
+        "steps": float(steps),
+        "final_loss": float(loss.detach()),
+        "train_seconds": time.perf_counter() - started,
+    }
+
+
+def online_part(quick: bool) -> dict[str, Any]:
+    from mosaic.core.plugins.host import get_registry
+
+    registry = get_registry()
+    block = 1920
+    model, info = train_base(registry, 120 if quick else 300, block)
+    evaluation = traces(registry, "eval", 1, block)
+    heldout = [trace_bytes(evaluation[i]) for i in range(8)]  # reported, never streamed or guarded with
+    guard = [trace_bytes(evaluation[100 + i]) for i in range(4)]
+    rng = random.Random(0)
+    probe = [event_ids(weather(rng, 10_000 + i)) for i in range(12)]  # fresh Weather events, never streamed
+    device = next(model.parameters()).device
+    config = OnlineConfig(
+        targets=("head", "blocks.*.mixer.up", "blocks.*.mixer.down"),
+        rank=8,
+        alpha=16.0,
+        lr=3e-3,
+        update_every=384,
+        buffer_size=24,
+        batch=4,
+        max_sequence_bytes=1024,
+        max_heldout_rise=0.03,
+    )
+    learner = OnlineLearner(model, config)
+    pattern_before = mean_loss(model, probe, device)
+    heldout_before = mean_loss(model, heldout, device)
+    learner.guard_with(guard)
+    session = EventSession(
+        model, config=GenerationConfig(commitment_source="event"), on_tokens=learner.observe
+    )
+    stream = traces(registry, "eval", 7, block)
+    started = time.perf_counter()
+    traces_fed = 0
+    weather_fed = 0
+    for index in range(12 if quick else 30):
+        data = bytes(trace_bytes(stream[index]).tolist())
+        for line in data.split(bytes([EVENT_DELIMITER])):
+            if line.strip():
+                session.observe(decode_event_bytes(line))
+        traces_fed += 1
+        for _ in range(4):
+            session.observe(weather(rng, weather_fed))
+            weather_fed += 1
+    pattern_after = mean_loss(model, probe, device)
+    heldout_after = mean_loss(model, heldout, device)
+    drop = (pattern_before - pattern_after) / pattern_before
+    rise = (heldout_after - heldout_before) / heldout_before
+    return {
+        "pattern_loss_drop": drop,
+        "heldout_loss_rise": rise,
+        "pattern_loss": {"before": pattern_before, "after": pattern_after},
+        "heldout_loss": {"before": heldout_before, "after": heldout_after},
+        "updates": learner.updates,
+        "rollbacks": learner.rollbacks,
+        "traces_fed": traces_fed,
+        "weather_events_fed": weather_fed,
+        "tokens_fed": session.tokens_seen,
+        "live_seconds": time.perf_counter() - started,
+        "base": info,
+        "adapters": {
+            "targets": list(config.targets),
+            "rank": config.rank,
+            "update_every": config.update_every,
+        },
+        "goal": {"pattern_loss_drop": ">= 0.3", "heldout_loss_rise": "<= 0.05"},
+        "met": drop >= 0.3 and rise <= 0.05,
+    }
+
+
+# --- tools (provided by benchmarks/bench_tools.py) ------------------------------------------------
+
+
+def tools_part(quick: bool) -> dict[str, Any] | None:
+    path = Path(__file__).with_name("bench_tools.py")
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("bench_tools", path)
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result: dict[str, Any] = module.tool_building_benchmark(quick)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="benchmark: idle (consolidation, online learning, tools)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, a few minutes")
+    parser.add_argument("--part", choices=PARTS, action="append", help="run only this part (repeatable)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "idle.json")
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("MOSAIC_BENCH_THREADS", "1")))
+    results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    results.update(
+        {
+            "benchmark": "idle",
+            "machine": {
+                "python": platform.python_version(),
+                "cpu_count": os.cpu_count(),
+                "platform": platform.platform(),
+                "note": MACHINE_NOTE,
+            },
+        }
+    )
+    runners = {"consolidation": consolidation_part, "online": online_part, "tools": tools_part}
+    for part in args.part or PARTS:
+        started, load_before = time.perf_counter(), os.getloadavg()[0]
+        value = runners[part](args.quick)
+        if value is None:
+            continue
+        results[part] = {
+            **value,
+            "quick": args.quick,
+            "wall_seconds": time.perf_counter() - started,
+            "load_average": [load_before, os.getloadavg()[0]],
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        print(json.dumps({part: results[part]}, indent=2, sort_keys=True), flush=True)
+
+
+if __name__ == "__main__":
+    main()
