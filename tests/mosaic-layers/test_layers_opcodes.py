@@ -1,5 +1,6 @@
 """Every v0 opcode acts on the block through its channels; a plugin opcode acts without block code."""
 
+import attrs
 import pytest
 import torch
 
@@ -17,11 +18,11 @@ CONFIG = MosaicBlockConfig(d_model=12, state_k=2, state_dim=3, mem_buckets=4, me
                            opcodes_control_enabled=True)
 
 
-def make_block(opcodes=V0_OPCODES, keep=()):
+def make_block(opcodes=V0_OPCODES, keep=(), config=CONFIG):
     """A block with large random weights, except the parameters named in ``keep``, which keep the
     constructor's values (what training starts from)."""
     torch.manual_seed(0)
-    block = MosaicBlock(CONFIG, opcodes)
+    block = MosaicBlock(config, opcodes)
     with torch.no_grad():
         for name, p in block.named_parameters():
             if name not in keep:
@@ -148,8 +149,8 @@ def test_gate_up_and_down_scale_the_fusion_gates():
 
 def test_gate_up_and_down_scale_what_enters_the_state_and_it_lasts():
     """The gain is not only the token's own output: it scales the token's drive into the state bank,
-    so every later read of the state weighs a GATE_UP token 4x a GATE_DOWN one."""
-    block = make_block()
+    so every later read of the state weighs a GATE_UP token 4x a GATE_DOWN one (``fusion_gates_state``)."""
+    block = make_block(config=attrs.evolve(CONFIG, fusion_gates_state=True))
     _, _, _, nop = run(block, "NOP", full_state(block))  # the bank starts at zero: the state is linear in the gain
     _, _, _, up = run(block, "GATE_UP", full_state(block))
     _, _, _, down = run(block, "GATE_DOWN", full_state(block))
@@ -256,3 +257,20 @@ def test_model_forces_plugin_opcode_through_the_batch_and_checks_checkpoints():
     assert model.opcode_names[10] == "DAMPEN"
     with pytest.raises(CheckpointError, match="opcode table mismatch"):
         MosaicLM(config, opcodes=V0_OPCODES).load_state_dict(model.state_dict())
+
+
+def test_without_fusion_gates_state_the_gain_stays_at_its_token():
+    """The default: GATE_UP / GATE_DOWN scale only the token's own output, the state bank sees gain 1."""
+    block = make_block()
+    assert not block.config.fusion_gates_state
+    _, _, _, nop = run(block, "NOP", full_state(block))
+    _, _, _, up = run(block, "GATE_UP", full_state(block))
+    torch.testing.assert_close(up.bank, nop.bank)
+
+
+def test_fusion_gates_state_needs_the_vm_in_control():
+    from mosaic.core.config import structure_config
+    from mosaic.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fusion_gates_state"):
+        structure_config({"d_model": 12, "fusion_gates_state": True}, MosaicBlockConfig)

@@ -44,12 +44,13 @@ def assert_twins_agree(block, x, teacher, state=None):
     buckets=st.sampled_from([2, 4]), hashes=st.integers(1, 2), assoc=st.integers(1, 3),
     control=st.sampled_from(["off", "hard", "soft"]), hard_writes=st.booleans(),
     step=st.sampled_from([1.0, 0.6]), forced=st.booleans(), route_by_key=st.booleans(),
-    slot_policy=st.sampled_from(["ring", "router"]),
+    slot_policy=st.sampled_from(["ring", "router"]), gates_state=st.booleans(),
 )
 def test_fast_block_matches_step_reference(seed, batch, length, chunk, buckets, hashes, assoc, control, hard_writes,
-                                           step, forced, route_by_key, slot_policy):
+                                           step, forced, route_by_key, slot_policy, gates_state):
     block = make_block(seed, chunk_size=chunk, mem_buckets=buckets, mem_hashes=hashes, mem_assoc=assoc,
                        opcodes_control_enabled=control != "off", opcodes_control_soft=control == "soft",
+                       fusion_gates_state=gates_state and control != "off",
                        mem_hard_writes=hard_writes, mem_write_step=step, mem_route_by_key=route_by_key,
                        mem_slot_policy=slot_policy)
     x = torch.randn(batch, length, 12)

@@ -220,6 +220,12 @@ class MosaicBlock(nn.Module):
         at 0), so the all-bucket summary is kept, and its state advanced, only then."""
         return self.opcode_head is not None and self.opcode_head.control
 
+    def state_gain(self, controls: Controls) -> torch.Tensor:
+        """``(B, T)``: the gain on what each token drives into the state bank (see ``fusion_gates_state``)."""
+        if self.config.fusion_gates_state:
+            return controls.fusion
+        return torch.ones_like(controls.fusion)
+
     def controls(self, u: torch.Tensor, teacher: TeacherForcing) -> tuple[Controls, dict[str, torch.Tensor]]:
         if self.opcode_head is None:
             return Controls.free(u[..., 0]), {}
@@ -250,9 +256,9 @@ class MosaicBlock(nn.Module):
         controls, aux = self.controls(context, teacher)
         if teacher.drop_local is not None:
             local = local * (1 - teacher.drop_local.to(local.dtype))[..., None]
-        # GATE_UP / GATE_DOWN: the fusion channel scales what enters the state as well as what the
-        # state, memory and register paths add to the residual at the token
-        bank, bank_h = self.bank(u, state.bank, chunk, controls.fusion)
+        # GATE_UP / GATE_DOWN: the fusion channel scales what the state, memory and register paths add
+        # to the residual at the token and, with fusion_gates_state, what enters the state as well
+        bank, bank_h = self.bank(u, state.bank, chunk, self.state_gain(controls))
         memory, memory_aux, memory_state = self.memory(context, controls, teacher, state.memory_state, chunk,
                                                        scan=self.reads_summary)  # (B, T, D)
         registers = register_state = None

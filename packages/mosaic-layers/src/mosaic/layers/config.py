@@ -75,6 +75,12 @@ class MosaicBlockConfig:
     opcodes_control_enabled: bool = False
     opcodes_control_temp: float = attrs.field(default=1.0, validator=positive)
     opcodes_control_soft: bool = False
+    # GATE_UP / GATE_DOWN also scale what the token drives into the state bank, so the gain lasts
+    # beyond the token (mosaic_gates teaches this). Off, the gain scales only the token's own output:
+    # with the straight-through estimator the state's gradient otherwise pulls the opcode head toward
+    # the gain opcodes at positions that need READ/WRITE, and recall in models that never teach the
+    # gates suffers (the consolidation A/B's fact model fell from 0.95 to 0.50).
+    fusion_gates_state: bool = False
     commitment_head_enabled: bool = True
     # tokens per chunk of the vectorised scans (a tuning knob: results do not depend on it)
     chunk_size: int = attrs.field(default=32, validator=positive)
@@ -91,6 +97,8 @@ class MosaicBlockConfig:
                                           f"got {self.state_decay_reg_min}")
         if self.opcodes_control_enabled and not self.opcodes_enabled:
             reject("opcodes_control_enabled", "needs opcodes_enabled (there is no opcode head)")
+        if self.fusion_gates_state and not self.opcodes_control_enabled:
+            reject("fusion_gates_state", "needs opcodes_control_enabled (the gain comes from the VM's control)")
         if self.opcodes_control_soft and not self.opcodes_control_enabled:
             reject("opcodes_control_soft", "needs opcodes_control_enabled")
         if self.memory is not None and self.memory["type"] == DEFAULT_MEMORY and set(self.memory) != {"type"}:

@@ -56,7 +56,7 @@ def reference_block_forward(
         if teach.drop_local is not None:
             local = local * (1 - teach.drop_local.to(local.dtype))[..., None]
         # state bank: one leaky-integrator step, the token's drive scaled by its gain (fusion channel)
-        drive = block.bank.inp(u[:, 0]).repeat(1, c.state_k) * controls.fusion[:, 0, None]
+        drive = block.bank.inp(u[:, 0]).repeat(1, c.state_k) * block.state_gain(controls)[:, 0, None]
         bank = decays * bank + (1 - decays) * drive
         bank_out = block.bank.out(bank)[:, None]
         # memory: clear the best-matching slot, read the routed bucket, then write the routed cell
