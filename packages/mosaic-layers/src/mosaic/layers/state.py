@@ -50,6 +50,14 @@ class BlockState:
     def tensors(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in attrs.fields(BlockState) if getattr(self, f.name) is not None}
 
+    def contiguous_(self) -> BlockState:
+        """Make contiguous, in place, the tensors a recurrent step updates in place; returns self."""
+        for name in ("memory", "mem_counts", "summary", "registers", "bank"):
+            tensor = getattr(self, name)
+            if tensor is not None and not tensor.is_contiguous():
+                setattr(self, name, tensor.contiguous())
+        return self
+
     def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> BlockState:
         fields: dict[str, Any] = {f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name))
                                   for f in attrs.fields(BlockState)}
