@@ -231,7 +231,10 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         step)."""
         if self._step_params is None:
             self._step_params = list(self.parameters())
-        version = tuple((p.data_ptr(), p._version) for p in self._step_params)
+        try:
+            version = tuple((p.data_ptr(), p._version) for p in self._step_params)
+        except RuntimeError:  # parameters made under torch.inference_mode keep no version counter
+            version = tuple((p.data_ptr(), -1) for p in self._step_params)
         if self._step_cache is None or self._step_cache[0] != version:
             blocks = self.block_list
             if not all(recurrent_step.has_recurrent_step(block) for block in blocks):

@@ -145,6 +145,9 @@ class BlockStep:
             self.channels = head.channels.to(like.dtype)
             self.derived = derived_controls(self.channels)  # (V_op, len(DERIVED))
             self.temp = head.temp
+        # the write channel (and so every write strength) stays in [0, 1] without clamping
+        write = self.channels[:, _CH["write"]] if head is not None else like.new_ones(1)
+        self.unit_write = c.mem_write_step == 1.0 and bool(((write >= 0) & (write <= 1)).all())
         free = torch.tensor([getattr(FREE_CHANNELS, name) for name in CHANNELS], dtype=like.dtype, device=like.device)
         self.free = derived_controls(free)
         self.regulariser = block.bank.regulariser().detach()
@@ -185,6 +188,7 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     bsz = x.shape[0]
     dk, assoc, hashes = c.mem_key_dim, c.mem_assoc, c.mem_hashes
     u = torch.mul(x, rms_scale(x, step.norm_eps)).mul_(step.norm_weight)
+    d: tuple[torch.Tensor, ...] = ()
     # local mixer: the conv over the last k inputs, then the gated MLP (or the configured ffn)
     window = torch.cat([state.conv_tail, u[:, None]], dim=1)  # (B, k, D)
     mixed = (window * step.conv_weight).sum(1)
@@ -223,7 +227,8 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     else:
         strength = torch.sigmoid(part["write_gate"])
     if c.mem_write_step != 1.0 or step.control:
-        strength = (c.mem_write_step * strength * derived[:, 4:5]).clamp(0.0, 1.0)
+        d = derived.split(1, dim=1)  # (B, 1) each, in DERIVED order
+        strength = strength * d[4] if step.unit_write else (c.mem_write_step * strength * d[4]).clamp(0.0, 1.0)
     table_base, read_base, count_base = step.index(bsz, x.device)
     table = state.memory.view(-1, state.memory.shape[-1])  # (B * H * rows, dim): a view, written in place
     if c.mem_slot_policy == "ring":
@@ -241,7 +246,7 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     scores = bucket_scores(step, views, query)
     if step.control:
         clear = derived[:, 5]
-        if bool((clear > CLEAR_THRESHOLD).any()):  # CLEAR_MEM: scale the best-matching slot by 1 - clear
+        if float(clear.max()) > CLEAR_THRESHOLD:  # CLEAR_MEM: scale the best-matching slot by 1 - clear
             best = scores.view(bsz, hashes, assoc).argmax(-1, keepdim=True) == step.assoc_index  # (B, H, A)
             views = views * (1 - clear[:, None, None] * best).view(bsz, hashes * assoc, 1)
             table.index_copy_(0, read_rows, views.view(bsz * hashes * assoc, -1))
@@ -251,7 +256,7 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     cell = projected[:, step.cell]  # [key, value, 1]
     if step.control and state.summary is not None:  # SCAN: the all-bucket summary as of before the token
         summary = state.summary[:, 0]
-        read = torch.addcmul(read, derived[:, 6:7], summary[:, dk:-1])
+        read = torch.addcmul(read, d[6], summary[:, dk:-1])
         summary.lerp_(cell, strength)
     # write the routed cell: cell <- cell + w ([key, value, 1] - cell)
     write_rows = (torch.add(slot, write_bucket, alpha=assoc) + table_base).view(-1)
@@ -271,12 +276,12 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
         paths.append(torch.bmm(attention.transpose(1, 2), registers).view(bsz, c.reg_dim))
         reg_strength = torch.sigmoid(part["reg_gate"])  # (B, 1)
         if step.control:
-            reg_strength = (reg_strength * derived[:, 4:5]).clamp(0.0, 1.0)
+            reg_strength = reg_strength * d[4] if step.unit_write else (reg_strength * d[4]).clamp(0.0, 1.0)
         coeff = (part["reg_sel"].argmax(-1, keepdim=True) == step.slots) * reg_strength  # (B, R)
         registers.lerp_(part["reg_value"][:, None], coeff[..., None])
     scaled = torch.cat(paths, dim=1).mul_(gates.index_select(1, step.path_of))
     delta = torch.addmm(local, scaled, step.paths_t)
-    y = x + delta if not step.control else torch.addcmul(x, derived[:, 3:4], delta)
+    y = x + delta if not step.control else torch.addcmul(x, d[3], delta)
     if not want_aux:
         return y, {}
     return y, block_aux(step, part, u, delta, derived, buckets)
