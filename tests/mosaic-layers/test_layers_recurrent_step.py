@@ -157,3 +157,21 @@ def test_step_checks_its_arguments() -> None:
         model.step(torch.zeros(2, dtype=torch.int64), state, opcodes=torch.zeros(3, dtype=torch.int64))
     with pytest.raises(ModelError, match="opcodes must be"):
         model.step(torch.zeros(2, dtype=torch.int64), state, opcodes=torch.tensor([0, N_OPCODES]))
+
+
+def test_a_stream_moves_between_inference_mode_and_no_grad() -> None:
+    model = small_model(opcodes_control_enabled=True)
+    with torch.no_grad():
+        state = model.prefill(torch.randint(0, V, (2, 7))).state
+        expected = state.copy()
+        for t in range(3):
+            model.step(torch.tensor([t, t + 1]), expected)
+    with torch.inference_mode():
+        model.step(torch.tensor([0, 1]), state)
+    with torch.no_grad():
+        model.step(torch.tensor([1, 2]), state)
+    with torch.inference_mode():
+        out = model.step(torch.tensor([2, 3]), state)
+    for mine, theirs in zip(out.state.layers, expected.layers, strict=True):
+        for name, tensor in mine.tensors().items():
+            torch.testing.assert_close(tensor, theirs.tensors()[name], rtol=0, atol=1e-6, msg=name)

@@ -51,10 +51,16 @@ class BlockState:
         return {f.name: getattr(self, f.name) for f in attrs.fields(BlockState) if getattr(self, f.name) is not None}
 
     def contiguous_(self) -> BlockState:
-        """Make contiguous, in place, the tensors a recurrent step updates in place; returns self."""
+        """Make the tensors a recurrent step updates in place contiguous, and writable in the current
+        grad mode (a tensor made under ``torch.inference_mode`` is copied outside it); returns self."""
+        inference = torch.is_inference_mode_enabled()
         for name in ("memory", "mem_counts", "summary", "registers", "bank"):
             tensor = getattr(self, name)
-            if tensor is not None and not tensor.is_contiguous():
+            if tensor is None:
+                continue
+            if not inference and tensor.is_inference():
+                setattr(self, name, tensor.clone(memory_format=torch.contiguous_format))
+            elif not tensor.is_contiguous():
                 setattr(self, name, tensor.contiguous())
         return self
 
