@@ -12,11 +12,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

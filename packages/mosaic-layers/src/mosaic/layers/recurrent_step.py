@@ -112,6 +112,7 @@ class BlockStep:
             write_router = write_router @ memory.write_key.weight.detach()
         add("read_bits", read_router)
         add("write_bits", write_router)
+        self.slot_router_t = None if memory.slot_router is None else memory.slot_router.weight.detach().T.contiguous()
         registers = block.registers
         if registers is not None:
             add("reg_gate", registers.gate.weight, registers.gate.bias)
@@ -238,7 +239,7 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
         counts.index_copy_(0, count_rows, (slot.view(bsz, hashes) + (strength > 0)).remainder_(assoc).view(-1))
         slot = slot.view(bsz, hashes)
     else:
-        slot = (part["key"] @ cast(HashedMemory, step.memory).slot_router.weight.T).argmax(-1)[:, None]  # type: ignore[union-attr]
+        slot = torch.mm(part["key"], cast(torch.Tensor, step.slot_router_t)).argmax(-1)[:, None]  # (B, 1) every hash
     query = part["query"]
     # read the routed bucket as it was before this token's write
     read_rows = torch.add(read_base, read_bucket[..., None], alpha=assoc).view(-1)
