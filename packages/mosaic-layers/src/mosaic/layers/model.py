@@ -3,6 +3,7 @@ chunked prefill and single-token streaming over a typed :class:`MosaicState`."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plug
     from mosaic.core.registry import Registry
 
 IGNORE_INDEX = keys.IGNORE_INDEX
+_VERSION = operator.attrgetter("_version")  # bumped by every in-place update (an optimizer step)
 INPUT_IDS, TARGET_IDS = keys.INPUT_IDS.name, keys.TARGET_IDS.name
 
 
@@ -111,8 +113,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         self.lifecycle = LifecycleHooks(config.lifecycle, registry)
         # the recurrent step's rearranged weights (mosaic.layers.recurrent_step), built on first use
         self._step_params: list[nn.Parameter] | None = None
-        self._step_cache: tuple[tuple[tuple[int, int], ...],
-                                tuple[list[recurrent_step.BlockStep], torch.Tensor, float]] | None = None
+        self._step_cache: tuple[tuple[int, ...], tuple[list[recurrent_step.BlockStep], torch.Tensor, float]] | None = None
 
     @property
     def block_list(self) -> list[MosaicBlock]:
@@ -231,10 +232,11 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         step)."""
         if self._step_params is None:
             self._step_params = list(self.parameters())
+        params = self._step_params
         try:
-            version = tuple((p.data_ptr(), p._version) for p in self._step_params)
+            version = (*map(_VERSION, params), *map(torch.Tensor.data_ptr, params))
         except RuntimeError:  # parameters made under torch.inference_mode keep no version counter
-            version = tuple((p.data_ptr(), -1) for p in self._step_params)
+            version = tuple(map(torch.Tensor.data_ptr, params))
         if self._step_cache is None or self._step_cache[0] != version:
             blocks = self.block_list
             if not all(recurrent_step.has_recurrent_step(block) for block in blocks):
