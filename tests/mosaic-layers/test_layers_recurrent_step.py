@@ -134,6 +134,19 @@ def test_autograd_and_other_memories_take_the_chunked_path(monkeypatch) -> None:
     torch.testing.assert_close(chunked, recurrent, rtol=0, atol=1e-5)
 
 
+def test_forward_hooks_see_every_step() -> None:
+    model = small_model(opcodes_control_enabled=True)
+    calls = []
+    with torch.no_grad():
+        state = model.prefill(torch.randint(0, V, (1, 5))).state
+        expected = model.step(torch.tensor([3]), state.copy()).logits
+        handle = model.blocks[-1].opcode_head.proj.register_forward_hook(lambda *args: calls.append(1))
+        hooked = model.step(torch.tensor([3]), state.copy()).logits
+        handle.remove()
+    assert calls == [1]  # the hooked module ran: the chunked path
+    torch.testing.assert_close(hooked, expected, rtol=0, atol=1e-5)
+
+
 def test_the_rearranged_weights_follow_parameter_updates() -> None:
     model = small_model()
     with torch.no_grad():

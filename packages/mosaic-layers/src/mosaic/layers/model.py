@@ -33,6 +33,15 @@ _VERSION = operator.attrgetter("_version")  # bumped by every in-place update (a
 INPUT_IDS, TARGET_IDS = keys.INPUT_IDS.name, keys.TARGET_IDS.name
 
 
+def _hooked(modules: Sequence[nn.Module]) -> bool:
+    """Whether a forward (pre-)hook is registered on any of ``modules`` or globally."""
+    from torch.nn.modules import module as torch_module
+
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
 def init_weights(module: nn.Module) -> None:
     """nanoGPT-style initialisation of linear and embedding weights."""
     if isinstance(module, nn.Linear):
@@ -113,6 +122,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         self.lifecycle = LifecycleHooks(config.lifecycle, registry)
         # the recurrent step's rearranged weights (mosaic.layers.recurrent_step), built on first use
         self._step_params: list[nn.Parameter] | None = None
+        self._step_modules: list[nn.Module] = []
         self._step_cache: tuple[tuple[int, ...], tuple[list[recurrent_step.BlockStep], torch.Tensor, float]] | None = None
 
     @property
@@ -190,8 +200,10 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         first to keep the old one). ``opcodes (B,)`` forces each sample's opcode (negative: the head's own).
 
         Without autograd this is the direct recurrence of :mod:`mosaic.layers.recurrent_step`. With
-        autograd enabled, or a block memory other than ``memory.hashed``, it is the chunked forward on
-        one token, which is differentiable and returns the same values (and updates ``state`` too)."""
+        autograd enabled, a block memory other than ``memory.hashed``, or a forward hook on any module
+        (the recurrence calls no submodule, so hooks would not see the token), it is the chunked
+        forward on one token, which is differentiable and returns the same values (and updates
+        ``state`` too)."""
         if ids.dim() != 1:
             raise ModelError(f"step: expected ids of shape (B,), got {tuple(ids.shape)}")
         self._check_state(state, ids.shape[0])
@@ -231,7 +243,9 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         final norm's eps, rebuilt whenever a parameter changed (None when a block has no recurrent
         step)."""
         if self._step_params is None:
-            self._step_params = list(self.parameters())
+            self._step_params, self._step_modules = list(self.parameters()), list(self.modules())
+        if _hooked(self._step_modules):  # hooks see module calls: the chunked path makes them
+            return None
         params = self._step_params
         try:
             version = (*map(_VERSION, params), *map(torch.Tensor.data_ptr, params))
