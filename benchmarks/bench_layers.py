@@ -3,12 +3,18 @@
 - training tokens/s (forward + backward) ratio MosaicLM / Transformer at T=512 (goal >= 1.0) and
   T=4096 (goal >= 3.0);
 - streaming step time at context 8192 / at context 128 (goal <= 1.1);
+- ``step``: MosaicLM's recurrent one-token step against the Transformer's preallocated KV-cache step
+  at contexts 128, 8192 and 32768, one stream and 64 at once, opcode control on and off (goals: MOSAIC
+  <= the Transformer at 128, <= 1/4 of it at 8192, and ctx 8192 / ctx 128 <= 1.1);
 - the chunked block against its step-by-step reference twin (speed-up, max abs difference);
 - parameter count and share per component, and the state bank against the original 2*K*D^2.
 """
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -53,6 +59,101 @@ def twin_comparison(length: int) -> dict[str, Any]:
             "speedup": round(reference / fast, 1), "max_abs_diff": difference}
 
 
+STEP_CONTEXTS = (128, 8192, 32768)
+STREAMS = 64
+
+
+def interleaved_seconds(calls: dict[str, Callable[[], Any]], per_round: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Seconds per call of each function, timed in turns (round r times every function before round
+    r + 1 starts), so that a shared machine's load falls on all of them alike: the best round and the
+    median round, each over ``per_round`` calls."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            for _ in range(3):
+                call()
+            start = time.perf_counter()
+            for _ in range(per_round):
+                call()
+            times[name].append((time.perf_counter() - start) / per_round)
+    return {name: {"best_s": round(min(t), 7), "median_s": round(statistics.median(t), 7)} for name, t in times.items()}
+
+
+def kv_step_call(model: TransformerBaseline, context: int, streams: int) -> Callable[[], Any]:
+    """The Transformer's KV-cache step at ``context`` tokens. The cache is filled with random keys and
+    values (a step's cost does not depend on them, and a real prefill of 32768 tokens takes minutes)."""
+    cache = model.init_state(streams, capacity=context + 1)
+    cache.keys.normal_()
+    cache.values.normal_()
+    token = torch.full((streams,), 7)
+
+    def call() -> None:
+        cache.position = context  # every call decodes the token at position ``context``
+        model.step(token, cache, with_aux=False)
+
+    return call
+
+
+def mosaic_step_call(model: MosaicLM, context: int, streams: int, with_aux: bool = False) -> Callable[[], Any]:
+    """MosaicLM's recurrent step after a real chunked prefill of ``context`` tokens (its state does
+    not grow with them); every call advances the stream by one token, in place."""
+    torch.manual_seed(context)
+    state = model.prefill(torch.randint(0, VOCAB, (streams, context)), chunk_tokens=2048).state
+    token = torch.full((streams,), 7)
+    return lambda: model.step(token, state, with_aux=with_aux)
+
+
+def step_benchmark(quick: bool) -> dict[str, Any]:
+    """The ``step`` rows: MOSAIC's one-token step against the Transformer's preallocated KV-cache step."""
+    torch.manual_seed(0)
+    contexts = STEP_CONTEXTS[:2] if quick else STEP_CONTEXTS
+    transformer = TransformerBaseline(TransformerBaselineConfig(
+        vocab_size=VOCAB, d_model=D_MODEL, n_layers=N_LAYERS, n_heads=4, max_seq_len=max(contexts) + 1)).eval()
+    models = {f"control_{'on' if control else 'off'}": MosaicLM(MosaicLMConfig(
+        vocab_size=VOCAB, n_layers=N_LAYERS, block=MosaicBlockConfig(d_model=D_MODEL, opcodes_control_enabled=control)
+    )).eval() for control in (True, False)}
+    calls: dict[str, Callable[[], Any]] = {}
+    with torch.no_grad():
+        for context in contexts:
+            calls[f"transformer_ctx{context}"] = kv_step_call(transformer, context, 1)
+        calls[f"transformer_ctx128_streams{STREAMS}"] = kv_step_call(transformer, 128, STREAMS)
+        for name, model in models.items():
+            for context in contexts:
+                calls[f"mosaic_{name}_ctx{context}"] = mosaic_step_call(model, context, 1)
+            calls[f"mosaic_{name}_ctx128_with_aux"] = mosaic_step_call(model, 128, 1, with_aux=True)
+            calls[f"mosaic_{name}_ctx128_streams{STREAMS}"] = mosaic_step_call(model, 128, STREAMS)
+    # generate() steps under torch.inference_mode when it owns the state; callers that keep a state
+    # for training step under torch.no_grad. Both sides are timed the same way in each mode.
+    rounds = {"per_round": 20 if quick else 100, "rounds": 3 if quick else 7}
+    with torch.inference_mode():
+        inference = interleaved_seconds(calls, **rounds)
+    with torch.no_grad():
+        no_grad = interleaved_seconds(calls, **rounds)
+    return {
+        "method": "best and median of interleaved rounds of calls, torch.set_num_threads(1), eager (no "
+                  "torch.compile on either side); MOSAIC steps with_aux=False as generate() does",
+        "inference_mode": step_ratios(inference, contexts, list(models)),
+        "no_grad": step_ratios(no_grad, contexts, list(models)),
+    }
+
+
+def step_ratios(timed: dict[str, dict[str, float]], contexts: tuple[int, ...], names: list[str]) -> dict[str, Any]:
+    result: dict[str, Any] = {"seconds": timed}
+    for name in names:
+        mosaic = {context: timed[f"mosaic_{name}_ctx{context}"]["best_s"] for context in contexts}
+        kv = {context: timed[f"transformer_ctx{context}"]["best_s"] for context in contexts}
+        streams = timed[f"mosaic_{name}_ctx128_streams{STREAMS}"]["best_s"]
+        result[name] = {
+            "ratio_to_kv_ctx128": goal(mosaic[128] / kv[128], 1.0, at_least=False),
+            "ratio_to_kv_ctx8192": goal(mosaic[8192] / kv[8192], 0.25, at_least=False),
+            **({"ratio_to_kv_ctx32768": round(mosaic[32768] / kv[32768], 4)} if 32768 in mosaic else {}),
+            "ctx8192_over_ctx128": goal(mosaic[8192] / mosaic[128], 1.1, at_least=False),
+            f"streams{STREAMS}_tokens_per_s": round(STREAMS / streams, 1),
+            f"streams{STREAMS}_ratio_to_kv": round(streams / timed[f"transformer_ctx128_streams{STREAMS}"]["best_s"], 4),
+        }
+    return result
+
+
 def run(quick: bool) -> dict[str, Any]:
     torch.manual_seed(0)
     mosaic = MosaicLM(MosaicLMConfig(vocab_size=VOCAB, n_layers=N_LAYERS, block=MosaicBlockConfig(d_model=D_MODEL)))
@@ -82,6 +183,7 @@ def run(quick: bool) -> dict[str, Any]:
         "streaming": {"step_s_context_128": round(short, 6), "step_s_context_8192": round(long, 6),
                       "ratio": goal(long / short, 1.1, at_least=False)},
         "reference_twin": twin_comparison(256 if quick else 1024),
+        "step": step_benchmark(quick),
         "parameters": {
             "count": counts,
             "share": {name: round(n / counts["total"], 4) for name, n in counts.items() if name != "total"},

@@ -97,3 +97,28 @@ def test_generation_stops_at_the_stop_token_and_checks_arguments() -> None:
         list(model.generate(prompt, 2, top_k=0))
     with pytest.raises(ModelError, match="prompt_ids"):
         list(model.generate(torch.zeros(1, 0, dtype=torch.int64), 2))
+
+
+@pytest.mark.parametrize("build", [transformer, mosaic], ids=["transformer", "mosaic"])
+def test_both_models_follow_one_step_and_prefill_convention(build) -> None:
+    """step: logits (B, V), state advanced in place and returned; prefill: logits (B, T, V) for every
+    prompt position, in pieces of chunk_tokens, whatever the piece size."""
+    model = build()
+    ids = torch.randint(0, V, (2, 11))
+    with torch.no_grad():
+        whole = model.prefill(ids, model.init_state(2)).logits
+        state = model.init_state(2)
+        pieces = model.prefill(ids, state, chunk_tokens=3)
+        step = model.step(torch.tensor([1, 2]), pieces.state, with_aux=False)
+    assert whole.shape == pieces.logits.shape == (2, 11, V)
+    torch.testing.assert_close(pieces.logits, whole, rtol=1e-5, atol=1e-5)
+    assert step.logits.shape == (2, V) and step.state is pieces.state and step.aux == {}
+    with pytest.raises(ModelError, match="chunk_tokens"):
+        model.prefill(ids, model.init_state(2), chunk_tokens=0)
+
+
+def test_generation_leaves_the_callers_grad_mode_alone() -> None:
+    model = mosaic()
+    for token in model.generate(torch.randint(0, V, (1, 4)), 3, temperature=0.0):
+        assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+        assert token.shape == (1,)

@@ -75,6 +75,8 @@ def test_an_invalid_generation_is_an_error_event_and_the_stream_resynchronises()
     assert first.event.payload["preview"] == '{"type":"Reply","payload":'
     second = session.handle(ASK.replace(id="a2"))
     assert second.event.type == "Error" and session.invalid_generations == 2
+    short = EventSession(scripted(script='{"type":"Reply","payload":'), config=GenerationConfig(preview_bytes=8))
+    assert short.handle(ASK).event.payload["preview"] == '{"type":'  # the preview length is configurable
 
 
 def test_a_generation_without_delimiter_is_cut_and_the_delimiter_fed() -> None:

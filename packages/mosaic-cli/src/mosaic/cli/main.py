@@ -21,6 +21,7 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("mosaic.cli.commands.eval:eval_command", "Evaluate a run's newest checkpoint on held-out data."),
     "plot": ("mosaic.cli.commands.plot:plot", "Plot a run's loss and auxiliary metric curves to PNG."),
     "export": ("mosaic.cli.commands.export:export", "Export a run's model weights (safetensors)."),
+    "generate": ("mosaic.cli.commands.generate:generate", "Continue a text prompt or JSONL events with a run's model."),
     "events": ("mosaic.cli.commands.events:events", "Reactive runtime: JSONL events in, the model's events out."),
     "trace": ("mosaic.cli.commands.trace:trace", "Per byte: the VM's opcode, memory reads/writes, commitment class."),
     "live": ("mosaic.cli.commands.live:live", "Autonomous runtime: impulses, idle consolidation, online adapters."),

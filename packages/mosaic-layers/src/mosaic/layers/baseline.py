@@ -152,18 +152,31 @@ class TransformerBaseline(TrainingHooksMixin, GenerationMixin, nn.Module):
         return KVCache(torch.zeros(shape, device=device, dtype=weight.dtype),
                        torch.zeros(shape, device=device, dtype=weight.dtype))
 
-    def step(self, ids: torch.Tensor, state: KVCache) -> ModelOutput:
-        """One token per sample: ``ids (B,)`` -> logits ``(B, V)``; ``state`` advances in place."""
+    def step(self, ids: torch.Tensor, state: KVCache, *, with_aux: bool = True) -> ModelOutput:
+        """One token per sample: ``ids (B,)`` -> logits ``(B, V)``; ``state`` advances in place
+        (``out.state`` is ``state``). ``with_aux`` is accepted for MosaicLM's signature; the only aux
+        are a configured feed-forward's."""
         if ids.dim() != 1:
             raise ModelError(f"step: expected ids of shape (B,), got {tuple(ids.shape)}")
         out = self.forward({INPUT_IDS: ids[:, None]}, state)
         out.logits = out.logits[:, 0]
+        if not with_aux:
+            out.aux = {}
         return out
 
-    def prefill(self, ids: torch.Tensor, state: KVCache | None = None) -> ModelOutput:
-        """Consume ``ids (B, T)``: logits ``(B, T, V)`` and the filled cache."""
+    def prefill(self, ids: torch.Tensor, state: KVCache | None = None, chunk_tokens: int = 512) -> ModelOutput:
+        """Consume ``ids (B, T)`` in pieces of ``chunk_tokens`` (each attends to the cache and itself):
+        logits ``(B, T, V)`` and the filled cache (aux outputs of the last piece only)."""
+        if chunk_tokens < 1:
+            raise ModelError(f"prefill: chunk_tokens must be >= 1, got {chunk_tokens}")
+        if ids.dim() != 2 or ids.shape[1] == 0:
+            raise ModelError(f"prefill: expected ids of shape (B, T) with T >= 1, got {tuple(ids.shape)}")
         state = self.init_state(ids.shape[0], ids.device) if state is None else state
-        return self.forward({INPUT_IDS: ids}, state)
+        pieces = [self.forward({INPUT_IDS: ids[:, start : start + chunk_tokens]}, state)
+                  for start in range(0, ids.shape[1], chunk_tokens)]
+        out = pieces[-1]
+        out.logits = torch.cat([piece.logits for piece in pieces], dim=1)
+        return out
 
     def recurrent_state_floats(self, context_length: int) -> list[int]:
         """Floats of KV cache per layer for one sample at ``context_length`` tokens (keys and values),

@@ -1,7 +1,7 @@
 """Sampling tokens from any streaming model (``init_state`` / ``prefill`` / ``step``).
 
 ``generate`` consumes the prompt once with ``prefill``, then feeds each sampled token back through
-``step``, yielding the tokens as they come: the cost per new token is one recurrent step for
+``step(token, state, with_aux=False)``, yielding the tokens as they come: the cost per new token is one recurrent step for
 MosaicLM and one cached attention step for the Transformer baseline, never a forward over the
 whole context.
 """
@@ -33,15 +33,24 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None,
     return torch.multinomial(scaled.softmax(-1), 1, generator=generator)[:, 0]
 
 
-@torch.no_grad()
 def generate(model: Any, prompt_ids: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0,
              top_k: int | None = None, seed: int | None = None, stop_token: int | None = None,
              state: Any = None) -> Iterator[torch.Tensor]:
     """Yield ``max_new_tokens`` tokens ``(B,)`` continuing ``prompt_ids`` (``(T,)`` or ``(B, T)``).
 
     Deterministic for a given ``seed``. Stops early once every row has produced ``stop_token``.
-    ``state`` continues a stream that earlier calls left off (the prompt is appended to it).
+    ``state`` continues a stream that earlier calls left off (the prompt is appended to it, in place).
+    A stream that ``generate`` starts itself runs under ``torch.inference_mode`` (cheaper per step);
+    a caller's ``state`` is advanced under ``torch.no_grad``, so it stays usable for training.
     """
+    # as decorators, both modes wrap each resumption of the generator, never the caller's code in between
+    inner = torch.inference_mode()(_generate) if state is None else torch.no_grad()(_generate)
+    return inner(model, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
+                 stop_token=stop_token, state=state)
+
+
+def _generate(model: Any, prompt_ids: torch.Tensor, max_new_tokens: int, *, temperature: float,
+              top_k: int | None, seed: int | None, stop_token: int | None, state: Any) -> Iterator[torch.Tensor]:
     if max_new_tokens < 0:
         raise ModelError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     ids = prompt_ids[None] if prompt_ids.dim() == 1 else prompt_ids
@@ -67,7 +76,7 @@ def generate(model: Any, prompt_ids: torch.Tensor, max_new_tokens: int, *, tempe
                 if bool(finished.all()):
                     return
             if index + 1 < max_new_tokens:
-                out = model.step(token, state)
+                out = model.step(token, state, with_aux=False)
                 logits, state = out.logits, out.state
     finally:
         model.train(was_training)

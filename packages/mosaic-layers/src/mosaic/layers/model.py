@@ -3,6 +3,7 @@ chunked prefill and single-token streaming over a typed :class:`MosaicState`."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
@@ -14,6 +15,7 @@ from mosaic.core.contract import keys
 from mosaic.core.contract.protocols import MemoryCellsView, ReadableBlockMemory
 from mosaic.core.errors import CheckpointError, ModelError
 from mosaic.core.model_output import ModelOutput
+from mosaic.layers import recurrent_step
 from mosaic.layers.block import MosaicBlock
 from mosaic.layers.config import MosaicLMConfig
 from mosaic.layers.ffn import LifecycleHooks, TrainingHooksMixin, model_registry
@@ -27,7 +29,17 @@ if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plug
     from mosaic.core.registry import Registry
 
 IGNORE_INDEX = keys.IGNORE_INDEX
+_VERSION = operator.attrgetter("_version")  # bumped by every in-place update (an optimizer step)
 INPUT_IDS, TARGET_IDS = keys.INPUT_IDS.name, keys.TARGET_IDS.name
+
+
+def _hooked(modules: Sequence[nn.Module]) -> bool:
+    """Whether a forward (pre-)hook is registered on any of ``modules`` or globally."""
+    from torch.nn.modules import module as torch_module
+
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
 def init_weights(module: nn.Module) -> None:
@@ -108,6 +120,10 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
         self.lifecycle = LifecycleHooks(config.lifecycle, registry)
+        # the recurrent step's rearranged weights (mosaic.layers.recurrent_step), built on first use
+        self._step_params: list[nn.Parameter] | None = None
+        self._step_modules: list[nn.Module] = []
+        self._step_cache: tuple[tuple[int, ...], tuple[list[recurrent_step.BlockStep], torch.Tensor, float]] | None = None
 
     @property
     def block_list(self) -> list[MosaicBlock]:
@@ -177,13 +193,82 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         device = weight.device if device is None else torch.device(device)
         return MosaicState([block.init_state(batch_size, device, weight.dtype) for block in self.block_list])
 
-    def step(self, ids: torch.Tensor, state: MosaicState) -> ModelOutput:
-        """One token per sample: ``ids (B,)`` -> logits ``(B, V)``, aux ``(L, B, 1, ...)``, new state."""
+    def step(self, ids: torch.Tensor, state: MosaicState, *, opcodes: torch.Tensor | None = None,
+             with_aux: bool = True) -> ModelOutput:
+        """One token per sample: ``ids (B,)`` -> logits ``(B, V)``, aux ``(L, B, 1, ...)`` (empty
+        without ``with_aux``), and ``state`` advanced **in place** (``out.state`` is ``state``; copy it
+        first to keep the old one). ``opcodes (B,)`` forces each sample's opcode (negative: the head's own).
+
+        Without autograd this is the direct recurrence of :mod:`mosaic.layers.recurrent_step`. With
+        autograd enabled, a block memory other than ``memory.hashed``, or a forward hook on any module
+        (the recurrence calls no submodule, so hooks would not see the token), it is the chunked
+        forward on one token, which is differentiable and returns the same values (and updates
+        ``state`` too)."""
         if ids.dim() != 1:
             raise ModelError(f"step: expected ids of shape (B,), got {tuple(ids.shape)}")
-        out = self.forward({INPUT_IDS: ids[:, None]}, state)
-        out.logits = out.logits[:, 0]
+        self._check_state(state, ids.shape[0])
+        if opcodes is not None:
+            if opcodes.shape != ids.shape:
+                raise ModelError(f"step: opcodes must have the shape of ids {tuple(ids.shape)}, got {tuple(opcodes.shape)}")
+            if bool((opcodes >= len(self.opcodes)).any()):
+                raise ModelError(f"step: opcodes must be < {len(self.opcodes)} (negative: the head's own choice), "
+                                 f"got {opcodes.tolist()}")
+            opcodes = torch.where(opcodes < 0, torch.full_like(opcodes, IGNORE_INDEX), opcodes)
+        cache = None if torch.is_grad_enabled() else self._recurrent_steps()
+        if cache is None:
+            return self._chunked_step(ids, state, opcodes)
+        steps, head_t, eps = cache
+        x = self.embed.weight.index_select(0, ids)  # (B, D)
+        per_layer = []
+        for block_step, layer in zip(steps, state.layers, strict=True):
+            x, aux = recurrent_step.block_step(block_step, x, layer.contiguous_(), opcodes, with_aux)
+            per_layer.append(aux)
+        state.position += 1
+        logits = torch.mm(x * recurrent_step.rms_scale(x, eps), head_t)  # the final norm's weight is in head_t
+        return ModelOutput(logits=logits, aux=stack_layer_aux(per_layer) if with_aux else {}, state=state)
+
+    def _chunked_step(self, ids: torch.Tensor, state: MosaicState, opcodes: torch.Tensor | None) -> ModelOutput:
+        batch = {INPUT_IDS: ids[:, None]}
+        if opcodes is not None:
+            batch[keys.TEACHER_OPCODE.name] = opcodes[:, None]
+            batch[keys.TEACHER_FORCING.name] = torch.ones(ids.shape[0], device=ids.device)
+        out = self.forward(batch, state)
+        new_state = cast(MosaicState, out.state)
+        state.layers, state.position = new_state.layers, new_state.position
+        out.logits, out.state = out.logits[:, 0], state
         return out
+
+    def _recurrent_steps(self) -> tuple[list[recurrent_step.BlockStep], torch.Tensor, float] | None:
+        """The blocks' rearranged weights, the head's (times the final norm's) transposed and the
+        final norm's eps, rebuilt whenever a parameter changed (None when a block has no recurrent
+        step)."""
+        if self._step_params is None:
+            self._step_params, self._step_modules = list(self.parameters()), list(self.modules())
+        if _hooked(self._step_modules):  # hooks see module calls: the chunked path makes them
+            return None
+        params = self._step_params
+        try:
+            version = (*map(_VERSION, params), *map(torch.Tensor.data_ptr, params))
+        except RuntimeError:  # parameters made under torch.inference_mode keep no version counter
+            version = tuple(map(torch.Tensor.data_ptr, params))
+        if self._step_cache is None or self._step_cache[0] != version:
+            blocks = self.block_list
+            if not all(recurrent_step.has_recurrent_step(block) for block in blocks):
+                return None
+            weight = self.head.weight.detach()
+            if self.norm.weight is not None:
+                weight = weight * self.norm.weight.detach()
+            eps = self.norm.eps if self.norm.eps is not None else torch.finfo(weight.dtype).eps
+            with torch.no_grad():
+                steps = [recurrent_step.BlockStep(block) for block in blocks]
+            self._step_cache = (version, (steps, weight.T.contiguous(), eps))
+        return self._step_cache[1]
+
+    def _check_state(self, state: MosaicState, batch: int) -> None:
+        if not isinstance(state, MosaicState) or state.batch_size != batch or len(state.layers) != len(self.blocks):
+            got = (f"batch {state.batch_size} and {len(state.layers)} layers" if isinstance(state, MosaicState)
+                   else type(state).__name__)
+            raise ModelError(f"state is for {got}; expected batch {batch} and a {len(self.blocks)}-layer MosaicState")
 
     def prefill(self, ids: torch.Tensor, state: MosaicState | None = None, chunk_tokens: int = 512) -> ModelOutput:
         """Consume ``ids (B, T)`` in pieces of ``chunk_tokens``; logits ``(B, T, V)`` and the final

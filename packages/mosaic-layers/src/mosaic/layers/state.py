@@ -53,6 +53,20 @@ class BlockState:
     def tensors(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in attrs.fields(BlockState) if getattr(self, f.name) is not None}
 
+    def contiguous_(self) -> BlockState:
+        """Make the tensors a recurrent step updates in place contiguous, and writable in the current
+        grad mode (a tensor made under ``torch.inference_mode`` is copied outside it); returns self."""
+        inference = torch.is_inference_mode_enabled()
+        for name in ("memory", "mem_counts", "summary", "registers", "bank"):
+            tensor = getattr(self, name)
+            if tensor is None:
+                continue
+            if not inference and tensor.is_inference():
+                setattr(self, name, tensor.clone(memory_format=torch.contiguous_format))
+            elif not tensor.is_contiguous():
+                setattr(self, name, tensor.contiguous())
+        return self
+
     def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> BlockState:
         fields: dict[str, Any] = {f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name))
                                   for f in attrs.fields(BlockState)}

@@ -21,6 +21,8 @@ def agent_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--fresh", is_flag=True, help="Start the session from an empty state (overwrites it on save)."),
         click.option("--max-new-bytes", type=click.IntRange(min=1), default=512, show_default=True,
                      help="Longest generated event; longer becomes an Error event."),
+        click.option("--preview-bytes", type=click.IntRange(min=0), default=120, show_default=True,
+                     help="Bytes of an invalid generation quoted in its Error event's preview."),
         click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True,
                      help="0: greedy decoding; above 0: sampled with --seed."),
         click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed."),
@@ -50,7 +52,8 @@ def open_agent_from_options(run_dir: Path, options: dict[str, Any], output: Any)
     from mosaic.runtime.agent.config import GenerationConfig, OnlineConfig
     from mosaic.runtime.agent.service import open_agent
 
-    generation = GenerationConfig(max_new_bytes=options["max_new_bytes"], temperature=options["temperature"],
+    generation = GenerationConfig(max_new_bytes=options["max_new_bytes"], preview_bytes=options["preview_bytes"],
+                                  temperature=options["temperature"],
                                   seed=options["seed"], commitment_source=options["commitments"],
                                   turn_taking=options["turn_taking"])
     online = None

@@ -25,9 +25,14 @@ class GenerationConfig:
     the VM: silent where IDLE dominates after the event, emitting from the byte after the first
     position where RESPOND dominates (bytes before it are stepped through, not emitted), and silent
     when no onset comes within ``max_new_bytes``.
+
+    Limits: ``max_new_bytes`` bounds one generated event (and the bytes stepped through while waiting
+    for RESPOND); an invalid generation becomes an ``Error`` event whose ``preview`` holds its first
+    ``preview_bytes`` bytes (decoded as UTF-8, invalid bytes replaced).
     """
 
     max_new_bytes: int = attrs.field(default=512, validator=[v.instance_of(int), v.ge(1)])
+    preview_bytes: int = attrs.field(default=120, validator=[v.instance_of(int), v.ge(0)])
     temperature: float = attrs.field(default=0.0, converter=float, validator=v.ge(0.0))
     seed: int = attrs.field(default=0, validator=v.instance_of(int))
     commitment_source: str = attrs.field(default="head", validator=v.in_(COMMITMENT_SOURCES))

@@ -254,7 +254,7 @@ class EventSession:
                  reply: dict[str, Any]) -> Response:
         self.invalid_generations += 1
         self.tokens_seen += ids.shape[0]
-        preview = bytes(generated[:120]).decode("utf-8", errors="replace")
+        preview = bytes(generated[: self.config.preview_bytes]).decode("utf-8", errors="replace")
         event = error_event(reason, "generation", self.config.sender, bytes=len(generated), preview=preview, **reply)
         return Response(event, False, len(generated), mean_confidence, None)
 

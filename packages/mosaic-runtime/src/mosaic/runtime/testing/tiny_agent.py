@@ -155,9 +155,11 @@ class TinyStreamLM(nn.Module):
         new_state = TinyState([TinyLayerState(hidden, memory)], since, current.position + ids.shape[1])
         return ModelOutput(logits=logits, aux=aux, state=new_state if state is not None else None)
 
-    def step(self, ids: torch.Tensor, state: TinyState) -> ModelOutput:
+    def step(self, ids: torch.Tensor, state: TinyState, *, with_aux: bool = True) -> ModelOutput:
         out = self.forward({keys.INPUT_IDS.name: ids[:, None]}, state)
         out.logits = out.logits[:, 0]
+        if not with_aux:
+            out.aux = {}
         return out
 
     def prefill(self, ids: torch.Tensor, state: TinyState | None = None, chunk_tokens: int = 512) -> ModelOutput:

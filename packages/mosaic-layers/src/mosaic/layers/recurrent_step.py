@@ -1,0 +1,324 @@
+"""MosaicLM's single-token step as a direct recurrence, with no chunk machinery.
+
+Each block runs its recurrences for one token: the conv tail, the state bank, one read of the routed
+memory bucket and one write of the routed cell, the registers, the opcode head and (with aux) the
+commitment head. What the chunked forward computes with scans over a sequence is here one update of
+the state, so a token costs the same at any context length.
+
+To keep the number of operator calls small (at d_model 128 their dispatch, not their arithmetic, is
+the cost), the weights are rearranged once per weight version (:class:`BlockStep`):
+
+- every projection of the token's context (memory query, write key and value, write gate and utility,
+  routers when they read the input, register gate, slot, value and query, opcode head) is one matrix,
+  with a constant-1 row so that ``[key, value, 1]``, the content of a memory cell, is one slice of it;
+- the state bank's input projection and the fusion gates, both read from the normed input, are one;
+- the state bank, memory and register read-outs are one matrix over their gated concatenation, added
+  to the local mixer's output in one ``addmm``;
+- with hard opcode control, every product of control channels the block needs is one row of a table
+  per opcode, looked up once.
+
+The state is updated in place: the memory table, the ring counts, the registers and the bank, so a
+step allocates no state. It agrees with the chunked forward (``MosaicLM.forward`` on one token) to
+float rounding; ``tests/mosaic-layers/test_layers_recurrent_step.py`` checks that over sizes, batch
+sizes and opcode settings. Only ``memory.hashed`` blocks have a recurrent step; the model runs the
+chunked path for others (see ``MosaicLM.step``)."""
+
+from __future__ import annotations
+
+import math
+from typing import cast
+
+import torch
+import torch.nn.functional as F
+
+from mosaic.core.contract import keys
+from mosaic.layers.block import MosaicBlock
+from mosaic.layers.ffn import ffn_aux
+from mosaic.layers.isa import CHANNELS
+from mosaic.layers.memory import CLEAR_THRESHOLD, OCCUPANCY_FLOOR, HashedMemory
+from mosaic.layers.state import BlockState
+from mosaic.layers.vm import FREE_CHANNELS
+
+_CH = {name: index for index, name in enumerate(CHANNELS)}
+#: Columns of the per-opcode table of derived control values (hard control).
+DERIVED = ("gate_state", "gate_memory", "gate_registers", "out", "write", "clear", "scan", "commit",
+           "respond", "idle")
+
+
+def has_recurrent_step(block: MosaicBlock) -> bool:
+    """Whether ``block`` has a direct single-token recurrence (its memory is ``memory.hashed``)."""
+    return isinstance(block.memory, HashedMemory)
+
+
+def derived_controls(channels: torch.Tensor) -> torch.Tensor:
+    """``channels (..., len(CHANNELS))`` -> the :data:`DERIVED` values ``(..., len(DERIVED))``."""
+    ch = {name: channels[..., index] for name, index in _CH.items()}
+    fusion = ch["fusion"]
+    return torch.stack([
+        fusion, fusion * ch["read"], fusion, ch["update"] * ch["output_scale"], ch["write"],
+        ch["clear"].clamp(0.0, 1.0), ch["scan"], ch["commit"], ch["respond"], (1.0 - ch["update"]).clamp(0.0, 1.0),
+    ], dim=-1)
+
+
+def rms_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """``1 / sqrt(mean(x^2) + eps)`` over the last axis ``(B, 1)``: cheaper than ``F.rms_norm`` for one
+    token on CPU, where its mean and dtype round trips cost more than the arithmetic."""
+    return (x * x).sum(-1, keepdim=True).mul_(1 / x.shape[-1]).add_(eps).rsqrt_()
+
+
+class BlockStep:
+    """One block's weights rearranged for :func:`block_step` (see the module docstring)."""
+
+    def __init__(self, block: MosaicBlock) -> None:
+        c = block.config
+        memory = cast(HashedMemory, block.memory)
+        self.block, self.config, self.memory = block, c, memory
+        d, dk = c.d_model, c.mem_key_dim
+        like = block.fusion.weight.detach()
+        weight = block.mixer.conv.weight.detach()[:, 0, :]  # (D, k)
+        self.conv_weight = weight.T.contiguous()  # (k, D) oldest input first
+        conv_bias = cast(torch.Tensor, block.mixer.conv.bias).detach()
+        self.norm_weight = like.new_ones(d) if block.norm.weight is None else block.norm.weight.detach()
+        self.norm_eps = block.norm.eps if block.norm.eps is not None else torch.finfo(like.dtype).eps
+        self.ffn = block.mixer.ffn
+        self.conv_bias = conv_bias
+        if self.ffn is None:  # the conv bias goes through the up projection as its bias
+            up = block.mixer.up.weight.detach()
+            self.up_t, self.up_bias = up.T.contiguous(), up @ conv_bias
+            self.down_t = block.mixer.down.weight.detach().T.contiguous()
+        self.zero = like.new_zeros(())
+        rows: list[torch.Tensor] = []
+        biases: list[torch.Tensor] = []
+        self.names: list[str] = []
+
+        def add(name: str, w: torch.Tensor, b: torch.Tensor | None = None) -> None:
+            rows.append(w.detach())
+            biases.append(like.new_zeros(w.shape[0]) if b is None else b.detach())
+            self.names.append(name)
+
+        # query, key, value and the constant 1 are adjacent: [key, value, 1] is a written cell
+        add("query", memory.query.weight)
+        add("key", memory.write_key.weight)
+        add("value", memory.write_value.weight)
+        add("one", like.new_zeros(1, d), like.new_ones(1))
+        # the write gate's logit minus logit(threshold): positive exactly where the gate opens
+        self.gate_offset = math.log(c.mem_write_threshold / (1 - c.mem_write_threshold))
+        gate_bias = memory.write_gate.bias.detach() - (self.gate_offset if c.mem_hard_writes else 0.0)
+        add("write_gate", memory.write_gate.weight, gate_bias)
+        add("write_utility", memory.write_utility.weight, memory.write_utility.bias)
+        read_router, write_router = memory.read_router.weight.detach(), memory.write_router.weight.detach()
+        if c.mem_route_by_key:  # the router reads the query / write key: compose the two projections
+            read_router = read_router @ memory.query.weight.detach()
+            write_router = write_router @ memory.write_key.weight.detach()
+        add("read_bits", read_router)
+        add("write_bits", write_router)
+        self.slot_router_t = None if memory.slot_router is None else memory.slot_router.weight.detach().T.contiguous()
+        registers = block.registers
+        if registers is not None:
+            add("reg_gate", registers.gate.weight, registers.gate.bias)
+            add("reg_sel", registers.select.weight, registers.select.bias)
+            add("reg_value", registers.value.weight)
+            add("reg_query", registers.query.weight / math.sqrt(c.reg_dim))  # the read's scale, folded in
+        head = block.opcode_head
+        if head is not None:
+            add("opcode", head.proj.weight, head.proj.bias)
+        self.sizes = [row.shape[0] for row in rows]
+        self.context_t, self.context_bias = torch.cat(rows).T.contiguous(), torch.cat(biases)
+        self.cell = slice(self.sizes[0], sum(self.sizes[:4]))
+        self.input_t = torch.cat([block.bank.inp.weight.detach(), block.fusion.weight.detach()]).T.contiguous()
+        self.input_bias = torch.cat([like.new_zeros(c.state_dim), cast(torch.Tensor, block.fusion.bias).detach()])
+        paths = [block.bank.out.weight.detach(), memory.out.weight.detach()]
+        if registers is not None:
+            paths.append(registers.out.weight.detach())
+        self.paths_t = torch.cat(paths, dim=1).T.contiguous()  # (K*w + mem_dim [+ reg_dim], D)
+        widths = [c.state_k * c.state_dim, c.mem_dim] + ([c.reg_dim] if registers is not None else [])
+        self.path_of = torch.cat([torch.full((w,), i, device=like.device) for i, w in enumerate(widths)])
+        decays = block.bank.decays().detach()  # (K, w)
+        self.decay, self.keep_in = decays, -torch.expm1(F.logsigmoid(block.bank.decay_logit.detach()))
+        self.powers = (2 ** torch.arange(c.mem_bits, device=like.device)).to(like.dtype)
+        self.slots = torch.arange(max(c.reg_slots, 1), device=like.device)
+        self.assoc_index = torch.arange(c.mem_assoc, device=like.device)
+        self.score_scale = 1 / math.sqrt(dk)
+        self.control = head is not None and head.control
+        self.soft = head is not None and head.soft
+        self.temp = 1.0
+        if head is not None:
+            self.channels = head.channels.to(like.dtype)
+            self.derived = derived_controls(self.channels)  # (V_op, len(DERIVED))
+            self.temp = head.temp
+        # the write channel (and so every write strength) stays in [0, 1] without clamping
+        write = self.channels[:, _CH["write"]] if head is not None else like.new_ones(1)
+        self.unit_write = c.mem_write_step == 1.0 and bool(((write >= 0) & (write <= 1)).all())
+        free = torch.tensor([getattr(FREE_CHANNELS, name) for name in CHANNELS], dtype=like.dtype, device=like.device)
+        self.free = derived_controls(free)
+        self.regulariser = block.bank.regulariser().detach()
+        self.commitment = None
+        if c.commitment_head_enabled:
+            self.commitment = (block.commitment.weight.detach(), block.commitment.bias.detach(),
+                               block.commit_drive.detach())
+        self.indices: dict[tuple[int, torch.device], tuple[torch.Tensor, ...]] = {}
+
+    def index(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """Flat row offsets of each (sample, hash) in the memory table and the ring counts."""
+        cached = self.indices.get((batch, device))
+        if cached is None:
+            c = self.config
+            rows = c.mem_buckets * c.mem_assoc + 1
+            pair = torch.arange(batch * c.mem_hashes, device=device).view(batch, c.mem_hashes)
+            table_base = pair * rows  # (B, H)
+            read_base = table_base[..., None] + torch.arange(c.mem_assoc, device=device)  # (B, H, A)
+            cached = (table_base, read_base, pair * c.mem_buckets)
+            self.indices[(batch, device)] = cached
+        return cached
+
+
+def bucket_scores(step: BlockStep, views: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """Read scores ``(B, H * A, 1)`` of a bucket's slots ``views (B, H * A, dim)``: key similarity
+    plus log occupancy (as :meth:`HashedMemory.attend`)."""
+    dk = step.config.mem_key_dim
+    occupancy = views[:, :, -1:].clamp_min(OCCUPANCY_FLOOR).log_()
+    return torch.baddbmm(occupancy, views[:, :, :dk], query[:, :, None], alpha=step.score_scale)
+
+
+def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: torch.Tensor | None,
+               want_aux: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One token through one block: ``x (B, D)`` -> ``(B, D)``; ``state`` is updated in place.
+
+    ``opcodes (B,)`` forces the opcode where it is >= 0 (as the forward's teacher opcode does)."""
+    c = step.config
+    bsz = x.shape[0]
+    dk, assoc, hashes = c.mem_key_dim, c.mem_assoc, c.mem_hashes
+    u = torch.mul(x, rms_scale(x, step.norm_eps)).mul_(step.norm_weight)
+    d: tuple[torch.Tensor, ...] = ()
+    # local mixer: the conv over the last k inputs, then the gated MLP (or the configured ffn)
+    window = torch.cat([state.conv_tail, u[:, None]], dim=1)  # (B, k, D)
+    mixed = (window * step.conv_weight).sum(1)
+    state.conv_tail = window[:, 1:]
+    if step.ffn is None:
+        gate, value = torch.addmm(step.up_bias, mixed, step.up_t).chunk(2, dim=-1)
+        local = torch.mm(F.silu(gate).mul_(value), step.down_t)
+    else:
+        local = step.ffn((mixed + step.conv_bias)[:, None])[:, 0]
+    context = u + local
+    projected = torch.addmm(step.context_bias, context, step.context_t)  # (B, rows)
+    part = dict(zip(step.names, projected.split(step.sizes, dim=1), strict=True))
+    inputs = torch.addmm(step.input_bias, u, step.input_t)  # (B, state_dim + 3)
+    # controls: a row of the derived table per sample (hard), mixed channels (soft) or constants (free)
+    if step.control:
+        logits = part["opcode"]
+        if step.soft:
+            probs = F.softmax(logits / step.temp, dim=-1)
+            if opcodes is not None:
+                probs = torch.where((opcodes >= 0)[:, None], F.one_hot(opcodes.clamp_min(0), logits.shape[-1])
+                                    .to(probs.dtype), probs)
+            derived = derived_controls(probs @ step.channels)
+        else:
+            choice = logits.argmax(-1)
+            if opcodes is not None:
+                choice = torch.where(opcodes >= 0, opcodes, choice)
+            derived = step.derived.index_select(0, choice)  # (B, len(DERIVED))
+    else:
+        derived = step.free.expand(bsz, -1)
+    # memory routing (sign bits, LSB first) and the write strength
+    buckets = torch.heaviside(projected[:, sum(step.sizes[:6]) : sum(step.sizes[:8])], step.zero)
+    buckets = (buckets.view(bsz, 2, hashes, c.mem_bits) @ step.powers).long()  # (B, 2, H): read, write
+    read_bucket, write_bucket = buckets[:, 0], buckets[:, 1]
+    if c.mem_hard_writes:
+        strength = torch.heaviside(part["write_gate"], step.zero)  # (B, 1) exactly 0 or 1
+    else:
+        strength = torch.sigmoid(part["write_gate"])
+    if c.mem_write_step != 1.0 or step.control:
+        d = derived.split(1, dim=1)  # (B, 1) each, in DERIVED order
+        strength = strength * d[4] if step.unit_write else (c.mem_write_step * strength * d[4]).clamp(0.0, 1.0)
+    table_base, read_base, count_base = step.index(bsz, x.device)
+    table = state.memory.view(-1, state.memory.shape[-1])  # (B * H * rows, dim): a view, written in place
+    if c.mem_slot_policy == "ring":
+        counts = cast(torch.Tensor, state.mem_counts).view(-1)
+        count_rows = (count_base + write_bucket).view(-1)
+        slot = counts.index_select(0, count_rows)  # writes to the bucket so far, mod assoc
+        counts.index_copy_(0, count_rows, (slot.view(bsz, hashes) + (strength > 0)).remainder_(assoc).view(-1))
+        slot = slot.view(bsz, hashes)
+    else:
+        slot = torch.mm(part["key"], cast(torch.Tensor, step.slot_router_t)).argmax(-1)[:, None]  # (B, 1) every hash
+    query = part["query"]
+    # read the routed bucket as it was before this token's write
+    read_rows = torch.add(read_base, read_bucket[..., None], alpha=assoc).view(-1)
+    views = table.index_select(0, read_rows).view(bsz, hashes * assoc, -1)
+    scores = bucket_scores(step, views, query)
+    if step.control:
+        clear = derived[:, 5]
+        if float(clear.max()) > CLEAR_THRESHOLD:  # CLEAR_MEM: scale the best-matching slot by 1 - clear
+            best = scores.view(bsz, hashes, assoc).argmax(-1, keepdim=True) == step.assoc_index  # (B, H, A)
+            views = views * (1 - clear[:, None, None] * best).view(bsz, hashes * assoc, 1)
+            table.index_copy_(0, read_rows, views.view(bsz * hashes * assoc, -1))
+            scores = bucket_scores(step, views, query)
+    weights = scores.view(bsz, hashes, assoc).softmax(-1).view(bsz, 1, hashes * assoc)
+    read = torch.bmm(weights, views[:, :, dk:-1]).view(bsz, c.mem_dim)
+    cell = projected[:, step.cell]  # [key, value, 1]
+    if step.control and state.summary is not None:  # SCAN: the all-bucket summary as of before the token
+        summary = state.summary[:, 0]
+        read = torch.addcmul(read, d[6], summary[:, dk:-1])
+        summary.lerp_(cell, strength)
+    # write the routed cell: cell <- cell + w ([key, value, 1] - cell)
+    write_rows = (torch.add(slot, write_bucket, alpha=assoc) + table_base).view(-1)
+    cells = table.index_select(0, write_rows).view(bsz, hashes, -1)
+    table.index_copy_(0, write_rows, cells.lerp_(cell[:, None], strength[:, :, None]).view(bsz * hashes, -1))
+    # state bank
+    bank = state.bank.view(bsz, c.state_k, c.state_dim)
+    bank.mul_(step.decay).addcmul_(step.keep_in, inputs[:, None, : c.state_dim])
+    gates = torch.sigmoid(inputs[:, c.state_dim :])  # (B, 3) state, memory, registers
+    if step.control:
+        gates = gates * derived[:, :3]
+    paths = [state.bank, read]
+    # registers: read as they were before the token, then the gated write of the selected slot
+    if state.registers is not None:
+        registers = state.registers  # (B, R, W)
+        attention = torch.bmm(registers, part["reg_query"][:, :, None]).softmax(1)  # (B, R, 1)
+        paths.append(torch.bmm(attention.transpose(1, 2), registers).view(bsz, c.reg_dim))
+        reg_strength = torch.sigmoid(part["reg_gate"])  # (B, 1)
+        if step.control:
+            reg_strength = reg_strength * d[4] if step.unit_write else (reg_strength * d[4]).clamp(0.0, 1.0)
+        coeff = (part["reg_sel"].argmax(-1, keepdim=True) == step.slots) * reg_strength  # (B, R)
+        registers.lerp_(part["reg_value"][:, None], coeff[..., None])
+    scaled = torch.cat(paths, dim=1).mul_(gates.index_select(1, step.path_of))
+    delta = torch.addmm(local, scaled, step.paths_t)
+    y = x + delta if not step.control else torch.addcmul(x, d[3], delta)
+    if not want_aux:
+        return y, {}
+    return y, block_aux(step, part, u, delta, derived, buckets)
+
+
+def block_aux(step: BlockStep, part: dict[str, torch.Tensor], u: torch.Tensor, delta: torch.Tensor,
+              derived: torch.Tensor, buckets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The forward's aux outputs for one token, each with its token axis of 1."""
+    c = step.config
+    bsz = u.shape[0]
+    gate_logits = part["write_gate"][:, 0] + (step.gate_offset if c.mem_hard_writes else 0.0)
+    aux = {
+        keys.WRITE_GATE_LOGITS.name: gate_logits,
+        keys.WRITE_UTILITY_LOGITS.name: part["write_utility"][:, 0],
+        keys.READ_BIT_LOGITS.name: part["read_bits"].view(bsz, c.mem_hashes, c.mem_bits),
+        keys.WRITE_BIT_LOGITS.name: part["write_bits"].view(bsz, c.mem_hashes, c.mem_bits),
+    }
+    if "reg_gate" in part:
+        aux[keys.REG_WRITE_GATE_LOGITS.name] = part["reg_gate"][:, 0]
+        aux[keys.REG_SEL_LOGITS.name] = part["reg_sel"]
+    commit_channel = derived[:, 7:8]
+    if "opcode" in part:
+        logits = part["opcode"]
+        aux[keys.OPCODE_LOGITS.name] = logits
+        opinion = derived if step.control else derived_controls(F.softmax(logits / step.temp, dim=-1) @ step.channels)
+        aux[keys.RESPONSE_ONSET.name] = opinion[:, 8]
+        aux[keys.COMMIT_SIGNAL.name] = opinion[:, 7]
+        aux[keys.IDLE_SIGNAL.name] = opinion[:, 9]
+    if step.commitment is not None:
+        weight, bias, drive = step.commitment
+        head_input = u + delta
+        if step.control:  # a free-running block's commit channel is 0
+            head_input = torch.addcmul(head_input, commit_channel, drive)
+        aux[keys.COMMITMENT_LOGITS.name] = F.linear(head_input, weight, bias)
+    aux = {name: value[:, None] for name, value in aux.items()}  # the forward's token axis
+    aux[keys.STATE_DECAY_REG_LOSS.name] = step.regulariser
+    if step.ffn is not None:
+        aux.update(ffn_aux(step.ffn))
+    return aux
