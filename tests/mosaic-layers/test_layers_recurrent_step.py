@@ -37,12 +37,14 @@ blocks = st.fixed_dictionaries({
     "commitment_head_enabled": st.booleans(),
     "chunk_size": st.integers(1, 5),
 })
-#: opcode head off, on without control, hard control, soft control
+#: opcode head off, on without control, hard control, soft control, each control with gains in the state
 controls = st.sampled_from([
     {"opcodes_enabled": False},
     {},
     {"opcodes_control_enabled": True},
     {"opcodes_control_enabled": True, "opcodes_control_soft": True},
+    {"opcodes_control_enabled": True, "fusion_gates_state": True},
+    {"opcodes_control_enabled": True, "opcodes_control_soft": True, "fusion_gates_state": True},
 ])
 
 

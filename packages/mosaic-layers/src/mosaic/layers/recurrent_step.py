@@ -263,9 +263,18 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     write_rows = (torch.add(slot, write_bucket, alpha=assoc) + table_base).view(-1)
     cells = table.index_select(0, write_rows).view(bsz, hashes, -1)
     table.index_copy_(0, write_rows, cells.lerp_(cell[:, None], strength[:, :, None]).view(bsz * hashes, -1))
+    if state.mem_utility is not None:  # what the write_utility head said of the write, the same gated EMA
+        utility = state.mem_utility.view(-1)  # (B * H * cells): the table without its scratch row
+        utility_rows = write_rows - torch.div(table_base, c.mem_buckets * assoc + 1, rounding_mode="floor").view(-1)
+        said = torch.sigmoid(part["write_utility"]).expand(bsz, hashes)
+        utility.index_copy_(0, utility_rows, utility.index_select(0, utility_rows).view(bsz, hashes)
+                            .lerp_(said, strength.expand(bsz, hashes)).view(-1))
     # state bank
     bank = state.bank.view(bsz, c.state_k, c.state_dim)
-    bank.mul_(step.decay).addcmul_(step.keep_in, inputs[:, None, : c.state_dim])
+    bank_input = inputs[:, None, : c.state_dim]  # (B, 1, w)
+    if step.control and c.fusion_gates_state:  # GATE_UP / GATE_DOWN: the gain lasts in the state
+        bank_input = bank_input * derived[:, None, 0:1]
+    bank.mul_(step.decay).addcmul_(step.keep_in, bank_input)
     gates = torch.sigmoid(inputs[:, c.state_dim :])  # (B, 3) state, memory, registers
     if step.control:
         gates = gates * derived[:, :3]
