@@ -17,8 +17,6 @@ from mosaic.core.errors import RuntimeStateError
 
 IDLE, RESPOND, UNDECIDED = "idle", "respond", "undecided"
 DOMINANT = 0.5
-#: The commitment decisions read the last bytes of a message's text (the whole phrase seen).
-VERDICT_BYTES = 4
 
 
 def require_signals(aux: Mapping[str, torch.Tensor], *names: str) -> None:
@@ -46,19 +44,14 @@ def turn_name(decision: int) -> str:
 
 def head_delta(commitment_logits: torch.Tensor) -> int:
     """Delta -1/0/+1 of one message from its text's per-byte ``(n, 3)`` [close, neutral, open] logits:
-    the class with the highest mean probability over the text's last :data:`VERDICT_BYTES` bytes.
-
-    Read at the end, where the whole phrase is behind the head: a byte model cannot tell "The report
-    is ready" from "The report is long" before it reads the words that make the speech act, so the
-    bytes before them carry only a prior, and a mean over the whole text lets that prior outvote them."""
-    probs = torch.softmax(commitment_logits[-VERDICT_BYTES:].float(), dim=-1).mean(0)  # (3,)
+    the class with the highest mean probability."""
+    probs = torch.softmax(commitment_logits.float(), dim=-1).mean(0)  # (3,)
     return int(probs.argmax()) - 1
 
 
 def ledger_delta(commitment_logits: torch.Tensor, commit_signal: torch.Tensor) -> int:
-    """The delta a ledger applies: the head's verdict where the model executed COMMIT at the end of
-    the text (mean commit signal over its last :data:`VERDICT_BYTES` bytes above one half), else 0 —
-    a message the VM did not commit changes nothing."""
-    if float(commit_signal[-VERDICT_BYTES:].float().mean()) <= DOMINANT:
+    """The delta a ledger applies: the head's verdict where the model executed COMMIT over the text
+    (mean commit signal above one half), else 0 — a message the VM did not commit changes nothing."""
+    if float(commit_signal.float().mean()) <= DOMINANT:
         return 0
     return head_delta(commitment_logits)

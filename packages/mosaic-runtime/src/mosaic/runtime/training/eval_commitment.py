@@ -5,11 +5,11 @@ dropped local path), then once per ablated opcode with that opcode forced to NOP
 where the data teaches it. From the last layer, with the rules of ``mosaic.runtime.agent.decisions``:
 
 - ``commitment.heldout_templates``: per class, the share of messages whose verdict (the commitment
-  head's class with the highest mean probability over the last bytes of the message's text, as the
-  session's ledger takes it: ``decisions.head_delta``) is the label, and the per-byte accuracy. Traces of the eval split are phrased from the
+  head's class with the highest mean probability over the message's text, as the session's ledger
+  takes it) is the label, and the per-byte accuracy. Traces of the eval split are phrased from the
   eval template set only (``mosaic.data.negotiation``).
 - ``commitment.ledger_exact``: the share of traces whose ledger, fed each message with the delta
-  the model committed (head verdict where COMMIT was executed at the end of the text, else 0), ends with
+  the model committed (head verdict where COMMIT was executed over the text, else 0), ends with
   exactly the open commitments of the labels.
 - ``turns.silence``: the share of IDLE-labelled event boundaries where IDLE dominates (the runtime
   stays silent); ``turns.onset``: the share of RESPOND-labelled boundaries where RESPOND dominates
