@@ -5,11 +5,16 @@ what each of COMMIT / IDLE / RESPOND serves when it is forced to NOP.
 Goals (issue 16): per-class held-out-template accuracy >= 0.95, ledger_exact >= 0.95, each
 opcode's ablation moving its metric by >= 0.3 absolute (or >= 50 % relative), within 10 minutes.
 The machine's load average is recorded beside the wall time, since a shared CPU inflates it.
+``--from-run RUN_DIR`` builds the figures from a finished ``mosaic run mosaic_commitment`` (its
+``summary.json``) instead of training, with ``--load-before`` the load average taken when it started.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -60,5 +65,18 @@ def figures(summary: dict[str, Any], load_before: tuple[float, ...]) -> dict[str
     }
 
 
+def from_run(run_dir: Path, load_before: tuple[float, ...]) -> dict[str, Any]:
+    return figures(json.loads((run_dir / "summary.json").read_text()), load_before)
+
+
 if __name__ == "__main__":
-    main(run, "bench_commitment")
+    extra = argparse.ArgumentParser(add_help=False)
+    extra.add_argument("--from-run", type=Path, help="a finished mosaic_commitment run directory")
+    extra.add_argument("--load-before", type=float, nargs=3, default=(float("nan"),) * 3,
+                       help="the 1/5/15-minute load averages when that run started")
+    known, rest = extra.parse_known_args()
+    sys.argv = [sys.argv[0], *rest]
+    if known.from_run is not None:
+        main(lambda quick: from_run(known.from_run, tuple(known.load_before)), "bench_commitment")
+    else:
+        main(run, "bench_commitment")

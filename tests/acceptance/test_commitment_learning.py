@@ -21,7 +21,7 @@ from mosaic.runtime.training.run import run_preset
 TINY = [
     "trainer.steps=100", "trainer.warmup_steps=5", "trainer.log_every=50", "trainer.checkpoint_every=1000",
     "trainer.batch_size=4", "trainer.lr=0.006", "trainer.threads=2", "eval.samples=24", "eval.batch_size=8",
-    "vars.d_model=64", "objective.aux_commitment_weight=3.0",
+    "vars.d_model=64", "objective.aux_commitment_weight=3.0", "objective.aux_commitment_balanced=true",
     "dataset.n_pairs=1", "dataset.distractor_events=1", "dataset.sleep_replay_per_pair=0",
     "dataset.value_digits=2", "dataset.block_size=2688",
 ]

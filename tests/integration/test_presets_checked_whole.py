@@ -109,7 +109,7 @@ def _mosaic(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     ("phase8_moe", "n_experts: 8", "n_experts: 0", "$.targets[0].model.block.ffn.n_experts (line 44)"),
     ("mosaic_commitment", "commitment_head_enabled: true", "commitment_head_enabled: false",
      "$.targets[0].objective.aux_commitment_weight (line 44)"),
-    ("mosaic_commitment", "block_size: 5888", "block_size: 64", "$.targets[0].dataset.block_size (line 49)"),
+    ("mosaic_commitment", "block_size: 5888", "block_size: 64", "$.targets[0].dataset.block_size (line 50)"),
 ])
 def test_installed_cli_validate_fails_and_run_writes_nothing(tmp_path: Path, preset: str, old: str, new: str,
                                                              where: str) -> None:

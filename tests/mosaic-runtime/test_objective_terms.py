@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,24 @@ def test_commitment_maps_delta_to_classes_and_averages_layers() -> None:
     assert torch.allclose(metrics["aux_commitment_ce"], expected)
     assert torch.allclose(metrics["aux_commitment_ce_weighted"], 2 * expected)
     assert torch.allclose(loss, 2 * expected)
+
+
+def test_balanced_commitment_weighs_each_class_alike() -> None:
+    """With aux_commitment_balanced, the term is the mean over classes of each class's mean CE: the
+    one close of the batch counts as much as all its notes."""
+    out, batch = outputs()
+    batch["mosaic_teacher_commitment_delta"] = torch.tensor([[-1, 0, 0, 0, 0], [0, 0, 1, 1, -100]])
+    config = MosaicObjectiveConfig(lm_weight=0.0, aux_commitment_weight=1.0, aux_commitment_balanced=True)
+    _, metrics = MosaicEventPrediction(config)(out, batch)
+    delta = batch["mosaic_teacher_commitment_delta"]
+    logits = out.aux["mosaic_commitment_logits"]
+    per_class = [
+        F.cross_entropy(logits[:, delta == label].reshape(-1, 3), (delta[delta == label] + 1).repeat(L))
+        for label in (-1, 0, 1)
+    ]
+    assert torch.allclose(metrics["aux_commitment_ce"], torch.stack(per_class).mean())
+    _, plain = MosaicEventPrediction(attrs.evolve(config, aux_commitment_balanced=False))(out, batch)
+    assert not torch.allclose(plain["aux_commitment_ce"], metrics["aux_commitment_ce"])
 
 
 def test_every_layer_receives_gradient() -> None:

@@ -35,6 +35,8 @@ class AuxTerm:
     teacher_key: str | None
     loss: Callable[..., torch.Tensor]
     masked: bool = False
+    #: a boolean config field that weights the term's classes by inverse frequency (class CE only)
+    balance_field: str | None = None
 
 
 def _bce(logits: torch.Tensor, teacher: torch.Tensor, supervised: torch.Tensor | None = None) -> torch.Tensor:
@@ -61,17 +63,24 @@ def _bits_bce(logits: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits[mask], target[mask])
 
 
-def _class_ce(ignore: int, offset: int = 0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        # logits (L, B, T, C); labels (B, T) with `ignore` outside supervised positions
+def _class_ce(ignore: int, offset: int = 0) -> Callable[..., torch.Tensor]:
+    def loss(logits: torch.Tensor, labels: torch.Tensor, *, balanced: bool = False) -> torch.Tensor:
+        # logits (L, B, T, C); labels (B, T) with `ignore` outside supervised positions. ``balanced``:
+        # each class present in the batch weighs the same in total (weights = inverse frequency), so
+        # a rare class (a close among notes) is not traded for the majority at ambiguous positions
         labels = labels.long()
         mask = labels != ignore
         classes = torch.where(mask, labels + offset, torch.full_like(labels, -100))
         if not bool(mask.any()):
             return logits.sum() * 0.0
-        layers = logits.shape[0]
-        flat = logits.reshape(layers * classes.numel(), logits.shape[-1]).float()
-        return F.cross_entropy(flat, classes.reshape(-1).repeat(layers), ignore_index=-100)
+        layers, n_classes = logits.shape[0], logits.shape[-1]
+        flat = logits.reshape(layers * classes.numel(), n_classes).float()
+        weight = None
+        if balanced:
+            counts = torch.bincount(classes[mask], minlength=n_classes).float()
+            present = counts > 0
+            weight = torch.where(present, counts.sum() / (counts.clamp(min=1) * present.sum()), torch.zeros_like(counts))
+        return F.cross_entropy(flat, classes.reshape(-1).repeat(layers), weight=weight, ignore_index=-100)
 
     return loss
 
@@ -93,7 +102,8 @@ AUX_TERMS: tuple[AuxTerm, ...] = (
             _class_ce(ignore=keys.IGNORE_INDEX)),
     # delta -1/0/+1 -> classes 0/1/2 = [close, neutral, open]
     AuxTerm("aux_commitment_ce", "aux_commitment_weight", keys.COMMITMENT_LOGITS.name,
-            keys.TEACHER_COMMITMENT_DELTA.name, _class_ce(ignore=keys.IGNORE_INDEX, offset=1)),
+            keys.TEACHER_COMMITMENT_DELTA.name, _class_ce(ignore=keys.IGNORE_INDEX, offset=1),
+            balance_field="aux_commitment_balanced"),
     AuxTerm("aux_reg_gate_bce", "aux_reg_gate_weight", keys.REG_WRITE_GATE_LOGITS.name,
             keys.TEACHER_REG_WRITE_GATE.name, _bce, masked=True),
     AuxTerm("aux_reg_sel_ce", "aux_reg_sel_weight", keys.REG_SEL_LOGITS.name, keys.TEACHER_REG_SEL.name,
@@ -171,6 +181,8 @@ class MosaicEventPrediction:
                     )
             if term.masked:
                 value = term.loss(prediction, teacher, batch.get(f"{term.teacher_key}{keys.MASK_SUFFIX}"))
+            elif term.balance_field is not None:
+                value = term.loss(prediction, teacher, balanced=getattr(self.config, term.balance_field))
             else:
                 value = term.loss(prediction, teacher)
             metrics[term.metric] = value.detach()

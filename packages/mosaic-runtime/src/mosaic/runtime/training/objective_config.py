@@ -25,6 +25,8 @@ class MosaicObjectiveConfig:
     aux_utility_weight: float = _weight(0.0)
     aux_opcode_weight: float = _weight(0.0)
     aux_commitment_weight: float = _weight(0.0)
+    # weight the commitment classes (close / neutral / open) by inverse frequency in each batch
+    aux_commitment_balanced: bool = False
     aux_reg_gate_weight: float = _weight(0.0)
     aux_reg_sel_weight: float = _weight(0.0)
     aux_state_decay_weight: float = _weight(0.0)
