@@ -55,10 +55,15 @@ def goal(value: float, target: float, *, at_least: bool) -> dict[str, Any]:
     return {"value": round(value, 4), "goal": f"{'>=' if at_least else '<='} {target}", "met": met}
 
 
-def main(run: Callable[[bool], dict[str, Any]], name: str) -> None:
+def main(run: Callable[..., dict[str, Any]], name: str,
+         add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+    """Run ``run(quick)`` (``run(quick, args)`` when the script adds its own arguments) and write
+    its JSON."""
     parser = argparse.ArgumentParser(description=f"benchmark: {name}")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for smoke runs")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / f"{name}.json")
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args()
     torch_threads = os.environ.get("MOSAIC_BENCH_THREADS")
     if torch_threads:
@@ -69,7 +74,7 @@ def main(run: Callable[[bool], dict[str, Any]], name: str) -> None:
         "benchmark": name,
         "quick": args.quick,
         "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
-        "results": run(args.quick),
+        "results": run(args.quick, args) if add_arguments is not None else run(args.quick),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
