@@ -4,7 +4,7 @@
   MoETrace, coherence on three clocks, β update) ÷ the same layer with plain ``router.topk`` —
   goal ≤ 1.02.
 - ``moe_vs_dense``: fwd+bwd of top-2-of-8 MoE (router.topk, capacity dispatch, factor 1.25) ÷ a
-  FLOP-matched dense SwiGLU FFN (hidden = top_k · expert hidden) — goal ≤ 1.4;
+  FLOP-matched dense SwiGLU FFN (hidden = top_k · expert hidden) — goal ≤ 1.3 (issue 18);
   ``moe_sorted_vs_dense`` the same with the dropless sorted dispatch.
 - ``chrono_with_roles_overhead`` (no goal): router.chrono with ``track_roles`` (the lifecycle's
   RoleState) ÷ router.topk.
@@ -120,8 +120,8 @@ def run(quick: bool) -> dict:
         "chrono_overhead": goal(_median_ratio(samples, "chrono", "topk"), 1.02, at_least=False),
         # informational: router.chrono plus the lifecycle's RoleState (roles, co-activation, bimodality)
         "chrono_with_roles_overhead": round(_median_ratio(samples, "chrono_roles", "topk"), 4),
-        "moe_vs_dense": goal(_median_ratio(samples, "topk", "dense"), 1.4, at_least=False),
-        "moe_sorted_vs_dense": goal(_median_ratio(samples, "topk_sorted", "dense"), 1.4, at_least=False),
+        "moe_vs_dense": goal(_median_ratio(samples, "topk", "dense"), 1.3, at_least=False),
+        "moe_sorted_vs_dense": goal(_median_ratio(samples, "topk_sorted", "dense"), 1.3, at_least=False),
         "coherence_updates": {
             "updates_per_s": round(updates_per_s),
             "expert_updates_per_s": round(updates_per_s * n_experts),

@@ -73,7 +73,11 @@ def main(run: Callable[..., dict[str, Any]], name: str,
     results = {
         "benchmark": name,
         "quick": args.quick,
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            # the machine in words, for the docs ("2-core CPU dev machine, shared")
+            "name": os.environ.get("MOSAIC_BENCH_MACHINE", f"{os.cpu_count()}-core CPU"),
+            "python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+        },
         "results": run(args.quick, args) if add_arguments is not None else run(args.quick),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
