@@ -124,7 +124,7 @@ def tools(session: nox.Session) -> None:
 @nox.session(tags=["ci"])
 def example_plugin(session: nox.Session) -> None:
     """Install the out-of-tree example plugin the way a third party would and run its tests."""
-    _install(session, "mosaic-core", "mosaic-layers", extra_paths=(EXAMPLE_PLUGIN,))
+    _install(session, "mosaic-core", "mosaic-layers", "chronomoe", extra_paths=(EXAMPLE_PLUGIN,))
     session.chdir(EXAMPLE_PLUGIN)
     _pytest(session, "tests")
 

@@ -25,6 +25,7 @@ from typing import Any
 #: preset -> overrides for --quick smoke runs (the full run uses the preset's CPU defaults)
 PRESETS: dict[str, list[str]] = {
     "mosaic_vm": ["vars.steps=60", "curriculum.warmup_steps=5", "curriculum.cooldown_steps=10"],
+    "mosaic_gates": ["vars.steps=60", "curriculum.warmup_steps=5", "curriculum.cooldown_steps=10"],
     "mosaic_event_native": ["vars.steps=20", "curriculum.warmup_steps=2", "curriculum.cooldown_steps=4"],
 }
 #: (dotted key under a summary's ``eval`` whose value is {metric: number} or a number, metric name)
@@ -32,9 +33,11 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("answer_exact", "answer_exact"),
     ("answer_accuracy", "answer_accuracy"),
     ("forget_exact", "forget_exact"),
+    ("priority_exact", "priority_exact"),
+    ("scan_exact", "scan_exact"),
 )
 #: opcodes whose per-class accuracy (from ``eval.opcode_accuracy_per_class``) becomes a row
-OPCODES_SHOWN = ("READ_MEM", "WRITE_MEM")
+OPCODES_SHOWN = ("READ_MEM", "WRITE_MEM", "GATE_UP", "GATE_DOWN", "SCAN")
 DEFAULT_OUT = Path(__file__).parent.parent / "docs" / "results" / "organism.json"
 
 

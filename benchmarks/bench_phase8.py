@@ -34,6 +34,7 @@ EXPERIMENTS = ("topk", "loss_free", "chrono", "chrono_lifecycle", "chrono_adhoc"
 EDITS = {"prune": -1, "merge": -1, "split": 1, "spawn": 1}
 MATCH_TOLERANCE = 0.02
 N_EXPERTS, N_LAYERS = 8, 2
+EVAL_SAMPLES = 256  # held-out windows per validation loss (the preset's own default is 64)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -45,7 +46,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def train_one(experiment: str, steps: int, out: Path) -> dict[str, Any]:
     from mosaic.runtime.training.run import run_preset
 
-    overrides = [f"vars.steps={steps}", "vars.warmup=10", "eval.samples=256",
+    overrides = [f"vars.steps={steps}", "vars.warmup=10", f"eval.samples={EVAL_SAMPLES}",
                  "eval.batch_size=64"]
     started = time.perf_counter()
     summary = run_preset("phase8_moe", experiment=experiment, out=out, overrides=overrides,
@@ -84,7 +85,7 @@ def run(quick: bool) -> dict[str, Any]:
     verdict = "beat" if delta < -MATCH_TOLERANCE else ("matched" if delta <= MATCH_TOLERANCE else "lost to")
     return {
         "setup": {"data": "tinyshakespeare", "steps": steps, "n_experts": N_EXPERTS, "n_layers": N_LAYERS, "top_k": 2,
-                  "preset": "phase8_moe"},
+                  "preset": "phase8_moe", "eval_samples": EVAL_SAMPLES},
         "configs": configs,
         "comparison": {
             "lifecycle_minus_no_lifecycle_val_loss": round(delta, 4),

@@ -55,6 +55,33 @@ def goal(value: float, target: float, *, at_least: bool) -> dict[str, Any]:
     return {"value": round(value, 4), "goal": f"{'>=' if at_least else '<='} {target}", "met": met}
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info.read(1 << 20).splitlines():
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict[str, Any]:
+    """What the docs name a measurement's machine by: CPU, cores, threads used, and the load when it
+    started (the development machine is shared, so load explains noisy wall times)."""
+    import torch
+
+    return {
+        "python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+        "cpu": cpu_model(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        # the machine in words, for the docs ("2-core CPU dev machine, shared")
+        "name": os.environ.get("MOSAIC_BENCH_MACHINE", f"{os.cpu_count()}-core CPU"),
+    }
+
+
 def main(run: Callable[..., dict[str, Any]], name: str,
          add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
     """Run ``run(quick)`` (``run(quick, args)`` when the script adds its own arguments) and write
@@ -73,13 +100,10 @@ def main(run: Callable[..., dict[str, Any]], name: str,
     results = {
         "benchmark": name,
         "quick": args.quick,
-        "machine": {
-            # the machine in words, for the docs ("2-core CPU dev machine, shared")
-            "name": os.environ.get("MOSAIC_BENCH_MACHINE", f"{os.cpu_count()}-core CPU"),
-            "python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-        },
+        "machine": machine(),
         "results": run(args.quick, args) if add_arguments is not None else run(args.quick),
     }
+    results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(json.dumps(results, indent=2, sort_keys=True))

@@ -19,7 +19,8 @@ with ``render(results_dir: Path) -> str``::
     ...table...
     <!-- /mosaic-table -->
 
-``python docs/regenerate.py`` rewrites every block; ``python docs/regenerate.py --check`` rewrites
+The pages are docs/*.md, README.md and packages/*/README.md. ``python docs/regenerate.py`` rewrites
+every block; ``python docs/regenerate.py --check`` rewrites
 nothing and exits 1 naming each stale block, which is what CI runs (through
 ``tests/integration/test_docs_output.py``). Neither reruns a benchmark.
 """
@@ -36,6 +37,7 @@ import sys
 from pathlib import Path
 
 DOCS = Path(__file__).parent
+ROOT = DOCS.parent
 RESULTS = DOCS / "results"
 RENDERERS = DOCS / "renderers"
 OUTPUT_BLOCK = re.compile(
@@ -95,19 +97,24 @@ def stale_blocks(path: Path) -> list[str]:
     return stale
 
 
+def pages() -> list[Path]:
+    """Every page whose blocks are kept true: docs/*.md, the README and the package READMEs."""
+    readmes = [ROOT / "README.md", *sorted((ROOT / "packages").glob("*/README.md"))]
+    return sorted(DOCS.glob("*.md")) + [path for path in readmes if path.is_file()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if any block is stale")
     args = parser.parse_args(argv)
-    pages = sorted(DOCS.glob("*.md"))
     if args.check:
-        stale = [entry for path in pages for entry in stale_blocks(path)]
+        stale = [entry for path in pages() for entry in stale_blocks(path)]
         for entry in stale:
             print(f"stale: {entry}", file=sys.stderr)
         if stale:
             print("run: python docs/regenerate.py", file=sys.stderr)
         return 1 if stale else 0
-    for path in pages:
+    for path in pages():
         text = path.read_text()
         updated = regenerate(text)
         if updated != text:

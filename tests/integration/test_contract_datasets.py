@@ -25,6 +25,11 @@ CONFIGS: dict[str, list[dict[str, Any]]] = {
         {"block_size": BLOCK, "vocab_size": 64, "mem_buckets": BUCKETS, "mem_hashes": HASHES, "n_pairs": 2,
          "distractor_len": 2, "num_samples": 8, "reg_slots": 2, "sleep_replay_per_pair": 1},
     ],
+    "dataset.mosaic_control_curriculum": [
+        {"block_size": BLOCK, "vocab_size": 64, "mem_buckets": BUCKETS, "mem_hashes": HASHES, "num_samples": 8},
+        {"block_size": BLOCK, "vocab_size": 64, "mem_buckets": BUCKETS, "mem_hashes": HASHES, "num_samples": 8,
+         "priority_events": 5, "noise_events": 5, "random_targets": True},
+    ],
     "dataset.mosaic_event_traces": [
         {"block_size": 4096, "mem_buckets": BUCKETS, "mem_hashes": HASHES, "n_pairs": 1, "num_samples": 4},
         {"block_size": 3072, "mem_buckets": BUCKETS, "mem_hashes": HASHES, "n_pairs": 1, "num_samples": 4,

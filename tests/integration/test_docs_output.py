@@ -23,10 +23,10 @@ def _regenerate_module():
 REGENERATE = _regenerate_module()
 CASES = [
     (path.name, command, shown)
-    for path in sorted(DOCS.glob("*.md"))
+    for path in REGENERATE.pages()
     for command, shown in REGENERATE.blocks(path.read_text())
 ]
-TABLES = [(path.name, name, shown) for path in sorted(DOCS.glob("*.md")) for name, shown in REGENERATE.tables(path.read_text())]
+TABLES = [(path.name, name, shown) for path in REGENERATE.pages() for name, shown in REGENERATE.tables(path.read_text())]
 
 
 def test_docs_have_output_blocks() -> None:

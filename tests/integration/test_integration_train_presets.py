@@ -27,7 +27,7 @@ def test_builtin_preset_validates_and_its_samples_fit(name: str) -> None:
         assert experiment.eval_dataset.config.split == "eval"
 
 
-@pytest.mark.parametrize("name", ["mosaic_commitment", "mosaic_vm", "mqar_mosaic", "mqar_transformer",
+@pytest.mark.parametrize("name", ["mosaic_commitment", "mosaic_vm", "mosaic_gates", "mqar_mosaic", "mqar_transformer",
                                   "mosaic_memory_curriculum"])
 def test_builtin_preset_trains_two_steps(tmp_path: Path, name: str) -> None:
     overrides = ["trainer.steps=2", "trainer.warmup_steps=1", "trainer.log_every=1", "eval.samples=4",

@@ -237,3 +237,42 @@ def test_mapping_fields_refuse_non_mappings_and_check_their_values_every_time() 
             structure_config({"spec": "moe"}, WithMappings)
         with pytest.raises(ConfigError, match=r"\$\.counts\.a: expected int, got str 'x'"):
             structure_config({"counts": {"a": "x"}}, WithMappings)
+
+
+@attrs.frozen
+class PlainInner:
+    # a third-party plugin's config written with attrs' own validators, not the toolkit's vocabulary
+    k: int = attrs.field(default=1, validator=attrs.validators.gt(0))
+
+
+@attrs.frozen
+class PlainConfig:
+    n: int = attrs.field(default=1, validator=attrs.validators.gt(0))
+    mode: str = attrs.field(default="a", validator=attrs.validators.in_(["a", "b"]))
+    inner: PlainInner = attrs.field(factory=PlainInner)
+    stages: list[PlainInner] = attrs.field(factory=list)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"n": 0}, ["$.n"]),
+        ({"mode": "z"}, ["$.mode"]),
+        ({"inner": {"k": -1}}, ["$.inner.k"]),
+        ({"n": 0, "inner": {"k": -1}}, ["$.n", "$.inner.k"]),
+        ({"stages": [{"k": 1}, {"k": 0}]}, ["$.stages[1].k"]),
+    ],
+)
+def test_plain_attrs_validators_are_reported_at_their_field(data: dict, expected: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        structure_config(data, PlainConfig)
+    assert [problem.path for problem in info.value.problems] == expected
+    # the message is attrs' own sentence, not the repr of its argument tuple
+    assert all("Attribute(" not in problem.message for problem in info.value.problems)
+
+
+def test_a_type_error_beside_a_plain_validator_keeps_the_type_problem() -> None:
+    with pytest.raises(ConfigError) as info:
+        structure_config({"n": "three", "mode": "z"}, PlainConfig)
+    assert [problem.path for problem in info.value.problems] == ["$.n"]
+    assert "expected int" in info.value.problems[0].message

@@ -136,12 +136,35 @@ def test_idle_suppresses_the_update():
 
 def test_gate_up_and_down_scale_the_fusion_gates():
     block = make_block()
+    with torch.no_grad():
+        block.bank.out.weight.zero_()  # the state path's own scaling is checked below
     drop = {"drop_local": torch.ones(B, T)}  # leave only the gated paths in the update
     x, y_nop, _, _ = run(block, "NOP", full_state(block), **drop)
     _, y_up, _, _ = run(block, "GATE_UP", full_state(block), **drop)
     _, y_down, _, _ = run(block, "GATE_DOWN", full_state(block), **drop)
     torch.testing.assert_close(y_up - x, 2 * (y_nop - x))
     torch.testing.assert_close(y_down - x, 0.5 * (y_nop - x))
+
+
+def test_gate_up_and_down_scale_what_enters_the_state_and_it_lasts():
+    """The gain is not only the token's own output: it scales the token's drive into the state bank,
+    so every later read of the state weighs a GATE_UP token 4x a GATE_DOWN one."""
+    block = make_block()
+    _, _, _, nop = run(block, "NOP", full_state(block))  # the bank starts at zero: the state is linear in the gain
+    _, _, _, up = run(block, "GATE_UP", full_state(block))
+    _, _, _, down = run(block, "GATE_DOWN", full_state(block))
+    assert nop.bank.abs().max() > 1e-3
+    torch.testing.assert_close(up.bank, 2 * nop.bank)
+    torch.testing.assert_close(down.bank, 0.5 * nop.bank)
+    # one GATE_DOWN token among NOPs: later tokens still read its smaller contribution
+    x = torch.randn(B, T, 12, generator=torch.Generator().manual_seed(2))
+    opcode = torch.zeros(B, T, dtype=torch.long)
+    opcode[:, 1] = V0_OPCODE_IDS["GATE_DOWN"]
+    with torch.no_grad():
+        y_nop, _, _ = block(x, TeacherForcing(opcode=torch.zeros_like(opcode)))
+        y_gated, _, _ = block(x, TeacherForcing(opcode=opcode))
+    torch.testing.assert_close(y_gated[:, 0], y_nop[:, 0])
+    assert ((y_gated - y_nop)[:, 2:].abs().amax(dim=-1) > 1e-4).all()
 
 
 def test_scan_mixes_in_the_all_bucket_summary():

@@ -48,3 +48,13 @@ def register_drives(register: Any) -> None:
         config="mosaic_plugin_example.boredom:BoredomConfig",
         summary="wake the model when recent inputs stop being novel",
     )
+
+
+@hookimpl
+def register_routers(register: Any) -> None:
+    register(
+        "router.cosine",
+        "mosaic_plugin_example.cosine_router:build_cosine_router",
+        config="mosaic_plugin_example.cosine_router:CosineRouterConfig",
+        summary="cosine routing (X-MoE): bounded token-expert scores with a learned temperature",
+    )

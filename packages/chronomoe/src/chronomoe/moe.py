@@ -38,6 +38,7 @@ from chronomoe.experts import (
 )
 from chronomoe.routers import RouterOutput, expert_counts
 from mosaic.core.contract import keys
+from mosaic.core.contract.protocols import Router, missing_members
 from mosaic.core.errors import ModelError
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
@@ -49,7 +50,7 @@ class MoE(nn.Module):
 
     def __init__(
         self,
-        router: Any,  # a router component (router.*): an nn.Module with n_experts, columns and observe()
+        router: Any,  # a router component (router.*): see mosaic.core.contract.protocols.Router
         experts: SwiGLUExperts,
         *,
         capacity_factor: float | None = 1.25,
@@ -57,6 +58,11 @@ class MoE(nn.Module):
         emit_trace: bool = False,
     ) -> None:
         super().__init__()
+        if not isinstance(router, Router):
+            raise ModelError(
+                f"{type(router).__name__} is not a router: it lacks {', '.join(missing_members(router, Router))} "
+                "(the router contract is mosaic.core.contract.protocols.Router; see docs/plugins.md)"
+            )
         if router.n_experts != experts.n_experts:
             raise ModelError(
                 f"router routes to {router.n_experts} experts but the layer has {experts.n_experts}"

@@ -156,7 +156,52 @@ def structure_config(
         return converter().structure(dict(data), target)
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError, ConfigError) as exc:
         # a rule that failed in __init__ (after every field structured) arrives bare: same walk
-        raise ConfigError(config_problems(exc, path=path), source=source) from None
+        problems = config_problems(exc, path=path)
+    raise ConfigError(_attributed_validator_problems(data, target, path) or problems, source=source)
+
+
+def _attributed_validator_problems(data: Mapping[str, Any], cls: type, path: str) -> list[ConfigProblem]:
+    """Every field validator's complaint, each at its field's path; ``[]`` when that cannot be told.
+
+    A plain attrs validator (``attrs.validators.gt(0)`` in a third-party plugin's config) raises from
+    ``__init__`` without naming its field in a form the structuring walk can read, so its problem
+    would be reported at the class's path. To place it, the same data is structured again with
+    validators switched off and each field's validator is run on its own value. This pass only
+    diagnoses: if the data cannot be structured even so (a type error, or a post-init rule that
+    fails on unvalidated values), the caller keeps the problems it already has.
+    """
+    try:
+        with attrs.validators.disabled():
+            instance: Any = converter().structure(dict(data), cls)
+    except Exception:  # noqa: BLE001 - diagnosis only; the original problems stand
+        return []
+    problems: list[ConfigProblem] = []
+    _validate_fields(instance, path, problems, depth=0)
+    return problems
+
+
+def _validate_fields(value: Any, path: str, problems: list[ConfigProblem], depth: int) -> None:
+    if depth > 32:  # configs are shallow; a cycle or a pathological nesting stops here
+        return
+    if attrs.has(type(value)):
+        for field in attrs.fields(type(value)):
+            child = getattr(value, field.name)
+            if field.validator is not None:
+                try:
+                    field.validator(value, field, child)
+                except InvalidFieldError as exc:
+                    problems.append(ConfigProblem(path=f"{path}.{exc.field}", message=exc.detail))
+                except (TypeError, ValueError) as exc:
+                    # attrs' own validators put the message first and the attribute and bounds after
+                    message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+                    problems.append(ConfigProblem(path=f"{path}.{field.name}", message=message))
+            _validate_fields(child, f"{path}.{field.name}", problems, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _validate_fields(item, f"{path}[{index}]", problems, depth + 1)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _validate_fields(item, f"{path}.{key}", problems, depth + 1)
 
 
 def unstructure_config(config: Any) -> Any:

@@ -49,6 +49,7 @@ KNOWN_PROVIDERS: Mapping[str, str] = {
     **dict.fromkeys(
         [
             "dataset.mosaic_memory_curriculum",
+            "dataset.mosaic_control_curriculum",
             "dataset.mosaic_event_traces",
             "dataset.mqar",
             "dataset.text",
@@ -72,7 +73,7 @@ KNOWN_PROVIDERS: Mapping[str, str] = {
             *(
                 f"preset.{name}"
                 for name in (
-                    "mosaic_vm", "mosaic_event_native", "mosaic_idle", "mosaic_commitment",
+                    "mosaic_vm", "mosaic_gates", "mosaic_event_native", "mosaic_idle", "mosaic_commitment",
                     "mosaic_memory_curriculum", "mqar_mosaic", "mqar_transformer", "phase8_moe",
                 )
             ),

@@ -13,6 +13,7 @@ from mosaic.core.lazy import lazy_exports
 _EXPORTS: dict[str, str] = {
     "collate": "mosaic.core.batching",
     "MemoryCurriculumDataset": "mosaic.data.memory_curriculum",
+    "ControlCurriculumDataset": "mosaic.data.control_curriculum",
     "EventTraceDataset": "mosaic.data.event_traces",
     "TraceSpan": "mosaic.data.event_traces",
     "MQARDataset": "mosaic.data.mqar",
@@ -27,6 +28,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "ControlCurriculumDataset",
     "DifficultyRamp",
     "EventTraceDataset",
     "MQARDataset",

@@ -33,6 +33,46 @@ def _check_min(instance: object, low_name: str, high_name: str) -> None:
 
 
 @attrs.frozen
+class ControlCurriculumConfig:
+    """``dataset.mosaic_control_curriculum``: a priority vote among noise events (GATE_UP on priority
+    symbols, GATE_DOWN on noise symbols), then ``SET k IS v`` facts and a ``LAST Q IS v`` query for
+    the latest fact (SCAN). See :mod:`mosaic.data.control_curriculum` for the layout and its arithmetic.
+
+    The priority events split one symbol ahead (margin 1); the noise events split three ahead, for
+    or against the priority majority at random, so only the gated count (2 x priority + 0.5 x noise)
+    always has the priority's sign: ``noise_events`` must be odd and at least 3.
+    """
+
+    block_size: int = attrs.field(default=64, validator=at_least(2))
+    vocab_size: int = attrs.field(default=64, validator=at_least(20))
+    mem_buckets: int = attrs.field(default=64, validator=power_of_two)
+    mem_hashes: int = attrs.field(default=1, validator=at_least(1))
+    priority_events: int = attrs.field(default=3, validator=at_least(1))
+    noise_events: int = attrs.field(default=3, validator=at_least(3))
+    n_facts: int = attrs.field(default=3, validator=at_least(1))
+    distractor_len: int = attrs.field(default=2, validator=at_least(0))
+    # predict the random tokens too (events, keys, values, distractors): noise in the loss
+    random_targets: bool = False
+    teacher_forcing: float = attrs.field(default=1.0, validator=probability)
+    num_samples: int = attrs.field(default=100_000, validator=at_least(1))
+    seed: int = attrs.field(default=0, validator=at_least(0))
+    split: Split = "train"
+
+    def __attrs_post_init__(self) -> None:
+        if self.priority_events % 2 == 0:
+            reject("priority_events", f"must be odd (the priority vote has a majority), got {self.priority_events}")
+        if self.noise_events % 2 == 0:
+            reject("noise_events", f"must be odd (the noise splits three ahead), got {self.noise_events}")
+
+    def provides(self) -> Iterable[Provided]:
+        yield Provided(Capability.VOCAB_SIZE, self.vocab_size, "vocab_size")
+        yield Provided(Capability.SAMPLE_LENGTH, self.block_size, "block_size")
+
+    def requires(self) -> Iterable[Required]:
+        yield from _same_memory(self.mem_buckets, self.mem_hashes)
+
+
+@attrs.frozen
 class MemoryCurriculumConfig:
     """``dataset.mosaic_memory_curriculum``: ``SET k IS v`` writes with distractors, then
     ``GET k Q IS v`` queries, then optional sleep replay ``REPLAY v``.

@@ -17,6 +17,12 @@ _DATASETS = (
         "SET k IS v writes with distractors, GET k Q IS v queries and sleep replay, with MOSAIC teacher signals",
     ),
     (
+        "dataset.mosaic_control_curriculum",
+        "mosaic.data.control_curriculum:ControlCurriculumDataset",
+        "mosaic.data.config:ControlCurriculumConfig",
+        "a priority vote among noise events (GATE_UP / GATE_DOWN) and a latest-fact query (SCAN)",
+    ),
+    (
         "dataset.mosaic_event_traces",
         "mosaic.data.event_traces:EventTraceDataset",
         "mosaic.data.config:EventTraceConfig",

@@ -60,8 +60,12 @@ class LocalMixer(nn.Module):
 
 
 class StateBank(nn.Module):
-    """K leaky integrators ``s_k <- l_k s_k + (1 - l_k) W_in u`` sharing one low-rank input
-    projection (D -> state_dim), read out by one projection (K * state_dim -> D)."""
+    """K leaky integrators ``s_k <- l_k s_k + (1 - l_k) g W_in u`` sharing one low-rank input
+    projection (D -> state_dim), read out by one projection (K * state_dim -> D).
+
+    ``g`` is the token's gain, the VM's fusion channel (1 unless GATE_UP (2) or GATE_DOWN (0.5)
+    runs): how strongly the token enters the state. The recurrence stays linear in its input, so the
+    chunked scan and the step-by-step twin agree for any gain."""
 
     def __init__(self, config: MosaicBlockConfig) -> None:
         super().__init__()
@@ -84,10 +88,16 @@ class StateBank(nn.Module):
         decays, c = self.decays(), self.config
         return (F.relu(c.state_decay_reg_min - decays) ** 2 + F.relu(decays - c.state_decay_reg_max) ** 2).mean()
 
-    def forward(self, u: torch.Tensor, h0: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def drive(self, u: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+        """What each token adds to the state: ``(1 - l) g W_in u``; ``u (B, T, D)``, ``gain (B, T)``."""
+        keep_in = -torch.expm1(F.logsigmoid(self.decay_logit).flatten())  # 1 - l, exact for l near 1
+        return self.inp(u).repeat(1, 1, self.config.state_k) * keep_in * gain[..., None]  # (B, T, K * width)
+
+    def forward(self, u: torch.Tensor, h0: torch.Tensor, chunk: int, gain: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``gain (B, T)``: the VM's fusion channel (see the class)."""
         log_decay = F.logsigmoid(self.decay_logit).flatten()  # (K * width,)
-        keep_in = -torch.expm1(log_decay)  # 1 - l, exact for l near 1
-        drive = self.inp(u).repeat(1, 1, self.config.state_k) * keep_in  # (B, T, K * width)
+        drive = self.drive(u, gain)
         h = decay_scan(drive, log_decay, h0, chunk)
         return self.out(h), h[:, -1]
 
@@ -239,7 +249,9 @@ class MosaicBlock(nn.Module):
         controls, aux = self.controls(context, teacher)
         if teacher.drop_local is not None:
             local = local * (1 - teacher.drop_local.to(local.dtype))[..., None]
-        bank, bank_h = self.bank(u, state.bank, chunk)
+        # GATE_UP / GATE_DOWN: the fusion channel scales what enters the state as well as what the
+        # state, memory and register paths add to the residual at the token
+        bank, bank_h = self.bank(u, state.bank, chunk, controls.fusion)
         memory, memory_aux, memory_state = self.memory(context, controls, teacher, state.memory_state, chunk,
                                                        scan=self.reads_summary)  # (B, T, D)
         registers = register_state = None

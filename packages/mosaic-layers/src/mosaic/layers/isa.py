@@ -16,7 +16,10 @@ Channels (defaults in brackets):
 - ``write`` [0]: gate on memory and register writes (WRITE_MEM opens it).
 - ``clear`` [0]: strength with which the routed memory slot is cleared (CLEAR_MEM).
 - ``update`` [1]: scale of the block's residual update; IDLE sets it to 0.
-- ``fusion`` [1]: multiplier on the state/memory/register fusion gates (GATE_UP 2, GATE_DOWN 0.5).
+- ``fusion`` [1]: the token's gain on the state and memory paths (GATE_UP 2, GATE_DOWN 0.5): it scales
+  what the token drives into the state bank (a lasting effect: a token at gain 2 weighs four times
+  one at gain 0.5 in every later read of the state) and multiplies the state/memory/register fusion
+  gates at the token.
 - ``scan`` [0]: mix-in of a summary read across all buckets (SCAN).
 - ``commit`` [0]: drive of the commitment head's input (COMMIT); exposed as ``mosaic_commit_signal``,
   which gates the runtime's commitment ledger.
@@ -93,8 +96,10 @@ _V0_SEMANTICS: dict[str, tuple[str, ChannelValues]] = {
     "WRITE_MEM": ("write the current key/value into memory and registers", ChannelValues(write=1.0)),
     "CLEAR_MEM": ("clear the routed memory slot", ChannelValues(clear=1.0)),
     "IDLE": ("suppress this block's update for the token", ChannelValues(update=0.0)),
-    "GATE_UP": ("open the fusion gates wider (x2)", ChannelValues(fusion=2.0)),
-    "GATE_DOWN": ("narrow the fusion gates (x0.5)", ChannelValues(fusion=0.5)),
+    "GATE_UP": ("amplify the state and memory paths (x2): the token's drive into the state bank and the "
+                "fusion gates", ChannelValues(fusion=2.0)),
+    "GATE_DOWN": ("suppress the state and memory paths (x0.5): the token's drive into the state bank and "
+                  "the fusion gates", ChannelValues(fusion=0.5)),
     "SCAN": ("read a summary across all memory buckets", ChannelValues(read=1.0, scan=1.0)),
     "COMMIT": ("drive the commitment head's input", ChannelValues(commit=1.0)),
     "RESPOND": ("signal the onset of a response", ChannelValues(respond=1.0)),

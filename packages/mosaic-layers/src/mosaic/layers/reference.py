@@ -54,8 +54,9 @@ def reference_block_forward(
         controls, aux = block.controls(context, teach)
         if teach.drop_local is not None:
             local = local * (1 - teach.drop_local.to(local.dtype))[..., None]
-        # state bank: one leaky-integrator step
-        bank = decays * bank + (1 - decays) * block.bank.inp(u[:, 0]).repeat(1, c.state_k)
+        # state bank: one leaky-integrator step, the token's drive scaled by its gain (fusion channel)
+        drive = block.bank.inp(u[:, 0]).repeat(1, c.state_k) * controls.fusion[:, 0, None]
+        bank = decays * bank + (1 - decays) * drive
         bank_out = block.bank.out(bank)[:, None]
         # memory: clear the best-matching slot, read the routed bucket, then write the routed cell
         plan = block.memory.plan(context, controls, teach, counts, 1)  # one token: slot = counts[bucket]

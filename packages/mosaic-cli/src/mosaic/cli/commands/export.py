@@ -15,7 +15,7 @@ from mosaic.cli.commands.run import registry_from_context, user_errors
               help="Write safetensors (the weights, with the model config as metadata).")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
               help="Output file (default: RUN_DIR/model.safetensors).")
-@click.option("--experiment", help="Which experiment of a multi-experiment run (default: the first).")
+@click.option("--experiment", help="The experiment of a multi-experiment run (default: the one that ran).")
 def export(run_dir: Path, as_safetensors: bool, out: Path | None, experiment: str | None) -> None:
     """Export RUN_DIR's newest checkpoint. Read it back in Python with
     mosaic.runtime.export.read_safetensors_export."""

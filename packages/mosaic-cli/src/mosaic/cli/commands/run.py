@@ -89,8 +89,9 @@ def run(preset: str | None, overrides: tuple[str, ...], out: Path, resume: Path 
 
 
 def organism_lines(evaluation: dict[str, Any]) -> list[str]:
-    """Whole-answer metrics (``answer_exact``, ``forget_exact``) and their ablations, one line each."""
-    metrics = [name for name in ("answer_exact", "forget_exact") if name in evaluation]
+    """Whole-answer metrics (``answer_exact``, ``forget_exact``, ``priority_exact``, ``scan_exact``) and
+    their ablations, one line each."""
+    metrics = [name for name in ("answer_exact", "forget_exact", "priority_exact", "scan_exact") if name in evaluation]
     lines = [f"    {name} {fmt(evaluation[name])}" for name in metrics]
     ablations = evaluation.get("ablations") or {}
     for metric, value in (ablations.get("memory_off") or {}).items():

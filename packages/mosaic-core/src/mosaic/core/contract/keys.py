@@ -98,13 +98,26 @@ FORGET_ANSWER_MASK = KeySpec(
     summary="answer positions of queries for forgotten keys (evaluation only)",
 )
 
+#: Answer positions of queries that only the state gated by GATE_UP / GATE_DOWN answers (the
+#: majority symbol of the priority events among noise); ``answer_exact`` over them is ``priority_exact``.
+PRIORITY_ANSWER_MASK = KeySpec(
+    name="eval_priority_mask", dtype="bool", shape=("B", "T"), producer="mosaic-data",
+    summary="answer positions of priority-vote queries (evaluation only)",
+)
+#: Answer positions of queries that need all of memory, not one bucket (the latest fact, wherever it
+#: was routed: SCAN's all-bucket summary); ``answer_exact`` over them is ``scan_exact``.
+SCAN_ANSWER_MASK = KeySpec(
+    name="eval_scan_mask", dtype="bool", shape=("B", "T"), producer="mosaic-data",
+    summary="answer positions of whole-memory queries (evaluation only)",
+)
+
 TEACHER_KEYS: tuple[KeySpec, ...] = (
     TEACHER_WRITE_GATE, TEACHER_WRITE_UTILITY, TEACHER_READ_BUCKET, TEACHER_WRITE_BUCKET, TEACHER_OPCODE,
     TEACHER_REG_WRITE_GATE, TEACHER_REG_SEL, TEACHER_COMMITMENT_DELTA,
 )
 BATCH_KEYS: tuple[KeySpec, ...] = (
     INPUT_IDS, TARGET_IDS, *TEACHER_KEYS, *(spec.mask for spec in TEACHER_KEYS if spec.masked),
-    DROP_LOCAL, TEACHER_FORCING, EVAL_ANSWER_MASK, FORGET_ANSWER_MASK,
+    DROP_LOCAL, TEACHER_FORCING, EVAL_ANSWER_MASK, FORGET_ANSWER_MASK, PRIORITY_ANSWER_MASK, SCAN_ANSWER_MASK,
 )
 
 

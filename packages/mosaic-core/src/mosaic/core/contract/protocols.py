@@ -200,10 +200,55 @@ class BatchedDataset(Protocol):
 
 
 @runtime_checkable
-class Router(Protocol):
-    """A token-to-expert router: ``forward(x (N, D))`` returns the routing decision."""
+class RouterColumns(Protocol):
+    """Which of a router's fixed ``E`` columns hold live experts (the lifecycle switches them).
 
-    def forward(self, x: Any) -> Any: ...
+    ``active`` is an ``(E,)`` bool buffer; ``mask(logits)`` puts ``-inf`` in inactive columns and
+    ``key(key)`` adds the entry offset of experts warming in. ``chronomoe.routers.ExpertColumns`` is
+    the implementation every router can reuse.
+    """
+
+    active: Any
+
+    def mask(self, logits: Any) -> Any: ...
+
+    def key(self, key: Any) -> Any: ...
+
+
+@runtime_checkable
+class Router(Protocol):
+    """A token-to-expert router, as the MoE layer (``layer.moe``) drives it.
+
+    - ``forward(x (N, D), sequence_length=T)`` returns a ``chronomoe.routers.RouterOutput``:
+      ``expert_idx (N, k)`` int64, ``gates (N, k)`` differentiable, ``clean_logits (N, E)`` (``-inf``
+      in inactive columns), ``selection_key (N, E)`` (what top-k ran on, detached), ``probs (N, E)``,
+      the 0-d ``load_balance_loss``, ``z_loss`` and ``aux_loss`` (added to the task loss), ``bias (E,)``
+      and ``metrics`` (0-d tensors, reported as ``moe_<name>``). ``k`` is read from ``expert_idx``,
+      so ``top_k`` may change at run time.
+    - ``n_experts`` and ``top_k`` are the layer's (the layer injects ``d_model``, ``n_experts`` and
+      ``top_k`` into the router's config); ``columns`` is a :class:`RouterColumns`.
+    - ``needs_trace``: the layer computes a ``MoETrace`` (coherence inputs) every forward when true;
+      ``leave_one_out`` and ``token_level`` say how per-expert coherence φ is computed from it.
+    - ``observe(route, trace, phi, seen)`` is called once per training forward (``trace``, ``phi``
+      and ``seen`` are ``None`` when no trace was computed): slow state is advanced here, on the
+      device, without host syncs.
+    - Optionally :class:`StepsAfterOptimizer` for an update once per optimizer step.
+
+    A worked example is ``router.cosine`` in ``examples/mosaic-plugin-example`` (docs/plugins.md).
+    """
+
+    n_experts: int
+    top_k: int
+    needs_trace: bool
+    leave_one_out: bool
+    token_level: bool
+    columns: RouterColumns
+
+    def __call__(self, x: Any, sequence_length: int | None = None) -> Any: ...
+
+    def forward(self, x: Any, sequence_length: int | None = None) -> Any: ...
+
+    def observe(self, route: Any, trace: Any, phi: Any, seen: Any) -> None: ...
 
 
 @runtime_checkable
@@ -256,8 +301,9 @@ def protocol_members(protocol: type) -> tuple[str, ...]:
     for klass in protocol.__mro__:
         if klass is object or klass.__name__ in ("Protocol", "Generic"):
             continue
-        names.extend(name for name in vars(klass) if (not name.startswith("_") or name in _CALLABLE_DUNDERS)
-                     and name not in names)
+        declared = [*vars(klass).get("__annotations__", {}), *vars(klass)]  # data members, then methods
+        names.extend(name for name in dict.fromkeys(declared)
+                     if (not name.startswith("_") or name in _CALLABLE_DUNDERS) and name not in names)
     return tuple(names)
 
 

@@ -7,6 +7,7 @@ from importlib import resources
 #: name -> one-line summary (the YAML files live beside this module).
 BUILTIN_PRESETS: dict[str, str] = {
     "mosaic_vm": "MOSAIC VM on the memory curriculum: READ/WRITE opcodes, registers, answer recall",
+    "mosaic_gates": "MOSAIC VM on the control curriculum: GATE_UP/GATE_DOWN gain the state, SCAN reads all of memory",
     "mosaic_event_native": "MOSAIC trained on event traces (JSON envelopes as bytes) from step 0",
     "mosaic_idle": "12 GB-friendly MOSAIC sizing (4096 buckets, assoc 2) with sleep replay",
     "mosaic_commitment": "seed 000 event traces: overlapping commitments on held-out phrasings, COMMIT feeds the ledger",
@@ -23,6 +24,10 @@ def preset_text(name: str) -> str:
 
 def mosaic_vm() -> str:
     return preset_text("mosaic_vm")
+
+
+def mosaic_gates() -> str:
+    return preset_text("mosaic_gates")
 
 
 def mosaic_event_native() -> str:

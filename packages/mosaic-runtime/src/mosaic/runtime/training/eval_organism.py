@@ -7,6 +7,9 @@
   projection of the hashed memory returns 0), so the answers must come from elsewhere.
 - ``forget_exact``: the same over the answers to queries for keys the sample told the model to
   forget (``eval_forget_mask``; the right answer is "unknown"), where the data has them.
+- ``priority_exact``: the same over the answers to priority votes among noise (``eval_priority_mask``),
+  which need the state gained by GATE_UP / GATE_DOWN; ``scan_exact`` over the answers to queries for
+  the latest fact (``eval_scan_mask``), which need SCAN's read across all buckets.
 - ``ablations.opcode_off.<OPCODE>.<metric>``: each metric with ``OPCODE`` forced to NOP at the
   positions where the teacher labels it (``mosaic_teacher_opcode``), for every opcode whose metric
   is recall (READ_MEM, WRITE_MEM, SCAN, CLEAR_MEM, GATE_UP, GATE_DOWN: whichever the data labels).
@@ -24,7 +27,7 @@ from typing import Any
 import torch
 
 from mosaic.core.contract import keys
-from mosaic.core.contract.keys import FORGET_ANSWER_MASK
+from mosaic.core.contract.keys import FORGET_ANSWER_MASK, PRIORITY_ANSWER_MASK, SCAN_ANSWER_MASK
 from mosaic.runtime.training.batching import collate_for, move_to
 
 IGNORE_TARGET = keys.IGNORE_INDEX
@@ -34,7 +37,12 @@ NOP = 0
 #: Opcodes whose served metric is whole-answer recall (by v0 name).
 RECALL_OPCODES = ("READ_MEM", "WRITE_MEM", "CLEAR_MEM", "GATE_UP", "GATE_DOWN", "SCAN")
 #: metric -> the batch mask whose runs it scores
-METRIC_MASKS = {"answer_exact": ANSWER_MASK, "forget_exact": FORGET_ANSWER_MASK.name}
+METRIC_MASKS = {
+    "answer_exact": ANSWER_MASK,
+    "forget_exact": FORGET_ANSWER_MASK.name,
+    "priority_exact": PRIORITY_ANSWER_MASK.name,
+    "scan_exact": SCAN_ANSWER_MASK.name,
+}
 
 
 def answer_runs(mask: torch.Tensor) -> torch.Tensor:
