@@ -284,7 +284,7 @@ class HashedMemory(nn.Module):
         floored = one_minus + (one_minus.clamp_min(CLEAR_FLOOR) - one_minus).detach()
         clear_log = torch.where(at, torch.log(floored), torch.zeros_like(floored))  # (B, T)
         cells = plan.read_bucket * self.config.mem_assoc  # (B, T, H) slot 0 of each read bucket: a first guess
-        active = (clear_log != 0)[..., None].expand_as(cells)
+        active = at[..., None].expand_as(cells)  # zero clears too: their picks carry the gradient
         dk = self.config.mem_key_dim  # the picks need keys and occupancy only, not values
         narrow_plan = attrs.evolve(plan, content=torch.cat([plan.content[..., :dk], plan.content[..., -1:]], dim=-1))
         narrow_table = torch.cat([table[..., :dk], table[..., -1:]], dim=-1)
