@@ -4,7 +4,7 @@
   MoETrace, coherence on three clocks, β update) ÷ the same layer with plain ``router.topk`` —
   goal ≤ 1.02.
 - ``moe_vs_dense``: fwd+bwd of top-2-of-8 MoE (router.topk, capacity dispatch, factor 1.25) ÷ a
-  FLOP-matched dense SwiGLU FFN (hidden = top_k · expert hidden) — goal ≤ 1.4;
+  FLOP-matched dense SwiGLU FFN (hidden = top_k · expert hidden) — goal ≤ 1.3 (issue 18);
   ``moe_sorted_vs_dense`` the same with the dropless sorted dispatch.
 - ``chrono_with_roles_overhead`` (no goal): router.chrono with ``track_roles`` (the lifecycle's
   RoleState) ÷ router.topk.
@@ -12,13 +12,15 @@ Ratios are medians of per-round ratios (all variants timed back to back in each 
 the CPU is shared. Set ``MOSAIC_BENCH_THREADS=1`` on a loaded machine: tiny ops under two
 contended intra-op threads measure scheduler noise, not the code.
 
-- ``coherence_updates``: coherence-buffer updates per second at 64 experts ÷ the original's claimed
-  46K/s — goal ≥ 10. One update is the original's unit: φ (64,) handed in, Ψ and the three-clock
-  EMAs of φ, Ψ and p̄ advanced. ``observe_per_s`` also computes φ from a d-128 MoETrace (256
+- ``coherence_updates``: coherence-buffer updates per second at 64 experts, measured on this machine
+  (no goal: a figure from another machine is no baseline). One update: φ (64,) handed in, Ψ and the
+  three-clock EMAs of φ, Ψ and p̄ advanced. ``observe_per_s`` also computes φ from a d-128 MoETrace (256
   tokens, top-2); ``expert_updates_per_s`` counts the 64 per-expert updates each call makes.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +31,6 @@ from chronomoe.buffer import CoherenceBuffer
 from chronomoe.coherence import MoETrace
 from chronomoe.config import ChronoConfig, MoEConfig
 from chronomoe.moe import build_moe
-
-ORIGINAL_UPDATES_PER_S = 46_000.0
 
 
 class DenseSwiGLU(nn.Module):
@@ -120,15 +120,14 @@ def run(quick: bool) -> dict:
         "chrono_overhead": goal(_median_ratio(samples, "chrono", "topk"), 1.02, at_least=False),
         # informational: router.chrono plus the lifecycle's RoleState (roles, co-activation, bimodality)
         "chrono_with_roles_overhead": round(_median_ratio(samples, "chrono_roles", "topk"), 4),
-        "moe_vs_dense": goal(_median_ratio(samples, "topk", "dense"), 1.4, at_least=False),
-        "moe_sorted_vs_dense": goal(_median_ratio(samples, "topk_sorted", "dense"), 1.4, at_least=False),
+        "moe_vs_dense": goal(_median_ratio(samples, "topk", "dense"), 1.3, at_least=False),
+        "moe_sorted_vs_dense": goal(_median_ratio(samples, "topk_sorted", "dense"), 1.3, at_least=False),
         "coherence_updates": {
-            **goal(updates_per_s / ORIGINAL_UPDATES_PER_S, 10.0, at_least=True),
             "updates_per_s": round(updates_per_s),
             "expert_updates_per_s": round(updates_per_s * n_experts),
             "observe_per_s": round(observe_per_s),
-            "original_claim_per_s": ORIGINAL_UPDATES_PER_S,
         },
+        "load_average": [round(value, 2) for value in os.getloadavg()],
     }
 
 

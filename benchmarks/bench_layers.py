@@ -1,7 +1,9 @@
 """MOSAIC layers benchmark: MosaicLM against a same-width, same-depth Transformer in one run.
 
 - training tokens/s (forward + backward) ratio MosaicLM / Transformer at T=512 (goal >= 1.0) and
-  T=4096 (goal >= 3.0);
+  T=4096 (goal >= 3.0), opcode control on (the goal) and off, and against a parameter-matched
+  Transformer; every model timed in turn within each round and the ratios taken per round (median),
+  by wall time and by process CPU time, because the machine is shared;
 - streaming step time at context 8192 / at context 128 (goal <= 1.1);
 - ``step``: MosaicLM's recurrent one-token step against the Transformer's preallocated KV-cache step
   at contexts 128, 8192 and 32768, one stream and 64 at once, opcode control on and off (goals: MOSAIC
@@ -12,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -19,7 +22,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from harness import goal, main, rate, seconds
+from harness import goal, main, seconds
 
 from mosaic.layers.baseline import TransformerBaseline
 from mosaic.layers.config import MosaicBlockConfig, MosaicLMConfig, TransformerBaselineConfig
@@ -29,14 +32,82 @@ from mosaic.layers.reference import reference_block_forward
 D_MODEL, N_LAYERS, VOCAB = 128, 2, 256
 
 
-def training_rate(model: torch.nn.Module, batch: int, length: int, min_seconds: float) -> float:
+def training_step(model: torch.nn.Module, ids: torch.Tensor) -> None:
+    model.zero_grad(set_to_none=True)
+    out = model({"input_ids": ids, "target_ids": ids})
+    F.cross_entropy(out.logits.flatten(0, 1), ids.flatten()).backward()
+
+
+def mosaic_model(control: bool) -> MosaicLM:
+    torch.manual_seed(0)
+    block = MosaicBlockConfig(d_model=D_MODEL, opcodes_control_enabled=control)
+    return MosaicLM(MosaicLMConfig(vocab_size=VOCAB, n_layers=N_LAYERS, block=block))
+
+
+def transformer_model(width: int) -> TransformerBaseline:
+    torch.manual_seed(0)
+    return TransformerBaseline(TransformerBaselineConfig(
+        vocab_size=VOCAB, d_model=width, n_layers=N_LAYERS, n_heads=4, max_seq_len=4096))
+
+
+def parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def matched_width(target: int) -> int:
+    """The Transformer width (a multiple of its 4 heads) whose parameter count is nearest ``target``."""
+    return min(range(8, 4 * D_MODEL + 1, 4), key=lambda width: abs(parameters(transformer_model(width)) - target))
+
+
+def paired_training(models: dict[str, torch.nn.Module], batch: int, length: int, rounds: int
+                    ) -> dict[str, dict[str, list[float]]]:
+    """Seconds (wall and process CPU) of one training step of each model, all models in turn in each round."""
     ids = torch.randint(0, VOCAB, (batch, length))
+    for model in models.values():
+        training_step(model, ids)  # warm-up
+    times: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            training_step(model, ids)
+            times[name]["wall"].append(time.perf_counter() - wall)
+            times[name]["cpu"].append(time.process_time() - cpu)
+    return times
 
-    def train_step() -> None:
-        out = model({"input_ids": ids, "target_ids": ids})
-        F.cross_entropy(out.logits.flatten(0, 1), ids.flatten()).backward()
 
-    return rate(train_step, items_per_call=batch * length, min_seconds=min_seconds)
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def training_comparison(quick: bool) -> dict[str, Any]:
+    """Training tokens/s of MosaicLM (opcode control on and off) against the same-width and a
+    parameter-matched Transformer: per-round ratios (throughput MOSAIC / Transformer), medians."""
+    models: dict[str, torch.nn.Module] = {"mosaic_control_on": mosaic_model(True), "mosaic_control_off": mosaic_model(False),
+                                          "transformer": transformer_model(D_MODEL)}
+    width = matched_width(parameters(models["mosaic_control_on"]))
+    models["transformer_parameter_matched"] = transformer_model(width)
+    rounds = 2 if quick else 5
+    results: dict[str, Any] = {
+        "parameters": {name: parameters(model) for name, model in models.items()},
+        "parameter_matched_width": width, "rounds": rounds, "load_average_start": list(os.getloadavg()),
+    }
+    for length, batch, target in ((512, 2 if quick else 8, 1.0), (4096, 1, 3.0)):
+        times = paired_training(models, batch, length, rounds)
+        entry: dict[str, Any] = {"batch": batch, "tokens_per_s": {
+            name: round(batch * length / median(value["wall"]), 1) for name, value in times.items()}}
+        for clock in ("wall", "cpu"):
+            for mosaic in ("mosaic_control_on", "mosaic_control_off"):
+                for baseline in ("transformer", "transformer_parameter_matched"):
+                    ratio = median([b / m for m, b in zip(times[mosaic][clock], times[baseline][clock], strict=True)])
+                    key = f"{mosaic}_over_{baseline}_{clock}"
+                    entry[key] = (goal(ratio, target, at_least=True)
+                                  if (mosaic, baseline, clock) == ("mosaic_control_on", "transformer", "wall")
+                                  else round(ratio, 4))
+        entry["ratio"] = entry["mosaic_control_on_over_transformer_wall"]  # the goal
+        results[f"T{length}"] = entry
+    results["load_average_end"] = list(os.getloadavg())
+    return results
 
 
 def step_seconds(model: MosaicLM, context: int, repeats: int) -> float:
@@ -155,21 +226,11 @@ def step_ratios(timed: dict[str, dict[str, float]], contexts: tuple[int, ...], n
 
 
 def run(quick: bool) -> dict[str, Any]:
+    torch.set_num_threads(1)  # both sides on one thread, as the goals are stated
+    training = training_comparison(quick)
     torch.manual_seed(0)
     mosaic = MosaicLM(MosaicLMConfig(vocab_size=VOCAB, n_layers=N_LAYERS, block=MosaicBlockConfig(d_model=D_MODEL)))
-    transformer = TransformerBaseline(TransformerBaselineConfig(
-        vocab_size=VOCAB, d_model=D_MODEL, n_layers=N_LAYERS, n_heads=4, max_seq_len=4096))
-    min_seconds = 0.5 if quick else 3.0
-    training = {}
-    for length, batch, target in ((512, 2 if quick else 8, 1.0), (4096, 1, 3.0)):
-        mosaic_rate = training_rate(mosaic, batch, length, min_seconds)
-        transformer_rate = training_rate(transformer, batch, length, min_seconds)
-        training[f"T{length}"] = {
-            "batch": batch,
-            "mosaic_tokens_per_s": round(mosaic_rate, 1),
-            "transformer_tokens_per_s": round(transformer_rate, 1),
-            "ratio": goal(mosaic_rate / transformer_rate, target, at_least=True),
-        }
+    transformer = transformer_model(D_MODEL)
     mosaic.eval()
     repeats = 20 if quick else 100
     short, long = step_seconds(mosaic, 128, repeats), step_seconds(mosaic, 8192, repeats)

@@ -77,13 +77,20 @@ def machine() -> dict[str, Any]:
         "cpu": cpu_model(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        # the machine in words, for the docs ("2-core CPU dev machine, shared")
+        "name": os.environ.get("MOSAIC_BENCH_MACHINE", f"{os.cpu_count()}-core CPU"),
     }
 
 
-def main(run: Callable[[bool], dict[str, Any]], name: str) -> None:
+def main(run: Callable[..., dict[str, Any]], name: str,
+         add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+    """Run ``run(quick)`` (``run(quick, args)`` when the script adds its own arguments) and write
+    its JSON."""
     parser = argparse.ArgumentParser(description=f"benchmark: {name}")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for smoke runs")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / f"{name}.json")
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args()
     torch_threads = os.environ.get("MOSAIC_BENCH_THREADS")
     if torch_threads:
@@ -94,7 +101,7 @@ def main(run: Callable[[bool], dict[str, Any]], name: str) -> None:
         "benchmark": name,
         "quick": args.quick,
         "machine": machine(),
-        "results": run(args.quick),
+        "results": run(args.quick, args) if add_arguments is not None else run(args.quick),
     }
     results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)

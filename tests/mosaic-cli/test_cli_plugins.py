@@ -170,6 +170,23 @@ def test_listing_plugins_imports_no_torch(fake_plugins) -> None:
     assert result.stdout.strip().splitlines()[-1] == "NO_TORCH"
 
 
+def test_listing_plugins_skips_the_logging_set_up(fake_plugins) -> None:
+    """Start-up (issue 18): ``plugins list`` never logs, so it imports neither structlog (which pulls
+    in asyncio) nor the version metadata that only ``--version`` shows."""
+    code = (
+        "import sys\n"
+        "from mosaic.cli.main import cli\n"
+        "try:\n"
+        "    cli.main(['plugins', 'list', '--all'], standalone_mode=False)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(name for name in ('structlog', 'mosaic.core.version') if name in sys.modules))\n"
+    )
+    result = fake_plugins.run(code=code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_version(fake_plugins) -> None:
     result = fake_plugins.run("--version")
     assert result.returncode == 0 and result.stdout.startswith("mosaic 0.1.0")

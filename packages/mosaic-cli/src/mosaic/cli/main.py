@@ -9,8 +9,6 @@ from typing import Any
 
 import click
 
-from mosaic.core import __version__ as core_version
-
 #: Built-in subcommands: name -> "module:attribute" of a click command, imported on first use so
 #: that ``mosaic --help`` and ``mosaic plugins list`` stay fast and never import torch.
 BUILTIN_COMMANDS: dict[str, tuple[str, str]] = {
@@ -31,6 +29,20 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("mosaic.cli.commands.sweep:sweep", "Grid or random search over preset overrides and seeds (Optuna)."),
     "runs": ("mosaic.cli.commands.runs:runs", "List run directories and compare them (metrics, eval, config diff)."),
 }
+
+#: Built-in commands that never log: they skip the structlog set-up (and its import, a third of
+#: ``mosaic plugins list``'s start-up).
+QUIET_COMMANDS = frozenset({"plugins"})
+
+
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: the installed version, read from metadata only when asked for."""
+    if not value or ctx.resilient_parsing:
+        return
+    from mosaic.core import __version__
+
+    click.echo(f"mosaic {__version__}")
+    ctx.exit()
 
 
 class MosaicGroup(click.Group):
@@ -80,7 +92,8 @@ class MosaicGroup(click.Group):
 
 
 @click.group(cls=MosaicGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(core_version, "--version", prog_name="mosaic", message="%(prog)s %(version)s")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
+              help="Show the version and exit.")
 @click.option(
     "--log-format",
     type=click.Choice(["auto", "console", "json"]),
@@ -95,6 +108,8 @@ def cli(log_format: str, verbose: int) -> None:
 
     Shell completion: eval "$(_MOSAIC_COMPLETE=bash_source mosaic)" (zsh_source, fish_source).
     """
+    if click.get_current_context().invoked_subcommand in QUIET_COMMANDS:
+        return
     from mosaic.cli.logging import configure_logging
 
     configure_logging(log_format, verbose)

@@ -42,11 +42,13 @@ from mosaic.core.errors import ModelError
 from mosaic.layers import memory_readback
 from mosaic.layers.config import MosaicBlockConfig
 from mosaic.layers.memory_readback import MemoryCells
-from mosaic.layers.scan import exclusive, gated_scan, safe_log
+from mosaic.layers.scan import LOG_FLOOR, exclusive, gated_scan, safe_log
 from mosaic.layers.state import MemoryState
 from mosaic.layers.vm import Controls, TeacherForcing, forced_float
 
 OCCUPANCY_FLOOR = 1e-6
+#: A full clear decays its cell by this (exp(-LOG_FLOOR)), not 0, so that it has a logarithm.
+CLEAR_FLOOR = math.exp(-LOG_FLOOR)
 #: A token clears memory only where its clear channel exceeds this in some row of the batch.
 CLEAR_THRESHOLD = 0.5
 
@@ -276,21 +278,35 @@ class HashedMemory(nn.Module):
         return table * keep[..., None]
 
     def read_with_clears(self, plan: MemoryPlan, table: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`read`, with each clearing token's :meth:`clear_matched` applied before it reads."""
+        """:meth:`read`, with each clearing token's :meth:`clear_matched` applied before it reads.
+
+        A clear decays one cell by ``1 - clear`` just before the token reads: the chunked read carries
+        it like a write of nothing. The cells (which depend on the contents) come by fixed-point
+        iteration: each pass (no gradient, keys and occupancy only) picks every clearing token's
+        best-matching slot given the previous pass's picks. A pick depends only on earlier picks, so
+        after n passes the first n are right and a pass that changes nothing has found the sequential
+        answer. Then one pass with gradients."""
         clearing = clearing_positions(plan.clear)
         if not clearing:
             return self.read(plan, table, chunk)
-        reads, start = [], 0
-        for position in clearing:
-            if position > start:
-                read, table = self.read(plan.between(start, position), table, chunk)
-                reads.append(read)
-            table = self.clear_matched(plan.query[:, position], plan.read_bucket[:, position],
-                                       plan.clear[:, position], table)
-            start = position
-        read, table = self.read(plan.between(start, plan.clear.shape[1]), table, chunk)
-        reads.append(read)
-        return torch.cat(reads, dim=1), table
+        at = torch.zeros_like(plan.clear, dtype=torch.bool)
+        at[:, clearing] = True
+        one_minus = 1 - plan.clear  # floored at CLEAR_FLOOR, with d/dx 1/max(x, floor): the exact clear gradient
+        floored = one_minus + (one_minus.clamp_min(CLEAR_FLOOR) - one_minus).detach()
+        clear_log = torch.where(at, torch.log(floored), torch.zeros_like(floored))  # (B, T)
+        cells = plan.read_bucket * self.config.mem_assoc  # (B, T, H) slot 0 of each read bucket: a first guess
+        active = at[..., None].expand_as(cells)  # zero clears too: their picks carry the gradient
+        dk = self.config.mem_key_dim  # the picks need keys and occupancy only, not values
+        narrow_plan = attrs.evolve(plan, content=torch.cat([plan.content[..., :dk], plan.content[..., -1:]], dim=-1))
+        narrow_table = torch.cat([table[..., :dk], table[..., -1:]], dim=-1)
+        for _ in range(len(clearing) + 1):
+            with torch.no_grad():
+                _, _, picked = self.read_chunks(narrow_plan, narrow_table, chunk, (clear_log, cells), picks_only=True)
+            picked = plan.read_bucket * self.config.mem_assoc + picked
+            if torch.equal(picked[active], cells[active]):
+                return self.read_chunks(plan, table, chunk, (clear_log, cells))[:2]
+            cells = torch.where(active, picked, cells)
+        raise ModelError("memory.hashed: the clear fixed point did not converge")  # impossible: see above
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -318,6 +334,14 @@ class HashedMemory(nn.Module):
         return before[..., dk:-1], inclusive[:, -1]
 
     def read(self, plan: MemoryPlan, table: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each token's read of its bucket as it was before the token's own write, and the table after
+        the last token (no clears: see :meth:`read_chunks`)."""
+        read, table, _ = self.read_chunks(plan, table, chunk)
+        return read, table
+
+    def read_chunks(self, plan: MemoryPlan, table: torch.Tensor, chunk: int,
+                    clears: tuple[torch.Tensor, torch.Tensor] | None = None, *, picks_only: bool = False
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Each token's read of its bucket as it was before the token's own write, and the table
         after the last token. table (B, H, cells + 1, dim) -> (read (B, T, mem_dim), table).
 
@@ -326,10 +350,14 @@ class HashedMemory(nn.Module):
         s of the same bucket. Scores, occupancy and the weighted value read are computed from those
         two parts separately, so the intra-chunk part costs (C x C) products, never (C, A, dim). The
         chunk-start part scores each chunk's whole starting table with one product when the table has
-        no more rows than the chunk's (C x A) bucket views would, and gathers those views otherwise."""
+        no more rows than the chunk's (C x A) bucket views would, and gathers those views otherwise.
+
+        ``clears``: ``(log decay (B, T), cell (B, T, H))`` of a clear before each token reads (0: none);
+        the third result is the slot each token's clear would pick given those (``clear_matched``'s
+        rule), ``(B, T, H)``; with ``picks_only`` only that (content and table may be keys + occupancy)."""
         c = self.config
         bsz, length, hashes = plan.read_bucket.shape
-        assoc, dim, dk, trash = c.mem_assoc, c.mem_cell_dim, c.mem_key_dim, self.cells
+        assoc, dim, dk, trash = c.mem_assoc, plan.content.shape[-1], c.mem_key_dim, self.cells
         size = max(1, min(chunk, length))
         pad = -length % size
         n_chunks = (length + pad) // size
@@ -353,12 +381,22 @@ class HashedMemory(nn.Module):
         same_cell = cell[..., :, None] == cell[..., None, :]  # (B, H, nC, C, C) symmetric
         # decay of s's write by later writes u (s < u) to the same cell: [u, s]
         between = torch.where(same_cell & later, log_keep[..., :, None], zero)
-        seen_by = F.pad(between.cumsum(dim=-2)[..., :-1, :], (0, 0, 1, 0))  # [t, s] sum over s < u < t
         hits = (read_bucket[..., :, None] == write_bucket[..., None, :]) & later  # t reads what s wrote
-        coef = torch.where(hits, torch.exp(seen_by), zero)  # (B, H, nC, C, C)
         # decay of the chunk-start slot j of t's read bucket by this chunk's writes before t
-        start_decay = torch.exp(torch.where(hits, log_keep[..., None, :], zero) @ slot_one_hot)  # (.., C, A)
-        keys, values, occupancy = content.split([dk, c.mem_dim, 1], dim=-1)
+        start_log = torch.where(hits, log_keep[..., None, :], zero) @ slot_one_hot  # (.., C, A)
+        own_clear = None
+        if clears is not None:  # a clear at u is a decay of its cell: of writes s < u and of the start
+            clear_log, clear_cell = chunks(clears[0])[:, None], chunks(clears[1])  # (B, 1, nC, C), (B, H, nC, C)
+            between = between + torch.where((clear_cell[..., :, None] == cell[..., None, :]) & later,
+                                            clear_log[..., :, None], zero)
+            clear_hits = (read_bucket[..., :, None] == clear_cell[..., None, :] // assoc) & later
+            clear_one_hot = F.one_hot(clear_cell % assoc, assoc).to(content.dtype)  # (B, H, nC, C, A)
+            start_log = start_log + torch.where(clear_hits, clear_log[..., None, :], zero) @ clear_one_hot
+            own_clear = torch.exp(clear_log[..., None] * clear_one_hot)  # t's own clear, before t reads
+        seen_by = F.pad(between.cumsum(dim=-2)[..., :-1, :], (0, 0, 1, 0))  # [t, s] sum over s < u < t
+        coef = torch.where(hits, torch.exp(seen_by), zero)  # (B, H, nC, C, C)
+        start_decay = torch.exp(start_log)
+        keys, values, occupancy = content.split([dk, dim - dk - 1, 1], dim=-1)
         intra_scores = (coef * (query @ keys.transpose(-1, -2))) @ slot_one_hot  # (B, H, nC, C, A)
         intra_occupancy = (coef * occupancy.transpose(-1, -2)) @ slot_one_hot
         # chunk-end value of each written cell, carried by the last writer of that cell in the chunk
@@ -376,11 +414,15 @@ class HashedMemory(nn.Module):
             else:
                 rows = slots[:, :, n].flatten(-2)[..., None].expand(-1, -1, -1, dim)
                 starts.append(table.gather(2, rows).view(bsz, hashes, size, assoc, dim))
+            if clears is not None and bool(clear_log[:, :, n].any()):
+                cleared = torch.zeros(bsz, hashes, trash + 1, device=cell.device, dtype=table.dtype)
+                cleared = cleared.scatter_add(2, clear_cell[:, :, n], clear_log[:, :, n].expand(-1, hashes, -1))
+                table = table * torch.exp(cleared)[..., None]
             old = table.gather(2, cell[:, :, n, :, None].expand(-1, -1, -1, dim))
             new = total_keep[:, :, n, :, None] * old + written[:, :, n]
             table = table.scatter(2, target[:, :, n, :, None].expand(-1, -1, -1, dim), new)
         table = F.pad(table[:, :, :-1], (0, 0, 0, 1))  # the scratch row holds junk: keep the state clean
-        start_keys, start_values, start_occupancy = torch.stack(starts, dim=2).split([dk, c.mem_dim, 1], dim=-1)
+        start_keys, start_values, start_occupancy = torch.stack(starts, dim=2).split([dk, dim - dk - 1, 1], dim=-1)
         if whole_tables:
             # start_* hold each chunk's whole starting table (B, H, nC, cells, ...): score every
             # cell with one product and pick each token's bucket, cheaper than gathering its rows
@@ -391,6 +433,13 @@ class HashedMemory(nn.Module):
             start_occupancy = start_occupancy[..., 0]
         scores = start_decay * start_scores + intra_scores  # (B, H, nC, C, A)
         occupancy = start_decay * start_occupancy + intra_occupancy
+        picked = torch.zeros_like(read_bucket)
+        if own_clear is not None:
+            picked = (scores / math.sqrt(dk) + torch.log(occupancy.clamp_min(OCCUPANCY_FLOOR))).argmax(-1)
+            if picks_only:
+                picked = picked.permute(0, 2, 3, 1).reshape(bsz, n_chunks * size, hashes)[:, :length]
+                return content.new_zeros(0), table, picked
+            scores, occupancy, start_decay = scores * own_clear, occupancy * own_clear, start_decay * own_clear
         scores = scores / math.sqrt(dk) + torch.log(occupancy.clamp_min(OCCUPANCY_FLOOR))
         weights = F.softmax(scores, dim=-1)  # (B, H, nC, C, A)
         if whole_tables:
@@ -398,10 +447,12 @@ class HashedMemory(nn.Module):
             start_read = spread.scatter(-1, slots, weights * start_decay) @ start_values  # (B, H, nC, C, dv)
         else:
             start_read = ((weights * start_decay)[..., None] * start_values).sum(-2)  # (B, H, nC, C, dv)
-        by_writer = weights.gather(-1, slot[..., None, :].expand(-1, -1, -1, size, -1))  # [t, s] weight of slot_s
+        value_weights = weights if own_clear is None else weights * own_clear
+        by_writer = value_weights.gather(-1, slot[..., None, :].expand(-1, -1, -1, size, -1))  # [t, s] weight of slot_s
         read = (start_read + (coef * by_writer) @ values) * read_ste[..., None]
         read = read.sum(dim=1).reshape(bsz, n_chunks * size, c.mem_dim)  # sum over hashes
-        return read[:, :length], table
+        picked = picked.permute(0, 2, 3, 1).reshape(bsz, n_chunks * size, hashes)[:, :length]
+        return read[:, :length], table, picked
 
 
 def build_hashed_memory(config: MosaicBlockConfig) -> HashedMemory:
