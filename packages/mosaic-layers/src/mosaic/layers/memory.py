@@ -15,9 +15,9 @@ everything written before it in the same sequence, including earlier in its own 
 
 CLEAR_MEM erases by content, not by position: a clearing token scales by ``1 - clear`` the slot of
 its read bucket that a read at that token would weight most (the best key match), before the token
-reads or writes. Which slot that is depends on the memory's contents, so the fast path splits the
-sequence at clearing tokens (rare: the opcode's channel is exactly 0 elsewhere under straight-through
-control) and runs the chunk-parallel read on each segment. A token clears only where its clear
+reads or writes. Which slot that is depends on the memory's contents, so the fast path finds the
+slots by fixed-point iteration over cheap passes and carries each clear in the chunk-parallel read as
+a decay of its cell (see :meth:`HashedMemory.read_with_clears`). A token clears only where its clear
 channel exceeds :data:`CLEAR_THRESHOLD` in some row of the batch (under soft control every channel is
 a little open everywhere, and clearing at every token would serialise the read); a token that does
 not clear passes no straight-through gradient to that channel (the opcode head learns CLEAR_MEM from
@@ -42,6 +42,7 @@ from mosaic.core.errors import ModelError
 from mosaic.layers import memory_readback
 from mosaic.layers.config import MosaicBlockConfig
 from mosaic.layers.memory_readback import MemoryCells
+from mosaic.layers.memory_routing import ring_slots, route
 from mosaic.layers.scan import LOG_FLOOR, exclusive, gated_scan, safe_log
 from mosaic.layers.state import MemoryState
 from mosaic.layers.vm import Controls, TeacherForcing, forced_float
@@ -80,43 +81,6 @@ class MemoryPlan:
             name: value if name in ("counts", "aux") else value[:, start:end]
             for name, value in attrs.asdict(self, recurse=False).items()
         })
-
-
-def ring_slots(write_bucket: torch.Tensor, writes: torch.Tensor, counts: torch.Tensor, assoc: int,
-               chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Slot = (writes to the same bucket before this token) mod assoc: each bucket is a ring buffer
-    that fills its empty slots in order and then overwrites the oldest write. Parallel over tokens.
-
-    write_bucket (B, T, H) int64; writes (B, T) bool; counts (B, H, NB) int64 writes so far mod
-    assoc -> (slot (B, T, H), counts after the last token)."""
-    bsz, length, hashes = write_bucket.shape
-    size = max(1, min(chunk, length))
-    pad = -length % size
-    n_chunks = (length + pad) // size
-    bucket = F.pad(write_bucket, (0, 0, 0, pad)).view(bsz, n_chunks, size, hashes).permute(0, 3, 1, 2)
-    flags = F.pad(writes.long(), (0, pad)).view(bsz, 1, n_chunks, size).expand(-1, hashes, -1, -1)
-    index = torch.arange(size, device=bucket.device)
-    later = index[:, None] > index[None, :]  # [t, s] = t > s
-    earlier = ((bucket[..., :, None] == bucket[..., None, :]) & later & (flags[..., None, :] > 0)).sum(-1)
-    per_chunk = torch.zeros(*bucket.shape[:3], counts.shape[-1], dtype=torch.int64, device=bucket.device)
-    per_chunk.scatter_add_(-1, bucket, flags)  # (B, H, nC, NB) writes per bucket in each chunk
-    before = per_chunk.cumsum(dim=2) - per_chunk + counts[:, :, None]
-    slot = (before.gather(-1, bucket) + earlier) % assoc  # (B, H, nC, C)
-    slot = slot.permute(0, 2, 3, 1).reshape(bsz, n_chunks * size, hashes)[:, :length]
-    return slot, (counts + per_chunk.sum(dim=2)) % assoc
-
-
-def route(bit_logits: torch.Tensor, teacher: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bucket ids ``(B, T, H)`` from sign bits (LSB first) and their straight-through factor."""
-    bits = bit_logits.shape[-1]
-    powers = 2 ** torch.arange(bits, device=bit_logits.device)
-    hard = bit_logits > 0
-    if teacher is not None:
-        teacher_bits = (teacher.clamp_min(0)[..., None] // powers) % 2 == 1
-        hard = torch.where((teacher >= 0)[..., None], teacher_bits, hard)
-    log_conf = F.logsigmoid(torch.where(hard, bit_logits, -bit_logits)).sum(-1)
-    bucket = (hard.long() * powers).sum(-1)
-    return bucket, torch.exp(log_conf - log_conf.detach())
 
 
 class HashedMemory(nn.Module):
