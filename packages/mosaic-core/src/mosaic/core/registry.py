@@ -50,6 +50,7 @@ KNOWN_PROVIDERS: Mapping[str, str] = {
         [
             "dataset.mosaic_memory_curriculum",
             "dataset.mosaic_event_traces",
+            "dataset.tool_building",
             "dataset.mqar",
             "dataset.text",
             "curriculum.teacher_forcing_decay",
@@ -66,6 +67,7 @@ KNOWN_PROVIDERS: Mapping[str, str] = {
             "objective.mosaic_event_prediction",
             "objective.mosaic_next_token_aux",
             "tool_builder.python",
+            "tool_builder.mcp",
             "logger.jsonl",
             "logger.csv",
             "logger.tensorboard",
@@ -73,7 +75,7 @@ KNOWN_PROVIDERS: Mapping[str, str] = {
                 f"preset.{name}"
                 for name in (
                     "mosaic_vm", "mosaic_event_native", "mosaic_idle", "mosaic_commitment",
-                    "mosaic_memory_curriculum", "mqar_mosaic", "mqar_transformer", "phase8_moe",
+                    "mosaic_memory_curriculum", "mosaic_tools", "mqar_mosaic", "mqar_transformer", "phase8_moe",
                 )
             ),
         ],
