@@ -45,17 +45,27 @@ def _other_can_reach(path: str) -> bool:
 def _registry(tmp_path: Path):
     from mosaic.runtime.tools.mcp_builder import MCP_LAYERS, McpToolBuilder, McpToolBuilderConfig
 
-    layers = MCP_LAYERS if _other_can_reach(sys.executable) else [x for x in MCP_LAYERS if x != "drop_privileges"]
+    layers = (
+        MCP_LAYERS if _other_can_reach(sys.executable) else [x for x in MCP_LAYERS if x != "drop_privileges"]
+    )
     builder = McpToolBuilder(McpToolBuilderConfig(required_layers=layers))
-    return open_registry(tmp_path / "tools", key_file=tmp_path / "audit.key",
-                         approval_key_file=tmp_path / "approval.key", builders={"mcp": builder})
+    return open_registry(
+        tmp_path / "tools",
+        key_file=tmp_path / "audit.key",
+        approval_key_file=tmp_path / "approval.key",
+        builders={"mcp": builder},
+    )
 
 
 def _definition(server: Path, **capabilities) -> dict:
-    return {"name": "mcp_add", "description": "adds two integers on an MCP server", "builder": "mcp",
-            "parameters": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-            "mcp": {"tool": "add", "command": [sys.executable, str(server)]},
-            "capabilities": {"cpu_seconds": 30, "wall_seconds": 120.0, "memory_bytes": 4 * 2**30, **capabilities}}
+    return {
+        "name": "mcp_add",
+        "description": "adds two integers on an MCP server",
+        "builder": "mcp",
+        "parameters": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+        "mcp": {"tool": "add", "command": [sys.executable, str(server)]},
+        "capabilities": {"cpu_seconds": 30, "wall_seconds": 120.0, "memory_bytes": 4 * 2**30, **capabilities},
+    }
 
 
 def _event(event_type: str, payload: dict) -> EventEnvelope:
@@ -81,7 +91,14 @@ def test_an_approved_mcp_tool_is_called_end_to_end(tmp_path: Path) -> None:
     assert result.payload["value"] == 42
     # the server ran under the OS layers: without network, in its own PID namespace, under Landlock
     layers = registry.builders["mcp"].build(registry.get("mcp_add").definition)({"a": 1, "b": 1}).layers
-    for layer in ("network_namespace", "pid_namespace", "mount_namespace", "rlimits", "no_new_privs", "landlock"):
+    for layer in (
+        "network_namespace",
+        "pid_namespace",
+        "mount_namespace",
+        "rlimits",
+        "no_new_privs",
+        "landlock",
+    ):
         assert layers[layer]["active"] is True, (layer, layers[layer])
 
 
@@ -100,20 +117,49 @@ def test_network_reaches_a_stdio_server_only_when_the_approval_grants_it(tmp_pat
 
 
 def test_mcp_definitions_always_need_approval_and_a_url_needs_network() -> None:
-    stdio = ToolDefinition.from_json_dict({"name": "t", "description": "d", "builder": "mcp",
-                                           "mcp": {"tool": "add", "command": ["/usr/bin/true"]}})
+    stdio = ToolDefinition.from_json_dict(
+        {
+            "name": "t",
+            "description": "d",
+            "builder": "mcp",
+            "mcp": {"tool": "add", "command": ["/usr/bin/true"]},
+        }
+    )
     assert stdio.validate() == [] and stdio.requires_approval()
-    url = ToolDefinition.from_json_dict({"name": "t", "description": "d", "builder": "mcp",
-                                         "mcp": {"tool": "add", "url": "http://127.0.0.1:9/mcp"}})
+    url = ToolDefinition.from_json_dict(
+        {
+            "name": "t",
+            "description": "d",
+            "builder": "mcp",
+            "mcp": {"tool": "add", "url": "http://127.0.0.1:9/mcp"},
+        }
+    )
     assert any("capabilities.network" in p for p in url.validate())
-    granted = ToolDefinition.from_json_dict({"name": "t", "description": "d", "builder": "mcp",
-                                             "mcp": {"tool": "add", "url": "http://127.0.0.1:9/mcp"},
-                                             "capabilities": {"network": True}})
+    granted = ToolDefinition.from_json_dict(
+        {
+            "name": "t",
+            "description": "d",
+            "builder": "mcp",
+            "mcp": {"tool": "add", "url": "http://127.0.0.1:9/mcp"},
+            "capabilities": {"network": True},
+        }
+    )
     assert granted.validate() == [] and "network" in granted.approval_reasons()
-    python_with_network = ToolDefinition.from_json_dict({"name": "t", "description": "d",
-                                                         "implementation": "def run():\n    return 1",
-                                                         "capabilities": {"network": True}})
+    python_with_network = ToolDefinition.from_json_dict(
+        {
+            "name": "t",
+            "description": "d",
+            "implementation": "def run():\n    return 1",
+            "capabilities": {"network": True},
+        }
+    )
     assert any("only MCP endpoints" in p for p in python_with_network.validate())
-    both = ToolDefinition.from_json_dict({"name": "t", "description": "d", "builder": "mcp",
-                                          "mcp": {"tool": "add", "command": ["/usr/bin/true"], "url": "http://x"}})
+    both = ToolDefinition.from_json_dict(
+        {
+            "name": "t",
+            "description": "d",
+            "builder": "mcp",
+            "mcp": {"tool": "add", "command": ["/usr/bin/true"], "url": "http://x"},
+        }
+    )
     assert any("exactly one server" in p for p in both.validate())

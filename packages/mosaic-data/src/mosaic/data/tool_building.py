@@ -36,7 +36,14 @@ import torch
 
 from mosaic.core.events.codec import EVENT_DELIMITER, EVENT_PAD_ID, EVENT_VOCAB_SIZE, EventEncoder
 from mosaic.core.events.envelope import EventEnvelope, canonical_json
-from mosaic.data.common import IGNORE_TARGET, SEQUENCE_NOTE, TARGET_IDS, SampleTooLongError, TraceBuilder, item_seed
+from mosaic.data.common import (
+    IGNORE_TARGET,
+    SEQUENCE_NOTE,
+    TARGET_IDS,
+    SampleTooLongError,
+    TraceBuilder,
+    item_seed,
+)
 from mosaic.data.config import ToolBuildingConfig
 
 REQUEST_TYPE = "ToolRequest"
@@ -44,14 +51,19 @@ AGENT = "agent"
 #: Every request and agent event has this timestamp: the held-out request files use it too.
 REQUEST_TS = 1.0
 AGENT_TS = 2.0
-INT_RANGE = (10, 100)  # two-digit integer parameters
+#: Three-digit integers and one-letter strings: every request payload has the same length
+#: (``{"params":{"n":372},"task":"add"}``, ``{"params":{"s":"a"},"task":"pre"}``), so each of its
+#: bytes lies at one distance from its copy in the definition's description.
+INT_RANGE = (100, 1000)
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
 @attrs.frozen
 class ToolTask:
     """A task: its parameters (name -> ``int`` or ``str``), the tool's one argument, the code
-    template (``str.format`` over the parameters), and the answer of the task."""
+    template (``str.format`` over the parameters), and the answer of the task. Every template puts
+    its parameter at one offset from the start of the source (the indentation and wording differ to
+    make it so), so each parameter lies at one distance from its copy in the description."""
 
     params: tuple[tuple[str, str], ...]
     argument: str
@@ -63,14 +75,51 @@ class ToolTask:
 
 
 TASKS: dict[str, ToolTask] = {
-    "add": ToolTask((("n", "int"),), "x", "integer", "def run(x):\n    return x + {n}", lambda p, x: x + p["n"], 7, -3),
-    "sub": ToolTask((("n", "int"),), "x", "integer", "def run(x):\n    return x - {n}", lambda p, x: x - p["n"], 7, -3),
-    "mul": ToolTask((("n", "int"),), "x", "integer", "def run(x):\n    return x * {n}", lambda p, x: x * p["n"], 7, -3),
-    "lin": ToolTask((("a", "int"), ("b", "int")), "x", "integer", "def run(x):\n    return x * {a} + {b}",
-                    lambda p, x: x * p["a"] + p["b"], 7, -3),
-    "pre": ToolTask((("s", "str"),), "s", "string", "def run(s):\n    return '{s}' + s", lambda p, s: p["s"] + s, "xy", "q"),
-    "tab": ToolTask((("a", "int"), ("b", "int")), "k", "string",
-                    "def run(k):\n    return {{'a': {a}, 'b': {b}}}[k]",lambda p, k: p[k], "b", "a"),
+    "add": ToolTask(
+        (("n", "int"),), "x", "integer", "def run(x):\n    return x + {n}", lambda p, x: x + p["n"], 7, -3
+    ),
+    "sub": ToolTask(
+        (("n", "int"),), "x", "integer", "def run(x):\n    return x - {n}", lambda p, x: x - p["n"], 7, -3
+    ),
+    "mul": ToolTask(
+        (("n", "int"),), "x", "integer", "def run(x):\n    return x * {n}", lambda p, x: x * p["n"], 7, -3
+    ),
+    "mod": ToolTask(
+        (("n", "int"),),
+        "x",
+        "integer",
+        "def run(x):\n    return x % {n}",
+        lambda p, x: x % p["n"],
+        1234,
+        99999,
+    ),
+    "pre": ToolTask(
+        (("s", "str"),),
+        "s",
+        "string",
+        "def run(s):\n    return str('{s}') + s",
+        lambda p, s: p["s"] + s,
+        "xy",
+        "q",
+    ),
+    "fnd": ToolTask(
+        (("s", "str"),),
+        "s",
+        "string",
+        "def run(s):\n return s.find('{s}')",
+        lambda p, s: s.find(p["s"]),
+        "banana",
+        "mississippi",
+    ),
+    "tab": ToolTask(
+        (("n", "int"),),
+        "k",
+        "string",
+        "def run(k):\n   return {{'x':{n}}}.get(k, 0)",
+        lambda p, k: {"x": p["n"]}.get(k, 0),
+        "x",
+        "y",
+    ),
 }
 
 
@@ -85,17 +134,18 @@ def request_split(task: str, params: dict[str, Any], eval_fraction: float) -> st
     return "eval" if int.from_bytes(digest[:8], "big") / 2**64 < eval_fraction else "train"
 
 
-def describe(params: dict[str, Any]) -> str:
-    """A definition's description: the parameters as ``a: 12, b: 34``, spaced like the request's
-    ``"a":12,"b":34`` so that every value sits at one distance from its copy in the request."""
-    return ", ".join(f"{name}: {value}" for name, value in params.items())
+def describe(payload: dict[str, Any]) -> str:
+    """A definition's description: the request's payload with its quotes as spaces
+    (``{ params :{ n :372}, task : add }``), byte for byte where the request has it, so that every
+    parameter and the task lie at one fixed distance from the request (a local mixer copies them)."""
+    return canonical_json(payload).replace('"', " ")
 
 
 def definition_payload(task: str, params: dict[str, Any]) -> dict[str, Any]:
     """The ``ToolDefinition`` payload that solves the request (the JSON form the registry reads)."""
     spec = TASKS[task]
     return {
-        "description": describe(params),
+        "description": describe({"params": params, "task": task}),
         "implementation": spec.code.format(**params),
         "name": tool_name(task, params),
         "parameters": {spec.argument: {"type": spec.argument_type}},
@@ -137,8 +187,14 @@ class ToolBuildingDataset(torch.utils.data.Dataset):
         self.teacher_forcing = 1.0
         needed = self.max_sample_length()
         if needed > config.block_size + 1:
-            raise SampleTooLongError(type(self).__name__, "block_size", needed, config.block_size + 1,
-                                     "the longest episode", SEQUENCE_NOTE)
+            raise SampleTooLongError(
+                type(self).__name__,
+                "block_size",
+                needed,
+                config.block_size + 1,
+                "the longest episode",
+                SEQUENCE_NOTE,
+            )
 
     def set_teacher_forcing(self, p: float) -> None:
         self.teacher_forcing = float(p)  # no teacher-forced signal here; kept for the curriculum protocol
@@ -150,18 +206,28 @@ class ToolBuildingDataset(torch.utils.data.Dataset):
         """A (task, parameters) request of ``split`` (rejection sampling over the split hash)."""
         while True:
             task = rng.choice(self.config.tasks)
-            params = {name: (rng.randrange(*INT_RANGE) if kind == "int" else rng.choice(LETTERS) + rng.choice(LETTERS))
-                      for name, kind in TASKS[task].params}
+            params = {
+                name: (rng.randrange(*INT_RANGE) if kind == "int" else rng.choice(LETTERS))
+                for name, kind in TASKS[task].params
+            }
             if request_split(task, params, self.config.eval_fraction) == split:
                 return task, params
 
     def episode(self, task: str, params: dict[str, Any], rng: random.Random) -> ToolEpisode:
         spec = TASKS[task]
-        request = EventEnvelope(REQUEST_TYPE, {"params": params, "task": task}, "user", id=f"r{_hex(rng, 4)}",
-                                ts=REQUEST_TS)
-        return ToolEpisode(request, task, params, tool_name(task, params), {spec.argument: spec.example},
-                           spec.solve(params, spec.example), {spec.argument: spec.probe},
-                           spec.solve(params, spec.probe))
+        request = EventEnvelope(
+            REQUEST_TYPE, {"params": params, "task": task}, "user", id=f"r{_hex(rng, 4)}", ts=REQUEST_TS
+        )
+        return ToolEpisode(
+            request,
+            task,
+            params,
+            tool_name(task, params),
+            {spec.argument: spec.example},
+            spec.solve(params, spec.example),
+            {spec.argument: spec.probe},
+            spec.solve(params, spec.probe),
+        )
 
     def episodes(self, count: int) -> list[ToolEpisode]:
         """``count`` requests of this dataset's split, deterministic in (seed, split)."""
@@ -175,19 +241,51 @@ class ToolBuildingDataset(torch.utils.data.Dataset):
         """The episode's events in order (agent events are those sent by ``agent``)."""
         definition_id, call_id = f"e{_hex(rng, 4)}", f"e{_hex(rng, 4)}"
         clock = rng.uniform(1.7e9, 1.9e9)
-        reply = {"priority": episode.request.priority, "sender": "tool_registry"}
+        priority, registry = episode.request.priority, "tool_registry"
         return [
             episode.request,
-            EventEnvelope("ToolDefinition", definition_payload(episode.task, episode.params), AGENT,
-                          id=definition_id, ts=AGENT_TS),
-            EventEnvelope("ToolRegistered", {"hash": _hex(rng, 64), "in_reply_to": definition_id,
-                                             "name": episode.name, "reasons": [], "state": "active"},
-                          id=_hex(rng, 32), ts=clock, **reply),
-            EventEnvelope("ToolCall", {"arguments": episode.arguments, "tool": episode.name}, AGENT,
-                          id=call_id, ts=AGENT_TS),
-            EventEnvelope("ToolResult", {"in_reply_to": call_id, "stdout": "", "tool": episode.name,
-                                         "value": episode.expected, "wall_seconds": round(rng.uniform(0.05, 0.5), 6)},
-                          id=_hex(rng, 32), ts=clock + rng.uniform(0.1, 1.0), **reply),
+            EventEnvelope(
+                "ToolDefinition",
+                definition_payload(episode.task, episode.params),
+                AGENT,
+                id=definition_id,
+                ts=AGENT_TS,
+            ),
+            EventEnvelope(
+                "ToolRegistered",
+                {
+                    "hash": _hex(rng, 64),
+                    "in_reply_to": definition_id,
+                    "name": episode.name,
+                    "reasons": [],
+                    "state": "active",
+                },
+                id=_hex(rng, 32),
+                ts=clock,
+                sender=registry,
+                priority=priority,
+            ),
+            EventEnvelope(
+                "ToolCall",
+                {"arguments": episode.arguments, "tool": episode.name},
+                AGENT,
+                id=call_id,
+                ts=AGENT_TS,
+            ),
+            EventEnvelope(
+                "ToolResult",
+                {
+                    "in_reply_to": call_id,
+                    "stdout": "",
+                    "tool": episode.name,
+                    "value": episode.expected,
+                    "wall_seconds": round(rng.uniform(0.05, 0.5), 6),
+                },
+                id=_hex(rng, 32),
+                ts=clock + rng.uniform(0.1, 1.0),
+                sender=registry,
+                priority=priority,
+            ),
             EventEnvelope("Message", {"text": "done"}, AGENT, id=f"e{_hex(rng, 4)}", ts=AGENT_TS),
         ]
 
@@ -210,10 +308,16 @@ class ToolBuildingDataset(torch.utils.data.Dataset):
         if not 0 <= idx < len(self):
             raise IndexError(f"{type(self).__name__} index {idx} out of range [0, {len(self)})")
         builder, predicted = self._builder(random.Random(item_seed(c.seed, c.split, idx)), c.split)
-        item: dict[str, Any] = builder.finish(block_size=c.block_size, pad_token=EVENT_PAD_ID,
-                                              teacher_forcing=self.teacher_forcing, name=type(self).__name__)
+        item: dict[str, Any] = builder.finish(
+            block_size=c.block_size,
+            pad_token=EVENT_PAD_ID,
+            teacher_forcing=self.teacher_forcing,
+            name=type(self).__name__,
+        )
         keep = torch.zeros(c.block_size, dtype=torch.bool)
         for span in predicted:
             keep[span.start : span.stop] = True
-        item[TARGET_IDS] = torch.where(keep, item[TARGET_IDS], torch.full_like(item[TARGET_IDS], IGNORE_TARGET))
+        item[TARGET_IDS] = torch.where(
+            keep, item[TARGET_IDS], torch.full_like(item[TARGET_IDS], IGNORE_TARGET)
+        )
         return item

@@ -152,8 +152,9 @@ class McpEndpoint:
             found.append("mcp.tool: must be the name of one of the server's tools (1 to 128 characters)")
         if bool(self.command) == bool(self.url):
             found.append("mcp: name exactly one server, a stdio 'command' or a 'url'")
-        if len(self.command) > MAX_COMMAND_PARTS or not all(isinstance(p, str) and p and "\x00" not in p
-                                                              for p in self.command):
+        if len(self.command) > MAX_COMMAND_PARTS or not all(
+            isinstance(p, str) and p and "\x00" not in p for p in self.command
+        ):
             found.append(f"mcp.command: at most {MAX_COMMAND_PARTS} non-empty strings without NUL")
         elif self.command and not self.command[0].startswith("/"):
             found.append(f"mcp.command: the program must be an absolute path, got {self.command[0]!r}")
@@ -199,8 +200,10 @@ class ToolDefinition:
             if self.mcp is not None:
                 found.append(f"mcp: an MCP endpoint needs builder 'mcp', not {self.builder!r}")
             if self.capabilities.network:
-                found.append("capabilities.network: only MCP endpoints may be granted network access; "
-                             "Python tools run offline")
+                found.append(
+                    "capabilities.network: only MCP endpoints may be granted network access; "
+                    "Python tools run offline"
+                )
         found += self.capabilities.problems()
         if self.sandbox is not True:
             found.append("sandbox: tools always run sandboxed; sandbox=False is refused")
@@ -208,12 +211,16 @@ class ToolDefinition:
 
     def _mcp_problems(self) -> list[str]:
         if self.mcp is None:
-            return ["mcp: builder 'mcp' needs an endpoint ({'tool': ..., 'command': [...]} or {'tool': ..., 'url': ...})"]
+            return [
+                "mcp: builder 'mcp' needs an endpoint ({'tool': ..., 'command': [...]} or {'tool': ..., 'url': ...})"
+            ]
         found = self.mcp.problems()
         if self.implementation:
             found.append("implementation: an MCP tool has no source; leave it empty")
         if self.mcp.url and not self.capabilities.network:
-            found.append("capabilities.network: an MCP server at a URL needs network=true (granted by approval)")
+            found.append(
+                "capabilities.network: an MCP server at a URL needs network=true (granted by approval)"
+            )
         return found
 
     def approval_reasons(self) -> list[str]:

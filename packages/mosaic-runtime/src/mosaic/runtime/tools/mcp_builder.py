@@ -59,7 +59,9 @@ class McpToolBuilderConfig:
     interpreter the unprivileged user cannot read, e.g. one under /root)."""
 
     read_only: tuple[str, ...] = attrs.field(default=("/usr", "/lib", "/lib64", "/etc"), converter=tuple)
-    required_layers: tuple[str, ...] = attrs.field(default=MCP_LAYERS, converter=tuple, validator=_known_layers)
+    required_layers: tuple[str, ...] = attrs.field(
+        default=MCP_LAYERS, converter=tuple, validator=_known_layers
+    )
 
 
 def _existing(paths: list[str]) -> list[str]:
@@ -86,23 +88,30 @@ class McpTool:
         assert endpoint is not None  # the builder checked it
         limits = self.definition.capabilities.limits()
         started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="mosaic-mcp-") as scratch, \
-                tempfile.TemporaryFile("w+", prefix="mosaic-mcp-err-") as errlog:
+        with (
+            tempfile.TemporaryDirectory(prefix="mosaic-mcp-") as scratch,
+            tempfile.TemporaryFile("w+", prefix="mosaic-mcp-err-") as errlog,
+        ):
             server: Any = endpoint.url or self._stdio(scratch)
             try:
-                result = asyncio.run(asyncio.wait_for(self._call(server, endpoint.tool, params, errlog),
-                                                      limits.wall_seconds))
+                result = asyncio.run(
+                    asyncio.wait_for(self._call(server, endpoint.tool, params, errlog), limits.wall_seconds)
+                )
             except (TimeoutError, asyncio.TimeoutError) as exc:
-                raise ToolError(f"tool {self.definition.name!r}: the MCP call took longer than "
-                                f"{limits.wall_seconds:g} s") from exc
+                raise ToolError(
+                    f"tool {self.definition.name!r}: the MCP call took longer than {limits.wall_seconds:g} s"
+                ) from exc
             except ToolError:
                 raise
             except Exception as exc:  # the client library raises many kinds; each becomes a ToolError
-                raise ToolError(f"tool {self.definition.name!r}: the MCP call failed: {exc}"
-                                f"{self._stderr_hint(errlog)}") from exc
+                raise ToolError(
+                    f"tool {self.definition.name!r}: the MCP call failed: {exc}{self._stderr_hint(errlog)}"
+                ) from exc
             layers = self._layers(errlog) if not endpoint.url else {}
         if result.is_error:
-            raise ToolError(f"tool {self.definition.name!r}: the MCP server reported an error: {_value(result)}")
+            raise ToolError(
+                f"tool {self.definition.name!r}: the MCP server reported an error: {_value(result)}"
+            )
         return SandboxResult(_value(result), "", False, layers, time.monotonic() - started)
 
     async def _call(self, server: Any, tool: str, params: dict[str, Any], errlog: Any) -> Any:
@@ -112,7 +121,10 @@ class McpTool:
         if isinstance(server, StdioServerParameters):
             from mcp.client.session import ClientSession
 
-            async with stdio_client(server, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+            async with (
+                stdio_client(server, errlog=errlog) as (read, write),
+                ClientSession(read, write) as session,
+            ):
                 await session.initialize()
                 return await session.call_tool(tool, params)
         async with Client(server) as client:
@@ -128,9 +140,19 @@ class McpTool:
         os.chmod(scratch, 0o700)
         if os.geteuid() == 0 and "drop_privileges" in self.config.required_layers:
             os.chown(scratch, uid, gid)
-        program_dirs = [os.path.dirname(os.path.realpath(endpoint.command[0])), os.path.dirname(endpoint.command[0])]
-        prefixes = [sys.prefix, sys.base_prefix, sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]]
-        argument_dirs = [os.path.dirname(os.path.realpath(p)) for p in endpoint.command[1:] if os.path.isfile(p)]
+        program_dirs = [
+            os.path.dirname(os.path.realpath(endpoint.command[0])),
+            os.path.dirname(endpoint.command[0]),
+        ]
+        prefixes = [
+            sys.prefix,
+            sys.base_prefix,
+            sysconfig.get_paths()["stdlib"],
+            sysconfig.get_paths()["purelib"],
+        ]
+        argument_dirs = [
+            os.path.dirname(os.path.realpath(p)) for p in endpoint.command[1:] if os.path.isfile(p)
+        ]
         required = [*self.config.required_layers, *(() if caps.network else ("network_namespace",))]
         request = {
             "required_layers": sorted(required),
@@ -145,15 +167,18 @@ class McpTool:
             "environment": {"PATH": "/usr/bin:/bin", "HOME": scratch, "LANG": "C.UTF-8"},
         }
         stub = f"import sys; sys.path.insert(0, {str(CHILD_DIR)!r}); import sbx_mcp; sbx_mcp.main()"
-        return StdioServerParameters(command=os.path.realpath(sys.executable),
-                                     args=["-I", "-S", "-c", stub, json.dumps(request), "--", *endpoint.command],
-                                     env={}, cwd="/")
+        return StdioServerParameters(
+            command=os.path.realpath(sys.executable),
+            args=["-I", "-S", "-c", stub, json.dumps(request), "--", *endpoint.command],
+            env={},
+            cwd="/",
+        )
 
     def _status(self, errlog: Any) -> dict[str, Any] | None:
         errlog.seek(0)
         for line in errlog.read().splitlines():
             if line.startswith(STATUS_PREFIX):
-                return dict(json.loads(line[len(STATUS_PREFIX):]))
+                return dict(json.loads(line[len(STATUS_PREFIX) :]))
         return None
 
     def _stderr_hint(self, errlog: Any) -> str:
@@ -167,8 +192,9 @@ class McpTool:
     def _layers(self, errlog: Any) -> dict[str, dict[str, Any]]:
         status = self._status(errlog)
         if status is None or status.get("frame") != "confined":
-            raise SandboxUnavailableError("mcp", f"tool {self.definition.name!r}: the MCP server's launcher "
-                                                 "reported no confinement")
+            raise SandboxUnavailableError(
+                "mcp", f"tool {self.definition.name!r}: the MCP server's launcher reported no confinement"
+            )
         return dict(status["layers"])
 
 
@@ -184,7 +210,11 @@ class McpToolBuilder:
             problems.append(f"builder: {definition.builder!r} is not handled by tool_builder.mcp")
         if not mcp_available():
             problems.append(f"builder: {INSTALL_HINT}")
-        if definition.mcp is not None and definition.mcp.command and not Path(definition.mcp.command[0]).is_file():
+        if (
+            definition.mcp is not None
+            and definition.mcp.command
+            and not Path(definition.mcp.command[0]).is_file()
+        ):
             problems.append(f"mcp.command: {definition.mcp.command[0]!r} is not a file")
         return problems
 

@@ -51,15 +51,22 @@ def play_episode(model: Any, episode: Any, root: Path) -> dict[str, Any]:
     the tool works (see the module docstring)."""
     registry = open_private_registry(root)
     bridge = ToolBridge(registry)
-    session = EventSession(model, config=GenerationConfig(max_new_bytes=MAX_NEW_BYTES, commitment_source="event"))
+    session = EventSession(
+        model, config=GenerationConfig(max_new_bytes=MAX_NEW_BYTES, commitment_source="event")
+    )
     emitted: list[EventEnvelope] = []
     session.observe(episode.request)
     respond(session, episode.request, emitted.append, bridge)
-    registered = [e.payload["name"] for e in emitted
-                  if e.type == "ToolRegistered" and e.payload.get("state") == "active"]
+    registered = [
+        e.payload["name"]
+        for e in emitted
+        if e.type == "ToolRegistered" and e.payload.get("state") == "active"
+    ]
     calls = {e.id: e.payload for e in emitted if e.type == "ToolCall" and e.sender != bridge.handler.sender}
     call_ok = any(
-        e.type == "ToolResult" and e.payload.get("tool") in registered and e.payload.get("value") == episode.expected
+        e.type == "ToolResult"
+        and e.payload.get("tool") in registered
+        and e.payload.get("value") == episode.expected
         and calls.get(e.payload.get("in_reply_to"), {}).get("arguments") == episode.arguments
         for e in emitted
     )
@@ -69,9 +76,15 @@ def play_episode(model: Any, episode: Any, root: Path) -> dict[str, Any]:
             probe_ok = registry.call(registered[0], episode.probe_arguments).value == episode.probe_expected
         except MosaicError:
             probe_ok = False
-    return {"request": episode.request.payload, "emitted": [e.type for e in emitted],
-            "tool": registered[0] if registered else None, "registered": bool(registered),
-            "call_ok": call_ok, "probe_ok": probe_ok, "success": bool(registered) and call_ok and probe_ok}
+    return {
+        "request": episode.request.payload,
+        "emitted": [e.type for e in emitted],
+        "tool": registered[0] if registered else None,
+        "registered": bool(registered),
+        "call_ok": call_ok,
+        "probe_ok": probe_ok,
+        "success": bool(registered) and call_ok and probe_ok,
+    }
 
 
 def tool_building_report(model: Any, dataset: Any, *, samples: int) -> dict[str, Any]:
@@ -92,6 +105,13 @@ def tool_building_report(model: Any, dataset: Any, *, samples: int) -> dict[str,
     def rate(key: str) -> float:
         return sum(1 for outcome in outcomes if outcome[key]) / count
 
-    return {"tools": {"success_rate": rate("success"), "registered_rate": rate("registered"),
-                      "call_rate": rate("call_ok"), "probe_rate": rate("probe_ok"), "requests": len(outcomes),
-                      "examples": outcomes[:SHOWN_EXAMPLES]}}
+    return {
+        "tools": {
+            "success_rate": rate("success"),
+            "registered_rate": rate("registered"),
+            "call_rate": rate("call_ok"),
+            "probe_rate": rate("probe_ok"),
+            "requests": len(outcomes),
+            "examples": outcomes[:SHOWN_EXAMPLES],
+        }
+    }

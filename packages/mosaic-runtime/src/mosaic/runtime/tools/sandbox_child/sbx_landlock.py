@@ -80,7 +80,9 @@ def handled_fs(abi: int) -> int:
     return rights
 
 
-def prepare(read_only: list[str], scratch: str, *, min_abi: int = 1, executable: list[str] = ()) -> tuple[int, int]:
+def prepare(
+    read_only: list[str], scratch: str, *, min_abi: int = 1, executable: tuple[str, ...] | list[str] = ()
+) -> tuple[int, int]:
     """Build the ruleset (paths are opened now, so call this while they are still reachable).
     ``executable`` paths may also be executed (an MCP server's interpreter and libraries).
     Returns (ruleset fd, ABI); pass them to ``restrict_self`` once no_new_privs is set."""

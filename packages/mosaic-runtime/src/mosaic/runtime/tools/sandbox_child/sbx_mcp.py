@@ -35,8 +35,12 @@ def launch(request: dict, command: list[str]) -> None:
     sbx_confine.enter_namespaces(request, layers)
     status_fd = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)  # read after the drop
     try:
-        ruleset, abi = sbx_landlock.prepare(request["read_only"], request["scratch"],
-                                            min_abi=request["landlock_min_abi"], executable=request["executable"])
+        ruleset, abi = sbx_landlock.prepare(
+            request["read_only"],
+            request["scratch"],
+            min_abi=request["landlock_min_abi"],
+            executable=request["executable"],
+        )
     except OSError as exc:
         ruleset, abi = -1, 0
         sbx_confine._record(layers, required, "landlock", False, str(exc))
@@ -47,9 +51,14 @@ def launch(request: dict, command: list[str]) -> None:
     if ruleset >= 0:
         try:
             sbx_landlock.restrict_self(ruleset)
-            sbx_confine._record(layers, required, "landlock", True,
-                                f"ABI {abi}: read-only {', '.join(request['read_only'])}; "
-                                f"execute {', '.join(request['executable'])}; read-write scratch only")
+            sbx_confine._record(
+                layers,
+                required,
+                "landlock",
+                True,
+                f"ABI {abi}: read-only {', '.join(request['read_only'])}; "
+                f"execute {', '.join(request['executable'])}; read-write scratch only",
+            )
         except OSError as exc:
             sbx_confine._record(layers, required, "landlock", False, str(exc))
     if "drop_privileges" in required:
@@ -57,9 +66,15 @@ def launch(request: dict, command: list[str]) -> None:
     else:  # the policy keeps uid 0 (e.g. an interpreter the unprivileged user cannot read): no capabilities
         sbx_confine._clear_capabilities(libc)
         sbx_confine._zero_capsets(libc)
-        layers["drop_privileges"] = {"active": False, "detail": "uid 0 kept by the policy; every capability dropped"}
+        layers["drop_privileges"] = {
+            "active": False,
+            "detail": "uid 0 kept by the policy; every capability dropped",
+        }
     os.close(status_fd)
-    layers["seccomp"] = {"active": False, "detail": "not installed for MCP servers: it forbids execve and sockets"}
+    layers["seccomp"] = {
+        "active": False,
+        "detail": "not installed for MCP servers: it forbids execve and sockets",
+    }
     os.chdir(request["scratch"])
     _status({"frame": "confined", "layers": layers})
     os.execve(command[0], command, request["environment"])
