@@ -126,7 +126,6 @@ def tool_building_benchmark(
     with tempfile.TemporaryDirectory(prefix="mosaic-bench-tools-") as tmp:
         if run_dir is None:
             run_dir = train(Path(tmp) / "runs", quick)
-        summary = RunDir.existing(run_dir).read_summary()
         config = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
         episodes = get_registry().build("dataset.tool_building", {"split": "eval", "seed": 1}).episodes(count)
         started = time.perf_counter()
@@ -134,6 +133,7 @@ def tool_building_benchmark(
             play(run_dir, episode, Path(tmp) / f"request{index}") for index, episode in enumerate(episodes)
         ]
         play_seconds = time.perf_counter() - started
+        summary = RunDir.existing(run_dir).read_summary()  # read last: a run may still be evaluating
 
     def rate(key: str) -> float:
         return sum(1 for outcome in outcomes if outcome[key]) / max(len(outcomes), 1)
