@@ -115,6 +115,13 @@ def play(run_dir: Path, episode: Any, root: Path) -> dict[str, Any]:
     }
 
 
+def _summary_from_metrics(run_dir: Path) -> dict[str, Any]:
+    """Steps and training seconds from ``metrics.jsonl`` (a run stopped during its final evaluation
+    has no ``summary.json``)."""
+    last = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()][-1]
+    return {"steps": last["step"], "wall_seconds": last["elapsed_s"]}
+
+
 def tool_building_benchmark(
     quick: bool, *, run_dir: Path | None = None, requests: int | None = None
 ) -> dict[str, Any]:
@@ -133,7 +140,8 @@ def tool_building_benchmark(
             play(run_dir, episode, Path(tmp) / f"request{index}") for index, episode in enumerate(episodes)
         ]
         play_seconds = time.perf_counter() - started
-        summary = RunDir.existing(run_dir).read_summary()  # read last: a run may still be evaluating
+        run = RunDir.existing(run_dir)
+        summary = run.read_summary() if run.summary_path.exists() else _summary_from_metrics(run_dir)
 
     def rate(key: str) -> float:
         return sum(1 for outcome in outcomes if outcome[key]) / max(len(outcomes), 1)
