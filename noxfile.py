@@ -53,8 +53,9 @@ def _closure(dists: tuple[str, ...]) -> list[str]:
     return seen
 
 
-#: optional extras a session's tests exercise: `mosaic plot` needs mosaic-runtime[plot], `mosaic sweep` [sweep]
-EXTRAS: dict[str, str] = {"mosaic_runtime": "plot,sweep"}
+#: optional extras a session's tests exercise: `mosaic plot` needs mosaic-runtime[plot], `mosaic sweep` [sweep],
+#: the MCP tool builder's test (tests/mosaic-runtime/test_tools_mcp.py) [mcp]
+EXTRAS: dict[str, str] = {"mosaic_runtime": "plot,sweep,mcp"}
 
 
 def _install(session: nox.Session, *dists: str, extra_paths: tuple[Path, ...] = ()) -> None:

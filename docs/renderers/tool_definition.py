@@ -28,6 +28,7 @@ def render(results: Path) -> str:
         DEFAULT_IMPORTS,
         MAX_DESCRIPTION,
         PARAMETER_TYPES,
+        McpEndpoint,
         ParameterSpec,
         ToolCapabilities,
         ToolDefinition,
@@ -39,6 +40,14 @@ def render(results: Path) -> str:
     lines += _fields(ParameterSpec)
     lines += ["", "**`capabilities`**", "", "| field | default |", "|---|---|"]
     lines += _fields(ToolCapabilities)
+    lines += [
+        "",
+        '**`mcp`** (with `builder: "mcp"`: an MCP endpoint instead of source)',
+        "",
+        "| field | default |",
+        "|---|---|",
+    ]
+    lines += _fields(McpEndpoint)
     lines += [
         "",
         f"- Parameter types: {', '.join(f'`{t}`' for t in PARAMETER_TYPES)}.",

@@ -51,6 +51,7 @@ KNOWN_PROVIDERS: Mapping[str, str] = {
             "dataset.mosaic_memory_curriculum",
             "dataset.mosaic_control_curriculum",
             "dataset.mosaic_event_traces",
+            "dataset.tool_building",
             "dataset.mqar",
             "dataset.text",
             "curriculum.teacher_forcing_decay",
@@ -67,6 +68,7 @@ KNOWN_PROVIDERS: Mapping[str, str] = {
             "objective.mosaic_event_prediction",
             "objective.mosaic_next_token_aux",
             "tool_builder.python",
+            "tool_builder.mcp",
             "logger.jsonl",
             "logger.csv",
             "logger.tensorboard",
@@ -74,7 +76,7 @@ KNOWN_PROVIDERS: Mapping[str, str] = {
                 f"preset.{name}"
                 for name in (
                     "mosaic_vm", "mosaic_gates", "mosaic_event_native", "mosaic_idle", "mosaic_commitment",
-                    "mosaic_memory_curriculum", "mqar_mosaic", "mqar_transformer", "phase8_moe",
+                    "mosaic_memory_curriculum", "mosaic_tools", "mqar_mosaic", "mqar_transformer", "phase8_moe",
                 )
             ),
         ],

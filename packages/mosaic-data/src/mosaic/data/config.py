@@ -188,6 +188,33 @@ class EventTraceConfig:
 
 
 @attrs.frozen
+class ToolBuildingConfig:
+    """``dataset.tool_building``: one tool-building episode per sample (``mosaic.data.tool_building``).
+
+    ``tasks``: which small tools are requested (arithmetic ``add``/``sub``/``mul``/``mod``, the
+    string transforms ``pre``/``fnd``, the table look-up ``tab``). ``eval_fraction`` of the (task, parameters)
+    combinations are held out: they never occur in the ``train`` split.
+    """
+
+    block_size: int = attrs.field(default=1360, validator=at_least(2))
+    tasks: tuple[str, ...] = attrs.field(default=("add", "sub", "mul", "mod", "pre", "fnd", "tab"), converter=tuple)
+    eval_fraction: float = attrs.field(default=0.2, validator=probability)
+    num_samples: int = attrs.field(default=100_000, validator=at_least(1))
+    seed: int = attrs.field(default=0, validator=at_least(0))
+    split: Split = "train"
+
+    def __attrs_post_init__(self) -> None:
+        if not self.tasks:
+            reject("tasks", "must name at least one task")
+        if not 0.0 < self.eval_fraction < 1.0:
+            reject("eval_fraction", f"must be strictly between 0 and 1, got {self.eval_fraction}")
+
+    def provides(self) -> Iterable[Provided]:
+        yield Provided(Capability.VOCAB_SIZE, EVENT_VOCAB_SIZE, "type")  # the event codec's byte vocabulary
+        yield Provided(Capability.SAMPLE_LENGTH, self.block_size, "block_size")
+
+
+@attrs.frozen
 class MQARConfig:
     """``dataset.mqar``: Zoology multi-query associative recall.
 

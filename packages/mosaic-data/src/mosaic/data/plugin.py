@@ -29,6 +29,12 @@ _DATASETS = (
         "byte-level EventEnvelope traces: memory writes/queries, negotiation commitments, idle replay",
     ),
     (
+        "dataset.tool_building",
+        "mosaic.data.tool_building:ToolBuildingDataset",
+        "mosaic.data.config:ToolBuildingConfig",
+        "tool requests answered by a ToolDefinition whose code holds the request's parameters, a call and its result",
+    ),
+    (
         "dataset.mqar",
         "mosaic.data.mqar:MQARDataset",
         "mosaic.data.config:MQARConfig",

@@ -32,6 +32,13 @@ def register_tool_builders(register: Register) -> None:
         summary="Python tools from model-written source, run in a defence-in-depth OS sandbox",
         config="mosaic.runtime.tools.python_builder:PythonToolBuilderConfig",
     )
+    register(
+        "tool_builder.mcp",
+        "mosaic.runtime.tools.mcp_builder:build_mcp_builder",
+        summary="MCP endpoints (a stdio server under the sandbox's OS layers, or a URL) as tools; "
+                "always approved by a human (pip install 'mosaic-runtime[mcp]')",
+        config="mosaic.runtime.tools.mcp_builder:McpToolBuilderConfig",
+    )
 
 
 @hookimpl

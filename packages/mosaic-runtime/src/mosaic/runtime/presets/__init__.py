@@ -12,6 +12,7 @@ BUILTIN_PRESETS: dict[str, str] = {
     "mosaic_idle": "12 GB-friendly MOSAIC sizing (4096 buckets, assoc 2) with sleep replay",
     "mosaic_commitment": "seed 000 event traces: overlapping commitments on held-out phrasings, COMMIT feeds the ledger",
     "mosaic_memory_curriculum": "associative recall curriculum with difficulty ramp and teacher forcing decay",
+    "mosaic_tools": "MOSAIC writing small tools: tool requests answered by ToolDefinitions, calls and results",
     "mqar_mosaic": "MOSAIC on MQAR(64, 4, V 8192), d 64, 2 layers",
     "mqar_transformer": "Transformer baseline on MQAR(64, 4, V 8192), d 64, 2 layers",
     "phase8_moe": "ChronoMoE phase 8: char-level text, MOSAIC with layer.moe (8 experts, 2 layers), five routers",
@@ -44,6 +45,10 @@ def mosaic_commitment() -> str:
 
 def mosaic_memory_curriculum() -> str:
     return preset_text("mosaic_memory_curriculum")
+
+
+def mosaic_tools() -> str:
+    return preset_text("mosaic_tools")
 
 
 def mqar_mosaic() -> str:

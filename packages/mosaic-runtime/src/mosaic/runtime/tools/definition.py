@@ -1,7 +1,8 @@
 """``ToolDefinition``: what a model (or a person) declares when it creates a tool.
 
 A definition names the tool, describes its parameters, carries its implementation (Python source
-defining ``run(**params)``) and declares its capabilities. ``validate()`` returns every problem;
+defining ``run(**params)``, or with ``builder: "mcp"`` an MCP endpoint: a server, as a stdio command
+or a URL, and one of its tools) and declares its capabilities. ``validate()`` returns every problem;
 ``requires_approval()`` says whether any capability exceeds the default profile, in which case a
 human must approve the definition's hash (``definition_hash``) before it may run.
 """
@@ -100,8 +101,6 @@ class ToolCapabilities:
         found = [
             f"capabilities.allowed_imports: {p}" for m in self.allowed_imports if (p := import_problem(m))
         ]
-        if self.network:
-            found.append("capabilities.network: no tool builder grants network access; tools run offline")
         if not self.scratch:
             found.append(
                 "capabilities.scratch: the sandbox always provides a private scratch directory; "
@@ -133,6 +132,37 @@ class ToolCapabilities:
         )
 
 
+MCP_BUILDER = "mcp"
+MAX_COMMAND_PARTS = 64
+
+
+@attrs.frozen
+class McpEndpoint:
+    """An MCP server and the tool of it that the definition stands for. The server is a stdio
+    ``command`` (argv: it runs under the sandbox's OS layers) or a ``url`` (Streamable HTTP, which
+    needs ``capabilities.network``); exactly one of the two."""
+
+    tool: str
+    command: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    url: str = ""
+
+    def problems(self) -> list[str]:
+        found = []
+        if not isinstance(self.tool, str) or not self.tool.strip() or len(self.tool) > 128:
+            found.append("mcp.tool: must be the name of one of the server's tools (1 to 128 characters)")
+        if bool(self.command) == bool(self.url):
+            found.append("mcp: name exactly one server, a stdio 'command' or a 'url'")
+        if len(self.command) > MAX_COMMAND_PARTS or not all(
+            isinstance(p, str) and p and "\x00" not in p for p in self.command
+        ):
+            found.append(f"mcp.command: at most {MAX_COMMAND_PARTS} non-empty strings without NUL")
+        elif self.command and not self.command[0].startswith("/"):
+            found.append(f"mcp.command: the program must be an absolute path, got {self.command[0]!r}")
+        if self.url and not (isinstance(self.url, str) and self.url.startswith(("http://", "https://"))):
+            found.append(f"mcp.url: expected an http:// or https:// URL, got {self.url!r}")
+        return found
+
+
 @attrs.frozen
 class ToolDefinition:
     name: str
@@ -142,6 +172,7 @@ class ToolDefinition:
     capabilities: ToolCapabilities = ToolCapabilities()
     sandbox: bool = True
     builder: str = "python"
+    mcp: McpEndpoint | None = None
 
     def validate(self) -> list[str]:
         """Every problem with this definition (empty when valid). Source is checked by the builder."""
@@ -161,15 +192,47 @@ class ToolDefinition:
                 found.append(f"parameters.{name}: expected a ParameterSpec")
                 continue
             found += spec.problems(name)
-        if not isinstance(self.implementation, str) or not self.implementation.strip():
-            found.append("implementation: must be non-empty source code")
+        if self.builder == MCP_BUILDER:
+            found += self._mcp_problems()
+        else:
+            if not isinstance(self.implementation, str) or not self.implementation.strip():
+                found.append("implementation: must be non-empty source code")
+            if self.mcp is not None:
+                found.append(f"mcp: an MCP endpoint needs builder 'mcp', not {self.builder!r}")
+            if self.capabilities.network:
+                found.append(
+                    "capabilities.network: only MCP endpoints may be granted network access; "
+                    "Python tools run offline"
+                )
         found += self.capabilities.problems()
         if self.sandbox is not True:
             found.append("sandbox: tools always run sandboxed; sandbox=False is refused")
         return found
 
+    def _mcp_problems(self) -> list[str]:
+        if self.mcp is None:
+            return [
+                "mcp: builder 'mcp' needs an endpoint ({'tool': ..., 'command': [...]} or {'tool': ..., 'url': ...})"
+            ]
+        found = self.mcp.problems()
+        if self.implementation:
+            found.append("implementation: an MCP tool has no source; leave it empty")
+        if self.mcp.url and not self.capabilities.network:
+            found.append(
+                "capabilities.network: an MCP server at a URL needs network=true (granted by approval)"
+            )
+        return found
+
+    def approval_reasons(self) -> list[str]:
+        """Why a human must approve this definition (empty: it may run at once)."""
+        reasons = self.capabilities.above_default()
+        if self.mcp is not None:
+            reasons.insert(0, "MCP endpoint " + (self.mcp.url or " ".join(self.mcp.command)))
+        return reasons
+
     def requires_approval(self) -> bool:
-        return bool(self.capabilities.above_default())
+        """Anything above the default capabilities, and every MCP endpoint, needs a human."""
+        return bool(self.approval_reasons())
 
     def bind_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Check call arguments against the parameter specs; fill defaults. Raises ``ToolError``."""
@@ -191,7 +254,13 @@ class ToolDefinition:
         return bound
 
     def to_json_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        """The JSON form; ``mcp`` only when set, so that a Python tool's hash has no MCP field."""
+        data = attrs.asdict(self)
+        if self.mcp is None:
+            del data["mcp"]
+        else:
+            data["mcp"]["command"] = list(self.mcp.command)
+        return data
 
     @classmethod
     def from_json_dict(cls, data: Any) -> ToolDefinition:

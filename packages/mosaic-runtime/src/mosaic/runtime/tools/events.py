@@ -5,6 +5,10 @@
 - ``ToolCall`` (payload: ``{"tool": name, "arguments": {...}}``) -> ``ToolResult`` (tool, value,
   stdout) or ``ToolError`` (tool, error type, message).
 
+A ``ToolRequest`` (payload: ``{"task": name, "params": {...}}``, from a user) asks the model for a
+tool; the registry does not handle it: the model answers it with a ``ToolDefinition``, then a
+``ToolCall`` (see ``dataset.tool_building`` and docs/tools.md).
+
 Replies carry ``in_reply_to`` (the request's event id) and the request's priority. Tool calls run
 synchronously inside dispatch, bounded by the tool's wall-clock limit.
 """
@@ -20,6 +24,7 @@ from mosaic.runtime.tools.definition import ToolDefinition
 from mosaic.runtime.tools.display import escape_control
 from mosaic.runtime.tools.registry import ToolRegistry, ToolState
 
+TOOL_REQUEST = "ToolRequest"
 TOOL_DEFINITION = "ToolDefinition"
 TOOL_REGISTERED = "ToolRegistered"
 TOOL_REJECTED = "ToolRejected"

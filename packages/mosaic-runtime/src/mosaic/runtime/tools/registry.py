@@ -210,7 +210,7 @@ class ToolRegistry:
                 state.creations.append(now)
                 target = ToolState.PENDING if definition.requires_approval() else ToolState.ACTIVE
                 if target is ToolState.PENDING:
-                    reasons = [f"needs approval: {', '.join(definition.capabilities.above_default())}"]
+                    reasons = [f"needs approval: {', '.join(definition.approval_reasons())}"]
             record = ToolRecord(
                 definition,
                 digest,

@@ -10,6 +10,8 @@
   label), from the last layer's ``mosaic_commitment_logits``.
 - ``opcode``: overall and per-opcode accuracy from the last layer's ``mosaic_opcode_logits``.
 - ``answer_exact`` and ``ablations``: see :mod:`mosaic.runtime.training.eval_organism`.
+- ``tools``: held-out tool requests played through the runtime, for datasets with tool episodes
+  (``tools.success_rate``; see :mod:`mosaic.runtime.training.eval_tools`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from mosaic.core.model_output import ModelOutput
 from mosaic.runtime.training.batching import collate_for, move_to
 from mosaic.runtime.training.eval_commitment import evaluate_commitments, merge_report
 from mosaic.runtime.training.eval_organism import organism_report
+from mosaic.runtime.training.eval_tools import tool_building_report
 
 COMMITMENT_CLASSES = ("close", "neutral", "open")
 READ_MEM = V0_OPCODE_IDS["READ_MEM"]
@@ -196,4 +199,5 @@ def evaluate(model: torch.nn.Module, objective: Any, dataset: Any, *, samples: i
     # commitments, turns and the COMMIT/IDLE/RESPOND ablations: merged last, key by key, so that
     # other sections (e.g. ``ablations.memory_off``) are kept (mosaic.runtime.training.eval_commitment)
     merge_report(report, decided)
+    report.update(tool_building_report(model, dataset, samples=count))
     return report

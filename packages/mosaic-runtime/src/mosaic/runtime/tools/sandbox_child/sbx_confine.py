@@ -159,6 +159,9 @@ def enter_namespaces(request: dict, layers: dict) -> None:
         ("network_namespace", CLONE_NEWNET, "net"),
         ("mount_namespace", CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS, "mnt"),
     ):
+        if kind == "net" and request.get("network_granted"):  # an approved MCP server's network
+            _record(layers, required, name, False, "not unshared: network granted by the approval")
+            continue
         before = sbx_probe.namespace_inode(kind)
         called = _skipped(request, name) or libc.unshare(flags) == 0
         if not called:

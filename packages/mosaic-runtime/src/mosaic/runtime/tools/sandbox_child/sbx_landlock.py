@@ -80,8 +80,11 @@ def handled_fs(abi: int) -> int:
     return rights
 
 
-def prepare(read_only: list[str], scratch: str, *, min_abi: int = 1) -> tuple[int, int]:
+def prepare(
+    read_only: list[str], scratch: str, *, min_abi: int = 1, executable: tuple[str, ...] | list[str] = ()
+) -> tuple[int, int]:
     """Build the ruleset (paths are opened now, so call this while they are still reachable).
+    ``executable`` paths may also be executed (an MCP server's interpreter and libraries).
     Returns (ruleset fd, ABI); pass them to ``restrict_self`` once no_new_privs is set."""
     abi = abi_version()
     if abi < min_abi:
@@ -99,7 +102,8 @@ def prepare(read_only: list[str], scratch: str, *, min_abi: int = 1) -> tuple[in
         err = ctypes.get_errno()
         raise OSError(err, f"landlock_create_ruleset failed: {errno.errorcode.get(err, '?')}")
     try:
-        for path, access in [*((p, READ_ONLY) for p in read_only), (scratch, SCRATCH)]:
+        rules = [*((p, READ_ONLY) for p in read_only), *((p, READ_ONLY | EXECUTE) for p in executable)]
+        for path, access in [*rules, (scratch, SCRATCH)]:
             fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
             try:
                 rule = _PathBeneathAttr(access & fs, fd)

@@ -1,0 +1,323 @@
+"""``dataset.tool_building``: requests for small tools, each answered by the tool that solves it.
+
+One sample is one episode of the runtime's tool flow, as the bytes a live session reads and writes
+(canonical JSON events, each followed by ``EVENT_DELIMITER``)::
+
+    ToolRequest     {"params": {...}, "task": T}                       (user)
+    ToolDefinition  {"description", "implementation", "name", "parameters"}   (agent: predicted)
+    ToolRegistered  {"hash", "in_reply_to", "name", "reasons", "state"}       (tool_registry)
+    ToolCall        {"arguments": {...}, "tool": name}                     (agent: predicted)
+    ToolResult      {"in_reply_to", "stdout", "tool", "value", "wall_seconds"}  (tool_registry)
+    Message         {"text": "done"}                                       (agent: predicted)
+
+Only the agent's events are labelled (``target_ids``; the position before each one predicts its
+first byte, its last byte predicts the delimiter): the registry's ids, hashes and clock readings are
+random to the model and are never predicted. The implementation is a template of the task with the
+request's parameter values written into the code (``add`` with ``{"n": 37}`` ->
+``def run(x):\\n    return x + 37``), so the model learns to copy parameters from the request; the
+tool is called with the task's example arguments (:data:`TASKS`).
+
+Held-out requests need parameter values never seen together in training: a request belongs to the
+``eval`` split when a hash of (task, parameters) says so (:func:`request_split`), so no (task,
+parameters) combination of the eval split ever occurs in training. :meth:`ToolBuildingDataset.episodes`
+returns held-out :class:`ToolEpisode` s (request, expected tool name and results) for evaluation
+through the real runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import torch
+
+from mosaic.core.events.codec import EVENT_DELIMITER, EVENT_PAD_ID, EVENT_VOCAB_SIZE, EventEncoder
+from mosaic.core.events.envelope import EventEnvelope, canonical_json
+from mosaic.data.common import (
+    IGNORE_TARGET,
+    SEQUENCE_NOTE,
+    TARGET_IDS,
+    SampleTooLongError,
+    TraceBuilder,
+    item_seed,
+)
+from mosaic.data.config import ToolBuildingConfig
+
+REQUEST_TYPE = "ToolRequest"
+AGENT = "agent"
+#: Every request and agent event has this timestamp: the held-out request files use it too.
+REQUEST_TS = 1.0
+AGENT_TS = 2.0
+#: Three-digit integers and one-letter strings: every request payload has the same length
+#: (``{"params":{"n":372},"task":"add"}``, ``{"params":{"s":"a"},"task":"pre"}``), so each of its
+#: bytes lies at one distance from its copy in the definition's description.
+INT_RANGE = (100, 1000)
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+@attrs.frozen
+class ToolTask:
+    """A task: its parameters (name -> ``int`` or ``str``), the tool's one argument, the code
+    template (``str.format`` over the parameters), and the answer of the task. Every template puts
+    its parameter at one offset from the start of the source (the indentation and wording differ to
+    make it so), so each parameter lies at one distance from its copy in the description."""
+
+    params: tuple[tuple[str, str], ...]
+    argument: str
+    argument_type: str
+    code: str
+    solve: Callable[[dict[str, Any], Any], Any]
+    example: Any  # the argument the agent calls its tool with
+    probe: Any  # a second argument the evaluation calls the registered tool with
+
+
+TASKS: dict[str, ToolTask] = {
+    "add": ToolTask(
+        (("n", "int"),), "x", "integer", "def run(x):\n    return x + {n}", lambda p, x: x + p["n"], 7, -3
+    ),
+    "sub": ToolTask(
+        (("n", "int"),), "x", "integer", "def run(x):\n    return x - {n}", lambda p, x: x - p["n"], 7, -3
+    ),
+    "mul": ToolTask(
+        (("n", "int"),), "x", "integer", "def run(x):\n    return x * {n}", lambda p, x: x * p["n"], 7, -3
+    ),
+    "mod": ToolTask(
+        (("n", "int"),),
+        "x",
+        "integer",
+        "def run(x):\n    return x % {n}",
+        lambda p, x: x % p["n"],
+        1234,
+        99999,
+    ),
+    "pre": ToolTask(
+        (("s", "str"),),
+        "s",
+        "string",
+        "def run(s):\n    return str('{s}') + s",
+        lambda p, s: p["s"] + s,
+        "xy",
+        "q",
+    ),
+    "fnd": ToolTask(
+        (("s", "str"),),
+        "s",
+        "string",
+        "def run(s):\n return s.find('{s}')",
+        lambda p, s: s.find(p["s"]),
+        "banana",
+        "mississippi",
+    ),
+    "tab": ToolTask(
+        (("n", "int"),),
+        "k",
+        "string",
+        "def run(k):\n   return {{'x':{n}}}.get(k, 0)",
+        lambda p, k: {"x": p["n"]}.get(k, 0),
+        "x",
+        "y",
+    ),
+}
+
+
+def tool_name(task: str, params: dict[str, Any]) -> str:
+    """The tool's name: the task and its parameter values (``lin_12_34``)."""
+    return "_".join([task, *(str(params[name]) for name, _ in TASKS[task].params)])
+
+
+def request_split(task: str, params: dict[str, Any], eval_fraction: float) -> str:
+    """``eval`` for the held-out fraction of (task, parameters) combinations, else ``train``."""
+    digest = hashlib.sha256(f"{task}:{canonical_json(params)}".encode()).digest()
+    return "eval" if int.from_bytes(digest[:8], "big") / 2**64 < eval_fraction else "train"
+
+
+def describe(payload: dict[str, Any]) -> str:
+    """A definition's description: the request's payload with its quotes as spaces
+    (``{ params :{ n :372}, task : add }``), byte for byte where the request has it, so that every
+    parameter and the task lie at one fixed distance from the request (a local mixer copies them)."""
+    return canonical_json(payload).replace('"', " ")
+
+
+def definition_payload(task: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The ``ToolDefinition`` payload that solves the request (the JSON form the registry reads)."""
+    spec = TASKS[task]
+    return {
+        "description": describe({"params": params, "task": task}),
+        "implementation": spec.code.format(**params),
+        "name": tool_name(task, params),
+        "parameters": {spec.argument: {"type": spec.argument_type}},
+    }
+
+
+@attrs.frozen
+class ToolEpisode:
+    """A request and what a working tool gives: the name, and results on the example and the probe."""
+
+    request: EventEnvelope
+    task: str
+    params: dict[str, Any]
+    name: str
+    arguments: dict[str, Any]
+    expected: Any
+    probe_arguments: dict[str, Any]
+    probe_expected: Any
+
+
+def _hex(rng: random.Random, digits: int) -> str:
+    return f"{rng.getrandbits(4 * digits):0{digits}x}"
+
+
+class ToolBuildingDataset(torch.utils.data.Dataset):
+    """Map-style dataset; item ``idx`` is a pure function of (seed, split, idx)."""
+
+    def __init__(self, config: ToolBuildingConfig) -> None:
+        unknown = sorted(set(config.tasks) - set(TASKS))
+        if unknown:
+            from mosaic.core.errors import DataError
+
+            raise DataError(f"dataset.tool_building: unknown tasks {unknown}; known: {', '.join(TASKS)}")
+        self.config = config
+        self.encoder = EventEncoder()
+        self.vocab_size = EVENT_VOCAB_SIZE
+        self.block_size = config.block_size
+        self.pad_token = EVENT_PAD_ID
+        self.teacher_forcing = 1.0
+        needed = self.max_sample_length()
+        if needed > config.block_size + 1:
+            raise SampleTooLongError(
+                type(self).__name__,
+                "block_size",
+                needed,
+                config.block_size + 1,
+                "the longest episode",
+                SEQUENCE_NOTE,
+            )
+
+    def set_teacher_forcing(self, p: float) -> None:
+        self.teacher_forcing = float(p)  # no teacher-forced signal here; kept for the curriculum protocol
+
+    def __len__(self) -> int:
+        return self.config.num_samples
+
+    def draw(self, rng: random.Random, split: str) -> tuple[str, dict[str, Any]]:
+        """A (task, parameters) request of ``split`` (rejection sampling over the split hash)."""
+        while True:
+            task = rng.choice(self.config.tasks)
+            params = {
+                name: (rng.randrange(*INT_RANGE) if kind == "int" else rng.choice(LETTERS))
+                for name, kind in TASKS[task].params
+            }
+            if request_split(task, params, self.config.eval_fraction) == split:
+                return task, params
+
+    def episode(self, task: str, params: dict[str, Any], rng: random.Random) -> ToolEpisode:
+        spec = TASKS[task]
+        request = EventEnvelope(
+            REQUEST_TYPE, {"params": params, "task": task}, "user", id=f"r{_hex(rng, 4)}", ts=REQUEST_TS
+        )
+        return ToolEpisode(
+            request,
+            task,
+            params,
+            tool_name(task, params),
+            {spec.argument: spec.example},
+            spec.solve(params, spec.example),
+            {spec.argument: spec.probe},
+            spec.solve(params, spec.probe),
+        )
+
+    def episodes(self, count: int) -> list[ToolEpisode]:
+        """``count`` requests of this dataset's split, deterministic in (seed, split)."""
+        found = []
+        for idx in range(count):
+            rng = random.Random(item_seed(self.config.seed, self.config.split, idx))
+            found.append(self.episode(*self.draw(rng, self.config.split), rng))
+        return found
+
+    def events(self, episode: ToolEpisode, rng: random.Random) -> list[EventEnvelope]:
+        """The episode's events in order (agent events are those sent by ``agent``)."""
+        definition_id, call_id = f"e{_hex(rng, 4)}", f"e{_hex(rng, 4)}"
+        clock = rng.uniform(1.7e9, 1.9e9)
+        priority, registry = episode.request.priority, "tool_registry"
+        return [
+            episode.request,
+            EventEnvelope(
+                "ToolDefinition",
+                definition_payload(episode.task, episode.params),
+                AGENT,
+                id=definition_id,
+                ts=AGENT_TS,
+            ),
+            EventEnvelope(
+                "ToolRegistered",
+                {
+                    "hash": _hex(rng, 64),
+                    "in_reply_to": definition_id,
+                    "name": episode.name,
+                    "reasons": [],
+                    "state": "active",
+                },
+                id=_hex(rng, 32),
+                ts=clock,
+                sender=registry,
+                priority=priority,
+            ),
+            EventEnvelope(
+                "ToolCall",
+                {"arguments": episode.arguments, "tool": episode.name},
+                AGENT,
+                id=call_id,
+                ts=AGENT_TS,
+            ),
+            EventEnvelope(
+                "ToolResult",
+                {
+                    "in_reply_to": call_id,
+                    "stdout": "",
+                    "tool": episode.name,
+                    "value": episode.expected,
+                    "wall_seconds": round(rng.uniform(0.05, 0.5), 6),
+                },
+                id=_hex(rng, 32),
+                ts=clock + rng.uniform(0.1, 1.0),
+                sender=registry,
+                priority=priority,
+            ),
+            EventEnvelope("Message", {"text": "done"}, AGENT, id=f"e{_hex(rng, 4)}", ts=AGENT_TS),
+        ]
+
+    def _builder(self, rng: random.Random, split: str) -> tuple[TraceBuilder, list[range]]:
+        builder = TraceBuilder(mem_hashes=1, reg_slots=0, with_commitment=False)
+        predicted = []
+        for event in self.events(self.episode(*self.draw(rng, split), rng), rng):
+            offset = builder.append(self.encoder.encode_bytes(event)).start
+            delimiter = builder.append([EVENT_DELIMITER]).start
+            if event.sender == AGENT:  # from the byte before the event to its last byte
+                predicted.append(range(offset - 1, delimiter))
+        return builder, predicted
+
+    def max_sample_length(self) -> int:
+        rng = random.Random(0)
+        return max(len(self._builder(rng, "train")[0].tokens) for _ in range(64)) + 16  # + clock digits
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        c = self.config
+        if not 0 <= idx < len(self):
+            raise IndexError(f"{type(self).__name__} index {idx} out of range [0, {len(self)})")
+        builder, predicted = self._builder(random.Random(item_seed(c.seed, c.split, idx)), c.split)
+        item: dict[str, Any] = builder.finish(
+            block_size=c.block_size,
+            pad_token=EVENT_PAD_ID,
+            teacher_forcing=self.teacher_forcing,
+            name=type(self).__name__,
+        )
+        keep = torch.zeros(c.block_size, dtype=torch.bool)
+        for span in predicted:
+            keep[span.start : span.stop] = True
+        item[TARGET_IDS] = torch.where(
+            keep, item[TARGET_IDS], torch.full_like(item[TARGET_IDS], IGNORE_TARGET)
+        )
+        return item
