@@ -7,13 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mosaic.core.contract import IGNORE_INDEX
+from mosaic.core.contract import IGNORE_INDEX, keys
+from mosaic.core.contract.opcodes import V0_OPCODE_IDS
 from mosaic.core.errors import ObjectiveError
 from mosaic.core.model_output import ModelOutput
 from mosaic.runtime.training.objective import (
     METRIC_NAMES,
     MosaicEventPrediction,
     lm_cross_entropy,
+    recall_cross_entropy,
 )
 from mosaic.runtime.training.objective_config import MosaicObjectiveConfig
 
@@ -178,3 +180,25 @@ def test_an_old_minus_one_ignore_value_is_an_error(key: str, weight: str) -> Non
     objective = MosaicEventPrediction(MosaicObjectiveConfig(lm_weight=0.0, **{weight: 1.0}))
     with pytest.raises(ObjectiveError, match=f"{key} holds labels below 0 other than its ignore value -100"):
         objective(out, batch)
+
+
+def test_recall_weight_adds_the_cross_entropy_at_read_mem_positions_only() -> None:
+    """The recalled bytes (teacher READ_MEM) get an extra CE term; with labelled-only logits the
+    same positions are picked from the row-major (N, V) logits."""
+    out, batch = outputs()
+    opcode = torch.zeros(B, T, dtype=torch.long)
+    opcode[0, 1] = opcode[1, 3] = opcode[0, 4] = V0_OPCODE_IDS["READ_MEM"]  # (0, 4) has no target label
+    batch[keys.TEACHER_OPCODE.name] = opcode
+    targets = batch[keys.TARGET_IDS.name]
+    picked = [(0, 1), (1, 3)]
+    expected = torch.stack([F.cross_entropy(out.logits[b, t], targets[b, t]) for b, t in picked]).mean()
+    plain = MosaicEventPrediction(MosaicObjectiveConfig())(out, batch)[0]
+    loss, metrics = MosaicEventPrediction(MosaicObjectiveConfig(recall_weight=3.0))(out, batch)
+    assert torch.allclose(metrics["recall_ce"], expected)
+    assert torch.allclose(loss, plain + 3.0 * expected)
+    labelled = targets != IGNORE_INDEX
+    narrow = ModelOutput(logits=out.logits[labelled], aux=out.aux, logit_targets=targets[labelled])
+    assert torch.allclose(recall_cross_entropy(narrow, batch), expected)
+    del batch[keys.TEACHER_OPCODE.name]
+    with pytest.raises(ObjectiveError, match="recall_ce needs"):
+        MosaicEventPrediction(MosaicObjectiveConfig(recall_weight=1.0))(out, batch)

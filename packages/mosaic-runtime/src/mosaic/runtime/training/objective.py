@@ -17,12 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from mosaic.core.contract import keys
+from mosaic.core.contract.opcodes import V0_OPCODE_IDS
 from mosaic.core.errors import ObjectiveError
 from mosaic.core.model_output import ModelOutput
 from mosaic.runtime.training.objective_config import MosaicObjectiveConfig
 from mosaic.runtime.training.objective_moe import moe_loss, moe_metrics
 
 IGNORE_TARGET = keys.IGNORE_INDEX
+READ_MEM = V0_OPCODE_IDS["READ_MEM"]
 
 
 @attrs.frozen
@@ -112,7 +114,7 @@ AUX_TERMS: tuple[AuxTerm, ...] = (
 )
 
 METRIC_NAMES: tuple[str, ...] = (
-    "loss_total", "lm_ce", *(term.metric for term in AUX_TERMS),
+    "loss_total", "lm_ce", "recall_ce", *(term.metric for term in AUX_TERMS),
     *(f"{term.metric}_weighted" for term in AUX_TERMS),
 )
 
@@ -129,6 +131,22 @@ def lm_cross_entropy(output: ModelOutput, batch: Mapping[str, torch.Tensor]) -> 
         targets = batch[keys.TARGET_IDS.name]
         logits = logits.reshape(-1, logits.shape[-1])
     return F.cross_entropy(logits.float(), targets.reshape(-1).long(), ignore_index=IGNORE_TARGET)
+
+
+def recall_cross_entropy(output: ModelOutput, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token CE over the positions the teacher marks READ_MEM (0 when a batch has none)."""
+    opcode, targets = batch.get(keys.TEACHER_OPCODE.name), batch.get(keys.TARGET_IDS.name)
+    if opcode is None or targets is None:
+        raise ObjectiveError(f"recall_ce needs batch[{keys.TEACHER_OPCODE.name!r}] and "
+                             f"batch[{keys.TARGET_IDS.name!r}] (from a dataset that labels READ_MEM)")
+    labelled = targets != IGNORE_TARGET
+    recalled = (opcode == READ_MEM) & labelled
+    if output.logit_targets is not None:  # (N, V) logits at the labelled positions, row-major
+        logits, picked = output.logits[recalled[labelled]], targets[recalled]
+    else:
+        logits, picked = output.logits[recalled], targets[recalled]
+    total = F.cross_entropy(logits.float(), picked.long(), reduction="sum")
+    return total / recalled.sum().clamp(min=1)
 
 
 class MosaicEventPrediction:
@@ -153,6 +171,10 @@ class MosaicEventPrediction:
             lm = lm_cross_entropy(output, batch)
             metrics["lm_ce"] = lm.detach()
             total = total + self.config.lm_weight * lm
+        if self.config.recall_weight > 0:
+            recall = recall_cross_entropy(output, batch)
+            metrics["recall_ce"] = recall.detach()
+            total = total + self.config.recall_weight * recall
         for term in self.active_terms():
             weight = getattr(self.config, term.weight_field)
             prediction = output.aux.get(term.output_key)

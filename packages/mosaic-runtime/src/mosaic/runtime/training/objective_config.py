@@ -20,6 +20,11 @@ class MosaicObjectiveConfig:
     a term with weight > 0 requires its tensors (an error names what is missing)."""
 
     lm_weight: float = _weight(1.0)
+    # extra next-byte cross-entropy on the recalled bytes: the positions the teacher marks READ_MEM
+    # (the byte before each answer byte). In an event trace they are ~12 of ~5000 bytes, so in the
+    # plain mean their signal is drowned by the codec's boilerplate and recall is never learned
+    # (docs/organism.md); the eval never sees this teacher mark.
+    recall_weight: float = _weight(0.0)
     aux_gate_weight: float = _weight(0.0)
     aux_bits_weight: float = _weight(0.0)
     aux_utility_weight: float = _weight(0.0)
