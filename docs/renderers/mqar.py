@@ -1,0 +1,57 @@
+"""The MQAR grid table (point x model x state floats x accuracy x time to 0.99), rendered from
+``docs/results/mqar.json`` (written by ``benchmarks/bench_mqar.py``): one row per run, the grid
+points and models not run yet with the command that runs them, the machines the times come from,
+and the published reference values the plot marks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+#: the grid (point -> batch x steps) and its models, as benchmarks/bench_mqar.py runs them
+POINTS = {"64,4": "64 x 1500", "128,8": "64 x 2000", "256,16": "32 x 3000", "512,64": "16 x 3000"}
+MODELS = ("mosaic", "transformer", "delta")
+COLUMNS = ("point", "model", "variant", "seed", "state floats / layer", "state total", "lr (sweep: lr acc)",
+           "budget", "accuracy", "steps to 0.99", "s to 0.99", "machine")
+
+
+def _sweep(row: dict) -> str:
+    if not row.get("lr_sweep"):
+        return f"{row['lr']} (no sweep)"
+    tried = ", ".join(f"{r['lr']} {r['accuracy']:.3f}" for r in row["lr_sweep"])
+    return f"**{row['lr']}** ({tried}; {row['sweep_steps']} steps)"
+
+
+def render(results: Path) -> str:
+    data = json.loads((results / "mqar.json").read_text())
+    rows = data["rows"]
+    machines: list[str] = []
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        if row["machine"] not in machines:
+            machines.append(row["machine"])
+        state = row["state_floats"]
+        cells = [
+            f"({row['point']})", row["model"], row["variant"], str(row["seed"]),
+            " / ".join(f"{n:,}" for n in state["per_layer"]), f"{state['total']:,}", _sweep(row),
+            f"{row['batch_size']} x {row['steps']}", f"{row['accuracy']:.4f}",
+            "-" if row["steps_to_0.99"] is None else str(row["steps_to_0.99"]),
+            "not reached" if row["seconds_to_0.99"] is None else f"{row['seconds_to_0.99']:.1f}",
+            f"[m{machines.index(row['machine']) + 1}]",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines += [f"- [m{i + 1}] {machine}" for i, machine in enumerate(machines)]
+    done = {(row["point"], row["model"]) for row in rows if row["variant"] == "full"}
+    pending = [(point, model) for point in POINTS for model in MODELS if (point, model) not in done]
+    if pending:
+        lines += ["", "Not run yet (each line runs one point and model, sweep included; the larger points "
+                  "belong on a lent GPU, with `--machine` naming it):", ""]
+        lines += [f"- ({point}) {model}, budget {POINTS[point]}: "
+                  f"`python benchmarks/bench_mqar.py --point {point} --model {model}"
+                  f"{' --ablations' if model == 'mosaic' and point != '64,4' else ''}"
+                  f"{' --seeds 0,1' if point == '256,16' else ''}`" for point, model in pending]
+    lines += ["", "Reference values marked on the plot (published figures, not our runs):", ""]
+    lines += [f"- {a['model']}: accuracy {'≤ ' if a['relation'] == '<=' else ''}{a['accuracy']} at "
+              f"{a['state_floats']:.1e} floats of state ({a['source']})" for a in data["anchors"]]
+    return "\n".join(lines) + "\n"
