@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ablations", action="store_true", help="MOSAIC with the memory off and too small")
     parser.add_argument("--micro", action="store_true", help="tiny batches and a few steps: tests the JSON path")
     parser.add_argument("--machine", default="2-core CPU dev machine, shared")
+    parser.add_argument("--keep-runs", type=Path, help="keep the run directories here (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT)
     parser.add_argument("--plot-only", action="store_true", help="redraw the plot from --out and exit")
@@ -185,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     args.command = "python benchmarks/bench_mqar.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     if not args.plot_only:
         points = args.point or [SMALL_POINT]
-        with tempfile.TemporaryDirectory() as root:
+        with tempfile.TemporaryDirectory() as temporary:
+            root = str(args.keep_runs or temporary)
             for point in points:
                 for model in args.model:
                     started = time.perf_counter()
