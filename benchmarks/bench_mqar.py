@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mqar_report import merge_rows, plot
+from mqar_report import merge_rows, merge_sweep, plot
 
 from mosaic.runtime.presets.mqar_grid import BUDGETS, MODELS, SMALL_POINT
 from mosaic.runtime.training.run import run_preset
@@ -123,8 +123,14 @@ def run_point(args: argparse.Namespace, point: tuple[int, int], model: str, root
     if args.lr is not None:
         sweep_rows, best = [], args.lr
     else:
+        started = machine(args.machine)
         sweep_rows = sweep(model, point, args.lrs, args.sweep_steps, extra, root)
         best = max(sweep_rows, key=lambda r: r["accuracy"])["lr"]
+        merge_sweep(args.out, {"point": f"{point[0]},{point[1]}", "model": model, "steps": args.sweep_steps,
+                               "batch_size": 4 if args.micro else batch, "runs": sweep_rows, "best_lr": best,
+                               "machine": started, "micro": args.micro, "command": args.command})
+    if args.sweep_only:
+        return []
     variants = ["full", "memory_off", "memory_small"] if args.ablations and model == "mosaic" else ["full"]
     rows = []
     for variant in variants:
@@ -167,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lrs", type=lambda t: parse_list(float, t), default=list(DEFAULT_LRS))
     parser.add_argument("--sweep-steps", type=int, default=300)
     parser.add_argument("--lr", type=float, help="skip the sweep and train at this rate")
+    parser.add_argument("--sweep-only", action="store_true", help="record the sweep, skip the full budget")
     parser.add_argument("--seeds", type=lambda t: parse_list(int, t), default=[0])
     parser.add_argument("--steps", type=int, help="override the point's budget (recorded in the row)")
     parser.add_argument("--eval-every", type=int)
@@ -192,7 +199,8 @@ def main(argv: list[str] | None = None) -> None:
                 for model in args.model:
                     started = time.perf_counter()
                     rows = run_point(args, point, model, Path(root))
-                    merge_rows(args.out, rows, platform_name=platform.platform())  # after each: partial runs keep
+                    if rows:
+                            merge_rows(args.out, rows, platform_name=platform.platform())  # each: partial runs keep
                     print(f"{point} {model}: {time.perf_counter() - started:.0f} s in all", flush=True)
     plot(args.out, args.plot)
 

@@ -41,6 +41,19 @@ def merge_rows(path: Path, rows: Sequence[dict[str, Any]], *, platform_name: str
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
+def merge_sweep(path: Path, record: dict[str, Any]) -> None:
+    """Keep a learning-rate sweep (``record``: point, model, steps, runs, machine, command) under
+    ``sweeps``, replacing an earlier one of the same point and model, as soon as it ends, so that a
+    sweep whose full-budget run is cut short is still recorded."""
+    data = load(path)
+    key = (record["point"], record["model"], record.get("micro", False))
+    kept = [s for s in data.get("sweeps", []) if (s["point"], s["model"], s.get("micro", False)) != key]
+    data["sweeps"] = sorted([*kept, record], key=lambda s: (int(s["point"].split(",")[0]), s["model"]))
+    data["anchors"] = ANCHORS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
 def plot(path: Path, out: Path) -> None:
     """Held-out accuracy against recurrent state per layer (log scale), our rows and the anchors."""
     import matplotlib

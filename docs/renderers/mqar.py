@@ -1,7 +1,7 @@
 """The MQAR grid table (point x model x state floats x accuracy x time to 0.99), rendered from
-``docs/results/mqar.json`` (written by ``benchmarks/bench_mqar.py``): one row per run, the grid
-points and models not run yet with the command that runs them, the machines the times come from,
-and the published reference values the plot marks."""
+``docs/results/mqar.json`` (written by ``benchmarks/bench_mqar.py``): one row per run, the
+learning-rate sweeps, the machines the times come from, the grid points and models not run yet
+with the command that runs them, and the published reference values the plot marks."""
 
 from __future__ import annotations
 
@@ -11,37 +11,48 @@ from pathlib import Path
 #: the grid (point -> batch x steps) and its models, as benchmarks/bench_mqar.py runs them
 POINTS = {"64,4": "64 x 1500", "128,8": "64 x 2000", "256,16": "32 x 3000", "512,64": "16 x 3000"}
 MODELS = ("mosaic", "transformer", "delta")
-COLUMNS = ("point", "model", "variant", "seed", "state floats / layer", "state total", "lr (sweep: lr acc)",
-           "budget", "accuracy", "steps to 0.99", "s to 0.99", "machine")
+COLUMNS = ("point", "model", "variant", "seed", "state floats / layer", "state total", "lr", "budget",
+           "accuracy", "steps to 0.99", "s to 0.99", "machine")
 
 
-def _sweep(row: dict) -> str:
-    if not row.get("lr_sweep"):
-        return f"{row['lr']} (no sweep)"
-    tried = ", ".join(f"{r['lr']} {r['accuracy']:.3f}" for r in row["lr_sweep"])
-    return f"**{row['lr']}** ({tried}; {row['sweep_steps']} steps)"
+def _lr(row: dict) -> str:
+    return f"{row['lr']}" if row.get("lr_sweep") else f"{row['lr']} (no sweep)"
+
+
+def _tried(sweep: dict) -> str:
+    return ", ".join(f"{run['lr']}: {run['accuracy']:.4f}" for run in sweep["runs"])
 
 
 def render(results: Path) -> str:
     data = json.loads((results / "mqar.json").read_text())
-    rows = data["rows"]
+    rows, sweeps = data["rows"], data.get("sweeps", [])
     machines: list[str] = []
+    for record in [*rows, *sweeps]:
+        if record["machine"] not in machines:
+            machines.append(record["machine"])
+
+    def machine(record: dict) -> str:
+        return f"[m{machines.index(record['machine']) + 1}]"
+
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
-        if row["machine"] not in machines:
-            machines.append(row["machine"])
         state = row["state_floats"]
         cells = [
             f"({row['point']})", row["model"], row["variant"], str(row["seed"]),
-            " / ".join(f"{n:,}" for n in state["per_layer"]), f"{state['total']:,}", _sweep(row),
+            " / ".join(f"{n:,}" for n in state["per_layer"]), f"{state['total']:,}", _lr(row),
             f"{row['batch_size']} x {row['steps']}", f"{row['accuracy']:.4f}",
             "-" if row["steps_to_0.99"] is None else str(row["steps_to_0.99"]),
-            "not reached" if row["seconds_to_0.99"] is None else f"{row['seconds_to_0.99']:.1f}",
-            f"[m{machines.index(row['machine']) + 1}]",
+            "not reached" if row["seconds_to_0.99"] is None else f"{row['seconds_to_0.99']:.1f}", machine(row),
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    lines += [f"- [m{i + 1}] {machine}" for i, machine in enumerate(machines)]
+    if sweeps:
+        lines += ["", "Learning-rate sweeps (held-out accuracy at the end of each short run, its schedule "
+                  "shortened to it):", "", "| point | model | batch x steps | lr: accuracy | best | machine |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| ({s['point']}) | {s['model']} | {s['batch_size']} x {s['steps']} | {_tried(s)} | "
+                  f"{s['best_lr']} | {machine(s)} |" for s in sweeps]
+    lines += ["", "Machines:", ""]
+    lines += [f"- [m{i + 1}] {name}" for i, name in enumerate(machines)]
     done = {(row["point"], row["model"]) for row in rows if row["variant"] == "full"}
     pending = [(point, model) for point in POINTS for model in MODELS if (point, model) not in done]
     if pending:

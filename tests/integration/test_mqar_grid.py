@@ -98,6 +98,9 @@ def test_bench_writes_merged_json_plot_and_table_from_a_micro_run(tmp_path: Path
     assert "| (128,8) | mosaic | memory_off | 0 |" in table
     assert "python benchmarks/bench_mqar.py --point 512,64 --model mosaic --ablations" in table  # not run yet
     assert "published figures, not our runs" in table
+    sweeps = {(s["point"], s["model"]): s for s in data["sweeps"]}  # kept apart, as soon as each ends
+    assert set(sweeps) == {("128,8", "mosaic"), ("128,8", "delta")}
+    assert "| (128,8) | delta | 4 x 1 |" in table
 
 
 def test_micro_rows_never_go_into_the_docs_json() -> None:
