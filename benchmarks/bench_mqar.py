@@ -137,7 +137,8 @@ def run_point(args: argparse.Namespace, point: tuple[int, int], model: str, root
         for seed in args.seeds:
             started = machine(args.machine)
             stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-            overrides = [f"trainer.lr={best}", f"trainer.seed={seed}", *variant_overrides(variant, point),
+            limit = [f"trainer.max_seconds={args.max_seconds}"] if args.max_seconds else []
+            overrides = [f"trainer.lr={best}", f"trainer.seed={seed}", *limit, *variant_overrides(variant, point),
                          *schedule_overrides(model, steps), *extra]
             result = train(preset_name(model, point), overrides, steps=steps, eval_every=eval_every, root=root)
             row = {"point": f"{point[0]},{point[1]}", "seq_len": point[0], "num_kv_pairs": point[1],
@@ -177,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=lambda t: parse_list(int, t), default=[0])
     parser.add_argument("--steps", type=int, help="override the point's budget (recorded in the row)")
     parser.add_argument("--eval-every", type=int)
+    parser.add_argument("--max-seconds", type=float,
+                        help="stop each full-budget run after this long (its row says time_limit and its steps)")
     parser.add_argument("--ablations", action="store_true", help="MOSAIC with the memory off and too small")
     parser.add_argument("--micro", action="store_true", help="tiny batches and a few steps: tests the JSON path")
     parser.add_argument("--machine", default="2-core CPU dev machine, shared")

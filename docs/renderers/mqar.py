@@ -40,7 +40,8 @@ def render(results: Path) -> str:
         cells = [
             f"({row['point']})", row["model"], row["variant"], str(row["seed"]),
             " / ".join(f"{n:,}" for n in state["per_layer"]), f"{state['total']:,}", _lr(row),
-            f"{row['batch_size']} x {row['steps']}", f"{row['accuracy']:.4f}",
+            f"{row['batch_size']} x {row['steps']}" + ("" if row["status"] == "completed" else f" ({row['status']})"),
+            f"{row['accuracy']:.4f}",
             "-" if row["steps_to_0.99"] is None else str(row["steps_to_0.99"]),
             "not reached" if row["seconds_to_0.99"] is None else f"{row['seconds_to_0.99']:.1f}", machine(row),
         ]
