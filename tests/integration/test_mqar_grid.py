@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from mosaic.core.contract.protocols import DeclaresContextLength, RecurrentStateCounter
 from mosaic.core.plugins import get_registry
 from mosaic.runtime.presets.mqar_grid import memory_geometry
+from mosaic.runtime.training.evaluation import state_floats
 from mosaic.runtime.training.manifest import load_manifest
 from mosaic.runtime.training.run import run_preset
 
@@ -42,6 +45,16 @@ def test_summary_json_counts_the_recurrent_state(tmp_path: Path, preset: str, ex
                                                  per_layer: int) -> None:
     state = _summary(tmp_path, preset, *extra)["state_floats"]
     assert state == {"per_layer": [per_layer, per_layer], "total": 2 * per_layer, "context_length": 128}
+
+
+def test_state_counters_are_found_by_protocol_and_unknown_lengths_are_not_guessed() -> None:
+    registry = get_registry()
+    experiment = load_manifest("mqar_delta_64_4", registry).experiments[0]
+    model, dataset = experiment.model.build(registry), experiment.dataset.build(registry)
+    assert isinstance(model, RecurrentStateCounter) and isinstance(dataset, DeclaresContextLength)
+    assert state_floats(model, dataset) == {"per_layer": [2624, 2624], "total": 5248, "context_length": 64}
+    assert state_floats(torch.nn.Linear(2, 2), dataset) is None  # a model that does not count its state
+    assert state_floats(model, [1, 2, 3]) is None  # a dataset without a context length: no length assumed
 
 
 def test_grid_memory_follows_one_rule_that_gives_the_small_point() -> None:
