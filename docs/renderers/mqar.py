@@ -51,7 +51,7 @@ def render(results: Path) -> str:
                   "shortened to it):", "", "| point | model | batch x steps | lr: accuracy | best | machine |",
                   "|---|---|---|---|---|---|"]
         lines += [f"| ({s['point']}) | {s['model']} | {s['batch_size']} x {s['steps']} | {_tried(s)} | "
-                  f"{s['best_lr']} | {machine(s)} |" for s in sweeps]
+                  f"{s['best_lr'] if len(s['runs']) > 1 else 'one rate: not a sweep'} | {machine(s)} |" for s in sweeps]
     lines += ["", "Machines:", ""]
     lines += [f"- [m{i + 1}] {name}" for i, name in enumerate(machines)]
     done = {(row["point"], row["model"]) for row in rows if row["variant"] == "full"}
