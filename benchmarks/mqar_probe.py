@@ -85,8 +85,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="MOSAIC's memory decisions on MQAR's held-out set")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--samples", type=int, default=256)
+    parser.add_argument("--label", help="what the run was (e.g. '(128,8) mosaic, 300 steps'): with --out")
+    parser.add_argument("--out", type=Path, help="also keep the report under 'probes' in this mqar.json")
     args = parser.parse_args()
-    print(json.dumps(probe(args.run_dir, args.samples), indent=1))
+    report = probe(args.run_dir, args.samples)
+    print(json.dumps(report, indent=1))
+    if args.out is not None:
+        if not args.label:
+            parser.error("--out needs --label")
+        data = json.loads(args.out.read_text())
+        report["label"] = args.label
+        data["probes"] = [p for p in data.get("probes", []) if p["label"] != args.label] + [report]
+        args.out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,14 @@ def render(results: Path) -> str:
                   "|---|---|---|---|---|---|"]
         lines += [f"| ({s['point']}) | {s['model']} | {s['batch_size']} x {s['steps']} | {_tried(s)} | "
                   f"{s['best_lr'] if len(s['runs']) > 1 else 'one rate: not a sweep'} | {machine(s)} |" for s in sweeps]
+    for probe in data.get("probes", []):
+        lines += ["", f"Memory probe (`benchmarks/mqar_probe.py`), {probe['label']}: held-out accuracy "
+                  f"{probe['accuracy']:.4f} on {probe['samples']} samples, the model's own decisions:", "",
+                  "| layer | read route acc (queries) | write route acc (values) | gate at values | gate elsewhere "
+                  "(mean) | gate elsewhere (p99) |", "|---|---|---|---|---|---|"]
+        lines += [f"| {i + 1} | {layer['read_route_acc']:.4f} | {layer['write_route_acc']:.4f} | "
+                  f"{layer['gate_at_values']:.4f} | {layer['gate_elsewhere']:.4f} | {layer['gate_elsewhere_p99']:.4f} |"
+                  for i, layer in enumerate(probe["layers"])]
     lines += ["", "Machines:", ""]
     lines += [f"- [m{i + 1}] {name}" for i, name in enumerate(machines)]
     done = {(row["point"], row["model"]) for row in rows if row["variant"] == "full"}
