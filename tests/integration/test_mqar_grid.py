@@ -90,7 +90,7 @@ def test_bench_writes_merged_json_plot_and_table_from_a_micro_run(tmp_path: Path
     out, png = tmp_path / "mqar.json", tmp_path / "mqar.png"
     out.write_text(json.dumps({"benchmark": "mqar", "anchors": [], "rows": [
         {"point": "64,4", "seq_len": 64, "num_kv_pairs": 4, "model": "transformer", "variant": "full", "seed": 0,
-         "micro": True, "lr": 0.006, "lr_sweep": [], "sweep_steps": None, "batch_size": 4, "steps": 1,
+         "micro": True, "status": "completed", "lr": 0.006, "lr_sweep": [], "sweep_steps": None, "batch_size": 4, "steps": 1,
          "accuracy": 0.5, "steps_to_0.99": None, "seconds_to_0.99": None, "machine": "earlier",
          "state_floats": {"per_layer": [1, 1], "total": 2}}]}))
     command = [sys.executable, str(ROOT / "benchmarks" / "bench_mqar.py"), "--micro", "--point", "128,8",
