@@ -1,100 +1,212 @@
-"""MQAR(64, 4, V 8192), d 64, 2 layers: MOSAIC (mqar_mosaic) against the Transformer baseline
-(mqar_transformer) on the same data, optimiser and step budget, one after the other in the same run.
+"""The MQAR grid (Zoology's multi-query associative recall): MOSAIC, the Transformer baseline and the
+gated delta-rule baseline at (64, 4), (128, 8), (256, 16) and (512, 64), V 8192, d 64, 2 layers.
 
-Reports held-out MQAR accuracy (accuracy over query positions) at each evaluation, the final
-accuracy, and the wall time to first reach 0.99; the goal is MOSAIC >= 0.99 and faster.
+Per point and model, as Zoology runs it within a CPU budget:
 
-A model that does not reach 0.99 within the shared budget is trained again, from scratch, with
-twice the steps (``extended``), so that its time to 0.99 is measured rather than left unknown. The
-extension only ever helps the model that gets it, so a comparison against an extended baseline is
-conservative. If even the extended run falls short, its whole wall time is a lower bound on its
-time to 0.99 and the ratio is reported as a bound.
+1. a short learning-rate sweep (``--lrs``, ``--sweep-steps`` steps each, the preset's schedule
+   shortened to that many steps); the rate with the best held-out accuracy goes on;
+2. the full budget at that rate (the preset's batch × steps), for each seed of ``--seeds``;
+   held-out accuracy over the label positions of 512 fixed samples, every ``eval_every`` steps,
+   and the steps and wall time to first reach 0.99;
+3. with ``--ablations`` (MOSAIC only): the memory off (``memory.off``) and a memory too small for
+   the pairs (a quarter of the slots: half the pairs fit), on the same budget and rate.
+
+Every row carries the run's ``state_floats`` (from its ``summary.json``: recurrent state per layer
+at the point's context length, a Transformer's KV cache counted the same way), the machine and the
+command. Rows are merged into ``--out`` (default ``docs/results/mqar.json``) by (point, model,
+variant, seed), so partial runs accumulate; the recall-vs-state plot is redrawn from the whole JSON
+(``--plot``), and ``docs/regenerate.py`` renders docs/mqar.md's table from it.
+
+    python benchmarks/bench_mqar.py --point 128,8 --model mosaic,transformer,delta
+    python benchmarks/bench_mqar.py --point 256,16 --seeds 0,1 --ablations
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-from harness import goal, main
+from mqar_report import merge_rows, merge_sweep, plot
 
+from mosaic.runtime.presets.mqar_grid import BUDGETS, MODELS, SMALL_POINT
 from mosaic.runtime.training.run import run_preset
 from mosaic.runtime.training.run_dir import RunDir
 
 TARGET = 0.99
-#: --quick runs too few steps for mqar_mosaic's teacher-forcing schedule (100 + 900 steps): shorten it
-QUICK_OVERRIDES = {"mqar_mosaic": ["vars.tf_warmup=5", "vars.tf_cooldown=10"], "mqar_transformer": []}
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "docs" / "results" / "mqar.json"
+DEFAULT_PLOT = ROOT / "docs" / "results" / "mqar.png"
+DEFAULT_LRS = (0.002, 0.006, 0.012)
+#: the MOSAIC presets' teacher forcing runs from step 100 to 1,000: scaled to a shorter run
+TF_WARMUP_SHARE, TF_COOLDOWN_SHARE = 100 / 1500, 900 / 1500
+#: --micro: a few steps on tiny batches, to test the JSON, plot and docs path (not a measurement)
+MICRO = ["trainer.batch_size=4", "eval.samples=8", "eval.batch_size=8", "trainer.warmup_steps=1"]
 
 
-def train(preset: str, *, steps: int | None, eval_every: int, root: Path, quick: bool) -> dict[str, Any]:
-    overrides = [f"trainer.eval_every={eval_every}", "trainer.checkpoint_every=0", "eval.samples=512"]
-    if steps is not None:
-        overrides.append(f"trainer.steps={steps}")
-    if quick:
-        overrides += QUICK_OVERRIDES[preset]
+def preset_name(model: str, point: tuple[int, int]) -> str:
+    """(64, 4) keeps its original presets, mqar_mosaic and mqar_transformer; the rest are the grid's."""
+    if point == SMALL_POINT and model != "delta":
+        return f"mqar_{model}"
+    return f"mqar_{model}_{point[0]}_{point[1]}"
+
+
+def variant_overrides(variant: str, point: tuple[int, int]) -> list[str]:
+    if variant == "full":
+        return []
+    if point == SMALL_POINT:
+        raise SystemExit(f"--ablations: {variant} needs a grid preset's vars; (64, 4) runs mqar_mosaic")
+    if variant == "memory_off":
+        return ["vars.memory=memory.off", "vars.aux_gate_weight=0", "vars.aux_bits_weight=0"]
+    if variant == "memory_small":  # a quarter of memory_geometry's slots: 2 x pairs / 4 = half the pairs
+        return [f"vars.mem_assoc={max(1, point[1] // 4)}"]
+    raise ValueError(variant)
+
+
+def schedule_overrides(model: str, steps: int) -> list[str]:
+    if model != "mosaic":
+        return []
+    return [f"vars.tf_warmup={int(TF_WARMUP_SHARE * steps)}", f"vars.tf_cooldown={int(TF_COOLDOWN_SHARE * steps)}"]
+
+
+def train(preset: str, overrides: list[str], *, steps: int, eval_every: int, root: Path) -> dict[str, Any]:
+    overrides = [f"trainer.steps={steps}", f"trainer.eval_every={eval_every}", "trainer.checkpoint_every=0",
+                 *overrides]
     summary = run_preset(preset, out=root, show_progress=False, overrides=overrides)
     evals = [r for r in RunDir(Path(summary["run_dir"])).read_metrics() if r.get("split") == "eval"]
     curve = [(r["step"], round(r["elapsed_s"], 1), round(r["token_accuracy"], 4)) for r in evals]
     reached = next(((step, seconds) for step, seconds, accuracy in curve if accuracy >= TARGET), None)
+    state = summary["state_floats"]
     return {
-        "final_accuracy": summary["eval"]["token_accuracy"],
+        "accuracy": round(summary["eval"]["token_accuracy"], 4),
         "steps": summary["steps"],
         "status": summary["status"],
         "wall_seconds": round(summary["wall_seconds"], 1),
         "tokens_per_s": round(summary["tokens_per_s"], 1),
         "parameters": summary["parameters"],
+        "state_floats": {"per_layer": state["per_layer"], "total": state["total"]},
         "steps_to_0.99": reached[0] if reached else None,
         "seconds_to_0.99": reached[1] if reached else None,
         "curve_step_seconds_accuracy": curve,
     }
 
 
-def train_until_reached(preset: str, *, steps: int | None, eval_every: int, root: Path,
-                        quick: bool) -> dict[str, Any]:
-    """The run on the shared budget and, when it falls short of 0.99, one from scratch on twice the steps."""
-    result = train(preset, steps=steps, eval_every=eval_every, root=root, quick=quick)
-    if result["seconds_to_0.99"] is None:
-        result["extended"] = train(preset, steps=2 * result["steps"], eval_every=eval_every, root=root,
-                                   quick=quick)
-    return result
-
-
-def time_to_target(result: dict[str, Any]) -> tuple[float, str]:
-    """Seconds to 0.99 and which run measured it (``budget``, ``extended``, or a ``lower bound``)."""
-    if result["seconds_to_0.99"] is not None:
-        return result["seconds_to_0.99"], "within the shared budget"
-    extended = result.get("extended")
-    if extended is not None and extended["seconds_to_0.99"] is not None:
-        return extended["seconds_to_0.99"], f"with an extended budget of {extended['steps']} steps"
-    longest = extended if extended is not None else result
-    return longest["wall_seconds"], f"lower bound: not reached in {longest['steps']} steps"
-
-
-def run(quick: bool) -> dict[str, Any]:
-    steps, eval_every = (60, 20) if quick else (None, 50)  # None: each preset's default budget (the same)
-    with tempfile.TemporaryDirectory() as root:
-        mosaic = train_until_reached("mqar_mosaic", steps=steps, eval_every=eval_every, root=Path(root),
-                                     quick=quick)
-        transformer = train_until_reached("mqar_transformer", steps=steps, eval_every=eval_every,
-                                          root=Path(root), quick=quick)
-    if mosaic["steps"] != transformer["steps"]:
-        raise RuntimeError(f"the presets' budgets differ: {mosaic['steps']} vs {transformer['steps']} steps")
-    results: dict[str, Any] = {"mosaic": mosaic, "transformer": transformer,
-                               "mosaic_accuracy": goal(mosaic["final_accuracy"], TARGET, at_least=True)}
-    mosaic_seconds, mosaic_how = time_to_target(mosaic)
-    transformer_seconds, transformer_how = time_to_target(transformer)
-    ratio = goal(mosaic_seconds / transformer_seconds, 1.0, at_least=False)
-    ratio["mosaic"] = f"{mosaic_seconds} s, {mosaic_how}"
-    ratio["transformer"] = f"{transformer_seconds} s, {transformer_how}"
-    if mosaic_how.startswith("lower bound"):
-        ratio["met"] = False
-        ratio["note"] = "MOSAIC did not reach 0.99"
-    elif transformer_how.startswith("lower bound"):
-        ratio["note"] = "the Transformer never reached 0.99: the ratio is an upper bound"
-    results["time_to_0.99_mosaic_over_transformer"] = ratio
+def sweep(model: str, point: tuple[int, int], lrs: list[float], steps: int, extra: list[str],
+          root: Path) -> list[dict[str, Any]]:
+    """One short run per learning rate: ``[{lr, accuracy}]``."""
+    results = []
+    for lr in lrs:
+        run = train(preset_name(model, point), [f"trainer.lr={lr}", *schedule_overrides(model, steps), *extra],
+                    steps=steps, eval_every=steps, root=root)
+        results.append({"lr": lr, "accuracy": run["accuracy"], "wall_seconds": run["wall_seconds"]})
+        print(f"  sweep {model} {point} lr {lr}: {run['accuracy']}", flush=True)
     return results
 
 
+def machine(note: str) -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{note} ({os.cpu_count()} cores, load average {load:.1f} at start, one torch thread per run)"
+
+
+def run_point(args: argparse.Namespace, point: tuple[int, int], model: str, root: Path) -> list[dict[str, Any]]:
+    batch, budget = BUDGETS[point]
+    steps = args.steps or budget
+    extra = MICRO if args.micro else []
+    eval_every = args.eval_every or (50 if point == SMALL_POINT else 100)
+    if args.lr is not None:
+        sweep_rows, best = [], args.lr
+    else:
+        started = machine(args.machine)
+        sweep_rows = sweep(model, point, args.lrs, args.sweep_steps, extra, root)
+        best = max(sweep_rows, key=lambda r: r["accuracy"])["lr"]
+        merge_sweep(args.out, {"point": f"{point[0]},{point[1]}", "model": model, "steps": args.sweep_steps,
+                               "batch_size": 4 if args.micro else batch, "runs": sweep_rows, "best_lr": best,
+                               "machine": started, "micro": args.micro, "command": args.command})
+    if args.sweep_only:
+        return []
+    variants = ["full", "memory_off", "memory_small"] if args.ablations and model == "mosaic" else ["full"]
+    rows = []
+    for variant in variants:
+        for seed in args.seeds:
+            started = machine(args.machine)
+            stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            limit = [f"trainer.max_seconds={args.max_seconds}"] if args.max_seconds else []
+            overrides = [f"trainer.lr={best}", f"trainer.seed={seed}", *limit, *variant_overrides(variant, point),
+                         *schedule_overrides(model, steps), *extra]
+            result = train(preset_name(model, point), overrides, steps=steps, eval_every=eval_every, root=root)
+            row = {"point": f"{point[0]},{point[1]}", "seq_len": point[0], "num_kv_pairs": point[1],
+                   "model": model, "variant": variant, "seed": seed, "preset": preset_name(model, point),
+                   "lr": best, "lr_sweep": sweep_rows, "sweep_steps": None if args.lr else args.sweep_steps,
+                   "batch_size": 4 if args.micro else batch, "machine": started, "date": stamp,
+                   "micro": args.micro, "command": args.command, **result}
+            print(f"{point} {model} {variant} seed {seed}: acc {row['accuracy']} state {row['state_floats']} "
+                  f"to 0.99 {row['steps_to_0.99']} steps / {row['seconds_to_0.99']} s", flush=True)
+            rows.append(row)
+    return rows
+
+
+def parse_point(text: str) -> tuple[int, int]:
+    try:
+        seq_len, pairs = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--point takes L,KV (e.g. 256,16), got {text!r}") from None
+    if (seq_len, pairs) not in BUDGETS:
+        raise argparse.ArgumentTypeError(f"--point {text}: the grid is {', '.join(f'{a},{b}' for a, b in BUDGETS)}")
+    return seq_len, pairs
+
+
+def parse_list(kind: type, text: str) -> list[Any]:
+    return [kind(part) for part in text.split(",") if part]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="benchmark: the MQAR grid (point x model), JSON rows")
+    parser.add_argument("--point", type=parse_point, action="append", help="L,KV (repeatable); default (64, 4)")
+    parser.add_argument("--model", type=lambda t: parse_list(str, t), default=list(MODELS),
+                        help=f"comma-separated, of {', '.join(MODELS)}")
+    parser.add_argument("--lrs", type=lambda t: parse_list(float, t), default=list(DEFAULT_LRS))
+    parser.add_argument("--sweep-steps", type=int, default=300)
+    parser.add_argument("--lr", type=float, help="skip the sweep and train at this rate")
+    parser.add_argument("--sweep-only", action="store_true", help="record the sweep, skip the full budget")
+    parser.add_argument("--seeds", type=lambda t: parse_list(int, t), default=[0])
+    parser.add_argument("--steps", type=int, help="override the point's budget (recorded in the row)")
+    parser.add_argument("--eval-every", type=int)
+    parser.add_argument("--max-seconds", type=float,
+                        help="stop each full-budget run after this long (its row says time_limit and its steps)")
+    parser.add_argument("--ablations", action="store_true", help="MOSAIC with the memory off and too small")
+    parser.add_argument("--micro", action="store_true", help="tiny batches and a few steps: tests the JSON path")
+    parser.add_argument("--machine", default="2-core CPU dev machine, shared")
+    parser.add_argument("--keep-runs", type=Path, help="keep the run directories here (default: a temporary one)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT)
+    parser.add_argument("--plot-only", action="store_true", help="redraw the plot from --out and exit")
+    args = parser.parse_args(argv)
+    for model in args.model:
+        if model not in MODELS:
+            parser.error(f"--model {model}: one of {', '.join(MODELS)}")
+    if args.micro and args.out.resolve() == DEFAULT_OUT.resolve():
+        parser.error("--micro needs --out elsewhere than docs/results/mqar.json (micro rows are not measurements)")
+    args.command = "python benchmarks/bench_mqar.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if not args.plot_only:
+        points = args.point or [SMALL_POINT]
+        with tempfile.TemporaryDirectory() as temporary:
+            root = str(args.keep_runs or temporary)
+            for point in points:
+                for model in args.model:
+                    started = time.perf_counter()
+                    rows = run_point(args, point, model, Path(root))
+                    if rows:
+                            merge_rows(args.out, rows, platform_name=platform.platform())  # each: partial runs keep
+                    print(f"{point} {model}: {time.perf_counter() - started:.0f} s in all", flush=True)
+    plot(args.out, args.plot)
+
+
 if __name__ == "__main__":
-    main(run, "mqar")
+    main()

@@ -42,6 +42,7 @@ KNOWN_PROVIDERS: Mapping[str, str] = {
             "model.delta_baseline",
             "layer.mosaic_block",
             "memory.hashed",
+            "memory.off",
             *(f"opcode.{name}" for name in V0_OPCODE_NAMES),
         ],
         "mosaic-layers",
@@ -78,6 +79,12 @@ KNOWN_PROVIDERS: Mapping[str, str] = {
                     "mosaic_vm", "mosaic_gates", "mosaic_event_native", "mosaic_idle", "mosaic_commitment",
                     "mosaic_memory_curriculum", "mosaic_tools", "mqar_mosaic", "mqar_transformer", "phase8_moe",
                 )
+            ),
+            "preset.mqar_delta_64_4",
+            *(
+                f"preset.mqar_{model}_{point}"
+                for model in ("mosaic", "transformer", "delta")
+                for point in ("128_8", "256_16", "512_64")
             ),
         ],
         "mosaic-runtime",

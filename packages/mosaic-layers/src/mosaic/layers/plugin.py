@@ -34,6 +34,12 @@ def register_memories(register: Register) -> None:
         summary="hashed set-associative memory with exact causal reads (the block's default; mem_* fields)",
         config="mosaic.layers.config:MosaicBlockConfig",
     )
+    register(
+        "memory.off",
+        "mosaic.layers.memory_off:build_memory_off",
+        summary="no memory: a zero read and an empty table (ablations)",
+        config="mosaic.layers.memory_off:MemoryOffConfig",
+    )
 
 
 @hookimpl

@@ -62,6 +62,22 @@ class DeclaresOpcodes(Protocol):
     def opcode_names(self) -> list[str]: ...
 
 
+@runtime_checkable
+class RecurrentStateCounter(Protocol):
+    """A model that counts the floats it carries between tokens, per layer, for one sample after
+    ``context_length`` tokens (memory table, state bank, registers, conv tail; a Transformer's KV
+    cache grows with ``context_length``, a recurrent model's state does not)."""
+
+    def recurrent_state_floats(self, context_length: int) -> list[int]: ...
+
+
+@runtime_checkable
+class DeclaresContextLength(Protocol):
+    """A dataset whose samples are at most ``block_size`` tokens long (the run's context length)."""
+
+    block_size: int
+
+
 class MemoryCellsView(Protocol):
     """One layer's memory cells: ``occupancy`` (write strength in [0, 1], 0 empty) and ``utility``
     (worth keeping) share one shape; ``keys``/``values`` add a trailing feature axis."""

@@ -4,6 +4,27 @@ from __future__ import annotations
 
 from importlib import resources
 
+from mosaic.runtime.presets.mqar_grid import (
+    grid_names,
+    mqar_delta_64_4,
+    mqar_delta_128_8,
+    mqar_delta_256_16,
+    mqar_delta_512_64,
+    mqar_mosaic_128_8,
+    mqar_mosaic_256_16,
+    mqar_mosaic_512_64,
+    mqar_transformer_128_8,
+    mqar_transformer_256_16,
+    mqar_transformer_512_64,
+)
+
+__all__ = [
+    "BUILTIN_PRESETS", "preset_text", "mosaic_vm", "mosaic_event_native", "mosaic_idle", "mosaic_commitment",
+    "mosaic_memory_curriculum", "mqar_mosaic", "mqar_transformer", "phase8_moe", "mqar_delta_64_4",
+    "mqar_delta_128_8", "mqar_delta_256_16", "mqar_delta_512_64", "mqar_mosaic_128_8", "mqar_mosaic_256_16",
+    "mqar_mosaic_512_64", "mqar_transformer_128_8", "mqar_transformer_256_16", "mqar_transformer_512_64",
+]
+
 #: name -> one-line summary (the YAML files live beside this module).
 BUILTIN_PRESETS: dict[str, str] = {
     "mosaic_vm": "MOSAIC VM on the memory curriculum: READ/WRITE opcodes, registers, answer recall",
@@ -16,6 +37,7 @@ BUILTIN_PRESETS: dict[str, str] = {
     "mqar_mosaic": "MOSAIC on MQAR(64, 4, V 8192), d 64, 2 layers",
     "mqar_transformer": "Transformer baseline on MQAR(64, 4, V 8192), d 64, 2 layers",
     "phase8_moe": "ChronoMoE phase 8: char-level text, MOSAIC with layer.moe (8 experts, 2 layers), five routers",
+    **grid_names(),  # mqar_<model>_<L>_<KV>: the MQAR grid (mosaic.runtime.presets.mqar_grid)
 }
 
 

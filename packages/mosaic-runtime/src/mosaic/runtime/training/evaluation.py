@@ -23,7 +23,12 @@ import torch
 
 from mosaic.core.contract import keys
 from mosaic.core.contract.opcodes import V0_OPCODE_IDS, V0_OPCODE_NAMES
-from mosaic.core.contract.protocols import BatchedDataset, DeclaresOpcodes
+from mosaic.core.contract.protocols import (
+    BatchedDataset,
+    DeclaresContextLength,
+    DeclaresOpcodes,
+    RecurrentStateCounter,
+)
 from mosaic.core.model_output import ModelOutput
 from mosaic.runtime.training.batching import collate_for, move_to
 from mosaic.runtime.training.eval_commitment import evaluate_commitments, merge_report
@@ -33,6 +38,19 @@ from mosaic.runtime.training.eval_tools import tool_building_report
 COMMITMENT_CLASSES = ("close", "neutral", "open")
 READ_MEM = V0_OPCODE_IDS["READ_MEM"]
 IGNORE = keys.IGNORE_INDEX
+
+
+def state_floats(model: Any, dataset: Any) -> dict[str, Any] | None:
+    """``{per_layer, total, context_length}``: the floats of recurrent state the model carries for
+    one sample at the dataset's context length (its ``block_size``); None when the model does not
+    count its state or the dataset does not declare its context length (a KV cache's size depends
+    on it, so no length is assumed)."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    if not isinstance(model, RecurrentStateCounter) or not isinstance(dataset, DeclaresContextLength):
+        return None
+    context = int(dataset.block_size)
+    per_layer = [int(n) for n in model.recurrent_state_floats(context)]
+    return {"per_layer": per_layer, "total": sum(per_layer), "context_length": context}
 
 
 def opcode_names(model: Any) -> list[str]:

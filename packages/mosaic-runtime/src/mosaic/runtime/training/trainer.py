@@ -46,7 +46,7 @@ from mosaic.runtime.training.distributed import (
     wrap_ddp,
 )
 from mosaic.runtime.training.divergence import DivergedError, DivergenceGuard
-from mosaic.runtime.training.evaluation import evaluate, opcode_names
+from mosaic.runtime.training.evaluation import evaluate, opcode_names, state_floats
 from mosaic.runtime.training.interrupts import StopRequest
 from mosaic.runtime.training.loggers import MetricSinks
 from mosaic.runtime.training.manifest import Experiment
@@ -400,6 +400,7 @@ class Trainer:
             "wall_seconds": seconds,
             "tokens_per_s": tokens / max(seconds, 1e-9),
             "parameters": sum(p.numel() for p in self.model.parameters()),
+            "state_floats": state_floats(self.model, self.dataset),
             "device": str(self.device),
             "world_size": self.dist.world_size,
             "signal": self.stop.signal_name,

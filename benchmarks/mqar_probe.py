@@ -1,0 +1,103 @@
+"""Why a trained MOSAIC falls short on MQAR: its memory decisions on held-out samples, per layer.
+
+    python benchmarks/mqar_probe.py RUN_DIR [--samples 256]
+
+On the run's held-out set (its own decisions, teacher forcing 0) it reports, per layer:
+
+- ``read_route_acc`` / ``write_route_acc``: the bucket the model picks at the query / value
+  positions against the teacher's (``key mod mem_buckets``); the routing bit each layer must learn;
+- ``gate_at_values`` / ``gate_elsewhere``: the mean write gate (probability) where a value is and
+  elsewhere: soft writes advance the ring at every token, so a gate well above 0 off the values
+  overwrites stored pairs (each later token in a bucket lands on the next slot);
+- ``gate_elsewhere_p99``: how large the largest stray writes get;
+
+and overall ``accuracy`` with its split by whether the last layer routed the query right.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from mosaic.core.contract import keys
+from mosaic.core.plugins import get_registry
+from mosaic.runtime.training.batching import collate_for, move_to
+from mosaic.runtime.training.loading import load_trained_model
+
+
+def bits_to_bucket(bit_logits: torch.Tensor) -> torch.Tensor:
+    """(…, H, bits) logits, LSB first -> (…, H) bucket ids."""
+    bits = (bit_logits > 0).long()
+    weights = 2 ** torch.arange(bits.shape[-1], device=bits.device)
+    return (bits * weights).sum(-1)
+
+
+@torch.no_grad()
+def probe(run_dir: Path, samples: int) -> dict[str, Any]:
+    registry = get_registry()
+    loaded = load_trained_model(run_dir, registry=registry, device="cpu")
+    spec = loaded.experiment.eval_dataset
+    if spec is None:
+        raise SystemExit(f"{run_dir}: the run has no held-out set")
+    # the teacher's routes and gates to compare with, never fed to the model (teacher forcing 0)
+    dataset = registry.build(spec.id, attrs.evolve(spec.config, teacher_signals=True, teacher_forcing=0.0))
+    batch = move_to(collate_for(dataset)([dataset[i] for i in range(min(samples, len(dataset)))]), "cpu")
+    output = loaded.model(batch)
+    targets = batch[keys.TARGET_IDS.name]
+    labelled = targets != -100
+    predicted = output.logits.argmax(-1)
+    label_targets = output.logit_targets if output.logit_targets is not None else targets[labelled]
+    if predicted.dim() > 1:
+        predicted = predicted[labelled]
+    correct = predicted == label_targets
+    value_pos = batch[keys.TEACHER_WRITE_GATE.name] > 0.5
+    teacher_read = batch[keys.TEACHER_READ_BUCKET.name][..., 0]
+    teacher_write = batch[keys.TEACHER_WRITE_BUCKET.name][..., 0]
+    report: dict[str, Any] = {"run": str(run_dir), "step": loaded.step, "samples": int(targets.shape[0]),
+                              "accuracy": round(float(correct.float().mean()), 4), "layers": []}
+    aux = output.aux
+    last_read_right = None
+    for layer in range(aux[keys.READ_BIT_LOGITS.name].shape[0]):
+        read = bits_to_bucket(aux[keys.READ_BIT_LOGITS.name][layer])[..., 0]
+        write = bits_to_bucket(aux[keys.WRITE_BIT_LOGITS.name][layer])[..., 0]
+        gate = torch.sigmoid(aux[keys.WRITE_GATE_LOGITS.name][layer])
+        read_right = (read == teacher_read)[labelled]
+        last_read_right = read_right
+        report["layers"].append({
+            "read_route_acc": round(float(read_right.float().mean()), 4),
+            "write_route_acc": round(float((write == teacher_write)[value_pos].float().mean()), 4),
+            "gate_at_values": round(float(gate[value_pos].mean()), 4),
+            "gate_elsewhere": round(float(gate[~value_pos].mean()), 4),
+            "gate_elsewhere_p99": round(float(gate[~value_pos].quantile(0.99)), 4),
+        })
+    if last_read_right is not None and last_read_right.numel() == correct.numel():
+        for name, mask in (("accuracy_routed_right", last_read_right), ("accuracy_routed_wrong", ~last_read_right)):
+            report[name] = round(float(correct[mask].float().mean()), 4) if bool(mask.any()) else None
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="MOSAIC's memory decisions on MQAR's held-out set")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--samples", type=int, default=256)
+    parser.add_argument("--label", help="what the run was (e.g. '(128,8) mosaic, 300 steps'): with --out")
+    parser.add_argument("--out", type=Path, help="also keep the report under 'probes' in this mqar.json")
+    args = parser.parse_args()
+    report = probe(args.run_dir, args.samples)
+    print(json.dumps(report, indent=1))
+    if args.out is not None:
+        if not args.label:
+            parser.error("--out needs --label")
+        data = json.loads(args.out.read_text())
+        report["label"] = args.label
+        data["probes"] = [p for p in data.get("probes", []) if p["label"] != args.label] + [report]
+        args.out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()

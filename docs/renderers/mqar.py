@@ -1,0 +1,77 @@
+"""The MQAR grid table (point x model x state floats x accuracy x time to 0.99), rendered from
+``docs/results/mqar.json`` (written by ``benchmarks/bench_mqar.py``): one row per run, the
+learning-rate sweeps, the machines the times come from, the grid points and models not run yet
+with the command that runs them, and the published reference values the plot marks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+#: the grid (point -> batch x steps) and its models, as benchmarks/bench_mqar.py runs them
+POINTS = {"64,4": "64 x 1500", "128,8": "64 x 2000", "256,16": "32 x 3000", "512,64": "16 x 3000"}
+MODELS = ("mosaic", "transformer", "delta")
+COLUMNS = ("point", "model", "variant", "seed", "state floats / layer", "state total", "lr", "budget",
+           "accuracy", "steps to 0.99", "s to 0.99", "machine")
+
+
+def _lr(row: dict) -> str:
+    return f"{row['lr']}" if row.get("lr_sweep") else f"{row['lr']} (no sweep)"
+
+
+def _tried(sweep: dict) -> str:
+    return ", ".join(f"{run['lr']}: {run['accuracy']:.4f}" for run in sweep["runs"])
+
+
+def render(results: Path) -> str:
+    data = json.loads((results / "mqar.json").read_text())
+    rows, sweeps = data["rows"], data.get("sweeps", [])
+    machines: list[str] = []
+    for record in [*rows, *sweeps]:
+        if record["machine"] not in machines:
+            machines.append(record["machine"])
+
+    def machine(record: dict) -> str:
+        return f"[m{machines.index(record['machine']) + 1}]"
+
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        state = row["state_floats"]
+        cells = [
+            f"({row['point']})", row["model"], row["variant"], str(row["seed"]),
+            " / ".join(f"{n:,}" for n in state["per_layer"]), f"{state['total']:,}", _lr(row),
+            f"{row['batch_size']} x {row['steps']}" + ("" if row["status"] == "completed" else f" ({row['status']})"),
+            f"{row['accuracy']:.4f}",
+            "-" if row["steps_to_0.99"] is None else str(row["steps_to_0.99"]),
+            "not reached" if row["seconds_to_0.99"] is None else f"{row['seconds_to_0.99']:.1f}", machine(row),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if sweeps:
+        lines += ["", "Learning-rate sweeps (held-out accuracy at the end of each short run, its schedule "
+                  "shortened to it):", "", "| point | model | batch x steps | lr: accuracy | best | machine |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| ({s['point']}) | {s['model']} | {s['batch_size']} x {s['steps']} | {_tried(s)} | "
+                  f"{s['best_lr'] if len(s['runs']) > 1 else 'one rate: not a sweep'} | {machine(s)} |" for s in sweeps]
+    for probe in data.get("probes", []):
+        lines += ["", f"Memory probe (`benchmarks/mqar_probe.py`), {probe['label']}: held-out accuracy "
+                  f"{probe['accuracy']:.4f} on {probe['samples']} samples, the model's own decisions:", "",
+                  "| layer | read route acc (queries) | write route acc (values) | gate at values | gate elsewhere "
+                  "(mean) | gate elsewhere (p99) |", "|---|---|---|---|---|---|"]
+        lines += [f"| {i + 1} | {layer['read_route_acc']:.4f} | {layer['write_route_acc']:.4f} | "
+                  f"{layer['gate_at_values']:.4f} | {layer['gate_elsewhere']:.4f} | {layer['gate_elsewhere_p99']:.4f} |"
+                  for i, layer in enumerate(probe["layers"])]
+    lines += ["", "Machines:", ""]
+    lines += [f"- [m{i + 1}] {name}" for i, name in enumerate(machines)]
+    done = {(row["point"], row["model"]) for row in rows if row["variant"] == "full"}
+    pending = [(point, model) for point in POINTS for model in MODELS if (point, model) not in done]
+    if pending:
+        lines += ["", "Not run yet (each line runs one point and model, sweep included; the larger points "
+                  "belong on a lent GPU, with `--machine` naming it):", ""]
+        lines += [f"- ({point}) {model}, budget {POINTS[point]}: "
+                  f"`python benchmarks/bench_mqar.py --point {point} --model {model}"
+                  f"{' --ablations' if model == 'mosaic' and point != '64,4' else ''}"
+                  f"{' --seeds 0,1' if point == '256,16' else ''}`" for point, model in pending]
+    lines += ["", "Reference values marked on the plot (published figures, not our runs):", ""]
+    lines += [f"- {a['model']}: accuracy {'≤ ' if a['relation'] == '<=' else ''}{a['accuracy']} at "
+              f"{a['state_floats']:.1e} floats of state ({a['source']})" for a in data["anchors"]]
+    return "\n".join(lines) + "\n"

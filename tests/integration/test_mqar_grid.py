@@ -1,0 +1,122 @@
+"""The MQAR grid: every run's summary.json counts its recurrent state, the grid presets follow one
+memory-geometry rule, and the benchmark's JSON, plot and docs table come out of a micro run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from mosaic.core.contract.protocols import DeclaresContextLength, RecurrentStateCounter
+from mosaic.core.plugins import get_registry
+from mosaic.runtime.presets.mqar_grid import memory_geometry
+from mosaic.runtime.training.evaluation import state_floats
+from mosaic.runtime.training.manifest import load_manifest
+from mosaic.runtime.training.run import run_preset
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["trainer.steps=1", "trainer.warmup_steps=1", "trainer.batch_size=2", "eval.samples=2", "eval.batch_size=2"]
+D, CONV_TAIL, BANK, CELL = 64, 6 * 64, 8 * 8, 32 + 64 + 1  # the grid's MOSAIC block: d 64, conv 7, 8 x 8 bank
+
+
+def _summary(tmp_path: Path, preset: str, *extra: str) -> dict[str, Any]:
+    result = run_preset(preset, out=tmp_path, show_progress=False, overrides=[*TINY, *extra])
+    summary: dict[str, Any] = json.loads((Path(result["run_dir"]) / "summary.json").read_text())
+    return summary
+
+
+@pytest.mark.parametrize(("preset", "extra", "per_layer"), [
+    # KV cache at the context length: keys and values, L x d each
+    ("mqar_transformer_128_8", [], 2 * 128 * D),
+    # 2 heads of 32 x 32 fast weights, plus q, k, v's conv tail of 3 inputs
+    ("mqar_delta_128_8", [], 2 * 32 * 32 + 3 * 3 * D),
+    # 2 buckets x 16 slots + a scratch row, the all-bucket summary, the bank and the conv tail
+    ("mqar_mosaic_128_8", ["vars.tf_warmup=0", "vars.tf_cooldown=0"], (2 * 16 + 1) * CELL + CELL + BANK + CONV_TAIL),
+    ("mqar_mosaic_128_8", ["vars.tf_warmup=0", "vars.tf_cooldown=0", "vars.memory=memory.off", "vars.aux_gate_weight=0", "vars.aux_bits_weight=0"],
+     BANK + CONV_TAIL),
+])
+def test_summary_json_counts_the_recurrent_state(tmp_path: Path, preset: str, extra: list[str],
+                                                 per_layer: int) -> None:
+    state = _summary(tmp_path, preset, *extra)["state_floats"]
+    assert state == {"per_layer": [per_layer, per_layer], "total": 2 * per_layer, "context_length": 128}
+
+
+def test_state_counters_are_found_by_protocol_and_unknown_lengths_are_not_guessed() -> None:
+    registry = get_registry()
+    experiment = load_manifest("mqar_delta_64_4", registry).experiments[0]
+    model, dataset = experiment.model.build(registry), experiment.dataset.build(registry)
+    assert isinstance(model, RecurrentStateCounter) and isinstance(dataset, DeclaresContextLength)
+    assert state_floats(model, dataset) == {"per_layer": [2624, 2624], "total": 5248, "context_length": 64}
+    assert state_floats(torch.nn.Linear(2, 2), dataset) is None  # a model that does not count its state
+    assert state_floats(model, [1, 2, 3]) is None  # a dataset without a context length: no length assumed
+
+
+def test_grid_memory_follows_one_rule_that_gives_the_small_point() -> None:
+    registry = get_registry()
+    small = load_manifest("mqar_mosaic", registry).experiments[0].model.config.block
+    assert memory_geometry(4) == (small.mem_buckets, small.mem_assoc)
+    for seq_len, pairs in ((128, 8), (256, 16), (512, 64)):
+        experiment = load_manifest(f"mqar_mosaic_{seq_len}_{pairs}", registry).experiments[0]
+        block = experiment.model.config.block
+        assert (block.mem_buckets, block.mem_assoc) == memory_geometry(pairs)
+        assert block.mem_buckets * block.mem_assoc == 4 * pairs
+        data = experiment.dataset.config
+        assert (data.seq_len, data.num_kv_pairs, data.vocab_size) == (seq_len, pairs, 8192)
+        trainer = experiment.trainer
+        assert data.num_samples >= trainer.batch_size * trainer.steps  # a fresh training stream
+        for model in ("transformer", "delta"):
+            other = load_manifest(f"mqar_{model}_{seq_len}_{pairs}", registry).experiments[0]
+            assert other.dataset.config.num_samples == data.num_samples
+            assert (other.trainer.batch_size, other.trainer.steps, other.trainer.lr) == (
+                trainer.batch_size, trainer.steps, trainer.lr)
+            assert other.eval_dataset is not None and other.eval_dataset.config.split == "eval"
+
+
+def _renderer() -> Any:
+    spec = importlib.util.spec_from_file_location("docs_renderer_mqar", ROOT / "docs" / "renderers" / "mqar.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_writes_merged_json_plot_and_table_from_a_micro_run(tmp_path: Path) -> None:
+    out, png = tmp_path / "mqar.json", tmp_path / "mqar.png"
+    out.write_text(json.dumps({"benchmark": "mqar", "anchors": [], "rows": [
+        {"point": "64,4", "seq_len": 64, "num_kv_pairs": 4, "model": "transformer", "variant": "full", "seed": 0,
+         "micro": True, "status": "completed", "lr": 0.006, "lr_sweep": [], "sweep_steps": None, "batch_size": 4, "steps": 1,
+         "accuracy": 0.5, "steps_to_0.99": None, "seconds_to_0.99": None, "machine": "earlier",
+         "state_floats": {"per_layer": [1, 1], "total": 2}}]}))
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_mqar.py"), "--micro", "--point", "128,8",
+               "--model", "mosaic,delta", "--ablations", "--steps", "2", "--sweep-steps", "1",
+               "--lrs", "0.003,0.006", "--out", str(out), "--plot", str(png)]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    data = json.loads(out.read_text())
+    rows = {(r["point"], r["model"], r["variant"]): r for r in data["rows"]}
+    assert set(rows) == {("64,4", "transformer", "full"), ("128,8", "mosaic", "full"),
+                         ("128,8", "mosaic", "memory_off"), ("128,8", "mosaic", "memory_small"),
+                         ("128,8", "delta", "full")}  # the earlier row is kept
+    mosaic, off, small = (rows[("128,8", "mosaic", v)] for v in ("full", "memory_off", "memory_small"))
+    assert [r["lr"] for r in mosaic["lr_sweep"]] == [0.003, 0.006] and mosaic["lr"] in (0.003, 0.006)
+    assert off["state_floats"]["total"] < small["state_floats"]["total"] < mosaic["state_floats"]["total"]
+    assert {a["model"] for a in data["anchors"]} == {"DeltaNet (published)", "Mamba-2 (published)"}
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = _renderer().render(tmp_path)
+    assert "| (128,8) | mosaic | memory_off | 0 |" in table
+    assert "python benchmarks/bench_mqar.py --point 512,64 --model mosaic --ablations" in table  # not run yet
+    assert "published figures, not our runs" in table
+    sweeps = {(s["point"], s["model"]): s for s in data["sweeps"]}  # kept apart, as soon as each ends
+    assert set(sweeps) == {("128,8", "mosaic"), ("128,8", "delta")}
+    assert "| (128,8) | delta | 4 x 1 |" in table
+
+
+def test_micro_rows_never_go_into_the_docs_json() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_mqar.py"), "--micro"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--micro needs --out" in result.stderr
