@@ -55,13 +55,16 @@ def clocks(steps: int) -> dict[str, int]:
     return {"slow_interval": slow, "mid_interval": max(2, slow // 5), "relaxation": max(2, slow // 2)}
 
 
-def live_trajectory(decisions: list[dict[str, Any]], start: int, steps: int) -> tuple[list[float], list[int], set[int]]:
+def live_trajectory(
+    decisions: list[dict[str, Any]], start: int, steps: int
+) -> tuple[list[float], list[int], set[int]]:
     """Per layer: time-mean live experts over the run, final live experts; every count reached."""
     means, finals, reached = [], [], {start}
     for layer in range(N_LAYERS):
         live, last, area = start, 0, 0.0
-        for record in sorted((r for r in decisions if r["layer"] == layer and r.get("edit")),
-                             key=lambda r: r["train_step"]):
+        for record in sorted(
+            (r for r in decisions if r["layer"] == layer and r.get("edit")), key=lambda r: r["train_step"]
+        ):
             area += live * (record["train_step"] - last)
             last = record["train_step"]
             live += record["expert_delta"]
@@ -75,11 +78,19 @@ def live_trajectory(decisions: list[dict[str, Any]], start: int, steps: int) -> 
 def train_one(experiment: str, steps: int, seed: int, out: Path, n_live: int = N_LIVE) -> dict[str, Any]:
     from mosaic.runtime.training.run import run_preset
 
-    overrides = [f"vars.steps={steps}", "vars.warmup=10", f"vars.seed={seed}", f"vars.n_live={n_live}",
-                 f"eval.samples={EVAL_SAMPLES}", "eval.batch_size=64"]
+    overrides = [
+        f"vars.steps={steps}",
+        "vars.warmup=10",
+        f"vars.seed={seed}",
+        f"vars.n_live={n_live}",
+        f"eval.samples={EVAL_SAMPLES}",
+        "eval.batch_size=64",
+    ]
     overrides += [f"vars.{name}={value}" for name, value in clocks(steps).items()]
     started = time.perf_counter()
-    summary = run_preset("phase8_moe", experiment=experiment, out=out, overrides=overrides, show_progress=False)
+    summary = run_preset(
+        "phase8_moe", experiment=experiment, out=out, overrides=overrides, show_progress=False
+    )
     seconds = time.perf_counter() - started
     decisions = read_jsonl(Path(summary["run_dir"]) / "decisions.jsonl")
     start = n_live if experiment in LIFECYCLE_ARMS or experiment == "chrono" else N_COLUMNS
@@ -95,10 +106,21 @@ def train_one(experiment: str, steps: int, seed: int, out: Path, n_live: int = N
         "live_final_per_layer": finals,
         "live_reached": sorted(reached),
         "decisions": dict(sorted(Counter(r["action"] for r in decisions).items())),
-        "edits": [{k: r[k] for k in ("train_step", "layer", "action", "expert", "other", "trigger")}
-                  for r in decisions if r.get("edit")],
-        "scored": [{"train_step": r["train_step"], "layer": r["layer"], "action": r["trigger"].removeprefix("trial of "),
-                    **r["evidence"]} for r in decisions if r["action"] == "scored"],
+        "edits": [
+            {k: r[k] for k in ("train_step", "layer", "action", "expert", "other", "trigger")}
+            for r in decisions
+            if r.get("edit")
+        ],
+        "scored": [
+            {
+                "train_step": r["train_step"],
+                "layer": r["layer"],
+                "action": r["trigger"].removeprefix("trial of "),
+                **r["evidence"],
+            }
+            for r in decisions
+            if r["action"] == "scored"
+        ],
         "wall_seconds": round(seconds, 1),
     }
 
@@ -113,30 +135,53 @@ def run_protocol(steps: int, seeds: list[int], routers: bool, label: str) -> dic
                 arms[name].append(train_one(name, steps, seed, Path(tmp)))
         # fixed MoEs at the live counts the F_l lifecycle ends at (per layer) and its rounded mean
         # (intermediate counts held for one slow interval are not trained: CPU budget)
-        counts = sorted({k for r in arms["chrono_lifecycle"] for k in (*r["live_final_per_layer"], round(r["live_mean"]))}
-                        - {N_LIVE})
+        counts = sorted(
+            {k for r in arms["chrono_lifecycle"] for k in (*r["live_final_per_layer"], round(r["live_mean"]))}
+            - {N_LIVE}
+        )
         for k in counts:
             fixed[k] = [train_one("chrono", steps, seed, Path(tmp), n_live=k) for seed in seeds]
         if routers:
             references = {name: train_one(name, steps, seeds[0], Path(tmp)) for name in ROUTER_ARMS}
-    differences = {name: paired([r["val_loss"] - b["val_loss"] for r, b in zip(arms[name], arms["chrono"], strict=True)])
-                   for name in LIFECYCLE_ARMS}
-    differences.update({f"fixed_{k}": paired([r["val_loss"] - b["val_loss"] for r, b in zip(runs, arms["chrono"], strict=True)])
-                        for k, runs in fixed.items()})
+    differences = {
+        name: paired([r["val_loss"] - b["val_loss"] for r, b in zip(arms[name], arms["chrono"], strict=True)])
+        for name in LIFECYCLE_ARMS
+    }
+    differences.update(
+        {
+            f"fixed_{k}": paired(
+                [r["val_loss"] - b["val_loss"] for r, b in zip(runs, arms["chrono"], strict=True)]
+            )
+            for k, runs in fixed.items()
+        }
+    )
     scored = [s for r in arms["chrono_lifecycle"] for s in r["scored"] if "delta_loss" in s]
     return {
-        "setup": {"data": "tinyshakespeare", "steps": steps, "seeds": seeds, "label": label,
-                  "n_columns": N_COLUMNS, "n_live_start": N_LIVE, "n_layers": N_LAYERS, "top_k": 2,
-                  "preset": "phase8_moe", "eval_samples": EVAL_SAMPLES, "clocks": clocks(steps),
-                  "full_protocol_command": "python benchmarks/bench_phase8.py --steps 2000 --seeds 0,1,2"},
+        "setup": {
+            "data": "tinyshakespeare",
+            "steps": steps,
+            "seeds": seeds,
+            "label": label,
+            "n_columns": N_COLUMNS,
+            "n_live_start": N_LIVE,
+            "n_layers": N_LAYERS,
+            "top_k": 2,
+            "preset": "phase8_moe",
+            "eval_samples": EVAL_SAMPLES,
+            "clocks": clocks(steps),
+            "full_protocol_command": "python benchmarks/bench_phase8.py --steps 2000 --seeds 0,1,2",
+        },
         "arms": arms,
         "fixed": {str(k): runs for k, runs in fixed.items()},
         "references": references,
         "paired_minus_no_lifecycle": differences,
-        "evidence": {"scored_edits": len(scored),
-                     "spearman_predicted_df_vs_realised_dloss": spearman([s["delta_f_predicted"] for s in scored],
-                                                                          [s["delta_loss"] for s in scored]),
-                     "goal": ">= 0.5 over >= 10 edits"},
+        "evidence": {
+            "scored_edits": len(scored),
+            "spearman_predicted_df_vs_realised_dloss": spearman(
+                [s["delta_f_predicted"] for s in scored], [s["delta_loss"] for s in scored]
+            ),
+            "goal": ">= 0.5 over >= 10 edits",
+        },
         "comparison": verdict(arms, fixed),
     }
 
@@ -156,8 +201,11 @@ OWN, REST = parse_own(sys.argv[1:])
 def run(quick: bool) -> dict[str, Any]:
     steps = OWN.steps or (80 if quick else 2000)
     seeds = [int(s) for s in (OWN.seeds or ("0" if quick else "0,1,2")).split(",")]
-    label = OWN.label or ("quick smoke run" if quick else ("full protocol" if steps >= 2000 and len(seeds) >= 3
-                                                           else "reduced protocol"))
+    label = OWN.label or (
+        "quick smoke run"
+        if quick
+        else ("full protocol" if steps >= 2000 and len(seeds) >= 3 else "reduced protocol")
+    )
     return run_protocol(steps, seeds, routers=not (quick or OWN.no_routers), label=label)
 
 

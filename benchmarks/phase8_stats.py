@@ -60,14 +60,25 @@ def verdict(arms: dict[str, list[dict[str, Any]]], fixed: dict[int, list[dict[st
     beats_base = lc_loss <= base_loss and lc_live <= N_LIVE
     beats_fixed = fixed_loss is not None and lc_loss <= fixed_loss
     if n_edits == 0:
-        text = (f"no edit happened in the F_l lifecycle runs: the comparison is vacuous "
-                f"({lc_loss:.4f} vs {base_loss:.4f} without lifecycle)")
+        text = (
+            f"no edit happened in the F_l lifecycle runs: the comparison is vacuous "
+            f"({lc_loss:.4f} vs {base_loss:.4f} without lifecycle)"
+        )
     else:
-        text = (f"F_l lifecycle mean val loss {lc_loss:.4f} at {lc_live:.2f} mean live experts vs no lifecycle "
-                f"{base_loss:.4f} at {N_LIVE}" + (f", fixed MoE at {k}: {fixed_loss:.4f}" if fixed_loss is not None else "")
-                + f" ({n_edits} edits): goal {'met' if beats_base or beats_fixed else 'NOT met'}")
-    return {"edits": n_edits, "lifecycle_val_loss": round(lc_loss, 4), "no_lifecycle_val_loss": round(base_loss, 4),
-            "lifecycle_live_mean": round(lc_live, 3), "fixed_at_lifecycle_live": k,
-            "fixed_val_loss": None if fixed_loss is None else round(fixed_loss, 4),
-            "goal_vs_no_lifecycle": n_edits > 0 and beats_base, "goal_vs_fixed": n_edits > 0 and beats_fixed,
-            "verdict": text}
+        text = (
+            f"F_l lifecycle mean val loss {lc_loss:.4f} at {lc_live:.2f} mean live experts vs no lifecycle "
+            f"{base_loss:.4f} at {N_LIVE}"
+            + (f", fixed MoE at {k}: {fixed_loss:.4f}" if fixed_loss is not None else "")
+            + f" ({n_edits} edits): goal {'met' if beats_base or beats_fixed else 'NOT met'}"
+        )
+    return {
+        "edits": n_edits,
+        "lifecycle_val_loss": round(lc_loss, 4),
+        "no_lifecycle_val_loss": round(base_loss, 4),
+        "lifecycle_live_mean": round(lc_live, 3),
+        "fixed_at_lifecycle_live": k,
+        "fixed_val_loss": None if fixed_loss is None else round(fixed_loss, 4),
+        "goal_vs_no_lifecycle": n_edits > 0 and beats_base,
+        "goal_vs_fixed": n_edits > 0 and beats_fixed,
+        "verdict": text,
+    }

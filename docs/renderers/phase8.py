@@ -20,7 +20,9 @@ def machine_line(data: dict[str, Any]) -> str:
     machine = data.get("machine", {})
     load = machine.get("load_average_before")
     where = f"{machine.get('cpu_count', '?')}-core CPU ({machine.get('cpu', 'unknown CPU')})"
-    shared = f", load average {load[0]} when it started (shared machine: wall seconds are noisy)" if load else ""
+    shared = (
+        f", load average {load[0]} when it started (shared machine: wall seconds are noisy)" if load else ""
+    )
     return f"Measured on a {where}, torch {machine.get('torch', '?')}{shared}."
 
 
@@ -29,13 +31,19 @@ def _row(label: str, runs: list[dict[str, Any]]) -> str:
     losses = " / ".join(f"{r['val_loss']:.4f}" for r in runs)
     edits = sum(len(r["edits"]) for r in runs)
     finals = "; ".join(" / ".join(str(k) for k in r["live_final_per_layer"]) for r in runs)
-    return (f"| {label} | {mean(r['val_loss'] for r in runs):.4f} | {losses} | {mean(r['live_mean'] for r in runs):.2f} | "
-            f"{finals} | {mean(r['max_vio'] for r in runs):.3f} | {edits} | {mean(r['wall_seconds'] for r in runs):.0f} |")
+    return (
+        f"| {label} | {mean(r['val_loss'] for r in runs):.4f} | {losses} | {mean(r['live_mean'] for r in runs):.2f} | "
+        f"{finals} | {mean(r['max_vio'] for r in runs):.3f} | {edits} | {mean(r['wall_seconds'] for r in runs):.0f} |"
+    )
 
 
 def _interval(d: dict[str, Any]) -> str:
     ci = d["ci95"]
-    return f"{d['mean']:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else f"{d['mean']:+.4f} (one seed: no interval)"
+    return (
+        f"{d['mean']:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}]"
+        if ci
+        else f"{d['mean']:+.4f} (one seed: no interval)"
+    )
 
 
 def render(results: Path) -> str:
@@ -43,8 +51,10 @@ def render(results: Path) -> str:
     result = data["results"]
     setup = result["setup"]
     seeds = ", ".join(str(s) for s in setup["seeds"])
-    command = (f"python benchmarks/bench_phase8.py{' --quick' if data.get('quick') else ''} --steps {setup['steps']} "
-               f"--seeds {','.join(str(s) for s in setup['seeds'])}")
+    command = (
+        f"python benchmarks/bench_phase8.py{' --quick' if data.get('quick') else ''} --steps {setup['steps']} "
+        f"--seeds {','.join(str(s) for s in setup['seeds'])}"
+    )
     lines = [
         f"**{setup['label']}.** `{command}`: {setup['steps']} steps per run, seeds {seeds}; "
         f"{setup['n_columns']} columns, {setup['n_live_start']} live at the start, top-{setup['top_k']}, "
@@ -59,14 +69,24 @@ def render(results: Path) -> str:
         lines.append(_row(LABELS.get(name, name), runs))
     for k, runs in sorted(result["fixed"].items(), key=lambda kv: int(kv[0])):
         lines.append(_row(f"fixed MoE, {k} experts", runs))
-    lines += ["", "Paired differences in validation loss against no lifecycle (same seed), mean and 95 % t interval "
-                  "over seeds:", ""]
-    lines += [f"- {LABELS.get(name, name)}: {_interval(d)}" for name, d in result["paired_minus_no_lifecycle"].items()]
+    lines += [
+        "",
+        "Paired differences in validation loss against no lifecycle (same seed), mean and 95 % t interval "
+        "over seeds:",
+        "",
+    ]
+    lines += [
+        f"- {LABELS.get(name, name)}: {_interval(d)}"
+        for name, d in result["paired_minus_no_lifecycle"].items()
+    ]
     evidence = result["evidence"]
     rho = evidence["spearman_predicted_df_vs_realised_dloss"]
-    lines += ["", f"Edits scored on held-out evidence in the F_l runs: {evidence['scored_edits']}; Spearman rank "
-                  f"correlation of predicted ΔF with realised Δloss: {'—' if rho is None else f'{rho:+.3f}'} "
-                  f"(goal {evidence['goal']})."]
+    lines += [
+        "",
+        f"Edits scored on held-out evidence in the F_l runs: {evidence['scored_edits']}; Spearman rank "
+        f"correlation of predicted ΔF with realised Δloss: {'—' if rho is None else f'{rho:+.3f}'} "
+        f"(goal {evidence['goal']}).",
+    ]
     comparison = result["comparison"]
     lines += ["", f"**Verdict (computed by the benchmark):** {comparison['verdict']}."]
     return "\n".join(lines) + "\n"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 ROUTERS = ("topk", "loss_free")
 
 
@@ -32,6 +31,8 @@ def render(results: Path) -> str:
     ]
     for name in ROUTERS:
         row = result["configs"][name]
-        lines.append(f"| `{name}` | {row['val_loss']:.4f} | {row['train_loss_final']:.4f} | {row['active_experts']} | "
-                     f"{row['max_vio']:.3f} | {row['wall_seconds']} |")
+        lines.append(
+            f"| `{name}` | {row['val_loss']:.4f} | {row['train_loss_final']:.4f} | {row['active_experts']} | "
+            f"{row['max_vio']:.3f} | {row['wall_seconds']} |"
+        )
     return "\n".join(lines) + "\n"

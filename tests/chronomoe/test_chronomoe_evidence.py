@@ -20,17 +20,24 @@ D = 16
 CHRONO = ChronoConfig(
     clocks=ClockConfig(0.6, 0.8, 0.9),
     prune_min_tokens=50,
-    lifecycle=LifecycleConfig(mid_interval=5, slow_interval=10, cooldown_steps=0, warmup_steps=5,
-                              relaxation_steps=10),
+    lifecycle=LifecycleConfig(
+        mid_interval=5, slow_interval=10, cooldown_steps=0, warmup_steps=5, relaxation_steps=10
+    ),
 )
 
 
 def build_layer(seed=0):
     torch.manual_seed(seed)
-    return get_registry().build("layer.moe", {
-        "d_model": D, "n_experts": 8, "top_k": 2, "capacity_factor": None,
-        "router": {"type": "router.chrono", "track_roles": True, "chrono": unstructure_config(CHRONO)},
-    })
+    return get_registry().build(
+        "layer.moe",
+        {
+            "d_model": D,
+            "n_experts": 8,
+            "top_k": 2,
+            "capacity_factor": None,
+            "router": {"type": "router.chrono", "track_roles": True, "chrono": unstructure_config(CHRONO)},
+        },
+    )
 
 
 class OutputProbe:

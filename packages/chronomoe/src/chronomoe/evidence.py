@@ -70,7 +70,11 @@ class BaselineCache:
 
 
 def score(
-    system: ChronoSystem, layer: int, proposals: list[EditProposal], probe: TrainingProbe, baseline: BaselineCache
+    system: ChronoSystem,
+    layer: int,
+    proposals: list[EditProposal],
+    probe: TrainingProbe,
+    baseline: BaselineCache,
 ) -> list[ScoredEdit]:
     """The best ``evidence_candidates`` proposals by predicted ΔF, each tried on the model."""
     lc = system.config.lifecycle

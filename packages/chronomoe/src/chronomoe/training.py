@@ -20,12 +20,12 @@ import torch
 
 from chronomoe.decisions import Decision
 from chronomoe.edits import propose_edits, split_candidates
+from chronomoe.evidence import editing_open
 from chronomoe.expert_registry import LifecycleError
 from chronomoe.lifecycle import layer_health
 from chronomoe.moe import MoE
 from chronomoe.routers import ChronoRouter
 from chronomoe.system import ChronoSystem
-from chronomoe.evidence import editing_open
 from chronomoe.training_config import ChronoLifecycleConfig
 from mosaic.core.contract.protocols import TrainingProbe
 
