@@ -57,9 +57,16 @@ class ChronoLifecycle:
         system = self._attached()
         report = system.step()
         decisions = report.control + report.actions
-        if (self.config.trigger == "adhoc" and system.step_count % self.slow_interval == 0
-                and editing_open(system.step_count, system.probe, system.config.lifecycle)):
-            decisions.extend(self._adhoc_edits(system))
+        if self.config.trigger == "adhoc" and system.step_count % self.slow_interval == 0:
+            lc = system.config.lifecycle
+            if editing_open(system.step_count, system.probe, lc):
+                decisions.extend(self._adhoc_edits(system))
+            else:
+                decisions.extend(
+                    system._log(system._record("slow", "none", layer, None,
+                                               trigger=f"final {lc.freeze_final_fraction:.0%} of training: no edits"))
+                    for layer in range(len(system.layers))
+                )
         return [decision.to_json() for decision in decisions]
 
     def _adhoc_edits(self, system: ChronoSystem) -> list[Decision]:
