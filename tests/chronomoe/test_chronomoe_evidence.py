@@ -149,3 +149,29 @@ def test_the_do_nothing_margin_must_exceed_the_price_of_one_expert():
     with pytest.raises(MosaicError, match="complexity price"):
         LifecycleConfig(lambda_n=0.05, min_delta_f=0.02)
     assert LifecycleConfig().min_delta_f > LifecycleConfig().lambda_n
+
+
+def test_capacity_follows_the_live_experts_not_the_columns():
+    layer = get_registry().build(
+        "layer.moe",
+        {
+            "d_model": D,
+            "n_experts": 8,
+            "top_k": 2,
+            "capacity_factor": 1.0,
+            "router": {"type": "router.chrono", "track_roles": True, "chrono": unstructure_config(CHRONO)},
+        },
+    )
+    system = ChronoSystem([layer], CHRONO, n_active=4)
+    assert layer.live_experts == 4
+    x = torch.randn(8, 16, D, generator=torch.Generator().manual_seed(3))
+    layer(x)
+    dropped_at_4 = float(layer.aux_outputs()["moe_dropped_fraction"])
+    layer.live_experts = None  # capacity over all 8 columns: half the slots per live expert
+    layer(x)
+    assert float(layer.aux_outputs()["moe_dropped_fraction"]) > dropped_at_4
+    system.registries[0].sync_capacity()
+    system.apply_edit(0, "prune", proposal(2, 0.0).candidate)
+    assert layer.live_experts == 3
+    scored = score(system, 0, [proposal(1, 0.0)], OutputProbe(layer, torch.zeros(4, 8, D)), BaselineCache())
+    assert scored and layer.live_experts == 3  # a trial's registry restore restores the capacity

@@ -334,6 +334,7 @@ class ChronoSystem:
         Raises :class:`LifecycleError` for an unknown kind or an edit the registry refuses."""
         kind = edit_kind(action, self.edit_kinds)
         kind.apply(self.registries[layer], candidate)
+        self.registries[layer].sync_capacity()
         return kind
 
     # --- records --------------------------------------------------------------------------------
