@@ -5,6 +5,8 @@ local-mixer MLP is ``layer.moe`` (8 columns, top-2) — is trained per seed in t
 
 - ``chrono``: router.chrono without lifecycle, a fixed MoE at the lifecycle arms' starting live
   count (``n_live``, 6);
+- ``chrono_static``: the lifecycle arms' network (8 columns, 6 live, capacity over the live ones)
+  with ``trigger: none`` — the same initialisation without any edit, the tightest paired control;
 - ``chrono_lifecycle``: router.chrono + ``layer.chrono_lifecycle`` starting with ``n_live`` of 8
   columns live (room to grow); edits ranked by predicted ΔF and decided on held-out evidence (the
   trainer's probe: the edited and the unedited model relaxed on the same batches, compared on a
@@ -78,7 +80,11 @@ def live_trajectory(
 def train_one(experiment: str, steps: int, seed: int, out: Path, n_live: int = N_LIVE) -> dict[str, Any]:
     from mosaic.runtime.training.run import run_preset
 
-    overrides = [
+    static = experiment == "chrono_static"  # the lifecycle arm's network, its registry only, no edits
+    if static:
+        experiment = "chrono_lifecycle"
+    overrides = ["targets[3].model.lifecycle.trigger=none"] if static else []
+    overrides += [
         f"vars.steps={steps}",
         "vars.warmup=10",
         f"vars.seed={seed}",
@@ -126,7 +132,9 @@ def train_one(experiment: str, steps: int, seed: int, out: Path, n_live: int = N
 
 
 def run_protocol(steps: int, seeds: list[int], routers: bool, label: str) -> dict[str, Any]:
-    arms: dict[str, list[dict[str, Any]]] = {name: [] for name in ("chrono", *LIFECYCLE_ARMS)}
+    arms: dict[str, list[dict[str, Any]]] = {
+        name: [] for name in ("chrono", "chrono_static", *LIFECYCLE_ARMS)
+    }
     fixed: dict[int, list[dict[str, Any]]] = {}
     references: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,7 +153,7 @@ def run_protocol(steps: int, seeds: list[int], routers: bool, label: str) -> dic
             references = {name: train_one(name, steps, seeds[0], Path(tmp)) for name in ROUTER_ARMS}
     differences = {
         name: paired([r["val_loss"] - b["val_loss"] for r, b in zip(arms[name], arms["chrono"], strict=True)])
-        for name in LIFECYCLE_ARMS
+        for name in ("chrono_static", *LIFECYCLE_ARMS)
     }
     differences.update(
         {
@@ -175,6 +183,15 @@ def run_protocol(steps: int, seeds: list[int], routers: bool, label: str) -> dic
         "fixed": {str(k): runs for k, runs in fixed.items()},
         "references": references,
         "paired_minus_no_lifecycle": differences,
+        "paired_minus_static": {
+            name: paired(
+                [
+                    r["val_loss"] - b["val_loss"]
+                    for r, b in zip(arms[name], arms["chrono_static"], strict=True)
+                ]
+            )
+            for name in LIFECYCLE_ARMS
+        },
         "evidence": {
             "scored_edits": len(scored),
             "spearman_predicted_df_vs_realised_dloss": spearman(

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 LABELS = {
-    "chrono": "`chrono` (no lifecycle)",
+    "chrono": "`chrono` (no lifecycle, 6 columns)",
+    "chrono_static": "`chrono_static` (8 columns, 6 live, no edits)",
     "chrono_lifecycle": "`chrono_lifecycle` (F_l + evidence)",
     "chrono_adhoc": "`chrono_adhoc` (thresholds)",
 }
@@ -79,6 +80,11 @@ def render(results: Path) -> str:
         f"- {LABELS.get(name, name)}: {_interval(d)}"
         for name, d in result["paired_minus_no_lifecycle"].items()
     ]
+    if "paired_minus_static" in result:
+        lines += ["", "Against `chrono_static` (the same network and initialisation, no edits):", ""]
+        lines += [
+            f"- {LABELS.get(name, name)}: {_interval(d)}" for name, d in result["paired_minus_static"].items()
+        ]
     evidence = result["evidence"]
     rho = evidence["spearman_predicted_df_vs_realised_dloss"]
     lines += [

@@ -55,6 +55,8 @@ class ChronoLifecycle:
 
     def step(self) -> list[dict]:
         system = self._attached()
+        if self.config.trigger == "none":
+            return []
         report = system.step()
         decisions = report.control + report.actions
         if self.config.trigger == "adhoc" and system.step_count % self.slow_interval == 0:
