@@ -54,7 +54,7 @@ def render(results: Path) -> str:
     seeds = ", ".join(str(s) for s in setup["seeds"])
     command = (
         f"python benchmarks/bench_phase8.py{' --quick' if data.get('quick') else ''} --steps {setup['steps']} "
-        f"--seeds {','.join(str(s) for s in setup['seeds'])}"
+        f"--seeds {','.join(str(s) for s in setup['seeds'])}{'' if result.get('references') else ' --no-routers'}"
     )
     lines = [
         f"**{setup['label']}.** `{command}`: {setup['steps']} steps per run, seeds {seeds}; "
