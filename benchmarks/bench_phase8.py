@@ -1,27 +1,36 @@
-"""ChronoMoE phase 8 (seed 003): five routing configurations on the same data, model and budget.
+"""ChronoMoE phase 8 (seed 003): does the lifecycle earn its keep? Paired over seeds.
 
 The ``phase8_moe`` preset — character-level tiny Shakespeare, MOSAIC LM with 2 layers whose
-local-mixer MLP is ``layer.moe`` (8 experts, top-2) — is trained once per experiment:
+local-mixer MLP is ``layer.moe`` (8 columns, top-2) — is trained per seed in these arms:
 
-- ``topk``: router.topk (Switch load-balance loss 0.01, z-loss 0.001);
-- ``loss_free``: router.loss_free (DeepSeek-V3 selection bias, no aux loss);
-- ``chrono``: router.chrono, no lifecycle;
-- ``chrono_lifecycle``: router.chrono + ``layer.chrono_lifecycle`` (edits only when F_l drops);
-- ``chrono_adhoc``: router.chrono + the lifecycle with the original's fixed thresholds.
+- ``chrono``: router.chrono without lifecycle, a fixed MoE at the lifecycle arms' starting live
+  count (``n_live``, 6);
+- ``chrono_static``: the lifecycle arms' network (8 columns, 6 live, capacity over the live ones)
+  with ``trigger: none`` — the same initialisation without any edit, the tightest paired control;
+- ``chrono_lifecycle``: router.chrono + ``layer.chrono_lifecycle`` starting with ``n_live`` of 8
+  columns live (room to grow); edits ranked by predicted ΔF and decided on held-out evidence (the
+  trainer's probe: the edited and the unedited model relaxed on the same batches, compared on a
+  probe batch); no edit in the last 25 % of training;
+- ``chrono_adhoc``: the same start with the original's fixed thresholds;
+- ``fixed_k``: router.chrono without lifecycle at every other live-expert count k the F_l lifecycle
+  ends at in some layer, and at its rounded time-mean live count;
+- ``topk`` and ``loss_free`` (reference routers, 8 experts), seed 0 only, unless ``--no-routers``.
 
-Per configuration: validation cross-entropy (``lm_ce`` on the held-out tail of the file), active
-experts and MaxVio at the end of training (train window of the last log step, mean over layers),
-live experts after the lifecycle's edits, and the decisions taken (counted by action). The closing
-``comparison`` says whether the F_l lifecycle matched or beat ``chrono`` without lifecycle on
-validation loss (within ``MATCH_TOLERANCE`` nats) and with how many live experts.
+Lifecycle clocks scale with the budget (slow interval = steps // 8), so ``--quick`` (80 steps, one
+seed) exercises the lifecycle. Per arm and seed: validation ``lm_ce`` on the held-out tail, the
+time-mean and final live experts per layer, MaxVio, decisions. Across seeds: paired differences
+(arm − ``chrono``) with a two-sided 95 % t interval; the Spearman rank correlation between predicted
+ΔF and realised Δloss pooled over every scored edit of the F_l runs. The verdict never says
+"matched" when no edit happened.
 
-The text is the tiny Shakespeare corpus shipped with mosaic-data. Full: 300 steps each;
-``--quick``: 40 steps.
+One command for the issue's full protocol: ``python benchmarks/bench_phase8.py --steps 2000 --seeds 0,1,2``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -29,11 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from harness import main
+from phase8_stats import N_LIVE, paired, spearman, verdict
 
-EXPERIMENTS = ("topk", "loss_free", "chrono", "chrono_lifecycle", "chrono_adhoc")
-EDITS = {"prune": -1, "merge": -1, "split": 1, "spawn": 1}
-MATCH_TOLERANCE = 0.02
-N_EXPERTS, N_LAYERS = 8, 2
+LIFECYCLE_ARMS = ("chrono_lifecycle", "chrono_adhoc")
+ROUTER_ARMS = ("topk", "loss_free")
+N_COLUMNS, N_LAYERS = 8, 2
 EVAL_SAMPLES = 256  # held-out windows per validation loss (the preset's own default is 64)
 
 
@@ -43,60 +52,180 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def train_one(experiment: str, steps: int, out: Path) -> dict[str, Any]:
+def clocks(steps: int) -> dict[str, int]:
+    slow = max(5, steps // 8)
+    return {"slow_interval": slow, "mid_interval": max(2, slow // 5), "relaxation": max(2, slow // 2)}
+
+
+def live_trajectory(
+    decisions: list[dict[str, Any]], start: int, steps: int
+) -> tuple[list[float], list[int], set[int]]:
+    """Per layer: time-mean live experts over the run, final live experts; every count reached."""
+    means, finals, reached = [], [], {start}
+    for layer in range(N_LAYERS):
+        live, last, area = start, 0, 0.0
+        for record in sorted(
+            (r for r in decisions if r["layer"] == layer and r.get("edit")), key=lambda r: r["train_step"]
+        ):
+            area += live * (record["train_step"] - last)
+            last = record["train_step"]
+            live += record["expert_delta"]
+            reached.add(live)
+        area += live * (steps - last)
+        means.append(round(area / steps, 3))
+        finals.append(live)
+    return means, finals, reached
+
+
+def train_one(experiment: str, steps: int, seed: int, out: Path, n_live: int = N_LIVE) -> dict[str, Any]:
     from mosaic.runtime.training.run import run_preset
 
-    overrides = [f"vars.steps={steps}", "vars.warmup=10", f"eval.samples={EVAL_SAMPLES}",
-                 "eval.batch_size=64"]
+    static = experiment == "chrono_static"  # the lifecycle arm's network, its registry only, no edits
+    if static:
+        experiment = "chrono_lifecycle"
+    overrides = ["targets[3].model.lifecycle.trigger=none"] if static else []
+    overrides += [
+        f"vars.steps={steps}",
+        "vars.warmup=10",
+        f"vars.seed={seed}",
+        f"vars.n_live={n_live}",
+        f"eval.samples={EVAL_SAMPLES}",
+        "eval.batch_size=64",
+    ]
+    overrides += [f"vars.{name}={value}" for name, value in clocks(steps).items()]
     started = time.perf_counter()
-    summary = run_preset("phase8_moe", experiment=experiment, out=out, overrides=overrides,
-                         show_progress=False)
+    summary = run_preset(
+        "phase8_moe", experiment=experiment, out=out, overrides=overrides, show_progress=False
+    )
     seconds = time.perf_counter() - started
-    run = Path(summary["run_dir"])
-    decisions = read_jsonl(run / "decisions.jsonl")
-    live = [N_EXPERTS] * N_LAYERS
-    for record in decisions:
-        live[record["layer"]] += EDITS.get(record["action"], 0)
+    decisions = read_jsonl(Path(summary["run_dir"]) / "decisions.jsonl")
+    start = n_live if experiment in LIFECYCLE_ARMS or experiment == "chrono" else N_COLUMNS
+    means, finals, reached = live_trajectory(decisions, start, steps)
     final = summary["final"]
     return {
+        "seed": seed,
         "val_loss": round(summary["eval"]["metrics"]["lm_ce"], 4),
-        "val_token_accuracy": round(summary["eval"]["token_accuracy"], 4),
         "train_loss_final": round(final["lm_ce"], 4),
-        "active_experts": round(final["moe_active_experts"], 3),
-        "active_experts_per_layer": [round(final[f"moe_active_experts_l{i}"], 3) for i in range(N_LAYERS)],
         "max_vio": round(final["moe_max_vio"], 4),
-        "max_vio_per_layer": [round(final[f"moe_max_vio_l{i}"], 4) for i in range(N_LAYERS)],
-        "psi_per_layer": [round(final[f"moe_psi_l{i}"], 4) for i in range(N_LAYERS)] if "moe_psi" in final else None,
-        "live_experts_per_layer": live,
-        "decisions": dict(sorted(Counter(record["action"] for record in decisions).items())),
-        "edits": [{k: record[k] for k in ("train_step", "layer", "action", "expert", "trigger")}
-                  for record in decisions if record["action"] in EDITS],
+        "live_mean_per_layer": means,
+        "live_mean": round(sum(means) / len(means), 3),
+        "live_final_per_layer": finals,
+        "live_reached": sorted(reached),
+        "decisions": dict(sorted(Counter(r["action"] for r in decisions).items())),
+        "edits": [
+            {k: r[k] for k in ("train_step", "layer", "action", "expert", "other", "trigger")}
+            for r in decisions
+            if r.get("edit")
+        ],
+        "scored": [
+            {
+                "train_step": r["train_step"],
+                "layer": r["layer"],
+                "action": r["trigger"].removeprefix("trial of "),
+                **r["evidence"],
+            }
+            for r in decisions
+            if r["action"] == "scored"
+        ],
         "wall_seconds": round(seconds, 1),
-        "steps": summary["steps"],
     }
+
+
+def run_protocol(steps: int, seeds: list[int], routers: bool, label: str) -> dict[str, Any]:
+    arms: dict[str, list[dict[str, Any]]] = {
+        name: [] for name in ("chrono", "chrono_static", *LIFECYCLE_ARMS)
+    }
+    fixed: dict[int, list[dict[str, Any]]] = {}
+    references: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            for name in arms:
+                arms[name].append(train_one(name, steps, seed, Path(tmp)))
+        # fixed MoEs at the live counts the F_l lifecycle ends at (per layer) and its rounded mean
+        # (intermediate counts held for one slow interval are not trained: CPU budget)
+        counts = sorted(
+            {k for r in arms["chrono_lifecycle"] for k in (*r["live_final_per_layer"], round(r["live_mean"]))}
+            - {N_LIVE}
+        )
+        for k in counts:
+            fixed[k] = [train_one("chrono", steps, seed, Path(tmp), n_live=k) for seed in seeds]
+        if routers:
+            references = {name: train_one(name, steps, seeds[0], Path(tmp)) for name in ROUTER_ARMS}
+    differences = {
+        name: paired([r["val_loss"] - b["val_loss"] for r, b in zip(arms[name], arms["chrono"], strict=True)])
+        for name in ("chrono_static", *LIFECYCLE_ARMS)
+    }
+    differences.update(
+        {
+            f"fixed_{k}": paired(
+                [r["val_loss"] - b["val_loss"] for r, b in zip(runs, arms["chrono"], strict=True)]
+            )
+            for k, runs in fixed.items()
+        }
+    )
+    scored = [s for r in arms["chrono_lifecycle"] for s in r["scored"] if "delta_loss" in s]
+    return {
+        "setup": {
+            "data": "tinyshakespeare",
+            "steps": steps,
+            "seeds": seeds,
+            "label": label,
+            "n_columns": N_COLUMNS,
+            "n_live_start": N_LIVE,
+            "n_layers": N_LAYERS,
+            "top_k": 2,
+            "preset": "phase8_moe",
+            "eval_samples": EVAL_SAMPLES,
+            "clocks": clocks(steps),
+            "full_protocol_command": "python benchmarks/bench_phase8.py --steps 2000 --seeds 0,1,2",
+        },
+        "arms": arms,
+        "fixed": {str(k): runs for k, runs in fixed.items()},
+        "references": references,
+        "paired_minus_no_lifecycle": differences,
+        "paired_minus_static": {
+            name: paired(
+                [
+                    r["val_loss"] - b["val_loss"]
+                    for r, b in zip(arms[name], arms["chrono_static"], strict=True)
+                ]
+            )
+            for name in LIFECYCLE_ARMS
+        },
+        "evidence": {
+            "scored_edits": len(scored),
+            "spearman_predicted_df_vs_realised_dloss": spearman(
+                [s["delta_f_predicted"] for s in scored], [s["delta_loss"] for s in scored]
+            ),
+            "goal": ">= 0.5 over >= 10 edits",
+        },
+        "comparison": verdict(arms, fixed),
+    }
+
+
+def parse_own(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--steps", type=int, default=None, help="steps per run (default 2000; --quick: 80)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; --quick: 0)")
+    parser.add_argument("--no-routers", action="store_true", help="skip the topk / loss_free reference rows")
+    parser.add_argument("--label", default="", help="what this run is (e.g. 'reduced steps: shared CPU')")
+    return parser.parse_known_args(argv)
+
+
+OWN, REST = parse_own(sys.argv[1:])
 
 
 def run(quick: bool) -> dict[str, Any]:
-    steps = 40 if quick else 300
-    with tempfile.TemporaryDirectory() as tmp:
-        configs = {name: train_one(name, steps, Path(tmp)) for name in EXPERIMENTS}
-    with_lc, without = configs["chrono_lifecycle"], configs["chrono"]
-    delta = with_lc["val_loss"] - without["val_loss"]
-    verdict = "beat" if delta < -MATCH_TOLERANCE else ("matched" if delta <= MATCH_TOLERANCE else "lost to")
-    return {
-        "setup": {"data": "tinyshakespeare", "steps": steps, "n_experts": N_EXPERTS, "n_layers": N_LAYERS, "top_k": 2,
-                  "preset": "phase8_moe", "eval_samples": EVAL_SAMPLES},
-        "configs": configs,
-        "comparison": {
-            "lifecycle_minus_no_lifecycle_val_loss": round(delta, 4),
-            "verdict": f"the F_l lifecycle {verdict} router.chrono without lifecycle on validation loss "
-                       f"({with_lc['val_loss']} vs {without['val_loss']}) with "
-                       f"{with_lc['live_experts_per_layer']} live experts per layer "
-                       f"(tolerance {MATCH_TOLERANCE} nats)",
-            "adhoc_minus_f_l_val_loss": round(configs["chrono_adhoc"]["val_loss"] - with_lc["val_loss"], 4),
-        },
-    }
+    steps = OWN.steps or (80 if quick else 2000)
+    seeds = [int(s) for s in (OWN.seeds or ("0" if quick else "0,1,2")).split(",")]
+    label = OWN.label or (
+        "quick smoke run"
+        if quick
+        else ("full protocol" if steps >= 2000 and len(seeds) >= 3 else "reduced protocol")
+    )
+    return run_protocol(steps, seeds, routers=not (quick or OWN.no_routers), label=label)
 
 
 if __name__ == "__main__":
+    sys.argv = [sys.argv[0], *REST]
     main(run, "phase8")

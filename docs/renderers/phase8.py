@@ -1,16 +1,18 @@
-"""docs/chronomoe.md's Phase 8 table, from ``docs/results/phase8.json`` (``benchmarks/bench_phase8.py``)."""
+"""docs/chronomoe.md's Phase 8 tables, from ``docs/results/phase8.json`` (``benchmarks/bench_phase8.py``):
+per-arm means over seeds, paired differences against no lifecycle with 95 % t intervals, the
+evidence behind the edits (Spearman of predicted ΔF vs realised Δloss) and the computed verdict."""
 
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
 LABELS = {
-    "topk": "`topk`",
-    "loss_free": "`loss_free`",
-    "chrono": "`chrono` (no lifecycle)",
-    "chrono_lifecycle": "`chrono_lifecycle` (F_l)",
+    "chrono": "`chrono` (no lifecycle, 6 columns)",
+    "chrono_static": "`chrono_static` (8 columns, 6 live, no edits)",
+    "chrono_lifecycle": "`chrono_lifecycle` (F_l + evidence)",
     "chrono_adhoc": "`chrono_adhoc` (thresholds)",
 }
 
@@ -19,44 +21,78 @@ def machine_line(data: dict[str, Any]) -> str:
     machine = data.get("machine", {})
     load = machine.get("load_average_before")
     where = f"{machine.get('cpu_count', '?')}-core CPU ({machine.get('cpu', 'unknown CPU')})"
-    shared = f", load average {load[0]} when it started (shared machine: wall seconds are noisy)" if load else ""
+    shared = (
+        f", load average {load[0]} when it started (shared machine: wall seconds are noisy)" if load else ""
+    )
     return f"Measured on a {where}, torch {machine.get('torch', '?')}{shared}."
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, list):
-        return " / ".join(str(v) for v in value)
-    return str(value)
+def _row(label: str, runs: list[dict[str, Any]]) -> str:
+    mean = statistics.fmean
+    losses = " / ".join(f"{r['val_loss']:.4f}" for r in runs)
+    edits = sum(len(r["edits"]) for r in runs)
+    finals = "; ".join(" / ".join(str(k) for k in r["live_final_per_layer"]) for r in runs)
+    return (
+        f"| {label} | {mean(r['val_loss'] for r in runs):.4f} | {losses} | {mean(r['live_mean'] for r in runs):.2f} | "
+        f"{finals} | {mean(r['max_vio'] for r in runs):.3f} | {edits} | {mean(r['wall_seconds'] for r in runs):.0f} |"
+    )
+
+
+def _interval(d: dict[str, Any]) -> str:
+    ci = d["ci95"]
+    return (
+        f"{d['mean']:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}]"
+        if ci
+        else f"{d['mean']:+.4f} (one seed: no interval)"
+    )
 
 
 def render(results: Path) -> str:
     data = json.loads((results / "phase8.json").read_text(encoding="utf-8"))
     result = data["results"]
     setup = result["setup"]
+    seeds = ", ".join(str(s) for s in setup["seeds"])
+    command = (
+        f"python benchmarks/bench_phase8.py{' --quick' if data.get('quick') else ''} --steps {setup['steps']} "
+        f"--seeds {','.join(str(s) for s in setup['seeds'])}{'' if result.get('references') else ' --no-routers'}"
+    )
     lines = [
-        f"`python benchmarks/bench_phase8.py{' --quick' if data.get('quick') else ''}`: "
-        f"{setup['steps']} steps per configuration, {setup['n_experts']} experts top-{setup['top_k']} in "
-        f"{setup['n_layers']} layers, validation loss `lm_ce` on {setup.get('eval_samples', '?')} held-out windows. "
-        + machine_line(data),
+        f"**{setup['label']}.** `{command}`: {setup['steps']} steps per run, seeds {seeds}; "
+        f"{setup['n_columns']} columns, {setup['n_live_start']} live at the start, top-{setup['top_k']}, "
+        f"{setup['n_layers']} layers; lifecycle clocks {setup['clocks']}; validation `lm_ce` on "
+        f"{setup['eval_samples']} held-out windows. " + machine_line(data),
         "",
-        "| configuration | val loss (nats/char) | train loss (last window) | active experts (mean of layers) | MaxVio "
-        "| Ψ per layer | live experts per layer | decisions | wall s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| arm | mean val loss | per seed | mean live experts (time-mean) | final live per layer (per seed) | MaxVio "
+        "| edits | wall s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for name, row in result["configs"].items():
-        decisions = ", ".join(f"{k} {v}" for k, v in row["decisions"].items()) or "—"
-        lines.append(
-            f"| {LABELS.get(name, name)} | {row['val_loss']:.4f} | {row['train_loss_final']:.4f} | "
-            f"{row['active_experts']} | {row['max_vio']:.3f} | {_fmt(row['psi_per_layer'])} | "
-            f"{_fmt(row['live_experts_per_layer'])} | {decisions} | {row['wall_seconds']} |"
-        )
-    edits = result["configs"].get("chrono_lifecycle", {}).get("edits", [])
-    if edits:
-        lines += ["", "Edits of the F_l lifecycle: " + "; ".join(
-            f"{e['action']} of expert {e['expert']} in layer {e['layer']} at step {e['train_step']}" for e in edits) + "."]
+    for name, runs in result["arms"].items():
+        lines.append(_row(LABELS.get(name, name), runs))
+    for k, runs in sorted(result["fixed"].items(), key=lambda kv: int(kv[0])):
+        lines.append(_row(f"fixed MoE, {k} experts", runs))
+    lines += [
+        "",
+        "Paired differences in validation loss against no lifecycle (same seed), mean and 95 % t interval "
+        "over seeds:",
+        "",
+    ]
+    lines += [
+        f"- {LABELS.get(name, name)}: {_interval(d)}"
+        for name, d in result["paired_minus_no_lifecycle"].items()
+    ]
+    if "paired_minus_static" in result:
+        lines += ["", "Against `chrono_static` (the same network and initialisation, no edits):", ""]
+        lines += [
+            f"- {LABELS.get(name, name)}: {_interval(d)}" for name, d in result["paired_minus_static"].items()
+        ]
+    evidence = result["evidence"]
+    rho = evidence["spearman_predicted_df_vs_realised_dloss"]
+    lines += [
+        "",
+        f"Edits scored on held-out evidence in the F_l runs: {evidence['scored_edits']}; Spearman rank "
+        f"correlation of predicted ΔF with realised Δloss: {'—' if rho is None else f'{rho:+.3f}'} "
+        f"(goal {evidence['goal']}).",
+    ]
     comparison = result["comparison"]
-    lines += ["", f"**Verdict (computed by the benchmark):** {comparison['verdict']}; "
-                  f"ad-hoc minus F_l validation loss {comparison['adhoc_minus_f_l_val_loss']:+.4f}."]
+    lines += ["", f"**Verdict (computed by the benchmark):** {comparison['verdict']}."]
     return "\n".join(lines) + "\n"

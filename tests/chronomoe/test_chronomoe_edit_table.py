@@ -97,3 +97,16 @@ def test_decision_records_are_typed_and_round_trip() -> None:
         Decision(step=3, clock="hourly", action="none", layer=0, expert=None)
     old = {k: v for k, v in record.to_json().items() if k not in ("edit", "expert_delta")}
     assert Decision.from_json(old) == attrs.evolve(record, edit=False, expert_delta=0)
+
+
+def test_trigger_none_keeps_the_columns_and_capacity_but_never_edits() -> None:
+    layers, optimizer = layers_and_optimizer()
+    lifecycle = build_chrono_lifecycle(ChronoLifecycleConfig(trigger="none", n_active=6))
+    lifecycle.attach(layers, optimizer)
+    records = []
+    for step in range(2 * SLOW):
+        train_step(layers, optimizer, step)
+        records += lifecycle.step()
+    assert records == []
+    assert all(layer.live_experts == 6 for layer in layers)
+    assert all(registry.live() == list(range(6)) for registry in lifecycle.system.registries)

@@ -120,7 +120,7 @@ def test_system_routes_edits_and_identity_events_through_the_kernel(tmp_path, au
             cooldown_steps=10,
             warmup_steps=5,
             relaxation_steps=10,
-            min_delta_f=0.0,
+            min_delta_f=0.0, lambda_n=0.0,
         ),
         kernel=KernelConfig(
             window_steps=10,

@@ -21,7 +21,7 @@ def build(guard):
             slow_interval=SLOW,
             warmup_steps=5,
             cooldown_steps=0,
-            min_delta_f=0.0,
+            min_delta_f=0.0, lambda_n=0.0,
             edit_guard_cycles=guard,
         )
     )

@@ -20,7 +20,7 @@ CHRONO = ChronoConfig(
         cooldown_steps=10,
         warmup_steps=5,
         relaxation_steps=10,
-        min_delta_f=0.0,
+        min_delta_f=0.0, lambda_n=0.0,
     ),
 )
 
@@ -184,7 +184,7 @@ def _rig_split_ready(moe, expert, live=6, phi=0.9, bimodality=1.0):
 def test_relaxation_trial_tells_real_from_beta_induced_bimodality(real):
     config = ChronoConfig(
         lifecycle=LifecycleConfig(
-            mid_interval=1000, slow_interval=10, relaxation_steps=10, min_delta_f=0.0, cooldown_steps=0
+            mid_interval=1000, slow_interval=10, relaxation_steps=10, min_delta_f=0.0, lambda_n=0.0, cooldown_steps=0
         ),
     )
     moe = get_registry().build(

@@ -20,7 +20,7 @@ def lifecycle_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     text = root / "corpus.txt"
     text.write_text("All the world's a stage, and all the men and women merely players.\n" * 30, encoding="utf-8")
     overrides = ["vars.warmup=1", "vars.d_model=16", "vars.block_size=16", "vars.batch_size=4",
-                 "vars.n_experts=4", "vars.steps=6", f"vars.data={text}", "eval.samples=8", "eval.batch_size=8",
+                 "vars.n_experts=4", "vars.n_live=3", "vars.steps=6", f"vars.data={text}", "eval.samples=8", "eval.batch_size=8",
                  "targets[3].trainer.log_every=1", f"{PREFIX}.lifecycle.mid_interval=2",
                  f"{PREFIX}.lifecycle.slow_interval=3"]
     summary = run_preset("phase8_moe", experiment="chrono_lifecycle", out=root / "runs", overrides=overrides,

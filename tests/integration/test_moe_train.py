@@ -12,7 +12,7 @@ import torch
 from mosaic.runtime.training.run import run_preset
 
 # phase8_moe's targets: 0 topk, 1 loss_free, 2 chrono, 3 chrono_lifecycle, 4 chrono_adhoc
-TINY = ["vars.warmup=1", "vars.d_model=16", "vars.block_size=16", "vars.batch_size=4", "vars.n_experts=4",
+TINY = ["vars.warmup=1", "vars.d_model=16", "vars.block_size=16", "vars.batch_size=4", "vars.n_experts=4", "vars.n_live=3",
         "eval.samples=8", "eval.batch_size=8"]
 
 
@@ -93,9 +93,10 @@ def test_resume_after_a_crash_rewrites_the_decisions_past_the_checkpoint_once(tm
         late.unlink()
     run_preset(None, resume=run, experiment="chrono_lifecycle", steps=6, show_progress=False)
     decisions = read_jsonl(run / "decisions.jsonl")
-    slow = [(d["train_step"], d["layer"]) for d in decisions if d["clock"] == "slow"]
+    slow = [(d["train_step"], d["layer"], d["action"], d["expert"], d["other"], d["trigger"])
+            for d in decisions if d["clock"] == "slow"]
     assert sorted(slow) == sorted(set(slow)), "no decision is logged twice"
-    assert {step for step, _ in slow} == {3, 6}
+    assert {record[0] for record in slow} == {3, 6}
 
 
 def test_phase8_runs_from_any_directory_on_the_shipped_corpus(tmp_path: Path, monkeypatch) -> None:

@@ -118,7 +118,7 @@ class LifecycleConfig:
     lambda_n: float = attrs.field(default=0.01, validator=at_least(0.0))
     rho: float = attrs.field(default=0.1, validator=at_least(0.0))
     kappa: float = attrs.field(default=0.1, validator=at_least(0.0))
-    min_delta_f: float = attrs.field(default=0.01, validator=at_least(0.0))
+    min_delta_f: float = attrs.field(default=0.02, validator=at_least(0.0))
     cooldown_steps: int = attrs.field(default=500, validator=at_least(0))
     min_experts: int = attrs.field(default=2, validator=at_least(1))
     # None: as many as the layer has columns (a 64-column layer may hold 64 experts)
@@ -138,8 +138,21 @@ class LifecycleConfig:
     )
     edit_guard_cycles: int = attrs.field(default=3, validator=at_least(0))
     beta_decay: float = attrs.field(default=0.5, validator=between(0.0, 1.0, high_open=True))
+    # edits decided on evidence (chronomoe.evidence, where the trainer lends a TrainingProbe): the
+    # best ``evidence_candidates`` proposals by predicted dF are each applied to the model, relaxed
+    # ``evidence_relax_steps`` optimizer steps and compared on a held-out probe batch with the
+    # unedited model under the same relaxation; the best is taken if it lowers the probe loss by
+    # more than ``evidence_margin`` nats. No edit in the last ``freeze_final_fraction`` of training.
+    evidence_candidates: int = attrs.field(default=2, validator=at_least(1))
+    evidence_relax_steps: int = attrs.field(default=4, validator=at_least(1))
+    evidence_margin: float = attrs.field(default=0.005, validator=at_least(0.0))
+    freeze_final_fraction: float = attrs.field(default=0.25, validator=between(0.0, 1.0, high_open=True))
 
     def __attrs_post_init__(self) -> None:
+        if self.lambda_n > 0 and not self.min_delta_f > self.lambda_n:
+            reject("min_delta_f", f"the do-nothing margin must exceed the complexity price of one expert "
+                                  f"(lambda_n {self.lambda_n}), else pruning an average expert always passes; "
+                                  f"got {self.min_delta_f}")
         if not self.split_off < self.split_on:
             reject("split_off", f"must be < split_on ({self.split_on}), got {self.split_off}")
         if self.max_experts is not None and not self.min_experts <= self.max_experts:

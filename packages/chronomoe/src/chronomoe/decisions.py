@@ -33,6 +33,8 @@ class Decision:
     trigger: str = ""
     edit: bool = False
     expert_delta: int = 0
+    # an edit scored on held-out loss (chronomoe.evidence): predicted dF, probe losses, realised dloss
+    evidence: dict[str, float] = attrs.Factory(dict)
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)

@@ -66,6 +66,11 @@ class ExpertRegistry:
         self.audit = audit
         with torch.no_grad():
             self.moe.router.columns.active.copy_(torch.tensor([s != "archived" for s in self.states]))
+        self.sync_capacity()
+
+    def sync_capacity(self) -> None:
+        """The layer's per-expert capacity follows its live experts (a host int: no sync)."""
+        self.moe.live_experts = len(self.live())
 
     # --- queries --------------------------------------------------------------------------------
 
@@ -191,6 +196,7 @@ class ExpertRegistry:
         self.archive = [dict(entry) for entry in state.get("archive", [])]
         with torch.no_grad():
             self.moe.router.columns.active.copy_(torch.tensor([s != "archived" for s in self.states]))
+        self.sync_capacity()
 
     # --- internals -----------------------------------------------------------------------------
 

@@ -72,6 +72,9 @@ class MoE(nn.Module):
         if dispatch not in DISPATCH_MODES:
             raise ModelError(f"dispatch must be one of {', '.join(DISPATCH_MODES)}, got {dispatch!r}")
         self.capacity_factor = capacity_factor
+        # live experts when a lifecycle keeps fewer than the columns (set by its registry, host int):
+        # per-expert capacity is computed over them, as for a fixed MoE of that size
+        self.live_experts: int | None = None
         self.dispatch = dispatch
         self.emit_trace = emit_trace
         self.last_trace: MoETrace | None = None
@@ -93,7 +96,8 @@ class MoE(nn.Module):
             expert_tokens = expert_counts(route.expert_idx, self.n_experts)
         else:
             top_k = route.expert_idx.shape[1]
-            capacity = expert_capacity(flat.shape[0], self.n_experts, top_k, self.capacity_factor)
+            live = self.n_experts if self.live_experts is None else self.live_experts
+            capacity = expert_capacity(flat.shape[0], live, top_k, self.capacity_factor)
             plan = plan_dispatch(route.expert_idx, self.n_experts, capacity)
             mixture, outputs = dispatch_and_combine(flat, route.gates, plan, self.experts)
             kept = plan.kept.view(-1, flat.shape[0]).t()  # (N, k)

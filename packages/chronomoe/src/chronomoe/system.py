@@ -6,8 +6,9 @@
   top-1 flip rate between clean and biased routing — warn, decay β (``k ×= beta_decay``) or reset
   β (``k = 0``), at thresholds calibrated on the layer's own baseline (escalation.py);
 - every ``slow_interval`` steps (slow clock): lifecycle — relaxation trials for split-ready
-  experts, edit proposals scored by predicted ΔF, at most one edit per layer, cooldown, and the
-  measured F after the previous edit.
+  experts, edit proposals ranked by predicted ΔF and, where the trainer lends a probe, decided on
+  held-out evidence (chronomoe.evidence; none in the last ``freeze_final_fraction`` of the run), at
+  most one edit per layer, cooldown, and the measured F after the previous edit.
 
 Every decision is a typed :class:`~chronomoe.decisions.Decision` (``step, clock, action, layer,
 expert, coherence, free_energy {before, predicted, after}, competing, trigger, edit,
@@ -31,11 +32,13 @@ from chronomoe.decisions import Decision
 from chronomoe.edit_kinds import EDIT_KINDS, Candidate, EditKind, edit_kind
 from chronomoe.edits import choose, layer_view, propose_edits, split_candidates
 from chronomoe.escalation import EscalationCalibrator, escalate_beta
+from chronomoe.evidence import BaselineCache, best_on_evidence, editing_open, score
 from chronomoe.expert_registry import ExpertRegistry, LifecycleError
 from chronomoe.free_energy import free_energy
 from chronomoe.identity import epoch_shift, is_scar, psi_mid_slow, reflex_candidates, reflex_gates
 from chronomoe.kernel import Kernel, Write
 from chronomoe.lifecycle import layer_health
+from mosaic.core.contract.protocols import TrainingProbe
 
 
 @attrs.define
@@ -58,6 +61,7 @@ class ChronoSystem:
         kernel: Kernel | None = None,
         seed: int = 0,
         edit_kinds: dict[str, EditKind] | None = None,
+        probe: TrainingProbe | None = None,
     ) -> None:
         for index, moe in enumerate(layers):
             if getattr(moe.router, "role", None) is None:
@@ -79,6 +83,8 @@ class ChronoSystem:
         self.kernel = kernel
         self.scars: set[tuple[int, str]] = set()  # (layer, edit kind) forbidden for good
         self.calibrators = [EscalationCalibrator(config.lifecycle) for _ in layers]
+        self.probe = probe  # held-out trial losses (chronomoe.evidence); None: predicted dF alone
+        self.baseline = BaselineCache()
 
     # --- the clocks ----------------------------------------------------------------------------
 
@@ -200,14 +206,34 @@ class ChronoSystem:
         competing = [p.to_json() for p in sorted(proposals, key=lambda p: (p.delta, p.action, p.expert))]
         last_edit = self.last_edit[layer]
         cooling_down = last_edit is not None and self.step_count - last_edit < lc.cooldown_steps
-        chosen = None if cooling_down else choose(proposals, lc.min_delta_f)
+        closed = not editing_open(self.step_count, self.probe, lc)
+        records: list[Decision] = []
+        if cooling_down or closed:
+            chosen = None
+        elif self.probe is None:
+            chosen = choose(proposals, lc.min_delta_f)
+        else:
+            scored = score(self, layer, proposals, self.probe, self.baseline)
+            records = [
+                self._record("slow", "scored", layer, s.proposal.expert, other=s.proposal.other,
+                             free_energy={"before": s.proposal.f_before, "predicted": s.proposal.f_predicted},
+                             evidence=s.to_json(), trigger=s.refused or f"trial of {s.proposal.action}")
+                for s in scored
+            ]
+            best = best_on_evidence(scored, lc.evidence_margin)
+            chosen = None if best is None else best.proposal
         if chosen is None:
-            reason = (
-                "cooldown"
-                if cooling_down
-                else ("no candidate" if not proposals else f"best predicted dF above -{lc.min_delta_f}")
-            )
-            return [
+            if closed:
+                reason = f"final {lc.freeze_final_fraction:.0%} of training: no edits"
+            elif cooling_down:
+                reason = "cooldown"
+            elif not proposals:
+                reason = "no candidate"
+            elif self.probe is None:
+                reason = f"best predicted dF above -{lc.min_delta_f}"
+            else:
+                reason = f"no scored edit lowered the probe loss by more than {lc.evidence_margin}"
+            return records + [
                 self._record("slow", "none", layer, None, snapshot=snapshot, free_energy={"before": f_before},
                              competing=competing, trigger=reason)
             ]
@@ -222,11 +248,12 @@ class ChronoSystem:
                                  trigger="kernel write budget spent: queued", other=chosen.other)
                 ]
         kind = self.apply_edit(layer, chosen.action, chosen.candidate)
+        self.baseline.invalidate()
         record = self._record("slow", chosen.action, layer, chosen.expert, snapshot=snapshot,
                               free_energy=free, competing=competing, trigger=chosen.trigger,
                               other=chosen.other, edit=kind)
         self.pending[layer] = record
-        return [record]
+        return records + [record]
 
     # --- identity events and the kernel ----------------------------------------------------------
 
@@ -307,6 +334,7 @@ class ChronoSystem:
         Raises :class:`LifecycleError` for an unknown kind or an edit the registry refuses."""
         kind = edit_kind(action, self.edit_kinds)
         kind.apply(self.registries[layer], candidate)
+        self.registries[layer].sync_capacity()
         return kind
 
     # --- records --------------------------------------------------------------------------------
@@ -324,6 +352,7 @@ class ChronoSystem:
         trigger: str = "",
         other: int | None = None,
         edit: EditKind | None = None,
+        evidence: dict[str, float] | None = None,
     ) -> Decision:
         coherence = None
         if snapshot is not None:
@@ -337,6 +366,7 @@ class ChronoSystem:
             step=self.step_count, clock=clock, action=action, layer=layer, expert=expert, other=other,
             coherence=coherence, free_energy=free_energy or {}, competing=competing or [], trigger=trigger,
             edit=edit is not None, expert_delta=0 if edit is None else edit.expert_delta,
+            evidence=evidence or {},
         )
 
     def _log(self, record: Decision) -> Decision:

@@ -20,12 +20,14 @@ import torch
 
 from chronomoe.decisions import Decision
 from chronomoe.edits import propose_edits, split_candidates
+from chronomoe.evidence import editing_open
 from chronomoe.expert_registry import LifecycleError
 from chronomoe.lifecycle import layer_health
 from chronomoe.moe import MoE
 from chronomoe.routers import ChronoRouter
 from chronomoe.system import ChronoSystem
 from chronomoe.training_config import ChronoLifecycleConfig
+from mosaic.core.contract.protocols import TrainingProbe
 
 _NEVER = 10**12
 
@@ -36,7 +38,9 @@ class ChronoLifecycle:
         self.system: ChronoSystem | None = None
         self.slow_interval = 0
 
-    def attach(self, layers: list[Any], optimizer: torch.optim.Optimizer | None) -> None:
+    def attach(
+        self, layers: list[Any], optimizer: torch.optim.Optimizer | None, probe: TrainingProbe | None = None
+    ) -> None:
         if not layers:
             raise LifecycleError("layer.chrono_lifecycle: the model has no layer.moe feed-forward")
         if not all(isinstance(moe, MoE) and isinstance(moe.router, ChronoRouter) for moe in layers):
@@ -46,15 +50,25 @@ class ChronoLifecycle:
         if self.config.trigger == "adhoc":
             config = attrs.evolve(config, lifecycle=attrs.evolve(config.lifecycle, slow_interval=_NEVER))
         self.system = ChronoSystem(
-            layers, config, optimizer=optimizer, n_active=self.config.n_active, seed=self.config.seed
+            layers, config, optimizer=optimizer, n_active=self.config.n_active, seed=self.config.seed, probe=probe
         )
 
     def step(self) -> list[dict]:
         system = self._attached()
+        if self.config.trigger == "none":
+            return []
         report = system.step()
         decisions = report.control + report.actions
         if self.config.trigger == "adhoc" and system.step_count % self.slow_interval == 0:
-            decisions.extend(self._adhoc_edits(system))
+            lc = system.config.lifecycle
+            if editing_open(system.step_count, system.probe, lc):
+                decisions.extend(self._adhoc_edits(system))
+            else:
+                decisions.extend(
+                    system._log(system._record("slow", "none", layer, None,
+                                               trigger=f"final {lc.freeze_final_fraction:.0%} of training: no edits"))
+                    for layer in range(len(system.layers))
+                )
         return [decision.to_json() for decision in decisions]
 
     def _adhoc_edits(self, system: ChronoSystem) -> list[Decision]:

@@ -10,8 +10,9 @@ the auxiliary losses and metrics of its last forward; the model stacks them per 
 Training-hook protocol (``mosaic.core.contract.protocols.TrainingHooks``; the runtime imports neither
 this module nor chronomoe). A model may define:
 
-- ``after_optimizer_step(step: int, optimizer) -> list[dict]``: called by the trainer after every
-  optimizer step; returns the decisions taken (JSON-able dicts), which the trainer appends to the
+- ``after_optimizer_step(step: int, optimizer, probe=None) -> list[dict]``: called by the trainer
+  after every optimizer step, with its ``TrainingProbe`` (held-out trial losses, total steps) that
+  the controller receives at attach; returns the decisions taken (JSON-able dicts), which the trainer appends to the
   run's ``decisions.jsonl`` and counts in the ``lifecycle_decisions`` metric;
 - ``lifecycle_state_dict() -> dict | None`` and ``load_lifecycle_state_dict(state)``: the
   controller's state, stored in and restored from checkpoints.
@@ -34,6 +35,7 @@ from mosaic.core.contract.protocols import (
     LifecycleController,
     ReportsAux,
     StepsAfterOptimizer,
+    TrainingProbe,
     missing_members,
 )
 from mosaic.core.errors import ModelError
@@ -73,7 +75,9 @@ class LifecycleHooks:
         self.controller: LifecycleController | None = None
         self.pending_state: dict | None = None
 
-    def after_optimizer_step(self, layers: Sequence[nn.Module], step: int, optimizer: Any) -> list[dict]:
+    def after_optimizer_step(
+        self, layers: Sequence[nn.Module], step: int, optimizer: Any, probe: TrainingProbe | None = None
+    ) -> list[dict]:
         if self.spec is None:
             return []
         if self.controller is None:
@@ -85,7 +89,7 @@ class LifecycleHooks:
                     f"{', '.join(missing_members(controller, LifecycleController))}"
                 )
             self.controller = controller
-            controller.attach(list(layers), optimizer)
+            controller.attach(list(layers), optimizer, probe)
             if self.pending_state is not None:
                 self.controller.load_state_dict(self.pending_state)
                 self.pending_state = None
@@ -115,11 +119,13 @@ class TrainingHooksMixin:
     def ffn_layers(self) -> list[nn.Module]:
         raise NotImplementedError
 
-    def after_optimizer_step(self, step: int, optimizer: torch.optim.Optimizer) -> list[dict]:
+    def after_optimizer_step(
+        self, step: int, optimizer: torch.optim.Optimizer, probe: TrainingProbe | None = None
+    ) -> list[dict]:
         for ffn in self.ffn_layers():  # per-step balancers (e.g. router.loss_free's bias)
             if isinstance(ffn, StepsAfterOptimizer):
                 ffn.after_optimizer_step()
-        return self.lifecycle.after_optimizer_step(self.ffn_layers(), step, optimizer)
+        return self.lifecycle.after_optimizer_step(self.ffn_layers(), step, optimizer, probe)
 
     def lifecycle_state_dict(self) -> dict | None:
         return self.lifecycle.state_dict()

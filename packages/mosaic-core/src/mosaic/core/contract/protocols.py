@@ -159,7 +159,9 @@ class TrainingHooks(Protocol):
     ``after_optimizer_step`` returns the decisions taken (JSON-able dicts), which the trainer writes
     to the run's ``decisions.jsonl``."""
 
-    def after_optimizer_step(self, step: int, optimizer: Any) -> list[dict[str, Any]]: ...
+    def after_optimizer_step(
+        self, step: int, optimizer: Any, probe: TrainingProbe | None = None
+    ) -> list[dict[str, Any]]: ...
 
     def lifecycle_state_dict(self) -> dict[str, Any] | None: ...
 
@@ -167,11 +169,30 @@ class TrainingHooks(Protocol):
 
 
 @runtime_checkable
+class TrainingProbe(Protocol):
+    """What a trainer lends a lifecycle controller so that structural edits are decided on evidence.
+
+    - ``total_steps``: the run's planned optimizer steps (a controller stops editing near the end);
+    - ``trial_loss(edit, relax_steps)``: on the live model, run ``edit()`` (or nothing), take
+      ``relax_steps`` optimizer steps on training batches, and return the mean loss on a fixed probe
+      batch the relaxation never trains on; then restore the model, the optimizer and the RNG
+      exactly as they were. Every call at the same trainer step relaxes on the same batches, so an
+      edited copy and the unedited one differ only by the edit. The controller restores its own
+      bookkeeping (the edit's side effects outside the model)."""
+
+    @property
+    def total_steps(self) -> int: ...
+
+    def trial_loss(self, edit: Callable[[], None] | None, relax_steps: int) -> float: ...
+
+
+@runtime_checkable
 class LifecycleController(Protocol):
     """The component a model's ``lifecycle`` mapping names (e.g. ``layer.chrono_lifecycle``),
-    attached lazily at the first optimizer step (the optimizer is built after the model)."""
+    attached lazily at the first optimizer step (the optimizer is built after the model); ``probe``
+    is the trainer's :class:`TrainingProbe` (None where no trainer lends one, e.g. a bare loop)."""
 
-    def attach(self, layers: Sequence[Any], optimizer: Any) -> None: ...
+    def attach(self, layers: Sequence[Any], optimizer: Any, probe: TrainingProbe | None = None) -> None: ...
 
     def step(self) -> list[dict[str, Any]]: ...
 

@@ -51,6 +51,7 @@ from mosaic.runtime.training.interrupts import StopRequest
 from mosaic.runtime.training.loggers import MetricSinks
 from mosaic.runtime.training.manifest import Experiment
 from mosaic.runtime.training.optim import build_optimizer, build_scheduler
+from mosaic.runtime.training.probe import TrainerProbe
 from mosaic.runtime.training.progress import Progress, log
 from mosaic.runtime.training.run_dir import RunDir, writing
 
@@ -135,6 +136,9 @@ class Trainer:
         self.collate = collate_for(self.dataset)
         self.optimizer = build_optimizer(self.model, self.config)
         self.scheduler = build_scheduler(self.optimizer, self.config)
+        # held-out trial losses for a lifecycle controller, only where one process trains (a trial
+        # must not desynchronise DDP ranks)
+        self.probe = TrainerProbe(self) if self.dist.world_size == 1 else None
         self.forward_model: Callable[[dict[str, Any]], ModelOutput] = self.model
         self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
         if self.dist.enabled:
@@ -228,6 +232,10 @@ class Trainer:
 
     # --- one step -----------------------------------------------------------------------------
 
+    def fetch(self, indices: list[int]) -> list[Any]:
+        """Training items ``indices`` (the probe draws its trial batches through this)."""
+        return fetch(self.dataset, indices)
+
     def micro_batches(self) -> Iterator[dict[str, Any]]:
         indices = sample_indices(len(self.dataset), seed=self.config.seed, start=self.samples_seen,
                                  count=self.config.batch_size)
@@ -286,7 +294,7 @@ class Trainer:
         lifecycle controller stepped after each optimizer step; its decisions go to ``decisions.jsonl``."""
         if not isinstance(self.model, TrainingHooks):
             return {}
-        decisions = self.model.after_optimizer_step(self.step, self.optimizer)
+        decisions = self.model.after_optimizer_step(self.step, self.optimizer, self.probe)
         if not decisions:
             return {}
         if self.run is not None and self.dist.is_main:

@@ -1,0 +1,177 @@
+"""Edits decided on evidence (chronomoe.evidence): a candidate edit is tried on the model and taken
+only when it lowers a held-out loss; no edits in the last quarter of training; the do-nothing margin
+exceeds the complexity price of one expert."""
+
+import copy
+
+import pytest
+import torch
+
+from chronomoe.config import ChronoConfig, ClockConfig, LifecycleConfig
+from chronomoe.edits import EditProposal
+from chronomoe.evidence import BaselineCache, best_on_evidence, score
+from chronomoe.system import ChronoSystem
+from mosaic.core.config import unstructure_config
+from mosaic.core.contract.protocols import TrainingProbe
+from mosaic.core.errors import MosaicError
+from mosaic.core.plugins import get_registry
+
+D = 16
+CHRONO = ChronoConfig(
+    clocks=ClockConfig(0.6, 0.8, 0.9),
+    prune_min_tokens=50,
+    lifecycle=LifecycleConfig(
+        mid_interval=5, slow_interval=10, cooldown_steps=0, warmup_steps=5, relaxation_steps=10
+    ),
+)
+
+
+def build_layer(seed=0):
+    torch.manual_seed(seed)
+    return get_registry().build(
+        "layer.moe",
+        {
+            "d_model": D,
+            "n_experts": 8,
+            "top_k": 2,
+            "capacity_factor": None,
+            "router": {"type": "router.chrono", "track_roles": True, "chrono": unstructure_config(CHRONO)},
+        },
+    )
+
+
+class OutputProbe:
+    """A TrainingProbe over one MoE layer: held-out loss = squared error of the layer's output to a
+    target on fixed inputs (no relaxation: the constructed losses are exact)."""
+
+    def __init__(self, layer, target, total_steps=1000):
+        self.layer, self.target, self._total = layer, target, total_steps
+        self.inputs = torch.randn(4, 8, D, generator=torch.Generator().manual_seed(7))
+
+    @property
+    def total_steps(self):
+        return self._total
+
+    def output(self):
+        self.layer.eval()
+        with torch.no_grad():
+            out = self.layer(self.inputs)
+        self.layer.train()
+        return out
+
+    def trial_loss(self, edit, relax_steps):
+        saved = copy.deepcopy(self.layer.state_dict())
+        try:
+            if edit is not None:
+                edit()
+            return float((self.output() - self.target).square().mean())
+        finally:
+            self.layer.load_state_dict(saved)
+
+
+def proposal(expert, predicted):
+    return EditProposal("prune", expert, None, f_before=0.0, f_predicted=predicted, trigger="constructed")
+
+
+def test_the_probe_satisfies_the_contract():
+    layer = build_layer()
+    assert isinstance(OutputProbe(layer, None), TrainingProbe)
+
+
+def test_an_edit_that_hurts_held_out_loss_is_rejected_even_when_f_predicts_a_gain():
+    layer = build_layer()
+    system = ChronoSystem([layer], CHRONO, n_active=6)
+    probe = OutputProbe(layer, None)
+    probe.target = probe.output()  # the unedited layer is perfect: any edit hurts
+    registry_before = system.registries[0].state_dict()
+    scored = score(system, 0, [proposal(0, -1.0)], probe, BaselineCache())
+    assert scored[0].delta_loss > 0
+    assert best_on_evidence(scored, margin=0.0) is None
+    # trying the edit left the layer and its registry as they were
+    assert system.registries[0].live() == list(range(6))
+    assert system.registries[0].state_dict()["states"] == registry_before["states"]
+    assert torch.equal(probe.output(), probe.target)
+
+
+def test_an_edit_that_helps_held_out_loss_is_taken_even_when_f_predicts_a_loss():
+    layer = build_layer()
+    system = ChronoSystem([layer], CHRONO, n_active=6)
+    probe = OutputProbe(layer, None)
+    saved_layer, saved_registry = copy.deepcopy(layer.state_dict()), system.registries[0].state_dict()
+    system.apply_edit(0, "prune", proposal(3, 0.0).candidate)
+    probe.target = probe.output()  # the layer without expert 3 is perfect
+    layer.load_state_dict(saved_layer)
+    system.registries[0].load_state_dict(saved_registry)
+    scored = score(system, 0, [proposal(3, 0.5), proposal(1, -1.0)], probe, BaselineCache())
+    best = best_on_evidence(scored, margin=0.0)
+    assert best is not None and best.proposal.expert == 3
+    assert best.delta_loss < 0
+    assert [s.proposal.expert for s in scored] == [1, 3]  # ranked by predicted dF, both scored
+
+
+class EagerProbe:
+    """Every edit lowers the probe loss: the system edits whenever it may."""
+
+    def __init__(self, total_steps):
+        self.total_steps = total_steps
+
+    def trial_loss(self, edit, relax_steps):
+        return 1.0 if edit is None else 0.5
+
+
+def test_no_edits_in_the_last_quarter_of_training():
+    layer = build_layer()
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=1e-2)
+    probe = EagerProbe(total_steps=80)
+    system = ChronoSystem([layer], CHRONO, optimizer=optimizer, n_active=6, probe=probe)
+    target = torch.randn(D, D, generator=torch.Generator().manual_seed(99))
+    records = []
+    for step in range(80):
+        x = torch.randn(4, 8, D, generator=torch.Generator().manual_seed(step))
+        loss = (layer(x) - x @ target).square().mean() + layer.aux_outputs()["moe_aux_loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        report = system.step()
+        records += report.actions
+    edits = [r for r in records if r.edit]
+    scored = [r for r in records if r.action == "scored"]
+    assert edits, "the eager probe should let the system edit before the last quarter"
+    assert scored and all("delta_loss" in r.evidence and "delta_f_predicted" in r.evidence for r in scored)
+    assert max(r.step for r in edits) <= 60
+    closed = [r for r in records if r.action == "none" and "no edits" in r.trigger]
+    assert {r.step for r in closed} == {70, 80}
+
+
+def test_the_do_nothing_margin_must_exceed_the_price_of_one_expert():
+    with pytest.raises(MosaicError, match="complexity price"):
+        LifecycleConfig(lambda_n=0.01, min_delta_f=0.01)
+    with pytest.raises(MosaicError, match="complexity price"):
+        LifecycleConfig(lambda_n=0.05, min_delta_f=0.02)
+    assert LifecycleConfig().min_delta_f > LifecycleConfig().lambda_n
+
+
+def test_capacity_follows_the_live_experts_not_the_columns():
+    layer = get_registry().build(
+        "layer.moe",
+        {
+            "d_model": D,
+            "n_experts": 8,
+            "top_k": 2,
+            "capacity_factor": 1.0,
+            "router": {"type": "router.chrono", "track_roles": True, "chrono": unstructure_config(CHRONO)},
+        },
+    )
+    system = ChronoSystem([layer], CHRONO, n_active=4)
+    assert layer.live_experts == 4
+    x = torch.randn(8, 16, D, generator=torch.Generator().manual_seed(3))
+    layer(x)
+    dropped_at_4 = float(layer.aux_outputs()["moe_dropped_fraction"])
+    layer.live_experts = None  # capacity over all 8 columns: half the slots per live expert
+    layer(x)
+    assert float(layer.aux_outputs()["moe_dropped_fraction"]) > dropped_at_4
+    system.registries[0].sync_capacity()
+    system.apply_edit(0, "prune", proposal(2, 0.0).candidate)
+    assert layer.live_experts == 3
+    scored = score(system, 0, [proposal(1, 0.0)], OutputProbe(layer, torch.zeros(4, 8, D)), BaselineCache())
+    assert scored and layer.live_experts == 3  # a trial's registry restore restores the capacity
