@@ -36,12 +36,12 @@ def test_two_process_torchrun_matches_one_process(tmp_path: Path) -> None:
     preset.write_text(TINY_PRESET.replace("steps: 30", "steps: 12"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single = subprocess.run([sys.executable, "-m", ENTRY, str(preset), str(tmp_path / "one")], env=env,
-                            capture_output=True, text=True, check=False, timeout=120)
+                            capture_output=True, text=True, check=False, timeout=600)
     assert single.returncode == 0, single.stderr[-2000:]
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
               "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
     double = subprocess.run([*launch, "--module", ENTRY, str(preset), str(tmp_path / "two")], env=env,
-                            capture_output=True, text=True, check=False, timeout=180)
+                            capture_output=True, text=True, check=False, timeout=600)
     assert double.returncode == 0, double.stderr[-3000:]
     one, two = summary_of(single.stdout), summary_of(double.stdout)
     assert two["final"]["loss_total"] == pytest.approx(one["final"]["loss_total"], rel=1e-4)
@@ -64,7 +64,7 @@ def test_two_ranks_stay_in_lockstep_with_a_head_that_gets_no_gradient(tmp_path: 
               "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
     done = subprocess.run([*launch, "--module", ENTRY, str(preset), str(tmp_path / "two")],
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, check=False,
-                          timeout=180)
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((Path(summary_of(done.stdout)["run_dir"]) / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["world_size"] == 2
