@@ -28,7 +28,8 @@ def test_plugin_registers_routers_and_layer_without_importing_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    assert "'router.chrono', 'router.loss_free', 'router.topk'" in result.stdout
+    # other installed plugins may add routers (the example plugin's router.cosine): chronomoe's are there
+    assert all(f"'{router}'" in result.stdout for router in ("router.chrono", "router.loss_free", "router.topk"))
     assert "layer.moe" in result.stdout
 
 

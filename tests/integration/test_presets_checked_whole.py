@@ -83,7 +83,11 @@ def test_a_block_too_small_for_a_sample_is_caught_before_the_run() -> None:
     manifest = load_manifest("mosaic_commitment", registry, overrides=["vars.block_size=64"])
     with pytest.raises(ConfigError) as info:
         preflight(manifest, registry)
-    assert "$.targets[0].dataset.block_size (line 49): " in str(info.value), info.value
+    import mosaic.runtime.presets as presets
+
+    text = (Path(presets.__file__).parent / "mosaic_commitment.yml").read_text().splitlines()
+    line = next(n for n, row in enumerate(text, 1) if row.strip() == "block_size: ${block_size}")
+    assert f"$.targets[0].dataset.block_size (line {line}): " in str(info.value), info.value
     assert "a sample does not fit" in str(info.value)
 
 
