@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 from typing import Any
@@ -90,6 +91,20 @@ def barrier(context: DistContext) -> None:
         dist.barrier()
 
 
-def shutdown(context: DistContext) -> None:
-    if context.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown(context: DistContext, trainer: Any = None, *, wait: bool = True) -> None:
+    """Leave the process group cleanly: wait for every rank, free ``trainer``'s DDP wrapper (and its
+    reducer) while the group is alive, then destroy the group.
+
+    The order matters: a reducer freed after the group is destroyed joins gloo's worker thread while
+    holding the GIL, and that thread may need the GIL to free the tensors of its last allreduce, so
+    the rank deadlocks at exit (seen when stdout was a pipe). ``wait=False`` (a rank that failed)
+    skips the barrier, which the other ranks might never reach."""
+    if not (context.enabled and dist.is_initialized()):
+        return
+    if wait:
+        dist.barrier()
+    if trainer is not None:
+        trainer.ddp = None
+        trainer.forward_model = trainer.model
+    gc.collect()
+    dist.destroy_process_group()

@@ -85,12 +85,15 @@ def run_preset(
             run.mark_latest()  # only a run that started: a failed start never becomes "latest"
         with stop_on_signals() as stop:
             trainer.stop = stop
+            # A process group left to the interpreter's exit can abort a rank ("terminate called
+            # without an active exception") while gloo's threads are still running.
             try:
-                return trainer.fit()
-            finally:
-                # A process group left to the interpreter's exit can abort a rank ("terminate called
-                # without an active exception") while gloo's threads are still running.
-                shutdown(trainer.dist)
+                summary = trainer.fit()
+            except BaseException:
+                shutdown(trainer.dist, trainer, wait=False)
+                raise
+            shutdown(trainer.dist, trainer)
+            return summary
     finally:
         if lock is not None:
             lock.release()
