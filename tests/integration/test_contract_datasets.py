@@ -41,6 +41,10 @@ CONFIGS: dict[str, list[dict[str, Any]]] = {
          "mem_buckets": BUCKETS, "mem_hashes": HASHES},
     ],
     "dataset.text": [{"path": "{tmp}", "block_size": 32}],
+    "dataset.tool_building": [
+        {"num_samples": 8, "mem_hashes": HASHES},
+        {"num_samples": 8, "mem_hashes": HASHES, "tasks": ["add", "tab"], "split": "eval"},
+    ],
 }
 
 

@@ -36,8 +36,10 @@ def _summary(tmp_path: Path, preset: str, *extra: str) -> dict[str, Any]:
     ("mqar_transformer_128_8", [], 2 * 128 * D),
     # 2 heads of 32 x 32 fast weights, plus q, k, v's conv tail of 3 inputs
     ("mqar_delta_128_8", [], 2 * 32 * 32 + 3 * 3 * D),
-    # 2 buckets x 16 slots + a scratch row, the all-bucket summary, the bank and the conv tail
-    ("mqar_mosaic_128_8", ["vars.tf_warmup=0", "vars.tf_cooldown=0"], (2 * 16 + 1) * CELL + CELL + BANK + CONV_TAIL),
+    # 2 buckets x 16 slots + a scratch row, each cell's write-time utility, the all-bucket summary,
+    # the bank and the conv tail
+    ("mqar_mosaic_128_8", ["vars.tf_warmup=0", "vars.tf_cooldown=0"],
+     (2 * 16 + 1) * CELL + 2 * 16 + CELL + BANK + CONV_TAIL),
     ("mqar_mosaic_128_8", ["vars.tf_warmup=0", "vars.tf_cooldown=0", "vars.memory=memory.off", "vars.aux_gate_weight=0", "vars.aux_bits_weight=0"],
      BANK + CONV_TAIL),
 ])

@@ -202,6 +202,9 @@ class ToolBuildingConfig:
     num_samples: int = attrs.field(default=100_000, validator=at_least(1))
     seed: int = attrs.field(default=0, validator=at_least(0))
     split: Split = "train"
+    # the model's hashes: episodes carry no memory supervision, but the (ignored) teacher buckets
+    # must have the model's shape
+    mem_hashes: int = attrs.field(default=1, validator=at_least(1))
 
     def __attrs_post_init__(self) -> None:
         if not self.tasks:
@@ -212,6 +215,10 @@ class ToolBuildingConfig:
     def provides(self) -> Iterable[Provided]:
         yield Provided(Capability.VOCAB_SIZE, EVENT_VOCAB_SIZE, "type")  # the event codec's byte vocabulary
         yield Provided(Capability.SAMPLE_LENGTH, self.block_size, "block_size")
+
+    def requires(self) -> Iterable[Required]:
+        yield Required(Capability.MEMORY_HASHES, Relation.EQUALS, self.mem_hashes, "mem_hashes",
+                       "the teacher buckets are shaped for the model's memory hashes")
 
 
 @attrs.frozen

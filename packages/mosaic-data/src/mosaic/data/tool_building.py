@@ -290,7 +290,7 @@ class ToolBuildingDataset(torch.utils.data.Dataset):
         ]
 
     def _builder(self, rng: random.Random, split: str) -> tuple[TraceBuilder, list[range]]:
-        builder = TraceBuilder(mem_hashes=1, reg_slots=0, with_commitment=False)
+        builder = TraceBuilder(mem_hashes=self.config.mem_hashes, reg_slots=0, with_commitment=False)
         predicted = []
         for event in self.events(self.episode(*self.draw(rng, split), rng), rng):
             offset = builder.append(self.encoder.encode_bytes(event)).start
