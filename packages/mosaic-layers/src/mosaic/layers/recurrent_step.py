@@ -125,6 +125,10 @@ class BlockStep:
         self.sizes = [row.shape[0] for row in rows]
         self.context_t, self.context_bias = torch.cat(rows).T.contiguous(), torch.cat(biases)
         self.cell = slice(self.sizes[0], sum(self.sizes[:4]))
+        offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes) + 1)]
+        #: each projection's columns of the fused context projection
+        self.span = {name: slice(offsets[i], offsets[i + 1]) for i, name in enumerate(self.names)}
+        self.bits = slice(self.span["read_bits"].start, self.span["write_bits"].stop)
         self.input_t = torch.cat([block.bank.inp.weight.detach(), block.fusion.weight.detach()]).T.contiguous()
         self.input_bias = torch.cat([like.new_zeros(c.state_dim), cast(torch.Tensor, block.fusion.bias).detach()])
         paths = [block.bank.out.weight.detach(), memory.out.weight.detach()]
@@ -167,7 +171,7 @@ class BlockStep:
             pair = torch.arange(batch * c.mem_hashes, device=device).view(batch, c.mem_hashes)
             table_base = pair * rows  # (B, H)
             read_base = table_base[..., None] + torch.arange(c.mem_assoc, device=device)  # (B, H, A)
-            cached = (table_base, read_base, pair * c.mem_buckets)
+            cached = (table_base, read_base, pair * c.mem_buckets, pair)
             self.indices[(batch, device)] = cached
         return cached
 
@@ -201,11 +205,11 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
         local = step.ffn((mixed + step.conv_bias)[:, None])[:, 0]
     context = u + local
     projected = torch.addmm(step.context_bias, context, step.context_t)  # (B, rows)
-    part = dict(zip(step.names, projected.split(step.sizes, dim=1), strict=True))
+    span = step.span
     inputs = torch.addmm(step.input_bias, u, step.input_t)  # (B, state_dim + 3)
     # controls: a row of the derived table per sample (hard), mixed channels (soft) or constants (free)
     if step.control:
-        logits = part["opcode"]
+        logits = projected[:, span["opcode"]]
         if step.soft:
             probs = F.softmax(logits / step.temp, dim=-1)
             if opcodes is not None:
@@ -220,17 +224,17 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     else:
         derived = step.free.expand(bsz, -1)
     # memory routing (sign bits, LSB first) and the write strength
-    buckets = torch.heaviside(projected[:, sum(step.sizes[:6]) : sum(step.sizes[:8])], step.zero)
+    buckets = torch.heaviside(projected[:, step.bits], step.zero)
     buckets = (buckets.view(bsz, 2, hashes, c.mem_bits) @ step.powers).long()  # (B, 2, H): read, write
     read_bucket, write_bucket = buckets[:, 0], buckets[:, 1]
     if c.mem_hard_writes:
-        strength = torch.heaviside(part["write_gate"], step.zero)  # (B, 1) exactly 0 or 1
+        strength = torch.heaviside(projected[:, span["write_gate"]], step.zero)  # (B, 1) exactly 0 or 1
     else:
-        strength = torch.sigmoid(part["write_gate"])
+        strength = torch.sigmoid(projected[:, span["write_gate"]])
     if c.mem_write_step != 1.0 or step.control:
-        d = derived.split(1, dim=1)  # (B, 1) each, in DERIVED order
-        strength = strength * d[4] if step.unit_write else (c.mem_write_step * strength * d[4]).clamp(0.0, 1.0)
-    table_base, read_base, count_base = step.index(bsz, x.device)
+        write = derived[:, 4:5]
+        strength = strength * write if step.unit_write else (c.mem_write_step * strength * write).clamp(0.0, 1.0)
+    table_base, read_base, count_base, pair = step.index(bsz, x.device)
     table = state.memory.view(-1, state.memory.shape[-1])  # (B * H * rows, dim): a view, written in place
     if c.mem_slot_policy == "ring":
         counts = cast(torch.Tensor, state.mem_counts).view(-1)
@@ -239,8 +243,8 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
         counts.index_copy_(0, count_rows, (slot.view(bsz, hashes) + (strength > 0)).remainder_(assoc).view(-1))
         slot = slot.view(bsz, hashes)
     else:
-        slot = torch.mm(part["key"], cast(torch.Tensor, step.slot_router_t)).argmax(-1)[:, None]  # (B, 1) every hash
-    query = part["query"]
+        slot = torch.mm(projected[:, span["key"]], cast(torch.Tensor, step.slot_router_t)).argmax(-1)[:, None]  # (B, 1) every hash
+    query = projected[:, span["query"]]
     # read the routed bucket as it was before this token's write
     read_rows = torch.add(read_base, read_bucket[..., None], alpha=assoc).view(-1)
     views = table.index_select(0, read_rows).view(bsz, hashes * assoc, -1)
@@ -257,7 +261,7 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     cell = projected[:, step.cell]  # [key, value, 1]
     if step.control and state.summary is not None:  # SCAN: the all-bucket summary as of before the token
         summary = state.summary[:, 0]
-        read = torch.addcmul(read, d[6], summary[:, dk:-1])
+        read = torch.addcmul(read, derived[:, 6:7], summary[:, dk:-1])
         summary.lerp_(cell, strength)
     # write the routed cell: cell <- cell + w ([key, value, 1] - cell)
     write_rows = (torch.add(slot, write_bucket, alpha=assoc) + table_base).view(-1)
@@ -265,10 +269,10 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     table.index_copy_(0, write_rows, cells.lerp_(cell[:, None], strength[:, :, None]).view(bsz * hashes, -1))
     if state.mem_utility is not None:  # what the write_utility head said of the write, the same gated EMA
         utility = state.mem_utility.view(-1)  # (B * H * cells): the table without its scratch row
-        utility_rows = write_rows - torch.div(table_base, c.mem_buckets * assoc + 1, rounding_mode="floor").view(-1)
-        said = torch.sigmoid(part["write_utility"]).expand(bsz, hashes)
+        utility_rows = write_rows - pair.view(-1)  # each (sample, hash) table has one scratch row more
+        said = torch.sigmoid(projected[:, span["write_utility"]])  # (B, 1), as strength: both broadcast
         utility.index_copy_(0, utility_rows, utility.index_select(0, utility_rows).view(bsz, hashes)
-                            .lerp_(said, strength.expand(bsz, hashes)).view(-1))
+                            .lerp_(said, strength).view(-1))
     # state bank
     bank = state.bank.view(bsz, c.state_k, c.state_dim)
     bank_input = inputs[:, None, : c.state_dim]  # (B, 1, w)
@@ -282,18 +286,21 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     # registers: read as they were before the token, then the gated write of the selected slot
     if state.registers is not None:
         registers = state.registers  # (B, R, W)
-        attention = torch.bmm(registers, part["reg_query"][:, :, None]).softmax(1)  # (B, R, 1)
+        attention = torch.bmm(registers, projected[:, span["reg_query"], None]).softmax(1)  # (B, R, 1)
         paths.append(torch.bmm(attention.transpose(1, 2), registers).view(bsz, c.reg_dim))
-        reg_strength = torch.sigmoid(part["reg_gate"])  # (B, 1)
+        reg_strength = torch.sigmoid(projected[:, span["reg_gate"]])  # (B, 1)
         if step.control:
-            reg_strength = reg_strength * d[4] if step.unit_write else (reg_strength * d[4]).clamp(0.0, 1.0)
-        coeff = (part["reg_sel"].argmax(-1, keepdim=True) == step.slots) * reg_strength  # (B, R)
-        registers.lerp_(part["reg_value"][:, None], coeff[..., None])
+            write = derived[:, 4:5]
+            reg_strength = reg_strength * write if step.unit_write else (reg_strength * write).clamp(0.0, 1.0)
+        chosen = projected[:, span["reg_sel"]].argmax(-1, keepdim=True) == step.slots
+        coeff = torch.where(chosen, reg_strength, step.zero)  # (B, R)
+        registers.lerp_(projected[:, None, span["reg_value"]], coeff[..., None])
     scaled = torch.cat(paths, dim=1).mul_(gates.index_select(1, step.path_of))
     delta = torch.addmm(local, scaled, step.paths_t)
-    y = x + delta if not step.control else torch.addcmul(x, d[3], delta)
+    y = x + delta if not step.control else torch.addcmul(x, derived[:, 3:4], delta)
     if not want_aux:
         return y, {}
+    part = {name: projected[:, columns] for name, columns in span.items()}
     return y, block_aux(step, part, u, delta, derived, buckets)
 
 
