@@ -139,7 +139,17 @@ class BlockStep:
         self.path_of = torch.cat([torch.full((w,), i, device=like.device) for i, w in enumerate(widths)])
         decays = block.bank.decays().detach()  # (K, w)
         self.decay, self.keep_in = decays, -torch.expm1(F.logsigmoid(block.bank.decay_logit.detach()))
-        self.powers = (2 ** torch.arange(c.mem_bits, device=like.device)).to(like.dtype)
+        # routing: the sign bits [read (H, bits), write (H, bits)] times this matrix, plus the offsets of
+        # index(), are each (sample, hash)'s ring-count row, read bucket start row and write bucket
+        # start row in the flat tables, exact in floats (one addmm and one conversion per token)
+        hashes, nbits = c.mem_hashes, c.mem_bits
+        powers = (2 ** torch.arange(nbits, device=like.device)).to(like.dtype)
+        self.route = like.new_zeros(2 * hashes * nbits, 3 * hashes)
+        for h in range(hashes):
+            read, write = slice(h * nbits, (h + 1) * nbits), slice((hashes + h) * nbits, (hashes + h + 1) * nbits)
+            self.route[write, h] = powers
+            self.route[read, hashes + h] = powers * c.mem_assoc
+            self.route[write, 2 * hashes + h] = powers * c.mem_assoc
         self.slots = torch.arange(max(c.reg_slots, 1), device=like.device)
         self.assoc_index = torch.arange(c.mem_assoc, device=like.device)
         self.score_scale = 1 / math.sqrt(dk)
@@ -163,15 +173,15 @@ class BlockStep:
         self.indices: dict[tuple[int, torch.device], tuple[torch.Tensor, ...]] = {}
 
     def index(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """Flat row offsets of each (sample, hash) in the memory table and the ring counts."""
+        """The routing offsets ``(B, 3H)`` (see ``route``) and each (sample, hash)'s index ``(B, H)``."""
         cached = self.indices.get((batch, device))
         if cached is None:
             c = self.config
             rows = c.mem_buckets * c.mem_assoc + 1
             pair = torch.arange(batch * c.mem_hashes, device=device).view(batch, c.mem_hashes)
             table_base = pair * rows  # (B, H)
-            read_base = table_base[..., None] + torch.arange(c.mem_assoc, device=device)  # (B, H, A)
-            cached = (table_base, read_base, pair * c.mem_buckets, pair)
+            offsets = torch.cat([pair * c.mem_buckets, table_base, table_base], dim=1).to(self.route.dtype)
+            cached = (offsets, pair)
             self.indices[(batch, device)] = cached
         return cached
 
@@ -224,9 +234,8 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     else:
         derived = step.free.expand(bsz, -1)
     # memory routing (sign bits, LSB first) and the write strength
-    buckets = torch.heaviside(projected[:, step.bits], step.zero)
-    buckets = (buckets.view(bsz, 2, hashes, c.mem_bits) @ step.powers).long()  # (B, 2, H): read, write
-    read_bucket, write_bucket = buckets[:, 0], buckets[:, 1]
+    offsets, pair = step.index(bsz, x.device)
+    rows = torch.addmm(offsets, torch.heaviside(projected[:, step.bits], step.zero), step.route).long()  # (B, 3H)
     if c.mem_hard_writes:
         strength = torch.heaviside(projected[:, span["write_gate"]], step.zero)  # (B, 1) exactly 0 or 1
     else:
@@ -234,11 +243,10 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     if c.mem_write_step != 1.0 or step.control:
         write = derived[:, 4:5]
         strength = strength * write if step.unit_write else (c.mem_write_step * strength * write).clamp(0.0, 1.0)
-    table_base, read_base, count_base, pair = step.index(bsz, x.device)
     table = state.memory.view(-1, state.memory.shape[-1])  # (B * H * rows, dim): a view, written in place
     if c.mem_slot_policy == "ring":
         counts = cast(torch.Tensor, state.mem_counts).view(-1)
-        count_rows = (count_base + write_bucket).view(-1)
+        count_rows = rows[:, :hashes].reshape(-1)
         slot = counts.index_select(0, count_rows)  # writes to the bucket so far, mod assoc
         counts.index_copy_(0, count_rows, (slot.view(bsz, hashes) + (strength > 0)).remainder_(assoc).view(-1))
         slot = slot.view(bsz, hashes)
@@ -246,7 +254,7 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
         slot = torch.mm(projected[:, span["key"]], cast(torch.Tensor, step.slot_router_t)).argmax(-1)[:, None]  # (B, 1) every hash
     query = projected[:, span["query"]]
     # read the routed bucket as it was before this token's write
-    read_rows = torch.add(read_base, read_bucket[..., None], alpha=assoc).view(-1)
+    read_rows = (rows[:, hashes : 2 * hashes, None] + step.assoc_index).view(-1)
     views = table.index_select(0, read_rows).view(bsz, hashes * assoc, -1)
     scores = bucket_scores(step, views, query)
     if step.control:
@@ -264,7 +272,7 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
         read = torch.addcmul(read, derived[:, 6:7], summary[:, dk:-1])
         summary.lerp_(cell, strength)
     # write the routed cell: cell <- cell + w ([key, value, 1] - cell)
-    write_rows = (torch.add(slot, write_bucket, alpha=assoc) + table_base).view(-1)
+    write_rows = (rows[:, 2 * hashes :] + slot).view(-1)
     cells = table.index_select(0, write_rows).view(bsz, hashes, -1)
     table.index_copy_(0, write_rows, cells.lerp_(cell[:, None], strength[:, :, None]).view(bsz * hashes, -1))
     if state.mem_utility is not None:  # what the write_utility head said of the write, the same gated EMA
@@ -301,11 +309,11 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     if not want_aux:
         return y, {}
     part = {name: projected[:, columns] for name, columns in span.items()}
-    return y, block_aux(step, part, u, delta, derived, buckets)
+    return y, block_aux(step, part, u, delta, derived)
 
 
 def block_aux(step: BlockStep, part: dict[str, torch.Tensor], u: torch.Tensor, delta: torch.Tensor,
-              derived: torch.Tensor, buckets: torch.Tensor) -> dict[str, torch.Tensor]:
+              derived: torch.Tensor) -> dict[str, torch.Tensor]:
     """The forward's aux outputs for one token, each with its token axis of 1."""
     c = step.config
     bsz = u.shape[0]
