@@ -156,9 +156,12 @@ class BlockStep:
         self.control = head is not None and head.control
         self.soft = head is not None and head.soft
         self.temp = 1.0
+        self.clearing: set[int] = set()
         if head is not None:
             self.channels = head.channels.to(like.dtype)
             self.derived = derived_controls(self.channels)  # (V_op, len(DERIVED))
+            #: the opcodes whose clear channel crosses CLEAR_THRESHOLD (hard control tests the choice on the host)
+            self.clearing = {int(i) for i in torch.nonzero(self.derived[:, 5] > CLEAR_THRESHOLD).view(-1)}
             self.temp = head.temp
         # the write channel (and so every write strength) stays in [0, 1] without clamping
         write = self.channels[:, _CH["write"]] if head is not None else like.new_ones(1)
@@ -218,6 +221,7 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     span = step.span
     inputs = torch.addmm(step.input_bias, u, step.input_t)  # (B, state_dim + 3)
     # controls: a row of the derived table per sample (hard), mixed channels (soft) or constants (free)
+    choice = step.zero
     if step.control:
         logits = projected[:, span["opcode"]]
         if step.soft:
@@ -259,7 +263,11 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     scores = bucket_scores(step, views, query)
     if step.control:
         clear = derived[:, 5]
-        if float(clear.max()) > CLEAR_THRESHOLD:  # CLEAR_MEM: scale the best-matching slot by 1 - clear
+        if step.soft:
+            clearing = float(clear.max()) > CLEAR_THRESHOLD
+        else:  # a sample's clear crosses the threshold exactly where its opcode is a clearing one
+            clearing = bool(step.clearing) and not step.clearing.isdisjoint(choice.tolist())
+        if clearing:  # CLEAR_MEM: scale the best-matching slot by 1 - clear
             best = scores.view(bsz, hashes, assoc).argmax(-1, keepdim=True) == step.assoc_index  # (B, H, A)
             views = views * (1 - clear[:, None, None] * best).view(bsz, hashes * assoc, 1)
             table.index_copy_(0, read_rows, views.view(bsz * hashes * assoc, -1))
