@@ -63,7 +63,7 @@ def derived_controls(channels: torch.Tensor) -> torch.Tensor:
 def rms_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
     """``1 / sqrt(mean(x^2) + eps)`` over the last axis ``(B, 1)``: cheaper than ``F.rms_norm`` for one
     token on CPU, where its mean and dtype round trips cost more than the arithmetic."""
-    return (x * x).sum(-1, keepdim=True).mul_(1 / x.shape[-1]).add_(eps).rsqrt_()
+    return (x * x).mean(-1, keepdim=True).add_(eps).rsqrt_()
 
 
 class BlockStep:
