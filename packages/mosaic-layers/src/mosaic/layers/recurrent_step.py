@@ -206,7 +206,6 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     bsz = x.shape[0]
     dk, assoc, hashes = c.mem_key_dim, c.mem_assoc, c.mem_hashes
     u = torch.mul(x, rms_scale(x, step.norm_eps)).mul_(step.norm_weight)
-    d: tuple[torch.Tensor, ...] = ()
     # local mixer: the conv over the last k inputs, then the gated MLP (or the configured ffn)
     window = torch.cat([state.conv_tail, u[:, None]], dim=1)  # (B, k, D)
     mixed = (window * step.conv_weight).sum(1)
