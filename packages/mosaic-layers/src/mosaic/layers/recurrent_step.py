@@ -243,8 +243,9 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
         strength = torch.heaviside(projected[:, span["write_gate"]], step.zero)  # (B, 1) exactly 0 or 1
     else:
         strength = torch.sigmoid(projected[:, span["write_gate"]])
-    if c.mem_write_step != 1.0 or step.control:
-        write = derived[:, 4:5]
+    gated_write = c.mem_write_step != 1.0 or step.control
+    write = derived[:, 4:5] if gated_write else step.zero  # (B, 1) the write channel
+    if gated_write:
         strength = strength * write if step.unit_write else (c.mem_write_step * strength * write).clamp(0.0, 1.0)
     table = state.memory.view(-1, state.memory.shape[-1])  # (B * H * rows, dim): a view, written in place
     if c.mem_slot_policy == "ring":
@@ -296,7 +297,7 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     bank.mul_(step.decay).addcmul_(step.keep_in, bank_input)
     gates = torch.sigmoid(inputs[:, c.state_dim :])  # (B, 3) state, memory, registers
     if step.control:
-        gates = gates * derived[:, :3]
+        gates = gates.mul_(derived[:, :3])
     paths = [state.bank, read]
     # registers: read as they were before the token, then the gated write of the selected slot
     if state.registers is not None:
@@ -304,9 +305,8 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
         attention = torch.bmm(registers, projected[:, span["reg_query"], None]).softmax(1)  # (B, R, 1)
         paths.append(torch.bmm(attention.transpose(1, 2), registers).view(bsz, c.reg_dim))
         reg_strength = torch.sigmoid(projected[:, span["reg_gate"]])  # (B, 1)
-        if step.control:
-            write = derived[:, 4:5]
-            reg_strength = reg_strength * write if step.unit_write else (reg_strength * write).clamp(0.0, 1.0)
+        if step.control:  # write: derived[:, 4:5], taken for the memory write above
+            reg_strength = reg_strength.mul_(write) if step.unit_write else (reg_strength * write).clamp(0.0, 1.0)
         chosen = projected[:, span["reg_sel"]].argmax(-1, keepdim=True) == step.slots
         coeff = torch.where(chosen, reg_strength, step.zero)  # (B, R)
         registers.lerp_(projected[:, None, span["reg_value"]], coeff[..., None])
