@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -33,13 +33,19 @@ _VERSION = operator.attrgetter("_version")  # bumped by every in-place update (a
 INPUT_IDS, TARGET_IDS = keys.INPUT_IDS.name, keys.TARGET_IDS.name
 
 
-def _hooked(modules: Sequence[nn.Module]) -> bool:
-    """Whether a forward (pre-)hook is registered on any of ``modules`` or globally."""
+def _hook_dicts(modules: Sequence[nn.Module]) -> list[Any]:
+    """The dicts that hold the forward (pre-)hooks of ``modules`` and the global ones. Registering a
+    hook adds to one of them in place, so keeping the list lets :func:`_hooked` test them without
+    walking the modules at every step."""
     from torch.nn.modules import module as torch_module
 
-    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+    return [torch_module._global_forward_hooks, torch_module._global_forward_pre_hooks,
+            *(m._forward_hooks for m in modules), *(m._forward_pre_hooks for m in modules)]
+
+
+def _hooked(dicts: Sequence[Any]) -> bool:
+    """Whether any of the hook ``dicts`` of :func:`_hook_dicts` holds a hook."""
+    return any(dicts)
 
 
 def init_weights(module: nn.Module) -> None:
@@ -122,7 +128,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         self.lifecycle = LifecycleHooks(config.lifecycle, registry)
         # the recurrent step's rearranged weights (mosaic.layers.recurrent_step), built on first use
         self._step_params: list[nn.Parameter] | None = None
-        self._step_modules: list[nn.Module] = []
+        self._step_modules: list[Any] = []  # the modules' hook dicts (see _hook_dicts)
         self._step_cache: tuple[tuple[int, ...], tuple[list[recurrent_step.BlockStep], torch.Tensor, float]] | None = None
 
     @property
@@ -243,7 +249,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         final norm's eps, rebuilt whenever a parameter changed (None when a block has no recurrent
         step)."""
         if self._step_params is None:
-            self._step_params, self._step_modules = list(self.parameters()), list(self.modules())
+            self._step_params, self._step_modules = list(self.parameters()), _hook_dicts(list(self.modules()))
         if _hooked(self._step_modules):  # hooks see module calls: the chunked path makes them
             return None
         params = self._step_params

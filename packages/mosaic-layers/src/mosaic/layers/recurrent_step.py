@@ -63,7 +63,7 @@ def derived_controls(channels: torch.Tensor) -> torch.Tensor:
 def rms_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
     """``1 / sqrt(mean(x^2) + eps)`` over the last axis ``(B, 1)``: cheaper than ``F.rms_norm`` for one
     token on CPU, where its mean and dtype round trips cost more than the arithmetic."""
-    return (x * x).sum(-1, keepdim=True).mul_(1 / x.shape[-1]).add_(eps).rsqrt_()
+    return (x * x).mean(-1, keepdim=True).add_(eps).rsqrt_()
 
 
 class BlockStep:
@@ -125,6 +125,10 @@ class BlockStep:
         self.sizes = [row.shape[0] for row in rows]
         self.context_t, self.context_bias = torch.cat(rows).T.contiguous(), torch.cat(biases)
         self.cell = slice(self.sizes[0], sum(self.sizes[:4]))
+        offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes) + 1)]
+        #: each projection's columns of the fused context projection
+        self.span = {name: slice(offsets[i], offsets[i + 1]) for i, name in enumerate(self.names)}
+        self.bits = slice(self.span["read_bits"].start, self.span["write_bits"].stop)
         self.input_t = torch.cat([block.bank.inp.weight.detach(), block.fusion.weight.detach()]).T.contiguous()
         self.input_bias = torch.cat([like.new_zeros(c.state_dim), cast(torch.Tensor, block.fusion.bias).detach()])
         paths = [block.bank.out.weight.detach(), memory.out.weight.detach()]
@@ -135,16 +139,29 @@ class BlockStep:
         self.path_of = torch.cat([torch.full((w,), i, device=like.device) for i, w in enumerate(widths)])
         decays = block.bank.decays().detach()  # (K, w)
         self.decay, self.keep_in = decays, -torch.expm1(F.logsigmoid(block.bank.decay_logit.detach()))
-        self.powers = (2 ** torch.arange(c.mem_bits, device=like.device)).to(like.dtype)
+        # routing: the sign bits [read (H, bits), write (H, bits)] times this matrix, plus the offsets of
+        # index(), are each (sample, hash)'s ring-count row, read bucket start row and write bucket
+        # start row in the flat tables, exact in floats (one addmm and one conversion per token)
+        hashes, nbits = c.mem_hashes, c.mem_bits
+        powers = (2 ** torch.arange(nbits, device=like.device)).to(like.dtype)
+        self.route = like.new_zeros(2 * hashes * nbits, 3 * hashes)
+        for h in range(hashes):
+            read, write = slice(h * nbits, (h + 1) * nbits), slice((hashes + h) * nbits, (hashes + h + 1) * nbits)
+            self.route[write, h] = powers
+            self.route[read, hashes + h] = powers * c.mem_assoc
+            self.route[write, 2 * hashes + h] = powers * c.mem_assoc
         self.slots = torch.arange(max(c.reg_slots, 1), device=like.device)
         self.assoc_index = torch.arange(c.mem_assoc, device=like.device)
         self.score_scale = 1 / math.sqrt(dk)
         self.control = head is not None and head.control
         self.soft = head is not None and head.soft
         self.temp = 1.0
+        self.clearing: set[int] = set()
         if head is not None:
             self.channels = head.channels.to(like.dtype)
             self.derived = derived_controls(self.channels)  # (V_op, len(DERIVED))
+            #: the opcodes whose clear channel crosses CLEAR_THRESHOLD (hard control tests the choice on the host)
+            self.clearing = {int(i) for i in torch.nonzero(self.derived[:, 5] > CLEAR_THRESHOLD).view(-1)}
             self.temp = head.temp
         # the write channel (and so every write strength) stays in [0, 1] without clamping
         write = self.channels[:, _CH["write"]] if head is not None else like.new_ones(1)
@@ -159,15 +176,15 @@ class BlockStep:
         self.indices: dict[tuple[int, torch.device], tuple[torch.Tensor, ...]] = {}
 
     def index(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """Flat row offsets of each (sample, hash) in the memory table and the ring counts."""
+        """The routing offsets ``(B, 3H)`` (see ``route``) and each (sample, hash)'s index ``(B, H)``."""
         cached = self.indices.get((batch, device))
         if cached is None:
             c = self.config
             rows = c.mem_buckets * c.mem_assoc + 1
             pair = torch.arange(batch * c.mem_hashes, device=device).view(batch, c.mem_hashes)
             table_base = pair * rows  # (B, H)
-            read_base = table_base[..., None] + torch.arange(c.mem_assoc, device=device)  # (B, H, A)
-            cached = (table_base, read_base, pair * c.mem_buckets)
+            offsets = torch.cat([pair * c.mem_buckets, table_base, table_base], dim=1).to(self.route.dtype)
+            cached = (offsets, pair)
             self.indices[(batch, device)] = cached
         return cached
 
@@ -189,7 +206,6 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     bsz = x.shape[0]
     dk, assoc, hashes = c.mem_key_dim, c.mem_assoc, c.mem_hashes
     u = torch.mul(x, rms_scale(x, step.norm_eps)).mul_(step.norm_weight)
-    d: tuple[torch.Tensor, ...] = ()
     # local mixer: the conv over the last k inputs, then the gated MLP (or the configured ffn)
     window = torch.cat([state.conv_tail, u[:, None]], dim=1)  # (B, k, D)
     mixed = (window * step.conv_weight).sum(1)
@@ -201,11 +217,12 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
         local = step.ffn((mixed + step.conv_bias)[:, None])[:, 0]
     context = u + local
     projected = torch.addmm(step.context_bias, context, step.context_t)  # (B, rows)
-    part = dict(zip(step.names, projected.split(step.sizes, dim=1), strict=True))
+    span = step.span
     inputs = torch.addmm(step.input_bias, u, step.input_t)  # (B, state_dim + 3)
     # controls: a row of the derived table per sample (hard), mixed channels (soft) or constants (free)
+    choice = step.zero
     if step.control:
-        logits = part["opcode"]
+        logits = projected[:, span["opcode"]]
         if step.soft:
             probs = F.softmax(logits / step.temp, dim=-1)
             if opcodes is not None:
@@ -220,34 +237,37 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     else:
         derived = step.free.expand(bsz, -1)
     # memory routing (sign bits, LSB first) and the write strength
-    buckets = torch.heaviside(projected[:, sum(step.sizes[:6]) : sum(step.sizes[:8])], step.zero)
-    buckets = (buckets.view(bsz, 2, hashes, c.mem_bits) @ step.powers).long()  # (B, 2, H): read, write
-    read_bucket, write_bucket = buckets[:, 0], buckets[:, 1]
+    offsets, pair = step.index(bsz, x.device)
+    rows = torch.addmm(offsets, torch.heaviside(projected[:, step.bits], step.zero), step.route).long()  # (B, 3H)
     if c.mem_hard_writes:
-        strength = torch.heaviside(part["write_gate"], step.zero)  # (B, 1) exactly 0 or 1
+        strength = torch.heaviside(projected[:, span["write_gate"]], step.zero)  # (B, 1) exactly 0 or 1
     else:
-        strength = torch.sigmoid(part["write_gate"])
-    if c.mem_write_step != 1.0 or step.control:
-        d = derived.split(1, dim=1)  # (B, 1) each, in DERIVED order
-        strength = strength * d[4] if step.unit_write else (c.mem_write_step * strength * d[4]).clamp(0.0, 1.0)
-    table_base, read_base, count_base = step.index(bsz, x.device)
+        strength = torch.sigmoid(projected[:, span["write_gate"]])
+    gated_write = c.mem_write_step != 1.0 or step.control
+    write = derived[:, 4:5] if gated_write else step.zero  # (B, 1) the write channel
+    if gated_write:
+        strength = strength * write if step.unit_write else (c.mem_write_step * strength * write).clamp(0.0, 1.0)
     table = state.memory.view(-1, state.memory.shape[-1])  # (B * H * rows, dim): a view, written in place
     if c.mem_slot_policy == "ring":
         counts = cast(torch.Tensor, state.mem_counts).view(-1)
-        count_rows = (count_base + write_bucket).view(-1)
+        count_rows = rows[:, :hashes].reshape(-1)
         slot = counts.index_select(0, count_rows)  # writes to the bucket so far, mod assoc
         counts.index_copy_(0, count_rows, (slot.view(bsz, hashes) + (strength > 0)).remainder_(assoc).view(-1))
         slot = slot.view(bsz, hashes)
     else:
-        slot = torch.mm(part["key"], cast(torch.Tensor, step.slot_router_t)).argmax(-1)[:, None]  # (B, 1) every hash
-    query = part["query"]
+        slot = torch.mm(projected[:, span["key"]], cast(torch.Tensor, step.slot_router_t)).argmax(-1)[:, None]  # (B, 1) every hash
+    query = projected[:, span["query"]]
     # read the routed bucket as it was before this token's write
-    read_rows = torch.add(read_base, read_bucket[..., None], alpha=assoc).view(-1)
+    read_rows = (rows[:, hashes : 2 * hashes, None] + step.assoc_index).view(-1)
     views = table.index_select(0, read_rows).view(bsz, hashes * assoc, -1)
     scores = bucket_scores(step, views, query)
     if step.control:
         clear = derived[:, 5]
-        if float(clear.max()) > CLEAR_THRESHOLD:  # CLEAR_MEM: scale the best-matching slot by 1 - clear
+        if step.soft:
+            clearing = float(clear.max()) > CLEAR_THRESHOLD
+        else:  # a sample's clear crosses the threshold exactly where its opcode is a clearing one
+            clearing = bool(step.clearing) and not step.clearing.isdisjoint(choice.tolist())
+        if clearing:  # CLEAR_MEM: scale the best-matching slot by 1 - clear
             best = scores.view(bsz, hashes, assoc).argmax(-1, keepdim=True) == step.assoc_index  # (B, H, A)
             views = views * (1 - clear[:, None, None] * best).view(bsz, hashes * assoc, 1)
             table.index_copy_(0, read_rows, views.view(bsz * hashes * assoc, -1))
@@ -257,18 +277,18 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     cell = projected[:, step.cell]  # [key, value, 1]
     if step.control and state.summary is not None:  # SCAN: the all-bucket summary as of before the token
         summary = state.summary[:, 0]
-        read = torch.addcmul(read, d[6], summary[:, dk:-1])
+        read = torch.addcmul(read, derived[:, 6:7], summary[:, dk:-1])
         summary.lerp_(cell, strength)
     # write the routed cell: cell <- cell + w ([key, value, 1] - cell)
-    write_rows = (torch.add(slot, write_bucket, alpha=assoc) + table_base).view(-1)
+    write_rows = (rows[:, 2 * hashes :] + slot).view(-1)
     cells = table.index_select(0, write_rows).view(bsz, hashes, -1)
     table.index_copy_(0, write_rows, cells.lerp_(cell[:, None], strength[:, :, None]).view(bsz * hashes, -1))
     if state.mem_utility is not None:  # what the write_utility head said of the write, the same gated EMA
         utility = state.mem_utility.view(-1)  # (B * H * cells): the table without its scratch row
-        utility_rows = write_rows - torch.div(table_base, c.mem_buckets * assoc + 1, rounding_mode="floor").view(-1)
-        said = torch.sigmoid(part["write_utility"]).expand(bsz, hashes)
+        utility_rows = write_rows - pair.view(-1)  # each (sample, hash) table has one scratch row more
+        said = torch.sigmoid(projected[:, span["write_utility"]])  # (B, 1), as strength: both broadcast
         utility.index_copy_(0, utility_rows, utility.index_select(0, utility_rows).view(bsz, hashes)
-                            .lerp_(said, strength.expand(bsz, hashes)).view(-1))
+                            .lerp_(said, strength).view(-1))
     # state bank
     bank = state.bank.view(bsz, c.state_k, c.state_dim)
     bank_input = inputs[:, None, : c.state_dim]  # (B, 1, w)
@@ -277,28 +297,30 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     bank.mul_(step.decay).addcmul_(step.keep_in, bank_input)
     gates = torch.sigmoid(inputs[:, c.state_dim :])  # (B, 3) state, memory, registers
     if step.control:
-        gates = gates * derived[:, :3]
+        gates = gates.mul_(derived[:, :3])
     paths = [state.bank, read]
     # registers: read as they were before the token, then the gated write of the selected slot
     if state.registers is not None:
         registers = state.registers  # (B, R, W)
-        attention = torch.bmm(registers, part["reg_query"][:, :, None]).softmax(1)  # (B, R, 1)
+        attention = torch.bmm(registers, projected[:, span["reg_query"], None]).softmax(1)  # (B, R, 1)
         paths.append(torch.bmm(attention.transpose(1, 2), registers).view(bsz, c.reg_dim))
-        reg_strength = torch.sigmoid(part["reg_gate"])  # (B, 1)
-        if step.control:
-            reg_strength = reg_strength * d[4] if step.unit_write else (reg_strength * d[4]).clamp(0.0, 1.0)
-        coeff = (part["reg_sel"].argmax(-1, keepdim=True) == step.slots) * reg_strength  # (B, R)
-        registers.lerp_(part["reg_value"][:, None], coeff[..., None])
+        reg_strength = torch.sigmoid(projected[:, span["reg_gate"]])  # (B, 1)
+        if step.control:  # write: derived[:, 4:5], taken for the memory write above
+            reg_strength = reg_strength.mul_(write) if step.unit_write else (reg_strength * write).clamp(0.0, 1.0)
+        chosen = projected[:, span["reg_sel"]].argmax(-1, keepdim=True) == step.slots
+        coeff = torch.where(chosen, reg_strength, step.zero)  # (B, R)
+        registers.lerp_(projected[:, None, span["reg_value"]], coeff[..., None])
     scaled = torch.cat(paths, dim=1).mul_(gates.index_select(1, step.path_of))
     delta = torch.addmm(local, scaled, step.paths_t)
-    y = x + delta if not step.control else torch.addcmul(x, d[3], delta)
+    y = x + delta if not step.control else torch.addcmul(x, derived[:, 3:4], delta)
     if not want_aux:
         return y, {}
-    return y, block_aux(step, part, u, delta, derived, buckets)
+    part = {name: projected[:, columns] for name, columns in span.items()}
+    return y, block_aux(step, part, u, delta, derived)
 
 
 def block_aux(step: BlockStep, part: dict[str, torch.Tensor], u: torch.Tensor, delta: torch.Tensor,
-              derived: torch.Tensor, buckets: torch.Tensor) -> dict[str, torch.Tensor]:
+              derived: torch.Tensor) -> dict[str, torch.Tensor]:
     """The forward's aux outputs for one token, each with its token axis of 1."""
     c = step.config
     bsz = u.shape[0]
