@@ -107,8 +107,6 @@ class MemoryCurriculumConfig:
         _check_min(self, "min_gap_len", "gap_len")
         if self.min_pairs == 0:
             reject("min_pairs", "must be >= 1, got 0")
-        if self.dense_negotiation_fraction > 0 and (self.min_negotiation_pairs or self.negotiation_pairs) == 0:
-            reject("dense_negotiation_fraction", "needs negotiation_pairs (and min_negotiation_pairs) >= 1")
         content = self.vocab_size - 8
         if self.n_pairs > content:
             reject("n_pairs", f"{self.n_pairs} distinct keys need vocab_size >= {self.n_pairs + 8}, got {self.vocab_size}")
@@ -184,7 +182,8 @@ class EventTraceConfig:
         _check_min(self, "min_negotiation_pairs", "negotiation_pairs")
         if self.min_pairs == 0:
             reject("min_pairs", "must be >= 1, got 0")
-        if self.dense_negotiation_fraction > 0 and (self.min_negotiation_pairs or self.negotiation_pairs) == 0:
+        fewest = self.negotiation_pairs if self.min_negotiation_pairs is None else self.min_negotiation_pairs
+        if self.dense_negotiation_fraction > 0 and fewest == 0:
             reject("dense_negotiation_fraction", "needs negotiation_pairs (and min_negotiation_pairs) >= 1")
         if self.value_digits > 9:
             reject("value_digits", f"must be <= 9, got {self.value_digits}")
