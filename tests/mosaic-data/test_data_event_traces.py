@@ -357,3 +357,47 @@ def test_every_memory_access_sees_its_whole_key_in_the_local_window(digits: int)
     assert WRITE_FIELD != ANSWER_FIELD
     for op, positions in accesses.items():
         assert sorted((opcode == op).nonzero()[:, 0].tolist()) == sorted(positions)
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_dense_items_are_back_to_back_negotiations_that_fill_the_block(split: str) -> None:
+    base = EventTraceConfig(mem_buckets=16, mem_hashes=1, return_spans=True, split=split)
+    dense = EventTraceDataset(attrs.evolve(base, dense_negotiation_fraction=1.0))
+    seed_structure = EventTraceDataset(base)
+    classes = phrasings(split)
+    for idx in range(6):
+        item = dense[idx]
+        events, n_inputs = _events(item)
+        assert n_inputs <= base.block_size
+        types = {event.type for _, event, _ in events}
+        assert types == {"Message", "ToolResult"}
+        messages = [(offset, event, chunk) for offset, event, chunk in events if event.type == "Message"]
+        # at least twice the labelled messages of a seed-structure trace (8 per trace)
+        assert len(messages) >= 2 * (3 + base.negotiation_notes) * base.negotiation_pairs
+        ids = {event.commitment_id for _, event, _ in messages}  # distinct across the negotiations
+        assert len(ids) * (3 + base.negotiation_notes) == len(messages)
+        labels = item["mosaic_teacher_commitment_delta"]
+        for offset, event, chunk in messages:
+            text = event.payload["text"]
+            span = _literal(chunk, "text", text)
+            positions = torch.arange(offset + span.start, offset + span.stop)
+            assert bool((labels[positions] == classes[text]).all()), text
+        # nothing else is labelled; the block is nearly full (less than one more negotiation left over)
+        assert int((labels != -100).sum()) == sum(len(event.payload["text"]) for _, event, _ in messages)
+        assert n_inputs > base.block_size - 2500
+    assert seed_structure[0]["input_ids"].shape == dense[0]["input_ids"].shape
+
+
+def test_dense_fraction_mixes_and_zero_keeps_the_seed_structure() -> None:
+    base = EventTraceConfig(mem_buckets=16, mem_hashes=1)
+    plain, zero = EventTraceDataset(base), EventTraceDataset(attrs.evolve(base, dense_negotiation_fraction=0.0))
+    for idx in range(3):
+        assert torch.equal(plain[idx]["input_ids"], zero[idx]["input_ids"])
+    mixed = EventTraceDataset(attrs.evolve(base, dense_negotiation_fraction=0.5))
+    has_memory = [bool((mixed[idx]["mosaic_teacher_write_gate"] > 0).any()) for idx in range(24)]
+    assert 4 <= sum(has_memory) <= 20
+
+
+def test_dense_fraction_needs_negotiations() -> None:
+    with pytest.raises(Exception, match="dense_negotiation_fraction"):
+        EventTraceConfig(negotiation_pairs=0, dense_negotiation_fraction=0.5)

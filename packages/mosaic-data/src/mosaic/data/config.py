@@ -133,6 +133,10 @@ class EventTraceConfig:
     are ``value_digits``-digit integers; teacher buckets are
     ``event_traces.key_bucket`` of the key for every hash.
 
+    ``dense_negotiation_fraction``: the share of items that are negotiation-dense (no memory facts,
+    negotiations of ``negotiation_pairs`` commitments repeated until the block is full); the others
+    keep the structure above. For training only: eval keeps 0.
+
     ``commitment_label_in_header``: sorted-key JSON puts ``"commitment_delta"`` *before* a message's
     text, so serialising the label would let the commitment head copy it instead of reading the
     message. By default negotiation messages are serialised with ``commitment_delta`` 0 (the
@@ -153,6 +157,10 @@ class EventTraceConfig:
     negotiation_notes: int = attrs.field(default=1, validator=at_least(0))
     close_probability: float = attrs.field(default=0.5, validator=probability)
     turn_opcodes: bool = True
+    # negotiation-dense training samples: with this probability an item holds no memory facts, only
+    # back-to-back negotiations of ``negotiation_pairs`` overlapping commitments until the block is
+    # full, so the commitment head sees several times more labelled messages per step
+    dense_negotiation_fraction: float = attrs.field(default=0.0, validator=probability)
     sleep_replay_per_pair: int = attrs.field(default=1, validator=at_least(0))
     reg_slots: int = attrs.field(default=0, validator=at_least(0))
     value_digits: int = attrs.field(default=4, validator=at_least(2))
@@ -174,6 +182,9 @@ class EventTraceConfig:
         _check_min(self, "min_negotiation_pairs", "negotiation_pairs")
         if self.min_pairs == 0:
             reject("min_pairs", "must be >= 1, got 0")
+        fewest = self.negotiation_pairs if self.min_negotiation_pairs is None else self.min_negotiation_pairs
+        if self.dense_negotiation_fraction > 0 and fewest == 0:
+            reject("dense_negotiation_fraction", "needs negotiation_pairs (and min_negotiation_pairs) >= 1")
         if self.value_digits > 9:
             reject("value_digits", f"must be <= 9, got {self.value_digits}")
         if self.n_pairs > 9 * 10 ** (self.value_digits - 1):

@@ -11,6 +11,10 @@ cycles, ``R`` replays per pair)::
     (MemoryQuery {"key": k}  MemoryAnswer {"key": k, "r": v})  x P       (every pair once, shuffled)
     (Idle {"i": r}  MemoryAnswer {"key": k_i, "r": v_i})  x P*R         (in write order)
 
+With ``dense_negotiation_fraction`` that share of items is negotiation-dense instead: no memory
+facts, only negotiations of ``C`` overlapping commitments back to back (fresh ids each) while the
+next one drawn would not fit the block.
+
 Keys and values are ``value_digits``-digit integers; ids and timestamps are deterministic, so the
 sample length depends only on the structure and the templates drawn. Teacher labels (positions are
 byte offsets in the sequence, which are the input positions of those bytes):
@@ -51,7 +55,7 @@ from mosaic.data.common import (
     lerp_int,
 )
 from mosaic.data.config import EventTraceConfig
-from mosaic.data.negotiation import negotiation
+from mosaic.data.negotiation import Step, negotiation
 from mosaic.data.turns import mark_turns
 
 
@@ -268,6 +272,8 @@ class EventTraceDataset(torch.utils.data.Dataset):
     def _trace(self, rng: random.Random, *, longest: bool) -> _Trace:
         c = self.config
         params = self.difficulty()
+        if not longest and c.dense_negotiation_fraction > 0 and rng.random() < c.dense_negotiation_fraction:
+            return self._dense_trace(rng, params["negotiation_pairs"])
         pairs = params["n_pairs"]
         low, high = 10 ** (c.value_digits - 1), 10**c.value_digits
         keys = rng.sample(range(low, high), pairs)
@@ -279,13 +285,7 @@ class EventTraceDataset(torch.utils.data.Dataset):
             for _ in range(params["distractor_events"]):
                 trace.event("Noise", "env", {"tok": rng.randrange(low, high)})
 
-        for step in negotiation(rng, c.split, params["negotiation_pairs"], notes=c.negotiation_notes,
-                                close_probability=c.close_probability, longest=longest):
-            if step.text is not None:
-                trace.message(step.text, step.delta, step.commitment_id, step.sender)
-            else:
-                trace.event("ToolResult", step.sender, {"tool": step.tool, "ok": True},
-                            commitment_id=step.commitment_id)
+        self._negotiate(trace, self._steps(rng, params["negotiation_pairs"], longest=longest))
 
         order = list(range(pairs))
         if c.shuffle_queries:
@@ -298,6 +298,48 @@ class EventTraceDataset(torch.utils.data.Dataset):
             for r in range(c.sleep_replay_per_pair):
                 trace.event("Idle", "env", {"i": r})
                 trace.answer(keys[i], values[i], "replay_answer")
+        if c.turn_opcodes:
+            mark_turns(trace.builder, trace.boundaries)
+        return trace
+
+    def _negotiate(self, trace: _Trace, steps: list[Step]) -> None:
+        for step in steps:
+            if step.text is not None:
+                trace.message(step.text, step.delta, step.commitment_id, step.sender)
+            else:
+                trace.event("ToolResult", step.sender, {"tool": step.tool, "ok": True},
+                            commitment_id=step.commitment_id)
+
+    def _steps(self, rng: random.Random, commitments: int, *, longest: bool) -> list[Step]:
+        c = self.config
+        return negotiation(rng, c.split, commitments, notes=c.negotiation_notes,
+                           close_probability=c.close_probability, longest=longest)
+
+    def _length_bound(self, steps: list[Step]) -> int:
+        """Tokens the steps take at most: event ids have a fixed width, and a timestamp of three
+        digits bounds every one a block holds (far fewer than 1000 events)."""
+        total = 0
+        for step in steps:
+            if step.text is not None:
+                payload: dict[str, Any] = {"text": step.text}
+                meta: dict[str, Any] = {"commitment_delta": step.delta if self.config.commitment_label_in_header else 0}
+                kind = "Message"
+            else:
+                payload, meta, kind = {"tool": step.tool, "ok": True}, {}, "ToolResult"
+            envelope = EventEnvelope(type=kind, payload=payload, sender=step.sender, id="e0000", ts=100.0,
+                                     commitment_id=step.commitment_id, **meta)
+            total += len(self.encoder.encode_bytes(envelope)) + 1
+        return total
+
+    def _dense_trace(self, rng: random.Random, commitments: int) -> _Trace:
+        """Negotiations back to back until the next one drawn would not fit the block."""
+        c = self.config
+        trace = _Trace(c, self.encoder, random.Random(rng.getrandbits(64)))
+        while True:
+            steps = self._steps(rng, commitments, longest=False)
+            if len(trace.builder.tokens) + self._length_bound(steps) > c.block_size + 1:
+                break
+            self._negotiate(trace, steps)
         if c.turn_opcodes:
             mark_turns(trace.builder, trace.boundaries)
         return trace
