@@ -94,8 +94,9 @@ def test_balanced_opcode_weighs_each_taught_class_alike() -> None:
     _, metrics = MosaicEventPrediction(config)(out, batch)
     logits = out.aux[keys.OPCODE_LOGITS.name]
     per_class = [
-        F.cross_entropy(logits[:, opcode == label].reshape(-1, logits.shape[-1]),
-                        opcode[opcode == label].repeat(L))
+        F.cross_entropy(
+            logits[:, opcode == label].reshape(-1, logits.shape[-1]), opcode[opcode == label].repeat(L)
+        )
         for label in (0, 1, 2)
     ]
     assert torch.allclose(metrics["aux_opcode_ce"], torch.stack(per_class).mean())
