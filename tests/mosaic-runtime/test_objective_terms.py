@@ -84,6 +84,26 @@ def test_balanced_commitment_weighs_each_class_alike() -> None:
     assert not torch.allclose(plain["aux_commitment_ce"], metrics["aux_commitment_ce"])
 
 
+def test_balanced_opcode_weighs_each_taught_class_alike() -> None:
+    """With aux_opcode_balanced, the opcode term is the mean over the classes present of each class's
+    mean CE: the one write of a trace counts as much as all its NOPs."""
+    out, batch = outputs()
+    opcode = torch.tensor([[0, 0, 0, 2, 0], [0, 1, 0, 0, IGNORE_INDEX]])
+    batch[keys.TEACHER_OPCODE.name] = opcode
+    config = MosaicObjectiveConfig(lm_weight=0.0, aux_opcode_weight=1.0, aux_opcode_balanced=True)
+    _, metrics = MosaicEventPrediction(config)(out, batch)
+    logits = out.aux[keys.OPCODE_LOGITS.name]
+    per_class = [
+        F.cross_entropy(
+            logits[:, opcode == label].reshape(-1, logits.shape[-1]), opcode[opcode == label].repeat(L)
+        )
+        for label in (0, 1, 2)
+    ]
+    assert torch.allclose(metrics["aux_opcode_ce"], torch.stack(per_class).mean())
+    _, plain = MosaicEventPrediction(attrs.evolve(config, aux_opcode_balanced=False))(out, batch)
+    assert not torch.allclose(plain["aux_opcode_ce"], metrics["aux_opcode_ce"])
+
+
 def test_every_layer_receives_gradient() -> None:
     out, batch = outputs()
     logits = out.aux["mosaic_opcode_logits"].requires_grad_()

@@ -101,7 +101,7 @@ AUX_TERMS: tuple[AuxTerm, ...] = (
     AuxTerm("aux_utility_bce", "aux_utility_weight", keys.WRITE_UTILITY_LOGITS.name,
             keys.TEACHER_WRITE_UTILITY.name, _bce, masked=True),
     AuxTerm("aux_opcode_ce", "aux_opcode_weight", keys.OPCODE_LOGITS.name, keys.TEACHER_OPCODE.name,
-            _class_ce(ignore=keys.IGNORE_INDEX)),
+            _class_ce(ignore=keys.IGNORE_INDEX), balance_field="aux_opcode_balanced"),
     # delta -1/0/+1 -> classes 0/1/2 = [close, neutral, open]
     AuxTerm("aux_commitment_ce", "aux_commitment_weight", keys.COMMITMENT_LOGITS.name,
             keys.TEACHER_COMMITMENT_DELTA.name, _class_ce(ignore=keys.IGNORE_INDEX, offset=1),

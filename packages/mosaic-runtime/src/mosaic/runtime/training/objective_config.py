@@ -29,6 +29,9 @@ class MosaicObjectiveConfig:
     aux_bits_weight: float = _weight(0.0)
     aux_utility_weight: float = _weight(0.0)
     aux_opcode_weight: float = _weight(0.0)
+    # weight the opcode classes by inverse frequency in each batch: an event trace has ~6 WRITE_MEM
+    # positions among thousands of NOPs, and unweighted the head never predicts WRITE_MEM
+    aux_opcode_balanced: bool = False
     aux_commitment_weight: float = _weight(0.0)
     # weight the commitment classes (close / neutral / open) by inverse frequency in each batch
     aux_commitment_balanced: bool = False
