@@ -164,8 +164,8 @@ class BlockStep:
             self.clearing = {int(i) for i in torch.nonzero(self.derived[:, 5] > CLEAR_THRESHOLD).view(-1)}
             self.temp = head.temp
         # the write channel (and so every write strength) stays in [0, 1] without clamping
-        write = self.channels[:, _CH["write"]] if head is not None else like.new_ones(1)
-        self.unit_write = c.mem_write_step == 1.0 and bool(((write >= 0) & (write <= 1)).all())
+        write_channel = self.channels[:, _CH["write"]] if head is not None else like.new_ones(1)
+        self.unit_write = c.mem_write_step == 1.0 and bool(((write_channel >= 0) & (write_channel <= 1)).all())
         free = torch.tensor([getattr(FREE_CHANNELS, name) for name in CHANNELS], dtype=like.dtype, device=like.device)
         self.free = derived_controls(free)
         self.regulariser = block.bank.regulariser().detach()
