@@ -82,10 +82,15 @@ class McpTool:
     definition: ToolDefinition
     config: McpToolBuilderConfig
 
+    def endpoint(self) -> Any:
+        """The definition's MCP endpoint (the builder refuses definitions without one)."""
+        if self.definition.mcp is None:
+            raise ToolRejectedError(self.definition.name, ["an MCP tool needs an `mcp` endpoint"])
+        return self.definition.mcp
+
     def __call__(self, arguments: dict[str, Any]) -> SandboxResult:
         params = self.definition.bind_arguments(arguments)
-        endpoint = self.definition.mcp
-        assert endpoint is not None  # the builder checked it
+        endpoint = self.endpoint()
         limits = self.definition.capabilities.limits()
         started = time.monotonic()
         with (
@@ -133,8 +138,7 @@ class McpTool:
     def _stdio(self, scratch: str) -> Any:
         from mcp.client.stdio import StdioServerParameters
 
-        endpoint = self.definition.mcp
-        assert endpoint is not None
+        endpoint = self.endpoint()
         caps = self.definition.capabilities
         uid, gid = _nobody()
         os.chmod(scratch, 0o700)
