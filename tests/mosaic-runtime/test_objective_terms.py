@@ -104,6 +104,27 @@ def test_balanced_opcode_weighs_each_taught_class_alike() -> None:
     assert not torch.allclose(plain["aux_opcode_ce"], metrics["aux_opcode_ce"])
 
 
+def test_balanced_gate_weighs_writes_as_much_as_the_rest() -> None:
+    """With aux_gate_balanced, the gate term is the mean of the writes' mean BCE and the other
+    supervised positions' mean BCE: one write counts as much as all the bytes that do not write."""
+    out, batch = outputs()
+    gate = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True, False, True], [True, True, True, True, False]])
+    batch[keys.TEACHER_WRITE_GATE.name], batch[keys.TEACHER_WRITE_GATE.name + keys.MASK_SUFFIX] = gate, mask
+    config = MosaicObjectiveConfig(lm_weight=0.0, aux_gate_weight=1.0, aux_gate_balanced=True)
+    _, metrics = MosaicEventPrediction(config)(out, batch)
+    logits = out.aux[keys.WRITE_GATE_LOGITS.name]
+    per_target = [
+        F.binary_cross_entropy_with_logits(logits[:, chosen], gate[chosen].expand(L, -1))
+        for chosen in (mask & (gate > 0.5), mask & (gate <= 0.5))
+    ]
+    assert torch.allclose(metrics["aux_gate_bce"], torch.stack(per_target).mean())
+    _, plain = MosaicEventPrediction(attrs.evolve(config, aux_gate_balanced=False))(out, batch)
+    assert torch.allclose(plain["aux_gate_bce"],
+                          F.binary_cross_entropy_with_logits(logits[:, mask], gate[mask].expand(L, -1)))
+    assert not torch.allclose(plain["aux_gate_bce"], metrics["aux_gate_bce"])
+
+
 def test_every_layer_receives_gradient() -> None:
     out, batch = outputs()
     logits = out.aux["mosaic_opcode_logits"].requires_grad_()

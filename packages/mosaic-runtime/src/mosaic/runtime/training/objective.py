@@ -37,19 +37,30 @@ class AuxTerm:
     teacher_key: str | None
     loss: Callable[..., torch.Tensor]
     masked: bool = False
-    #: a boolean config field that weights the term's classes by inverse frequency (class CE only)
+    #: a boolean config field that weights the term's classes by inverse frequency (class CE, and the
+    #: write gate's BCE: its two targets)
     balance_field: str | None = None
 
 
-def _bce(logits: torch.Tensor, teacher: torch.Tensor, supervised: torch.Tensor | None = None) -> torch.Tensor:
+def _bce(logits: torch.Tensor, teacher: torch.Tensor, supervised: torch.Tensor | None = None, *,
+         balanced: bool = False) -> torch.Tensor:
     # logits (L, B, T); teacher (B, T) float in [0, 1]; supervised (B, T) bool (the teacher's
-    # ``<key>_mask``), else every non-negative position
+    # ``<key>_mask``), else every non-negative position. ``balanced``: the positions with target
+    # above 0.5 and the others each weigh half in total (inverse frequency), so that a few write
+    # positions among thousands of bytes are not traded for the rest
     target = teacher.to(logits.dtype).unsqueeze(0).expand_as(logits)
     supervised = (teacher >= 0) if supervised is None else supervised.bool()
     mask = supervised.unsqueeze(0).expand_as(logits)
     if not bool(mask.any()):
         return logits.sum() * 0.0
-    return F.binary_cross_entropy_with_logits(logits[mask], target[mask])
+    picked = target[mask]
+    if not balanced:
+        return F.binary_cross_entropy_with_logits(logits[mask], picked)
+    positive = picked > 0.5
+    counts = torch.stack([(~positive).sum(), positive.sum()]).to(logits.dtype)
+    share = torch.where(counts > 0, 1.0 / (counts.clamp(min=1) * (counts > 0).sum()), torch.zeros_like(counts))
+    weight = torch.where(positive, share[1], share[0])
+    return (F.binary_cross_entropy_with_logits(logits[mask], picked, reduction="none") * weight).sum()
 
 
 def _bits_bce(logits: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
@@ -93,7 +104,7 @@ def _scalar_mean(value: torch.Tensor, _teacher: torch.Tensor | None) -> torch.Te
 
 AUX_TERMS: tuple[AuxTerm, ...] = (
     AuxTerm("aux_gate_bce", "aux_gate_weight", keys.WRITE_GATE_LOGITS.name, keys.TEACHER_WRITE_GATE.name, _bce,
-            masked=True),
+            masked=True, balance_field="aux_gate_balanced"),
     AuxTerm("aux_bits_bce_read", "aux_bits_weight", keys.READ_BIT_LOGITS.name, keys.TEACHER_READ_BUCKET.name,
             _bits_bce),
     AuxTerm("aux_bits_bce_write", "aux_bits_weight", keys.WRITE_BIT_LOGITS.name, keys.TEACHER_WRITE_BUCKET.name,
@@ -202,7 +213,8 @@ class MosaicEventPrediction:
                         "layer axis (L, B, T, ...)"
                     )
             if term.masked:
-                value = term.loss(prediction, teacher, batch.get(f"{term.teacher_key}{keys.MASK_SUFFIX}"))
+                balanced = {} if term.balance_field is None else {"balanced": getattr(self.config, term.balance_field)}
+                value = term.loss(prediction, teacher, batch.get(f"{term.teacher_key}{keys.MASK_SUFFIX}"), **balanced)
             elif term.balance_field is not None:
                 value = term.loss(prediction, teacher, balanced=getattr(self.config, term.balance_field))
             else:

@@ -26,6 +26,9 @@ class MosaicObjectiveConfig:
     # (docs/organism.md); the eval never sees this teacher mark.
     recall_weight: float = _weight(0.0)
     aux_gate_weight: float = _weight(0.0)
+    # weight the write gate's two targets by inverse frequency in each batch: an event trace has ~6
+    # write positions among thousands of bytes, and unweighted the gate stays shut at some of them
+    aux_gate_balanced: bool = False
     aux_bits_weight: float = _weight(0.0)
     aux_utility_weight: float = _weight(0.0)
     aux_opcode_weight: float = _weight(0.0)
