@@ -144,14 +144,17 @@ def lm_cross_entropy(output: ModelOutput, batch: Mapping[str, torch.Tensor]) -> 
     return F.cross_entropy(logits.float(), targets.reshape(-1).long(), ignore_index=IGNORE_TARGET)
 
 
-def recall_cross_entropy(output: ModelOutput, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Mean next-token CE over the positions the teacher marks READ_MEM (0 when a batch has none)."""
-    opcode, targets = batch.get(keys.TEACHER_OPCODE.name), batch.get(keys.TARGET_IDS.name)
+def recall_cross_entropy(output: ModelOutput, batch: Mapping[str, torch.Tensor], *, on: str = "read_mem"
+                         ) -> torch.Tensor:
+    """Mean next-token CE over the positions the teacher marks READ_MEM (``on="read_mem"``) or whose
+    target is an answer byte (``on="answers"``, ``eval_answer_mask``); 0 when a batch has none."""
+    mark = keys.TEACHER_OPCODE.name if on == "read_mem" else keys.EVAL_ANSWER_MASK.name
+    opcode, targets = batch.get(mark), batch.get(keys.TARGET_IDS.name)
     if opcode is None or targets is None:
-        raise ObjectiveError(f"recall_ce needs batch[{keys.TEACHER_OPCODE.name!r}] and "
-                             f"batch[{keys.TARGET_IDS.name!r}] (from a dataset that labels READ_MEM)")
+        raise ObjectiveError(f"recall_ce needs batch[{mark!r}] and batch[{keys.TARGET_IDS.name!r}] "
+                             f"(from a dataset that labels {'READ_MEM' if on == 'read_mem' else 'answers'})")
     labelled = targets != IGNORE_TARGET
-    recalled = (opcode == READ_MEM) & labelled
+    recalled = ((opcode == READ_MEM) if on == "read_mem" else opcode.bool()) & labelled
     if output.logit_targets is not None:  # (N, V) logits at the labelled positions, row-major
         logits, picked = output.logits[recalled[labelled]], targets[recalled]
     else:
@@ -183,7 +186,7 @@ class MosaicEventPrediction:
             metrics["lm_ce"] = lm.detach()
             total = total + self.config.lm_weight * lm
         if self.config.recall_weight > 0:
-            recall = recall_cross_entropy(output, batch)
+            recall = recall_cross_entropy(output, batch, on=self.config.recall_on)
             metrics["recall_ce"] = recall.detach()
             total = total + self.config.recall_weight * recall
         for term in self.active_terms():
