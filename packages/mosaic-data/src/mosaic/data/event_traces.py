@@ -30,6 +30,10 @@ byte offsets in the sequence, which are the input positions of those bytes):
   (``turn_opcodes``, see :mod:`mosaic.data.turns`);
 - opcode NOP and gates 0 on every other real position; padding (``EVENT_PAD_ID``) is ignored.
 
+``access_at_key`` moves every write and read to the key's last byte; ``single_access`` keeps one write
+per MemoryWrite (the value's last byte) and one read per MemoryAnswer (the byte before its first
+answer byte), so that each router sees its key at one fixed offset (docs/organism.md).
+
 With ``return_spans`` each item also carries ``eval_spans``: a tuple of :class:`TraceSpan` (kind, byte
 range, label) that ``collate`` gathers into a list per batch.
 """
