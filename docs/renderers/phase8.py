@@ -86,13 +86,26 @@ def render(results: Path) -> str:
             f"- {LABELS.get(name, name)}: {_interval(d)}" for name, d in result["paired_minus_static"].items()
         ]
     evidence = result["evidence"]
-    rho = evidence["spearman_predicted_df_vs_realised_dloss"]
+
+    def rho(name: str) -> str:
+        value = evidence.get(name)
+        return "—" if value is None else f"{value:+.3f}"
+
     lines += [
         "",
         f"Edits scored on held-out evidence in the F_l runs: {evidence['scored_edits']}; Spearman rank "
-        f"correlation of predicted ΔF with realised Δloss: {'—' if rho is None else f'{rho:+.3f}'} "
+        f"correlation of predicted ΔF with realised Δloss: {rho('spearman_predicted_df_vs_realised_dloss')} "
         f"(goal {evidence['goal']}).",
     ]
+    if "realised" in evidence:
+        lines += [
+            "",
+            f"- predicted ΔF: {evidence['predicted']}; realised Δloss: {evidence['realised']};",
+            f"- the probe-set Δloss alone (without the price of the experts): "
+            f"{rho('spearman_probe_dloss_vs_realised_dloss')};",
+            f"- ablation, the coherence model's ΔF (`free_energy.py`) against the same realised Δloss: "
+            f"{rho('spearman_coherence_df_vs_realised_dloss')}.",
+        ]
     comparison = result["comparison"]
     lines += ["", f"**Verdict (computed by the benchmark):** {comparison['verdict']}."]
     return "\n".join(lines) + "\n"
