@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import main
-from phase8_stats import N_LIVE, paired, spearman, verdict
+from phase8_stats import N_LIVE, by_kind, paired, spearman, verdict
 
 LIFECYCLE_ARMS = ("chrono_lifecycle", "chrono_adhoc")
 ROUTER_ARMS = ("topk", "loss_free")
@@ -208,6 +208,7 @@ def run_protocol(steps: int, seeds: list[int], routers: bool, label: str) -> dic
             "spearman_coherence_df_vs_realised_dloss": spearman(
                 [s["delta_f_proxy"] for s in scored], realised
             ),
+            "by_kind": by_kind(scored),
             "predicted": "probe-set dloss after the trial's relaxation + evidence_lambda * expert change",
             "realised": "dloss of the same relaxed models on the check set (tail of the eval split), "
             "disjoint from the probe set and from the validation windows",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,21 @@ def render(results: Path) -> str:
             f"- ablation, the coherence model's ΔF (`free_energy.py`) against the same realised Δloss: "
             f"{rho('spearman_coherence_df_vs_realised_dloss')}.",
         ]
+    if "by_kind" in evidence:
+        taken = Counter(e["action"] for r in result["arms"]["chrono_lifecycle"] for e in r["edits"])
+        lines += [
+            "",
+            "Scored edits of the F_l runs by kind (negative Δ: an improvement; Spearman within the kind):",
+            "",
+            "| edit kind | scored | mean predicted ΔF | mean realised Δloss | realised Δloss < 0 | Spearman | taken |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for kind, row in evidence["by_kind"].items():
+            rho_kind = "—" if row["spearman"] is None else f"{row['spearman']:+.3f}"
+            lines.append(
+                f"| {kind} | {row['scored']} | {row['mean_predicted_df']:+.4f} | {row['mean_realised_dloss']:+.4f} | "
+                f"{row['realised_lower']} | {rho_kind} | {taken.get(kind, 0)} |"
+            )
     comparison = result["comparison"]
     lines += ["", f"**Verdict (computed by the benchmark):** {comparison['verdict']}."]
     return "\n".join(lines) + "\n"
