@@ -16,7 +16,7 @@ def render(results: Path) -> str:
         f"seeds {', '.join(str(s) for s in setup['seeds'])}); k = {setup['k_pattern']}, β = k · logit std; "
         f"mean top-1 flip rate (default k_max = {setup['k_max_default']}).",
         "",
-        "| veto | " + " | ".join(f"|k| = {k}" for k in grid) + " |",
+        "| veto | " + " | ".join(f"k = ±{k}" for k in grid) + " |",
         "|---|" + "---|" * len(grid),
     ]
     for veto in ("on", "off"):
