@@ -80,7 +80,9 @@ def live_trajectory(
     return means, finals, reached
 
 
-def train_one(experiment: str, steps: int, seed: int, out: Path, n_live: int = N_LIVE) -> dict[str, Any]:
+def train_one(
+    experiment: str, steps: int, seed: int, out: Path, n_live: int = N_LIVE, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
     from mosaic.runtime.training.run import run_preset
 
     static = experiment == "chrono_static"  # the lifecycle arm's network, its registry only, no edits
@@ -96,6 +98,7 @@ def train_one(experiment: str, steps: int, seed: int, out: Path, n_live: int = N
         "eval.batch_size=64",
     ]
     overrides += [f"vars.{name}={value}" for name, value in clocks(steps).items()]
+    overrides += list(extra)
     started = time.perf_counter()
     summary = run_preset(
         "phase8_moe", experiment=experiment, out=out, overrides=overrides, show_progress=False
@@ -224,6 +227,11 @@ def parse_own(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; --quick: 0)")
     parser.add_argument("--no-routers", action="store_true", help="skip the topk / loss_free reference rows")
     parser.add_argument("--only-routers", action="store_true", help="run only the topk / loss_free rows")
+    parser.add_argument("--only-lifecycle", action="store_true",
+                        help="run only the chrono_lifecycle arm (a variant to pair with a committed run's controls)")
+    parser.add_argument("--lifecycle-set", action="append", default=[],
+                        help="an override for the chrono_lifecycle arm, e.g. "
+                        "targets[3].model.block.ffn.router.chrono.lifecycle.evidence_warm_trial=true")
     parser.add_argument("--label", default="", help="what this run is (e.g. 'reduced steps: shared CPU')")
     return parser.parse_known_args(argv)
 
@@ -241,6 +249,15 @@ def run(quick: bool) -> dict[str, Any]:
     )
     if OWN.only_routers:
         return run_routers(steps, seeds, label)
+    if OWN.only_lifecycle:
+        with tempfile.TemporaryDirectory() as tmp:
+            runs = [train_one("chrono_lifecycle", steps, seed, Path(tmp), extra=tuple(OWN.lifecycle_set))
+                    for seed in seeds]
+        scored = [s for r in runs for s in r["scored"] if "delta_loss_realised" in s]
+        return {"setup": {"steps": steps, "seeds": seeds, "label": label, "overrides": OWN.lifecycle_set},
+                "chrono_lifecycle": runs, "by_kind": by_kind(scored),
+                "spearman_predicted_df_vs_realised_dloss": spearman(
+                    [s["delta_f_predicted"] for s in scored], [s["delta_loss_realised"] for s in scored])}
     return run_protocol(steps, seeds, routers=not (quick or OWN.no_routers), label=label)
 
 

@@ -207,3 +207,31 @@ def test_capacity_follows_the_live_experts_not_the_columns():
     assert layer.live_experts == 3
     scored = score(system, 0, [proposal(1, 0.0)], OutputProbe(layer, torch.zeros(4, 8, D)), BaselineCache())
     assert scored and layer.live_experts == 3  # a trial's registry restore restores the capacity
+
+
+class RoutedToProbe(OutputProbe):
+    """The 'loss' of a trial is minus the share of routing the new column 6 receives."""
+
+    def trial_losses(self, edit, relax_steps):
+        saved = copy.deepcopy(self.layer.state_dict())
+        try:
+            if edit is not None:
+                edit()
+            with torch.no_grad():
+                route = self.layer.router(self.inputs.view(-1, D))
+            share = float((route.expert_idx == 6).float().mean())
+            return -share, None
+        finally:
+            self.layer.load_state_dict(saved)
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_a_warm_trial_tries_a_new_expert_without_its_entry_offset(warm) -> None:
+    config = attrs.evolve(CHRONO, lifecycle=attrs.evolve(CHRONO.lifecycle, evidence_warm_trial=warm))
+    layer = build_layer()
+    system = ChronoSystem([layer], config, n_active=6)
+    probe = RoutedToProbe(layer, None)
+    scored = score(system, 0, [proposal(0, 0.0, "spawn", 6)], probe, BaselineCache())
+    routed = -scored[0].loss_edit
+    assert (routed > 0) if warm else (routed == 0)  # behind the entry offset the clone is never selected
+    assert float(layer.router.columns.entry_offset[6]) == 0.0 and system.registries[0].live() == list(range(6))

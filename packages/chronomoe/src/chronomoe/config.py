@@ -150,6 +150,8 @@ class LifecycleConfig:
     evidence_relax_steps: int = attrs.field(default=4, validator=at_least(1))
     evidence_margin: float = attrs.field(default=0.005, validator=at_least(0.0))
     evidence_lambda: float = attrs.field(default=0.002, validator=at_least(0.0))
+    # try a spawned or split expert without its entry offset (see chronomoe.evidence)
+    evidence_warm_trial: bool = False
     freeze_final_fraction: float = attrs.field(default=0.25, validator=between(0.0, 1.0, high_open=True))
 
     def __attrs_post_init__(self) -> None:

@@ -15,6 +15,11 @@ edit is taken only when its predicted ΔF < −``evidence_margin``. Its realised
 on the check set (``delta_loss_realised``), which the decision never reads: the benchmark's rank
 correlation between predicted ΔF and realised Δloss is computed on disjoint data.
 
+A new expert (spawn, split) enters behind an entry offset that the slow clock relaxes over
+``warmup_steps``; a trial of a few relaxation steps therefore sees it barely routed. With
+``evidence_warm_trial`` the trial removes the offset of the new column, so growth is judged with the
+expert in (the model, offsets included, is restored after the trial either way).
+
 No edit is taken in the last ``freeze_final_fraction`` of training (the probe says how long the run
 is): an edit needs steps after it to pay for itself.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import attrs
+import torch
 
 from chronomoe.config import LifecycleConfig
 from chronomoe.edit_kinds import edit_kind
@@ -127,7 +133,13 @@ def score(
         price = lc.evidence_lambda * edit_kind(proposal.action, system.edit_kinds).expert_delta
 
         def edit(proposal: EditProposal = proposal) -> None:
+            before = set(registry.live())
             system.apply_edit(layer, proposal.action, proposal.candidate)
+            if lc.evidence_warm_trial:  # a new expert is tried fully in, not behind its entry offset
+                offset = system.layers[layer].router.columns.entry_offset
+                with torch.no_grad():
+                    for column in set(registry.live()) - before:
+                        offset[column] = 0.0
 
         try:
             loss, check = probe.trial_losses(edit, lc.evidence_relax_steps)
