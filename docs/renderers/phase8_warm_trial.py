@@ -6,6 +6,7 @@ arms never run a trial, so they do not depend on the variant)."""
 from __future__ import annotations
 
 import json
+import shlex
 import statistics
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def render(results: Path) -> str:
     chrono = {r["seed"]: r for r in base["arms"]["chrono"]}
     lines = [
         f"`python benchmarks/bench_phase8.py --only-lifecycle --steps {setup['steps']} --seeds "
-        f"{','.join(str(s) for s in setup['seeds'])} --lifecycle-set {' '.join(setup['overrides'])}`, paired with "
+        f"{','.join(str(s) for s in setup['seeds'])} --lifecycle-set {' '.join(shlex.quote(o) for o in setup['overrides'])}`, paired with "
         "the controls above.",
         "",
         "| seed | val loss | − `chrono_static` | − `chrono` | time-mean live | edits |",
