@@ -41,27 +41,50 @@ def main() -> None:
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        run = run_killing_keeper(Path(tmp), [f"vars.steps={args.steps}"], clock="mid", kill_after_step=args.kill_after)
+        run = run_killing_keeper(
+            Path(tmp), [f"vars.steps={args.steps}"], clock="mid", kill_after_step=args.kill_after
+        )
         seconds = time.perf_counter() - started
         if run.returncode != 0:
             raise SystemExit(f"the run failed:\n{run.stderr[-3000:]}")
-        report = subprocess.run([*mosaic_command(), "chrono", "report", str(run.run_dir)], capture_output=True,
-                                text=True, env=run.env, check=True).stdout.replace(str(run.run_dir), "RUN")
-        verify = subprocess.run([*mosaic_command(), "audit", "verify", str(run.run_dir / "chrono_audit.jsonl")],
-                                capture_output=True, text=True, env=run.env, check=False)
+        report = subprocess.run(
+            [*mosaic_command(), "chrono", "report", str(run.run_dir)],
+            capture_output=True,
+            text=True,
+            env=run.env,
+            check=True,
+        ).stdout.replace(str(run.run_dir), "RUN")
+        verify = subprocess.run(
+            [*mosaic_command(), "audit", "verify", str(run.run_dir / "chrono_audit.jsonl")],
+            capture_output=True,
+            text=True,
+            env=run.env,
+            check=False,
+        )
         audit = [json.loads(line) for line in (run.run_dir / "chrono_audit.jsonl").read_text().splitlines()]
         keepers = json.loads((run.run_dir / "keepers.json").read_text())
     result = {
-        "setup": {"preset": "phase8_moe", "experiment": "chrono_lifecycle", "steps": args.steps,
-                  "killed": "mid", "kill_after_step": args.kill_after, "killed_at_step": run.killed_at_step,
-                  "machine": f"2-core CPU dev machine, shared ({platform.machine()}), load average {load:.2f} at start",
-                  "wall_seconds": round(seconds, 1)},
+        "setup": {
+            "preset": "phase8_moe",
+            "experiment": "chrono_lifecycle",
+            "steps": args.steps,
+            "killed": "mid",
+            "kill_after_step": args.kill_after,
+            "killed_at_step": run.killed_at_step,
+            "machine": f"2-core CPU dev machine, shared ({platform.machine()}), load average {load:.2f} at start",
+            "wall_seconds": round(seconds, 1),
+        },
         "audit_counts": dict(sorted(Counter(r["kind"] for r in audit).items())),
-        "keepers": {clock: {"restarts": k["restarts"], "may_propose": k["may_propose"]} for clock, k in keepers.items()},
+        "keepers": {
+            clock: {"restarts": k["restarts"], "may_propose": k["may_propose"]}
+            for clock, k in keepers.items()
+        },
         "identity": _section(report, "identity events"),
         "geometry": _section(report, "geometry per layer"),
-        "audit_verify": {"exit": verify.returncode,
-                         "output": verify.stdout.strip().replace(str(run.run_dir), "RUN")},
+        "audit_verify": {
+            "exit": verify.returncode,
+            "output": verify.stdout.strip().replace(str(run.run_dir), "RUN"),
+        },
     }
     args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(result["setup"]))

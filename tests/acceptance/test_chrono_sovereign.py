@@ -25,8 +25,9 @@ def _jsonl(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> KilledKeeperRun:
     root = tmp_path_factory.mktemp("sovereign")
-    return run_killing_keeper(root, ["vars.steps=300", "eval.samples=16", "eval.batch_size=16"],
-                              clock="mid", kill_after_step=60)
+    return run_killing_keeper(
+        root, ["vars.steps=300", "eval.samples=16", "eval.batch_size=16"], clock="mid", kill_after_step=60
+    )
 
 
 def test_the_run_completes_after_its_mid_keeper_is_killed(run: KilledKeeperRun) -> None:
@@ -39,8 +40,13 @@ def test_the_run_completes_after_its_mid_keeper_is_killed(run: KilledKeeperRun) 
     keepers = json.loads((run.run_dir / "keepers.json").read_text())
     assert keepers["mid"]["restarts"] == 1 and keepers["mid"]["pid"] != run.killed_pid
     # the restarted keeper proposes again: mid-clock proposals after the Degraded step
-    after = [d for d in _jsonl(run.run_dir / "decisions.jsonl")
-             if d["clock"] == "mid" and d["action"].endswith("_epoch") and d["train_step"] > degraded[0]["train_step"]]
+    after = [
+        d
+        for d in _jsonl(run.run_dir / "decisions.jsonl")
+        if d["clock"] == "mid"
+        and d["action"].endswith("_epoch")
+        and d["train_step"] > degraded[0]["train_step"]
+    ]
     assert after, "the restarted mid keeper made no proposal"
 
 
@@ -65,26 +71,45 @@ def test_identity_events_happen_with_effects(run: KilledKeeperRun) -> None:
         assert later and all(k == pytest.approx(reflex["k"], abs=1e-6) for k in later)
     # an epoch boundary has its before and after snapshots
     epochs = [r["data"] for r in audit if r["kind"] == "identity.epoch.snapshots"]
-    assert epochs and all(e["before"] is not None and e["after"]["step"] > e["before"]["step"] for e in epochs)
+    assert epochs and all(
+        e["before"] is not None and e["after"]["step"] > e["before"]["step"] for e in epochs
+    )
     assert not any(r["kind"] == "identity.revert" for r in audit)
 
 
 def test_audit_verify_passes_on_the_runs_log(run: KilledKeeperRun) -> None:
     log = run.run_dir / "chrono_audit.jsonl"
     assert not list(run.run_dir.glob("*.key"))  # the key is outside the run directory
-    result = subprocess.run([*mosaic_command(), "audit", "verify", str(log)], capture_output=True, text=True,
-                            env=run.env, check=False)
+    result = subprocess.run(
+        [*mosaic_command(), "audit", "verify", str(log)],
+        capture_output=True,
+        text=True,
+        env=run.env,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "chain intact; checkpoint signature verified" in result.stdout
 
 
 def test_chrono_report_lists_identity_events_and_geometry(run: KilledKeeperRun) -> None:
-    result = subprocess.run([*mosaic_command(), "chrono", "report", str(run.run_dir)], capture_output=True,
-                            text=True, env=run.env, check=False)
+    result = subprocess.run(
+        [*mosaic_command(), "chrono", "report", str(run.run_dir)],
+        capture_output=True,
+        text=True,
+        env=run.env,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     text = result.stdout
-    for needle in ("identity events (kernel audit log)", "  scar   scar/layer", "  reflex reflex/layer",
-                   "  epoch  epoch/layer", "Degraded at step", "geometry per layer", "geodesic dim"):
+    for needle in (
+        "identity events (kernel audit log)",
+        "  scar   scar/layer",
+        "  reflex reflex/layer",
+        "  epoch  epoch/layer",
+        "Degraded at step",
+        "geometry per layer",
+        "geodesic dim",
+    ):
         assert needle in text, needle
     rows = text.split("geodesic dim  signatures\n")[1].splitlines()[:2]
     for layer, row in enumerate(rows):

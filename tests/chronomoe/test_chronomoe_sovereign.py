@@ -33,7 +33,9 @@ def kinds(audit: AuditLog) -> list[str]:
 def test_a_flooding_keeper_is_refused_past_its_proposal_budget(audit) -> None:
     kernel = Kernel(KernelConfig(window_steps=10, proposal_budget=2, identity_budget=10), audit)
     fast = Capability.for_clock("fast")
-    outcomes = [kernel.submit(fast, Proposal("fast", "reflex", f"reflex/{i}", {"layer": 0}, 1)) for i in range(4)]
+    outcomes = [
+        kernel.submit(fast, Proposal("fast", "reflex", f"reflex/{i}", {"layer": 0}, 1)) for i in range(4)
+    ]
     assert outcomes == ["proposed", "proposed", "refused", "refused"]
     refusals = [r.data["reason"] for r in audit.records() if r.kind == "kernel.refuse"]
     assert len(refusals) == 2 and "spent its 2 proposals" in refusals[0]
@@ -46,7 +48,9 @@ def test_the_trainers_vet_replaces_or_refuses_a_keepers_payload(audit) -> None:
     kernel.vet = lambda p: "no trial on record" if p.payload.get("claim") else {"layer": 0, "trusted": True}
     slow = Capability.for_clock("slow")
     assert kernel.submit(slow, Proposal("slow", "scar", "scar/a", {"layer": 0, "claim": 9.0}, 1)) == "refused"
-    assert kernel.submit(slow, Proposal("slow", "scar", "scar/b", {"layer": 0, "made_up": 1}, 1)) == "proposed"
+    assert (
+        kernel.submit(slow, Proposal("slow", "scar", "scar/b", {"layer": 0, "made_up": 1}, 1)) == "proposed"
+    )
     assert kernel.pending[0].payload == {"layer": 0, "trusted": True, "keeper": "slow"}
     assert kernel.submit(slow, Proposal("slow", "scar", "scar/b", {"layer": 0}, 2)) == "duplicate"
     assert [r.data["reason"] for r in audit.records() if r.kind == "kernel.refuse"] == ["no trial on record"]
@@ -95,11 +99,27 @@ class HarmfulEdits:
 
 def _config() -> ChronoConfig:
     return ChronoConfig(
-        clocks=ClockConfig(0.6, 0.8, 0.9), prune_min_tokens=50,
-        lifecycle=LifecycleConfig(mid_interval=5, slow_interval=10, cooldown_steps=10, warmup_steps=5,
-                                  relaxation_steps=10, min_delta_f=0.0, lambda_n=0.0),
-        kernel=KernelConfig(window_steps=5, identity_budget=8, reflex_min_tokens=0, reflex_min_phi=-1.0,
-                            reflex_max_flip=1.0, reflex_max_veto=1.0, reflex_k_fraction=0.01, scar_delta_loss=0.5),
+        clocks=ClockConfig(0.6, 0.8, 0.9),
+        prune_min_tokens=50,
+        lifecycle=LifecycleConfig(
+            mid_interval=5,
+            slow_interval=10,
+            cooldown_steps=10,
+            warmup_steps=5,
+            relaxation_steps=10,
+            min_delta_f=0.0,
+            lambda_n=0.0,
+        ),
+        kernel=KernelConfig(
+            window_steps=5,
+            identity_budget=8,
+            reflex_min_tokens=0,
+            reflex_min_phi=-1.0,
+            reflex_max_flip=1.0,
+            reflex_max_veto=1.0,
+            reflex_k_fraction=0.01,
+            scar_delta_loss=0.5,
+        ),
     )
 
 
@@ -109,13 +129,19 @@ def test_keepers_drive_scars_and_reflexes_in_a_training_loop(tmp_path) -> None:
     escalation; the log verifies."""
     config = _config()
     torch.manual_seed(0)
-    moe = get_registry().build("layer.moe", {
-        "d_model": 16, "capacity_factor": None,
-        "router": {"type": "router.chrono", "track_roles": True, "chrono": unstructure_config(config)}})
+    moe = get_registry().build(
+        "layer.moe",
+        {
+            "d_model": 16,
+            "capacity_factor": None,
+            "router": {"type": "router.chrono", "track_roles": True, "chrono": unstructure_config(config)},
+        },
+    )
     optimizer = torch.optim.AdamW(moe.parameters(), lr=1e-2)
     key_file = tmp_path / "keys" / "audit.key"
-    lifecycle = ChronoLifecycle(ChronoLifecycleConfig(n_active=6, kernel=SovereignConfig(
-        fast_interval=5, key_file=str(key_file))))
+    lifecycle = ChronoLifecycle(
+        ChronoLifecycleConfig(n_active=6, kernel=SovereignConfig(fast_interval=5, key_file=str(key_file)))
+    )
     lifecycle.attach([moe], optimizer, HarmfulEdits(), run_dir=tmp_path / "run")
     records = []
     try:

@@ -15,16 +15,31 @@ import pytest
 from mosaic.runtime.testing.chrono_run import KilledKeeperRun, run_killing_keeper
 from mosaic.runtime.testing.tiny_cli import mosaic_command
 
-TINY = ["vars.warmup=1", "vars.d_model=16", "vars.block_size=16", "vars.batch_size=4", "vars.n_experts=4",
-        "vars.n_live=3", "vars.steps=40", "vars.mid_interval=2", "vars.slow_interval=10", "vars.relaxation=4",
-        "vars.window=4", "eval.samples=8", "eval.batch_size=8", "targets[3].trainer.log_every=1"]
+TINY = [
+    "vars.warmup=1",
+    "vars.d_model=16",
+    "vars.block_size=16",
+    "vars.batch_size=4",
+    "vars.n_experts=4",
+    "vars.n_live=3",
+    "vars.steps=40",
+    "vars.mid_interval=2",
+    "vars.slow_interval=10",
+    "vars.relaxation=4",
+    "vars.window=4",
+    "eval.samples=8",
+    "eval.batch_size=8",
+    "targets[3].trainer.log_every=1",
+]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> KilledKeeperRun:
     root = tmp_path_factory.mktemp("sovereign")
     text = root / "corpus.txt"
-    text.write_text("All the world's a stage, and all the men and women merely players.\n" * 30, encoding="utf-8")
+    text.write_text(
+        "All the world's a stage, and all the men and women merely players.\n" * 30, encoding="utf-8"
+    )
     return run_killing_keeper(root, [*TINY, f"vars.data={text}"], clock="mid", kill_after_step=8, timeout=300)
 
 
@@ -49,15 +64,25 @@ def test_a_killed_keeper_is_degraded_restarted_and_the_run_completes(run: Killed
 def test_audit_verify_passes_with_the_key_outside_the_run(run: KilledKeeperRun) -> None:
     assert not [p for p in run.run_dir.rglob("*") if p.name.endswith(".key")]
     assert (Path(run.env["MOSAIC_KEY_DIR"]) / "audit.key").is_file()
-    result = subprocess.run([*mosaic_command(), "audit", "verify", str(run.run_dir / "chrono_audit.jsonl")],
-                            capture_output=True, text=True, env=run.env, check=False)
+    result = subprocess.run(
+        [*mosaic_command(), "audit", "verify", str(run.run_dir / "chrono_audit.jsonl")],
+        capture_output=True,
+        text=True,
+        env=run.env,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "checkpoint signature verified" in result.stdout
 
 
 def test_chrono_report_lists_identity_section_and_geometry_per_layer(run: KilledKeeperRun) -> None:
-    result = subprocess.run([*mosaic_command(), "chrono", "report", str(run.run_dir)], capture_output=True,
-                            text=True, env=run.env, check=False)
+    result = subprocess.run(
+        [*mosaic_command(), "chrono", "report", str(run.run_dir)],
+        capture_output=True,
+        text=True,
+        env=run.env,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "identity events (kernel audit log)" in result.stdout
     assert "Degraded at step" in result.stdout and "keeper.mid crashed" in result.stdout

@@ -80,8 +80,10 @@ class SovereignCore:
         system.kernel, system.propose_identity = self.kernel, False
         lc = system.config.lifecycle
         intervals = {"fast": config.fast_interval, "mid": lc.mid_interval, "slow": lc.slow_interval}
-        specs = [KeeperSpec(clock, config.logic[clock], intervals[clock], timeout_s=config.keeper_timeout_s)
-                 for clock in CLOCK_NAMES]
+        specs = [
+            KeeperSpec(clock, config.logic[clock], intervals[clock], timeout_s=config.keeper_timeout_s)
+            for clock in CLOCK_NAMES
+        ]
         self.events: list[EventEnvelope] = []
         self.supervisor = KeeperSupervisor(specs, self.kernel.submit, self.events.append).start()
         self._finalizer = weakref.finalize(self, self.supervisor.close)
@@ -97,22 +99,45 @@ class SovereignCore:
         """After the system's step: audit the epochs it finalised, run the keepers' clocks and
         settle their proposals; returns the decision records of this step."""
         step = self.system.step_count
-        records = [self._epoch_after(d.trigger, d.layer) for d in report.control if d.action == "epoch_boundary"]
+        records = [
+            self._epoch_after(d.trigger, d.layer) for d in report.control if d.action == "epoch_boundary"
+        ]
         for d in report.control:
             if d.action == "reflex_crystallised" and d.expert is not None:
-                self.audit.append("identity.reflex.frozen", {"key": d.trigger, "layer": d.layer, "expert": d.expert,
-                                                             "k": float(self.system.layers[d.layer].router.state.k[d.expert])})
+                self.audit.append(
+                    "identity.reflex.frozen",
+                    {
+                        "key": d.trigger,
+                        "layer": d.layer,
+                        "expert": d.expert,
+                        "k": float(self.system.layers[d.layer].router.state.k[d.expert]),
+                    },
+                )
         restarts = self._restarts()
         for proposal, outcome in self.supervisor.tick(step, self._snapshot):
             if outcome != "duplicate":
-                records.append(self._plain(step, proposal.keeper, f"{outcome}_{proposal.kind}",
-                                           proposal.payload.get("layer"), proposal.payload.get("expert"),
-                                           proposal.key))
+                records.append(
+                    self._plain(
+                        step,
+                        proposal.keeper,
+                        f"{outcome}_{proposal.kind}",
+                        proposal.payload.get("layer"),
+                        proposal.payload.get("expert"),
+                        proposal.key,
+                    )
+                )
         for event in self.events:
             self.audit.append("keeper.degraded", dict(event.payload))
-            records.append(self._plain(step, event.payload["clock"], "degraded", None, None,
-                                       f"{event.payload['component']}: {event.payload['reason']}; "
-                                       f"{event.payload['action']}"))
+            records.append(
+                self._plain(
+                    step,
+                    event.payload["clock"],
+                    "degraded",
+                    None,
+                    None,
+                    f"{event.payload['component']}: {event.payload['reason']}; {event.payload['action']}",
+                )
+            )
         self.events.clear()
         if self._restarts() != restarts:
             self._write_keepers()
@@ -132,14 +157,29 @@ class SovereignCore:
             layers = []
             for layer, moe in enumerate(system.layers):
                 crystallised = moe.router.state.crystallised.tolist()
-                layers.append({"layer": layer, "experts": [
-                    {"expert": e, "crystallised": crystallised[e], "evidence": reflex_evidence(moe, e)}
-                    for e in system.registries[layer].live()]})
+                layers.append(
+                    {
+                        "layer": layer,
+                        "experts": [
+                            {
+                                "expert": e,
+                                "crystallised": crystallised[e],
+                                "evidence": reflex_evidence(moe, e),
+                            }
+                            for e in system.registries[layer].live()
+                        ],
+                    }
+                )
             return {**base, "layers": layers}
         if clock == "mid":
-            return {**base, "layers": [dict(zip(("psi_mid", "psi_slow"), psi_mid_slow(moe), strict=True),
-                                             layer=layer) for layer, moe in enumerate(system.layers)]}
-        trials, self._trials_offered = system.trial_log[self._trials_offered:], len(system.trial_log)
+            return {
+                **base,
+                "layers": [
+                    dict(zip(("psi_mid", "psi_slow"), psi_mid_slow(moe), strict=True), layer=layer)
+                    for layer, moe in enumerate(system.layers)
+                ],
+            }
+        trials, self._trials_offered = system.trial_log[self._trials_offered :], len(system.trial_log)
         return {**base, "trials": trials}
 
     # --- the trainer's check of a proposal -------------------------------------------------------
@@ -154,12 +194,20 @@ class SovereignCore:
                 return f"expert {expert!r} is not live in layer {layer}"
             gates = reflex_gates(system.layers[layer], expert, system.config)
             if not all(gates.values()):
-                return f"the trainer's reading fails the gates {sorted(g for g, ok in gates.items() if not ok)}"
-            return {"layer": layer, "expert": expert, "k": float(system.layers[layer].router.state.k[expert]),
-                    "gates": gates}
+                return (
+                    f"the trainer's reading fails the gates {sorted(g for g, ok in gates.items() if not ok)}"
+                )
+            return {
+                "layer": layer,
+                "expert": expert,
+                "k": float(system.layers[layer].router.state.k[expert]),
+                "gates": gates,
+            }
         if proposal.kind == "epoch":
-            if any(w.kind == "epoch" and w.payload.get("layer") == layer
-                   for w in self.kernel.pending + self.kernel.queue):
+            if any(
+                w.kind == "epoch" and w.payload.get("layer") == layer
+                for w in self.kernel.pending + self.kernel.queue
+            ):
                 return f"an epoch boundary of layer {layer} is already awaiting finalisation"
             psi_mid, psi_slow = psi_mid_slow(system.layers[layer])
             if abs(psi_mid - psi_slow) < system.config.kernel.epoch_psi_shift:
@@ -168,35 +216,52 @@ class SovereignCore:
             return {"layer": layer, "psi_mid": psi_mid, "psi_slow_before": psi_slow}
         if proposal.kind == "scar":
             action = payload.get("action")
-            trials = [t for t in system.trial_log
-                      if (t["layer"], t["action"], t["expert"]) == (layer, action, expert)]
+            trials = [
+                t
+                for t in system.trial_log
+                if (t["layer"], t["action"], t["expert"]) == (layer, action, expert)
+            ]
             if not trials:
                 return f"no trial of {action!r} on expert {expert!r} of layer {layer} on record"
             trial = trials[-1]
-            return {"layer": layer, "action": action, "expert": expert, "delta_loss": trial["delta_loss"],
-                    "trial_step": trial["step"]}
-        return (f"{proposal.kind!r} proposals are not enacted: the trainer takes lifecycle edits and "
-                f"escalations on its own clocks")
+            return {
+                "layer": layer,
+                "action": action,
+                "expert": expert,
+                "delta_loss": trial["delta_loss"],
+                "trial_step": trial["step"],
+            }
+        return (
+            f"{proposal.kind!r} proposals are not enacted: the trainer takes lifecycle edits and "
+            f"escalations on its own clocks"
+        )
 
     # --- identity effects ------------------------------------------------------------------------
 
     def layer_snapshot(self, layer: int) -> dict[str, Any]:
         moe = self.system.layers[layer]
         psi = moe.router.coherence.psi().tolist()
-        return {"step": self.system.step_count, "psi": dict(zip(CLOCK_NAMES, psi, strict=True)),
-                "live": self.system.registries[layer].live(),
-                "share": moe.router.coherence.routing_share("slow").tolist(),
-                "k": moe.router.state.k.tolist(), "crystallised": moe.router.state.crystallised.tolist()}
+        return {
+            "step": self.system.step_count,
+            "psi": dict(zip(CLOCK_NAMES, psi, strict=True)),
+            "live": self.system.registries[layer].live(),
+            "share": moe.router.coherence.routing_share("slow").tolist(),
+            "k": moe.router.state.k.tolist(),
+            "crystallised": moe.router.state.crystallised.tolist(),
+        }
 
     def _epoch_after(self, key: str, layer: int) -> dict[str, Any]:
         before, after = self.epoch_before.pop(key, None), self.layer_snapshot(layer)
         compared: dict[str, Any] = {"key": key, "layer": layer, "before": before, "after": after}
         if before is not None:
-            compared["fisher_rao_share"] = float(fisher_rao_distance(
-                torch.tensor(before["share"]), torch.tensor(after["share"]), eps=1e-12))
+            compared["fisher_rao_share"] = float(
+                fisher_rao_distance(torch.tensor(before["share"]), torch.tensor(after["share"]), eps=1e-12)
+            )
         self.audit.append("identity.epoch.snapshots", compared)
-        trigger = (f"{key}: Fisher-Rao {compared.get('fisher_rao_share', float('nan')):.4f} between the slow "
-                   f"routing shares before and after")
+        trigger = (
+            f"{key}: Fisher-Rao {compared.get('fisher_rao_share', float('nan')):.4f} between the slow "
+            f"routing shares before and after"
+        )
         return self._plain(self.system.step_count, "mid", "epoch_snapshots", layer, None, trigger)
 
     def revert_identity(self, key: str, *, authority: str, reason: str) -> None:
@@ -217,24 +282,54 @@ class SovereignCore:
             for layer, moe in enumerate(self.system.layers):
                 load = moe.router.coherence.routing_share("mid").tolist()
                 self.loads[layer].append(load)
-                dimensionality = float(geodesic_dimensionality(torch.tensor(self.loads[layer]).clamp_min(0.0)))
-                row = {"step": step, "layer": layer, "load": load,
-                       "phi_slow": moe.router.coherence.phi_slow().tolist(), "k": moe.router.state.k.tolist(),
-                       "geodesic_dimensionality": dimensionality, "signatures": len(self.loads[layer])}
+                dimensionality = float(
+                    geodesic_dimensionality(torch.tensor(self.loads[layer]).clamp_min(0.0))
+                )
+                row = {
+                    "step": step,
+                    "layer": layer,
+                    "load": load,
+                    "phi_slow": moe.router.coherence.phi_slow().tolist(),
+                    "k": moe.router.state.k.tolist(),
+                    "geodesic_dimensionality": dimensionality,
+                    "signatures": len(self.loads[layer]),
+                }
                 handle.write(json.dumps(row, sort_keys=True) + "\n")
 
     def _write_keepers(self) -> None:
-        keepers = {clock: {"pid": handle.process.pid if handle.process is not None else None,
-                           "restarts": handle.restarts, "may_propose": sorted(handle.capability.may_propose)}
-                   for clock, handle in self.supervisor.handles.items()}
-        (self.run_dir / KEEPERS_FILE).write_text(json.dumps(keepers, indent=1, sort_keys=True), encoding="utf-8")
+        keepers = {
+            clock: {
+                "pid": handle.process.pid if handle.process is not None else None,
+                "restarts": handle.restarts,
+                "may_propose": sorted(handle.capability.may_propose),
+            }
+            for clock, handle in self.supervisor.handles.items()
+        }
+        (self.run_dir / KEEPERS_FILE).write_text(
+            json.dumps(keepers, indent=1, sort_keys=True), encoding="utf-8"
+        )
 
     def _restarts(self) -> int:
         return sum(handle.restarts for handle in self.supervisor.handles.values())
 
     @staticmethod
     def _plain(step: int, clock: str, action: str, layer: Any, expert: Any, trigger: str) -> dict[str, Any]:
-        """A decision record of the core (same fields as :class:`chronomoe.decisions.Decision`)."""
-        return {"step": step, "clock": clock, "action": action, "layer": layer, "expert": expert, "other": None,
-                "coherence": None, "free_energy": {}, "competing": [], "trigger": trigger, "edit": False,
-                "expert_delta": 0, "evidence": {}}
+        """A decision record of the core: the fields of :class:`chronomoe.decisions.Decision` and
+        ``source: "keepers"`` (a keeper's proposal settled, a keeper degraded, an epoch's snapshots),
+        settled when the keeper answered, not at its clock's evaluation step."""
+        return {
+            "step": step,
+            "clock": clock,
+            "action": action,
+            "layer": layer,
+            "expert": expert,
+            "other": None,
+            "coherence": None,
+            "free_energy": {},
+            "competing": [],
+            "trigger": trigger,
+            "edit": False,
+            "expert_delta": 0,
+            "evidence": {},
+            "source": "keepers",
+        }

@@ -50,8 +50,17 @@ def run_killing_keeper(
     ``kill_after_step``, SIGKILL the ``clock`` keeper named in the run's ``keepers.json``."""
     env = environment(root / "keys")
     out = root / "runs"
-    command = [*mosaic_command(), "run", "phase8_moe", "--experiment", "chrono_lifecycle", "--out", str(out),
-               "--no-progress", *(arg for value in overrides for arg in ("--set", value))]
+    command = [
+        *mosaic_command(),
+        "run",
+        "phase8_moe",
+        "--experiment",
+        "chrono_lifecycle",
+        "--out",
+        str(out),
+        "--no-progress",
+        *(arg for value in overrides for arg in ("--set", value)),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + timeout
     killed_pid = killed_at = None
