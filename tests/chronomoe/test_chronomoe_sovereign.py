@@ -156,6 +156,17 @@ def test_keepers_drive_scars_and_reflexes_in_a_training_loop(tmp_path) -> None:
                 import time
 
                 time.sleep(1.0 if step < 20 else 0.3)
+        # the trainer's vet: a keeper's numbers are replaced by the trainer's record, or refused
+        core = lifecycle.core
+        assert core is not None
+        trial = core.system.trial_log[0]
+        claim = {"layer": 0, "action": trial["action"], "expert": trial["expert"], "delta_loss": -5.0}
+        vetted = core._vet(Proposal("slow", "scar", "scar/claimed", claim, 60))
+        assert isinstance(vetted, dict) and vetted["delta_loss"] == pytest.approx(1.0)
+        untried = {"layer": 0, "action": "merge", "expert": 99, "delta_loss": 9.0}
+        assert "no trial" in core._vet(Proposal("slow", "scar", "scar/untried", untried, 60))
+        assert "not live" in core._vet(Proposal("fast", "reflex", "reflex/x", {"layer": 0, "expert": 99}, 60))
+        assert "no layer" in core._vet(Proposal("mid", "epoch", "epoch/x", {"layer": 7}, 60))
     finally:
         lifecycle.close()
     actions = [r["action"] for r in records]
