@@ -56,6 +56,7 @@ def test_a_killed_keeper_is_degraded_restarted_and_the_run_completes(run: Killed
     assert degraded[0]["train_step"] >= run.killed_at_step
     keepers = json.loads((run.run_dir / "keepers.json").read_text())
     assert keepers["mid"]["restarts"] == 1 and keepers["mid"]["pid"] != run.killed_pid
+    assert keepers["mid"]["paused_ticks"] == 1  # its clock skipped the tick that found it dead
     assert keepers["fast"]["restarts"] == keepers["slow"]["restarts"] == 0
     audit = [json.loads(line) for line in (run.run_dir / "chrono_audit.jsonl").read_text().splitlines()]
     assert [r["data"]["component"] for r in audit if r["kind"] == "keeper.degraded"] == ["keeper.mid"]

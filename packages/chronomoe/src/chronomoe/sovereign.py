@@ -301,6 +301,7 @@ class SovereignCore:
             clock: {
                 "pid": handle.process.pid if handle.process is not None else None,
                 "restarts": handle.restarts,
+                "paused_ticks": self.supervisor.paused.get(clock, 0),
                 "may_propose": sorted(handle.capability.may_propose),
             }
             for clock, handle in self.supervisor.handles.items()

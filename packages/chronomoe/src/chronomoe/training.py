@@ -63,7 +63,7 @@ class ChronoLifecycle:
         self.system = ChronoSystem(
             layers, config, optimizer=optimizer, n_active=self.config.n_active, seed=self.config.seed, probe=probe
         )
-        if self.config.kernel is not None:
+        if self.config.kernel is not None and self.config.trigger != "none":  # "none": no clock to keep
             if run_dir is None and isinstance(probe, KnowsRunDir):
                 run_dir = probe.run_dir
             if run_dir is None:

@@ -55,4 +55,5 @@ class ChronoLifecycleConfig:
     n_active: int | None = attrs.field(default=None, validator=optional(at_least(1)))
     seed: int = 0
     # the sovereign core (kernel, audit log, keeper processes); null: the lifecycle runs alone
+    # (ignored with trigger "none", which runs no clock)
     kernel: SovereignConfig | None = None
