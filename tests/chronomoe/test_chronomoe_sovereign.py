@@ -167,6 +167,14 @@ def test_keepers_drive_scars_and_reflexes_in_a_training_loop(tmp_path) -> None:
         assert "no trial" in core._vet(Proposal("slow", "scar", "scar/untried", untried, 60))
         assert "not live" in core._vet(Proposal("fast", "reflex", "reflex/x", {"layer": 0, "expert": 99}, 60))
         assert "no layer" in core._vet(Proposal("mid", "epoch", "epoch/x", {"layer": 7}, 60))
+        # the identity-grade operation undoes a scar's effect, and only it can
+        scar = next(w for w in core.kernel.finalised.values() if w.kind == "scar")
+        forbidden = (0, scar.payload["action"], scar.payload["expert"])
+        assert forbidden in core.system.expert_scars
+        with pytest.raises(KernelError):
+            core.kernel.revert(scar.key)
+        core.revert_identity(scar.key, authority="test", reason="the trial was mis-measured")
+        assert forbidden not in core.system.expert_scars and not core.kernel.is_final(scar.key)
     finally:
         lifecycle.close()
     actions = [r["action"] for r in records]
