@@ -15,8 +15,8 @@ runs' ``summary.json`` instead of training.
 effect: the label whose run teaches it and the metric it serves. The JSON's ``opcodes`` list holds,
 per opcode, that metric with the opcode and with it forced to NOP, the drop and whether it meets
 issue 16's bar (a drop of >= 0.3 absolute or >= 50 % relative); ``None`` where the label has no such
-rows yet.
-``docs/organism.md`` shows both tables; ``docs/regenerate.py`` rewrites them from
+rows yet; ``--headlines-only`` recomputes that list from the rows already in the JSON (after rows are
+merged in, or :data:`HEADLINES` changes). ``docs/organism.md`` shows both tables; ``docs/regenerate.py`` rewrites them from
 ``docs/results/organism.json`` through ``docs/renderers/organism.py`` and ``organism_opcodes.py``.
 """
 
@@ -205,7 +205,17 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="keep the rows already in --out, except those of the presets (labels) measured now",
     )
+    parser.add_argument(
+        "--headlines-only",
+        action="store_true",
+        help="only recompute the opcodes list from the rows already in --out (after merging rows or editing HEADLINES)",
+    )
     args = parser.parse_args(argv)
+    if args.headlines_only:
+        table = json.loads(args.out.read_text())
+        table["opcodes"] = headline_effects(table["rows"])
+        args.out.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
+        return
     rows: list[dict[str, Any]] = []
     if args.from_runs:
         for spec in args.from_runs:

@@ -78,3 +78,13 @@ def test_rows_headlines_and_append(tmp_path: Path) -> None:
     )  # 0.25 < 0.3 and < 50 %
     assert effects["READ_MEM"]["meets"] is False  # a drop of 0.1 of 1.0
     assert effects["COMMIT"]["on"] is None and effects["COMMIT"]["meets"] is None  # no rows: not measured
+
+    # rows merged in by hand (e.g. another branch's): --headlines-only recomputes the list from them
+    table["rows"] += [
+        {"preset": "mosaic_commitment", "metric": "ledger_exact", "ablation": ablation, "value": value}
+        for ablation, value in (("none", 0.96), ("opcode_off.COMMIT", 0.5))
+    ]
+    out.write_text(json.dumps(table))
+    bench("--headlines-only", "--out", str(out))
+    commit = {effect["opcode"]: effect for effect in json.loads(out.read_text())["opcodes"]}["COMMIT"]
+    assert commit["on"] == 0.96 and commit["off"] == 0.5 and commit["meets"] is True
