@@ -108,15 +108,20 @@ class RemoteExperts:
             self._failed(self._why(exc))
             return False
         if d_model != self.d_model or n_experts < len(self.config.experts):
-            self._failed(f"incompatible server: it serves {n_experts} experts of width {d_model}, the layer needs "
-                         f"{len(self.config.experts)} of width {self.d_model}")
+            self._failed(
+                f"incompatible server: it serves {n_experts} experts of width {d_model}, the layer needs "
+                f"{len(self.config.experts)} of width {self.d_model}"
+            )
             return False
         was_down, self.up, self.known = self.known, True, True
         self.delay = self.config.retry_initial_s
         if was_down:
             down_s = None if self.down_since is None else round(self.clock() - self.down_since, 3)
-            self._emit(RESTORED, f"experts {expert_names(self.config.experts)} are back",
-                       {"down_s": down_s, "action": "columns unmasked; routing over every expert again"})
+            self._emit(
+                RESTORED,
+                f"experts {expert_names(self.config.experts)} are back",
+                {"down_s": down_s, "action": "columns unmasked; routing over every expert again"},
+            )
         self.down_since = None
         return True
 
@@ -129,12 +134,15 @@ class RemoteExperts:
             reply = self._forward(request, timeout=self.config.call_timeout_s)
             out = decode(reply, {"out": (torch.float32, 3)})["out"]
             if out.shape != slots.shape:
-                raise RemoteExpertError(f"expert server answered {tuple(out.shape)} for slots {tuple(slots.shape)}")
+                raise RemoteExpertError(
+                    f"expert server answered {tuple(out.shape)} for slots {tuple(slots.shape)}"
+                )
         except (self._grpc.RpcError, RemoteExpertError) as exc:
             self.failures += 1
             self._failed(self._why(exc))
-            raise ExpertsUnreachable(f"can't reach experts {expert_names(self.config.experts)}: {self.reason}") \
-                from exc
+            raise ExpertsUnreachable(
+                f"can't reach experts {expert_names(self.config.experts)}: {self.reason}"
+            ) from exc
         return out.to(slots.device)
 
     def _why(self, exc: Exception) -> str:
@@ -146,9 +154,15 @@ class RemoteExperts:
         now = self.clock()
         if self.up or not self.known:  # a transition: report it once, then back off quietly
             self.down_since = now
-            self._emit(DEGRADED, f"still here, can't reach experts {expert_names(self.config.experts)}",
-                       {"reason": reason, "action": "experts masked; routing among the reachable; "
-                                                    f"probing again in {self.delay:g} s"})
+            self._emit(
+                DEGRADED,
+                f"still here, can't reach experts {expert_names(self.config.experts)}",
+                {
+                    "reason": reason,
+                    "action": "experts masked; routing among the reachable; "
+                    f"probing again in {self.delay:g} s",
+                },
+            )
             self.next_probe = now + self.delay
         else:
             self.delay = min(2 * self.delay, self.config.retry_max_s)
@@ -156,10 +170,17 @@ class RemoteExperts:
         self.up, self.known, self.reason = False, True, reason
 
     def _emit(self, kind: str, message: str, extra: dict[str, Any]) -> None:
-        event = EventEnvelope(type=kind, sender=SENDER, payload={
-            "component": "layer.moe.remote", "address": self.config.address,
-            "experts": list(self.config.experts), "message": message, **extra,
-        })
+        event = EventEnvelope(
+            type=kind,
+            sender=SENDER,
+            payload={
+                "component": "layer.moe.remote",
+                "address": self.config.address,
+                "experts": list(self.config.experts),
+                "message": message,
+                **extra,
+            },
+        )
         self.events.append(event)
         if self.on_event is not None:
             self.on_event(event)
@@ -172,15 +193,26 @@ class HybridExperts(nn.Module):
     local_index: torch.Tensor
     remote_index: torch.Tensor
 
-    def __init__(self, n_experts: int, d_model: int, d_hidden: int, config: RemoteExpertsConfig,
-                 *, on_event: Callable[[EventEnvelope], None] | None = None) -> None:
+    def __init__(
+        self,
+        n_experts: int,
+        d_model: int,
+        d_hidden: int,
+        config: RemoteExpertsConfig,
+        *,
+        on_event: Callable[[EventEnvelope], None] | None = None,
+    ) -> None:
         super().__init__()
         self.n_experts, self.d_model, self.d_hidden = n_experts, d_model, d_hidden
         self.remote_columns = list(config.experts)
         self.local_columns = [c for c in range(n_experts) if c not in set(config.experts)]
         self.local = SwiGLUExperts(len(self.local_columns), d_model, d_hidden)
-        self.register_buffer("local_index", torch.tensor(self.local_columns, dtype=torch.long), persistent=False)
-        self.register_buffer("remote_index", torch.tensor(self.remote_columns, dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "local_index", torch.tensor(self.local_columns, dtype=torch.long), persistent=False
+        )
+        self.register_buffer(
+            "remote_index", torch.tensor(self.remote_columns, dtype=torch.long), persistent=False
+        )
         self.client = RemoteExperts(config, d_model, on_event=on_event)
 
     def refresh(self) -> list[bool]:
@@ -193,8 +225,9 @@ class HybridExperts(nn.Module):
         local = self.local(slots.index_select(0, self.local_index))
         out = slots.new_zeros(slots.shape).index_copy(0, self.local_index, local.to(slots.dtype))
         if self.client.up:
-            remote = self.client.forward(slots.index_select(0, self.remote_index),
-                                         torch.arange(len(self.remote_columns)))
+            remote = self.client.forward(
+                slots.index_select(0, self.remote_index), torch.arange(len(self.remote_columns))
+            )
             out = out.index_copy(0, self.remote_index, remote.to(slots.dtype))
         return out
 

@@ -64,25 +64,33 @@ class ExpertService:
                 f"got slots {tuple(slots.shape)} for {index.shape[0]} experts"
             )
         if rows and not bool(((index >= 0) & (index < self.experts.n_experts)).all()):
-            raise RemoteExpertError(f"expert indices must lie in [0, {self.experts.n_experts}), got {index.tolist()}")
+            raise RemoteExpertError(
+                f"expert indices must lie in [0, {self.experts.n_experts}), got {index.tolist()}"
+            )
         w_gate, w_up, w_down = (w.index_select(0, index) for w in self.experts.weights())
         hidden = torch.nn.functional.silu(torch.bmm(slots, w_gate)) * torch.bmm(slots, w_up)
         return torch.bmm(hidden, w_down)
 
 
-def serve(experts: SwiGLUExperts, host: str = "127.0.0.1", port: int = 0, workers: int = 2) -> tuple[Any, int]:
+def serve(
+    experts: SwiGLUExperts, host: str = "127.0.0.1", port: int = 0, workers: int = 2
+) -> tuple[Any, int]:
     """Start serving ``experts``; returns ``(grpc server, bound port)``."""
     try:
         import grpc
     except ImportError as exc:  # pragma: no cover - the extra is installed where this runs
         raise ModelError("the expert server needs gRPC: pip install 'chronomoe[remote]'") from exc
     service = ExpertService(experts)
-    handler = grpc.method_handlers_generic_handler(SERVICE, {
-        FORWARD: grpc.unary_unary_rpc_method_handler(service.forward),
-        DESCRIBE: grpc.unary_unary_rpc_method_handler(service.describe),
-    })
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), handlers=[handler],
-                         options=channel_options())
+    handler = grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            FORWARD: grpc.unary_unary_rpc_method_handler(service.forward),
+            DESCRIBE: grpc.unary_unary_rpc_method_handler(service.describe),
+        },
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers), handlers=[handler], options=channel_options()
+    )
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise ModelError(f"the expert server could not listen on {host}:{port}")
@@ -95,8 +103,10 @@ def load_experts(path: str, d_hidden: int | None) -> SwiGLUExperts:
 
     weights = load_file(path)
     if set(weights) != {"w_gate", "w_up", "w_down"} or weights["w_gate"].dim() != 3:
-        raise ModelError(f"{path}: expert weights must be w_gate (N, D, H), w_up (N, D, H), w_down (N, H, D), "
-                         f"got {sorted(weights)}")
+        raise ModelError(
+            f"{path}: expert weights must be w_gate (N, D, H), w_up (N, D, H), w_down (N, H, D), "
+            f"got {sorted(weights)}"
+        )
     n_experts, d_model, hidden = weights["w_gate"].shape
     if d_hidden is not None and d_hidden != hidden:
         raise ModelError(f"{path}: the experts' hidden width is {hidden}, --d-hidden says {d_hidden}")
@@ -106,7 +116,9 @@ def load_experts(path: str, d_hidden: int | None) -> SwiGLUExperts:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chronomoe.remote_server", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m chronomoe.remote_server", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
     parser.add_argument("--n-experts", type=int, default=2)

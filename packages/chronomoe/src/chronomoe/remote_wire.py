@@ -74,7 +74,9 @@ def decode(blob: bytes, expected: Mapping[str, tuple[torch.dtype, int]]) -> dict
         raise RemoteExpertError(f"expert payload of {len(blob)} bytes is too short for a safetensors header")
     (header_bytes,) = struct.unpack("<Q", blob[:8])
     if header_bytes > MAX_HEADER_BYTES:
-        raise RemoteExpertError(f"expert payload header of {header_bytes} bytes is over the {MAX_HEADER_BYTES} limit")
+        raise RemoteExpertError(
+            f"expert payload header of {header_bytes} bytes is over the {MAX_HEADER_BYTES} limit"
+        )
     try:
         tensors = load(blob)
     except (SafetensorError, ValueError, RuntimeError) as exc:
@@ -97,7 +99,9 @@ def encode_description(n_experts: int, d_model: int) -> bytes:
 def decode_description(blob: bytes) -> tuple[int, int]:
     """``(n_experts, d_model)`` of a Describe reply, bounded and checked."""
     if len(blob) > MAX_DESCRIBE_BYTES:
-        raise RemoteExpertError(f"expert server description of {len(blob)} bytes is over {MAX_DESCRIBE_BYTES}")
+        raise RemoteExpertError(
+            f"expert server description of {len(blob)} bytes is over {MAX_DESCRIBE_BYTES}"
+        )
     try:
         body = json.loads(blob)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -107,5 +111,7 @@ def decode_description(blob: bytes) -> tuple[int, int]:
     sizes = [body.get(name) for name in ("n_experts", "d_model")]
     checked = [v for v in sizes if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 1 << 20]
     if len(checked) != 2:
-        raise RemoteExpertError(f"expert server description needs positive n_experts and d_model, got {body!r:.200}")
+        raise RemoteExpertError(
+            f"expert server description needs positive n_experts and d_model, got {body!r:.200}"
+        )
     return checked[0], checked[1]
