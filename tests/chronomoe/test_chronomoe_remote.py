@@ -5,11 +5,9 @@ experts come back when the server does. Payloads are safetensors, bounded and ch
 from __future__ import annotations
 
 import pickle
-import selectors
 import signal
 import struct
 import subprocess
-import sys
 import time
 from concurrent import futures
 
@@ -20,7 +18,7 @@ import torch
 from chronomoe.config import MoEConfig, RemoteExpertsConfig
 from chronomoe.experts import SwiGLUExperts
 from chronomoe.remote import ExpertsUnreachable, HybridExperts, RemoteExperts
-from chronomoe.remote_server import ExpertService
+from chronomoe.remote_server import ExpertService, launch
 from chronomoe.remote_wire import (
     DESCRIBE,
     FORWARD,
@@ -42,32 +40,7 @@ LOAD = keys.MOE_EXPERT_LOAD.name
 
 def start_server(port: int = 0) -> tuple[subprocess.Popen[str], int]:
     """``python -m chronomoe.remote_server`` in a subprocess; returns it once it listens."""
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "chronomoe.remote_server",
-            "--port",
-            str(port),
-            "--n-experts",
-            "2",
-            "--d-model",
-            str(D_MODEL),
-            "--seed",
-            "1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    selector = selectors.DefaultSelector()
-    selector.register(server.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
-    if not selector.select(timeout=30):
-        server.kill()
-        pytest.fail("the expert server did not start within 30 s")
-    line = server.stdout.readline()  # type: ignore[union-attr]
-    assert line.startswith("serving 2 experts on"), line
-    return server, int(line.rsplit(":", 1)[1])
+    return launch(2, D_MODEL, port=port, seed=1, timeout_s=30)
 
 
 def remote_layer(port: int, router: str = "router.chrono"):

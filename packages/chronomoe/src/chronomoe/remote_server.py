@@ -11,6 +11,8 @@ reads a safetensors file holding ``w_gate (N, D, H)``, ``w_up (N, D, H)`` and ``
 from __future__ import annotations
 
 import argparse
+import selectors
+import subprocess
 import sys
 from collections.abc import Sequence
 from concurrent import futures
@@ -96,6 +98,29 @@ def serve(
         raise ModelError(f"the expert server could not listen on {host}:{port}")
     server.start()
     return server, bound
+
+
+def launch(
+    n_experts: int, d_model: int, *, port: int = 0, seed: int = 0, timeout_s: float = 60.0
+) -> tuple[subprocess.Popen[str], int]:
+    """Start ``python -m chronomoe.remote_server`` in a subprocess and wait (at most ``timeout_s``)
+    until it listens; returns ``(process, port)``. The caller stops the process."""
+    command = [sys.executable, "-m", "chronomoe.remote_server", "--port", str(port),
+               "--n-experts", str(n_experts), "--d-model", str(d_model), "--seed", str(seed)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    stdout = process.stdout
+    selector = selectors.DefaultSelector()
+    if stdout is not None:
+        selector.register(stdout, selectors.EVENT_READ)
+    line = stdout.readline() if stdout is not None and selector.select(timeout=timeout_s) else ""
+    selector.close()
+    if not line.startswith(f"serving {n_experts} experts on "):
+        process.kill()
+        process.wait()
+        raise ModelError(
+            f"the expert server did not start within {timeout_s:g} s (it printed {line[:200]!r})"
+        )
+    return process, int(line.rsplit(":", 1)[1])
 
 
 def load_experts(path: str, d_hidden: int | None) -> SwiGLUExperts:
