@@ -14,6 +14,7 @@ from concurrent import futures
 import grpc
 import pytest
 import torch
+from safetensors.torch import save
 
 from chronomoe.config import MoEConfig, RemoteExpertsConfig
 from chronomoe.experts import SwiGLUExperts
@@ -225,6 +226,10 @@ def test_the_wire_never_unpickles_and_bounds_every_payload() -> None:
         (struct.pack("<Q", 2) + b"{x", "not valid safetensors"),
         (b"\x00" * 4, "too short"),
         (struct.pack("<Q", 1 << 40) + b"{}", "header"),
+        (
+            save({"out": torch.zeros(2, 3, 4)}, metadata={"padding": "x" * 5000}),
+            "header of .* over the 4096 limit",
+        ),
         (encode({"out": torch.zeros(2, 3, 4, dtype=torch.float64)}), "float32 of rank 3"),
         (encode({"out": torch.zeros(2, 3)}), "rank 3"),
         (encode({"out": torch.zeros(1, 1, 1), "extra": torch.zeros(1)}), "must hold"),
