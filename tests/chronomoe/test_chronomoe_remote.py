@@ -19,7 +19,7 @@ from safetensors.torch import save
 from chronomoe.config import MoEConfig, RemoteExpertsConfig
 from chronomoe.experts import SwiGLUExperts
 from chronomoe.remote import ExpertsUnreachable, HybridExperts, RemoteExperts
-from chronomoe.remote_server import ExpertService, launch
+from chronomoe.remote_server import ExpertService, launch, serve
 from chronomoe.remote_wire import (
     DESCRIBE,
     FORWARD,
@@ -253,3 +253,34 @@ def test_remote_config_leaves_routing_defined_without_the_server() -> None:
         structure_config({**base, "remote": {"address": "h:1", "experts": [3, 3]}}, MoEConfig)
     with pytest.raises(ConfigError, match="host:port"):
         structure_config({**base, "remote": {"address": "nowhere", "experts": [3]}}, MoEConfig)
+
+
+@pytest.mark.parametrize("dispatch", ["capacity", "sorted"])
+def test_remote_experts_compute_what_the_same_experts_would_locally(dispatch: str) -> None:
+    torch.manual_seed(0)
+    served = SwiGLUExperts(2, D_MODEL, 2 * D_MODEL)
+    server, port = serve(served)
+    try:
+        spec = {
+            "d_model": D_MODEL,
+            "n_experts": 4,
+            "top_k": 2,
+            "capacity_factor": None,
+            "dispatch": dispatch,
+            "router": {"type": "router.topk"},
+        }
+        hybrid = get_registry().build(
+            "layer.moe", {**spec, "remote": {"address": f"127.0.0.1:{port}", "experts": [2, 3]}}
+        )
+        local = get_registry().build("layer.moe", spec)
+        local.router.load_state_dict(hybrid.router.state_dict())
+        with torch.no_grad():
+            for name, weight in zip(("w_gate", "w_up", "w_down"), served.weights(), strict=True):
+                mine = getattr(local.experts, name)
+                mine[:2] = getattr(hybrid.experts.local, name)
+                mine[2:] = weight
+        x = torch.randn(2, 6, D_MODEL)
+        torch.testing.assert_close(hybrid(x), local(x))
+        assert hybrid.experts.client.calls >= 1 and not hybrid.experts.client.events
+    finally:
+        server.stop(None)
