@@ -14,6 +14,8 @@ host. Keys (fixed for a given configuration):
   router.loss_free, zeros for router.topk);
 - ``moe_psi``: this batch's layer coherence Ψ, present when a trace is computed (router.chrono, or
   ``emit_trace``); router.chrono adds ``moe_js``, ``moe_flip_rate``, ``moe_tv`` and ``moe_veto``.
+- ``moe_unreachable_experts``: with remote experts (``remote:``, chronomoe.remote) only, how many are
+  masked because their server does not answer.
 
 In training mode the router's slow state (coherence clocks, β) advances once per forward, and a
 per-step balancer (router.loss_free's bias) once per optimizer step through
