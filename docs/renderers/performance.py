@@ -86,6 +86,8 @@ def _chronomoe(results: dict[str, Any]) -> Iterator[tuple[str, Any]]:
 
 def _plugins(results: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     yield f"mosaic plugins list wall time (s), median of {results['runs']} warm runs", results["plugins_list_s"]
+    if "plugins_list_cpu_s" in results:
+        yield "mosaic plugins list CPU time (s, user + system), median of the same runs", results["plugins_list_cpu_s"]
     yield "bare python -c pass (s), same runs", results["python_startup_s"]
 
 

@@ -163,6 +163,8 @@ MOE_TV = _aux("moe_tv", "float32", (), "total variation of routing (router.chron
 MOE_VETO = _aux("moe_veto", "float32", (), "mean veto 1 - r (router.chrono)", "chronomoe")
 MOE_DEGRADED_EXPERTS = _aux("moe_degraded_experts", "float32", (), "experts flagged degraded (router.chrono)",
                             "chronomoe")
+MOE_UNREACHABLE_EXPERTS = _aux("moe_unreachable_experts", "float32", (),
+                               "remote experts masked because their server does not answer", "chronomoe")
 
 MOSAIC_AUX_KEYS: tuple[KeySpec, ...] = (
     WRITE_GATE_LOGITS, WRITE_UTILITY_LOGITS, READ_BIT_LOGITS, WRITE_BIT_LOGITS, OPCODE_LOGITS, RESPONSE_ONSET,
@@ -171,7 +173,7 @@ MOSAIC_AUX_KEYS: tuple[KeySpec, ...] = (
 MOE_AUX_KEYS: tuple[KeySpec, ...] = (
     MOE_AUX_LOSS, MOE_LOAD_BALANCE_LOSS, MOE_Z_LOSS, MOE_MAX_VIO, MOE_ACTIVE_EXPERTS, MOE_DROPPED_FRACTION,
     MOE_EXPERT_LOAD, MOE_BETA, MOE_PSI, MOE_FLIP_RATE, MOE_JS, MOE_FISHER_RAO, MOE_TV, MOE_VETO,
-    MOE_DEGRADED_EXPERTS,
+    MOE_DEGRADED_EXPERTS, MOE_UNREACHABLE_EXPERTS,
 )
 AUX_KEYS: tuple[KeySpec, ...] = (*MOSAIC_AUX_KEYS, *MOE_AUX_KEYS)
 
