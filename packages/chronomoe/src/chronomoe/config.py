@@ -175,7 +175,11 @@ class KernelConfig:
     - Identity events are two-step: proposed in window N, finalised at the start of window N+1 only
       if their evidence still holds; they are irreversible (everything else may be reverted).
     - Scar (slow clock): an edit whose measured F after is worse than F before by ``scar_delta_f``
-      forbids that kind of edit on that layer from then on.
+      forbids that kind of edit on that layer from then on; with keepers (``chronomoe.sovereign``),
+      an edit whose counterfactual trial (``chronomoe.evidence``) realised ``Δloss >
+      scar_delta_loss`` (nats of held-out probe loss) forbids that kind of edit for that expert.
+    - Flooding: a keeper may make at most ``proposal_budget`` proposals per window; the rest are
+      refused and audited.
     - Reflex crystallisation (fast clock): an expert's β coefficient is frozen when all five gates
       pass — (1) persistence: ``|k| ≥ reflex_k_fraction · k_max``; (2) coherence:
       ``φ_slow ≥ reflex_min_phi``; (3) agreement: mid-clock flip rate ``≤ reflex_max_flip``;
@@ -189,6 +193,8 @@ class KernelConfig:
     write_budget: int = attrs.field(default=4, validator=at_least(0))
     identity_budget: int = attrs.field(default=1, validator=at_least(0))
     scar_delta_f: float = attrs.field(default=0.05, validator=greater_than(0.0))
+    scar_delta_loss: float = attrs.field(default=0.05, validator=greater_than(0.0))
+    proposal_budget: int = attrs.field(default=32, validator=at_least(1))
     reflex_k_fraction: float = attrs.field(default=0.9, validator=between(0.0, 1.0, low_open=True))
     reflex_min_phi: float = attrs.field(default=0.7, validator=between(-1.0, 1.0))
     reflex_max_flip: float = attrs.field(default=0.1, validator=between(0.0, 1.0))

@@ -13,7 +13,7 @@ host. Keys (fixed for a given configuration):
 - ``moe_beta``: ``(E,)`` the selection-key bias (β_eff for router.chrono, the balancing bias for
   router.loss_free, zeros for router.topk);
 - ``moe_psi``: this batch's layer coherence Ψ, present when a trace is computed (router.chrono, or
-  ``emit_trace``); router.chrono adds ``moe_js``, ``moe_flip_rate``, ``moe_tv`` and ``moe_veto``.
+  ``emit_trace``); router.chrono adds ``moe_js``, ``moe_fisher_rao``, ``moe_flip_rate``, ``moe_tv`` and ``moe_veto``.
 - ``moe_unreachable_experts``: with remote experts (``remote:``, chronomoe.remote) only, how many are
   masked because their server does not answer.
 

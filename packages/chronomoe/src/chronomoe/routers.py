@@ -222,7 +222,7 @@ class ChronoRouter(TopKMixin, nn.Module):
         if trace is None or phi is None or seen is None:
             raise ModelError("router.chrono.observe needs the forward's MoETrace and its coherence")
         self.state.observe_logit_std(masked_std(route.clean_logits.detach(), self.columns.routable))
-        self.state.disagreement.update(torch.stack([route.metrics["flip_rate"], route.metrics["js"]]))
+        self.state.disagreement.update(torch.stack([route.metrics["flip_rate"], route.metrics["fisher_rao"]]))
         if route.veto_counts is None:
             raise ModelError("router.chrono.observe needs the veto counts its forward records")
         self.state.observe_veto(route.veto_counts)
