@@ -129,7 +129,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         # the recurrent step's rearranged weights (mosaic.layers.recurrent_step), built on first use
         self._step_params: list[nn.Parameter] | None = None
         self._step_modules: list[Any] = []  # the modules' hook dicts (see _hook_dicts)
-        self._step_cache: tuple[tuple[int, ...], tuple[list[recurrent_step.BlockStep], torch.Tensor, float]] | None = None
+        self._step_cache: tuple[tuple[int, ...], tuple[list[recurrent_step.BlockStep], torch.Tensor, torch.Tensor]] | None = None
 
     @property
     def block_list(self) -> list[MosaicBlock]:
@@ -224,13 +224,14 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         if cache is None:
             return self._chunked_step(ids, state, opcodes)
         steps, head_t, eps = cache
+        inv_d = steps[-1].inv_d
         x = self.embed.weight.index_select(0, ids)  # (B, D)
         per_layer = []
         for block_step, layer in zip(steps, state.layers, strict=True):
             x, aux = recurrent_step.block_step(block_step, x, layer.contiguous_(), opcodes, with_aux)
             per_layer.append(aux)
         state.position += 1
-        logits = torch.mm(x * recurrent_step.rms_scale(x, eps), head_t)  # the final norm's weight is in head_t
+        logits = torch.mm(x * recurrent_step.rms_scale(x, eps, inv_d), head_t)  # the final norm's weight is in head_t
         return ModelOutput(logits=logits, aux=stack_layer_aux(per_layer) if with_aux else {}, state=state)
 
     def _chunked_step(self, ids: torch.Tensor, state: MosaicState, opcodes: torch.Tensor | None) -> ModelOutput:
@@ -244,10 +245,10 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         out.logits, out.state = out.logits[:, 0], state
         return out
 
-    def _recurrent_steps(self) -> tuple[list[recurrent_step.BlockStep], torch.Tensor, float] | None:
+    def _recurrent_steps(self) -> tuple[list[recurrent_step.BlockStep], torch.Tensor, torch.Tensor] | None:
         """The blocks' rearranged weights, the head's (times the final norm's) transposed and the
-        final norm's eps, rebuilt whenever a parameter changed (None when a block has no recurrent
-        step)."""
+        final norm's eps (a 0-d tensor), rebuilt whenever a parameter changed (None when a block has
+        no recurrent step)."""
         if self._step_params is None:
             self._step_params, self._step_modules = list(self.parameters()), _hook_dicts(list(self.modules()))
         if _hooked(self._step_modules):  # hooks see module calls: the chunked path makes them
@@ -267,7 +268,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
             eps = self.norm.eps if self.norm.eps is not None else torch.finfo(weight.dtype).eps
             with torch.no_grad():
                 steps = [recurrent_step.BlockStep(block) for block in blocks]
-            self._step_cache = (version, (steps, weight.T.contiguous(), eps))
+            self._step_cache = (version, (steps, weight.T.contiguous(), weight.new_tensor(eps)))
         return self._step_cache[1]
 
     def _check_state(self, state: MosaicState, batch: int) -> None:
