@@ -233,7 +233,7 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     # local mixer: the conv over the last k inputs, then the gated MLP (or the configured ffn)
     window = torch.cat([state.conv_tail, u.unsqueeze(1)], dim=1)  # (B, k, D)
     mixed = (window * step.conv_weight).sum(1)
-    state.conv_tail = window[:, 1:]
+    state.conv_tail = window.narrow(1, 1, window.shape[1] - 1)
     if step.ffn is None:
         gate, value = torch.addmm(step.up_bias, mixed, step.up_t).chunk(2, dim=-1)
         local = torch.mm(F.silu(gate).mul_(value), step.down_t)
