@@ -139,8 +139,11 @@ class BlockStep:
         ends += [self.span[name].stop for name in ("reg_sel", "reg_value", "reg_query", "opcode") if name in self.span]
         self.groups = [b - a for a, b in zip([0, *ends[:-1]], ends, strict=True)]
         self.heaviside_width = heaviside_end - self.span["read_bits"].start
-        self.input_t = torch.cat([block.bank.inp.weight.detach(), block.fusion.weight.detach()]).T.contiguous()
-        self.input_bias = torch.cat([like.new_zeros(c.state_dim), cast(torch.Tensor, block.fusion.bias).detach()])
+        # the state bank's input projection once per integrator (K copies), so that the bank updates as
+        # the flat (B, K * w) it is stored as
+        bank_in = block.bank.inp.weight.detach().repeat(c.state_k, 1)
+        self.input_t = torch.cat([bank_in, block.fusion.weight.detach()]).T.contiguous()
+        self.input_bias = torch.cat([like.new_zeros(bank_in.shape[0]), cast(torch.Tensor, block.fusion.bias).detach()])
         paths = [block.bank.out.weight.detach(), memory.out.weight.detach()]
         if registers is not None:
             paths.append(registers.out.weight.detach())
@@ -148,7 +151,8 @@ class BlockStep:
         widths = [c.state_k * c.state_dim, c.mem_dim] + ([c.reg_dim] if registers is not None else [])
         self.path_of = torch.cat([torch.full((w,), i, device=like.device) for i, w in enumerate(widths)])
         decays = block.bank.decays().detach()  # (K, w)
-        self.decay, self.keep_in = decays, -torch.expm1(F.logsigmoid(block.bank.decay_logit.detach()))
+        keep_in = -torch.expm1(F.logsigmoid(block.bank.decay_logit.detach()))
+        self.decay, self.keep_in = decays.reshape(-1), keep_in.expand_as(decays).reshape(-1)  # (K * w,)
         # routing: the heaviside group [read bits (H, bits), write bits (H, bits) (, hard write gate)]
         # times this matrix, plus the offsets of index(), are each (sample, hash)'s ring-count row, the
         # rows of its read bucket (assoc of them) and its write bucket's start row in the flat tables,
@@ -190,7 +194,7 @@ class BlockStep:
         self.assoc = torch.tensor(c.mem_assoc, device=like.device)
         self.eps, self.inv_d = like.new_tensor(self.norm_eps), like.new_full((d, 1), 1 / d)
         self.cell_split = [dk, c.mem_dim, 1]
-        self.input_split = [c.state_dim, self.input_t.shape[1] - c.state_dim]
+        self.input_split = [c.state_k * c.state_dim, self.input_t.shape[1] - c.state_k * c.state_dim]
         #: the derived controls a controlled step uses: gates (3), out, write, clear, scan, the rest
         self.derived_split = [3, 1, 1, 1, 1, len(DERIVED) - 7]
         self.regulariser = block.bank.regulariser().detach()
@@ -311,11 +315,9 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
         said = sigmoids[:, -2:-1] if step.block.registers is not None else sigmoids[:, -1:]
         utility.put_(utility_rows, torch.take(utility, utility_rows).lerp_(said, strength))
     # state bank
-    bank = state.bank.view(bsz, c.state_k, c.state_dim)
-    bank_input = bank_input.unsqueeze(1)  # (B, 1, w)
     if step.gates_state:  # GATE_UP / GATE_DOWN: the gain lasts in the state
-        bank_input = bank_input * path_gains[:, None, 0:1]
-    bank.mul_(step.decay).addcmul_(step.keep_in, bank_input)
+        bank_input = bank_input * path_gains[:, 0:1]
+    state.bank.mul_(step.decay).addcmul_(step.keep_in, bank_input)  # (B, K * w), bank_input repeated K times
     gates = torch.sigmoid(gate_logits)  # (B, 3) state, memory, registers
     if step.control:
         gates = gates.mul_(path_gains)
