@@ -139,6 +139,8 @@ class BlockStep:
         ends += [self.span[name].stop for name in ("reg_sel", "reg_value", "reg_query", "opcode") if name in self.span]
         self.groups = [b - a for a, b in zip([0, *ends[:-1]], ends, strict=True)]
         self.heaviside_width = heaviside_end - self.span["read_bits"].start
+        self.sigmoid_sizes = [1] * (sigmoid_end - heaviside_end)
+        self.said = 0 if c.mem_hard_writes else 1  # the write utility's place among the sigmoids
         # the state bank's input projection once per integrator (K copies), so that the bank updates as
         # the flat (B, K * w) it is stored as
         bank_in = block.bank.inp.weight.detach().repeat(c.state_k, 1)
@@ -271,9 +273,10 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     signs = torch.heaviside(signs, step.zero)
     count_rows, read_rows, write_rows = torch.split_with_sizes(
         torch.addmm(offsets, signs, step.route).long(), step.route_sizes, 1)
-    sigmoids = torch.sigmoid(sigmoids)  # [(soft write gate,) write utility (, register gate)]
+    # [(soft write gate,) write utility (, register gate)], each (B, 1)
+    sigmoids = torch.split_with_sizes(torch.sigmoid(sigmoids), step.sigmoid_sizes, 1)
     # (B, 1): a hard gate is exactly 0 or 1
-    strength = signs[:, -1:] if c.mem_hard_writes else sigmoids[:, :1]
+    strength = signs[:, -1:] if c.mem_hard_writes else sigmoids[0]
     if step.gated_write:
         strength = strength * write if step.unit_write else (c.mem_write_step * strength * write).clamp(0.0, 1.0)
     table = state.memory.view(-1, state.memory.shape[-1])  # (B * H * rows, dim): a view, written in place
@@ -312,7 +315,7 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     if state.mem_utility is not None:  # what the write_utility head said of the write, the same gated EMA
         utility = state.mem_utility  # (B, H, cells): the table without its scratch row
         utility_rows = write_rows - pair  # each (sample, hash) table has one scratch row more
-        said = sigmoids[:, -2:-1] if step.block.registers is not None else sigmoids[:, -1:]
+        said = sigmoids[step.said]
         utility.put_(utility_rows, torch.take(utility, utility_rows).lerp_(said, strength))
     # state bank
     if step.gates_state:  # GATE_UP / GATE_DOWN: the gain lasts in the state
@@ -328,7 +331,7 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
         registers = state.registers  # (B, R, W)
         attention = torch.bmm(registers, reg_query.unsqueeze(2)).softmax(1)  # (B, R, 1)
         paths.append(torch.bmm(attention.transpose(1, 2), registers).view(bsz, c.reg_dim))
-        reg_strength = sigmoids[:, -1:]  # (B, 1)
+        reg_strength = sigmoids[-1]  # (B, 1)
         if step.control:
             reg_strength = reg_strength * write if step.unit_write else (reg_strength * write).clamp(0.0, 1.0)
         chosen = reg_select.argmax(-1, keepdim=True) == step.slots
