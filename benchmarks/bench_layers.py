@@ -210,7 +210,7 @@ def step_benchmark(quick: bool) -> dict[str, Any]:
     return {
         "method": "best and median of interleaved rounds of calls (wall and process CPU time), "
                   "torch.set_num_threads(1), eager (no torch.compile on either side); MOSAIC steps "
-                  "with_aux=False as generate() does",
+                  "with_aux=False as generate() does; goals judged by CPU time (see step_ratios)",
         "load_average_start": load_start, "load_average_end": list(os.getloadavg()),
         "inference_mode": step_ratios(inference, contexts, list(models)),
         "no_grad": step_ratios(no_grad, contexts, list(models)),
@@ -218,21 +218,25 @@ def step_benchmark(quick: bool) -> dict[str, Any]:
 
 
 def step_ratios(timed: dict[str, dict[str, float]], contexts: tuple[int, ...], names: list[str]) -> dict[str, Any]:
+    """Ratios MOSAIC / Transformer of the best rounds. The goals are judged by process CPU time: on the
+    shared machine a round's wall time mostly measures when the scheduler let the process run (best
+    wall rounds of the two sides differ by 2x at equal CPU time under load 9); wall ratios are kept
+    as figures."""
     result: dict[str, Any] = {"seconds": timed}
     for name in names:
-        mosaic = {context: timed[f"mosaic_{name}_ctx{context}"]["best_s"] for context in contexts}
-        kv = {context: timed[f"transformer_ctx{context}"]["best_s"] for context in contexts}
-        cpu = {context: timed[f"mosaic_{name}_ctx{context}"]["best_cpu_s"] / timed[f"transformer_ctx{context}"]["best_cpu_s"]
-               for context in contexts}
-        streams = timed[f"mosaic_{name}_ctx128_streams{STREAMS}"]["best_s"]
+        def ratio(context: int, clock: str, name: str = name) -> float:
+            return timed[f"mosaic_{name}_ctx{context}"][clock] / timed[f"transformer_ctx{context}"][clock]
+
+        mosaic_cpu = {context: timed[f"mosaic_{name}_ctx{context}"]["best_cpu_s"] for context in contexts}
+        streams = timed[f"mosaic_{name}_ctx128_streams{STREAMS}"]["best_cpu_s"]
         result[name] = {
-            "ratio_to_kv_ctx128": goal(mosaic[128] / kv[128], 1.0, at_least=False),
-            "ratio_to_kv_ctx8192": goal(mosaic[8192] / kv[8192], 0.25, at_least=False),
-            **({"ratio_to_kv_ctx32768": round(mosaic[32768] / kv[32768], 4)} if 32768 in mosaic else {}),
-            **{f"cpu_ratio_to_kv_ctx{context}": round(value, 4) for context, value in cpu.items()},
-            "ctx8192_over_ctx128": goal(mosaic[8192] / mosaic[128], 1.1, at_least=False),
-            f"streams{STREAMS}_tokens_per_s": round(STREAMS / streams, 1),
-            f"streams{STREAMS}_ratio_to_kv": round(streams / timed[f"transformer_ctx128_streams{STREAMS}"]["best_s"], 4),
+            "cpu_ratio_to_kv_ctx128": goal(ratio(128, "best_cpu_s"), 1.0, at_least=False),
+            "cpu_ratio_to_kv_ctx8192": goal(ratio(8192, "best_cpu_s"), 0.25, at_least=False),
+            **({"cpu_ratio_to_kv_ctx32768": round(ratio(32768, "best_cpu_s"), 4)} if 32768 in contexts else {}),
+            **{f"ratio_to_kv_ctx{context}": round(ratio(context, "best_s"), 4) for context in contexts},
+            "ctx8192_over_ctx128_cpu": goal(mosaic_cpu[8192] / mosaic_cpu[128], 1.1, at_least=False),
+            f"streams{STREAMS}_tokens_per_s_cpu": round(STREAMS / streams, 1),
+            f"streams{STREAMS}_cpu_ratio_to_kv": round(streams / timed[f"transformer_ctx128_streams{STREAMS}"]["best_cpu_s"], 4),
         }
     return result
 

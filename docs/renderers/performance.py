@@ -63,26 +63,25 @@ def _layers(results: dict[str, Any]) -> Iterator[tuple[str, Any]]:
 
 def _layers_step(results: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     """MOSAIC's recurrent step against the Transformer's preallocated KV-cache step (inference mode,
-    the way ``generate`` steps), best of interleaved rounds."""
+    the way ``generate`` steps), best of interleaved rounds; goals by process CPU time (on the shared
+    machine wall time mostly measures the scheduler), wall ratios beside them."""
     timed = results["step"]["inference_mode"]
     seconds = timed["seconds"]
     for context in (128, 8192, 32768):
         if f"transformer_ctx{context}" in seconds:
-            yield f"Transformer KV-cache step, context {context} (s)", seconds[f"transformer_ctx{context}"]["best_s"]
+            yield f"Transformer KV-cache step, context {context} (CPU s)", seconds[f"transformer_ctx{context}"]["best_cpu_s"]
     for name in ("control_on", "control_off"):
         label = name.replace("_", " ")
         ratios = timed[name]
-        yield f"MOSAIC step ({label}), context 128 (s)", seconds[f"mosaic_{name}_ctx128"]["best_s"]
-        yield f"MOSAIC step ({label}) / KV-cache step, context 128 (wall)", ratios["ratio_to_kv_ctx128"]
-        yield f"MOSAIC step ({label}) / KV-cache step, context 8192 (wall)", ratios["ratio_to_kv_ctx8192"]
-        if "ratio_to_kv_ctx32768" in ratios:
-            yield f"MOSAIC step ({label}) / KV-cache step, context 32768 (wall)", ratios["ratio_to_kv_ctx32768"]
+        yield f"MOSAIC step ({label}), context 128 (CPU s)", seconds[f"mosaic_{name}_ctx128"]["best_cpu_s"]
         for context in (128, 8192, 32768):
             if f"cpu_ratio_to_kv_ctx{context}" in ratios:
                 yield (f"MOSAIC step ({label}) / KV-cache step, context {context} (CPU time)",
                        ratios[f"cpu_ratio_to_kv_ctx{context}"])
-        yield f"MOSAIC step ({label}) context 8192 / context 128", ratios["ctx8192_over_ctx128"]
-        yield f"MOSAIC step ({label}), 64 streams at once: tokens/s", ratios["streams64_tokens_per_s"]
+                yield (f"MOSAIC step ({label}) / KV-cache step, context {context} (wall)",
+                       ratios[f"ratio_to_kv_ctx{context}"])
+        yield f"MOSAIC step ({label}) context 8192 / context 128 (CPU time)", ratios["ctx8192_over_ctx128_cpu"]
+        yield f"MOSAIC step ({label}), 64 streams at once: tokens per CPU second", ratios["streams64_tokens_per_s_cpu"]
 
 
 def _lm(results: dict[str, Any]) -> Iterator[tuple[str, Any]]:
