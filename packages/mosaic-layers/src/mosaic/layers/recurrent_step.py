@@ -274,9 +274,9 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     count_rows, read_rows, write_rows = torch.split_with_sizes(
         torch.addmm(offsets, signs, step.route).long(), step.route_sizes, 1)
     # [(soft write gate,) write utility (, register gate)], each (B, 1)
-    sigmoids = torch.split_with_sizes(torch.sigmoid(sigmoids), step.sigmoid_sizes, 1)
+    heads = torch.split_with_sizes(torch.sigmoid(sigmoids), step.sigmoid_sizes, 1)
     # (B, 1): a hard gate is exactly 0 or 1
-    strength = signs[:, -1:] if c.mem_hard_writes else sigmoids[0]
+    strength = signs[:, -1:] if c.mem_hard_writes else heads[0]
     if step.gated_write:
         strength = strength * write if step.unit_write else (c.mem_write_step * strength * write).clamp(0.0, 1.0)
     table = state.memory.view(-1, state.memory.shape[-1])  # (B * H * rows, dim): a view, written in place
@@ -315,7 +315,7 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     if state.mem_utility is not None:  # what the write_utility head said of the write, the same gated EMA
         utility = state.mem_utility  # (B, H, cells): the table without its scratch row
         utility_rows = write_rows - pair  # each (sample, hash) table has one scratch row more
-        said = sigmoids[step.said]
+        said = heads[step.said]
         utility.put_(utility_rows, torch.take(utility, utility_rows).lerp_(said, strength))
     # state bank
     if step.gates_state:  # GATE_UP / GATE_DOWN: the gain lasts in the state
@@ -331,7 +331,7 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
         registers = state.registers  # (B, R, W)
         attention = torch.bmm(registers, reg_query.unsqueeze(2)).softmax(1)  # (B, R, 1)
         paths.append(torch.bmm(attention.transpose(1, 2), registers).view(bsz, c.reg_dim))
-        reg_strength = sigmoids[-1]  # (B, 1)
+        reg_strength = heads[-1]  # (B, 1)
         if step.control:
             reg_strength = reg_strength * write if step.unit_write else (reg_strength * write).clamp(0.0, 1.0)
         chosen = reg_select.argmax(-1, keepdim=True) == step.slots
