@@ -189,6 +189,15 @@ class TrainingProbe(Protocol):
 
 
 @runtime_checkable
+class KnowsRunDir(Protocol):
+    """A probe that also names the run directory (``None`` when the run writes none), where a
+    controller keeps files of its own (chronomoe's kernel audit log)."""
+
+    @property
+    def run_dir(self) -> Any: ...
+
+
+@runtime_checkable
 class LifecycleController(Protocol):
     """The component a model's ``lifecycle`` mapping names (e.g. ``layer.chrono_lifecycle``),
     attached lazily at the first optimizer step (the optimizer is built after the model); ``probe``

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -48,6 +49,11 @@ class TrainerProbe:
     @property
     def total_steps(self) -> int:
         return int(self.trainer.config.steps)
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run directory (``KnowsRunDir``), None for a run that writes none."""
+        return None if self.trainer.run is None else self.trainer.run.path
 
     def _batch(self, seed: int, start: int) -> dict[str, Any]:
         trainer = self.trainer
