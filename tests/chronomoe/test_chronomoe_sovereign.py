@@ -90,11 +90,11 @@ class HarmfulEdits:
 
     total_steps = 10_000
 
-    def trial_loss(self, edit, relax_steps: int) -> float:
+    def trial_losses(self, edit, relax_steps: int) -> tuple[float, float | None]:
         if edit is None:
-            return 1.0
+            return 1.0, None
         edit()
-        return 2.0
+        return 2.0, None
 
 
 def _config() -> ChronoConfig:

@@ -139,14 +139,20 @@ class LifecycleConfig:
     )
     edit_guard_cycles: int = attrs.field(default=3, validator=at_least(0))
     beta_decay: float = attrs.field(default=0.5, validator=between(0.0, 1.0, high_open=True))
-    # edits decided on evidence (chronomoe.evidence, where the trainer lends a TrainingProbe): the
-    # best ``evidence_candidates`` proposals by predicted dF are each applied to the model, relaxed
-    # ``evidence_relax_steps`` optimizer steps and compared on a held-out probe batch with the
-    # unedited model under the same relaxation; the best is taken if it lowers the probe loss by
-    # more than ``evidence_margin`` nats. No edit in the last ``freeze_final_fraction`` of training.
-    evidence_candidates: int = attrs.field(default=2, validator=at_least(1))
+    # edits decided on evidence (chronomoe.evidence, where the trainer lends a TrainingProbe): up to
+    # ``evidence_candidates`` proposals (the best of each edit kind) are each applied to the model,
+    # relaxed ``evidence_relax_steps`` optimizer steps and compared with the unedited model under
+    # the same relaxation. With a probe, F_l is measured, not modelled: ``F = probe loss +
+    # evidence_lambda · N`` (nats), so an edit's predicted ΔF is its probe Δloss plus the price of
+    # the experts it adds or removes; it is taken if ΔF < -evidence_margin. The margin exceeds the
+    # price, so a prune must also lower the probe loss. No edit in the last
+    # ``freeze_final_fraction`` of training.
+    evidence_candidates: int = attrs.field(default=3, validator=at_least(1))
     evidence_relax_steps: int = attrs.field(default=4, validator=at_least(1))
     evidence_margin: float = attrs.field(default=0.005, validator=at_least(0.0))
+    evidence_lambda: float = attrs.field(default=0.002, validator=at_least(0.0))
+    # try a spawned or split expert without its entry offset (see chronomoe.evidence)
+    evidence_warm_trial: bool = False
     freeze_final_fraction: float = attrs.field(default=0.25, validator=between(0.0, 1.0, high_open=True))
 
     def __attrs_post_init__(self) -> None:
@@ -154,6 +160,10 @@ class LifecycleConfig:
             reject("min_delta_f", f"the do-nothing margin must exceed the complexity price of one expert "
                                   f"(lambda_n {self.lambda_n}), else pruning an average expert always passes; "
                                   f"got {self.min_delta_f}")
+        if self.evidence_lambda > 0 and not self.evidence_margin > self.evidence_lambda:
+            reject("evidence_margin", f"the do-nothing margin must exceed the complexity price of one expert "
+                                      f"(evidence_lambda {self.evidence_lambda}), else an edit that removes an "
+                                      f"expert passes without lowering the loss; got {self.evidence_margin}")
         if not self.split_off < self.split_on:
             reject("split_off", f"must be < split_on ({self.split_on}), got {self.split_off}")
         if self.max_experts is not None and not self.min_experts <= self.max_experts:

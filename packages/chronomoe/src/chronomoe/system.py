@@ -204,7 +204,8 @@ class ChronoSystem:
         lc = self.config.lifecycle
         registry = self.registries[layer]
         health = layer_health(snapshot, self.config)
-        f_before, proposals = propose_edits(registry, snapshot, health, passed, self.config, self.edit_kinds)
+        f_before, proposals = propose_edits(registry, snapshot, health, passed, self.config, self.edit_kinds,
+                                            explore=self.probe is not None)
         proposals, blocked = self._respect_scars(layer, proposals)
         competing = [p.to_json() for p in sorted(proposals, key=lambda p: (p.delta, p.action, p.expert))]
         last_edit = self.last_edit[layer]
@@ -238,7 +239,7 @@ class ChronoSystem:
             elif self.probe is None:
                 reason = f"best predicted dF above -{lc.min_delta_f}"
             else:
-                reason = f"no scored edit lowered the probe loss by more than {lc.evidence_margin}"
+                reason = f"no scored edit has a predicted dF (probe dloss + price) below -{lc.evidence_margin}"
             return records + [
                 self._record("slow", "none", layer, None, snapshot=snapshot, free_energy={"before": f_before},
                              competing=competing, trigger=reason)
