@@ -13,9 +13,18 @@ One sample is one episode of the runtime's tool flow, as the bytes a live sessio
 Only the agent's events are labelled (``target_ids``; the position before each one predicts its
 first byte, its last byte predicts the delimiter): the registry's ids, hashes and clock readings are
 random to the model and are never predicted. The implementation is a template of the task with the
-request's parameter values written into the code (``add`` with ``{"n": 37}`` ->
-``def run(x):\\n    return x + 37``), so the model learns to copy parameters from the request; the
-tool is called with the task's example arguments (:data:`TASKS`).
+request's parameter values written into the code (``add`` with ``{"n": 372}`` ->
+``def run(x):\\n    return x + 372``), and the tool's name holds them too (``add_372``), so the
+model copies parameters from the request into its description, code, name and, after the
+registry's reply, into its ``ToolCall``; the tool is called with the task's example arguments
+(:data:`TASKS`).
+
+Copies are memory recalls, supervised where they happen (:meth:`ToolBuildingDataset.copy_marks`):
+character ``j`` of the parameters (``3``, ``7``, ``2`` of ``372``) is written (WRITE_MEM, write gate
+1) to bucket ``1 + j`` at its byte in the request, and read (READ_MEM) from that bucket at every
+position whose next byte is a copy of it in the agent's events. The call's copy lies beyond the
+registry's reply, whose length varies with its clock reading, so no fixed-distance local mixer can
+make it: the hashed memory is what carries the parameter there.
 
 Held-out requests need parameter values never seen together in training: a request belongs to the
 ``eval`` split when a hash of (task, parameters) says so (:func:`request_split`), so no (task,
@@ -166,6 +175,28 @@ class ToolEpisode:
     probe_expected: Any
 
 
+def _with_char_changed(params: dict[str, Any], name: str, j: int) -> dict[str, Any]:
+    """``params`` with character ``j`` of parameter ``name`` replaced by another of its kind (an int
+    keeps its length and sign: its first digit never becomes 0)."""
+    text = str(params[name])
+    new = ("2" if text[j] == "1" else "1") if text[j].isdigit() else ("b" if text[j] == "a" else "a")
+    changed = text[:j] + new + text[j + 1 :]
+    return {**params, name: int(changed) if isinstance(params[name], int) else changed}
+
+
+def _with_params(event: EventEnvelope, episode: ToolEpisode, params: dict[str, Any]) -> EventEnvelope:
+    """``event`` of ``episode`` as it would be for a request with ``params`` (ids and clocks kept)."""
+    name = tool_name(episode.task, params)
+    if event.type == REQUEST_TYPE:
+        return event.replace(payload={"params": params, "task": episode.task})
+    if event.type == "ToolDefinition":
+        return event.replace(payload=definition_payload(episode.task, params))
+    if event.type in ("ToolRegistered", "ToolCall", "ToolResult"):
+        key = "name" if event.type == "ToolRegistered" else "tool"
+        return event.replace(payload={**event.payload, key: name})
+    return event
+
+
 def _hex(rng: random.Random, digits: int) -> str:
     return f"{rng.getrandbits(4 * digits):0{digits}x}"
 
@@ -289,14 +320,46 @@ class ToolBuildingDataset(torch.utils.data.Dataset):
             EventEnvelope("Message", {"text": "done"}, AGENT, id=f"e{_hex(rng, 4)}", ts=AGENT_TS),
         ]
 
+    def copy_marks(self, episode: ToolEpisode, events: list[EventEnvelope]) -> list[list[tuple[int, int]]]:
+        """Per event, ``(byte offset, char index)`` of every byte that is a character of the request's
+        parameters (in the request) or a copy of one (in the agent's events): the bytes that change
+        when only that character of the parameters changes."""
+        chars = [(name, j) for name, _ in TASKS[episode.task].params for j in range(len(str(episode.params[name])))]
+        if len(chars) + 1 > self.config.mem_buckets:
+            from mosaic.core.errors import DataError
+
+            raise DataError(
+                f"dataset.tool_building: task {episode.task!r} has {len(chars)} parameter characters, each "
+                f"needs a memory bucket of its own (mem_buckets {self.config.mem_buckets} is too few)"
+            )
+        encoded = [self.encoder.encode_bytes(event) for event in events]
+        marks: list[list[tuple[int, int]]] = [[] for _ in events]
+        for index, (name, j) in enumerate(chars):
+            changed = _with_char_changed(episode.params, name, j)
+            for k, event in enumerate(events):
+                other = self.encoder.encode_bytes(_with_params(event, episode, changed))
+                if len(other) != len(encoded[k]):  # a same-length change of a char keeps every offset
+                    from mosaic.core.errors import DataError
+
+                    raise DataError(f"{event.type}: changing a parameter character moved its bytes (a bug)")
+                marks[k] += [(at, index) for at, (a, b) in enumerate(zip(encoded[k], other, strict=True)) if a != b]
+        return marks
+
     def _builder(self, rng: random.Random, split: str) -> tuple[TraceBuilder, list[range]]:
         builder = TraceBuilder(mem_hashes=self.config.mem_hashes, reg_slots=0, with_commitment=False)
         predicted = []
-        for event in self.events(self.episode(*self.draw(rng, split), rng), rng):
+        episode = self.episode(*self.draw(rng, split), rng)
+        events = self.events(episode, rng)
+        for event, marks in zip(events, self.copy_marks(episode, events), strict=True):
             offset = builder.append(self.encoder.encode_bytes(event)).start
             delimiter = builder.append([EVENT_DELIMITER]).start
+            if event.type == REQUEST_TYPE:  # the parameter's characters are written, one bucket each
+                for at, index in marks:
+                    builder.mark_write([offset + at], 1 + index, -1)
             if event.sender == AGENT:  # from the byte before the event to its last byte
                 predicted.append(range(offset - 1, delimiter))
+                for at, index in marks:  # the byte before each copied character reads its bucket
+                    builder.mark_read([offset + at - 1], 1 + index)
         return builder, predicted
 
     def max_sample_length(self) -> int:
