@@ -61,3 +61,32 @@ def test_every_parameter_lies_one_distance_from_its_copy_in_the_code() -> None:
         description, code = payload["description"], canonical_json(payload["implementation"])
         distances.add(len(description) - description.index(value) + code.index(value))
     assert len(distances) == 1, distances
+
+
+def test_each_parameter_character_is_written_once_and_read_where_it_is_copied() -> None:
+    """WRITE_MEM at each parameter character of the request (bucket 1 + its index), READ_MEM at the
+    byte before every copy of it in the agent's events (description, code, name and the call); the
+    task's cell is written at the task's last byte and read on the rest of the agent's payloads."""
+    dataset = _build(split="eval")
+    task_bucket = dataset.config.mem_buckets - 1
+    for idx in range(20):
+        item = dataset[idx]
+        ids, targets = item[keys.INPUT_IDS.name], item[keys.TARGET_IDS.name]
+        gate = item[keys.TEACHER_WRITE_GATE.name]
+        written, read = item[keys.TEACHER_WRITE_BUCKET.name][:, 0], item[keys.TEACHER_READ_BUCKET.name][:, 0]
+        opcode = item[keys.TEACHER_OPCODE.name]
+        text = bytes(i if i < 256 else 0 for i in ids.tolist())
+        params = text[text.index(b'"params":') : text.index(b',"task"')]
+        value = params.split(b":")[-1].strip(b'}"')  # 372, or a letter
+        writes = {int(written[p]): int(ids[p]) for p in gate.nonzero()[:, 0].tolist()}
+        assert {b: writes[b] for b in range(1, len(value) + 1)} == {j + 1: c for j, c in enumerate(value)}
+        assert set(writes) == {*range(1, len(value) + 1), task_bucket}
+        recalls = (opcode == 1).nonzero()[:, 0].tolist()  # READ_MEM
+        assert len(recalls) == 4 * len(value)  # description, code, name, call
+        for position in recalls:
+            bucket = int(read[position])
+            assert int(targets[position]) == writes[bucket] and 1 <= bucket <= len(value)
+        call = text.index(b'"type":"ToolCall"')
+        assert max(recalls) > text.rindex(b'"type":"ToolRegistered"') and max(recalls) < call
+        routed_task = (read == task_bucket).nonzero()[:, 0].tolist()
+        assert routed_task and not set(routed_task) & set(recalls)

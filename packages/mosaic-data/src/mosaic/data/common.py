@@ -145,10 +145,13 @@ class TraceBuilder:
             self.writes.append((position, bucket, register))
             self.opcodes.append((position, OP_WRITE_MEM))
 
-    def mark_read(self, positions: Iterable[int], bucket: int) -> None:
+    def mark_read(self, positions: Iterable[int], bucket: int, *, recall: bool = True) -> None:
+        """Read ``bucket`` at ``positions``; ``recall`` False supervises the routing alone (no READ_MEM
+        opcode, so the recall loss does not count the position)."""
         for position in positions:
             self.reads.append((position, bucket))
-            self.opcodes.append((position, OP_READ_MEM))
+            if recall:
+                self.opcodes.append((position, OP_READ_MEM))
 
     def mark_opcode(self, positions: Iterable[int], opcode: int) -> None:
         self.opcodes.extend((position, opcode) for position in positions)

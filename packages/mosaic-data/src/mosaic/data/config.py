@@ -203,12 +203,12 @@ class ToolBuildingConfig:
     """``dataset.tool_building``: one tool-building episode per sample (``mosaic.data.tool_building``).
 
     ``tasks``: which small tools are requested (arithmetic ``add``/``sub``/``mul``/``mod``, the
-    string transforms ``pre``/``fnd``, the table look-up ``tab``). ``eval_fraction`` of the (task, parameters)
+    string transforms ``pre``/``shf``, the table look-up ``tab``). ``eval_fraction`` of the (task, parameters)
     combinations are held out: they never occur in the ``train`` split.
     """
 
     block_size: int = attrs.field(default=1360, validator=at_least(2))
-    tasks: tuple[str, ...] = attrs.field(default=("add", "sub", "mul", "mod", "pre", "fnd", "tab"), converter=tuple)
+    tasks: tuple[str, ...] = attrs.field(default=("add", "sub", "mul", "mod", "pre", "shf", "tab"), converter=tuple)
     eval_fraction: float = attrs.field(default=0.2, validator=probability)
     num_samples: int = attrs.field(default=100_000, validator=at_least(1))
     seed: int = attrs.field(default=0, validator=at_least(0))

@@ -13,7 +13,7 @@ One sample is one episode of the runtime's tool flow, as the bytes a live sessio
 Only the agent's events are labelled (``target_ids``; the position before each one predicts its
 first byte, its last byte predicts the delimiter): the registry's ids, hashes and clock readings are
 random to the model and are never predicted. The implementation is a template of the task with the
-request's parameter values written into the code (``add`` with ``{"n": 372}`` ->
+request's parameter values written into the code (``add`` with ``{"p": 372}`` ->
 ``def run(x):\\n    return x + 372``), and the tool's name holds them too (``add_372``), so the
 model copies parameters from the request into its description, code, name and, after the
 registry's reply, into its ``ToolCall``; the tool is called with the task's example arguments
@@ -24,13 +24,9 @@ character ``j`` of the parameters (``3``, ``7``, ``2`` of ``372``) is written (W
 1) to bucket ``1 + j`` at its byte in the request, and read (READ_MEM) from that bucket at every
 position whose next byte is a copy of it in the agent's events. The call's copy lies beyond the
 registry's reply, whose length varies with its clock reading, so no fixed-distance local mixer can
-make it: the hashed memory is what carries the parameter there.
-
-Held-out requests need parameter values never seen together in training: a request belongs to the
-``eval`` split when a hash of (task, parameters) says so (:func:`request_split`), so no (task,
-parameters) combination of the eval split ever occurs in training. :meth:`ToolBuildingDataset.episodes`
-returns held-out :class:`ToolEpisode` s (request, expected tool name and results) for evaluation
-through the real runtime.
+make it: the hashed memory is what carries the parameter there. The task's characters are cells
+too (buckets after the parameter's), written at the request and read where the description, the
+name and the call spell it.
 """
 
 from __future__ import annotations
@@ -70,9 +66,9 @@ LETTERS = "abcdefghijklmnopqrstuvwxyz"
 @attrs.frozen
 class ToolTask:
     """A task: its parameters (name -> ``int`` or ``str``), the tool's one argument, the code
-    template (``str.format`` over the parameters), and the answer of the task. Every template puts
-    its parameter at one offset from the start of the source (the indentation and wording differ to
-    make it so), so each parameter lies at one distance from its copy in the description."""
+    template (``str.format`` over the parameters), and the answer of the task. Every tool takes one
+    integer ``x`` and is called with the same example, so the call's arguments do not depend on the
+    task (they come before the tool's name in the canonical call, far from the request)."""
 
     params: tuple[tuple[str, str], ...]
     argument: str
@@ -83,52 +79,23 @@ class ToolTask:
     probe: Any  # a second argument the evaluation calls the registered tool with
 
 
+def _task(param: tuple[str, str], code: str, solve: Callable[[dict[str, Any], Any], Any], probe: Any = -3) -> ToolTask:
+    return ToolTask((param,), "x", "integer", code, solve, 7, probe)
+
+
+#: One parameter name for every task: what the description spells before the value does not depend
+#: on the task.
+_N, _S = ("p", "int"), ("p", "str")
 TASKS: dict[str, ToolTask] = {
-    "add": ToolTask(
-        (("n", "int"),), "x", "integer", "def run(x):\n    return x + {n}", lambda p, x: x + p["n"], 7, -3
-    ),
-    "sub": ToolTask(
-        (("n", "int"),), "x", "integer", "def run(x):\n    return x - {n}", lambda p, x: x - p["n"], 7, -3
-    ),
-    "mul": ToolTask(
-        (("n", "int"),), "x", "integer", "def run(x):\n    return x * {n}", lambda p, x: x * p["n"], 7, -3
-    ),
-    "mod": ToolTask(
-        (("n", "int"),),
-        "x",
-        "integer",
-        "def run(x):\n    return x % {n}",
-        lambda p, x: x % p["n"],
-        1234,
-        99999,
-    ),
-    "pre": ToolTask(
-        (("s", "str"),),
-        "s",
-        "string",
-        "def run(s):\n    return str('{s}') + s",
-        lambda p, s: p["s"] + s,
-        "xy",
-        "q",
-    ),
-    "fnd": ToolTask(
-        (("s", "str"),),
-        "s",
-        "string",
-        "def run(s):\n return s.find('{s}')",
-        lambda p, s: s.find(p["s"]),
-        "banana",
-        "mississippi",
-    ),
-    "tab": ToolTask(
-        (("n", "int"),),
-        "k",
-        "string",
-        "def run(k):\n   return {{'x':{n}}}.get(k, 0)",
-        lambda p, k: {"x": p["n"]}.get(k, 0),
-        "x",
-        "y",
-    ),
+    "add": _task(_N, "def run(x):\n    return x + {p}", lambda p, x: x + p["p"]),
+    "sub": _task(_N, "def run(x):\n    return x - {p}", lambda p, x: x - p["p"]),
+    "mul": _task(_N, "def run(x):\n    return x * {p}", lambda p, x: x * p["p"]),
+    "mod": _task(_N, "def run(x):\n    return x % {p}", lambda p, x: x % p["p"], 99999),
+    # string transforms: the letter prefixed to x's decimal text; the letter shifted by x
+    "pre": _task(_S, "def run(x):\n    return '{p}' + str(x)", lambda p, x: p["p"] + str(x)),
+    "shf": _task(_S, "def run(x):\n    return chr(ord('{p}') + x)", lambda p, x: chr(ord(p["p"]) + x)),
+    # a table look-up: the parameter is the value stored under 7
+    "tab": _task(_N, "def run(x):\n    return {{7: {p}}}.get(x, 0)", lambda p, x: {7: p["p"]}.get(x, 0)),
 }
 
 
@@ -173,6 +140,14 @@ class ToolEpisode:
     expected: Any
     probe_arguments: dict[str, Any]
     probe_expected: Any
+
+
+#: Where each event spells the task, by the bytes just before it.
+_TASK_SPELLINGS: dict[str, tuple[bytes, ...]] = {
+    REQUEST_TYPE: (b'"task":"',),
+    "ToolDefinition": (b" task : ", b'"name":"'),
+    "ToolCall": (b'"tool":"',),
+}
 
 
 def _with_char_changed(params: dict[str, Any], name: str, j: int) -> dict[str, Any]:
@@ -322,15 +297,18 @@ class ToolBuildingDataset(torch.utils.data.Dataset):
 
     def copy_marks(self, episode: ToolEpisode, events: list[EventEnvelope]) -> list[list[tuple[int, int]]]:
         """Per event, ``(byte offset, char index)`` of every byte that is a character of the request's
-        parameters (in the request) or a copy of one (in the agent's events): the bytes that change
-        when only that character of the parameters changes."""
+        parameters or task (in the request) or a copy of one (in the agent's events). Parameter
+        characters come first (the bytes that change when only that character of the parameters
+        changes), then the task's (where the request, the description, the name and the call spell
+        it)."""
         chars = [(name, j) for name, _ in TASKS[episode.task].params for j in range(len(str(episode.params[name])))]
-        if len(chars) + 1 > self.config.mem_buckets:
+        if len(chars) + len(episode.task) + 1 > self.config.mem_buckets:
             from mosaic.core.errors import DataError
 
             raise DataError(
-                f"dataset.tool_building: task {episode.task!r} has {len(chars)} parameter characters, each "
-                f"needs a memory bucket of its own (mem_buckets {self.config.mem_buckets} is too few)"
+                f"dataset.tool_building: task {episode.task!r} has {len(chars)} parameter characters and a "
+                f"{len(episode.task)}-character name, each needs a memory bucket of its own (mem_buckets "
+                f"{self.config.mem_buckets} is too few)"
             )
         encoded = [self.encoder.encode_bytes(event) for event in events]
         marks: list[list[tuple[int, int]]] = [[] for _ in events]
@@ -343,6 +321,11 @@ class ToolBuildingDataset(torch.utils.data.Dataset):
 
                     raise DataError(f"{event.type}: changing a parameter character moved its bytes (a bug)")
                 marks[k] += [(at, index) for at, (a, b) in enumerate(zip(encoded[k], other, strict=True)) if a != b]
+        task = episode.task.encode()
+        for k, event in enumerate(events):
+            for prefix in _TASK_SPELLINGS.get(event.type, ()):
+                at = encoded[k].index(prefix + task) + len(prefix)
+                marks[k] += [(at + j, len(chars) + j) for j in range(len(task))]
         return marks
 
     def _builder(self, rng: random.Random, split: str) -> tuple[TraceBuilder, list[range]]:
@@ -353,7 +336,7 @@ class ToolBuildingDataset(torch.utils.data.Dataset):
         for event, marks in zip(events, self.copy_marks(episode, events), strict=True):
             offset = builder.append(self.encoder.encode_bytes(event)).start
             delimiter = builder.append([EVENT_DELIMITER]).start
-            if event.type == REQUEST_TYPE:  # the parameter's characters are written, one bucket each
+            if event.type == REQUEST_TYPE:  # each character is written to a bucket of its own
                 for at, index in marks:
                     builder.mark_write([offset + at], 1 + index, -1)
             if event.sender == AGENT:  # from the byte before the event to its last byte
