@@ -122,7 +122,9 @@ def play(run_dir: Path, episode: Any, root: Path) -> dict[str, Any]:
     }
 
 
-def deprecation(built: list[tuple[Any, dict[str, Any]]], root: Path, idle_calls: int = DEPRECATE_AFTER) -> dict[str, Any]:
+def deprecation(
+    built: list[tuple[Any, dict[str, Any]]], root: Path, idle_calls: int = DEPRECATE_AFTER
+) -> dict[str, Any]:
     """The model's own registered tools (definition, arguments of its call) submitted to one registry
     that deprecates a tool unused for ``idle_calls`` calls; the first is then called ``idle_calls``
     times, the others never. What became of each: the used one must stay active, the rest be
@@ -162,7 +164,9 @@ def deprecation(built: list[tuple[Any, dict[str, Any]]], root: Path, idle_calls:
 def _summary_from_metrics(run_dir: Path) -> dict[str, Any]:
     """Steps and training seconds from ``metrics.jsonl`` (a run stopped during its final evaluation
     has no ``summary.json``)."""
-    last = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()][-1]
+    last = [
+        json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()
+    ][-1]
     return {"steps": last["step"], "wall_seconds": last["elapsed_s"]}
 
 

@@ -17,9 +17,18 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox's OS laye
 
 #: mosaic_tools shrunk to a CI budget: two arithmetic tasks, fewer steps, a shorter teacher schedule.
 TINY_TOOLS = [
-    "vars.steps=120", "vars.batch_size=4", "vars.threads=1", "vars.tf_warmup=10", "vars.tf_cooldown=30",
-    "dataset.tasks=[add, mul]", "trainer.checkpoint_every=0", "trainer.log_every=40",
-    "trainer.warmup_steps=10", "trainer.lr=0.006", "eval.samples=4", "eval.batch_size=4",
+    "vars.steps=120",
+    "vars.batch_size=4",
+    "vars.threads=1",
+    "vars.tf_warmup=10",
+    "vars.tf_cooldown=30",
+    "dataset.tasks=[add, mul]",
+    "trainer.checkpoint_every=0",
+    "trainer.log_every=40",
+    "trainer.warmup_steps=10",
+    "trainer.lr=0.006",
+    "eval.samples=4",
+    "eval.batch_size=4",
 ]
 
 

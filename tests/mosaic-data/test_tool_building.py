@@ -52,23 +52,12 @@ def test_every_request_payload_has_one_length_and_the_description_mirrors_it() -
     assert set(TASKS) >= {"add", "pre", "tab"}  # arithmetic, a string transform, a table look-up
 
 
-def test_every_parameter_lies_one_distance_from_its_copy_in_the_code() -> None:
-    distances = set()
-    for task, spec in TASKS.items():
-        params = {name: ("q" if kind == "str" else 987) for name, kind in spec.params}
-        value = str(params[spec.params[0][0]])
-        payload = definition_payload(task, params)
-        description, code = payload["description"], canonical_json(payload["implementation"])
-        distances.add(len(description) - description.index(value) + code.index(value))
-    assert len(distances) == 1, distances
-
-
 def test_each_parameter_character_is_written_once_and_read_where_it_is_copied() -> None:
-    """WRITE_MEM at each parameter character of the request (bucket 1 + its index), READ_MEM at the
-    byte before every copy of it in the agent's events (description, code, name and the call); the
-    task's cell is written at the task's last byte and read on the rest of the agent's payloads."""
+    """WRITE_MEM at each parameter character of the request (bucket 1 + its index) and at each
+    character of the task (the buckets after), READ_MEM at the byte before every copy of them in the
+    agent's events (the parameter in the description, code, name and call; the task in the
+    description, name and call), the call's copies after the registry's reply."""
     dataset = _build(split="eval")
-    task_bucket = dataset.config.mem_buckets - 1
     for idx in range(20):
         item = dataset[idx]
         ids, targets = item[keys.INPUT_IDS.name], item[keys.TARGET_IDS.name]
@@ -78,15 +67,12 @@ def test_each_parameter_character_is_written_once_and_read_where_it_is_copied() 
         text = bytes(i if i < 256 else 0 for i in ids.tolist())
         params = text[text.index(b'"params":') : text.index(b',"task"')]
         value = params.split(b":")[-1].strip(b'}"')  # 372, or a letter
+        task = text[text.index(b'"task":"') + 8 :].split(b'"')[0]
         writes = {int(written[p]): int(ids[p]) for p in gate.nonzero()[:, 0].tolist()}
-        assert {b: writes[b] for b in range(1, len(value) + 1)} == {j + 1: c for j, c in enumerate(value)}
-        assert set(writes) == {*range(1, len(value) + 1), task_bucket}
+        assert writes == {j + 1: c for j, c in enumerate(value + task)}
         recalls = (opcode == 1).nonzero()[:, 0].tolist()  # READ_MEM
-        assert len(recalls) == 4 * len(value)  # description, code, name, call
+        assert len(recalls) == 4 * len(value) + 3 * len(task)
         for position in recalls:
-            bucket = int(read[position])
-            assert int(targets[position]) == writes[bucket] and 1 <= bucket <= len(value)
+            assert int(targets[position]) == writes[int(read[position])]
         call = text.index(b'"type":"ToolCall"')
         assert max(recalls) > text.rindex(b'"type":"ToolRegistered"') and max(recalls) < call
-        routed_task = (read == task_bucket).nonzero()[:, 0].tolist()
-        assert routed_task and not set(routed_task) & set(recalls)

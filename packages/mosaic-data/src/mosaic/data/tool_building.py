@@ -57,8 +57,7 @@ AGENT = "agent"
 REQUEST_TS = 1.0
 AGENT_TS = 2.0
 #: Three-digit integers and one-letter strings: every request payload has the same length
-#: (``{"params":{"n":372},"task":"add"}``, ``{"params":{"s":"a"},"task":"pre"}``), so each of its
-#: bytes lies at one distance from its copy in the definition's description.
+#: (``{"params":{"p":372},"task":"add"}``, ``{"params":{"p":"a"},"task":"pre"}``).
 INT_RANGE = (100, 1000)
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -79,7 +78,9 @@ class ToolTask:
     probe: Any  # a second argument the evaluation calls the registered tool with
 
 
-def _task(param: tuple[str, str], code: str, solve: Callable[[dict[str, Any], Any], Any], probe: Any = -3) -> ToolTask:
+def _task(
+    param: tuple[str, str], code: str, solve: Callable[[dict[str, Any], Any], Any], probe: Any = -3
+) -> ToolTask:
     return ToolTask((param,), "x", "integer", code, solve, 7, probe)
 
 
@@ -112,8 +113,7 @@ def request_split(task: str, params: dict[str, Any], eval_fraction: float) -> st
 
 def describe(payload: dict[str, Any]) -> str:
     """A definition's description: the request's payload with its quotes as spaces
-    (``{ params :{ n :372}, task : add }``), byte for byte where the request has it, so that every
-    parameter and the task lie at one fixed distance from the request (a local mixer copies them)."""
+    (``{ params :{ p :372}, task : add }``)."""
     return canonical_json(payload).replace('"', " ")
 
 
@@ -301,7 +301,9 @@ class ToolBuildingDataset(torch.utils.data.Dataset):
         characters come first (the bytes that change when only that character of the parameters
         changes), then the task's (where the request, the description, the name and the call spell
         it)."""
-        chars = [(name, j) for name, _ in TASKS[episode.task].params for j in range(len(str(episode.params[name])))]
+        chars = [
+            (name, j) for name, _ in TASKS[episode.task].params for j in range(len(str(episode.params[name])))
+        ]
         if len(chars) + len(episode.task) + 1 > self.config.mem_buckets:
             from mosaic.core.errors import DataError
 
@@ -320,7 +322,9 @@ class ToolBuildingDataset(torch.utils.data.Dataset):
                     from mosaic.core.errors import DataError
 
                     raise DataError(f"{event.type}: changing a parameter character moved its bytes (a bug)")
-                marks[k] += [(at, index) for at, (a, b) in enumerate(zip(encoded[k], other, strict=True)) if a != b]
+                marks[k] += [
+                    (at, index) for at, (a, b) in enumerate(zip(encoded[k], other, strict=True)) if a != b
+                ]
         task = episode.task.encode()
         for k, event in enumerate(events):
             for prefix in _TASK_SPELLINGS.get(event.type, ()):
