@@ -15,7 +15,8 @@ Keys: ``success_rate`` (the goal: >= 0.8 at the preset's full CPU budget), ``reg
 in-process evaluation's ``eval_success_rate`` (``mosaic eval``'s ``eval.tools.success_rate``),
 ``per_task`` (successes/requests by task), ``deprecation`` (the model's registered tools in one
 registry that retires a tool unused for ``DEPRECATE_AFTER`` calls; one is used, the rest are not:
-``used_state``, ``deprecated`` of ``unused``, ``deprecated_refuse_calls``) and ``examples``. ``bench_idle.py`` imports ``tool_building_benchmark`` for its ``tools.success_rate``.
+``used_state``, ``deprecated`` of ``unused``, ``deprecated_refuse_calls``), ``memory_off`` (the same
+requests in-process with every block's memory read zeroed: the ablation) and ``examples``. ``bench_idle.py`` imports ``tool_building_benchmark`` for its ``tools.success_rate``.
 
     python benchmarks/bench_tools.py [--quick] [--from-run RUN_DIR] [--requests N] [--out docs/results/tools.json]
 """
@@ -161,6 +162,24 @@ def deprecation(
     }
 
 
+def memory_off_figure(run_dir: Path, count: int) -> dict[str, Any]:
+    """The ablation: the run's model with every block's memory read zeroed plays the same held-out
+    requests in-process (``mosaic eval``'s runtime path); its rates."""
+    from mosaic.core.plugins import get_registry
+    from mosaic.runtime.training.eval_organism import memory_off
+    from mosaic.runtime.training.eval_tools import tool_building_report
+    from mosaic.runtime.training.loading import load_trained_model
+
+    loaded = load_trained_model(run_dir, registry=get_registry())
+    dataset = get_registry().build("dataset.tool_building", {"split": "eval", "seed": 1})
+    with memory_off(loaded.model):
+        figures = tool_building_report(loaded.model, dataset, samples=count)["tools"]
+    return {
+        key: figures[key]
+        for key in ("success_rate", "registered_rate", "call_rate", "probe_rate", "requests")
+    }
+
+
 def _summary_from_metrics(run_dir: Path) -> dict[str, Any]:
     """Steps and training seconds from ``metrics.jsonl`` (a run stopped during its final evaluation
     has no ``summary.json``)."""
@@ -194,6 +213,7 @@ def tool_building_benchmark(
             if outcome["definition"] is not None
         ]
         retired = deprecation(built, Path(tmp) / "deprecation")
+        ablation = memory_off_figure(run_dir, count)
         for outcome in outcomes:
             outcome.pop("definition")
         run = RunDir.existing(run_dir)
@@ -225,6 +245,7 @@ def tool_building_benchmark(
             for task in sorted({o["request"]["task"] for o in outcomes})
         },
         "deprecation": retired,
+        "memory_off": ablation,
         "examples": outcomes[:6],
     }
 

@@ -27,7 +27,7 @@ TINY_TOOLS = [
     "trainer.log_every=40",
     "trainer.warmup_steps=10",
     "trainer.lr=0.006",
-    "eval.samples=4",
+    "eval.samples=6",
     "eval.batch_size=4",
 ]
 
@@ -35,6 +35,6 @@ TINY_TOOLS = [
 def test_tiny_tools_run_builds_working_tools_for_held_out_requests(tmp_path: Path) -> None:
     summary = run_preset("mosaic_tools", out=tmp_path, overrides=TINY_TOOLS, show_progress=False)
     tools = summary["eval"]["tools"]
-    assert tools["requests"] == 4
+    assert tools["requests"] == 6
     assert tools["success_rate"] >= 0.5, tools
     assert tools["call_rate"] >= 0.5 and tools["registered_rate"] >= 0.5, tools
