@@ -145,13 +145,10 @@ class TraceBuilder:
             self.writes.append((position, bucket, register))
             self.opcodes.append((position, OP_WRITE_MEM))
 
-    def mark_read(self, positions: Iterable[int], bucket: int, *, recall: bool = True) -> None:
-        """Read ``bucket`` at ``positions``; ``recall`` False supervises the routing alone (no READ_MEM
-        opcode, so the recall loss does not count the position)."""
+    def mark_read(self, positions: Iterable[int], bucket: int) -> None:
         for position in positions:
             self.reads.append((position, bucket))
-            if recall:
-                self.opcodes.append((position, OP_READ_MEM))
+            self.opcodes.append((position, OP_READ_MEM))
 
     def mark_opcode(self, positions: Iterable[int], opcode: int) -> None:
         self.opcodes.extend((position, opcode) for position in positions)
