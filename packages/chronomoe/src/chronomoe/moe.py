@@ -186,6 +186,19 @@ class MoE(nn.Module):
         if callable(hook):
             hook()
 
+    def drain_run_events(self) -> list[dict[str, Any]]:
+        """Remote experts' ``Degraded`` / ``Restored`` events raised since the last call, for the
+        run's ``decisions.jsonl`` (``RaisesRunEvents``); empty without remote experts."""
+        if not isinstance(self.experts, HybridExperts):
+            return []
+        events = self.experts.client.events
+        drained = []
+        while events:
+            event = events.popleft()
+            drained.append({"action": event.type.lower(), "source": "remote_experts", "clock": "fast",
+                            "ts": event.ts, "event": dict(event.payload)})
+        return drained
+
     def aux_outputs(self) -> dict[str, torch.Tensor]:
         """The last forward's auxiliary losses and metrics (see the module docstring)."""
         return dict(self._aux)

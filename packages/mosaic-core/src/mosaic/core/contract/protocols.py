@@ -321,6 +321,18 @@ class StepsAfterOptimizer(Protocol):
 
 
 @runtime_checkable
+class RaisesRunEvents(Protocol):
+    """A feed-forward that raises events while it runs (remote experts' ``Degraded`` and
+    ``Restored``): the model's training hooks drain them after every optimizer step, and the trainer
+    writes them to the run's ``decisions.jsonl`` beside the lifecycle's decisions.
+
+    ``drain_run_events`` returns the events raised since its last call, each a JSON-able dict with
+    at least ``action`` (the event kind, lower case) and ``source`` (the component)."""
+
+    def drain_run_events(self) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
 class ReportsAux(Protocol):
     """A layer that reports auxiliary losses and metrics of its last forward (``moe_*`` keys)."""
 
