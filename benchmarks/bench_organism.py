@@ -27,6 +27,7 @@ PRESETS: dict[str, list[str]] = {
     "mosaic_vm": ["vars.steps=60", "curriculum.warmup_steps=5", "curriculum.cooldown_steps=10"],
     "mosaic_gates": ["vars.steps=60", "curriculum.warmup_steps=5", "curriculum.cooldown_steps=10"],
     "mosaic_event_native": ["vars.steps=20", "curriculum.warmup_steps=2", "curriculum.cooldown_steps=4"],
+    "mosaic_commitment": ["vars.steps=20", "curriculum.warmup_steps=2", "curriculum.cooldown_steps=4"],
 }
 #: (dotted key under a summary's ``eval`` whose value is {metric: number} or a number, metric name)
 METRICS: tuple[tuple[str, str], ...] = (
@@ -35,10 +36,20 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("forget_exact", "forget_exact"),
     ("priority_exact", "priority_exact"),
     ("scan_exact", "scan_exact"),
+    ("commitment.heldout_templates.per_class_accuracy", "commitment.heldout"),
+    ("commitment.ledger_exact", "ledger_exact"),
 )
 #: opcodes whose per-class accuracy (from ``eval.opcode_accuracy_per_class``) becomes a row
 OPCODES_SHOWN = ("READ_MEM", "WRITE_MEM", "GATE_UP", "GATE_DOWN", "SCAN")
 DEFAULT_OUT = Path(__file__).parent.parent / "docs" / "results" / "organism.json"
+
+
+def _at(evaluation: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted key under ``eval``, or None where any part is missing."""
+    value: Any = evaluation
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def rows_of(preset: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -47,8 +58,12 @@ def rows_of(preset: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
     budget = {"steps": summary.get("steps"), "wall_seconds": round(float(summary.get("wall_seconds", 0.0)), 1)}
     rows = []
     for key, metric in METRICS:
-        if evaluation.get(key) is not None:
-            rows.append({"preset": preset, "metric": metric, "ablation": "none", "value": evaluation[key], **budget})
+        value = _at(evaluation, key)
+        if isinstance(value, dict):  # {name: number}: one row per name, e.g. commitment.heldout.close
+            rows += [{"preset": preset, "metric": f"{metric}.{name}", "ablation": "none", "value": number, **budget}
+                     for name, number in sorted(value.items()) if number is not None]
+        elif value is not None:
+            rows.append({"preset": preset, "metric": metric, "ablation": "none", "value": value, **budget})
     # whether the VM fires the taught opcodes at their positions (teacher forcing 0), per opcode
     for opcode, value in sorted((evaluation.get("opcode_accuracy_per_class") or {}).items()):
         if opcode in OPCODES_SHOWN and value is not None:
