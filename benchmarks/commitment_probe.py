@@ -10,6 +10,7 @@ text's last byte, after the whole message was read). Per rule it reports the per
 share of messages whose COMMIT decision is right (executed on open/close, not on neutral), the
 ledger's exactness, and the templates with a wrong verdict.
 
+``--split train`` probes traces phrased from the training templates instead (same structure and seed).
 ``--append-to docs/results/organism.json --label LABEL`` adds the figures as rows of the organism
 table (metric ``commitment.heldout.<class>`` / ``commitment.commit_decided.<class>`` /
 ``ledger_exact``, ablation ``none`` or ``teacher_opcodes_forced``, preset ``LABEL, read: RULE``).
@@ -185,10 +186,16 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--append-to", type=Path, help="an organism table (docs/results/organism.json)")
     parser.add_argument("--label", default=None, help="the rows' preset label (default: the run directory)")
+    parser.add_argument(
+        "--split",
+        choices=("eval", "train"),
+        default="eval",
+        help="the template set the probed traces are phrased from (train: the training phrasings)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     model, eval_spec, step = load(args.run_dir)
-    config = attrs.evolve(eval_spec.config, return_spans=True, teacher_forcing=0.0)
+    config = attrs.evolve(eval_spec.config, return_spans=True, teacher_forcing=0.0, split=args.split)
     dataset = get_registry().build(eval_spec.id, config)
     own = probe(model, dataset, args.samples, forced=False, split=config.split)
     forced = probe(model, dataset, args.samples, forced=True, split=config.split)
