@@ -14,6 +14,12 @@ BENCH = ROOT / "benchmarks" / "bench_organism.py"
 LABEL = "mosaic_event_native, aux_opcode_balanced, recall_weight 0.5"  # the IDLE / RESPOND headline label
 
 
+#: the label bench_organism's HEADLINES reads COMMIT's effect from (a diagnostic commitment run)
+COMMIT_LABEL = (
+    "mosaic_commitment diagnostic (block 2560, 1 pair, no noise, every item negotiation-dense), "
+    "teacher forcing 0 throughout, resumed to 240 steps"
+)
+
 def finished_run(path: Path, evaluation: dict) -> Path:
     path.mkdir()
     (path / "summary.json").write_text(
@@ -81,7 +87,7 @@ def test_rows_headlines_and_append(tmp_path: Path) -> None:
 
     # rows merged in by hand (e.g. another branch's): --headlines-only recomputes the list from them
     table["rows"] += [
-        {"preset": "mosaic_commitment", "metric": "ledger_exact", "ablation": ablation, "value": value}
+        {"preset": COMMIT_LABEL, "metric": "ledger_exact", "ablation": ablation, "value": value}
         for ablation, value in (("none", 0.96), ("opcode_off.COMMIT", 0.5))
     ]
     out.write_text(json.dumps(table))
