@@ -8,6 +8,6 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q -c requirements/constraints.txt torch
 .venv/bin/python -m pip install -q -c requirements/constraints.txt \
   -e packages/mosaic-core -e packages/mosaic-layers -e packages/mosaic-data \
-  -e packages/chronomoe -e "packages/mosaic-runtime[plot,sweep]" -e packages/mosaic-cli \
+  -e "packages/chronomoe[remote]" -e "packages/mosaic-runtime[plot,sweep]" -e packages/mosaic-cli \
   -r requirements/test.txt
 echo "installed into .venv — activate with: source .venv/bin/activate"

@@ -54,8 +54,8 @@ def _closure(dists: tuple[str, ...]) -> list[str]:
 
 
 #: optional extras a session's tests exercise: `mosaic plot` needs mosaic-runtime[plot], `mosaic sweep` [sweep],
-#: the MCP tool builder's test (tests/mosaic-runtime/test_tools_mcp.py) [mcp]
-EXTRAS: dict[str, str] = {"mosaic_runtime": "plot,sweep,mcp"}
+#: the MCP tool builder's test (tests/mosaic-runtime/test_tools_mcp.py) [mcp]; chronomoe's remote experts [remote]
+EXTRAS: dict[str, str] = {"mosaic_runtime": "plot,sweep,mcp", "chronomoe": "remote"}
 
 
 def _install(session: nox.Session, *dists: str, extra_paths: tuple[Path, ...] = ()) -> None:

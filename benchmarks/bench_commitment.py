@@ -33,7 +33,8 @@ def moved(before: float | None, after: float | None) -> bool | None:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    overrides = ["trainer.steps=20", "trainer.warmup_steps=2", "eval.samples=8"] if quick else []
+    overrides = ["trainer.steps=20", "trainer.warmup_steps=2", "eval.samples=8", "curriculum.warmup_steps=2",
+                 "curriculum.cooldown_steps=4"] if quick else []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as root:
         summary = run_preset("mosaic_commitment", out=Path(root), show_progress=False, overrides=overrides)

@@ -15,7 +15,7 @@ run and re-run separately. Keys:
   distribution mixed with ``Weather`` events it never saw; pattern loss is the LM loss on fresh
   Weather events, held-out loss that on other held-out traces (neither set is in the stream);
 - ``tools.success_rate``: ``benchmarks/bench_tools.py``'s ``tool_building_benchmark(quick)``, when
-  that file exists.
+  that file exists (``--tools-from-run RUN_DIR``: on a finished ``mosaic_tools`` run, not a new one).
 """
 
 from __future__ import annotations
@@ -247,6 +247,10 @@ def online_part(quick: bool) -> dict[str, Any]:
 # --- tools (provided by benchmarks/bench_tools.py) ------------------------------------------------
 
 
+#: ``--tools-from-run``: a finished ``mosaic_tools`` run the tools part plays instead of training one.
+TOOLS_RUN: list[Path] = []
+
+
 def tools_part(quick: bool) -> dict[str, Any] | None:
     path = Path(__file__).with_name("bench_tools.py")
     if not path.is_file():
@@ -256,7 +260,9 @@ def tools_part(quick: bool) -> dict[str, Any] | None:
         return None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    result: dict[str, Any] = module.tool_building_benchmark(quick)
+    result: dict[str, Any] = module.tool_building_benchmark(
+        quick, run_dir=TOOLS_RUN[0] if TOOLS_RUN else None
+    )
     return result
 
 
@@ -265,7 +271,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, a few minutes")
     parser.add_argument("--part", choices=PARTS, action="append", help="run only this part (repeatable)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "idle.json")
+    parser.add_argument("--tools-from-run", type=Path, help="a finished mosaic_tools run for the tools part")
     args = parser.parse_args()
+    if args.tools_from_run is not None:
+        TOOLS_RUN.append(args.tools_from_run)
     torch.set_num_threads(int(os.environ.get("MOSAIC_BENCH_THREADS", "1")))
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results.update(

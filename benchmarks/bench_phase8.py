@@ -14,13 +14,16 @@ local-mixer MLP is ``layer.moe`` (8 columns, top-2) — is trained per seed in t
 - ``chrono_adhoc``: the same start with the original's fixed thresholds;
 - ``fixed_k``: router.chrono without lifecycle at every other live-expert count k the F_l lifecycle
   ends at in some layer, and at its rounded time-mean live count;
-- ``topk`` and ``loss_free`` (reference routers, 8 experts), seed 0 only, unless ``--no-routers``.
+- ``topk`` and ``loss_free`` (reference routers, 8 experts) on every seed, unless ``--no-routers``;
+  ``--only-routers`` runs just these (router.loss_free's MaxVio at the final step).
 
 Lifecycle clocks scale with the budget (slow interval = steps // 8), so ``--quick`` (80 steps, one
 seed) exercises the lifecycle. Per arm and seed: validation ``lm_ce`` on the held-out tail, the
 time-mean and final live experts per layer, MaxVio, decisions. Across seeds: paired differences
 (arm − ``chrono``) with a two-sided 95 % t interval; the Spearman rank correlation between predicted
-ΔF and realised Δloss pooled over every scored edit of the F_l runs. The verdict never says
+ΔF (the trial's probe-set Δloss plus the price of the experts, chronomoe.evidence) and realised Δloss
+(the same trial's Δloss on the check set, disjoint data) pooled over every scored edit of the F_l
+runs, and, as the ablation, the coherence model's ΔF against the same realised Δloss. The verdict never says
 "matched" when no edit happened.
 
 One command for the issue's full protocol: ``python benchmarks/bench_phase8.py --steps 2000 --seeds 0,1,2``.
@@ -38,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import main
-from phase8_stats import N_LIVE, paired, spearman, verdict
+from phase8_stats import N_LIVE, by_kind, paired, spearman, verdict
 
 LIFECYCLE_ARMS = ("chrono_lifecycle", "chrono_adhoc")
 ROUTER_ARMS = ("topk", "loss_free")
@@ -77,7 +80,9 @@ def live_trajectory(
     return means, finals, reached
 
 
-def train_one(experiment: str, steps: int, seed: int, out: Path, n_live: int = N_LIVE) -> dict[str, Any]:
+def train_one(
+    experiment: str, steps: int, seed: int, out: Path, n_live: int = N_LIVE, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
     from mosaic.runtime.training.run import run_preset
 
     static = experiment == "chrono_static"  # the lifecycle arm's network, its registry only, no edits
@@ -93,6 +98,7 @@ def train_one(experiment: str, steps: int, seed: int, out: Path, n_live: int = N
         "eval.batch_size=64",
     ]
     overrides += [f"vars.{name}={value}" for name, value in clocks(steps).items()]
+    overrides += list(extra)
     started = time.perf_counter()
     summary = run_preset(
         "phase8_moe", experiment=experiment, out=out, overrides=overrides, show_progress=False
@@ -150,7 +156,7 @@ def run_protocol(steps: int, seeds: list[int], routers: bool, label: str) -> dic
         for k in counts:
             fixed[k] = [train_one("chrono", steps, seed, Path(tmp), n_live=k) for seed in seeds]
         if routers:
-            references = {name: train_one(name, steps, seeds[0], Path(tmp)) for name in ROUTER_ARMS}
+            references = {name: [train_one(name, steps, seed, Path(tmp)) for seed in seeds] for name in ROUTER_ARMS}
     differences = {
         name: paired([r["val_loss"] - b["val_loss"] for r, b in zip(arms[name], arms["chrono"], strict=True)])
         for name in ("chrono_static", *LIFECYCLE_ARMS)
@@ -163,7 +169,8 @@ def run_protocol(steps: int, seeds: list[int], routers: bool, label: str) -> dic
             for k, runs in fixed.items()
         }
     )
-    scored = [s for r in arms["chrono_lifecycle"] for s in r["scored"] if "delta_loss" in s]
+    scored = [s for r in arms["chrono_lifecycle"] for s in r["scored"] if "delta_loss_realised" in s]
+    realised = [s["delta_loss_realised"] for s in scored]
     return {
         "setup": {
             "data": "tinyshakespeare",
@@ -194,9 +201,20 @@ def run_protocol(steps: int, seeds: list[int], routers: bool, label: str) -> dic
         },
         "evidence": {
             "scored_edits": len(scored),
+            # predicted: probe-set dloss + price (the decision's F); realised: check-set dloss
             "spearman_predicted_df_vs_realised_dloss": spearman(
-                [s["delta_f_predicted"] for s in scored], [s["delta_loss"] for s in scored]
+                [s["delta_f_predicted"] for s in scored], realised
             ),
+            # the probe dloss alone (without the price of the experts)
+            "spearman_probe_dloss_vs_realised_dloss": spearman([s["delta_loss"] for s in scored], realised),
+            # ablation: the coherence model's dF (free_energy.py) against the same realised dloss
+            "spearman_coherence_df_vs_realised_dloss": spearman(
+                [s["delta_f_proxy"] for s in scored], realised
+            ),
+            "by_kind": by_kind(scored),
+            "predicted": "probe-set dloss after the trial's relaxation + evidence_lambda * expert change",
+            "realised": "dloss of the same relaxed models on the check set (tail of the eval split), "
+            "disjoint from the probe set and from the validation windows",
             "goal": ">= 0.5 over >= 10 edits",
         },
         "comparison": verdict(arms, fixed),
@@ -208,6 +226,12 @@ def parse_own(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--steps", type=int, default=None, help="steps per run (default 2000; --quick: 80)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; --quick: 0)")
     parser.add_argument("--no-routers", action="store_true", help="skip the topk / loss_free reference rows")
+    parser.add_argument("--only-routers", action="store_true", help="run only the topk / loss_free rows")
+    parser.add_argument("--only-lifecycle", action="store_true",
+                        help="run only the chrono_lifecycle arm (a variant to pair with a committed run's controls)")
+    parser.add_argument("--lifecycle-set", action="append", default=[],
+                        help="an override for the chrono_lifecycle arm, e.g. "
+                        "targets[3].model.block.ffn.router.chrono.lifecycle.evidence_warm_trial=true")
     parser.add_argument("--label", default="", help="what this run is (e.g. 'reduced steps: shared CPU')")
     return parser.parse_known_args(argv)
 
@@ -223,7 +247,32 @@ def run(quick: bool) -> dict[str, Any]:
         if quick
         else ("full protocol" if steps >= 2000 and len(seeds) >= 3 else "reduced protocol")
     )
+    if OWN.only_routers:
+        return run_routers(steps, seeds, label)
+    if OWN.only_lifecycle:
+        with tempfile.TemporaryDirectory() as tmp:
+            runs = [train_one("chrono_lifecycle", steps, seed, Path(tmp), extra=tuple(OWN.lifecycle_set))
+                    for seed in seeds]
+        scored = [s for r in runs for s in r["scored"] if "delta_loss_realised" in s]
+        return {"setup": {"steps": steps, "seeds": seeds, "label": label, "overrides": OWN.lifecycle_set},
+                "chrono_lifecycle": runs, "by_kind": by_kind(scored),
+                "spearman_predicted_df_vs_realised_dloss": spearman(
+                    [s["delta_f_predicted"] for s in scored], [s["delta_loss_realised"] for s in scored])}
     return run_protocol(steps, seeds, routers=not (quick or OWN.no_routers), label=label)
+
+
+def run_routers(steps: int, seeds: list[int], label: str) -> dict[str, Any]:
+    """The reference routers alone: MaxVio of router.loss_free (goal <= 0.3 by step 300)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {name: [train_one(name, steps, seed, Path(tmp)) for seed in seeds] for name in ROUTER_ARMS}
+    return {
+        "setup": {"data": "tinyshakespeare", "steps": steps, "seeds": seeds, "label": label,
+                  "n_experts": N_COLUMNS, "top_k": 2, "preset": "phase8_moe", "eval_samples": EVAL_SAMPLES},
+        "routers": runs,
+        "max_vio_final": {name: [r["max_vio"] for r in rs] for name, rs in runs.items()},
+        "loss_free_max_vio_goal": "<= 0.3 by step 300",
+        "loss_free_max_vio_met": all(r["max_vio"] <= 0.3 for r in runs["loss_free"]),
+    }
 
 
 if __name__ == "__main__":

@@ -12,8 +12,11 @@ results as events; the benchmark reads them from stdout. A request succeeds when
 
 Keys: ``success_rate`` (the goal: >= 0.8 at the preset's full CPU budget), ``registered_rate``,
 ``call_rate``, ``probe_rate``, ``requests``, the run's ``steps`` and ``train_wall_seconds``, the
-in-process evaluation's ``eval_success_rate`` (``mosaic eval``'s ``eval.tools.success_rate``) and
-``examples``. ``bench_idle.py`` imports ``tool_building_benchmark`` for its ``tools.success_rate``.
+in-process evaluation's ``eval_success_rate`` (``mosaic eval``'s ``eval.tools.success_rate``),
+``per_task`` (successes/requests by task), ``deprecation`` (the model's registered tools in one
+registry that retires a tool unused for ``DEPRECATE_AFTER`` calls; one is used, the rest are not:
+``used_state``, ``deprecated`` of ``unused``, ``deprecated_refuse_calls``), ``memory_off`` (the same
+requests in-process with every block's memory read zeroed: the ablation) and ``examples``. ``bench_idle.py`` imports ``tool_building_benchmark`` for its ``tools.success_rate``.
 
     python benchmarks/bench_tools.py [--quick] [--from-run RUN_DIR] [--requests N] [--out docs/results/tools.json]
 """
@@ -34,6 +37,8 @@ from typing import Any
 DEFAULT_OUT = Path(__file__).parent.parent / "docs" / "results" / "tools.json"
 QUICK_OVERRIDES = ["vars.steps=20", "trainer.checkpoint_every=20", "eval.samples=2"]
 FULL_REQUESTS, QUICK_REQUESTS = 24, 3
+#: The deprecation figure's registry retires a tool unused for this many calls.
+DEPRECATE_AFTER = 3
 
 
 def _mosaic() -> str:
@@ -98,12 +103,15 @@ def play(run_dir: Path, episode: Any, root: Path) -> dict[str, Any]:
         for e in emitted
     )
     probe_ok = False
+    definition = None
     if registered:
+        definition = registry.get(registered[0]).definition
         try:
             probe_ok = registry.call(registered[0], episode.probe_arguments).value == episode.probe_expected
         except MosaicError:  # a tool that fails its probe is a failed request
             probe_ok = False
     return {
+        "definition": definition,
         "request": episode.request.payload,
         "emitted": [e["type"] for e in emitted],
         "exit_status": done.returncode,
@@ -115,10 +123,69 @@ def play(run_dir: Path, episode: Any, root: Path) -> dict[str, Any]:
     }
 
 
+def deprecation(
+    built: list[tuple[Any, dict[str, Any]]], root: Path, idle_calls: int = DEPRECATE_AFTER
+) -> dict[str, Any]:
+    """The model's own registered tools (definition, arguments of its call) submitted to one registry
+    that deprecates a tool unused for ``idle_calls`` calls; the first is then called ``idle_calls``
+    times, the others never. What became of each: the used one must stay active, the rest be
+    deprecated (and refuse calls)."""
+    from mosaic.core.errors import MosaicError
+    from mosaic.runtime.tools.registry import ToolRegistryConfig, ToolState, open_registry
+
+    registry = open_registry(
+        root / "tools",
+        key_file=root / "audit.key",
+        approval_key_file=root / "approval.key",
+        config=ToolRegistryConfig(deprecate_after_idle_calls=idle_calls, max_creations_per_window=1000),
+    )
+    active = [(d, a) for d, a in built if registry.submit(d).state is ToolState.ACTIVE]
+    if not active:
+        return {"tools": 0, "idle_calls": idle_calls}
+    (used, arguments), unused = active[0], active[1:]
+    for _ in range(idle_calls):
+        registry.call(used.name, arguments)
+    refused = 0
+    for definition, args in unused:
+        try:
+            registry.call(definition.name, args)
+        except MosaicError:
+            refused += 1
+    states = {d.name: registry.get(d.name).state.value for d, _ in active}
+    return {
+        "tools": len(active),
+        "idle_calls": idle_calls,
+        "used_state": states[used.name],
+        "deprecated": sum(1 for d, _ in unused if states[d.name] == ToolState.DEPRECATED.value),
+        "unused": len(unused),
+        "deprecated_refuse_calls": refused,
+    }
+
+
+def memory_off_figure(run_dir: Path, count: int) -> dict[str, Any]:
+    """The ablation: the run's model with every block's memory read zeroed plays the same held-out
+    requests in-process (``mosaic eval``'s runtime path); its rates."""
+    from mosaic.core.plugins import get_registry
+    from mosaic.runtime.training.eval_organism import memory_off
+    from mosaic.runtime.training.eval_tools import tool_building_report
+    from mosaic.runtime.training.loading import load_trained_model
+
+    loaded = load_trained_model(run_dir, registry=get_registry())
+    dataset = get_registry().build("dataset.tool_building", {"split": "eval", "seed": 1})
+    with memory_off(loaded.model):
+        figures = tool_building_report(loaded.model, dataset, samples=count)["tools"]
+    return {
+        key: figures[key]
+        for key in ("success_rate", "registered_rate", "call_rate", "probe_rate", "requests")
+    }
+
+
 def _summary_from_metrics(run_dir: Path) -> dict[str, Any]:
     """Steps and training seconds from ``metrics.jsonl`` (a run stopped during its final evaluation
     has no ``summary.json``)."""
-    last = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()][-1]
+    last = [
+        json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()
+    ][-1]
     return {"steps": last["step"], "wall_seconds": last["elapsed_s"]}
 
 
@@ -140,11 +207,23 @@ def tool_building_benchmark(
             play(run_dir, episode, Path(tmp) / f"request{index}") for index, episode in enumerate(episodes)
         ]
         play_seconds = time.perf_counter() - started
+        built = [
+            (outcome["definition"], episode.arguments)
+            for outcome, episode in zip(outcomes, episodes, strict=True)
+            if outcome["definition"] is not None
+        ]
+        retired = deprecation(built, Path(tmp) / "deprecation")
+        ablation = memory_off_figure(run_dir, count)
+        for outcome in outcomes:
+            outcome.pop("definition")
         run = RunDir.existing(run_dir)
         summary = run.read_summary() if run.summary_path.exists() else _summary_from_metrics(run_dir)
 
     def rate(key: str) -> float:
         return sum(1 for outcome in outcomes if outcome[key]) / max(len(outcomes), 1)
+
+    def rate_of(chosen: list[dict[str, Any]]) -> str:
+        return f"{sum(1 for outcome in chosen if outcome['success'])}/{len(chosen)}"
 
     tools_eval = (summary.get("eval") or {}).get("tools") or {}
     return {
@@ -161,6 +240,12 @@ def tool_building_benchmark(
         "eval_success_rate": tools_eval.get("success_rate"),
         "eval_requests": tools_eval.get("requests"),
         "preset": config.get("preset", "mosaic_tools"),
+        "per_task": {
+            task: rate_of([o for o in outcomes if o["request"]["task"] == task])
+            for task in sorted({o["request"]["task"] for o in outcomes})
+        },
+        "deprecation": retired,
+        "memory_off": ablation,
         "examples": outcomes[:6],
     }
 

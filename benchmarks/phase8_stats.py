@@ -82,3 +82,21 @@ def verdict(arms: dict[str, list[dict[str, Any]]], fixed: dict[int, list[dict[st
         "goal_vs_fixed": n_edits > 0 and beats_fixed,
         "verdict": text,
     }
+
+
+def by_kind(scored: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per edit kind: how many scored edits, mean predicted ΔF and realised Δloss, how many realised
+    a lower loss, and the rank correlation within the kind (are the edits of one kind told apart, not
+    only the kinds from each other?)."""
+    result = {}
+    for kind in sorted({s["action"] for s in scored}):
+        rows = [s for s in scored if s["action"] == kind]
+        predicted, realised = [s["delta_f_predicted"] for s in rows], [s["delta_loss_realised"] for s in rows]
+        result[kind] = {
+            "scored": len(rows),
+            "mean_predicted_df": round(statistics.fmean(predicted), 4),
+            "mean_realised_dloss": round(statistics.fmean(realised), 4),
+            "realised_lower": sum(r < 0 for r in realised),
+            "spearman": spearman(predicted, realised),
+        }
+    return result

@@ -1,5 +1,6 @@
 """The performance table, rendered from the benchmark JSON committed in ``docs/results/``:
-``layers.json`` (``benchmarks/bench_layers.py``), ``lm.json`` (``bench_lm.py``), ``chronomoe.json``
+``layers.json`` (``benchmarks/bench_layers.py``), ``layers_step.json`` (its one-token step rows,
+``bench_layers.py --only step``), ``lm.json`` (``bench_lm.py``), ``chronomoe.json``
 (``bench_chronomoe.py``) and ``plugins.json`` (``bench_plugins.py``). One row per figure, each with
 the machine it was measured on and the load average recorded with it; a benchmark whose JSON is not
 committed yet shows one row saying so."""
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 COLUMNS = ("benchmark", "figure", "value", "goal", "met", "machine", "load average")
-SOURCES = ("layers", "lm", "chronomoe", "plugins")
+SOURCES = ("layers", "layers_step", "lm", "chronomoe", "plugins")
 
 
 def _number(value: Any) -> str:
@@ -60,6 +61,29 @@ def _layers(results: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     yield "step time ratio context 8192 / 128", streaming["ratio"]
 
 
+def _layers_step(results: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """MOSAIC's recurrent step against the Transformer's preallocated KV-cache step (inference mode,
+    the way ``generate`` steps), best of interleaved rounds; goals by process CPU time (on the shared
+    machine wall time mostly measures the scheduler), wall ratios beside them."""
+    timed = results["step"]["inference_mode"]
+    seconds = timed["seconds"]
+    for context in (128, 8192, 32768):
+        if f"transformer_ctx{context}" in seconds:
+            yield f"Transformer KV-cache step, context {context} (CPU s)", seconds[f"transformer_ctx{context}"]["best_cpu_s"]
+    for name in ("control_on", "control_off"):
+        label = name.replace("_", " ")
+        ratios = timed[name]
+        yield f"MOSAIC step ({label}), context 128 (CPU s)", seconds[f"mosaic_{name}_ctx128"]["best_cpu_s"]
+        for context in (128, 8192, 32768):
+            if f"cpu_ratio_to_kv_ctx{context}" in ratios:
+                yield (f"MOSAIC step ({label}) / KV-cache step, context {context} (CPU time)",
+                       ratios[f"cpu_ratio_to_kv_ctx{context}"])
+                yield (f"MOSAIC step ({label}) / KV-cache step, context {context} (wall)",
+                       ratios[f"ratio_to_kv_ctx{context}"])
+        yield f"MOSAIC step ({label}) context 8192 / context 128 (CPU time)", ratios["ctx8192_over_ctx128_cpu"]
+        yield f"MOSAIC step ({label}), 64 streams at once: tokens per CPU second", ratios["streams64_tokens_per_s_cpu"]
+
+
 def _lm(results: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     for key, entry in sorted(results.items()):
         if not key.startswith("context_"):
@@ -86,14 +110,17 @@ def _chronomoe(results: dict[str, Any]) -> Iterator[tuple[str, Any]]:
 
 def _plugins(results: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     yield f"mosaic plugins list wall time (s), median of {results['runs']} warm runs", results["plugins_list_s"]
+    if "plugins_list_cpu_s" in results:
+        yield "mosaic plugins list CPU time (s, user + system), median of the same runs", results["plugins_list_cpu_s"]
     yield "bare python -c pass (s), same runs", results["python_startup_s"]
 
 
-FIGURES = {"layers": _layers, "lm": _lm, "chronomoe": _chronomoe, "plugins": _plugins}
+FIGURES = {"layers": _layers, "layers_step": _layers_step, "lm": _lm, "chronomoe": _chronomoe, "plugins": _plugins}
 
 
 def _load(results: dict[str, Any]) -> str:
-    load = results.get("load_average") or results.get("training", {}).get("load_average_start")
+    load = (results.get("load_average") or results.get("training", {}).get("load_average_start")
+            or results.get("step", {}).get("load_average_start"))
     if isinstance(load, dict):  # bench_lm: at start and end
         load = load.get("start")
     return "-" if not load else " / ".join(f"{value:.1f}" for value in load)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -86,13 +87,41 @@ def render(results: Path) -> str:
             f"- {LABELS.get(name, name)}: {_interval(d)}" for name, d in result["paired_minus_static"].items()
         ]
     evidence = result["evidence"]
-    rho = evidence["spearman_predicted_df_vs_realised_dloss"]
+
+    def rho(name: str) -> str:
+        value = evidence.get(name)
+        return "—" if value is None else f"{value:+.3f}"
+
     lines += [
         "",
         f"Edits scored on held-out evidence in the F_l runs: {evidence['scored_edits']}; Spearman rank "
-        f"correlation of predicted ΔF with realised Δloss: {'—' if rho is None else f'{rho:+.3f}'} "
+        f"correlation of predicted ΔF with realised Δloss: {rho('spearman_predicted_df_vs_realised_dloss')} "
         f"(goal {evidence['goal']}).",
     ]
+    if "realised" in evidence:
+        lines += [
+            "",
+            f"- predicted ΔF: {evidence['predicted']}; realised Δloss: {evidence['realised']};",
+            f"- the probe-set Δloss alone (without the price of the experts): "
+            f"{rho('spearman_probe_dloss_vs_realised_dloss')};",
+            f"- ablation, the coherence model's ΔF (`free_energy.py`) against the same realised Δloss: "
+            f"{rho('spearman_coherence_df_vs_realised_dloss')}.",
+        ]
+    if "by_kind" in evidence:
+        taken = Counter(e["action"] for r in result["arms"]["chrono_lifecycle"] for e in r["edits"])
+        lines += [
+            "",
+            "Scored edits of the F_l runs by kind (negative Δ: an improvement; Spearman within the kind):",
+            "",
+            "| edit kind | scored | mean predicted ΔF | mean realised Δloss | realised Δloss < 0 | Spearman | taken |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for kind, row in evidence["by_kind"].items():
+            rho_kind = "—" if row["spearman"] is None else f"{row['spearman']:+.3f}"
+            lines.append(
+                f"| {kind} | {row['scored']} | {row['mean_predicted_df']:+.4f} | {row['mean_realised_dloss']:+.4f} | "
+                f"{row['realised_lower']} | {rho_kind} | {taken.get(kind, 0)} |"
+            )
     comparison = result["comparison"]
     lines += ["", f"**Verdict (computed by the benchmark):** {comparison['verdict']}."]
     return "\n".join(lines) + "\n"

@@ -34,6 +34,29 @@ def render(results: Path) -> str:
         f"met: {'yes' if figures['met'] else 'no'}. Training: {figures['steps']} steps in "
         f"{figures['train_wall_seconds']} s; playing the requests took {figures['play_wall_seconds']} s.",
     ]
+    per_task = figures.get("per_task")
+    if per_task:
+        lines += [
+            "",
+            "Per task (successes/requests): " + ", ".join(f"`{t}` {r}" for t, r in per_task.items()) + ".",
+        ]
+    ablation = figures.get("memory_off")
+    if ablation:
+        lines += [
+            "",
+            f"Memory off (every block's memory read zeroed, same run and requests, in-process): success "
+            f"{_cell(ablation.get('success_rate'))}, registered {_cell(ablation.get('registered_rate'))}, "
+            f"call {_cell(ablation.get('call_rate'))} over {ablation.get('requests')} requests.",
+        ]
+    retired = figures.get("deprecation")
+    if retired and retired.get("tools"):
+        lines += [
+            "",
+            f"Deprecation: the model's {retired['tools']} registered tools in one registry that retires a tool "
+            f"unused for {retired['idle_calls']} calls; one called {retired['idle_calls']} times stays "
+            f"`{retired['used_state']}`, {retired['deprecated']} of the {retired['unused']} unused ones are "
+            f"deprecated and {retired['deprecated_refuse_calls']} refuse a later call.",
+        ]
     if table.get("note"):
         lines += ["", f"Note: {table['note']}"]
     return "\n".join(lines) + "\n"

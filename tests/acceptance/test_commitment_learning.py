@@ -24,6 +24,7 @@ TINY = [
     "vars.d_model=64", "objective.aux_commitment_weight=3.0", "objective.aux_commitment_balanced=true",
     "dataset.n_pairs=1", "dataset.distractor_events=1", "dataset.sleep_replay_per_pair=0",
     "dataset.value_digits=2", "dataset.block_size=2688",
+    "curriculum.warmup_steps=5", "curriculum.cooldown_steps=40",
 ]
 
 

@@ -107,3 +107,19 @@ def test_calibrator_without_window_uses_floors_at_once():
     calibrator = EscalationCalibrator(LifecycleConfig(calibration_evals=0))
     assert calibrator.calibrated
     assert calibrator.observe(0.55) == ("reset_beta", False)
+
+
+def test_the_readme_gives_the_escalation_thresholds_the_code_uses():
+    """One set of escalation thresholds: the package README quotes LifecycleConfig's defaults."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "packages/chronomoe/README.md").read_text(encoding="utf-8")
+    found = re.search(r"floors warn ([\d.]+) / decay β ([\d.]+) / reset β ([\d.]+), σ ([\d.]+) / ([\d.]+) / ([\d.]+)",
+                      readme)
+    assert found, "the README no longer states the escalation floors and sigmas"
+    config = LifecycleConfig()
+    floors = tuple(float(v) for v in found.groups()[:3])
+    sigmas = tuple(float(v) for v in found.groups()[3:])
+    assert floors == (config.warn_floor, config.decay_floor, config.reset_floor)
+    assert sigmas == tuple(float(s) for s in config.escalation_sigmas)

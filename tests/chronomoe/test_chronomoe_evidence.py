@@ -4,12 +4,13 @@ exceeds the complexity price of one expert."""
 
 import copy
 
+import attrs
 import pytest
 import torch
 
 from chronomoe.config import ChronoConfig, ClockConfig, LifecycleConfig
 from chronomoe.edits import EditProposal
-from chronomoe.evidence import BaselineCache, best_on_evidence, score
+from chronomoe.evidence import BaselineCache, ScoredEdit, best_on_evidence, candidates, score
 from chronomoe.system import ChronoSystem
 from mosaic.core.config import unstructure_config
 from mosaic.core.contract.protocols import TrainingProbe
@@ -59,18 +60,19 @@ class OutputProbe:
         self.layer.train()
         return out
 
-    def trial_loss(self, edit, relax_steps):
+    def trial_losses(self, edit, relax_steps):
         saved = copy.deepcopy(self.layer.state_dict())
         try:
             if edit is not None:
                 edit()
-            return float((self.output() - self.target).square().mean())
+            loss = float((self.output() - self.target).square().mean())
+            return loss, 2.0 * loss  # a check set that agrees in rank with the probe set
         finally:
             self.layer.load_state_dict(saved)
 
 
-def proposal(expert, predicted):
-    return EditProposal("prune", expert, None, f_before=0.0, f_predicted=predicted, trigger="constructed")
+def proposal(expert, predicted, action="prune", other=None):
+    return EditProposal(action, expert, other, f_before=0.0, f_predicted=predicted, trigger="constructed")
 
 
 def test_the_probe_satisfies_the_contract():
@@ -102,11 +104,40 @@ def test_an_edit_that_helps_held_out_loss_is_taken_even_when_f_predicts_a_loss()
     probe.target = probe.output()  # the layer without expert 3 is perfect
     layer.load_state_dict(saved_layer)
     system.registries[0].load_state_dict(saved_registry)
-    scored = score(system, 0, [proposal(3, 0.5), proposal(1, -1.0)], probe, BaselineCache())
+    spawn = proposal(1, -1.0, action="spawn", other=6)  # the coherence model prefers it
+    scored = score(system, 0, [proposal(3, 0.5), spawn], probe, BaselineCache())
     best = best_on_evidence(scored, margin=0.0)
     assert best is not None and best.proposal.expert == 3
     assert best.delta_loss < 0
-    assert [s.proposal.expert for s in scored] == [1, 3]  # ranked by predicted dF, both scored
+    assert [s.proposal.action for s in scored] == ["spawn", "prune"]  # ranked by the proxy, both scored
+    # F is measured: predicted dF = probe dloss + evidence_lambda * the change in live experts
+    price = CHRONO.lifecycle.evidence_lambda
+    assert best.delta_f == pytest.approx(best.delta_loss - price)
+    assert scored[0].delta_f == pytest.approx(scored[0].delta_loss + price)
+    # the realised dloss comes from the probe's check set, which the decision never reads
+    assert best.to_json()["delta_loss_realised"] == pytest.approx(2.0 * best.delta_loss)
+
+
+def test_the_candidates_are_the_best_of_each_kind() -> None:
+    proposals = [proposal(0, -0.3), proposal(1, -0.5), proposal(2, 0.1, "spawn", 6), proposal(3, -0.1, "merge", 4)]
+    assert [(p.action, p.expert) for p in candidates(proposals, 3)] == [("prune", 1), ("merge", 3), ("spawn", 2)]
+    assert [(p.action, p.expert) for p in candidates(proposals, 1)] == [("prune", 1)]
+
+
+def test_predicted_df_is_the_probe_dloss_plus_the_price_of_the_experts() -> None:
+    lc = CHRONO.lifecycle
+    margin, price = lc.evidence_margin, lc.evidence_lambda  # 0.005 > 0.002
+    prune = ScoredEdit(proposal(0, 0.0), loss_base=1.0, loss_edit=1.0, price=-price)
+    assert best_on_evidence([prune], margin) is None  # a free prune (no loss change) is not enough
+    # dloss -0.004: dF = -0.006 passes for a prune; the same dloss for a spawn (dF -0.002) does not
+    helpful = attrs.evolve(prune, loss_edit=1.0 - 0.004)
+    assert best_on_evidence([helpful], margin) is helpful
+    spawn = ScoredEdit(proposal(0, 0.0, "spawn", 6), loss_base=1.0, loss_edit=1.0 - 0.004, price=price)
+    assert best_on_evidence([spawn], margin) is None
+    spawn_better = attrs.evolve(spawn, loss_edit=1.0 - 0.010)  # dF -0.008 beats the prune's -0.006
+    assert best_on_evidence([spawn_better, helpful], margin) is spawn_better
+    with pytest.raises(MosaicError, match="complexity price"):
+        LifecycleConfig(evidence_lambda=0.01, evidence_margin=0.005)
 
 
 class EagerProbe:
@@ -115,8 +146,8 @@ class EagerProbe:
     def __init__(self, total_steps):
         self.total_steps = total_steps
 
-    def trial_loss(self, edit, relax_steps):
-        return 1.0 if edit is None else 0.5
+    def trial_losses(self, edit, relax_steps):
+        return (1.0, None) if edit is None else (0.5, None)
 
 
 def test_no_edits_in_the_last_quarter_of_training():
@@ -138,6 +169,7 @@ def test_no_edits_in_the_last_quarter_of_training():
     scored = [r for r in records if r.action == "scored"]
     assert edits, "the eager probe should let the system edit before the last quarter"
     assert scored and all("delta_loss" in r.evidence and "delta_f_predicted" in r.evidence for r in scored)
+    assert all("delta_loss_realised" not in r.evidence for r in scored)  # this probe has no check set
     assert max(r.step for r in edits) <= 60
     closed = [r for r in records if r.action == "none" and "no edits" in r.trigger]
     assert {r.step for r in closed} == {70, 80}
@@ -175,3 +207,31 @@ def test_capacity_follows_the_live_experts_not_the_columns():
     assert layer.live_experts == 3
     scored = score(system, 0, [proposal(1, 0.0)], OutputProbe(layer, torch.zeros(4, 8, D)), BaselineCache())
     assert scored and layer.live_experts == 3  # a trial's registry restore restores the capacity
+
+
+class RoutedToProbe(OutputProbe):
+    """The 'loss' of a trial is minus the share of routing the new column 6 receives."""
+
+    def trial_losses(self, edit, relax_steps):
+        saved = copy.deepcopy(self.layer.state_dict())
+        try:
+            if edit is not None:
+                edit()
+            with torch.no_grad():
+                route = self.layer.router(self.inputs.view(-1, D))
+            share = float((route.expert_idx == 6).float().mean())
+            return -share, None
+        finally:
+            self.layer.load_state_dict(saved)
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_a_warm_trial_tries_a_new_expert_without_its_entry_offset(warm) -> None:
+    config = attrs.evolve(CHRONO, lifecycle=attrs.evolve(CHRONO.lifecycle, evidence_warm_trial=warm))
+    layer = build_layer()
+    system = ChronoSystem([layer], config, n_active=6)
+    probe = RoutedToProbe(layer, None)
+    scored = score(system, 0, [proposal(0, 0.0, "spawn", 6)], probe, BaselineCache())
+    routed = -scored[0].loss_edit
+    assert (routed > 0) if warm else (routed == 0)  # behind the entry offset the clone is never selected
+    assert float(layer.router.columns.entry_offset[6]) == 0.0 and system.registries[0].live() == list(range(6))

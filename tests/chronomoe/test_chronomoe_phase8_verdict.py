@@ -42,3 +42,16 @@ def test_paired_interval_and_spearman():
     assert stats.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
     assert stats.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
     assert stats.spearman([1, 2], [1, 2]) is None
+
+
+def test_scored_edits_are_summarised_by_kind_with_a_correlation_within_each():
+    def edit(kind, predicted, realised):
+        return {"action": kind, "delta_f_predicted": predicted, "delta_loss_realised": realised}
+
+    scored = [edit("prune", p, r) for p, r in ((0.1, 0.2), (0.2, 0.3), (0.3, 0.1))]
+    scored += [edit("merge", p, -p) for p in (0.1, 0.2, 0.3, 0.4)]
+    summary = stats.by_kind(scored)
+    assert list(summary) == ["merge", "prune"]
+    assert summary["merge"]["spearman"] == -1.0 and summary["merge"]["realised_lower"] == 4
+    assert summary["prune"]["scored"] == 3 and summary["prune"]["mean_realised_dloss"] == 0.2
+    assert summary["prune"]["spearman"] == -0.5

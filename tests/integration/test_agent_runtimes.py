@@ -19,7 +19,8 @@ from mosaic.cli.main import cli
 from mosaic.runtime.training.run import run_preset
 
 SMALL = ["vars.d_model=16", "vars.n_layers=1", "vars.batch_size=2", "eval.samples=2", "eval.batch_size=2",
-         "trainer.warmup_steps=1", "trainer.checkpoint_every=2"]
+         "trainer.warmup_steps=1", "trainer.checkpoint_every=2",
+         "curriculum.warmup_steps=0", "curriculum.cooldown_steps=0"]
 NEGOTIATION = [
     '{"type": "Message", "sender": "agent", "payload": {"text": "I will look for that file"}, "commitment_id": "j1"}',
     "this line is not an event",

@@ -52,12 +52,27 @@ def test_every_request_payload_has_one_length_and_the_description_mirrors_it() -
     assert set(TASKS) >= {"add", "pre", "tab"}  # arithmetic, a string transform, a table look-up
 
 
-def test_every_parameter_lies_one_distance_from_its_copy_in_the_code() -> None:
-    distances = set()
-    for task, spec in TASKS.items():
-        params = {name: ("q" if kind == "str" else 987) for name, kind in spec.params}
-        value = str(params[spec.params[0][0]])
-        payload = definition_payload(task, params)
-        description, code = payload["description"], canonical_json(payload["implementation"])
-        distances.add(len(description) - description.index(value) + code.index(value))
-    assert len(distances) == 1, distances
+def test_each_parameter_character_is_written_once_and_read_where_it_is_copied() -> None:
+    """WRITE_MEM at each parameter character of the request (bucket 1 + its index) and at each
+    character of the task (the buckets after), READ_MEM at the byte before every copy of them in the
+    agent's events (the parameter in the description, code, name and call; the task in the
+    description, name and call), the call's copies after the registry's reply."""
+    dataset = _build(split="eval")
+    for idx in range(20):
+        item = dataset[idx]
+        ids, targets = item[keys.INPUT_IDS.name], item[keys.TARGET_IDS.name]
+        gate = item[keys.TEACHER_WRITE_GATE.name]
+        written, read = item[keys.TEACHER_WRITE_BUCKET.name][:, 0], item[keys.TEACHER_READ_BUCKET.name][:, 0]
+        opcode = item[keys.TEACHER_OPCODE.name]
+        text = bytes(i if i < 256 else 0 for i in ids.tolist())
+        params = text[text.index(b'"params":') : text.index(b',"task"')]
+        value = params.split(b":")[-1].strip(b'}"')  # 372, or a letter
+        task = text[text.index(b'"task":"') + 8 :].split(b'"')[0]
+        writes = {int(written[p]): int(ids[p]) for p in gate.nonzero()[:, 0].tolist()}
+        assert writes == {j + 1: c for j, c in enumerate(value + task)}
+        recalls = (opcode == 1).nonzero()[:, 0].tolist()  # READ_MEM
+        assert len(recalls) == 4 * len(value) + 3 * len(task)
+        for position in recalls:
+            assert int(targets[position]) == writes[int(read[position])]
+        call = text.index(b'"type":"ToolCall"')
+        assert max(recalls) > text.rindex(b'"type":"ToolRegistered"') and max(recalls) < call

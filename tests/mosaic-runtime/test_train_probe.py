@@ -31,9 +31,10 @@ def test_trial_loss_restores_everything_and_is_paired_by_step(tmp_path: Path) ->
     model_before = copy.deepcopy(trainer.model.state_dict())
     optimizer_before = copy.deepcopy(trainer.optimizer.state_dict())
     rng_before = torch.get_rng_state()
-    first = probe.trial_loss(None, relax_steps=3)
-    second = probe.trial_loss(None, relax_steps=3)
+    first, check = probe.trial_losses(None, relax_steps=3)
+    second, check_again = probe.trial_losses(None, relax_steps=3)
     assert first == second  # the same relaxation batches and probe batch at the same step
+    assert check is not None and check == check_again and check != first  # a disjoint check set
     unrelaxed = probe.trial_loss(None, relax_steps=0)
     assert unrelaxed != first  # the relaxation trained the copy
 

@@ -28,6 +28,7 @@ import attrs
 from mosaic.core.component_slots import component_field
 from mosaic.core.errors import ConfigError, ConfigProblem
 from mosaic.core.validators import (
+    Rule,
     at_least,
     at_most,
     between,
@@ -138,14 +139,20 @@ class LifecycleConfig:
     )
     edit_guard_cycles: int = attrs.field(default=3, validator=at_least(0))
     beta_decay: float = attrs.field(default=0.5, validator=between(0.0, 1.0, high_open=True))
-    # edits decided on evidence (chronomoe.evidence, where the trainer lends a TrainingProbe): the
-    # best ``evidence_candidates`` proposals by predicted dF are each applied to the model, relaxed
-    # ``evidence_relax_steps`` optimizer steps and compared on a held-out probe batch with the
-    # unedited model under the same relaxation; the best is taken if it lowers the probe loss by
-    # more than ``evidence_margin`` nats. No edit in the last ``freeze_final_fraction`` of training.
-    evidence_candidates: int = attrs.field(default=2, validator=at_least(1))
+    # edits decided on evidence (chronomoe.evidence, where the trainer lends a TrainingProbe): up to
+    # ``evidence_candidates`` proposals (the best of each edit kind) are each applied to the model,
+    # relaxed ``evidence_relax_steps`` optimizer steps and compared with the unedited model under
+    # the same relaxation. With a probe, F_l is measured, not modelled: ``F = probe loss +
+    # evidence_lambda · N`` (nats), so an edit's predicted ΔF is its probe Δloss plus the price of
+    # the experts it adds or removes; it is taken if ΔF < -evidence_margin. The margin exceeds the
+    # price, so a prune must also lower the probe loss. No edit in the last
+    # ``freeze_final_fraction`` of training.
+    evidence_candidates: int = attrs.field(default=3, validator=at_least(1))
     evidence_relax_steps: int = attrs.field(default=4, validator=at_least(1))
     evidence_margin: float = attrs.field(default=0.005, validator=at_least(0.0))
+    evidence_lambda: float = attrs.field(default=0.002, validator=at_least(0.0))
+    # try a spawned or split expert without its entry offset (see chronomoe.evidence)
+    evidence_warm_trial: bool = False
     freeze_final_fraction: float = attrs.field(default=0.25, validator=between(0.0, 1.0, high_open=True))
 
     def __attrs_post_init__(self) -> None:
@@ -153,6 +160,10 @@ class LifecycleConfig:
             reject("min_delta_f", f"the do-nothing margin must exceed the complexity price of one expert "
                                   f"(lambda_n {self.lambda_n}), else pruning an average expert always passes; "
                                   f"got {self.min_delta_f}")
+        if self.evidence_lambda > 0 and not self.evidence_margin > self.evidence_lambda:
+            reject("evidence_margin", f"the do-nothing margin must exceed the complexity price of one expert "
+                                      f"(evidence_lambda {self.evidence_lambda}), else an edit that removes an "
+                                      f"expert passes without lowering the loss; got {self.evidence_margin}")
         if not self.split_off < self.split_on:
             reject("split_off", f"must be < split_on ({self.split_on}), got {self.split_off}")
         if self.max_experts is not None and not self.min_experts <= self.max_experts:
@@ -174,7 +185,11 @@ class KernelConfig:
     - Identity events are two-step: proposed in window N, finalised at the start of window N+1 only
       if their evidence still holds; they are irreversible (everything else may be reverted).
     - Scar (slow clock): an edit whose measured F after is worse than F before by ``scar_delta_f``
-      forbids that kind of edit on that layer from then on.
+      forbids that kind of edit on that layer from then on; with keepers (``chronomoe.sovereign``),
+      an edit whose counterfactual trial (``chronomoe.evidence``) realised ``Δloss >
+      scar_delta_loss`` (nats of held-out probe loss) forbids that kind of edit for that expert.
+    - Flooding: a keeper may make at most ``proposal_budget`` proposals per window; the rest are
+      refused and audited.
     - Reflex crystallisation (fast clock): an expert's β coefficient is frozen when all five gates
       pass — (1) persistence: ``|k| ≥ reflex_k_fraction · k_max``; (2) coherence:
       ``φ_slow ≥ reflex_min_phi``; (3) agreement: mid-clock flip rate ``≤ reflex_max_flip``;
@@ -188,6 +203,8 @@ class KernelConfig:
     write_budget: int = attrs.field(default=4, validator=at_least(0))
     identity_budget: int = attrs.field(default=1, validator=at_least(0))
     scar_delta_f: float = attrs.field(default=0.05, validator=greater_than(0.0))
+    scar_delta_loss: float = attrs.field(default=0.05, validator=greater_than(0.0))
+    proposal_budget: int = attrs.field(default=32, validator=at_least(1))
     reflex_k_fraction: float = attrs.field(default=0.9, validator=between(0.0, 1.0, low_open=True))
     reflex_min_phi: float = attrs.field(default=0.7, validator=between(-1.0, 1.0))
     reflex_max_flip: float = attrs.field(default=0.1, validator=between(0.0, 1.0))
@@ -306,6 +323,38 @@ DISPATCH_MODES = ("capacity", "sorted")
 ROUTER_SHAPE_FIELDS = ("d_model", "n_experts", "top_k")
 
 
+#: an address a gRPC channel dials: ``host:port``
+HOST_PORT = Rule("host:port", lambda value: isinstance(value, str) and value.rpartition(":")[2].isdigit()
+                 and bool(value.rpartition(":")[0]))
+
+
+@attrs.frozen
+class RemoteExpertsConfig:
+    """Experts of a ``layer.moe`` served by another process over gRPC (the ``remote`` extra;
+    ``python -m chronomoe.remote_server`` serves them). The router, the clocks and the kernel stay
+    local; remote experts are served frozen (forward only, see chronomoe.remote).
+
+    ``experts`` are the layer's columns served remotely, in the server's expert order. A call that
+    fails or passes ``call_timeout_s`` masks them until a health probe (``probe_timeout_s``, retried
+    after ``retry_initial_s`` doubling to ``retry_max_s``) finds the server again.
+    """
+
+    address: str = attrs.field(validator=HOST_PORT)
+    experts: tuple[int, ...] = attrs.field(converter=tuple, validator=each(at_least(0)))
+    call_timeout_s: float = attrs.field(default=2.0, validator=between(0.0, 60.0, low_open=True))
+    probe_timeout_s: float = attrs.field(default=0.25, validator=between(0.0, 10.0, low_open=True))
+    retry_initial_s: float = attrs.field(default=0.5, validator=greater_than(0.0))
+    retry_max_s: float = attrs.field(default=30.0, validator=greater_than(0.0))
+
+    def __attrs_post_init__(self) -> None:
+        if not self.experts:
+            reject("experts", "must name at least one column served remotely, got none")
+        if len(set(self.experts)) != len(self.experts):
+            reject("experts", f"must not repeat a column, got {list(self.experts)}")
+        if self.retry_max_s < self.retry_initial_s:
+            reject("retry_max_s", f"must be >= retry_initial_s ({self.retry_initial_s}), got {self.retry_max_s}")
+
+
 @attrs.frozen
 class MoEConfig:
     """``layer.moe``: a drop-in MLP replacement ``(B, T, D) → (B, T, D)``.
@@ -327,9 +376,19 @@ class MoEConfig:
     router: dict[str, Any] = component_field("router", injected=ROUTER_SHAPE_FIELDS, default={"type": "router.topk"})
     # compute a MoETrace (coherence inputs) every forward even if the router does not need one
     emit_trace: bool = False
+    # experts served by another process (None: every expert is a local parameter)
+    remote: RemoteExpertsConfig | None = None
 
     def __attrs_post_init__(self) -> None:
         _check_shape(self)
+        if self.remote is not None:
+            if max(self.remote.experts) >= self.n_experts:
+                reject("remote", f"experts must be columns below n_experts ({self.n_experts}), "
+                                 f"got {list(self.remote.experts)}")
+            if self.n_experts - len(self.remote.experts) < self.top_k:
+                reject("remote", f"must leave at least top_k ({self.top_k}) local experts, so that routing stays "
+                                 f"defined while the server is unreachable; got {len(self.remote.experts)} remote "
+                                 f"of {self.n_experts}")
 
     @property
     def expert_hidden(self) -> int:

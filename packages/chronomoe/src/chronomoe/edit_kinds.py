@@ -51,6 +51,10 @@ class EditContext:
     config: ChronoConfig
     view: LayerView
     settled: list[int]  # live experts out of cooling
+    # edits are decided on held-out evidence (chronomoe.evidence): the kinds also propose the
+    # edits their thresholds would not, for the trial to judge (prune the least selected expert,
+    # spawn from the most selected one)
+    explore: bool = False
 
 
 @attrs.frozen
@@ -78,13 +82,17 @@ class EditKind:
 
 
 def _propose_prune(c: EditContext) -> list[Candidate]:
-    if not c.registry.can_shrink() or c.health.starving:
+    if not c.registry.can_shrink() or (c.health.starving and not c.explore):
         return []
     found = []
     for e in c.settled:
         stats = c.snapshot.experts[e]
         if stats.tokens_seen >= c.config.prune_min_tokens and stats.phi_slow < c.config.prune_phi:
             found.append(Candidate(e, None, f"phi_slow {stats.phi_slow:.3f} < {c.config.prune_phi}"))
+    if c.explore and c.settled and not found:
+        least = min(c.settled, key=lambda e: (float(c.view.share[c.view.index(e)]), e))
+        share = float(c.view.share[c.view.index(least)])
+        found.append(Candidate(least, None, f"least selected (share {share:.3f}): for the trial to judge"))
     return found
 
 
@@ -114,12 +122,14 @@ def _propose_split(c: EditContext) -> list[Candidate]:
 
 
 def _propose_spawn(c: EditContext) -> list[Candidate]:
-    """Only while the layer starves: clone the most selected expert."""
+    """Only while the layer starves (or when exploring for a trial): clone the most selected expert."""
     child = c.registry.free_column()
-    if not c.registry.can_grow() or child is None or not c.health.starving or not c.settled:
+    if not c.registry.can_grow() or child is None or not (c.health.starving or c.explore) or not c.settled:
         return []
     source = max(c.settled, key=lambda e: float(c.view.share[c.view.index(e)]))
-    return [Candidate(source, child, "layer starving: " + "; ".join(c.health.reasons))]
+    reason = ("layer starving: " + "; ".join(c.health.reasons)) if c.health.starving else (
+        "most selected: for the trial to judge")
+    return [Candidate(source, child, reason)]
 
 
 def _apply_merge(registry: ExpertRegistry, c: Candidate) -> None:

@@ -81,14 +81,16 @@ def propose_edits(
     split_passed: list[int],
     config: ChronoConfig,
     kinds: Mapping[str, EditKind] | None = None,
+    explore: bool = False,
 ) -> tuple[float, list[EditProposal]]:
     """F now and every candidate edit of every kind in ``kinds`` (the edit table by default) with
-    its predicted F (unsorted)."""
+    its predicted F (unsorted); ``explore``: edits are decided on evidence, so the kinds also
+    propose what their thresholds would not (see :class:`chronomoe.edit_kinds.EditContext`)."""
     lc = config.lifecycle
     view = layer_view(registry)
     f_now = free_energy(view, lc).total
     settled = [e for e in view.experts if registry.states[e] == "active"]
-    context = EditContext(registry, snapshot, health, split_passed, config, view, settled)
+    context = EditContext(registry, snapshot, health, split_passed, config, view, settled, explore)
     proposals = []
     for kind in (EDIT_KINDS if kinds is None else kinds).values():
         for candidate in kind.propose(context):

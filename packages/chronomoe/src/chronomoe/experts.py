@@ -10,11 +10,24 @@ experts run as one batched matmul over ``(E, C, D)``. :func:`reference_moe` is t
 from __future__ import annotations
 
 import math
+from typing import Any, Protocol
 
 import attrs
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+class ExpertBank(Protocol):
+    """What dispatch needs of a layer's experts: :class:`SwiGLUExperts`, or
+    ``chronomoe.remote.HybridExperts`` when some are served by another process."""
+
+    n_experts: int
+    d_model: int
+
+    def __call__(self, slots: torch.Tensor) -> Any: ...
+
+    def expert(self, index: int, x: torch.Tensor) -> torch.Tensor: ...
 
 
 class SwiGLUExperts(nn.Module):
@@ -95,7 +108,7 @@ def plan_dispatch(expert_idx: torch.Tensor, n_experts: int, capacity: int) -> Di
 
 
 def dispatch_and_combine(
-    x: torch.Tensor, gates: torch.Tensor, plan: DispatchPlan, experts: SwiGLUExperts
+    x: torch.Tensor, gates: torch.Tensor, plan: DispatchPlan, experts: ExpertBank
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``x (N, D)`` → ``(mixture (N, D), per-assignment raw outputs (k·N, D))``.
 
@@ -118,7 +131,7 @@ def dispatch_and_combine(
 
 
 def sorted_dispatch_and_combine(
-    x: torch.Tensor, expert_idx: torch.Tensor, gates: torch.Tensor, experts: SwiGLUExperts
+    x: torch.Tensor, expert_idx: torch.Tensor, gates: torch.Tensor, experts: ExpertBank
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Dropless dispatch: assignments sorted by expert, one matmul chain per expert's contiguous run.
 

@@ -7,7 +7,12 @@
   N+1 the proposer's evidence is checked again and the event is finalised only if it persists,
   otherwise it lapses.
 - **Monotonicity**: ordinary writes may be reverted; identity-grade events (scar, reflex
-  crystallisation, epoch boundary) may not.
+  crystallisation, epoch boundary) may not, except through :meth:`Kernel.revert_identity`, an
+  explicit identity-grade operation that names who asks and why and is audited.
+- **Capabilities**: a keeper's proposal is accepted only under its own capability and while it has
+  made fewer than ``proposal_budget`` proposals this window (no flooding); refusals are audited.
+- **Scars bind**: :meth:`Kernel.forbidden` names the finalised scar that forbids an edit, and the
+  blocked proposal is audited.
 - **Audit**: every proposal, queueing, finalisation, lapse and revert is appended to the
   tamper-evident audit log of :mod:`mosaic.core.audit` (hash chain + signed checkpoints).
 """
@@ -54,6 +59,9 @@ class Kernel:
         self.pending: list[Write] = []  # identity proposals awaiting the next window
         self.queue: list[Write] = []  # finalisable writes waiting for budget
         self.finalised: dict[str, Write] = {}
+        self.proposed_by: dict[str, int] = {}  # keeper -> proposals made in the current window
+        # the trainer's check of a keeper proposal: the trusted payload, or why it is refused
+        self.vet: Callable[[Any], dict[str, Any] | str] | None = None
 
     # --- submitting -----------------------------------------------------------------------------
 
@@ -64,34 +72,49 @@ class Kernel:
             raise KernelError(f"{kind} is an identity event: propose it, it cannot be written directly")
         return self._finalise_or_queue(Write(kind, key, payload, self.window))
 
-    def propose(self, kind: str, key: str, payload: dict) -> None:
-        """Step one of an identity event; finalised in the next window if its evidence persists."""
+    def propose(self, kind: str, key: str, payload: dict) -> bool:
+        """Step one of an identity event; finalised in the next window if its evidence persists.
+        False when the key is already pending, queued or final (nothing is recorded twice)."""
         if kind not in IDENTITY_KINDS:
             raise KernelError(
                 f"only identity events ({', '.join(IDENTITY_KINDS)}) are proposed, got {kind!r}"
             )
         if key in self.finalised or any(w.key == key for w in self.pending + self.queue):
-            return
+            return False
         write = Write(kind, key, payload, self.window)
         self.pending.append(write)
         self.audit.append("kernel.propose", write.to_json())
+        return True
 
     def submit(self, capability: Any, proposal: Any) -> str:
         """A keeper's proposal (see :mod:`chronomoe.keepers`): refused, and the refusal audited,
-        unless ``capability`` names that keeper and that kind; then an identity event is proposed
-        (two-step) and anything else written (or queued over budget). Returns ``"refused"``,
-        ``"proposed"``, ``"written"`` or ``"queued"``."""
+        unless ``capability`` names that keeper and that kind and the keeper has proposals left this
+        window; then ``vet`` (set by the trainer) replaces the keeper's payload with the trainer's
+        own reading, or names why it refuses it; then an identity event is proposed (two-step) and
+        anything else written (or queued over budget). Returns ``"refused"``, ``"proposed"``,
+        ``"duplicate"`` (already proposed or final), ``"written"`` or ``"queued"``."""
         if proposal.keeper != capability.keeper or proposal.kind not in capability.may_propose:
             reason = (f"keeper {proposal.keeper!r} holds no capability for {proposal.kind!r}"
                       if proposal.keeper == capability.keeper else
                       f"proposal from {proposal.keeper!r} under {capability.keeper!r}'s capability")
             self.audit.append("kernel.refuse", {**proposal.to_json(), "reason": reason})
             return "refused"
+        made = self.proposed_by.get(proposal.keeper, 0)
+        if made >= self.config.proposal_budget:
+            reason = f"keeper {proposal.keeper!r} spent its {self.config.proposal_budget} proposals of window {self.window}"
+            self.audit.append("kernel.refuse", {**proposal.to_json(), "reason": reason})
+            return "refused"
+        self.proposed_by[proposal.keeper] = made + 1
+        payload: Any = proposal.payload
+        if self.vet is not None:
+            payload = self.vet(proposal)
+            if isinstance(payload, str):
+                self.audit.append("kernel.refuse", {**proposal.to_json(), "reason": payload})
+                return "refused"
+        payload = {**payload, "keeper": proposal.keeper}
         if proposal.kind in IDENTITY_KINDS:
-            self.propose(proposal.kind, proposal.key, {**proposal.payload, "keeper": proposal.keeper})
-            return "proposed"
-        written = self.write(proposal.kind, proposal.key, {**proposal.payload, "keeper": proposal.keeper})
-        return "written" if written else "queued"
+            return "proposed" if self.propose(proposal.kind, proposal.key, payload) else "duplicate"
+        return "written" if self.write(proposal.kind, proposal.key, payload) else "queued"
 
     def revert(self, key: str) -> Write:
         write = self.finalised.get(key)
@@ -103,6 +126,33 @@ class Kernel:
         self.audit.append("kernel.revert", write.to_json())
         return write
 
+    def revert_identity(self, key: str, *, authority: str, reason: str) -> Write:
+        """The identity-grade operation: undo a finalised identity event. ``authority`` (who asks)
+        and ``reason`` are required and audited with the event; the caller undoes its effect."""
+        write = self.finalised.get(key)
+        if write is None or not write.identity:
+            raise KernelError(f"no finalised identity event under {key!r}")
+        if not authority.strip() or not reason.strip():
+            raise KernelError(f"reverting identity event {key} needs an authority and a reason")
+        del self.finalised[key]
+        self.audit.append("identity.revert", {**write.to_json(), "authority": authority, "reason": reason})
+        return write
+
+    def forbidden(self, layer: int, action: str, expert: int | None) -> str | None:
+        """The key of the finalised scar that forbids ``action`` on ``expert`` of ``layer`` (a scar
+        without an expert forbids the kind on the whole layer), else None."""
+        for key, write in self.finalised.items():
+            p = write.payload
+            if write.kind == "scar" and p.get("layer") == layer and p.get("action") == action \
+                    and p.get("expert") in (None, expert):
+                return key
+        return None
+
+    def block(self, scar: str, layer: int, action: str, expert: int | None, step: int) -> None:
+        """Audit a proposal that the scar ``scar`` kept from being tried."""
+        self.audit.append("kernel.block", {"scar": scar, "layer": layer, "action": action, "expert": expert,
+                                           "step": step})
+
     # --- time -----------------------------------------------------------------------------------
 
     def advance(self, step: int, evidence: Callable[[Write], bool]) -> list[Write]:
@@ -113,6 +163,7 @@ class Kernel:
             return []
         self.window = window
         self.used = {"write": 0, "identity": 0}
+        self.proposed_by = {}
         finalised = []
         for write in self._take_queue():
             if self._finalise_or_queue(write):

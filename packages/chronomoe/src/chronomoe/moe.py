@@ -13,7 +13,9 @@ host. Keys (fixed for a given configuration):
 - ``moe_beta``: ``(E,)`` the selection-key bias (β_eff for router.chrono, the balancing bias for
   router.loss_free, zeros for router.topk);
 - ``moe_psi``: this batch's layer coherence Ψ, present when a trace is computed (router.chrono, or
-  ``emit_trace``); router.chrono adds ``moe_js``, ``moe_flip_rate``, ``moe_tv`` and ``moe_veto``.
+  ``emit_trace``); router.chrono adds ``moe_js``, ``moe_fisher_rao``, ``moe_flip_rate``, ``moe_tv`` and ``moe_veto``.
+- ``moe_unreachable_experts``: with remote experts (``remote:``, chronomoe.remote) only, how many are
+  masked because their server does not answer.
 
 In training mode the router's slow state (coherence clocks, β) advances once per forward, and a
 per-step balancer (router.loss_free's bias) once per optimizer step through
@@ -22,7 +24,7 @@ per-step balancer (router.loss_free's bias) once per optimizer step through
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -36,7 +38,8 @@ from chronomoe.experts import (
     plan_dispatch,
     sorted_dispatch_and_combine,
 )
-from chronomoe.routers import RouterOutput, expert_counts
+from chronomoe.remote import ExpertsUnreachable, HybridExperts
+from chronomoe.routers import ExpertColumns, RouterOutput, expert_counts
 from mosaic.core.contract import keys
 from mosaic.core.contract.protocols import Router, missing_members
 from mosaic.core.errors import ModelError
@@ -48,10 +51,12 @@ if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plug
 class MoE(nn.Module):
     """Route tokens to SwiGLU experts through capacity-padded slots and mix their outputs."""
 
+    _reachable_mask: torch.Tensor  # (E,) bool buffer, all True unless remote experts are masked
+
     def __init__(
         self,
         router: Any,  # a router component (router.*): see mosaic.core.contract.protocols.Router
-        experts: SwiGLUExperts,
+        experts: SwiGLUExperts | HybridExperts,
         *,
         capacity_factor: float | None = 1.25,
         dispatch: str = "capacity",
@@ -79,6 +84,11 @@ class MoE(nn.Module):
         self.emit_trace = emit_trace
         self.last_trace: MoETrace | None = None
         self._aux: dict[str, torch.Tensor] = {}
+        self._reachable: list[bool] = [True] * experts.n_experts  # host copy: columns whose server answers
+        self.register_buffer("_reachable_mask", torch.ones(experts.n_experts, dtype=torch.bool), persistent=False)
+        if isinstance(experts, HybridExperts) and not hasattr(getattr(router, "columns", None), "reachable"):
+            raise ModelError(f"{type(router).__name__} cannot mask unreachable experts (it has no ExpertColumns); "
+                             "remote experts need router.topk, router.chrono or router.loss_free")
 
     @property
     def n_experts(self) -> int:
@@ -87,6 +97,24 @@ class MoE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[-1] != self.experts.d_model:
             raise ModelError(f"layer.moe expects (B, T, {self.experts.d_model}), got {tuple(x.shape)}")
+        if not isinstance(self.experts, HybridExperts):
+            return self._forward(x)
+        self._sync_reachable(self.experts)
+        try:
+            return self._forward(x)
+        except ExpertsUnreachable:  # the server went away during this step: route it again without it
+            self._sync_reachable(self.experts)
+            return self._forward(x)
+
+    def _sync_reachable(self, experts: HybridExperts) -> None:
+        """Remote experts only: mask the columns whose server does not answer (host-side state)."""
+        reachable = experts.refresh()
+        if reachable != self._reachable:
+            cast(ExpertColumns, self.router.columns).reachable.copy_(torch.tensor(reachable))
+            self._reachable_mask.copy_(torch.tensor(reachable))
+            self._reachable = reachable
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, time, d_model = x.shape
         flat = x.reshape(batch * time, d_model)  # (N, D)
         route: RouterOutput = self.router(flat, sequence_length=time)
@@ -97,6 +125,7 @@ class MoE(nn.Module):
         else:
             top_k = route.expert_idx.shape[1]
             live = self.n_experts if self.live_experts is None else self.live_experts
+            live = max(1, live - self._reachable.count(False))  # capacity over the reachable
             capacity = expert_capacity(flat.shape[0], live, top_k, self.capacity_factor)
             plan = plan_dispatch(route.expert_idx, self.n_experts, capacity)
             mixture, outputs = dispatch_and_combine(flat, route.gates, plan, self.experts)
@@ -123,7 +152,7 @@ class MoE(nn.Module):
         self, route: RouterOutput, kept: torch.Tensor, trace: MoETrace | None
     ) -> dict[str, torch.Tensor]:
         load = expert_counts(route.expert_idx, self.n_experts)  # (E,)
-        live = self.router.columns.active
+        live = self.router.columns.active & self._reachable_mask
         mean_load = load.sum() / live.sum().clamp_min(1)  # over live columns of a fixed-width router
         aux = {
             keys.MOE_AUX_LOSS.name: route.aux_loss,
@@ -136,6 +165,8 @@ class MoE(nn.Module):
             keys.MOE_BETA.name: route.bias.detach(),
         }
         aux.update({f"moe_{name}": value for name, value in route.metrics.items()})
+        if isinstance(self.experts, HybridExperts):
+            aux[keys.MOE_UNREACHABLE_EXPERTS.name] = torch.tensor(float(self._reachable.count(False)))
         if trace is not None:
             with torch.no_grad():
                 phi, seen = expert_coherence(
@@ -155,6 +186,19 @@ class MoE(nn.Module):
         if callable(hook):
             hook()
 
+    def drain_run_events(self) -> list[dict[str, Any]]:
+        """Remote experts' ``Degraded`` / ``Restored`` events raised since the last call, for the
+        run's ``decisions.jsonl`` (``RaisesRunEvents``); empty without remote experts."""
+        if not isinstance(self.experts, HybridExperts):
+            return []
+        events = self.experts.client.events
+        drained = []
+        while events:
+            event = events.popleft()
+            drained.append({"action": event.type.lower(), "source": "remote_experts", "clock": "fast",
+                            "ts": event.ts, "event": dict(event.payload)})
+        return drained
+
     def aux_outputs(self) -> dict[str, torch.Tensor]:
         """The last forward's auxiliary losses and metrics (see the module docstring)."""
         return dict(self._aux)
@@ -171,7 +215,11 @@ def build_moe(config: MoEConfig, *, registry: Registry | None = None) -> MoE:
     shape = (config.d_model, config.n_experts, config.top_k)
     router_mapping.update(zip(ROUTER_SHAPE_FIELDS, shape, strict=True))
     router = registry.build(config.router["type"], router_mapping, path="$.router")
-    experts = SwiGLUExperts(config.n_experts, config.d_model, config.expert_hidden)
+    experts: SwiGLUExperts | HybridExperts
+    if config.remote is None:
+        experts = SwiGLUExperts(config.n_experts, config.d_model, config.expert_hidden)
+    else:
+        experts = HybridExperts(config.n_experts, config.d_model, config.expert_hidden, config.remote)
     return MoE(
         router,
         experts,

@@ -13,6 +13,7 @@ from torch import nn
 
 from chronomoe.clocks import DebiasedEMA
 from chronomoe.config import ChronoConfig
+from chronomoe.geometry import fisher_rao_distance
 
 
 class RouterState(nn.Module):
@@ -31,7 +32,7 @@ class RouterState(nn.Module):
         self.register_buffer("held", torch.zeros(n_experts, dtype=torch.bool))
         # crystallised reflexes: k frozen for good (an identity event finalised by the kernel)
         self.register_buffer("crystallised", torch.zeros(n_experts, dtype=torch.bool))
-        # mid-clock disagreement [top-1 flip rate, JS divergence] for escalation
+        # mid-clock disagreement [top-1 flip rate, Fisher–Rao distance] for escalation
         self.disagreement = DebiasedEMA((config.clocks.alpha_mid,), (2,))
         # mid-clock per-expert veto rate (expert_veto_counts): how much of what β claims for the
         # expert is vetoed
@@ -127,8 +128,9 @@ def biased_selection_key(
     """The vetoed selection key ``z + r·β`` (N, E), disagreement metrics (0-d tensors) and the
     per-token veto ``1 − r`` (N,).
 
-    ``tv`` and ``js`` compare the clean distribution with the distribution of the vetoed key, on
-    every ``js_token_stride``-th token; ``flip_rate`` (top-1 changes) and ``veto`` (mean ``1 − r``)
+    ``tv``, ``js`` and ``fisher_rao`` (the geodesic distance of :mod:`chronomoe.geometry`, the
+    disagreement the escalation and the report read) compare the clean distribution with the
+    distribution of the vetoed key, on every ``js_token_stride``-th token; ``flip_rate`` (top-1 changes) and ``veto`` (mean ``1 − r``)
     use every token.
     """
     logits = clean_logits.float()
@@ -141,6 +143,7 @@ def biased_selection_key(
     metrics = {
         "js": js_divergence(p_sample, p_biased).mean(),
         "tv": total_variation(p_sample, p_biased).mean(),
+        "fisher_rao": fisher_rao_distance(p_sample, p_biased).mean(),
         "flip_rate": (logits.argmax(-1) != key.argmax(-1)).float().mean(),
         "veto": 1.0 - relevance.mean(),
     }

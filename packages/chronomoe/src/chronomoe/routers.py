@@ -86,7 +86,7 @@ def _output(
     top_k: int,
 ) -> RouterOutput:
     expert_idx, gates, probs = select(clean_logits, key, top_k, config.normalize_gates)
-    balance = switch_load_balance_loss(probs, expert_idx, columns.active.sum())
+    balance = switch_load_balance_loss(probs, expert_idx, columns.routable.sum())
     z_loss = router_z_loss(clean_logits)
     return RouterOutput(
         expert_idx=expert_idx,
@@ -128,14 +128,22 @@ class ExpertColumns(nn.Module):
     # buffers, typed here: to mypy, nn.Module.__getattr__ returns Tensor | Module
     active: torch.Tensor
     entry_offset: torch.Tensor
+    reachable: torch.Tensor
 
     def __init__(self, n_experts: int) -> None:
         super().__init__()
         self.register_buffer("active", torch.ones(n_experts, dtype=torch.bool))
         self.register_buffer("entry_offset", torch.zeros(n_experts))
+        # whether a remote expert's server answers now (chronomoe.remote); transient, not in state_dict
+        self.register_buffer("reachable", torch.ones(n_experts, dtype=torch.bool), persistent=False)
+
+    @property
+    def routable(self) -> torch.Tensor:
+        """Columns routing may choose: live and reachable."""
+        return self.active & self.reachable
 
     def mask(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.masked_fill(~self.active, float("-inf"))
+        return logits.masked_fill(~self.routable, float("-inf"))
 
     def key(self, key: torch.Tensor) -> torch.Tensor:
         return key + self.entry_offset
@@ -213,8 +221,8 @@ class ChronoRouter(TopKMixin, nn.Module):
         """Coherence on three clocks, then β from the slow clock (the closed loop)."""
         if trace is None or phi is None or seen is None:
             raise ModelError("router.chrono.observe needs the forward's MoETrace and its coherence")
-        self.state.observe_logit_std(masked_std(route.clean_logits.detach(), self.columns.active))
-        self.state.disagreement.update(torch.stack([route.metrics["flip_rate"], route.metrics["js"]]))
+        self.state.observe_logit_std(masked_std(route.clean_logits.detach(), self.columns.routable))
+        self.state.disagreement.update(torch.stack([route.metrics["flip_rate"], route.metrics["fisher_rao"]]))
         if route.veto_counts is None:
             raise ModelError("router.chrono.observe needs the veto counts its forward records")
         self.state.observe_veto(route.veto_counts)
@@ -263,7 +271,7 @@ class LossFreeRouter(TopKMixin, nn.Module):
 
     def forward(self, x: torch.Tensor, sequence_length: int | None = None) -> RouterOutput:
         logits = self.gate(x).float()  # (N, E)
-        active = self.columns.active
+        active = self.columns.routable
         affinity = torch.sigmoid(logits) * active  # (N, E) in [0, 1], 0 in inactive columns
         key = (affinity.detach() + self.bias).masked_fill(~active, float("-inf"))
         key = self.columns.key(key)
@@ -287,7 +295,7 @@ class LossFreeRouter(TopKMixin, nn.Module):
         length = sequence_length if sequence_length and n_tokens % sequence_length == 0 else n_tokens
         sequences = n_tokens // length
         one_hot = torch.zeros_like(probs).scatter_(-1, expert_idx, 1.0).view(sequences, length, -1)
-        live = self.columns.active.sum().to(probs.dtype)
+        live = self.columns.routable.sum().to(probs.dtype)
         f = one_hot.sum(1) * live / (self.top_k * length)  # (S, E)
         p = probs.view(sequences, length, -1).mean(1)  # (S, E)
         return (f * p).sum(-1).mean()
@@ -301,7 +309,7 @@ class LossFreeRouter(TopKMixin, nn.Module):
 
     @torch.no_grad()
     def after_optimizer_step(self) -> None:
-        load, active = self.pending_load, self.columns.active
+        load, active = self.pending_load, self.columns.routable
         if load.sum() > 0:
             mean_load = (load * active).sum() / active.sum().clamp_min(1)
             self.bias.add_(self.config.bias_rate * torch.sign(mean_load - load) * active)

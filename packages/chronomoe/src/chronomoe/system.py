@@ -82,6 +82,9 @@ class ChronoSystem:
         self.pending: list[Decision | None] = [None] * len(layers)  # last edit awaiting its measured F
         self.kernel = kernel
         self.scars: set[tuple[int, str]] = set()  # (layer, edit kind) forbidden for good
+        self.expert_scars: set[tuple[int, str, int]] = set()  # (layer, edit kind, expert) forbidden
+        self.propose_identity = True  # False when keepers propose (chronomoe.sovereign)
+        self.trial_log: list[dict[str, Any]] = []  # every scored trial with its realised dloss
         self.calibrators = [EscalationCalibrator(config.lifecycle) for _ in layers]
         self.probe = probe  # held-out trial losses (chronomoe.evidence); None: predicted dF alone
         self.baseline = BaselineCache()
@@ -100,7 +103,7 @@ class ChronoSystem:
         if self.step_count % lc.mid_interval == 0:
             for layer in range(len(self.layers)):
                 report.control.extend(self._log(r) for r in self._escalate(layer))
-                if self.kernel is not None:
+                if self.kernel is not None and self.propose_identity:
                     report.control.extend(self._log(r) for r in self._propose_identity(layer, self.kernel))
         if self.step_count % lc.slow_interval == 0:
             report.coherence = [moe.router.coherence.snapshot() for moe in self.layers]
@@ -111,14 +114,14 @@ class ChronoSystem:
     def _escalate(self, layer: int) -> list[Decision]:
         lc = self.config.lifecycle
         state = self.layers[layer].router.state
-        flip, js = state.disagreement.estimate_at(0).cpu().tolist()
+        flip, fisher_rao = state.disagreement.estimate_at(0).cpu().tolist()
         calibrator = self.calibrators[layer]
         action, just_calibrated = calibrator.observe(flip)
         escalate_beta(state, action, lc.beta_decay)
         records = []
         if action is not None:
             records.append(
-                self._record("mid", action, layer, None, trigger=f"mid flip rate {flip:.3f} (js {js:.4f})")
+                self._record("mid", action, layer, None, trigger=f"mid flip rate {flip:.3f} (Fisher–Rao {fisher_rao:.4f})")
             )
         if just_calibrated:
             t = calibrator.thresholds()
@@ -154,7 +157,7 @@ class ChronoSystem:
         ]
         self.pending[layer] = None
         before = pending.free_energy["before"]
-        if self.kernel is not None and is_scar(before, f_now, self.config):
+        if self.kernel is not None and self.propose_identity and is_scar(before, f_now, self.config):
             key = f"scar/layer{layer}/{pending.action}"
             self.kernel.propose(
                 "scar",
@@ -201,20 +204,24 @@ class ChronoSystem:
         lc = self.config.lifecycle
         registry = self.registries[layer]
         health = layer_health(snapshot, self.config)
-        f_before, proposals = propose_edits(registry, snapshot, health, passed, self.config, self.edit_kinds)
-        proposals = [p for p in proposals if (layer, p.action) not in self.scars]
+        f_before, proposals = propose_edits(registry, snapshot, health, passed, self.config, self.edit_kinds,
+                                            explore=self.probe is not None)
+        proposals, blocked = self._respect_scars(layer, proposals)
         competing = [p.to_json() for p in sorted(proposals, key=lambda p: (p.delta, p.action, p.expert))]
         last_edit = self.last_edit[layer]
         cooling_down = last_edit is not None and self.step_count - last_edit < lc.cooldown_steps
         closed = not editing_open(self.step_count, self.probe, lc)
-        records: list[Decision] = []
+        records: list[Decision] = blocked
         if cooling_down or closed:
             chosen = None
         elif self.probe is None:
             chosen = choose(proposals, lc.min_delta_f)
         else:
             scored = score(self, layer, proposals, self.probe, self.baseline)
-            records = [
+            self.trial_log.extend({"step": self.step_count, "layer": layer, "action": s.proposal.action,
+                                   "expert": s.proposal.expert, "delta_loss": s.delta_loss}
+                                  for s in scored if s.delta_loss is not None)
+            records = blocked + [
                 self._record("slow", "scored", layer, s.proposal.expert, other=s.proposal.other,
                              free_energy={"before": s.proposal.f_before, "predicted": s.proposal.f_predicted},
                              evidence=s.to_json(), trigger=s.refused or f"trial of {s.proposal.action}")
@@ -232,7 +239,7 @@ class ChronoSystem:
             elif self.probe is None:
                 reason = f"best predicted dF above -{lc.min_delta_f}"
             else:
-                reason = f"no scored edit lowered the probe loss by more than {lc.evidence_margin}"
+                reason = f"no scored edit has a predicted dF (probe dloss + price) below -{lc.evidence_margin}"
             return records + [
                 self._record("slow", "none", layer, None, snapshot=snapshot, free_energy={"before": f_before},
                              competing=competing, trigger=reason)
@@ -254,6 +261,23 @@ class ChronoSystem:
                               other=chosen.other, edit=kind)
         self.pending[layer] = record
         return records + [record]
+
+    def _respect_scars(self, layer: int, proposals: list[Any]) -> tuple[list[Any], list[Decision]]:
+        """The proposals no scar forbids, and a ``blocked_by_scar`` record (audited by the kernel)
+        for each one a scar keeps from being tried."""
+        kept, blocked = [], []
+        for p in proposals:
+            scar = (f"scar/layer{layer}/{p.action}" if (layer, p.action) in self.scars else
+                    f"scar/layer{layer}/{p.action}/expert{p.expert}" if (layer, p.action, p.expert)
+                    in self.expert_scars else None)
+            if scar is None:
+                kept.append(p)
+                continue
+            if self.kernel is not None:
+                self.kernel.block(scar, layer, p.action, p.expert, self.step_count)
+            blocked.append(self._record("slow", "blocked_by_scar", layer, p.expert, other=p.other,
+                                        trigger=f"{p.action} forbidden by {scar}"))
+        return kept, blocked
 
     # --- identity events and the kernel ----------------------------------------------------------
 
@@ -292,6 +316,8 @@ class ChronoSystem:
         if write.kind == "epoch":
             psi_mid, _ = psi_mid_slow(self.layers[layer])
             return abs(psi_mid - write.payload["psi_slow_before"]) >= self.config.kernel.epoch_psi_shift
+        if write.kind == "scar" and "delta_loss" in write.payload:  # the trainer's own trial record
+            return write.payload["delta_loss"] > self.config.kernel.scar_delta_loss
         if write.kind == "scar":
             f_now = free_energy(layer_view(self.registries[layer]), self.config.lifecycle).total
             return is_scar(write.payload["f_before"], f_now, self.config)
@@ -306,8 +332,11 @@ class ChronoSystem:
                 "mid", "reflex_crystallised", layer, write.payload["expert"], trigger=write.key
             )
         if write.kind == "scar":
-            self.scars.add((layer, write.payload["action"]))
-            return self._record("slow", "scar_formed", layer, None, trigger=write.key)
+            if write.payload.get("expert") is None:
+                self.scars.add((layer, write.payload["action"]))
+            else:
+                self.expert_scars.add((layer, write.payload["action"], int(write.payload["expert"])))
+            return self._record("slow", "scar_formed", layer, write.payload.get("expert"), trigger=write.key)
         if write.kind == "epoch":
             return self._record("mid", "epoch_boundary", layer, None, trigger=write.key)
         action, candidate = write.payload["action"], Candidate(write.payload["expert"], write.payload["other"], "")
@@ -380,6 +409,7 @@ class ChronoSystem:
     def state_dict(self) -> dict:
         return {
             "scars": sorted([layer, action] for layer, action in self.scars),
+            "expert_scars": sorted([layer, action, expert] for layer, action, expert in self.expert_scars),
             "kernel": self.kernel.state_dict() if self.kernel is not None else None,
             "step": self.step_count,
             "registries": [r.state_dict() for r in self.registries],
@@ -401,6 +431,7 @@ class ChronoSystem:
         self.last_edit = list(state["last_edit"])
         self.pending = [None if p is None else Decision.from_json(p) for p in state["pending"]]
         self.scars = {(int(layer), str(action)) for layer, action in state["scars"]}
+        self.expert_scars = {(int(la), str(a), int(e)) for la, a, e in state.get("expert_scars", [])}
         for calibrator, calibrator_state in zip(self.calibrators, state["calibrators"], strict=True):
             calibrator.load_state_dict(calibrator_state)
         if self.kernel is not None and state["kernel"] is not None:

@@ -13,7 +13,8 @@ cooldown — the control condition of the phase 8 comparison.
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
@@ -27,7 +28,10 @@ from chronomoe.moe import MoE
 from chronomoe.routers import ChronoRouter
 from chronomoe.system import ChronoSystem
 from chronomoe.training_config import ChronoLifecycleConfig
-from mosaic.core.contract.protocols import TrainingProbe
+from mosaic.core.contract.protocols import KnowsRunDir, TrainingProbe
+
+if TYPE_CHECKING:
+    from chronomoe.sovereign import SovereignCore
 
 _NEVER = 10**12
 
@@ -36,11 +40,18 @@ class ChronoLifecycle:
     def __init__(self, config: ChronoLifecycleConfig) -> None:
         self.config = config
         self.system: ChronoSystem | None = None
+        self.core: SovereignCore | None = None
         self.slow_interval = 0
 
     def attach(
-        self, layers: list[Any], optimizer: torch.optim.Optimizer | None, probe: TrainingProbe | None = None
+        self,
+        layers: list[Any],
+        optimizer: torch.optim.Optimizer | None,
+        probe: TrainingProbe | None = None,
+        run_dir: str | Path | None = None,
     ) -> None:
+        """``run_dir`` holds the kernel's audit log (``kernel`` set); default: the probe's run
+        directory (:class:`~mosaic.core.contract.protocols.KnowsRunDir`)."""
         if not layers:
             raise LifecycleError("layer.chrono_lifecycle: the model has no layer.moe feed-forward")
         if not all(isinstance(moe, MoE) and isinstance(moe.router, ChronoRouter) for moe in layers):
@@ -52,6 +63,17 @@ class ChronoLifecycle:
         self.system = ChronoSystem(
             layers, config, optimizer=optimizer, n_active=self.config.n_active, seed=self.config.seed, probe=probe
         )
+        if self.config.kernel is not None and self.config.trigger != "none":  # "none": no clock to keep
+            if run_dir is None and isinstance(probe, KnowsRunDir):
+                run_dir = probe.run_dir
+            if run_dir is None:
+                raise LifecycleError(
+                    "layer.chrono_lifecycle.kernel: the kernel's audit log needs a run directory "
+                    "(train with `mosaic run`, or pass run_dir to attach)"
+                )
+            from chronomoe.sovereign import SovereignCore
+
+            self.core = SovereignCore(self.system, self.config.kernel, Path(run_dir))
 
     def step(self) -> list[dict]:
         system = self._attached()
@@ -59,6 +81,7 @@ class ChronoLifecycle:
             return []
         report = system.step()
         decisions = report.control + report.actions
+        core_records = [] if self.core is None else self.core.tick(report)
         if self.config.trigger == "adhoc" and system.step_count % self.slow_interval == 0:
             lc = system.config.lifecycle
             if editing_open(system.step_count, system.probe, lc):
@@ -69,7 +92,12 @@ class ChronoLifecycle:
                                                trigger=f"final {lc.freeze_final_fraction:.0%} of training: no edits"))
                     for layer in range(len(system.layers))
                 )
-        return [decision.to_json() for decision in decisions]
+        return [decision.to_json() for decision in decisions] + core_records
+
+    def close(self) -> None:
+        """Stop the keeper processes (also done when the lifecycle is garbage-collected)."""
+        if self.core is not None:
+            self.core.close()
 
     def _adhoc_edits(self, system: ChronoSystem) -> list[Decision]:
         """The ad-hoc controller prefers the edit kinds by their table's ``adhoc_rank`` (prune an

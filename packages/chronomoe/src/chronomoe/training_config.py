@@ -6,7 +6,7 @@ from typing import Literal
 
 import attrs
 
-from mosaic.core.validators import at_least, one_of, optional
+from mosaic.core.validators import at_least, greater_than, one_of, optional, reject
 
 #: ``free_energy``: ChronoSystem's slow clock — edits ranked by predicted F_l and decided on held-out
 #: evidence (chronomoe.evidence); ``adhoc``: the original's fixed thresholds — prune when φ_slow <
@@ -17,6 +17,36 @@ TRIGGERS = ("free_energy", "adhoc", "none")
 
 
 @attrs.frozen
+class SovereignConfig:
+    """The sovereign core around the trainer-driven lifecycle (``chronomoe.sovereign``): the kernel
+    with its audit log in the run directory and one keeper process per clock.
+
+    - ``fast_interval``: steps between the fast keeper's snapshots (the mid and slow keepers get one
+      at their clock's ``mid_interval`` / ``slow_interval``); never every step.
+    - ``keeper_timeout_s``: a keeper that owes a heartbeat for longer is hung (paused, restarted).
+    - ``key_file``: the audit log's checkpoint signing key; default ``$MOSAIC_AUDIT_KEY_FILE``, else
+      ``audit.key`` in the user key directory (``mosaic.core.keys``). It may not lie inside the run
+      directory.
+    - ``logic``: import paths of the keepers' logic by clock (default ``chronomoe.keeper_logic``).
+    """
+
+    fast_interval: int = attrs.field(default=10, validator=at_least(1))
+    keeper_timeout_s: float = attrs.field(default=30.0, validator=greater_than(0.0))
+    key_file: str | None = None
+    logic: dict[str, str] = attrs.Factory(
+        lambda: {
+            "fast": "chronomoe.keeper_logic:fast_reflexes",
+            "mid": "chronomoe.keeper_logic:mid_epochs",
+            "slow": "chronomoe.keeper_logic:slow_scars",
+        }
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if sorted(self.logic) != ["fast", "mid", "slow"]:
+            reject("logic", f"name the logic of exactly the clocks fast, mid, slow; got {sorted(self.logic)}")
+
+
+@attrs.frozen
 class ChronoLifecycleConfig:
     """The ChronoConfig (clocks, thresholds, lifecycle intervals) is the routers' own ``chrono``."""
 
@@ -24,3 +54,6 @@ class ChronoLifecycleConfig:
     # experts live at the start (the rest are free columns for splits and spawns); None = all
     n_active: int | None = attrs.field(default=None, validator=optional(at_least(1)))
     seed: int = 0
+    # the sovereign core (kernel, audit log, keeper processes); null: the lifecycle runs alone
+    # (ignored with trigger "none", which runs no clock)
+    kernel: SovereignConfig | None = None

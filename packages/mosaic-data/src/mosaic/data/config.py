@@ -210,18 +210,19 @@ class ToolBuildingConfig:
     """``dataset.tool_building``: one tool-building episode per sample (``mosaic.data.tool_building``).
 
     ``tasks``: which small tools are requested (arithmetic ``add``/``sub``/``mul``/``mod``, the
-    string transforms ``pre``/``fnd``, the table look-up ``tab``). ``eval_fraction`` of the (task, parameters)
+    string transforms ``pre``/``shf``, the table look-up ``tab``). ``eval_fraction`` of the (task, parameters)
     combinations are held out: they never occur in the ``train`` split.
     """
 
     block_size: int = attrs.field(default=1360, validator=at_least(2))
-    tasks: tuple[str, ...] = attrs.field(default=("add", "sub", "mul", "mod", "pre", "fnd", "tab"), converter=tuple)
+    tasks: tuple[str, ...] = attrs.field(default=("add", "sub", "mul", "mod", "pre", "shf", "tab"), converter=tuple)
     eval_fraction: float = attrs.field(default=0.2, validator=probability)
     num_samples: int = attrs.field(default=100_000, validator=at_least(1))
     seed: int = attrs.field(default=0, validator=at_least(0))
     split: Split = "train"
-    # the model's hashes: episodes carry no memory supervision, but the (ignored) teacher buckets
-    # must have the model's shape
+    # the model's memory: each character of a request's parameters is written to a bucket of its
+    # own (1, 2, ...), and read back from it wherever the agent copies it (mosaic.data.tool_building)
+    mem_buckets: int = attrs.field(default=16, validator=power_of_two)
     mem_hashes: int = attrs.field(default=1, validator=at_least(1))
 
     def __attrs_post_init__(self) -> None:
@@ -235,8 +236,7 @@ class ToolBuildingConfig:
         yield Provided(Capability.SAMPLE_LENGTH, self.block_size, "block_size")
 
     def requires(self) -> Iterable[Required]:
-        yield Required(Capability.MEMORY_HASHES, Relation.EQUALS, self.mem_hashes, "mem_hashes",
-                       "the teacher buckets are shaped for the model's memory hashes")
+        yield from _same_memory(self.mem_buckets, self.mem_hashes)
 
 
 @attrs.frozen

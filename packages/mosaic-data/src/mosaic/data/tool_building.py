@@ -13,15 +13,20 @@ One sample is one episode of the runtime's tool flow, as the bytes a live sessio
 Only the agent's events are labelled (``target_ids``; the position before each one predicts its
 first byte, its last byte predicts the delimiter): the registry's ids, hashes and clock readings are
 random to the model and are never predicted. The implementation is a template of the task with the
-request's parameter values written into the code (``add`` with ``{"n": 37}`` ->
-``def run(x):\\n    return x + 37``), so the model learns to copy parameters from the request; the
-tool is called with the task's example arguments (:data:`TASKS`).
+request's parameter values written into the code (``add`` with ``{"p": 372}`` ->
+``def run(x):\\n    return x + 372``), and the tool's name holds them too (``add_372``), so the
+model copies parameters from the request into its description, code, name and, after the
+registry's reply, into its ``ToolCall``; the tool is called with the task's example arguments
+(:data:`TASKS`).
 
-Held-out requests need parameter values never seen together in training: a request belongs to the
-``eval`` split when a hash of (task, parameters) says so (:func:`request_split`), so no (task,
-parameters) combination of the eval split ever occurs in training. :meth:`ToolBuildingDataset.episodes`
-returns held-out :class:`ToolEpisode` s (request, expected tool name and results) for evaluation
-through the real runtime.
+Copies are memory recalls, supervised where they happen (:meth:`ToolBuildingDataset.copy_marks`):
+character ``j`` of the parameters (``3``, ``7``, ``2`` of ``372``) is written (WRITE_MEM, write gate
+1) to bucket ``1 + j`` at its byte in the request, and read (READ_MEM) from that bucket at every
+position whose next byte is a copy of it in the agent's events. The call's copy lies beyond the
+registry's reply, whose length varies with its clock reading, so no fixed-distance local mixer can
+make it: the hashed memory is what carries the parameter there. The task's characters are cells
+too (buckets after the parameter's), written at the request and read where the description, the
+name and the call spell it.
 """
 
 from __future__ import annotations
@@ -52,8 +57,7 @@ AGENT = "agent"
 REQUEST_TS = 1.0
 AGENT_TS = 2.0
 #: Three-digit integers and one-letter strings: every request payload has the same length
-#: (``{"params":{"n":372},"task":"add"}``, ``{"params":{"s":"a"},"task":"pre"}``), so each of its
-#: bytes lies at one distance from its copy in the definition's description.
+#: (``{"params":{"p":372},"task":"add"}``, ``{"params":{"p":"a"},"task":"pre"}``).
 INT_RANGE = (100, 1000)
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -61,9 +65,9 @@ LETTERS = "abcdefghijklmnopqrstuvwxyz"
 @attrs.frozen
 class ToolTask:
     """A task: its parameters (name -> ``int`` or ``str``), the tool's one argument, the code
-    template (``str.format`` over the parameters), and the answer of the task. Every template puts
-    its parameter at one offset from the start of the source (the indentation and wording differ to
-    make it so), so each parameter lies at one distance from its copy in the description."""
+    template (``str.format`` over the parameters), and the answer of the task. Every tool takes one
+    integer ``x`` and is called with the same example, so the call's arguments do not depend on the
+    task (they come before the tool's name in the canonical call, far from the request)."""
 
     params: tuple[tuple[str, str], ...]
     argument: str
@@ -74,52 +78,25 @@ class ToolTask:
     probe: Any  # a second argument the evaluation calls the registered tool with
 
 
+def _task(
+    param: tuple[str, str], code: str, solve: Callable[[dict[str, Any], Any], Any], probe: Any = -3
+) -> ToolTask:
+    return ToolTask((param,), "x", "integer", code, solve, 7, probe)
+
+
+#: One parameter name for every task: what the description spells before the value does not depend
+#: on the task.
+_N, _S = ("p", "int"), ("p", "str")
 TASKS: dict[str, ToolTask] = {
-    "add": ToolTask(
-        (("n", "int"),), "x", "integer", "def run(x):\n    return x + {n}", lambda p, x: x + p["n"], 7, -3
-    ),
-    "sub": ToolTask(
-        (("n", "int"),), "x", "integer", "def run(x):\n    return x - {n}", lambda p, x: x - p["n"], 7, -3
-    ),
-    "mul": ToolTask(
-        (("n", "int"),), "x", "integer", "def run(x):\n    return x * {n}", lambda p, x: x * p["n"], 7, -3
-    ),
-    "mod": ToolTask(
-        (("n", "int"),),
-        "x",
-        "integer",
-        "def run(x):\n    return x % {n}",
-        lambda p, x: x % p["n"],
-        1234,
-        99999,
-    ),
-    "pre": ToolTask(
-        (("s", "str"),),
-        "s",
-        "string",
-        "def run(s):\n    return str('{s}') + s",
-        lambda p, s: p["s"] + s,
-        "xy",
-        "q",
-    ),
-    "fnd": ToolTask(
-        (("s", "str"),),
-        "s",
-        "string",
-        "def run(s):\n return s.find('{s}')",
-        lambda p, s: s.find(p["s"]),
-        "banana",
-        "mississippi",
-    ),
-    "tab": ToolTask(
-        (("n", "int"),),
-        "k",
-        "string",
-        "def run(k):\n   return {{'x':{n}}}.get(k, 0)",
-        lambda p, k: {"x": p["n"]}.get(k, 0),
-        "x",
-        "y",
-    ),
+    "add": _task(_N, "def run(x):\n    return x + {p}", lambda p, x: x + p["p"]),
+    "sub": _task(_N, "def run(x):\n    return x - {p}", lambda p, x: x - p["p"]),
+    "mul": _task(_N, "def run(x):\n    return x * {p}", lambda p, x: x * p["p"]),
+    "mod": _task(_N, "def run(x):\n    return x % {p}", lambda p, x: x % p["p"], 99999),
+    # string transforms: the letter prefixed to x's decimal text; the letter shifted by x
+    "pre": _task(_S, "def run(x):\n    return '{p}' + str(x)", lambda p, x: p["p"] + str(x)),
+    "shf": _task(_S, "def run(x):\n    return chr(ord('{p}') + x)", lambda p, x: chr(ord(p["p"]) + x)),
+    # a table look-up: the parameter is the value stored under 7
+    "tab": _task(_N, "def run(x):\n    return {{7: {p}}}.get(x, 0)", lambda p, x: {7: p["p"]}.get(x, 0)),
 }
 
 
@@ -136,8 +113,7 @@ def request_split(task: str, params: dict[str, Any], eval_fraction: float) -> st
 
 def describe(payload: dict[str, Any]) -> str:
     """A definition's description: the request's payload with its quotes as spaces
-    (``{ params :{ n :372}, task : add }``), byte for byte where the request has it, so that every
-    parameter and the task lie at one fixed distance from the request (a local mixer copies them)."""
+    (``{ params :{ p :372}, task : add }``)."""
     return canonical_json(payload).replace('"', " ")
 
 
@@ -164,6 +140,36 @@ class ToolEpisode:
     expected: Any
     probe_arguments: dict[str, Any]
     probe_expected: Any
+
+
+#: Where each event spells the task, by the bytes just before it.
+_TASK_SPELLINGS: dict[str, tuple[bytes, ...]] = {
+    REQUEST_TYPE: (b'"task":"',),
+    "ToolDefinition": (b" task : ", b'"name":"'),
+    "ToolCall": (b'"tool":"',),
+}
+
+
+def _with_char_changed(params: dict[str, Any], name: str, j: int) -> dict[str, Any]:
+    """``params`` with character ``j`` of parameter ``name`` replaced by another of its kind (an int
+    keeps its length and sign: its first digit never becomes 0)."""
+    text = str(params[name])
+    new = ("2" if text[j] == "1" else "1") if text[j].isdigit() else ("b" if text[j] == "a" else "a")
+    changed = text[:j] + new + text[j + 1 :]
+    return {**params, name: int(changed) if isinstance(params[name], int) else changed}
+
+
+def _with_params(event: EventEnvelope, episode: ToolEpisode, params: dict[str, Any]) -> EventEnvelope:
+    """``event`` of ``episode`` as it would be for a request with ``params`` (ids and clocks kept)."""
+    name = tool_name(episode.task, params)
+    if event.type == REQUEST_TYPE:
+        return event.replace(payload={"params": params, "task": episode.task})
+    if event.type == "ToolDefinition":
+        return event.replace(payload=definition_payload(episode.task, params))
+    if event.type in ("ToolRegistered", "ToolCall", "ToolResult"):
+        key = "name" if event.type == "ToolRegistered" else "tool"
+        return event.replace(payload={**event.payload, key: name})
+    return event
 
 
 def _hex(rng: random.Random, digits: int) -> str:
@@ -289,14 +295,58 @@ class ToolBuildingDataset(torch.utils.data.Dataset):
             EventEnvelope("Message", {"text": "done"}, AGENT, id=f"e{_hex(rng, 4)}", ts=AGENT_TS),
         ]
 
+    def copy_marks(self, episode: ToolEpisode, events: list[EventEnvelope]) -> list[list[tuple[int, int]]]:
+        """Per event, ``(byte offset, char index)`` of every byte that is a character of the request's
+        parameters or task (in the request) or a copy of one (in the agent's events). Parameter
+        characters come first (the bytes that change when only that character of the parameters
+        changes), then the task's (where the request, the description, the name and the call spell
+        it)."""
+        chars = [
+            (name, j) for name, _ in TASKS[episode.task].params for j in range(len(str(episode.params[name])))
+        ]
+        if len(chars) + len(episode.task) + 1 > self.config.mem_buckets:
+            from mosaic.core.errors import DataError
+
+            raise DataError(
+                f"dataset.tool_building: task {episode.task!r} has {len(chars)} parameter characters and a "
+                f"{len(episode.task)}-character name, each needs a memory bucket of its own (mem_buckets "
+                f"{self.config.mem_buckets} is too few)"
+            )
+        encoded = [self.encoder.encode_bytes(event) for event in events]
+        marks: list[list[tuple[int, int]]] = [[] for _ in events]
+        for index, (name, j) in enumerate(chars):
+            changed = _with_char_changed(episode.params, name, j)
+            for k, event in enumerate(events):
+                other = self.encoder.encode_bytes(_with_params(event, episode, changed))
+                if len(other) != len(encoded[k]):  # a same-length change of a char keeps every offset
+                    from mosaic.core.errors import DataError
+
+                    raise DataError(f"{event.type}: changing a parameter character moved its bytes (a bug)")
+                marks[k] += [
+                    (at, index) for at, (a, b) in enumerate(zip(encoded[k], other, strict=True)) if a != b
+                ]
+        task = episode.task.encode()
+        for k, event in enumerate(events):
+            for prefix in _TASK_SPELLINGS.get(event.type, ()):
+                at = encoded[k].index(prefix + task) + len(prefix)
+                marks[k] += [(at + j, len(chars) + j) for j in range(len(task))]
+        return marks
+
     def _builder(self, rng: random.Random, split: str) -> tuple[TraceBuilder, list[range]]:
         builder = TraceBuilder(mem_hashes=self.config.mem_hashes, reg_slots=0, with_commitment=False)
         predicted = []
-        for event in self.events(self.episode(*self.draw(rng, split), rng), rng):
+        episode = self.episode(*self.draw(rng, split), rng)
+        events = self.events(episode, rng)
+        for event, marks in zip(events, self.copy_marks(episode, events), strict=True):
             offset = builder.append(self.encoder.encode_bytes(event)).start
             delimiter = builder.append([EVENT_DELIMITER]).start
+            if event.type == REQUEST_TYPE:  # each character is written to a bucket of its own
+                for at, index in marks:
+                    builder.mark_write([offset + at], 1 + index, -1)
             if event.sender == AGENT:  # from the byte before the event to its last byte
                 predicted.append(range(offset - 1, delimiter))
+                for at, index in marks:  # the byte before each copied character reads its bucket
+                    builder.mark_read([offset + at - 1], 1 + index)
         return builder, predicted
 
     def max_sample_length(self) -> int:

@@ -33,6 +33,7 @@ from torch import nn
 
 from mosaic.core.contract.protocols import (
     LifecycleController,
+    RaisesRunEvents,
     ReportsAux,
     StepsAfterOptimizer,
     TrainingProbe,
@@ -122,10 +123,13 @@ class TrainingHooksMixin:
     def after_optimizer_step(
         self, step: int, optimizer: torch.optim.Optimizer, probe: TrainingProbe | None = None
     ) -> list[dict]:
-        for ffn in self.ffn_layers():  # per-step balancers (e.g. router.loss_free's bias)
-            if isinstance(ffn, StepsAfterOptimizer):
+        raised: list[dict] = []
+        for layer, ffn in enumerate(self.ffn_layers()):
+            if isinstance(ffn, StepsAfterOptimizer):  # per-step balancers (router.loss_free's bias)
                 ffn.after_optimizer_step()
-        return self.lifecycle.after_optimizer_step(self.ffn_layers(), step, optimizer, probe)
+            if isinstance(ffn, RaisesRunEvents):  # e.g. remote experts unreachable / back
+                raised.extend({**event, "layer": layer, "train_step": step} for event in ffn.drain_run_events())
+        return raised + self.lifecycle.after_optimizer_step(self.ffn_layers(), step, optimizer, probe)
 
     def lifecycle_state_dict(self) -> dict | None:
         return self.lifecycle.state_dict()

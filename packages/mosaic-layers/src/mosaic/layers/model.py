@@ -128,8 +128,9 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         self.lifecycle = LifecycleHooks(config.lifecycle, registry)
         # the recurrent step's rearranged weights (mosaic.layers.recurrent_step), built on first use
         self._step_params: list[nn.Parameter] | None = None
+        self._step_versioned: list[nn.Parameter] = []
         self._step_modules: list[Any] = []  # the modules' hook dicts (see _hook_dicts)
-        self._step_cache: tuple[tuple[int, ...], tuple[list[recurrent_step.BlockStep], torch.Tensor, float]] | None = None
+        self._step_cache: tuple[tuple[int, ...], tuple[list[recurrent_step.BlockStep], torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
 
     @property
     def block_list(self) -> list[MosaicBlock]:
@@ -223,14 +224,15 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         cache = None if torch.is_grad_enabled() else self._recurrent_steps()
         if cache is None:
             return self._chunked_step(ids, state, opcodes)
-        steps, head_t, eps = cache
-        x = self.embed.weight.index_select(0, ids)  # (B, D)
+        steps, head_t, eps, embedding = cache
+        inv_d = steps[-1].inv_d
+        x = embedding.index_select(0, ids)  # (B, D)
         per_layer = []
         for block_step, layer in zip(steps, state.layers, strict=True):
             x, aux = recurrent_step.block_step(block_step, x, layer.contiguous_(), opcodes, with_aux)
             per_layer.append(aux)
         state.position += 1
-        logits = torch.mm(x * recurrent_step.rms_scale(x, eps), head_t)  # the final norm's weight is in head_t
+        logits = torch.mm(x * recurrent_step.rms_scale(x, eps, inv_d), head_t)  # the final norm's weight is in head_t
         return ModelOutput(logits=logits, aux=stack_layer_aux(per_layer) if with_aux else {}, state=state)
 
     def _chunked_step(self, ids: torch.Tensor, state: MosaicState, opcodes: torch.Tensor | None) -> ModelOutput:
@@ -244,19 +246,19 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
         out.logits, out.state = out.logits[:, 0], state
         return out
 
-    def _recurrent_steps(self) -> tuple[list[recurrent_step.BlockStep], torch.Tensor, float] | None:
-        """The blocks' rearranged weights, the head's (times the final norm's) transposed and the
-        final norm's eps, rebuilt whenever a parameter changed (None when a block has no recurrent
-        step)."""
+    def _recurrent_steps(self) -> tuple[list[recurrent_step.BlockStep], torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The blocks' rearranged weights, the head's (times the final norm's) transposed, the
+        final norm's eps (a 0-d tensor) and the embedding (detached: a gather from a parameter costs
+        more under ``inference_mode``), rebuilt whenever a parameter changed (None when a block has
+        no recurrent step)."""
         if self._step_params is None:
             self._step_params, self._step_modules = list(self.parameters()), _hook_dicts(list(self.modules()))
+            # parameters made under torch.inference_mode keep no version counter (asking raises, and
+            # an exception per token costs more than the step)
+            self._step_versioned = [p for p in self._step_params if not p.is_inference()]
         if _hooked(self._step_modules):  # hooks see module calls: the chunked path makes them
             return None
-        params = self._step_params
-        try:
-            version = (*map(_VERSION, params), *map(torch.Tensor.data_ptr, params))
-        except RuntimeError:  # parameters made under torch.inference_mode keep no version counter
-            version = tuple(map(torch.Tensor.data_ptr, params))
+        version = (*map(_VERSION, self._step_versioned), *map(torch.Tensor.data_ptr, self._step_params))
         if self._step_cache is None or self._step_cache[0] != version:
             blocks = self.block_list
             if not all(recurrent_step.has_recurrent_step(block) for block in blocks):
@@ -267,7 +269,7 @@ class MosaicLM(TrainingHooksMixin, GenerationMixin, nn.Module):
             eps = self.norm.eps if self.norm.eps is not None else torch.finfo(weight.dtype).eps
             with torch.no_grad():
                 steps = [recurrent_step.BlockStep(block) for block in blocks]
-            self._step_cache = (version, (steps, weight.T.contiguous(), eps))
+            self._step_cache = (version, (steps, weight.T.contiguous(), weight.new_tensor(eps), self.embed.weight.detach()))
         return self._step_cache[1]
 
     def _check_state(self, state: MosaicState, batch: int) -> None:

@@ -60,10 +60,11 @@ def derived_controls(channels: torch.Tensor) -> torch.Tensor:
     ], dim=-1)
 
 
-def rms_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """``1 / sqrt(mean(x^2) + eps)`` over the last axis ``(B, 1)``: cheaper than ``F.rms_norm`` for one
-    token on CPU, where its mean and dtype round trips cost more than the arithmetic."""
-    return (x * x).mean(-1, keepdim=True).add_(eps).rsqrt_()
+def rms_scale(x: torch.Tensor, eps: torch.Tensor, inv_d: torch.Tensor) -> torch.Tensor:
+    """``1 / sqrt(mean(x^2) + eps)`` over the last axis ``(B, 1)``, with ``eps`` a 0-d tensor and
+    ``inv_d`` the column ``(D, 1)`` of ``1 / D``: one ``addmm``, cheaper than ``F.rms_norm`` or a
+    ``mean`` for one token on CPU, where the operator calls, not the arithmetic, are the cost."""
+    return torch.addmm(eps, x * x, inv_d).rsqrt_()
 
 
 class BlockStep:
@@ -96,22 +97,24 @@ class BlockStep:
             biases.append(like.new_zeros(w.shape[0]) if b is None else b.detach())
             self.names.append(name)
 
-        # query, key, value and the constant 1 are adjacent: [key, value, 1] is a written cell
+        # query, key, value and the constant 1 are adjacent: [key, value, 1] is a written cell. The
+        # rows are grouped so that one split gives every part the step uses (see ``groups``): the
+        # sign bits and a hard write gate (one heaviside), the sigmoid heads (one sigmoid), ...
         add("query", memory.query.weight)
         add("key", memory.write_key.weight)
         add("value", memory.write_value.weight)
         add("one", like.new_zeros(1, d), like.new_ones(1))
-        # the write gate's logit minus logit(threshold): positive exactly where the gate opens
-        self.gate_offset = math.log(c.mem_write_threshold / (1 - c.mem_write_threshold))
-        gate_bias = memory.write_gate.bias.detach() - (self.gate_offset if c.mem_hard_writes else 0.0)
-        add("write_gate", memory.write_gate.weight, gate_bias)
-        add("write_utility", memory.write_utility.weight, memory.write_utility.bias)
         read_router, write_router = memory.read_router.weight.detach(), memory.write_router.weight.detach()
         if c.mem_route_by_key:  # the router reads the query / write key: compose the two projections
             read_router = read_router @ memory.query.weight.detach()
             write_router = write_router @ memory.write_key.weight.detach()
         add("read_bits", read_router)
         add("write_bits", write_router)
+        # the write gate's logit minus logit(threshold): positive exactly where the gate opens
+        self.gate_offset = math.log(c.mem_write_threshold / (1 - c.mem_write_threshold))
+        gate_bias = memory.write_gate.bias.detach() - (self.gate_offset if c.mem_hard_writes else 0.0)
+        add("write_gate", memory.write_gate.weight, gate_bias)  # last of the heaviside group (hard) or first sigmoid
+        add("write_utility", memory.write_utility.weight, memory.write_utility.bias)
         self.slot_router_t = None if memory.slot_router is None else memory.slot_router.weight.detach().T.contiguous()
         registers = block.registers
         if registers is not None:
@@ -128,9 +131,21 @@ class BlockStep:
         offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes) + 1)]
         #: each projection's columns of the fused context projection
         self.span = {name: slice(offsets[i], offsets[i + 1]) for i, name in enumerate(self.names)}
-        self.bits = slice(self.span["read_bits"].start, self.span["write_bits"].stop)
-        self.input_t = torch.cat([block.bank.inp.weight.detach(), block.fusion.weight.detach()]).T.contiguous()
-        self.input_bias = torch.cat([like.new_zeros(c.state_dim), cast(torch.Tensor, block.fusion.bias).detach()])
+        # the groups of columns one split gives the step: query, cell, heaviside inputs, sigmoid
+        # inputs, then (when present) register select, value and query and the opcode logits
+        heaviside_end = self.span["write_gate"].stop if c.mem_hard_writes else self.span["write_bits"].stop
+        sigmoid_end = self.span["reg_gate" if registers is not None else "write_utility"].stop
+        ends = [self.span["query"].stop, self.span["one"].stop, heaviside_end, sigmoid_end]
+        ends += [self.span[name].stop for name in ("reg_sel", "reg_value", "reg_query", "opcode") if name in self.span]
+        self.groups = [b - a for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+        self.heaviside_width = heaviside_end - self.span["read_bits"].start
+        self.sigmoid_sizes = [1] * (sigmoid_end - heaviside_end)
+        self.said = 0 if c.mem_hard_writes else 1  # the write utility's place among the sigmoids
+        # the state bank's input projection once per integrator (K copies), so that the bank updates as
+        # the flat (B, K * w) it is stored as
+        bank_in = block.bank.inp.weight.detach().repeat(c.state_k, 1)
+        self.input_t = torch.cat([bank_in, block.fusion.weight.detach()]).T.contiguous()
+        self.input_bias = torch.cat([like.new_zeros(bank_in.shape[0]), cast(torch.Tensor, block.fusion.bias).detach()])
         paths = [block.bank.out.weight.detach(), memory.out.weight.detach()]
         if registers is not None:
             paths.append(registers.out.weight.detach())
@@ -138,18 +153,22 @@ class BlockStep:
         widths = [c.state_k * c.state_dim, c.mem_dim] + ([c.reg_dim] if registers is not None else [])
         self.path_of = torch.cat([torch.full((w,), i, device=like.device) for i, w in enumerate(widths)])
         decays = block.bank.decays().detach()  # (K, w)
-        self.decay, self.keep_in = decays, -torch.expm1(F.logsigmoid(block.bank.decay_logit.detach()))
-        # routing: the sign bits [read (H, bits), write (H, bits)] times this matrix, plus the offsets of
-        # index(), are each (sample, hash)'s ring-count row, read bucket start row and write bucket
-        # start row in the flat tables, exact in floats (one addmm and one conversion per token)
-        hashes, nbits = c.mem_hashes, c.mem_bits
+        keep_in = -torch.expm1(F.logsigmoid(block.bank.decay_logit.detach()))
+        self.decay, self.keep_in = decays.reshape(-1), keep_in.expand_as(decays).reshape(-1)  # (K * w,)
+        # routing: the heaviside group [read bits (H, bits), write bits (H, bits) (, hard write gate)]
+        # times this matrix, plus the offsets of index(), are each (sample, hash)'s ring-count row, the
+        # rows of its read bucket (assoc of them) and its write bucket's start row in the flat tables,
+        # exact in floats (one addmm and one conversion per token)
+        hashes, nbits, assoc = c.mem_hashes, c.mem_bits, c.mem_assoc
         powers = (2 ** torch.arange(nbits, device=like.device)).to(like.dtype)
-        self.route = like.new_zeros(2 * hashes * nbits, 3 * hashes)
+        self.route = like.new_zeros(self.heaviside_width, hashes * (2 + assoc))
+        self.route_sizes = [hashes, hashes * assoc, hashes]
         for h in range(hashes):
             read, write = slice(h * nbits, (h + 1) * nbits), slice((hashes + h) * nbits, (hashes + h + 1) * nbits)
             self.route[write, h] = powers
-            self.route[read, hashes + h] = powers * c.mem_assoc
-            self.route[write, 2 * hashes + h] = powers * c.mem_assoc
+            for a in range(assoc):
+                self.route[read, hashes + h * assoc + a] = powers * assoc
+            self.route[write, hashes * (1 + assoc) + h] = powers * assoc
         self.slots = torch.arange(max(c.reg_slots, 1), device=like.device)
         self.assoc_index = torch.arange(c.mem_assoc, device=like.device)
         self.score_scale = 1 / math.sqrt(dk)
@@ -168,6 +187,18 @@ class BlockStep:
         self.unit_write = c.mem_write_step == 1.0 and bool(((write_channel >= 0) & (write_channel <= 1)).all())
         free = torch.tensor([getattr(FREE_CHANNELS, name) for name in CHANNELS], dtype=like.dtype, device=like.device)
         self.free = derived_controls(free)
+        self.gated_write = c.mem_write_step != 1.0 or self.control
+        self.free_write = self.free[4:5].view(1, 1)  # the write channel of a block without control
+        self.gates_state = self.control and c.fusion_gates_state
+        self.ring = c.mem_slot_policy == "ring"
+        # constants as tensors: an operator with a Python number costs twice one with a 0-d tensor
+        self.floor = like.new_tensor(OCCUPANCY_FLOOR)
+        self.assoc = torch.tensor(c.mem_assoc, device=like.device)
+        self.eps, self.inv_d = like.new_tensor(self.norm_eps), like.new_full((d, 1), 1 / d)
+        self.cell_split = [dk, c.mem_dim, 1]
+        self.input_split = [c.state_k * c.state_dim, self.input_t.shape[1] - c.state_k * c.state_dim]
+        #: the derived controls a controlled step uses: gates (3), out, write, clear, scan, the rest
+        self.derived_split = [3, 1, 1, 1, 1, len(DERIVED) - 7]
         self.regulariser = block.bank.regulariser().detach()
         self.commitment = None
         if c.commitment_head_enabled:
@@ -176,25 +207,24 @@ class BlockStep:
         self.indices: dict[tuple[int, torch.device], tuple[torch.Tensor, ...]] = {}
 
     def index(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """The routing offsets ``(B, 3H)`` (see ``route``) and each (sample, hash)'s index ``(B, H)``."""
+        """The routing offsets ``(B, H * (2 + A))`` (see ``route``) and each (sample, hash)'s index ``(B, H)``."""
         cached = self.indices.get((batch, device))
         if cached is None:
             c = self.config
             rows = c.mem_buckets * c.mem_assoc + 1
             pair = torch.arange(batch * c.mem_hashes, device=device).view(batch, c.mem_hashes)
             table_base = pair * rows  # (B, H)
-            offsets = torch.cat([pair * c.mem_buckets, table_base, table_base], dim=1).to(self.route.dtype)
+            read = (table_base[:, :, None] + torch.arange(c.mem_assoc, device=device)).view(batch, -1)
+            offsets = torch.cat([pair * c.mem_buckets, read, table_base], dim=1).to(self.route.dtype)
             cached = (offsets, pair)
             self.indices[(batch, device)] = cached
         return cached
 
 
-def bucket_scores(step: BlockStep, views: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-    """Read scores ``(B, H * A, 1)`` of a bucket's slots ``views (B, H * A, dim)``: key similarity
-    plus log occupancy (as :meth:`HashedMemory.attend`)."""
-    dk = step.config.mem_key_dim
-    occupancy = views[:, :, -1:].clamp_min(OCCUPANCY_FLOOR).log_()
-    return torch.baddbmm(occupancy, views[:, :, :dk], query[:, :, None], alpha=step.score_scale)
+def bucket_scores(step: BlockStep, keys_: torch.Tensor, occupancy: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """Read scores ``(B, H * A, 1)`` of a bucket's slots, from their keys ``(B, H * A, key_dim)`` and
+    occupancy ``(B, H * A, 1)``: key similarity plus log occupancy (as :meth:`HashedMemory.attend`)."""
+    return torch.baddbmm(torch.clamp_min(occupancy, step.floor).log_(), keys_, query, alpha=step.score_scale)
 
 
 def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: torch.Tensor | None,
@@ -204,25 +234,25 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     ``opcodes (B,)`` forces the opcode where it is >= 0 (as the forward's teacher opcode does)."""
     c = step.config
     bsz = x.shape[0]
-    dk, assoc, hashes = c.mem_key_dim, c.mem_assoc, c.mem_hashes
-    u = torch.mul(x, rms_scale(x, step.norm_eps)).mul_(step.norm_weight)
+    hashes, assoc = c.mem_hashes, c.mem_assoc
+    u = torch.mul(x, step.norm_weight).mul_(rms_scale(x, step.eps, step.inv_d))
     # local mixer: the conv over the last k inputs, then the gated MLP (or the configured ffn)
-    window = torch.cat([state.conv_tail, u[:, None]], dim=1)  # (B, k, D)
+    window = torch.cat([state.conv_tail, u.unsqueeze(1)], dim=1)  # (B, k, D)
     mixed = (window * step.conv_weight).sum(1)
-    state.conv_tail = window[:, 1:]
+    state.conv_tail = window.narrow(1, 1, window.shape[1] - 1)
     if step.ffn is None:
         gate, value = torch.addmm(step.up_bias, mixed, step.up_t).chunk(2, dim=-1)
         local = torch.mm(F.silu(gate).mul_(value), step.down_t)
     else:
         local = step.ffn((mixed + step.conv_bias)[:, None])[:, 0]
-    context = u + local
-    projected = torch.addmm(step.context_bias, context, step.context_t)  # (B, rows)
-    span = step.span
-    inputs = torch.addmm(step.input_bias, u, step.input_t)  # (B, state_dim + 3)
+    projected = torch.addmm(step.context_bias, u + local, step.context_t)  # (B, rows)
+    query, cell, signs, sigmoids, *rest = torch.split_with_sizes(projected, step.groups, 1)
+    bank_input, gate_logits = torch.split_with_sizes(torch.addmm(step.input_bias, u, step.input_t), step.input_split, 1)
     # controls: a row of the derived table per sample (hard), mixed channels (soft) or constants (free)
     choice = step.zero
+    write = step.free_write
     if step.control:
-        logits = projected[:, span["opcode"]]
+        logits = rest[-1]
         if step.soft:
             probs = F.softmax(logits / step.temp, dim=-1)
             if opcodes is not None:
@@ -234,88 +264,85 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
             if opcodes is not None:
                 choice = torch.where(opcodes >= 0, opcodes, choice)
             derived = step.derived.index_select(0, choice)  # (B, len(DERIVED))
+        path_gains, out_gain, write, clear, scan, _ = torch.split_with_sizes(derived, step.derived_split, 1)
     else:
         derived = step.free.expand(bsz, -1)
-    # memory routing (sign bits, LSB first) and the write strength
+    # memory routing (sign bits, LSB first): each (sample, hash)'s ring-count row, read rows and write
+    # bucket row; the write strength
     offsets, pair = step.index(bsz, x.device)
-    rows = torch.addmm(offsets, torch.heaviside(projected[:, step.bits], step.zero), step.route).long()  # (B, 3H)
-    if c.mem_hard_writes:
-        strength = torch.heaviside(projected[:, span["write_gate"]], step.zero)  # (B, 1) exactly 0 or 1
-    else:
-        strength = torch.sigmoid(projected[:, span["write_gate"]])
-    gated_write = c.mem_write_step != 1.0 or step.control
-    write = derived[:, 4:5] if gated_write else step.zero  # (B, 1) the write channel
-    if gated_write:
+    signs = torch.heaviside(signs, step.zero)
+    count_rows, read_rows, write_rows = torch.split_with_sizes(
+        torch.addmm(offsets, signs, step.route).long(), step.route_sizes, 1)
+    # [(soft write gate,) write utility (, register gate)], each (B, 1)
+    heads = torch.split_with_sizes(torch.sigmoid(sigmoids), step.sigmoid_sizes, 1)
+    # (B, 1): a hard gate is exactly 0 or 1
+    strength = signs[:, -1:] if c.mem_hard_writes else heads[0]
+    if step.gated_write:
         strength = strength * write if step.unit_write else (c.mem_write_step * strength * write).clamp(0.0, 1.0)
     table = state.memory.view(-1, state.memory.shape[-1])  # (B * H * rows, dim): a view, written in place
-    if c.mem_slot_policy == "ring":
-        counts = cast(torch.Tensor, state.mem_counts).view(-1)
-        count_rows = rows[:, :hashes].reshape(-1)
-        slot = counts.index_select(0, count_rows)  # writes to the bucket so far, mod assoc
-        counts.index_copy_(0, count_rows, (slot.view(bsz, hashes) + (strength > 0)).remainder_(assoc).view(-1))
-        slot = slot.view(bsz, hashes)
-    else:
-        slot = torch.mm(projected[:, span["key"]], cast(torch.Tensor, step.slot_router_t)).argmax(-1)[:, None]  # (B, 1) every hash
-    query = projected[:, span["query"]]
+    if step.ring:
+        counts = cast(torch.Tensor, state.mem_counts)
+        slot = torch.take(counts, count_rows)  # (B, H) writes to the bucket so far, mod assoc
+        counts.put_(count_rows, torch.add(slot, torch.gt(strength, step.zero)).remainder_(step.assoc))
+    else:  # (B, 1) every hash
+        slot = torch.mm(cell[:, : c.mem_key_dim], cast(torch.Tensor, step.slot_router_t)).argmax(-1, keepdim=True)
+    query = query.unsqueeze(2)
     # read the routed bucket as it was before this token's write
-    read_rows = (rows[:, hashes : 2 * hashes, None] + step.assoc_index).view(-1)
-    views = table.index_select(0, read_rows).view(bsz, hashes * assoc, -1)
-    scores = bucket_scores(step, views, query)
+    views = torch.embedding(table, read_rows)  # (B, H * A, dim)
+    slot_keys, slot_values, occupancy = torch.split_with_sizes(views, step.cell_split, 2)
+    scores = bucket_scores(step, slot_keys, occupancy, query)
     if step.control:
-        clear = derived[:, 5]
         if step.soft:
             clearing = float(clear.max()) > CLEAR_THRESHOLD
         else:  # a sample's clear crosses the threshold exactly where its opcode is a clearing one
             clearing = bool(step.clearing) and not step.clearing.isdisjoint(choice.tolist())
         if clearing:  # CLEAR_MEM: scale the best-matching slot by 1 - clear
             best = scores.view(bsz, hashes, assoc).argmax(-1, keepdim=True) == step.assoc_index  # (B, H, A)
-            views = views * (1 - clear[:, None, None] * best).view(bsz, hashes * assoc, 1)
-            table.index_copy_(0, read_rows, views.view(bsz * hashes * assoc, -1))
-            scores = bucket_scores(step, views, query)
+            views = views * (1 - clear[:, :, None] * best).view(bsz, hashes * assoc, 1)
+            table.index_put_((read_rows,), views)
+            slot_keys, slot_values, occupancy = torch.split_with_sizes(views, step.cell_split, 2)
+            scores = bucket_scores(step, slot_keys, occupancy, query)
     weights = scores.view(bsz, hashes, assoc).softmax(-1).view(bsz, 1, hashes * assoc)
-    read = torch.bmm(weights, views[:, :, dk:-1]).view(bsz, c.mem_dim)
-    cell = projected[:, step.cell]  # [key, value, 1]
+    read = torch.bmm(weights, slot_values).view(bsz, c.mem_dim)
     if step.control and state.summary is not None:  # SCAN: the all-bucket summary as of before the token
         summary = state.summary[:, 0]
-        read = torch.addcmul(read, derived[:, 6:7], summary[:, dk:-1])
+        read = torch.addcmul(read, scan, summary[:, c.mem_key_dim : -1])
         summary.lerp_(cell, strength)
     # write the routed cell: cell <- cell + w ([key, value, 1] - cell)
-    write_rows = (rows[:, 2 * hashes :] + slot).view(-1)
-    cells = table.index_select(0, write_rows).view(bsz, hashes, -1)
-    table.index_copy_(0, write_rows, cells.lerp_(cell[:, None], strength[:, :, None]).view(bsz * hashes, -1))
+    write_rows = write_rows + slot  # (B, H)
+    cells = torch.embedding(table, write_rows)  # (B, H, dim)
+    table.index_put_((write_rows,), cells.lerp_(cell.unsqueeze(1), strength.unsqueeze(2)))
     if state.mem_utility is not None:  # what the write_utility head said of the write, the same gated EMA
-        utility = state.mem_utility.view(-1)  # (B * H * cells): the table without its scratch row
-        utility_rows = write_rows - pair.view(-1)  # each (sample, hash) table has one scratch row more
-        said = torch.sigmoid(projected[:, span["write_utility"]])  # (B, 1), as strength: both broadcast
-        utility.index_copy_(0, utility_rows, utility.index_select(0, utility_rows).view(bsz, hashes)
-                            .lerp_(said, strength).view(-1))
+        utility = state.mem_utility  # (B, H, cells): the table without its scratch row
+        utility_rows = write_rows - pair  # each (sample, hash) table has one scratch row more
+        said = heads[step.said]
+        utility.put_(utility_rows, torch.take(utility, utility_rows).lerp_(said, strength))
     # state bank
-    bank = state.bank.view(bsz, c.state_k, c.state_dim)
-    bank_input = inputs[:, None, : c.state_dim]  # (B, 1, w)
-    if step.control and c.fusion_gates_state:  # GATE_UP / GATE_DOWN: the gain lasts in the state
-        bank_input = bank_input * derived[:, None, 0:1]
-    bank.mul_(step.decay).addcmul_(step.keep_in, bank_input)
-    gates = torch.sigmoid(inputs[:, c.state_dim :])  # (B, 3) state, memory, registers
+    if step.gates_state:  # GATE_UP / GATE_DOWN: the gain lasts in the state
+        bank_input = bank_input * path_gains[:, 0:1]
+    state.bank.mul_(step.decay).addcmul_(step.keep_in, bank_input)  # (B, K * w), bank_input repeated K times
+    gates = torch.sigmoid(gate_logits)  # (B, 3) state, memory, registers
     if step.control:
-        gates = gates.mul_(derived[:, :3])
+        gates = gates.mul_(path_gains)
     paths = [state.bank, read]
     # registers: read as they were before the token, then the gated write of the selected slot
     if state.registers is not None:
+        reg_select, reg_value, reg_query = rest[:3]
         registers = state.registers  # (B, R, W)
-        attention = torch.bmm(registers, projected[:, span["reg_query"], None]).softmax(1)  # (B, R, 1)
+        attention = torch.bmm(registers, reg_query.unsqueeze(2)).softmax(1)  # (B, R, 1)
         paths.append(torch.bmm(attention.transpose(1, 2), registers).view(bsz, c.reg_dim))
-        reg_strength = torch.sigmoid(projected[:, span["reg_gate"]])  # (B, 1)
-        if step.control:  # write: derived[:, 4:5], taken for the memory write above
-            reg_strength = reg_strength.mul_(write) if step.unit_write else (reg_strength * write).clamp(0.0, 1.0)
-        chosen = projected[:, span["reg_sel"]].argmax(-1, keepdim=True) == step.slots
+        reg_strength = heads[-1]  # (B, 1)
+        if step.control:
+            reg_strength = reg_strength * write if step.unit_write else (reg_strength * write).clamp(0.0, 1.0)
+        chosen = reg_select.argmax(-1, keepdim=True) == step.slots
         coeff = torch.where(chosen, reg_strength, step.zero)  # (B, R)
-        registers.lerp_(projected[:, None, span["reg_value"]], coeff[..., None])
+        registers.lerp_(reg_value.unsqueeze(1), coeff.unsqueeze(2))
     scaled = torch.cat(paths, dim=1).mul_(gates.index_select(1, step.path_of))
     delta = torch.addmm(local, scaled, step.paths_t)
-    y = x + delta if not step.control else torch.addcmul(x, derived[:, 3:4], delta)
+    y = x + delta if not step.control else torch.addcmul(x, out_gain, delta)
     if not want_aux:
         return y, {}
-    part = {name: projected[:, columns] for name, columns in span.items()}
+    part = {name: projected[:, columns] for name, columns in step.span.items()}
     return y, block_aux(step, part, u, delta, derived)
 
 

@@ -57,7 +57,7 @@ class BlockState:
         """Make the tensors a recurrent step updates in place contiguous, and writable in the current
         grad mode (a tensor made under ``torch.inference_mode`` is copied outside it); returns self."""
         inference = torch.is_inference_mode_enabled()
-        for name in ("memory", "mem_counts", "summary", "registers", "bank"):
+        for name in ("memory", "mem_counts", "mem_utility", "summary", "registers", "bank"):
             tensor = getattr(self, name)
             if tensor is None:
                 continue

@@ -6,6 +6,14 @@ intervals), ``metrics.jsonl`` (per-layer ``moe_psi_l<i>``, ``moe_beta_absmax_l<i
 (written by the trainer from the model's lifecycle hooks). ``--plot PNG`` draws Ψ, |β| and MaxVio
 per layer with the decisions marked (needs matplotlib).
 
+With the sovereign core (``layer.chrono_lifecycle`` with ``kernel``), the report also lists the
+identity events from the kernel's audit log ``chrono_audit.jsonl`` (scars with the trial's realised
+Δloss, reflexes with β at crystallisation and now, epoch boundaries with their before/after
+snapshots compared), the keepers' ``Degraded`` reports, refusals and scar blocks, and per layer the
+Fisher–Rao disagreement between clean and biased routing (``moe_fisher_rao_l<i>``) and the geodesic
+dimensionality of the load signatures (``chrono_signatures.jsonl``). The log's integrity is
+``mosaic audit verify``'s business; the report reads it as it stands.
+
 The report keeps no copy of ChronoMoE's edit kinds: a decision record says itself whether it is an
 applied edit (``edit``) and how it changed the layer's live experts (``expert_delta``), both filled
 from chronomoe's edit table.
@@ -27,8 +35,11 @@ from mosaic.core.contract import keys
 from mosaic.core.errors import MosaicError, install_hint
 
 DECISIONS_FILE = "decisions.jsonl"
+AUDIT_FILE = "chrono_audit.jsonl"  # chronomoe.sovereign.AUDIT_FILE
+SIGNATURES_FILE = "chrono_signatures.jsonl"  # chronomoe.sovereign.SIGNATURES_FILE
+FISHER_RAO = keys.MOE_FISHER_RAO.name
 ACTIVE_EXPERTS = keys.MOE_ACTIVE_EXPERTS.name
-SERIES = (keys.MOE_PSI.name, f"{keys.MOE_BETA.name}_absmax", keys.MOE_MAX_VIO.name, ACTIVE_EXPERTS)
+SERIES = (keys.MOE_PSI.name, f"{keys.MOE_BETA.name}_absmax", keys.MOE_MAX_VIO.name, ACTIVE_EXPERTS, FISHER_RAO)
 # ChronoConfig's defaults, shown when the run's config leaves a clock field unset
 DEFAULT_CLOCKS = {"alpha_fast": 0.9, "alpha_mid": 0.99, "alpha_slow": 0.999}
 DEFAULT_INTERVALS = {"mid_interval": 100, "slow_interval": 1000}
@@ -139,6 +150,61 @@ def live_experts(decisions: list[dict[str, Any]], start: float, layers: int) -> 
     return live
 
 
+def _f(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else "?"
+
+
+def identity_lines(audit: list[dict[str, Any]], signatures: list[dict[str, Any]]) -> list[str]:
+    """The identity events of the kernel's audit log, each with its effect."""
+    if not audit:
+        return ["no kernel audit log (the lifecycle ran without `kernel`)"]
+    last_k = {r["layer"]: r.get("k") for r in signatures}  # each layer's β coefficients at its last signature
+    snapshots = {r["data"]["key"]: r["data"] for r in audit if r.get("kind") == "identity.epoch.snapshots"}
+    frozen = {r["data"]["key"]: r["data"].get("k") for r in audit if r.get("kind") == "identity.reflex.frozen"}
+    counts = Counter(r.get("kind") for r in audit)
+    lines = [f"audit records: {len(audit)}; " + ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))]
+    for record in audit:
+        kind, data = record.get("kind", ""), record.get("data") or {}
+        payload = data.get("payload") or {}
+        where = f"layer {payload.get('layer')}"
+        if kind == "identity.scar":
+            lines.append(f"  scar   {data.get('key')}: {payload.get('action')} of expert {payload.get('expert')} in "
+                         f"{where} forbidden for good (trial dloss {_f(payload.get('delta_loss'))} at step "
+                         f"{payload.get('trial_step')})")
+        elif kind == "identity.reflex":
+            expert, now = payload.get("expert"), (last_k.get(payload.get("layer")) or [])
+            k_now = now[expert] if isinstance(expert, int) and expert < len(now) else None
+            lines.append(f"  reflex {data.get('key')}: beta of expert {expert} in {where} frozen at k "
+                         f"{_f(frozen.get(data.get('key')))} (k at the last signature {_f(k_now)})")
+        elif kind == "identity.epoch":
+            snap = snapshots.get(data.get("key")) or {}
+            before, after = snap.get("before") or {}, snap.get("after") or {}
+            lines.append(f"  epoch  {data.get('key')}: psi_slow {_f((before.get('psi') or {}).get('slow'))} -> "
+                         f"{_f((after.get('psi') or {}).get('slow'))}, live {len(before.get('live', []))} -> "
+                         f"{len(after.get('live', []))}, Fisher-Rao between slow shares "
+                         f"{_f(snap.get('fisher_rao_share'))} (steps {before.get('step')} -> {after.get('step')})")
+        elif kind == "identity.revert":
+            lines.append(f"  REVERTED {data.get('key')} by {data.get('authority')}: {data.get('reason')}")
+        elif kind == "keeper.degraded":
+            lines.append(f"  Degraded at step {data.get('step')}: {data.get('component')} {data.get('reason')} "
+                         f"({data.get('action')})")
+    return lines
+
+
+def geometry_lines(train: list[dict[str, Any]], signatures: list[dict[str, Any]], layers: int) -> list[str]:
+    """Per layer: Fisher–Rao disagreement (mean over the logged steps, last) and the geodesic
+    dimensionality of the load signatures."""
+    lines = [f"{'layer':<7}{'Fisher-Rao mean':>16}{'last':>10}{'geodesic dim':>14}{'signatures':>12}"]
+    for layer in range(layers):
+        series = [r[f"{FISHER_RAO}_l{layer}"] for r in train if f"{FISHER_RAO}_l{layer}" in r]
+        rows = [r for r in signatures if r.get("layer") == layer]
+        mean = sum(series) / len(series) if series else None
+        lines.append(f"{layer:<7}{_f(mean):>16}{_f(series[-1] if series else None):>10}"
+                     f"{_f(rows[-1]['geodesic_dimensionality'] if rows else None, 3):>14}"
+                     f"{(rows[-1]['signatures'] if rows else 0):>12}")
+    return lines
+
+
 def build_report(run: Path, experiment: str | None = None) -> str:
     metrics = read_jsonl(run / "metrics.jsonl")
     if not metrics and not (run / "config.yaml").exists():
@@ -154,6 +220,11 @@ def build_report(run: Path, experiment: str | None = None) -> str:
     if decisions and router is not None and layers:
         experts = ffn.get("n_experts", 8)  # layer.moe's default
         sections.append(f"live experts per layer after edits: {live_experts(decisions, experts, layers)}")
+    signatures = read_jsonl(run / SIGNATURES_FILE)
+    sections += ["", "identity events (kernel audit log)", *identity_lines(read_jsonl(run / AUDIT_FILE), signatures)]
+    if layers:
+        sections += ["", "geometry per layer (Fisher-Rao disagreement clean vs biased routing; geodesic "
+                         "dimensionality of the load signatures)", *geometry_lines(train, signatures, layers)]
     return "\n".join(sections)
 
 

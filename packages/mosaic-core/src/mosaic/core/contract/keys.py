@@ -158,10 +158,14 @@ MOE_BETA = _aux("moe_beta", "float32", ("E",), "slow routing bias", "chronomoe")
 MOE_PSI = _aux("moe_psi", "float32", (), "layer coherence", "chronomoe")
 MOE_FLIP_RATE = _aux("moe_flip_rate", "float32", (), "top-1 changes (router.chrono)", "chronomoe")
 MOE_JS = _aux("moe_js", "float32", (), "Jensen-Shannon divergence of routing (router.chrono)", "chronomoe")
+MOE_FISHER_RAO = _aux("moe_fisher_rao", "float32", (), "Fisher-Rao distance clean vs biased routing (router.chrono)",
+                      "chronomoe")
 MOE_TV = _aux("moe_tv", "float32", (), "total variation of routing (router.chrono)", "chronomoe")
 MOE_VETO = _aux("moe_veto", "float32", (), "mean veto 1 - r (router.chrono)", "chronomoe")
 MOE_DEGRADED_EXPERTS = _aux("moe_degraded_experts", "float32", (), "experts flagged degraded (router.chrono)",
                             "chronomoe")
+MOE_UNREACHABLE_EXPERTS = _aux("moe_unreachable_experts", "float32", (),
+                               "remote experts masked because their server does not answer", "chronomoe")
 
 MOSAIC_AUX_KEYS: tuple[KeySpec, ...] = (
     WRITE_GATE_LOGITS, WRITE_UTILITY_LOGITS, READ_BIT_LOGITS, WRITE_BIT_LOGITS, OPCODE_LOGITS, RESPONSE_ONSET,
@@ -169,8 +173,8 @@ MOSAIC_AUX_KEYS: tuple[KeySpec, ...] = (
 )
 MOE_AUX_KEYS: tuple[KeySpec, ...] = (
     MOE_AUX_LOSS, MOE_LOAD_BALANCE_LOSS, MOE_Z_LOSS, MOE_MAX_VIO, MOE_ACTIVE_EXPERTS, MOE_DROPPED_FRACTION,
-    MOE_EXPERT_LOAD, MOE_BETA, MOE_PSI, MOE_FLIP_RATE, MOE_JS, MOE_TV, MOE_VETO,
-    MOE_DEGRADED_EXPERTS,
+    MOE_EXPERT_LOAD, MOE_BETA, MOE_PSI, MOE_FLIP_RATE, MOE_JS, MOE_FISHER_RAO, MOE_TV, MOE_VETO,
+    MOE_DEGRADED_EXPERTS, MOE_UNREACHABLE_EXPERTS,
 )
 AUX_KEYS: tuple[KeySpec, ...] = (*MOSAIC_AUX_KEYS, *MOE_AUX_KEYS)
 

@@ -173,17 +173,28 @@ class TrainingProbe(Protocol):
     """What a trainer lends a lifecycle controller so that structural edits are decided on evidence.
 
     - ``total_steps``: the run's planned optimizer steps (a controller stops editing near the end);
-    - ``trial_loss(edit, relax_steps)``: on the live model, run ``edit()`` (or nothing), take
-      ``relax_steps`` optimizer steps on training batches, and return the mean loss on a fixed probe
-      batch the relaxation never trains on; then restore the model, the optimizer and the RNG
-      exactly as they were. Every call at the same trainer step relaxes on the same batches, so an
-      edited copy and the unedited one differ only by the edit. The controller restores its own
-      bookkeeping (the edit's side effects outside the model)."""
+    - ``trial_losses(edit, relax_steps)``: on the live model, run ``edit()`` (or nothing), take
+      ``relax_steps`` optimizer steps on training batches, and return ``(probe, check)``: the mean
+      loss on a fixed probe set the relaxation never trains on (what the controller decides on) and
+      on a disjoint held-out check set (the realised effect a prediction is checked against; None
+      where there is none); then restore the model, the optimizer and the RNG exactly as they were.
+      Every call at the same trainer step relaxes on the same batches, so an edited copy and the
+      unedited one differ only by the edit. The controller restores its own bookkeeping (the
+      edit's side effects outside the model)."""
 
     @property
     def total_steps(self) -> int: ...
 
-    def trial_loss(self, edit: Callable[[], None] | None, relax_steps: int) -> float: ...
+    def trial_losses(self, edit: Callable[[], None] | None, relax_steps: int) -> tuple[float, float | None]: ...
+
+
+@runtime_checkable
+class KnowsRunDir(Protocol):
+    """A probe that also names the run directory (``None`` when the run writes none), where a
+    controller keeps files of its own (chronomoe's kernel audit log)."""
+
+    @property
+    def run_dir(self) -> Any: ...
 
 
 @runtime_checkable
@@ -307,6 +318,18 @@ class StepsAfterOptimizer(Protocol):
     called by the model's training hooks after every optimizer step."""
 
     def after_optimizer_step(self) -> None: ...
+
+
+@runtime_checkable
+class RaisesRunEvents(Protocol):
+    """A feed-forward that raises events while it runs (remote experts' ``Degraded`` and
+    ``Restored``): the model's training hooks drain them after every optimizer step, and the trainer
+    writes them to the run's ``decisions.jsonl`` beside the lifecycle's decisions.
+
+    ``drain_run_events`` returns the events raised since its last call, each a JSON-able dict with
+    at least ``action`` (the event kind, lower case) and ``source`` (the component)."""
+
+    def drain_run_events(self) -> list[dict[str, Any]]: ...
 
 
 @runtime_checkable

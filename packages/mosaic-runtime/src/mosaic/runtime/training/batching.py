@@ -9,7 +9,7 @@ import torch
 
 from mosaic.core.batching import collate as core_collate
 from mosaic.core.contract import keys
-from mosaic.core.contract.protocols import CollatingDataset
+from mosaic.core.contract.protocols import BatchedDataset, CollatingDataset
 from mosaic.core.errors import DataError
 
 #: Fill values for ragged keys, from the contract's key specs: padding never becomes supervision
@@ -25,6 +25,13 @@ def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def collate_for(dataset: Any) -> Any:
     """The dataset's own ``collate`` when it has one, else :func:`collate`."""
     return dataset.collate if isinstance(dataset, CollatingDataset) else collate
+
+
+def fetch(dataset: Any, indices: list[int]) -> list[Any]:
+    """Items ``indices``; through the dataset's batched ``__getitems__`` when it has one."""
+    if isinstance(dataset, BatchedDataset):
+        return list(dataset.__getitems__(indices))
+    return [dataset[i] for i in indices]
 
 
 def sample_indices(length: int, *, seed: int, start: int, count: int) -> list[int]:

@@ -19,7 +19,8 @@ MOE_LOSS_KEY = keys.MOE_AUX_LOSS.name
 
 #: per-layer scalar metrics reported as ``<name>_l<layer>`` plus the mean over layers as ``<name>``
 PER_LAYER_METRICS = tuple(spec.name for spec in (keys.MOE_PSI, keys.MOE_MAX_VIO, keys.MOE_ACTIVE_EXPERTS,
-                                                  keys.MOE_DROPPED_FRACTION, keys.MOE_FLIP_RATE))
+                                                  keys.MOE_DROPPED_FRACTION, keys.MOE_FLIP_RATE,
+                                                  keys.MOE_FISHER_RAO))
 
 
 def moe_loss(aux: Mapping[str, torch.Tensor]) -> torch.Tensor | None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import torch
 
-from mosaic.core.contract.protocols import BatchedDataset, DescribesSources, TrainingHooks
+from mosaic.core.contract.protocols import DescribesSources, TrainingHooks
 from mosaic.core.errors import (
     CheckpointError,
     ConfigError,
@@ -28,7 +28,7 @@ from mosaic.core.errors import (
     TrainingError,
 )
 from mosaic.core.model_output import ModelOutput
-from mosaic.runtime.training.batching import collate_for, count_tokens, move_to, sample_indices
+from mosaic.runtime.training.batching import collate_for, count_tokens, fetch, move_to, sample_indices
 from mosaic.runtime.training.checkpoint import (
     list_checkpoints,
     load_newest_loadable,
@@ -88,13 +88,6 @@ def apply_curricula(curricula: list[Any], dataset: Any, step: int, total_steps: 
     for curriculum in curricula:
         values.update({f"curriculum_{k}": float(v) for k, v in (curriculum.update(step, total_steps, dataset) or {}).items()})
     return values
-
-
-def fetch(dataset: Any, indices: list[int]) -> list[Any]:
-    """Items ``indices``; through the dataset's batched ``__getitems__`` when it has one."""
-    if isinstance(dataset, BatchedDataset):
-        return list(dataset.__getitems__(indices))
-    return [dataset[i] for i in indices]
 
 
 class Trainer:
