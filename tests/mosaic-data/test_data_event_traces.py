@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mosaic.core.contract import IGNORE_INDEX
-from mosaic.core.errors import DataError
+from mosaic.core.errors import DataError, InvalidFieldError
 from mosaic.core.events.codec import EVENT_DELIMITER, EventDecoder
 from mosaic.data.common import OP_COMMIT, OP_IDLE, OP_NOP, OP_READ_MEM, OP_RESPOND, OP_WRITE_MEM
 from mosaic.data.config import EventTraceConfig
@@ -329,6 +329,39 @@ def test_access_at_key_writes_and_reads_at_the_keys_last_byte():
     for t, bucket in expected_reads.items():
         assert item["mosaic_teacher_read_bucket"][t].tolist() == [bucket]
     assert not bool(item["mosaic_drop_local"].any())
+
+
+def test_single_access_writes_at_the_values_last_byte_and_reads_before_the_answer():
+    """One access per event, each at one fixed offset from its key: a MemoryWrite writes only at its
+    value's last byte, a MemoryAnswer reads only at the byte before its first answer byte (a query
+    does not read); the answer's bytes stay marked for evaluation."""
+    config = EventTraceConfig(block_size=8192, mem_buckets=256, mem_hashes=1, value_digits=2, single_access=True,
+                              drop_local_on_query=False)
+    item = EventTraceDataset(config)[3]
+    x, opcode = item["input_ids"], item["mosaic_teacher_opcode"]
+    events, _ = _events(item)
+    expected_writes, expected_reads, answers = {}, {}, []
+    for offset, event, chunk in events:
+        if event.type == "MemoryWrite":
+            key, value = event.payload["key"], event.payload[WRITE_FIELD]
+            last = offset + _literal(chunk, WRITE_FIELD, value).stop - 1
+            expected_writes[last] = bucket_of(key, config)
+            assert last - (offset + _literal(chunk, "key", key).stop - 1) == 7  # 'K,"v":VV': the key 7 back
+        if event.type == "MemoryAnswer":
+            key, value = event.payload["key"], event.payload[ANSWER_FIELD]
+            literal = _literal(chunk, ANSWER_FIELD, value)
+            expected_reads[offset + literal.start - 1] = bucket_of(key, config)
+            answers.extend(offset + t - 1 for t in literal)
+    assert sorted((opcode == OP_WRITE_MEM).nonzero()[:, 0].tolist()) == sorted(expected_writes)
+    assert sorted((opcode == OP_READ_MEM).nonzero()[:, 0].tolist()) == sorted(expected_reads)
+    assert len({bucket for bucket in expected_writes.values()}) == len(expected_writes)  # 256: a bucket per key
+    for t, bucket in expected_writes.items():
+        assert chr(int(x[t])).isdigit() and item["mosaic_teacher_write_bucket"][t].tolist() == [bucket]
+    for t, bucket in expected_reads.items():
+        assert chr(int(x[t])) == ":" and item["mosaic_teacher_read_bucket"][t].tolist() == [bucket]
+    assert set(item["eval_answer_mask"].nonzero()[:, 0].tolist()) < set(answers)  # query answers, not replays
+    with pytest.raises(InvalidFieldError, match="single_access"):
+        attrs.evolve(config, access_at_key=True)
 
 
 @pytest.mark.parametrize("digits", [2, 3])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import attrs
 import pytest
 import torch
@@ -102,6 +104,45 @@ def test_balanced_opcode_weighs_each_taught_class_alike() -> None:
     assert torch.allclose(metrics["aux_opcode_ce"], torch.stack(per_class).mean())
     _, plain = MosaicEventPrediction(attrs.evolve(config, aux_opcode_balanced=False))(out, batch)
     assert not torch.allclose(plain["aux_opcode_ce"], metrics["aux_opcode_ce"])
+
+
+def test_recall_on_answers_uses_the_answer_mask() -> None:
+    """``recall_on: answers``: the recall term covers the positions whose target is an answer byte,
+    wherever the teacher's READ_MEM is (e.g. at the key with access_at_key)."""
+    out, batch = outputs()
+    answers = torch.zeros(B, T, dtype=torch.bool)
+    answers[0, 2] = answers[1, 0] = answers[0, 4] = True  # (0, 4) has no target label
+    batch[keys.EVAL_ANSWER_MASK.name] = answers
+    targets = batch[keys.TARGET_IDS.name]
+    expected = torch.stack([F.cross_entropy(out.logits[b, t], targets[b, t]) for b, t in [(0, 2), (1, 0)]]).mean()
+    config = MosaicObjectiveConfig(recall_weight=1.0, recall_on="answers")
+    assert torch.allclose(MosaicEventPrediction(config)(out, batch)[1]["recall_ce"], expected)
+    read_mem = MosaicEventPrediction(attrs.evolve(config, recall_on="read_mem"))(out, batch)[1]["recall_ce"]
+    assert not torch.allclose(read_mem, expected)
+    del batch[keys.EVAL_ANSWER_MASK.name]
+    with pytest.raises(ObjectiveError, match=re.escape(f"recall_ce needs batch[{keys.EVAL_ANSWER_MASK.name!r}]")):
+        MosaicEventPrediction(config)(out, batch)
+
+
+def test_balanced_gate_weighs_writes_as_much_as_the_rest() -> None:
+    """With aux_gate_balanced, the gate term is the mean of the writes' mean BCE and the other
+    supervised positions' mean BCE: one write counts as much as all the bytes that do not write."""
+    out, batch = outputs()
+    gate = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True, False, True], [True, True, True, True, False]])
+    batch[keys.TEACHER_WRITE_GATE.name], batch[keys.TEACHER_WRITE_GATE.name + keys.MASK_SUFFIX] = gate, mask
+    config = MosaicObjectiveConfig(lm_weight=0.0, aux_gate_weight=1.0, aux_gate_balanced=True)
+    _, metrics = MosaicEventPrediction(config)(out, batch)
+    logits = out.aux[keys.WRITE_GATE_LOGITS.name]
+    per_target = [
+        F.binary_cross_entropy_with_logits(logits[:, chosen], gate[chosen].expand(L, -1))
+        for chosen in (mask & (gate > 0.5), mask & (gate <= 0.5))
+    ]
+    assert torch.allclose(metrics["aux_gate_bce"], torch.stack(per_target).mean())
+    _, plain = MosaicEventPrediction(attrs.evolve(config, aux_gate_balanced=False))(out, batch)
+    assert torch.allclose(plain["aux_gate_bce"],
+                          F.binary_cross_entropy_with_logits(logits[:, mask], gate[mask].expand(L, -1)))
+    assert not torch.allclose(plain["aux_gate_bce"], metrics["aux_gate_bce"])
 
 
 def test_every_layer_receives_gradient() -> None:

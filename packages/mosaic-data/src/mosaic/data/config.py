@@ -168,6 +168,11 @@ class EventTraceConfig:
     # MemoryAnswer {"key": k, "r": v} reads there (the block carries the read to the answer), so
     # the router sees the key's digits at offsets 0 and -1 instead of a whole field name away
     access_at_key: bool = False
+    # one memory access per event, each at one fixed offset from its key: a MemoryWrite writes only at
+    # its value's last byte (the whole value and the key 7-8 bytes back in the local window) and a
+    # MemoryAnswer reads only at the byte before its first answer byte (the key 5-6 bytes back); the
+    # block carries that read on to the answer's later bytes
+    single_access: bool = False
     shuffle_queries: bool = True
     drop_local_on_query: bool = True
     return_spans: bool = False
@@ -185,6 +190,8 @@ class EventTraceConfig:
         fewest = self.negotiation_pairs if self.min_negotiation_pairs is None else self.min_negotiation_pairs
         if self.dense_negotiation_fraction > 0 and fewest == 0:
             reject("dense_negotiation_fraction", "needs negotiation_pairs (and min_negotiation_pairs) >= 1")
+        if self.single_access and self.access_at_key:
+            reject("single_access", "and access_at_key place the same accesses differently: choose one")
         if self.value_digits > 9:
             reject("value_digits", f"must be <= 9, got {self.value_digits}")
         if self.n_pairs > 9 * 10 ** (self.value_digits - 1):

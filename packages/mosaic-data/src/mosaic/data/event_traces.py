@@ -30,6 +30,10 @@ byte offsets in the sequence, which are the input positions of those bytes):
   (``turn_opcodes``, see :mod:`mosaic.data.turns`);
 - opcode NOP and gates 0 on every other real position; padding (``EVENT_PAD_ID``) is ignored.
 
+``access_at_key`` moves every write and read to the key's last byte; ``single_access`` keeps one write
+per MemoryWrite (the value's last byte) and one read per MemoryAnswer (the byte before its first
+answer byte), so that each router sees its key at one fixed offset (docs/organism.md).
+
 With ``return_spans`` each item also carries ``eval_spans``: a tuple of :class:`TraceSpan` (kind, byte
 range, label) that ``collate`` gathers into a list per batch.
 """
@@ -162,7 +166,8 @@ class _Trace:
         else:
             offset, data = self.event("MemoryWrite", "user", {"key": key, WRITE_FIELD: value})
             start, end = _int_span(data, WRITE_FIELD, value)
-            positions = range(offset + start, offset + end)
+            # single_access: once, at the value's last byte (the key at one fixed offset back)
+            positions = range(offset + (end - 1 if self.config.single_access else start), offset + end)
         slot = index % self.config.reg_slots if self.config.reg_slots else -1
         self.builder.mark_write(positions, self.bucket(key), slot)
         self.spans.append(TraceSpan("write", positions.start, positions.stop, key))
@@ -180,6 +185,8 @@ class _Trace:
         if self.config.access_at_key:  # read at the key's last byte; the block carries it to the answer
             _, key_end = _int_span(data, "key", key)
             self.builder.mark_read([offset + key_end - 1], self.bucket(key))
+        elif self.config.single_access:  # once, before the first answer byte; the block carries it on
+            self.builder.mark_read(predicting[:1], self.bucket(key))
         else:
             self.builder.mark_read(predicting, self.bucket(key))
         if self.config.drop_local_on_query:

@@ -87,7 +87,8 @@ DROP_LOCAL = KeySpec("mosaic_drop_local", "float32", ("B", "T"), "mosaic-data",
 TEACHER_FORCING = KeySpec("mosaic_teacher_forcing", "float32", ("B",), "mosaic-data",
                           summary="per-sample probability that a token uses the teacher's decision")
 EVAL_ANSWER_MASK = KeySpec("eval_answer_mask", "bool", ("B", "T"), "mosaic-data",
-                           summary="positions whose target is a recalled answer (evaluation only)")
+                           summary="positions whose target is a recalled answer (evaluation, and the recall term "
+                                   "of an objective with recall_on: answers)")
 
 # --- organism evaluation (issue 16) ------------------------------------------------------------
 

@@ -37,19 +37,30 @@ class AuxTerm:
     teacher_key: str | None
     loss: Callable[..., torch.Tensor]
     masked: bool = False
-    #: a boolean config field that weights the term's classes by inverse frequency (class CE only)
+    #: a boolean config field that weights the term's classes by inverse frequency (class CE, and the
+    #: write gate's BCE: its two targets)
     balance_field: str | None = None
 
 
-def _bce(logits: torch.Tensor, teacher: torch.Tensor, supervised: torch.Tensor | None = None) -> torch.Tensor:
+def _bce(logits: torch.Tensor, teacher: torch.Tensor, supervised: torch.Tensor | None = None, *,
+         balanced: bool = False) -> torch.Tensor:
     # logits (L, B, T); teacher (B, T) float in [0, 1]; supervised (B, T) bool (the teacher's
-    # ``<key>_mask``), else every non-negative position
+    # ``<key>_mask``), else every non-negative position. ``balanced``: the positions with target
+    # above 0.5 and the others each weigh half in total (inverse frequency), so that a few write
+    # positions among thousands of bytes are not traded for the rest
     target = teacher.to(logits.dtype).unsqueeze(0).expand_as(logits)
     supervised = (teacher >= 0) if supervised is None else supervised.bool()
     mask = supervised.unsqueeze(0).expand_as(logits)
     if not bool(mask.any()):
         return logits.sum() * 0.0
-    return F.binary_cross_entropy_with_logits(logits[mask], target[mask])
+    picked = target[mask]
+    if not balanced:
+        return F.binary_cross_entropy_with_logits(logits[mask], picked)
+    positive = picked > 0.5
+    counts = torch.stack([(~positive).sum(), positive.sum()]).to(logits.dtype)
+    share = torch.where(counts > 0, 1.0 / (counts.clamp(min=1) * (counts > 0).sum()), torch.zeros_like(counts))
+    weight = torch.where(positive, share[1], share[0])
+    return (F.binary_cross_entropy_with_logits(logits[mask], picked, reduction="none") * weight).sum()
 
 
 def _bits_bce(logits: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
@@ -93,7 +104,7 @@ def _scalar_mean(value: torch.Tensor, _teacher: torch.Tensor | None) -> torch.Te
 
 AUX_TERMS: tuple[AuxTerm, ...] = (
     AuxTerm("aux_gate_bce", "aux_gate_weight", keys.WRITE_GATE_LOGITS.name, keys.TEACHER_WRITE_GATE.name, _bce,
-            masked=True),
+            masked=True, balance_field="aux_gate_balanced"),
     AuxTerm("aux_bits_bce_read", "aux_bits_weight", keys.READ_BIT_LOGITS.name, keys.TEACHER_READ_BUCKET.name,
             _bits_bce),
     AuxTerm("aux_bits_bce_write", "aux_bits_weight", keys.WRITE_BIT_LOGITS.name, keys.TEACHER_WRITE_BUCKET.name,
@@ -133,14 +144,17 @@ def lm_cross_entropy(output: ModelOutput, batch: Mapping[str, torch.Tensor]) -> 
     return F.cross_entropy(logits.float(), targets.reshape(-1).long(), ignore_index=IGNORE_TARGET)
 
 
-def recall_cross_entropy(output: ModelOutput, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Mean next-token CE over the positions the teacher marks READ_MEM (0 when a batch has none)."""
-    opcode, targets = batch.get(keys.TEACHER_OPCODE.name), batch.get(keys.TARGET_IDS.name)
+def recall_cross_entropy(output: ModelOutput, batch: Mapping[str, torch.Tensor], *, on: str = "read_mem"
+                         ) -> torch.Tensor:
+    """Mean next-token CE over the positions the teacher marks READ_MEM (``on="read_mem"``) or whose
+    target is an answer byte (``on="answers"``, ``eval_answer_mask``); 0 when a batch has none."""
+    mark = keys.TEACHER_OPCODE.name if on == "read_mem" else keys.EVAL_ANSWER_MASK.name
+    opcode, targets = batch.get(mark), batch.get(keys.TARGET_IDS.name)
     if opcode is None or targets is None:
-        raise ObjectiveError(f"recall_ce needs batch[{keys.TEACHER_OPCODE.name!r}] and "
-                             f"batch[{keys.TARGET_IDS.name!r}] (from a dataset that labels READ_MEM)")
+        raise ObjectiveError(f"recall_ce needs batch[{mark!r}] and batch[{keys.TARGET_IDS.name!r}] "
+                             f"(from a dataset that labels {'READ_MEM' if on == 'read_mem' else 'answers'})")
     labelled = targets != IGNORE_TARGET
-    recalled = (opcode == READ_MEM) & labelled
+    recalled = ((opcode == READ_MEM) if on == "read_mem" else opcode.bool()) & labelled
     if output.logit_targets is not None:  # (N, V) logits at the labelled positions, row-major
         logits, picked = output.logits[recalled[labelled]], targets[recalled]
     else:
@@ -172,7 +186,7 @@ class MosaicEventPrediction:
             metrics["lm_ce"] = lm.detach()
             total = total + self.config.lm_weight * lm
         if self.config.recall_weight > 0:
-            recall = recall_cross_entropy(output, batch)
+            recall = recall_cross_entropy(output, batch, on=self.config.recall_on)
             metrics["recall_ce"] = recall.detach()
             total = total + self.config.recall_weight * recall
         for term in self.active_terms():
@@ -202,7 +216,8 @@ class MosaicEventPrediction:
                         "layer axis (L, B, T, ...)"
                     )
             if term.masked:
-                value = term.loss(prediction, teacher, batch.get(f"{term.teacher_key}{keys.MASK_SUFFIX}"))
+                balanced = {} if term.balance_field is None else {"balanced": getattr(self.config, term.balance_field)}
+                value = term.loss(prediction, teacher, batch.get(f"{term.teacher_key}{keys.MASK_SUFFIX}"), **balanced)
             elif term.balance_field is not None:
                 value = term.loss(prediction, teacher, balanced=getattr(self.config, term.balance_field))
             else:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import attrs
 
 from mosaic.core.contract.compat import Capability, Head, Relation, Required
-from mosaic.core.validators import non_negative
+from mosaic.core.validators import non_negative, one_of
 
 
 def _weight(default: float) -> float:
@@ -25,7 +25,15 @@ class MosaicObjectiveConfig:
     # plain mean their signal is drowned by the codec's boilerplate and recall is never learned
     # (docs/organism.md); the eval never sees this teacher mark.
     recall_weight: float = _weight(0.0)
+    # where the recall term applies: ``read_mem`` (the positions the teacher marks READ_MEM, which are
+    # the answers' bytes when reads happen there) or ``answers`` (the positions whose target is an
+    # answer byte, ``eval_answer_mask``: for data that reads elsewhere, e.g. at the key with
+    # ``access_at_key``, and carries the read to the answer)
+    recall_on: str = attrs.field(default="read_mem", validator=one_of("read_mem", "answers"))
     aux_gate_weight: float = _weight(0.0)
+    # weight the write gate's two targets by inverse frequency in each batch: an event trace has ~6
+    # write positions among thousands of bytes, and unweighted the gate stays shut at some of them
+    aux_gate_balanced: bool = False
     aux_bits_weight: float = _weight(0.0)
     aux_utility_weight: float = _weight(0.0)
     aux_opcode_weight: float = _weight(0.0)
