@@ -29,19 +29,19 @@ MOSAIC = str(Path(sys.executable).with_name("mosaic"))
 # (preset, --set overrides, the one problem's path and line, text of its message)
 MISTAKES = [
     # nested mappings: the issue's own example, at its own line
-    ("phase8_moe", ["vars.n_experts=0"], "$.targets[0].model.block.ffn.n_experts (line 52)", "must be > 0, got 0"),
-    ("phase8_moe", ["vars.top_k=9"], "$.targets[0].model.block.ffn.top_k (line 53)", "must be <= n_experts (8), got 9"),
+    ("phase8_moe", ["vars.n_experts=0"], "$.targets[0].model.block.ffn.n_experts (line 53)", "must be > 0, got 0"),
+    ("phase8_moe", ["vars.top_k=9"], "$.targets[0].model.block.ffn.top_k (line 54)", "must be <= n_experts (8), got 9"),
     ("phase8_moe", ["targets[0].model.block.ffn.router.type=router.topkk"],
-     "$.targets[0].model.block.ffn.router.type (line 55)", "did you mean router.topk?"),
-    ("phase8_moe", ["targets[0].model.block.ffn.n_expert=4"], "$.targets[0].model.block.ffn.n_expert (line 51)",
+     "$.targets[0].model.block.ffn.router.type (line 56)", "did you mean router.topk?"),
+    ("phase8_moe", ["targets[0].model.block.ffn.n_expert=4"], "$.targets[0].model.block.ffn.n_expert (line 52)",
      "did you mean 'n_experts'?"),
     ("phase8_moe", ["targets[3].model.block.ffn.router.chrono.k_max=-1"],
      "$.targets[3].model.block.ffn.router.chrono.k_max", "must be > 0.0, got -1"),
     ("phase8_moe", ["targets[3].model.block.ffn.router.chrono.lifecycle.slow_interval=0"],
      "$.targets[3].model.block.ffn.router.chrono.lifecycle.slow_interval", "must be >= 1, got 0"),
     ("phase8_moe", ["targets[3].model.lifecycle.type=layer.chrono_lifecyle"],
-     "$.targets[3].model.lifecycle.type (line 226)", "did you mean layer.chrono_lifecycle?"),
-    ("phase8_moe", ["targets[3].model.lifecycle.trigger=sometimes"], "$.targets[3].model.lifecycle.trigger (line 227)",
+     "$.targets[3].model.lifecycle.type (line 240)", "did you mean layer.chrono_lifecycle?"),
+    ("phase8_moe", ["targets[3].model.lifecycle.trigger=sometimes"], "$.targets[3].model.lifecycle.trigger (line 241)",
      "must be one of 'free_energy', 'adhoc', 'none', got 'sometimes'"),
     # model x dataset x objective
     ("mosaic_commitment", ["targets[0].model.block.commitment_head_enabled=false"],
@@ -110,7 +110,7 @@ def _mosaic(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(("preset", "old", "new", "where"), [
-    ("phase8_moe", "n_experts: 8", "n_experts: 0", "$.targets[0].model.block.ffn.n_experts (line 52)"),
+    ("phase8_moe", "n_experts: 8", "n_experts: 0", "$.targets[0].model.block.ffn.n_experts (line 53)"),
     ("mosaic_commitment", "commitment_head_enabled: true", "commitment_head_enabled: false",
      "$.targets[0].objective.aux_commitment_weight (line 47)"),
     ("mosaic_commitment", "block_size: 5888", "block_size: 64", "$.targets[0].dataset.block_size (line 53)"),
