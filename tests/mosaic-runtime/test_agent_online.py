@@ -131,6 +131,35 @@ def test_the_guard_rolls_back_an_update_that_raises_held_out_loss() -> None:
     assert learner.metrics()["online_rollbacks"] == 1.0
 
 
+def test_the_guard_scores_its_sequences_whole_and_refuses_overlong_ones() -> None:
+    net = unscripted()
+    # buffer sequences are cut to 16 bytes; guard sequences must not be: cut, a trace loses the facts
+    # its questions ask about and the guard cannot see an update that breaks recall
+    learner = OnlineLearner(net, OnlineConfig(targets=("head",), max_sequence_bytes=16, max_guard_bytes=200))
+    heldout = [torch.tensor(list(note(100 + i).to_bytes()) + [10]) for i in range(3)]
+    assert all(ids.shape[0] > 16 for ids in heldout)
+    with torch.no_grad():
+        whole = float(torch.stack([sequence_loss(net, ids) for ids in heldout]).mean())
+    assert abs(learner.guard_with(heldout) - whole) < 1e-6
+    with pytest.raises(ConfigError, match=r"online.heldout\[1\].*max_guard_bytes \(200\)"):
+        learner.guard_with([heldout[0], torch.zeros(201, dtype=torch.long)])
+
+
+def test_with_context_bytes_the_buffer_holds_the_stream_up_to_each_event() -> None:
+    events = [torch.tensor(list(note(i).to_bytes())) for i in range(3)]
+    alone = OnlineLearner(unscripted(), OnlineConfig(targets=("head",), update_every=10_000))
+    framed = OnlineLearner(unscripted(), OnlineConfig(targets=("head",), update_every=10_000, context_bytes=40,
+                                                      max_sequence_bytes=64))
+    for ids in events:
+        alone.observe(ids)
+        framed.observe(ids)
+    assert [b.tolist() for b in alone.buffer] == [ids.tolist() for ids in events]
+    stream = torch.cat(events)
+    ends = torch.cumsum(torch.tensor([ids.shape[0] for ids in events]), 0).tolist()
+    assert [b.tolist() for b in framed.buffer] == [stream[max(0, end - 40) : end].tolist() for end in ends]
+    assert framed.tokens_since_update == alone.tokens_since_update == stream.shape[0]
+
+
 def test_consolidation_can_take_an_idle_labelled_online_step() -> None:
     net = unscripted()
     learner = OnlineLearner(net, OnlineConfig(targets=("head", "opcode"), update_every=10_000, lr=1e-2))

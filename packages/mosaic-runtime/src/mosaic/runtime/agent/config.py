@@ -66,7 +66,9 @@ class OnlineConfig:
     match any of ``targets`` (fnmatch patterns), updated every ``update_every`` tokens from a replay
     buffer of the latest ``buffer_size`` event sequences (``batch`` of them per update). With held-out
     sequences to guard it, an update that raises their loss by more than ``max_heldout_rise`` (a
-    fraction) is rolled back."""
+    fraction) is rolled back. Guard sequences are scored whole (at most ``max_guard_bytes`` each): cut
+    to their tail, a trace loses the facts its questions ask about, and an update that breaks recall
+    passes the guard."""
 
     targets: tuple[str, ...] = attrs.field(default=("head",), converter=tuple)
     rank: int = attrs.field(default=4, validator=[v.instance_of(int), v.ge(1)])
@@ -77,6 +79,11 @@ class OnlineConfig:
     batch: int = attrs.field(default=4, validator=[v.instance_of(int), v.ge(1)])
     max_sequence_bytes: int = attrs.field(default=1024, validator=[v.instance_of(int), v.ge(2)])
     max_heldout_rise: float = attrs.field(default=0.05, converter=float, validator=v.ge(0.0))
+    max_guard_bytes: int = attrs.field(default=16384, validator=[v.instance_of(int), v.ge(2)])
+    #: 0: each buffered sequence is one fed event alone; > 0: the stream's last ``context_bytes``
+    #: tokens ending at that event, so an event that depends on earlier ones (an answer on its
+    #: facts) is learned with them, not from a fresh state that teaches it to guess
+    context_bytes: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
     seed: int = attrs.field(default=0, validator=v.instance_of(int))
 
     @targets.validator

@@ -11,7 +11,10 @@ agent saves them with the session, ``sessions/NAME/adapters.pt``).
 The guard: given held-out sequences of the training distribution (:meth:`OnlineLearner.guard_with`),
 the learner measures their loss before any update, and after each update; an update that raises it
 by more than ``max_heldout_rise`` (a fraction of the baseline) is rolled back (adapters and optimizer
-state restored) and counted in ``rollbacks``.
+state restored) and counted in ``rollbacks``. Guard sequences are scored whole: cut to their tail, a
+trace loses the facts its questions ask about, and an update that breaks recall would pass.
+With ``context_bytes`` set, each buffered sequence is the stream's tail up to the fed event rather
+than the event alone, so events that depend on earlier ones are learned in their context.
 
 During consolidation the learner can take an :meth:`~OnlineLearner.idle_step` on replayed tokens,
 labelled IDLE: the LM loss on the replay plus the opcode head's cross-entropy towards IDLE at every
@@ -120,6 +123,7 @@ class OnlineLearner:
         self.rng = random.Random(self.config.seed)
         self.device = next(model.parameters()).device
         self.tokens_since_update = 0
+        self.stream_tail = torch.zeros(0, dtype=torch.long)  # the last context_bytes tokens fed
         self.updates = 0
         self.rollbacks = 0
         self.last_loss: float | None = None
@@ -128,8 +132,14 @@ class OnlineLearner:
         self.last_heldout: float | None = None
 
     def guard_with(self, sequences: Sequence[torch.Tensor]) -> float:
-        """Guard every later update with held-out ``sequences``: their loss now is the baseline."""
-        self.heldout = [ids[-self.config.max_sequence_bytes :] for ids in sequences if ids.shape[0] >= 2]
+        """Guard every later update with held-out ``sequences``: their loss now is the baseline. Each
+        is scored whole (see :class:`OnlineConfig`), so one longer than ``max_guard_bytes`` is refused."""
+        too_long = [index for index, ids in enumerate(sequences) if ids.shape[0] > self.config.max_guard_bytes]
+        if too_long:
+            raise ConfigError([ConfigProblem(f"online.heldout[{index}]", f"{sequences[index].shape[0]} tokens, more "
+                                             f"than max_guard_bytes ({self.config.max_guard_bytes})")
+                               for index in too_long])
+        self.heldout = [ids for ids in sequences if ids.shape[0] >= 2]
         if not self.heldout:
             raise ConfigError([ConfigProblem("online.heldout", "the guard needs at least one held-out sequence "
                                              "of two or more tokens")])
@@ -138,9 +148,14 @@ class OnlineLearner:
 
     def observe(self, ids: torch.Tensor) -> None:
         """Add one fed event sequence ``(L,)``; update once ``update_every`` tokens have arrived."""
+        self.tokens_since_update += ids.shape[0]
+        if self.config.context_bytes:
+            self.stream_tail = torch.cat([self.stream_tail, ids.to(self.stream_tail.device)])[
+                -self.config.context_bytes :
+            ]
+            ids = self.stream_tail
         if ids.shape[0] >= 2:
             self.buffer.append(ids[-self.config.max_sequence_bytes :])
-        self.tokens_since_update += ids.shape[0]
         if self.tokens_since_update >= self.config.update_every and self.buffer:
             self.tokens_since_update = 0
             self.update()
