@@ -26,7 +26,7 @@ class FakePlugins:
         (info / "entry_points.txt").write_text(f"[mosaic]\n{dist} = {module}\n")
 
     def run(self, *args: str, env: dict[str, str] | None = None, code: str | None = None) -> subprocess.CompletedProcess:
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_")}
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_") or k == "MOSAIC_KEY_DIR"}
         environment["PYTHONPATH"] = os.pathsep.join([str(self.root), environment.get("PYTHONPATH", "")])
         environment["MOSAIC_LOG_FORMAT"] = "json"
         environment.update(env or {})

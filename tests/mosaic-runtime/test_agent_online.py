@@ -14,7 +14,7 @@ from mosaic.core.errors import CheckpointError, ConfigError
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.runtime.agent.config import ConsolidationConfig, OnlineConfig
 from mosaic.runtime.agent.consolidation import consolidate_session
-from mosaic.runtime.agent.online import LoRALinear, OnlineLearner, sequence_loss
+from mosaic.runtime.agent.online import LoRALinear, OnlineLearner, sequence_loss, tail_loss
 from mosaic.runtime.agent.responder import EventSession
 from mosaic.runtime.agent.service import open_agent
 from mosaic.runtime.testing.tiny_agent import REPLY, TinyStreamConfig, TinyStreamLM, make_run
@@ -125,6 +125,7 @@ def test_the_guard_rolls_back_an_update_that_raises_held_out_loss() -> None:
                                                 max_heldout_rise=100.0))
     loose_baseline = loose.guard_with(heldout)
     loose.buffer.extend(learner.buffer)
+    loose.scored.extend(learner.scored)
     loose.update()
     assert loose.rollbacks == 0 and loose.updates == 1
     assert loose.last_heldout is not None and loose.last_heldout > loose_baseline * 1.05
@@ -148,16 +149,25 @@ def test_the_guard_scores_its_sequences_whole_and_refuses_overlong_ones() -> Non
 def test_with_context_bytes_the_buffer_holds_the_stream_up_to_each_event() -> None:
     events = [torch.tensor(list(note(i).to_bytes())) for i in range(3)]
     alone = OnlineLearner(unscripted(), OnlineConfig(targets=("head",), update_every=10_000))
-    framed = OnlineLearner(unscripted(), OnlineConfig(targets=("head",), update_every=10_000, context_bytes=40,
-                                                      max_sequence_bytes=64))
+    framed = OnlineLearner(unscripted(), OnlineConfig(targets=("head",), update_every=10_000, context_bytes=200,
+                                                      max_sequence_bytes=256))
     for ids in events:
         alone.observe(ids)
         framed.observe(ids)
     assert [b.tolist() for b in alone.buffer] == [ids.tolist() for ids in events]
     stream = torch.cat(events)
     ends = torch.cumsum(torch.tensor([ids.shape[0] for ids in events]), 0).tolist()
-    assert [b.tolist() for b in framed.buffer] == [stream[max(0, end - 40) : end].tolist() for end in ends]
+    assert [b.tolist() for b in framed.buffer] == [stream[max(0, end - 200) : end].tolist() for end in ends]
     assert framed.tokens_since_update == alone.tokens_since_update == stream.shape[0]
+    # the loss of a framed sequence is its event's tokens given the context before them
+    assert list(framed.scored) == [ids.shape[0] for ids in events]
+    window, scored = framed.buffer[-1], framed.scored[-1]
+    assert 1 < scored < window.shape[0] - 1  # the window holds context before the event
+    with torch.no_grad():
+        logits = framed.model({keys.INPUT_IDS.name: window[None, :-1]}).logits[0]
+        expected = torch.nn.functional.cross_entropy(logits[-scored:], window[-scored:])
+        assert torch.allclose(tail_loss(framed.model, window, scored), expected)
+        assert torch.allclose(tail_loss(framed.model, window, 10**6), sequence_loss(framed.model, window))
 
 
 def test_consolidation_can_take_an_idle_labelled_online_step() -> None:

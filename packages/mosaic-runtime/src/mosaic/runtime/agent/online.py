@@ -14,7 +14,9 @@ by more than ``max_heldout_rise`` (a fraction of the baseline) is rolled back (a
 state restored) and counted in ``rollbacks``. Guard sequences are scored whole: cut to their tail, a
 trace loses the facts its questions ask about, and an update that breaks recall would pass.
 With ``context_bytes`` set, each buffered sequence is the stream's tail up to the fed event rather
-than the event alone, so events that depend on earlier ones are learned in their context.
+than the event alone, and the loss is the event's own tokens given that context: events that depend
+on earlier ones (an answer on its facts) are learned in their context instead of being learned as
+guesses.
 
 During consolidation the learner can take an :meth:`~OnlineLearner.idle_step` on replayed tokens,
 labelled IDLE: the LM loss on the replay plus the opcode head's cross-entropy towards IDLE at every
@@ -92,6 +94,14 @@ def sequence_loss(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(out.logits[0].float(), ids[1:])  # logits (L - 1, V)
 
 
+def tail_loss(model: nn.Module, ids: torch.Tensor, scored: int) -> torch.Tensor:
+    """Mean next-byte cross-entropy of the last ``scored`` tokens of ``ids`` ``(L,)`` from a fresh
+    state: the tokens before them are read as context only."""
+    out = model({keys.INPUT_IDS.name: ids[None, :-1]})
+    scored = max(1, min(scored, ids.shape[0] - 1))
+    return F.cross_entropy(out.logits[0, -scored:].float(), ids[-scored:])  # logits (L - 1, V)
+
+
 def idle_sequence_loss(model: nn.Module, ids: torch.Tensor, idle: int) -> torch.Tensor:
     """:func:`sequence_loss` plus the opcode head's cross-entropy towards opcode ``idle`` at every
     position (averaged over layers); the model stays silent while it consolidates."""
@@ -120,6 +130,8 @@ class OnlineLearner:
         self.adapter_parameters = [p for adapter in self.adapters.values() for p in (adapter.lora_a, adapter.lora_b)]
         self.optimizer = torch.optim.AdamW(self.adapter_parameters, lr=self.config.lr, weight_decay=0.0)
         self.buffer: deque[torch.Tensor] = deque(maxlen=self.config.buffer_size)
+        # per buffered sequence, how many of its last tokens are the fed event (the loss is theirs)
+        self.scored: deque[int] = deque(maxlen=self.config.buffer_size)
         self.rng = random.Random(self.config.seed)
         self.device = next(model.parameters()).device
         self.tokens_since_update = 0
@@ -149,6 +161,7 @@ class OnlineLearner:
     def observe(self, ids: torch.Tensor) -> None:
         """Add one fed event sequence ``(L,)``; update once ``update_every`` tokens have arrived."""
         self.tokens_since_update += ids.shape[0]
+        event_tokens = ids.shape[0]
         if self.config.context_bytes:
             self.stream_tail = torch.cat([self.stream_tail, ids.to(self.stream_tail.device)])[
                 -self.config.context_bytes :
@@ -156,15 +169,17 @@ class OnlineLearner:
             ids = self.stream_tail
         if ids.shape[0] >= 2:
             self.buffer.append(ids[-self.config.max_sequence_bytes :])
+            self.scored.append(event_tokens)
         if self.tokens_since_update >= self.config.update_every and self.buffer:
             self.tokens_since_update = 0
             self.update()
 
     def update(self) -> float:
         """One adapter step on up to ``batch`` sequences sampled from the buffer; the mean loss."""
-        batch = self.rng.sample(list(self.buffer), min(self.config.batch, len(self.buffer)))
-        return self._guarded_step(lambda: torch.stack([sequence_loss(self.model, ids.to(self.device))
-                                                       for ids in batch]).mean())
+        picked = self.rng.sample(range(len(self.buffer)), min(self.config.batch, len(self.buffer)))
+        batch = [(self.buffer[index], self.scored[index]) for index in picked]
+        return self._guarded_step(lambda: torch.stack([tail_loss(self.model, ids.to(self.device), scored)
+                                                       for ids, scored in batch]).mean())
 
     def idle_step(self, ids: torch.Tensor) -> float:
         """One adapter step on replayed tokens ``(L,)`` labelled IDLE (see :func:`idle_sequence_loss`;

@@ -74,7 +74,9 @@ class InstalledMosaic:
         (info / "entry_points.txt").write_text("[mosaic]\nexit-tiny = exit_tiny_plugin\n")
 
     def environment(self) -> dict[str, str]:
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_")}
+        # the user's MOSAIC_ settings stay out; the key directory stays in, so a test session that
+        # isolates its keys (tests/conftest.py) isolates the subprocess's too
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_") or k == "MOSAIC_KEY_DIR"}
         paths = [str(self.plugin_root), environment.get("PYTHONPATH", "")]
         environment["PYTHONPATH"] = os.pathsep.join(path for path in paths if path)
         environment["MOSAIC_LOG_FORMAT"] = "json"
