@@ -96,7 +96,7 @@ def test_resume_after_a_crash_rewrites_the_decisions_past_the_checkpoint_once(tm
     decisions = read_jsonl(run / "decisions.jsonl")
     slow = [(d["train_step"], d["layer"], d["action"], d["expert"], d["other"], d["trigger"])
             for d in decisions if d["clock"] == "slow" and d.get("source") != "keepers"]
-    assert sorted(slow) == sorted(set(slow)), "no decision is logged twice"
+    assert len(slow) == len(set(slow)), "no decision is logged twice"  # (expert may be None: no sort)
     assert {record[0] for record in slow} == {3, 6}
 
 
