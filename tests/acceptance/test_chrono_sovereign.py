@@ -9,13 +9,11 @@ version of the plumbing). Thresholds are the preset's (docs/chronomoe.md)."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from mosaic.runtime.testing.chrono_run import KilledKeeperRun, run_killing_keeper
-from mosaic.runtime.testing.tiny_cli import mosaic_command
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -80,25 +78,13 @@ def test_identity_events_happen_with_effects(run: KilledKeeperRun) -> None:
 def test_audit_verify_passes_on_the_runs_log(run: KilledKeeperRun) -> None:
     log = run.run_dir / "chrono_audit.jsonl"
     assert not list(run.run_dir.glob("*.key"))  # the key is outside the run directory
-    result = subprocess.run(
-        [*mosaic_command(), "audit", "verify", str(log)],
-        capture_output=True,
-        text=True,
-        env=run.env,
-        check=False,
-    )
+    result = run.mosaic("audit", "verify", str(log))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "chain intact; checkpoint signature verified" in result.stdout
 
 
 def test_chrono_report_lists_identity_events_and_geometry(run: KilledKeeperRun) -> None:
-    result = subprocess.run(
-        [*mosaic_command(), "chrono", "report", str(run.run_dir)],
-        capture_output=True,
-        text=True,
-        env=run.env,
-        check=False,
-    )
+    result = run.mosaic("chrono", "report", str(run.run_dir))
     assert result.returncode == 0, result.stderr
     text = result.stdout
     for needle in (

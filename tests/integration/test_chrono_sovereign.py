@@ -7,13 +7,11 @@ events themselves need a few hundred steps: tests/acceptance/test_chrono_soverei
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from mosaic.runtime.testing.chrono_run import KilledKeeperRun, run_killing_keeper
-from mosaic.runtime.testing.tiny_cli import mosaic_command
 
 TINY = [
     "vars.warmup=1",
@@ -65,25 +63,13 @@ def test_a_killed_keeper_is_degraded_restarted_and_the_run_completes(run: Killed
 def test_audit_verify_passes_with_the_key_outside_the_run(run: KilledKeeperRun) -> None:
     assert not [p for p in run.run_dir.rglob("*") if p.name.endswith(".key")]
     assert (Path(run.env["MOSAIC_KEY_DIR"]) / "audit.key").is_file()
-    result = subprocess.run(
-        [*mosaic_command(), "audit", "verify", str(run.run_dir / "chrono_audit.jsonl")],
-        capture_output=True,
-        text=True,
-        env=run.env,
-        check=False,
-    )
+    result = run.mosaic("audit", "verify", str(run.run_dir / "chrono_audit.jsonl"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "checkpoint signature verified" in result.stdout
 
 
 def test_chrono_report_lists_identity_section_and_geometry_per_layer(run: KilledKeeperRun) -> None:
-    result = subprocess.run(
-        [*mosaic_command(), "chrono", "report", str(run.run_dir)],
-        capture_output=True,
-        text=True,
-        env=run.env,
-        check=False,
-    )
+    result = run.mosaic("chrono", "report", str(run.run_dir))
     assert result.returncode == 0, result.stderr
     assert "identity events (kernel audit log)" in result.stdout
     assert "Degraded at step" in result.stdout and "keeper.mid crashed" in result.stdout

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from mosaic.runtime.testing.subprocess_env import child_environment
 
 
 class FakePlugins:
@@ -26,10 +27,7 @@ class FakePlugins:
         (info / "entry_points.txt").write_text(f"[mosaic]\n{dist} = {module}\n")
 
     def run(self, *args: str, env: dict[str, str] | None = None, code: str | None = None) -> subprocess.CompletedProcess:
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_") or k == "MOSAIC_KEY_DIR"}
-        environment["PYTHONPATH"] = os.pathsep.join([str(self.root), environment.get("PYTHONPATH", "")])
-        environment["MOSAIC_LOG_FORMAT"] = "json"
-        environment.update(env or {})
+        environment = child_environment(python_paths=[self.root], MOSAIC_LOG_FORMAT="json", **(env or {}))
         command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "mosaic.cli.main", *args]
         return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import attrs
 
+from mosaic.runtime.testing.subprocess_env import child_environment
 from mosaic.runtime.testing.tiny_cli import mosaic_command
 
 KEEPERS_FILE = "keepers.json"  # chronomoe.sovereign.KEEPERS_FILE
@@ -27,12 +28,15 @@ class KilledKeeperRun:
     killed_at_step: int | None
     env: dict[str, str]
 
+    def mosaic(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
+        """The installed ``mosaic`` run on this run's files, with the run's environment (its key)."""
+        return subprocess.run([*mosaic_command(), *map(str, args)], capture_output=True, text=True,
+                              env=self.env, check=False, timeout=300)
+
 
 def environment(key_dir: Path) -> dict[str, str]:
     """The environment of the run and of the commands that read it: the audit key in ``key_dir``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_")}
-    env.update(MOSAIC_KEY_DIR=str(key_dir), OMP_NUM_THREADS="1")
-    return env
+    return child_environment(MOSAIC_KEY_DIR=str(key_dir), OMP_NUM_THREADS="1")
 
 
 def _last_step(run_dir: Path) -> int:

@@ -7,12 +7,13 @@ click's ``CliRunner``, so every exit-status test goes through :class:`InstalledM
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from mosaic.runtime.testing.subprocess_env import child_environment
 
 #: A tiny streaming model (mosaic.runtime.testing.tiny_agent) trained for two steps, with an
 #: eval section so that ``mosaic eval`` has something to do.
@@ -74,13 +75,7 @@ class InstalledMosaic:
         (info / "entry_points.txt").write_text("[mosaic]\nexit-tiny = exit_tiny_plugin\n")
 
     def environment(self) -> dict[str, str]:
-        # the user's MOSAIC_ settings stay out; the key directory stays in, so a test session that
-        # isolates its keys (tests/conftest.py) isolates the subprocess's too
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_") or k == "MOSAIC_KEY_DIR"}
-        paths = [str(self.plugin_root), environment.get("PYTHONPATH", "")]
-        environment["PYTHONPATH"] = os.pathsep.join(path for path in paths if path)
-        environment["MOSAIC_LOG_FORMAT"] = "json"
-        return environment
+        return child_environment(python_paths=[self.plugin_root], MOSAIC_LOG_FORMAT="json")
 
     def __call__(self, *args: str | Path, stdin: bytes | None = None, cwd: Path | None = None,
                  timeout: float = 300) -> subprocess.CompletedProcess:

@@ -3,7 +3,6 @@ real plugin distribution (a dist-info whose entry point names the tiny component
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -11,6 +10,8 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from mosaic.runtime.testing.subprocess_env import child_environment
 
 
 def mosaic_command() -> list[str]:
@@ -27,11 +28,7 @@ class TinyCli:
         (info / "entry_points.txt").write_text("[mosaic]\ntiny-test = mosaic.runtime.testing.tiny_training:TinyPlugin\n")
 
     def env(self, **extra: str) -> dict[str, str]:
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_")}
-        environment["PYTHONPATH"] = os.pathsep.join([str(self.site), environment.get("PYTHONPATH", "")])
-        environment["OMP_NUM_THREADS"] = "1"
-        environment.update(extra)
-        return environment
+        return child_environment(python_paths=[self.site], OMP_NUM_THREADS="1", **extra)
 
     def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
         return subprocess.run([*mosaic_command(), *args], capture_output=True, text=True, env=self.env(),
