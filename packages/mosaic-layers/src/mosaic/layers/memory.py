@@ -371,20 +371,27 @@ class HashedMemory(nn.Module):
         target = torch.where(last, cell, torch.full_like(cell, trash))
         slots = read_bucket[..., None] * assoc + torch.arange(assoc, device=cell.device)  # (B, H, nC, C, A)
         whole_tables = self.cells <= size * assoc
+        # the rows each chunk reads and writes in the flat (B * H * (cells + 1), dim) table, chunk
+        # first: whole rows are copied by index_select / index_copy, much cheaper than gather and
+        # scatter along dim 2 with an index expanded over the cell's width (and so are their backwards)
+        base = (torch.arange(bsz * hashes, device=cell.device) * (trash + 1)).view(bsz, hashes, 1, 1)
+        flat_cell, flat_target, flat_slots = ((rows + base).permute(2, 0, 1, 3).reshape(n_chunks, -1)
+                                              for rows in (cell, target, slots.flatten(-2)))
+        table = table.contiguous()
+        shape = table.shape
         starts = []
         for n in range(n_chunks):  # a loop over chunks, not tokens: carries the table
             if whole_tables:
                 starts.append(table[:, :, :trash])  # the real cells, not the scratch row
             else:
-                rows = slots[:, :, n].flatten(-2)[..., None].expand(-1, -1, -1, dim)
-                starts.append(table.gather(2, rows).view(bsz, hashes, size, assoc, dim))
+                starts.append(table.view(-1, dim).index_select(0, flat_slots[n]).view(bsz, hashes, size, assoc, dim))
             if clears is not None and bool(clear_log[:, :, n].any()):
                 cleared = torch.zeros(bsz, hashes, trash + 1, device=cell.device, dtype=table.dtype)
                 cleared = cleared.scatter_add(2, clear_cell[:, :, n], clear_log[:, :, n].expand(-1, hashes, -1))
                 table = table * torch.exp(cleared)[..., None]
-            old = table.gather(2, cell[:, :, n, :, None].expand(-1, -1, -1, dim))
+            old = table.view(-1, dim).index_select(0, flat_cell[n]).view(bsz, hashes, size, dim)
             new = total_keep[:, :, n, :, None] * old + written[:, :, n]
-            table = table.scatter(2, target[:, :, n, :, None].expand(-1, -1, -1, dim), new)
+            table = table.view(-1, dim).index_copy(0, flat_target[n], new.reshape(-1, dim)).view(shape)
         table = F.pad(table[:, :, :-1], (0, 0, 0, 1))  # the scratch row holds junk: keep the state clean
         start_keys, start_values, start_occupancy = torch.stack(starts, dim=2).split([dk, dim - dk - 1, 1], dim=-1)
         if whole_tables:
