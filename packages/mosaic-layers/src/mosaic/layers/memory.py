@@ -59,6 +59,17 @@ def clearing_positions(clear: torch.Tensor) -> list[int]:
     return (clear > CLEAR_THRESHOLD).any(dim=0).nonzero()[:, 0].tolist()
 
 
+def clear_chain(read_bucket: torch.Tensor, clears: torch.Tensor, buckets: int) -> int:
+    """1 + the most clears that come before one clearing token in its read bucket (per row and
+    hash): the passes after which every clear's pick is exact (see ``read_with_clears``).
+
+    read_bucket (B, K, H) int64 at the K clearing positions; clears (B, K) bool, where a row's clear is
+    not 0 (a clear of 0 changes nothing)."""
+    one_hot = F.one_hot(read_bucket, buckets) * clears[:, :, None, None]  # (B, K, H, NB)
+    earlier = one_hot.cumsum(1) - one_hot
+    return int(earlier.gather(-1, read_bucket[..., None]).max()) + 1
+
+
 @attrs.define
 class MemoryPlan:
     """Everything about a token's memory access that does not depend on the memory's contents."""
@@ -247,9 +258,11 @@ class HashedMemory(nn.Module):
         A clear decays one cell by ``1 - clear`` just before the token reads: the chunked read carries
         it like a write of nothing. The cells (which depend on the contents) come by fixed-point
         iteration: each pass (no gradient, keys and occupancy only) picks every clearing token's
-        best-matching slot given the previous pass's picks. A pick depends only on earlier picks, so
-        after n passes the first n are right and a pass that changes nothing has found the sequential
-        answer. Then one pass with gradients."""
+        best-matching slot given the previous pass's picks. A pick depends only on the picks of
+        earlier clears of the same bucket (a clear scales a slot of its own read bucket, and a read
+        sees only its bucket), so after n passes every pick with fewer than n such clears before it
+        is right: the longest chain of them (:func:`clear_chain`) bounds the passes, and a pass that
+        changes nothing has found the sequential answer sooner. Then one pass with gradients."""
         clearing = clearing_positions(plan.clear)
         if not clearing:
             return self.read(plan, table, chunk)
@@ -263,14 +276,16 @@ class HashedMemory(nn.Module):
         dk = self.config.mem_key_dim  # the picks need keys and occupancy only, not values
         narrow_plan = attrs.evolve(plan, content=torch.cat([plan.content[..., :dk], plan.content[..., -1:]], dim=-1))
         narrow_table = torch.cat([table[..., :dk], table[..., -1:]], dim=-1)
-        for _ in range(len(clearing) + 1):
+        with torch.no_grad():
+            passes = clear_chain(plan.read_bucket[:, clearing], clear_log[:, clearing] != 0, self.config.mem_buckets)
+        for _ in range(passes):
             with torch.no_grad():
                 _, _, picked = self.read_chunks(narrow_plan, narrow_table, chunk, (clear_log, cells), picks_only=True)
             picked = plan.read_bucket * self.config.mem_assoc + picked
             if torch.equal(picked[active], cells[active]):
-                return self.read_chunks(plan, table, chunk, (clear_log, cells))[:2]
+                break
             cells = torch.where(active, picked, cells)
-        raise ModelError("memory.hashed: the clear fixed point did not converge")  # impossible: see above
+        return self.read_chunks(plan, table, chunk, (clear_log, cells))[:2]
 
     # --- reading ------------------------------------------------------------------------------
 
