@@ -40,7 +40,8 @@ from mosaic.core.contract import keys
 from mosaic.layers.block import MosaicBlock
 from mosaic.layers.ffn import ffn_aux
 from mosaic.layers.isa import CHANNELS
-from mosaic.layers.memory import CLEAR_THRESHOLD, OCCUPANCY_FLOOR, HashedMemory
+from mosaic.layers.memory import OCCUPANCY_FLOOR, HashedMemory
+from mosaic.layers.memory_clears import CLEAR_THRESHOLD
 from mosaic.layers.state import BlockState
 from mosaic.layers.vm import FREE_CHANNELS
 
