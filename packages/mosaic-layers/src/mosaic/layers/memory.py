@@ -353,18 +353,22 @@ class HashedMemory(nn.Module):
         flat_cell, flat_target, flat_slots = lay.flat_cell, lay.flat_target, lay.flat_slots
         table = table.contiguous()
         table_shape = table.shape
+        clearing: set[int] = set()
+        if clears is not None:  # each chunk's clears as one decay of the table (B, H, cells + 1, 1)
+            clearing = set(clear_log.ne(0).any(-1).flatten(0, 1).any(0).nonzero().view(-1).tolist())
+            log_decay = torch.zeros(n_chunks, bsz, hashes, trash + 1, device=cell.device, dtype=table.dtype)
+            clear_decay = torch.exp(log_decay.scatter_add(3, clear_cell.permute(2, 0, 1, 3), clear_log.expand(
+                -1, hashes, -1, -1).permute(2, 0, 1, 3)))[..., None].unbind(0)  # nC x (B, H, cells + 1, 1)
         starts = []
         for n in range(n_chunks):  # a loop over chunks, not tokens: carries the table
             if whole_tables:
                 starts.append(table[:, :, :trash])  # the real cells, not the scratch row
             else:
                 starts.append(table.view(-1, dim).index_select(0, flat_slots[n]).view(bsz, hashes, size, assoc, dim))
-            if clears is not None and bool(clear_log[:, :, n].any()):
-                cleared = torch.zeros(bsz, hashes, trash + 1, device=cell.device, dtype=table.dtype)
-                cleared = cleared.scatter_add(2, clear_cell[:, :, n], clear_log[:, :, n].expand(-1, hashes, -1))
-                table = table * torch.exp(cleared)[..., None]
+            if n in clearing:
+                table = table * clear_decay[n]
             old = table.view(-1, dim).index_select(0, flat_cell[n]).view(bsz, hashes, size, dim)
-            new = total_keep[:, :, n, :, None] * old + written[:, :, n]
+            new = torch.addcmul(written[:, :, n], total_keep[:, :, n, :, None], old)
             table = table.view(-1, dim).index_copy(0, flat_target[n], new.reshape(-1, dim)).view(table_shape)
         table = F.pad(table[:, :, :-1], (0, 0, 0, 1))  # the scratch row holds junk: keep the state clean
         start_keys, start_values, start_occupancy = torch.stack(starts, dim=2).split([dk, dim - dk - 1, 1], dim=-1)
