@@ -7,7 +7,8 @@
 - streaming step time at context 8192 / at context 128 (goal <= 1.1);
 - ``step``: MosaicLM's recurrent one-token step against the Transformer's preallocated KV-cache step
   at contexts 128, 8192 and 32768, one stream and 64 at once, opcode control on and off (goals: MOSAIC
-  <= the Transformer at 128, <= 1/4 of it at 8192, and ctx 8192 / ctx 128 <= 1.1);
+  <= the Transformer at 128, <= 1/4 of it at 8192, and ctx 8192 / ctx 128 <= 1.1), with the opcodes
+  the head picks (recorded) and with every opcode forced in turn (control on, context 128);
 - the chunked block against its step-by-step reference twin (speed-up, max abs difference);
 - parameter count and share per component, and the state bank against the original 2*K*D^2.
 """
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from harness import goal, main, seconds
 
+from mosaic.core.contract import keys
 from mosaic.layers.baseline import TransformerBaseline
 from mosaic.layers.config import MosaicBlockConfig, MosaicLMConfig, TransformerBaselineConfig
 from mosaic.layers.model import MosaicLM, parameter_breakdown
@@ -171,13 +173,29 @@ def kv_step_call(model: TransformerBaseline, context: int, streams: int) -> Call
     return call
 
 
-def mosaic_step_call(model: MosaicLM, context: int, streams: int, with_aux: bool = False) -> Callable[[], Any]:
+def mosaic_step_call(model: MosaicLM, context: int, streams: int, with_aux: bool = False,
+                     opcode: int | None = None) -> Callable[[], Any]:
     """MosaicLM's recurrent step after a real chunked prefill of ``context`` tokens (its state does
-    not grow with them); every call advances the stream by one token, in place."""
+    not grow with them); every call advances the stream by one token, in place. ``opcode``: every
+    sample's opcode forced to it (``step(..., opcodes=)``)."""
     torch.manual_seed(context)
     state = model.prefill(torch.randint(0, VOCAB, (streams, context)), chunk_tokens=2048).state
     token = torch.full((streams,), 7)
-    return lambda: model.step(token, state, with_aux=with_aux)
+    opcodes = None if opcode is None else torch.full((streams,), opcode)
+    return lambda: model.step(token, state, with_aux=with_aux, opcodes=opcodes)
+
+
+def chosen_opcodes(model: MosaicLM, context: int, steps: int = 4) -> list[list[str]]:
+    """The opcode each block's head picks at the first ``steps`` calls of ``mosaic_step_call(model,
+    context, 1)`` (with control on, the step skips what those opcodes leave at 0)."""
+    torch.manual_seed(context)
+    state = model.prefill(torch.randint(0, VOCAB, (1, context)), chunk_tokens=2048).state
+    names = model.opcode_names
+    picks = []
+    for _ in range(steps):
+        logits = model.step(torch.full((1,), 7), state).aux[keys.OPCODE_LOGITS.name]  # (L, 1, 1, V)
+        picks.append([names[i] for i in logits[:, 0, 0].argmax(-1).tolist()])
+    return picks
 
 
 def step_benchmark(quick: bool) -> dict[str, Any]:
@@ -200,6 +218,10 @@ def step_benchmark(quick: bool) -> dict[str, Any]:
                 calls[f"mosaic_{name}_ctx{context}"] = mosaic_step_call(model, context, 1)
             calls[f"mosaic_{name}_ctx128_with_aux"] = mosaic_step_call(model, 128, 1, with_aux=True)
             calls[f"mosaic_{name}_ctx128_streams{STREAMS}"] = mosaic_step_call(model, 128, STREAMS)
+        for opcode, opcode_name in enumerate(models["control_on"].opcode_names):  # every opcode's path
+            calls[f"mosaic_control_on_ctx128_forced_{opcode_name}"] = mosaic_step_call(
+                models["control_on"], 128, 1, opcode=opcode)
+        picked = {name: chosen_opcodes(model, 128) for name, model in models.items()}
     # generate() steps under torch.inference_mode when it owns the state; callers that keep a state
     # for training step under torch.no_grad. Both sides are timed the same way in each mode.
     rounds = {"per_round": 20 if quick else 100, "rounds": 3 if quick else 7}
@@ -212,6 +234,7 @@ def step_benchmark(quick: bool) -> dict[str, Any]:
                   "torch.set_num_threads(1), eager (no torch.compile on either side); MOSAIC steps "
                   "with_aux=False as generate() does; goals judged by CPU time (see step_ratios)",
         "load_average_start": load_start, "load_average_end": list(os.getloadavg()),
+        "chosen_opcodes_ctx128": picked,
         "inference_mode": step_ratios(inference, contexts, list(models)),
         "no_grad": step_ratios(no_grad, contexts, list(models)),
     }
@@ -238,6 +261,11 @@ def step_ratios(timed: dict[str, dict[str, float]], contexts: tuple[int, ...], n
             f"streams{STREAMS}_tokens_per_s_cpu": round(STREAMS / streams, 1),
             f"streams{STREAMS}_cpu_ratio_to_kv": round(streams / timed[f"transformer_ctx128_streams{STREAMS}"]["best_cpu_s"], 4),
         }
+    forced = {key.rpartition("_forced_")[2]: round(value["best_cpu_s"] / timed["transformer_ctx128"]["best_cpu_s"], 4)
+              for key, value in timed.items() if "_forced_" in key}
+    if forced:  # every sample forced to one opcode (forcing itself costs a check and a where per block)
+        result["control_on"]["forced_opcode_cpu_ratio_to_kv_ctx128"] = forced
+        result["control_on"]["forced_opcode_worst_cpu_ratio_to_kv_ctx128"] = max(forced.values())
     return result
 
 

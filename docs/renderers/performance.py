@@ -80,6 +80,11 @@ def _layers_step(results: dict[str, Any]) -> Iterator[tuple[str, Any]]:
                        ratios[f"cpu_ratio_to_kv_ctx{context}"])
                 yield (f"MOSAIC step ({label}) / KV-cache step, context {context} (wall)",
                        ratios[f"ratio_to_kv_ctx{context}"])
+        if "forced_opcode_worst_cpu_ratio_to_kv_ctx128" in ratios:
+            forced = ratios["forced_opcode_cpu_ratio_to_kv_ctx128"]
+            worst = max(forced, key=forced.get)
+            yield (f"MOSAIC step ({label}) / KV-cache step, context 128, every opcode forced in turn: "
+                   f"the slowest ({worst}) (CPU time)", ratios["forced_opcode_worst_cpu_ratio_to_kv_ctx128"])
         yield f"MOSAIC step ({label}) context 8192 / context 128 (CPU time)", ratios["ctx8192_over_ctx128_cpu"]
         yield f"MOSAIC step ({label}), 64 streams at once: tokens per CPU second", ratios["streams64_tokens_per_s_cpu"]
 

@@ -190,3 +190,24 @@ def test_a_stream_moves_between_inference_mode_and_no_grad() -> None:
     for mine, theirs in zip(out.state.layers, expected.layers, strict=True):
         for name, tensor in mine.tensors().items():
             torch.testing.assert_close(tensor, theirs.tensors()[name], rtol=0, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("opcode", range(N_OPCODES))
+@pytest.mark.parametrize("hard_writes", [True, False])
+def test_a_step_skips_only_what_its_opcode_leaves_at_zero(opcode, hard_writes) -> None:
+    """Under hard control a step skips the memory read, the writes and the SCAN read where no sample's
+    opcode opens them (and a memory write where every hard write gate is closed): every sample forced
+    to one opcode, the stream still matches the chunked forward, state included."""
+    model = small_model(opcodes_control_enabled=True, mem_hard_writes=hard_writes)
+    ids = torch.randint(0, V, (3, 8))
+    opcodes = torch.full((3, 8), opcode)
+    opcodes[:, :3] = torch.randint(0, N_OPCODES, (3, 3))  # a prefix that fills memory and registers
+    with torch.no_grad():
+        whole = model(forced_batch(ids, opcodes), model.init_state(3))
+        state = model.init_state(3)
+        logits = torch.stack([model.step(ids[:, t], state, opcodes=opcodes[:, t], with_aux=False).logits
+                              for t in range(8)], dim=1)
+    torch.testing.assert_close(logits, whole.logits, rtol=1e-4, atol=1e-5)
+    for mine, theirs in zip(state.layers, whole.state.layers, strict=True):
+        for name, tensor in mine.tensors().items():
+            torch.testing.assert_close(tensor, theirs.tensors()[name], rtol=1e-4, atol=1e-5, msg=name)

@@ -41,6 +41,8 @@ from mosaic.core.contract import keys
 from mosaic.core.errors import ModelError
 from mosaic.layers import memory_readback
 from mosaic.layers.config import MosaicBlockConfig
+from mosaic.layers.memory_chunks import ChunkLayout, chunk_layout, chunked
+from mosaic.layers.memory_clears import clear_chain, clearing_positions
 from mosaic.layers.memory_readback import MemoryCells
 from mosaic.layers.memory_routing import ring_slots, route
 from mosaic.layers.scan import LOG_FLOOR, exclusive, gated_scan, safe_log
@@ -50,13 +52,6 @@ from mosaic.layers.vm import Controls, TeacherForcing, forced_float
 OCCUPANCY_FLOOR = 1e-6
 #: A full clear decays its cell by this (exp(-LOG_FLOOR)), not 0, so that it has a logarithm.
 CLEAR_FLOOR = math.exp(-LOG_FLOOR)
-#: A token clears memory only where its clear channel exceeds this in some row of the batch.
-CLEAR_THRESHOLD = 0.5
-
-
-def clearing_positions(clear: torch.Tensor) -> list[int]:
-    """Ascending token positions of ``clear (B, T)`` at which some row clears."""
-    return (clear > CLEAR_THRESHOLD).any(dim=0).nonzero()[:, 0].tolist()
 
 
 @attrs.define
@@ -247,9 +242,11 @@ class HashedMemory(nn.Module):
         A clear decays one cell by ``1 - clear`` just before the token reads: the chunked read carries
         it like a write of nothing. The cells (which depend on the contents) come by fixed-point
         iteration: each pass (no gradient, keys and occupancy only) picks every clearing token's
-        best-matching slot given the previous pass's picks. A pick depends only on earlier picks, so
-        after n passes the first n are right and a pass that changes nothing has found the sequential
-        answer. Then one pass with gradients."""
+        best-matching slot given the previous pass's picks. A pick depends only on the picks of
+        earlier clears of the same bucket (a clear scales a slot of its own read bucket, and a read
+        sees only its bucket), so after n passes every pick with fewer than n such clears before it
+        is right: the longest chain of them (:func:`clear_chain`) bounds the passes, and a pass that
+        changes nothing has found the sequential answer sooner. Then one pass with gradients."""
         clearing = clearing_positions(plan.clear)
         if not clearing:
             return self.read(plan, table, chunk)
@@ -263,14 +260,18 @@ class HashedMemory(nn.Module):
         dk = self.config.mem_key_dim  # the picks need keys and occupancy only, not values
         narrow_plan = attrs.evolve(plan, content=torch.cat([plan.content[..., :dk], plan.content[..., -1:]], dim=-1))
         narrow_table = torch.cat([table[..., :dk], table[..., -1:]], dim=-1)
-        for _ in range(len(clearing) + 1):
+        layout = chunk_layout(plan, chunk, self.config, self.cells)  # with gradients: every pass and the read share it
+        with torch.no_grad():
+            passes = clear_chain(plan.read_bucket[:, clearing], clear_log[:, clearing] != 0, self.config.mem_buckets)
+        for _ in range(passes):
             with torch.no_grad():
-                _, _, picked = self.read_chunks(narrow_plan, narrow_table, chunk, (clear_log, cells), picks_only=True)
+                _, _, picked = self.read_chunks(narrow_plan, narrow_table, chunk, (clear_log, cells), picks_only=True,
+                                                layout=layout)
             picked = plan.read_bucket * self.config.mem_assoc + picked
             if torch.equal(picked[active], cells[active]):
-                return self.read_chunks(plan, table, chunk, (clear_log, cells))[:2]
+                break
             cells = torch.where(active, picked, cells)
-        raise ModelError("memory.hashed: the clear fixed point did not converge")  # impossible: see above
+        return self.read_chunks(plan, table, chunk, (clear_log, cells), layout=layout)[:2]
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -304,8 +305,8 @@ class HashedMemory(nn.Module):
         return read, table
 
     def read_chunks(self, plan: MemoryPlan, table: torch.Tensor, chunk: int,
-                    clears: tuple[torch.Tensor, torch.Tensor] | None = None, *, picks_only: bool = False
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    clears: tuple[torch.Tensor, torch.Tensor] | None = None, *, picks_only: bool = False,
+                    layout: ChunkLayout | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Each token's read of its bucket as it was before the token's own write, and the table
         after the last token. table (B, H, cells + 1, dim) -> (read (B, T, mem_dim), table).
 
@@ -318,39 +319,20 @@ class HashedMemory(nn.Module):
 
         ``clears``: ``(log decay (B, T), cell (B, T, H))`` of a clear before each token reads (0: none);
         the third result is the slot each token's clear would pick given those (``clear_matched``'s
-        rule), ``(B, T, H)``; with ``picks_only`` only that (content and table may be keys + occupancy)."""
+        rule), ``(B, T, H)``; with ``picks_only`` only that (content and table may be keys + occupancy).
+        ``layout``: :func:`~mosaic.layers.memory_chunks.chunk_layout` of ``plan`` (made here when None)."""
         c = self.config
         bsz, length, hashes = plan.read_bucket.shape
         assoc, dim, dk, trash = c.mem_assoc, plan.content.shape[-1], c.mem_key_dim, self.cells
-        size = max(1, min(chunk, length))
-        pad = -length % size
-        n_chunks = (length + pad) // size
-
-        def chunks(x: torch.Tensor) -> torch.Tensor:  # (B, T, H, ...) -> (B, H, nC, C, ...)
-            x = F.pad(x, [0, 0] * (x.dim() - 2) + [0, pad]) if pad else x
-            x = x.view(bsz, n_chunks, size, *x.shape[2:])
-            return x.transpose(1, 3).transpose(2, 3) if x.dim() >= 4 else x
-
-        read_bucket = chunks(plan.read_bucket)  # (B, H, nC, C)
-        cell = chunks(plan.write_cell)
-        content = chunks(plan.content)  # (B, H, nC, C, dim)
-        log_keep = chunks(plan.log_keep)[:, None]  # (B, 1, nC, C)
-        query = chunks(plan.query[:, :, None])  # (B, 1, nC, C, dk)
-        read_ste = chunks(plan.read_ste)  # (B, H, nC, C)
-        write_bucket, slot = cell // assoc, cell % assoc
-        slot_one_hot = F.one_hot(slot, assoc).to(content.dtype)  # (B, H, nC, C, A)
-        index = torch.arange(size, device=cell.device)
-        later = index[:, None] > index[None, :]  # [u, s] = u > s
-        zero = torch.zeros((), device=cell.device, dtype=content.dtype)
-        same_cell = cell[..., :, None] == cell[..., None, :]  # (B, H, nC, C, C) symmetric
-        # decay of s's write by later writes u (s < u) to the same cell: [u, s]
-        between = torch.where(same_cell & later, log_keep[..., :, None], zero)
-        hits = (read_bucket[..., :, None] == write_bucket[..., None, :]) & later  # t reads what s wrote
-        # decay of the chunk-start slot j of t's read bucket by this chunk's writes before t
-        start_log = torch.where(hits, log_keep[..., None, :], zero) @ slot_one_hot  # (.., C, A)
+        lay = chunk_layout(plan, chunk, self.config, self.cells) if layout is None else layout
+        shape, (_, n_chunks, size) = lay.shape, lay.shape
+        read_bucket, cell, query, later, zero = lay.read_bucket, lay.cell, lay.query, lay.later, lay.zero
+        slot_one_hot, same_cell, hits, slots = lay.slot_one_hot, lay.same_cell, lay.hits, lay.slots
+        content = chunked(plan.content, shape)  # (B, H, nC, C, dim)
+        between, start_log = lay.between, lay.start_log
         own_clear = None
         if clears is not None:  # a clear at u is a decay of its cell: of writes s < u and of the start
-            clear_log, clear_cell = chunks(clears[0])[:, None], chunks(clears[1])  # (B, 1, nC, C), (B, H, nC, C)
+            clear_log, clear_cell = chunked(clears[0], shape)[:, None], chunked(clears[1], shape)  # (B, 1, nC, C), (B, H, nC, C)
             between = between + torch.where((clear_cell[..., :, None] == cell[..., None, :]) & later,
                                             clear_log[..., :, None], zero)
             clear_hits = (read_bucket[..., :, None] == clear_cell[..., None, :] // assoc) & later
@@ -360,31 +342,34 @@ class HashedMemory(nn.Module):
         seen_by = F.pad(between.cumsum(dim=-2)[..., :-1, :], (0, 0, 1, 0))  # [t, s] sum over s < u < t
         coef = torch.where(hits, torch.exp(seen_by), zero)  # (B, H, nC, C, C)
         start_decay = torch.exp(start_log)
-        keys, values, occupancy = content.split([dk, dim - dk - 1, 1], dim=-1)
-        intra_scores = (coef * (query @ keys.transpose(-1, -2))) @ slot_one_hot  # (B, H, nC, C, A)
+        values, occupancy = content[..., dk:-1], content[..., -1:]
+        intra_scores = (coef * lay.query_keys) @ slot_one_hot  # (B, H, nC, C, A)
         intra_occupancy = (coef * occupancy.transpose(-1, -2)) @ slot_one_hot
         # chunk-end value of each written cell, carried by the last writer of that cell in the chunk
-        total_keep = torch.exp(torch.where(same_cell, log_keep[..., :, None], zero).sum(dim=-2))  # (.., C)
+        total_keep = lay.total_keep
         tail = torch.exp(between.sum(dim=-2))  # decay of s's write until the chunk end
         written = same_cell.to(content.dtype) @ (tail[..., None] * content)  # (B, H, nC, C, dim)
-        last = ~(same_cell & later).any(dim=-2)
-        target = torch.where(last, cell, torch.full_like(cell, trash))
-        slots = read_bucket[..., None] * assoc + torch.arange(assoc, device=cell.device)  # (B, H, nC, C, A)
         whole_tables = self.cells <= size * assoc
+        flat_cell, flat_target, flat_slots = lay.flat_cell, lay.flat_target, lay.flat_slots
+        table = table.contiguous()
+        table_shape = table.shape
+        clearing: set[int] = set()
+        if clears is not None:  # each chunk's clears as one decay of the table (B, H, cells + 1, 1)
+            clearing = set(clear_log.ne(0).any(-1).flatten(0, 1).any(0).nonzero().view(-1).tolist())
+            log_decay = torch.zeros(n_chunks, bsz, hashes, trash + 1, device=cell.device, dtype=table.dtype)
+            clear_decay = torch.exp(log_decay.scatter_add(3, clear_cell.permute(2, 0, 1, 3), clear_log.expand(
+                -1, hashes, -1, -1).permute(2, 0, 1, 3)))[..., None].unbind(0)  # nC x (B, H, cells + 1, 1)
         starts = []
         for n in range(n_chunks):  # a loop over chunks, not tokens: carries the table
             if whole_tables:
                 starts.append(table[:, :, :trash])  # the real cells, not the scratch row
             else:
-                rows = slots[:, :, n].flatten(-2)[..., None].expand(-1, -1, -1, dim)
-                starts.append(table.gather(2, rows).view(bsz, hashes, size, assoc, dim))
-            if clears is not None and bool(clear_log[:, :, n].any()):
-                cleared = torch.zeros(bsz, hashes, trash + 1, device=cell.device, dtype=table.dtype)
-                cleared = cleared.scatter_add(2, clear_cell[:, :, n], clear_log[:, :, n].expand(-1, hashes, -1))
-                table = table * torch.exp(cleared)[..., None]
-            old = table.gather(2, cell[:, :, n, :, None].expand(-1, -1, -1, dim))
-            new = total_keep[:, :, n, :, None] * old + written[:, :, n]
-            table = table.scatter(2, target[:, :, n, :, None].expand(-1, -1, -1, dim), new)
+                starts.append(table.view(-1, dim).index_select(0, flat_slots[n]).view(bsz, hashes, size, assoc, dim))
+            if n in clearing:
+                table = table * clear_decay[n]
+            old = table.view(-1, dim).index_select(0, flat_cell[n]).view(bsz, hashes, size, dim)
+            new = torch.addcmul(written[:, :, n], total_keep[:, :, n, :, None], old)
+            table = table.view(-1, dim).index_copy(0, flat_target[n], new.reshape(-1, dim)).view(table_shape)
         table = F.pad(table[:, :, :-1], (0, 0, 0, 1))  # the scratch row holds junk: keep the state clean
         start_keys, start_values, start_occupancy = torch.stack(starts, dim=2).split([dk, dim - dk - 1, 1], dim=-1)
         if whole_tables:
@@ -412,8 +397,9 @@ class HashedMemory(nn.Module):
         else:
             start_read = ((weights * start_decay)[..., None] * start_values).sum(-2)  # (B, H, nC, C, dv)
         value_weights = weights if own_clear is None else weights * own_clear
-        by_writer = value_weights.gather(-1, slot[..., None, :].expand(-1, -1, -1, size, -1))  # [t, s] weight of slot_s
-        read = (start_read + (coef * by_writer) @ values) * read_ste[..., None]
+        slot = cell[..., None, :].expand(-1, -1, -1, size, -1) % assoc
+        by_writer = value_weights.gather(-1, slot)  # [t, s] weight of slot_s
+        read = (start_read + (coef * by_writer) @ values) * lay.read_ste[..., None]
         read = read.sum(dim=1).reshape(bsz, n_chunks * size, c.mem_dim)  # sum over hashes
         picked = picked.permute(0, 2, 3, 1).reshape(bsz, n_chunks * size, hashes)[:, :length]
         return read[:, :length], table, picked

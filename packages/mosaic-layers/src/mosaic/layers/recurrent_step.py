@@ -15,7 +15,12 @@ the cost), the weights are rearranged once per weight version (:class:`BlockStep
 - the state bank, memory and register read-outs are one matrix over their gated concatenation, added
   to the local mixer's output in one ``addmm``;
 - with hard opcode control, every product of control channels the block needs is one row of a table
-  per opcode, looked up once.
+  per opcode, looked up once;
+- with hard opcode control, the chosen opcodes are read on the host once per step, and the parts
+  that no sample's opcode opens are skipped: the memory read (path gain ``fusion * read`` 0), the
+  memory and register writes (write channel 0), the SCAN read; a memory write is skipped as well
+  where every hard write gate is closed. What a skipped part would add is exactly 0, so the step's
+  values do not change.
 
 The state is updated in place: the memory table, the ring counts, the registers and the bank, so a
 step allocates no state. It agrees with the chunked forward (``MosaicLM.forward`` on one token) to
@@ -35,7 +40,8 @@ from mosaic.core.contract import keys
 from mosaic.layers.block import MosaicBlock
 from mosaic.layers.ffn import ffn_aux
 from mosaic.layers.isa import CHANNELS
-from mosaic.layers.memory import CLEAR_THRESHOLD, OCCUPANCY_FLOOR, HashedMemory
+from mosaic.layers.memory import OCCUPANCY_FLOOR, HashedMemory
+from mosaic.layers.memory_clears import CLEAR_THRESHOLD
 from mosaic.layers.state import BlockState
 from mosaic.layers.vm import FREE_CHANNELS
 
@@ -182,6 +188,12 @@ class BlockStep:
             #: the opcodes whose clear channel crosses CLEAR_THRESHOLD (hard control tests the choice on the host)
             self.clearing = {int(i) for i in torch.nonzero(self.derived[:, 5] > CLEAR_THRESHOLD).view(-1)}
             self.temp = head.temp
+        # the opcodes whose channels open the memory read (its path gain fusion * read), a write (of
+        # memory and registers) and the SCAN read: a hard-controlled step skips the parts that no
+        # sample's opcode opens (what they would add is exactly 0)
+        self.reading, self.writing, self.scanning = (
+            frozenset() if head is None else frozenset(torch.nonzero(self.derived[:, column] != 0).view(-1).tolist())
+            for column in (1, 4, 6))
         # the write channel (and so every write strength) stays in [0, 1] without clamping
         write_channel = self.channels[:, _CH["write"]] if head is not None else like.new_ones(1)
         self.unit_write = c.mem_write_step == 1.0 and bool(((write_channel >= 0) & (write_channel <= 1)).all())
@@ -207,7 +219,8 @@ class BlockStep:
         self.indices: dict[tuple[int, torch.device], tuple[torch.Tensor, ...]] = {}
 
     def index(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """The routing offsets ``(B, H * (2 + A))`` (see ``route``) and each (sample, hash)'s index ``(B, H)``."""
+        """The routing offsets ``(B, H * (2 + A))`` (see ``route``), each (sample, hash)'s index
+        ``(B, H)`` and a zero read ``(B, mem_dim)`` (the read of a step that skips it; never written)."""
         cached = self.indices.get((batch, device))
         if cached is None:
             c = self.config
@@ -216,7 +229,7 @@ class BlockStep:
             table_base = pair * rows  # (B, H)
             read = (table_base[:, :, None] + torch.arange(c.mem_assoc, device=device)).view(batch, -1)
             offsets = torch.cat([pair * c.mem_buckets, read, table_base], dim=1).to(self.route.dtype)
-            cached = (offsets, pair)
+            cached = (offsets, pair, torch.zeros(batch, c.mem_dim, device=device, dtype=self.route.dtype))
             self.indices[(batch, device)] = cached
         return cached
 
@@ -249,8 +262,10 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     query, cell, signs, sigmoids, *rest = torch.split_with_sizes(projected, step.groups, 1)
     bank_input, gate_logits = torch.split_with_sizes(torch.addmm(step.input_bias, u, step.input_t), step.input_split, 1)
     # controls: a row of the derived table per sample (hard), mixed channels (soft) or constants (free)
-    choice = step.zero
     write = step.free_write
+    # which parts can add something: a hard-controlled step asks the chosen opcodes (one host sync)
+    reading = writing = scanning = True
+    clearing = False
     if step.control:
         logits = rest[-1]
         if step.soft:
@@ -264,12 +279,19 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
             if opcodes is not None:
                 choice = torch.where(opcodes >= 0, opcodes, choice)
             derived = step.derived.index_select(0, choice)  # (B, len(DERIVED))
+            chosen = set(choice.tolist())
+            # a sample's clear crosses the threshold exactly where its opcode is a clearing one
+            clearing = not step.clearing.isdisjoint(chosen)
+            reading, writing = not step.reading.isdisjoint(chosen), not step.writing.isdisjoint(chosen)
+            scanning = not step.scanning.isdisjoint(chosen)
         path_gains, out_gain, write, clear, scan, _ = torch.split_with_sizes(derived, step.derived_split, 1)
+        if step.soft:
+            clearing = float(clear.max()) > CLEAR_THRESHOLD
     else:
         derived = step.free.expand(bsz, -1)
     # memory routing (sign bits, LSB first): each (sample, hash)'s ring-count row, read rows and write
     # bucket row; the write strength
-    offsets, pair = step.index(bsz, x.device)
+    offsets, pair, no_read = step.index(bsz, x.device)
     signs = torch.heaviside(signs, step.zero)
     count_rows, read_rows, write_rows = torch.split_with_sizes(
         torch.addmm(offsets, signs, step.route).long(), step.route_sizes, 1)
@@ -279,44 +301,45 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
     strength = signs[:, -1:] if c.mem_hard_writes else heads[0]
     if step.gated_write:
         strength = strength * write if step.unit_write else (c.mem_write_step * strength * write).clamp(0.0, 1.0)
+    # a write of strength 0 everywhere leaves every cell, count, utility and the summary as they are
+    memory_writing = writing and (not c.mem_hard_writes or bool(strength.any()))
     table = state.memory.view(-1, state.memory.shape[-1])  # (B * H * rows, dim): a view, written in place
-    if step.ring:
-        counts = cast(torch.Tensor, state.mem_counts)
-        slot = torch.take(counts, count_rows)  # (B, H) writes to the bucket so far, mod assoc
-        counts.put_(count_rows, torch.add(slot, torch.gt(strength, step.zero)).remainder_(step.assoc))
-    else:  # (B, 1) every hash
-        slot = torch.mm(cell[:, : c.mem_key_dim], cast(torch.Tensor, step.slot_router_t)).argmax(-1, keepdim=True)
-    query = query.unsqueeze(2)
-    # read the routed bucket as it was before this token's write
-    views = torch.embedding(table, read_rows)  # (B, H * A, dim)
-    slot_keys, slot_values, occupancy = torch.split_with_sizes(views, step.cell_split, 2)
-    scores = bucket_scores(step, slot_keys, occupancy, query)
-    if step.control:
-        if step.soft:
-            clearing = float(clear.max()) > CLEAR_THRESHOLD
-        else:  # a sample's clear crosses the threshold exactly where its opcode is a clearing one
-            clearing = bool(step.clearing) and not step.clearing.isdisjoint(choice.tolist())
+    read = no_read  # a read whose path gain (fusion * read) is 0 everywhere adds exactly 0
+    if reading or clearing:  # read the routed bucket as it was before this token's write
+        query = query.unsqueeze(2)
+        views = torch.embedding(table, read_rows)  # (B, H * A, dim)
+        slot_keys, slot_values, occupancy = torch.split_with_sizes(views, step.cell_split, 2)
+        scores = bucket_scores(step, slot_keys, occupancy, query)
         if clearing:  # CLEAR_MEM: scale the best-matching slot by 1 - clear
             best = scores.view(bsz, hashes, assoc).argmax(-1, keepdim=True) == step.assoc_index  # (B, H, A)
             views = views * (1 - clear[:, :, None] * best).view(bsz, hashes * assoc, 1)
             table.index_put_((read_rows,), views)
             slot_keys, slot_values, occupancy = torch.split_with_sizes(views, step.cell_split, 2)
             scores = bucket_scores(step, slot_keys, occupancy, query)
-    weights = scores.view(bsz, hashes, assoc).softmax(-1).view(bsz, 1, hashes * assoc)
-    read = torch.bmm(weights, slot_values).view(bsz, c.mem_dim)
+        if reading:
+            weights = scores.view(bsz, hashes, assoc).softmax(-1).view(bsz, 1, hashes * assoc)
+            read = torch.bmm(weights, slot_values).view(bsz, c.mem_dim)
     if step.control and state.summary is not None:  # SCAN: the all-bucket summary as of before the token
         summary = state.summary[:, 0]
-        read = torch.addcmul(read, scan, summary[:, c.mem_key_dim : -1])
-        summary.lerp_(cell, strength)
-    # write the routed cell: cell <- cell + w ([key, value, 1] - cell)
-    write_rows = write_rows + slot  # (B, H)
-    cells = torch.embedding(table, write_rows)  # (B, H, dim)
-    table.index_put_((write_rows,), cells.lerp_(cell.unsqueeze(1), strength.unsqueeze(2)))
-    if state.mem_utility is not None:  # what the write_utility head said of the write, the same gated EMA
-        utility = state.mem_utility  # (B, H, cells): the table without its scratch row
-        utility_rows = write_rows - pair  # each (sample, hash) table has one scratch row more
-        said = heads[step.said]
-        utility.put_(utility_rows, torch.take(utility, utility_rows).lerp_(said, strength))
+        if reading and scanning:
+            read = torch.addcmul(read, scan, summary[:, c.mem_key_dim : -1])
+        if memory_writing:
+            summary.lerp_(cell, strength)
+    if memory_writing:  # write the routed cell: cell <- cell + w ([key, value, 1] - cell)
+        if step.ring:
+            counts = cast(torch.Tensor, state.mem_counts)
+            slot = torch.take(counts, count_rows)  # (B, H) writes to the bucket so far, mod assoc
+            counts.put_(count_rows, torch.add(slot, torch.gt(strength, step.zero)).remainder_(step.assoc))
+        else:  # (B, 1) every hash
+            slot = torch.mm(cell[:, : c.mem_key_dim], cast(torch.Tensor, step.slot_router_t)).argmax(-1, keepdim=True)
+        write_rows = write_rows + slot  # (B, H)
+        cells = torch.embedding(table, write_rows)  # (B, H, dim)
+        table.index_put_((write_rows,), cells.lerp_(cell.unsqueeze(1), strength.unsqueeze(2)))
+        if state.mem_utility is not None:  # what the write_utility head said of the write, the same gated EMA
+            utility = state.mem_utility  # (B, H, cells): the table without its scratch row
+            utility_rows = write_rows - pair  # each (sample, hash) table has one scratch row more
+            said = heads[step.said]
+            utility.put_(utility_rows, torch.take(utility, utility_rows).lerp_(said, strength))
     # state bank
     if step.gates_state:  # GATE_UP / GATE_DOWN: the gain lasts in the state
         bank_input = bank_input * path_gains[:, 0:1]
@@ -331,12 +354,13 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
         registers = state.registers  # (B, R, W)
         attention = torch.bmm(registers, reg_query.unsqueeze(2)).softmax(1)  # (B, R, 1)
         paths.append(torch.bmm(attention.transpose(1, 2), registers).view(bsz, c.reg_dim))
-        reg_strength = heads[-1]  # (B, 1)
-        if step.control:
-            reg_strength = reg_strength * write if step.unit_write else (reg_strength * write).clamp(0.0, 1.0)
-        chosen = reg_select.argmax(-1, keepdim=True) == step.slots
-        coeff = torch.where(chosen, reg_strength, step.zero)  # (B, R)
-        registers.lerp_(reg_value.unsqueeze(1), coeff.unsqueeze(2))
+        if writing:  # a write channel of 0 everywhere leaves the registers as they are
+            reg_strength = heads[-1]  # (B, 1)
+            if step.control:
+                reg_strength = reg_strength * write if step.unit_write else (reg_strength * write).clamp(0.0, 1.0)
+            selected = reg_select.argmax(-1, keepdim=True) == step.slots
+            coeff = torch.where(selected, reg_strength, step.zero)  # (B, R)
+            registers.lerp_(reg_value.unsqueeze(1), coeff.unsqueeze(2))
     scaled = torch.cat(paths, dim=1).mul_(gates.index_select(1, step.path_of))
     delta = torch.addmm(local, scaled, step.paths_t)
     y = x + delta if not step.control else torch.addcmul(x, out_gain, delta)
