@@ -351,7 +351,9 @@ def main() -> None:
     parser.add_argument("--part", choices=PARTS, action="append", help="run only this part (repeatable)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "idle.json")
     parser.add_argument("--tools-from-run", type=Path, help="a finished mosaic_tools run for the tools part")
-    parser.add_argument("--base-cache", type=Path, help="online part: load (or train and save) its base model here")
+    parser.add_argument(
+        "--base-cache", type=Path, help="online part: load (or train and save) its base model here"
+    )
     args = parser.parse_args()
     if args.base_cache is not None:
         BASE_CACHE.append(args.base_cache)
