@@ -292,6 +292,7 @@ class OnlineLearner:
             "updates": self.updates,
             "rollbacks": self.rollbacks,
             "tokens_since_update": self.tokens_since_update,
+            "rehearsal_sequences": len(self.rehearsal),  # a record: rehearsal is given anew each session
         }
 
     def save(self, path: Path) -> Path:
