@@ -13,7 +13,11 @@ run and re-run separately. Keys:
   reduced size: shorter traces, fewer steps), then a live session (``EventSession`` with an
   ``OnlineLearner`` on its token hook, guarded by held-out traces) fed traces of its training
   distribution mixed with ``Weather`` events it never saw; pattern loss is the LM loss on fresh
-  Weather events, held-out loss that on other held-out traces (neither set is in the stream);
+  Weather events, held-out loss that on other held-out traces (neither set is in the stream). Every
+  update rehearses 8 of the base's own training traces (``OnlineConfig``'s default rehearsal);
+  ``online.interference`` is the diagnosis: unguarded steps on Weather alone per adapter target set,
+  with and without rehearsal. ``--base-cache PATH`` loads the base from PATH (trained and saved there
+  when absent), for re-runs of the online part;
 - ``tools.success_rate``: ``benchmarks/bench_tools.py``'s ``tool_building_benchmark(quick)``, when
   that file exists (``--tools-from-run RUN_DIR``: on a finished ``mosaic_tools`` run, not a new one).
 """
