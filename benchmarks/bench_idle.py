@@ -13,7 +13,11 @@ run and re-run separately. Keys:
   reduced size: shorter traces, fewer steps), then a live session (``EventSession`` with an
   ``OnlineLearner`` on its token hook, guarded by held-out traces) fed traces of its training
   distribution mixed with ``Weather`` events it never saw; pattern loss is the LM loss on fresh
-  Weather events, held-out loss that on other held-out traces (neither set is in the stream);
+  Weather events, held-out loss that on other held-out traces (neither set is in the stream). Every
+  update rehearses 8 of the base's own training traces (``OnlineConfig``'s default rehearsal);
+  ``online.interference`` is the diagnosis: unguarded steps on Weather alone per adapter target set,
+  with and without rehearsal. ``--base-cache PATH`` loads the base from PATH (trained and saved there
+  when absent), for re-runs of the online part;
 - ``tools.success_rate``: ``benchmarks/bench_tools.py``'s ``tool_building_benchmark(quick)``, when
   that file exists (``--tools-from-run RUN_DIR``: on a finished ``mosaic_tools`` run, not a new one).
 """
@@ -21,6 +25,7 @@ run and re-run separately. Keys:
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import json
 import os
@@ -30,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 
 from mosaic.core.contract import keys
@@ -175,12 +181,78 @@ def train_base(registry: Any, steps: int, block: int) -> tuple[Any, dict[str, fl
     }
 
 
+#: ``online.interference``: adapter target sets, each stepped on Weather events alone (no guard) from
+#: the same base, to see which projections carry the damage to the training distribution
+INTERFERENCE = {
+    "head": ("head",),
+    "mixers": ("blocks.*.mixer.up", "blocks.*.mixer.down"),
+    "memory_routers_keys": ("blocks.*.memory.query", "blocks.*.memory.write_key", "blocks.*.memory.*_router"),
+    # layers no memory router or opcode head reads from: the last block's state bank, memory
+    # values and read-out, and the head
+    "downstream_of_routing": (
+        "head",
+        "blocks.1.bank.inp",
+        "blocks.1.bank.out",
+        "blocks.1.memory.write_value",
+        "blocks.1.memory.out",
+    ),
+}
+
+
+def interference(
+    model: Any,
+    config: OnlineConfig,
+    rehearsal: list[torch.Tensor],
+    probe: list[torch.Tensor],
+    heldout: list[torch.Tensor],
+    steps: int,
+) -> dict[str, Any]:
+    """Pattern-loss drop and held-out rise after ``steps`` unguarded updates on fresh Weather events
+    alone, per target set of :data:`INTERFERENCE` without rehearsal, and for ``config``'s targets
+    with and without it."""
+    device = next(model.parameters()).device
+    rng = random.Random(1)
+    pool = [event_ids(weather(rng, 20_000 + i)) for i in range(64)]
+    pattern_before = mean_loss(model, probe, device)
+    heldout_before = mean_loss(model, heldout, device)
+    variants = {f"{name}.no_rehearsal": (targets, 0.0) for name, targets in INTERFERENCE.items()}
+    variants["default_targets.no_rehearsal"] = (config.targets, 0.0)
+    variants["default_targets.rehearsal"] = (config.targets, config.anchor_weight)
+    results: dict[str, Any] = {}
+    for name, (targets, anchor_weight) in variants.items():
+        net = copy.deepcopy(model)
+        learner = OnlineLearner(net, attrs.evolve(config, targets=targets, anchor_weight=anchor_weight))
+        learner.rehearse_with(rehearsal)
+        learner.buffer.extend(pool[: config.buffer_size])
+        learner.scored.extend(ids.shape[0] for ids in pool[: config.buffer_size])
+        for _ in range(steps):
+            learner.update()
+        results[name] = {
+            "pattern_loss_drop": (pattern_before - mean_loss(net, probe, device)) / pattern_before,
+            "heldout_loss_rise": (mean_loss(net, heldout, device) - heldout_before) / heldout_before,
+        }
+    return {"steps": steps, "variants": results}
+
+
 def online_part(quick: bool) -> dict[str, Any]:
     from mosaic.core.plugins.host import get_registry
 
     registry = get_registry()
     block = 1920
-    model, info = train_base(registry, 120 if quick else 300, block)
+    steps = 120 if quick else 300
+    cache = BASE_CACHE[0] if BASE_CACHE else None
+    if cache is not None and cache.is_file():  # the same recipe's model, trained earlier
+        model = registry.build("model.mosaic_lm", BASE_MODEL)
+        model.load_state_dict(torch.load(cache, weights_only=True))
+        model.eval()
+        info = {"steps": float(steps), "loaded_from": str(cache)}
+    else:
+        model, info = train_base(registry, steps, block)
+        if cache is not None:
+            torch.save(model.state_dict(), cache)
+    # rehearsal: traces the base was trained on, replayed in every update (OnlineConfig.anchor_weight)
+    training = traces(registry, "train", 0, block)
+    rehearsal = [trace_bytes(training[i]) for i in range(8)]
     evaluation = traces(registry, "eval", 1, block)
     heldout = [trace_bytes(evaluation[i]) for i in range(8)]  # reported, never streamed or guarded with
     # the guard's own held-out traces, disjoint from the reported ones (16 in the full run: the fewer
@@ -200,10 +272,12 @@ def online_part(quick: bool) -> dict[str, Any]:
         max_sequence_bytes=1024,
         max_heldout_rise=0.03,
     )
+    diagnosis = interference(model, config, rehearsal, probe, heldout, 10 if quick else 30)
     learner = OnlineLearner(model, config)
     pattern_before = mean_loss(model, probe, device)
     heldout_before = mean_loss(model, heldout, device)
     learner.guard_with(guard)
+    learner.rehearse_with(rehearsal)
     session = EventSession(
         model, config=GenerationConfig(commitment_source="event"), on_tokens=learner.observe
     )
@@ -240,7 +314,11 @@ def online_part(quick: bool) -> dict[str, Any]:
             "targets": list(config.targets),
             "rank": config.rank,
             "update_every": config.update_every,
+            "anchor_weight": config.anchor_weight,
+            "rehearse": config.rehearse,
+            "rehearsal_traces": len(rehearsal),
         },
+        "interference": diagnosis,
         "goal": {"pattern_loss_drop": ">= 0.3", "heldout_loss_rise": "<= 0.05"},
         "met": drop >= 0.3 and rise <= 0.05,
     }
@@ -251,6 +329,9 @@ def online_part(quick: bool) -> dict[str, Any]:
 
 #: ``--tools-from-run``: a finished ``mosaic_tools`` run the tools part plays instead of training one.
 TOOLS_RUN: list[Path] = []
+#: ``--base-cache``: the online part's base model is loaded from this file when it exists (trained
+#: and saved there otherwise): the same recipe and seed, for re-runs of the online part alone.
+BASE_CACHE: list[Path] = []
 
 
 def tools_part(quick: bool) -> dict[str, Any] | None:
@@ -274,7 +355,12 @@ def main() -> None:
     parser.add_argument("--part", choices=PARTS, action="append", help="run only this part (repeatable)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "idle.json")
     parser.add_argument("--tools-from-run", type=Path, help="a finished mosaic_tools run for the tools part")
+    parser.add_argument(
+        "--base-cache", type=Path, help="online part: load (or train and save) its base model here"
+    )
     args = parser.parse_args()
+    if args.base_cache is not None:
+        BASE_CACHE.append(args.base_cache)
     if args.tools_from_run is not None:
         TOOLS_RUN.append(args.tools_from_run)
     torch.set_num_threads(int(os.environ.get("MOSAIC_BENCH_THREADS", "1")))

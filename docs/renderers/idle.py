@@ -56,11 +56,28 @@ def _online(part: dict[str, Any]) -> list[tuple[str, object, str]]:
             part["updates"],
             f"kept adapter updates ({part['rollbacks']} rolled back by the guard)",
         ),
+        *_interference(part),
         (
             "online.met",
             part["met"],
             f"goal: drop {part['goal']['pattern_loss_drop']}, rise {part['goal']['heldout_loss_rise']}",
         ),
+    ]
+
+
+def _interference(part: dict[str, Any]) -> list[tuple[str, object, str]]:
+    """The diagnosis: unguarded steps on Weather alone, per adapter target set (absent in older JSON)."""
+    if "interference" not in part:
+        return []
+    diagnosis = part["interference"]
+    return [
+        (
+            f"online.interference.{name}.heldout_loss_rise",
+            figures["heldout_loss_rise"],
+            f"{diagnosis['steps']} unguarded steps on Weather alone; pattern loss drop "
+            f"{figures['pattern_loss_drop']:.4f}",
+        )
+        for name, figures in diagnosis["variants"].items()
     ]
 
 

@@ -106,6 +106,26 @@ def test_events_guards_online_updates_with_held_out_events(run_dir: Path, tmp_pa
     assert adapters["updates"] + adapters["rollbacks"] >= 1
 
 
+def test_events_rehearses_the_training_distribution_in_online_updates(run_dir: Path, tmp_path: Path) -> None:
+    old = tmp_path / "rehearse.jsonl"
+    old.write_text('{"type": "Message", "sender": "user", "payload": {"text": "Thanks, that is all"}}\n')
+    lone = CliRunner().invoke(cli, ["events", str(run_dir), "--session", "rehearsed", "--fresh",
+                                    "--online-rehearse", str(old)], input="")
+    assert lone.exit_code != 0 and "--online-every" in lone.output
+    stream = "\n".join([NEGOTIATION[0], NEGOTIATION[2]]) + "\n"
+    plain = ["events", str(run_dir), "--session", "rehearsed", "--fresh", "--max-new-bytes", "8",
+             "--online-every", "64", "--respond-to", "Nothing"]
+    unanchored = CliRunner().invoke(cli, plain, input=stream)
+    assert unanchored.exit_code == 0 and "without --online-rehearse" in unanchored.stderr
+    free = torch.load(run_dir / "sessions" / "rehearsed" / "adapters.pt", weights_only=True)
+    result = CliRunner().invoke(cli, [*plain, "--online-rehearse", str(old)], input=stream)
+    assert result.exit_code == 0, result.output
+    assert "without --online-rehearse" not in result.stderr
+    adapters = torch.load(run_dir / "sessions" / "rehearsed" / "adapters.pt", weights_only=True)
+    assert adapters["updates"] >= 1 and adapters["config"]["anchor_weight"] > 0
+    assert adapters["rehearsal_sequences"] == 1 and free["rehearsal_sequences"] == 0
+
+
 def test_live_runs_bounded_ticks_and_saves(run_dir: Path) -> None:
     result = CliRunner().invoke(cli, ["live", str(run_dir), "--session", "bounded", "--fresh", "--max-ticks", "6",
                                       "--poll-ms", "500", "--consolidate-every", "1", "--max-new-bytes", "8"],

@@ -14,7 +14,7 @@ from mosaic.core.errors import CheckpointError, ConfigError
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.runtime.agent.config import ConsolidationConfig, OnlineConfig
 from mosaic.runtime.agent.consolidation import consolidate_session
-from mosaic.runtime.agent.online import LoRALinear, OnlineLearner, sequence_loss, tail_loss
+from mosaic.runtime.agent.online import LoRALinear, OnlineLearner, anchor_loss, sequence_loss, tail_loss
 from mosaic.runtime.agent.responder import EventSession
 from mosaic.runtime.agent.service import open_agent
 from mosaic.runtime.testing.tiny_agent import REPLY, TinyStreamConfig, TinyStreamLM, make_run
@@ -190,3 +190,54 @@ def test_consolidation_can_take_an_idle_labelled_online_step() -> None:
     for _ in range(5):
         learner.idle_step(replay)
     assert idle_probability() > before  # the replayed positions are labelled IDLE: silence is learned
+
+
+def weather(i: int) -> EventEnvelope:
+    return EventEnvelope("Weather", {"sky": ["rain", "fog"][i % 2], "t": i}, "s", id=f"w{i}", ts=1.0)
+
+
+def test_rehearsal_pulls_updates_back_on_the_training_distribution() -> None:
+    """The same steps on new Weather events, with and without rehearsal of old Note sequences: with
+    it the model's predictions on held-out Notes move far less from the base's, and Weather is still
+    learned."""
+    old = [torch.tensor(list(note(200 + i).to_bytes()) + [10]) for i in range(2)]
+    heldout = [torch.tensor(list(note(300 + i).to_bytes()) + [10]) for i in range(3)]
+    new = [torch.tensor(list(weather(i).to_bytes()) + [10]) for i in range(8)]
+
+    def run(anchor_weight: float) -> tuple[float, float, float]:
+        net = unscripted()
+        learner = OnlineLearner(net, OnlineConfig(targets=("head", "mix"), update_every=10_000, batch=2, lr=5e-2,
+                                                  anchor_weight=anchor_weight, rehearse=1))
+        learner.rehearse_with(old)
+        with torch.no_grad(), learner.adapters_off():
+            base = [torch.log_softmax(net({keys.INPUT_IDS.name: ids[None, :-1]}).logits[0], -1) for ids in heldout]
+            before = float(torch.stack([sequence_loss(net, ids) for ids in new]).mean())
+        for ids in new:
+            learner.observe(ids)
+        for _ in range(8):
+            learner.update()
+        with torch.no_grad():
+            after = float(torch.stack([sequence_loss(net, ids) for ids in new]).mean())
+            moved = float(torch.stack([anchor_loss(net, ids, b) for ids, b in zip(heldout, base, strict=True)]).mean())
+        return before, after, moved
+
+    assert OnlineConfig().anchor_weight > 0  # on by default, for the runtime and bench_idle
+    free, anchored = run(0.0), run(1.0)
+    assert free[0] == anchored[0]  # the same base
+    assert anchored[2] < 0.5 * free[2], (free, anchored)  # held-out predictions stay near the base's
+    assert anchored[1] < 0.7 * anchored[0], anchored  # the new pattern is still learned
+
+
+def test_rehearsal_targets_are_the_base_model_s_even_with_trained_adapters() -> None:
+    net = unscripted()
+    learner = OnlineLearner(net, OnlineConfig(targets=("head",), update_every=10_000))
+    ids = torch.tensor(list(note(1).to_bytes()) + [10])
+    learner.rehearse_with([ids])
+    base = learner.rehearsal[0][1].clone()
+    with torch.no_grad():
+        learner.adapters["head"].lora_b.fill_(0.5)
+    learner.rehearse_with([ids])
+    assert torch.equal(learner.rehearsal[0][1], base)
+    assert learner.adapters["head"].scale == 2.0  # switched back on after
+    with pytest.raises(ConfigError, match=r"online.rehearsal\[0\].*max_guard_bytes"):
+        learner.rehearse_with([torch.zeros(learner.config.max_guard_bytes + 1, dtype=torch.long)])

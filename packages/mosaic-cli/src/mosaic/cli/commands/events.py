@@ -38,6 +38,12 @@ def agent_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--online-guard", "online_guard", type=click.Path(path_type=Path, exists=True, dir_okay=False),
                      help="JSONL of held-out events of the training distribution: an adapter update that raises "
                           "their loss by more than 5% is rolled back (needs --online-every)."),
+        click.option("--online-rehearse", "online_rehearse",
+                     type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                     help="JSONL of events of the training distribution, rehearsed in every adapter update: "
+                          "each update is pulled back towards the base model's predictions on them, so learning "
+                          "a new pattern does not erase the old ones (needs --online-every; use other events "
+                          "than --online-guard's)."),
         click.option("--device", help="cpu, cuda, ... (default: cpu)."),
         click.option("--experiment", help="The experiment of a multi-experiment run (default: the one that ran)."),
         click.option("--tools", "tools_dir", type=click.Path(path_type=Path, file_okay=False),
@@ -61,12 +67,21 @@ def open_agent_from_options(run_dir: Path, options: dict[str, Any], output: Any)
         online = OnlineConfig(targets=options["adapter_targets"], update_every=options["online_every"])
     elif options["online_guard"] is not None:
         raise click.UsageError("--online-guard guards the online learner: add --online-every N")
+    elif options["online_rehearse"] is not None:
+        raise click.UsageError("--online-rehearse is rehearsed by the online learner: add --online-every N")
     agent = open_agent(run_dir, registry=registry_from_context(), device=options["device"],
                        experiment=options["experiment"],
                        session_name=options["session_name"], fresh=options["fresh"], generation=generation,
                        online=online, output=output)
     if options["online_guard"] is not None and agent.online is not None:  # --online-every set (checked above)
         agent.online.guard_with(guard_sequences(options["online_guard"]))
+    if agent.online is not None:
+        if options["online_rehearse"] is not None:
+            agent.online.rehearse_with(guard_sequences(options["online_rehearse"]))
+        else:
+            click.echo("mosaic: online learning without --online-rehearse: adapter updates are not pulled back "
+                       "towards the base model on the training distribution, and may erase what it knows",
+                       err=True)
     return agent
 
 

@@ -84,6 +84,12 @@ class OnlineConfig:
     #: tokens ending at that event, so an event that depends on earlier ones (an answer on its
     #: facts) is learned with them, not from a fresh state that teaches it to guess
     context_bytes: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
+    #: rehearsal: each update adds ``anchor_weight`` x the KL divergence from the base model's
+    #: next-byte distribution to the adapted one on ``rehearse`` sequences of the training
+    #: distribution (:meth:`~mosaic.runtime.agent.online.OnlineLearner.rehearse_with`), so a step that
+    #: learns the new pattern is pulled back wherever it moves the old one; 0 turns it off
+    anchor_weight: float = attrs.field(default=30.0, converter=float, validator=v.ge(0.0))
+    rehearse: int = attrs.field(default=2, validator=[v.instance_of(int), v.ge(1)])
     seed: int = attrs.field(default=0, validator=v.instance_of(int))
 
     @targets.validator

@@ -18,6 +18,16 @@ than the event alone, and the loss is the event's own tokens given that context:
 on earlier ones (an answer on its facts) are learned in their context instead of being learned as
 guesses.
 
+Rehearsal: given sequences of the training distribution (:meth:`OnlineLearner.rehearse_with`), every
+update adds ``anchor_weight`` x the KL divergence from the base model's next-byte predictions on
+``rehearse`` of them (taken once, adapters off) to the adapted model's. Steps on a new event type
+alone move the adapted layers' output on everything the model reads; measured per target set in
+``benchmarks/bench_idle.py`` (``online.interference``), that damage is as large from layers no memory
+router reads as from the local mixers, and adapters on the routers and keys alone change nothing:
+it is interference at the output, and the rehearsal term is what pulls it back while the new
+pattern is learned. (Its gradient is zero while the adapters change nothing, so it only acts once
+they have moved.)
+
 During consolidation the learner can take an :meth:`~OnlineLearner.idle_step` on replayed tokens,
 labelled IDLE: the LM loss on the replay plus the opcode head's cross-entropy towards IDLE at every
 replayed position (for a model whose output has opcode logits and an IDLE opcode).
@@ -25,12 +35,13 @@ replayed position (for a model whose output has opcode logits and an IDLE opcode
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import math
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +113,15 @@ def tail_loss(model: nn.Module, ids: torch.Tensor, scored: int) -> torch.Tensor:
     return F.cross_entropy(out.logits[0, -scored:].float(), ids[-scored:])  # logits (L - 1, V)
 
 
+def anchor_loss(model: nn.Module, ids: torch.Tensor, base_log_probs: torch.Tensor) -> torch.Tensor:
+    """Mean KL divergence from the base model's next-byte distribution ``base_log_probs``
+    ``(L - 1, V)`` (log-probabilities) to the adapted model's, over sequence ``ids`` ``(L,)`` read
+    from a fresh state: zero while the adapters leave every prediction of it as the base made it."""
+    out = model({keys.INPUT_IDS.name: ids[None, :-1]})
+    log_probs = F.log_softmax(out.logits[0].float(), dim=-1)  # (L - 1, V)
+    return F.kl_div(log_probs, base_log_probs, log_target=True, reduction="batchmean")
+
+
 def idle_sequence_loss(model: nn.Module, ids: torch.Tensor, idle: int) -> torch.Tensor:
     """:func:`sequence_loss` plus the opcode head's cross-entropy towards opcode ``idle`` at every
     position (averaged over layers); the model stays silent while it consolidates."""
@@ -139,6 +159,7 @@ class OnlineLearner:
         self.updates = 0
         self.rollbacks = 0
         self.last_loss: float | None = None
+        self.rehearsal: list[tuple[torch.Tensor, torch.Tensor]] = []  # (ids (L,), base log-probs (L - 1, V))
         self.heldout: list[torch.Tensor] = []
         self.heldout_baseline: float | None = None
         self.last_heldout: float | None = None
@@ -157,6 +178,39 @@ class OnlineLearner:
                                              "of two or more tokens")])
         self.heldout_baseline = self.last_heldout = mean_loss(self.model, self.heldout, self.device)
         return self.heldout_baseline
+
+    def rehearse_with(self, sequences: Sequence[torch.Tensor]) -> int:
+        """Rehearse ``sequences`` of the training distribution in every update (see
+        :attr:`OnlineConfig.anchor_weight`): the base model's predictions on them, taken now with the
+        adapters switched off, are what each update is pulled back towards. Each is read whole, so
+        one longer than ``max_guard_bytes`` is refused. Returns how many are kept."""
+        too_long = [index for index, ids in enumerate(sequences) if ids.shape[0] > self.config.max_guard_bytes]
+        if too_long:
+            raise ConfigError([ConfigProblem(f"online.rehearsal[{index}]", f"{sequences[index].shape[0]} tokens, "
+                                             f"more than max_guard_bytes ({self.config.max_guard_bytes})")
+                               for index in too_long])
+        kept = [ids.to(self.device) for ids in sequences if ids.shape[0] >= 2]
+        if not kept:
+            raise ConfigError([ConfigProblem("online.rehearsal", "rehearsal needs at least one sequence of two "
+                                             "or more tokens")])
+        with torch.no_grad(), self.adapters_off():
+            self.rehearsal = [
+                (ids, F.log_softmax(self.model({keys.INPUT_IDS.name: ids[None, :-1]}).logits[0].float(), dim=-1))
+                for ids in kept
+            ]
+        return len(self.rehearsal)
+
+    @contextlib.contextmanager
+    def adapters_off(self) -> Iterator[None]:
+        """Within the block the model is its base: every adapter adds nothing."""
+        scales = {name: adapter.scale for name, adapter in self.adapters.items()}
+        for adapter in self.adapters.values():
+            adapter.scale = 0.0
+        try:
+            yield
+        finally:
+            for name, adapter in self.adapters.items():
+                adapter.scale = scales[name]
 
     def observe(self, ids: torch.Tensor) -> None:
         """Add one fed event sequence ``(L,)``; update once ``update_every`` tokens have arrived."""
@@ -178,8 +232,17 @@ class OnlineLearner:
         """One adapter step on up to ``batch`` sequences sampled from the buffer; the mean loss."""
         picked = self.rng.sample(range(len(self.buffer)), min(self.config.batch, len(self.buffer)))
         batch = [(self.buffer[index], self.scored[index]) for index in picked]
-        return self._guarded_step(lambda: torch.stack([tail_loss(self.model, ids.to(self.device), scored)
-                                                       for ids, scored in batch]).mean())
+        rehearsed = (self.rng.sample(self.rehearsal, min(self.config.rehearse, len(self.rehearsal)))
+                     if self.config.anchor_weight > 0 else [])
+
+        def loss_of() -> torch.Tensor:
+            loss = torch.stack([tail_loss(self.model, ids.to(self.device), scored) for ids, scored in batch]).mean()
+            if rehearsed:
+                anchor = torch.stack([anchor_loss(self.model, ids, base) for ids, base in rehearsed]).mean()
+                loss = loss + self.config.anchor_weight * anchor
+            return loss
+
+        return self._guarded_step(loss_of)
 
     def idle_step(self, ids: torch.Tensor) -> float:
         """One adapter step on replayed tokens ``(L,)`` labelled IDLE (see :func:`idle_sequence_loss`;
@@ -229,6 +292,7 @@ class OnlineLearner:
             "updates": self.updates,
             "rollbacks": self.rollbacks,
             "tokens_since_update": self.tokens_since_update,
+            "rehearsal_sequences": len(self.rehearsal),  # a record: rehearsal is given anew each session
         }
 
     def save(self, path: Path) -> Path:
