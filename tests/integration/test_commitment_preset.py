@@ -47,15 +47,35 @@ def test_mosaic_commitment_ends_training_on_its_own_opcodes() -> None:
 def test_mosaic_commitment_recalls_with_the_event_native_memory_recipe() -> None:
     commitment, native = _experiment("mosaic_commitment"), _experiment("mosaic_event_native")
     block, native_block = commitment.model.config.block, native.model.config.block
-    for name in ("mem_buckets", "mem_hashes", "mem_assoc", "mem_key_dim", "mem_dim", "conv_kernel",
-                 "mem_route_by_key", "opcodes_control_enabled"):
+    for name in (
+        "mem_buckets",
+        "mem_hashes",
+        "mem_assoc",
+        "mem_key_dim",
+        "mem_dim",
+        "conv_kernel",
+        "mem_route_by_key",
+        "opcodes_control_enabled",
+    ):
         assert getattr(block, name) == getattr(native_block, name), name
     objective, native_objective = commitment.objective.config, native.objective.config
-    for name in ("recall_weight", "recall_on", "aux_opcode_weight", "aux_opcode_balanced", "aux_bits_weight",
-                 "aux_gate_weight"):
+    for name in (
+        "recall_weight",
+        "recall_on",
+        "aux_opcode_weight",
+        "aux_opcode_balanced",
+        "aux_bits_weight",
+        "aux_gate_weight",
+    ):
         assert getattr(objective, name) == getattr(native_objective, name), name
     data, native_data = commitment.dataset.config, native.dataset.config
-    for name in ("value_digits", "drop_local_on_query", "n_pairs", "distractor_events", "sleep_replay_per_pair"):
+    for name in (
+        "value_digits",
+        "drop_local_on_query",
+        "n_pairs",
+        "distractor_events",
+        "sleep_replay_per_pair",
+    ):
         assert getattr(data, name) == getattr(native_data, name), name
     trainer = commitment.trainer
     assert trainer.steps * trainer.batch_size * (1 - data.dense_negotiation_fraction) >= MEMORY_TRACES
