@@ -6,10 +6,11 @@ forcing: held out, with its own VM deciding, it misjudged the commitments it jud
 the teacher's opcodes forced (docs/organism.md, rows "teacher forcing 1 throughout"). The preset must
 therefore decay the forcing to 0 before the run ends, and evaluate at forcing 0.
 
-Recall in the same traces needs mosaic_event_native's memory recipe: with 16 buckets, one shared
-router setting, unbalanced opcodes, 4-digit values and three training items in four without memory
-facts, the preset's held-out answer_exact was 0.0 (docs/results/mosaic_commitment.json before the
-port); with the recipe it is above 0.95 (docs/organism.md)."""
+Recall in the same traces needs mosaic_event_native's memory recipe: with 16 buckets, unbalanced
+opcodes, no recall term, 4-digit values and three training items in four without memory facts, the
+preset's full run recalled no answer whole (docs/organism.md, row "teacher forcing 1 throughout (the
+preset before this change)"); with the recipe its held-out answer_exact is above 0.95 (row
+"mosaic_commitment (preset default: ...)")."""
 
 from __future__ import annotations
 
