@@ -90,12 +90,10 @@ HEADLINES: tuple[tuple[str, str, str], ...] = (
     ("GATE_UP", "mosaic_gates", "priority_exact"),
     ("GATE_DOWN", "mosaic_gates", "priority_exact"),
     ("SCAN", "mosaic_gates", "scan_exact"),
-    # the only trained model measured with its own COMMIT (teacher forcing 0) so far: a diagnostic
-    # run of the commitment task on shorter traces, not the preset's default run
+    # the preset's default run at seed 000's structure, ending on its own COMMIT (teacher forcing 0)
     (
         "COMMIT",
-        "mosaic_commitment diagnostic (block 2560, 1 pair, no noise, every item negotiation-dense), "
-        "teacher forcing 0 throughout, resumed to 240 steps",
+        "mosaic_commitment (preset default: event_native's memory recipe, 700 steps of batch 2)",
         "ledger_exact",
     ),
     ("RESPOND", "mosaic_event_native, aux_opcode_balanced, recall_weight 0.5", "onset"),

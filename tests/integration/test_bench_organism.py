@@ -14,11 +14,9 @@ BENCH = ROOT / "benchmarks" / "bench_organism.py"
 LABEL = "mosaic_event_native, aux_opcode_balanced, recall_weight 0.5"  # the IDLE / RESPOND headline label
 
 
-#: the label bench_organism's HEADLINES reads COMMIT's effect from (a diagnostic commitment run)
-COMMIT_LABEL = (
-    "mosaic_commitment diagnostic (block 2560, 1 pair, no noise, every item negotiation-dense), "
-    "teacher forcing 0 throughout, resumed to 240 steps"
-)
+#: the label bench_organism's HEADLINES reads COMMIT's effect from (the preset's default run)
+COMMIT_LABEL = "mosaic_commitment (preset default: event_native's memory recipe, 700 steps of batch 2)"
+
 
 def finished_run(path: Path, evaluation: dict) -> Path:
     path.mkdir()

@@ -45,11 +45,11 @@ MISTAKES = [
      "must be one of 'free_energy', 'adhoc', 'none', got 'sometimes'"),
     # model x dataset x objective
     ("mosaic_commitment", ["targets[0].model.block.commitment_head_enabled=false"],
-     "$.targets[0].objective.aux_commitment_weight (line 47)", "trains the model's commitment head: missing {commitment}"),
-    ("mosaic_commitment", ["targets[0].model.vocab_size=100"], "$.targets[0].model.vocab_size (line 28)",
+     "$.targets[0].objective.aux_commitment_weight (line 58)", "trains the model's commitment head: missing {commitment}"),
+    ("mosaic_commitment", ["targets[0].model.vocab_size=100"], "$.targets[0].model.vocab_size (line 35)",
      "must be >= 256 (the embedding must cover every token id the dataset emits), got 100"),
     ("mosaic_commitment", ["targets[0].dataset.mem_buckets=32"], "$.targets[0].dataset.mem_buckets",
-     "must be == 16 (teacher buckets are computed for the model's memory"),
+     "must be == 64 (teacher buckets are computed for the model's memory"),
     ("mosaic_commitment", ["targets[0].dataset.mem_hashes=2"], "$.targets[0].dataset.mem_hashes",
      "must be == 1"),
     ("mqar_mosaic", ["targets[0].model.vocab_size=64"], "$.targets[0].model.vocab_size", "must be >= 8192"),
@@ -112,8 +112,8 @@ def _mosaic(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(("preset", "old", "new", "where"), [
     ("phase8_moe", "n_experts: 8", "n_experts: 0", "$.targets[0].model.block.ffn.n_experts (line 53)"),
     ("mosaic_commitment", "commitment_head_enabled: true", "commitment_head_enabled: false",
-     "$.targets[0].objective.aux_commitment_weight (line 47)"),
-    ("mosaic_commitment", "block_size: 5888", "block_size: 64", "$.targets[0].dataset.block_size (line 53)"),
+     "$.targets[0].objective.aux_commitment_weight (line 58)"),
+    ("mosaic_commitment", "block_size: 5888", "block_size: 64", "$.targets[0].dataset.block_size (line 68)"),
 ])
 def test_installed_cli_validate_fails_and_run_writes_nothing(tmp_path: Path, preset: str, old: str, new: str,
                                                              where: str) -> None:
