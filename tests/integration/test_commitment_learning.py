@@ -27,13 +27,29 @@ SEPARATOR = ord("\n")
 ROW_BYTES = 384  # one negotiation of two commitments (about 8 messages) per row
 STEPS = 120
 CLASSES = {-1: "close", 0: "neutral", 1: "open"}
-MODEL = {"vocab_size": 256, "n_layers": 2, "plugin_opcodes": False,
-         "block": {"d_model": 32, "state_k": 4, "state_dim": 8, "mem_buckets": 2, "mem_hashes": 1, "mem_key_dim": 8,
-                   "mem_dim": 8, "reg_slots": 0, "opcodes_enabled": False, "commitment_head_enabled": True,
-                   "chunk_size": 32}}
+MODEL = {
+    "vocab_size": 256,
+    "n_layers": 2,
+    "plugin_opcodes": False,
+    "block": {
+        "d_model": 32,
+        "state_k": 4,
+        "state_dim": 8,
+        "mem_buckets": 2,
+        "mem_hashes": 1,
+        "mem_key_dim": 8,
+        "mem_dim": 8,
+        "reg_slots": 0,
+        "opcodes_enabled": False,
+        "commitment_head_enabled": True,
+        "chunk_size": 32,
+    },
+}
 
 
-def rows(split: str, seed: int, count: int) -> tuple[torch.Tensor, torch.Tensor, list[list[tuple[range, int]]]]:
+def rows(
+    split: str, seed: int, count: int
+) -> tuple[torch.Tensor, torch.Tensor, list[list[tuple[range, int]]]]:
     """``count`` rows of ``ROW_BYTES`` bytes: message texts of two overlapping commitments after
     another, each followed by a newline; labels delta -1/0/+1 on each text's bytes, -100 elsewhere."""
     rng = random.Random(seed)
@@ -44,8 +60,11 @@ def rows(split: str, seed: int, count: int) -> tuple[torch.Tensor, torch.Tensor,
         spans.append([])
         at = 0
         while True:
-            texts = [(step.text.encode(), step.delta) for step in
-                     negotiation(rng, split, 2, notes=1, close_probability=0.5, longest=False) if step.text]
+            texts = [
+                (step.text.encode(), step.delta)
+                for step in negotiation(rng, split, 2, notes=1, close_probability=0.5, longest=False)
+                if step.text
+            ]
             if at + sum(len(text) + 1 for text, _ in texts) > ROW_BYTES:
                 break
             for text, delta in texts:
@@ -62,14 +81,17 @@ def test_commitments_generalise_to_heldout_templates() -> None:
     torch.set_num_threads(2)
     try:
         model = get_registry().build("model.mosaic_lm", MODEL)
-        objective = MosaicEventPrediction(MosaicObjectiveConfig(
-            lm_weight=0.0, aux_commitment_weight=1.0, aux_commitment_balanced=True))
+        objective = MosaicEventPrediction(
+            MosaicObjectiveConfig(lm_weight=0.0, aux_commitment_weight=1.0, aux_commitment_balanced=True)
+        )
         optimiser = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.01)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: 1 - step / STEPS)
         for step in range(STEPS):
             ids, labels, _ = rows("train", step + 1, 4)
-            loss, _ = objective(model({keys.INPUT_IDS.name: ids}),
-                                {keys.INPUT_IDS.name: ids, keys.TEACHER_COMMITMENT_DELTA.name: labels})
+            loss, _ = objective(
+                model({keys.INPUT_IDS.name: ids}),
+                {keys.INPUT_IDS.name: ids, keys.TEACHER_COMMITMENT_DELTA.name: labels},
+            )
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
