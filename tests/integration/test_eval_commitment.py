@@ -76,3 +76,18 @@ def test_commit_feeds_the_ledger_and_forcing_it_off_drops_ledger_exact():
                                                                                "open": 1.0}
     assert report["commitment"]["ledger_exact"] == 1.0
     assert report["ablations"]["opcode_off"]["COMMIT"]["ledger_exact"] <= 0.7
+
+
+def test_the_ledger_commits_where_commit_dominates_at_some_byte():
+    """A causal VM commits once it has read the deciding words, often late in the text: one byte
+    where COMMIT dominates applies the head's verdict; none (or a signal never above one half)
+    changes nothing."""
+    from mosaic.runtime.agent import decisions
+
+    opened = torch.tensor([[0.0, 0.0, 5.0]]).repeat(10, 1)  # the head reads an offer
+    late = torch.zeros(10)
+    late[-2] = 1.0
+    assert decisions.ledger_delta(opened, late) == 1
+    assert decisions.ledger_delta(opened, torch.zeros(10)) == 0
+    assert decisions.ledger_delta(opened, torch.full((10,), 0.5)) == 0
+    assert decisions.ledger_delta(torch.tensor([[0.0, 5.0, 0.0]]).repeat(10, 1), late) == 0  # neutral verdict

@@ -18,7 +18,7 @@ class GenerationConfig:
     ``temperature`` 0 is greedy decoding; above 0 bytes are sampled from a generator seeded with
     ``seed``. ``commitment_source``: ``"head"`` updates the ledger from the model's commitment head
     (a model without one is refused); ``"vm"`` applies the head's verdict only where the model
-    executed COMMIT over the text (``mosaic.runtime.agent.decisions.ledger_delta``); ``"event"`` uses
+    executed COMMIT in the text (``mosaic.runtime.agent.decisions.ledger_delta``); ``"event"`` uses
     the deltas written in the events themselves.
 
     ``turn_taking``: ``"always"`` answers every event handed to ``handle``; ``"opcodes"`` follows

@@ -50,8 +50,11 @@ def head_delta(commitment_logits: torch.Tensor) -> int:
 
 
 def ledger_delta(commitment_logits: torch.Tensor, commit_signal: torch.Tensor) -> int:
-    """The delta a ledger applies: the head's verdict where the model executed COMMIT over the text
-    (mean commit signal above one half), else 0 — a message the VM did not commit changes nothing."""
-    if float(commit_signal.float().mean()) <= DOMINANT:
+    """The delta a ledger applies: the head's verdict where the model executed COMMIT in the text
+    (the commit signal dominates at some byte of it), else 0 — a message the VM did not commit
+    changes nothing. Some byte, not most: a causal VM can only commit once it has read the words
+    that make the message a promise or a delivery, often late in the text, and a COMMIT on a message
+    the head reads as neutral changes nothing either."""
+    if commit_signal.numel() == 0 or float(commit_signal.float().max()) <= DOMINANT:
         return 0
     return head_delta(commitment_logits)

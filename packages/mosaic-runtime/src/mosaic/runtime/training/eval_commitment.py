@@ -9,7 +9,7 @@ where the data teaches it. From the last layer, with the rules of ``mosaic.runti
   takes it) is the label, and the per-byte accuracy. Traces of the eval split are phrased from the
   eval template set only (``mosaic.data.negotiation``).
 - ``commitment.ledger_exact``: the share of traces whose ledger, fed each message with the delta
-  the model committed (head verdict where COMMIT was executed over the text, else 0), ends with
+  the model committed (head verdict where COMMIT was executed in the text, else 0), ends with
   exactly the open commitments of the labels.
 - ``turns.silence``: the share of IDLE-labelled event boundaries where IDLE dominates (the runtime
   stays silent); ``turns.onset``: the share of RESPOND-labelled boundaries where RESPOND dominates
