@@ -19,6 +19,14 @@ def _lr(row: dict) -> str:
     return f"{row['lr']}" if row.get("lr_sweep") else f"{row['lr']} (no sweep)"
 
 
+def _budget(row: dict) -> str:
+    """batch x steps run; a run stopped at its target (``--stop-at``) names the budget it had."""
+    ran = f"{row['batch_size']} x {row['steps']}"
+    if row["status"] == "target_reached":
+        return f"{ran} of {row['batch_size']} x {POINTS[row['point']].split(' x ')[1]} (stopped at {row['stop_at_accuracy']})"
+    return ran if row["status"] == "completed" else f"{ran} ({row['status']})"
+
+
 def _tried(sweep: dict) -> str:
     return ", ".join(f"{run['lr']}: {run['accuracy']:.4f}" for run in sweep["runs"])
 
@@ -40,7 +48,7 @@ def render(results: Path) -> str:
         cells = [
             f"({row['point']})", row["model"], row["variant"], str(row["seed"]),
             " / ".join(f"{n:,}" for n in state["per_layer"]), f"{state['total']:,}", _lr(row),
-            f"{row['batch_size']} x {row['steps']}" + ("" if row["status"] == "completed" else f" ({row['status']})"),
+            _budget(row),
             f"{row['accuracy']:.4f}",
             "-" if row["steps_to_0.99"] is None else str(row["steps_to_0.99"]),
             "not reached" if row["seconds_to_0.99"] is None else f"{row['seconds_to_0.99']:.1f}", machine(row),

@@ -155,3 +155,14 @@ def test_bf16_autocast_and_deterministic_mode_train(tmp_path: Path, registry) ->
                          overrides=["trainer.precision=bf16", "trainer.deterministic=true"], show_progress=False)
     assert summary["status"] == "completed"
     assert summary["final"]["loss_total"] < summary["first"]["loss_total"]
+
+
+def test_stop_at_accuracy_ends_the_run_at_the_first_evaluation_that_reaches_it(tmp_path: Path, registry) -> None:
+    summary = run_preset(str(preset_file(tmp_path)), registry=registry, out=tmp_path / "runs", show_progress=False,
+                         overrides=["trainer.eval_every=2", "trainer.stop_at_accuracy=0.5"])
+    records = [json.loads(line) for line in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r["split"] == "eval"]
+    assert summary["status"] == "target_reached" and summary["steps"] < 30
+    assert [r["step"] for r in evals] == list(range(2, summary["steps"] + 1, 2))  # no extra final evaluation
+    assert all(r["token_accuracy"] < 0.5 for r in evals[:-1]) and evals[-1]["token_accuracy"] >= 0.5
+    assert summary["eval"]["token_accuracy"] == evals[-1]["token_accuracy"]
