@@ -122,3 +122,19 @@ def test_micro_rows_never_go_into_the_docs_json() -> None:
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_mqar.py"), "--micro"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "--micro needs --out" in result.stderr
+
+
+def test_a_run_stopped_at_its_target_names_the_budget_it_had(tmp_path: Path) -> None:
+    row = {"point": "128,8", "seq_len": 128, "num_kv_pairs": 8, "model": "mosaic", "variant": "full", "seed": 0,
+           "status": "target_reached", "stop_at_accuracy": 0.99, "lr": 0.006, "lr_sweep": [], "batch_size": 64,
+           "steps": 1000, "accuracy": 0.9934, "steps_to_0.99": 1000, "seconds_to_0.99": 779.2, "machine": "m",
+           "state_floats": {"per_layer": [3778, 3778], "total": 7556}}
+    (tmp_path / "mqar.json").write_text(json.dumps({"benchmark": "mqar", "anchors": [], "rows": [row]}))
+    table = _renderer().render(tmp_path)
+    assert "| 64 x 1000 of 64 x 2000 (stopped at 0.99) | 0.9934 | 1000 | 779.2 |" in table
+
+
+def test_bench_refuses_an_unknown_variant(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_mqar.py"), "--variants", "memory_big",
+                             "--micro", "--out", str(tmp_path / "mqar.json")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--variants memory_big: one of full, memory_off, memory_small" in result.stderr
