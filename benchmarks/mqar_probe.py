@@ -10,6 +10,11 @@ On the run's held-out set (its own decisions, teacher forcing 0) it reports, per
   elsewhere: soft writes advance the ring at every token, so a gate well above 0 off the values
   overwrites stored pairs (each later token in a bucket lands on the next slot);
 - ``gate_elsewhere_p99``: how large the largest stray writes get;
+- ``gate_at_lookalikes``: the mean gate at look-alike values, the query region's random tokens
+  from the value range that follow one from the key range (a pair to the eye, but after the pairs:
+  the model has no positions and must tell the pair prefix from its state), and
+  ``strong_stray_lookalike_share``: the share of the strong stray writes (gate > 0.5 off the
+  values) that are look-alikes;
 
 and overall ``accuracy`` with its split by whether the last layer routed the query right.
 """
@@ -23,6 +28,7 @@ from typing import Any
 
 import attrs
 import torch
+import torch.nn.functional as F
 
 from mosaic.core.contract import keys
 from mosaic.core.plugins import get_registry
@@ -35,6 +41,15 @@ def bits_to_bucket(bit_logits: torch.Tensor) -> torch.Tensor:
     bits = (bit_logits > 0).long()
     weights = 2 ** torch.arange(bits.shape[-1], device=bits.device)
     return (bits * weights).sum(-1)
+
+
+def lookalike_values(input_ids: torch.Tensor, pairs: int, vocab_size: int) -> torch.Tensor:
+    """(B, T) bool: after the ``2 × pairs`` prefix, a value-range token ([V/2, V)) right after a
+    key-range one ([1, V/2)): what a pair looks like, where no pair is."""
+    half = vocab_size // 2
+    previous = F.pad(input_ids[:, :-1], (1, 0))
+    after_prefix = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :] >= 2 * pairs
+    return after_prefix & (input_ids >= half) & (previous >= 1) & (previous < half)
 
 
 @torch.no_grad()
@@ -58,6 +73,7 @@ def probe(run_dir: Path, samples: int) -> dict[str, Any]:
     value_pos = batch[keys.TEACHER_WRITE_GATE.name] > 0.5
     teacher_read = batch[keys.TEACHER_READ_BUCKET.name][..., 0]
     teacher_write = batch[keys.TEACHER_WRITE_BUCKET.name][..., 0]
+    lookalike = lookalike_values(batch[keys.INPUT_IDS.name], spec.config.num_kv_pairs, spec.config.vocab_size)
     report: dict[str, Any] = {"run": str(run_dir), "step": loaded.step, "samples": int(targets.shape[0]),
                               "accuracy": round(float(correct.float().mean()), 4), "layers": []}
     aux = output.aux
@@ -66,6 +82,7 @@ def probe(run_dir: Path, samples: int) -> dict[str, Any]:
         read = bits_to_bucket(aux[keys.READ_BIT_LOGITS.name][layer])[..., 0]
         write = bits_to_bucket(aux[keys.WRITE_BIT_LOGITS.name][layer])[..., 0]
         gate = torch.sigmoid(aux[keys.WRITE_GATE_LOGITS.name][layer])
+        strong_stray = (gate > 0.5) & ~value_pos
         read_right = (read == teacher_read)[labelled]
         last_read_right = read_right
         report["layers"].append({
@@ -74,6 +91,8 @@ def probe(run_dir: Path, samples: int) -> dict[str, Any]:
             "gate_at_values": round(float(gate[value_pos].mean()), 4),
             "gate_elsewhere": round(float(gate[~value_pos].mean()), 4),
             "gate_elsewhere_p99": round(float(gate[~value_pos].quantile(0.99)), 4),
+            "gate_at_lookalikes": round(float(gate[lookalike].mean()), 4),
+            "strong_stray_lookalike_share": round(float((strong_stray & lookalike).sum() / strong_stray.sum().clamp_min(1)), 4),
         })
     if last_read_right is not None and last_read_right.numel() == correct.numel():
         for name, mask in (("accuracy_routed_right", last_read_right), ("accuracy_routed_wrong", ~last_read_right)):
