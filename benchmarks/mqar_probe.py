@@ -53,9 +53,13 @@ def lookalike_values(input_ids: torch.Tensor, pairs: int, vocab_size: int) -> to
 
 
 @torch.no_grad()
-def probe(run_dir: Path, samples: int) -> dict[str, Any]:
+def probe(run_dir: Path, samples: int, ring_advance_at: float | None = None,
+          check_config: bool = True) -> dict[str, Any]:
     registry = get_registry()
-    loaded = load_trained_model(run_dir, registry=registry, device="cpu")
+    loaded = load_trained_model(run_dir, registry=registry, device="cpu", check_config=check_config)
+    if ring_advance_at is not None:  # the trained weights, read with another ring rule (mem_ring_advance_at)
+        for block in loaded.model.blocks:
+            block.memory.config = attrs.evolve(block.memory.config, mem_ring_advance_at=ring_advance_at)
     spec = loaded.experiment.eval_dataset
     if spec is None:
         raise SystemExit(f"{run_dir}: the run has no held-out set")
@@ -75,6 +79,7 @@ def probe(run_dir: Path, samples: int) -> dict[str, Any]:
     teacher_write = batch[keys.TEACHER_WRITE_BUCKET.name][..., 0]
     lookalike = lookalike_values(batch[keys.INPUT_IDS.name], spec.config.num_kv_pairs, spec.config.vocab_size)
     report: dict[str, Any] = {"run": str(run_dir), "step": loaded.step, "samples": int(targets.shape[0]),
+                              "ring_advance_at": ring_advance_at,
                               "accuracy": round(float(correct.float().mean()), 4), "layers": []}
     aux = output.aux
     last_read_right = None
@@ -104,10 +109,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="MOSAIC's memory decisions on MQAR's held-out set")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--samples", type=int, default=256)
+    parser.add_argument("--ring-advance-at", type=float,
+                        help="read the trained model with this mem_ring_advance_at (default: as trained)")
+    parser.add_argument("--any-config", action="store_true",
+                        help="load a run saved before a config field was added (skips the config fingerprint)")
     parser.add_argument("--label", help="what the run was (e.g. '(128,8) mosaic, 300 steps'): with --out")
     parser.add_argument("--out", type=Path, help="also keep the report under 'probes' in this mqar.json")
     args = parser.parse_args()
-    report = probe(args.run_dir, args.samples)
+    report = probe(args.run_dir, args.samples, args.ring_advance_at, check_config=not args.any_config)
     print(json.dumps(report, indent=1))
     if args.out is not None:
         if not args.label:
