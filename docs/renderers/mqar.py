@@ -31,6 +31,24 @@ def _tried(sweep: dict) -> str:
     return ", ".join(f"{run['lr']}: {run['accuracy']:.4f}" for run in sweep["runs"])
 
 
+#: probe columns per layer (benchmarks/mqar_probe.py); the look-alike ones only in later probes
+PROBE_COLUMNS = {"read_route_acc": "read route acc (queries)", "write_route_acc": "write route acc (values)",
+                 "gate_at_values": "gate at values", "gate_elsewhere": "gate elsewhere (mean)",
+                 "gate_elsewhere_p99": "gate elsewhere (p99)", "gate_at_lookalikes": "gate at look-alike values",
+                 "strong_stray_lookalike_share": "look-alike share of strong stray writes"}
+
+
+def _probe(probe: dict) -> list[str]:
+    names = [name for name in PROBE_COLUMNS if name in probe["layers"][0]]
+    rule = "" if probe.get("ring_advance_at") is None else f", read with mem_ring_advance_at {probe['ring_advance_at']}"
+    lines = ["", f"Memory probe (`benchmarks/mqar_probe.py`), {probe['label']}: held-out accuracy "
+             f"{probe['accuracy']:.4f} on {probe['samples']} samples, the model's own decisions{rule}:", "",
+             "| layer | " + " | ".join(PROBE_COLUMNS[name] for name in names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += [f"| {i + 1} | " + " | ".join(f"{layer[name]:.4f}" for name in names) + " |"
+              for i, layer in enumerate(probe["layers"])]
+    return lines
+
+
 def render(results: Path) -> str:
     data = json.loads((results / "mqar.json").read_text())
     rows, sweeps = data["rows"], data.get("sweeps", [])
@@ -61,13 +79,7 @@ def render(results: Path) -> str:
         lines += [f"| ({s['point']}) | {s['model']} | {s['batch_size']} x {s['steps']} | {_tried(s)} | "
                   f"{s['best_lr'] if len(s['runs']) > 1 else 'one rate: not a sweep'} | {machine(s)} |" for s in sweeps]
     for probe in data.get("probes", []):
-        lines += ["", f"Memory probe (`benchmarks/mqar_probe.py`), {probe['label']}: held-out accuracy "
-                  f"{probe['accuracy']:.4f} on {probe['samples']} samples, the model's own decisions:", "",
-                  "| layer | read route acc (queries) | write route acc (values) | gate at values | gate elsewhere "
-                  "(mean) | gate elsewhere (p99) |", "|---|---|---|---|---|---|"]
-        lines += [f"| {i + 1} | {layer['read_route_acc']:.4f} | {layer['write_route_acc']:.4f} | "
-                  f"{layer['gate_at_values']:.4f} | {layer['gate_elsewhere']:.4f} | {layer['gate_elsewhere_p99']:.4f} |"
-                  for i, layer in enumerate(probe["layers"])]
+        lines += _probe(probe)
     lines += ["", "Machines:", ""]
     lines += [f"- [m{i + 1}] {name}" for i, name in enumerate(machines)]
     done = {(row["point"], row["model"]) for row in rows if row["variant"] == "full"}
