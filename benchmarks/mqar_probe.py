@@ -102,7 +102,28 @@ def probe(run_dir: Path, samples: int, ring_advance_at: float | None = None,
     if last_read_right is not None and last_read_right.numel() == correct.numel():
         for name, mask in (("accuracy_routed_right", last_read_right), ("accuracy_routed_wrong", ~last_read_right)):
             report[name] = round(float(correct[mask].float().mean()), 4) if bool(mask.any()) else None
+    report["accuracy_by_distance"] = by_distance(batch[keys.INPUT_IDS.name], labelled, correct,
+                                                 spec.config.num_kv_pairs)
     return report
+
+
+def by_distance(input_ids: torch.Tensor, labelled: torch.Tensor, correct: torch.Tensor, pairs: int,
+                bins: int = 4) -> list[list[float]]:
+    """Accuracy by how many tokens lie between a pair's value and its query, in ``bins`` quantile
+    bins: ``[[largest distance in the bin, accuracy], ...]``. Falling with distance: what was
+    stored fades or is overwritten; flat: the read's matching (or the write) is what fails."""
+    rows, query_pos = torch.nonzero(labelled, as_tuple=True)
+    prefix_keys = input_ids[rows, : 2 * pairs : 2]  # (N, pairs): the keys, at even positions
+    value_pos = 2 * (prefix_keys == input_ids[rows, query_pos][:, None]).float().argmax(-1) + 1
+    distance = (query_pos - value_pos).float()
+    edges = distance.quantile(torch.linspace(0, 1, bins + 1)[1:])
+    result, low = [], -1.0
+    for edge in edges.tolist():
+        inside = (distance > low) & (distance <= edge)
+        if bool(inside.any()):
+            result.append([edge, round(float(correct[inside].float().mean()), 4)])
+        low = edge
+    return result
 
 
 def main() -> None:

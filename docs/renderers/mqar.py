@@ -46,6 +46,9 @@ def _probe(probe: dict) -> list[str]:
              "| layer | " + " | ".join(PROBE_COLUMNS[name] for name in names) + " |", "|---" * (len(names) + 1) + "|"]
     lines += [f"| {i + 1} | " + " | ".join(f"{layer[name]:.4f}" for name in names) + " |"
               for i, layer in enumerate(probe["layers"])]
+    if probe.get("accuracy_by_distance"):
+        bins = ", ".join(f"≤ {int(edge)}: {accuracy:.4f}" for edge, accuracy in probe["accuracy_by_distance"])
+        lines += ["", f"Accuracy by tokens from a pair's value to its query (quartile bins): {bins}."]
     return lines
 
 
