@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mqar_report import merge_rows, merge_sweep, plot
+from mqar_report import load, merge_rows, merge_sweep, plot
 
 from mosaic.runtime.presets.mqar_grid import BUDGETS, MODELS, SMALL_POINT
 from mosaic.runtime.training.run import run_preset
@@ -121,11 +121,14 @@ def run_point(args: argparse.Namespace, point: tuple[int, int], model: str, root
     steps = args.steps or budget
     extra = MICRO if args.micro else []
     eval_every = args.eval_every or (50 if point == SMALL_POINT else 100)
-    if args.lr is not None:
-        sweep_rows, best = [], args.lr
+    if args.lr is not None:  # a sweep recorded earlier for this point and model that chose this rate goes with it
+        recorded = [s for s in load(args.out).get("sweeps", []) if s["point"] == f"{point[0]},{point[1]}"
+                    and s["model"] == model and s.get("micro", False) == args.micro and s["best_lr"] == args.lr]
+        sweep_rows, best = (recorded[0]["runs"] if recorded else []), args.lr
+        sweep_steps = recorded[0]["steps"] if recorded else None
     else:
         started = machine(args.machine)
-        sweep_rows = sweep(model, point, args.lrs, args.sweep_steps, extra, root)
+        sweep_rows, sweep_steps = sweep(model, point, args.lrs, args.sweep_steps, extra, root), args.sweep_steps
         best = max(sweep_rows, key=lambda r: r["accuracy"])["lr"]
         merge_sweep(args.out, {"point": f"{point[0]},{point[1]}", "model": model, "steps": args.sweep_steps,
                                "batch_size": 4 if args.micro else batch, "runs": sweep_rows, "best_lr": best,
@@ -147,7 +150,8 @@ def run_point(args: argparse.Namespace, point: tuple[int, int], model: str, root
             result = train(preset_name(model, point), overrides, steps=steps, eval_every=eval_every, root=root)
             row = {"point": f"{point[0]},{point[1]}", "seq_len": point[0], "num_kv_pairs": point[1],
                    "model": model, "variant": variant, "seed": seed, "preset": preset_name(model, point),
-                   "lr": best, "lr_sweep": sweep_rows, "stop_at_accuracy": args.stop_at or None, "sweep_steps": None if args.lr else args.sweep_steps,
+                   "lr": best, "lr_sweep": sweep_rows, "stop_at_accuracy": args.stop_at or None,
+                   "sweep_steps": sweep_steps,
                    "batch_size": 4 if args.micro else batch, "machine": started, "date": stamp,
                    "micro": args.micro, "command": args.command, **result}
             print(f"{point} {model} {variant} seed {seed}: acc {row['accuracy']} state {row['state_floats']} "

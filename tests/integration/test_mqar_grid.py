@@ -116,6 +116,12 @@ def test_bench_writes_merged_json_plot_and_table_from_a_micro_run(tmp_path: Path
     sweeps = {(s["point"], s["model"]): s for s in data["sweeps"]}  # kept apart, as soon as each ends
     assert set(sweeps) == {("128,8", "mosaic"), ("128,8", "delta")}
     assert "| (128,8) | delta | 4 x 1 |" in table
+    # --lr at the rate a recorded sweep chose: the row carries that sweep
+    best = sweeps[("128,8", "delta")]["best_lr"]
+    subprocess.run([*command[:5], "--model", "delta", "--lr", str(best), "--steps", "1", "--out", str(out),
+                    "--plot", str(png)], check=True, capture_output=True, timeout=300)
+    again = next(r for r in json.loads(out.read_text())["rows"] if (r["point"], r["model"]) == ("128,8", "delta"))
+    assert again["lr_sweep"] == sweeps[("128,8", "delta")]["runs"] and again["sweep_steps"] == 1
 
 
 def test_micro_rows_never_go_into_the_docs_json() -> None:
