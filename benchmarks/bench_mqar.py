@@ -7,7 +7,7 @@ Per point and model, as Zoology runs it within a CPU budget:
    shortened to that many steps); the rate with the best held-out accuracy goes on;
 2. the full budget at that rate (the preset's batch × steps), for each seed of ``--seeds``;
    held-out accuracy over the label positions of 512 fixed samples, every ``eval_every`` steps,
-   and the steps and wall time to first reach 0.99;
+   and the steps and wall time to first reach 0.99, where the run stops (``--stop-at``, 0 runs on);
 3. with ``--ablations`` (MOSAIC only): the memory off (``memory.off``) and a memory too small for
    the pairs (a quarter of the slots: half the pairs fit), on the same budget and rate.
 
@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mqar_report import merge_rows, merge_sweep, plot
+from mqar_report import load, merge_rows, merge_sweep, plot
 
 from mosaic.runtime.presets.mqar_grid import BUDGETS, MODELS, SMALL_POINT
 from mosaic.runtime.training.run import run_preset
@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "docs" / "results" / "mqar.json"
 DEFAULT_PLOT = ROOT / "docs" / "results" / "mqar.png"
 DEFAULT_LRS = (0.002, 0.006, 0.012)
+VARIANTS = ("full", "memory_off", "memory_small")
 #: the MOSAIC presets' teacher forcing runs from step 100 to 1,000: scaled to a shorter run
 TF_WARMUP_SHARE, TF_COOLDOWN_SHARE = 100 / 1500, 900 / 1500
 #: --micro: a few steps on tiny batches, to test the JSON, plot and docs path (not a measurement)
@@ -120,30 +121,37 @@ def run_point(args: argparse.Namespace, point: tuple[int, int], model: str, root
     steps = args.steps or budget
     extra = MICRO if args.micro else []
     eval_every = args.eval_every or (50 if point == SMALL_POINT else 100)
-    if args.lr is not None:
-        sweep_rows, best = [], args.lr
+    if args.lr is not None:  # a sweep recorded earlier for this point and model that chose this rate goes with it
+        recorded = [s for s in load(args.out).get("sweeps", []) if s["point"] == f"{point[0]},{point[1]}"
+                    and s["model"] == model and s.get("micro", False) == args.micro and s["best_lr"] == args.lr]
+        sweep_rows, best = (recorded[0]["runs"] if recorded else []), args.lr
+        sweep_steps = recorded[0]["steps"] if recorded else None
     else:
         started = machine(args.machine)
-        sweep_rows = sweep(model, point, args.lrs, args.sweep_steps, extra, root)
+        sweep_rows, sweep_steps = sweep(model, point, args.lrs, args.sweep_steps, extra, root), args.sweep_steps
         best = max(sweep_rows, key=lambda r: r["accuracy"])["lr"]
         merge_sweep(args.out, {"point": f"{point[0]},{point[1]}", "model": model, "steps": args.sweep_steps,
                                "batch_size": 4 if args.micro else batch, "runs": sweep_rows, "best_lr": best,
                                "machine": started, "micro": args.micro, "command": args.command})
     if args.sweep_only:
         return []
-    variants = ["full", "memory_off", "memory_small"] if args.ablations and model == "mosaic" else ["full"]
+    variants = args.variants or (list(VARIANTS) if args.ablations else ["full"])
+    if model != "mosaic":
+        variants = [v for v in variants if v == "full"]
     rows = []
     for variant in variants:
         for seed in args.seeds:
             started = machine(args.machine)
             stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             limit = [f"trainer.max_seconds={args.max_seconds}"] if args.max_seconds else []
+            limit += [f"trainer.stop_at_accuracy={args.stop_at}"] if args.stop_at else []
             overrides = [f"trainer.lr={best}", f"trainer.seed={seed}", *limit, *variant_overrides(variant, point),
                          *schedule_overrides(model, steps), *extra]
             result = train(preset_name(model, point), overrides, steps=steps, eval_every=eval_every, root=root)
             row = {"point": f"{point[0]},{point[1]}", "seq_len": point[0], "num_kv_pairs": point[1],
                    "model": model, "variant": variant, "seed": seed, "preset": preset_name(model, point),
-                   "lr": best, "lr_sweep": sweep_rows, "sweep_steps": None if args.lr else args.sweep_steps,
+                   "lr": best, "lr_sweep": sweep_rows, "stop_at_accuracy": args.stop_at or None,
+                   "sweep_steps": sweep_steps,
                    "batch_size": 4 if args.micro else batch, "machine": started, "date": stamp,
                    "micro": args.micro, "command": args.command, **result}
             print(f"{point} {model} {variant} seed {seed}: acc {row['accuracy']} state {row['state_floats']} "
@@ -180,7 +188,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-every", type=int)
     parser.add_argument("--max-seconds", type=float,
                         help="stop each full-budget run after this long (its row says time_limit and its steps)")
+    parser.add_argument("--stop-at", type=float, default=TARGET,
+                        help="stop each full-budget run at the first held-out evaluation reaching this accuracy "
+                             "(status target_reached; 0: run the whole budget)")
     parser.add_argument("--ablations", action="store_true", help="MOSAIC with the memory off and too small")
+    parser.add_argument("--variants", type=lambda t: parse_list(str, t),
+                        help=f"comma-separated, of {', '.join(VARIANTS)} (ablations for MOSAIC only); "
+                             "default full, or all with --ablations")
     parser.add_argument("--micro", action="store_true", help="tiny batches and a few steps: tests the JSON path")
     parser.add_argument("--machine", default="2-core CPU dev machine, shared")
     parser.add_argument("--keep-runs", type=Path, help="keep the run directories here (default: a temporary one)")
@@ -188,6 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT)
     parser.add_argument("--plot-only", action="store_true", help="redraw the plot from --out and exit")
     args = parser.parse_args(argv)
+    for variant in args.variants or []:
+        if variant not in VARIANTS:
+            parser.error(f"--variants {variant}: one of {', '.join(VARIANTS)}")
     for model in args.model:
         if model not in MODELS:
             parser.error(f"--model {model}: one of {', '.join(MODELS)}")

@@ -19,8 +19,37 @@ def _lr(row: dict) -> str:
     return f"{row['lr']}" if row.get("lr_sweep") else f"{row['lr']} (no sweep)"
 
 
+def _budget(row: dict) -> str:
+    """batch x steps run; a run stopped at its target (``--stop-at``) names the budget it had."""
+    ran = f"{row['batch_size']} x {row['steps']}"
+    if row["status"] == "target_reached":
+        return f"{ran} of {row['batch_size']} x {POINTS[row['point']].split(' x ')[1]} (stopped at {row['stop_at_accuracy']})"
+    return ran if row["status"] == "completed" else f"{ran} ({row['status']})"
+
+
 def _tried(sweep: dict) -> str:
     return ", ".join(f"{run['lr']}: {run['accuracy']:.4f}" for run in sweep["runs"])
+
+
+#: probe columns per layer (benchmarks/mqar_probe.py); the look-alike ones only in later probes
+PROBE_COLUMNS = {"read_route_acc": "read route acc (queries)", "write_route_acc": "write route acc (values)",
+                 "gate_at_values": "gate at values", "gate_elsewhere": "gate elsewhere (mean)",
+                 "gate_elsewhere_p99": "gate elsewhere (p99)", "gate_at_lookalikes": "gate at look-alike values",
+                 "strong_stray_lookalike_share": "look-alike share of strong stray writes"}
+
+
+def _probe(probe: dict) -> list[str]:
+    names = [name for name in PROBE_COLUMNS if name in probe["layers"][0]]
+    rule = "" if probe.get("ring_advance_at") is None else f", read with mem_ring_advance_at {probe['ring_advance_at']}"
+    lines = ["", f"Memory probe (`benchmarks/mqar_probe.py`), {probe['label']}: held-out accuracy "
+             f"{probe['accuracy']:.4f} on {probe['samples']} samples, the model's own decisions{rule}:", "",
+             "| layer | " + " | ".join(PROBE_COLUMNS[name] for name in names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += [f"| {i + 1} | " + " | ".join(f"{layer[name]:.4f}" for name in names) + " |"
+              for i, layer in enumerate(probe["layers"])]
+    if probe.get("accuracy_by_distance"):
+        bins = ", ".join(f"≤ {int(edge)}: {accuracy:.4f}" for edge, accuracy in probe["accuracy_by_distance"])
+        lines += ["", f"Accuracy by tokens from a pair's value to its query (quartile bins): {bins}."]
+    return lines
 
 
 def render(results: Path) -> str:
@@ -40,7 +69,7 @@ def render(results: Path) -> str:
         cells = [
             f"({row['point']})", row["model"], row["variant"], str(row["seed"]),
             " / ".join(f"{n:,}" for n in state["per_layer"]), f"{state['total']:,}", _lr(row),
-            f"{row['batch_size']} x {row['steps']}" + ("" if row["status"] == "completed" else f" ({row['status']})"),
+            _budget(row),
             f"{row['accuracy']:.4f}",
             "-" if row["steps_to_0.99"] is None else str(row["steps_to_0.99"]),
             "not reached" if row["seconds_to_0.99"] is None else f"{row['seconds_to_0.99']:.1f}", machine(row),
@@ -53,13 +82,7 @@ def render(results: Path) -> str:
         lines += [f"| ({s['point']}) | {s['model']} | {s['batch_size']} x {s['steps']} | {_tried(s)} | "
                   f"{s['best_lr'] if len(s['runs']) > 1 else 'one rate: not a sweep'} | {machine(s)} |" for s in sweeps]
     for probe in data.get("probes", []):
-        lines += ["", f"Memory probe (`benchmarks/mqar_probe.py`), {probe['label']}: held-out accuracy "
-                  f"{probe['accuracy']:.4f} on {probe['samples']} samples, the model's own decisions:", "",
-                  "| layer | read route acc (queries) | write route acc (values) | gate at values | gate elsewhere "
-                  "(mean) | gate elsewhere (p99) |", "|---|---|---|---|---|---|"]
-        lines += [f"| {i + 1} | {layer['read_route_acc']:.4f} | {layer['write_route_acc']:.4f} | "
-                  f"{layer['gate_at_values']:.4f} | {layer['gate_elsewhere']:.4f} | {layer['gate_elsewhere_p99']:.4f} |"
-                  for i, layer in enumerate(probe["layers"])]
+        lines += _probe(probe)
     lines += ["", "Machines:", ""]
     lines += [f"- [m{i + 1}] {name}" for i, name in enumerate(machines)]
     done = {(row["point"], row["model"]) for row in rows if row["variant"] == "full"}

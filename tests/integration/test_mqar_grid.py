@@ -116,9 +116,31 @@ def test_bench_writes_merged_json_plot_and_table_from_a_micro_run(tmp_path: Path
     sweeps = {(s["point"], s["model"]): s for s in data["sweeps"]}  # kept apart, as soon as each ends
     assert set(sweeps) == {("128,8", "mosaic"), ("128,8", "delta")}
     assert "| (128,8) | delta | 4 x 1 |" in table
+    # --lr at the rate a recorded sweep chose: the row carries that sweep
+    best = sweeps[("128,8", "delta")]["best_lr"]
+    subprocess.run([*command[:5], "--model", "delta", "--lr", str(best), "--steps", "1", "--out", str(out),
+                    "--plot", str(png)], check=True, capture_output=True, timeout=300)
+    again = next(r for r in json.loads(out.read_text())["rows"] if (r["point"], r["model"]) == ("128,8", "delta"))
+    assert again["lr_sweep"] == sweeps[("128,8", "delta")]["runs"] and again["sweep_steps"] == 1
 
 
 def test_micro_rows_never_go_into_the_docs_json() -> None:
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_mqar.py"), "--micro"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "--micro needs --out" in result.stderr
+
+
+def test_a_run_stopped_at_its_target_names_the_budget_it_had(tmp_path: Path) -> None:
+    row = {"point": "128,8", "seq_len": 128, "num_kv_pairs": 8, "model": "mosaic", "variant": "full", "seed": 0,
+           "status": "target_reached", "stop_at_accuracy": 0.99, "lr": 0.006, "lr_sweep": [], "batch_size": 64,
+           "steps": 1000, "accuracy": 0.9934, "steps_to_0.99": 1000, "seconds_to_0.99": 779.2, "machine": "m",
+           "state_floats": {"per_layer": [3778, 3778], "total": 7556}}
+    (tmp_path / "mqar.json").write_text(json.dumps({"benchmark": "mqar", "anchors": [], "rows": [row]}))
+    table = _renderer().render(tmp_path)
+    assert "| 64 x 1000 of 64 x 2000 (stopped at 0.99) | 0.9934 | 1000 | 779.2 |" in table
+
+
+def test_bench_refuses_an_unknown_variant(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_mqar.py"), "--variants", "memory_big",
+                             "--micro", "--out", str(tmp_path / "mqar.json")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--variants memory_big: one of full, memory_off, memory_small" in result.stderr

@@ -32,6 +32,7 @@ blocks = st.fixed_dictionaries({
     "mem_hard_writes": st.booleans(),
     "mem_route_by_key": st.booleans(),
     "mem_slot_policy": st.sampled_from(["ring", "router"]),
+    "mem_ring_advance_at": st.sampled_from([0.0, 0.5]),
     "reg_slots": st.sampled_from([0, 1, 3]),
     "reg_dim": st.sampled_from([4, 8]),
     "commitment_head_enabled": st.booleans(),

@@ -4,7 +4,7 @@ import attrs
 import pytest
 import torch
 
-from mosaic.core.contract import IGNORE_INDEX
+from mosaic.core.contract import IGNORE_INDEX, keys
 from mosaic.layers.block import MosaicBlock
 from mosaic.layers.config import MosaicBlockConfig, MosaicLMConfig
 from mosaic.layers.model import MosaicLM
@@ -80,3 +80,16 @@ def test_block_stays_finite_at_extreme_decays():
     with torch.no_grad():
         block.bank.decay_logit[0] = torch.logit(torch.tensor(0.9999))
     assert block(x[:, :4])[1]["mosaic_state_decay_reg_loss"] > 0  # outside: regularised
+
+
+@pytest.mark.parametrize(("advance_at", "bias", "moves"), [(0.0, -6.0, True), (0.5, -6.0, False), (0.5, 6.0, True)])
+def test_soft_writes_move_the_ring_only_above_mem_ring_advance_at(advance_at, bias, moves):
+    torch.manual_seed(0)
+    block = attrs.evolve(CONFIG, mem_hard_writes=False, mem_hashes=1, mem_assoc=64, mem_ring_advance_at=advance_at)
+    model = MosaicLM(MosaicLMConfig(vocab_size=32, n_layers=1, block=block)).eval()
+    with torch.no_grad():  # every write gate near 0 (bias -6) or near 1 (bias 6)
+        model.blocks[0].memory.write_gate.weight.zero_()
+        model.blocks[0].memory.write_gate.bias.fill_(bias)
+        state = model({keys.INPUT_IDS.name: torch.randint(0, 32, (2, 12))}, model.init_state(2)).state
+    assert state is not None and state.layers[0].mem_counts is not None
+    assert state.layers[0].mem_counts.sum(-1).tolist() == ([[12], [12]] if moves else [[0], [0]])

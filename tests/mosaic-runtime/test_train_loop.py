@@ -21,6 +21,7 @@ from mosaic.runtime.training.checkpoint import (
     list_checkpoints,
     load_checkpoint,
 )
+from mosaic.runtime.training.loading import load_trained_model
 from mosaic.runtime.training.run import run_preset
 
 #: the tiny preset run in its own process (python -m ENTRY PRESET OUT ...)
@@ -155,3 +156,26 @@ def test_bf16_autocast_and_deterministic_mode_train(tmp_path: Path, registry) ->
                          overrides=["trainer.precision=bf16", "trainer.deterministic=true"], show_progress=False)
     assert summary["status"] == "completed"
     assert summary["final"]["loss_total"] < summary["first"]["loss_total"]
+
+
+def test_stop_at_accuracy_ends_the_run_at_the_first_evaluation_that_reaches_it(tmp_path: Path, registry) -> None:
+    summary = run_preset(str(preset_file(tmp_path)), registry=registry, out=tmp_path / "runs", show_progress=False,
+                         overrides=["trainer.eval_every=2", "trainer.stop_at_accuracy=0.5"])
+    records = [json.loads(line) for line in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r["split"] == "eval"]
+    assert summary["status"] == "target_reached" and summary["steps"] < 30
+    assert [r["step"] for r in evals] == list(range(2, summary["steps"] + 1, 2))  # no extra final evaluation
+    assert all(r["token_accuracy"] < 0.5 for r in evals[:-1]) and evals[-1]["token_accuracy"] >= 0.5
+    assert summary["eval"]["token_accuracy"] == evals[-1]["token_accuracy"]
+
+
+def test_load_trained_model_can_skip_the_config_fingerprint_only_when_asked(tmp_path: Path, registry) -> None:
+    text = TINY_PRESET.replace("steps: 30", "steps: 2")
+    run = Path(run_preset(str(preset_file(tmp_path, text)), registry=registry, out=tmp_path / "runs",
+                          show_progress=False)["run_dir"])
+    config = run / "config.yaml"  # as if the dataset's config had gained a field since: same weights
+    config.write_text(config.read_text().replace("size: 64", "size: 65"))
+    with pytest.raises(CheckpointError, match="different configuration"):
+        load_trained_model(run, registry=registry, device="cpu")
+    loaded = load_trained_model(run, registry=registry, device="cpu", check_config=False)
+    assert loaded.step == 2 and torch.equal(loaded.model.state_dict()["head.weight"], final_state(run)["head.weight"])

@@ -67,6 +67,10 @@ class MosaicBlockConfig:
     # slot inside the write bucket: "ring" = the bucket's writes so far mod assoc (fills empty slots,
     # then overwrites the oldest); "router" = argmax of a learned slot router on the write key
     mem_slot_policy: Literal["ring", "router"] = "ring"
+    # "ring": a write moves its bucket's pointer on when its strength exceeds this; 0 = any write
+    # (with soft writes: every token). Above 0, weak stray writes land on the next slot to be written
+    # instead of moving the ring over stored pairs, as only strong writes (the teacher's values) do.
+    mem_ring_advance_at: float = attrs.field(default=0.0, validator=between(0.0, 1.0, high_open=True))
     # registers (0 disables them and their aux outputs)
     reg_slots: int = attrs.field(default=4, validator=non_negative)
     reg_dim: int = attrs.field(default=32, validator=positive)

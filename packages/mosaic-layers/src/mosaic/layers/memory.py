@@ -184,7 +184,7 @@ class HashedMemory(nn.Module):
         strength = (c.mem_write_step * gate * controls.write).clamp(0.0, 1.0)  # (B, T)
         clear = controls.clear.clamp(0.0, 1.0)
         if c.mem_slot_policy == "ring":
-            slot, counts = ring_slots(write_bucket, strength.detach() > 0, counts, c.mem_assoc, chunk)
+            slot, counts = ring_slots(write_bucket, strength.detach() > c.mem_ring_advance_at, counts, c.mem_assoc, chunk)
             slot_ste = torch.ones_like(write_ste)
         elif self.slot_router is not None:  # a slot router on the write key, learned through a straight-through factor
             slot_logits = F.log_softmax(self.slot_router(key), dim=-1)  # (B, T, A)

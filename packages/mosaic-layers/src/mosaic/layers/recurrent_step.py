@@ -206,6 +206,7 @@ class BlockStep:
         # constants as tensors: an operator with a Python number costs twice one with a 0-d tensor
         self.floor = like.new_tensor(OCCUPANCY_FLOOR)
         self.assoc = torch.tensor(c.mem_assoc, device=like.device)
+        self.advance_at = like.new_full((), c.mem_ring_advance_at)
         self.eps, self.inv_d = like.new_tensor(self.norm_eps), like.new_full((d, 1), 1 / d)
         self.cell_split = [dk, c.mem_dim, 1]
         self.input_split = [c.state_k * c.state_dim, self.input_t.shape[1] - c.state_k * c.state_dim]
@@ -329,7 +330,7 @@ def block_step(step: BlockStep, x: torch.Tensor, state: BlockState, opcodes: tor
         if step.ring:
             counts = cast(torch.Tensor, state.mem_counts)
             slot = torch.take(counts, count_rows)  # (B, H) writes to the bucket so far, mod assoc
-            counts.put_(count_rows, torch.add(slot, torch.gt(strength, step.zero)).remainder_(step.assoc))
+            counts.put_(count_rows, torch.add(slot, torch.gt(strength, step.advance_at)).remainder_(step.assoc))
         else:  # (B, 1) every hash
             slot = torch.mm(cell[:, : c.mem_key_dim], cast(torch.Tensor, step.slot_router_t)).argmax(-1, keepdim=True)
         write_rows = write_rows + slot  # (B, H)

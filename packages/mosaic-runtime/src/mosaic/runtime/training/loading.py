@@ -42,10 +42,12 @@ class LoadedModel:
 
 
 def load_trained_model(run_path: Path, *, registry: Registry | None = None, device: str | None = None,
-                   experiment: str | None = None) -> LoadedModel:
+                   experiment: str | None = None, check_config: bool = True) -> LoadedModel:
     """Rebuild ``experiment``'s model (the one the run trained when None) through the registry and
     load the run's newest loadable checkpoint onto ``device`` (the run's ``trainer.device`` when
-    None); non-finite weights are refused."""
+    None); non-finite weights are refused. ``check_config=False`` skips the config-fingerprint check
+    (opcode table and weight shapes are still checked): for a run saved before its components gained
+    a config field, whose resolved config now reads differently though the model is the same."""
     registry = registry if registry is not None else get_registry()
     run = RunDir.existing(Path(run_path))
     manifest = parse_manifest(run.config_text(), registry, source=str(run.config_path))
@@ -53,7 +55,8 @@ def load_trained_model(run_path: Path, *, registry: Registry | None = None, devi
     target = pick_device(device or chosen.trainer.device)
     model = chosen.model.build(registry).to(target)
     config_fingerprint = fingerprint(resolved_yaml(manifest))
-    path, payload = load_newest_loadable(run.checkpoints, config_fingerprint=config_fingerprint,
+    expected = config_fingerprint if check_config else None
+    path, payload = load_newest_loadable(run.checkpoints, config_fingerprint=expected,
                                          opcode_table=opcode_names(model))
     # a state dict also holds plain extra state (a MosaicLM's opcode table): check tensors only
     bad = [name for name, tensor in payload["model"].items()

@@ -267,6 +267,7 @@ def fingerprint(resolved: dict[str, Any]) -> str:
     for target in data.get("targets", []):
         trainer = target.get("trainer", {})
         for key in ("steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "max_seconds",
+                    "stop_at_accuracy",
                     "device", "threads", "loggers", "divergence_factor", "divergence_window",
                     "find_unused_parameters"):
             trainer.pop(key, None)

@@ -30,6 +30,8 @@ class TrainerConfig:
     ``threads`` sets torch's intra-op threads (0 keeps torch's default; 1 is fastest on a shared CPU).
     ``eval_every`` / ``checkpoint_every`` of 0 mean only at the end. ``max_seconds`` > 0 stops the run
     (status ``time_limit``, checkpoint and evaluation still written) once that much time has passed.
+    ``stop_at_accuracy`` > 0 stops the run (status ``target_reached``) at the first periodic held-out
+    evaluation whose ``token_accuracy`` reaches it (needs ``eval_every`` and an ``eval`` section).
     ``warmup_steps`` longer than the run is clipped to ``steps`` (the trainer says so).
     ``divergence_factor`` k > 0 stops the run (status ``diverged``, last good checkpoint kept) when the
     loss exceeds k times the median of its last ``divergence_window`` values; a non-finite loss or
@@ -59,6 +61,7 @@ class TrainerConfig:
     checkpoint_every: int = attrs.field(default=50, validator=non_negative)
     keep_checkpoints: int = attrs.field(default=2, validator=positive)
     max_seconds: float = attrs.field(default=0.0, validator=non_negative)
+    stop_at_accuracy: float = attrs.field(default=0.0, validator=probability)
     divergence_factor: float = attrs.field(default=10.0, validator=non_negative)
     divergence_window: int = attrs.field(default=50, validator=positive)
     loggers: tuple[str, ...] = attrs.field(default=("logger.jsonl",), converter=tuple, validator=_logger_ids)

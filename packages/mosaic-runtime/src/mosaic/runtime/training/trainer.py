@@ -344,8 +344,12 @@ class Trainer:
                     if last_eval is not None:
                         self.write_metrics({"step": self.step, "split": "eval",
                                             "elapsed_s": time.perf_counter() - started, **last_eval})
+                        if config.stop_at_accuracy and last_eval.get("token_accuracy", 0.0) >= config.stop_at_accuracy:
+                            status = "target_reached"
                 if config.checkpoint_every and self.step % config.checkpoint_every == 0:
                     self.save()
+                if status == "target_reached":
+                    break
                 if config.max_seconds and time.perf_counter() - started > config.max_seconds:
                     status = "time_limit"
                     break
@@ -366,7 +370,7 @@ class Trainer:
             return self.write_summary(status=status, error=f"stopped by {self.stop.signal_name or 'a signal'}",
                                       first=first, last=last, evaluation=None,
                                       seconds=time.perf_counter() - started, tokens=total_tokens)
-        final_eval = self.evaluate()
+        final_eval = None if status == "target_reached" else self.evaluate()  # the stopping one is the last
         if final_eval is not None:
             last_eval = final_eval
             self.write_metrics({"step": self.step, "split": "eval",
