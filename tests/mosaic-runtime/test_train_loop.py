@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from mosaic.core.errors import CheckpointError, ConfigError, TrainingError
 from mosaic.runtime.testing.tiny_training import TINY_PRESET, tiny_registry
@@ -23,6 +24,7 @@ from mosaic.runtime.training.checkpoint import (
 )
 from mosaic.runtime.training.loading import load_trained_model
 from mosaic.runtime.training.run import run_preset
+from mosaic.runtime.training.run_dir import fingerprint
 
 #: the tiny preset run in its own process (python -m ENTRY PRESET OUT ...)
 ENTRY = "mosaic.runtime.testing.train_entry"
@@ -167,6 +169,25 @@ def test_stop_at_accuracy_ends_the_run_at_the_first_evaluation_that_reaches_it(t
     assert [r["step"] for r in evals] == list(range(2, summary["steps"] + 1, 2))  # no extra final evaluation
     assert all(r["token_accuracy"] < 0.5 for r in evals[:-1]) and evals[-1]["token_accuracy"] >= 0.5
     assert summary["eval"]["token_accuracy"] == evals[-1]["token_accuracy"]
+
+
+def test_a_run_trained_before_a_config_field_existed_still_loads(tmp_path: Path, registry) -> None:
+    """A component that gains a config field (with a default) must not orphan the runs trained
+    before: their config.yaml lacks the field, today's resolution of it has the default."""
+    text = TINY_PRESET.replace("steps: 30", "steps: 2")
+    run = Path(run_preset(str(preset_file(tmp_path, text)), registry=registry, out=tmp_path / "runs",
+                          show_progress=False)["run_dir"])
+    config = run / "config.yaml"  # what an older version wrote: no delay_s, and its checkpoint says so
+    older = config.read_text().replace("    delay_s: 0.0\n", "")
+    assert older != config.read_text()
+    config.write_text(older)
+    for path in (run / "checkpoints").glob("*.pt"):
+        payload = torch.load(path, weights_only=True)
+        payload["config_fingerprint"] = fingerprint(yaml.safe_load(older))
+        torch.save(payload, path)
+    loaded = load_trained_model(run, registry=registry, device="cpu")
+    assert loaded.step == 2 and loaded.config_fingerprint == fingerprint(yaml.safe_load(older))
+    assert torch.equal(loaded.model.state_dict()["head.weight"], final_state(run)["head.weight"])
 
 
 def test_load_trained_model_can_skip_the_config_fingerprint_only_when_asked(tmp_path: Path, registry) -> None:

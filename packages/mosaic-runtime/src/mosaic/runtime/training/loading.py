@@ -18,9 +18,10 @@ from mosaic.core.errors import CheckpointError
 from mosaic.core.plugins import get_registry
 from mosaic.runtime.training.checkpoint import load_newest_loadable
 from mosaic.runtime.training.evaluation import opcode_names
-from mosaic.runtime.training.manifest import Experiment, parse_manifest, resolved_yaml
+from mosaic.runtime.training.manifest import Experiment, parse_manifest
 from mosaic.runtime.training.run_dir import RunDir, fingerprint
 from mosaic.runtime.training.trainer import pick_device
+from mosaic.runtime.training.yaml_source import load_yaml
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
     from mosaic.core.registry import Registry
@@ -46,15 +47,20 @@ def load_trained_model(run_path: Path, *, registry: Registry | None = None, devi
     """Rebuild ``experiment``'s model (the one the run trained when None) through the registry and
     load the run's newest loadable checkpoint onto ``device`` (the run's ``trainer.device`` when
     None); non-finite weights are refused. ``check_config=False`` skips the config-fingerprint check
-    (opcode table and weight shapes are still checked): for a run saved before its components gained
-    a config field, whose resolved config now reads differently though the model is the same."""
+    (opcode table and weight shapes are still checked): for a run whose config.yaml was edited after
+    training. A run saved before its components gained a config field needs no such option: the
+    checkpoint is checked against the run's config.yaml as written, not as resolved today."""
     registry = registry if registry is not None else get_registry()
     run = RunDir.existing(Path(run_path))
     manifest = parse_manifest(run.config_text(), registry, source=str(run.config_path))
     chosen = manifest.experiment(run.experiment_for(experiment))  # default: the experiment that ran
     target = pick_device(device or chosen.trainer.device)
     model = chosen.model.build(registry).to(target)
-    config_fingerprint = fingerprint(resolved_yaml(manifest))
+    # The checkpoint (and a saved session) names the config it was trained with: the run's own
+    # config.yaml as written at training time. Checked against that text, not against today's
+    # resolution of it, so a run trained before a component gained a config field (today filled
+    # with its default) still loads; the weight shapes and opcode table are checked either way.
+    config_fingerprint = fingerprint(load_yaml(run.config_text(), source=str(run.config_path)).data)
     expected = config_fingerprint if check_config else None
     path, payload = load_newest_loadable(run.checkpoints, config_fingerprint=expected,
                                          opcode_table=opcode_names(model))
