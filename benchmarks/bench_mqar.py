@@ -15,16 +15,20 @@ Every row carries the run's ``state_floats`` (from its ``summary.json``: recurre
 at the point's context length, a Transformer's KV cache counted the same way), the machine and the
 command. Rows are merged into ``--out`` (default ``docs/results/mqar.json``) by (point, model,
 variant, seed), so partial runs accumulate; the recall-vs-state plot is redrawn from the whole JSON
-(``--plot``), and ``docs/regenerate.py`` renders docs/mqar.md's table from it.
+(``--plot``), and ``docs/regenerate.py`` renders docs/mqar.md's table from it. ``--resume RUN_DIR``
+continues a run cut short (its time limit or a signal; kept with ``--keep-runs``) from its checkpoint
+to its budget; its row says so and counts both parts' steps and seconds.
 
     python benchmarks/bench_mqar.py --point 128,8 --model mosaic,transformer,delta
     python benchmarks/bench_mqar.py --point 256,16 --seeds 0,1 --ablations
+    python benchmarks/bench_mqar.py --resume runs/mqar_mosaic_256_16/20261206-190359 --max-seconds 3600
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shlex
@@ -80,17 +84,30 @@ def schedule_overrides(model: str, steps: int) -> list[str]:
 def train(preset: str, overrides: list[str], *, steps: int, eval_every: int, root: Path) -> dict[str, Any]:
     overrides = [f"trainer.steps={steps}", f"trainer.eval_every={eval_every}", "trainer.checkpoint_every=0",
                  *overrides]
-    summary = run_preset(preset, out=root, show_progress=False, overrides=overrides)
-    evals = [r for r in RunDir(Path(summary["run_dir"])).read_metrics() if r.get("split") == "eval"]
-    curve = [(r["step"], round(r["elapsed_s"], 1), round(r["token_accuracy"], 4)) for r in evals]
+    return result_of(run_preset(preset, out=root, show_progress=False, overrides=overrides))
+
+
+def result_of(summary: dict[str, Any], before: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A row's figures from a run's ``summary``. ``before``: the summary the run had when it stopped
+    and was resumed; its steps and seconds count, and the resumed part's times are shifted by them."""
+    offset_step, offset_s = (before["steps"], before["wall_seconds"]) if before else (None, 0.0)
+    curve, seen = [], set()
+    for r in RunDir(Path(summary["run_dir"])).read_metrics():
+        if r.get("split") != "eval" or r["step"] in seen:  # a run cut short evaluates its last step twice
+            continue
+        seen.add(r["step"])
+        late = offset_step is not None and r["step"] > offset_step
+        curve.append((r["step"], round(r["elapsed_s"] + (offset_s if late else 0.0), 1), round(r["token_accuracy"], 4)))
     reached = next(((step, seconds) for step, seconds, accuracy in curve if accuracy >= TARGET), None)
     state = summary["state_floats"]
+    wall = summary["wall_seconds"] + offset_s
+    tokens = summary["tokens_per_s"] * summary["wall_seconds"] + (before["tokens_per_s"] * offset_s if before else 0)
     return {
         "accuracy": round(summary["eval"]["token_accuracy"], 4),
         "steps": summary["steps"],
         "status": summary["status"],
-        "wall_seconds": round(summary["wall_seconds"], 1),
-        "tokens_per_s": round(summary["tokens_per_s"], 1),
+        "wall_seconds": round(wall, 1),
+        "tokens_per_s": round(tokens / max(wall, 1e-9), 1),
         "parameters": summary["parameters"],
         "state_floats": {"per_layer": state["per_layer"], "total": state["total"]},
         "steps_to_0.99": reached[0] if reached else None,
@@ -160,6 +177,70 @@ def run_point(args: argparse.Namespace, point: tuple[int, int], model: str, root
     return rows
 
 
+#: statuses of a run cut short with a checkpoint to go on from
+RESUMABLE = ("time_limit", "interrupted")
+
+
+def grid_cell(preset: str) -> tuple[tuple[int, int], str]:
+    """The (point, model) whose preset is ``preset``."""
+    for point in BUDGETS:
+        for model in MODELS:
+            if preset_name(model, point) == preset:
+                return point, model
+    raise SystemExit(f"--resume: the run's preset {preset!r} is none of the MQAR grid's")
+
+
+def resume_row(args: argparse.Namespace, run_path: Path) -> dict[str, Any]:
+    """Continue the run in ``run_path`` (cut short by its time limit or a signal) from its checkpoint
+    to its budget (or ``--steps``), bitwise as if never stopped; the row counts both parts' steps and seconds
+    and says it was resumed, and from where."""
+    from mosaic.core.plugins import get_registry
+    from mosaic.runtime.training.manifest import parse_manifest
+
+    run = RunDir.existing(run_path)
+    record = json.loads(run.record_path.read_text()) if run.record_path.is_file() else {}
+    if "preset" not in record:
+        raise SystemExit(f"--resume {run_path}: its run.json names no preset")
+    point, model = grid_cell(record["preset"])
+    if (args.point and args.point != [point]) or (args.model != list(MODELS) and args.model != [model]):
+        raise SystemExit(f"--resume {run_path}: that run is {model} at {point}, not what --point/--model say")
+    before = run.read_summary()
+    if before.get("status") not in RESUMABLE:
+        raise SystemExit(f"--resume {run_path}: its status is {before.get('status')!r}; only a run stopped "
+                         f"by {' or '.join(RESUMABLE)} goes on")
+    trainer = parse_manifest(run.config_text(), get_registry(), source=str(run.config_path),
+                             overrides=[]).experiment(run.experiment_for(None)).trainer
+    if args.lr is not None and args.lr != trainer.lr:
+        raise SystemExit(f"--resume {run_path}: it trains at lr {trainer.lr}, not --lr {args.lr}")
+    variants = args.variants or ["full"]
+    if len(variants) != 1:
+        raise SystemExit("--resume continues one run: give at most one --variants")
+    key = {"point": f"{point[0]},{point[1]}", "model": model, "variant": variants[0], "seed": trainer.seed}
+    earlier = next((r for r in load(args.out)["rows"] if all(r.get(k) == v for k, v in key.items())
+                    and r.get("micro", False) == args.micro and r["steps"] == before["steps"]
+                    and r["lr"] == trainer.lr), {})  # this run's own row, written when it stopped
+    started = machine(args.machine)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    overrides = [f"trainer.steps={args.steps or trainer.steps}"]  # the run's own budget
+    overrides += [f"trainer.max_seconds={args.max_seconds}"] if args.max_seconds else []
+    overrides += [f"trainer.stop_at_accuracy={args.stop_at}"] if args.stop_at else []
+    summary = run_preset(None, resume=run.path, show_progress=False, overrides=overrides)
+    result = result_of(summary, before)
+    first_part = {"steps": before["steps"], "wall_seconds": round(before["wall_seconds"], 1),
+                  "status": before["status"], "accuracy": round(before["eval"]["token_accuracy"], 4),
+                  **{k: earlier.get(k) for k in ("command", "machine", "date")}}
+    row = {**key, "seq_len": point[0], "num_kv_pairs": point[1], "preset": record["preset"], "lr": trainer.lr,
+           "lr_sweep": earlier.get("lr_sweep", []), "sweep_steps": earlier.get("sweep_steps"),
+           "stop_at_accuracy": args.stop_at or None, "batch_size": trainer.batch_size, "machine": started,
+           "date": stamp, "micro": args.micro, "command": args.command,
+           "resumed": {"run_dir": str(run.path), "from_step": before["steps"], "first_part": first_part,
+                       "resumed_part_seconds": round(summary["wall_seconds"], 1)}, **result}
+    print(f"{point} {model} resumed from step {before['steps']}: acc {row['accuracy']} at step {row['steps']}, "
+          f"{row['wall_seconds']} s in all; to 0.99 {row['steps_to_0.99']} steps / {row['seconds_to_0.99']} s",
+          flush=True)
+    return row
+
+
 def parse_point(text: str) -> tuple[int, int]:
     try:
         seq_len, pairs = (int(part) for part in text.split(","))
@@ -198,6 +279,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--micro", action="store_true", help="tiny batches and a few steps: tests the JSON path")
     parser.add_argument("--machine", default="2-core CPU dev machine, shared")
     parser.add_argument("--keep-runs", type=Path, help="keep the run directories here (default: a temporary one)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="continue a run cut short (time limit or signal) from its checkpoint to its budget "
+                             "(or --steps); its row counts both parts' steps and seconds and says it was resumed")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT)
     parser.add_argument("--plot-only", action="store_true", help="redraw the plot from --out and exit")
@@ -211,7 +295,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.micro and args.out.resolve() == DEFAULT_OUT.resolve():
         parser.error("--micro needs --out elsewhere than docs/results/mqar.json (micro rows are not measurements)")
     args.command = "python benchmarks/bench_mqar.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    if not args.plot_only:
+    if args.resume is not None and not args.plot_only:
+        merge_rows(args.out, [resume_row(args, args.resume)], platform_name=platform.platform())
+    elif not args.plot_only:
         points = args.point or [SMALL_POINT]
         with tempfile.TemporaryDirectory() as temporary:
             root = str(args.keep_runs or temporary)

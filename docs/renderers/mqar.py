@@ -22,9 +22,11 @@ def _lr(row: dict) -> str:
 def _budget(row: dict) -> str:
     """batch x steps run; a run stopped at its target (``--stop-at``) names the budget it had."""
     ran = f"{row['batch_size']} x {row['steps']}"
+    resumed = f", resumed at step {row['resumed']['from_step']}" if row.get("resumed") else ""
     if row["status"] == "target_reached":
-        return f"{ran} of {row['batch_size']} x {POINTS[row['point']].split(' x ')[1]} (stopped at {row['stop_at_accuracy']})"
-    return ran if row["status"] == "completed" else f"{ran} ({row['status']})"
+        return (f"{ran} of {row['batch_size']} x {POINTS[row['point']].split(' x ')[1]} "
+                f"(stopped at {row['stop_at_accuracy']}{resumed})")
+    return f"{ran}{f' ({resumed[2:]})' if resumed else ''}" if row["status"] == "completed" else f"{ran} ({row['status']}{resumed})"
 
 
 def _tried(sweep: dict) -> str:
@@ -56,7 +58,8 @@ def render(results: Path) -> str:
     data = json.loads((results / "mqar.json").read_text())
     rows, sweeps = data["rows"], data.get("sweeps", [])
     machines: list[str] = []
-    for record in [*rows, *sweeps]:
+    firsts = [row["resumed"]["first_part"] for row in rows if row.get("resumed")]
+    for record in [*rows, *sweeps, *[first for first in firsts if first.get("machine")]]:
         if record["machine"] not in machines:
             machines.append(record["machine"])
 
@@ -81,6 +84,17 @@ def render(results: Path) -> str:
                   "|---|---|---|---|---|---|"]
         lines += [f"| ({s['point']}) | {s['model']} | {s['batch_size']} x {s['steps']} | {_tried(s)} | "
                   f"{s['best_lr'] if len(s['runs']) > 1 else 'one rate: not a sweep'} | {machine(s)} |" for s in sweeps]
+    resumed = [row for row in rows if row.get("resumed")]
+    if resumed:
+        lines += ["", "Resumed runs (cut short, then continued from their checkpoint with `--resume`; steps, "
+                  "seconds and the times to 0.99 count both parts):", ""]
+        for row in resumed:
+            first = row["resumed"]["first_part"]
+            where = f" on {machine(first)}" if first.get("machine") else ""
+            lines.append(f"- ({row['point']}) {row['model']} {row['variant']} seed {row['seed']}: stopped by "
+                         f"{first['status']} at step {first['steps']} ({first['accuracy']:.4f}, "
+                         f"{first['wall_seconds']:.1f} s{where}), resumed for {row['resumed']['resumed_part_seconds']:.1f} s "
+                         f"on {machine(row)} to step {row['steps']} ({row['status']})")
     for probe in data.get("probes", []):
         lines += _probe(probe)
     lines += ["", "Machines:", ""]

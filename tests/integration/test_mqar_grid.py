@@ -144,3 +144,28 @@ def test_bench_refuses_an_unknown_variant(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_mqar.py"), "--variants", "memory_big",
                              "--micro", "--out", str(tmp_path / "mqar.json")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "--variants memory_big: one of full, memory_off, memory_small" in result.stderr
+
+
+def test_bench_resume_finishes_a_run_cut_short_and_counts_both_parts(tmp_path: Path) -> None:
+    out, png = tmp_path / "mqar.json", tmp_path / "mqar.png"
+    bench = [sys.executable, str(ROOT / "benchmarks" / "bench_mqar.py"), "--micro", "--out", str(out), "--plot", str(png)]
+    first = [*bench, "--point", "128,8", "--model", "mosaic", "--lr", "0.006", "--steps", "3", "--eval-every", "1",
+             "--max-seconds", "0.001", "--keep-runs", str(tmp_path / "runs")]  # stops after its first step
+    subprocess.run(first, check=True, capture_output=True, timeout=300)
+    cut = json.loads(out.read_text())["rows"][0]
+    assert cut["status"] == "time_limit" and cut["steps"] == 1
+    run = next((tmp_path / "runs" / "mqar_mosaic_128_8").glob("2*"))
+    subprocess.run([*bench, "--resume", str(run), "--max-seconds", "600"], check=True, capture_output=True, timeout=300)
+    (row,) = json.loads(out.read_text())["rows"]  # the resumed run's row replaces the cut one
+    assert row["status"] == "completed" and row["steps"] == 3 and row["lr"] == 0.006 and row["seed"] == 0
+    resumed = row["resumed"]
+    assert resumed["from_step"] == 1 and resumed["run_dir"] == str(run)
+    assert resumed["first_part"]["steps"] == 1 and resumed["first_part"]["command"] == cut["command"]
+    assert resumed["first_part"]["wall_seconds"] == cut["wall_seconds"]
+    assert row["wall_seconds"] == pytest.approx(cut["wall_seconds"] + resumed["resumed_part_seconds"], abs=0.11)
+    steps, seconds = [s for s, _, _ in row["curve_step_seconds_accuracy"]], [t for _, t, _ in row["curve_step_seconds_accuracy"]]
+    assert steps == [1, 2, 3] and seconds[1] >= cut["wall_seconds"] and seconds == sorted(seconds)
+    table = _renderer().render(tmp_path)
+    assert "| 4 x 3 (resumed at step 1) |" in table and "stopped by time_limit at step 1 (0.0000, " in table
+    again = subprocess.run([*bench, "--resume", str(run)], capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "only a run stopped by time_limit or interrupted" in again.stderr

@@ -171,13 +171,9 @@ def test_stop_at_accuracy_ends_the_run_at_the_first_evaluation_that_reaches_it(t
     assert summary["eval"]["token_accuracy"] == evals[-1]["token_accuracy"]
 
 
-def test_a_run_trained_before_a_config_field_existed_still_loads(tmp_path: Path, registry) -> None:
-    """A component that gains a config field (with a default) must not orphan the runs trained
-    before: their config.yaml lacks the field, today's resolution of it has the default."""
-    text = TINY_PRESET.replace("steps: 30", "steps: 2")
-    run = Path(run_preset(str(preset_file(tmp_path, text)), registry=registry, out=tmp_path / "runs",
-                          show_progress=False)["run_dir"])
-    config = run / "config.yaml"  # what an older version wrote: no delay_s, and its checkpoint says so
+def _as_before_delay_s_existed(run: Path) -> str:
+    """Rewrite ``run`` as an older version wrote it: no delay_s in config.yaml, and its checkpoints say so."""
+    config = run / "config.yaml"
     older = config.read_text().replace("    delay_s: 0.0\n", "")
     assert older != config.read_text()
     config.write_text(older)
@@ -185,9 +181,34 @@ def test_a_run_trained_before_a_config_field_existed_still_loads(tmp_path: Path,
         payload = torch.load(path, weights_only=True)
         payload["config_fingerprint"] = fingerprint(yaml.safe_load(older))
         torch.save(payload, path)
+    return older
+
+
+def test_a_run_trained_before_a_config_field_existed_still_loads(tmp_path: Path, registry) -> None:
+    """A component that gains a config field (with a default) must not orphan the runs trained
+    before: their config.yaml lacks the field, today's resolution of it has the default."""
+    text = TINY_PRESET.replace("steps: 30", "steps: 2")
+    run = Path(run_preset(str(preset_file(tmp_path, text)), registry=registry, out=tmp_path / "runs",
+                          show_progress=False)["run_dir"])
+    older = _as_before_delay_s_existed(run)
     loaded = load_trained_model(run, registry=registry, device="cpu")
     assert loaded.step == 2 and loaded.config_fingerprint == fingerprint(yaml.safe_load(older))
     assert torch.equal(loaded.model.state_dict()["head.weight"], final_state(run)["head.weight"])
+
+
+def test_a_run_trained_before_a_config_field_existed_still_resumes(tmp_path: Path, registry) -> None:
+    """Resume checks the checkpoint against the run's config.yaml as written, as loading does; an
+    override that changes what trained is still refused."""
+    text = TINY_PRESET.replace("steps: 30", "steps: 2")
+    run = Path(run_preset(str(preset_file(tmp_path, text)), registry=registry, out=tmp_path / "runs",
+                          show_progress=False)["run_dir"])
+    older = _as_before_delay_s_existed(run)
+    with pytest.raises(CheckpointError, match="different configuration"):
+        run_preset(None, registry=registry, resume=run, steps=4, overrides=["trainer.lr=0.5"], show_progress=False)
+    summary = run_preset(None, registry=registry, resume=run, steps=4, show_progress=False)
+    assert summary["status"] == "completed" and summary["steps"] == 4
+    newest = torch.load(latest_checkpoint(run / "checkpoints"), weights_only=True)
+    assert newest["step"] == 4 and newest["config_fingerprint"] == fingerprint(yaml.safe_load(older))
 
 
 def test_load_trained_model_can_skip_the_config_fingerprint_only_when_asked(tmp_path: Path, registry) -> None:

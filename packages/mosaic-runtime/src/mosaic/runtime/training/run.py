@@ -12,6 +12,7 @@ from mosaic.core.plugins import get_registry
 from mosaic.runtime.training.manifest import load_manifest, parse_manifest, resolved_yaml
 from mosaic.runtime.training.preflight import preflight
 from mosaic.runtime.training.run_dir import RunDir, fingerprint
+from mosaic.runtime.training.yaml_source import load_yaml
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
     from mosaic.core.registry import Registry
@@ -58,6 +59,9 @@ def run_preset(
                 raise ValueError("run_preset needs a preset or a run directory to resume")
             manifest = load_manifest(preset, registry, overrides=overrides)
         resolved = resolved_yaml(manifest)
+        config_print = fingerprint(resolved)
+        if resume is not None and run is not None:
+            config_print = _resumed_fingerprint(run, registry, config_print)
         chosen = manifest.experiment(experiment)
         # Everything is validated and tried (device, datasets, objective, model) before the run
         # directory is created: a preset that cannot run leaves nothing on disk.
@@ -66,7 +70,7 @@ def run_preset(
         from mosaic.runtime.training.distributed import shutdown
         from mosaic.runtime.training.trainer import Trainer
 
-        trainer = Trainer(chosen, registry, run, fingerprint=fingerprint(resolved), device=device,
+        trainer = Trainer(chosen, registry, run, fingerprint=config_print, device=device,
                           show_progress=show_progress, progress_mode=progress_mode)
         if run is None and main:  # other data-parallel ranks of a fresh run write nothing
             run = RunDir.create(out, manifest.name)
@@ -97,6 +101,18 @@ def run_preset(
     finally:
         if lock is not None:
             lock.release()
+
+
+def _resumed_fingerprint(run: RunDir, registry: Registry, with_overrides: str) -> str:
+    """The fingerprint a resumed run's checkpoints are checked against (and its new ones carry): that
+    of its config.yaml as written, not as resolved today, so a run trained before a component gained
+    a config field (today filled with its default) goes on, as ``load_trained_model`` loads it. An
+    override that changes what trained (today's resolution with it differs from without it) keeps
+    ``with_overrides``, which the checkpoint check refuses."""
+    text, source = run.config_text(), str(run.config_path)
+    if fingerprint(resolved_yaml(parse_manifest(text, registry, source=source))) != with_overrides:
+        return with_overrides
+    return fingerprint(load_yaml(text, source=source).data)
 
 
 def _is_main_process() -> bool:
