@@ -93,7 +93,7 @@ HEADLINES: tuple[tuple[str, str, str], ...] = (
     # the preset's default run at seed 000's structure, ending on its own COMMIT (teacher forcing 0)
     (
         "COMMIT",
-        "mosaic_commitment (preset default: event_native's memory recipe, 700 steps of batch 2)",
+        "mosaic_commitment (preset default: event_native's memory recipe, routing supervision x3, 700 steps of batch 2)",
         "ledger_exact",
     ),
     ("RESPOND", "mosaic_event_native, aux_opcode_balanced, recall_weight 0.5", "onset"),

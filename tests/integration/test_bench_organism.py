@@ -15,7 +15,7 @@ LABEL = "mosaic_event_native, aux_opcode_balanced, recall_weight 0.5"  # the IDL
 
 
 #: the label bench_organism's HEADLINES reads COMMIT's effect from (the preset's default run)
-COMMIT_LABEL = "mosaic_commitment (preset default: event_native's memory recipe, 700 steps of batch 2)"
+COMMIT_LABEL = "mosaic_commitment (preset default: event_native's memory recipe, routing supervision x3, 700 steps of batch 2)"
 
 
 def finished_run(path: Path, evaluation: dict) -> Path:
