@@ -261,17 +261,7 @@ def online_part(quick: bool) -> dict[str, Any]:
     rng = random.Random(0)
     probe = [event_ids(weather(rng, 10_000 + i)) for i in range(12)]  # fresh Weather events, never streamed
     device = next(model.parameters()).device
-    config = OnlineConfig(
-        targets=("head", "blocks.*.mixer.up", "blocks.*.mixer.down"),
-        rank=8,
-        alpha=16.0,
-        lr=3e-3,
-        update_every=384,
-        buffer_size=24,
-        batch=4,
-        max_sequence_bytes=1024,
-        max_heldout_rise=0.03,
-    )
+    config = OnlineConfig()  # the runtime's defaults, as `mosaic events --online-every 384` runs them
     diagnosis = interference(model, config, rehearsal, probe, heldout, 10 if quick else 30)
     learner = OnlineLearner(model, config)
     pattern_before = mean_loss(model, probe, device)

@@ -82,7 +82,10 @@ def test_events_learns_adapters_online_on_the_real_model(run_dir: Path) -> None:
                                 input="\n".join([NEGOTIATION[0], NEGOTIATION[2]]) + "\n")
     assert result.exit_code == 0, result.output
     adapters = torch.load(run_dir / "sessions" / "online" / "adapters.pt", weights_only=True)
-    assert adapters["updates"] >= 1 and list(adapters["adapters"]) == ["head"]
+    # the default targets: the head and every block's local mixer (bench_idle's measured set-up)
+    mixers = {name for name in adapters["adapters"] if name.startswith("blocks.")}
+    assert adapters["updates"] >= 1 and set(adapters["adapters"]) == {"head"} | mixers
+    assert mixers and all(name.endswith((".mixer.up", ".mixer.down")) for name in mixers)
     assert adapters["adapters"]["head"]["lora_b"].abs().sum() > 0  # the adapter moved off zero
     assert checkpoint.read_bytes() == before  # the base checkpoint is untouched
 

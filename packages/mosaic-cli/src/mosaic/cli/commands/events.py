@@ -11,6 +11,7 @@ import click
 
 from mosaic.cli.commands.run import registry_from_context, user_errors
 from mosaic.core.events.lines import DEFAULT_MAX_LINE_BYTES, read_event_lines
+from mosaic.runtime.agent.config import DEFAULT_ADAPTER_TARGETS
 
 
 def agent_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -33,7 +34,8 @@ def agent_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Answer every event, or follow the VM: silent under IDLE, emitting from RESPOND."),
         click.option("--online-every", type=click.IntRange(min=1),
                      help="Enable adapters (medium timescale): one update every N tokens."),
-        click.option("--adapter-target", "adapter_targets", multiple=True, default=("head",), show_default=True,
+        click.option("--adapter-target", "adapter_targets", multiple=True, default=DEFAULT_ADAPTER_TARGETS,
+                     show_default=True,
                      help="fnmatch pattern of Linear layers that get adapters (repeatable)."),
         click.option("--online-guard", "online_guard", type=click.Path(path_type=Path, exists=True, dir_okay=False),
                      help="JSONL of held-out events of the training distribution: an adapter update that raises "

@@ -60,6 +60,10 @@ class ConsolidationConfig:
     seed: int = attrs.field(default=0, validator=v.instance_of(int))
 
 
+#: Linear layers that get adapters unless told otherwise (fnmatch patterns; at least one must match)
+DEFAULT_ADAPTER_TARGETS = ("head", "blocks.*.mixer.up", "blocks.*.mixer.down")
+
+
 @attrs.frozen
 class OnlineConfig:
     """Medium-timescale learning: LoRA-style adapters on the Linear layers whose qualified names
@@ -70,15 +74,17 @@ class OnlineConfig:
     to their tail, a trace loses the facts its questions ask about, and an update that breaks recall
     passes the guard."""
 
-    targets: tuple[str, ...] = attrs.field(default=("head",), converter=tuple)
-    rank: int = attrs.field(default=4, validator=[v.instance_of(int), v.ge(1)])
-    alpha: float = attrs.field(default=8.0, converter=float, validator=v.gt(0.0))
-    lr: float = attrs.field(default=1e-3, converter=float, validator=v.gt(0.0))
-    update_every: int = attrs.field(default=256, validator=[v.instance_of(int), v.ge(1)])
-    buffer_size: int = attrs.field(default=64, validator=[v.instance_of(int), v.ge(1)])
+    #: the defaults are bench_idle's measured set-up (docs/runtime.md): the output head and, in a
+    #: MosaicLM, its blocks' local mixers (a model without mixers adapts its head alone)
+    targets: tuple[str, ...] = attrs.field(default=DEFAULT_ADAPTER_TARGETS, converter=tuple)
+    rank: int = attrs.field(default=8, validator=[v.instance_of(int), v.ge(1)])
+    alpha: float = attrs.field(default=16.0, converter=float, validator=v.gt(0.0))
+    lr: float = attrs.field(default=3e-3, converter=float, validator=v.gt(0.0))
+    update_every: int = attrs.field(default=384, validator=[v.instance_of(int), v.ge(1)])
+    buffer_size: int = attrs.field(default=24, validator=[v.instance_of(int), v.ge(1)])
     batch: int = attrs.field(default=4, validator=[v.instance_of(int), v.ge(1)])
     max_sequence_bytes: int = attrs.field(default=1024, validator=[v.instance_of(int), v.ge(2)])
-    max_heldout_rise: float = attrs.field(default=0.05, converter=float, validator=v.ge(0.0))
+    max_heldout_rise: float = attrs.field(default=0.03, converter=float, validator=v.ge(0.0))
     max_guard_bytes: int = attrs.field(default=16384, validator=[v.instance_of(int), v.ge(2)])
     #: 0: each buffered sequence is one fed event alone; > 0: the stream's last ``context_bytes``
     #: tokens ending at that event, so an event that depends on earlier ones (an answer on its
