@@ -241,3 +241,14 @@ def test_rehearsal_targets_are_the_base_model_s_even_with_trained_adapters() -> 
     assert learner.adapters["head"].scale == 2.0  # switched back on after
     with pytest.raises(ConfigError, match=r"online.rehearsal\[0\].*max_guard_bytes"):
         learner.rehearse_with([torch.zeros(learner.config.max_guard_bytes + 1, dtype=torch.long)])
+
+
+def test_rehearsal_items_keep_their_labelled_prefix_and_drop_the_padding() -> None:
+    from mosaic.runtime.agent.rehearsal import labelled_prefix
+
+    ids = torch.tensor([5, 6, 7, 8, 0, 0])
+    targets = torch.tensor([6, 7, 8, keys.IGNORE_INDEX, keys.IGNORE_INDEX, keys.IGNORE_INDEX])
+    assert labelled_prefix({keys.INPUT_IDS.name: ids, keys.TARGET_IDS.name: targets}).tolist() == [5, 6, 7, 8]
+    unlabelled = torch.full_like(targets, keys.IGNORE_INDEX)
+    assert labelled_prefix({keys.INPUT_IDS.name: ids, keys.TARGET_IDS.name: unlabelled}).numel() == 0
+    assert labelled_prefix({keys.INPUT_IDS.name: ids}).tolist() == ids.tolist()

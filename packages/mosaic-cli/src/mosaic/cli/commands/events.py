@@ -13,6 +13,9 @@ from mosaic.cli.commands.run import registry_from_context, user_errors
 from mosaic.core.events.lines import DEFAULT_MAX_LINE_BYTES, read_event_lines
 from mosaic.runtime.agent.config import DEFAULT_ADAPTER_TARGETS
 
+#: training items rehearsed by online learning when no --online-rehearse file is given (bench_idle's 8)
+REHEARSAL_ITEMS = 8
+
 
 def agent_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by ``mosaic events`` and ``mosaic live`` (session, generation, online learning)."""
@@ -45,7 +48,7 @@ def agent_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="JSONL of events of the training distribution, rehearsed in every adapter update: "
                           "each update is pulled back towards the base model's predictions on them, so learning "
                           "a new pattern does not erase the old ones (needs --online-every; use other events "
-                          "than --online-guard's)."),
+                          "than --online-guard's). Default: the first 8 items of the run's training dataset."),
         click.option("--device", help="cpu, cuda, ... (default: cpu)."),
         click.option("--experiment", help="The experiment of a multi-experiment run (default: the one that ran)."),
         click.option("--tools", "tools_dir", type=click.Path(path_type=Path, file_okay=False),
@@ -80,10 +83,15 @@ def open_agent_from_options(run_dir: Path, options: dict[str, Any], output: Any)
     if agent.online is not None:
         if options["online_rehearse"] is not None:
             agent.online.rehearse_with(guard_sequences(options["online_rehearse"]))
-        else:
-            click.echo("mosaic: online learning without --online-rehearse: adapter updates are not pulled back "
-                       "towards the base model on the training distribution, and may erase what it knows",
-                       err=True)
+        else:  # the run's own training data: what the model must not forget
+            from mosaic.runtime.agent.rehearsal import training_sequences
+
+            dataset, sequences = training_sequences(agent.loaded.run, registry_from_context(),
+                                                    experiment=options["experiment"], count=REHEARSAL_ITEMS,
+                                                    max_bytes=agent.online.config.max_guard_bytes)
+            kept = agent.online.rehearse_with(sequences)
+            click.echo(f"mosaic: online updates rehearse {kept} sequences of the run's training dataset "
+                       f"({dataset}); --online-rehearse FILE gives others", err=True)
     return agent
 
 
