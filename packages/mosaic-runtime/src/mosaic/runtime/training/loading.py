@@ -19,9 +19,8 @@ from mosaic.core.plugins import get_registry
 from mosaic.runtime.training.checkpoint import load_newest_loadable
 from mosaic.runtime.training.evaluation import opcode_names
 from mosaic.runtime.training.manifest import Experiment, parse_manifest
-from mosaic.runtime.training.run_dir import RunDir, fingerprint
+from mosaic.runtime.training.run_dir import RunDir
 from mosaic.runtime.training.trainer import pick_device
-from mosaic.runtime.training.yaml_source import load_yaml
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
     from mosaic.core.registry import Registry
@@ -60,7 +59,7 @@ def load_trained_model(run_path: Path, *, registry: Registry | None = None, devi
     # config.yaml as written at training time. Checked against that text, not against today's
     # resolution of it, so a run trained before a component gained a config field (today filled
     # with its default) still loads; the weight shapes and opcode table are checked either way.
-    config_fingerprint = fingerprint(load_yaml(run.config_text(), source=str(run.config_path)).data)
+    config_fingerprint = run.written_fingerprint()
     expected = config_fingerprint if check_config else None
     path, payload = load_newest_loadable(run.checkpoints, config_fingerprint=expected,
                                          opcode_table=opcode_names(model))

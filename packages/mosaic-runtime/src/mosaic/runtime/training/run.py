@@ -12,7 +12,6 @@ from mosaic.core.plugins import get_registry
 from mosaic.runtime.training.manifest import load_manifest, parse_manifest, resolved_yaml
 from mosaic.runtime.training.preflight import preflight
 from mosaic.runtime.training.run_dir import RunDir, fingerprint
-from mosaic.runtime.training.yaml_source import load_yaml
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
     from mosaic.core.registry import Registry
@@ -112,7 +111,7 @@ def _resumed_fingerprint(run: RunDir, registry: Registry, with_overrides: str) -
     text, source = run.config_text(), str(run.config_path)
     if fingerprint(resolved_yaml(parse_manifest(text, registry, source=source))) != with_overrides:
         return with_overrides
-    return fingerprint(load_yaml(text, source=source).data)
+    return run.written_fingerprint()
 
 
 def _is_main_process() -> bool:

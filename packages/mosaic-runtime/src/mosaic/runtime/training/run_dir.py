@@ -23,6 +23,7 @@ import yaml
 
 from mosaic.core.atomic import atomic_write_bytes
 from mosaic.core.errors import ConfigError, ConfigProblem, RunDirectoryError
+from mosaic.runtime.training.yaml_source import load_yaml
 
 _UTC = datetime.timezone.utc
 LATEST = "latest"
@@ -198,6 +199,11 @@ class RunDir:
 
     def config_text(self) -> str:
         return self.config_path.read_text(encoding="utf-8")
+
+    def written_fingerprint(self) -> str:
+        """The fingerprint of ``config.yaml`` as written at training time: what the run's checkpoints
+        and saved sessions carry, whatever defaults today's components would fill in."""
+        return fingerprint(load_yaml(self.config_text(), source=str(self.config_path)).data)
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         self.append_jsonl(self.metrics_path, record)
