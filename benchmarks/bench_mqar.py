@@ -50,6 +50,10 @@ DEFAULT_OUT = ROOT / "docs" / "results" / "mqar.json"
 DEFAULT_PLOT = ROOT / "docs" / "results" / "mqar.png"
 DEFAULT_LRS = (0.002, 0.006, 0.012)
 VARIANTS = ("full", "memory_off", "memory_small")
+#: ``--variants ring_advance_<g>`` (not part of ``--ablations``): MOSAIC trained with a soft write
+#: moving its bucket's ring pointer only where its gate is above g (``mem_ring_advance_at``), so that
+#: weak stray writes stop overwriting stored pairs
+RING_ADVANCE = "ring_advance_"
 #: the MOSAIC presets' teacher forcing runs from step 100 to 1,000: scaled to a shorter run
 TF_WARMUP_SHARE, TF_COOLDOWN_SHARE = 100 / 1500, 900 / 1500
 #: --micro: a few steps on tiny batches, to test the JSON, plot and docs path (not a measurement)
@@ -72,7 +76,17 @@ def variant_overrides(variant: str, point: tuple[int, int]) -> list[str]:
         return ["vars.memory=memory.off", "vars.aux_gate_weight=0", "vars.aux_bits_weight=0"]
     if variant == "memory_small":  # a quarter of memory_geometry's slots: 2 x pairs / 4 = half the pairs
         return [f"vars.mem_assoc={max(1, point[1] // 4)}"]
+    if variant.startswith(RING_ADVANCE):
+        threshold = float(variant.removeprefix(RING_ADVANCE))
+        return [f"targets[0].model.block.mem_ring_advance_at={threshold}"]
     raise ValueError(variant)
+
+
+def ring_threshold_ok(variant: str) -> bool:
+    try:
+        return variant.startswith(RING_ADVANCE) and 0.0 <= float(variant.removeprefix(RING_ADVANCE)) < 1.0
+    except ValueError:
+        return False
 
 
 def schedule_overrides(model: str, steps: int) -> list[str]:
@@ -274,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
                              "(status target_reached; 0: run the whole budget)")
     parser.add_argument("--ablations", action="store_true", help="MOSAIC with the memory off and too small")
     parser.add_argument("--variants", type=lambda t: parse_list(str, t),
-                        help=f"comma-separated, of {', '.join(VARIANTS)} (ablations for MOSAIC only); "
+                        help=f"comma-separated, of {', '.join(VARIANTS)} or {RING_ADVANCE}G (MOSAIC only); "
                              "default full, or all with --ablations")
     parser.add_argument("--micro", action="store_true", help="tiny batches and a few steps: tests the JSON path")
     parser.add_argument("--machine", default="2-core CPU dev machine, shared")
@@ -287,8 +301,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot-only", action="store_true", help="redraw the plot from --out and exit")
     args = parser.parse_args(argv)
     for variant in args.variants or []:
-        if variant not in VARIANTS:
-            parser.error(f"--variants {variant}: one of {', '.join(VARIANTS)}")
+        if variant not in VARIANTS and not ring_threshold_ok(variant):
+            parser.error(f"--variants {variant}: one of {', '.join(VARIANTS)}, or {RING_ADVANCE}G with 0 <= G < 1")
     for model in args.model:
         if model not in MODELS:
             parser.error(f"--model {model}: one of {', '.join(MODELS)}")

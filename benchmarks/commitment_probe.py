@@ -3,14 +3,18 @@
 For a run directory (``mosaic run mosaic_commitment`` or a variant), the run's eval dataset (held-out
 template set, teacher forcing 0) is read twice: as the runtime sees it (the model's own opcodes),
 and with the teacher's opcodes forced (``teacher_opcodes_forced``: COMMIT executed over exactly the
-open and close messages). Each message's verdict is read by two rules: ``mean`` (the class with the
-highest mean probability over the text, COMMIT when the mean commit signal is above one half: the
-rule of ``mosaic.runtime.agent.decisions``) and ``last`` (the class and the commit signal at the
-text's last byte, after the whole message was read). Per rule it reports the per-class accuracy, the
+open and close messages). Each message's verdict is read by three rules: ``runtime`` (the rule of
+``mosaic.runtime.agent.decisions``: the class with the highest mean probability over the second half
+of the text, COMMIT when the commit signal dominates at some byte), ``mean`` (the class with the
+highest mean probability over the whole text, COMMIT when the mean commit signal is above one half:
+the runtime's rule before the second-half reading) and ``last`` (the class and the commit signal at
+the text's last byte, after the whole message was read). Per rule it reports the per-class accuracy, the
 share of messages whose COMMIT decision is right (executed on open/close, not on neutral), the
 ledger's exactness, and the templates with a wrong verdict.
 
-``--split train`` probes traces phrased from the training templates instead (same structure and seed).
+``--split train`` probes traces phrased from the training templates instead (same structure and seed);
+``--seed N`` draws other held-out traces than the run's eval set (seed 1), for choosing a rule on
+traces the reported figures do not use.
 ``--append-to docs/results/organism.json --label LABEL`` adds the figures as rows of the organism
 table (metric ``commitment.heldout.<class>`` / ``commitment.commit_decided.<class>`` /
 ``ledger_exact``, ablation ``none`` or ``teacher_opcodes_forced``, preset ``LABEL, read: RULE``).
@@ -37,12 +41,13 @@ from mosaic.core.contract import keys
 from mosaic.core.contract.keys import COMMIT_SIGNAL
 from mosaic.core.plugins import get_registry
 from mosaic.data import negotiation
+from mosaic.runtime.agent import decisions
 from mosaic.runtime.training.batching import collate_for
 from mosaic.runtime.training.eval_commitment import CLASSES, open_after
 from mosaic.runtime.training.manifest import parse_manifest
 from mosaic.runtime.training.run_dir import RunDir
 
-RULES = ("mean", "last")
+RULES = ("runtime", "mean", "last")
 
 
 def load(run_dir: Path) -> tuple[torch.nn.Module, Any, int]:
@@ -75,6 +80,7 @@ def template_of(text: str, label: int, split: str) -> str:
 def verdicts(probs: torch.Tensor, commit: torch.Tensor) -> dict[str, tuple[int, bool]]:
     """Rule -> (head class -1/0/+1, COMMIT executed) from a message's per-byte probabilities and commit signal."""
     return {
+        "runtime": (decisions.head_delta(probs.log()), float(commit.max()) > decisions.DOMINANT),
         "mean": (int(probs.mean(0).argmax()) - 1, float(commit.mean()) > 0.5),
         "last": (int(probs[-1].argmax()) - 1, float(commit[-1]) > 0.5),
     }
@@ -192,10 +198,13 @@ def main() -> None:
         default="eval",
         help="the template set the probed traces are phrased from (train: the training phrasings)",
     )
+    parser.add_argument("--seed", type=int, default=None, help="the traces' seed (default: the run's eval seed)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model, eval_spec, step = load(args.run_dir)
     config = attrs.evolve(eval_spec.config, return_spans=True, teacher_forcing=0.0, split=args.split)
+    if args.seed is not None:
+        config = attrs.evolve(config, seed=args.seed)
     dataset = get_registry().build(eval_spec.id, config)
     own = probe(model, dataset, args.samples, forced=False, split=config.split)
     forced = probe(model, dataset, args.samples, forced=True, split=config.split)

@@ -91,3 +91,14 @@ def test_the_ledger_commits_where_commit_dominates_at_some_byte():
     assert decisions.ledger_delta(opened, torch.zeros(10)) == 0
     assert decisions.ledger_delta(opened, torch.full((10,), 0.5)) == 0
     assert decisions.ledger_delta(torch.tensor([[0.0, 5.0, 0.0]]).repeat(10, 1), late) == 0  # neutral verdict
+
+
+def test_the_verdict_is_read_from_the_second_half_of_the_text():
+    """A causal head reads the deciding words after the subject: bytes before them (here six of ten,
+    confidently neutral) must not outvote the verdict the head reaches on the rest of the text."""
+    from mosaic.runtime.agent import decisions
+
+    logits = torch.tensor([[0.0, 5.0, 0.0]]).repeat(10, 1)  # neutral while reading "The support desk"
+    logits[6:] = torch.tensor([0.0, 0.0, 5.0])  # "... will sign the form": an offer
+    assert decisions.head_delta(logits) == 1
+    assert decisions.head_delta(logits[:1]) == 0  # a one-byte text is read whole

@@ -146,6 +146,17 @@ def test_bench_refuses_an_unknown_variant(tmp_path: Path) -> None:
     assert result.returncode == 2 and "--variants memory_big: one of full, memory_off, memory_small" in result.stderr
 
 
+def test_bench_ring_advance_variant_takes_a_threshold_below_one(tmp_path: Path) -> None:
+    """``ring_advance_G`` trains with ``mem_ring_advance_at = G``: a threshold of 1 or more would stop
+    every write from moving its ring, and a name without a number is no threshold."""
+    for bad in ("ring_advance_1.5", "ring_advance_x"):
+        result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_mqar.py"), "--variants", bad,
+                                 "--micro", "--out", str(tmp_path / "mqar.json")], capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 2 and f"--variants {bad}: one of" in result.stderr, result.stderr
+        assert "ring_advance_G with 0 <= G < 1" in result.stderr
+
+
 def test_bench_resume_finishes_a_run_cut_short_and_counts_both_parts(tmp_path: Path) -> None:
     out, png = tmp_path / "mqar.json", tmp_path / "mqar.png"
     bench = [sys.executable, str(ROOT / "benchmarks" / "bench_mqar.py"), "--micro", "--out", str(out), "--plot", str(png)]

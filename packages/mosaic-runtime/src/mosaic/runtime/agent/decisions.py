@@ -44,9 +44,16 @@ def turn_name(decision: int) -> str:
 
 def head_delta(commitment_logits: torch.Tensor) -> int:
     """Delta -1/0/+1 of one message from its text's per-byte ``(n, 3)`` [close, neutral, open] logits:
-    the class with the highest mean probability."""
-    probs = torch.softmax(commitment_logits.float(), dim=-1).mean(0)  # (3,)
-    return int(probs.argmax()) - 1
+    the class with the highest mean probability over the second half of the text.
+
+    Why the second half: a causal head can only tell a promise from a remark once it has read the
+    deciding words ("will", "done", "can you"), which sit after the subject, so its first bytes
+    carry the prior, not a verdict; a long subject ("The support desk will ...") let the prior
+    outvote the verdict under a whole-text mean. The last byte alone is no better: the head drifts
+    back towards neutral a few bytes after the deciding words. A one-byte text is read whole."""
+    probs = torch.softmax(commitment_logits.float(), dim=-1)  # (n, 3)
+    tail = probs[probs.shape[0] // 2 :].mean(0)  # (3,)
+    return int(tail.argmax()) - 1
 
 
 def ledger_delta(commitment_logits: torch.Tensor, commit_signal: torch.Tensor) -> int:

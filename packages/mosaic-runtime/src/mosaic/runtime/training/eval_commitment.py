@@ -5,7 +5,7 @@ dropped local path), then once per ablated opcode with that opcode forced to NOP
 where the data teaches it. From the last layer, with the rules of ``mosaic.runtime.agent.decisions``:
 
 - ``commitment.heldout_templates``: per class, the share of messages whose verdict (the commitment
-  head's class with the highest mean probability over the message's text, as the session's ledger
+  head's class with the highest mean probability over the second half of the message's text, as the session's ledger
   takes it) is the label, and the per-byte accuracy. Traces of the eval split are phrased from the
   eval template set only (``mosaic.data.negotiation``).
 - ``commitment.ledger_exact``: the share of traces whose ledger, fed each message with the delta
