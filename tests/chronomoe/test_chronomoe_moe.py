@@ -2,6 +2,7 @@ import pytest
 import torch
 
 import chronomoe.experts
+from chronomoe.coherence import expert_coherence
 from chronomoe.config import MoEConfig
 from chronomoe.experts import expert_capacity, reference_moe
 from chronomoe.moe import MoE, build_moe
@@ -70,6 +71,14 @@ def test_packed_and_padded_capacity_dispatch_give_the_same_layer(monkeypatch, ca
     assert bool((~t_packed.kept).any()) == (capacity_factor is not None)  # drops, or none
     kept = t_packed.assignment_kept()
     torch.testing.assert_close(t_packed.assignment_outputs[kept], t_padded.assignment_outputs[kept])
+    # the packed path sums each expert's outputs for the trace; the padded one leaves it to the trace
+    assert t_packed.expert_sums is not None and t_padded.expert_sums is None
+    torch.testing.assert_close(t_packed.expert_means(), t_padded.expert_means(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        t_packed.expert_gated_sums(), t_padded.expert_gated_sums(), rtol=1e-5, atol=1e-6
+    )
+    phi_packed, phi_padded = expert_coherence(t_packed)[0], expert_coherence(t_padded)[0]
+    torch.testing.assert_close(phi_packed, phi_padded, rtol=1e-5, atol=1e-6)
 
 
 def test_packed_capacity_dispatch_declares_its_host_read(monkeypatch, no_host_sync):

@@ -153,8 +153,13 @@ def host_reads_are_free(device: torch.device) -> bool:
 
 
 def capacity_dispatch_and_combine(
-    x: torch.Tensor, gates: torch.Tensor, plan: DispatchPlan, experts: ExpertBank
-) -> tuple[torch.Tensor, torch.Tensor]:
+    x: torch.Tensor,
+    gates: torch.Tensor,
+    plan: DispatchPlan,
+    experts: ExpertBank,
+    *,
+    expert_sums: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The capacity plan's result, computed the cheapest way for where it runs.
 
     On the CPU with local experts (:func:`host_reads_are_free`), the kept assignments are packed
@@ -162,17 +167,27 @@ def capacity_dispatch_and_combine(
     an empty slot costs nothing, and a top-2 layer does the FLOPs of the FLOP-matched dense FFN
     instead of ``capacity_factor`` times them. Elsewhere, the padded ``(E, C, D)`` batch of
     :func:`dispatch_and_combine`, which never synchronises. Both give the same values and gradients.
+
+    Returns ``(mixture, per-assignment outputs, sums)``; ``sums`` is :func:`expert_output_sums` of
+    the packed outputs when ``expert_sums`` is asked for and the packed path ran (there they come
+    almost free: the outputs are grouped by expert already), else None.
     """
     if isinstance(experts, SwiGLUExperts) and host_reads_are_free(x.device):
-        return packed_dispatch_and_combine(x, gates, plan, experts)
-    return dispatch_and_combine(x, gates, plan, experts)
+        return packed_dispatch_and_combine(x, gates, plan, experts, expert_sums=expert_sums)
+    return (*dispatch_and_combine(x, gates, plan, experts), None)
 
 
 def packed_dispatch_and_combine(
-    x: torch.Tensor, gates: torch.Tensor, plan: DispatchPlan, experts: SwiGLUExperts
-) -> tuple[torch.Tensor, torch.Tensor]:
+    x: torch.Tensor,
+    gates: torch.Tensor,
+    plan: DispatchPlan,
+    experts: SwiGLUExperts,
+    *,
+    expert_sums: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Same contract and drops as :func:`dispatch_and_combine`, without padding: reads the kept
-    count per expert to the host (free on the CPU, a synchronisation on an accelerator)."""
+    count per expert to the host (free on the CPU, a synchronisation on an accelerator). With
+    ``expert_sums``, also :func:`expert_output_sums` of the kept assignments (else None)."""
     n_tokens, d_model = x.shape
     top_k = gates.shape[1]
     capacity = plan.capacity
@@ -181,14 +196,38 @@ def packed_dispatch_and_combine(
     # are the kept assignments grouped by expert, in arrival order
     tokens = plan.slot_token.reshape(-1)
     tokens = tokens[tokens < n_tokens]  # host read (boolean mask)
-    packed = experts.packed(x.index_select(0, tokens), counts.tolist())  # (kept, D)
+    host_counts = counts.tolist()
+    packed = experts.packed(x.index_select(0, tokens), host_counts)  # (kept, D)
     start = counts.cumsum(0) - counts  # (E,) first packed row of each expert
     slot = plan.slot.clamp(max=plan.slot_token.numel() - 1)
     row = torch.where(plan.kept, start[slot // capacity] + slot % capacity, torch.zeros_like(slot))
     per_assignment = packed.index_select(0, row)  # (k·N, D); a dropped assignment reads row 0
-    live_gates = (gates.t().reshape(-1) * plan.kept).unsqueeze(-1).to(per_assignment.dtype)  # (k·N, 1)
+    flat_gates = gates.t().reshape(-1)  # (k·N,)
+    live_gates = (flat_gates * plan.kept).unsqueeze(-1).to(per_assignment.dtype)  # (k·N, 1)
     mixture = (per_assignment * live_gates).view(top_k, n_tokens, d_model).sum(0)  # (N, D)
-    return mixture, per_assignment
+    sums = None
+    if expert_sums:
+        with torch.no_grad():  # each kept assignment's gate at its packed row; dropped ones to a dump row
+            dump = torch.full_like(row, packed.shape[0])
+            packed_gates = flat_gates.new_zeros(packed.shape[0] + 1).index_copy_(
+                0, torch.where(plan.kept, row, dump), flat_gates.detach()
+            )[:-1]
+            sums = expert_output_sums(packed.detach(), packed_gates, host_counts)
+    return mixture, per_assignment, sums
+
+
+def expert_output_sums(grouped: torch.Tensor, gates: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """``(2, E, D)``: per expert, the sum of its raw outputs and of its gated raw outputs, from
+    outputs ``grouped (M, D)`` expert by expert (``counts`` rows each) and their gates ``(M,)``.
+
+    One ``(2, n_e) @ (n_e, D)`` product per expert: on the CPU far cheaper than two ``index_add``
+    over per-assignment outputs in token order (which also need a gated copy of them)."""
+    weights = torch.stack([torch.ones_like(gates), gates]).to(grouped.dtype)  # (2, M)
+    sums = [
+        pair @ rows if rows.shape[0] else grouped.new_zeros(2, grouped.shape[1])
+        for pair, rows in zip(weights.split(counts, dim=1), grouped.split(counts), strict=True)
+    ]
+    return torch.stack(sums, dim=1)
 
 
 def sorted_dispatch_and_combine(

@@ -124,6 +124,8 @@ class MoE(nn.Module):
         batch, time, d_model = x.shape
         flat = x.reshape(batch * time, d_model)  # (N, D)
         route: RouterOutput = self.router(flat, sequence_length=time)
+        wants_trace = self.emit_trace or self.router.needs_trace
+        sums = None
         if self.dispatch == "sorted":
             mixture, outputs = sorted_dispatch_and_combine(flat, route.expert_idx, route.gates, self.experts)
             kept = torch.ones_like(route.expert_idx, dtype=torch.bool)
@@ -134,11 +136,13 @@ class MoE(nn.Module):
             live = max(1, live - self._reachable.count(False))  # capacity over the reachable
             capacity = expert_capacity(flat.shape[0], live, top_k, self.capacity_factor)
             plan = plan_dispatch(route.expert_idx, self.n_experts, capacity)
-            mixture, outputs = capacity_dispatch_and_combine(flat, route.gates, plan, self.experts)
+            mixture, outputs, sums = capacity_dispatch_and_combine(
+                flat, route.gates, plan, self.experts, expert_sums=wants_trace
+            )
             kept = plan.kept.view(-1, flat.shape[0]).t()  # (N, k)
             expert_tokens = plan.expert_tokens
         trace = None
-        if self.emit_trace or self.router.needs_trace:
+        if wants_trace:
             trace = MoETrace(
                 mixture=mixture.detach(),
                 clean_logits=route.clean_logits.detach(),
@@ -149,6 +153,7 @@ class MoE(nn.Module):
                 kept=kept,
                 assignment_outputs=outputs.detach(),
                 expert_tokens=expert_tokens,
+                expert_sums=sums,
             )
         self._aux = self._collect_aux(route, kept, trace)
         self.last_trace = trace

@@ -132,22 +132,41 @@ def biased_selection_key(
     disagreement the escalation and the report read) compare the clean distribution with the
     distribution of the vetoed key, on every ``js_token_stride``-th token; ``flip_rate`` (top-1 changes) and ``veto`` (mean ``1 − r``)
     use every token.
+
+    Computed expert-major, on ``(E, N)``: every softmax and reduction over the few experts then runs
+    along the long token axis (see :func:`expert_softmax`); the key is returned as an ``(N, E)`` view
+    of that layout (top-k over it costs what it costs on a contiguous key).
     """
-    logits = clean_logits.float()
-    p_clean = expert_softmax(logits)
-    p_proposed = expert_softmax(logits + beta)
-    relevance = bridge_relevance(total_variation(p_clean, p_proposed), config)  # (N,)
-    key = logits + relevance.unsqueeze(-1) * beta
+    logits = clean_logits.float().t().contiguous()  # (E, N)
+    beta = beta.unsqueeze(-1)  # (E, 1)
+    p_clean = torch.softmax(logits, dim=0)
+    tv = (p_clean - torch.softmax(logits + beta, dim=0)).abs_().sum(0).mul_(0.5)  # (N,) TV(clean, proposed)
+    relevance = bridge_relevance(tv, config)  # (N,)
+    key = torch.addcmul(logits, relevance, beta)  # (E, N) z + r·β
     stride = config.js_token_stride
-    p_sample, p_biased = p_clean[::stride], expert_softmax(key[::stride])
+    # the sample token-major again, clean and biased stacked (2, n, E): few tokens, and sums over the
+    # expert axis round as they always did, which matters at distance 0, where the Fisher–Rao arccos
+    # is ill-conditioned
+    pair = (
+        torch.stack([p_clean[:, ::stride], torch.softmax(key, dim=0)[:, ::stride]])
+        .transpose(1, 2)
+        .contiguous()
+    )
     metrics = {
-        "js": js_divergence(p_sample, p_biased).mean(),
-        "tv": total_variation(p_sample, p_biased).mean(),
-        "fisher_rao": fisher_rao_distance(p_sample, p_biased).mean(),
-        "flip_rate": (logits.argmax(-1) != key.argmax(-1)).float().mean(),
+        "js": _js_of_pair(pair).mean(),
+        "tv": total_variation(pair[0], pair[1]).mean(),
+        "fisher_rao": fisher_rao_distance(pair[0], pair[1]).mean(),
+        # max(0) returns the first maximal index, as argmax does
+        "flip_rate": (logits.max(0).indices != key.max(0).indices).float().mean(),
         "veto": 1.0 - relevance.mean(),
     }
-    return key, metrics, 1.0 - relevance
+    return key.t(), metrics, 1.0 - relevance
+
+
+def _js_of_pair(pair: torch.Tensor) -> torch.Tensor:
+    """:func:`js_divergence` of ``pair[0]`` and ``pair[1]`` (stacked ``(2, ..., E)``), in fewer ops."""
+    log_m = pair.mean(0).clamp_min(1e-12).log()
+    return (pair * (pair.clamp_min(1e-12).log() - log_m)).sum(-1).mean(0)
 
 
 def selection_mask(key: torch.Tensor, top_k: int) -> torch.Tensor:
@@ -164,7 +183,9 @@ def expert_veto_counts(
     biased key selects it. Their ratio is the expert's veto rate: the fraction of its routed
     (β-proposed) tokens whose bias for it was vetoed. A veto is charged only to the experts β
     promoted, so a neighbour that was selected anyway is not blamed for another expert's β."""
-    proposed = selection_mask(biased_key, top_k)  # (N, E)
-    gained = proposed * (1.0 - selection_mask(clean_key, top_k))
+    # both selections by one top-k over the stacked keys: (2, N, E) [proposed, clean]
+    selected = selection_mask(torch.stack([biased_key, clean_key]), top_k)
+    proposed = selected[0]
+    gained = proposed - proposed * selected[1]  # in the biased top-k, not in the clean one
     vetoed = (gained * token_veto.float().unsqueeze(-1)).sum(0)
     return torch.stack([vetoed, proposed.sum(0)])
