@@ -12,8 +12,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
+from chronomoe.config import ChronoConfig
+from chronomoe.geometry import fisher_rao_distance
+from chronomoe.router_state import (
+    biased_selection_key,
+    bridge_relevance,
+    expert_softmax,
+    js_divergence,
+    total_variation,
+)
 from mosaic.core.plugins import get_registry
 
 GOLDEN = Path(__file__).with_name("chrono_golden.json")
@@ -89,3 +99,43 @@ def test_router_chrono_computes_what_it_computed_before_the_rewrite():
 if __name__ == "__main__":
     torch.set_num_threads(1)
     GOLDEN.write_text(json.dumps(closed_loop_trajectory(), indent=None) + "\n", encoding="utf-8")
+
+
+def _selection_key_as_written_before(clean_logits, beta, config):
+    """biased_selection_key as it was written before the rewrite (token-major, one op per formula)."""
+    p_clean = expert_softmax(clean_logits)
+    p_proposed = expert_softmax(clean_logits + beta)
+    relevance = bridge_relevance(total_variation(p_clean, p_proposed), config)
+    key = clean_logits + relevance.unsqueeze(-1) * beta
+    stride = config.js_token_stride
+    p_sample, p_biased = p_clean[::stride], expert_softmax(key[::stride])
+    metrics = {
+        "js": js_divergence(p_sample, p_biased).mean(),
+        "tv": total_variation(p_sample, p_biased).mean(),
+        "fisher_rao": fisher_rao_distance(p_sample, p_biased).mean(),
+        "flip_rate": (clean_logits.argmax(-1) != key.argmax(-1)).float().mean(),
+        "veto": 1.0 - relevance.mean(),
+    }
+    return key, metrics, 1.0 - relevance
+
+
+@pytest.mark.parametrize("stride", [1, 3, 8])
+@pytest.mark.parametrize("scale", [0.0, 0.3, 3.0])
+def test_biased_selection_key_matches_its_plain_formulas(stride, scale):
+    torch.manual_seed(stride)
+    config = ChronoConfig(js_token_stride=stride, veto_full=0.05, veto_zero=0.25)
+    clean = torch.randn(257, 8) * 2.0
+    clean[:, 5] = float("-inf")  # an archived column
+    beta = torch.randn(8) * scale
+    key, metrics, veto = biased_selection_key(clean, beta, config)
+    want_key, want_metrics, want_veto = _selection_key_as_written_before(clean, beta, config)
+    torch.testing.assert_close(key, want_key, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(veto, want_veto, rtol=1e-5, atol=1e-6)
+    assert sorted(metrics) == sorted(want_metrics)
+    for name, want in want_metrics.items():
+        torch.testing.assert_close(metrics[name], want, rtol=1e-4, atol=1e-5, msg=name)
+    assert torch.equal(key.topk(2, dim=-1).indices, want_key.topk(2, dim=-1).indices)
+    if scale == 0.0:  # no bias: nothing moves
+        assert (
+            torch.equal(key, clean) and float(metrics["flip_rate"]) == 0.0 and float(metrics["veto"]) == 0.0
+        )
