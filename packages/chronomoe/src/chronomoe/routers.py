@@ -205,7 +205,10 @@ class ChronoRouter(TopKMixin, nn.Module):
 
     def forward(self, x: torch.Tensor, sequence_length: int | None = None) -> RouterOutput:
         # the temperature sharpens (< 1) or flattens (> 1) routing; β stays in units of logit std
-        logits = self.columns.mask(self.gate(x).float() / self.config.temperature)  # (N, E)
+        logits = self.gate(x).float()  # (N, E)
+        if self.config.temperature != 1.0:  # (x / 1.0 is x: skip the op and its backward)
+            logits = logits / self.config.temperature
+        logits = self.columns.mask(logits)
         beta = self.state.beta_eff()
         with torch.no_grad():
             key, metrics, token_veto = biased_selection_key(logits.detach(), beta, self.config.chrono)
