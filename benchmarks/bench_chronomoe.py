@@ -4,8 +4,9 @@
   MoETrace, coherence on three clocks, β update) ÷ the same layer with plain ``router.topk`` —
   goal ≤ 1.02.
 - ``moe_vs_dense``: fwd+bwd of top-2-of-8 MoE (router.topk, capacity dispatch, factor 1.25) ÷ a
-  FLOP-matched dense SwiGLU FFN (hidden = top_k · expert hidden) — goal ≤ 1.3 (issue 18);
-  ``moe_sorted_vs_dense`` the same with the dropless sorted dispatch.
+  FLOP-matched dense SwiGLU FFN (hidden = top_k · expert hidden) — goal ≤ 1.3 (issue 18). On the
+  CPU the capacity plan runs packed (each expert on its kept assignments only), as it does for users
+  there; ``moe_sorted_vs_dense`` the same with the dropless sorted dispatch.
 - ``chrono_with_roles_overhead`` (no goal): router.chrono with ``track_roles`` (the lifecycle's
   RoleState) ÷ router.topk.
 Ratios are medians of per-round ratios (all variants timed back to back in each round), because

@@ -31,8 +31,16 @@ def forbid_host_sync():
     depends on values), ``F.one_hot`` (range check on CUDA) and boolean-mask indexing (``nonzero``
     inside ATen). Ops that stay in ATen
     cannot read values back except through these, so a forward that passes makes no host sync.
+
+    The block also holds the CPU to the accelerator's contract: ``chronomoe.experts.host_reads_are_free``
+    answers False, so code that reads counts back only where that is free takes its device path.
     """
-    patches: list[tuple[object, str, object]] = []
+    import chronomoe.experts
+
+    patches: list[tuple[object, str, object]] = [
+        (chronomoe.experts, "host_reads_are_free", chronomoe.experts.host_reads_are_free)
+    ]
+    chronomoe.experts.host_reads_are_free = lambda device: False
 
     def forbid(owner: object, name: str) -> None:
         original = getattr(owner, name)

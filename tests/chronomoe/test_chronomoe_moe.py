@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+import chronomoe.experts
+from chronomoe.coherence import expert_coherence
 from chronomoe.config import MoEConfig
 from chronomoe.experts import expert_capacity, reference_moe
 from chronomoe.moe import MoE, build_moe
@@ -15,11 +17,16 @@ def make(router="router.topk", **kwargs):
     return get_registry().build("layer.moe", config)
 
 
+@pytest.mark.parametrize("host_reads_are_free", [True, False], ids=["packed", "padded"])
 @pytest.mark.parametrize(
     ("dispatch", "capacity_factor"),
     [("capacity", None), ("capacity", 1.0), ("capacity", 0.5), ("sorted", None)],
 )
-def test_dispatch_agrees_with_the_plain_loop_in_values_and_gradients(dispatch, capacity_factor):
+def test_dispatch_agrees_with_the_plain_loop_in_values_and_gradients(
+    monkeypatch, dispatch, capacity_factor, host_reads_are_free
+):
+    # packed: the CPU execution of capacity dispatch; padded: the (E, C, D) one accelerators run
+    monkeypatch.setattr(chronomoe.experts, "host_reads_are_free", lambda device: host_reads_are_free)
     torch.manual_seed(0)
     moe = make(capacity_factor=capacity_factor, dispatch=dispatch, emit_trace=True).eval()
     x = torch.randn(2, 5, 8, requires_grad=True)
@@ -35,6 +42,52 @@ def test_dispatch_agrees_with_the_plain_loop_in_values_and_gradients(dispatch, c
     ref_grads = torch.autograd.grad(expected.square().sum(), [x_ref, *weights])
     for got, want in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("capacity_factor", [0.5, 1.25, None])
+def test_packed_and_padded_capacity_dispatch_give_the_same_layer(monkeypatch, capacity_factor):
+    """The CPU's packed execution of capacity dispatch against the padded one: same output, same
+    gradients, same trace (drops, counts, and every kept assignment's raw output)."""
+    torch.manual_seed(3)
+    moe = get_registry().build(
+        "layer.moe",
+        {"d_model": 16, "n_experts": 8, "top_k": 2, "capacity_factor": capacity_factor, "emit_trace": True},
+    )
+    x = torch.randn(4, 32, 16)
+    results = []
+    for free in (True, False):
+        monkeypatch.setattr(chronomoe.experts, "host_reads_are_free", lambda device, free=free: free)
+        xr = x.clone().requires_grad_(True)
+        y = moe(xr)
+        grads = torch.autograd.grad(y.square().sum(), [xr, *moe.experts.weights(), moe.router.gate.weight])
+        results.append((y, grads, moe.last_trace))
+    (y_packed, g_packed, t_packed), (y_padded, g_padded, t_padded) = results
+    torch.testing.assert_close(y_packed, y_padded, rtol=1e-5, atol=1e-6)
+    for got, want in zip(g_packed, g_padded, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    assert torch.equal(t_packed.kept, t_padded.kept) and torch.equal(
+        t_packed.expert_tokens, t_padded.expert_tokens
+    )
+    assert bool((~t_packed.kept).any()) == (capacity_factor is not None)  # drops, or none
+    kept = t_packed.assignment_kept()
+    torch.testing.assert_close(t_packed.assignment_outputs[kept], t_padded.assignment_outputs[kept])
+    # the packed path sums each expert's outputs for the trace; the padded one leaves it to the trace
+    assert t_packed.expert_sums is not None and t_padded.expert_sums is None
+    torch.testing.assert_close(t_packed.expert_means(), t_padded.expert_means(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        t_packed.expert_gated_sums(), t_padded.expert_gated_sums(), rtol=1e-5, atol=1e-6
+    )
+    phi_packed, phi_padded = expert_coherence(t_packed)[0], expert_coherence(t_padded)[0]
+    torch.testing.assert_close(phi_packed, phi_padded, rtol=1e-5, atol=1e-6)
+
+
+def test_packed_capacity_dispatch_declares_its_host_read(monkeypatch, no_host_sync):
+    moe = make()
+    with no_host_sync():
+        moe(torch.randn(1, 4, 8))  # the guard holds the CPU to the padded, sync-free path
+        monkeypatch.setattr(chronomoe.experts, "host_reads_are_free", lambda device: True)
+        with pytest.raises(AssertionError, match="host synchronisation"):
+            moe(torch.randn(1, 4, 8))
 
 
 def test_capacity_drops_are_reported_and_contribute_nothing():
@@ -174,7 +227,9 @@ def test_router_config_errors_name_their_path():
         build(router={"type": "router.chrono", "chrono": {"k_max": "big"}})
     with pytest.raises(ConfigError, match="unknown key"):
         build(router={"type": "router.topk", "bogus": 1})
-    with pytest.raises(ConfigError, match=r"\$\.router\.n_experts: must not be set here: the owner sets n_experts"):
+    with pytest.raises(
+        ConfigError, match=r"\$\.router\.n_experts: must not be set here: the owner sets n_experts"
+    ):
         build(router={"type": "router.topk", "n_experts": 4})
     with pytest.raises(ConfigError, match=r"\$\.router\.type: must name a router"):
         build(router={"type": "layer.moe"})

@@ -55,8 +55,14 @@ class DebiasedEMA(nn.Module):
             self.weight.mul_(self.alpha).addcmul_(self.gain, seen_f)
         self.steps.add_(1)
 
-    def estimate_at(self, index: int | None = None, *, empty: float = 0.0,
-                    prior: float | None = None, prior_weight: float = 0.0) -> torch.Tensor:
+    def estimate_at(
+        self,
+        index: int | None = None,
+        *,
+        empty: float = 0.0,
+        prior: float | None = None,
+        prior_weight: float = 0.0,
+    ) -> torch.Tensor:
         """Bias-corrected estimate, ``(A, *shape)`` or ``shape`` for one retention; ``empty`` where
         nothing was ever observed.
 
@@ -72,12 +78,16 @@ class DebiasedEMA(nn.Module):
         numerator, weight, alpha = self.numerator, self.weight, self.alpha
         if index is not None:
             numerator, weight, alpha = numerator[index], weight[index], alpha[index]
+        # written in few, in-place ops: router.chrono reads these every step
         if prior is not None:
-            lam = prior_weight * (1.0 - alpha ** self.steps.to(alpha.dtype))
-            shrunk = (numerator + lam * prior) / (weight + lam).clamp_min(1e-30)
-            estimate = (1.0 + prior_weight) * shrunk - prior_weight * prior
-            return torch.where(weight + lam > 0, estimate, torch.full_like(weight, prior))
-        return torch.where(weight > 0, numerator / weight.clamp_min(1e-30), torch.full_like(weight, empty))
+            lam = alpha.pow(self.steps).mul_(-prior_weight).add_(prior_weight)  # prior_weight·(1 − αᵗ)
+            total = weight + lam
+            shrunk = (numerator if prior == 0.0 else numerator + lam * prior) / total.clamp_min(1e-30)
+            estimate = shrunk.mul_(1.0 + prior_weight)
+            if prior != 0.0:
+                estimate = estimate.sub_(prior_weight * prior)
+            return estimate.masked_fill_(total <= 0, prior)
+        return (numerator / weight.clamp_min(1e-30)).masked_fill_(weight <= 0, empty)
 
 
 class ThreeClockEMA(DebiasedEMA):

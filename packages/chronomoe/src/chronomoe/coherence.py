@@ -39,6 +39,9 @@ class MoETrace:
     kept: torch.Tensor  # (N, k) bool, False where the assignment overflowed capacity
     assignment_outputs: torch.Tensor  # (k·N, D) raw expert output per assignment; ignore where not kept
     expert_tokens: torch.Tensor  # (E,) float tokens each expert actually processed
+    # (2, E, D) per expert [Σ raw output, Σ gated raw output] over kept assignments, when the
+    # dispatch had them for free (chronomoe.experts.expert_output_sums); None: summed here
+    expert_sums: torch.Tensor | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -62,19 +65,27 @@ class MoETrace:
     def assignment_kept(self) -> torch.Tensor:
         return self.kept.t().reshape(-1)  # (k·N,)
 
-    def _per_expert(self, values: torch.Tensor) -> torch.Tensor:
+    def kept_expert_index(self) -> torch.Tensor:
+        """(k·N,) each assignment's expert, ``E`` (an extra row, cut off) where it was dropped."""
+        return torch.where(self.assignment_kept(), self.assignment_experts(), self.n_experts)
+
+    def _per_expert(self, values: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """Sum ``values`` (k·N, ...) per expert over kept assignments; a dropped assignment lands in
-        an extra row that is cut off (cheaper than masking the values)."""
-        index = torch.where(self.assignment_kept(), self.assignment_experts(), self.n_experts)
+        an extra row that is cut off (cheaper than masking the values). ``index``: a
+        :meth:`kept_expert_index` already computed."""
+        index = self.kept_expert_index() if index is None else index
         out = values.new_zeros(self.n_experts + 1, *values.shape[1:])
         return out.index_add_(0, index, values)[: self.n_experts]
 
     def expert_means(self) -> torch.Tensor:
         """``ȳ_e``: (E, D) mean raw output per expert (0 for an expert without tokens)."""
-        return self._per_expert(self.assignment_outputs) / self.expert_tokens.clamp_min(1.0).unsqueeze(-1)
+        sums = self._per_expert(self.assignment_outputs) if self.expert_sums is None else self.expert_sums[0]
+        return sums / self.expert_tokens.clamp_min(1.0).unsqueeze(-1)
 
     def expert_gated_sums(self) -> torch.Tensor:
         """(E, D) each expert's summed gated contribution to the mixture."""
+        if self.expert_sums is not None:
+            return self.expert_sums[1]
         return self._per_expert(self.assignment_outputs * self.assignment_gates().unsqueeze(-1))
 
     def routing_share(self) -> torch.Tensor:
@@ -89,11 +100,19 @@ def expert_coherence(
     seen = trace.expert_tokens > 0
     if token_level:
         phi = _token_level(trace, leave_one_out)
-    else:
+    elif trace.expert_sums is not None:  # summed by the dispatch
         target = trace.mixture.mean(0).expand(trace.n_experts, -1)  # (E, D)
         if leave_one_out:
-            target = target - trace.expert_gated_sums() / trace.n_tokens
+            target = target - trace.expert_sums[1] / trace.n_tokens
         phi = F.cosine_similarity(trace.expert_means(), target, dim=-1, eps=1e-8)
+    else:  # expert_means() and expert_gated_sums(), sharing one index; dropped rows fall off it
+        index, outputs = trace.kept_expert_index(), trace.assignment_outputs
+        means = trace._per_expert(outputs, index) / trace.expert_tokens.clamp_min(1.0).unsqueeze(-1)
+        target = trace.mixture.mean(0).expand(trace.n_experts, -1)  # (E, D)
+        if leave_one_out:
+            gates = trace.gates.t().reshape(-1, 1).to(outputs.dtype)  # (k·N, 1)
+            target = target - trace._per_expert(outputs * gates, index) / trace.n_tokens
+        phi = F.cosine_similarity(means, target, dim=-1, eps=1e-8)
     return torch.where(seen, phi, torch.zeros_like(phi)), seen
 
 

@@ -4,7 +4,9 @@ Dispatch is Switch-style: every expert gets ``C`` slots; assignments claim slots
 (all first choices, then all second choices, each in token order) and those past ``C`` are dropped
 (reported, and contribute nothing). All shapes are known from the input's shape, so dispatch needs
 no host synchronisation: positions come from a cumulative sum, tokens move by gather, and the
-experts run as one batched matmul over ``(E, C, D)``. :func:`reference_moe` is the plain-loop twin.
+experts run as one batched matmul over ``(E, C, D)``. On the CPU, where reading a count back costs
+nothing, the same plan runs packed (:func:`capacity_dispatch_and_combine`): each expert only on the
+assignments it kept, so empty slots cost no FLOPs. :func:`reference_moe` is the plain-loop twin.
 """
 
 from __future__ import annotations
@@ -61,6 +63,20 @@ class SwiGLUExperts(nn.Module):
     def expert(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """One expert on ``x (M, D) → (M, D)``."""
         return (F.silu(x @ self.w_gate[index]) * (x @ self.w_up[index])) @ self.w_down[index]
+
+    def packed(self, x: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        """Expert ``e`` on the ``e``-th run of ``x (M, D)`` cut by ``counts``; ``(M, D)``, same order.
+
+        Each parameter is unbound once (its backward is one ``stack``), not indexed per expert
+        (each index's backward fills and adds a full ``(E, D, H)`` zero gradient).
+        """
+        gate, up, down = self.w_gate.unbind(0), self.w_up.unbind(0), self.w_down.unbind(0)
+        outputs = [
+            (F.silu(run @ gate[e]) * (run @ up[e])) @ down[e]
+            for e, run in enumerate(x.split(counts))
+            if counts[e] > 0
+        ]
+        return torch.cat(outputs) if outputs else x.new_zeros(x.shape)
 
 
 def expert_capacity(n_tokens: int, n_experts: int, top_k: int, capacity_factor: float | None) -> int:
@@ -130,6 +146,90 @@ def dispatch_and_combine(
     return mixture, per_assignment
 
 
+def host_reads_are_free(device: torch.device) -> bool:
+    """Whether reading a tensor's value back to the host costs no synchronisation: on the CPU the
+    host is the device. Tests patch it to False to hold the CPU to the accelerator contract."""
+    return device.type == "cpu"
+
+
+def capacity_dispatch_and_combine(
+    x: torch.Tensor,
+    gates: torch.Tensor,
+    plan: DispatchPlan,
+    experts: ExpertBank,
+    *,
+    expert_sums: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The capacity plan's result, computed the cheapest way for where it runs.
+
+    On the CPU with local experts (:func:`host_reads_are_free`), the kept assignments are packed
+    expert by expert and each expert runs on its own tokens only (:func:`packed_dispatch_and_combine`):
+    an empty slot costs nothing, and a top-2 layer does the FLOPs of the FLOP-matched dense FFN
+    instead of ``capacity_factor`` times them. Elsewhere, the padded ``(E, C, D)`` batch of
+    :func:`dispatch_and_combine`, which never synchronises. Both give the same values and gradients.
+
+    Returns ``(mixture, per-assignment outputs, sums)``; ``sums`` is :func:`expert_output_sums` of
+    the packed outputs when ``expert_sums`` is asked for and the packed path ran (there they come
+    almost free: the outputs are grouped by expert already), else None.
+    """
+    if isinstance(experts, SwiGLUExperts) and host_reads_are_free(x.device):
+        return packed_dispatch_and_combine(x, gates, plan, experts, expert_sums=expert_sums)
+    return (*dispatch_and_combine(x, gates, plan, experts), None)
+
+
+def packed_dispatch_and_combine(
+    x: torch.Tensor,
+    gates: torch.Tensor,
+    plan: DispatchPlan,
+    experts: SwiGLUExperts,
+    *,
+    expert_sums: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Same contract and drops as :func:`dispatch_and_combine`, without padding: reads the kept
+    count per expert to the host (free on the CPU, a synchronisation on an accelerator). With
+    ``expert_sums``, also :func:`expert_output_sums` of the kept assignments (else None)."""
+    n_tokens, d_model = x.shape
+    top_k = gates.shape[1]
+    capacity = plan.capacity
+    counts = plan.expert_tokens.to(torch.int64)  # (E,) kept assignments per expert
+    # an expert's kept assignments hold its first slots, so the occupied slots in row-major order
+    # are the kept assignments grouped by expert, in arrival order
+    tokens = plan.slot_token.reshape(-1)
+    tokens = tokens[tokens < n_tokens]  # host read (boolean mask)
+    host_counts = counts.tolist()
+    packed = experts.packed(x.index_select(0, tokens), host_counts)  # (kept, D)
+    start = counts.cumsum(0) - counts  # (E,) first packed row of each expert
+    slot = plan.slot.clamp(max=plan.slot_token.numel() - 1)
+    row = torch.where(plan.kept, start[slot // capacity] + slot % capacity, torch.zeros_like(slot))
+    per_assignment = packed.index_select(0, row)  # (k·N, D); a dropped assignment reads row 0
+    flat_gates = gates.t().reshape(-1)  # (k·N,)
+    live_gates = (flat_gates * plan.kept).unsqueeze(-1).to(per_assignment.dtype)  # (k·N, 1)
+    mixture = (per_assignment * live_gates).view(top_k, n_tokens, d_model).sum(0)  # (N, D)
+    sums = None
+    if expert_sums:
+        with torch.no_grad():  # each kept assignment's gate at its packed row; dropped ones to a dump row
+            dump = torch.full_like(row, packed.shape[0])
+            packed_gates = flat_gates.new_zeros(packed.shape[0] + 1).index_copy_(
+                0, torch.where(plan.kept, row, dump), flat_gates.detach()
+            )[:-1]
+            sums = expert_output_sums(packed.detach(), packed_gates, host_counts)
+    return mixture, per_assignment, sums
+
+
+def expert_output_sums(grouped: torch.Tensor, gates: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """``(2, E, D)``: per expert, the sum of its raw outputs and of its gated raw outputs, from
+    outputs ``grouped (M, D)`` expert by expert (``counts`` rows each) and their gates ``(M,)``.
+
+    One ``(2, n_e) @ (n_e, D)`` product per expert: on the CPU far cheaper than two ``index_add``
+    over per-assignment outputs in token order (which also need a gated copy of them)."""
+    weights = torch.stack([torch.ones_like(gates), gates]).to(grouped.dtype)  # (2, M)
+    sums = [
+        pair @ rows if rows.shape[0] else grouped.new_zeros(2, grouped.shape[1])
+        for pair, rows in zip(weights.split(counts, dim=1), grouped.split(counts), strict=True)
+    ]
+    return torch.stack(sums, dim=1)
+
+
 def sorted_dispatch_and_combine(
     x: torch.Tensor, expert_idx: torch.Tensor, gates: torch.Tensor, experts: ExpertBank
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,8 +243,11 @@ def sorted_dispatch_and_combine(
     order = torch.argsort(flat_expert, stable=True)
     counts = torch.bincount(flat_expert, minlength=experts.n_experts).tolist()  # host read
     token = torch.arange(n_tokens, device=x.device).repeat(top_k)
-    runs = x.index_select(0, token[order]).split(counts)  # per expert (n_e, D)
-    sorted_outputs = torch.cat([experts.expert(e, run) for e, run in enumerate(runs)])  # (k·N, D)
+    grouped = x.index_select(0, token[order])  # (k·N, D), expert by expert
+    if isinstance(experts, SwiGLUExperts):
+        sorted_outputs = experts.packed(grouped, counts)
+    else:
+        sorted_outputs = torch.cat([experts.expert(e, run) for e, run in enumerate(grouped.split(counts))])
     per_assignment = torch.empty_like(sorted_outputs).index_copy(0, order, sorted_outputs)
     weighted = per_assignment * gates.t().reshape(-1, 1).to(per_assignment.dtype)
     return weighted.view(top_k, n_tokens, -1).sum(0), per_assignment

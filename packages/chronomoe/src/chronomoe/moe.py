@@ -1,8 +1,10 @@
 """``layer.moe``: a mixture-of-experts MLP, ``(B, T, D) → (B, T, D)``, that drops in for a block's MLP.
 
 After each forward, :meth:`MoE.aux_outputs` returns that forward's auxiliary losses and metrics as
-tensors (0-d, or ``(E,)``), computed on the device — the forward never reads a value back to the
-host. Keys (fixed for a given configuration):
+tensors (0-d, or ``(E,)``), computed on the device — on an accelerator the forward never reads a
+value back to the host (on the CPU, where that is free, capacity dispatch reads its per-expert
+counts to skip empty slots; ``dispatch="sorted"`` reads them everywhere). Keys (fixed for a given
+configuration):
 
 - ``moe_aux_loss``: the weighted router losses, **to be added to the task loss**;
   ``moe_load_balance_loss`` (Switch, 1 = balanced) and ``moe_z_loss``, unweighted;
@@ -33,7 +35,7 @@ from chronomoe.coherence import MoETrace, expert_coherence, layer_coherence
 from chronomoe.config import DISPATCH_MODES, ROUTER_SHAPE_FIELDS, MoEConfig
 from chronomoe.experts import (
     SwiGLUExperts,
-    dispatch_and_combine,
+    capacity_dispatch_and_combine,
     expert_capacity,
     plan_dispatch,
     sorted_dispatch_and_combine,
@@ -85,10 +87,14 @@ class MoE(nn.Module):
         self.last_trace: MoETrace | None = None
         self._aux: dict[str, torch.Tensor] = {}
         self._reachable: list[bool] = [True] * experts.n_experts  # host copy: columns whose server answers
-        self.register_buffer("_reachable_mask", torch.ones(experts.n_experts, dtype=torch.bool), persistent=False)
+        self.register_buffer(
+            "_reachable_mask", torch.ones(experts.n_experts, dtype=torch.bool), persistent=False
+        )
         if isinstance(experts, HybridExperts) and not hasattr(getattr(router, "columns", None), "reachable"):
-            raise ModelError(f"{type(router).__name__} cannot mask unreachable experts (it has no ExpertColumns); "
-                             "remote experts need router.topk, router.chrono or router.loss_free")
+            raise ModelError(
+                f"{type(router).__name__} cannot mask unreachable experts (it has no ExpertColumns); "
+                "remote experts need router.topk, router.chrono or router.loss_free"
+            )
 
     @property
     def n_experts(self) -> int:
@@ -118,6 +124,8 @@ class MoE(nn.Module):
         batch, time, d_model = x.shape
         flat = x.reshape(batch * time, d_model)  # (N, D)
         route: RouterOutput = self.router(flat, sequence_length=time)
+        wants_trace = self.emit_trace or self.router.needs_trace
+        sums = None
         if self.dispatch == "sorted":
             mixture, outputs = sorted_dispatch_and_combine(flat, route.expert_idx, route.gates, self.experts)
             kept = torch.ones_like(route.expert_idx, dtype=torch.bool)
@@ -128,11 +136,13 @@ class MoE(nn.Module):
             live = max(1, live - self._reachable.count(False))  # capacity over the reachable
             capacity = expert_capacity(flat.shape[0], live, top_k, self.capacity_factor)
             plan = plan_dispatch(route.expert_idx, self.n_experts, capacity)
-            mixture, outputs = dispatch_and_combine(flat, route.gates, plan, self.experts)
+            mixture, outputs, sums = capacity_dispatch_and_combine(
+                flat, route.gates, plan, self.experts, expert_sums=wants_trace
+            )
             kept = plan.kept.view(-1, flat.shape[0]).t()  # (N, k)
             expert_tokens = plan.expert_tokens
         trace = None
-        if self.emit_trace or self.router.needs_trace:
+        if wants_trace:
             trace = MoETrace(
                 mixture=mixture.detach(),
                 clean_logits=route.clean_logits.detach(),
@@ -143,6 +153,7 @@ class MoE(nn.Module):
                 kept=kept,
                 assignment_outputs=outputs.detach(),
                 expert_tokens=expert_tokens,
+                expert_sums=sums,
             )
         self._aux = self._collect_aux(route, kept, trace)
         self.last_trace = trace
@@ -195,8 +206,15 @@ class MoE(nn.Module):
         drained = []
         while events:
             event = events.popleft()
-            drained.append({"action": event.type.lower(), "source": "remote_experts", "clock": "fast",
-                            "ts": event.ts, "event": dict(event.payload)})
+            drained.append(
+                {
+                    "action": event.type.lower(),
+                    "source": "remote_experts",
+                    "clock": "fast",
+                    "ts": event.ts,
+                    "event": dict(event.payload),
+                }
+            )
         return drained
 
     def aux_outputs(self) -> dict[str, torch.Tensor]:

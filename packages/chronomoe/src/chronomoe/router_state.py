@@ -13,7 +13,6 @@ from torch import nn
 
 from chronomoe.clocks import DebiasedEMA
 from chronomoe.config import ChronoConfig
-from chronomoe.geometry import fisher_rao_distance
 
 
 class RouterState(nn.Module):
@@ -48,8 +47,8 @@ class RouterState(nn.Module):
     def observe_veto(self, veto_counts: torch.Tensor) -> None:
         """Per-expert veto rate from one forward's ``veto_counts`` (2, E) (see
         :func:`expert_veto_counts`); experts β selected for no token age without an observation."""
-        vetoed, proposed = veto_counts[0], veto_counts[1]
-        self.expert_veto.update(vetoed / proposed.clamp_min(1.0), proposed > 0)
+        proposed = veto_counts[1]
+        self.expert_veto.update(veto_counts[0] / proposed.clamp_min(1.0), proposed > 0)
 
     @torch.no_grad()
     def reset_expert(self, expert: int) -> None:
@@ -76,12 +75,12 @@ class RouterState(nn.Module):
         c = self.config
         live = torch.ones_like(self.held) if active is None else active
         error = phi_slow - c.tau
-        pushed = (error.abs() > c.deadband) & (evidence > 0)
-        push = torch.where(pushed, c.eta * error, torch.zeros_like(error))
-        k = (1.0 - c.beta_leak) * self.k + push
+        # push η·error where |error| > deadband and the expert has evidence (few, in-place ops: every step)
+        push = (error * c.eta).masked_fill_((error.abs() <= c.deadband) | (evidence <= 0), 0.0)
+        k = torch.add(push, self.k, alpha=1.0 - c.beta_leak)
         live_f = live.to(k.dtype)
-        k = k - (k * live_f).sum() / live_f.sum().clamp_min(1.0)  # a common shift selects nothing
-        k = torch.where(live & ~self.held, k, torch.zeros_like(k)).clamp(-c.k_max, c.k_max)
+        k = k.sub_(torch.dot(k, live_f) / live_f.sum().clamp_min(1.0))  # a common shift selects nothing
+        k = k.masked_fill_(~live | self.held, 0.0).clamp_(-c.k_max, c.k_max)
         self.k.copy_(torch.where(self.crystallised, self.k, k))
 
 
@@ -132,22 +131,49 @@ def biased_selection_key(
     disagreement the escalation and the report read) compare the clean distribution with the
     distribution of the vetoed key, on every ``js_token_stride``-th token; ``flip_rate`` (top-1 changes) and ``veto`` (mean ``1 − r``)
     use every token.
+
+    Computed expert-major, on ``(E, N)``: every softmax and reduction over the few experts then runs
+    along the long token axis (see :func:`expert_softmax`); the key is returned as an ``(N, E)`` view
+    of that layout (top-k over it costs what it costs on a contiguous key).
     """
-    logits = clean_logits.float()
-    p_clean = expert_softmax(logits)
-    p_proposed = expert_softmax(logits + beta)
-    relevance = bridge_relevance(total_variation(p_clean, p_proposed), config)  # (N,)
-    key = logits + relevance.unsqueeze(-1) * beta
+    logits = clean_logits.float().t().contiguous()  # (E, N)
+    beta = beta.unsqueeze(-1)  # (E, 1)
+    p_clean = torch.softmax(logits, dim=0)
+    # bridge_relevance of TV(clean, proposed) = ½ Σ |p − q|, in two ops: (veto_zero − tv) / span
+    span = config.veto_zero - config.veto_full
+    distance = (p_clean - torch.softmax(logits + beta, dim=0)).abs_().sum(0)  # (N,) 2·TV
+    relevance = torch.add(config.veto_zero / span, distance, alpha=-0.5 / span).clamp_(0.0, 1.0)
+    key = torch.addcmul(logits, relevance, beta)  # (E, N) z + r·β
     stride = config.js_token_stride
-    p_sample, p_biased = p_clean[::stride], expert_softmax(key[::stride])
+    # the sample token-major again, clean and biased stacked (2, n, E): few tokens, and sums over the
+    # expert axis round as they always did, which matters at distance 0, where the Fisher–Rao arccos
+    # is ill-conditioned
+    pair = (
+        torch.stack([p_clean[:, ::stride], torch.softmax(key, dim=0)[:, ::stride]])
+        .transpose(1, 2)
+        .contiguous()
+    )
     metrics = {
-        "js": js_divergence(p_sample, p_biased).mean(),
-        "tv": total_variation(p_sample, p_biased).mean(),
-        "fisher_rao": fisher_rao_distance(p_sample, p_biased).mean(),
-        "flip_rate": (logits.argmax(-1) != key.argmax(-1)).float().mean(),
+        "js": _js_of_pair(pair).mean(),
+        "tv": total_variation(pair[0], pair[1]).mean(),
+        "fisher_rao": _fisher_rao_of_pair(pair).mean(),
+        # max(0) returns the first maximal index, as argmax does
+        "flip_rate": (logits.max(0).indices != key.max(0).indices).float().mean(),
         "veto": 1.0 - relevance.mean(),
     }
-    return key, metrics, 1.0 - relevance
+    return key.t(), metrics, 1.0 - relevance
+
+
+def _fisher_rao_of_pair(pair: torch.Tensor) -> torch.Tensor:
+    """:func:`~chronomoe.geometry.fisher_rao_distance` of ``pair[0]`` and ``pair[1]``, in fewer ops."""
+    unit = pair / pair.sum(-1, keepdim=True)
+    return 2.0 * torch.arccos((unit[0] * unit[1]).sqrt().sum(-1).clamp(0.0, 1.0))
+
+
+def _js_of_pair(pair: torch.Tensor) -> torch.Tensor:
+    """:func:`js_divergence` of ``pair[0]`` and ``pair[1]`` (stacked ``(2, ..., E)``), in fewer ops."""
+    log_m = pair.mean(0).clamp_min(1e-12).log()
+    return (pair * (pair.clamp_min(1e-12).log() - log_m)).sum(-1).mean(0)
 
 
 def selection_mask(key: torch.Tensor, top_k: int) -> torch.Tensor:
@@ -164,7 +190,9 @@ def expert_veto_counts(
     biased key selects it. Their ratio is the expert's veto rate: the fraction of its routed
     (β-proposed) tokens whose bias for it was vetoed. A veto is charged only to the experts β
     promoted, so a neighbour that was selected anyway is not blamed for another expert's β."""
-    proposed = selection_mask(biased_key, top_k)  # (N, E)
-    gained = proposed * (1.0 - selection_mask(clean_key, top_k))
+    # both selections by one top-k over the stacked keys: (2, N, E) [proposed, clean]
+    selected = selection_mask(torch.stack([biased_key, clean_key]), top_k)
+    proposed = selected[0]
+    gained = proposed - proposed * selected[1]  # in the biased top-k, not in the clean one
     vetoed = (gained * token_veto.float().unsqueeze(-1)).sum(0)
     return torch.stack([vetoed, proposed.sum(0)])

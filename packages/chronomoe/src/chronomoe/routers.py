@@ -151,10 +151,10 @@ class ExpertColumns(nn.Module):
 
 def masked_std(logits: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
     """Std of the logits over active columns only (0-d)."""
-    finite = torch.where(active, logits, torch.zeros_like(logits))
+    finite = logits.masked_fill(~active, 0.0)
     count = (active.sum() * logits.shape[0]).clamp_min(2)
-    mean = finite.sum() / count
-    return (((finite - mean) * active).square().sum() / (count - 1)).sqrt()
+    centred = finite.sub_(finite.sum() / count).mul_(active)  # in place: router.chrono, every step
+    return (centred.square_().sum() / (count - 1)).sqrt()
 
 
 class TopKRouter(TopKMixin, nn.Module):
@@ -175,7 +175,9 @@ class TopKRouter(TopKMixin, nn.Module):
     def forward(self, x: torch.Tensor, sequence_length: int | None = None) -> RouterOutput:
         logits = self.columns.mask(self.gate(x).float())  # (N, E)
         key = self.columns.key(logits.detach())
-        return _output(self.config, self.columns, logits, key, logits.new_zeros(self.n_experts), {}, self.top_k)
+        return _output(
+            self.config, self.columns, logits, key, logits.new_zeros(self.n_experts), {}, self.top_k
+        )
 
     def observe(
         self, route: RouterOutput, trace: MoETrace | None, phi: torch.Tensor | None, seen: torch.Tensor | None
@@ -203,7 +205,10 @@ class ChronoRouter(TopKMixin, nn.Module):
 
     def forward(self, x: torch.Tensor, sequence_length: int | None = None) -> RouterOutput:
         # the temperature sharpens (< 1) or flattens (> 1) routing; β stays in units of logit std
-        logits = self.columns.mask(self.gate(x).float() / self.config.temperature)  # (N, E)
+        logits = self.gate(x).float()  # (N, E)
+        if self.config.temperature != 1.0:  # (x / 1.0 is x: skip the op and its backward)
+            logits = logits / self.config.temperature
+        logits = self.columns.mask(logits)
         beta = self.state.beta_eff()
         with torch.no_grad():
             key, metrics, token_veto = biased_selection_key(logits.detach(), beta, self.config.chrono)
@@ -277,20 +282,29 @@ class LossFreeRouter(TopKMixin, nn.Module):
         key = self.columns.key(key)
         expert_idx = key.topk(self.top_k, dim=-1).indices  # (N, k)
         chosen = affinity.gather(-1, expert_idx)  # (N, k)
-        gates = chosen / chosen.sum(-1, keepdim=True).clamp_min(1e-9) if self.config.normalize_gates else chosen
+        gates = (
+            chosen / chosen.sum(-1, keepdim=True).clamp_min(1e-9) if self.config.normalize_gates else chosen
+        )
         probs = affinity / affinity.sum(-1, keepdim=True).clamp_min(1e-9)  # normalised affinities
         clean_logits = logits.masked_fill(~active, float("-inf"))
         balance = self._sequence_balance(probs, expert_idx, sequence_length)
         z_loss = router_z_loss(clean_logits)
         return RouterOutput(
-            expert_idx=expert_idx, gates=gates, clean_logits=clean_logits, selection_key=key, probs=probs,
-            load_balance_loss=balance, z_loss=z_loss,
+            expert_idx=expert_idx,
+            gates=gates,
+            clean_logits=clean_logits,
+            selection_key=key,
+            probs=probs,
+            load_balance_loss=balance,
+            z_loss=z_loss,
             aux_loss=self.config.sequence_balance_weight * balance + self.config.z_loss_weight * z_loss,
-            bias=self.bias.clone(), metrics={},
+            bias=self.bias.clone(),
+            metrics={},
         )
 
-    def _sequence_balance(self, probs: torch.Tensor, expert_idx: torch.Tensor,
-                          sequence_length: int | None) -> torch.Tensor:
+    def _sequence_balance(
+        self, probs: torch.Tensor, expert_idx: torch.Tensor, sequence_length: int | None
+    ) -> torch.Tensor:
         n_tokens = probs.shape[0]
         length = sequence_length if sequence_length and n_tokens % sequence_length == 0 else n_tokens
         sequences = n_tokens // length
