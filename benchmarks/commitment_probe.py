@@ -198,7 +198,9 @@ def main() -> None:
         default="eval",
         help="the template set the probed traces are phrased from (train: the training phrasings)",
     )
-    parser.add_argument("--seed", type=int, default=None, help="the traces' seed (default: the run's eval seed)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="the traces' seed (default: the run's eval seed)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     model, eval_spec, step = load(args.run_dir)
