@@ -114,19 +114,25 @@ def opcode_forced(model: torch.nn.Module, where: Callable[[], torch.Tensor | Non
             handle.remove()
 
 
-def _exact(model: torch.nn.Module, batches: Sequence[Mapping[str, Any]], current: list[Mapping[str, Any]]
-           ) -> dict[str, float | None]:
-    """Every metric of :data:`METRIC_MASKS` whose mask the batches carry, in one pass."""
+def predictions_of(output: Any, targets: torch.Tensor) -> torch.Tensor:
+    """The model's predicted token ``(B, T)`` at every labelled position (-1 elsewhere when the model
+    emits logits at labelled positions only)."""
+    if output.logit_targets is None:
+        return output.logits.argmax(-1)
+    predictions = torch.full_like(targets, -1)  # labelled-only logits follow the row-major order of the labelled positions
+    predictions[targets != IGNORE_TARGET] = output.logits.argmax(-1)
+    return predictions
+
+
+def _exact(model: torch.nn.Module, batches: Sequence[Mapping[str, Any]], current: list[Mapping[str, Any]],
+           predicted: Sequence[torch.Tensor] | None = None) -> dict[str, float | None]:
+    """Every metric of :data:`METRIC_MASKS` whose mask the batches carry, in one pass (or from
+    ``predicted``, the same model's predictions on the same batches, already computed)."""
     counters = {metric: ExactCounter() for metric, key in METRIC_MASKS.items() if key in batches[0]}
-    for batch in batches:
+    for index, batch in enumerate(batches):
         current[:] = [batch]
-        output = model(batch)
         targets = batch[keys.TARGET_IDS.name]
-        if output.logit_targets is None:
-            predictions = output.logits.argmax(-1)
-        else:  # labelled-only logits follow the row-major order of the labelled positions
-            predictions = torch.full_like(targets, -1)
-            predictions[targets != IGNORE_TARGET] = output.logits.argmax(-1)
+        predictions = predicted[index] if predicted is not None else predictions_of(model(batch), targets)
         for metric, counter in counters.items():
             counter.add(predictions == targets, batch[METRIC_MASKS[metric]].bool() & (targets != IGNORE_TARGET))
     return {metric: counter.value() for metric, counter in counters.items()}
@@ -134,22 +140,29 @@ def _exact(model: torch.nn.Module, batches: Sequence[Mapping[str, Any]], current
 
 @torch.no_grad()
 def organism_report(model: torch.nn.Module, dataset: Any, *, samples: int, batch_size: int, device: torch.device,
-                    opcode_names: list[str]) -> dict[str, Any]:
+                    opcode_names: list[str],
+                    evaluated: tuple[Sequence[Mapping[str, Any]], Sequence[torch.Tensor]] | None = None
+                    ) -> dict[str, Any]:
     """``answer_exact`` and its ablations on the first ``samples`` items of ``dataset``; empty when
-    the dataset marks no answers."""
-    collate = collate_for(dataset)
-    count = min(samples, len(dataset))
-    batches = []
-    for start in range(0, count, batch_size):
-        items = [dataset[i] for i in range(start, min(start + batch_size, count))]
-        batches.append(move_to(collate(items), device))
+    the dataset marks no answers. ``evaluated``: those items' batches and the model's predictions on
+    them, already computed by the caller's evaluation pass (the same forward, so not run again)."""
+    predicted: Sequence[torch.Tensor] | None = None
+    if evaluated is not None:
+        batches, predicted = list(evaluated[0]), evaluated[1]
+    else:
+        collate = collate_for(dataset)
+        count = min(samples, len(dataset))
+        batches = []
+        for start in range(0, count, batch_size):
+            items = [dataset[i] for i in range(start, min(start + batch_size, count))]
+            batches.append(move_to(collate(items), device))
     if not batches or ANSWER_MASK not in batches[0]:
         return {}
     was_training = model.training
     model.eval()
     current: list[Mapping[str, Any]] = []
     try:
-        report: dict[str, Any] = dict(_exact(model, batches, current))
+        report: dict[str, Any] = dict(_exact(model, batches, current, predicted))
         if not _blocks(model):
             return report
         with memory_off(model):

@@ -32,7 +32,7 @@ from mosaic.core.contract.protocols import (
 from mosaic.core.model_output import ModelOutput
 from mosaic.runtime.training.batching import collate_for, move_to
 from mosaic.runtime.training.eval_commitment import evaluate_commitments, merge_report
-from mosaic.runtime.training.eval_organism import organism_report
+from mosaic.runtime.training.eval_organism import organism_report, predictions_of
 from mosaic.runtime.training.eval_tools import tool_building_report
 
 COMMITMENT_CLASSES = ("close", "neutral", "open")
@@ -191,7 +191,7 @@ def evaluate(model: torch.nn.Module, objective: Any, dataset: Any, *, samples: i
     evaluator = Evaluator(opcode_names(model))
     collate = collate_for(dataset)
     count = min(samples, len(dataset))
-    batches = []
+    batches, predicted = [], []
     try:
         for start in range(0, count, batch_size):
             indices = list(range(start, min(start + batch_size, count)))
@@ -206,14 +206,19 @@ def evaluate(model: torch.nn.Module, objective: Any, dataset: Any, *, samples: i
             _, metrics = objective(output, batch)
             evaluator.add(output, batch, metrics)
             batches.append(batch)
+            if keys.TARGET_IDS.name in batch:
+                predicted.append(predictions_of(output, batch[keys.TARGET_IDS.name]))
         decided = evaluate_commitments(model, batches, opcode_names(model))
     finally:
         model.train(was_training)
     report = evaluator.report()
     report["samples"] = count
     # whole-answer recall and its memory/opcode ablations (mosaic.runtime.training.eval_organism)
+    # this pass's predictions serve as the unablated figure unless autocast ran it (the ablations run
+    # without autocast, and the two must be read the same way)
+    evaluated = (batches, predicted) if autocast is None and len(predicted) == len(batches) else None
     report.update(organism_report(model, dataset, samples=count, batch_size=batch_size, device=device,
-                                  opcode_names=opcode_names(model)))
+                                  opcode_names=opcode_names(model), evaluated=evaluated))
     # commitments, turns and the COMMIT/IDLE/RESPOND ablations: merged last, key by key, so that
     # other sections (e.g. ``ablations.memory_off``) are kept (mosaic.runtime.training.eval_commitment)
     merge_report(report, decided)
