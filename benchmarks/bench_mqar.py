@@ -76,17 +76,21 @@ def variant_overrides(variant: str, point: tuple[int, int]) -> list[str]:
         return ["vars.memory=memory.off", "vars.aux_gate_weight=0", "vars.aux_bits_weight=0"]
     if variant == "memory_small":  # a quarter of memory_geometry's slots: 2 x pairs / 4 = half the pairs
         return [f"vars.mem_assoc={max(1, point[1] // 4)}"]
-    if variant.startswith(RING_ADVANCE):
-        threshold = float(variant.removeprefix(RING_ADVANCE))
+    threshold = ring_threshold(variant)
+    if threshold is not None:
         return [f"targets[0].model.block.mem_ring_advance_at={threshold}"]
     raise ValueError(variant)
 
 
-def ring_threshold_ok(variant: str) -> bool:
+def ring_threshold(variant: str) -> float | None:
+    """G of a ``ring_advance_G`` variant with 0 <= G < 1; None for any other name."""
+    if not variant.startswith(RING_ADVANCE):
+        return None
     try:
-        return variant.startswith(RING_ADVANCE) and 0.0 <= float(variant.removeprefix(RING_ADVANCE)) < 1.0
+        threshold = float(variant.removeprefix(RING_ADVANCE))
     except ValueError:
-        return False
+        return None
+    return threshold if 0.0 <= threshold < 1.0 else None
 
 
 def schedule_overrides(model: str, steps: int) -> list[str]:
@@ -301,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot-only", action="store_true", help="redraw the plot from --out and exit")
     args = parser.parse_args(argv)
     for variant in args.variants or []:
-        if variant not in VARIANTS and not ring_threshold_ok(variant):
+        if variant not in VARIANTS and ring_threshold(variant) is None:
             parser.error(f"--variants {variant}: one of {', '.join(VARIANTS)}, or {RING_ADVANCE}G with 0 <= G < 1")
     for model in args.model:
         if model not in MODELS:
