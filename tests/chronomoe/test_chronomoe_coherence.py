@@ -124,3 +124,28 @@ def test_unrouted_expert_phi_decays_to_the_prior_and_a_falling_phi_raises_the_de
     snapshot = buffer.snapshot()
     assert [e.degraded for e in snapshot.experts] == [True, True]
     assert snapshot.experts[0].phi_delta < -0.15
+
+
+def test_the_degraded_count_the_router_reports_follows_every_change_of_the_state() -> None:
+    """router.chrono reports the degraded-expert count on every forward from a cache; the cache must
+    go stale with the state: after updates, an expert reset and a state load."""
+    from chronomoe.buffer import CoherenceBuffer
+    from chronomoe.config import ChronoConfig
+
+    buffer = CoherenceBuffer(2, ChronoConfig())
+    both = torch.tensor([True, True])
+    for _ in range(200):
+        buffer.update(torch.tensor([0.8, 0.8]), both, torch.tensor([5, 5]), torch.tensor([0.5, 0.5]))
+    assert float(buffer.degraded_count()) == 0.0
+    fresh_state = CoherenceBuffer(2, ChronoConfig()).state_dict()
+    for _ in range(60):  # expert 0 turns incoherent: degraded
+        buffer.update(torch.tensor([0.2, 0.8]), both, torch.tensor([5, 5]), torch.tensor([0.5, 0.5]))
+        assert float(buffer.degraded_count()) == float(buffer.degraded().sum())
+    assert float(buffer.degraded_count()) == 1.0
+    buffer.reset_expert(0)  # a new expert in the column has no baseline to degrade from
+    assert float(buffer.degraded_count()) == 0.0
+    for _ in range(60):
+        buffer.update(torch.tensor([0.8, 0.2]), both, torch.tensor([5, 5]), torch.tensor([0.5, 0.5]))
+    assert float(buffer.degraded_count()) == 1.0
+    buffer.load_state_dict(fresh_state)
+    assert float(buffer.degraded_count()) == 0.0

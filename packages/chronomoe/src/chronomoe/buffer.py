@@ -7,6 +7,7 @@ copy is made only by :meth:`CoherenceBuffer.snapshot`, which callers use at eval
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import attrs
@@ -73,6 +74,8 @@ class CoherenceBuffer(nn.Module):
         self.clocks = ThreeClockEMA(config.clocks, (2 * n_experts + 1,))
         self.register_buffer("tokens_seen", torch.zeros(n_experts, dtype=torch.int64))
         self.register_buffer("_always_seen", torch.ones(n_experts + 1, dtype=torch.bool), persistent=False)
+        self._degraded_count: torch.Tensor | None = None  # degraded_count's cache
+        self.register_load_state_dict_post_hook(_forget_degraded_count)
 
     @torch.no_grad()
     def update(
@@ -80,6 +83,7 @@ class CoherenceBuffer(nn.Module):
     ) -> None:
         """One global step: ``phi``/``seen``/``expert_tokens``/``share`` are (E,). Device-only."""
         psi = layer_coherence(phi, expert_tokens)
+        self._degraded_count = None
         value = torch.cat([phi.float(), share.float(), psi.float().view(1)])
         self.clocks.update(value, torch.cat([seen, self._always_seen]))
         self.tokens_seen.add_(expert_tokens.to(torch.int64))
@@ -100,6 +104,7 @@ class CoherenceBuffer(nn.Module):
             self.clocks.numerator[:, column] = 0.0
             self.clocks.weight[:, column] = 0.0
         self.tokens_seen[expert] = 0
+        self._degraded_count = None
 
     def phi(self, clock: str | None = None) -> torch.Tensor:
         """Debiased φ, ``(3, E)`` or ``(E,)`` for one clock, shrunk towards ``phi_prior`` by
@@ -113,11 +118,25 @@ class CoherenceBuffer(nn.Module):
     def phi_slow(self) -> torch.Tensor:
         return self.phi("slow")
 
-    def degraded(self) -> torch.Tensor:
+    def degraded(self, phi: torch.Tensor | None = None) -> torch.Tensor:
         """(E,) bool: the seed's degradation flag, ``φ_fast − φ_slow < −degradation_delta``, for
-        experts with slow-clock evidence (a fresh expert has no baseline to degrade from)."""
-        phi = self.phi()
+        experts with slow-clock evidence (a fresh expert has no baseline to degrade from). ``phi``:
+        this state's :meth:`phi` when the caller has it already."""
+        phi = self.phi() if phi is None else phi
         return (phi[0] - phi[2] < -self.config.degradation_delta) & (self.phi_evidence("slow") > 0)
+
+    def degraded_count(self, phi: torch.Tensor | None = None) -> torch.Tensor:
+        """0-d float: how many experts are :meth:`degraded`. router.chrono reports it on every
+        forward, and it changes only when the state does, so it is kept until the next
+        :meth:`update`, :meth:`reset_expert` or state load; passing ``phi`` (this state's
+        :meth:`phi`) recomputes it from that."""
+        if phi is not None or self._degraded_count is None:
+            self._degraded_count = self.degraded(phi).float().sum()
+        return self._degraded_count
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> CoherenceBuffer:
+        self._degraded_count = None  # moved or cast: recompute from the moved state
+        return cast(CoherenceBuffer, super()._apply(fn, recurse))
 
     def phi_evidence(self, clock: str = "slow") -> torch.Tensor:
         """(E,) the clock's evidence weight per expert: 0 never routed, → 1 routed every step."""
@@ -187,3 +206,8 @@ class MultiLayerCoherence(nn.Module):
 
     def snapshot(self) -> list[CoherenceSnapshot]:
         return [cast(CoherenceBuffer, buffer).snapshot() for buffer in self.layers]
+
+
+def _forget_degraded_count(module: nn.Module, incompatible_keys: object) -> None:
+    """After a state load the cached count belongs to the old state."""
+    cast(CoherenceBuffer, module)._degraded_count = None

@@ -129,8 +129,9 @@ def biased_selection_key(
 
     ``tv``, ``js`` and ``fisher_rao`` (the geodesic distance of :mod:`chronomoe.geometry`, the
     disagreement the escalation and the report read) compare the clean distribution with the
-    distribution of the vetoed key, on every ``js_token_stride``-th token; ``flip_rate`` (top-1 changes) and ``veto`` (mean ``1 − r``)
-    use every token.
+    distribution of the vetoed key, and ``flip_rate`` counts top-1 changes, on every
+    ``js_token_stride``-th token (rates of a layer's routing, estimated on a sample because they
+    cost more than the routing they describe); ``veto`` (mean ``1 − r``) uses every token.
 
     Computed expert-major, on ``(E, N)``: every softmax and reduction over the few experts then runs
     along the long token axis (see :func:`expert_softmax`); the key is returned as an ``(N, E)`` view
@@ -149,7 +150,7 @@ def biased_selection_key(
     # expert axis round as they always did, which matters at distance 0, where the Fisher–Rao arccos
     # is ill-conditioned
     pair = (
-        torch.stack([p_clean[:, ::stride], torch.softmax(key, dim=0)[:, ::stride]])
+        torch.stack([p_clean[:, ::stride], torch.softmax(key[:, ::stride], dim=0)])
         .transpose(1, 2)
         .contiguous()
     )
@@ -158,7 +159,7 @@ def biased_selection_key(
         "tv": total_variation(pair[0], pair[1]).mean(),
         "fisher_rao": _fisher_rao_of_pair(pair).mean(),
         # max(0) returns the first maximal index, as argmax does
-        "flip_rate": (logits.max(0).indices != key.max(0).indices).float().mean(),
+        "flip_rate": (logits[:, ::stride].max(0).indices != key[:, ::stride].max(0).indices).float().mean(),
         "veto": 1.0 - relevance.mean(),
     }
     return key.t(), metrics, 1.0 - relevance

@@ -212,11 +212,12 @@ class ChronoRouter(TopKMixin, nn.Module):
         beta = self.state.beta_eff()
         with torch.no_grad():
             key, metrics, token_veto = biased_selection_key(logits.detach(), beta, self.config.chrono)
-            metrics["degraded_experts"] = self.coherence.degraded().float().sum()
+            metrics["degraded_experts"] = self.coherence.degraded_count()
         route = _output(self.config, self.columns, logits, self.columns.key(key), beta, metrics, self.top_k)
-        with torch.no_grad():
-            clean_key = self.columns.key(logits.detach())
-            route.veto_counts = expert_veto_counts(clean_key, clean_key + beta, token_veto, self.top_k)
+        with torch.no_grad():  # a rate, estimated on the metrics' token sample (js_token_stride)
+            stride = self.config.chrono.js_token_stride
+            clean_key = self.columns.key(logits.detach()[::stride])
+            route.veto_counts = expert_veto_counts(clean_key, clean_key + beta, token_veto[::stride], self.top_k)
         return route
 
     @torch.no_grad()
@@ -234,9 +235,9 @@ class ChronoRouter(TopKMixin, nn.Module):
         self.coherence.update(phi, seen, trace.expert_tokens, trace.routing_share())
         if self.role is not None:
             self.role.observe(trace)
-        self.state.update_beta(
-            self.coherence.phi_slow(), self.coherence.phi_evidence("slow"), self.columns.active
-        )
+        phi_now = self.coherence.phi()  # (3, E), read once: β and the next forward's degraded count
+        self.coherence.degraded_count(phi_now)
+        self.state.update_beta(phi_now[2], self.coherence.phi_evidence("slow"), self.columns.active)
 
 
 class LossFreeRouter(TopKMixin, nn.Module):
