@@ -9,7 +9,10 @@ Per point and model, as Zoology runs it within a CPU budget:
    held-out accuracy over the label positions of 512 fixed samples, every ``eval_every`` steps,
    and the steps and wall time to first reach 0.99, where the run stops (``--stop-at``, 0 runs on);
 3. with ``--ablations`` (MOSAIC only): the memory off (``memory.off``) and a memory too small for
-   the pairs (a quarter of the slots: half the pairs fit), on the same budget and rate.
+   the pairs (a quarter of the slots: half the pairs fit), on the same budget and rate;
+4. with ``--variants heads_H`` (delta only): the delta baseline with H heads, whose state per layer
+   is ``d_model² / H`` plus its convolution tail (1 head: the most state d 64 allows), to compare
+   MOSAIC and the delta rule at equal or larger delta state.
 
 Every row carries the run's ``state_floats`` (from its ``summary.json``: recurrent state per layer
 at the point's context length, a Transformer's KV cache counted the same way), the machine and the
@@ -54,6 +57,9 @@ VARIANTS = ("full", "memory_off", "memory_small")
 #: moving its bucket's ring pointer only where its gate is above g (``mem_ring_advance_at``), so that
 #: weak stray writes stop overwriting stored pairs
 RING_ADVANCE = "ring_advance_"
+#: ``--variants heads_<h>`` (delta baseline only): the delta rule with h heads, so a state of
+#: ``d_model² / h`` floats per layer (fewer heads, more state), to compare models at equal state
+DELTA_HEADS = "heads_"
 #: the MOSAIC presets' teacher forcing runs from step 100 to 1,000: scaled to a shorter run
 TF_WARMUP_SHARE, TF_COOLDOWN_SHARE = 100 / 1500, 900 / 1500
 #: --micro: a few steps on tiny batches, to test the JSON, plot and docs path (not a measurement)
@@ -70,6 +76,9 @@ def preset_name(model: str, point: tuple[int, int]) -> str:
 def variant_overrides(variant: str, point: tuple[int, int]) -> list[str]:
     if variant == "full":
         return []
+    heads = delta_heads(variant)
+    if heads is not None:  # the delta baseline's grid presets (all points) read vars.delta_heads
+        return [f"vars.delta_heads={heads}"]
     if point == SMALL_POINT:
         raise SystemExit(f"--ablations: {variant} needs a grid preset's vars; (64, 4) runs mqar_mosaic")
     if variant == "memory_off":
@@ -91,6 +100,24 @@ def ring_threshold(variant: str) -> float | None:
     except ValueError:
         return None
     return threshold if 0.0 <= threshold < 1.0 else None
+
+
+def delta_heads(variant: str) -> int | None:
+    """h of a ``heads_h`` variant with h >= 1; None for any other name."""
+    if not variant.startswith(DELTA_HEADS) or not variant.removeprefix(DELTA_HEADS).isdigit():
+        return None
+    heads = int(variant.removeprefix(DELTA_HEADS))
+    return heads if heads >= 1 else None
+
+
+def model_variants(model: str, variants: list[str]) -> list[str]:
+    """The requested variants that apply to ``model``: MOSAIC's ablations and ring thresholds, the
+    delta baseline's head counts, and ``full`` for every model."""
+    if model == "mosaic":
+        return [v for v in variants if delta_heads(v) is None]
+    if model == "delta":
+        return [v for v in variants if v == "full" or delta_heads(v) is not None]
+    return [v for v in variants if v == "full"]
 
 
 def schedule_overrides(model: str, steps: int) -> list[str]:
@@ -171,8 +198,7 @@ def run_point(args: argparse.Namespace, point: tuple[int, int], model: str, root
     if args.sweep_only:
         return []
     variants = args.variants or (list(VARIANTS) if args.ablations else ["full"])
-    if model != "mosaic":
-        variants = [v for v in variants if v == "full"]
+    variants = model_variants(model, variants)
     rows = []
     for variant in variants:
         for seed in args.seeds:
@@ -292,8 +318,8 @@ def main(argv: list[str] | None = None) -> None:
                              "(status target_reached; 0: run the whole budget)")
     parser.add_argument("--ablations", action="store_true", help="MOSAIC with the memory off and too small")
     parser.add_argument("--variants", type=lambda t: parse_list(str, t),
-                        help=f"comma-separated, of {', '.join(VARIANTS)} or {RING_ADVANCE}G (MOSAIC only); "
-                             "default full, or all with --ablations")
+                        help=f"comma-separated, of {', '.join(VARIANTS)} or {RING_ADVANCE}G (MOSAIC only), or "
+                             f"{DELTA_HEADS}H (delta only); default full, or all with --ablations")
     parser.add_argument("--micro", action="store_true", help="tiny batches and a few steps: tests the JSON path")
     parser.add_argument("--machine", default="2-core CPU dev machine, shared")
     parser.add_argument("--keep-runs", type=Path, help="keep the run directories here (default: a temporary one)")
@@ -305,8 +331,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot-only", action="store_true", help="redraw the plot from --out and exit")
     args = parser.parse_args(argv)
     for variant in args.variants or []:
-        if variant not in VARIANTS and ring_threshold(variant) is None:
-            parser.error(f"--variants {variant}: one of {', '.join(VARIANTS)}, or {RING_ADVANCE}G with 0 <= G < 1")
+        if variant not in VARIANTS and ring_threshold(variant) is None and delta_heads(variant) is None:
+            parser.error(f"--variants {variant}: one of {', '.join(VARIANTS)}, or {RING_ADVANCE}G with 0 <= G < 1 "
+                         f"(MOSAIC), or {DELTA_HEADS}H with H >= 1 (delta)")
     for model in args.model:
         if model not in MODELS:
             parser.error(f"--model {model}: one of {', '.join(MODELS)}")

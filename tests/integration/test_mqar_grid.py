@@ -183,3 +183,21 @@ def test_bench_resume_finishes_a_run_cut_short_and_counts_both_parts(tmp_path: P
     assert "| 4 x 3 (resumed at step 1) |" in table and "stopped by time_limit at step 1 (0.0000, " in table
     again = subprocess.run([*bench, "--resume", str(run)], capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "only a run stopped by time_limit or interrupted" in again.stderr
+
+
+def test_bench_delta_heads_variant_trades_heads_for_state(tmp_path: Path) -> None:
+    """``heads_H`` runs the delta baseline with H heads (state d_model² / H per layer plus the conv
+    tail): one head holds more state than the preset's two. MOSAIC and the Transformer ignore it."""
+    out, png = tmp_path / "mqar.json", tmp_path / "mqar.png"
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_mqar.py"), "--micro", "--point", "128,8",
+               "--model", "delta,transformer", "--variants", "full,heads_1", "--lr", "0.006", "--steps", "1",
+               "--out", str(out), "--plot", str(png)]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    rows = {(r["model"], r["variant"]): r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {("delta", "full"), ("delta", "heads_1"), ("transformer", "full")}
+    one_head, two_heads = rows[("delta", "heads_1")]["state_floats"], rows[("delta", "full")]["state_floats"]
+    assert one_head["per_layer"][0] - two_heads["per_layer"][0] == 64 * 64 - 2 * 32 * 32
+    for bad in ("heads_0", "heads_x"):
+        result = subprocess.run([*command[:2], "--variants", bad, "--micro", "--out", str(out)],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and "heads_H with H >= 1 (delta)" in result.stderr, result.stderr
