@@ -213,7 +213,7 @@ def run_point(args: argparse.Namespace, point: tuple[int, int], model: str, root
                    "model": model, "variant": variant, "seed": seed, "preset": preset_name(model, point),
                    "lr": best, "lr_sweep": sweep_rows, "stop_at_accuracy": args.stop_at or None,
                    "sweep_steps": sweep_steps,
-                   "batch_size": 4 if args.micro else batch, "machine": started, "date": stamp,
+                   "batch_size": 4 if args.micro else batch, "budget_steps": steps, "machine": started, "date": stamp,
                    "micro": args.micro, "command": args.command, **result}
             print(f"{point} {model} {variant} seed {seed}: acc {row['accuracy']} state {row['state_floats']} "
                   f"to 0.99 {row['steps_to_0.99']} steps / {row['seconds_to_0.99']} s", flush=True)

@@ -23,8 +23,9 @@ def _budget(row: dict) -> str:
     """batch x steps run; a run stopped at its target (``--stop-at``) names the budget it had."""
     ran = f"{row['batch_size']} x {row['steps']}"
     resumed = f", resumed at step {row['resumed']['from_step']}" if row.get("resumed") else ""
-    if row["status"] == "target_reached":
-        return (f"{ran} of {row['batch_size']} x {POINTS[row['point']].split(' x ')[1]} "
+    if row["status"] == "target_reached":  # rows before budget_steps was recorded ran the point's budget
+        budget = row.get("budget_steps") or POINTS[row["point"]].split(" x ")[1]
+        return (f"{ran} of {row['batch_size']} x {budget} "
                 f"(stopped at {row['stop_at_accuracy']}{resumed})")
     return f"{ran}{f' ({resumed[2:]})' if resumed else ''}" if row["status"] == "completed" else f"{ran} ({row['status']}{resumed})"
 
@@ -95,6 +96,11 @@ def render(results: Path) -> str:
                          f"{first['status']} at step {first['steps']} ({first['accuracy']:.4f}, "
                          f"{first['wall_seconds']:.1f} s{where}), resumed for {row['resumed']['resumed_part_seconds']:.1f} s "
                          f"on {machine(row)} to step {row['steps']} ({row['status']})")
+    noted = [row for row in rows if row.get("note")]
+    if noted:
+        lines += ["", "Notes on rows:", ""]
+        lines += [f"- ({row['point']}) {row['model']} {row['variant']} seed {row['seed']}: {row['note']}"
+                  for row in noted]
     for probe in data.get("probes", []):
         lines += _probe(probe)
     lines += ["", "Machines:", ""]
