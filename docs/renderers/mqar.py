@@ -55,6 +55,31 @@ def _probe(probe: dict) -> list[str]:
     return lines
 
 
+def _equal_state(rows: list[dict]) -> list[str]:
+    """Each delta-rule row beside the most accurate MOSAIC row of its point with no more state per
+    layer (any variant or seed): the goal "MOSAIC >= the delta rule at equal or smaller state"."""
+    deltas = [row for row in rows if row["model"] == "delta"]
+    if not deltas:
+        return []
+    lines = ["", "MOSAIC against the delta rule at equal or smaller state: each delta row beside the most "
+             "accurate MOSAIC row of its point with no more state per layer (any variant or seed):", "",
+             "| point | delta variant | delta state / layer | delta accuracy | MOSAIC variant, seed | "
+             "MOSAIC state / layer | MOSAIC accuracy | MOSAIC >= delta |", "|---|---|---|---|---|---|---|---|"]
+    for delta in deltas:
+        state = max(delta["state_floats"]["per_layer"])
+        smaller = [row for row in rows if row["model"] == "mosaic" and row["point"] == delta["point"]
+                   and max(row["state_floats"]["per_layer"]) <= state]
+        cells = [f"({delta['point']})", delta["variant"], f"{state:,}", f"{delta['accuracy']:.4f}"]
+        if smaller:
+            best = max(smaller, key=lambda row: row["accuracy"])
+            cells += [f"{best['variant']}, {best['seed']}", f"{max(best['state_floats']['per_layer']):,}",
+                      f"{best['accuracy']:.4f}", "yes" if best["accuracy"] >= delta["accuracy"] else "no"]
+        else:
+            cells += ["none run at this state", "-", "-", "not established"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def render(results: Path) -> str:
     data = json.loads((results / "mqar.json").read_text())
     rows, sweeps = data["rows"], data.get("sweeps", [])
@@ -96,6 +121,7 @@ def render(results: Path) -> str:
                          f"{first['status']} at step {first['steps']} ({first['accuracy']:.4f}, "
                          f"{first['wall_seconds']:.1f} s{where}), resumed for {row['resumed']['resumed_part_seconds']:.1f} s "
                          f"on {machine(row)} to step {row['steps']} ({row['status']})")
+    lines += _equal_state(rows)
     noted = [row for row in rows if row.get("note")]
     if noted:
         lines += ["", "Notes on rows:", ""]

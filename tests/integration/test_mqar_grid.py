@@ -201,3 +201,22 @@ def test_bench_delta_heads_variant_trades_heads_for_state(tmp_path: Path) -> Non
         result = subprocess.run([*command[:2], "--variants", bad, "--micro", "--out", str(out)],
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 2 and "heads_H with H >= 1 (delta)" in result.stderr, result.stderr
+
+
+def test_the_equal_state_table_compares_each_delta_row_with_mosaic_at_no_more_state(tmp_path: Path) -> None:
+    def row(model: str, variant: str, state: int, accuracy: float, point: str = "128,8") -> dict[str, Any]:
+        return {"point": point, "seq_len": int(point.split(",")[0]), "num_kv_pairs": 8, "model": model,
+                "variant": variant, "seed": 0, "status": "completed", "lr": 0.006, "lr_sweep": [], "batch_size": 64,
+                "steps": 10, "accuracy": accuracy, "steps_to_0.99": None, "seconds_to_0.99": None, "machine": "m",
+                "state_floats": {"per_layer": [state, state], "total": 2 * state}}
+
+    rows = [row("mosaic", "full", 3778, 0.99), row("mosaic", "memory_small", 1000, 0.40),
+            row("delta", "full", 2624, 0.30), row("delta", "heads_1", 4672, 0.995),
+            row("delta", "full", 2624, 0.5, point="256,16")]
+    (tmp_path / "mqar.json").write_text(json.dumps({"benchmark": "mqar", "anchors": [], "rows": rows}))
+    table = _renderer().render(tmp_path)
+    # the smaller memory beats the delta rule at its own state; the full one is compared with the
+    # larger delta state, and loses; a point without a MOSAIC row establishes nothing
+    assert "| (128,8) | full | 2,624 | 0.3000 | memory_small, 0 | 1,000 | 0.4000 | yes |" in table
+    assert "| (128,8) | heads_1 | 4,672 | 0.9950 | full, 0 | 3,778 | 0.9900 | no |" in table
+    assert "| (256,16) | full | 2,624 | 0.5000 | none run at this state | - | - | not established |" in table
