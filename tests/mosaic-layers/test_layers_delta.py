@@ -120,3 +120,12 @@ def test_state_floats_of_the_three_model_kinds() -> None:
     assert per_layer == [sum(t.numel() for t in state.tensors().values() if t.is_floating_point())] * 2
     assert per_layer[0] >= state.memory.numel() + state.bank.numel()
     assert mosaic.recurrent_state_floats(10_000) == per_layer  # constant in the context length
+
+
+@pytest.mark.parametrize(("heads", "want"), [(1, [0.99]), (2, [0.9, 0.999]), (4, [0.9, 0.9785, 0.9954, 0.999])])
+def test_decay_gates_start_with_memory_horizons_from_ten_to_a_thousand_tokens(heads, want) -> None:
+    """A single head starts at a 100-token horizon: at the fast end (α 0.9) it would forget a pair
+    about ten tokens after reading it, and could not recall across an MQAR sequence from the start."""
+    model = DeltaBaseline(DeltaBaselineConfig(vocab_size=16, d_model=16, n_heads=heads, n_layers=1))
+    alpha = torch.sigmoid(model.layers[0].mixer.alpha.bias)
+    torch.testing.assert_close(alpha, torch.tensor(want), atol=2e-4, rtol=0)
