@@ -44,6 +44,7 @@ from typing import Any
 from mqar_report import load, merge_rows, merge_sweep, plot
 
 from mosaic.runtime.presets.mqar_grid import BUDGETS, MODELS, SMALL_POINT
+from mosaic.runtime.training.divergence import DivergedError
 from mosaic.runtime.training.run import run_preset
 from mosaic.runtime.training.run_dir import RunDir
 
@@ -129,7 +130,24 @@ def schedule_overrides(model: str, steps: int) -> list[str]:
 def train(preset: str, overrides: list[str], *, steps: int, eval_every: int, root: Path) -> dict[str, Any]:
     overrides = [f"trainer.steps={steps}", f"trainer.eval_every={eval_every}", "trainer.checkpoint_every=0",
                  *overrides]
-    return result_of(run_preset(preset, out=root, show_progress=False, overrides=overrides))
+    started = time.time()
+    try:
+        summary = run_preset(preset, out=root, show_progress=False, overrides=overrides)
+    except DivergedError:  # a rate too high for the point is a result: the row says diverged, and where
+        summary = diverged_summary(root / preset, started)
+    return result_of(summary)
+
+
+def diverged_summary(preset_root: Path, started: float) -> dict[str, Any]:
+    """The summary a run that diverged wrote before raising: the newest run directory of the preset
+    under ``preset_root`` started since ``started`` whose summary says ``diverged``."""
+    for summary_path in sorted(preset_root.glob("*/summary.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if summary_path.stat().st_mtime < started:
+            break
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        if summary.get("status") == "diverged":
+            return summary
+    raise SystemExit(f"a run under {preset_root} diverged and left no summary.json saying so")
 
 
 def result_of(summary: dict[str, Any], before: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -147,8 +165,10 @@ def result_of(summary: dict[str, Any], before: dict[str, Any] | None = None) -> 
     state = summary["state_floats"]
     wall = summary["wall_seconds"] + offset_s
     tokens = summary["tokens_per_s"] * summary["wall_seconds"] + (before["tokens_per_s"] * offset_s if before else 0)
+    # a diverged run has no final evaluation: its accuracy is the last one it reached (0 before any)
+    accuracy = summary["eval"]["token_accuracy"] if summary.get("eval") else (curve[-1][2] if curve else 0.0)
     return {
-        "accuracy": round(summary["eval"]["token_accuracy"], 4),
+        "accuracy": round(accuracy, 4),
         "steps": summary["steps"],
         "status": summary["status"],
         "wall_seconds": round(wall, 1),
@@ -158,6 +178,7 @@ def result_of(summary: dict[str, Any], before: dict[str, Any] | None = None) -> 
         "steps_to_0.99": reached[0] if reached else None,
         "seconds_to_0.99": reached[1] if reached else None,
         "curve_step_seconds_accuracy": curve,
+        **({"error": summary["error"]} if summary.get("error") else {}),
     }
 
 
@@ -181,7 +202,7 @@ def machine(note: str) -> str:
 def run_point(args: argparse.Namespace, point: tuple[int, int], model: str, root: Path) -> list[dict[str, Any]]:
     batch, budget = BUDGETS[point]
     steps = args.steps or budget
-    extra = MICRO if args.micro else []
+    extra = [*(MICRO if args.micro else []), *args.set]
     eval_every = args.eval_every or (50 if point == SMALL_POINT else 100)
     if args.lr is not None:  # a sweep recorded earlier for this point and model that chose this rate goes with it
         recorded = [s for s in load(args.out).get("sweeps", []) if s["point"] == f"{point[0]},{point[1]}"
@@ -321,6 +342,8 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"comma-separated, of {', '.join(VARIANTS)} or {RING_ADVANCE}G (MOSAIC only), or "
                              f"{DELTA_HEADS}H (delta only); default full, or all with --ablations")
     parser.add_argument("--micro", action="store_true", help="tiny batches and a few steps: tests the JSON path")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a preset override for every run (repeatable; the row's command records it)")
     parser.add_argument("--machine", default="2-core CPU dev machine, shared")
     parser.add_argument("--keep-runs", type=Path, help="keep the run directories here (default: a temporary one)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",

@@ -220,3 +220,20 @@ def test_the_equal_state_table_compares_each_delta_row_with_mosaic_at_no_more_st
     assert "| (128,8) | full | 2,624 | 0.3000 | memory_small, 0 | 1,000 | 0.4000 | yes |" in table
     assert "| (128,8) | heads_1 | 4,672 | 0.9950 | full, 0 | 3,778 | 0.9900 | no |" in table
     assert "| (256,16) | full | 2,624 | 0.5000 | none run at this state | - | - | not established |" in table
+
+
+def test_a_diverged_run_is_a_row_that_says_so(tmp_path: Path) -> None:
+    """A rate too high for a point is a result, not a crash: the run's row says diverged, at which
+    step and why, and the benchmark goes on to the next model."""
+    out, png = tmp_path / "mqar.json", tmp_path / "mqar.png"
+    # a guard that trips on any loss above half its running median: every run diverges at step 6
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_mqar.py"), "--micro", "--point", "128,8",
+               "--model", "delta,transformer", "--lr", "0.006", "--steps", "12", "--eval-every", "4",
+               "--set", "trainer.divergence_factor=0.5", "--out", str(out), "--plot", str(png)]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    rows = {r["model"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"delta", "transformer"}
+    for row in rows.values():
+        assert row["status"] == "diverged" and row["steps"] < 12 and "diverged at step" in row["error"]
+        assert row["accuracy"] == row["curve_step_seconds_accuracy"][-1][2]  # the last evaluation reached
+        assert "--set trainer.divergence_factor=0.5" in row["command"]
