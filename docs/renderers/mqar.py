@@ -55,6 +55,11 @@ def _probe(probe: dict) -> list[str]:
     return lines
 
 
+#: below this held-out accuracy a model recalls nothing (chance is 1 / 4,096 values): two such rows
+#: compare nothing, whichever is higher
+RECALLS = 0.01
+
+
 def _equal_state(rows: list[dict]) -> list[str]:
     """Each delta-rule row beside the most accurate MOSAIC row of its point with no more state per
     layer (any variant or seed): the goal "MOSAIC >= the delta rule at equal or smaller state"."""
@@ -72,8 +77,12 @@ def _equal_state(rows: list[dict]) -> list[str]:
         cells = [f"({delta['point']})", delta["variant"], f"{state:,}", f"{delta['accuracy']:.4f}"]
         if smaller:
             best = max(smaller, key=lambda row: row["accuracy"])
+            if max(best["accuracy"], delta["accuracy"]) < RECALLS:
+                verdict = f"neither recalls (both below {RECALLS})"
+            else:
+                verdict = "yes" if best["accuracy"] >= delta["accuracy"] else "no"
             cells += [f"{best['variant']}, {best['seed']}", f"{max(best['state_floats']['per_layer']):,}",
-                      f"{best['accuracy']:.4f}", "yes" if best["accuracy"] >= delta["accuracy"] else "no"]
+                      f"{best['accuracy']:.4f}", verdict]
         else:
             cells += ["none run at this state", "-", "-", "not established"]
         lines.append("| " + " | ".join(cells) + " |")

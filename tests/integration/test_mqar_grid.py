@@ -212,7 +212,8 @@ def test_the_equal_state_table_compares_each_delta_row_with_mosaic_at_no_more_st
 
     rows = [row("mosaic", "full", 3778, 0.99), row("mosaic", "memory_small", 1000, 0.40),
             row("delta", "full", 2624, 0.30), row("delta", "heads_1", 4672, 0.995),
-            row("delta", "full", 2624, 0.5, point="256,16")]
+            row("delta", "full", 2624, 0.5, point="256,16"),
+            row("delta", "heads_1", 4672, 0.0002, point="512,64"), row("mosaic", "memory_small", 4000, 0.0003, point="512,64")]
     (tmp_path / "mqar.json").write_text(json.dumps({"benchmark": "mqar", "anchors": [], "rows": rows}))
     table = _renderer().render(tmp_path)
     # the smaller memory beats the delta rule at its own state; the full one is compared with the
@@ -220,6 +221,8 @@ def test_the_equal_state_table_compares_each_delta_row_with_mosaic_at_no_more_st
     assert "| (128,8) | full | 2,624 | 0.3000 | memory_small, 0 | 1,000 | 0.4000 | yes |" in table
     assert "| (128,8) | heads_1 | 4,672 | 0.9950 | full, 0 | 3,778 | 0.9900 | no |" in table
     assert "| (256,16) | full | 2,624 | 0.5000 | none run at this state | - | - | not established |" in table
+    # two models at chance compare nothing, whichever is higher
+    assert "| (512,64) | heads_1 | 4,672 | 0.0002 | memory_small, 0 | 4,000 | 0.0003 | neither recalls" in table
 
 
 def test_a_diverged_run_is_a_row_that_says_so(tmp_path: Path) -> None:
