@@ -9,8 +9,8 @@ Per point and model, as Zoology runs it within a CPU budget:
    held-out accuracy over the label positions of 512 fixed samples, every ``eval_every`` steps,
    and the steps and wall time to first reach 0.99, where the run stops (``--stop-at``, 0 runs on);
 3. with ``--ablations`` (MOSAIC only): the memory off (``memory.off``) and a memory too small for
-   the pairs (2 buckets of KV / 4 slots, an eighth of the rule's: half the pairs fit), on the same
-   budget and rate;
+   the pairs (an eighth of the rule's slots per bucket: half the pairs fit), on the same budget and
+   rate;
 4. with ``--variants heads_H`` (delta only): the delta baseline with H heads, whose state per layer
    is ``d_model² / H`` plus its convolution tail (1 head: the most state d 64 allows), to compare
    MOSAIC and the delta rule at equal or larger delta state.
@@ -44,7 +44,7 @@ from typing import Any
 
 from mqar_report import load, merge_rows, merge_sweep, plot
 
-from mosaic.runtime.presets.mqar_grid import BUDGETS, MODELS, SMALL_POINT
+from mosaic.runtime.presets.mqar_grid import BUDGETS, MODELS, SMALL_POINT, memory_geometry
 from mosaic.runtime.training.divergence import DivergedError
 from mosaic.runtime.training.run import run_preset
 from mosaic.runtime.training.run_dir import RunDir
@@ -85,8 +85,8 @@ def variant_overrides(variant: str, point: tuple[int, int]) -> list[str]:
         raise SystemExit(f"--ablations: {variant} needs a grid preset's vars; (64, 4) runs mqar_mosaic")
     if variant == "memory_off":
         return ["vars.memory=memory.off", "vars.aux_gate_weight=0", "vars.aux_bits_weight=0"]
-    if variant == "memory_small":  # 2 buckets of pairs / 4 slots (an eighth of memory_geometry's): half the pairs
-        return [f"vars.mem_assoc={max(1, point[1] // 4)}"]
+    if variant == "memory_small":  # an eighth of memory_geometry's slots per bucket: room for half the pairs
+        return [f"vars.mem_assoc={max(1, memory_geometry(point[1])[1] // 8)}"]
     threshold = ring_threshold(variant)
     if threshold is not None:
         return [f"targets[0].model.block.mem_ring_advance_at={threshold}"]

@@ -68,6 +68,8 @@ def test_grid_memory_follows_one_rule_that_gives_the_small_point() -> None:
         block = experiment.model.config.block
         assert (block.mem_buckets, block.mem_assoc) == memory_geometry(pairs)
         assert block.mem_buckets * block.mem_assoc == 4 * pairs
+        # buckets multiply past 16 pairs: 32 pairs in one bucket never started recalling at (512, 64)
+        assert pairs / block.mem_buckets <= 8 and block.mem_buckets == max(2, pairs // 8)
         # from 16 pairs on only strong writes move a bucket's ring (docs/mqar.md: (256, 16) reached
         # 0.99 so, and not in its whole budget with every soft write moving it)
         assert block.mem_ring_advance_at == (0.5 if pairs >= 16 else 0.0)

@@ -52,12 +52,23 @@ TAIL = """\
 """.replace("@EVAL_SAMPLES@", str(EVAL_SAMPLES))
 
 
+#: the most pairs a bucket holds on average: beyond it, buckets multiply instead of growing
+PAIRS_PER_BUCKET = 8
+
+
 def memory_geometry(num_kv_pairs: int) -> tuple[int, int]:
-    """``(mem_buckets, mem_assoc)`` for ``num_kv_pairs`` pairs: 2 buckets (routing is one learned
-    bit, ``key mod 2`` from the teacher) of ``2 × pairs`` slots each, so the table has 4 slots per
-    pair and a bucket's expected load (pairs / 2) is a quarter of its slots. At (64, 4) this is
-    ``mqar_mosaic``'s 2 × 8."""
-    return 2, 2 * num_kv_pairs
+    """``(mem_buckets, mem_assoc)`` for ``num_kv_pairs`` pairs: 4 slots per pair, in
+    ``max(2, pairs / 8)`` buckets, so a bucket's expected load is at most 8 pairs and a quarter of
+    its slots. Routing is one learned bit up to 16 pairs (``key mod buckets`` from the teacher, then
+    the model's own), more bits beyond. At (64, 4) this is ``mqar_mosaic``'s 2 × 8; (128, 8) and
+    (256, 16) get 2 × 16 and 2 × 32, (512, 64) 8 × 32.
+
+    Why buckets multiply: with 2 buckets of 128 slots at (512, 64), 32 pairs per bucket, the read's
+    key matching never started (chance after 1,700 steps), while 8 buckets of 32 slots (the same
+    table) reached 0.84 held-out at step 200; at (512, 32), 2 × 64 was at chance at step 200 and
+    8 × 16 at 0.77 (docs/mqar.md)."""
+    buckets = max(2, num_kv_pairs // PAIRS_PER_BUCKET)
+    return buckets, 4 * num_kv_pairs // buckets
 
 
 def ring_advance_at(num_kv_pairs: int) -> float:
@@ -96,7 +107,7 @@ def grid_preset(model: str, seq_len: int, num_kv_pairs: int) -> str:
         "notes: >",
         f"  MQAR({seq_len}, {num_kv_pairs}, V 8192), d 64, 2 layers, model {model}: the grid point with the same",
         "  data stream, optimiser and budget as the other models there; the vocabulary head runs only at",
-        "  labelled (query) positions. MOSAIC's memory is 2 buckets of 2 x pairs slots (mqar_grid.memory_geometry).",
+        "  labelled (query) positions. MOSAIC's memory has 4 slots per pair, at most 8 pairs per bucket (mqar_grid.memory_geometry).",
         "vars:",
         *(f"  {name}: {value}" for name, value in variables.items()),
     ]
