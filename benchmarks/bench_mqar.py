@@ -47,7 +47,7 @@ from mqar_report import load, merge_rows, merge_sweep, plot
 from mosaic.runtime.presets.mqar_grid import BUDGETS, MODELS, SMALL_POINT, memory_geometry
 from mosaic.runtime.training.divergence import DivergedError
 from mosaic.runtime.training.run import run_preset
-from mosaic.runtime.training.run_dir import RunDir
+from mosaic.runtime.training.run_dir import LATEST, RunDir
 
 TARGET = 0.99
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,24 +131,20 @@ def schedule_overrides(model: str, steps: int) -> list[str]:
 def train(preset: str, overrides: list[str], *, steps: int, eval_every: int, root: Path) -> dict[str, Any]:
     overrides = [f"trainer.steps={steps}", f"trainer.eval_every={eval_every}", "trainer.checkpoint_every=0",
                  *overrides]
-    started = time.time()
     try:
         summary = run_preset(preset, out=root, show_progress=False, overrides=overrides)
     except DivergedError:  # a rate too high for the point is a result: the row says diverged, and where
-        summary = diverged_summary(root / preset, started)
+        summary = diverged_summary(root / preset)
     return result_of(summary)
 
 
-def diverged_summary(preset_root: Path, started: float) -> dict[str, Any]:
-    """The summary a run that diverged wrote before raising: the newest run directory of the preset
-    under ``preset_root`` started since ``started`` whose summary says ``diverged``."""
-    for summary_path in sorted(preset_root.glob("*/summary.json"), key=lambda p: p.stat().st_mtime, reverse=True):
-        if summary_path.stat().st_mtime < started:
-            break
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        if summary.get("status") == "diverged":
-            return summary
-    raise SystemExit(f"a run under {preset_root} diverged and left no summary.json saying so")
+def diverged_summary(preset_root: Path) -> dict[str, Any]:
+    """The summary the run that just diverged wrote before raising (``<preset>/latest`` points at it)."""
+    summary_path = preset_root / LATEST / "summary.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+    if summary.get("status") != "diverged":
+        raise SystemExit(f"a run under {preset_root} diverged and left no summary.json saying so")
+    return summary
 
 
 def result_of(summary: dict[str, Any], before: dict[str, Any] | None = None) -> dict[str, Any]:
