@@ -33,10 +33,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -137,26 +140,45 @@ def train_one(
     }
 
 
-def run_protocol(steps: int, seeds: list[int], routers: bool, label: str) -> dict[str, Any]:
-    arms: dict[str, list[dict[str, Any]]] = {
-        name: [] for name in ("chrono", "chrono_static", *LIFECYCLE_ARMS)
-    }
-    fixed: dict[int, list[dict[str, Any]]] = {}
-    references: dict[str, dict[str, Any]] = {}
+def one_torch_thread() -> None:
+    """A worker's torch threads: ``MOSAIC_BENCH_THREADS`` (default 1), so that workers share the cores
+    instead of each taking all of them."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("MOSAIC_BENCH_THREADS", "1")))
+
+
+def train_job(job: tuple[str, int, int, int]) -> dict[str, Any]:
+    """One ``(experiment, seed, n_live, steps)`` run in its own temporary directory."""
+    experiment, seed, n_live, steps = job
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in seeds:
-            for name in arms:
-                arms[name].append(train_one(name, steps, seed, Path(tmp)))
-        # fixed MoEs at the live counts the F_l lifecycle ends at (per layer) and its rounded mean
-        # (intermediate counts held for one slow interval are not trained: CPU budget)
-        counts = sorted(
-            {k for r in arms["chrono_lifecycle"] for k in (*r["live_final_per_layer"], round(r["live_mean"]))}
-            - {N_LIVE}
-        )
-        for k in counts:
-            fixed[k] = [train_one("chrono", steps, seed, Path(tmp), n_live=k) for seed in seeds]
-        if routers:
-            references = {name: [train_one(name, steps, seed, Path(tmp)) for seed in seeds] for name in ROUTER_ARMS}
+        return train_one(experiment, steps, seed, Path(tmp), n_live=n_live)
+
+
+def train_all(jobs: list[tuple[str, int, int, int]]) -> list[dict[str, Any]]:
+    """``train_job`` over ``jobs``, results in the jobs' order; with ``--workers`` > 1 in that many
+    processes (runs are independent: each has its own seed, data stream and directory)."""
+    if OWN.workers <= 1:
+        return [train_job(job) for job in jobs]
+    context = multiprocessing.get_context("spawn")  # no forked torch state
+    with ProcessPoolExecutor(max_workers=OWN.workers, mp_context=context, initializer=one_torch_thread) as pool:
+        return list(pool.map(train_job, jobs))
+
+
+def run_protocol(steps: int, seeds: list[int], routers: bool, label: str) -> dict[str, Any]:
+    names = (*LIFECYCLE_ARMS, "chrono", "chrono_static", *(ROUTER_ARMS if routers else ()))  # longest first
+    first = train_all([(name, seed, N_LIVE, steps) for name in names for seed in seeds])
+    runs = {name: first[i * len(seeds):(i + 1) * len(seeds)] for i, name in enumerate(names)}
+    arms = {name: runs[name] for name in ("chrono", "chrono_static", *LIFECYCLE_ARMS)}
+    references = {name: runs[name] for name in ROUTER_ARMS if name in runs}
+    # fixed MoEs at the live counts the F_l lifecycle ends at (per layer) and its rounded mean
+    # (intermediate counts held for one slow interval are not trained: CPU budget)
+    counts = sorted(
+        {k for r in arms["chrono_lifecycle"] for k in (*r["live_final_per_layer"], round(r["live_mean"]))}
+        - {N_LIVE}
+    )
+    second = train_all([("chrono", seed, k, steps) for k in counts for seed in seeds])
+    fixed = {k: second[i * len(seeds):(i + 1) * len(seeds)] for i, k in enumerate(counts)}
     differences = {
         name: paired([r["val_loss"] - b["val_loss"] for r, b in zip(arms[name], arms["chrono"], strict=True)])
         for name in ("chrono_static", *LIFECYCLE_ARMS)
@@ -184,6 +206,7 @@ def run_protocol(steps: int, seeds: list[int], routers: bool, label: str) -> dic
             "preset": "phase8_moe",
             "eval_samples": EVAL_SAMPLES,
             "clocks": clocks(steps),
+            "workers": OWN.workers,
             "full_protocol_command": "python benchmarks/bench_phase8.py --steps 2000 --seeds 0,1,2",
         },
         "arms": arms,
@@ -233,6 +256,8 @@ def parse_own(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                         help="an override for the chrono_lifecycle arm, e.g. "
                         "targets[3].model.block.ffn.router.chrono.lifecycle.evidence_warm_trial=true")
     parser.add_argument("--label", default="", help="what this run is (e.g. 'reduced steps: shared CPU')")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="train this many runs at once, one process each (one per core)")
     return parser.parse_known_args(argv)
 
 
@@ -263,8 +288,8 @@ def run(quick: bool) -> dict[str, Any]:
 
 def run_routers(steps: int, seeds: list[int], label: str) -> dict[str, Any]:
     """The reference routers alone: MaxVio of router.loss_free (goal <= 0.3 by step 300)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = {name: [train_one(name, steps, seed, Path(tmp)) for seed in seeds] for name in ROUTER_ARMS}
+    flat = train_all([(name, seed, N_LIVE, steps) for name in ROUTER_ARMS for seed in seeds])
+    runs = {name: flat[i * len(seeds):(i + 1) * len(seeds)] for i, name in enumerate(ROUTER_ARMS)}
     return {
         "setup": {"data": "tinyshakespeare", "steps": steps, "seeds": seeds, "label": label,
                   "n_experts": N_COLUMNS, "top_k": 2, "preset": "phase8_moe", "eval_samples": EVAL_SAMPLES},
