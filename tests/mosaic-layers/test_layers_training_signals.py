@@ -93,3 +93,25 @@ def test_soft_writes_move_the_ring_only_above_mem_ring_advance_at(advance_at, bi
         state = model({keys.INPUT_IDS.name: torch.randint(0, 32, (2, 12))}, model.init_state(2)).state
     assert state is not None and state.layers[0].mem_counts is not None
     assert state.layers[0].mem_counts.sum(-1).tolist() == ([[12], [12]] if moves else [[0], [0]])
+
+
+def test_a_teacher_chosen_bucket_sends_no_straight_through_gradient_to_its_router():
+    """Where the teacher forces the route, the router learns from the bit loss only: the LM loss's
+    verdict on the teacher's bucket is not the router's to take (it pushed the routers off the
+    teacher's buckets without bound at MQAR (512, 64)). Unforced tokens keep the gradient."""
+    torch.manual_seed(0)
+    model = MosaicLM(MosaicLMConfig(vocab_size=30, n_layers=1, block=CONFIG))
+    ids = torch.randint(0, 30, (2, 24))
+    grads = {}
+    for forcing in (1.0, 0.0):
+        model.zero_grad()
+        batch = {"input_ids": ids, "target_ids": ids, "mosaic_teacher_forcing": torch.full((2,), forcing),
+                 "mosaic_teacher_read_bucket": torch.randint(0, 4, (2, 24, 2)),
+                 "mosaic_teacher_write_bucket": torch.randint(0, 4, (2, 24, 2))}
+        out = model(batch)
+        torch.nn.functional.cross_entropy(out.logits.flatten(0, 1), ids.flatten()).backward()
+        memory = model.blocks[0].memory
+        grads[forcing] = {name: getattr(memory, name).weight.grad for name in ("read_router", "write_router")}
+    for name in ("read_router", "write_router"):
+        assert grads[1.0][name] is None or grads[1.0][name].abs().max() == 0, name
+        assert grads[0.0][name] is not None and grads[0.0][name].abs().max() > 0, name

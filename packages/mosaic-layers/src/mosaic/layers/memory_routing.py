@@ -32,13 +32,21 @@ def ring_slots(write_bucket: torch.Tensor, writes: torch.Tensor, counts: torch.T
 
 
 def route(bit_logits: torch.Tensor, teacher: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bucket ids ``(B, T, H)`` from sign bits (LSB first) and their straight-through factor."""
+    """Bucket ids ``(B, T, H)`` from sign bits (LSB first) and their straight-through factor.
+
+    The factor is 1 in value; its gradient tells the router whether the bucket it chose served the
+    loss. A bucket the teacher chose (``teacher >= 0``) was not the router's decision, so there the
+    factor carries no gradient: the router learns those positions from the teacher's bit loss alone.
+    (With it, the LM loss's verdict on an early, useless write pushed the router off the teacher's
+    bucket without bound: at MQAR (512, 64) the write-bit loss reached 40 nats and recall stalled.)"""
     bits = bit_logits.shape[-1]
     powers = 2 ** torch.arange(bits, device=bit_logits.device)
     hard = bit_logits > 0
+    log_conf = F.logsigmoid(torch.where(hard, bit_logits, -bit_logits)).sum(-1)  # (B, T, H)
     if teacher is not None:
+        forced = teacher >= 0
         teacher_bits = (teacher.clamp_min(0)[..., None] // powers) % 2 == 1
-        hard = torch.where((teacher >= 0)[..., None], teacher_bits, hard)
-    log_conf = F.logsigmoid(torch.where(hard, bit_logits, -bit_logits)).sum(-1)
+        hard = torch.where(forced[..., None], teacher_bits, hard)
+        log_conf = torch.where(forced, torch.zeros_like(log_conf), log_conf)
     bucket = (hard.long() * powers).sum(-1)
     return bucket, torch.exp(log_conf - log_conf.detach())
