@@ -1,6 +1,8 @@
 """docs/chronomoe.md's Phase 8 tables, from ``docs/results/phase8.json`` (``benchmarks/bench_phase8.py``):
 per-arm means over seeds, paired differences against no lifecycle with 95 % t intervals, the
-evidence behind the edits (Spearman of predicted ΔF vs realised Δloss) and the computed verdict."""
+evidence behind the edits (Spearman of predicted ΔF vs realised Δloss) and the computed verdict;
+then, the same for ``phase8_320.json`` where it exists (the earlier reduced run, which the
+warm-trial variant of ``phase8_warm_trial.py`` is paired with)."""
 
 from __future__ import annotations
 
@@ -48,8 +50,21 @@ def _interval(d: dict[str, Any]) -> str:
     )
 
 
+#: the earlier reduced-protocol run (320 steps), kept for its evidence and its paired variant
+REDUCED = "phase8_320.json"
+
+
 def render(results: Path) -> str:
-    data = json.loads((results / "phase8.json").read_text(encoding="utf-8"))
+    text = render_file(results / "phase8.json")
+    if (results / REDUCED).is_file():
+        text += ("\nThe earlier reduced run (320 steps per run, before the lifecycle arm ran through the "
+                 "sovereign core's kernel), kept for its evidence and for the variant below, which is paired "
+                 "with its controls:\n\n" + render_file(results / REDUCED))
+    return text
+
+
+def render_file(path: Path) -> str:
+    data = json.loads(path.read_text(encoding="utf-8"))
     result = data["results"]
     setup = result["setup"]
     seeds = ", ".join(str(s) for s in setup["seeds"])

@@ -1,7 +1,8 @@
 """docs/chronomoe.md's lifecycle variant with warm growth trials (``evidence_warm_trial``), from
 ``docs/results/phase8_warm_trial.json`` (``benchmarks/bench_phase8.py --only-lifecycle``), paired
-per seed with the controls of ``docs/results/phase8.json`` (same preset, steps and seeds; the control
-arms never run a trial, so they do not depend on the variant)."""
+per seed with the controls of the Phase 8 run of the same steps and seeds (``docs/results/phase8_320.json``
+where it exists, else ``phase8.json``; the control arms never run a trial, so they do not depend on the
+variant)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from pathlib import Path
 
 def render(results: Path) -> str:
     variant = json.loads((results / "phase8_warm_trial.json").read_text(encoding="utf-8"))["results"]
-    base = json.loads((results / "phase8.json").read_text(encoding="utf-8"))["results"]
+    reduced = results / "phase8_320.json"
+    base_path = reduced if reduced.is_file() else results / "phase8.json"
+    base = json.loads(base_path.read_text(encoding="utf-8"))["results"]
     setup = variant["setup"]
     if setup["steps"] != base["setup"]["steps"] or setup["seeds"] != base["setup"]["seeds"]:
-        raise ValueError("phase8_warm_trial.json and phase8.json differ in steps or seeds: cannot pair them")
+        raise ValueError(f"phase8_warm_trial.json and {base_path.name} differ in steps or seeds: cannot pair them")
     runs = variant["chrono_lifecycle"]
     static = {r["seed"]: r for r in base["arms"]["chrono_static"]}
     chrono = {r["seed"]: r for r in base["arms"]["chrono"]}
