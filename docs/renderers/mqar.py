@@ -15,6 +15,18 @@ COLUMNS = ("point", "model", "variant", "seed", "state floats / layer", "state t
            "accuracy", "steps to 0.99", "s to 0.99", "machine")
 
 
+#: a row or sweep trained before commit 0bc9b62, when the memory routers also took the
+#: straight-through gradient at teacher-forced tokens (``mosaic.layers.memory_routing.route``)
+FORCED_STE = "teacher_forced_too"
+FORCED_STE_NOTE = ("† trained before commit 0bc9b62, when the memory routers also took the straight-through "
+                   "gradient at teacher-forced tokens (see \"Straight-through gradient only where the router "
+                   "chose\" above).")
+
+
+def _marked(record: dict, text: str) -> str:
+    return f"{text} †" if record.get("straight_through") == FORCED_STE else text
+
+
 def _lr(row: dict) -> str:
     return f"{row['lr']}" if row.get("lr_sweep") else f"{row['lr']} (no sweep)"
 
@@ -105,7 +117,7 @@ def render(results: Path) -> str:
     for row in rows:
         state = row["state_floats"]
         cells = [
-            f"({row['point']})", row["model"], row["variant"], str(row["seed"]),
+            f"({row['point']})", row["model"], _marked(row, row["variant"]), str(row["seed"]),
             " / ".join(f"{n:,}" for n in state["per_layer"]), f"{state['total']:,}", _lr(row),
             _budget(row),
             f"{row['accuracy']:.4f}",
@@ -117,8 +129,10 @@ def render(results: Path) -> str:
         lines += ["", "Learning-rate sweeps (held-out accuracy at the end of each short run, its schedule "
                   "shortened to it):", "", "| point | model | batch x steps | lr: accuracy | best | machine |",
                   "|---|---|---|---|---|---|"]
-        lines += [f"| ({s['point']}) | {s['model']} | {s['batch_size']} x {s['steps']} | {_tried(s)} | "
+        lines += [f"| ({s['point']}) | {_marked(s, s['model'])} | {s['batch_size']} x {s['steps']} | {_tried(s)} | "
                   f"{s['best_lr'] if len(s['runs']) > 1 else 'one rate: not a sweep'} | {machine(s)} |" for s in sweeps]
+    if any(record.get("straight_through") == FORCED_STE for record in [*rows, *sweeps]):
+        lines += ["", FORCED_STE_NOTE]
     resumed = [row for row in rows if row.get("resumed")]
     if resumed:
         lines += ["", "Resumed runs (cut short, then continued from their checkpoint with `--resume`; steps, "

@@ -242,3 +242,25 @@ def test_a_diverged_run_is_a_row_that_says_so(tmp_path: Path) -> None:
         assert row["status"] == "diverged" and row["steps"] < 12 and "diverged at step" in row["error"]
         assert row["accuracy"] == row["curve_step_seconds_accuracy"][-1][2]  # the last evaluation reached
         assert "--set trainer.divergence_factor=0.5" in row["command"]
+
+
+def test_rows_and_sweeps_trained_before_the_straight_through_change_are_marked(tmp_path: Path) -> None:
+    def row(variant: str, marked: bool) -> dict[str, Any]:
+        return {"point": "512,64", "seq_len": 512, "num_kv_pairs": 64, "model": "mosaic", "variant": variant,
+                "seed": 0, "status": "completed", "lr": 0.006, "lr_sweep": [], "batch_size": 16, "steps": 10,
+                "accuracy": 0.5, "steps_to_0.99": None, "seconds_to_0.99": None, "machine": "m",
+                "state_floats": {"per_layer": [1, 1], "total": 2},
+                **({"straight_through": "teacher_forced_too"} if marked else {})}
+
+    sweep = {"point": "512,64", "model": "mosaic", "batch_size": 16, "steps": 300, "best_lr": 0.006,
+             "runs": [{"lr": 0.006, "accuracy": 0.5}, {"lr": 0.012, "accuracy": 0.4}], "machine": "m",
+             "straight_through": "teacher_forced_too"}
+    data = {"benchmark": "mqar", "anchors": [], "rows": [row("forced_ste", True), row("full", False)], "sweeps": [sweep]}
+    (tmp_path / "mqar.json").write_text(json.dumps(data))
+    table = _renderer().render(tmp_path)
+    assert "| (512,64) | mosaic | forced_ste † | 0 |" in table and "| (512,64) | mosaic | full | 0 |" in table
+    assert "| (512,64) | mosaic † | 16 x 300 |" in table
+    assert "† trained before commit 0bc9b62" in table
+    data["rows"], data["sweeps"] = [row("full", False)], []
+    (tmp_path / "mqar.json").write_text(json.dumps(data))
+    assert "†" not in _renderer().render(tmp_path)
