@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -165,10 +166,17 @@ def train_all(jobs: list[tuple[str, int, int, int]]) -> list[dict[str, Any]]:
         return list(pool.map(train_job, jobs))
 
 
+def train_per_seed(groups: Sequence[Any], seeds: list[int], job: Callable[[Any, int], tuple[str, int, int, int]]
+                   ) -> dict[Any, list[dict[str, Any]]]:
+    """``job(group, seed)`` for every group and seed, trained by :func:`train_all` in one pool:
+    each group's results in seed order."""
+    flat = train_all([job(group, seed) for group in groups for seed in seeds])
+    return {group: flat[i * len(seeds):(i + 1) * len(seeds)] for i, group in enumerate(groups)}
+
+
 def run_protocol(steps: int, seeds: list[int], routers: bool, label: str) -> dict[str, Any]:
     names = (*LIFECYCLE_ARMS, "chrono", "chrono_static", *(ROUTER_ARMS if routers else ()))  # longest first
-    first = train_all([(name, seed, N_LIVE, steps) for name in names for seed in seeds])
-    runs = {name: first[i * len(seeds):(i + 1) * len(seeds)] for i, name in enumerate(names)}
+    runs = train_per_seed(names, seeds, lambda name, seed: (name, seed, N_LIVE, steps))
     arms = {name: runs[name] for name in ("chrono", "chrono_static", *LIFECYCLE_ARMS)}
     references = {name: runs[name] for name in ROUTER_ARMS if name in runs}
     # fixed MoEs at the live counts the F_l lifecycle ends at (per layer) and its rounded mean
@@ -177,8 +185,7 @@ def run_protocol(steps: int, seeds: list[int], routers: bool, label: str) -> dic
         {k for r in arms["chrono_lifecycle"] for k in (*r["live_final_per_layer"], round(r["live_mean"]))}
         - {N_LIVE}
     )
-    second = train_all([("chrono", seed, k, steps) for k in counts for seed in seeds])
-    fixed = {k: second[i * len(seeds):(i + 1) * len(seeds)] for i, k in enumerate(counts)}
+    fixed = train_per_seed(counts, seeds, lambda k, seed: ("chrono", seed, k, steps))
     differences = {
         name: paired([r["val_loss"] - b["val_loss"] for r, b in zip(arms[name], arms["chrono"], strict=True)])
         for name in ("chrono_static", *LIFECYCLE_ARMS)
@@ -288,8 +295,7 @@ def run(quick: bool) -> dict[str, Any]:
 
 def run_routers(steps: int, seeds: list[int], label: str) -> dict[str, Any]:
     """The reference routers alone: MaxVio of router.loss_free (goal <= 0.3 by step 300)."""
-    flat = train_all([(name, seed, N_LIVE, steps) for name in ROUTER_ARMS for seed in seeds])
-    runs = {name: flat[i * len(seeds):(i + 1) * len(seeds)] for i, name in enumerate(ROUTER_ARMS)}
+    runs = train_per_seed(ROUTER_ARMS, seeds, lambda name, seed: (name, seed, N_LIVE, steps))
     return {
         "setup": {"data": "tinyshakespeare", "steps": steps, "seeds": seeds, "label": label,
                   "n_experts": N_COLUMNS, "top_k": 2, "preset": "phase8_moe", "eval_samples": EVAL_SAMPLES},
