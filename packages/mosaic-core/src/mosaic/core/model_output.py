@@ -6,6 +6,10 @@ from typing import Any
 
 import attrs
 
+# The ``__init__`` attrs generates for ModelOutput refers to attrs' NOTHING sentinel as a global of
+# this module, and torch.compile guards on it there: without this name, compiling any model fails.
+from attrs import NOTHING  # noqa: F401
+
 
 @attrs.define
 class ModelOutput:

@@ -4,9 +4,8 @@ strengths and the keys, which the passes that find the clears' slots share."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
-import attrs
 import torch
 import torch.nn.functional as F
 
@@ -25,9 +24,10 @@ def chunked(x: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
     return x.transpose(1, 3).transpose(2, 3) if x.dim() >= 4 else x
 
 
-@attrs.frozen
-class ChunkLayout:
-    """:func:`chunk_layout`: one plan's routing in chunks, each ``(B, H, nC, C, ...)``."""
+class ChunkLayout(NamedTuple):
+    """:func:`chunk_layout`: one plan's routing in chunks, each ``(B, H, nC, C, ...)``. A named
+    tuple, not a frozen attrs class: ``torch.compile`` cannot trace the ``object.__setattr__`` of a
+    frozen attrs ``__init__``, and this is built inside every forward."""
 
     shape: tuple[int, int, int]  # (B, nC, C)
     read_bucket: torch.Tensor
