@@ -246,7 +246,9 @@ class HashedMemory(nn.Module):
         earlier clears of the same bucket (a clear scales a slot of its own read bucket, and a read
         sees only its bucket), so after n passes every pick with fewer than n such clears before it
         is right: the longest chain of them (:func:`clear_chain`) bounds the passes, and a pass that
-        changes nothing has found the sequential answer sooner. Then one pass with gradients."""
+        changes nothing has found the sequential answer sooner. The picks before a pass's first
+        change are final, so the next pass starts at that change's chunk, from the table the pass had
+        there. Then one pass with gradients."""
         clearing = clearing_positions(plan.clear)
         if not clearing:
             return self.read(plan, table, chunk)
@@ -263,14 +265,23 @@ class HashedMemory(nn.Module):
         layout = chunk_layout(plan, chunk, self.config, self.cells)  # with gradients: every pass and the read share it
         with torch.no_grad():
             passes = clear_chain(plan.read_bucket[:, clearing], clear_log[:, clearing] != 0, self.config.mem_buckets)
+        size = layout.shape[2]
+        first, start = 0, narrow_table  # a pass reads from chunk `first` on, from its starting table
         for _ in range(passes):
+            begin, tables = first * size, list[torch.Tensor]()
             with torch.no_grad():
-                _, _, picked = self.read_chunks(narrow_plan, narrow_table, chunk, (clear_log, cells), picks_only=True,
-                                                layout=layout)
-            picked = plan.read_bucket * self.config.mem_assoc + picked
-            if torch.equal(picked[active], cells[active]):
+                _, _, picked = self.read_chunks(narrow_plan.between(begin, plan.clear.shape[1]), start, chunk,
+                                                (clear_log[:, begin:], cells[:, begin:]), picks_only=True,
+                                                layout=layout.from_chunk(first), chunk_tables=tables)
+            picked = plan.read_bucket[:, begin:] * self.config.mem_assoc + picked
+            changed = (picked != cells[:, begin:]) & active[:, begin:]
+            if not bool(changed.any()):
                 break
-            cells = torch.where(active, picked, cells)
+            cells = torch.cat([cells[:, :begin], torch.where(active[:, begin:], picked, cells[:, begin:])], dim=1)
+            # picks before the first change are final (each depends only on earlier picks): the
+            # next pass starts at that change's chunk, from the table this pass had there
+            changed_chunk = (begin + int(changed.any(-1).any(0).nonzero()[0, 0])) // size
+            start, first = tables[changed_chunk - first], changed_chunk
         return self.read_chunks(plan, table, chunk, (clear_log, cells), layout=layout)[:2]
 
     # --- reading ------------------------------------------------------------------------------
@@ -306,7 +317,8 @@ class HashedMemory(nn.Module):
 
     def read_chunks(self, plan: MemoryPlan, table: torch.Tensor, chunk: int,
                     clears: tuple[torch.Tensor, torch.Tensor] | None = None, *, picks_only: bool = False,
-                    layout: ChunkLayout | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    layout: ChunkLayout | None = None, chunk_tables: list[torch.Tensor] | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Each token's read of its bucket as it was before the token's own write, and the table
         after the last token. table (B, H, cells + 1, dim) -> (read (B, T, mem_dim), table).
 
@@ -320,7 +332,8 @@ class HashedMemory(nn.Module):
         ``clears``: ``(log decay (B, T), cell (B, T, H))`` of a clear before each token reads (0: none);
         the third result is the slot each token's clear would pick given those (``clear_matched``'s
         rule), ``(B, T, H)``; with ``picks_only`` only that (content and table may be keys + occupancy).
-        ``layout``: :func:`~mosaic.layers.memory_chunks.chunk_layout` of ``plan`` (made here when None)."""
+        ``layout``: :func:`~mosaic.layers.memory_chunks.chunk_layout` of ``plan`` (made here when None);
+        ``chunk_tables``: a list that gets the table as each chunk starts."""
         c = self.config
         bsz, length, hashes = plan.read_bucket.shape
         assoc, dim, dk, trash = c.mem_assoc, plan.content.shape[-1], c.mem_key_dim, self.cells
@@ -361,6 +374,8 @@ class HashedMemory(nn.Module):
                 -1, hashes, -1, -1).permute(2, 0, 1, 3)))[..., None].unbind(0)  # nC x (B, H, cells + 1, 1)
         starts = []
         for n in range(n_chunks):  # a loop over chunks, not tokens: carries the table
+            if chunk_tables is not None:
+                chunk_tables.append(table)  # as the chunk starts
             if whole_tables:
                 starts.append(table[:, :, :trash])  # the real cells, not the scratch row
             else:

@@ -4,7 +4,7 @@ strengths and the keys, which the passes that find the clears' slots share."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +47,20 @@ class ChunkLayout(NamedTuple):
     flat_cell: torch.Tensor  # (nC, B * H * C) rows of the flat table
     flat_target: torch.Tensor
     flat_slots: torch.Tensor  # (nC, B * H * C * A)
+
+    def from_chunk(self, first: int) -> ChunkLayout:
+        """The layout of chunks ``first`` on (of the plan's tokens from ``first * C`` on)."""
+        if first == 0:
+            return self
+        bsz, n_chunks, size = self.shape
+        fields: list[Any] = [
+            (bsz, n_chunks - first, size) if name == "shape"
+            else value if name in ("later", "zero")  # (C, C) and 0-d: the same in every chunk
+            else value[first:] if name.startswith("flat_")  # chunk first
+            else value[:, :, first:]  # (B, H, nC, ...)
+            for name, value in zip(self._fields, cast(tuple[Any, ...], self), strict=True)
+        ]
+        return ChunkLayout(*fields)
 
 
 def chunk_layout(plan: MemoryPlan, chunk: int, config: MosaicBlockConfig, cells: int) -> ChunkLayout:
