@@ -23,8 +23,12 @@ FORCED_STE_NOTE = ("† trained before commit 0bc9b62, when the memory routers a
                    "chose\" above).")
 
 
+def _trained_before_fix(record: dict) -> bool:
+    return record.get("straight_through") == FORCED_STE
+
+
 def _marked(record: dict, text: str) -> str:
-    return f"{text} †" if record.get("straight_through") == FORCED_STE else text
+    return f"{text} †" if _trained_before_fix(record) else text
 
 
 def _lr(row: dict) -> str:
@@ -131,7 +135,7 @@ def render(results: Path) -> str:
                   "|---|---|---|---|---|---|"]
         lines += [f"| ({s['point']}) | {_marked(s, s['model'])} | {s['batch_size']} x {s['steps']} | {_tried(s)} | "
                   f"{s['best_lr'] if len(s['runs']) > 1 else 'one rate: not a sweep'} | {machine(s)} |" for s in sweeps]
-    if any(record.get("straight_through") == FORCED_STE for record in [*rows, *sweeps]):
+    if any(_trained_before_fix(record) for record in [*rows, *sweeps]):
         lines += ["", FORCED_STE_NOTE]
     resumed = [row for row in rows if row.get("resumed")]
     if resumed:
