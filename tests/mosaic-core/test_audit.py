@@ -207,6 +207,27 @@ def test_key_file_is_created_private_and_reused(tmp_path):
         load_or_create_key(tmp_path / "short.key")
 
 
+def test_a_key_created_by_a_racing_process_is_never_seen_half_written(tmp_path, monkeypatch):
+    """Two training runs starting at once both create the user's audit key. The one that loses the
+    race must read the winner's whole key (it once read a freshly created, still empty file)."""
+    import mosaic.core.keys as keys
+
+    path = tmp_path / "audit.key"
+    real_token_bytes = keys.secrets.token_bytes
+    raced: list[bytes] = []
+
+    def token_bytes_while_another_process_creates_the_key(n: int) -> bytes:
+        if not raced:
+            raced.append(b"")  # the other process runs its whole creation now
+            raced[0] = load_or_create_key(path)
+        return real_token_bytes(n)
+
+    monkeypatch.setattr(keys.secrets, "token_bytes", token_bytes_while_another_process_creates_the_key)
+    assert load_or_create_key(path) == raced[0]  # the loser reads the winner's key
+    assert [p.name for p in tmp_path.iterdir()] == ["audit.key"]  # no temporary left behind
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),

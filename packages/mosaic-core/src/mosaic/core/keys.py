@@ -54,18 +54,30 @@ def read_key(path: str | os.PathLike[str]) -> bytes:
 
 
 def load_or_create_key(path: str | os.PathLike[str]) -> bytes:
-    """Read a key file, creating a random one (mode 0600, its directory 0700) if it does not exist."""
+    """Read a key file, creating a random one (mode 0600, its directory 0700) if it does not exist.
+
+    Safe when several processes start at once (parallel training runs): the key is written whole to
+    a private temporary file and hard-linked into place, which fails if another process got there
+    first, so no reader ever sees a partly written key, and the loser reads the winner's key."""
     key_file = Path(path)
     if not key_file.parent.exists():
         key_file.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
-    try:
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if key_file.exists():
         return read_key(key_file)
     key = secrets.token_bytes(KEY_BYTES)
+    temporary = key_file.with_name(f".{key_file.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, key)
-        os.fsync(fd)
+        try:
+            os.write(fd, key)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(temporary, key_file)
+    except FileExistsError:
+        return read_key(key_file)
+    except OSError as exc:
+        raise AuditError(f"cannot create key file {key_file}: {exc.strerror}") from None
     finally:
-        os.close(fd)
+        temporary.unlink(missing_ok=True)
     return key
