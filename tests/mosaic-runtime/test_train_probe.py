@@ -52,3 +52,12 @@ def test_trial_loss_restores_everything_and_is_paired_by_step(tmp_path: Path) ->
             assert torch.equal(torch.as_tensor(state[key][slot]), torch.as_tensor(value))
     assert torch.equal(torch.get_rng_state(), rng_before)
     assert trainer.model.training
+
+
+def test_check_set_is_the_tail_of_the_split_after_the_evaluated_windows() -> None:
+    from mosaic.runtime.training.probe import CHECK_WINDOWS, check_windows
+
+    assert check_windows(1742, 256) == range(1742 - CHECK_WINDOWS, 1742)  # phase 8: disjoint from validation
+    assert check_windows(CHECK_WINDOWS + 100, 100) == range(100, CHECK_WINDOWS + 100)  # short split: after them
+    assert check_windows(CHECK_WINDOWS + 100, 1000) == range(CHECK_WINDOWS + 99, CHECK_WINDOWS + 100)  # its last
+    assert check_windows(40, 0) == range(0, 40)

@@ -38,6 +38,13 @@ PROBE_WINDOWS = 64
 CHECK_WINDOWS = 64
 
 
+def check_windows(length: int, evaluated: int) -> range:
+    """The check set's windows of an evaluation split of ``length`` windows: its last
+    ``CHECK_WINDOWS``, after the first ``evaluated`` (what the run's own evaluation reads) where the
+    split is too short for both, and at least its last window."""
+    return range(max(0, min(evaluated, length - 1), length - CHECK_WINDOWS), length)
+
+
 class TrainerProbe:
     """Lent by the trainer to the model's lifecycle controller (single process, main rank)."""
 
@@ -81,8 +88,8 @@ class TrainerProbe:
         if dataset is None:
             return None
         if self._check_batches is None:
-            length = len(dataset)
-            self._check_batches = self._chunks(dataset, list(range(max(0, length - CHECK_WINDOWS), length)))
+            evaluated = 0 if self.trainer.experiment.eval is None else self.trainer.experiment.eval.samples
+            self._check_batches = self._chunks(dataset, list(check_windows(len(dataset), evaluated)))
         return self._check_batches
 
     def _mean_loss(self, batches: list[dict[str, Any]]) -> float:
