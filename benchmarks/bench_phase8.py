@@ -17,6 +17,10 @@ local-mixer MLP is ``layer.moe`` (8 columns, top-2) — is trained per seed in t
 - ``topk`` and ``loss_free`` (reference routers, 8 experts) on every seed, unless ``--no-routers``;
   ``--only-routers`` runs just these (router.loss_free's MaxVio at the final step).
 
+Two partial runs pair with a committed full run's controls (the same seed gives the same data
+stream): ``--only-fixed 4,8`` trains fixed MoEs at those live counts (the loss-vs-live-experts
+curve), and ``--only-lifecycle --lifecycle-set KEY=VALUE ...`` trains a lifecycle variant.
+
 Lifecycle clocks scale with the budget (slow interval = steps // 8), so ``--quick`` (80 steps, one
 seed) exercises the lifecycle. Per arm and seed: validation ``lm_ce`` on the held-out tail, the
 time-mean and final live experts per layer, MaxVio, decisions. Across seeds: paired differences
@@ -149,14 +153,15 @@ def one_torch_thread() -> None:
     torch.set_num_threads(int(os.environ.get("MOSAIC_BENCH_THREADS", "1")))
 
 
-def train_job(job: tuple[str, int, int, int]) -> dict[str, Any]:
-    """One ``(experiment, seed, n_live, steps)`` run in its own temporary directory."""
-    experiment, seed, n_live, steps = job
+def train_job(job: tuple[str, int, int, int] | tuple[str, int, int, int, tuple[str, ...]]) -> dict[str, Any]:
+    """One ``(experiment, seed, n_live, steps[, overrides])`` run in its own temporary directory.
+    The overrides travel in the job: a spawned worker does not see this process's options."""
+    experiment, seed, n_live, steps, *extra = job
     with tempfile.TemporaryDirectory() as tmp:
-        return train_one(experiment, steps, seed, Path(tmp), n_live=n_live)
+        return train_one(experiment, steps, seed, Path(tmp), n_live=n_live, extra=tuple(extra[0]) if extra else ())
 
 
-def train_all(jobs: list[tuple[str, int, int, int]]) -> list[dict[str, Any]]:
+def train_all(jobs: list[Any]) -> list[dict[str, Any]]:
     """``train_job`` over ``jobs``, results in the jobs' order; with ``--workers`` > 1 in that many
     processes (runs are independent: each has its own seed, data stream and directory)."""
     if OWN.workers <= 1:
@@ -259,6 +264,9 @@ def parse_own(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--only-routers", action="store_true", help="run only the topk / loss_free rows")
     parser.add_argument("--only-lifecycle", action="store_true",
                         help="run only the chrono_lifecycle arm (a variant to pair with a committed run's controls)")
+    parser.add_argument("--only-fixed", default=None, metavar="K,K",
+                        help="run only fixed MoEs (router.chrono, no lifecycle) with these live-expert counts: "
+                        "the loss-vs-live-experts curve, paired with a committed run's `chrono` arm")
     parser.add_argument("--lifecycle-set", action="append", default=[],
                         help="an override for the chrono_lifecycle arm, e.g. "
                         "targets[3].model.block.ffn.router.chrono.lifecycle.evidence_warm_trial=true")
@@ -281,10 +289,14 @@ def run(quick: bool) -> dict[str, Any]:
     )
     if OWN.only_routers:
         return run_routers(steps, seeds, label)
+    if OWN.only_fixed:
+        counts = [int(k) for k in OWN.only_fixed.split(",")]
+        fixed = train_per_seed(counts, seeds, lambda k, seed: ("chrono", seed, k, steps))
+        return {"setup": {"steps": steps, "seeds": seeds, "label": label, "counts": counts,
+                          "eval_samples": EVAL_SAMPLES, "workers": OWN.workers},
+                "fixed": {str(k): runs for k, runs in fixed.items()}}
     if OWN.only_lifecycle:
-        with tempfile.TemporaryDirectory() as tmp:
-            runs = [train_one("chrono_lifecycle", steps, seed, Path(tmp), extra=tuple(OWN.lifecycle_set))
-                    for seed in seeds]
+        runs = train_all([("chrono_lifecycle", seed, N_LIVE, steps, tuple(OWN.lifecycle_set)) for seed in seeds])
         scored = [s for r in runs for s in r["scored"] if "delta_loss_realised" in s]
         return {"setup": {"steps": steps, "seeds": seeds, "label": label, "overrides": OWN.lifecycle_set},
                 "chrono_lifecycle": runs, "by_kind": by_kind(scored),
