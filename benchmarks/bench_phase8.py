@@ -298,7 +298,8 @@ def run(quick: bool) -> dict[str, Any]:
     if OWN.only_lifecycle:
         runs = train_all([("chrono_lifecycle", seed, N_LIVE, steps, tuple(OWN.lifecycle_set)) for seed in seeds])
         scored = [s for r in runs for s in r["scored"] if "delta_loss_realised" in s]
-        return {"setup": {"steps": steps, "seeds": seeds, "label": label, "overrides": OWN.lifecycle_set},
+        return {"setup": {"steps": steps, "seeds": seeds, "label": label, "overrides": OWN.lifecycle_set,
+                          "workers": OWN.workers},
                 "chrono_lifecycle": runs, "by_kind": by_kind(scored),
                 "spearman_predicted_df_vs_realised_dloss": spearman(
                     [s["delta_f_predicted"] for s in scored], [s["delta_loss_realised"] for s in scored])}

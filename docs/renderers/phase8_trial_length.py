@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 VARIANT_FILE = re.compile(r"phase8_trial(\d+)\.json")
-
-
 KINDS = ("spawn", "split", "prune", "merge")
+#: --only-lifecycle runs made before the benchmark recorded ``workers`` (phase8_trial16/40) used 2
+WORKERS_BEFORE_RECORDED = 2
 
 
 def _kind(by_kind: dict[str, Any], kind: str) -> str:
@@ -61,10 +61,8 @@ def render(results: Path) -> str:
              evidence["spearman_predicted_df_vs_realised_dloss"], evidence["by_kind"], chrono, static),
     ]
     commands = []
-    variants = sorted(
-        (int(match.group(1)), path) for path in results.iterdir() if (match := VARIANT_FILE.fullmatch(path.name))
-    )
-    for _relax, path in variants:
+    variants = {int(match.group(1)): path for path in results.iterdir() if (match := VARIANT_FILE.fullmatch(path.name))}
+    for path in (variants[relax] for relax in sorted(variants)):
         variant = json.loads(path.read_text(encoding="utf-8"))["results"]
         vsetup = variant["setup"]
         if vsetup["steps"] != setup["steps"] or vsetup["seeds"] != setup["seeds"]:
@@ -77,7 +75,7 @@ def render(results: Path) -> str:
                           chrono, static))
         commands.append(
             f"- `{path.name}`: `python benchmarks/bench_phase8.py --only-lifecycle --steps {vsetup['steps']} --seeds "
-            f"{','.join(str(s) for s in vsetup['seeds'])} --workers 2 "
+            f"{','.join(str(s) for s in vsetup['seeds'])} --workers {vsetup.get('workers', WORKERS_BEFORE_RECORDED)} "
             f"{' '.join('--lifecycle-set ' + shlex.quote(o) for o in vsetup['overrides'])}`"
         )
     if commands:
