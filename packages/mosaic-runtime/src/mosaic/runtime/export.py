@@ -66,6 +66,7 @@ def export_safetensors(run_dir: str | Path, out: str | Path | None = None, *, ex
     atomically; returns the path."""
     loaded = load_run(run_dir, experiment, session=None, registry=registry)
     target = Path(out) if out is not None else loaded.run.path / DEFAULT_EXPORT_NAME
+    check_export_target(target, loaded.run.path)
     tensors, aliases, extra = split_state(loaded.model)
     config = {"type": loaded.model_id, **(unstructure_config(loaded.config) if loaded.config is not None else {})}
     try:
@@ -78,6 +79,16 @@ def export_safetensors(run_dir: str | Path, out: str | Path | None = None, *, ex
     data = _safetensors().save(tensors, metadata=metadata)
     target.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_bytes(target, data)
+
+
+def check_export_target(target: Path, run_path: Path) -> None:
+    """Refuse an export that would replace one of the run's own files (a checkpoint, the metrics,
+    the config...): inside the run directory an export may create a file or replace an earlier
+    ``.safetensors`` export, nothing else."""
+    inside = target.resolve().is_relative_to(Path(run_path).resolve())
+    if inside and target.exists() and target.suffix != ".safetensors":
+        raise CheckpointError(f"--out {target} is one of the run's own files; an export may not replace it "
+                              f"(choose a new file, e.g. {Path(run_path) / DEFAULT_EXPORT_NAME})")
 
 
 def read_safetensors_export(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -102,7 +113,7 @@ def read_safetensors_export(path: str | Path) -> tuple[dict[str, Any], dict[str,
         config = json.loads(metadata["model_config"])
         aliases = json.loads(metadata["aliases"])
         extra = json.loads(metadata["extra_state"])
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, RecursionError) as exc:
         raise CheckpointError(f"{path}: damaged export metadata ({exc})") from None
     state: dict[str, Any] = dict(tensors)
     for name, original in aliases.items():

@@ -13,6 +13,7 @@ import pickle
 import random
 import re
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,10 @@ log = structlog.get_logger("mosaic.runtime.checkpoint")
 
 FORMAT = "mosaic-checkpoint/1"
 NAME = re.compile(r"^step_(\d{8})\.pt$")
+#: How far a checkpoint's zip entries may expand beyond its size (headers and padding; torch does not compress).
+EXPANSION_FACTOR, EXPANSION_SLACK_BYTES = 2, 1 << 16
+#: What a resume renames the unreadable checkpoints it fell back past to (no longer NAME).
+UNREADABLE_SUFFIX = ".unreadable"
 
 
 def model_config_data(spec: Any) -> dict[str, Any]:
@@ -55,9 +60,11 @@ def checkpoint_path(directory: Path, step: int) -> Path:
 
 
 def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of the checkpoints in ``directory``, oldest first: regular files only (a
+    FIFO or device planted under a checkpoint's name would block or flood the loader)."""
     if not directory.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := NAME.match(p.name))]
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := NAME.match(p.name)) and p.is_file()]
     return sorted(found)
 
 
@@ -87,6 +94,7 @@ def load_payload(path: Path, *, file_format: str, what: str, missing: str | None
     """A saved ``{"format": file_format, ...}`` dict, or a :class:`CheckpointError` naming ``what``
     (``"checkpoint"``, ``"session file"``...) and the file: missing (``missing`` overrides that
     message), corrupt, or some other kind of file."""
+    check_expansion(path, what)
     try:
         # Weights only: torch's restricted unpickler builds tensors and plain containers and refuses
         # every other global, so a planted pickle is an error here and never runs code.
@@ -106,6 +114,20 @@ def load_payload(path: Path, *, file_format: str, what: str, missing: str | None
     if not isinstance(payload, dict) or payload.get("format") != file_format:
         raise CheckpointError(f"{what} {path} is not a {file_format} file")
     return payload
+
+
+def check_expansion(path: Path, what: str) -> None:
+    """Refuse a torch zip whose entries expand far beyond the file: ``torch.save`` stores tensors
+    uncompressed, so only a crafted file is compressed, and one of 20 MB could unpack to 20 GB."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            expanded = sum(entry.file_size for entry in archive.infolist())
+        size = path.stat().st_size
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip, or not there: torch.load says what it is
+    if expanded > EXPANSION_FACTOR * size + EXPANSION_SLACK_BYTES:
+        raise CheckpointError(f"{what} {path} is corrupt: its entries expand to {expanded:,} bytes from a "
+                              f"{size:,}-byte file (torch.save stores tensors uncompressed)")
 
 
 def load_checkpoint(path: Path, *, config_fingerprint: str | None, opcode_table: list[str] | None) -> dict[str, Any]:
@@ -132,6 +154,44 @@ def check_belongs(path: Path, payload: dict[str, Any], *, config_fingerprint: st
         )
 
 
+def check_fields(path: Path, payload: dict[str, Any], step: int) -> None:
+    """Refuse a checkpoint whose fields a resume could not use: a step other than its file name's, a
+    negative sample count, random states the generators refuse, or state dicts that are not mappings.
+    Each is a :class:`CheckpointError` (a corrupt file), raised before anything is restored."""
+
+    def corrupt(reason: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {path} is corrupt: {reason}")
+
+    recorded = payload.get("step")
+    if type(recorded) is not int or recorded != step:
+        raise corrupt(f"it records step {recorded!r}, its name says {step}")
+    samples = payload.get("samples_seen")
+    if type(samples) is not int or samples < 0:
+        raise corrupt(f"samples_seen must be a count, got {samples!r}")
+    for key in ("model", "optimizer", "scheduler"):
+        if not isinstance(payload.get(key), dict):
+            raise corrupt(f"{key} is not a state dict")
+    rng = payload.get("rng")
+    try:  # on scratch generators: the process's own are set only once everything has loaded
+        random.Random().setstate(rng["python"])  # type: ignore[index]
+        torch.Generator().set_state(rng["torch"])  # type: ignore[index]
+    except (TypeError, ValueError, KeyError, RuntimeError, IndexError) as exc:
+        raise corrupt(f"its random state does not restore ({type(exc).__name__})") from None
+
+
+def set_aside_newer(directory: Path, step: int) -> list[Path]:
+    """Rename the checkpoints newer than ``step`` (the unreadable ones a resume fell back past) to
+    ``NAME.unreadable``: kept for inspection, but out of the count that pruning keeps, which would
+    otherwise delete the good checkpoints the resumed run writes and keep the damaged ones."""
+    moved = []
+    for newer_step, path in list_checkpoints(directory):
+        if newer_step > step:
+            aside = path.with_name(path.name + UNREADABLE_SUFFIX)
+            path.replace(aside)
+            moved.append(aside)
+    return moved
+
+
 def latest_checkpoint(directory: Path) -> Path:
     found = list_checkpoints(directory)
     if not found:
@@ -148,9 +208,10 @@ def load_newest_loadable(directory: Path, *, config_fingerprint: str | None,
     if not found:
         raise CheckpointError(f"no checkpoint in {directory}")
     problems = []
-    for _step, path in reversed(found):
+    for step, path in reversed(found):
         try:
             payload = load_payload(path, file_format=FORMAT, what="checkpoint")
+            check_fields(path, payload, step)
         except CheckpointError as exc:
             problems.append(str(exc))
             log.warning("checkpoint_unreadable", path=str(path), error=str(exc))

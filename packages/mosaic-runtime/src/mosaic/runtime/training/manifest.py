@@ -10,6 +10,7 @@ registry, so the runtime never imports the packages that provide them.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,8 @@ if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plug
     from mosaic.core.registry import Registry
 
 PRESET_VERSION = 2
+#: A preset's name, which becomes a directory (``OUT/<name>/``): one safe path component.
+PRESET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 TOP_KEYS = ("version", "name", "notes", "vars", "targets")
 TARGET_KEYS = ("type", "name", "backend", "model", "objective", "dataset", "curriculum", "trainer", "eval",
                "budget")
@@ -109,7 +112,8 @@ def preset_text(name_or_path: str, registry: Registry) -> tuple[str, str]:
     path = Path(name_or_path)
     if path.suffix in {".yml", ".yaml"} or path.exists():
         if not path.is_file():
-            raise ConfigError([ConfigProblem("$", f"preset file {name_or_path} does not exist")], source=name_or_path)
+            problem = "is not a regular file" if path.exists() else "does not exist"
+            raise ConfigError([ConfigProblem("$", f"preset file {name_or_path} {problem}")], source=name_or_path)
         try:
             with path.open("rb") as handle:
                 data = handle.read(MAX_PRESET_BYTES + 1)  # never more than the limit, whatever the size
@@ -177,6 +181,11 @@ class ManifestValidator:
             for problem in exc.problems:
                 self.problem(problem.path, problem.message, problem.hint)
             self.fail_if_problems()
+        name = data.get("name")
+        if isinstance(name, str) and not PRESET_NAME.match(name):
+            self.problem("$.name", f"{name!r} is not a preset name: it names the runs' directory, so it is one path "
+                                   "component of letters, digits, '_', '.' and '-' (at most 128), starting with a "
+                                   "letter or digit")
         targets = data.get("targets")
         experiments: list[Experiment] = []
         if not isinstance(targets, list) or not targets:

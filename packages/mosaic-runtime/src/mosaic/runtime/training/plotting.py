@@ -22,6 +22,8 @@ def plot_run(run_path: Path, out: Path | None = None) -> Path:
         raise PlottingUnavailable(
             f"plotting needs matplotlib: {install_hint('mosaic-runtime', 'plot')}"
         ) from None
+    if out is not None and Path(out).suffix.lower() != ".png":
+        raise MosaicError(f"--out {out}: the curves are a PNG; name the file NAME.png")
     run = RunDir.existing(run_path)
     records = run.read_metrics()
     train = [r for r in records if r.get("split") == "train"]
@@ -33,10 +35,12 @@ def plot_run(run_path: Path, out: Path | None = None) -> Path:
     names = [n for n in names if any(n in r for r in train)]
     figure, axes = plt.subplots(len(names), 1, figsize=(7, 2.2 * len(names)), sharex=True, squeeze=False)
     for axis, name in zip(axes[:, 0], names, strict=False):
-        points = [(r["step"], r[name]) for r in train if name in r]
+        # a value that is not a number (a damaged or hand-edited record) is left out, not plotted
+        points = [(r["step"], r[name]) for r in train if _is_number(r.get(name))]
         axis.plot([p[0] for p in points], [p[1] for p in points], label="train")
         evals = [(r["step"], r["metrics"][name]) for r in records
-                 if r.get("split") == "eval" and name in r.get("metrics", {})]
+                 if r.get("split") == "eval" and isinstance(r.get("metrics"), dict)
+                 and _is_number(r["metrics"].get(name))]
         if evals:
             axis.plot([p[0] for p in evals], [p[1] for p in evals], "o", label="eval")
         axis.set_ylabel(name, fontsize=8)
@@ -48,3 +52,7 @@ def plot_run(run_path: Path, out: Path | None = None) -> Path:
     figure.savefig(target, dpi=90)
     plt.close(figure)
     return target
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -82,7 +82,7 @@ def read(run: RunDir) -> list[dict[str, Any]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         sessions = data["sessions"]
-    except (ValueError, KeyError, TypeError, OSError) as exc:
+    except (ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
         raise RunDirectoryError(f"{path} is unreadable ({exc}); the file is damaged") from None
     return [session for session in sessions if isinstance(session, dict)]
 

@@ -23,12 +23,14 @@ import yaml
 
 from mosaic.core.atomic import atomic_write_bytes
 from mosaic.core.errors import ConfigError, ConfigProblem, RunDirectoryError
-from mosaic.runtime.training.yaml_source import load_yaml
+from mosaic.runtime.training.yaml_source import MAX_PRESET_BYTES, decode_preset, load_yaml
 
 _UTC = datetime.timezone.utc
 LATEST = "latest"
 RUN_RECORD = "run.json"
 MAX_LINE_CHARS = 1_000_000
+#: The step fields of the run's JSON-lines records (metrics: step; lifecycle decisions: train_step).
+STEP_KEYS = ("step", "train_step")
 
 
 @contextlib.contextmanager
@@ -49,6 +51,7 @@ def describe_os_error(exc: OSError, what: Path | str) -> str:
         errno.EROFS: "the file system is read-only",
         errno.ENOTDIR: "a path component is a file, not a directory",
         errno.EEXIST: "a file is in the way",
+        errno.ELOOP: "it is a symbolic link, where the run keeps a plain file",
     }
     reason = reasons.get(exc.errno or 0, exc.strerror or str(exc))
     where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(what) else ""
@@ -69,9 +72,13 @@ def parse_jsonl(path: Path, text: str) -> tuple[list[dict[str, Any]], bool]:
                                     "the file is damaged")
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser's stack
             record = None
         if isinstance(record, dict):
+            for key in STEP_KEYS:  # what resume truncates by and the plots put on their x axis
+                if key in record and type(record[key]) is not int:
+                    raise RunDirectoryError(f"{path} line {number}: {key} is {record[key]!r}, not a step number; "
+                                            "the file is damaged")
             records.append(record)
         elif number == len(lines):  # no newline after it: the write was cut short
             torn = True
@@ -153,7 +160,7 @@ class RunDir:
         if self.record_path.is_file():
             try:
                 record = json.loads(self._read_text(self.record_path))
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise RunDirectoryError(f"{self.record_path} is unreadable ({exc}); the file is damaged") from None
             experiment = record.get("experiment") if isinstance(record, dict) else None
             return experiment if isinstance(experiment, str) else None
@@ -198,7 +205,10 @@ class RunDir:
         self._atomic_text(self.config_path, yaml.safe_dump(_plain(resolved), sort_keys=False))
 
     def config_text(self) -> str:
-        return self.config_path.read_text(encoding="utf-8")
+        """``config.yaml``'s text, read as a preset is: bounded in size and strictly UTF-8 (a
+        :class:`ConfigError` names the file, line and byte of a damaged one)."""
+        with self.config_path.open("rb") as file:
+            return decode_preset(file.read(MAX_PRESET_BYTES + 1), source=str(self.config_path))
 
     def written_fingerprint(self) -> str:
         """The fingerprint of ``config.yaml`` as written at training time: what the run's checkpoints
@@ -209,8 +219,14 @@ class RunDir:
         self.append_jsonl(self.metrics_path, record)
 
     def append_jsonl(self, path: Path, record: dict[str, Any]) -> None:
-        with writing(path), path.open("a", encoding="utf-8") as file:
-            file.write(json.dumps(_plain(record), sort_keys=True, default=str) + "\n")
+        line = (json.dumps(_plain(record), sort_keys=True, default=str) + "\n").encode("utf-8")
+        with writing(path):
+            # O_NOFOLLOW: a log planted as a symlink must not be appended to outside the run directory
+            descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            try:
+                os.write(descriptor, line)
+            finally:
+                os.close(descriptor)
 
     def truncate_metrics_after(self, step: int) -> None:
         """On resume, drop records logged after the checkpoint so the file reads as one run."""
@@ -241,13 +257,16 @@ class RunDir:
             return {}
         try:
             summary = json.loads(self._read_text(self.summary_path))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise RunDirectoryError(
                 f"{self.summary_path} is unreadable ({exc}); the file is damaged: move it aside and run "
                 "`mosaic eval` again to rewrite its evaluation"
             ) from None
         if not isinstance(summary, dict):
             raise RunDirectoryError(f"{self.summary_path} does not hold a JSON object; the file is damaged")
+        for key in ("final", "eval"):
+            if key in summary and summary[key] is not None and not isinstance(summary[key], dict):
+                raise RunDirectoryError(f"{self.summary_path}: {key} is not a JSON object; the file is damaged")
         return summary
 
     def log_event(self, event: str, **fields: Any) -> None:

@@ -8,10 +8,12 @@ lock a detached inode); it records who holds, or last held, the directory.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import socket
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +59,16 @@ def acquire_run_lock(run_path: Path) -> RunLock:
     """Take ``run_path``'s lock or raise :class:`RunLockedError` naming the live holder."""
     path = Path(run_path) / LOCK_NAME
     try:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        # O_NOFOLLOW: a .lock planted as a symlink must not make the truncation below empty its target
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RunDirectoryError(f"cannot lock run directory {run_path}: {path} is a symbolic link; a run's "
+                                    "lock is a plain file (remove the link)") from None
         raise RunDirectoryError(f"cannot lock run directory {run_path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise RunDirectoryError(f"cannot lock run directory {run_path}: {path} is not a regular file")
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

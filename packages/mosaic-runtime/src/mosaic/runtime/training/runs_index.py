@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import yaml
 
 from mosaic.core.errors import MosaicError, RunDirectoryError
 from mosaic.runtime.training import provenance
 from mosaic.runtime.training.run_dir import LATEST, RunDir
 from mosaic.runtime.training.run_lock import is_locked
+from mosaic.runtime.training.yaml_source import load_yaml
 
 _MAX_CONFIG_BYTES = 8 * 1024 * 1024  # a resolved config is kilobytes; refuse to parse a planted giant
 
@@ -66,7 +66,7 @@ def list_runs(root: Path, preset: str | None = None) -> list[RunInfo]:
 def _config(run: RunDir) -> dict[str, Any]:
     if run.config_path.stat().st_size > _MAX_CONFIG_BYTES:
         raise RunDirectoryError(f"{run.config_path} is larger than {_MAX_CONFIG_BYTES} bytes")
-    document = yaml.safe_load(run.config_text())
+    document = load_yaml(run.config_text(), source=str(run.config_path)).data
     return document if isinstance(document, dict) else {}
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from mosaic.core.contract.protocols import StreamingModel
+from mosaic.core.errors import ConfigError, ConfigProblem
 from mosaic.runtime.training.batching import collate_for
 from mosaic.runtime.training.manifest import Experiment
 
@@ -27,6 +29,38 @@ if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plug
     from mosaic.core.registry import Registry
 
 GIB = 1024 ** 3
+#: Bytes per trainable parameter before any activation: fp32 weights, gradients and AdamW's two moments.
+TRAINING_BYTES_PER_PARAMETER = 16
+
+
+def physical_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def build_model(experiment: Experiment, registry: Registry) -> Any:
+    """``experiment``'s model, built for real: an allocation the machine refuses (a width typed one
+    digit too long) becomes a :class:`ConfigError` at ``model`` with the parameter count, not
+    torch's allocator traceback."""
+    try:
+        return experiment.model.build(registry)
+    except RuntimeError as exc:  # torch's CPU allocator raises a plain RuntimeError
+        if "allocate" not in str(exc):
+            raise
+        parameters = parameters_on_meta(experiment, registry)
+        size = f"{parameters:,} parameters" if parameters is not None else "the model"
+        raise ConfigError([ConfigProblem("model", f"{size} do not fit in this machine's memory "
+                                                  f"({physical_memory_bytes() / GIB:.1f} GiB)")]) from None
+
+
+def parameters_on_meta(experiment: Experiment, registry: Registry) -> int | None:
+    """The model's parameter count, from a build on the meta device (no memory); None for a model
+    whose construction reads tensor values."""
+    try:
+        with torch.device("meta"):
+            model = experiment.model.build(registry)
+    except (NotImplementedError, RuntimeError):
+        return None
+    return sum(p.numel() for p in model.parameters())
 
 
 @attrs.frozen
@@ -115,8 +149,16 @@ def estimate_memory(experiment: Experiment, registry: Registry, *, batch_size: i
 
     batch_size = batch_size or experiment.trainer.batch_size
     precision = precision or experiment.trainer.precision
+    counted_on_meta = parameters_on_meta(experiment, registry)
+    available = physical_memory_bytes()
+    if counted_on_meta is not None and TRAINING_BYTES_PER_PARAMETER * counted_on_meta > available:
+        raise ConfigError([ConfigProblem("model", f"{counted_on_meta:,} parameters need "
+                                                  f"{TRAINING_BYTES_PER_PARAMETER * counted_on_meta / GIB:,.1f} GiB for "
+                                                  "weights, gradients and optimizer state alone, more than this "
+                                                  f"machine's {available / GIB:.1f} GiB: the estimate measures "
+                                                  "activations with real training steps, so it cannot run here")])
     torch.manual_seed(0)
-    model = experiment.model.build(registry)
+    model = build_model(experiment, registry)
     by_component: dict[str, int] = {}
     counted: set[int] = set()  # tied weights (embedding = head) count once, under the first owner
     for name, child in [*model.named_children(), ("(top level)", None)]:

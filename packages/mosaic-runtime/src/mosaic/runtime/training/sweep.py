@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from mosaic.core.registry import Registry
 
 DIRECTIONS = ("minimize", "maximize")
+#: A study's name, which becomes the sweep's directory (``OUT/<preset>/sweeps/<name>/``).
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: distributions a random-search parameter may take: ``KEY=KIND:ARGS``
 PARAM_KINDS = ("uniform", "loguniform", "int", "choice")
 
@@ -106,8 +109,13 @@ class SweepSpec:
     def __attrs_post_init__(self) -> None:
         if not self.params:
             raise SweepError("a sweep needs at least one --grid or --param")
-        if len({p.key for p in self.params}) != len(self.params):
-            raise SweepError("a key is swept twice")
+        if not STUDY_NAME.match(self.study_name):
+            raise SweepError(f"--study {self.study_name!r} is not a study name: letters, digits, '_', '.' and '-', "
+                             "at most 64, starting with a letter or digit (it names the sweep's directory)")
+        keys = [p.key for p in self.params]
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        if twice:
+            raise SweepError(f"{', '.join(twice)}: swept twice (give each key one --grid or --param)")
         kinds = {p.kind == "grid" for p in self.params}
         if len(kinds) > 1:
             raise SweepError("use either --grid (a grid search) or --param (a random search), not both")
@@ -189,8 +197,11 @@ def run_sweep(spec: SweepSpec, *, out: Path, registry: Registry, run_one: RunOne
         sampler = optuna.samplers.RandomSampler(seed=0)
     # spec.direction is one of DIRECTIONS (checked when the spec was made); spelled out for optuna's type
     direction: Literal["minimize", "maximize"] = "maximize" if spec.direction == "maximize" else "minimize"
-    study = optuna.create_study(study_name=spec.study_name, storage=storage, sampler=sampler,
-                                direction=direction, load_if_exists=True)
+    try:
+        study = optuna.create_study(study_name=spec.study_name, storage=storage, sampler=sampler,
+                                    direction=direction, load_if_exists=True)
+    except Exception as exc:  # noqa: BLE001 - a bad URL raises SQLAlchemy's, a driver's or optuna's own errors
+        raise SweepError(f"cannot open the study's storage {storage!r}: {type(exc).__name__}: {exc}") from None
 
     def objective(trial: Any) -> float:
         assigned = {p.key: p.suggest(trial) for p in spec.params}

@@ -36,6 +36,7 @@ from mosaic.runtime.training.checkpoint import (
     restore_rng_state,
     rng_state,
     save_checkpoint,
+    set_aside_newer,
 )
 from mosaic.runtime.training.distributed import (
     DistContext,
@@ -54,6 +55,7 @@ from mosaic.runtime.training.optim import build_optimizer, build_scheduler
 from mosaic.runtime.training.probe import TrainerProbe
 from mosaic.runtime.training.progress import Progress, log
 from mosaic.runtime.training.run_dir import RunDir, writing
+from mosaic.runtime.training.sizing import build_model
 
 #: lifecycle decisions of the model's training hooks, one JSON record per line, in the run directory
 DECISIONS_FILE = "decisions.jsonl"
@@ -116,7 +118,7 @@ class Trainer:
                 f"{self.config.grad_accum}")])
         self.micro_batch = per_rank
         seed_everything(self.config.seed, self.config.deterministic)
-        self.model = experiment.model.build(registry).to(self.device)  # the same on every rank
+        self.model = build_model(experiment, registry).to(self.device)  # the same on every rank
         self.dataset = experiment.dataset.build(registry)
         self.eval_dataset = experiment.eval_dataset.build(registry) if experiment.eval_dataset else None
         self.curricula = [spec.build(registry) for spec in experiment.curricula]
@@ -215,7 +217,10 @@ class Trainer:
         self.samples_seen = int(payload["samples_seen"])
         if self.dist.is_main:
             if path != list_checkpoints(self.run.checkpoints)[-1][1]:
-                self.progress.note(f"the newest checkpoint is unreadable; resuming from {path.name}")
+                with writing(self.run.checkpoints):
+                    aside = set_aside_newer(self.run.checkpoints, self.step)
+                self.progress.note(f"the newest checkpoint is unreadable; resuming from {path.name} (set aside: "
+                                   f"{', '.join(p.name for p in aside)})")
             self.open_sinks(resume_step=self.step)  # trims metrics (and csv, tensorboard) past the step
             self.run.truncate_jsonl_after(self.run.path / DECISIONS_FILE, self.step, key="train_step")
             self.run.log_event("resume", step=self.step, checkpoint=str(path))

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mosaic.core.errors import ConfigError, ConfigProblem
-from mosaic.runtime.training.yaml_source import child_path, override_value
+from mosaic.runtime.training.yaml_source import MAX_DEPTH, child_path, override_value
 
 REFERENCE = re.compile(r"\$\{([^}]*)\}")
 #: characters plus values that all uses of variables may add to a preset
@@ -135,6 +135,9 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     canonical = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
     if not parts or isinstance(parts[0], int) or canonical != key:
         raise ConfigError([ConfigProblem("--set", f"malformed key {key!r}")])
+    if len(parts) > MAX_DEPTH:  # as deep as a preset file may nest, and no deeper
+        raise ConfigError([ConfigProblem("--set", f"the key has {len(parts)} parts; a preset nests at most "
+                                                  f"{MAX_DEPTH} deep")])
     try:
         return parts, override_value(raw)
     except ConfigError as exc:  # a value the preset reader refuses (a 400-digit integer, a tag)
