@@ -4,6 +4,7 @@ Transformer baseline), in text and event mode, and its exit codes."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,17 @@ def test_bad_input_exits_with_a_message(mosaic: InstalledMosaic, run_dir: Path, 
     assert mosaic("generate", tmp_path / "missing", "--prompt", "x").returncode == 2
     assert mosaic("generate", run_dir, "--prompt", "x", "--events", bad).returncode == 2
     assert mosaic("generate", run_dir, "--prompt", "").returncode == 2
+
+
+def test_a_tiny_temperature_samples_like_greedy_decoding(mosaic: InstalledMosaic, run_dir: Path) -> None:
+    greedy = mosaic("generate", run_dir, "--prompt", "ab", "--max-new-tokens", "6", "--temperature", "0")
+    tiny = mosaic("generate", run_dir, "--prompt", "ab", "--max-new-tokens", "6", "--temperature", "1e-40")
+    assert greedy.returncode == 0 and tiny.returncode == 0, tiny.stderr.decode()  # was a NaN softmax traceback
+    assert tiny.stdout == greedy.stdout
+
+
+def test_a_prompt_that_is_not_utf8_is_passed_on_as_its_bytes(mosaic: InstalledMosaic, run_dir: Path) -> None:
+    argument = mosaic("generate", run_dir, "--prompt", os.fsdecode(b"ab\xff"), "--max-new-tokens", "4", "--seed", "1")
+    piped = mosaic("generate", run_dir, "--max-new-tokens", "4", "--seed", "1", stdin=b"ab\xff")
+    assert argument.returncode == 0, argument.stderr.decode()
+    assert argument.stdout == piped.stdout  # the same bytes as the same prompt on stdin

@@ -61,8 +61,13 @@ def test_import_path_factory_resolves_lazily() -> None:
     registry.add(component("layer.lazy", factory="collections:OrderedDict", config=None))
     assert registry.build("layer.lazy") == {}
     registry.add(component("layer.missing", factory="no_such_module_xyz:thing", config=None))
-    with pytest.raises(ModuleNotFoundError):
+    with pytest.raises(InvalidComponentError, match=r"layer\.missing .*factory 'no_such_module_xyz:thing' cannot "
+                                                    r"be imported \(ModuleNotFoundError"):
         registry.build("layer.missing")
+    # a plugin's config class behind a broken import path is the same clear error, named by component
+    registry.add(component("layer.ghost", factory="collections:OrderedDict", config="no_such_module_xyz:Cfg"))
+    with pytest.raises(InvalidComponentError, match=r"layer\.ghost .*config 'no_such_module_xyz:Cfg'"):
+        registry.build("layer.ghost", {"width": 1})
 
 
 def test_duplicate_names_both_providers() -> None:

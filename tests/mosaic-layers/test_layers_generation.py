@@ -100,6 +100,22 @@ def test_generation_stops_at_the_stop_token_and_checks_arguments() -> None:
 
 
 @pytest.mark.parametrize("build", [transformer, mosaic], ids=["transformer", "mosaic"])
+def test_a_tiny_temperature_is_greedy_and_non_finite_ones_or_wild_seeds_are_refused(build) -> None:
+    model = build()
+    prompt = torch.randint(0, V, (2, 5))
+    greedy = torch.stack(list(model.generate(prompt, 6, temperature=0.0)))
+    for tiny in (1e-40, 1e-300, 5e-324):  # logits / T overflowed to ±inf and the softmax was NaN
+        assert torch.equal(torch.stack(list(model.generate(prompt, 6, temperature=tiny, seed=1))), greedy)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ModelError, match="finite"):
+            list(model.generate(prompt, 2, temperature=bad))
+    for seed in (2**64, -(2**63) - 1):
+        with pytest.raises(ModelError, match="seed must be between"):
+            list(model.generate(prompt, 2, seed=seed))
+    assert len(list(model.generate(prompt, 2, seed=2**64 - 1))) == 2
+
+
+@pytest.mark.parametrize("build", [transformer, mosaic], ids=["transformer", "mosaic"])
 def test_both_models_follow_one_step_and_prefill_convention(build) -> None:
     """step: logits (B, V), state advanced in place and returned; prefill: logits (B, T, V) for every
     prompt position, in pieces of chunk_tokens, whatever the piece size."""

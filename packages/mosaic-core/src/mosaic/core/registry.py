@@ -138,16 +138,27 @@ class Component:
         return self.id.partition(".")[2]
 
     def load_factory(self) -> Callable[..., Any]:
-        factory = resolve_import_path(self.factory) if isinstance(self.factory, str) else self.factory
+        factory = self._resolve("factory", self.factory) if isinstance(self.factory, str) else self.factory
         if not callable(factory):
             raise InvalidComponentError(f"{self.id}: factory {self.factory!r} is not callable")
         return factory
 
     def load_config_class(self) -> type | None:
-        config = resolve_import_path(self.config) if isinstance(self.config, str) else self.config
+        config = self._resolve("config", self.config) if isinstance(self.config, str) else self.config
         if config is not None and not (isinstance(config, type) and attrs.has(config)):
             raise InvalidComponentError(f"{self.id}: config {self.config!r} is not an attrs class")
         return config
+
+    def _resolve(self, role: str, path: str) -> Any:
+        """Import this component's ``factory`` or ``config`` path; the plugin's module may fail to import in
+        any way (a missing dependency, a bug at its top level): that is this component's error, named."""
+        try:
+            return resolve_import_path(path)
+        except InvalidComponentError as exc:
+            raise InvalidComponentError(f"{self.id} (plugin {self.plugin}): {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - importing a plugin's module runs its code
+            raise InvalidComponentError(f"{self.id} (plugin {self.plugin}): its {role} {path!r} cannot be imported "
+                                        f"({type(exc).__name__}: {exc})") from None
 
 
 class Registry:

@@ -121,7 +121,9 @@ class TransformerBaseline(TrainingHooksMixin, GenerationMixin, nn.Module):
         start = 0 if state is None else state.position
         if state is not None and (state.batch_size != ids.shape[0] or start + length > state.capacity):
             raise ModelError(f"KV cache holds batch {state.batch_size} and {state.capacity} tokens "
-                             f"({start} used); got batch {ids.shape[0]} and {length} more tokens")
+                             f"({start} used); got batch {ids.shape[0]} and {length} more tokens (the Transformer "
+                             f"attends over at most its {state.capacity}-token cache: prompt and new tokens "
+                             "together must fit)")
         if start + length > self.config.max_seq_len:
             raise ModelError(f"sequence of {start + length} tokens exceeds max_seq_len {self.config.max_seq_len}")
         x = self.embed(ids) + self.position(torch.arange(start, start + length, device=ids.device))

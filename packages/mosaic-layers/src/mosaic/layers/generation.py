@@ -8,6 +8,7 @@ whole context.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,22 +16,40 @@ import torch
 
 from mosaic.core.errors import ModelError
 
+#: The seeds ``torch.Generator.manual_seed`` takes.
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+
 
 def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None,
                 generator: torch.Generator | None) -> torch.Tensor:
     """One token per row of ``logits (B, V)``: greedy at temperature 0, else sampled from the
     softmax at ``temperature`` over the ``top_k`` most likely tokens (all when None)."""
-    if temperature < 0:
-        raise ModelError(f"temperature must be >= 0, got {temperature}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise ModelError(f"temperature must be a finite number >= 0, got {temperature}")
     if top_k is not None and top_k < 1:
         raise ModelError(f"top_k must be >= 1, got {top_k}")
     if temperature == 0:
         return logits.argmax(-1)
-    scaled = logits.float() / temperature
+    scaled = tempered_logits(logits, temperature)
     if top_k is not None and top_k < scaled.shape[-1]:
         kth = scaled.topk(top_k, dim=-1).values[..., -1:]
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))
     return torch.multinomial(scaled.softmax(-1), 1, generator=generator)[:, 0]
+
+
+def tempered_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``logits / temperature`` (float64) over the last axis, shifted so each row's largest is 0
+    first: the same softmax as the plain quotient, but a tiny temperature then sends the other
+    logits towards -inf instead of overflowing every one of them to ±inf (a NaN softmax). In float64
+    so that any positive Python float divides without underflowing to 0 (0 / 0 is NaN too)."""
+    logits = logits.double()
+    return (logits - logits.amax(-1, keepdim=True)) / temperature
+
+
+def check_seed(seed: int) -> None:
+    """Raise :class:`ModelError` unless ``torch.Generator.manual_seed`` takes ``seed``."""
+    if not SEED_MIN <= seed <= SEED_MAX:
+        raise ModelError(f"seed must be between {SEED_MIN} and {SEED_MAX}, got {seed}")
 
 
 def generate(model: Any, prompt_ids: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0,
@@ -60,6 +79,7 @@ def _generate(model: Any, prompt_ids: torch.Tensor, max_new_tokens: int, *, temp
     ids = ids.to(device)
     generator = None
     if seed is not None:
+        check_seed(seed)
         generator = torch.Generator(device=device)
         generator.manual_seed(seed)
     was_training = model.training

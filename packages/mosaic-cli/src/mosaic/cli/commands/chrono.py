@@ -21,14 +21,12 @@ from chronomoe's edit table.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from mosaic.cli.commands.run import fmt, user_errors
 from mosaic.core.contract import keys
@@ -46,16 +44,11 @@ DEFAULT_INTERVALS = {"mid_interval": 100, "slow_interval": 1000}
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise MosaicError(f"{path}:{number}: not JSON ({exc.msg})") from None
-    return records
+    """The records of one of the run's JSON-lines files (none when it is missing), read as the
+    trainer reads its own: bounded lines, a damaged line named by its number."""
+    from mosaic.runtime.training.run_dir import RunDir
+
+    return RunDir(path.parent).read_jsonl(path)
 
 
 def started_experiment(run: Path, requested: str | None = None) -> str | None:
@@ -67,15 +60,32 @@ def started_experiment(run: Path, requested: str | None = None) -> str | None:
 
 def ffn_config(run: Path, experiment: str | None = None) -> dict[str, Any]:
     """The ``ffn`` mapping of the experiment that ran (``{}`` without a layer.moe feed-forward)."""
-    config_path = run / "config.yaml"
-    if not config_path.exists():
+    from mosaic.runtime.training.run_dir import RunDir
+    from mosaic.runtime.training.yaml_source import load_yaml
+
+    run_dir = RunDir(run)
+    if not run_dir.config_path.exists():
         return {}
-    document = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    source = str(run_dir.config_path)
+    document = _mapping(load_yaml(run_dir.config_text(), source=source).data, source, "$")
     targets = document.get("targets") or []
+    if not isinstance(targets, list):
+        raise MosaicError(f"{source}: $.targets is not a list")
+    targets = [_mapping(t, source, f"$.targets[{i}]") for i, t in enumerate(targets)]
     name = started_experiment(run, experiment)
     chosen = next((t for t in targets if t.get("name") == name), targets[0] if targets else {})
-    model = chosen.get("model") or {}
-    return (model.get("block") or {}).get("ffn") or model.get("ffn") or {}
+    model = _mapping(chosen.get("model"), source, "the model")
+    return _mapping(_mapping(model.get("block"), source, "model.block").get("ffn") or model.get("ffn"), source,
+                    "model.ffn")
+
+
+def _mapping(value: Any, source: str, where: str) -> dict[str, Any]:
+    """``value`` if it is a mapping, ``{}`` if it is absent; anything else names the damaged place."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MosaicError(f"{source}: {where} is not a mapping ({type(value).__name__})")
+    return value
 
 
 def clock_lines(router: dict[str, Any] | None) -> list[str]:
@@ -258,6 +268,18 @@ def plot_report(run: Path, out: Path) -> Path:
     return out
 
 
+def _png_path(ctx: click.Context, param: click.Parameter, path: Path | None) -> Path | None:
+    """``--plot``: a ``.png`` file in a directory that exists (matplotlib would add a suffix of its own
+    to a bare name, and fail late on a missing directory or another format)."""
+    if path is None:
+        return None
+    if path.suffix.lower() != ".png":
+        raise click.BadParameter(f"{str(path)!r}: the plot is a PNG, name it NAME.png", ctx, param)
+    if not path.parent.is_dir():
+        raise click.BadParameter(f"{str(path)!r}: the directory {str(path.parent)!r} does not exist", ctx, param)
+    return path
+
+
 @click.group("chrono")
 def chrono() -> None:
     """ChronoMoE runs: clocks, β, Ψ and lifecycle decisions."""
@@ -265,7 +287,8 @@ def chrono() -> None:
 
 @chrono.command("report")
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Also draw Ψ, |β|, MaxVio to this PNG.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False), callback=_png_path,
+              help="Also draw Ψ, |β|, MaxVio to this PNG.")
 @click.option("--experiment", help="The experiment of a multi-experiment run (default: the one that ran).")
 def report(run_dir: Path, plot_path: Path | None, experiment: str | None) -> None:
     """Print RUN_DIR's ChronoMoE clocks, per-layer Ψ/β/MaxVio and lifecycle decisions."""

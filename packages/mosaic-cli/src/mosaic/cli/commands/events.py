@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from mosaic.cli.commands.run import registry_from_context, user_errors
+from mosaic.cli.params import SEED, FiniteFloatRange
 from mosaic.core.events.lines import DEFAULT_MAX_LINE_BYTES, read_event_lines
 from mosaic.runtime.agent.config import DEFAULT_ADAPTER_TARGETS
 
@@ -27,9 +28,9 @@ def agent_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Longest generated event; longer becomes an Error event."),
         click.option("--preview-bytes", type=click.IntRange(min=0), default=120, show_default=True,
                      help="Bytes of an invalid generation quoted in its Error event's preview."),
-        click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True,
+        click.option("--temperature", type=FiniteFloatRange(min=0), default=0.0, show_default=True,
                      help="0: greedy decoding; above 0: sampled with --seed."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed."),
+        click.option("--seed", type=SEED, default=0, show_default=True, help="Sampling seed."),
         click.option("--commitments", type=click.Choice(["head", "vm", "event"]), default="head", show_default=True,
                      help="Ledger deltas from the model's commitment head, from the head where the model "
                           "executed COMMIT (vm), or as written in the events."),

@@ -19,6 +19,7 @@ from typing import IO, Any
 import click
 
 from mosaic.cli.commands.run import registry_from_context, user_errors
+from mosaic.cli.params import SEED, FiniteFloatRange
 from mosaic.core.errors import EventError
 
 #: The byte ids a byte-level model needs.
@@ -32,32 +33,37 @@ BYTE_VOCABULARY = 256
               help="JSONL events as the prompt ('-': stdin); the output is decoded back into events.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True,
               help="Tokens (bytes) to generate.")
-@click.option("--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@click.option("--temperature", type=FiniteFloatRange(min=0), default=1.0, show_default=True,
               help="0: greedy; above 0: sampled from the softmax at this temperature.")
 @click.option("--top-k", type=click.IntRange(min=1), help="Sample among the k most likely tokens only.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed (same seed, same output).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Sampling seed (same seed, same output).")
 @click.option("--experiment", help="The experiment of a multi-experiment run (default: the first).")
 def generate(run_dir: Path, prompt: str | None, events_file: IO[bytes] | None, max_new_tokens: int,
              temperature: float, top_k: int | None, seed: int, experiment: str | None) -> None:
     """Continue a text prompt, or a stream of JSONL events, with RUN_DIR's model."""
     if prompt is not None and events_file is not None:
         raise click.UsageError("give either --prompt or --events, not both")
-    data = prompt.encode("utf-8") if prompt is not None else None
+    # surrogateescape: the bytes of an argument that is not UTF-8, as the shell passed them
+    data = prompt.encode("utf-8", "surrogateescape") if prompt is not None else None
     if data is None and events_file is None:
         data = sys.stdin.buffer.read()
     if data is not None and not data:
         raise click.UsageError("the prompt is empty")
     import torch
 
-    from mosaic.layers.generation import generate as sample
+    try:
+        from mosaic.layers.generation import generate as sample
+    except ImportError:
+        from mosaic.core.errors import install_hint
+
+        raise click.ClickException(f"mosaic generate samples with mosaic-layers: {install_hint('mosaic-layers')}") \
+            from None
     from mosaic.runtime import load_run
+    from mosaic.runtime.agent.loading import check_byte_model
 
     with user_errors():
         loaded = load_run(run_dir, experiment=experiment, session=None, registry=registry_from_context())
-        vocabulary = _vocabulary(loaded.model)
-        if vocabulary < BYTE_VOCABULARY:
-            raise click.ClickException(f"{loaded.model_id} has a vocabulary of {vocabulary} ids; generate needs a "
-                                       f"byte-level model ({BYTE_VOCABULARY} ids or more)")
+        check_byte_model(loaded.model, loaded.model_id, purpose="generate needs")
         prompt_bytes = _encode_events(events_file) if events_file is not None else data or b""
         ids = torch.tensor(list(prompt_bytes), dtype=torch.int64)
         tokens = sample(loaded.model, ids, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
@@ -65,12 +71,6 @@ def generate(run_dir: Path, prompt: str | None, events_file: IO[bytes] | None, m
             _stream_text(tokens)
         else:
             _stream_events(tokens)
-
-
-def _vocabulary(model: Any) -> int:
-    config = getattr(model, "config", None)
-    size = getattr(config, "vocab_size", None)
-    return int(size) if size is not None else int(model.head.weight.shape[0])
 
 
 def _encode_events(stream: IO[bytes]) -> bytes:

@@ -16,6 +16,7 @@ from mosaic.cli.commands.events import (
     tool_bridge_from_options,
 )
 from mosaic.cli.commands.run import registry_from_context, user_errors
+from mosaic.cli.params import FiniteFloatRange
 
 DEFAULT_DRIVES = ("drive.memory_pressure", "drive.routing_entropy", "drive.commitment_balance",
                   "drive.output_confidence")
@@ -24,11 +25,11 @@ DEFAULT_DRIVES = ("drive.memory_pressure", "drive.routing_entropy", "drive.commi
 def load_drive_spec(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {drive: {} for drive in DEFAULT_DRIVES}
-    import yaml
-
     from mosaic.core.errors import ConfigError, ConfigProblem
+    from mosaic.runtime.training.yaml_source import MAX_PRESET_BYTES, decode_preset, load_yaml
 
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    with path.open("rb") as file:  # read as a preset is: bounded, strict UTF-8, errors with their line
+        data = load_yaml(decode_preset(file.read(MAX_PRESET_BYTES + 1), source=str(path)), source=str(path)).data
     if not isinstance(data, dict) or not data:
         raise ConfigError([ConfigProblem("$", "expected a mapping of drive IDs to their config")], source=str(path))
     return data
@@ -43,10 +44,10 @@ def load_drive_spec(path: Path | None) -> dict[str, Any]:
               help="How long a tick waits for an external event.")
 @click.option("--consolidate-every", type=click.IntRange(min=1), default=50, show_default=True,
               help="Consolidate the live memory every N idle ticks.")
-@click.option("--prune-below", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+@click.option("--prune-below", type=FiniteFloatRange(0, 1), default=0.2, show_default=True,
               help="Consolidation clears memory cells whose utility (what the model's write_utility head said "
                    "when it wrote them) is at most this.")
-@click.option("--refresh-above", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+@click.option("--refresh-above", type=FiniteFloatRange(0, 1), default=0.5, show_default=True,
               help="Consolidation re-writes memory cells whose utility is at least this as the newest writes, "
                    "so the ring overwrites them last.")
 @click.option("--replay-samples", type=click.IntRange(min=0), default=2, show_default=True,

@@ -66,6 +66,9 @@ def run(preset: str | None, overrides: tuple[str, ...], out: Path, resume: Path 
     """
     if preset is None and resume is None:
         raise click.UsageError("give a PRESET (see `mosaic presets list`) or --resume RUN_DIR")
+    if preset is not None and resume is not None:  # the run's own config.yaml decides what it resumes
+        raise click.UsageError(f"give a PRESET or --resume RUN_DIR, not both: {resume} resumes with its own "
+                               "config.yaml")
     from mosaic.cli.plugin_commands import failed_plugins_line
 
     warning = failed_plugins_line()

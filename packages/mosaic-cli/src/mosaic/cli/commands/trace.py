@@ -24,9 +24,9 @@ MAX_INPUT_BYTES = 1 << 20
 @click.option("--device", help="cpu, cuda, ... (default: cpu).")
 def trace(run_dir: Path, input_path: Path | None, layer: int, as_json: bool, device: str | None) -> None:
     """Show what RUN_DIR's VM does on each byte of the given events."""
-    from mosaic.core.errors import ConfigError, ConfigProblem
+    from mosaic.core.errors import ConfigError, ConfigProblem, EventError
     from mosaic.core.events.codec import decode_event_bytes
-    from mosaic.runtime.agent.loading import check_streaming_model
+    from mosaic.runtime.agent.loading import check_byte_model, check_streaming_model
     from mosaic.runtime.agent.trace import format_table, trace_events
     from mosaic.runtime.loading import load_run
 
@@ -34,11 +34,18 @@ def trace(run_dir: Path, input_path: Path | None, layer: int, as_json: bool, dev
         data = input_path.read_bytes()[: MAX_INPUT_BYTES + 1] if input_path else sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
         if len(data) > MAX_INPUT_BYTES:
             raise ConfigError([ConfigProblem("input", f"more than {MAX_INPUT_BYTES} bytes of events")])
-        events = [decode_event_bytes(line.strip()) for line in data.splitlines() if line.strip()]
+        events = []
+        for number, line in enumerate(data.splitlines(), start=1):
+            if line.strip():
+                try:
+                    events.append(decode_event_bytes(line.strip()))
+                except EventError as exc:
+                    raise EventError(f"events line {number}: {exc}") from None
         if not events:
             raise ConfigError([ConfigProblem("input", "no events to trace (one JSON event per line)")])
         loaded = load_run(run_dir, session=None, registry=registry_from_context(), device=device)
         check_streaming_model(loaded.model, loaded.model_id)
+        check_byte_model(loaded.model, loaded.model_id, purpose="trace needs")
         blocks = len(loaded.model.blocks)
         if not -blocks <= layer < blocks:
             raise ConfigError([ConfigProblem("--layer", f"the model has {blocks} blocks, got {layer}")])

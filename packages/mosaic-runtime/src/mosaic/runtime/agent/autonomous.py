@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import signal
+import stat
 import threading
 from collections.abc import Callable
 from typing import IO, Any
 
 import attrs
 
+from mosaic.core.errors import RuntimeStateError
 from mosaic.core.events.bus import EventBus
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.core.events.lines import SKIP_CHUNK_BYTES, LineSplitter, OversizedLine, read_event_lines
@@ -208,7 +211,13 @@ async def serve_unix_socket(path: str, runtime: AutonomousRuntime) -> asyncio.Ab
         finally:
             writer.close()
 
-    return await asyncio.start_unix_server(client, path=path)
+    if os.path.lexists(path) and not stat.S_ISSOCK(os.lstat(path).st_mode):
+        # asyncio replaces a stale socket file, never anything else; say so before it fails to bind
+        raise RuntimeStateError(f"socket {path}: a file that is not a socket is in the way; choose another path")
+    try:
+        return await asyncio.start_unix_server(client, path=path)
+    except OSError as exc:
+        raise RuntimeStateError(f"socket {path}: cannot listen there ({exc.strerror or exc})") from None
 
 
 async def live(agent: Agent, homeostasis: HomeostaticLoop, *, config: LiveConfig,

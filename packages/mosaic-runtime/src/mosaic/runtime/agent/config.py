@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from typing import cast
 
 import attrs
 from attrs import validators as v
 
 COMMITMENT_SOURCES = ("head", "vm", "event")
+
+
+def finite(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    """attrs validator: ``nan`` and ``inf`` pass every ``ge``/``le`` bound, so refuse them first."""
+    if not math.isfinite(value):
+        raise ValueError(f"{attribute.name!r} must be a finite number, got {value}")
 TURN_TAKING = ("always", "opcodes")
 
 
@@ -33,8 +40,9 @@ class GenerationConfig:
 
     max_new_bytes: int = attrs.field(default=512, validator=[v.instance_of(int), v.ge(1)])
     preview_bytes: int = attrs.field(default=120, validator=[v.instance_of(int), v.ge(0)])
-    temperature: float = attrs.field(default=0.0, converter=float, validator=v.ge(0.0))
-    seed: int = attrs.field(default=0, validator=v.instance_of(int))
+    temperature: float = attrs.field(default=0.0, converter=float, validator=[finite, v.ge(0.0)])
+    # the seeds torch.Generator.manual_seed takes
+    seed: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(-(2**63)), v.le(2**64 - 1)])
     commitment_source: str = attrs.field(default="head", validator=v.in_(COMMITMENT_SOURCES))
     sender: str = attrs.field(default="runtime", validator=v.instance_of(str))
     turn_taking: str = attrs.field(default="always", validator=v.in_(TURN_TAKING))
@@ -52,9 +60,9 @@ class ConsolidationConfig:
     on the replayed tokens.
     """
 
-    prune_below: float = attrs.field(default=0.2, converter=float, validator=[v.ge(0.0), v.le(1.0)])
+    prune_below: float = attrs.field(default=0.2, converter=float, validator=[finite, v.ge(0.0), v.le(1.0)])
     refresh_above: float | None = attrs.field(default=cast("float | None", 0.5),
-                                              validator=v.optional([v.instance_of(float), v.ge(0.0), v.le(1.0)]))
+                                              validator=v.optional([v.instance_of(float), finite, v.ge(0.0), v.le(1.0)]))
     replay_samples: int = attrs.field(default=2, validator=[v.instance_of(int), v.ge(0)])
     online_step: bool = attrs.field(default=False, validator=v.instance_of(bool))
     seed: int = attrs.field(default=0, validator=v.instance_of(int))

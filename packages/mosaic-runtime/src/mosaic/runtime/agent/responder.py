@@ -122,7 +122,8 @@ class EventSession:
         if COMMITMENT_KEY not in (probe.aux or {}):
             raise RuntimeStateError(
                 f"{type(self.model).__name__} emits no {COMMITMENT_KEY}: the ledger cannot follow its commitment "
-                "head (train with the commitment head enabled, or set commitment_source='event')"
+                "head (train with the commitment head enabled, or take the deltas written in the events: "
+                "commitment_source='event', `--commitments event` on the command line)"
             )
         if self.config.commitment_source == "vm":
             decisions.require_signals(probe.aux, keys.COMMIT_SIGNAL.name)
@@ -173,7 +174,9 @@ class EventSession:
     def _pick(self, logits: torch.Tensor) -> int:
         if self.config.temperature == 0.0:
             return int(logits.argmax())
-        probs = torch.softmax(logits.float().cpu() / self.config.temperature, dim=-1)
+        # shifted to a maximum of 0, in float64: a tiny temperature cannot overflow the quotient to ±inf
+        scores = logits.double().cpu()
+        probs = torch.softmax((scores - scores.max()) / self.config.temperature, dim=-1)
         return int(torch.multinomial(probs, 1, generator=self.generator))
 
     def _step(self, byte: int) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.runtime.agent.config import GenerationConfig, OnlineConfig
-from mosaic.runtime.agent.loading import check_streaming_model
+from mosaic.runtime.agent.loading import check_byte_model, check_streaming_model
 from mosaic.runtime.agent.online import OnlineLearner
 from mosaic.runtime.agent.responder import EventSession
 from mosaic.runtime.agent.session import SessionStore
@@ -93,4 +93,5 @@ def open_agent(run_dir: Path, *, registry: Registry | None = None, device: str |
     # The session's state is restored by the agent itself (with its ledger and counters).
     loaded = load_run(run_dir, experiment, session=None, registry=registry, device=device)
     check_streaming_model(loaded.model, loaded.model_id)
+    check_byte_model(loaded.model, loaded.model_id)
     return Agent(loaded, **options)

@@ -1,0 +1,189 @@
+"""Bad options and damaged run directories, through the installed ``mosaic``: each is one clear
+error with the right exit code (2 a usage mistake, 1 a file the toolkit refuses), never a
+traceback, and nothing outside what the command owns is written."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from mosaic.runtime.testing.installed_mosaic import TINY_PRESET, InstalledMosaic
+
+EVENT = b'{"type": "Message", "sender": "user", "payload": {"text": "hi"}}\n'
+
+
+@pytest.fixture(scope="module")
+def mosaic(tmp_path_factory: pytest.TempPathFactory) -> InstalledMosaic:
+    return InstalledMosaic(tmp_path_factory.mktemp("plugin"))
+
+
+@pytest.fixture(scope="module")
+def trained(mosaic: InstalledMosaic, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return mosaic.train(tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture
+def run(trained: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the trained run, free to damage."""
+    copy = tmp_path / "runs" / "exit_tiny" / "run"  # laid out as `mosaic runs list` reads a root
+    shutil.copytree(trained, copy, symlinks=True)
+    return copy
+
+
+def said(done) -> str:
+    return done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
+
+
+def refused(done, status: int, *fragments: str) -> None:
+    text = said(done)
+    assert done.returncode == status, text
+    assert "Traceback" not in text, text
+    for fragment in fragments:
+        assert fragment in text, text
+
+
+# --- options click used to let through ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    ["generate", "--prompt", "hi", "--temperature", "nan"],
+    ["generate", "--prompt", "hi", "--seed", str(2**64)],
+    ["generate", "--prompt", "hi", "--seed", str(-(2**63) - 1)],
+    ["events", "--temperature", "nan"],
+    ["events", "--seed", str(2**64)],
+    ["live", "--no-stdin", "--max-ticks", "1", "--prune-below", "nan"],
+    ["live", "--no-stdin", "--max-ticks", "1", "--refresh-above", "nan"],
+], ids=["generate-nan", "generate-seed-high", "generate-seed-low", "events-nan", "events-seed", "live-prune",
+        "live-refresh"])
+def test_non_finite_numbers_and_seeds_torch_refuses_are_usage_errors(mosaic: InstalledMosaic, tmp_path: Path,
+                                                                    command: list[str]) -> None:
+    refused(mosaic(command[0], tmp_path, *command[1:], stdin=EVENT), 2, "Invalid value")
+
+
+@pytest.mark.parametrize("name,why", [("x.txt", "PNG"), ("plain", "PNG"), ("missing/x.png", "does not exist")])
+def test_chrono_report_plot_takes_a_png_in_a_directory_that_exists(mosaic: InstalledMosaic, run: Path,
+                                                                   tmp_path: Path, name: str, why: str) -> None:
+    refused(mosaic("chrono", "report", run, "--plot", tmp_path / name), 2, why)
+    assert not (tmp_path / f"{name}.png").exists()
+
+
+def test_a_preset_and_resume_together_are_a_usage_error(mosaic: InstalledMosaic, run: Path) -> None:
+    refused(mosaic("run", "mosaic_vm", "--resume", run), 2, "not both")
+
+
+# --- names that become paths -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../escape", "/abs", "..", "a/b", ""])
+def test_a_preset_name_is_one_safe_path_component(mosaic: InstalledMosaic, tmp_path: Path, name: str) -> None:
+    preset = tmp_path / "p.yml"
+    preset.write_text(TINY_PRESET)
+    done = mosaic("run", preset, "--out", tmp_path / "runs", "--set", f"name={name!r}")
+    refused(done, 1, "$.name")
+    assert not (tmp_path / "escape").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["p.yml"]
+
+
+def test_a_sweep_study_name_cannot_leave_the_sweep_directory(mosaic: InstalledMosaic, tmp_path: Path) -> None:
+    done = mosaic("sweep", "mosaic_vm", "--grid", "trainer.lr=0.1", "--study", "../../x", "--out", tmp_path / "o")
+    refused(done, 1, "not a study name")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_deep_override_key_is_refused_by_its_depth(mosaic: InstalledMosaic) -> None:
+    refused(mosaic("presets", "show", "mosaic_vm", "--set", "a." * 500 + "b=1"), 1, "nests at most")
+
+
+# --- damaged run directories ---------------------------------------------------------------------
+
+
+def test_a_symlinked_lock_is_refused_and_its_target_untouched(mosaic: InstalledMosaic, run: Path,
+                                                               tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (run / ".lock").unlink(missing_ok=True)
+    (run / ".lock").symlink_to(victim)
+    for command in (["run", "--resume", run, "--steps", "3"], ["eval", run]):
+        refused(mosaic(*command), 1, "symbolic link")
+    assert victim.read_text() == "precious"
+
+
+def test_a_symlinked_log_is_not_appended_to(mosaic: InstalledMosaic, run: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (run / "events.log").unlink()
+    (run / "events.log").symlink_to(victim)
+    refused(mosaic("run", "--resume", run, "--steps", "3"), 1, "symbolic link")
+    assert victim.read_text() == "precious"
+
+
+def test_resume_sets_unreadable_newer_checkpoints_aside_so_pruning_keeps_the_good_ones(
+        mosaic: InstalledMosaic, run: Path) -> None:
+    checkpoints = run / "checkpoints"
+    good = sorted(p.name for p in checkpoints.glob("step_*.pt"))
+    (checkpoints / "step_00000099.pt").write_bytes(os.urandom(4096))
+    done = mosaic("run", "--resume", run, "--steps", "4", "--no-progress")
+    assert done.returncode == 0, said(done)
+    assert "step_00000099.pt" in said(done)  # the note names what it set aside
+    left = sorted(p.name for p in checkpoints.iterdir())
+    # before, the damaged step 99 counted as the newest and pruning deleted step 2 to keep it
+    assert left == [*good, "step_00000004.pt", "step_00000099.pt.unreadable"], left
+    again = mosaic("run", "--resume", run, "--steps", "6", "--no-progress")
+    assert again.returncode == 0, said(again)
+
+
+@pytest.mark.parametrize("field,value", [("step", -5), ("step", 10**12), ("step", "abc"), ("samples_seen", "x"),
+                                         ("rng", {"python": 1, "torch": 2}), ("model", [1, 2])])
+def test_a_forged_checkpoint_field_is_a_corrupt_checkpoint(mosaic: InstalledMosaic, run: Path, field: str,
+                                                           value: object) -> None:
+    newest = sorted((run / "checkpoints").glob("step_*.pt"))[-1]
+    payload = torch.load(newest, weights_only=True)
+    payload[field] = value
+    torch.save(payload, newest)
+    metrics = (run / "metrics.jsonl").read_bytes()
+    done = mosaic("run", "--resume", run, "--steps", "3", "--no-progress")
+    # the only checkpoint is refused: one clear error, and the run's metrics are kept whole
+    refused(done, 1, "is corrupt")
+    assert (run / "metrics.jsonl").read_bytes() == metrics
+
+
+def test_export_does_not_replace_the_runs_own_files(mosaic: InstalledMosaic, run: Path) -> None:
+    newest = sorted((run / "checkpoints").glob("step_*.pt"))[-1]
+    before = newest.read_bytes()
+    refused(mosaic("export", run, "--safetensors", "--out", newest), 1, "one of the run's own files")
+    assert newest.read_bytes() == before
+    assert mosaic("export", run, "--safetensors").returncode == 0
+    assert mosaic("export", run, "--safetensors").returncode == 0  # an earlier export may be replaced
+
+
+def test_a_config_that_is_not_utf8_is_named_with_its_byte(mosaic: InstalledMosaic, run: Path) -> None:
+    (run / "config.yaml").write_bytes(b"\xff\xfe")
+    for command in (["events", run], ["chrono", "report", run], ["runs", "show", run, run]):
+        refused(mosaic(*command, stdin=EVENT), 1, "not UTF-8")
+
+
+@pytest.mark.parametrize("damage", ["deep", "list", "bad-step", "not-utf8"])
+def test_damaged_metrics_lines_are_named_by_line(mosaic: InstalledMosaic, run: Path, damage: str) -> None:
+    line = {"deep": b"[" * 100_000, "list": b"[1, 2]", "bad-step": b'{"step": "x", "split": "train"}',
+            "not-utf8": b'{"step": 1, "note": "\xff"}'}[damage]
+    with (run / "metrics.jsonl").open("ab") as file:
+        file.write(line + b"\n" + b'{"step": 2, "split": "train"}\n')
+    done = mosaic("chrono", "report", run)
+    if damage == "not-utf8":  # read with replacement characters, as the trainer reads it
+        assert done.returncode == 0, said(done)
+    else:
+        refused(done, 1, "metrics.jsonl line")
+
+
+def test_a_summary_of_the_wrong_shape_marks_the_run_damaged(mosaic: InstalledMosaic, run: Path) -> None:
+    (run / "summary.json").write_text('{"final": [1]}')
+    refused(mosaic("runs", "show", run), 1, "final is not a JSON object")
+    listed = mosaic("runs", "list", "--out", run.parent.parent)
+    assert listed.returncode == 0 and "damaged" in said(listed), said(listed)
+
+
+def test_trace_names_the_line_of_a_bad_event(mosaic: InstalledMosaic, tmp_path: Path) -> None:
+    refused(mosaic("trace", tmp_path, stdin=EVENT + b"oops\n"), 1, "line 2")
