@@ -63,6 +63,16 @@ def test_overrides_short_and_absolute_paths() -> None:
         apply_overrides(data, ["trainer.steps"])
 
 
+def test_a_list_section_written_as_its_one_item_takes_the_path_presets_show_prints() -> None:
+    data = {"targets": [{"curriculum": {"type": "c", "warmup_steps": 5}}]}
+    apply_overrides(data, ["targets[0].curriculum[0].warmup_steps=1", "curriculum.cooldown_steps=2"])
+    assert data["targets"][0]["curriculum"] == {"type": "c", "warmup_steps": 1, "cooldown_steps": 2}
+    with pytest.raises(ConfigError, match=r"no list item \[1\]"):
+        apply_overrides(data, ["curriculum[1].warmup_steps=1"])
+    with pytest.raises(ConfigError, match=r"no list item \[0\]"):  # a section that is not there is not made up
+        apply_overrides({"targets": [{}]}, ["schedule[0].warmup_steps=1"])
+
+
 def test_override_of_a_variable_flows_into_the_config() -> None:
     manifest = parse_manifest(TINY_PRESET, REGISTRY, overrides=["vars.d_model=24"])
     assert manifest.experiments[0].model.config.d_model == 24

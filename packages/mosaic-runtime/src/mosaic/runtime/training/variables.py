@@ -181,6 +181,10 @@ def _set(node: Any, parts: list[str | int], value: Any, text: str, problems: lis
     for index, part in enumerate(parts):
         last = index == len(parts) - 1
         if isinstance(part, int):
+            if part == 0 and not last and isinstance(node, dict) and node:
+                # a section that takes a list (curriculum) may be written as its one item; `presets
+                # show` prints it as the list it means, so the path shown there must work too
+                continue
             if not isinstance(node, list) or part >= len(node):
                 problems.append(ConfigProblem("--set", f"{text!r}: no list item [{part}] there"))
                 return
