@@ -51,7 +51,7 @@ def test_audit_verify_and_head_exit_codes(tmp_path, signed_log):
     rolled = _mosaic(tmp_path, "audit", "verify", str(log.path), "--no-key", "--expect-head", token)
     assert rolled.returncode == 1 and "truncated" in rolled.stdout
     malformed = _mosaic(tmp_path, "audit", "verify", str(log.path), "--expect-head", "nonsense")
-    assert malformed.returncode != 0
+    assert malformed.returncode == 2 and "--expect-head" in malformed.stderr  # a usage mistake
 
 
 def test_tools_add_of_a_rejected_tool_exits_1(tmp_path):

@@ -91,6 +91,44 @@ def test_truncation_is_detected_by_the_checkpoint_only(tmp_path):
     assert not report.ok and "truncated" in report.reason  # ... the checkpoint can
 
 
+@pytest.mark.parametrize("damage", ["truncate", "rehash"])
+def test_an_append_never_signs_over_a_truncated_or_rewritten_log(tmp_path, damage):
+    log = _log(tmp_path)
+    lines = _lines(log)
+    damaged = lines[:3] if damage == "truncate" else _rehash(lines, edit_index=1)
+    _write(log, damaged)
+    assert not log.verify().ok
+    with pytest.raises(AuditError, match="no longer reaches its signed checkpoint"):
+        log.append("tool.transition", {"tool": "hide"})  # a new checkpoint would launder the damage
+    with pytest.raises(AuditError, match="no longer reaches its signed checkpoint"):
+        log.checkpoint()
+    assert _lines(log) == damaged and not log.verify().ok  # nothing written, still reported
+    # the same damage with a log whose checkpoint another key signed is refused as well
+    other = AuditLog(log.path, key=b"o" * 32, checkpoint_path=log.checkpoint_path)
+    with pytest.raises(AuditError, match="not signed by this key"):
+        other.append("tool.transition", {"tool": "hide"})
+
+
+def test_a_log_planted_as_a_symlink_is_never_followed(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"")
+    (tmp_path / "audit.jsonl").symlink_to(victim)
+    log = AuditLog(tmp_path / "audit.jsonl", key=KEY)
+    with pytest.raises(AuditError, match="symbolic link"):
+        log.append("tool.transition", {"tool": "t"})
+    assert victim.read_bytes() == b""
+
+
+@pytest.mark.parametrize("last", [b"[" * 100_000 + b"\n", b"garbage\n"], ids=["deep", "garbage"])
+def test_a_damaged_last_record_is_named_with_the_log(tmp_path, last):
+    log = _log(tmp_path, n=2, key=None)
+    with open(log.path, "ab") as handle:
+        handle.write(last)
+    with pytest.raises(AuditError, match="audit.jsonl: its last record is damaged"):
+        log.append("tool.transition", {"tool": "t"})
+    assert not verify_log(log.path).ok
+
+
 def test_torn_last_line_is_detected(tmp_path):
     log = _log(tmp_path)
     data = log.path.read_bytes()
@@ -326,13 +364,21 @@ def test_keys_default_to_the_user_key_directory(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "content", [b"[" * 100_000, b" " * (1 << 20), b'{"head": 1}', b"\xff"], ids=["deep", "huge", "fields", "bytes"]
+    "content", [b"[" * 100_000, b" " * (1 << 20), b'{"head": 1}', b"\xff",
+                b'{"head": "h", "records": 1e999, "size": 1, "ts": 1, "mac": "m"}', None],
+    ids=["deep", "huge", "fields", "bytes", "overflow", "directory"]
 )
 def test_hostile_checkpoint_files_are_audit_errors(tmp_path, content):
     log = _log(tmp_path, n=2)
-    log.checkpoint_path.write_bytes(content)
+    log.checkpoint_path.unlink()
+    if content is None:
+        log.checkpoint_path.mkdir()
+    else:
+        log.checkpoint_path.write_bytes(content)
     with pytest.raises(AuditError):
         verify_log(log.path, key=KEY, checkpoint_path=log.checkpoint_path)
+    with pytest.raises(AuditError):
+        log.append("tool.transition", {"tool": "t"})
 
 
 def test_an_oversized_record_is_reported_not_read_whole(tmp_path):

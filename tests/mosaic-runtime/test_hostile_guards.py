@@ -161,3 +161,15 @@ def test_generation_and_consolidation_settings_refuse_non_finite_numbers() -> No
     for settings in ({"prune_below": float("nan")}, {"refresh_above": float("nan")}):
         with pytest.raises(ValueError, match="finite"):
             ConsolidationConfig(**settings)
+
+
+def test_the_estimate_scales_a_streams_state_without_allocating_the_batch() -> None:
+    from mosaic.runtime.testing.installed_mosaic import TINY_PRESET as STREAM_PRESET
+    from mosaic.runtime.testing.tiny_agent import agent_registry
+
+    registry = agent_registry()
+    experiment = parse_manifest(STREAM_PRESET, registry).experiments[0]
+    small = estimate_memory(experiment, registry, batch_size=4)
+    assert small.state_bytes > 0
+    huge = estimate_memory(experiment, registry, batch_size=10**14)  # its state alone would be petabytes
+    assert huge.state_bytes == small.state_bytes // 4 * 10**14

@@ -23,6 +23,7 @@ file (so several processes can append to one log), write one line and ``fsync`` 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import hmac
@@ -39,6 +40,7 @@ import attrs
 
 from mosaic.core.atomic import atomic_write_bytes
 from mosaic.core.audit_head import AuditHead as AuditHead  # re-exported
+from mosaic.core.audit_head import AuditReport as AuditReport  # re-exported
 from mosaic.core.errors import AuditError
 from mosaic.core.keys import load_or_create_key as load_or_create_key  # re-exported
 
@@ -101,51 +103,11 @@ class AuditCheckpoint:
         return hmac.new(key, CHECKPOINT_DOMAIN + canonical_json(dict(body)), hashlib.sha256).hexdigest()
 
 
-@attrs.frozen
-class AuditReport:
-    """What ``verify`` found. ``first_bad`` is the 1-based line of the first bad record, if any."""
-
-    path: str
-    records: int
-    ok: bool
-    first_bad: int | None = None
-    reason: str | None = None
-    checkpoint_checked: bool = False
-    checkpoint_signature_checked: bool = False
-    head: AuditHead | None = None
-    unsigned_tail: int = 0
-    expected_head_checked: bool = False
-
-    def raise_if_bad(self) -> AuditReport:
-        if not self.ok:
-            where = f" at record {self.first_bad}" if self.first_bad is not None else ""
-            raise AuditError(f"audit log {self.path} failed verification{where}: {self.reason}")
-        return self
-
-    def render(self) -> str:
-        if not self.ok:
-            where = f"record {self.first_bad}: " if self.first_bad is not None else ""
-            return f"BAD {self.path}: {where}{self.reason}"
-        if self.checkpoint_signature_checked:
-            tail = "checkpoint signature verified"
-        elif self.checkpoint_checked:
-            tail = "checkpoint matched but its signature was NOT verified (no key given)"
-        else:
-            tail = "no checkpoint: truncation and consistent re-hashing are NOT detectable"
-        if self.unsigned_tail:
-            tail += f"; the last {self.unsigned_tail} records are NOT covered by the checkpoint"
-        if self.expected_head_checked:
-            tail += "; extends the published head"
-        else:
-            tail += "; rollback is NOT detectable without --expect-head"
-        return f"OK {self.path}: {self.records} records, chain intact; {tail}"
-
-
-def _parse_record(line: bytes, number: int) -> AuditRecord:
+def _parse_record(line: bytes, number: int | str) -> AuditRecord:
     try:
         raw = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AuditError(f"record {number}: not JSON ({exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise AuditError(f"record {number}: not JSON ({str(exc)[:200]})") from None
     if not isinstance(raw, dict) or sorted(raw) != sorted(RECORD_FIELDS):
         raise AuditError(f"record {number}: expected exactly the fields {', '.join(RECORD_FIELDS)}")
     seq, ts, kind, prev, digest = raw["seq"], raw["ts"], raw["kind"], raw["prev"], raw["hash"]
@@ -167,8 +129,11 @@ def default_checkpoint_path(log_path: str | os.PathLike[str]) -> Path:
 def _read_checkpoint(path: Path) -> AuditCheckpoint | None:
     if not path.exists():
         return None
-    with open(path, "rb") as handle:
-        data = handle.read(MAX_CHECKPOINT_BYTES + 1)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CHECKPOINT_BYTES + 1)
+    except OSError as exc:
+        raise AuditError(f"audit checkpoint {path} cannot be read: {exc.strerror or exc}") from None
     if len(data) > MAX_CHECKPOINT_BYTES:
         raise AuditError(f"audit checkpoint {path} is larger than {MAX_CHECKPOINT_BYTES} bytes")
     try:
@@ -180,7 +145,7 @@ def _read_checkpoint(path: Path) -> AuditCheckpoint | None:
             ts=float(raw["ts"]),
             mac=str(raw["mac"]),
         )
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
         raise AuditError(f"audit checkpoint {path} is malformed: {str(exc)[:200]}") from None
 
 
@@ -354,9 +319,10 @@ class AuditLog:
         canonical_json(data)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
+                self._check_reaches_checkpoint(fd)
                 seq, prev = self._read_head(fd)
                 body = {"seq": seq, "ts": float(self._clock()), "kind": kind, "data": data, "prev": prev}
                 record = AuditRecord(**body, hash=record_hash(body))
@@ -377,9 +343,10 @@ class AuditLog:
         if self._key is None:
             raise AuditError("cannot sign an audit checkpoint without a key")
         with self._lock:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
+                self._check_reaches_checkpoint(fd)
                 seq, head = self._read_head(fd)
                 return self._write_checkpoint(head, seq, os.fstat(fd).st_size)
             finally:
@@ -406,6 +373,35 @@ class AuditLog:
         self._appends_since_checkpoint = 0
         return checkpoint
 
+    def _open(self) -> int:
+        """The log, for appending; one planted as a symbolic link is refused, never followed."""
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise AuditError(f"audit log {self.path} is a symbolic link; a log is a plain file") from None
+            raise AuditError(f"cannot open audit log {self.path}: {exc.strerror or exc}") from None
+
+    def _check_reaches_checkpoint(self, fd: int) -> None:
+        """Refuse to extend (and so re-sign) a log whose record at the signed checkpoint's size is no
+        longer the signed head: the next checkpoint would hide a truncation or rewrite for good."""
+        checkpoint = _read_checkpoint(self.checkpoint_path) if self._key is not None else None
+        if checkpoint is None or self._key is None:
+            return
+        if not hmac.compare_digest(checkpoint.mac, AuditCheckpoint.mac_for(checkpoint.signed_body(), self._key)):
+            raise AuditError(f"audit checkpoint {self.checkpoint_path} is not signed by this key; "
+                             f"run `mosaic audit verify {self.path}` before appending")
+        start = max(0, checkpoint.size - MAX_RECORD_BYTES)
+        window = os.pread(fd, checkpoint.size - start, start) if checkpoint.size <= os.fstat(fd).st_size else b""
+        try:
+            last = _parse_record(window[:-1].rsplit(b"\n", 1)[-1], checkpoint.records) if window[-1:] == b"\n" else None
+        except AuditError:
+            last = None
+        if checkpoint.records and (last is None or (last.seq, last.hash) != (checkpoint.records - 1, checkpoint.head)):
+            raise AuditError(f"audit log {self.path} no longer reaches its signed checkpoint ({checkpoint.records} "
+                             f"records, {checkpoint.size} bytes): it was truncated or rewritten; run `mosaic audit "
+                             f"verify {self.path}`")
+
     def _read_head(self, fd: int) -> tuple[int, str]:
         """(next seq, last hash) from the file's final line; refuses to extend a torn log."""
         size = os.fstat(fd).st_size
@@ -426,5 +422,9 @@ class AuditLog:
                 f"audit log {self.path} ends in a torn line; verify and repair it before appending"
             )
         last_line = tail[:-1].rsplit(b"\n", 1)[-1] + b"\n"
-        record = _parse_record(last_line, -1)
+        try:
+            record = _parse_record(last_line, tail.count(b"\n") if position == 0 else "last")
+        except AuditError as exc:
+            raise AuditError(f"audit log {self.path}: its last record is damaged ({exc}); verify and repair it "
+                             "before appending") from None
         return record.seq + 1, record.hash

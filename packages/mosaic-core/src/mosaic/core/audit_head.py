@@ -33,3 +33,43 @@ class AuditHead:
         if match is None:
             raise AuditError(f"audit head {token[:100]!r} is not '<records>:<64 hex digits>'")
         return cls(int(match.group(1)), match.group(2))
+
+
+@attrs.frozen
+class AuditReport:
+    """What ``verify`` found. ``first_bad`` is the 1-based line of the first bad record, if any."""
+
+    path: str
+    records: int
+    ok: bool
+    first_bad: int | None = None
+    reason: str | None = None
+    checkpoint_checked: bool = False
+    checkpoint_signature_checked: bool = False
+    head: AuditHead | None = None
+    unsigned_tail: int = 0
+    expected_head_checked: bool = False
+
+    def raise_if_bad(self) -> AuditReport:
+        if not self.ok:
+            where = f" at record {self.first_bad}" if self.first_bad is not None else ""
+            raise AuditError(f"audit log {self.path} failed verification{where}: {self.reason}")
+        return self
+
+    def render(self) -> str:
+        if not self.ok:
+            where = f"record {self.first_bad}: " if self.first_bad is not None else ""
+            return f"BAD {self.path}: {where}{self.reason}"
+        if self.checkpoint_signature_checked:
+            tail = "checkpoint signature verified"
+        elif self.checkpoint_checked:
+            tail = "checkpoint matched but its signature was NOT verified (no key given)"
+        else:
+            tail = "no checkpoint: truncation and consistent re-hashing are NOT detectable"
+        if self.unsigned_tail:
+            tail += f"; the last {self.unsigned_tail} records are NOT covered by the checkpoint"
+        if self.expected_head_checked:
+            tail += "; extends the published head"
+        else:
+            tail += "; rollback is NOT detectable without --expect-head"
+        return f"OK {self.path}: {self.records} records, chain intact; {tail}"

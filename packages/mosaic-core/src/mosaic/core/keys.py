@@ -60,13 +60,19 @@ def load_or_create_key(path: str | os.PathLike[str]) -> bytes:
     a private temporary file and hard-linked into place, which fails if another process got there
     first, so no reader ever sees a partly written key, and the loser reads the winner's key."""
     key_file = Path(path)
-    if not key_file.parent.exists():
-        key_file.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    try:
+        if not key_file.parent.exists():
+            key_file.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    except OSError as exc:  # a path component that is a file, a read-only disk
+        raise AuditError(f"cannot create key file {key_file}: {exc.strerror or exc}") from None
     if key_file.exists():
         return read_key(key_file)
     key = secrets.token_bytes(KEY_BYTES)
     temporary = key_file.with_name(f".{key_file.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise AuditError(f"cannot create key file {key_file}: {exc.strerror or exc}") from None
     try:
         try:
             os.write(fd, key)

@@ -66,8 +66,12 @@ def verify(
     Exit status 0 when intact, 1 when tampering, damage or a rollback was found.
     """
     from mosaic.core.audit import AuditHead, verify_log
+    from mosaic.core.errors import AuditError
 
-    expected = AuditHead.parse(expect_head) if expect_head is not None else None
+    try:  # a malformed head is a usage mistake (exit 2), not a verdict on the log
+        expected = AuditHead.parse(expect_head) if expect_head is not None else None
+    except AuditError as exc:
+        raise click.BadParameter(str(exc), param_hint="--expect-head") from None
     report = verify_log(file, key=_key(key_file, no_key), checkpoint_path=checkpoint, expect_head=expected)
     click.echo(_escape(report.render()))
     if not report.ok:

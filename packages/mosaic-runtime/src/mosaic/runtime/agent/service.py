@@ -46,7 +46,7 @@ class Agent:
                 self.online.load(adapters)
             self.resumed = True
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._log = self.store.events_path(session_name).open("a", encoding="utf-8")
+        self._log = self.store.open_events_log(session_name)
 
     def emit(self, event: EventEnvelope) -> None:
         """Write ``event`` as one JSON line to the session log and the output (flushed, for pipes).

@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import keyword
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from mosaic.core.audit import canonical_json
-from mosaic.core.errors import ToolError
+from mosaic.core.errors import MosaicError, ToolError
 from mosaic.runtime.tools.ast_gate import import_problem
 from mosaic.runtime.tools.sandbox import SandboxLimits
 
@@ -72,6 +73,11 @@ class ParameterSpec:
             found.append(f"parameters.{name}.type: {self.type!r} is not one of {', '.join(PARAMETER_TYPES)}")
         elif self.default is not None and not _matches(self.default, self.type):
             found.append(f"parameters.{name}.default: {self.default!r} is not of type {self.type}")
+        else:
+            try:  # the definition is hashed and audited as canonical JSON: NaN and infinity have none
+                canonical_json(self.default)
+            except MosaicError as exc:
+                found.append(f"parameters.{name}.default: {str(exc).removeprefix('audit data is ')}"[:300])
         if self.required and self.default is not None:
             found.append(f"parameters.{name}: a required parameter cannot have a default")
         return found
@@ -110,6 +116,8 @@ class ToolCapabilities:
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 found.append(f"capabilities.{field}: must be a positive number, got {value!r}")
+            elif value > CAPABILITY_MAXIMA[field]:
+                found.append(f"capabilities.{field}: at most {CAPABILITY_MAXIMA[field]}, got {value!r}")
         return found
 
     def above_default(self) -> list[str]:
@@ -133,6 +141,12 @@ class ToolCapabilities:
 
 
 MCP_BUILDER = "mcp"
+#: (section, field) of a definition that hold lists of strings
+LIST_FIELDS = (("capabilities", "allowed_imports"), ("mcp", "command"))
+#: The largest limits a tool may declare (approval still decides whether it gets them): past these a
+#: limit overflows the kernel's rlimits or the event loop's timers, and fails only when the tool runs.
+CAPABILITY_MAXIMA = {"cpu_seconds": 24 * 3600, "wall_seconds": 24 * 3600.0, "memory_bytes": 1 << 40,
+                     "output_bytes": 1 << 30}
 MAX_COMMAND_PARTS = 64
 
 
@@ -265,7 +279,15 @@ class ToolDefinition:
     @classmethod
     def from_json_dict(cls, data: Any) -> ToolDefinition:
         from mosaic.core.config import structure_config
+        from mosaic.core.errors import ConfigError, ConfigProblem
 
+        # cattrs reads a string where a list belongs as its characters ("os" -> "o", "s"): refuse it
+        if isinstance(data, Mapping):
+            for section, field in LIST_FIELDS:
+                parent = data.get(section)
+                if isinstance(parent, Mapping) and isinstance(parent.get(field), str):
+                    raise ConfigError([ConfigProblem(f"$.{section}.{field}", "expected a list of strings, got a "
+                                                                           "string")])
         return structure_config(data, cls)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import enum
+import errno
 import fcntl
 import json
 import os
@@ -35,7 +36,7 @@ import attrs
 
 from mosaic.core.atomic import atomic_write_bytes
 from mosaic.core.audit import AuditLog, canonical_json
-from mosaic.core.errors import MosaicError, ToolError
+from mosaic.core.errors import AuditError, MosaicError, ToolError
 from mosaic.runtime.tools.approval import approval_mac, check_approval
 from mosaic.runtime.tools.definition import ToolDefinition, definition_hash
 from mosaic.runtime.tools.display import escape_control
@@ -162,7 +163,10 @@ class ToolRegistry:
     def submit(self, definition: ToolDefinition, *, actor: str = "model") -> ToolRecord:
         """Validate and register a definition. Returns its record, whose state says what happened:
         ``active``, ``pending-approval`` or ``rejected`` (with every reason)."""
-        digest = definition_hash(definition)
+        try:
+            digest = definition_hash(definition)
+        except AuditError as exc:  # a value without canonical JSON (NaN, infinity): name its field
+            raise ToolError(f"tool {definition.name!r}: {'; '.join(definition.validate()) or exc}") from None
         size = len(canonical_json(definition.to_json_dict()))
         with self._locked() as state:
             now = self._clock()
@@ -350,7 +354,13 @@ class ToolRegistry:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[_State]:
         """Exclusive access to the state; writes it back atomically when the block succeeds."""
-        with open(self.root / ".lock", "a") as lock:
+        path = self.root / ".lock"
+        try:  # O_NOFOLLOW: a lock planted as a symbolic link must not create or touch its target
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise ToolError(f"cannot lock tool registry {self.root}: {path} "
+                            f"{'is a symbolic link' if exc.errno == errno.ELOOP else exc.strerror or exc}") from None
+        with os.fdopen(descriptor, "a") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             state = self._load()
             yield state
@@ -364,6 +374,8 @@ class ToolRegistry:
             raise ToolError(f"tool registry {path} is larger than {MAX_STATE_BYTES} bytes; refusing to read it")
         try:
             raw = json.loads(path.read_bytes())
+            if not isinstance(raw, dict) or not isinstance(raw.get("tools"), dict):
+                raise TypeError("expected an object whose 'tools' is an object")
             if raw.get("version") != FORMAT_VERSION:
                 raise ToolError(f"{path}: unsupported registry format {raw.get('version')!r}")
             return _State(
@@ -372,7 +384,7 @@ class ToolRegistry:
                 submissions=[float(t) for t in raw.get("submissions", [])],
                 call_counter=int(raw["call_counter"]),
             )
-        except (ValueError, KeyError, TypeError, RecursionError, MosaicError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError, OverflowError, MosaicError) as exc:
             raise ToolError(f"tool registry {path} is corrupt: {str(exc)[:500]}") from exc
 
     def _store(self, state: _State) -> None:
@@ -412,7 +424,10 @@ def open_registry(
     from mosaic.core.keys import APPROVAL_KEY_NAME, AUDIT_KEY_NAME, key_path, load_or_create_key
 
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a path component that is a file, a read-only disk
+        raise ToolError(f"cannot create tool registry {root}: {exc.strerror or exc}") from None
     audit_key = load_or_create_key(key_path(AUDIT_KEY_NAME, key_file))
     approval_key = load_or_create_key(key_path(APPROVAL_KEY_NAME, approval_key_file))
     audit = AuditLog(root / "audit.jsonl", key=audit_key)

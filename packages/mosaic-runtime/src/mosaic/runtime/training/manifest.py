@@ -110,7 +110,11 @@ class Manifest:
 def preset_text(name_or_path: str, registry: Registry) -> tuple[str, str]:
     """``(yaml_text, source)`` of a preset file path or a registered ``preset.*`` name."""
     path = Path(name_or_path)
-    if path.suffix in {".yml", ".yaml"} or path.exists():
+    try:
+        is_path = path.suffix in {".yml", ".yaml"} or path.exists()
+    except OSError:  # a name too long to be a file name (ENAMETOOLONG) is looked up as a preset name
+        is_path = False
+    if is_path:
         if not path.is_file():
             problem = "is not a regular file" if path.exists() else "does not exist"
             raise ConfigError([ConfigProblem("$", f"preset file {name_or_path} {problem}")], source=name_or_path)

@@ -182,7 +182,8 @@ def estimate_memory(experiment: Experiment, registry: Registry, *, batch_size: i
     gradient_bytes, optimizer_bytes = 4 * trainable, 8 * trainable
     state_bytes = 0
     if isinstance(model, StreamingModel):
-        state_bytes = _tensor_bytes(model.init_state(batch_size))
+        # a stream's state is per sample: one sample's bytes times the batch, never allocated whole
+        state_bytes = _tensor_bytes(model.init_state(1)) * batch_size
     # The step peak already holds the memory tables the forward builds; count them once, as state.
     activations = max(int(step_peak) - gradient_bytes - optimizer_bytes - state_bytes, 0)
     if precision == "bf16":
