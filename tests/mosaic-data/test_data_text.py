@@ -62,6 +62,24 @@ def test_errors_name_the_problem(small_text, tmp_path):
         dataset.encode("€")
 
 
+def test_files_that_are_empty_not_regular_or_too_large_are_refused(tmp_path, monkeypatch):
+    import os
+
+    import mosaic.data.text as text
+
+    (tmp_path / "empty.txt").write_bytes(b"")
+    for level in ("byte", "char"):  # byte level failed in torch.frombuffer; char level blamed block_size
+        with pytest.raises(DataError, match="is empty"):
+            TextDataset(TextConfig(path=str(tmp_path / "empty.txt"), level=level))
+    os.mkfifo(tmp_path / "fifo")  # reading it waited for a writer for ever
+    with pytest.raises(DataError, match="not a regular file"):
+        TextDataset(TextConfig(path=str(tmp_path / "fifo")))
+    (tmp_path / "big.txt").write_bytes(b"a" * 4096)
+    monkeypatch.setattr(text, "MAX_TEXT_BYTES", 1024)
+    with pytest.raises(DataError, match="larger than 1,024 bytes"):
+        TextDataset(TextConfig(path=str(tmp_path / "big.txt")))
+
+
 def test_shipped_tinyshakespeare_is_the_default_text():
     """No path: the corpus shipped inside the mosaic-data package, so presets run from any directory."""
     dataset = get_registry().build("dataset.text", {"block_size": 64})

@@ -173,3 +173,26 @@ def test_the_estimate_scales_a_streams_state_without_allocating_the_batch() -> N
     assert small.state_bytes > 0
     huge = estimate_memory(experiment, registry, batch_size=10**14)  # its state alone would be petabytes
     assert huge.state_bytes == small.state_bytes // 4 * 10**14
+
+
+@pytest.mark.parametrize("field,value", [
+    ("aliases", '{"head": "missing"}'), ("aliases", '["a"]'), ("aliases", '{"head": ["w"]}'),
+    ("extra_state", "[1, 2, 3]"), ("extra_state", '"abc"'), ("extra_state", '{"w": "replaced"}'),
+    ("model_config", "[1, 2]"), ("model_config", '{"d": 1}'),
+])
+def test_an_export_with_metadata_of_the_wrong_shape_is_a_checkpoint_error(tmp_path: Path, field: str,
+                                                                           value: str) -> None:
+    from safetensors.torch import save_file
+
+    from mosaic.runtime.export import EXPORT_FORMAT, read_safetensors_export
+
+    metadata = {"format": EXPORT_FORMAT, "model_config": '{"type": "model.x"}', "aliases": "{}", "extra_state": "{}"}
+    path = tmp_path / "e.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path), metadata=metadata)
+    assert read_safetensors_export(path)[1] == {"type": "model.x"}
+    save_file({"w": torch.zeros(2)}, str(path), metadata={**metadata, field: value})
+    with pytest.raises(CheckpointError, match="damaged export metadata"):
+        read_safetensors_export(path)
+    os.mkfifo(tmp_path / "fifo")  # reading it blocked for ever
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        read_safetensors_export(tmp_path / "fifo")

@@ -35,6 +35,8 @@ from mosaic.core.errors import ModelError
 
 #: most slot rows (experts × capacity) one Forward may carry; bounds the work a request can ask for
 MAX_ROWS = 1 << 20
+#: most experts one Forward may name: each gathers that expert's three weight matrices
+MAX_EXPERT_ROWS = 1 << 10
 
 
 class ExpertService:
@@ -60,14 +62,18 @@ class ExpertService:
         tensors = decode(request, {"slots": (torch.float32, 3), "experts": (torch.int64, 1)})
         slots, index = tensors["slots"], tensors["experts"]
         rows, capacity, d_model = slots.shape
-        if d_model != self.experts.d_model or index.shape[0] != rows or rows * capacity > MAX_ROWS:
+        # R bounds the gathered weights (R·D·H floats each, whatever C is), R·C the slots
+        if (d_model != self.experts.d_model or index.shape[0] != rows or rows > MAX_EXPERT_ROWS
+                or rows * capacity > MAX_ROWS):
             raise RemoteExpertError(
-                f"Forward takes slots (R, C, {self.experts.d_model}) with R experts named and R·C <= {MAX_ROWS}, "
-                f"got slots {tuple(slots.shape)} for {index.shape[0]} experts"
+                f"Forward takes slots (R, C, {self.experts.d_model}) with R <= {MAX_EXPERT_ROWS} experts named and "
+                f"R·C <= {MAX_ROWS}, got slots {tuple(slots.shape)} for {index.shape[0]} experts"
             )
-        if rows and not bool(((index >= 0) & (index < self.experts.n_experts)).all()):
-            raise RemoteExpertError(
-                f"expert indices must lie in [0, {self.experts.n_experts}), got {index.tolist()}"
+        outside = (index < 0) | (index >= self.experts.n_experts)
+        if rows and bool(outside.any()):
+            raise RemoteExpertError(  # a few of them: the message travels in a gRPC status of bounded size
+                f"expert indices must lie in [0, {self.experts.n_experts}), got {index[outside][:8].tolist()} "
+                f"({int(outside.sum())} outside)"
             )
         w_gate, w_up, w_down = (w.index_select(0, index) for w in self.experts.weights())
         hidden = torch.nn.functional.silu(torch.bmm(slots, w_gate)) * torch.bmm(slots, w_up)
@@ -126,17 +132,24 @@ def launch(
 def load_experts(path: str, d_hidden: int | None) -> SwiGLUExperts:
     from safetensors.torch import load_file
 
-    weights = load_file(path)
-    if set(weights) != {"w_gate", "w_up", "w_down"} or weights["w_gate"].dim() != 3:
+    try:
+        weights = load_file(path)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for damaged files
+        raise ModelError(f"{path}: not a readable safetensors file ({str(exc)[:200]})") from None
+    if (set(weights) != {"w_gate", "w_up", "w_down"} or weights["w_gate"].dim() != 3
+            or not all(w.dtype == torch.float32 for w in weights.values()) or weights["w_gate"].shape[0] == 0):
         raise ModelError(
-            f"{path}: expert weights must be w_gate (N, D, H), w_up (N, D, H), w_down (N, H, D), "
-            f"got {sorted(weights)}"
+            f"{path}: expert weights must be float32 w_gate (N, D, H), w_up (N, D, H), w_down (N, H, D) with "
+            f"N >= 1, got {', '.join(f'{k} {w.dtype} {tuple(w.shape)}' for k, w in sorted(weights.items()))}"[:500]
         )
     n_experts, d_model, hidden = weights["w_gate"].shape
     if d_hidden is not None and d_hidden != hidden:
         raise ModelError(f"{path}: the experts' hidden width is {hidden}, --d-hidden says {d_hidden}")
     experts = SwiGLUExperts(n_experts, d_model, hidden)
-    experts.load_state_dict(weights)
+    try:
+        experts.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise ModelError(f"{path}: the expert weights do not fit together ({str(exc)[:300]})") from None
     return experts
 
 
@@ -154,7 +167,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.weights is not None:
-        experts = load_experts(args.weights, args.d_hidden)
+        try:
+            experts = load_experts(args.weights, args.d_hidden)
+        except ModelError as exc:  # one message and exit 1, as the mosaic command does
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     else:
         torch.manual_seed(args.seed)
         experts = SwiGLUExperts(args.n_experts, args.d_model, args.d_hidden or 2 * args.d_model)

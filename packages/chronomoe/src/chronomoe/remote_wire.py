@@ -104,8 +104,8 @@ def decode_description(blob: bytes) -> tuple[int, int]:
         )
     try:
         body = json.loads(blob)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RemoteExpertError(f"expert server description is not JSON: {exc}") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested past the stack
+        raise RemoteExpertError(f"expert server description is not JSON: {str(exc)[:200]}") from None
     if not isinstance(body, dict):
         raise RemoteExpertError(f"expert server description must be an object, got {type(body).__name__}")
     sizes = [body.get(name) for name in ("n_experts", "d_model")]

@@ -10,7 +10,9 @@ windows, so an evaluation pass reads the held-out text once. No padding and no t
 
 from __future__ import annotations
 
+import os
 import random
+import stat
 from pathlib import Path
 
 import torch
@@ -20,6 +22,23 @@ from mosaic.data.common import INPUT_IDS, TARGET_IDS, SampleTooLongError, item_s
 from mosaic.data.config import TextConfig
 from mosaic.data.corpora import corpus_bytes
 
+#: The largest text file read (a corpus is held in memory about 20-30 times over as token ids).
+MAX_TEXT_BYTES = 64 * 2**20
+
+
+def read_text_file(path: Path) -> bytes:
+    """A corpus file's bytes: a regular file (a FIFO would block the read for ever) of at most
+    ``MAX_TEXT_BYTES``, read no further than that."""
+    try:  # O_NONBLOCK: opening a FIFO waits for a writer; this way it opens and is refused below
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise DataError(f"dataset.text: {str(path)!r} is not a regular file")
+            raw = file.read(MAX_TEXT_BYTES + 1)
+    except OSError as exc:
+        raise DataError(f"dataset.text: cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_TEXT_BYTES:
+        raise DataError(f"dataset.text: {str(path)!r} is larger than {MAX_TEXT_BYTES:,} bytes (MAX_TEXT_BYTES)")
+    return raw
 
 class TextDataset(torch.utils.data.Dataset):
     """``vocab_size``, ``encode(text)`` and ``decode(ids)`` describe the tokenisation."""
@@ -32,10 +51,9 @@ class TextDataset(torch.utils.data.Dataset):
             raw = corpus_bytes("tinyshakespeare")
         else:
             path = Path(config.path)
-            try:
-                raw = path.read_bytes()
-            except OSError as exc:
-                raise DataError(f"dataset.text: cannot read {str(path)!r}: {exc.strerror or exc}") from None
+            raw = read_text_file(path)
+        if not raw:
+            raise DataError(f"dataset.text: {str(path)!r} is empty")
         if config.level == "byte":
             self.itos: list[str] | None = None
             self.vocab_size = 256

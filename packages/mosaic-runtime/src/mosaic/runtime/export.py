@@ -97,6 +97,8 @@ def read_safetensors_export(path: str | Path) -> tuple[dict[str, Any], dict[str,
     built from ``model_config`` (``registry.build(config.pop("type"), config)``)."""
     path = Path(path)
     safetensors_torch = _safetensors()
+    if path.exists() and not path.is_file():  # a FIFO would block the read for ever
+        raise CheckpointError(f"export {path} is not a regular file")
     try:
         from safetensors import safe_open
 
@@ -115,6 +117,13 @@ def read_safetensors_export(path: str | Path) -> tuple[dict[str, Any], dict[str,
         extra = json.loads(metadata["extra_state"])
     except (KeyError, ValueError, RecursionError) as exc:
         raise CheckpointError(f"{path}: damaged export metadata ({exc})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("type"), str):
+        raise CheckpointError(f"{path}: damaged export metadata (model_config is not an object with a 'type')")
+    if not isinstance(aliases, dict) or not all(isinstance(o, str) and o in tensors for o in aliases.values()):
+        raise CheckpointError(f"{path}: damaged export metadata (aliases must name stored tensors)")
+    if not isinstance(extra, dict) or set(extra) & (set(tensors) | set(aliases)):
+        raise CheckpointError(f"{path}: damaged export metadata (extra_state must be an object of non-tensor "
+                              "entries)")
     state: dict[str, Any] = dict(tensors)
     for name, original in aliases.items():
         state[name] = tensors[original]
