@@ -164,6 +164,9 @@ def test_a_forged_session_file_is_corrupt_and_left_as_it_is(mosaic: InstalledMos
 def test_a_session_file_that_is_a_directory_is_refused_before_the_stream(mosaic: InstalledMosaic, run: Path) -> None:
     (run / "sessions" / "d1" / "session.pt").mkdir(parents=True)
     refused(events(mosaic, run, "d1"), "not a regular file")
+    fresh = mosaic("events", run, "--session", "d1", "--fresh", "--max-new-bytes", "8", "--commitments", "event",
+                   stdin=EVENT)
+    refused(fresh, "not a regular file")  # --fresh would overwrite it: it failed only at the final save
     assert not (run / "sessions" / "d1" / "events.jsonl").exists()
 
 

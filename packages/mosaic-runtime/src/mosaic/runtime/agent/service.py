@@ -39,7 +39,8 @@ class Agent:
         self.session = EventSession(loaded.model, config=generation,
                                     on_tokens=None if self.online is None else self.online.observe)
         self.resumed = False
-        if not fresh and self.store.exists(session_name):
+        saved = self.store.exists(session_name)  # refuses anything but a file in its place, --fresh or not
+        if not fresh and saved:
             self.store.restore(session_name, self.session, config_fingerprint=loaded.config_fingerprint)
             adapters = self.directory / ADAPTERS_FILE
             if self.online is not None and adapters.is_file():
