@@ -72,7 +72,7 @@ def _experiment_problems(experiment: Experiment, registry: Registry, path: str,
     for where, spec in specs.items():
         if spec is not None:
             problems += _try(lambda spec=spec: spec.build(registry), where, built)
-    problems += _try(lambda: _build_on_meta(experiment, registry), f"{path}.model", built)
+    problems += _try(lambda: build_on_meta(experiment, registry), f"{path}.model", built)
     # a text dataset's character vocabulary is known only now that the file was read
     parts: dict[str, Any] = {f"{path}.model": experiment.model.config}
     for where in (f"{path}.dataset", f"{path}.eval.dataset"):
@@ -92,7 +92,9 @@ class _Built:
         return self.offers
 
 
-def _build_on_meta(experiment: Experiment, registry: Registry) -> Any:
+def build_on_meta(experiment: Experiment, registry: Registry) -> Any:
+    """``experiment``'s model on the meta device (shapes, no memory); None for a model whose
+    construction reads tensor values."""
     import torch
 
     try:

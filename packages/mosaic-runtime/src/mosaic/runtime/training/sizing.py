@@ -24,6 +24,7 @@ from mosaic.core.contract.protocols import StreamingModel
 from mosaic.core.errors import ConfigError, ConfigProblem
 from mosaic.runtime.training.batching import collate_for
 from mosaic.runtime.training.manifest import Experiment
+from mosaic.runtime.training.preflight import build_on_meta
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
     from mosaic.core.registry import Registry
@@ -55,12 +56,8 @@ def build_model(experiment: Experiment, registry: Registry) -> Any:
 def parameters_on_meta(experiment: Experiment, registry: Registry) -> int | None:
     """The model's parameter count, from a build on the meta device (no memory); None for a model
     whose construction reads tensor values."""
-    try:
-        with torch.device("meta"):
-            model = experiment.model.build(registry)
-    except (NotImplementedError, RuntimeError):
-        return None
-    return sum(p.numel() for p in model.parameters())
+    model = build_on_meta(experiment, registry)
+    return None if model is None else sum(p.numel() for p in model.parameters())
 
 
 @attrs.frozen
