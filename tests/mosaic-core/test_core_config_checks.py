@@ -276,3 +276,38 @@ def test_a_type_error_beside_a_plain_validator_keeps_the_type_problem() -> None:
         structure_config({"n": "three", "mode": "z"}, PlainConfig)
     assert [problem.path for problem in info.value.problems] == ["$.n"]
     assert "expected int" in info.value.problems[0].message
+
+
+@attrs.frozen
+class WithSequences:
+    tasks: tuple[str, ...] = ("add",)
+    stages: list[PlainInner] = attrs.field(factory=list)
+    sigmas: tuple[float, float, float] = (1.0, 2.0, 3.0)
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "message"),
+    [
+        # cattrs iterates whatever it is given: a string became its characters, a mapping its keys
+        ({"tasks": "add"}, "$.tasks", "expected a list, got str 'add'"),
+        ({"tasks": {"add": 1}}, "$.tasks", "expected a list, got dict"),
+        ({"tasks": b"add"}, "$.tasks", "expected a list, got bytes"),
+        ({"stages": {"k": 1}}, "$.stages", "expected a list, got dict"),
+        ({"sigmas": "abc"}, "$.sigmas", "expected a list, got str 'abc'"),
+        ({"sigmas": [1.0, 2.0]}, "$.sigmas", "expected a list of 3 items, got 2"),
+        ({"sigmas": [1.0, "x", 3.0]}, "$.sigmas[1]", "expected float, got str 'x'"),
+        ({"tasks": ["add", 3]}, "$.tasks[1]", "expected str, got int 3"),
+        ({"stages": [{"k": 1}, {"k": "2"}]}, "$.stages[1].k", "expected int, got str '2'"),
+    ],
+)
+def test_list_fields_take_lists_only(data: dict, path: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        structure_config(data, WithSequences)
+    [problem] = info.value.problems
+    assert (problem.path, message in problem.message) == (path, True), problem
+
+
+def test_list_fields_keep_their_items_and_container_type() -> None:
+    config = structure_config({"tasks": ["add", "mul"], "stages": [{"k": 2}], "sigmas": (0.5, 1, 2)}, WithSequences)
+    assert config.tasks == ("add", "mul") and config.stages == [PlainInner(2)] and config.sigmas == (0.5, 1.0, 2.0)
+    assert isinstance(config.sigmas[1], float)

@@ -1,21 +1,30 @@
 """Structuring plain mappings (from YAML, JSON or the command line) into attrs config classes.
 
 One strict cattrs converter: extra keys are rejected, numbers are not silently truncated
-(``3.5`` is not an ``int``), booleans are not numbers, and every problem is reported at once as a
-``$.path: message`` line inside a single :class:`~mosaic.core.errors.ConfigError`.
+(``3.5`` is not an ``int``), booleans are not numbers, a list field takes a list (not a string, whose
+characters cattrs would otherwise take as the items, nor a mapping, whose keys it would take), and
+every problem is reported at once as a ``$.path: message`` line inside a single
+:class:`~mosaic.core.errors.ConfigError`.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import functools
 import math
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
 import cattrs
-from cattrs.errors import AttributeValidationNote, ForbiddenExtraKeysError, IterableValidationNote
+from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
+from cattrs.errors import (
+    AttributeValidationNote,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
 from cattrs.gen import make_mapping_structure_fn
 
 from mosaic.core.errors import ConfigError, ConfigProblem, InvalidFieldError
@@ -69,7 +78,51 @@ def converter() -> cattrs.Converter:
     # gen_structure_mapping) registers nothing that would take precedence over this hook
     generated = functools.cache(lambda type_: make_mapping_structure_fn(type_, conv))
     conv.register_structure_hook_func(_is_mapping_type, functools.partial(_structure_mapping, generated))
+    conv.register_structure_hook_factory(_is_sequence_type, lambda type_: _sequence_hook(conv, type_))
     return conv
+
+
+SEQUENCE_ORIGINS = (list, tuple, collections.abc.Sequence, collections.abc.MutableSequence)
+
+
+def _is_sequence_type(type_: Any) -> bool:
+    return (typing.get_origin(type_) or type_) in SEQUENCE_ORIGINS
+
+
+def _sequence_hook(conv: cattrs.Converter, type_: Any) -> Callable[[Any, Any], Any]:
+    """cattrs' own list / tuple structuring, behind a check that the value is a list: cattrs iterates
+    whatever it is given, so ``tasks: add`` became ``('a', 'd', 'd')`` and a mapping its keys."""
+    args = typing.get_args(type_)
+    if (typing.get_origin(type_) or type_) is tuple and args and args[-1] is not Ellipsis:
+        base: Callable[[Any, Any], Any] = functools.partial(_structure_fixed_tuple, conv, args)
+    elif (typing.get_origin(type_) or type_) is tuple:
+        base = homogenous_tuple_structure_factory(type_, conv)
+    else:
+        base = list_structure_factory(type_, conv)
+
+    def structure(value: Any, target: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"expected a list, got {_describe(value)}")
+        return base(value, target)
+
+    return structure
+
+
+def _structure_fixed_tuple(conv: cattrs.Converter, args: tuple[Any, ...], value: Any, type_: Any) -> tuple[Any, ...]:
+    """A ``tuple[A, B, C]``: exactly that many items, each problem reported at its index."""
+    if len(value) != len(args):
+        raise ValueError(f"expected a list of {len(args)} items, got {len(value)}")
+    items, errors = [], []
+    for index, (item, item_type) in enumerate(zip(value, args, strict=True)):
+        try:
+            items.append(conv.structure(item, item_type))
+        except Exception as exc:  # noqa: BLE001 - collected with its index, re-raised below
+            note = IterableValidationNote(f"Structuring {type_!r} @ index {index}", index, item_type)
+            exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]  # add_note: 3.11+
+            errors.append(exc)
+    if errors:
+        raise IterableValidationError(f"While structuring {type_!r}", errors, type_)
+    return tuple(items)
 
 
 def _is_literal_type(type_: Any) -> bool:
