@@ -270,6 +270,8 @@ def parse_own(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--lifecycle-set", action="append", default=[],
                         help="an override for the chrono_lifecycle arm, e.g. "
                         "targets[3].model.block.ffn.router.chrono.lifecycle.evidence_warm_trial=true")
+    parser.add_argument("--n-live", type=int, default=N_LIVE,
+                        help=f"live experts at the start of an --only-lifecycle variant (default {N_LIVE})")
     parser.add_argument("--label", default="", help="what this run is (e.g. 'reduced steps: shared CPU')")
     parser.add_argument("--workers", type=int, default=1,
                         help="train this many runs at once, one process each (one per core)")
@@ -296,10 +298,10 @@ def run(quick: bool) -> dict[str, Any]:
                           "eval_samples": EVAL_SAMPLES, "workers": OWN.workers},
                 "fixed": {str(k): runs for k, runs in fixed.items()}}
     if OWN.only_lifecycle:
-        runs = train_all([("chrono_lifecycle", seed, N_LIVE, steps, tuple(OWN.lifecycle_set)) for seed in seeds])
+        runs = train_all([("chrono_lifecycle", seed, OWN.n_live, steps, tuple(OWN.lifecycle_set)) for seed in seeds])
         scored = [s for r in runs for s in r["scored"] if "delta_loss_realised" in s]
         return {"setup": {"steps": steps, "seeds": seeds, "label": label, "overrides": OWN.lifecycle_set,
-                          "workers": OWN.workers},
+                          "n_live_start": OWN.n_live, "workers": OWN.workers},
                 "chrono_lifecycle": runs, "by_kind": by_kind(scored),
                 "spearman_predicted_df_vs_realised_dloss": spearman(
                     [s["delta_f_predicted"] for s in scored], [s["delta_loss_realised"] for s in scored])}
