@@ -1,7 +1,8 @@
 """docs/chronomoe.md's growth study: the F_l lifecycle started with 4 of 8 columns live (where
 capacity binds hardest, so growth has the most to gain), from ``--only-lifecycle --n-live 4`` runs:
 ``docs/results/phase8_growth_static.json`` (the same network with ``trigger: none``, the paired
-control) and ``docs/results/phase8_growth_trial<N>.json`` (lifecycle variants with N-step trials).
+control), ``docs/results/phase8_growth_trial<N>.json`` (lifecycle variants with N-step trials) and
+``docs/results/phase8_growth_preserving_trial<N>.json`` (the same with ``preserving_growth``).
 Each row is paired per seed with that control and with the fixed 4-expert MoE of
 ``phase8_fixed.json`` (``--only-fixed 4,8``, the same seeds and steps)."""
 
@@ -14,7 +15,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-VARIANT_FILE = re.compile(r"phase8_growth_trial(\d+)\.json")
+VARIANT_FILE = re.compile(r"phase8_growth_(preserving_)?trial(\d+)\.json")
 GROWTH_KINDS = ("spawn", "split")
 START = 4
 
@@ -63,7 +64,9 @@ def render(results: Path) -> str:
         f"{mean(r['live_mean'] for r in static_runs):.2f} |",
     ]
     commands = [_command("phase8_growth_static.json", setup)]
-    variants = {int(m.group(1)): path for path in results.iterdir() if (m := VARIANT_FILE.fullmatch(path.name))}
+    variants = {
+        (bool(m.group(1)), int(m.group(2))): path for path in results.iterdir() if (m := VARIANT_FILE.fullmatch(path.name))
+    }
     for relax in sorted(variants):
         variant = _load(variants[relax])
         vsetup = variant["setup"]

@@ -158,3 +158,87 @@ def test_a_column_reused_after_archive_starts_clean_and_its_new_expert_is_not_fr
         state.update_beta(phi, torch.ones(8), active)
     assert float(state.k[2]) > 0.0
     assert registry.state_dict()["archive"] == registry.archive
+
+
+def warm_split(preserving_growth: bool, seed: int = 0):
+    """A trained layer split, with the clone's entry offset already gone: (moe, parent, child,
+    output before, output after) on the same tokens."""
+    moe, _optimizer, registry = trained_moe()
+    registry.config = LifecycleConfig(warmup_steps=10, preserving_growth=preserving_growth)
+    moe.eval()
+    x = torch.randn(8, 16, D, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        before = moe(x)
+        parent = int(moe.last_trace.expert_idx[:, 0].mode().values)  # the most common first choice
+        child = registry.split(parent)
+        moe.router.columns.entry_offset[child] = 0.0
+        after = moe(x)
+    return moe, parent, child, before, after
+
+
+def test_an_exclusive_split_keeps_the_output_once_the_clone_is_in():
+    # without families, the clone's router row is an exact copy: every token whose first choice is
+    # the parent selects the parent and the clone and loses its second expert
+    moe, parent, child, before, after = warm_split(preserving_growth=False)
+    chosen = moe.last_trace.expert_idx
+    both = ((chosen == parent).any(-1) & (chosen == child).any(-1)).float().mean()
+    assert both > 0.1
+    copied_error = (after - before).abs().mean() / before.abs().mean()
+    # with preserving_growth, no token selects both, the clone takes part of the parent's tokens, and the
+    # output changes by no more than the 1 % perturbation of the clone's weights
+    moe, parent, child, before, after = warm_split(preserving_growth=True)
+    chosen = moe.last_trace.expert_idx
+    assert not ((chosen == parent).any(-1) & (chosen == child).any(-1)).any()
+    assert (chosen == child).any() and (chosen == parent).any()
+    exclusive_error = (after - before).abs().mean() / before.abs().mean()
+    assert exclusive_error < 0.02 < copied_error, (exclusive_error, copied_error)
+    assert int(moe.router.columns.family[child]) == int(moe.router.columns.family[parent])
+
+
+def test_families_survive_a_state_dict_and_leave_with_an_archived_column():
+    moe, parent, child, _before, _after = warm_split(preserving_growth=True)
+    columns = moe.router.columns
+    assert columns.exclusive
+    state = {k: v.clone() for k, v in moe.state_dict().items()}
+    fresh, _optimizer, _registry = trained_moe()
+    assert not fresh.router.columns.exclusive
+    fresh.load_state_dict(state)
+    assert fresh.router.columns.exclusive and torch.equal(fresh.router.columns.family, columns.family)
+    # a checkpoint from before families loads with every column its own family
+    old = {k: v for k, v in state.items() if not k.endswith("columns.family")}
+    fresh.load_state_dict(old)
+    assert not fresh.router.columns.exclusive and torch.equal(fresh.router.columns.family, torch.arange(8))
+
+
+def test_pruning_a_sibling_dissolves_the_family():
+    moe, _optimizer, registry = trained_moe()
+    registry.config = LifecycleConfig(warmup_steps=10, preserving_growth=True)
+    child = registry.spawn(0)
+    assert moe.router.columns.exclusive
+    registry.prune(child)
+    assert not moe.router.columns.exclusive and int(moe.router.columns.family[child]) == child
+
+
+@pytest.mark.parametrize(("preserving_growth", "capacity_groups"), [(False, 7), (True, 6)])
+def test_capacity_is_shared_by_a_family(preserving_growth: bool, capacity_groups: int):
+    # per-expert capacity is computed over capacity groups: an exclusive split's halves take one slot
+    # of a token between them, so the other experts keep the capacity they had before the split
+    moe, _optimizer, registry = trained_moe()
+    registry.config = LifecycleConfig(warmup_steps=10, preserving_growth=preserving_growth)
+    assert moe.live_experts == 6
+    registry.split(0)
+    registry.sync_capacity()
+    assert moe.live_experts == capacity_groups
+
+
+def test_preserving_growth_keeps_the_sources_moments_and_beta():
+    moe, optimizer, registry = trained_moe(router="router.chrono")
+    registry.config = LifecycleConfig(warmup_steps=10, preserving_growth=True)
+    moe.router.state.k[0] = 0.2
+    parent_moments = [moments(optimizer, w, 0) for w in (moe.experts.w_gate, moe.router.gate.weight)]
+    child = registry.split(0)
+    for (m, v), weight in zip(parent_moments, (moe.experts.w_gate, moe.router.gate.weight), strict=True):
+        for expert in (0, child):  # both halves continue from the source's moments
+            m_after, v_after = moments(optimizer, weight, expert)
+            assert torch.equal(m_after, m) and torch.equal(v_after, v)
+    assert float(moe.router.state.k[0]) == float(moe.router.state.k[child]) == pytest.approx(0.2)

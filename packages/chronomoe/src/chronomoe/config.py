@@ -97,6 +97,12 @@ class LifecycleConfig:
       ``cooldown_steps`` (500) between edits of a layer, ``min_experts``..``max_experts`` (2 .. the layer's columns).
     - New experts (spawn, split) are clone-and-perturb (``perturb`` 0.01 relative noise) and enter
       "cooling" with selection offset ``entry_offset`` relaxed linearly to 0 over ``warmup_steps``.
+      With ``preserving_growth`` the clone joins its source's family (a token selects at most one
+      expert of a family; capacity is counted by family), the two router rows are pushed apart by
+      ``±perturb·‖row‖`` along a random direction, so each takes part of the source's tokens, and
+      both halves keep the source's Adam moments and β. Without it the clone's row is an exact copy
+      (a token whose first choice was the source selects both and drops its second expert) and
+      the halves start with zero moments and statistics.
     - A split candidate first runs a relaxation trial: its β is held at 0 for ``relaxation_steps``;
       only if it is still bimodal afterwards is the split real (else it was β-induced).
     - Mid clock every ``mid_interval`` steps: escalation on the mid-clock top-1 flip rate between
@@ -125,6 +131,7 @@ class LifecycleConfig:
     # None: as many as the layer has columns (a 64-column layer may hold 64 experts)
     max_experts: int | None = attrs.field(default=None, validator=optional(at_least(1)))
     perturb: float = attrs.field(default=0.01, validator=at_least(0.0))
+    preserving_growth: bool = False
     entry_offset: float = attrs.field(default=-10.0, validator=at_most(0.0))
     warmup_steps: int = attrs.field(default=200, validator=at_least(1))
     relaxation_steps: int = attrs.field(default=200, validator=at_least(1))

@@ -6,10 +6,12 @@ selectable, with a negative entry offset on its selection key relaxed linearly t
 spawn and split).
 
 Optimizer state is handled explicitly, per column slice of every per-expert parameter (the stacked
-expert weights and the router row): children of a spawn or split start with fresh (zero) moments,
-the survivor of a merge keeps its moments, archived experts' moments are dropped (zeroed). Adam's
-step counter is per parameter tensor, shared by all columns, so a fresh column's first updates are
-bias-corrected as if its zero moments were old — smaller first steps, which suits a warming expert.
+expert weights and the router row): children of a spawn or split start with fresh (zero) moments
+(with ``preserving_growth``, the source's), the survivor of a merge keeps its moments, archived
+experts' moments are dropped (zeroed). Adam's step counter is per parameter tensor, shared by all
+columns, so zero moments are not bias-corrected as young ones: a fresh column's first update is a
+full sign step per coordinate (``|m / √v| = (1 − β1) / √(1 − β2)``, 1 at the trainer's 0.9 / 0.99),
+where an established expert with noisy gradients moves a fraction of that.
 """
 
 from __future__ import annotations
@@ -69,8 +71,13 @@ class ExpertRegistry:
         self.sync_capacity()
 
     def sync_capacity(self) -> None:
-        """The layer's per-expert capacity follows its live experts (a host int: no sync)."""
-        self.moe.live_experts = len(self.live())
+        """The layer's per-expert capacity follows its live experts (a host int: no sync), counted
+        by family: an exclusive split's halves share their source's tokens (a token selects at most
+        one of them), so growing by a split must not shrink every other expert's capacity. Counted
+        by column, the untouched experts overflowed and dropped tokens until routing rebalanced,
+        about 30 steps, which is all a trial of a few steps measured."""
+        family = self.moe.router.columns.family.tolist()
+        self.moe.live_experts = len({family[e] for e in self.live()})
 
     # --- queries --------------------------------------------------------------------------------
 
@@ -132,19 +139,24 @@ class ExpertRegistry:
         if child is None:
             raise LifecycleError("cannot spawn: no archived column to reuse")
         self._clone(source, child)
-        self._reset_moments([child])
+        if self.config.preserving_growth:
+            self._copy_moments(source, child)
+        else:
+            self._reset_moments([child])
         self.merge_guard[child] = self.config.edit_guard_cycles
         return child
 
     @torch.no_grad()
     def split(self, expert: int) -> int:
-        """Split ``expert`` into itself and a clone; both halves start with fresh optimizer moments.
-        The clone enters cooling, so the layer's output is unchanged at the moment of the split."""
+        """Split ``expert`` into itself and a clone; both halves start with fresh optimizer moments
+        and statistics (with ``preserving_growth``, both keep the source's moments and β). The clone
+        enters cooling, so the layer's output is unchanged at the moment of the split."""
         if not self.can_split(expert):
             raise LifecycleError(f"cannot split expert {expert}: a merge survivor is still guarded")
         child = self.spawn(expert)
-        self._reset_moments([expert])
-        self._reset_statistics(expert)
+        if not self.config.preserving_growth:
+            self._reset_moments([expert])
+            self._reset_statistics(expert)
         self.merge_guard[expert] = self.config.edit_guard_cycles  # its statistics start afresh too
         return child
 
@@ -214,13 +226,25 @@ class ExpertRegistry:
             )
             weight[child] = weight[source] * (1.0 + self.config.perturb * noise)
         router_weight = self.moe.router.gate.weight
-        router_weight[child] = router_weight[source]
         columns = self.moe.router.columns
+        if self.config.preserving_growth:
+            # the clone and its source share a family (one per token) and their rows part along a
+            # random direction: each takes the source's tokens on its side of it
+            direction = torch.randn(router_weight.shape[1], generator=self.generator).to(router_weight)
+            shift = direction * (self.config.perturb * router_weight[source].norm() / direction.norm().clamp_min(1e-12))
+            router_weight[child] = router_weight[source] + shift
+            router_weight[source] -= shift
+            columns.set_family(child, int(columns.family[source]))
+        else:
+            router_weight[child] = router_weight[source]
         columns.active[child] = True
         columns.entry_offset[child] = self.config.entry_offset
         self.states[child] = "cooling"
         self.cooling_left[child] = self.config.warmup_steps
         self._reset_statistics(child)
+        state = getattr(self.moe.router, "state", None)
+        if self.config.preserving_growth and state is not None:
+            state.k[child] = state.k[source]  # the same β: the halves part by their rows alone
         reused = any(entry["column"] == child for entry in self.archive)
         if reused and self.audit is not None:
             self.audit("lifecycle.column_reuse", {"column": child, "source": source,
@@ -236,6 +260,8 @@ class ExpertRegistry:
         columns = self.moe.router.columns
         columns.active[expert] = False
         columns.entry_offset[expert] = 0.0
+        if int(columns.family[expert]) != expert:
+            columns.set_family(expert, expert)  # an archived column leaves its family
         self.states[expert] = "archived"
         self.cooling_left[expert] = 0
         self.merge_guard[expert] = self.split_guard[expert] = 0
@@ -252,6 +278,17 @@ class ExpertRegistry:
             router.role.reset_expert(expert)
         if hasattr(router, "bias"):
             router.bias[expert] = 0.0
+
+    def _copy_moments(self, source: int, child: int) -> None:
+        """The clone continues from its source's Adam moments (zero moments would make its first
+        updates full sign steps: see the module docstring)."""
+        if self.optimizer is None:
+            return
+        for weight in self._expert_weights():
+            state = self.optimizer.state.get(weight, {})
+            for value in state.values():
+                if isinstance(value, torch.Tensor) and value.shape == weight.shape:
+                    value[child] = value[source]
 
     def _reset_moments(self, experts: list[int]) -> None:
         if self.optimizer is None:

@@ -117,25 +117,37 @@ class TopKMixin:
         self.top_k = int(top_k)
 
 
+#: the selection key of a column excluded by a sibling (chronomoe.routers.ExpertColumns.key)
+EXCLUDED_KEY = -1e30
+
+
 class ExpertColumns(nn.Module):
-    """Which router columns are live, and the entry offset of experts that are warming in.
+    """Which router columns are live, the entry offset of experts that are warming in, and families.
 
     Every router is fixed-width: an inactive column gets ``-inf`` clean logits (never selected, zero
     probability); a newly spawned or split expert enters with a negative offset on the selection
     key that the lifecycle relaxes to 0, so adding it does not change the layer's output at once.
+
+    ``family`` (E,) names each column's family: its own index, or, for a clone made with
+    ``preserving_growth``, its source's family. A token selects at most one expert of a family (the one
+    with the highest key; the others are pushed below every live column), so a clone takes over part
+    of its source's tokens instead of being selected beside it in place of the token's next expert.
     """
 
     # buffers, typed here: to mypy, nn.Module.__getattr__ returns Tensor | Module
     active: torch.Tensor
     entry_offset: torch.Tensor
     reachable: torch.Tensor
+    family: torch.Tensor
 
     def __init__(self, n_experts: int) -> None:
         super().__init__()
         self.register_buffer("active", torch.ones(n_experts, dtype=torch.bool))
         self.register_buffer("entry_offset", torch.zeros(n_experts))
+        self.register_buffer("family", torch.arange(n_experts))
         # whether a remote expert's server answers now (chronomoe.remote); transient, not in state_dict
         self.register_buffer("reachable", torch.ones(n_experts, dtype=torch.bool), persistent=False)
+        self.exclusive = False  # host copy of "some family has two columns" (no sync in forward)
 
     @property
     def routable(self) -> torch.Tensor:
@@ -146,7 +158,31 @@ class ExpertColumns(nn.Module):
         return logits.masked_fill(~self.routable, float("-inf"))
 
     def key(self, key: torch.Tensor) -> torch.Tensor:
-        return key + self.entry_offset
+        key = key + self.entry_offset
+        if not self.exclusive:
+            return key
+        family = self.family.expand_as(key)  # (N, E)
+        best = torch.full_like(key, float("-inf")).scatter_reduce_(-1, family, key, "amax")  # (N, E) by family id
+        # below every live column, above the -inf of inactive ones: with fewer families than top_k
+        # a sibling is still chosen before a dead column
+        return key.masked_fill(key < best.gather(-1, family), EXCLUDED_KEY)
+
+    @torch.no_grad()
+    def set_family(self, column: int, family: int) -> None:
+        self.family[column] = family
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute the host flag from the buffer (after an edit or a load; never in forward)."""
+        self.exclusive = bool((self.family != torch.arange(len(self.family), device=self.family.device)).any())
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        # checkpoints from before families: every column its own family
+        state_dict.setdefault(prefix + "family", torch.arange(len(self.family)))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        self.refresh()
 
 
 def masked_std(logits: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
