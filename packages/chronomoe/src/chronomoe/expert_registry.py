@@ -72,10 +72,10 @@ class ExpertRegistry:
 
     def sync_capacity(self) -> None:
         """The layer's per-expert capacity follows its live experts (a host int: no sync), counted
-        by family: an exclusive split's halves share their source's tokens (a token selects at most
-        one of them), so growing by a split must not shrink every other expert's capacity. Counted
-        by column, the untouched experts overflowed and dropped tokens until routing rebalanced,
-        about 30 steps, which is all a trial of a few steps measured."""
+        by family: the halves of a preserving spawn or split share their source's tokens (a token
+        selects at most one of them), so growing must not shrink every other expert's capacity.
+        Counted by column, the untouched experts overflowed and dropped tokens until routing
+        rebalanced, about 30 steps, which is all a trial of a few steps measured."""
         family = self.moe.router.columns.family.tolist()
         self.moe.live_experts = len({family[e] for e in self.live()})
 
@@ -157,7 +157,7 @@ class ExpertRegistry:
         if not self.config.preserving_growth:
             self._reset_moments([expert])
             self._reset_statistics(expert)
-        self.merge_guard[expert] = self.config.edit_guard_cycles  # its statistics start afresh too
+        self.merge_guard[expert] = self.config.edit_guard_cycles  # it has just changed as well
         return child
 
     @torch.no_grad()
