@@ -111,6 +111,13 @@ def test_a_symlinked_lock_is_refused_and_its_target_untouched(mosaic: InstalledM
     assert victim.read_text() == "precious"
 
 
+def test_a_log_planted_as_a_fifo_is_refused_without_waiting(mosaic: InstalledMosaic, run: Path) -> None:
+    # opening a FIFO for writing waits for a reader: the resume hung for ever before the check
+    (run / "events.log").unlink()
+    os.mkfifo(run / "events.log")
+    refused(mosaic("run", "--resume", run, "--steps", "3", timeout=60), 1, "not a regular file")
+
+
 def test_a_symlinked_log_is_not_appended_to(mosaic: InstalledMosaic, run: Path, tmp_path: Path) -> None:
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")

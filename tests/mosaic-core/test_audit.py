@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import threading
 
 import pytest
@@ -117,6 +118,13 @@ def test_a_log_planted_as_a_symlink_is_never_followed(tmp_path):
     with pytest.raises(AuditError, match="symbolic link"):
         log.append("tool.transition", {"tool": "t"})
     assert victim.read_bytes() == b""
+
+
+def test_a_log_planted_as_a_fifo_is_refused(tmp_path):
+    os.mkfifo(tmp_path / "audit.jsonl")  # opened for reading and writing it would not block, but
+    log = AuditLog(tmp_path / "audit.jsonl", key=KEY)  # its reads and appends are not a log's
+    with pytest.raises(AuditError, match="not a regular file"):
+        log.append("tool.transition", {"tool": "t"})
 
 
 @pytest.mark.parametrize("last", [b"[" * 100_000 + b"\n", b"garbage\n"], ids=["deep", "garbage"])

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,11 +14,21 @@ from typing import Any
 import pytest
 import torch
 
-from mosaic.core.errors import CheckpointError, ConfigError, MosaicError, RunDirectoryError, RuntimeStateError
+from mosaic.core.audit import AuditLog
+from mosaic.core.errors import (
+    CheckpointError,
+    ConfigError,
+    MosaicError,
+    RunDirectoryError,
+    RuntimeStateError,
+    ToolError,
+)
 from mosaic.runtime.agent.autonomous import serve_unix_socket
 from mosaic.runtime.agent.config import ConsolidationConfig, GenerationConfig
 from mosaic.runtime.agent.loading import check_byte_model
+from mosaic.runtime.agent.session import SessionStore
 from mosaic.runtime.testing.tiny_training import TINY_PRESET, tiny_registry
+from mosaic.runtime.tools.registry import ToolRegistry, ToolRegistryConfig
 from mosaic.runtime.training.checkpoint import FORMAT, check_fields, list_checkpoints, load_payload, rng_state
 from mosaic.runtime.training.manifest import parse_manifest
 from mosaic.runtime.training.plotting import plot_run
@@ -38,6 +50,44 @@ def test_the_run_lock_and_logs_refuse_symlinks(tmp_path: Path) -> None:
     with pytest.raises(RunDirectoryError, match="symbolic link"):
         run.log_event("start")
     assert victim.read_text() == "precious"
+
+
+@contextlib.contextmanager
+def fails_instead_of_hanging(seconds: int = 10) -> Any:
+    """Opening a FIFO for writing waits for a reader for ever: turn a regression into a failure."""
+    def give_up(*_: object) -> None:
+        raise TimeoutError("blocked opening a FIFO")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_logs_and_locks_planted_as_fifos_are_refused_without_waiting(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    os.mkfifo(run.path / ".lock")
+    with fails_instead_of_hanging(), pytest.raises(RunDirectoryError, match="not a regular file"):
+        acquire_run_lock(run.path)
+    os.mkfifo(run.events_path)
+    with fails_instead_of_hanging(), pytest.raises(RunDirectoryError, match="not a regular file"):
+        run.log_event("start")
+    sessions = SessionStore(run.path)
+    sessions.directory("s1").mkdir(parents=True)
+    os.mkfifo(sessions.events_path("s1"))
+    with fails_instead_of_hanging(), pytest.raises(CheckpointError, match="not a regular file"):
+        sessions.open_events_log("s1")
+    registry_root = tmp_path / "tools"
+    registry_root.mkdir()
+    os.mkfifo(registry_root / ".lock")
+    registry = ToolRegistry(registry_root, builders={}, audit=AuditLog(tmp_path / "audit.jsonl", key=b"k" * 32),
+                            config=ToolRegistryConfig(), approval_key=b"a" * 32)
+    with fails_instead_of_hanging(), pytest.raises(ToolError, match="not a regular file"):
+        registry.sweep()
 
 
 def test_only_regular_files_count_as_checkpoints(tmp_path: Path) -> None:

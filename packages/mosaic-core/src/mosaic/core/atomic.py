@@ -1,16 +1,25 @@
 """Crash-safe file replacement shared by checkpoints, run files, sessions, registries and audit
 checkpoints: write a temporary file beside the target, fsync it, rename it over the target, then
 fsync the directory so the rename itself survives a crash. A reader sees the old file or the new
-one, never a torn one; a failed write leaves the old file untouched and no temporary behind."""
+one, never a torn one; a failed write leaves the old file untouched and no temporary behind.
+
+Files appended to or locked in place (logs, locks) are opened with :func:`open_plain_file`, which
+refuses what a hostile directory can plant there: a symbolic link (appending through it writes
+outside the directory, truncating through it empties its target) and a FIFO (opening one for
+writing waits for a reader for ever)."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+from mosaic.core.errors import NotPlainFileError
 
 
 def atomic_write(path: Path | str, write: Callable[[BinaryIO], None], *, mode: int = 0o644) -> Path:
@@ -50,3 +59,25 @@ def fsync_directory(directory: Path | str) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def open_plain_file(path: Path | str, flags: int, mode: int = 0o644) -> int:
+    """``os.open(path, flags, mode)`` for a regular file only: never through a symbolic link, never
+    waiting on a FIFO (opened non-blocking, checked, then set blocking again). Raises
+    :class:`NotPlainFileError` with a sentence that starts with the path."""
+    try:
+        descriptor = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotPlainFileError(f"{path} is a symbolic link, not a plain file") from None
+        if exc.errno == errno.ENXIO:  # a FIFO opened for writing with no reader
+            raise NotPlainFileError(f"{path} is not a regular file (a FIFO or a device)") from None
+        raise NotPlainFileError(f"{path} cannot be opened ({exc.strerror or exc})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise NotPlainFileError(f"{path} is not a regular file (a FIFO or a device)")
+        os.set_blocking(descriptor, True)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor

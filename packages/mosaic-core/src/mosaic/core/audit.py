@@ -23,7 +23,6 @@ file (so several processes can append to one log), write one line and ``fsync`` 
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import hmac
@@ -38,10 +37,10 @@ from typing import Any
 
 import attrs
 
-from mosaic.core.atomic import atomic_write_bytes
+from mosaic.core.atomic import atomic_write_bytes, open_plain_file
 from mosaic.core.audit_head import AuditHead as AuditHead  # re-exported
 from mosaic.core.audit_head import AuditReport as AuditReport  # re-exported
-from mosaic.core.errors import AuditError
+from mosaic.core.errors import AuditError, NotPlainFileError
 from mosaic.core.keys import load_or_create_key as load_or_create_key  # re-exported
 
 RECORD_DOMAIN = b"mosaic.audit.record.v1\x00"
@@ -374,13 +373,11 @@ class AuditLog:
         return checkpoint
 
     def _open(self) -> int:
-        """The log, for appending; one planted as a symbolic link is refused, never followed."""
+        """The log, for appending; one planted as a symbolic link or a FIFO is refused, never followed."""
         try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise AuditError(f"audit log {self.path} is a symbolic link; a log is a plain file") from None
-            raise AuditError(f"cannot open audit log {self.path}: {exc.strerror or exc}") from None
+            return open_plain_file(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        except NotPlainFileError as exc:
+            raise AuditError(f"audit log: {exc}; a log is a plain file") from None
 
     def _check_reaches_checkpoint(self, fd: int) -> None:
         """Refuse to extend (and so re-sign) a log whose record at the signed checkpoint's size is no

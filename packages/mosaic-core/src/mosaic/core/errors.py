@@ -203,6 +203,11 @@ class RunLockedError(RunDirectoryError):
     """Another live process holds the run directory's lock."""
 
 
+class NotPlainFileError(MosaicError):
+    """A file the toolkit opens in place (a log, a lock) is a symbolic link, a FIFO or another
+    non-regular file, or cannot be opened (:func:`mosaic.core.atomic.open_plain_file`)."""
+
+
 # --- runtime and tools ----------------------------------------------------------------------------
 
 

@@ -8,7 +8,6 @@ per line). Loading refuses a session recorded for another configuration.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 from pathlib import Path
@@ -17,8 +16,8 @@ from typing import IO, Any
 import attrs
 import torch
 
-from mosaic.core.atomic import atomic_write
-from mosaic.core.errors import CheckpointError, ConfigError, ConfigProblem, EventError
+from mosaic.core.atomic import atomic_write, open_plain_file
+from mosaic.core.errors import CheckpointError, ConfigError, ConfigProblem, EventError, NotPlainFileError
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.core.ledger import CommitmentAnomaly, CommitmentLedger
 from mosaic.runtime.agent.responder import EventSession
@@ -117,10 +116,9 @@ class SessionStore:
         logs, so the next event starts a line of its own instead of being glued to the fragment."""
         path = self.events_path(name)
         try:
-            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
-        except OSError as exc:
-            reason = "is a symbolic link" if exc.errno == errno.ELOOP else f"cannot be opened ({exc.strerror or exc})"
-            raise CheckpointError(f"session log {path} {reason}") from None
+            descriptor = open_plain_file(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        except NotPlainFileError as exc:
+            raise CheckpointError(f"session log: {exc}") from None
         size = os.fstat(descriptor).st_size
         if size and os.pread(descriptor, 1, size - 1) != b"\n":
             start = max(0, size - MAX_EVENT_LINE_BYTES)

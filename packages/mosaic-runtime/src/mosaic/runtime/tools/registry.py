@@ -23,7 +23,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import enum
-import errno
 import fcntl
 import json
 import os
@@ -34,9 +33,9 @@ from typing import Any
 
 import attrs
 
-from mosaic.core.atomic import atomic_write_bytes
+from mosaic.core.atomic import atomic_write_bytes, open_plain_file
 from mosaic.core.audit import AuditLog, canonical_json
-from mosaic.core.errors import AuditError, MosaicError, ToolError
+from mosaic.core.errors import AuditError, MosaicError, NotPlainFileError, ToolError
 from mosaic.runtime.tools.approval import approval_mac, check_approval
 from mosaic.runtime.tools.definition import ToolDefinition, definition_hash
 from mosaic.runtime.tools.display import escape_control
@@ -355,11 +354,10 @@ class ToolRegistry:
     def _locked(self) -> Iterator[_State]:
         """Exclusive access to the state; writes it back atomically when the block succeeds."""
         path = self.root / ".lock"
-        try:  # O_NOFOLLOW: a lock planted as a symbolic link must not create or touch its target
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
-        except OSError as exc:
-            raise ToolError(f"cannot lock tool registry {self.root}: {path} "
-                            f"{'is a symbolic link' if exc.errno == errno.ELOOP else exc.strerror or exc}") from None
+        try:  # a lock planted as a symbolic link must not create or touch its target, nor a FIFO block
+            descriptor = open_plain_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except NotPlainFileError as exc:
+            raise ToolError(f"cannot lock tool registry {self.root}: {exc}") from None
         with os.fdopen(descriptor, "a") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             state = self._load()

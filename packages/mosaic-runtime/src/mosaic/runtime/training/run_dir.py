@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from mosaic.core.atomic import atomic_write_bytes
-from mosaic.core.errors import ConfigError, ConfigProblem, RunDirectoryError
+from mosaic.core.atomic import atomic_write_bytes, open_plain_file
+from mosaic.core.errors import ConfigError, ConfigProblem, NotPlainFileError, RunDirectoryError
 from mosaic.runtime.training.yaml_source import MAX_PRESET_BYTES, decode_preset, load_yaml
 
 _UTC = datetime.timezone.utc
@@ -40,6 +40,8 @@ def writing(what: Path | str) -> Iterator[None]:
         yield
     except OSError as exc:
         raise RunDirectoryError(describe_os_error(exc, what)) from None
+    except NotPlainFileError as exc:
+        raise RunDirectoryError(f"cannot write {exc}") from None
 
 
 def describe_os_error(exc: OSError, what: Path | str) -> str:
@@ -221,8 +223,9 @@ class RunDir:
     def append_jsonl(self, path: Path, record: dict[str, Any]) -> None:
         line = (json.dumps(_plain(record), sort_keys=True, default=str) + "\n").encode("utf-8")
         with writing(path):
-            # O_NOFOLLOW: a log planted as a symlink must not be appended to outside the run directory
-            descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            # a log planted as a symlink must not be appended to outside the run directory, nor a
+            # FIFO wait for a reader for ever
+            descriptor = open_plain_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 os.write(descriptor, line)
             finally:

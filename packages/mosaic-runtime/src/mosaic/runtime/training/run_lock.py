@@ -8,16 +8,15 @@ lock a detached inode); it records who holds, or last held, the directory.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
 import socket
-import stat
 from pathlib import Path
 from typing import Any
 
-from mosaic.core.errors import RunDirectoryError, RunLockedError
+from mosaic.core.atomic import open_plain_file
+from mosaic.core.errors import NotPlainFileError, RunDirectoryError, RunLockedError
 
 LOCK_NAME = ".lock"
 _MAX_LOCK_BYTES = 4096  # the holder record is a few dozen bytes; never read more
@@ -59,16 +58,11 @@ def acquire_run_lock(run_path: Path) -> RunLock:
     """Take ``run_path``'s lock or raise :class:`RunLockedError` naming the live holder."""
     path = Path(run_path) / LOCK_NAME
     try:
-        # O_NOFOLLOW: a .lock planted as a symlink must not make the truncation below empty its target
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise RunDirectoryError(f"cannot lock run directory {run_path}: {path} is a symbolic link; a run's "
-                                    "lock is a plain file (remove the link)") from None
-        raise RunDirectoryError(f"cannot lock run directory {run_path}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        os.close(descriptor)
-        raise RunDirectoryError(f"cannot lock run directory {run_path}: {path} is not a regular file")
+        # a .lock planted as a symlink must not make the truncation below empty its target
+        descriptor = open_plain_file(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except NotPlainFileError as exc:
+        raise RunDirectoryError(f"cannot lock run directory {run_path}: {exc}; a run's lock is a plain file "
+                                "(remove it)") from None
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
