@@ -282,19 +282,21 @@ class ExpertRegistry:
     def _copy_moments(self, source: int, child: int) -> None:
         """The clone continues from its source's Adam moments (zero moments would make its first
         updates full sign steps: see the module docstring)."""
-        if self.optimizer is None:
-            return
-        for weight in self._expert_weights():
-            state = self.optimizer.state.get(weight, {})
-            for value in state.values():
-                if isinstance(value, torch.Tensor) and value.shape == weight.shape:
-                    value[child] = value[source]
+        for moment in self._per_column_moments():
+            moment[child] = moment[source]
 
     def _reset_moments(self, experts: list[int]) -> None:
+        for moment in self._per_column_moments():
+            moment[experts] = 0.0
+
+    def _per_column_moments(self) -> list[torch.Tensor]:
+        """Every optimizer state tensor shaped like a per-expert weight (Adam's moments), indexed by
+        column in its first dimension."""
         if self.optimizer is None:
-            return
-        for weight in self._expert_weights():
-            state = self.optimizer.state.get(weight, {})
-            for value in state.values():
-                if isinstance(value, torch.Tensor) and value.shape == weight.shape:
-                    value[experts] = 0.0
+            return []
+        return [
+            value
+            for weight in self._expert_weights()
+            for value in self.optimizer.state.get(weight, {}).values()
+            if isinstance(value, torch.Tensor) and value.shape == weight.shape
+        ]

@@ -93,9 +93,10 @@ def _sequence_hook(conv: cattrs.Converter, type_: Any) -> Callable[[Any, Any], A
     """cattrs' own list / tuple structuring, behind a check that the value is a list: cattrs iterates
     whatever it is given, so ``tasks: add`` became ``('a', 'd', 'd')`` and a mapping its keys."""
     args = typing.get_args(type_)
-    if (typing.get_origin(type_) or type_) is tuple and args and args[-1] is not Ellipsis:
+    is_tuple = (typing.get_origin(type_) or type_) is tuple
+    if is_tuple and args and args[-1] is not Ellipsis:
         base: Callable[[Any, Any], Any] = functools.partial(_structure_fixed_tuple, conv, args)
-    elif (typing.get_origin(type_) or type_) is tuple:
+    elif is_tuple:
         base = homogenous_tuple_structure_factory(type_, conv)
     else:
         base = list_structure_factory(type_, conv)
