@@ -110,3 +110,37 @@ def test_trigger_none_keeps_the_columns_and_capacity_but_never_edits() -> None:
     assert records == []
     assert all(layer.live_experts == 6 for layer in layers)
     assert all(registry.live() == list(range(6)) for registry in lifecycle.system.registries)
+
+
+def test_trigger_schedule_grows_every_live_expert_once_at_grow_at_and_never_before() -> None:
+    layers, optimizer = layers_and_optimizer()
+    lifecycle = build_chrono_lifecycle(ChronoLifecycleConfig(trigger="schedule", n_active=3, grow_at=5))
+    lifecycle.attach(layers, optimizer)
+    records = []
+    for step in range(3 * SLOW):
+        train_step(layers, optimizer, step)
+        new = lifecycle.step()
+        edits = [r for r in new if r["edit"]]
+        if step + 1 < 5:
+            assert edits == [] and all(layer.live_experts == 3 for layer in layers)
+        records += edits
+    # 3 live of 8 columns: each of the 3 spawns once, into columns 3-5, in both layers, at step 5 only
+    assert [(r["step"], r["layer"], r["action"], r["expert_delta"]) for r in records] == (
+        [(5, 0, "spawn", 1)] * 3 + [(5, 1, "spawn", 1)] * 3)
+    for layer, registry in zip(layers, lifecycle.system.registries, strict=True):
+        assert sorted(r["expert"] for r in records if r["layer"] == 0) == [0, 1, 2]
+        assert registry.live() == list(range(6)) and layer.live_experts == 6
+    # the slow clock makes no evidence-gated decision of its own
+    assert not any(r["action"] in ("prune", "merge", "split") for r in records)
+
+
+def test_grow_at_belongs_to_the_schedule_trigger_only() -> None:
+    from mosaic.core.config import structure_config
+    from mosaic.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"\$\.grow_at: trigger 'schedule' needs grow_at"):
+        structure_config({"trigger": "schedule"}, ChronoLifecycleConfig)
+    with pytest.raises(ConfigError, match=r"\$\.grow_at: .*no other trigger takes one.*'adhoc'"):
+        structure_config({"trigger": "adhoc", "grow_at": 10}, ChronoLifecycleConfig)
+    with pytest.raises(ConfigError, match=r"\$\.grow_at"):
+        structure_config({"trigger": "schedule", "grow_at": 0}, ChronoLifecycleConfig)

@@ -8,7 +8,9 @@ and the optimizer at the first optimizer step, then :meth:`ChronoLifecycle.step`
 With ``trigger: adhoc`` the slow clock of ChronoSystem is switched off and replaced by the
 original's fixed thresholds (prune φ_slow < ``prune_phi``, split when split-ready, spawn when the
 layer starves), one edit per layer per slow evaluation, without the F_l check, relaxation trial or
-cooldown — the control condition of the phase 8 comparison.
+cooldown — the control condition of the phase 8 comparison. With ``trigger: schedule`` there is no
+decision either: at train step ``grow_at`` every live expert spawns once into the free columns, so
+the phase 8 growth study can measure what the growth edit is worth against the no-edit control.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import attrs
 import torch
 
 from chronomoe.decisions import Decision
-from chronomoe.edits import propose_edits, split_candidates
+from chronomoe.edit_kinds import Candidate
+from chronomoe.edits import layer_view, propose_edits, split_candidates
 from chronomoe.evidence import editing_open
 from chronomoe.expert_registry import LifecycleError
 from chronomoe.lifecycle import layer_health
@@ -58,7 +61,7 @@ class ChronoLifecycle:
             raise LifecycleError("layer.chrono_lifecycle needs router.chrono (with track_roles: true) in every layer")
         config = layers[0].router.config.chrono
         self.slow_interval = config.lifecycle.slow_interval
-        if self.config.trigger == "adhoc":
+        if self.config.trigger in ("adhoc", "schedule"):  # no evidence-gated slow clock
             config = attrs.evolve(config, lifecycle=attrs.evolve(config.lifecycle, slow_interval=_NEVER))
         self.system = ChronoSystem(
             layers, config, optimizer=optimizer, n_active=self.config.n_active, seed=self.config.seed, probe=probe
@@ -92,6 +95,8 @@ class ChronoLifecycle:
                                                trigger=f"final {lc.freeze_final_fraction:.0%} of training: no edits"))
                     for layer in range(len(system.layers))
                 )
+        if self.config.trigger == "schedule" and system.step_count == self.config.grow_at:
+            decisions.extend(self._scheduled_growth(system))
         return [decision.to_json() for decision in decisions] + core_records
 
     def close(self) -> None:
@@ -120,6 +125,23 @@ class ChronoLifecycle:
                 "slow", chosen.action, layer, chosen.expert, snapshot=snapshot,
                 free_energy={"before": chosen.f_before, "predicted": chosen.f_predicted},
                 trigger=f"adhoc: {chosen.trigger}", other=chosen.other, edit=kind)))
+        return records
+
+    def _scheduled_growth(self, system: ChronoSystem) -> list[Decision]:
+        """Every live expert spawns once, the most selected first, while free columns last (the
+        same spawn edit the evidence gate judges, taken without a decision)."""
+        records = []
+        for layer, (moe, registry) in enumerate(zip(system.layers, system.registries, strict=True)):
+            snapshot = moe.router.coherence.snapshot()
+            view = layer_view(registry)
+            for source in sorted(registry.live(), key=lambda e: (-float(view.share[view.index(e)]), e)):
+                child = registry.free_column()
+                if child is None or not registry.can_grow():
+                    break
+                kind = system.apply_edit(layer, "spawn", Candidate(source, child, "scheduled growth"))
+                records.append(system._log(system._record(
+                    "slow", "spawn", layer, source, snapshot=snapshot, other=child,
+                    trigger=f"scheduled growth at step {system.step_count}", edit=kind)))
         return records
 
     def state_dict(self) -> dict:

@@ -12,8 +12,10 @@ from mosaic.core.validators import at_least, greater_than, one_of, optional, rej
 #: evidence (chronomoe.evidence); ``adhoc``: the original's fixed thresholds — prune when φ_slow <
 #: ``prune_phi``, split when bimodal, spawn when starving; no F_l check; ``none``: the registry only
 #: (``n_active`` of the columns live, capacity over them) and no clock at all — the paired control
-#: of the same network without a lifecycle.
-TRIGGERS = ("free_energy", "adhoc", "none")
+#: of the same network without a lifecycle; ``schedule``: no decision at all — at train step
+#: ``grow_at`` every live expert spawns once (most selected first) into the free columns, the edit
+#: the evidence gate is asked to judge, taken on a schedule to measure what it is worth.
+TRIGGERS = ("free_energy", "adhoc", "none", "schedule")
 
 
 @attrs.frozen
@@ -50,10 +52,18 @@ class SovereignConfig:
 class ChronoLifecycleConfig:
     """The ChronoConfig (clocks, thresholds, lifecycle intervals) is the routers' own ``chrono``."""
 
-    trigger: Literal["free_energy", "adhoc", "none"] = attrs.field(default="free_energy", validator=one_of(*TRIGGERS))
+    trigger: Literal["free_energy", "adhoc", "none", "schedule"] = attrs.field(
+        default="free_energy", validator=one_of(*TRIGGERS))
     # experts live at the start (the rest are free columns for splits and spawns); None = all
     n_active: int | None = attrs.field(default=None, validator=optional(at_least(1)))
     seed: int = 0
     # the sovereign core (kernel, audit log, keeper processes); null: the lifecycle runs alone
     # (ignored with trigger "none", which runs no clock)
     kernel: SovereignConfig | None = None
+    # trigger "schedule": the train step of the scheduled growth (required there, refused elsewhere)
+    grow_at: int | None = attrs.field(default=None, validator=optional(at_least(1)))
+
+    def __attrs_post_init__(self) -> None:
+        if (self.trigger == "schedule") != (self.grow_at is not None):
+            reject("grow_at", "trigger 'schedule' needs grow_at (the train step of the scheduled growth) and no "
+                              f"other trigger takes one; got trigger {self.trigger!r}, grow_at {self.grow_at}")
