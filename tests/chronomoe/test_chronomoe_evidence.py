@@ -235,3 +235,73 @@ def test_a_warm_trial_tries_a_new_expert_without_its_entry_offset(warm) -> None:
     routed = -scored[0].loss_edit
     assert (routed > 0) if warm else (routed == 0)  # behind the entry offset the clone is never selected
     assert float(layer.router.columns.entry_offset[6]) == 0.0 and system.registries[0].live() == list(range(6))
+
+
+class CountingProbe(OutputProbe):
+    """An OutputProbe that records the relaxation length of every trial and its baseline."""
+
+    def __init__(self, layer, target):
+        super().__init__(layer, target)
+        self.calls: list[tuple[str, int]] = []
+
+    def trial_losses(self, edit, relax_steps):
+        self.calls.append(("edit" if edit is not None else "baseline", relax_steps))
+        return super().trial_losses(edit, relax_steps)
+
+
+def test_growth_is_tried_over_its_own_horizon_against_a_baseline_relaxed_as_long():
+    lifecycle = attrs.evolve(CHRONO.lifecycle, evidence_relax_steps=4, evidence_growth_relax_steps=300)
+    config = attrs.evolve(CHRONO, lifecycle=lifecycle)
+    layer = build_layer()
+    system = ChronoSystem([layer], config, n_active=6)
+    probe = CountingProbe(layer, None)
+    probe.target = probe.output()
+    scored = score(system, 0, [proposal(3, 0.5), proposal(1, -1.0, action="spawn", other=6)], probe, BaselineCache())
+    assert [s.proposal.action for s in scored] == ["spawn", "prune"]
+    # one baseline per relaxation length, each tried edit relaxed as long as its baseline
+    assert probe.calls == [("baseline", 300), ("edit", 300), ("baseline", 4), ("edit", 4)]
+    cache = BaselineCache()
+    cache.get(10, probe, 4)
+    cache.get(10, probe, 300)
+    cache.get(10, probe, 4)
+    assert probe.calls[-2:] == [("baseline", 4), ("baseline", 300)]  # cached per length, not re-run
+
+
+def test_widen_clones_every_settled_expert_into_the_free_columns_and_prices_them_all():
+    from chronomoe.edits import propose_edits
+    from chronomoe.kernel import Write
+    from chronomoe.lifecycle import layer_health
+
+    lifecycle = attrs.evolve(CHRONO.lifecycle, widen=True)
+    config = attrs.evolve(CHRONO, lifecycle=lifecycle)
+    layer = build_layer()
+    system = ChronoSystem([layer], config, n_active=3)
+    layer(torch.randn(4, 8, D))  # some routing statistics
+    snapshot = layer.router.coherence.snapshot()
+    _, proposals = propose_edits(system.registries[0], snapshot, layer_health(snapshot, config), [], config,
+                                 explore=True)
+    widen = [p for p in proposals if p.action == "widen"]
+    assert len(widen) == 1 and widen[0].other == 3 and widen[0].trigger.startswith("widen by 3")
+    # without the switch the kind proposes nothing
+    _, plain = propose_edits(system.registries[0], snapshot, layer_health(snapshot, CHRONO), [], CHRONO,
+                             explore=True)
+    assert not any(p.action == "widen" for p in plain)
+
+    probe = OutputProbe(layer, None)
+    probe.target = probe.output()
+    scored = score(system, 0, widen, probe, BaselineCache())
+    assert scored[0].price == pytest.approx(3 * lifecycle.evidence_lambda)  # three experts, three prices
+    assert system.registries[0].live() == [0, 1, 2]  # the trial restored the registry
+
+    # carried out (here as a finalised kernel write), it spawns three and its record says so
+    record = system._enact(Write("edit", "edit/step10/layer0", {"layer": 0, "action": "widen", "expert": 0,
+                                                                  "other": 3}, window=1))
+    registry = system.registries[0]
+    assert record.action == "widen" and record.edit and record.expert_delta == 3
+    assert registry.live() == [0, 1, 2, 3, 4, 5] and layer.live_experts == 6
+    assert [registry.states[e] for e in (3, 4, 5)] == ["cooling"] * 3
+    # full: a second widen has no room past max_experts
+    small = attrs.evolve(config, lifecycle=attrs.evolve(lifecycle, max_experts=7))
+    system = ChronoSystem([build_layer()], small, n_active=5)
+    widen_kind = system.edit_kinds["widen"]
+    assert widen_kind.change(system.registries[0], widen[0].candidate) == 2

@@ -132,6 +132,9 @@ class LifecycleConfig:
     max_experts: int | None = attrs.field(default=None, validator=optional(at_least(1)))
     perturb: float = attrs.field(default=0.01, validator=at_least(0.0))
     preserving_growth: bool = False
+    # propose "widen": every settled expert spawns once, the most selected first, while free columns
+    # last (chronomoe.edit_kinds); a trial sees its cost long before its gain (docs/chronomoe.md)
+    widen: bool = False
     entry_offset: float = attrs.field(default=-10.0, validator=at_most(0.0))
     warmup_steps: int = attrs.field(default=200, validator=at_least(1))
     relaxation_steps: int = attrs.field(default=200, validator=at_least(1))
@@ -156,6 +159,10 @@ class LifecycleConfig:
     # ``freeze_final_fraction`` of training.
     evidence_candidates: int = attrs.field(default=3, validator=at_least(1))
     evidence_relax_steps: int = attrs.field(default=4, validator=at_least(1))
+    # the relaxation of a trial of an edit that adds experts (spawn, split, widen); None: the same
+    # as evidence_relax_steps. A new expert costs loss for its first few hundred steps and pays
+    # after (the scheduled-growth study in docs/chronomoe.md), so a short trial only sees the cost
+    evidence_growth_relax_steps: int | None = attrs.field(default=None, validator=optional(at_least(1)))
     evidence_margin: float = attrs.field(default=0.005, validator=at_least(0.0))
     evidence_lambda: float = attrs.field(default=0.002, validator=at_least(0.0))
     # try a spawned or split expert without its entry offset (see chronomoe.evidence)

@@ -65,8 +65,9 @@ class EditKind:
     - ``predict(view, candidate) -> LayerView``: the layer as it would be after the edit, scored by F;
     - ``apply(registry, candidate)``: carry the edit out;
     - ``guard(registry, candidate) -> reason | None``: why a queued edit no longer applies;
-    - ``expert_delta``: the change in the layer's live experts;
-    - ``adhoc_rank``: the ad-hoc controller's preference (lower first; None: not an ad-hoc edit).
+    - ``expert_delta``: the change in the layer's live experts (its sign, where ``count`` is set);
+    - ``adhoc_rank``: the ad-hoc controller's preference (lower first; None: not an ad-hoc edit);
+    - ``count(registry, candidate) -> int``: the change, where it depends on the layer (widen).
     """
 
     name: str
@@ -76,6 +77,11 @@ class EditKind:
     guard: Callable[[ExpertRegistry, Candidate], str | None]
     expert_delta: int
     adhoc_rank: int | None = None
+    count: Callable[[ExpertRegistry, Candidate], int] | None = None
+
+    def change(self, registry: ExpertRegistry, candidate: Candidate) -> int:
+        """The change in the layer's live experts this edit would make now."""
+        return self.expert_delta if self.count is None else self.count(registry, candidate)
 
 
 # --- the built-in kinds ----------------------------------------------------------------------------
@@ -132,6 +138,52 @@ def _propose_spawn(c: EditContext) -> list[Candidate]:
     return [Candidate(source, child, reason)]
 
 
+def _widen_sources(registry: ExpertRegistry, share: Callable[[int], float]) -> list[int]:
+    """The experts a widen clones, most selected first: one per free column, settled experts only."""
+    settled = [e for e in registry.live() if registry.states[e] != "cooling"]
+    room = sum(1 for s in registry.states if s == "archived")
+    if registry.config.max_experts is not None:
+        room = min(room, registry.config.max_experts - len(registry.live()))
+    return sorted(settled, key=lambda e: (-share(e), e))[:max(0, room)]
+
+
+def _propose_widen(c: EditContext) -> list[Candidate]:
+    """With ``widen``, while the layer starves (or when exploring for a trial): every settled expert
+    spawns once, the most selected first, into the free columns (two or more of them)."""
+    if not c.config.lifecycle.widen or not (c.health.starving or c.explore) or not c.registry.can_grow():
+        return []
+    sources = _widen_sources(c.registry, lambda e: float(c.view.share[c.view.index(e)]))
+    child = c.registry.free_column()
+    if len(sources) < 2 or child is None:
+        return []  # one new expert is a spawn
+    reason = ("layer starving: " + "; ".join(c.health.reasons)) if c.health.starving else "for the trial to judge"
+    return [Candidate(sources[0], child, f"widen by {len(sources)}: {reason}")]
+
+
+def _predict_widen(view: LayerView, c: Candidate) -> LayerView:
+    # the view holds the live experts only, not the free columns: every one spawns here, which
+    # over-counts a widen short of room; the proxy only orders the kinds' candidates for the trials
+    sources = sorted(view.experts, key=lambda e: (-float(view.share[view.index(e)]), e))
+    for n, source in enumerate(sources):
+        view = after_spawn(view, source, _other(c) + n)  # column ids only label the new rows
+    return view
+
+
+def _apply_widen(registry: ExpertRegistry, c: Candidate) -> None:
+    from chronomoe.edits import layer_view
+
+    view = layer_view(registry)
+    for source in _widen_sources(registry, lambda e: float(view.share[view.index(e)])):
+        registry.spawn(source)
+
+
+def _count_widen(registry: ExpertRegistry, _c: Candidate) -> int:
+    from chronomoe.edits import layer_view
+
+    view = layer_view(registry)
+    return len(_widen_sources(registry, lambda e: float(view.share[view.index(e)])))
+
+
 def _apply_merge(registry: ExpertRegistry, c: Candidate) -> None:
     from chronomoe.edits import layer_view
 
@@ -176,6 +228,8 @@ EDIT_KINDS: dict[str, EditKind] = {
                  lambda r, c: r.split(c.expert), _guard_split, expert_delta=1, adhoc_rank=1),
         EditKind("spawn", _propose_spawn, lambda v, c: after_spawn(v, c.expert, _other(c)),
                  lambda r, c: r.spawn(c.expert), _no_room, expert_delta=1, adhoc_rank=2),
+        EditKind("widen", _propose_widen, _predict_widen, _apply_widen, _no_room, expert_delta=1,
+                 count=_count_widen),
     )
 }
 

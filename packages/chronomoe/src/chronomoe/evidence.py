@@ -15,6 +15,10 @@ edit is taken only when its predicted ΔF < −``evidence_margin``. Its realised
 on the check set (``delta_loss_realised``), which the decision never reads: the benchmark's rank
 correlation between predicted ΔF and realised Δloss is computed on disjoint data.
 
+A trial of an edit that adds experts (spawn, split, widen) relaxes ``evidence_growth_relax_steps``
+when set: a new expert costs loss for its first few hundred steps and pays after, so a few steps of
+relaxation see only the cost (the unedited baseline is relaxed as long, on the same batches).
+
 A new expert (spawn, split) enters behind an entry offset that the slow clock relaxes over
 ``warmup_steps``; a trial of a few relaxation steps therefore sees it barely routed. With
 ``evidence_warm_trial`` the trial removes the offset of the new column, so growth is judged with the
@@ -88,20 +92,29 @@ def editing_open(step: int, probe: TrainingProbe | None, config: LifecycleConfig
 
 
 class BaselineCache:
-    """The unedited model's relaxed (probe, check) losses at this step, until an edit changes it."""
+    """The unedited model's relaxed (probe, check) losses at this step, per relaxation length, until
+    an edit changes the model."""
 
     def __init__(self) -> None:
         self.step: int | None = None
-        self.losses: tuple[float, float | None] = (0.0, None)
+        self.losses: dict[int, tuple[float, float | None]] = {}
 
     def get(self, step: int, probe: TrainingProbe, relax_steps: int) -> tuple[float, float | None]:
         if self.step != step:
-            self.losses = probe.trial_losses(None, relax_steps)
-            self.step = step
-        return self.losses
+            self.losses, self.step = {}, step
+        if relax_steps not in self.losses:
+            self.losses[relax_steps] = probe.trial_losses(None, relax_steps)
+        return self.losses[relax_steps]
 
     def invalidate(self) -> None:
         self.step = None
+
+
+def relaxation_of(expert_delta: int, config: LifecycleConfig) -> int:
+    """Trial length of an edit: ``evidence_growth_relax_steps`` for one that adds experts."""
+    if expert_delta > 0 and config.evidence_growth_relax_steps is not None:
+        return config.evidence_growth_relax_steps
+    return config.evidence_relax_steps
 
 
 def candidates(proposals: list[EditProposal], count: int) -> list[EditProposal]:
@@ -125,12 +138,14 @@ def score(
     ranked = candidates(proposals, lc.evidence_candidates)
     if not ranked:
         return []
-    base, check_base = baseline.get(system.step_count, probe, lc.evidence_relax_steps)
     registry = system.registries[layer]
     scored = []
     for proposal in ranked:
+        kind = edit_kind(proposal.action, system.edit_kinds)
+        relax_steps = relaxation_of(kind.expert_delta, lc)
+        base, check_base = baseline.get(system.step_count, probe, relax_steps)
         saved = registry.state_dict()
-        price = lc.evidence_lambda * edit_kind(proposal.action, system.edit_kinds).expert_delta
+        price = lc.evidence_lambda * kind.change(registry, proposal.candidate)
 
         def edit(proposal: EditProposal = proposal) -> None:
             before = set(registry.live())
@@ -142,7 +157,7 @@ def score(
                         offset[column] = 0.0
 
         try:
-            loss, check = probe.trial_losses(edit, lc.evidence_relax_steps)
+            loss, check = probe.trial_losses(edit, relax_steps)
         except LifecycleError as exc:
             scored.append(ScoredEdit(proposal, base, None, refused=str(exc), price=price))
             continue

@@ -254,11 +254,13 @@ class ChronoSystem:
                                  free_energy=free, competing=competing,
                                  trigger="kernel write budget spent: queued", other=chosen.other)
                 ]
+        live_before = len(self.registries[layer].live())
         kind = self.apply_edit(layer, chosen.action, chosen.candidate)
+        change = len(self.registries[layer].live()) - live_before
         self.baseline.invalidate()
         record = self._record("slow", chosen.action, layer, chosen.expert, snapshot=snapshot,
                               free_energy=free, competing=competing, trigger=chosen.trigger,
-                              other=chosen.other, edit=kind)
+                              other=chosen.other, edit=kind, expert_delta=change)
         self.pending[layer] = record
         return records + [record]
 
@@ -343,9 +345,11 @@ class ChronoSystem:
         stale = self.edit_guard(layer, action, candidate)
         if stale is not None:
             return self._record("slow", f"stale_{action}", layer, candidate.expert, trigger=stale)
+        live_before = len(self.registries[layer].live())
         kind = self.apply_edit(layer, action, candidate)
         return self._record("slow", action, layer, candidate.expert, other=candidate.other,
-                            trigger=f"queued edit finalised ({write.key})", edit=kind)
+                            trigger=f"queued edit finalised ({write.key})", edit=kind,
+                            expert_delta=len(self.registries[layer].live()) - live_before)
 
     # --- edits, by kind ---------------------------------------------------------------------------
 
@@ -382,7 +386,9 @@ class ChronoSystem:
         other: int | None = None,
         edit: EditKind | None = None,
         evidence: dict[str, float] | None = None,
+        expert_delta: int | None = None,
     ) -> Decision:
+        """``expert_delta``: the change the edit made (default: its kind's ``expert_delta``)."""
         coherence = None
         if snapshot is not None:
             coherence = {"psi_slow": snapshot.psi_slow}
@@ -394,7 +400,8 @@ class ChronoSystem:
         return Decision(
             step=self.step_count, clock=clock, action=action, layer=layer, expert=expert, other=other,
             coherence=coherence, free_energy=free_energy or {}, competing=competing or [], trigger=trigger,
-            edit=edit is not None, expert_delta=0 if edit is None else edit.expert_delta,
+            edit=edit is not None,
+            expert_delta=0 if edit is None else (edit.expert_delta if expert_delta is None else expert_delta),
             evidence=evidence or {},
         )
 
