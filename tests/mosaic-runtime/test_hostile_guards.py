@@ -52,11 +52,15 @@ def test_the_run_lock_and_logs_refuse_symlinks(tmp_path: Path) -> None:
     assert victim.read_text() == "precious"
 
 
+class BlockedForEver(Exception):
+    """Not an OSError (as TimeoutError is), which the code under test may catch and carry on from."""
+
+
 @contextlib.contextmanager
 def fails_instead_of_hanging(seconds: int = 10) -> Any:
     """Opening a FIFO for writing waits for a reader for ever: turn a regression into a failure."""
     def give_up(*_: object) -> None:
-        raise TimeoutError("blocked opening a FIFO")
+        raise BlockedForEver("blocked opening a FIFO")
 
     previous = signal.signal(signal.SIGALRM, give_up)
     signal.alarm(seconds)
@@ -95,6 +99,22 @@ def test_only_regular_files_count_as_checkpoints(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "step_00000002.pt")  # opening it would block the resume for ever
     (tmp_path / "step_00000003.pt").mkdir()
     assert [step for step, _ in list_checkpoints(tmp_path)] == [1]
+
+
+def test_a_saved_file_planted_as_a_fifo_or_directory_is_refused_without_waiting(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "session.pt")  # torch.load opened it and waited for a writer for ever
+    with fails_instead_of_hanging(), pytest.raises(CheckpointError, match="session file .*session.pt is not a "
+                                                                          "regular file \\(it is a FIFO\\)"):
+        load_payload(tmp_path / "session.pt", file_format=FORMAT, what="session file")
+    (tmp_path / "dir.pt").mkdir()
+    with pytest.raises(CheckpointError, match="checkpoint .*dir.pt is not a regular file \\(it is a directory\\)"):
+        load_payload(tmp_path / "dir.pt", file_format=FORMAT, what="checkpoint")
+    with pytest.raises(CheckpointError, match="no such session"):
+        load_payload(tmp_path / "missing.pt", file_format=FORMAT, what="session file", missing="no such session")
+    # a file that is only read may be a link to a real one
+    torch.save({"format": FORMAT, "step": 1}, tmp_path / "real.pt")
+    (tmp_path / "link.pt").symlink_to(tmp_path / "real.pt")
+    assert load_payload(tmp_path / "link.pt", file_format=FORMAT, what="checkpoint")["step"] == 1
 
 
 def test_checkpoint_fields_are_checked_before_anything_is_restored(tmp_path: Path) -> None:

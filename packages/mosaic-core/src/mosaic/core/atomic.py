@@ -61,12 +61,23 @@ def fsync_directory(directory: Path | str) -> None:
         os.close(fd)
 
 
-def open_plain_file(path: Path | str, flags: int, mode: int = 0o644) -> int:
-    """``os.open(path, flags, mode)`` for a regular file only: never through a symbolic link, never
-    waiting on a FIFO (opened non-blocking, checked, then set blocking again). Raises
-    :class:`NotPlainFileError` with a sentence that starts with the path."""
+def _kind_of(file_mode: int) -> str:
+    if stat.S_ISDIR(file_mode):
+        return "a directory"
+    if stat.S_ISFIFO(file_mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(file_mode):
+        return "a socket"
+    return "a device"
+
+
+def open_plain_file(path: Path | str, flags: int, mode: int = 0o644, *, follow_links: bool = False) -> int:
+    """``os.open(path, flags, mode)`` for a regular file only: never through a symbolic link (unless
+    ``follow_links``: a file that is only read may be linked to), never waiting on a FIFO (opened
+    non-blocking, checked, then set blocking again). Raises :class:`NotPlainFileError` with a
+    sentence that starts with the path."""
     try:
-        descriptor = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode)
+        descriptor = os.open(path, flags | (0 if follow_links else os.O_NOFOLLOW) | os.O_NONBLOCK, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise NotPlainFileError(f"{path} is a symbolic link, not a plain file") from None
@@ -74,8 +85,9 @@ def open_plain_file(path: Path | str, flags: int, mode: int = 0o644) -> int:
             raise NotPlainFileError(f"{path} is not a regular file (a FIFO or a device)") from None
         raise NotPlainFileError(f"{path} cannot be opened ({exc.strerror or exc})") from None
     try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise NotPlainFileError(f"{path} is not a regular file (a FIFO or a device)")
+        file_mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(file_mode):
+            raise NotPlainFileError(f"{path} is not a regular file (it is {_kind_of(file_mode)})")
         os.set_blocking(descriptor, True)
     except BaseException:
         os.close(descriptor)

@@ -9,20 +9,21 @@ that is corrupt, from another config or recorded with a different opcode table.
 
 from __future__ import annotations
 
+import os
 import pickle
 import random
 import re
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import structlog
 import torch
 
-from mosaic.core.atomic import atomic_write
+from mosaic.core.atomic import atomic_write, open_plain_file
 from mosaic.core.config import unstructure_config
-from mosaic.core.errors import CheckpointError
+from mosaic.core.errors import CheckpointError, NotPlainFileError
 
 log = structlog.get_logger("mosaic.runtime.checkpoint")
 
@@ -93,38 +94,45 @@ def refusal_reason(error: pickle.UnpicklingError) -> str:
 def load_payload(path: Path, *, file_format: str, what: str, missing: str | None = None) -> dict[str, Any]:
     """A saved ``{"format": file_format, ...}`` dict, or a :class:`CheckpointError` naming ``what``
     (``"checkpoint"``, ``"session file"``...) and the file: missing (``missing`` overrides that
-    message), corrupt, or some other kind of file."""
-    check_expansion(path, what)
+    message), not a regular file (a FIFO planted there would block the read for ever), corrupt, or
+    some other kind of file."""
     try:
-        # Weights only: torch's restricted unpickler builds tensors and plain containers and refuses
-        # every other global, so a planted pickle is an error here and never runs code.
-        with warnings.catch_warnings():  # a foreign pickle protocol warns before it is refused
-            warnings.simplefilter("ignore", UserWarning)
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(missing or f"{what} {path} does not exist") from None
-    except pickle.UnpicklingError as exc:
-        reason = refusal_reason(exc)
-        if "global" in reason.lower():
-            raise CheckpointError(f"{what} {path} holds objects other than tensors and plain data; it was "
-                                  f"refused without running them ({reason})") from None
-        raise CheckpointError(f"{what} {path} is corrupt: {reason}") from None
-    except Exception as exc:  # noqa: BLE001 - torch.load raises many types for truncated or foreign files
-        raise CheckpointError(f"{what} {path} is corrupt: {type(exc).__name__}: {first_line(str(exc))}") from None
+        descriptor = open_plain_file(path, os.O_RDONLY, follow_links=True)
+    except NotPlainFileError as exc:
+        if not os.path.lexists(path):
+            raise CheckpointError(missing or f"{what} {path} does not exist") from None
+        raise CheckpointError(f"{what} {exc}") from None
+    with os.fdopen(descriptor, "rb") as file:
+        check_expansion(file, path, what)
+        file.seek(0)
+        try:
+            # Weights only: torch's restricted unpickler builds tensors and plain containers and
+            # refuses every other global, so a planted pickle is an error here and never runs code.
+            with warnings.catch_warnings():  # a foreign pickle protocol warns before it is refused
+                warnings.simplefilter("ignore", UserWarning)
+                payload = torch.load(file, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            reason = refusal_reason(exc)
+            if "global" in reason.lower():
+                raise CheckpointError(f"{what} {path} holds objects other than tensors and plain data; it was "
+                                      f"refused without running them ({reason})") from None
+            raise CheckpointError(f"{what} {path} is corrupt: {reason}") from None
+        except Exception as exc:  # noqa: BLE001 - torch.load raises many types for truncated or foreign files
+            raise CheckpointError(f"{what} {path} is corrupt: {type(exc).__name__}: {first_line(str(exc))}") from None
     if not isinstance(payload, dict) or payload.get("format") != file_format:
         raise CheckpointError(f"{what} {path} is not a {file_format} file")
     return payload
 
 
-def check_expansion(path: Path, what: str) -> None:
+def check_expansion(file: BinaryIO, path: Path, what: str) -> None:
     """Refuse a torch zip whose entries expand far beyond the file: ``torch.save`` stores tensors
     uncompressed, so only a crafted file is compressed, and one of 20 MB could unpack to 20 GB."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        size = os.fstat(file.fileno()).st_size
+        with zipfile.ZipFile(file) as archive:
             expanded = sum(entry.file_size for entry in archive.infolist())
-        size = path.stat().st_size
     except (zipfile.BadZipFile, OSError, ValueError):
-        return  # not a zip, or not there: torch.load says what it is
+        return  # not a zip: torch.load says what it is
     if expanded > EXPANSION_FACTOR * size + EXPANSION_SLACK_BYTES:
         raise CheckpointError(f"{what} {path} is corrupt: its entries expand to {expanded:,} bytes from a "
                               f"{size:,}-byte file (torch.save stores tensors uncompressed)")
