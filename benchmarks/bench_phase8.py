@@ -141,8 +141,22 @@ def train_one(
             for r in decisions
             if r["action"] == "scored"
         ],
+        "train_lm_ce_by_window": train_loss_windows(read_jsonl(Path(summary["run_dir"]) / "metrics.jsonl"), steps),
         "wall_seconds": round(seconds, 1),
     }
+
+
+def train_loss_windows(metrics: list[dict[str, Any]], steps: int) -> list[float | None]:
+    """Mean logged training ``lm_ce`` in each window of ``steps // 40`` steps (window i holds steps
+    i·w+1 .. (i+1)·w): paired per seed across arms, it shows when an edit costs and when it pays."""
+    width = max(1, steps // 40)
+    sums, counts = [0.0] * 40, [0] * 40
+    for record in metrics:
+        if record.get("split") == "train" and "lm_ce" in record and 1 <= record.get("step", 0) <= width * 40:
+            window = (record["step"] - 1) // width
+            sums[window] += record["lm_ce"]
+            counts[window] += 1
+    return [round(total / n, 4) if n else None for total, n in zip(sums, counts, strict=True)]
 
 
 def one_torch_thread() -> None:
