@@ -311,3 +311,11 @@ def test_list_fields_keep_their_items_and_container_type() -> None:
     config = structure_config({"tasks": ["add", "mul"], "stages": [{"k": 2}], "sigmas": (0.5, 1, 2)}, WithSequences)
     assert config.tasks == ("add", "mul") and config.stages == [PlainInner(2)] and config.sigmas == (0.5, 1.0, 2.0)
     assert isinstance(config.sigmas[1], float)
+
+
+def test_path_component_names_are_matched_whole() -> None:
+    from mosaic.core.validators import is_path_component
+
+    assert is_path_component("run-1.a_b", 64) and is_path_component("x" * 64, 64)
+    for bad in ("", ".hidden", "-x", "a/b", "..", "x\n", "x\r", "x" * 65, "é", 3, None):
+        assert not is_path_component(bad, 64), bad

@@ -69,8 +69,9 @@ def test_fresh_ignores_and_other_names_are_separate(run: tuple[Path, object]) ->
     assert not again.resumed and again.session.tokens_seen == 0
     other = open_agent(run_dir, registry=registry, session_name="s3")
     assert not other.resumed
-    with pytest.raises(ConfigError, match="not a session name"):
-        open_agent(run_dir, registry=registry, session_name="../escape")
+    for name in ("../escape", "s1\n", ".hidden", "x" * 65):  # "s1\n" made a directory with a newline
+        with pytest.raises(ConfigError, match="not a session name"):
+            open_agent(run_dir, registry=registry, session_name=name)
 
 
 def test_a_session_from_another_configuration_is_refused(run: tuple[Path, object]) -> None:

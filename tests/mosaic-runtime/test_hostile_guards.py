@@ -178,7 +178,7 @@ def test_a_model_too_large_for_the_machine_is_refused_before_it_is_built() -> No
 
 def test_sweeps_name_their_study_safely_and_report_a_bad_storage(tmp_path: Path) -> None:
     grid = (SweepParam.grid("trainer.lr=0.1"),)
-    for name in ("../x", "/abs", "", "a/b"):
+    for name in ("../x", "/abs", "", "a/b", "x\n", "x" * 65):  # "x\n" passed a $-anchored pattern
         with pytest.raises(SweepError, match="not a study name"):
             SweepSpec(preset="p", params=grid, study_name=name)
     with pytest.raises(SweepError, match="trainer.lr: swept twice"):

@@ -197,6 +197,8 @@ HOSTILE: list[tuple[str, str | bytes, str, str, tuple[str, ...]]] = [
     ("binary tag", replace("name: tiny", "name: !!binary aGVsbG8="), "!!binary", "$.name", ()),
     ("set tag", replace("      size: 64", "      size: !!set {a, b}"), "!!set", "$.targets[0].dataset.size", ()),
     ("timestamp scalar", replace("name: tiny", "name: 2024-01-01"), "!!timestamp", "$.name", ()),
+    ("name with a path", replace("name: tiny", "name: ../escape"), "is not a preset name", "$.name", ()),
+    ("name ending in a newline", replace("name: tiny", 'name: "tiny\\n"'), "is not a preset name", "$.name", ()),
     ("non-UTF-8 byte", TINY_PRESET.replace("a tiny preset", "caf\xe9").encode("latin-1"), "not UTF-8: byte 0xe9",
      "$", ()),
     ("control character", replace("a tiny preset", "a tiny \x07 preset"), "character U+0007 is not allowed", "$",

@@ -9,12 +9,20 @@ apart from its message, so :func:`mosaic.core.config.structure_config` reports t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 import attrs
 
 from mosaic.core.errors import InvalidFieldError
+
+
+def is_path_component(name: object, max_length: int) -> bool:
+    """Is ``name`` safe as one path component (a preset's runs directory, a session, a study):
+    letters, digits, ``_``, ``.`` and ``-``, starting with a letter or digit, at most ``max_length``
+    characters. Matched whole (``re.fullmatch``): a ``$`` anchor also accepts a trailing newline."""
+    return isinstance(name, str) and re.fullmatch(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{max_length - 1}}}", name) is not None
 
 
 @attrs.frozen

@@ -9,7 +9,6 @@ per line). Loading refuses a session recorded for another configuration.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,13 +19,13 @@ from mosaic.core.atomic import atomic_write, open_plain_file
 from mosaic.core.errors import CheckpointError, ConfigError, ConfigProblem, EventError, NotPlainFileError
 from mosaic.core.events.envelope import EventEnvelope
 from mosaic.core.ledger import CommitmentAnomaly, CommitmentLedger
+from mosaic.core.validators import is_path_component
 from mosaic.runtime.agent.responder import EventSession
 from mosaic.runtime.training.checkpoint import load_payload
 
 SESSION_FORMAT = "mosaic-session/1"
 #: The longest line a torn ``events.jsonl`` is searched back through (an event is at most 1 MiB).
 MAX_EVENT_LINE_BYTES = 2 << 20
-SESSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def ledger_to_dict(ledger: CommitmentLedger) -> dict[str, Any]:
@@ -93,7 +92,7 @@ class SessionStore:
         self.root = Path(run_path) / "sessions"
 
     def directory(self, name: str) -> Path:
-        if not isinstance(name, str) or not SESSION_NAME.match(name):
+        if not is_path_component(name, 64):
             raise ConfigError([ConfigProblem("--session", f"{name!r} is not a session name "
                                              "(letters, digits, '_', '.', '-'; at most 64 characters)")])
         return self.root / name

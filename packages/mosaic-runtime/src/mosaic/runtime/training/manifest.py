@@ -10,7 +10,6 @@ registry, so the runtime never imports the packages that provide them.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from mosaic.core.errors import (
     MosaicError,
     UnknownComponentError,
 )
+from mosaic.core.validators import is_path_component
 from mosaic.runtime.training.train_config import BudgetConfig, EvalConfig, TrainerConfig
 from mosaic.runtime.training.variables import apply_overrides, resolve_variables
 from mosaic.runtime.training.yaml_source import (
@@ -41,7 +41,6 @@ if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plug
 
 PRESET_VERSION = 2
 #: A preset's name, which becomes a directory (``OUT/<name>/``): one safe path component.
-PRESET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 TOP_KEYS = ("version", "name", "notes", "vars", "targets")
 TARGET_KEYS = ("type", "name", "backend", "model", "objective", "dataset", "curriculum", "trainer", "eval",
                "budget")
@@ -186,7 +185,7 @@ class ManifestValidator:
                 self.problem(problem.path, problem.message, problem.hint)
             self.fail_if_problems()
         name = data.get("name")
-        if isinstance(name, str) and not PRESET_NAME.match(name):
+        if isinstance(name, str) and not is_path_component(name, 128):
             self.problem("$.name", f"{name!r} is not a preset name: it names the runs' directory, so it is one path "
                                    "component of letters, digits, '_', '.' and '-' (at most 128), starting with a "
                                    "letter or digit")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import re
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -22,13 +21,13 @@ import attrs
 
 from mosaic.core.atomic import atomic_write_bytes
 from mosaic.core.errors import MosaicError
+from mosaic.core.validators import is_path_component
 
 if TYPE_CHECKING:
     from mosaic.core.registry import Registry
 
 DIRECTIONS = ("minimize", "maximize")
 #: A study's name, which becomes the sweep's directory (``OUT/<preset>/sweeps/<name>/``).
-STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: distributions a random-search parameter may take: ``KEY=KIND:ARGS``
 PARAM_KINDS = ("uniform", "loguniform", "int", "choice")
 
@@ -109,7 +108,7 @@ class SweepSpec:
     def __attrs_post_init__(self) -> None:
         if not self.params:
             raise SweepError("a sweep needs at least one --grid or --param")
-        if not STUDY_NAME.match(self.study_name):
+        if not is_path_component(self.study_name, 64):
             raise SweepError(f"--study {self.study_name!r} is not a study name: letters, digits, '_', '.' and '-', "
                              "at most 64, starting with a letter or digit (it names the sweep's directory)")
         keys = [p.key for p in self.params]
