@@ -319,3 +319,15 @@ def test_path_component_names_are_matched_whole() -> None:
     assert is_path_component("run-1.a_b", 64) and is_path_component("x" * 64, 64)
     for bad in ("", ".hidden", "-x", "a/b", "..", "x\n", "x\r", "x" * 65, "é", 3, None):
         assert not is_path_component(bad, 64), bad
+
+
+def test_component_ids_are_matched_whole() -> None:
+    """A $-anchored pattern also accepts a trailing newline: "layer.moe\\n" passed before."""
+    import pytest
+
+    from mosaic.core.errors import InvalidComponentError
+    from mosaic.core.registry import parse_component_id
+
+    assert parse_component_id("layer.moe") == ("layer", "moe")
+    with pytest.raises(InvalidComponentError, match="not a semantic ID"):
+        parse_component_id("layer.moe\n")

@@ -274,3 +274,15 @@ def test_fusion_gates_state_needs_the_vm_in_control():
 
     with pytest.raises(ConfigError, match="fusion_gates_state"):
         structure_config({"d_model": 12, "fusion_gates_state": True}, MosaicBlockConfig)
+
+
+def test_an_opcode_name_is_matched_whole() -> None:
+    import pytest
+
+    from mosaic.core.errors import InvalidComponentError
+    from mosaic.layers.isa import Opcode
+
+    assert Opcode("MY_OP", "a plugin's opcode").name == "MY_OP"
+    for bad in ("MY_OP\n", "my_op", "1OP", ""):  # "MY_OP\n" passed a $-anchored pattern
+        with pytest.raises(InvalidComponentError, match="UPPER_SNAKE_CASE"):
+            Opcode(bad, "bad")

@@ -98,6 +98,7 @@ def test_only_regular_files_count_as_checkpoints(tmp_path: Path) -> None:
     (tmp_path / "step_00000001.pt").write_bytes(b"x")
     os.mkfifo(tmp_path / "step_00000002.pt")  # opening it would block the resume for ever
     (tmp_path / "step_00000003.pt").mkdir()
+    (tmp_path / "step_00000004.pt\n").write_bytes(b"x")  # not a checkpoint's name, though $ matched it
     assert [step for step, _ in list_checkpoints(tmp_path)] == [1]
 
 

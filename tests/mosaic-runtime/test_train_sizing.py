@@ -46,3 +46,12 @@ def test_estimate_grows_with_batch_and_shrinks_with_bf16() -> None:
     assert large.activation_bytes > 4 * small.activation_bytes
     assert half.activation_bytes < large.activation_bytes
     assert large.optimizer_bytes == 2 * large.weights_bytes
+
+
+def test_a_device_name_is_matched_whole() -> None:
+    from mosaic.runtime.training.preflight import device_problems
+
+    assert device_problems("cpu", "$.trainer.device") == []
+    for bad in ("cpu\n", "cuda:0\n", "gpu", "cuda:1234"):  # "cpu\n" passed a $-anchored pattern
+        problems = device_problems(bad, "$.trainer.device")
+        assert [p.path for p in problems] == ["$.trainer.device"] and "must be one of" in problems[0].message

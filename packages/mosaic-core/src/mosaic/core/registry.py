@@ -94,7 +94,7 @@ KNOWN_PROVIDERS: Mapping[str, str] = {
 
 def parse_component_id(component_id: str) -> tuple[str, str]:
     """Split ``kind.name`` or raise :class:`InvalidComponentError`."""
-    match = COMPONENT_ID.match(component_id) if isinstance(component_id, str) else None
+    match = COMPONENT_ID.fullmatch(component_id) if isinstance(component_id, str) else None
     if match is None:
         raise InvalidComponentError(
             f"{component_id!r} is not a semantic ID of the form <kind>.<name> "

@@ -72,7 +72,7 @@ CHANNELS: tuple[str, ...] = tuple(field.name for field in attrs.fields(ChannelVa
 
 
 def _check_name(_instance: object, _attribute: object, value: str) -> None:
-    if not isinstance(value, str) or not _OPCODE_NAME.match(value):
+    if not isinstance(value, str) or not _OPCODE_NAME.fullmatch(value):
         raise InvalidComponentError(f"opcode name {value!r} must be UPPER_SNAKE_CASE")
 
 

@@ -65,7 +65,7 @@ def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     FIFO or device planted under a checkpoint's name would block or flood the loader)."""
     if not directory.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := NAME.match(p.name)) and p.is_file()]
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := NAME.fullmatch(p.name)) and p.is_file()]
     return sorted(found)
 
 

@@ -28,7 +28,7 @@ DEVICE_FORM = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)$")
 
 def device_problems(name: str, path: str) -> list[ConfigProblem]:
     """Why ``name`` cannot be used on this machine (empty when it can)."""
-    if not DEVICE_FORM.match(name):
+    if not DEVICE_FORM.fullmatch(name):
         return [ConfigProblem(path, f"must be one of auto, cpu, cuda, cuda:N, mps, got {name!r}")]
     if name in ("auto", "cpu"):
         return []
