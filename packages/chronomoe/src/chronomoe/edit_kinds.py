@@ -169,19 +169,16 @@ def _predict_widen(view: LayerView, c: Candidate) -> LayerView:
     return view
 
 
-def _apply_widen(registry: ExpertRegistry, c: Candidate) -> None:
+def _widen_sources_now(registry: ExpertRegistry) -> list[int]:
     from chronomoe.edits import layer_view
 
     view = layer_view(registry)
-    for source in _widen_sources(registry, lambda e: float(view.share[view.index(e)])):
+    return _widen_sources(registry, lambda e: float(view.share[view.index(e)]))
+
+
+def _apply_widen(registry: ExpertRegistry, _c: Candidate) -> None:
+    for source in _widen_sources_now(registry):
         registry.spawn(source)
-
-
-def _count_widen(registry: ExpertRegistry, _c: Candidate) -> int:
-    from chronomoe.edits import layer_view
-
-    view = layer_view(registry)
-    return len(_widen_sources(registry, lambda e: float(view.share[view.index(e)])))
 
 
 def _apply_merge(registry: ExpertRegistry, c: Candidate) -> None:
@@ -229,7 +226,7 @@ EDIT_KINDS: dict[str, EditKind] = {
         EditKind("spawn", _propose_spawn, lambda v, c: after_spawn(v, c.expert, _other(c)),
                  lambda r, c: r.spawn(c.expert), _no_room, expert_delta=1, adhoc_rank=2),
         EditKind("widen", _propose_widen, _predict_widen, _apply_widen, _no_room, expert_delta=1,
-                 count=_count_widen),
+                 count=lambda r, _c: len(_widen_sources_now(r))),
     )
 }
 
