@@ -42,7 +42,7 @@ MISTAKES = [
     ("phase8_moe", ["targets[3].model.lifecycle.type=layer.chrono_lifecyle"],
      "$.targets[3].model.lifecycle.type (line 240)", "did you mean layer.chrono_lifecycle?"),
     ("phase8_moe", ["targets[3].model.lifecycle.trigger=sometimes"], "$.targets[3].model.lifecycle.trigger (line 241)",
-     "must be one of 'free_energy', 'adhoc', 'none', got 'sometimes'"),
+     "must be one of 'free_energy', 'adhoc', 'none', 'schedule', got 'sometimes'"),
     # model x dataset x objective
     ("mosaic_commitment", ["targets[0].model.block.commitment_head_enabled=false"],
      "$.targets[0].objective.aux_commitment_weight (line 58)", "trains the model's commitment head: missing {commitment}"),
