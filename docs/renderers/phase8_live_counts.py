@@ -1,33 +1,47 @@
 """docs/chronomoe.md's loss-vs-live-experts curve of Phase 8: fixed MoEs (router.chrono, no
-lifecycle) at several live-expert counts, from ``docs/results/phase8_fixed.json``
-(``benchmarks/bench_phase8.py --only-fixed``) and, for the counts it trained, ``phase8.json`` (its
-``chrono`` arm is the fixed MoE at the starting count, its ``fixed`` rows the counts the lifecycle
-reached). Both must have the same steps and seeds: the same seed gives the same data stream, so
-the differences are paired."""
+lifecycle) at several live-expert counts, from every ``docs/results/phase8_fixed*.json``
+(``benchmarks/bench_phase8.py --only-fixed``, one file per run) and ``phase8.json`` (its ``chrono``
+arm is the fixed MoE at the starting count, its ``fixed`` rows the counts the lifecycle reached).
+All must have the same steps and seeds: the same seed gives the same data stream, so the
+differences are paired. A count trained twice must give the same losses (the runs are seeded)."""
 
 from __future__ import annotations
 
 import json
 import statistics
 from pathlib import Path
+from typing import Any
+
+
+def _add(runs: dict[int, list[dict[str, Any]]], count: int, rows: list[dict[str, Any]], source: str) -> None:
+    losses = [(r["seed"], r["val_loss"]) for r in rows]
+    if count in runs and [(r["seed"], r["val_loss"]) for r in runs[count]] != losses:
+        raise ValueError(f"{source} trained {count} live experts again with other losses: seeded runs must agree")
+    runs[count] = rows
 
 
 def render(results: Path) -> str:
-    curve = json.loads((results / "phase8_fixed.json").read_text(encoding="utf-8"))["results"]
     protocol = json.loads((results / "phase8.json").read_text(encoding="utf-8"))["results"]
-    setup, base_setup = curve["setup"], protocol["setup"]
-    if setup["steps"] != base_setup["steps"] or setup["seeds"] != base_setup["seeds"]:
-        raise ValueError("phase8_fixed.json and phase8.json differ in steps or seeds: cannot pair them")
+    base_setup = protocol["setup"]
     start = base_setup["n_live_start"]
     runs = {start: protocol["arms"]["chrono"]}
-    runs.update({int(k): v for k, v in protocol["fixed"].items()})
-    runs.update({int(k): v for k, v in curve["fixed"].items()})
+    for k, v in protocol["fixed"].items():
+        _add(runs, int(k), v, "phase8.json")
+    commands = []
+    for path in sorted(results.glob("phase8_fixed*.json")):
+        curve = json.loads(path.read_text(encoding="utf-8"))["results"]
+        setup = curve["setup"]
+        if setup["steps"] != base_setup["steps"] or setup["seeds"] != base_setup["seeds"]:
+            raise ValueError(f"{path.name} and phase8.json differ in steps or seeds: cannot pair them")
+        for k, v in curve["fixed"].items():
+            _add(runs, int(k), v, path.name)
+        seeds = ",".join(str(s) for s in setup["seeds"])
+        workers = f" --workers {setup['workers']}" if setup.get("workers", 1) > 1 else ""
+        commands.append(f"`python benchmarks/bench_phase8.py --only-fixed {','.join(str(k) for k in setup['counts'])} "
+                        f"--steps {setup['steps']} --seeds {seeds}{workers}`")
     base = {r["seed"]: r["val_loss"] for r in runs[start]}
-    seeds = ",".join(str(s) for s in setup["seeds"])
-    workers = f" --workers {setup['workers']}" if setup.get("workers", 1) > 1 else ""
     lines = [
-        f"`python benchmarks/bench_phase8.py --only-fixed {','.join(str(k) for k in setup['counts'])} "
-        f"--steps {setup['steps']} --seeds {seeds}{workers}`, with the {start}-expert `chrono` arm and the fixed rows of "
+        f"{' and '.join(commands)}, with the {start}-expert `chrono` arm and the fixed rows of "
         "the full protocol above (same steps and seeds, so the differences are paired by seed).",
         "",
         f"| live experts | mean val loss | per seed | − {start} experts, per seed (mean) |",

@@ -6,8 +6,8 @@ seeds as ``phase8_growth_static.json``, the paired no-edit control):
 - ``phase8_schedule_*.json``: scheduled growth (the override ``grow_at`` names the step);
 - ``phase8_growth_widen_*.json``: the F_l lifecycle with ``widen`` and ``evidence_growth_relax_steps``.
 
-The fixed MoEs are ``phase8_fixed.json`` (4 and 8 live) and the full protocol's ``chrono`` arm
-(``phase8.json``, 6 live). "Fixed at the same live count" is read two ways: the issue's verdict
+The fixed MoEs are every ``phase8_fixed*.json`` (``--only-fixed`` runs: 4, 5, 7 and 8 live) and the
+full protocol's ``chrono`` arm (``phase8.json``, 6 live). "Fixed at the same live count" is read two ways: the issue's verdict
 (``phase8_stats.verdict``) takes the fixed MoE at the rounded mean live count; the linear
 interpolation between the two fixed counts around it is given beside it."""
 
@@ -42,10 +42,12 @@ def _command(name: str, setup: dict[str, Any]) -> str:
 
 
 def _fixed_curve(results: Path, seeds: list[int]) -> dict[int, dict[int, float]]:
-    """Fixed-MoE validation loss by live count and seed: 4 and 8 from phase8_fixed.json, 6 from the
-    full protocol's ``chrono`` arm."""
-    fixed = _load(results / "phase8_fixed.json")
-    curve = {int(k): {r["seed"]: r["val_loss"] for r in runs} for k, runs in fixed["fixed"].items()}
+    """Fixed-MoE validation loss by live count and seed: every count of every phase8_fixed*.json, and
+    the full protocol's ``chrono`` arm (6)."""
+    curve: dict[int, dict[int, float]] = {}
+    for path in sorted(results.glob("phase8_fixed*.json")):
+        for k, runs in _load(path)["fixed"].items():
+            curve[int(k)] = {r["seed"]: r["val_loss"] for r in runs}
     protocol = _load(results / "phase8.json")
     curve[protocol["setup"]["n_live_start"]] = {r["seed"]: r["val_loss"] for r in protocol["arms"]["chrono"]}
     for k, by_seed in curve.items():

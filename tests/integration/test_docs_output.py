@@ -4,6 +4,7 @@ tables are what docs/renderers/ render from the committed JSON in docs/results/.
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -68,7 +69,6 @@ def test_check_mode_flags_a_stale_table_and_writes_nothing(tmp_path: Path) -> No
 
 def test_the_tool_definition_example_is_valid() -> None:
     """docs/tools.md's example definition passes validation and the builder's source gate."""
-    import json
     import re
 
     from mosaic.runtime.tools.ast_gate import check_source
@@ -80,3 +80,32 @@ def test_the_tool_definition_example_is_valid() -> None:
     assert definition.validate() == []
     assert not definition.requires_approval()
     assert check_source(definition.implementation, frozenset(definition.capabilities.allowed_imports)) == []
+
+
+def _renderer(name: str):
+    spec = importlib.util.spec_from_file_location(f"docs_renderer_{name}", DOCS / "renderers" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_live_count_curve_reads_every_fixed_run_and_refuses_two_that_disagree(tmp_path: Path) -> None:
+    """Fixed MoEs come from several ``--only-fixed`` runs: each file's counts join the curve, and a
+    count trained in two files with other losses (seeded runs must agree) is an error, not a pick."""
+
+    def rows(loss: float) -> list[dict[str, float]]:
+        return [{"seed": 0, "val_loss": loss}]
+
+    setup = {"steps": 10, "seeds": [0], "counts": [], "workers": 1}
+    (tmp_path / "phase8.json").write_text(json.dumps({"results": {
+        "setup": {"steps": 10, "seeds": [0], "n_live_start": 6}, "arms": {"chrono": rows(1.5)}, "fixed": {}}}))
+    (tmp_path / "phase8_fixed.json").write_text(json.dumps({"results": {
+        "setup": {**setup, "counts": [4]}, "fixed": {"4": rows(1.6)}}}))
+    (tmp_path / "phase8_fixed_7.json").write_text(json.dumps({"results": {
+        "setup": {**setup, "counts": [7]}, "fixed": {"7": rows(1.4)}}}))
+    table = _renderer("phase8_live_counts").render(tmp_path)
+    assert "| 4 | 1.6000 |" in table and "| 7 | 1.4000 |" in table and "--only-fixed 7 " in table
+    (tmp_path / "phase8_fixed_4_again.json").write_text(json.dumps({"results": {
+        "setup": {**setup, "counts": [4]}, "fixed": {"4": rows(1.7)}}}))
+    with pytest.raises(ValueError, match="trained 4 live experts again"):
+        _renderer("phase8_live_counts").render(tmp_path)
