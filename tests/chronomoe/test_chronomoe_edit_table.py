@@ -11,7 +11,7 @@ from chronomoe.config import ChronoConfig, ClockConfig, LifecycleConfig
 from chronomoe.decisions import Decision
 from chronomoe.edit_kinds import EDIT_KINDS, Candidate, EditContext, EditKind
 from chronomoe.expert_registry import LifecycleError
-from chronomoe.free_energy import after_prune
+from chronomoe.free_energy import LayerView, after_prune
 from chronomoe.training import build_chrono_lifecycle
 from chronomoe.training_config import ChronoLifecycleConfig
 from mosaic.core.config import unstructure_config
@@ -132,6 +132,17 @@ def test_trigger_schedule_grows_every_live_expert_once_at_grow_at_and_never_befo
         assert registry.live() == list(range(6)) and layer.live_experts == 6
     # the slow clock makes no evidence-gated decision of its own
     assert not any(r["action"] in ("prune", "merge", "split") for r in records)
+
+
+def test_growth_clones_the_most_selected_experts_first_ties_by_column() -> None:
+    """Scheduled growth and widen spawn in this order, so a layer short of room grows its busiest
+    experts (LayerView.most_selected)."""
+    n = 4
+    view = LayerView(experts=(0, 2, 5, 7), phi=torch.zeros(n), share=torch.tensor([0.2, 0.4, 0.2, 0.2]),
+                     role=torch.zeros(n, D), coactivation=torch.zeros(n, n), bimodality=torch.zeros(n),
+                     centroids=torch.zeros(n, 2, D), centroid_mass=torch.zeros(n, 2))
+    assert view.most_selected() == [2, 0, 5, 7]
+    assert view.most_selected([7, 5, 2]) == [2, 5, 7]
 
 
 def test_grow_at_belongs_to_the_schedule_trigger_only() -> None:

@@ -138,13 +138,13 @@ def _propose_spawn(c: EditContext) -> list[Candidate]:
     return [Candidate(source, child, reason)]
 
 
-def _widen_sources(registry: ExpertRegistry, share: Callable[[int], float]) -> list[int]:
+def _widen_sources(registry: ExpertRegistry, view: LayerView) -> list[int]:
     """The experts a widen clones, most selected first: one per free column, settled experts only."""
     settled = [e for e in registry.live() if registry.states[e] != "cooling"]
     room = sum(1 for s in registry.states if s == "archived")
     if registry.config.max_experts is not None:
         room = min(room, registry.config.max_experts - len(registry.live()))
-    return sorted(settled, key=lambda e: (-share(e), e))[:max(0, room)]
+    return view.most_selected(settled)[:max(0, room)]
 
 
 def _propose_widen(c: EditContext) -> list[Candidate]:
@@ -152,7 +152,7 @@ def _propose_widen(c: EditContext) -> list[Candidate]:
     spawns once, the most selected first, into the free columns (two or more of them)."""
     if not c.config.lifecycle.widen or not (c.health.starving or c.explore) or not c.registry.can_grow():
         return []
-    sources = _widen_sources(c.registry, lambda e: float(c.view.share[c.view.index(e)]))
+    sources = _widen_sources(c.registry, c.view)
     child = c.registry.free_column()
     if len(sources) < 2 or child is None:
         return []  # one new expert is a spawn
@@ -163,8 +163,7 @@ def _propose_widen(c: EditContext) -> list[Candidate]:
 def _predict_widen(view: LayerView, c: Candidate) -> LayerView:
     # the view holds the live experts only, not the free columns: every one spawns here, which
     # over-counts a widen short of room; the proxy only orders the kinds' candidates for the trials
-    sources = sorted(view.experts, key=lambda e: (-float(view.share[view.index(e)]), e))
-    for n, source in enumerate(sources):
+    for n, source in enumerate(view.most_selected()):
         view = after_spawn(view, source, _other(c) + n)  # column ids only label the new rows
     return view
 
@@ -172,8 +171,7 @@ def _predict_widen(view: LayerView, c: Candidate) -> LayerView:
 def _widen_sources_now(registry: ExpertRegistry) -> list[int]:
     from chronomoe.edits import layer_view
 
-    view = layer_view(registry)
-    return _widen_sources(registry, lambda e: float(view.share[view.index(e)]))
+    return _widen_sources(registry, layer_view(registry))
 
 
 def _apply_widen(registry: ExpertRegistry, _c: Candidate) -> None:

@@ -26,6 +26,8 @@ F_before``; negative is better):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 import torch
 import torch.nn.functional as F
@@ -52,6 +54,12 @@ class LayerView:
 
     def index(self, expert: int) -> int:
         return self.experts.index(expert)
+
+    def most_selected(self, experts: Iterable[int] | None = None) -> list[int]:
+        """``experts`` (default: every live one), most selected first (slow-clock share), ties by
+        column id: the order growth clones them in."""
+        chosen = self.experts if experts is None else experts
+        return sorted(chosen, key=lambda e: (-float(self.share[self.index(e)]), e))
 
 
 @attrs.frozen

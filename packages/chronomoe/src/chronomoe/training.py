@@ -133,8 +133,7 @@ class ChronoLifecycle:
         records = []
         for layer, (moe, registry) in enumerate(zip(system.layers, system.registries, strict=True)):
             snapshot = moe.router.coherence.snapshot()
-            view = layer_view(registry)
-            for source in sorted(registry.live(), key=lambda e: (-float(view.share[view.index(e)]), e)):
+            for source in layer_view(registry).most_selected():
                 child = registry.free_column()
                 if child is None or not registry.can_grow():
                     break
