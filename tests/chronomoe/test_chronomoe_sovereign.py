@@ -195,3 +195,42 @@ def test_keepers_drive_scars_and_reflexes_in_a_training_loop(tmp_path) -> None:
     torch.testing.assert_close(moe.router.state.k[crystallised], k[crystallised])
     assert crystallised.any() and (moe.router.state.k[~crystallised] == 0).all() and k[~crystallised].any()
     assert verify_log(tmp_path / "run" / AUDIT_FILE, key=key_file.read_bytes()).ok
+
+
+def test_run_directory_files_planted_as_links_or_fifos_are_never_written_through(tmp_path) -> None:
+    """keepers.json is replaced atomically (a symbolic link under its name is replaced, its target
+    untouched; a FIFO is replaced, never waited on); the signatures and decisions logs refuse a
+    link or FIFO with an error naming the file instead of appending outside the run directory."""
+    import os
+
+    from chronomoe.sovereign import KEEPERS_FILE, SIGNATURES_FILE
+    from mosaic.core.errors import NotPlainFileError
+
+    config = _config()
+    torch.manual_seed(0)
+    moe = get_registry().build("layer.moe", {"d_model": 16, "capacity_factor": None, "router": {
+        "type": "router.chrono", "track_roles": True, "chrono": unstructure_config(config)}})
+    optimizer = torch.optim.AdamW(moe.parameters(), lr=1e-2)
+    run = tmp_path / "run"
+    run.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (run / KEEPERS_FILE).symlink_to(victim)
+    os.mkfifo(run / SIGNATURES_FILE)
+    lifecycle = ChronoLifecycle(ChronoLifecycleConfig(
+        n_active=6, kernel=SovereignConfig(fast_interval=5, key_file=str(tmp_path / "keys" / "audit.key"))))
+    lifecycle.attach([moe], optimizer, HarmfulEdits(), run_dir=run)
+    try:
+        assert victim.read_text() == "precious"
+        assert (run / KEEPERS_FILE).is_file() and not (run / KEEPERS_FILE).is_symlink()
+        with pytest.raises(NotPlainFileError, match=rf"{SIGNATURES_FILE} is not a regular file \(a FIFO"):
+            for step in range(config.lifecycle.mid_interval):
+                x = torch.randn(4, 8, 16, generator=torch.Generator().manual_seed(step))
+                loss = moe(x).square().mean() + moe.aux_outputs()["moe_aux_loss"]
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                lifecycle.step()
+    finally:
+        lifecycle.close()
+    assert victim.read_text() == "precious"

@@ -48,6 +48,7 @@ from chronomoe.keepers import KeeperSpec, KeeperSupervisor, Proposal
 from chronomoe.kernel import Kernel
 from chronomoe.system import ChronoSystem, StepReport
 from chronomoe.training_config import SovereignConfig
+from mosaic.core.atomic import append_text, atomic_write_bytes
 from mosaic.core.audit import AuditLog
 from mosaic.core.config import unstructure_config
 from mosaic.core.events.envelope import EventEnvelope
@@ -278,23 +279,25 @@ class SovereignCore:
     # --- run-directory files ---------------------------------------------------------------------
 
     def _signatures(self, step: int) -> None:
-        with (self.run_dir / SIGNATURES_FILE).open("a", encoding="utf-8") as handle:
-            for layer, moe in enumerate(self.system.layers):
-                load = moe.router.coherence.routing_share("mid").tolist()
-                self.loads[layer].append(load)
-                dimensionality = float(
-                    geodesic_dimensionality(torch.tensor(self.loads[layer]).clamp_min(0.0))
-                )
-                row = {
-                    "step": step,
-                    "layer": layer,
-                    "load": load,
-                    "phi_slow": moe.router.coherence.phi_slow().tolist(),
-                    "k": moe.router.state.k.tolist(),
-                    "geodesic_dimensionality": dimensionality,
-                    "signatures": len(self.loads[layer]),
-                }
-                handle.write(json.dumps(row, sort_keys=True) + "\n")
+        lines = []
+        for layer, moe in enumerate(self.system.layers):
+            load = moe.router.coherence.routing_share("mid").tolist()
+            self.loads[layer].append(load)
+            dimensionality = float(
+                geodesic_dimensionality(torch.tensor(self.loads[layer]).clamp_min(0.0))
+            )
+            row = {
+                "step": step,
+                "layer": layer,
+                "load": load,
+                "phi_slow": moe.router.coherence.phi_slow().tolist(),
+                "k": moe.router.state.k.tolist(),
+                "geodesic_dimensionality": dimensionality,
+                "signatures": len(self.loads[layer]),
+            }
+            lines.append(json.dumps(row, sort_keys=True) + "\n")
+        # a log planted as a symbolic link or FIFO is refused, never written through or waited on
+        append_text(self.run_dir / SIGNATURES_FILE, "".join(lines))
 
     def _write_keepers(self) -> None:
         keepers = {
@@ -306,9 +309,9 @@ class SovereignCore:
             }
             for clock, handle in self.supervisor.handles.items()
         }
-        (self.run_dir / KEEPERS_FILE).write_text(
-            json.dumps(keepers, indent=1, sort_keys=True), encoding="utf-8"
-        )
+        # replaced atomically: whatever is planted under the name (a link, a FIFO) is replaced, never
+        # written through or waited on
+        atomic_write_bytes(self.run_dir / KEEPERS_FILE, json.dumps(keepers, indent=1, sort_keys=True).encode())
 
     def _restarts(self) -> int:
         return sum(handle.restarts for handle in self.supervisor.handles.values())

@@ -38,6 +38,7 @@ from chronomoe.free_energy import free_energy
 from chronomoe.identity import epoch_shift, is_scar, psi_mid_slow, reflex_candidates, reflex_gates
 from chronomoe.kernel import Kernel, Write
 from chronomoe.lifecycle import layer_health
+from mosaic.core.atomic import append_text
 from mosaic.core.contract.protocols import TrainingProbe
 
 
@@ -407,8 +408,7 @@ class ChronoSystem:
 
     def _log(self, record: Decision) -> Decision:
         if self.log_path is not None:
-            with self.log_path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record.to_json(), sort_keys=True) + "\n")
+            append_text(self.log_path, json.dumps(record.to_json(), sort_keys=True) + "\n")
         return record
 
     # --- checkpoint -----------------------------------------------------------------------------

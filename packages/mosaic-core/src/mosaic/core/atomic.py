@@ -93,3 +93,16 @@ def open_plain_file(path: Path | str, flags: int, mode: int = 0o644, *, follow_l
         os.close(descriptor)
         raise
     return descriptor
+
+
+def append_text(path: Path | str, text: str, *, mode: int = 0o644) -> None:
+    """Append ``text`` (UTF-8) to the log ``path``, creating it: through :func:`open_plain_file`, so a
+    symbolic link planted under the log's name is refused (appending through it would write outside
+    the directory) and a FIFO is refused instead of waited on."""
+    descriptor = open_plain_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    try:
+        data = text.encode("utf-8")
+        while data:
+            data = data[os.write(descriptor, data):]
+    finally:
+        os.close(descriptor)
