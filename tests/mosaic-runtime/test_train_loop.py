@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -221,3 +222,35 @@ def test_load_trained_model_can_skip_the_config_fingerprint_only_when_asked(tmp_
         load_trained_model(run, registry=registry, device="cpu")
     loaded = load_trained_model(run, registry=registry, device="cpu", check_config=False)
     assert loaded.step == 2 and torch.equal(loaded.model.state_dict()["head.weight"], final_state(run)["head.weight"])
+
+
+@pytest.mark.parametrize("damage", ["wrong shape", "missing", "unexpected", "not a tensor"])
+def test_a_checkpoint_whose_weights_are_not_the_models_is_a_checkpoint_error(tmp_path: Path, registry,
+                                                                              damage: str) -> None:
+    """Loading a run for eval, generation or export names the checkpoint when its weights do not fit
+    the model (torch's load_state_dict traceback before)."""
+    run = Path(run_preset(str(preset_file(tmp_path, TINY_PRESET.replace("steps: 30", "steps: 2"))), registry=registry,
+                          out=tmp_path / "runs", show_progress=False)["run_dir"])
+    path = latest_checkpoint(run / "checkpoints")
+    payload = torch.load(path, weights_only=True)
+    weights = payload["model"]
+    if damage == "wrong shape":
+        weights["head.weight"] = torch.zeros(3, 3)
+    elif damage == "missing":
+        del weights["head.weight"]
+    elif damage == "unexpected":
+        weights["planted.weight"] = torch.zeros(1)
+    else:
+        weights["head.weight"] = "x"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=rf"checkpoint {re.escape(str(path))} does not match this model: .*head|planted"):
+        load_trained_model(run, registry=registry, device="cpu")
+
+
+def test_a_config_yaml_edited_to_a_model_the_machine_cannot_hold_names_the_file(tmp_path: Path, registry) -> None:
+    run = Path(run_preset(str(preset_file(tmp_path, TINY_PRESET.replace("steps: 30", "steps: 2"))), registry=registry,
+                          out=tmp_path / "runs", show_progress=False)["run_dir"])
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("d_model: 16", "d_model: 100000000000"))
+    with pytest.raises(ConfigError, match=rf"(?s)invalid configuration in {re.escape(str(config))}.*do not fit in this machine"):
+        load_trained_model(run, registry=registry, device="cpu")

@@ -145,6 +145,17 @@ def load_checkpoint(path: Path, *, config_fingerprint: str | None, opcode_table:
     return payload
 
 
+def load_model_weights(model: torch.nn.Module, state: Any, path: Path) -> None:
+    """``model.load_state_dict(state)``, or a :class:`CheckpointError` naming the checkpoint when its
+    weights are not this model's (missing, unexpected or wrongly shaped entries, or not tensors)."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        detail = " ".join(str(exc).split())  # torch lists the entries on lines of their own
+        detail = detail if len(detail) <= 400 else detail[:397] + "..."
+        raise CheckpointError(f"checkpoint {path} does not match this model: {detail}") from None
+
+
 def check_belongs(path: Path, payload: dict[str, Any], *, config_fingerprint: str | None,
                   opcode_table: list[str] | None) -> None:
     """Refuse a readable checkpoint written for another configuration or opcode table."""

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 import attrs
 import torch
 
-from mosaic.core.errors import CheckpointError
+from mosaic.core.errors import CheckpointError, ConfigError
 from mosaic.core.plugins import get_registry
-from mosaic.runtime.training.checkpoint import load_newest_loadable
+from mosaic.runtime.training.checkpoint import load_model_weights, load_newest_loadable
 from mosaic.runtime.training.evaluation import opcode_names
 from mosaic.runtime.training.manifest import Experiment, parse_manifest
 from mosaic.runtime.training.run_dir import RunDir
+from mosaic.runtime.training.sizing import build_model
 from mosaic.runtime.training.trainer import pick_device
 
 if TYPE_CHECKING:  # the registry module must be imported after mosaic.core.plugins
@@ -54,7 +55,10 @@ def load_trained_model(run_path: Path, *, registry: Registry | None = None, devi
     manifest = parse_manifest(run.config_text(), registry, source=str(run.config_path))
     chosen = manifest.experiment(run.experiment_for(experiment))  # default: the experiment that ran
     target = pick_device(device or chosen.trainer.device)
-    model = chosen.model.build(registry).to(target)
+    try:  # an allocation the machine refuses (config.yaml edited to a huge width) is a ConfigError
+        model = build_model(chosen, registry).to(target)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, source=str(run.config_path)) from None
     # The checkpoint (and a saved session) names the config it was trained with: the run's own
     # config.yaml as written at training time. Checked against that text, not against today's
     # resolution of it, so a run trained before a component gained a config field (today filled
@@ -70,6 +74,6 @@ def load_trained_model(run_path: Path, *, registry: Registry | None = None, devi
     if bad:
         raise CheckpointError(f"checkpoint {path} holds non-finite weights ({', '.join(bad[:3])}"
                               f"{', ...' if len(bad) > 3 else ''}); the run diverged before it was saved")
-    model.load_state_dict(payload["model"])
+    load_model_weights(model, payload["model"], path)
     model.eval()
     return LoadedModel(model, run, chosen, chosen.model.id, path, int(payload["step"]), config_fingerprint, target)
