@@ -194,3 +194,35 @@ def test_a_summary_of_the_wrong_shape_marks_the_run_damaged(mosaic: InstalledMos
 
 def test_trace_names_the_line_of_a_bad_event(mosaic: InstalledMosaic, tmp_path: Path) -> None:
     refused(mosaic("trace", tmp_path, stdin=EVENT + b"oops\n"), 1, "line 2")
+
+
+@pytest.mark.parametrize("planted", ["fifo", "directory", "device"])
+@pytest.mark.parametrize("name", ["metrics.jsonl", "summary.json"])
+def test_run_files_read_whole_refuse_what_would_block_or_flood_the_reader(mosaic: InstalledMosaic, run: Path,
+                                                                          name: str, planted: str) -> None:
+    """A FIFO under a run file's name hung its reader (`runs show`, `run --resume`, chrono report,
+    runs list) for ever, a link to /dev/zero grew its memory without bound, a directory ended in a
+    traceback."""
+    command = ("runs", "show", run) if name == "summary.json" else ("run", "--resume", run, "--steps", "3")
+    path = run / name
+    path.unlink()
+    if planted == "fifo":
+        os.mkfifo(path)
+    elif planted == "directory":
+        path.mkdir()
+    else:
+        path.symlink_to("/dev/zero")
+    kind = {"fifo": "a FIFO", "directory": "a directory", "device": "a device"}[planted]
+    refused(mosaic(*command, timeout=60), 1, f"{path} is not a regular file (it is {kind})")
+
+
+def test_audit_files_planted_as_fifos_are_refused_without_waiting(mosaic: InstalledMosaic, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    os.mkfifo(log)
+    refused(mosaic("audit", "verify", log, timeout=60), 1, f"audit log {log} is not a regular file (it is a FIFO)")
+    key = tmp_path / "key"
+    os.mkfifo(key)
+    log.unlink()
+    log.write_bytes(b"")
+    refused(mosaic("audit", "verify", log, "--key-file", key, timeout=60), 1,
+            f"key file {key} is not a regular file (it is a FIFO)")

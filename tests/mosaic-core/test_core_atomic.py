@@ -31,3 +31,28 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path)
         atomic_write(target, half_then_crash)
     assert target.read_bytes() == b"good"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+def test_read_plain_file_reads_regular_files_and_refuses_what_would_block_or_flood(tmp_path: Path) -> None:
+    """Run files, registries, audit logs and keys are read through it: a FIFO planted under their
+    name would block the reader for ever, /dev/zero would flood it, a directory would traceback."""
+    import os
+
+    from mosaic.core.atomic import read_plain_file
+    from mosaic.core.errors import NotPlainFileError
+
+    plain = tmp_path / "plain.json"
+    plain.write_bytes(b"{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(plain)
+    assert read_plain_file(plain, 2) == b"{}" and read_plain_file(link, 10) == b"{}"  # reading a link writes nothing
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "zero").symlink_to("/dev/zero")
+    (tmp_path / "dir").mkdir()
+    for name, kind in (("fifo", "a FIFO"), ("zero", "a device"), ("dir", "a directory")):
+        with pytest.raises(NotPlainFileError, match=rf"^{tmp_path / name} is not a regular file \(it is {kind}\)"):
+            read_plain_file(tmp_path / name, 1 << 20)
+    with pytest.raises(NotPlainFileError, match=rf"^{plain} is larger than 1 bytes"):
+        read_plain_file(plain, 1)
+    with pytest.raises(NotPlainFileError, match="cannot be opened"):
+        read_plain_file(tmp_path / "missing", 10)

@@ -106,3 +106,16 @@ def append_text(path: Path | str, text: str, *, mode: int = 0o644) -> None:
             data = data[os.write(descriptor, data):]
     finally:
         os.close(descriptor)
+
+
+def read_plain_file(path: Path | str, max_bytes: int) -> bytes:
+    """The bytes of the regular file ``path`` (a symbolic link to one is followed: reading through it
+    writes nothing). A FIFO (which would block the read for ever), a device (``/dev/zero`` floods
+    it), a directory or a file of more than ``max_bytes`` is a :class:`NotPlainFileError` whose
+    message starts with the path."""
+    descriptor = open_plain_file(path, os.O_RDONLY, follow_links=True)
+    with os.fdopen(descriptor, "rb") as file:
+        data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise NotPlainFileError(f"{path} is larger than {max_bytes:,} bytes")
+    return data

@@ -33,11 +33,11 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import attrs
 
-from mosaic.core.atomic import atomic_write_bytes, open_plain_file
+from mosaic.core.atomic import atomic_write_bytes, open_plain_file, read_plain_file
 from mosaic.core.audit_head import AuditHead as AuditHead  # re-exported
 from mosaic.core.audit_head import AuditReport as AuditReport  # re-exported
 from mosaic.core.errors import AuditError, NotPlainFileError
@@ -125,16 +125,21 @@ def default_checkpoint_path(log_path: str | os.PathLike[str]) -> Path:
     return log_path.with_name(log_path.name + ".checkpoint.json")
 
 
+def _open_log(path: Path) -> BinaryIO:
+    """The log for reading: a regular file only (a FIFO would block the verifier for ever)."""
+    try:
+        return os.fdopen(open_plain_file(path, os.O_RDONLY, follow_links=True), "rb")
+    except NotPlainFileError as exc:
+        raise AuditError(f"audit log {exc}") from None
+
+
 def _read_checkpoint(path: Path) -> AuditCheckpoint | None:
     if not path.exists():
         return None
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_CHECKPOINT_BYTES + 1)
-    except OSError as exc:
-        raise AuditError(f"audit checkpoint {path} cannot be read: {exc.strerror or exc}") from None
-    if len(data) > MAX_CHECKPOINT_BYTES:
-        raise AuditError(f"audit checkpoint {path} is larger than {MAX_CHECKPOINT_BYTES} bytes")
+    try:  # a FIFO planted as the checkpoint would block the read for ever
+        data = read_plain_file(path, MAX_CHECKPOINT_BYTES)
+    except NotPlainFileError as exc:
+        raise AuditError(f"audit checkpoint {exc}") from None
     try:
         raw = json.loads(data)
         return AuditCheckpoint(
@@ -176,7 +181,7 @@ def verify_log(
     count = 0
     offset = 0
     checkpoint_seen = False
-    with open(log_path, "rb") as handle:
+    with _open_log(log_path) as handle:
         for number, line in enumerate(iter(lambda: handle.readline(MAX_RECORD_BYTES + 1), b""), start=1):
             if len(line) > MAX_RECORD_BYTES:
                 return bad(number, f"record longer than {MAX_RECORD_BYTES} bytes", count)
@@ -355,7 +360,7 @@ class AuditLog:
         """Read every record (parsing only; call ``verify`` to check the chain)."""
         if not self.path.exists():
             return
-        with open(self.path, "rb") as handle:
+        with _open_log(self.path) as handle:
             for number, line in enumerate(handle, start=1):
                 yield _parse_record(line, number)
 

@@ -13,7 +13,8 @@ import os
 import secrets
 from pathlib import Path
 
-from mosaic.core.errors import AuditError
+from mosaic.core.atomic import read_plain_file
+from mosaic.core.errors import AuditError, NotPlainFileError
 
 KEY_DIR_ENV = "MOSAIC_KEY_DIR"
 KEY_BYTES = 32
@@ -41,11 +42,10 @@ def key_path(name: str, explicit: str | os.PathLike[str] | None = None) -> Path:
 def read_key(path: str | os.PathLike[str]) -> bytes:
     """Read an existing key file (bounded; at least ``MIN_KEY_BYTES``)."""
     key_file = Path(path)
-    try:
-        with open(key_file, "rb") as handle:
-            key = handle.read(MAX_KEY_BYTES + 1)
-    except OSError as exc:
-        raise AuditError(f"cannot read key file {key_file}: {exc.strerror}") from None
+    try:  # a FIFO given as the key file would block the read for ever
+        key = read_plain_file(key_file, MAX_KEY_BYTES + 1)
+    except NotPlainFileError as exc:
+        raise AuditError(f"key file {exc}") from None
     if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:
         raise AuditError(
             f"key file {key_file} holds {len(key)} bytes; between {MIN_KEY_BYTES} and {MAX_KEY_BYTES} are required"

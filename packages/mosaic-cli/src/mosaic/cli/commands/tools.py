@@ -128,13 +128,14 @@ def show(name: str, registry_dir: Path, key_file: Path | None, approval_key_file
 @key_options
 def add(file: Path, registry_dir: Path, key_file: Path | None, approval_key_file: Path | None) -> None:
     """Submit a tool definition (JSON file) as a human would; prints the resulting state."""
-    from mosaic.core.errors import ToolError
+    from mosaic.core.atomic import read_plain_file
+    from mosaic.core.errors import NotPlainFileError, ToolError
     from mosaic.runtime.tools.definition import ToolDefinition
 
-    with open(file, "rb") as handle:
-        data = handle.read(MAX_DEFINITION_FILE_BYTES + 1)
-    if len(data) > MAX_DEFINITION_FILE_BYTES:
-        raise ToolError(f"{file}: larger than {MAX_DEFINITION_FILE_BYTES} bytes; not a tool definition")
+    try:  # a FIFO given as the definition would block the read for ever
+        data = read_plain_file(file, MAX_DEFINITION_FILE_BYTES)
+    except NotPlainFileError as exc:
+        raise ToolError(f"{exc}; not a tool definition") from None
     try:
         raw = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

@@ -33,7 +33,7 @@ from typing import Any
 
 import attrs
 
-from mosaic.core.atomic import atomic_write_bytes, open_plain_file
+from mosaic.core.atomic import atomic_write_bytes, open_plain_file, read_plain_file
 from mosaic.core.audit import AuditLog, canonical_json
 from mosaic.core.errors import AuditError, MosaicError, NotPlainFileError, ToolError
 from mosaic.runtime.tools.approval import approval_mac, check_approval
@@ -368,10 +368,12 @@ class ToolRegistry:
         path = self.root / STATE_FILE
         if not path.exists():
             return _State()
-        if path.stat().st_size > MAX_STATE_BYTES:
-            raise ToolError(f"tool registry {path} is larger than {MAX_STATE_BYTES} bytes; refusing to read it")
+        try:  # a FIFO or directory planted as the state would block or break the read
+            data = read_plain_file(path, MAX_STATE_BYTES)
+        except NotPlainFileError as exc:
+            raise ToolError(f"tool registry {exc}; refusing to read it") from None
         try:
-            raw = json.loads(path.read_bytes())
+            raw = json.loads(data)
             if not isinstance(raw, dict) or not isinstance(raw.get("tools"), dict):
                 raise TypeError("expected an object whose 'tools' is an object")
             if raw.get("version") != FORMAT_VERSION:

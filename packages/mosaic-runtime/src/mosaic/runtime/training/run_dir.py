@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from mosaic.core.atomic import atomic_write_bytes, open_plain_file
+from mosaic.core.atomic import atomic_write_bytes, open_plain_file, read_plain_file
 from mosaic.core.errors import ConfigError, ConfigProblem, NotPlainFileError, RunDirectoryError
 from mosaic.runtime.training.yaml_source import MAX_PRESET_BYTES, decode_preset, load_yaml
 
@@ -29,6 +29,8 @@ _UTC = datetime.timezone.utc
 LATEST = "latest"
 RUN_RECORD = "run.json"
 MAX_LINE_CHARS = 1_000_000
+#: The most a run file (metrics, decisions, summary...) may hold when it is read whole.
+MAX_RUN_FILE_BYTES = 1 << 30
 #: The step fields of the run's JSON-lines records (metrics: step; lifecycle decisions: train_step).
 STEP_KEYS = ("step", "train_step")
 
@@ -209,8 +211,11 @@ class RunDir:
     def config_text(self) -> str:
         """``config.yaml``'s text, read as a preset is: bounded in size and strictly UTF-8 (a
         :class:`ConfigError` names the file, line and byte of a damaged one)."""
-        with self.config_path.open("rb") as file:
-            return decode_preset(file.read(MAX_PRESET_BYTES + 1), source=str(self.config_path))
+        try:
+            data = read_plain_file(self.config_path, MAX_PRESET_BYTES + 1)
+        except NotPlainFileError as exc:
+            raise RunDirectoryError(str(exc)) from None
+        return decode_preset(data, source=str(self.config_path))
 
     def written_fingerprint(self) -> str:
         """The fingerprint of ``config.yaml`` as written at training time: what the run's checkpoints
@@ -278,10 +283,10 @@ class RunDir:
 
     @staticmethod
     def _read_text(path: Path) -> str:
-        try:
-            return path.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise RunDirectoryError(f"cannot read {path}: {exc.strerror or exc}") from None
+        try:  # a FIFO or device planted under a run file's name would block or flood the read
+            return read_plain_file(path, MAX_RUN_FILE_BYTES).decode("utf-8", errors="replace")
+        except NotPlainFileError as exc:
+            raise RunDirectoryError(str(exc)) from None
 
     @staticmethod
     def _atomic_text(path: Path, text: str) -> None:
