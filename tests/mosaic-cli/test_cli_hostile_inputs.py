@@ -226,3 +226,15 @@ def test_audit_files_planted_as_fifos_are_refused_without_waiting(mosaic: Instal
     log.write_bytes(b"")
     refused(mosaic("audit", "verify", log, "--key-file", key, timeout=60), 1,
             f"key file {key} is not a regular file (it is a FIFO)")
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("decisions.jsonl", '{"action": 1}\n{"action": "a"}\n'),
+    ("decisions.jsonl", '{"action": "split", "free_energy": {"before": "x"}}\n'),
+    ("chrono_audit.jsonl", '{"kind": ["x"]}\n'),
+], ids=["mixed-actions", "free-energy-text", "unhashable-kind"])
+def test_chrono_report_names_a_run_file_whose_records_have_the_wrong_types(mosaic: InstalledMosaic, run: Path,
+                                                                           name: str, text: str) -> None:
+    """JSON that parses but is not what the trainer writes ended chrono report in a traceback."""
+    (run / name).write_text(text)
+    refused(mosaic("chrono", "report", run), 1, f"{run / name}", "a value is not what the trainer writes")

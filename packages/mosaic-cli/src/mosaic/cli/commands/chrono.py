@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -215,26 +216,47 @@ def geometry_lines(train: list[dict[str, Any]], signatures: list[dict[str, Any]]
     return lines
 
 
+#: what a well-formed file's record of the wrong type raises while its section is rendered
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError, OverflowError)
+
+
+def _section(sources: tuple[Path, ...], render: Callable[..., list[str]], *args: Any) -> list[str]:
+    """``render(*args)``; a record of the wrong shape or type in ``sources`` (JSON that parses but is
+    not what the trainer writes) is one error naming the files, not a traceback."""
+    try:
+        return render(*args)
+    except _MALFORMED as exc:
+        names = " or ".join(str(path) for path in sources)
+        raise MosaicError(f"{names}: a value is not what the trainer writes "
+                          f"({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
 def build_report(run: Path, experiment: str | None = None) -> str:
     metrics = read_jsonl(run / "metrics.jsonl")
     if not metrics and not (run / "config.yaml").exists():
         raise MosaicError(f"{run} is not a run directory (no metrics.jsonl or config.yaml)")
+    config, metrics_path, decisions_path = run / "config.yaml", run / "metrics.jsonl", run / DECISIONS_FILE
+    signatures_path, audit_path = run / SIGNATURES_FILE, run / AUDIT_FILE
     train = [r for r in metrics if r.get("split") == "train" and ACTIVE_EXPERTS in r]
-    decisions = read_jsonl(run / DECISIONS_FILE)
+    decisions = read_jsonl(decisions_path)
     layers = layer_count(train)
     ffn = ffn_config(run, experiment)
     router = ffn.get("router")
-    sections = [f"ChronoMoE report: {run}", "", "clocks", *clock_lines(router), ""]
-    sections += ["per layer (Ψ coherence, |β| max, MaxVio, active experts)", *series_lines(train, layers), ""]
-    sections += ["decisions", *decision_lines(decisions)]
+    sections = [f"ChronoMoE report: {run}", "", "clocks", *_section((config,), clock_lines, router), ""]
+    sections += ["per layer (Ψ coherence, |β| max, MaxVio, active experts)",
+                 *_section((metrics_path,), series_lines, train, layers), ""]
+    sections += ["decisions", *_section((decisions_path,), decision_lines, decisions)]
     if decisions and router is not None and layers:
         experts = ffn.get("n_experts", 8)  # layer.moe's default
-        sections.append(f"live experts per layer after edits: {live_experts(decisions, experts, layers)}")
-    signatures = read_jsonl(run / SIGNATURES_FILE)
-    sections += ["", "identity events (kernel audit log)", *identity_lines(read_jsonl(run / AUDIT_FILE), signatures)]
+        live = _section((decisions_path, config), lambda: [str(live_experts(decisions, experts, layers))])[0]
+        sections.append(f"live experts per layer after edits: {live}")
+    signatures = read_jsonl(signatures_path)
+    sections += ["", "identity events (kernel audit log)",
+                 *_section((audit_path, signatures_path), identity_lines, read_jsonl(audit_path), signatures)]
     if layers:
         sections += ["", "geometry per layer (Fisher-Rao disagreement clean vs biased routing; geodesic "
-                         "dimensionality of the load signatures)", *geometry_lines(train, signatures, layers)]
+                         "dimensionality of the load signatures)",
+                     *_section((metrics_path, signatures_path), geometry_lines, train, signatures, layers)]
     return "\n".join(sections)
 
 
