@@ -94,7 +94,7 @@ def test_a_sweep_study_name_cannot_leave_the_sweep_directory(mosaic: InstalledMo
 
 
 def test_a_deep_override_key_is_refused_by_its_depth(mosaic: InstalledMosaic) -> None:
-    refused(mosaic("presets", "show", "mosaic_vm", "--set", "a." * 500 + "b=1"), 1, "nests at most")
+    refused(mosaic("presets", "show", "mosaic_vm", "--set", "a." * 500 + "b=1"), 2, "nests at most")
 
 
 # --- damaged run directories ---------------------------------------------------------------------
@@ -238,3 +238,18 @@ def test_chrono_report_names_a_run_file_whose_records_have_the_wrong_types(mosai
     """JSON that parses but is not what the trainer writes ended chrono report in a traceback."""
     (run / name).write_text(text)
     refused(mosaic("chrono", "report", run), 1, f"{run / name}", "a value is not what the trainer writes")
+
+
+@pytest.mark.parametrize("command", [
+    ["run", "mosaic_vm", "--set", "foo"],
+    ["run", "mosaic_vm", "--set", "=1"],
+    ["run", "mosaic_vm", "--set", "a..b=1"],
+    ["sweep", "mosaic_vm", "--set", "foo"],
+    ["presets", "show", "mosaic_vm", "--set", "foo"],
+], ids=["no-equals", "no-key", "empty-segment", "sweep", "presets-show"])
+def test_a_malformed_override_is_a_usage_error(mosaic: InstalledMosaic, command: list[str]) -> None:
+    refused(mosaic(*command), 2, "Invalid value for '--set'")
+
+
+def test_plot_takes_a_png(mosaic: InstalledMosaic, run: Path) -> None:
+    refused(mosaic("plot", run, "--out", run / "curves.txt"), 2, "the plot is a PNG")

@@ -30,6 +30,7 @@ from typing import Any
 import click
 
 from mosaic.cli.commands.run import fmt, user_errors
+from mosaic.cli.params import png_path
 from mosaic.core.contract import keys
 from mosaic.core.errors import MosaicError, install_hint
 
@@ -290,18 +291,6 @@ def plot_report(run: Path, out: Path) -> Path:
     return out
 
 
-def _png_path(ctx: click.Context, param: click.Parameter, path: Path | None) -> Path | None:
-    """``--plot``: a ``.png`` file in a directory that exists (matplotlib would add a suffix of its own
-    to a bare name, and fail late on a missing directory or another format)."""
-    if path is None:
-        return None
-    if path.suffix.lower() != ".png":
-        raise click.BadParameter(f"{str(path)!r}: the plot is a PNG, name it NAME.png", ctx, param)
-    if not path.parent.is_dir():
-        raise click.BadParameter(f"{str(path)!r}: the directory {str(path.parent)!r} does not exist", ctx, param)
-    return path
-
-
 @click.group("chrono")
 def chrono() -> None:
     """ChronoMoE runs: clocks, β, Ψ and lifecycle decisions."""
@@ -309,7 +298,7 @@ def chrono() -> None:
 
 @chrono.command("report")
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False), callback=_png_path,
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False), callback=png_path,
               help="Also draw Ψ, |β|, MaxVio to this PNG.")
 @click.option("--experiment", help="The experiment of a multi-experiment run (default: the one that ran).")
 def report(run_dir: Path, plot_path: Path | None, experiment: str | None) -> None:

@@ -7,11 +7,13 @@ from pathlib import Path
 import click
 
 from mosaic.cli.commands.run import user_errors
+from mosaic.cli.params import png_path
 
 
 @click.command("plot")
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--out", type=click.Path(path_type=Path), help="PNG path (default: RUN_DIR/curves.png).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), callback=png_path,
+              help="PNG path (default: RUN_DIR/curves.png).")
 @click.option("--experiment", help="The experiment of a multi-experiment run (default: the one that ran; a run "
               "directory holds one).")
 def plot(run_dir: Path, out: Path | None, experiment: str | None) -> None:

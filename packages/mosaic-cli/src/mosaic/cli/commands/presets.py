@@ -9,6 +9,7 @@ import click
 import yaml
 
 from mosaic.cli.commands.run import registry_from_context, user_errors
+from mosaic.cli.params import checked_overrides
 from mosaic.core.errors import MosaicError
 
 GIB = 1024 ** 3
@@ -35,7 +36,8 @@ def list_presets(as_json: bool) -> None:
 
 @presets.command("show")
 @click.argument("preset")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a preset value.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", callback=checked_overrides,
+              help="Override a preset value.")
 @click.option("--estimate", is_flag=True, help="Estimate parameters and memory by component.")
 @click.option("--batch", type=click.IntRange(min=1), help="Batch size for the estimate.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="Precision for the estimate.")

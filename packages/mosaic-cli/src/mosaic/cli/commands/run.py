@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from mosaic.cli.params import checked_overrides
 from mosaic.core.errors import MosaicError
 
 
@@ -45,7 +46,7 @@ def fmt(value: Any) -> str:
 
 @click.command("run")
 @click.argument("preset", required=False)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", callback=checked_overrides,
               help="Override a preset value (trainer.steps=50, vars.d_model=64, targets[0].model.d_model=32).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Root of run directories (runs/<preset>/<timestamp>/).")

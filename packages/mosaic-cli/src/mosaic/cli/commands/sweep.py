@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mosaic.cli.commands.run import registry_from_context, user_errors
+from mosaic.cli.params import checked_overrides
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -27,7 +28,8 @@ def _seeds(text: str) -> tuple[int, ...]:
               help="Dotted path into each run's summary, e.g. eval.token_accuracy.")
 @click.option("--maximize", is_flag=True, help="Higher metric is better (default: lower is better).")
 @click.option("--trials", type=click.IntRange(min=1), help="Parameter sets to try (default: the whole grid).")
-@click.option("--set", "fixed", multiple=True, metavar="KEY=VALUE", help="An override applied to every run.")
+@click.option("--set", "fixed", multiple=True, metavar="KEY=VALUE", callback=checked_overrides,
+              help="An override applied to every run.")
 @click.option("--steps", type=click.IntRange(min=1), help="trainer.steps for every run.")
 @click.option("--study", "study_name", default="sweep", show_default=True,
               help="Study name; rerunning with the same name resumes it.")
