@@ -185,9 +185,16 @@ def test_damaged_metrics_lines_are_named_by_line(mosaic: InstalledMosaic, run: P
         refused(done, 1, "metrics.jsonl line")
 
 
-def test_a_summary_of_the_wrong_shape_marks_the_run_damaged(mosaic: InstalledMosaic, run: Path) -> None:
-    (run / "summary.json").write_text('{"final": [1]}')
-    refused(mosaic("runs", "show", run), 1, "final is not a JSON object")
+@pytest.mark.parametrize(("text", "said_"), [
+    ('{"final": [1]}', "final is not a JSON object"),
+    ('{"status": [1]}', "status is not a string"),
+    ('{"steps": "many"}', "steps is not a count"),
+], ids=["final", "status", "steps"])
+def test_a_summary_of_the_wrong_shape_marks_the_run_damaged(mosaic: InstalledMosaic, run: Path, text: str,
+                                                             said_: str) -> None:
+    """`runs list` ended in a TypeError on a status that was not a string."""
+    (run / "summary.json").write_text(text)
+    refused(mosaic("runs", "show", run), 1, said_)
     listed = mosaic("runs", "list", "--out", run.parent.parent)
     assert listed.returncode == 0 and "damaged" in said(listed), said(listed)
 

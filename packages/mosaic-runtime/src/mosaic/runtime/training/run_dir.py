@@ -275,6 +275,10 @@ class RunDir:
         for key in ("final", "eval"):
             if key in summary and summary[key] is not None and not isinstance(summary[key], dict):
                 raise RunDirectoryError(f"{self.summary_path}: {key} is not a JSON object; the file is damaged")
+        for key, kind, name in (("status", str, "a string"), ("experiment", str, "a string"), ("steps", int, "a count")):
+            value = summary.get(key)
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                raise RunDirectoryError(f"{self.summary_path}: {key} is not {name} ({value!r:.60}); the file is damaged")
         return summary
 
     def log_event(self, event: str, **fields: Any) -> None:
