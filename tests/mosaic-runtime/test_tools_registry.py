@@ -206,6 +206,33 @@ def test_corrupt_state_is_a_typed_error(tmp_path, clock):
         registry.list()
 
 
+@pytest.mark.parametrize(("edit", "said"), [
+    (lambda tool: tool.update(reasons=[{"a": 1}]), "reasons must be a list of strings"),
+    (lambda tool: tool.update(approval_mac=[1]), "approval_mac must be a string"),
+], ids=["reasons", "approval-mac"])
+def test_a_registry_record_of_the_wrong_types_is_corrupt_not_a_traceback(tmp_path, clock, edit, said):
+    registry = make_registry(tmp_path, clock)
+    registry.submit(add_tool())
+    path = tmp_path / "reg" / "tools.json"
+    state = json.loads(path.read_text())
+    edit(state["tools"]["add"])
+    path.write_text(json.dumps(state))
+    with pytest.raises(ToolError, match=f"tool registry {path} is corrupt: .*{said}"):
+        registry.list()
+
+
+def test_a_tool_listed_under_another_name_is_corrupt(tmp_path, clock):
+    """Listed as one name and run under another: `tools list` showed 'add', `tools run add` found nothing."""
+    registry = make_registry(tmp_path, clock)
+    registry.submit(add_tool())
+    path = tmp_path / "reg" / "tools.json"
+    state = json.loads(path.read_text())
+    state["tools"]["renamed"] = state["tools"].pop("add")
+    path.write_text(json.dumps(state))
+    with pytest.raises(ToolError, match="the tool listed as 'renamed' holds the definition of 'add'"):
+        registry.list()
+
+
 def test_every_transition_is_in_the_verified_audit_log(tmp_path, clock):
     registry = make_registry(tmp_path, clock)
     first = registry.submit(add_tool("wide", cpu_seconds=3))

@@ -100,11 +100,17 @@ class ToolRecord:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ToolRecord:
+        reasons = data.get("reasons", [])
+        if not isinstance(reasons, list) or not all(isinstance(reason, str) for reason in reasons):
+            raise TypeError("a tool's reasons must be a list of strings")
+        for key in ("approved_hash", "approval_mac"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise TypeError(f"a tool's {key} must be a string")
         return cls(
             definition=ToolDefinition.from_json_dict(data["definition"]),
             hash=str(data["hash"]),
             state=ToolState(data["state"]),
-            reasons=list(data.get("reasons", [])),
+            reasons=list(reasons),
             approved_hash=data.get("approved_hash"),
             approval_mac=data.get("approval_mac"),
             created=float(data["created"]),
@@ -378,8 +384,12 @@ class ToolRegistry:
                 raise TypeError("expected an object whose 'tools' is an object")
             if raw.get("version") != FORMAT_VERSION:
                 raise ToolError(f"{path}: unsupported registry format {raw.get('version')!r}")
+            tools = {name: ToolRecord.from_json(data) for name, data in raw["tools"].items()}
+            for name, record in tools.items():  # listed under one name, run under another before
+                if record.definition.name != name:
+                    raise ValueError(f"the tool listed as {name!r} holds the definition of {record.definition.name!r}")
             return _State(
-                tools={name: ToolRecord.from_json(data) for name, data in raw["tools"].items()},
+                tools=tools,
                 creations=[float(t) for t in raw["creations"]],
                 submissions=[float(t) for t in raw.get("submissions", [])],
                 call_counter=int(raw["call_counter"]),
