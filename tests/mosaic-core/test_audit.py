@@ -184,6 +184,16 @@ def test_forged_checkpoint_is_detected_with_the_key(tmp_path):
     assert not verify_log(log.path, checkpoint_path=log.checkpoint_path, key=b"other" * 8).ok
 
 
+@pytest.mark.parametrize("ts", ["NaN", "1e400", "-Infinity"])
+def test_a_checkpoint_with_a_time_that_is_not_finite_is_malformed_and_named(tmp_path, ts):
+    """Its signature cannot be checked (no canonical JSON): the error said so without the file."""
+    log = _log(tmp_path)
+    body = json.loads(log.checkpoint_path.read_text())
+    log.checkpoint_path.write_text(json.dumps({**body, "ts": 0.5}).replace("0.5", ts))
+    with pytest.raises(AuditError, match=rf"audit checkpoint {log.checkpoint_path} is malformed: ts .* is not a finite"):
+        verify_log(log.path, checkpoint_path=log.checkpoint_path, key=KEY)
+
+
 def test_appending_after_verification_continues_the_chain(tmp_path):
     log = _log(tmp_path, n=2)
     reopened = AuditLog(log.path, key=KEY, checkpoint_path=log.checkpoint_path)

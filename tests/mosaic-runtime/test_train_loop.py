@@ -254,3 +254,19 @@ def test_a_config_yaml_edited_to_a_model_the_machine_cannot_hold_names_the_file(
     config.write_text(config.read_text().replace("d_model: 16", "d_model: 100000000000"))
     with pytest.raises(ConfigError, match=rf"(?s)invalid configuration in {re.escape(str(config))}.*do not fit in this machine"):
         load_trained_model(run, registry=registry, device="cpu")
+
+
+def test_a_models_own_refusal_of_its_extra_state_names_the_checkpoint(tmp_path: Path) -> None:
+    """A model that checks its extra state (MosaicLM's opcode table) raises without the file's name."""
+    from mosaic.runtime.training.checkpoint import load_model_weights
+
+    class Checked(torch.nn.Module):
+        def get_extra_state(self) -> dict:
+            return {"opcode_table": []}
+
+        def set_extra_state(self, state: object) -> None:
+            raise CheckpointError("checkpoint does not record an opcode table")
+
+    path = tmp_path / "step_00000001.pt"
+    with pytest.raises(CheckpointError, match=rf"^checkpoint {re.escape(str(path))} does not record an opcode table$"):
+        load_model_weights(Checked(), {"_extra_state": {}}, path)

@@ -142,11 +142,14 @@ def _read_checkpoint(path: Path) -> AuditCheckpoint | None:
         raise AuditError(f"audit checkpoint {exc}") from None
     try:
         raw = json.loads(data)
+        ts = float(raw["ts"])
+        if not math.isfinite(ts):  # NaN or 1e400 has no canonical JSON: its signature cannot be checked
+            raise ValueError(f"ts {raw['ts']!r} is not a finite time")
         return AuditCheckpoint(
             head=str(raw["head"]),
             records=int(raw["records"]),
             size=int(raw["size"]),
-            ts=float(raw["ts"]),
+            ts=ts,
             mac=str(raw["mac"]),
         )
     except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:

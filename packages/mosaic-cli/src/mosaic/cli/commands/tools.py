@@ -129,7 +129,7 @@ def show(name: str, registry_dir: Path, key_file: Path | None, approval_key_file
 def add(file: Path, registry_dir: Path, key_file: Path | None, approval_key_file: Path | None) -> None:
     """Submit a tool definition (JSON file) as a human would; prints the resulting state."""
     from mosaic.core.atomic import read_plain_file
-    from mosaic.core.errors import NotPlainFileError, ToolError
+    from mosaic.core.errors import ConfigError, NotPlainFileError, ToolError
     from mosaic.runtime.tools.definition import ToolDefinition
 
     try:  # a FIFO given as the definition would block the read for ever
@@ -140,7 +140,10 @@ def add(file: Path, registry_dir: Path, key_file: Path | None, approval_key_file
         raw = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ToolError(f"{file}: not a JSON tool definition ({type(exc).__name__}: {str(exc)[:200]})") from None
-    definition = ToolDefinition.from_json_dict(raw)
+    try:
+        definition = ToolDefinition.from_json_dict(raw)
+    except ConfigError as exc:  # name the file the problems are in
+        raise ConfigError(exc.problems, source=str(file)) from None
     record = _open(registry_dir, key_file, approval_key_file).submit(definition, actor="cli")
     click.echo(_safe(f"{definition.name}: {record.state.value} {record.hash}"))
     for reason in record.reasons:

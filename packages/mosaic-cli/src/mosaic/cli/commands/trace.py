@@ -31,9 +31,14 @@ def trace(run_dir: Path, input_path: Path | None, layer: int, as_json: bool, dev
     from mosaic.runtime.loading import load_run
 
     with user_errors():
-        data = input_path.read_bytes()[: MAX_INPUT_BYTES + 1] if input_path else sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        if input_path is None:
+            data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        else:  # read no more than the bound (a pipe may stand in for the file)
+            with input_path.open("rb") as file:
+                data = file.read(MAX_INPUT_BYTES + 1)
         if len(data) > MAX_INPUT_BYTES:
-            raise ConfigError([ConfigProblem("input", f"more than {MAX_INPUT_BYTES} bytes of events")])
+            source = str(input_path) if input_path is not None else "stdin"
+            raise ConfigError([ConfigProblem("input", f"{source}: more than {MAX_INPUT_BYTES} bytes of events")])
         events = []
         for number, line in enumerate(data.splitlines(), start=1):
             if line.strip():

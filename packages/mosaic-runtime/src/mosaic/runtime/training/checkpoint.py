@@ -150,6 +150,10 @@ def load_model_weights(model: torch.nn.Module, state: Any, path: Path) -> None:
     weights are not this model's (missing, unexpected or wrongly shaped entries, or not tensors)."""
     try:
         model.load_state_dict(state)
+    except CheckpointError as exc:  # the model's own check of its extra state (an opcode table)
+        detail = str(exc)
+        named = f"checkpoint {path} {detail[11:]}" if detail.startswith("checkpoint ") else f"checkpoint {path}: {detail}"
+        raise CheckpointError(named) from None
     except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
         detail = " ".join(str(exc).split())  # torch lists the entries on lines of their own
         detail = detail if len(detail) <= 400 else detail[:397] + "..."
