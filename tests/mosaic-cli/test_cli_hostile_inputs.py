@@ -282,3 +282,10 @@ def test_tools_add_and_trace_name_the_file_their_problem_is_in(mosaic: Installed
     events = tmp_path / "big.jsonl"
     events.write_bytes(b"a" * (1 << 20) + b"a")
     refused(mosaic("trace", run, "--input", events), 1, f"{events}: more than")
+
+
+def test_a_file_in_place_of_the_session_directory_is_named(mosaic: InstalledMosaic, run: Path) -> None:
+    """Ended in a FileExistsError traceback when the session saved."""
+    (run / "sessions").mkdir(exist_ok=True)
+    (run / "sessions" / "default").write_text("x")
+    refused(mosaic("events", run, stdin=EVENT), 1, f"session directory {run / 'sessions' / 'default'} is not a directory")

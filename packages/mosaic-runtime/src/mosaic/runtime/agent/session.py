@@ -95,6 +95,10 @@ class SessionStore:
         if not is_path_component(name, 64):
             raise ConfigError([ConfigProblem("--session", f"{name!r} is not a session name "
                                              "(letters, digits, '_', '.', '-'; at most 64 characters)")])
+        for path in (self.root, self.root / name):  # a file planted there fails only when the session saves
+            if os.path.lexists(path) and (path.is_symlink() or not path.is_dir()):
+                raise CheckpointError(f"session directory {path} is not a directory; move it aside or use "
+                                      "another --session")
         return self.root / name
 
     def state_path(self, name: str) -> Path:
