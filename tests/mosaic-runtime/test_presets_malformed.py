@@ -227,6 +227,8 @@ HOSTILE: list[tuple[str, str | bytes, str, str, tuple[str, ...]]] = [
     ("--set string for float", TINY_PRESET, "expected float", "$.targets[0].trainer.lr", ("trainer.lr=fast",)),
     ("--set 400-digit integer", TINY_PRESET, "integer of 400 digits is out of range", "--set",
      ("trainer.steps=" + "9" * 400,)),
+    ("--set batch size past the bound", TINY_PRESET, "must be in [1, 1048576], got 99999999999",
+     "$.targets[0].trainer.batch_size", ("trainer.batch_size=99999999999",)),
     ("--set python tag", TINY_PRESET, "the YAML tag !!python/name:os.system is not allowed", "--set",
      ("name=!!python/name:os.system x",)),
     # nested {type: ...} mappings, structured through the registry at read time

@@ -11,6 +11,11 @@ import attrs
 
 from mosaic.core.validators import between, non_negative, one_of, positive, probability, reject
 
+#: The largest batch a trainer or evaluation takes: far past any run this toolkit makes, and it keeps a
+#: batch size typed with a few digits too many from building its index list until the machine runs out
+#: of memory (99,999,999,999 grew to 24 GB before the kernel killed the run).
+MAX_BATCH_SIZE = 1 << 20
+
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -41,7 +46,7 @@ class TrainerConfig:
     """
 
     steps: int = attrs.field(default=200, validator=positive)
-    batch_size: int = attrs.field(default=8, validator=positive)
+    batch_size: int = attrs.field(default=8, validator=between(1, MAX_BATCH_SIZE))
     grad_accum: int = attrs.field(default=1, validator=positive)
     lr: float = attrs.field(default=3e-3, validator=positive)
     min_lr_ratio: float = attrs.field(default=0.1, validator=probability)
@@ -83,7 +88,7 @@ class EvalConfig:
     (typically a different ``seed`` or ``split``) to build the held-out set."""
 
     samples: int = attrs.field(default=256, validator=positive)
-    batch_size: int = attrs.field(default=32, validator=positive)
+    batch_size: int = attrs.field(default=32, validator=between(1, MAX_BATCH_SIZE))
     dataset: dict[str, Any] = attrs.Factory(dict)
 
 
