@@ -384,7 +384,7 @@ class ToolRegistry:
                 raise TypeError("expected an object whose 'tools' is an object")
             if raw.get("version") != FORMAT_VERSION:
                 raise ToolError(f"{path}: unsupported registry format {raw.get('version')!r}")
-            tools = {name: ToolRecord.from_json(data) for name, data in raw["tools"].items()}
+            tools = {name: ToolRecord.from_json(entry) for name, entry in raw["tools"].items()}
             for name, record in tools.items():  # listed under one name, run under another before
                 if record.definition.name != name:
                     raise ValueError(f"the tool listed as {name!r} holds the definition of {record.definition.name!r}")

@@ -152,8 +152,8 @@ def load_model_weights(model: torch.nn.Module, state: Any, path: Path) -> None:
         model.load_state_dict(state)
     except CheckpointError as exc:  # the model's own check of its extra state (an opcode table)
         detail = str(exc)
-        named = f"checkpoint {path} {detail[11:]}" if detail.startswith("checkpoint ") else f"checkpoint {path}: {detail}"
-        raise CheckpointError(named) from None
+        named = detail.removeprefix("checkpoint ")  # "checkpoint does not record..." reads on after the path
+        raise CheckpointError(f"checkpoint {path} {named}" if named != detail else f"checkpoint {path}: {detail}") from None
     except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
         detail = " ".join(str(exc).split())  # torch lists the entries on lines of their own
         detail = detail if len(detail) <= 400 else detail[:397] + "..."

@@ -211,11 +211,7 @@ class RunDir:
     def config_text(self) -> str:
         """``config.yaml``'s text, read as a preset is: bounded in size and strictly UTF-8 (a
         :class:`ConfigError` names the file, line and byte of a damaged one)."""
-        try:
-            data = read_plain_file(self.config_path, MAX_PRESET_BYTES + 1)
-        except NotPlainFileError as exc:
-            raise RunDirectoryError(str(exc)) from None
-        return decode_preset(data, source=str(self.config_path))
+        return decode_preset(self._read_bytes(self.config_path, MAX_PRESET_BYTES + 1), source=str(self.config_path))
 
     def written_fingerprint(self) -> str:
         """The fingerprint of ``config.yaml`` as written at training time: what the run's checkpoints
@@ -287,8 +283,12 @@ class RunDir:
 
     @staticmethod
     def _read_text(path: Path) -> str:
+        return RunDir._read_bytes(path, MAX_RUN_FILE_BYTES).decode("utf-8", errors="replace")
+
+    @staticmethod
+    def _read_bytes(path: Path, max_bytes: int) -> bytes:
         try:  # a FIFO or device planted under a run file's name would block or flood the read
-            return read_plain_file(path, MAX_RUN_FILE_BYTES).decode("utf-8", errors="replace")
+            return read_plain_file(path, max_bytes)
         except NotPlainFileError as exc:
             raise RunDirectoryError(str(exc)) from None
 
